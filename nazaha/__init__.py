@@ -1,0 +1,1 @@
+"""Nazaha: anonymous citizen reporting bot."""
