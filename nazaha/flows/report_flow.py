@@ -1,0 +1,501 @@
+"""The report and complaint conversations as one pure state machine.
+
+``step(draft, event) -> Transition`` is the whole engine: no aiogram, no database, no I/O,
+no clock. A handler turns a Telegram update into an event, calls ``step`` and performs the
+returned effects (show a question, show a notice, submit, discard). Every answer the user
+has confirmed lives in ``Draft.answers`` and only an explicit edit of that field, or a
+confirmed cancel, removes it.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from typing import Any, Mapping, Union
+
+from nazaha.flows import choices
+
+DESCRIPTION_MIN = 30
+DESCRIPTION_MAX = 20_000
+NAME_MAX = 200
+PHONE_MIN_DIGITS = 6
+PHONE_MAX_DIGITS = 15  # E.164
+
+
+class Kind(StrEnum):
+    CORRUPTION = "corruption"
+    COMPLAINT = "complaint"
+
+
+class Step(StrEnum):
+    SAFETY = "safety"
+    CATEGORY = "category"
+    SECTOR = "sector"
+    SERVICE = "service"
+    GOVERNORATE = "governorate"
+    WHEN = "when"
+    DESCRIPTION = "description"
+    CONTACT = "contact"
+    CONSENT = "consent"
+    CONTACT_NAME = "contact_name"
+    CONTACT_PHONE = "contact_phone"
+    REVIEW = "review"
+    CONFIRM_CANCEL = "confirm_cancel"
+
+
+# The questions of each flow, in order. The contact step opens a small sub-flow
+# (consent, name, phone) when the user chooses to share contact details.
+QUESTIONS: dict[Kind, tuple[Step, ...]] = {
+    Kind.CORRUPTION: (
+        Step.CATEGORY,
+        Step.SECTOR,
+        Step.GOVERNORATE,
+        Step.WHEN,
+        Step.DESCRIPTION,
+        Step.CONTACT,
+    ),
+    Kind.COMPLAINT: (Step.SERVICE, Step.GOVERNORATE, Step.DESCRIPTION, Step.CONTACT),
+}
+
+CHOICES: dict[Step, tuple[str, ...]] = {
+    Step.CATEGORY: choices.CATEGORIES,
+    Step.SECTOR: choices.SECTORS,
+    Step.SERVICE: choices.SERVICES,
+    Step.GOVERNORATE: choices.GOVERNORATES,
+    Step.WHEN: choices.WHEN,
+    Step.CONTACT: choices.CONTACT,
+    Step.CONSENT: choices.CONSENT,
+}
+
+TEXT_STEPS = frozenset({Step.DESCRIPTION, Step.CONTACT_NAME, Step.CONTACT_PHONE})
+CONTACT_DETAILS = ("contact_name", "contact_phone")
+# Fields the review screen offers to edit; contact details are edited through "contact".
+EDITABLE: dict[Kind, tuple[str, ...]] = {
+    kind: tuple(str(s) for s in steps) for kind, steps in QUESTIONS.items()
+}
+# Triage metadata kept in plain columns; every other answer is sealed.
+TRIAGE_FIELDS = ("category", "sector", "service", "governorate")
+
+
+# ---- events (what the user did) -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Choose:
+    """A tap on an option button: ``step`` is the question the button belonged to."""
+
+    step: str
+    value: str
+
+
+@dataclass(frozen=True)
+class Text:
+    text: str
+
+
+@dataclass(frozen=True)
+class NonText:
+    """A sticker, photo, voice note, location... where the flow expects something else."""
+
+    content_type: str
+
+
+@dataclass(frozen=True)
+class Done:
+    """Finish a multi-message answer (description) or skip an optional one (phone)."""
+
+
+@dataclass(frozen=True)
+class Continue:
+    """The user has read the safety notice."""
+
+
+@dataclass(frozen=True)
+class Back:
+    pass
+
+
+@dataclass(frozen=True)
+class Cancel:
+    """/cancel, the Cancel button, or /start mid-flow: asks before discarding."""
+
+
+@dataclass(frozen=True)
+class ConfirmCancel:
+    discard: bool
+
+
+@dataclass(frozen=True)
+class Edit:
+    field: str
+
+
+@dataclass(frozen=True)
+class Submit:
+    pass
+
+
+@dataclass(frozen=True)
+class Help:
+    """An unknown command mid-flow."""
+
+
+Event = Union[Choose, Text, NonText, Done, Continue, Back, Cancel, ConfirmCancel, Edit, Submit, Help]
+
+
+# ---- effects (what the handler must do) -----------------------------------------------
+
+
+@dataclass(frozen=True)
+class Ask:
+    """Show the question (or review, or cancel confirmation) of ``draft.step``."""
+
+    step: Step
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A short message explaining what happened; ``code`` picks the localized text."""
+
+    code: str
+    params: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SubmitReport:
+    kind: Kind
+    answers: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class Discarded:
+    pass
+
+
+@dataclass(frozen=True)
+class SafetyRead:
+    """Remember that this user has seen the safety notice."""
+
+
+Effect = Union[Ask, Notice, SubmitReport, Discarded, SafetyRead]
+
+
+# ---- state ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Draft:
+    kind: Kind
+    step: Step
+    answers: Mapping[str, str] = field(default_factory=dict)
+    # Description messages received but not yet confirmed with Done.
+    parts: tuple[str, ...] = ()
+    # True while answering a field chosen from the review screen.
+    editing: bool = False
+    # The step to go back to if the user declines to cancel.
+    paused: Step | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "v": 1,
+            "kind": str(self.kind),
+            "step": str(self.step),
+            "answers": dict(self.answers),
+            "parts": list(self.parts),
+            "editing": self.editing,
+            "paused": str(self.paused) if self.paused else None,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Draft | None":
+        """Rebuild a stored draft; ``None`` if it is not one this version understands."""
+        try:
+            if data.get("v") != 1:
+                return None
+            answers = data["answers"]
+            parts = data["parts"]
+            if not isinstance(answers, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in answers.items()
+            ):
+                return None
+            if not isinstance(parts, list) or not all(isinstance(p, str) for p in parts):
+                return None
+            paused = data.get("paused")
+            return cls(
+                kind=Kind(data["kind"]),
+                step=Step(data["step"]),
+                answers=dict(answers),
+                parts=tuple(parts),
+                editing=bool(data.get("editing", False)),
+                paused=Step(paused) if paused else None,
+            )
+        except (KeyError, ValueError, TypeError, AttributeError):
+            return None
+
+    @property
+    def description_length(self) -> int:
+        return sum(len(p) for p in self.parts)
+
+
+@dataclass(frozen=True)
+class Transition:
+    draft: Draft | None
+    effects: tuple[Effect, ...]
+
+
+def start(kind: Kind, *, safety_seen: bool) -> Transition:
+    """Begin a report: the safety notice first, unless this user has read it already."""
+    if not safety_seen:
+        return _ask(Draft(kind=kind, step=Step.SAFETY))
+    return _ask(Draft(kind=kind, step=QUESTIONS[kind][0]))
+
+
+def step(draft: Draft, event: Event) -> Transition:
+    """Apply one user event to a draft."""
+    if isinstance(event, Help):
+        return Transition(draft, (Notice("help"), Ask(draft.step)))
+    if draft.step is Step.CONFIRM_CANCEL:
+        return _on_confirm_cancel(draft, event)
+    if isinstance(event, Cancel):
+        return _ask(replace(draft, step=Step.CONFIRM_CANCEL, paused=draft.step))
+    if isinstance(event, Back):
+        return _back(draft)
+    if draft.step is Step.SAFETY:
+        if isinstance(event, Continue):
+            return Transition(
+                replace(draft, step=QUESTIONS[draft.kind][0]),
+                (SafetyRead(), Ask(QUESTIONS[draft.kind][0])),
+            )
+        return _stay(draft, "use_buttons")
+    if draft.step is Step.REVIEW:
+        return _on_review(draft, event)
+    if draft.step in CHOICES:
+        return _on_choice_step(draft, event)
+    if draft.step is Step.DESCRIPTION:
+        return _on_description(draft, event)
+    if draft.step is Step.CONTACT_NAME:
+        return _on_name(draft, event)
+    if draft.step is Step.CONTACT_PHONE:
+        return _on_phone(draft, event)
+    return _stay(draft, "button_expired")  # pragma: no cover - every step is handled above
+
+
+# ---- per-step handling ----------------------------------------------------------------
+
+
+def _on_choice_step(draft: Draft, event: Event) -> Transition:
+    if isinstance(event, Choose):
+        if event.step != draft.step or event.value not in CHOICES[draft.step]:
+            return _stay(draft, "button_expired")
+        return _answer_choice(draft, event.value)
+    if isinstance(event, (Text, NonText)):
+        return _stay(draft, "use_buttons")
+    return _stay(draft, "button_expired")
+
+
+def _answer_choice(draft: Draft, value: str) -> Transition:
+    answers = dict(draft.answers)
+    answers[str(draft.step)] = value
+    current = draft.step
+    if current is Step.CONTACT:
+        if value == "share":
+            return _ask(replace(draft, answers=answers, step=Step.CONSENT))
+        for key in CONTACT_DETAILS:
+            answers.pop(key, None)
+        return _ask(replace(draft, answers=answers, step=Step.REVIEW, editing=False))
+    if current is Step.CONSENT:
+        if value == "agree":
+            return _ask(replace(draft, answers=answers, step=Step.CONTACT_NAME))
+        answers["contact"] = "anonymous"
+        answers.pop("consent", None)
+        for key in CONTACT_DETAILS:
+            answers.pop(key, None)
+        return Transition(
+            replace(draft, answers=answers, step=Step.REVIEW, editing=False),
+            (Notice("stays_anonymous"), Ask(Step.REVIEW)),
+        )
+    return _advance(replace(draft, answers=answers))
+
+
+def _on_description(draft: Draft, event: Event) -> Transition:
+    if isinstance(event, Text):
+        text = event.text
+        have = draft.description_length
+        if have + len(text) > DESCRIPTION_MAX:
+            return Transition(
+                draft,
+                (
+                    Notice(
+                        "description_too_long",
+                        {"limit": DESCRIPTION_MAX, "remaining": DESCRIPTION_MAX - have},
+                    ),
+                ),
+            )
+        new = replace(draft, parts=draft.parts + (text,))
+        return Transition(
+            new, (Notice("description_part", {"total": new.description_length}),)
+        )
+    if isinstance(event, Done):
+        if not draft.parts and draft.editing and "description" in draft.answers:
+            # Done without new text while editing keeps the old description.
+            return _ask(replace(draft, step=Step.REVIEW, editing=False))
+        if draft.description_length < DESCRIPTION_MIN:
+            return Transition(
+                draft,
+                (
+                    Notice(
+                        "description_too_short",
+                        {"minimum": DESCRIPTION_MIN, "total": draft.description_length},
+                    ),
+                ),
+            )
+        answers = dict(draft.answers)
+        answers["description"] = "\n\n".join(draft.parts)
+        return _advance(replace(draft, answers=answers, parts=()))
+    if isinstance(event, NonText):
+        return _stay(draft, "text_expected")
+    return _stay(draft, "button_expired")
+
+
+def _on_name(draft: Draft, event: Event) -> Transition:
+    if isinstance(event, Text):
+        name = event.text
+        if not name.strip():
+            return _stay(draft, "text_expected")
+        if len(name) > NAME_MAX:
+            return _stay(draft, "name_too_long", {"limit": NAME_MAX})
+        answers = dict(draft.answers)
+        answers["contact_name"] = name
+        return _ask(replace(draft, answers=answers, step=Step.CONTACT_PHONE))
+    if isinstance(event, NonText):
+        return _stay(draft, "text_expected")
+    return _stay(draft, "button_expired")
+
+
+def _on_phone(draft: Draft, event: Event) -> Transition:
+    if isinstance(event, Text):
+        if normalize_phone(event.text) is None:
+            return _stay(draft, "phone_invalid")
+        answers = dict(draft.answers)
+        answers["contact_phone"] = event.text
+        return _ask(replace(draft, answers=answers, step=Step.REVIEW, editing=False))
+    if isinstance(event, Done):
+        # The phone number is optional.
+        answers = dict(draft.answers)
+        answers.pop("contact_phone", None)
+        return _ask(replace(draft, answers=answers, step=Step.REVIEW, editing=False))
+    if isinstance(event, NonText):
+        return _stay(draft, "text_expected")
+    return _stay(draft, "button_expired")
+
+
+def _on_review(draft: Draft, event: Event) -> Transition:
+    if isinstance(event, Submit):
+        missing = [s for s in QUESTIONS[draft.kind] if str(s) not in draft.answers]
+        if missing:  # cannot happen through the buttons; guards forged input
+            return _ask(replace(draft, step=missing[0]))
+        return Transition(None, (SubmitReport(draft.kind, dict(draft.answers)),))
+    if isinstance(event, Edit):
+        if event.field not in EDITABLE[draft.kind]:
+            return _stay(draft, "button_expired")
+        return _ask(replace(draft, step=Step(event.field), editing=True, parts=()))
+    if isinstance(event, (Text, NonText)):
+        return _stay(draft, "use_buttons")
+    return _stay(draft, "button_expired")
+
+
+def _on_confirm_cancel(draft: Draft, event: Event) -> Transition:
+    if isinstance(event, ConfirmCancel):
+        if event.discard:
+            return Transition(None, (Discarded(),))
+        resumed = draft.paused or QUESTIONS[draft.kind][0]
+        return _ask(replace(draft, step=resumed, paused=None))
+    if isinstance(event, (Cancel,)):
+        return _ask(draft)
+    if isinstance(event, Back):
+        resumed = draft.paused or QUESTIONS[draft.kind][0]
+        return _ask(replace(draft, step=resumed, paused=None))
+    if isinstance(event, (Text, NonText)):
+        return _stay(draft, "use_buttons")
+    return _stay(draft, "button_expired")
+
+
+# ---- navigation -----------------------------------------------------------------------
+
+
+def _advance(draft: Draft) -> Transition:
+    """Go to the next unanswered-in-order question, or back to review after an edit."""
+    if draft.editing:
+        return _ask(replace(draft, step=Step.REVIEW, editing=False))
+    questions = QUESTIONS[draft.kind]
+    index = questions.index(draft.step)
+    if index + 1 < len(questions):
+        return _ask(replace(draft, step=questions[index + 1]))
+    return _ask(replace(draft, step=Step.REVIEW))
+
+
+def _back(draft: Draft) -> Transition:
+    current = draft.step
+    if draft.editing and current in (*QUESTIONS[draft.kind], Step.CONSENT):
+        return _ask(replace(draft, step=Step.REVIEW, editing=False))
+    previous: Step | None
+    if current is Step.CONSENT:
+        previous = Step.CONTACT
+    elif current is Step.CONTACT_NAME:
+        previous = Step.CONSENT
+    elif current is Step.CONTACT_PHONE:
+        previous = Step.CONTACT_NAME
+    elif current is Step.REVIEW:
+        if draft.answers.get("contact") == "share":
+            previous = Step.CONTACT_PHONE
+        else:
+            previous = QUESTIONS[draft.kind][-1]
+    elif current is Step.SAFETY:
+        previous = None
+    else:
+        questions = QUESTIONS[draft.kind]
+        index = questions.index(current)
+        previous = questions[index - 1] if index > 0 else None
+    if previous is None:
+        # Back from the very first screen means leaving: ask before discarding.
+        return _ask(replace(draft, step=Step.CONFIRM_CANCEL, paused=current))
+    return _ask(replace(draft, step=previous, editing=False))
+
+
+def _ask(draft: Draft) -> Transition:
+    return Transition(draft, (Ask(draft.step),))
+
+
+def _stay(draft: Draft, code: str, params: Mapping[str, int] | None = None) -> Transition:
+    return Transition(draft, (Notice(code, params or {}), Ask(draft.step)))
+
+
+# ---- values ---------------------------------------------------------------------------
+
+_PHONE_ALLOWED = re.compile(r"^\+?[0-9 ()\-.]+$")
+
+
+def normalize_phone(text: str) -> str | None:
+    """The digits of a phone number (Arabic-Indic digits accepted), or ``None``."""
+    cleaned = "".join(
+        str(unicodedata.digit(ch)) if ch.isdigit() else ch
+        for ch in text.strip()
+        if unicodedata.category(ch) != "Cf"  # direction marks pasted from RTL text
+    )
+    if not _PHONE_ALLOWED.match(cleaned):
+        return None
+    digits = re.sub(r"\D", "", cleaned)
+    if not PHONE_MIN_DIGITS <= len(digits) <= PHONE_MAX_DIGITS:
+        return None
+    return ("+" if cleaned.startswith("+") else "") + digits
+
+
+def split_answers(kind: Kind, answers: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """Split confirmed answers into plain triage metadata and fields to seal."""
+    triage = {k: answers[k] for k in TRIAGE_FIELDS if k in answers}
+    sealed = {
+        k: v for k, v in answers.items() if k not in TRIAGE_FIELDS and k != "consent"
+    }
+    return triage, sealed
