@@ -1,0 +1,793 @@
+"""All of Nazaha's cryptography, in one place.
+
+Design (see DESIGN.md, "Secrets, keys and what is readable where"):
+
+* Every report field is sealed with AES-256-GCM under a random per-report *data key*; the
+  AAD binds the report id and the field name, so a ciphertext moved to another report or
+  field fails to open.
+* The data key is wrapped twice: by HPKE (ML-KEM-768+X25519 hybrid KEM, HKDF-SHA256,
+  AES-256-GCM) to the *team public key*, and under a key derived from the reporter's
+  *receipt* (Argon2id then HKDF).  The receipt itself is never stored.
+* The team private key only ever exists at rest sealed under a passphrase (Argon2id with
+  parameters recorded in, and authenticated by, the file).
+* The bot process holds a *bot key* (for drafts, notification links, subscriber ids) and a
+  *pepper* for pseudonyms; Telegram ids are never stored in the clear.
+
+Encodings
+---------
+``seal`` output: ``0x01 || nonce(12) || AES-256-GCM ciphertext+tag(16)``.
+
+Associated data and HPKE ``info`` strings are built by :func:`_frame`: an ASCII label, a NUL,
+then every part as a 4-byte big-endian length followed by its bytes (strings as UTF-8).
+Length prefixes make the encoding unambiguous even if an id contains NUL or the separator.
+
+Wrapped team key: ``0x01 || key id (8 raw bytes = the 16 hex chars of key_id) || HPKE
+ciphertext``.  The key id is outside the HPKE ciphertext so that :func:`unwrap_with_team`
+can tell "made for another team key" (:class:`UnknownKeyId`) from tampering; it is still
+authenticated because it is part of the HPKE ``info``.
+
+Errors are typed (:class:`CryptoError` and subclasses); messages never contain secrets.
+Programming errors (a key of the wrong length, a wrong argument type) raise ``ValueError`` /
+``TypeError``.  Argon2id is synchronous and slow by design: async callers use
+``asyncio.to_thread``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import re
+import secrets
+import struct
+import unicodedata
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.exceptions import InvalidKey, InvalidTag
+from cryptography.hazmat.primitives import hashes, hpke
+from cryptography.hazmat.primitives.asymmetric import mlkem, x25519
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+__all__ = [
+    "CryptoError",
+    "TamperedData",
+    "WrongPassphrase",
+    "WrongReceipt",
+    "WeakKdfParameters",
+    "UnknownKeyId",
+    "KdfParams",
+    "KDF_PRODUCTION",
+    "KDF_FLOOR",
+    "KDF_TESTING",
+    "argon2id",
+    "KEY_BYTES",
+    "new_data_key",
+    "seal",
+    "open_sealed",
+    "seal_field",
+    "open_field",
+    "TeamPrivateKey",
+    "TeamPublicKey",
+    "wrap_for_team",
+    "unwrap_with_team",
+    "wrapped_key_id",
+    "seal_team_private_key",
+    "open_team_private_key",
+    "RECEIPT_DIGITS",
+    "new_receipt",
+    "format_receipt",
+    "normalize_receipt",
+    "ReporterKeys",
+    "derive_reporter_keys",
+    "wrap_for_reporter",
+    "unwrap_for_reporter",
+    "BotKeyBox",
+    "pseudonym",
+    "DESIGNATION_ALPHABET",
+    "random_designation",
+    "new_system_salt",
+    "constant_time_equal",
+    "hash_password",
+    "verify_password",
+    "password_needs_rehash",
+]
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class CryptoError(Exception):
+    """Base class of every cryptographic failure in Nazaha."""
+
+
+class TamperedData(CryptoError):
+    """Authenticated decryption failed: modified, truncated or moved data, or a wrong key."""
+
+
+class WrongPassphrase(CryptoError):
+    """The passphrase does not open this sealed key (or the sealed file was modified)."""
+
+
+class WrongReceipt(CryptoError):
+    """The receipt does not open this report (or the receipt is malformed)."""
+
+
+class WeakKdfParameters(CryptoError):
+    """Argon2id parameters below the configured floor: refused before deriving anything."""
+
+
+class UnknownKeyId(CryptoError):
+    """The wrapped key was made for a different team key."""
+
+    def __init__(self, message: str, *, wanted: str | None = None, have: str | None = None):
+        super().__init__(message)
+        self.wanted = wanted  # key id the data was wrapped for (public information)
+        self.have = have  # key id of the private key that was offered
+
+
+# --------------------------------------------------------------------------- helpers
+
+KEY_BYTES = 32
+_NONCE_BYTES = 12
+_TAG_BYTES = 16
+_SEAL_VERSION = b"\x01"
+_SEAL_OVERHEAD = len(_SEAL_VERSION) + _NONCE_BYTES + _TAG_BYTES
+
+
+def _as_bytes(part: str | bytes) -> bytes:
+    if isinstance(part, str):
+        return part.encode("utf-8")
+    if isinstance(part, (bytes, bytearray, memoryview)):
+        return bytes(part)
+    raise TypeError(f"expected str or bytes, got {type(part).__name__}")
+
+
+def _frame(label: str, *parts: str | bytes) -> bytes:
+    """Unambiguous encoding: label NUL then (u32 big-endian length || bytes) per part."""
+    out = [label.encode("ascii"), b"\x00"]
+    for part in parts:
+        raw = _as_bytes(part)
+        out.append(struct.pack(">I", len(raw)))
+        out.append(raw)
+    return b"".join(out)
+
+
+def _check_key(key: bytes, what: str = "key") -> bytes:
+    if not isinstance(key, (bytes, bytearray)) or len(key) != KEY_BYTES:
+        raise ValueError(f"{what} must be {KEY_BYTES} bytes")
+    return bytes(key)
+
+
+def _hkdf(master: bytes, info: bytes, length: int = KEY_BYTES) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=length, salt=None, info=info).derive(master)
+
+
+def constant_time_equal(a: bytes, b: bytes) -> bool:
+    """Compare two byte strings without leaking where they differ."""
+    return hmac.compare_digest(a, b)
+
+
+# --------------------------------------------------------------------------- Argon2id
+
+_KDF_MAX_MEMORY_KIB = 4 * 1024 * 1024  # 4 GiB: sanity bound for parameters read from files
+_KDF_MAX_ITERATIONS = 100
+_KDF_MAX_LANES = 64
+
+
+@dataclass(frozen=True)
+class KdfParams:
+    """Argon2id cost parameters (memory in KiB)."""
+
+    memory_kib: int
+    iterations: int
+    lanes: int
+
+    def __post_init__(self) -> None:
+        for name in ("memory_kib", "iterations", "lanes"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"KdfParams.{name} must be a positive integer")
+        if self.memory_kib < 8 * self.lanes:
+            raise ValueError("Argon2id needs memory_kib >= 8 * lanes")
+
+    def to_dict(self) -> dict[str, int]:
+        return {"memory_kib": self.memory_kib, "iterations": self.iterations, "lanes": self.lanes}
+
+    @classmethod
+    def from_dict(cls, d: Any) -> KdfParams:
+        """Parse untrusted parameters (e.g. from a key file); ``ValueError`` if malformed."""
+        if not isinstance(d, dict) or set(d) != {"memory_kib", "iterations", "lanes"}:
+            raise ValueError("KDF parameters must have exactly memory_kib, iterations, lanes")
+        params = cls(memory_kib=d["memory_kib"], iterations=d["iterations"], lanes=d["lanes"])
+        if (
+            params.memory_kib > _KDF_MAX_MEMORY_KIB
+            or params.iterations > _KDF_MAX_ITERATIONS
+            or params.lanes > _KDF_MAX_LANES
+        ):
+            raise ValueError("KDF parameters are implausibly large")
+        return params
+
+    def check_at_least(self, floor: KdfParams) -> None:
+        """Raise :class:`WeakKdfParameters` if any parameter is below ``floor``."""
+        if (
+            self.memory_kib < floor.memory_kib
+            or self.iterations < floor.iterations
+            or self.lanes < floor.lanes
+        ):
+            raise WeakKdfParameters(
+                f"Argon2id parameters {self.to_dict()} are below the floor {floor.to_dict()}"
+            )
+
+
+KDF_PRODUCTION = KdfParams(memory_kib=65536, iterations=3, lanes=4)
+# OWASP minimum for Argon2id (19 MiB, t=2, p=1); production refuses anything lower.
+KDF_FLOOR = KdfParams(memory_kib=19456, iterations=2, lanes=1)
+# Cheap parameters for tests only: callers must pass floor=KDF_TESTING explicitly.
+KDF_TESTING = KdfParams(memory_kib=64, iterations=1, lanes=1)
+
+
+def argon2id(
+    secret: bytes,
+    salt: bytes,
+    params: KdfParams,
+    floor: KdfParams = KDF_FLOOR,
+    length: int = 32,
+) -> bytes:
+    """Argon2id(secret, salt). Checks ``params`` against ``floor`` first. Synchronous."""
+    params.check_at_least(floor)
+    if len(salt) < 8:
+        raise ValueError("Argon2id salt must be at least 8 bytes")
+    return Argon2id(
+        salt=bytes(salt),
+        length=length,
+        iterations=params.iterations,
+        lanes=params.lanes,
+        memory_cost=params.memory_kib,
+    ).derive(bytes(secret))
+
+
+# --------------------------------------------------------------------------- staff passwords
+
+_PHC_RE = re.compile(
+    r"\$argon2id\$v=19\$m=(?P<m>[0-9]{1,10}),t=(?P<t>[0-9]{1,10}),p=(?P<p>[0-9]{1,10})"
+    r"\$[A-Za-z0-9+/]{11,}\$[A-Za-z0-9+/]{22,}"
+)
+
+
+def _phc_params(phc: str) -> KdfParams:
+    match = _PHC_RE.fullmatch(phc) if isinstance(phc, str) else None
+    if match is None:
+        raise TamperedData("not an Argon2id PHC string")
+    try:
+        return KdfParams.from_dict(
+            {"memory_kib": int(match["m"]), "iterations": int(match["t"]), "lanes": int(match["p"])}
+        )
+    except ValueError:
+        raise TamperedData("Argon2id PHC string has invalid parameters") from None
+
+
+def hash_password(
+    password: str, params: KdfParams = KDF_PRODUCTION, floor: KdfParams = KDF_FLOOR
+) -> str:
+    """Argon2id PHC string (``$argon2id$v=19$m=..,t=..,p=..$salt$hash``) for a staff password.
+
+    The password is NFC-normalised (as for :func:`seal_team_private_key`). Synchronous.
+    """
+    params.check_at_least(floor)
+    return Argon2id(
+        salt=secrets.token_bytes(16),
+        length=32,
+        iterations=params.iterations,
+        lanes=params.lanes,
+        memory_cost=params.memory_kib,
+    ).derive_phc_encoded(_passphrase_bytes(password))
+
+
+def verify_password(password: str, phc: str, floor: KdfParams = KDF_FLOOR) -> bool:
+    """True iff ``password`` matches ``phc``. :class:`WeakKdfParameters` if the stored hash
+    is below ``floor``; :class:`TamperedData` if ``phc`` is not an Argon2id PHC string."""
+    _phc_params(phc).check_at_least(floor)
+    if not isinstance(password, str) or not password:
+        return False
+    try:
+        Argon2id.verify_phc_encoded(_passphrase_bytes(password), phc)
+    except InvalidKey:
+        return False
+    return True
+
+
+def password_needs_rehash(phc: str, params: KdfParams) -> bool:
+    """True if ``phc`` was made with parameters other than ``params`` (rehash after login)."""
+    return _phc_params(phc) != params
+
+
+# --------------------------------------------------------------------------- AES-GCM sealing
+
+
+def new_data_key() -> bytes:
+    """A fresh random 256-bit key (per-report data key)."""
+    return secrets.token_bytes(KEY_BYTES)
+
+
+def seal(key: bytes, aad: bytes, plaintext: bytes) -> bytes:
+    """AES-256-GCM with a random nonce: ``0x01 || nonce || ciphertext+tag``."""
+    aead = AESGCM(_check_key(key))
+    nonce = secrets.token_bytes(_NONCE_BYTES)
+    return _SEAL_VERSION + nonce + aead.encrypt(nonce, bytes(plaintext), bytes(aad))
+
+
+def open_sealed(key: bytes, aad: bytes, sealed: bytes) -> bytes:
+    """Inverse of :func:`seal`; :class:`TamperedData` on any failure."""
+    aead = AESGCM(_check_key(key))
+    sealed = bytes(sealed)
+    if len(sealed) < _SEAL_OVERHEAD or sealed[:1] != _SEAL_VERSION:
+        raise TamperedData("sealed data is truncated or of an unknown version")
+    nonce = sealed[1 : 1 + _NONCE_BYTES]
+    try:
+        return aead.decrypt(nonce, sealed[1 + _NONCE_BYTES :], bytes(aad))
+    except InvalidTag:
+        raise TamperedData("sealed data failed authentication") from None
+
+
+def _field_aad(report_id: str, field: str) -> bytes:
+    return _frame("nazaha/field/v1", report_id, field)
+
+
+def seal_field(data_key: bytes, report_id: str, field: str, plaintext: bytes) -> bytes:
+    """Seal one report field; AAD = frame("nazaha/field/v1", report_id, field)."""
+    return seal(data_key, _field_aad(report_id, field), plaintext)
+
+
+def open_field(data_key: bytes, report_id: str, field: str, sealed: bytes) -> bytes:
+    """Open a field sealed by :func:`seal_field`; :class:`TamperedData` on any failure."""
+    return open_sealed(data_key, _field_aad(report_id, field), sealed)
+
+
+# --------------------------------------------------------------------------- team key (HPKE)
+
+_MLKEM_SEED_BYTES = 64
+_MLKEM768_PUBLIC_BYTES = 1184
+_X25519_BYTES = 32
+_KEY_ID_HEX = 16
+_KEY_ID_RAW = _KEY_ID_HEX // 2
+_WRAP_VERSION = b"\x01"
+_HPKE_SUITE = hpke.Suite(hpke.KEM.MLKEM768_X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.AES_256_GCM)
+
+
+class TeamPublicKey:
+    """ML-KEM-768 + X25519 hybrid public key. Bytes: ML-KEM public (1184) || X25519 (32)."""
+
+    __slots__ = ("_mlkem", "_x25519", "_raw", "_hpke")
+
+    def __init__(self, mlkem_public: mlkem.MLKEM768PublicKey, x25519_public: x25519.X25519PublicKey):
+        self._mlkem = mlkem_public
+        self._x25519 = x25519_public
+        self._raw = mlkem_public.public_bytes_raw() + x25519_public.public_bytes_raw()
+        self._hpke = hpke.MLKEM768X25519PublicKey(mlkem_public, x25519_public)
+
+    def to_bytes(self) -> bytes:
+        return self._raw
+
+    @classmethod
+    def from_bytes(cls, b: bytes) -> TeamPublicKey:
+        b = bytes(b)
+        if len(b) != _MLKEM768_PUBLIC_BYTES + _X25519_BYTES:
+            raise ValueError("a team public key is 1216 bytes (ML-KEM-768 || X25519)")
+        return cls(
+            mlkem.MLKEM768PublicKey.from_public_bytes(b[:_MLKEM768_PUBLIC_BYTES]),
+            x25519.X25519PublicKey.from_public_bytes(b[_MLKEM768_PUBLIC_BYTES:]),
+        )
+
+    @property
+    def key_id(self) -> str:
+        """First 16 hex chars of SHA-256 over :meth:`to_bytes`."""
+        return hashlib.sha256(self._raw).hexdigest()[:_KEY_ID_HEX]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, TeamPublicKey):
+            return NotImplemented
+        return hmac.compare_digest(self._raw, other._raw)
+
+    def __hash__(self) -> int:
+        return hash(self._raw)
+
+    def __repr__(self) -> str:
+        return f"TeamPublicKey(key_id={self.key_id!r})"
+
+
+class TeamPrivateKey:
+    """The team's HPKE private key. Bytes: ML-KEM-768 seed (64) || X25519 private (32).
+
+    :meth:`to_bytes` exists only to feed :func:`seal_team_private_key`; never store or log it.
+    """
+
+    __slots__ = ("_mlkem", "_x25519", "_hpke", "_public")
+
+    def __init__(self, mlkem_private: mlkem.MLKEM768PrivateKey, x25519_private: x25519.X25519PrivateKey):
+        self._mlkem = mlkem_private
+        self._x25519 = x25519_private
+        self._hpke = hpke.MLKEM768X25519PrivateKey(mlkem_private, x25519_private)
+        self._public = TeamPublicKey(mlkem_private.public_key(), x25519_private.public_key())
+
+    @classmethod
+    def generate(cls) -> TeamPrivateKey:
+        return cls(mlkem.MLKEM768PrivateKey.generate(), x25519.X25519PrivateKey.generate())
+
+    def public_key(self) -> TeamPublicKey:
+        return self._public
+
+    @property
+    def key_id(self) -> str:
+        return self._public.key_id
+
+    def to_bytes(self) -> bytes:
+        return self._mlkem.private_bytes_raw() + self._x25519.private_bytes_raw()
+
+    @classmethod
+    def from_bytes(cls, b: bytes) -> TeamPrivateKey:
+        b = bytes(b)
+        if len(b) != _MLKEM_SEED_BYTES + _X25519_BYTES:
+            raise ValueError("a team private key is 96 bytes (ML-KEM-768 seed || X25519)")
+        return cls(
+            mlkem.MLKEM768PrivateKey.from_seed_bytes(b[:_MLKEM_SEED_BYTES]),
+            x25519.X25519PrivateKey.from_private_bytes(b[_MLKEM_SEED_BYTES:]),
+        )
+
+    def __repr__(self) -> str:  # never show key material
+        return f"TeamPrivateKey(key_id={self.key_id!r})"
+
+    def __reduce__(self):  # keep the key out of pickles (caches, Redis, crash dumps)
+        raise TypeError("TeamPrivateKey must not be pickled")
+
+
+def _team_info(report_id: str, key_id: str) -> bytes:
+    return _frame("nazaha/report-key/v1", report_id, key_id)
+
+
+def wrap_for_team(data_key: bytes, team_public: TeamPublicKey, report_id: str) -> bytes:
+    """HPKE-wrap a data key to the team: ``0x01 || key id (8 bytes) || HPKE ciphertext``."""
+    data_key = _check_key(data_key, "data key")
+    key_id = team_public.key_id
+    ct = _HPKE_SUITE.encrypt(data_key, team_public._hpke, info=_team_info(report_id, key_id))
+    return _WRAP_VERSION + bytes.fromhex(key_id) + ct
+
+
+def wrapped_key_id(wrapped: bytes) -> str:
+    """The team key id a wrapped data key was made for (:class:`TamperedData` if malformed)."""
+    wrapped = bytes(wrapped)
+    if len(wrapped) < 1 + _KEY_ID_RAW + _TAG_BYTES or wrapped[:1] != _WRAP_VERSION:
+        raise TamperedData("wrapped key is truncated or of an unknown version")
+    return wrapped[1 : 1 + _KEY_ID_RAW].hex()
+
+
+def unwrap_with_team(wrapped: bytes, team_private: TeamPrivateKey, report_id: str) -> bytes:
+    """Recover a data key; :class:`UnknownKeyId` or :class:`TamperedData` on failure."""
+    wrapped = bytes(wrapped)
+    wanted = wrapped_key_id(wrapped)
+    have = team_private.key_id
+    if not hmac.compare_digest(wanted, have):
+        raise UnknownKeyId(
+            f"data key was wrapped for team key {wanted}, not {have}", wanted=wanted, have=have
+        )
+    try:
+        data_key = _HPKE_SUITE.decrypt(
+            wrapped[1 + _KEY_ID_RAW :], team_private._hpke, info=_team_info(report_id, have)
+        )
+    except (InvalidTag, ValueError):
+        raise TamperedData("wrapped data key failed authentication") from None
+    if len(data_key) != KEY_BYTES:
+        raise TamperedData("wrapped data key has the wrong length")
+    return data_key
+
+
+# --------------------------------------------------------------------------- sealed team private key
+
+_TEAM_KEY_FILE_VERSION = 1
+_TEAM_KEY_SALT_BYTES = 16
+
+
+def _passphrase_bytes(passphrase: str) -> bytes:
+    if not isinstance(passphrase, str) or not passphrase:
+        raise ValueError("passphrase must be a non-empty string")
+    # NFC so the same passphrase typed on different keyboards/devices (Arabic, accents)
+    # gives the same bytes.
+    return unicodedata.normalize("NFC", passphrase).encode("utf-8")
+
+
+def _team_key_aad(version: int, kdf: str, params: KdfParams, salt: bytes, key_id: str) -> bytes:
+    return _frame(
+        "nazaha/team-private-key",
+        str(version),
+        kdf,
+        str(params.memory_kib),
+        str(params.iterations),
+        str(params.lanes),
+        salt,
+        key_id,
+    )
+
+
+def seal_team_private_key(
+    key: TeamPrivateKey,
+    passphrase: str,
+    params: KdfParams = KDF_PRODUCTION,
+    floor: KdfParams = KDF_FLOOR,
+) -> bytes:
+    """Seal the team private key under a passphrase; returns self-describing JSON (UTF-8).
+
+    ``{"v":1,"kdf":"argon2id","params":{...},"salt":b64,"key_id":hex,"sealed":b64}``; the
+    AES-GCM AAD covers v, kdf, params, salt and key_id.
+    """
+    params.check_at_least(floor)
+    salt = secrets.token_bytes(_TEAM_KEY_SALT_BYTES)
+    key_id = key.key_id
+    wrap_key = argon2id(_passphrase_bytes(passphrase), salt, params, floor)
+    aad = _team_key_aad(_TEAM_KEY_FILE_VERSION, "argon2id", params, salt, key_id)
+    sealed = seal(wrap_key, aad, key.to_bytes())
+    doc = {
+        "v": _TEAM_KEY_FILE_VERSION,
+        "kdf": "argon2id",
+        "params": params.to_dict(),
+        "salt": base64.b64encode(salt).decode("ascii"),
+        "key_id": key_id,
+        "sealed": base64.b64encode(sealed).decode("ascii"),
+    }
+    return (json.dumps(doc, indent=2) + "\n").encode("utf-8")
+
+
+def _b64(value: Any) -> bytes:
+    if not isinstance(value, str):
+        raise ValueError("expected base64 text")
+    return base64.b64decode(value.encode("ascii"), validate=True)
+
+
+def open_team_private_key(
+    blob: bytes, passphrase: str, floor: KdfParams = KDF_FLOOR
+) -> TeamPrivateKey:
+    """Open :func:`seal_team_private_key` output.
+
+    :class:`WeakKdfParameters` if the file's parameters are below ``floor`` (checked before
+    deriving); :class:`TamperedData` if the file is malformed; :class:`WrongPassphrase` if the
+    structure is intact but authentication fails (wrong passphrase, or edited header fields:
+    the two are indistinguishable without the key).
+    """
+    try:
+        doc = json.loads(bytes(blob).decode("utf-8"))
+        if not isinstance(doc, dict):
+            raise ValueError("not a JSON object")
+        version = doc["v"]
+        kdf = doc["kdf"]
+        key_id = doc["key_id"]
+        if type(version) is not int or version != _TEAM_KEY_FILE_VERSION:
+            raise ValueError("unknown version")
+        if kdf != "argon2id":
+            raise ValueError("unknown kdf")
+        if not isinstance(key_id, str) or len(key_id) != _KEY_ID_HEX:
+            raise ValueError("bad key id")
+        params = KdfParams.from_dict(doc["params"])
+        salt = _b64(doc["salt"])
+        sealed = _b64(doc["sealed"])
+        if len(salt) < 8:
+            raise ValueError("salt too short")
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError, binascii.Error):
+        raise TamperedData("sealed team key file is malformed") from None
+
+    params.check_at_least(floor)  # WeakKdfParameters, before any derivation
+    wrap_key = argon2id(_passphrase_bytes(passphrase), salt, params, floor)
+    aad = _team_key_aad(version, kdf, params, salt, key_id)
+    if len(sealed) < _SEAL_OVERHEAD or sealed[:1] != _SEAL_VERSION:
+        raise TamperedData("sealed team key is truncated")
+    try:
+        raw = open_sealed(wrap_key, aad, sealed)
+    except TamperedData:
+        raise WrongPassphrase("wrong passphrase, or the key file was modified") from None
+    try:
+        key = TeamPrivateKey.from_bytes(raw)
+    except ValueError:
+        raise TamperedData("sealed team key has an invalid payload") from None
+    if not hmac.compare_digest(key.key_id, key_id):
+        raise TamperedData("sealed team key does not match its key id")
+    return key
+
+
+# --------------------------------------------------------------------------- receipts
+
+RECEIPT_DIGITS = 20
+_RECEIPT_GROUP = 4
+_MAX_RECEIPT_INPUT = 200  # characters; longer input is not a receipt
+
+_DASHES = frozenset("\u2212\ufe58\ufe63\uff0d")  # minus sign, small/fullwidth hyphen-minus
+
+
+def new_receipt() -> str:
+    """A fresh receipt: 20 uniformly random decimal digits (about 66 bits)."""
+    return str(secrets.randbelow(10**RECEIPT_DIGITS)).zfill(RECEIPT_DIGITS)
+
+
+def format_receipt(receipt: str) -> str:
+    """``"12345678901234567890"`` -> ``"1234 5678 9012 3456 7890"`` (ASCII digits)."""
+    digits = normalize_receipt(receipt)
+    if digits is None:
+        raise ValueError("not a receipt")
+    return " ".join(
+        digits[i : i + _RECEIPT_GROUP] for i in range(0, RECEIPT_DIGITS, _RECEIPT_GROUP)
+    )
+
+
+def normalize_receipt(text: str) -> str | None:
+    """The receipt's 20 ASCII digits, or ``None`` if ``text`` is not a well-formed receipt.
+
+    Accepts ASCII, Arabic-Indic (U+0660-0669) and Extended Arabic-Indic (U+06F0-06F9)
+    digits, mixed freely, separated by any whitespace (incl. NBSP), dashes, and invisible
+    format characters (RLM/LRM/ALM, bidi embeddings and isolates, zero-width chars, BOM).
+    Anything else (letters, other punctuation, other digit scripts) makes it malformed.
+    """
+    if not isinstance(text, str) or len(text) > _MAX_RECEIPT_INPUT:
+        return None
+    digits: list[str] = []
+    for ch in text:
+        if "0" <= ch <= "9":
+            digits.append(ch)
+        elif "\u0660" <= ch <= "\u0669":
+            digits.append(chr(ord(ch) - 0x0660 + 0x30))
+        elif "\u06f0" <= ch <= "\u06f9":
+            digits.append(chr(ord(ch) - 0x06F0 + 0x30))
+        elif ch.isspace() or ch in _DASHES:
+            continue
+        else:
+            category = unicodedata.category(ch)
+            if category in ("Zs", "Cf", "Pd"):  # spaces, invisible format chars, dashes
+                continue
+            return None
+    if len(digits) != RECEIPT_DIGITS:
+        return None
+    return "".join(digits)
+
+
+@dataclass(frozen=True, repr=False)
+class ReporterKeys:
+    """Keys derived from a receipt: ``lookup`` is stored to find the report; ``wrap_key``
+    wraps its data key. Neither reveals the receipt."""
+
+    lookup: bytes
+    wrap_key: bytes
+
+    def __repr__(self) -> str:  # never show key material
+        return "ReporterKeys(<redacted>)"
+
+
+def derive_reporter_keys(
+    receipt: str, system_salt: bytes, params: KdfParams, floor: KdfParams = KDF_FLOOR
+) -> ReporterKeys:
+    """master = Argon2id(20 ASCII digits, system_salt); lookup/wrap_key = HKDF-SHA256(master).
+
+    The receipt is normalised first (any accepted input form gives the same keys);
+    a malformed receipt raises :class:`WrongReceipt`. Synchronous and slow.
+    """
+    params.check_at_least(floor)
+    digits = normalize_receipt(receipt)
+    if digits is None:
+        raise WrongReceipt("malformed receipt")
+    master = argon2id(digits.encode("ascii"), system_salt, params, floor)
+    return ReporterKeys(
+        lookup=_hkdf(master, b"nazaha/receipt/lookup/v1"),
+        wrap_key=_hkdf(master, b"nazaha/receipt/key/v1"),
+    )
+
+
+def _reporter_aad(report_id: str) -> bytes:
+    return _frame("nazaha/reporter-key/v1", report_id)
+
+
+def wrap_for_reporter(data_key: bytes, wrap_key: bytes, report_id: str) -> bytes:
+    """Wrap a data key under the receipt-derived ``wrap_key``; AAD binds the report id."""
+    return seal(wrap_key, _reporter_aad(report_id), _check_key(data_key, "data key"))
+
+
+def unwrap_for_reporter(wrapped: bytes, wrap_key: bytes, report_id: str) -> bytes:
+    """Recover a data key with the receipt's ``wrap_key``; :class:`WrongReceipt` on failure
+    (a wrong receipt and a modified blob are indistinguishable)."""
+    try:
+        data_key = open_sealed(wrap_key, _reporter_aad(report_id), wrapped)
+    except TamperedData:
+        raise WrongReceipt("the receipt does not open this report") from None
+    if len(data_key) != KEY_BYTES:
+        raise WrongReceipt("the receipt does not open this report")
+    return data_key
+
+
+# --------------------------------------------------------------------------- bot key box
+
+
+class BotKeyBox:
+    """AES-256-GCM box under the bot key for bot-only data (FSM drafts, notification links,
+    subscriber ids, preferences).
+
+    Each ``purpose`` gets its own HKDF subkey (domain separation, and it spreads the
+    random-nonce budget); the AAD binds ``purpose`` and ``context`` (e.g. the storage-key
+    pseudonym), so a ciphertext copied to another row or purpose fails to open.
+    """
+
+    __slots__ = ("_key", "_subkeys")
+
+    def __init__(self, key: bytes):
+        self._key = _check_key(key, "bot key")
+        self._subkeys: dict[str, bytes] = {}
+
+    def _subkey(self, purpose: str) -> bytes:
+        subkey = self._subkeys.get(purpose)
+        if subkey is None:
+            subkey = _hkdf(self._key, _frame("nazaha/bot-box/subkey/v1", purpose))
+            self._subkeys[purpose] = subkey
+        return subkey
+
+    @staticmethod
+    def _aad(purpose: str, context: str) -> bytes:
+        return _frame("nazaha/bot-box/v1", purpose, context)
+
+    def seal(self, purpose: str, context: str, plaintext: bytes) -> bytes:
+        return seal(self._subkey(purpose), self._aad(purpose, context), plaintext)
+
+    def open(self, purpose: str, context: str, sealed: bytes) -> bytes:
+        """:class:`TamperedData` on any failure (modified, moved, or another bot key)."""
+        return open_sealed(self._subkey(purpose), self._aad(purpose, context), sealed)
+
+    def __repr__(self) -> str:
+        return "BotKeyBox(<redacted>)"
+
+    def __reduce__(self):
+        raise TypeError("BotKeyBox must not be pickled")
+
+
+# --------------------------------------------------------------------------- pseudonyms, ids
+
+
+def _encode_pseudonym_part(part: object) -> bytes:
+    # Type-tagged so that e.g. int 5 and str "5" cannot collide, and length-prefixed so
+    # ("ab", "c") and ("a", "bc") cannot collide.
+    if part is None:
+        tag, raw = b"n", b""
+    elif isinstance(part, bool):
+        tag, raw = b"b", b"1" if part else b"0"
+    elif isinstance(part, int):
+        tag, raw = b"i", str(part).encode("ascii")
+    elif isinstance(part, str):
+        tag, raw = b"s", part.encode("utf-8")
+    elif isinstance(part, (bytes, bytearray, memoryview)):
+        tag, raw = b"y", bytes(part)
+    else:
+        raise TypeError(f"pseudonym parts must be str, int, bytes, bool or None, not {type(part).__name__}")
+    return tag + struct.pack(">I", len(raw)) + raw
+
+
+def pseudonym(pepper: bytes, *parts: object) -> str:
+    """HMAC-SHA256(pepper, canonical encoding of parts) as 64 hex chars.
+
+    Parts are type-tagged: ``pseudonym(p, "fsm", 42)`` differs from ``pseudonym(p, "fsm", "42")``;
+    pass Telegram ids as ``int`` consistently.
+    """
+    if not isinstance(pepper, (bytes, bytearray)) or len(pepper) < 16:
+        raise ValueError("pepper must be at least 16 bytes")
+    msg = b"nazaha/pseudonym/v1\x00" + b"".join(_encode_pseudonym_part(p) for p in parts)
+    return hmac.new(bytes(pepper), msg, hashlib.sha256).hexdigest()
+
+
+# No 0/O, 1/I/L: designations are read aloud and copied by hand.
+DESIGNATION_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
+_DESIGNATION_LENGTH = 6
+
+
+def random_designation() -> str:
+    """A staff-facing case designation like ``"R-7KQ2MX"``: random, never derived from the
+    reporter. Callers must retry on a (rare) uniqueness collision."""
+    return "R-" + "".join(secrets.choice(DESIGNATION_ALPHABET) for _ in range(_DESIGNATION_LENGTH))
+
+
+def new_system_salt() -> bytes:
+    """16 random bytes: the deployment-wide salt for receipt derivation."""
+    return secrets.token_bytes(16)

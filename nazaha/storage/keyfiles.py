@@ -1,0 +1,258 @@
+"""Secrets that live outside the database, as files in the data dir.
+
+* ``bot.key``         32 random bytes: the bot key (:class:`~nazaha.storage.crypto.BotKeyBox`)
+* ``pepper.key``      32 random bytes: the pseudonym pepper
+* ``team-public.key`` the team public key (raw bytes, 1216)
+* ``team-recovery.key`` the team private key sealed under the recovery passphrase
+  (JSON, see :func:`~nazaha.storage.crypto.seal_team_private_key`); the operator moves it
+  offline after ``nazaha init``.
+
+Files are written atomically (temporary file, fsync, then an exclusive link or
+``os.replace``) with mode 0600 (public key 0644); the data dir is 0700. Creation never
+overwrites an existing key: if two processes race to create the bot secrets, both end up
+with the one that was written first.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import errno
+import logging
+import os
+import stat
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .crypto import (
+    KDF_FLOOR,
+    KDF_PRODUCTION,
+    KEY_BYTES,
+    KdfParams,
+    TeamPrivateKey,
+    TeamPublicKey,
+    open_team_private_key,
+    seal_team_private_key,
+)
+
+__all__ = [
+    "KeyPaths",
+    "ensure_bot_secrets",
+    "load_bot_secrets",
+    "create_team_key",
+    "load_team_public_key",
+    "load_team_private_key",
+]
+
+log = logging.getLogger(__name__)
+
+_SECRET_MODE = 0o600
+_PUBLIC_MODE = 0o644
+_DIR_MODE = 0o700
+
+
+@dataclass(frozen=True)
+class KeyPaths:
+    data_dir: Path
+    bot_key: Path
+    pepper: Path
+    team_public: Path
+    team_recovery: Path
+
+    @classmethod
+    def for_data_dir(cls, data_dir: str | os.PathLike[str]) -> KeyPaths:
+        d = Path(data_dir)
+        return cls(
+            data_dir=d,
+            bot_key=d / "bot.key",
+            pepper=d / "pepper.key",
+            team_public=d / "team-public.key",
+            team_recovery=d / "team-recovery.key",
+        )
+
+
+# --------------------------------------------------------------------------- file helpers
+
+
+def _ensure_private_dir(directory: Path) -> None:
+    directory.mkdir(mode=_DIR_MODE, parents=True, exist_ok=True)
+    mode = stat.S_IMODE(directory.stat().st_mode)
+    if mode & 0o077:
+        try:
+            os.chmod(directory, _DIR_MODE)
+        except OSError:
+            # e.g. a mounted volume we do not own; the key files themselves stay 0600.
+            log.warning("could not restrict permissions of data dir %s to 0700", directory)
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _write_new_file(path: Path, data: bytes, mode: int) -> None:
+    """Atomically create ``path`` with ``data``; ``FileExistsError`` if it already exists."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        try:
+            os.fchmod(fd, mode)
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            # link() publishes the complete file and fails if the name exists: atomic and
+            # exclusive, so a concurrent creator cannot be overwritten.
+            os.link(tmp, path)
+        except FileExistsError:
+            raise
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
+                raise
+            # Filesystem without hard links: fall back to replace (not exclusive).
+            if path.exists():
+                raise FileExistsError(errno.EEXIST, "file exists", str(path)) from None
+            os.replace(tmp, path)
+            tmp = None
+    finally:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+    _fsync_dir(path.parent)
+
+
+def _read_secret_file(path: Path, what: str) -> bytes:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            errno.ENOENT,
+            f"{what} not found; run `nazaha init` (or set it through the environment)",
+            str(path),
+        ) from None
+    if len(data) != KEY_BYTES:
+        raise ValueError(f"{what} at {path} must be exactly {KEY_BYTES} bytes, found {len(data)}")
+    return data
+
+
+def _ensure_secret_file(path: Path, what: str) -> bytes:
+    if not path.exists():
+        try:
+            _write_new_file(path, os.urandom(KEY_BYTES), _SECRET_MODE)
+        except FileExistsError:
+            pass  # another process created it first: use theirs
+    return _read_secret_file(path, what)
+
+
+def _decode_b64_secret(value: str, what: str) -> bytes:
+    try:
+        raw = base64.b64decode(value.strip().encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError, ValueError):
+        raise ValueError(f"{what} is not valid base64") from None
+    if len(raw) != KEY_BYTES:
+        raise ValueError(f"{what} must decode to exactly {KEY_BYTES} bytes, found {len(raw)}")
+    return raw
+
+
+# --------------------------------------------------------------------------- bot secrets
+
+
+def ensure_bot_secrets(paths: KeyPaths) -> tuple[bytes, bytes]:
+    """Create the bot key and pepper if missing; return ``(bot_key, pepper)``.
+
+    Raises ``ValueError`` if an existing file has the wrong size (never replaces it).
+    """
+    _ensure_private_dir(paths.data_dir)
+    bot_key = _ensure_secret_file(paths.bot_key, "bot key")
+    pepper = _ensure_secret_file(paths.pepper, "pepper")
+    return bot_key, pepper
+
+
+def load_bot_secrets(
+    paths: KeyPaths, bot_key_b64: str | None = None, pepper_b64: str | None = None
+) -> tuple[bytes, bytes]:
+    """Return ``(bot_key, pepper)`` from the overrides (base64, e.g. from ``NAZAHA_BOT_KEY`` /
+    ``NAZAHA_PEPPER``) or else from the files; ``FileNotFoundError`` if a file is missing."""
+    if bot_key_b64:
+        bot_key = _decode_b64_secret(bot_key_b64, "NAZAHA_BOT_KEY")
+    else:
+        bot_key = _read_secret_file(paths.bot_key, "bot key")
+    if pepper_b64:
+        pepper = _decode_b64_secret(pepper_b64, "NAZAHA_PEPPER")
+    else:
+        pepper = _read_secret_file(paths.pepper, "pepper")
+    if bot_key == pepper:
+        raise ValueError("the bot key and the pepper must be different secrets")
+    return bot_key, pepper
+
+
+# --------------------------------------------------------------------------- team key
+
+
+def create_team_key(
+    paths: KeyPaths,
+    passphrase: str,
+    params: KdfParams = KDF_PRODUCTION,
+    floor: KdfParams = KDF_FLOOR,
+) -> TeamPublicKey:
+    """Generate the team key; write ``team-recovery.key`` (sealed, 0600) then
+    ``team-public.key`` (0644). ``FileExistsError`` if either already exists (the recovery
+    file may have been moved offline, so the public key alone also counts)."""
+    params.check_at_least(floor)
+    for existing in (paths.team_public, paths.team_recovery):
+        if existing.exists():
+            raise FileExistsError(
+                errno.EEXIST, "a team key already exists; refusing to replace it", str(existing)
+            )
+    _ensure_private_dir(paths.data_dir)
+    private = TeamPrivateKey.generate()
+    blob = seal_team_private_key(private, passphrase, params, floor)
+    # Prove the recovery copy opens before anything is ever encrypted to this key.
+    if open_team_private_key(blob, passphrase, floor).key_id != private.key_id:
+        raise RuntimeError("sealed team key did not round-trip")
+    public = private.public_key()
+    # Recovery first: a public key without its recovery copy would make reports unreadable.
+    _write_new_file(paths.team_recovery, blob, _SECRET_MODE)
+    try:
+        _write_new_file(paths.team_public, public.to_bytes(), _PUBLIC_MODE)
+    except FileExistsError:
+        # Lost a race with another creator: ours must not be left behind half-installed.
+        paths.team_recovery.unlink(missing_ok=True)
+        raise
+    return public
+
+
+def load_team_public_key(paths: KeyPaths) -> TeamPublicKey:
+    try:
+        raw = paths.team_public.read_bytes()
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            errno.ENOENT, "team public key not found; run `nazaha init`", str(paths.team_public)
+        ) from None
+    return TeamPublicKey.from_bytes(raw)
+
+
+def load_team_private_key(
+    path: Path, passphrase: str, floor: KdfParams = KDF_FLOOR
+) -> TeamPrivateKey:
+    """Open a sealed team private key file (e.g. the recovery copy). Raises
+    ``WrongPassphrase`` / ``WeakKdfParameters`` / ``TamperedData`` from the crypto module."""
+    try:
+        blob = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise FileNotFoundError(errno.ENOENT, "sealed team key file not found", str(path)) from None
+    return open_team_private_key(blob, passphrase, floor)
