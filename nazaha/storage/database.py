@@ -1,0 +1,184 @@
+"""Engine, sessions and start-up checks for SQLite (default) and PostgreSQL.
+
+SQLite allows one writer at a time. Two things keep writers from failing with "database is
+locked": every write transaction starts with ``BEGIN IMMEDIATE`` (it takes the write lock up
+front, so it waits on ``busy_timeout`` instead of failing on a lock upgrade), and writers in
+one process queue on one :class:`asyncio.Lock` per engine (:func:`write_lock_for`), so they
+do not even contend for the file lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import weakref
+from collections.abc import AsyncIterator, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+# Execution option read by the "begin" listener: the kind of BEGIN to emit on SQLite.
+SQLITE_BEGIN_OPTION = "nazaha_sqlite_begin"
+
+# (pragma, value to set, value PRAGMA reports back when in effect)
+SQLITE_PRAGMAS: tuple[tuple[str, str, object], ...] = (
+    ("journal_mode", "WAL", "wal"),
+    ("synchronous", "FULL", 2),
+    ("foreign_keys", "ON", 1),
+    ("secure_delete", "ON", 1),
+    ("busy_timeout", "10000", 10000),
+)
+
+_write_locks: weakref.WeakKeyDictionary[Any, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+def is_sqlite(engine: AsyncEngine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
+    """Build the async engine; on SQLite, set the pragmas and take over BEGIN."""
+    sa_url = make_url(url)
+    if sa_url.get_backend_name() != "sqlite":
+        return create_async_engine(sa_url, **kwargs)
+
+    database = sa_url.database
+    if database and database != ":memory:" and not database.startswith("file:"):
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = create_async_engine(sa_url, **kwargs)
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # The driver's own transaction handling emits BEGIN late (not for SELECT or DDL)
+        # and only as a deferred BEGIN; switch it off and emit BEGIN ourselves below.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            for name, value, _expected in SQLITE_PRAGMAS:
+                cursor.execute(f"PRAGMA {name}={value}")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        mode = conn.get_execution_options().get(SQLITE_BEGIN_OPTION)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if mode == "IMMEDIATE" else "BEGIN")
+
+    return engine
+
+
+def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def write_lock_for(engine: AsyncEngine) -> asyncio.Lock | None:
+    """The in-process writer lock of a SQLite engine (None for other databases)."""
+    if not is_sqlite(engine):
+        return None
+    key = engine.sync_engine
+    lock = _write_locks.get(key)
+    if lock is None:
+        lock = _write_locks[key] = asyncio.Lock()
+    return lock
+
+
+def engine_of(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncEngine:
+    bind = sessionmaker.kw.get("bind")
+    if not isinstance(bind, AsyncEngine):
+        raise TypeError("the sessionmaker must be bound to an AsyncEngine")
+    return bind
+
+
+async def begin_write(session: AsyncSession) -> None:
+    """Start the session's transaction as a write transaction (BEGIN IMMEDIATE on SQLite)."""
+    await session.connection(execution_options={SQLITE_BEGIN_OPTION: "IMMEDIATE"})
+
+
+@contextlib.asynccontextmanager
+async def write_transaction(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    *,
+    write_lock: asyncio.Lock | None = None,
+) -> AsyncIterator[AsyncSession]:
+    """A short write transaction outside a unit of work: commits on success.
+
+    Without an explicit ``write_lock`` the engine's own lock is used (SQLite).
+    """
+    lock = write_lock if write_lock is not None else write_lock_for(engine_of(sessionmaker))
+    async with contextlib.AsyncExitStack() as stack:
+        if lock is not None:
+            await stack.enter_async_context(lock)
+        session = await stack.enter_async_context(sessionmaker())
+        await begin_write(session)
+        try:
+            yield session
+            await session.commit()
+        except BaseException:
+            await session.rollback()
+            raise
+
+
+async def upsert(
+    session: AsyncSession,
+    table: Any,
+    values: Mapping[str, Any],
+    key_columns: Iterable[str],
+) -> None:
+    """INSERT ... ON CONFLICT (key) DO UPDATE, on SQLite and PostgreSQL."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    elif dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:  # pragma: no cover - only the two supported databases
+        raise NotImplementedError(dialect)
+    keys = list(key_columns)
+    statement = insert(table).values(**values)
+    updates = {name: statement.excluded[name] for name in values if name not in keys}
+    if updates:
+        statement = statement.on_conflict_do_update(index_elements=keys, set_=updates)
+    else:
+        statement = statement.on_conflict_do_nothing(index_elements=keys)
+    await session.execute(statement)
+
+
+async def check_database(engine: AsyncEngine) -> None:
+    """Refuse to start on a misconfigured or unmigrated database."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    from nazaha.storage.migrations import alembic_config
+
+    async with engine.connect() as conn:
+        if is_sqlite(engine):
+            for name, _value, expected in SQLITE_PRAGMAS:
+                actual = (await conn.exec_driver_sql(f"PRAGMA {name}")).scalar()
+                if isinstance(actual, str):
+                    actual = actual.lower()
+                if actual != expected:
+                    raise RuntimeError(
+                        f"SQLite pragma {name} is {actual!r}, expected {expected!r}: "
+                        "build the engine with nazaha.storage.database.create_engine"
+                    )
+
+        def current_heads(sync_conn: Connection) -> set[str]:
+            return set(MigrationContext.configure(sync_conn).get_current_heads())
+
+        current = await conn.run_sync(current_heads)
+
+    script = ScriptDirectory.from_config(alembic_config())
+    expected_heads = set(script.get_heads())
+    if current != expected_heads:
+        shown = ", ".join(sorted(current)) or "none"
+        raise RuntimeError(
+            f"the database schema is not up to date (revision {shown}, expected "
+            f"{', '.join(sorted(expected_heads))}): run `nazaha init`"
+        )

@@ -1,0 +1,350 @@
+"""Sealing, storing and opening reports.
+
+A report's answers are sealed field by field under a fresh data key (AES-256-GCM, AAD binds
+report id and field name). The data key is wrapped for the team (HPKE) and for the reporter
+(a key derived from the receipt with Argon2id; only an HKDF "lookup" value is stored).
+The report id and designation are random: nothing about the reporter goes into them.
+
+Sealing (:meth:`ReportVault.seal`) is the slow part (Argon2id, in a worker thread) and writes
+nothing; :meth:`ReportVault.store` queues the insert into the update's unit of work, so the
+receipt can be shown only once the report is committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import json
+import os
+import secrets
+from pathlib import Path
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from nazaha.storage.crypto import (
+    KDF_FLOOR,
+    KdfParams,
+    TeamPrivateKey,
+    TeamPublicKey,
+    derive_reporter_keys,
+    new_data_key,
+    new_receipt,
+    new_system_salt,
+    normalize_receipt,
+    open_field,
+    random_designation,
+    seal_field,
+    unwrap_for_reporter,
+    unwrap_with_team,
+    wrap_for_reporter,
+    wrap_for_team,
+)
+from nazaha.storage.database import write_transaction
+from nazaha.storage.models import Report, ReportField, SystemSetting
+from nazaha.storage.unit_of_work import UnitOfWork
+
+KINDS = ("corruption", "complaint")
+TRIAGE_KEYS = ("category", "sector", "service", "governorate")
+
+SETTING_RECEIPT_SALT = "receipt_salt"
+SETTING_RECEIPT_KDF = "receipt_kdf"
+SETTING_TEAM_PUBLIC_KEY = "team_public_key"
+SETTING_TEAM_KEY_ID = "team_key_id"
+
+_DESIGNATION_ATTEMPTS = 20
+
+
+class ReportNotFound(LookupError):
+    """No report has this designation."""
+
+
+class SystemNotInitialised(RuntimeError):
+    """The database lacks the receipt salt / KDF / team key settings."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ReportDraft:
+    kind: str
+    triage: dict[str, str | None]
+    fields: dict[str, str]
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown report kind {self.kind!r}")
+        unknown = set(self.triage) - set(TRIAGE_KEYS)
+        if unknown:
+            raise ValueError(f"unknown triage keys: {sorted(unknown)}")
+        for name, value in self.fields.items():
+            if not isinstance(name, str) or not isinstance(value, str):
+                raise TypeError("report fields are str -> str")
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class SealedReport:
+    """A report prepared and encrypted, not yet stored.
+
+    ``receipt`` is the secret to show the reporter after the commit (20 ASCII digits; use
+    ``format_receipt`` to display). ``designation`` is updated in the rare case that it
+    collided with an existing one when stored.
+    """
+
+    report_id: str
+    designation: str
+    kind: str
+    triage: dict[str, str | None]
+    created_on: dt.date
+    team_key_id: str
+    wrapped_key_team: bytes
+    wrapped_key_reporter: bytes
+    receipt_lookup: bytes
+    sealed_fields: dict[str, bytes]
+    receipt: str
+
+    def __repr__(self) -> str:  # never show the receipt
+        return f"SealedReport(designation={self.designation!r}, kind={self.kind!r})"
+
+
+@dataclasses.dataclass(frozen=True)
+class OpenedReport:
+    report_id: str
+    designation: str
+    kind: str
+    status: str
+    created_on: dt.date
+    triage: dict[str, str | None]
+    fields: dict[str, str]
+
+
+def _today() -> dt.date:
+    return dt.datetime.now(dt.timezone.utc).date()
+
+
+def _load_team_public(team_public: TeamPublicKey | bytes | str | os.PathLike[str]) -> TeamPublicKey:
+    if isinstance(team_public, TeamPublicKey):
+        return team_public
+    if isinstance(team_public, (bytes, bytearray)):
+        return TeamPublicKey.from_bytes(bytes(team_public))
+    return TeamPublicKey.from_bytes(Path(team_public).read_bytes())
+
+
+async def _read_settings(sessionmaker: async_sessionmaker[AsyncSession]) -> dict[str, bytes]:
+    async with sessionmaker() as session:
+        rows = await session.execute(select(SystemSetting.name, SystemSetting.value))
+        return {name: bytes(value) for name, value in rows.all()}
+
+
+async def initialise_system(
+    sessionmaker: async_sessionmaker[AsyncSession], team_public: TeamPublicKey, kdf: KdfParams
+) -> None:
+    """Create the receipt salt, receipt KDF parameters and team key settings if missing
+    (idempotent: existing values are never replaced)."""
+    wanted = {
+        SETTING_RECEIPT_SALT: new_system_salt(),
+        SETTING_RECEIPT_KDF: json.dumps(kdf.to_dict()).encode("utf-8"),
+        SETTING_TEAM_PUBLIC_KEY: team_public.to_bytes(),
+        SETTING_TEAM_KEY_ID: team_public.key_id.encode("ascii"),
+    }
+    async with write_transaction(sessionmaker) as session:
+        existing = set((await session.scalars(select(SystemSetting.name))).all())
+        for name, value in wanted.items():
+            if name not in existing:
+                session.add(SystemSetting(name=name, value=value))
+
+
+class ReportVault:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        team_public: TeamPublicKey,
+        receipt_salt: bytes,
+        kdf: KdfParams,
+        kdf_floor: KdfParams = KDF_FLOOR,
+    ) -> None:
+        kdf.check_at_least(kdf_floor)  # WeakKdfParameters
+        self._sessionmaker = sessionmaker
+        self._team_public = team_public
+        self._salt = receipt_salt
+        self._kdf = kdf
+        self._floor = kdf_floor
+
+    @classmethod
+    async def load(
+        cls,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        team_public: TeamPublicKey | bytes | str | os.PathLike[str],
+        kdf_floor: KdfParams = KDF_FLOOR,
+    ) -> ReportVault:
+        """Build the vault from the stored settings; ``team_public`` is the key object, its
+        bytes, or the path of a file holding ``TeamPublicKey.to_bytes()``.
+
+        Raises :class:`SystemNotInitialised`, ``RuntimeError`` if the key does not match the
+        one recorded in the database, ``WeakKdfParameters`` if the receipt KDF is too weak.
+        """
+        public = _load_team_public(team_public)
+        settings = await _read_settings(sessionmaker)
+        missing = [
+            name
+            for name in (SETTING_RECEIPT_SALT, SETTING_RECEIPT_KDF, SETTING_TEAM_KEY_ID)
+            if name not in settings
+        ]
+        if missing:
+            raise SystemNotInitialised(
+                f"missing system settings {', '.join(missing)}: run `nazaha init`"
+            )
+        recorded = settings[SETTING_TEAM_KEY_ID].decode("ascii")
+        if recorded != public.key_id:
+            raise RuntimeError(
+                f"the team public key ({public.key_id}) is not the one this database was "
+                f"set up with ({recorded})"
+            )
+        kdf = KdfParams.from_dict(json.loads(settings[SETTING_RECEIPT_KDF]))
+        return cls(sessionmaker, public, settings[SETTING_RECEIPT_SALT], kdf, kdf_floor)
+
+    # -- reporter side ------------------------------------------------------------------
+
+    async def seal(self, draft: ReportDraft) -> SealedReport:
+        """Encrypt a draft (Argon2id and HPKE in a worker thread). Writes nothing."""
+        designation = await self._free_designation()
+        return await asyncio.to_thread(self._seal_sync, draft, designation)
+
+    def _seal_sync(self, draft: ReportDraft, designation: str) -> SealedReport:
+        report_id = secrets.token_hex(16)
+        data_key = new_data_key()
+        receipt = new_receipt()
+        keys = derive_reporter_keys(receipt, self._salt, self._kdf, self._floor)
+        return SealedReport(
+            report_id=report_id,
+            designation=designation,
+            kind=draft.kind,
+            triage={name: draft.triage.get(name) for name in TRIAGE_KEYS},
+            created_on=_today(),
+            team_key_id=self._team_public.key_id,
+            wrapped_key_team=wrap_for_team(data_key, self._team_public, report_id),
+            wrapped_key_reporter=wrap_for_reporter(data_key, keys.wrap_key, report_id),
+            receipt_lookup=keys.lookup,
+            sealed_fields={
+                name: seal_field(data_key, report_id, name, value.encode("utf-8"))
+                for name, value in draft.fields.items()
+            },
+            receipt=receipt,
+        )
+
+    async def _free_designation(self) -> str:
+        async with self._sessionmaker() as session:
+            for _ in range(_DESIGNATION_ATTEMPTS):
+                candidate = random_designation()
+                if not await _designation_taken(session, candidate):
+                    return candidate
+        raise RuntimeError("could not find a free report designation")
+
+    def store(self, uow: UnitOfWork, sealed: SealedReport) -> None:
+        """Queue the insert of the report and its fields into the update's transaction."""
+
+        async def insert(session: AsyncSession) -> None:
+            designation = sealed.designation
+            attempts = 0
+            # Checked again inside the write transaction (another report may have taken it
+            # since seal()); designations carry no cryptographic binding, so a new one is safe.
+            while await _designation_taken(session, designation):
+                attempts += 1
+                if attempts >= _DESIGNATION_ATTEMPTS:
+                    raise RuntimeError("could not find a free report designation")
+                designation = random_designation()
+            object.__setattr__(sealed, "designation", designation)
+            session.add(
+                Report(
+                    id=sealed.report_id,
+                    designation=designation,
+                    kind=sealed.kind,
+                    status="received",
+                    created_on=sealed.created_on,
+                    team_key_id=sealed.team_key_id,
+                    wrapped_key_team=sealed.wrapped_key_team,
+                    wrapped_key_reporter=sealed.wrapped_key_reporter,
+                    receipt_lookup=sealed.receipt_lookup,
+                    **{name: sealed.triage.get(name) for name in TRIAGE_KEYS},
+                )
+            )
+            await session.flush()  # the parent row first, for the foreign key
+            session.add_all(
+                ReportField(report_id=sealed.report_id, name=name, sealed=value)
+                for name, value in sealed.sealed_fields.items()
+            )
+            await session.flush()
+
+        uow.add(insert)
+
+    async def open_with_receipt(self, receipt: str) -> OpenedReport | None:
+        """The reporter's view, or None if the text is not a receipt of any stored report.
+
+        ``WrongReceipt`` / ``TamperedData`` only if a matching report fails to open (which
+        means the stored data was modified)."""
+        digits = normalize_receipt(receipt)
+        if digits is None:
+            return None
+        keys = await asyncio.to_thread(
+            derive_reporter_keys, digits, self._salt, self._kdf, self._floor
+        )
+        async with self._sessionmaker() as session:
+            report = await session.scalar(
+                select(Report).where(Report.receipt_lookup == keys.lookup)
+            )
+            if report is None:
+                return None
+            fields = await _fields_of(session, report.id)
+        data_key = unwrap_for_reporter(report.wrapped_key_reporter, keys.wrap_key, report.id)
+        return _opened(report, data_key, fields)
+
+    # -- team side ----------------------------------------------------------------------
+
+    async def open_with_team(self, designation: str, team_private: TeamPrivateKey) -> OpenedReport:
+        """The caseworkers' view (``ReportNotFound``, ``UnknownKeyId``, ``TamperedData``)."""
+        async with self._sessionmaker() as session:
+            report = await session.scalar(select(Report).where(Report.designation == designation))
+            if report is None:
+                raise ReportNotFound(designation)
+            fields = await _fields_of(session, report.id)
+        data_key = unwrap_with_team(report.wrapped_key_team, team_private, report.id)
+        return _opened(report, data_key, fields)
+
+
+async def _designation_taken(session: AsyncSession, designation: str) -> bool:
+    found = await session.scalar(select(Report.id).where(Report.designation == designation))
+    return found is not None
+
+
+async def _fields_of(session: AsyncSession, report_id: str) -> dict[str, bytes]:
+    rows = await session.execute(
+        select(ReportField.name, ReportField.sealed).where(ReportField.report_id == report_id)
+    )
+    return {name: bytes(sealed) for name, sealed in rows.all()}
+
+
+def _opened(report: Report, data_key: bytes, sealed_fields: dict[str, bytes]) -> OpenedReport:
+    fields = {
+        name: open_field(data_key, report.id, name, sealed).decode("utf-8")
+        for name, sealed in sorted(sealed_fields.items())
+    }
+    return OpenedReport(
+        report_id=report.id,
+        designation=report.designation,
+        kind=report.kind,
+        status=report.status,
+        created_on=report.created_on,
+        triage={name: getattr(report, name) for name in TRIAGE_KEYS},
+        fields=fields,
+    )
+
+
+__all__: list[str] = [
+    "KINDS",
+    "TRIAGE_KEYS",
+    "OpenedReport",
+    "ReportDraft",
+    "ReportNotFound",
+    "ReportVault",
+    "SealedReport",
+    "SystemNotInitialised",
+    "initialise_system",
+]

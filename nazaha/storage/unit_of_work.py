@@ -1,0 +1,221 @@
+"""One update, one write transaction (see docs/architecture.md, "the unit of work").
+
+During the *decide* phase code reads through :meth:`UnitOfWork.read` and queues writes with
+:meth:`UnitOfWork.add` and outgoing Telegram calls with :meth:`UnitOfWork.after_commit`.
+:meth:`UnitOfWork.commit` then claims the update id and applies every queued write in one
+short transaction, and only after it committed runs the queued actions. Nothing slow
+(Argon2id, network) ever happens while the write transaction is open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import datetime as dt
+from collections.abc import Awaitable, Callable
+from typing import Any, Final
+
+from sqlalchemy import delete, exists, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from nazaha.storage.database import begin_write, engine_of, write_lock_for
+from nazaha.storage.models import ProcessedUpdate
+
+WriteOp = Callable[[AsyncSession], Awaitable[None]]
+AfterCommit = Callable[[], Awaitable[None]]
+
+
+class DuplicateUpdate(Exception):
+    """This update id was already handled: its writes were rolled back, its replies dropped."""
+
+
+class _EngineLock:
+    """Marker default: use the SQLite engine's own writer lock."""
+
+
+ENGINE_LOCK: Final = _EngineLock()
+
+
+class UnitOfWork:
+    """Queued writes and after-commit actions of one update.
+
+    ``write_lock`` defaults to the engine's lock (:func:`write_lock_for`); pass ``None`` to
+    rely on SQLite's busy timeout alone.
+    """
+
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        *,
+        bot_id: int | None = None,
+        update_id: int | None = None,
+        write_lock: asyncio.Lock | None | _EngineLock = ENGINE_LOCK,
+    ) -> None:
+        if update_id is not None and bot_id is None:
+            raise ValueError("an update id needs the bot id it belongs to")
+        self._sessionmaker = sessionmaker
+        self.bot_id = bot_id
+        self.update_id = update_id
+        if isinstance(write_lock, _EngineLock):
+            write_lock = write_lock_for(engine_of(sessionmaker))
+        self._write_lock = write_lock
+        self._ops: list[WriteOp] = []
+        self._after: list[AfterCommit] = []
+        self._read_session: AsyncSession | None = None
+        self._overlays: dict[str, dict[Any, Any]] = {}
+        self._finished = False
+
+    # -- decide phase ---------------------------------------------------------------
+
+    async def read(self) -> AsyncSession:
+        """A session for reads during the decide phase (closed by commit() / close())."""
+        self._check_open()
+        if self._read_session is None:
+            self._read_session = self._sessionmaker()
+        return self._read_session
+
+    def add(self, op: WriteOp) -> None:
+        """Queue a write; it runs inside the update's write transaction, in order."""
+        self._check_open()
+        self._ops.append(op)
+
+    def after_commit(self, action: AfterCommit) -> None:
+        """Queue an action (e.g. a Telegram call) to run after a successful commit."""
+        self._check_open()
+        self._after.append(action)
+
+    def overlay(self, namespace: str) -> dict[Any, Any]:
+        """Per-update scratch space where stores keep their queued, not yet committed
+        values so that later reads in the same update see them (e.g. FSM, preferences)."""
+        return self._overlays.setdefault(namespace, {})
+
+    @property
+    def fsm_overlay(self) -> dict[Any, Any]:
+        return self.overlay("fsm")
+
+    @property
+    def is_open(self) -> bool:
+        """False once committed or closed: stores then write directly instead."""
+        return not self._finished
+
+    @property
+    def pending_writes(self) -> int:
+        return len(self._ops)
+
+    async def is_processed(self) -> bool:
+        """Cheap early check: has this update id already been claimed?"""
+        if self.update_id is None:
+            return False
+        session = await self.read()
+        claimed = await session.scalar(
+            select(
+                exists().where(
+                    ProcessedUpdate.bot_id == self.bot_id,
+                    ProcessedUpdate.update_id == self.update_id,
+                )
+            )
+        )
+        return bool(claimed)
+
+    # -- commit phase ---------------------------------------------------------------
+
+    async def commit(self) -> None:
+        """Claim the update id and apply all queued writes atomically, then run the
+        after-commit actions in order (the first failing action stops the rest and its
+        exception propagates; the data stays committed).
+
+        Raises :class:`DuplicateUpdate` if the update id was already claimed.
+        """
+        self._check_open()
+        self._finished = True
+        await self._close_read_session()
+        ops, self._ops = self._ops, []
+        after, self._after = self._after, []
+        if ops or self.update_id is not None:
+            await self._write(ops)
+        for action in after:
+            await action()
+
+    async def close(self) -> None:
+        """Discard everything not committed (idempotent)."""
+        self._finished = True
+        self._ops.clear()
+        self._after.clear()
+        await self._close_read_session()
+
+    async def __aenter__(self) -> UnitOfWork:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _write(self, ops: list[WriteOp]) -> None:
+        async with contextlib.AsyncExitStack() as stack:
+            if self._write_lock is not None:
+                await stack.enter_async_context(self._write_lock)
+            session = await stack.enter_async_context(self._sessionmaker())
+            await begin_write(session)
+            try:
+                if self.update_id is not None:
+                    session.add(
+                        ProcessedUpdate(
+                            bot_id=self.bot_id,
+                            update_id=self.update_id,
+                            processed_on=_today(),
+                        )
+                    )
+                    try:
+                        await session.flush()
+                    except IntegrityError:
+                        await session.rollback()
+                        raise DuplicateUpdate(
+                            f"update {self.update_id} of bot {self.bot_id} was already handled"
+                        ) from None
+                for op in ops:
+                    await op(session)
+                await session.commit()
+            except BaseException:
+                if session.in_transaction():
+                    await session.rollback()
+                raise
+
+    async def _close_read_session(self) -> None:
+        session, self._read_session = self._read_session, None
+        if session is not None:
+            await session.close()
+
+    def _check_open(self) -> None:
+        if self._finished:
+            raise RuntimeError("this unit of work was already committed or closed")
+
+
+current_uow: contextvars.ContextVar[UnitOfWork | None] = contextvars.ContextVar(
+    "nazaha_current_uow", default=None
+)
+
+
+def active_uow() -> UnitOfWork | None:
+    """The current update's unit of work, if one is set and still open."""
+    uow = current_uow.get()
+    return uow if uow is not None and uow.is_open else None
+
+
+async def purge_processed_updates(
+    sessionmaker: async_sessionmaker[AsyncSession], older_than_days: int = 7
+) -> int:
+    """Forget claimed update ids older than ``older_than_days`` (Telegram redelivers for
+    at most a day). Returns the number of rows deleted."""
+    from nazaha.storage.database import write_transaction
+
+    cutoff = _today() - dt.timedelta(days=older_than_days)
+    async with write_transaction(sessionmaker) as session:
+        result = await session.execute(
+            delete(ProcessedUpdate).where(ProcessedUpdate.processed_on < cutoff)
+        )
+    return int(result.rowcount or 0)
+
+
+def _today() -> dt.date:
+    return dt.datetime.now(dt.timezone.utc).date()

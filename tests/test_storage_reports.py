@@ -1,0 +1,259 @@
+"""Reports: sealed per field, opened by the team key or by the reporter's receipt."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from sqlalchemy import select, update
+
+from nazaha.storage.crypto import (
+    KDF_FLOOR,
+    KDF_TESTING,
+    KdfParams,
+    TamperedData,
+    TeamPrivateKey,
+    UnknownKeyId,
+    WeakKdfParameters,
+    format_receipt,
+)
+from nazaha.storage.models import Report, ReportField, SystemSetting
+from nazaha.storage.reports import (
+    OpenedReport,
+    ReportDraft,
+    ReportNotFound,
+    ReportVault,
+    SystemNotInitialised,
+    initialise_system,
+)
+from nazaha.storage.unit_of_work import UnitOfWork
+
+ARABIC_INDIC = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
+
+NASTY = (
+    "\u200fرشوة\u200b في\u200e مكتب\u00a0الترخيص\x00\x07\x1b[31m\r\n\t"
+    " leading and trailing spaces  \ufeff😀"
+)
+LONG = ("أ" * 4000) + ("x" * 200) + "\u200f"
+
+
+@pytest.fixture
+def team_key() -> TeamPrivateKey:
+    return TeamPrivateKey.generate()
+
+
+@pytest.fixture
+async def vault(sessionmaker, team_key) -> ReportVault:
+    await initialise_system(sessionmaker, team_key.public_key(), KDF_TESTING)
+    return await ReportVault.load(sessionmaker, team_key.public_key(), kdf_floor=KDF_TESTING)
+
+
+def draft(**fields: str) -> ReportDraft:
+    return ReportDraft(
+        kind="corruption",
+        triage={"category": "bribery", "sector": "health", "governorate": "nablus"},
+        fields=fields or {"description": "a bribe was asked for a permit"},
+    )
+
+
+async def store(sessionmaker, vault: ReportVault, d: ReportDraft, update_id: int | None = None):
+    sealed = await vault.seal(d)
+    uow = UnitOfWork(sessionmaker, bot_id=1 if update_id else None, update_id=update_id)
+    vault.store(uow, sealed)
+    await uow.commit()
+    return sealed
+
+
+async def test_seal_store_and_open_both_ways(sessionmaker, vault, team_key):
+    fields = {
+        "description": NASTY,
+        "when": "  last week ",
+        "contact_name": "",
+        "contact_phone": "+970 59 ١٢٣ ٤٥٦٧",
+        "long": LONG,
+    }
+    assert len(LONG) > 4096
+    sealed = await vault.seal(draft(**fields))
+    async with sessionmaker() as session:
+        assert (await session.scalars(select(Report))).all() == []  # seal() writes nothing
+
+    uow = UnitOfWork(sessionmaker, bot_id=1, update_id=100)
+    vault.store(uow, sealed)
+    await uow.commit()
+
+    by_team = await vault.open_with_team(sealed.designation, team_key)
+    assert by_team == OpenedReport(
+        report_id=sealed.report_id,
+        designation=sealed.designation,
+        kind="corruption",
+        status="received",
+        created_on=sealed.created_on,
+        triage={"category": "bribery", "sector": "health", "service": None, "governorate": "nablus"},
+        fields=fields,
+    )
+    assert by_team.fields == fields  # exact, byte for byte, no stripping
+
+    by_receipt = await vault.open_with_receipt(sealed.receipt)
+    assert by_receipt == by_team
+
+    # The reporter may type the receipt grouped, in Arabic-Indic digits, with marks.
+    typed = "\u200f" + format_receipt(sealed.receipt).translate(ARABIC_INDIC) + " "
+    assert await vault.open_with_receipt(typed) == by_team
+
+
+async def test_stored_rows_hold_no_plaintext(sessionmaker, vault):
+    sealed = await store(sessionmaker, vault, draft(description="secret-marker رشوة"))
+    async with sessionmaker() as session:
+        report = await session.get(Report, sealed.report_id)
+        cells = [value for value in vars(report).values() if isinstance(value, (bytes, str))]
+        cells += (await session.scalars(select(ReportField.sealed))).all()
+        cells += (await session.scalars(select(SystemSetting.value))).all()
+    for cell in cells:
+        raw = cell if isinstance(cell, bytes) else cell.encode()
+        assert b"secret-marker" not in raw and "رشوة".encode() not in raw
+        assert sealed.receipt.encode() not in raw
+
+
+async def test_unknown_or_malformed_receipt_gives_none(sessionmaker, vault):
+    sealed = await store(sessionmaker, vault, draft())
+    wrong = ("1" if sealed.receipt[0] != "1" else "2") + sealed.receipt[1:]
+    assert await vault.open_with_receipt(wrong) is None
+    assert await vault.open_with_receipt("not a receipt") is None
+    assert await vault.open_with_receipt(sealed.receipt[:-1]) is None
+    assert await vault.open_with_receipt("") is None
+
+
+async def test_field_moved_to_another_report_fails_to_open(sessionmaker, vault, team_key):
+    a = await store(sessionmaker, vault, draft(description="report A"))
+    b = await store(sessionmaker, vault, draft(description="report B"))
+    async with sessionmaker.begin() as session:
+        sealed_a = await session.scalar(
+            select(ReportField.sealed).where(
+                ReportField.report_id == a.report_id, ReportField.name == "description"
+            )
+        )
+        await session.execute(
+            update(ReportField)
+            .where(ReportField.report_id == b.report_id, ReportField.name == "description")
+            .values(sealed=sealed_a)
+        )
+    with pytest.raises(TamperedData):
+        await vault.open_with_team(b.designation, team_key)
+    with pytest.raises(TamperedData):
+        await vault.open_with_receipt(b.receipt)
+    assert (await vault.open_with_team(a.designation, team_key)).fields == {
+        "description": "report A"
+    }
+
+
+async def test_field_renamed_within_a_report_fails_to_open(sessionmaker, vault, team_key):
+    a = await store(sessionmaker, vault, draft(description="d", when="w"))
+    async with sessionmaker.begin() as session:
+        await session.execute(
+            update(ReportField)
+            .where(ReportField.report_id == a.report_id, ReportField.name == "when")
+            .values(name="when_renamed")
+        )
+    with pytest.raises(TamperedData):
+        await vault.open_with_team(a.designation, team_key)
+
+
+async def test_team_key_errors(sessionmaker, vault):
+    sealed = await store(sessionmaker, vault, draft())
+    with pytest.raises(UnknownKeyId):
+        await vault.open_with_team(sealed.designation, TeamPrivateKey.generate())
+    with pytest.raises(ReportNotFound):
+        await vault.open_with_team("R-NOPE00", TeamPrivateKey.generate())
+
+
+async def test_receipt_designation_and_id_are_random_and_unrelated(sessionmaker, vault):
+    one = await vault.seal(draft())
+    two = await vault.seal(draft())  # the same answers
+    assert len({one.receipt, two.receipt}) == 2
+    assert len({one.designation, two.designation}) == 2
+    assert len({one.report_id, two.report_id}) == 2
+    assert len({one.receipt_lookup, two.receipt_lookup}) == 2
+    for s in (one, two):
+        assert len(s.receipt) == 20 and s.receipt.isdigit()
+        assert len(s.report_id) == 32 and int(s.report_id, 16) >= 0
+        assert s.designation.startswith("R-") and len(s.designation) == 8
+        assert s.receipt not in s.report_id and s.designation[2:] not in s.receipt
+        assert s.receipt not in repr(s)
+    # The team-side and reporter-side wraps differ and neither is the lookup value.
+    assert one.wrapped_key_team != one.wrapped_key_reporter
+    assert one.receipt_lookup not in (one.wrapped_key_reporter, one.wrapped_key_team)
+
+
+async def test_designation_collision_at_store_time_is_retried(sessionmaker, vault, team_key):
+    first = await store(sessionmaker, vault, draft(description="first"))
+    second = await vault.seal(draft(description="second"))
+    object.__setattr__(second, "designation", first.designation)  # simulate a collision
+    uow = UnitOfWork(sessionmaker, bot_id=None, update_id=None)
+    vault.store(uow, second)
+    await uow.commit()
+    assert second.designation != first.designation
+    opened = await vault.open_with_team(second.designation, team_key)
+    assert opened.fields == {"description": "second"}
+    assert (await vault.open_with_receipt(second.receipt)).designation == second.designation
+
+
+async def test_duplicate_update_does_not_store_the_report(sessionmaker, vault):
+    await store(sessionmaker, vault, draft(description="first"), update_id=55)
+    sealed = await vault.seal(draft(description="again"))
+    uow = UnitOfWork(sessionmaker, bot_id=1, update_id=55)
+    vault.store(uow, sealed)
+    from nazaha.storage.unit_of_work import DuplicateUpdate
+
+    with pytest.raises(DuplicateUpdate):
+        await uow.commit()
+    assert await vault.open_with_receipt(sealed.receipt) is None
+
+
+async def test_concurrent_reports(sessionmaker, vault, team_key):
+    sealed = await asyncio.gather(
+        *(store(sessionmaker, vault, draft(description=f"report {i}"), update_id=1000 + i) for i in range(20))
+    )
+    for i, s in enumerate(sealed):
+        assert (await vault.open_with_receipt(s.receipt)).fields == {"description": f"report {i}"}
+
+
+async def test_system_settings_and_load_checks(sessionmaker, team_key):
+    with pytest.raises(SystemNotInitialised, match="nazaha init"):
+        await ReportVault.load(sessionmaker, team_key.public_key(), kdf_floor=KDF_TESTING)
+    await initialise_system(sessionmaker, team_key.public_key(), KDF_TESTING)
+    async with sessionmaker() as session:
+        before = dict((await session.execute(select(SystemSetting.name, SystemSetting.value))).all())
+    await initialise_system(sessionmaker, TeamPrivateKey.generate().public_key(), KDF_FLOOR)
+    async with sessionmaker() as session:
+        after = dict((await session.execute(select(SystemSetting.name, SystemSetting.value))).all())
+    assert before == after  # idempotent: nothing replaced
+    assert set(after) == {"receipt_salt", "receipt_kdf", "team_public_key", "team_key_id"}
+    assert json.loads(after["receipt_kdf"]) == KDF_TESTING.to_dict()
+    assert len(after["receipt_salt"]) >= 16
+
+    with pytest.raises(RuntimeError, match="not the one"):
+        await ReportVault.load(sessionmaker, TeamPrivateKey.generate().public_key(), kdf_floor=KDF_TESTING)
+    with pytest.raises(WeakKdfParameters):
+        await ReportVault.load(sessionmaker, team_key.public_key())  # production floor
+
+
+async def test_load_from_a_public_key_file(sessionmaker, team_key, data_dir):
+    path = data_dir / "team_public.key"
+    path.write_bytes(team_key.public_key().to_bytes())
+    await initialise_system(sessionmaker, team_key.public_key(), KDF_TESTING)
+    vault = await ReportVault.load(sessionmaker, path, kdf_floor=KDF_TESTING)
+    sealed = await store(sessionmaker, vault, draft())
+    assert (await vault.open_with_team(sealed.designation, team_key)).kind == "corruption"
+
+
+def test_vault_refuses_weak_kdf(team_key):
+    with pytest.raises(WeakKdfParameters):
+        ReportVault(None, team_key.public_key(), b"s" * 16, KdfParams(64, 1, 1))  # type: ignore[arg-type]
+
+
+def test_draft_validation():
+    with pytest.raises(ValueError):
+        ReportDraft(kind="gossip", triage={}, fields={})
+    with pytest.raises(ValueError):
+        ReportDraft(kind="complaint", triage={"name": "x"}, fields={})

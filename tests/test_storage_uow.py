@@ -1,0 +1,214 @@
+"""The per-update unit of work: one write transaction, dedup claim, after-commit actions."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+
+import pytest
+from sqlalchemy import func, select, update
+
+from nazaha.storage.database import write_transaction
+from nazaha.storage.models import ProcessedUpdate, SystemSetting
+from nazaha.storage.unit_of_work import (
+    DuplicateUpdate,
+    UnitOfWork,
+    current_uow,
+    purge_processed_updates,
+)
+
+BOT = 7_123_456_789  # bot ids exceed 32 bits
+
+
+def put(name: str, value: bytes):
+    async def op(session):
+        session.add(SystemSetting(name=name, value=value))
+
+    return op
+
+
+async def settings(sessionmaker) -> dict[str, bytes]:
+    async with sessionmaker() as session:
+        rows = await session.execute(select(SystemSetting.name, SystemSetting.value))
+        return dict(rows.all())
+
+
+async def claims(sessionmaker) -> int:
+    async with sessionmaker() as session:
+        return await session.scalar(select(func.count()).select_from(ProcessedUpdate))
+
+
+async def test_ops_and_claim_commit_together_then_actions_run(sessionmaker):
+    events: list[str] = []
+    uow = UnitOfWork(sessionmaker, bot_id=BOT, update_id=1)
+    assert not await uow.is_processed()
+    uow.add(put("a", b"1"))
+    uow.add(put("b", b"2"))
+
+    async def reply():
+        # The data is committed before any reply goes out.
+        events.append(f"reply saw {sorted(await settings(sessionmaker))}")
+
+    uow.after_commit(reply)
+    uow.after_commit(lambda: asyncio.sleep(0, events.append("second")))
+    assert events == [] and await settings(sessionmaker) == {}
+    await uow.commit()
+    assert events == ["reply saw ['a', 'b']", "second"]
+    assert await settings(sessionmaker) == {"a": b"1", "b": b"2"}
+    async with UnitOfWork(sessionmaker, bot_id=BOT, update_id=1) as redelivered:
+        assert await redelivered.is_processed()
+
+
+async def test_duplicate_update_applies_nothing_and_sends_nothing(sessionmaker):
+    first = UnitOfWork(sessionmaker, bot_id=BOT, update_id=42)
+    first.add(put("a", b"first"))
+    await first.commit()
+
+    sent: list[str] = []
+    again = UnitOfWork(sessionmaker, bot_id=BOT, update_id=42)
+    again.add(put("b", b"second"))
+
+    async def overwrite(session):
+        await session.execute(update(SystemSetting).values(value=b"overwritten"))
+
+    again.add(overwrite)
+    again.after_commit(lambda: asyncio.sleep(0, sent.append("reply")))
+    with pytest.raises(DuplicateUpdate):
+        await again.commit()
+    assert sent == []
+    assert await settings(sessionmaker) == {"a": b"first"}
+
+    # Same update id from another bot is a different update.
+    other_bot = UnitOfWork(sessionmaker, bot_id=BOT + 1, update_id=42)
+    other_bot.add(put("c", b"3"))
+    await other_bot.commit()
+    assert await claims(sessionmaker) == 2
+
+
+async def test_failing_op_rolls_back_the_claim_too(sessionmaker):
+    uow = UnitOfWork(sessionmaker, bot_id=BOT, update_id=5)
+    uow.add(put("a", b"1"))
+
+    async def boom(session):
+        raise ValueError("boom")
+
+    uow.add(boom)
+    sent: list[str] = []
+    uow.after_commit(lambda: asyncio.sleep(0, sent.append("reply")))
+    with pytest.raises(ValueError):
+        await uow.commit()
+    assert sent == [] and await settings(sessionmaker) == {} and await claims(sessionmaker) == 0
+
+    # The redelivered update is handled normally.
+    retry = UnitOfWork(sessionmaker, bot_id=BOT, update_id=5)
+    retry.add(put("a", b"1"))
+    await retry.commit()
+    assert await settings(sessionmaker) == {"a": b"1"}
+
+
+async def test_after_commit_stops_at_the_first_failure(sessionmaker):
+    events: list[str] = []
+    uow = UnitOfWork(sessionmaker, bot_id=BOT, update_id=9)
+    uow.add(put("a", b"1"))
+
+    async def fail():
+        events.append("fail")
+        raise ConnectionError("telegram down")
+
+    uow.after_commit(lambda: asyncio.sleep(0, events.append("first")))
+    uow.after_commit(fail)
+    uow.after_commit(lambda: asyncio.sleep(0, events.append("never")))
+    with pytest.raises(ConnectionError):
+        await uow.commit()
+    assert events == ["first", "fail"]
+    assert await settings(sessionmaker) == {"a": b"1"}  # already committed
+
+
+async def test_empty_uow_writes_nothing_but_runs_actions(sessionmaker, engine):
+    from sqlalchemy import event
+
+    statements: list[str] = []
+
+    def record(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    event.listen(engine.sync_engine, "before_cursor_execute", record)
+    try:
+        sent: list[str] = []
+        uow = UnitOfWork(sessionmaker, bot_id=None, update_id=None)
+        uow.after_commit(lambda: asyncio.sleep(0, sent.append("reply")))
+        await uow.commit()
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", record)
+    assert sent == ["reply"]
+    assert statements == []
+
+
+async def test_read_session_is_closed_by_commit_and_uow_is_single_use(sessionmaker):
+    uow = UnitOfWork(sessionmaker, bot_id=BOT, update_id=3)
+    session = await uow.read()
+    assert await uow.read() is session
+    await session.execute(select(SystemSetting))
+    assert session.in_transaction()
+    await uow.commit()
+    assert not session.in_transaction()
+    with pytest.raises(RuntimeError):
+        uow.add(put("a", b"1"))
+    with pytest.raises(RuntimeError):
+        await uow.commit()
+
+
+async def test_closed_uow_discards_its_writes(sessionmaker):
+    async with UnitOfWork(sessionmaker, bot_id=BOT, update_id=4) as uow:
+        uow.add(put("a", b"1"))
+    assert not uow.is_open
+    assert await settings(sessionmaker) == {} and await claims(sessionmaker) == 0
+
+
+@pytest.mark.parametrize("lock", ["engine lock", "busy timeout only"])
+async def test_many_concurrent_units_of_work_all_commit(sessionmaker, lock):
+    options = {} if lock == "engine lock" else {"write_lock": None}
+
+    async def handle(update_id: int) -> None:
+        uow = UnitOfWork(sessionmaker, bot_id=BOT, update_id=update_id, **options)
+        token = current_uow.set(uow)
+        try:
+            session = await uow.read()
+            await session.execute(select(SystemSetting))  # decide phase reads
+            await asyncio.sleep(0)
+            uow.add(put(f"k{update_id}", str(update_id).encode()))
+            await uow.commit()
+        finally:
+            current_uow.reset(token)
+
+    await asyncio.gather(*(handle(i) for i in range(50)))
+    assert len(await settings(sessionmaker)) == 50
+    assert await claims(sessionmaker) == 50
+
+
+async def test_concurrent_duplicates_exactly_one_wins(sessionmaker):
+    sent: list[int] = []
+
+    async def handle(copy: int) -> bool:
+        uow = UnitOfWork(sessionmaker, bot_id=BOT, update_id=77)
+        uow.add(put(f"copy{copy}", b"x"))
+        uow.after_commit(lambda: asyncio.sleep(0, sent.append(copy)))
+        try:
+            await uow.commit()
+        except DuplicateUpdate:
+            return False
+        return True
+
+    results = await asyncio.gather(*(handle(i) for i in range(10)))
+    assert results.count(True) == 1 and len(sent) == 1
+    assert list(await settings(sessionmaker)) == [f"copy{sent[0]}"]
+
+
+async def test_purge_processed_updates(sessionmaker):
+    today = dt.datetime.now(dt.timezone.utc).date()
+    async with write_transaction(sessionmaker) as session:
+        session.add(ProcessedUpdate(bot_id=BOT, update_id=1, processed_on=today - dt.timedelta(days=8)))
+        session.add(ProcessedUpdate(bot_id=BOT, update_id=2, processed_on=today - dt.timedelta(days=6)))
+        session.add(ProcessedUpdate(bot_id=BOT, update_id=3, processed_on=today))
+    assert await purge_processed_updates(sessionmaker, older_than_days=7) == 1
+    assert await claims(sessionmaker) == 2
