@@ -1,0 +1,218 @@
+"""Async helper for the sandbox control API: act as Telegram users from tests and benchmarks."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from typing import Any
+
+import aiohttp
+
+__all__ = ["SandboxClient", "SandboxControlError"]
+
+
+class SandboxControlError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"{status}: {message}")
+        self.status = status
+        self.message = message
+
+
+# A 1x1 white JPEG, for "send a photo" when the caller does not care about the bytes.
+TINY_JPEG = base64.b64decode(
+    "/9j/4AAQSkZJRgABAQAAAQABAAD/2wBDABsSFBcUERsXFhceHBsgKEIrKCUlKFE6PTBCYFVlZF9VXVtqeJmBanGQc1tdhbWGkJ6jq62rZ4C8"
+    "ybqmx5moq6T/2wBDARweHigjKE4rK06kbl1upKSkpKSkpKSkpKSkpKSkpKSkpKSkpKSkpKSkpKSkpKSkpKSkpKSkpKSkpKSkpKSkpKT/wAAR"
+    "CAABAAEDASIAAhEBAxEB/8QAHwAAAQUBAQEBAQEAAAAAAAAAAAECAwQFBgcICQoL/8QAtRAAAgEDAwIEAwUFBAQAAAF9AQIDAAQRBRIhMUEG"
+    "E1FhByJxFDKBkaEII0KxwRVS0fAkM2JyggkKFhcYGRolJicoKSo0NTY3ODk6Q0RFRkdISUpTVFVWV1hZWmNkZWZnaGlqc3R1dnd4eXqDhIWG"
+    "h4iJipKTlJWWl5iZmqKjpKWmp6ipqrKztLW2t7i5usLDxMXGx8jJytLT1NXW19jZ2uHi4+Tl5ufo6erx8vP09fb3+Pn6/8QAHwEAAwEBAQEB"
+    "AQEBAQAAAAAAAAECAwQFBgcICQoL/8QAtREAAgECBAQDBAcFBAQAAQJ3AAECAxEEBSExBhJBUQdhcRMiMoEIFEKRobHBCSMzUvAVYnLRChYk"
+    "NOEl8RcYGRomJygpKjU2Nzg5OkNERUZHSElKU1RVVldYWVpjZGVmZ2hpanN0dXZ3eHl6goOEhYaHiImKkpOUlZaXmJmaoqOkpaanqKmqsrO0"
+    "tba3uLm6wsPExcbHyMnK0tPU1dbX2Nna4uPk5ebn6Onq8vP09fb3+Pn6/9oADAMBAAIRAxEAPwDpqKKKAP/Z"
+)
+
+
+class SandboxClient:
+    """``async with SandboxClient(server.url) as c: user = await c.create_user()``.
+
+    Every method takes an optional ``token=`` to act on a bot other than the server's default.
+    """
+
+    def __init__(self, base_url: str, token: str | None = None, *,
+                 session: aiohttp.ClientSession | None = None, connection_limit: int = 0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.token = token
+        self._session = session
+        self._own_session = session is None
+        self._limit = connection_limit
+
+    async def __aenter__(self) -> "SandboxClient":
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._session is not None and self._own_session and not self._session.closed:
+            await self._session.close()
+        self._session = None
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=self._limit))
+            self._own_session = True
+        return self._session
+
+    def _token(self, token: str | None) -> dict[str, str]:
+        chosen = token or self.token
+        return {"token": chosen} if chosen else {}
+
+    async def _request(self, verb: str, path: str, *, token: str | None = None, json: Any = None,
+                       params: dict[str, Any] | None = None, timeout: float = 30.0,
+                       accept: tuple[int, ...] = ()) -> tuple[int, Any]:
+        query = {**self._token(token), **{k: str(v) for k, v in (params or {}).items() if v is not None}}
+        async with self._http().request(
+            verb, f"{self.base_url}/sandbox/api/{path}", json=json, params=query,
+            timeout=aiohttp.ClientTimeout(total=timeout),
+        ) as resp:
+            data = await resp.json(content_type=None)
+            if resp.status >= 400 and resp.status not in accept:
+                message = data.get("error") if isinstance(data, dict) else str(data)
+                raise SandboxControlError(resp.status, str(message))
+            return resp.status, data
+
+    async def _post(self, path: str, body: dict[str, Any], token: str | None) -> Any:
+        return (await self._request("POST", path, token=token, json=body))[1]
+
+    # ---- users and what they send -------------------------------------------------------------
+
+    async def create_user(self, first_name: str = "Test", language_code: str | None = "ar", *,
+                          last_name: str | None = None, username: str | None = None,
+                          token: str | None = None) -> dict[str, Any]:
+        body = {"first_name": first_name, "language_code": language_code, "last_name": last_name,
+                "username": username}
+        return await self._post("users", body, token)
+
+    async def send_text(self, user_id: int, text: str, *, token: str | None = None) -> dict[str, Any]:
+        """The user sends a text message. Returns {update_id, message_id}."""
+        return await self._post("messages", {"user_id": user_id, "text": text}, token)
+
+    async def send_message(self, user_id: int, kind: str, *, token: str | None = None,
+                           **fields: Any) -> dict[str, Any]:
+        """Any kind the control API knows: text, sticker, photo, location, voice, document, contact."""
+        content = fields.pop("content", None)
+        if content is not None:
+            fields["content_b64"] = base64.b64encode(content).decode("ascii")
+        return await self._post("messages", {"user_id": user_id, "kind": kind, **fields}, token)
+
+    # The send_* helpers forward extra keyword fields to the control API (e.g. forward_origin);
+    # fields that do not apply to the kind (a photo's filename) are ignored by the server.
+
+    async def send_sticker(self, user_id: int, *, emoji: str = "🙂", token: str | None = None,
+                           **extra: Any) -> dict[str, Any]:
+        return await self.send_message(user_id, "sticker", emoji=emoji, token=token, **extra)
+
+    async def send_photo(self, user_id: int, content: bytes | None = None, *, caption: str | None = None,
+                         token: str | None = None, **extra: Any) -> dict[str, Any]:
+        return await self.send_message(user_id, "photo", content=content if content is not None else TINY_JPEG,
+                                       caption=caption, token=token, **extra)
+
+    async def send_location(self, user_id: int, latitude: float = 31.9038, longitude: float = 35.2034, *,
+                            token: str | None = None, **extra: Any) -> dict[str, Any]:
+        return await self.send_message(user_id, "location", latitude=latitude, longitude=longitude, token=token,
+                                       **extra)
+
+    async def send_voice(self, user_id: int, content: bytes | None = None, *, duration: int = 2,
+                         token: str | None = None, **extra: Any) -> dict[str, Any]:
+        return await self.send_message(user_id, "voice", content=content if content is not None else b"OggS\0fake",
+                                       duration=duration, token=token, **extra)
+
+    async def send_document(self, user_id: int, filename: str, content: bytes,
+                            mime: str = "application/octet-stream", *, caption: str | None = None,
+                            file_size: int | None = None, token: str | None = None, **extra: Any) -> dict[str, Any]:
+        """``file_size`` overrides the size Telegram reports (e.g. to test the 20 MB download limit)."""
+        return await self.send_message(user_id, "document", filename=filename, content=content, mime_type=mime,
+                                       caption=caption, file_size=file_size, token=token, **extra)
+
+    async def send_contact(self, user_id: int, phone_number: str = "+970590000000", *,
+                           token: str | None = None, **extra: Any) -> dict[str, Any]:
+        return await self.send_message(user_id, "contact", phone_number=phone_number, token=token, **extra)
+
+    async def press(self, user_id: int, message_id: int, callback_data: str, *,
+                    token: str | None = None) -> dict[str, Any]:
+        """The user presses an inline button. Returns {update_id, callback_query_id}."""
+        return await self._post("callbacks", {"user_id": user_id, "message_id": message_id, "data": callback_data},
+                                token)
+
+    async def callback_answer(self, callback_query_id: str, *, token: str | None = None) -> dict[str, Any]:
+        """{answered, answer: {text, show_alert, url} | None} for a pressed button."""
+        return (await self._request("GET", f"callbacks/{callback_query_id}", token=token))[1]
+
+    async def inject_update(self, update: dict[str, Any], *, token: str | None = None) -> dict[str, Any]:
+        return await self._post("updates", {"update": update}, token)
+
+    async def set_blocked(self, user_id: int, blocked: bool = True, *, token: str | None = None) -> None:
+        await self._post(f"users/{user_id}/blocked", {"blocked": blocked}, token)
+
+    # ---- what the bot did ------------------------------------------------------------------------
+
+    async def messages(self, user_id: int, *, token: str | None = None) -> list[dict[str, Any]]:
+        return (await self._request("GET", f"chats/{user_id}/messages", token=token))[1]
+
+    async def wait_for_bot_message(self, user_id: int, after_message_id: int = 0, timeout: float = 10, *,
+                                   token: str | None = None) -> dict[str, Any]:
+        """The first bot message in the chat with id > after_message_id; TimeoutError if none comes."""
+        messages = await self.wait_for_bot_messages(user_id, after_message_id, timeout, token=token)
+        return messages[0]
+
+    async def wait_for_bot_messages(self, user_id: int, after_message_id: int = 0, timeout: float = 10, *,
+                                    token: str | None = None) -> list[dict[str, Any]]:
+        """All bot messages with id > after_message_id, once there is at least one."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise TimeoutError(f"no bot message after {after_message_id} within {timeout}s")
+            status, data = await self._request(
+                "GET", f"chats/{user_id}/wait", token=token, params={"after": after_message_id, "timeout": remaining},
+                timeout=remaining + 10, accept=(408,))
+            if status == 200 and data["messages"]:
+                return data["messages"]
+
+    async def wait_for_change(self, user_id: int, version: int, timeout: float = 10, *,
+                              token: str | None = None) -> dict[str, Any]:
+        """Wait until the chat's version exceeds ``version``: {version, messages}. TimeoutError if not."""
+        status, data = await self._request("GET", f"chats/{user_id}/wait", token=token,
+                                           params={"version": version, "timeout": timeout},
+                                           timeout=timeout + 10, accept=(408,))
+        if status == 408:
+            raise TimeoutError(f"chat did not change within {timeout}s")
+        return data
+
+    async def calls(self, method: str | None = None, *, token: str | None = None) -> list[dict[str, Any]]:
+        return (await self._request("GET", "calls", token=token, params={"method": method}))[1]
+
+    async def clear_calls(self, *, token: str | None = None) -> None:
+        await self._request("DELETE", "calls", token=token)
+
+    async def commands(self, language_code: str | None = None, scope: str | None = None, *,
+                       token: str | None = None) -> list[dict[str, Any]]:
+        params = {"language_code": language_code, "scope": scope}
+        return (await self._request("GET", "commands", token=token, params=params))[1]
+
+    async def bot_info(self, *, token: str | None = None) -> dict[str, Any]:
+        return (await self._request("GET", "bot", token=token))[1]
+
+    # ---- the environment -------------------------------------------------------------------------
+
+    async def add_fault(self, method: str, error_code: int, count: int = 1, retry_after: int | None = None, *,
+                        description: str | None = None, token: str | None = None) -> None:
+        body = {"method": method, "error_code": error_code, "count": count, "retry_after": retry_after,
+                "description": description}
+        await self._post("faults", body, token)
+
+    async def clear_faults(self, *, token: str | None = None) -> None:
+        await self._request("DELETE", "faults", token=token)
+
+    async def advance_clock(self, seconds: float) -> dict[str, Any]:
+        return await self._post("clock", {"advance_seconds": seconds}, None)

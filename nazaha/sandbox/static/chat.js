@@ -1,0 +1,348 @@
+// Nazaha sandbox chat page. Message content is untrusted: it is only ever set with textContent.
+"use strict";
+
+(function () {
+  const API = "/sandbox/api";
+  const params = new URLSearchParams(location.search);
+  const token = params.get("token") || "";
+  const storeKey = "nazaha-sandbox:" + (token ? token.split(":")[0] : "default");
+  const $ = (id) => document.getElementById(id);
+  const log = $("log");
+  const bubbles = new Map(); // message_id -> {el, sig}
+  let userId = null;
+  let version = -1;
+  let pollGen = 0;
+  let hiddenReplyKeyboardOf = null; // message id whose one-time reply keyboard was used
+
+  function withToken(path) {
+    if (!token) return API + path;
+    return API + path + (path.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(token);
+  }
+
+  async function call(method, path, body) {
+    const init = { method, headers: {} };
+    if (body !== undefined) {
+      init.headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(body);
+    }
+    const resp = await fetch(withToken(path), init);
+    const data = await resp.json().catch(() => ({}));
+    return { status: resp.status, data };
+  }
+
+  function toast(text, alertLike) {
+    if (alertLike) { window.alert(text); return; }
+    const el = $("toast");
+    el.textContent = text;
+    el.hidden = false;
+    clearTimeout(toast.timer);
+    toast.timer = setTimeout(() => { el.hidden = true; }, 3000);
+  }
+
+  function setLanguage(lang) {
+    document.documentElement.lang = lang;
+    document.documentElement.dir = lang === "ar" ? "rtl" : "ltr";
+    $("lang").value = lang;
+  }
+
+  async function newUser() {
+    const lang = $("lang").value || "ar";
+    const { status, data } = await call("POST", "/users", {
+      first_name: lang === "ar" ? "مستخدم تجريبي" : "Sandbox user", language_code: lang,
+    });
+    if (status !== 200) throw new Error("could not create a sandbox user");
+    userId = data.id;
+    sessionStorage.setItem(storeKey, JSON.stringify({ userId, lang }));
+    resetLog();
+    startPolling();
+  }
+
+  function resetLog() {
+    bubbles.clear();
+    log.replaceChildren();
+    version = -1;
+    hiddenReplyKeyboardOf = null;
+    renderReplyKeyboard([]);
+  }
+
+  const MEDIA_LABELS = {
+    photo: "📷 photo", document: "📄 document", voice: "🎤 voice message", sticker: "sticker",
+    location: "📍 location", contact: "👤 contact",
+  };
+
+  function mediaText(m) {
+    const media = m.media || {};
+    if (m.kind === "sticker" && media.sticker) return (media.sticker.emoji || "") + " sticker";
+    if (m.kind === "location" && media.location) {
+      return "📍 " + media.location.latitude.toFixed(4) + ", " + media.location.longitude.toFixed(4);
+    }
+    if (m.kind === "document" && media.document) return "📄 " + (media.document.file_name || "document");
+    return MEDIA_LABELS[m.kind] || m.kind;
+  }
+
+  function safeUrl(url) {
+    try {
+      const u = new URL(url);
+      return u.protocol === "https:" || u.protocol === "http:" ? u.href : null;
+    } catch (e) { return null; }
+  }
+
+  function inlineKeyboard(m) {
+    const rows = (m.reply_markup && m.reply_markup.inline_keyboard) || [];
+    if (!rows.length) return null;
+    const box = document.createElement("div");
+    box.className = "keyboard";
+    for (const row of rows) {
+      const rowEl = document.createElement("div");
+      rowEl.className = "row";
+      for (const button of row) {
+        let el;
+        const url = button.url ? safeUrl(button.url) : null;
+        if (url) {
+          el = document.createElement("a");
+          el.href = url;
+          el.target = "_blank";
+          el.rel = "noopener noreferrer";
+        } else {
+          el = document.createElement("button");
+          el.type = "button";
+          if (typeof button.callback_data === "string") {
+            el.addEventListener("click", () => press(m.message_id, button.callback_data));
+          } else {
+            el.disabled = true;
+          }
+        }
+        el.dir = "auto";
+        el.textContent = button.text;
+        rowEl.appendChild(el);
+      }
+      box.appendChild(rowEl);
+    }
+    return box;
+  }
+
+  function bubble(m) {
+    const el = document.createElement("div");
+    el.className = "msg " + (m.from_bot ? "bot" : "user");
+    el.dir = "auto";
+    if (m.kind !== "text") {
+      const media = document.createElement("div");
+      media.className = "media";
+      media.dir = "auto";
+      media.textContent = mediaText(m);
+      el.appendChild(media);
+    }
+    const body = m.text !== null ? m.text : m.caption;
+    if (body) {
+      const text = document.createElement("div");
+      text.dir = "auto";
+      text.textContent = body;
+      el.appendChild(text);
+    }
+    const meta = document.createElement("span");
+    meta.className = "meta";
+    meta.dir = "ltr";
+    if (m.protect_content) {
+      const label = document.createElement("span");
+      label.className = "label protected";
+      label.textContent = "protected";
+      label.title = "protect_content: cannot be forwarded or saved";
+      meta.appendChild(label);
+    }
+    if (m.edited) {
+      const label = document.createElement("span");
+      label.className = "label";
+      label.textContent = "edited";
+      meta.appendChild(label);
+    }
+    meta.appendChild(document.createTextNode(new Date(m.date * 1000).toLocaleTimeString()));
+    el.appendChild(meta);
+    const kb = inlineKeyboard(m);
+    if (kb) el.appendChild(kb);
+    return el;
+  }
+
+  function render(messages) {
+    const nearBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 80;
+    const seen = new Set();
+    let previous = null;
+    for (const m of messages) {
+      if (m.deleted) continue;
+      seen.add(m.message_id);
+      const sig = JSON.stringify([m.text, m.caption, m.reply_markup, m.edit_count, m.protect_content]);
+      let entry = bubbles.get(m.message_id);
+      if (!entry || entry.sig !== sig) {
+        const el = bubble(m);
+        if (entry) entry.el.replaceWith(el); // an edit: shown in place
+        else if (previous) previous.after(el);
+        else log.prepend(el);
+        entry = { el, sig };
+        bubbles.set(m.message_id, entry);
+      }
+      previous = entry.el;
+    }
+    for (const [id, entry] of bubbles) {
+      if (!seen.has(id)) { entry.el.remove(); bubbles.delete(id); } // deleted messages disappear
+    }
+    const empty = seen.size === 0;
+    $("start").hidden = !empty;
+    if (empty && !log.querySelector(".empty")) {
+      const hint = document.createElement("p");
+      hint.className = "empty";
+      hint.textContent = "Press /start to talk to the bot · اضغط ‎/start‎ للبدء";
+      log.appendChild(hint);
+    } else if (!empty) {
+      const hint = log.querySelector(".empty");
+      if (hint) hint.remove();
+    }
+    if (nearBottom) log.scrollTop = log.scrollHeight;
+    renderReplyKeyboard(messages);
+  }
+
+  function renderReplyKeyboard(messages) {
+    const box = $("reply-keyboard");
+    let current = null;
+    for (const m of messages) {
+      const rm = m.from_bot && !m.deleted ? m.reply_markup : null;
+      if (rm && (rm.keyboard || rm.remove_keyboard)) current = rm.keyboard ? m : null;
+    }
+    box.replaceChildren();
+    if (!current || hiddenReplyKeyboardOf === current.message_id) { box.hidden = true; return; }
+    const kb = document.createElement("div");
+    kb.className = "keyboard";
+    for (const row of current.reply_markup.keyboard) {
+      const rowEl = document.createElement("div");
+      rowEl.className = "row";
+      for (const button of row) {
+        const label = typeof button === "string" ? button : button.text;
+        const el = document.createElement("button");
+        el.type = "button";
+        el.dir = "auto";
+        el.textContent = label;
+        el.addEventListener("click", () => {
+          if (current.reply_markup.one_time_keyboard) {
+            hiddenReplyKeyboardOf = current.message_id;
+            box.hidden = true;
+          }
+          sendText(label);
+        });
+        rowEl.appendChild(el);
+      }
+      kb.appendChild(rowEl);
+    }
+    box.appendChild(kb);
+    box.hidden = false;
+  }
+
+  async function startPolling() {
+    const gen = ++pollGen;
+    while (gen === pollGen && userId !== null) {
+      try {
+        const { status, data } = await call("GET", "/chats/" + userId + "/wait?version=" + version + "&timeout=25");
+        if (gen !== pollGen) return;
+        if (status === 200) {
+          version = data.version;
+          render(data.messages);
+        } else if (status === 404) {
+          await newUser(); // the sandbox restarted and forgot this user
+          return;
+        } else if (status !== 408) {
+          await new Promise((r) => setTimeout(r, 1000));
+        }
+      } catch (e) {
+        await new Promise((r) => setTimeout(r, 1000)); // server away: retry calmly
+      }
+    }
+  }
+
+  async function sendText(text) {
+    if (!text.trim() || userId === null) return;
+    await call("POST", "/messages", { user_id: userId, text });
+  }
+
+  async function sendKind(kind, extra) {
+    if (userId === null) return;
+    await call("POST", "/messages", Object.assign({ user_id: userId, kind }, extra || {}));
+  }
+
+  async function press(messageId, data) {
+    const { status, data: result } = await call("POST", "/callbacks", { user_id: userId, message_id: messageId, data });
+    if (status !== 200) return;
+    // show the bot's answerCallbackQuery text, if it gives one soon
+    for (let i = 0; i < 20; i++) {
+      await new Promise((r) => setTimeout(r, 250));
+      const { status: s, data: a } = await call("GET", "/callbacks/" + encodeURIComponent(result.callback_query_id));
+      if (s === 200 && a.answered) {
+        if (a.answer && a.answer.text) toast(a.answer.text, a.answer.show_alert);
+        return;
+      }
+    }
+  }
+
+  function generatedPhotoBase64() {
+    const canvas = document.createElement("canvas");
+    canvas.width = 64; canvas.height = 48;
+    const ctx = canvas.getContext("2d");
+    ctx.fillStyle = "#2f8fdc"; ctx.fillRect(0, 0, 64, 48);
+    ctx.fillStyle = "#fff"; ctx.fillRect(8, 8, 20, 20);
+    return canvas.toDataURL("image/jpeg", 0.8).split(",")[1];
+  }
+
+  function readAsBase64(file) {
+    return new Promise((resolve, reject) => {
+      const reader = new FileReader();
+      reader.onload = () => resolve(String(reader.result).split(",")[1] || "");
+      reader.onerror = reject;
+      reader.readAsDataURL(file);
+    });
+  }
+
+  $("composer").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const box = $("text");
+    const text = box.value;
+    box.value = "";
+    sendText(text);
+    box.focus();
+  });
+  $("text").addEventListener("keydown", (ev) => {
+    if (ev.key === "Enter" && !ev.shiftKey && !ev.isComposing) {
+      ev.preventDefault();
+      $("composer").requestSubmit();
+    }
+  });
+  $("start").addEventListener("click", () => sendText("/start"));
+  for (const button of document.querySelectorAll("#extras button[data-kind]")) {
+    button.addEventListener("click", () => {
+      const kind = button.dataset.kind;
+      if (kind === "location") sendKind("location", { latitude: 31.9038, longitude: 35.2034 });
+      else if (kind === "photo") sendKind("photo", { content_b64: generatedPhotoBase64(), width: 64, height: 48 });
+      else if (kind === "voice") sendKind("voice", { content_b64: btoa("OggS sandbox voice"), duration: 2 });
+      else sendKind(kind);
+    });
+  }
+  $("file").addEventListener("change", async (ev) => {
+    const file = ev.target.files[0];
+    ev.target.value = "";
+    if (!file) return;
+    const content_b64 = await readAsBase64(file);
+    sendKind("document", { filename: file.name, mime_type: file.type || "application/octet-stream", content_b64 });
+  });
+  $("lang").addEventListener("change", () => { setLanguage($("lang").value); newUser(); });
+  $("new-chat").addEventListener("click", () => newUser());
+
+  async function init() {
+    const info = await call("GET", "/bot").catch(() => null);
+    if (info && info.status === 200) $("bot-name").textContent = info.data.first_name + " · @" + info.data.username;
+    let saved = null;
+    try { saved = JSON.parse(sessionStorage.getItem(storeKey) || "null"); } catch (e) { saved = null; }
+    setLanguage(saved && saved.lang ? saved.lang : "ar");
+    if (saved && saved.userId) {
+      userId = saved.userId;
+      startPolling();
+    } else {
+      await newUser();
+    }
+  }
+  init();
+})();

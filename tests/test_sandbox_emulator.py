@@ -1,0 +1,459 @@
+"""The Bot API emulator, driven over real HTTP by a real aiogram Bot and the control client."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, AsyncIterator
+
+import aiohttp
+import pytest
+from aiogram import Bot
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.exceptions import (
+    TelegramBadRequest,
+    TelegramConflictError,
+    TelegramForbiddenError,
+    TelegramRetryAfter,
+    TelegramServerError,
+)
+from aiogram.types import (
+    BotCommand,
+    BufferedInputFile,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    KeyboardButton,
+    ReplyKeyboardMarkup,
+)
+from aiohttp import web
+
+from nazaha.sandbox.client import SandboxClient
+from nazaha.sandbox.server import SandboxServer
+
+TOKEN = "4242:AAAA_sandbox_test_token_0123456789"
+OTHER_TOKEN = "5151:BBBB_sandbox_other_token_987654321"
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[SandboxServer]:
+    async with SandboxServer(host="127.0.0.1", port=0, default_token=TOKEN) as s:
+        yield s
+
+
+@pytest.fixture
+async def client(server: SandboxServer) -> AsyncIterator[SandboxClient]:
+    async with SandboxClient(server.url) as c:
+        yield c
+
+
+class QuickCloseSession(AiohttpSession):
+    """aiogram's AiohttpSession, minus the 250 ms grace sleep in close() (keeps the suite fast)."""
+
+    async def close(self) -> None:
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
+
+
+def make_bot(server: SandboxServer, token: str = TOKEN) -> Bot:
+    return Bot(token, session=QuickCloseSession(api=TelegramAPIServer.from_base(server.url)))
+
+
+@pytest.fixture
+async def bot(server: SandboxServer) -> AsyncIterator[Bot]:
+    b = make_bot(server)
+    yield b
+    await b.session.close()
+
+
+async def started_user(client: SandboxClient, bot: Bot, **kwargs: Any) -> tuple[dict[str, Any], int]:
+    """A user who has sent /start; returns (user, next getUpdates offset)."""
+    user = await client.create_user(**kwargs)
+    await client.send_text(user["id"], "/start")
+    updates = await bot.get_updates(timeout=0)
+    return user, updates[-1].update_id + 1
+
+
+async def test_core_methods_with_real_aiogram_bot(server: SandboxServer, client: SandboxClient, bot: Bot) -> None:
+    me = await bot.get_me()
+    assert me.id == 4242 and me.is_bot and me.username == "sandbox_4242_bot"
+
+    user = await client.create_user(first_name="Salma", language_code="ar")
+    sent = await client.send_text(user["id"], "/start")
+    [update] = await bot.get_updates(timeout=0)
+    assert update.message.text == "/start" and update.message.from_user.id == user["id"]
+    assert update.message.from_user.language_code == "ar" and update.message.chat.type == "private"
+    assert update.message.entities[0].type == "bot_command"
+    assert update.message.message_id == sent["message_id"]
+
+    keyboard = InlineKeyboardMarkup(inline_keyboard=[[
+        InlineKeyboardButton(text="نعم", callback_data="yes"),
+        InlineKeyboardButton(text="Site", url="https://example.org/"),
+    ]])
+    msg = await bot.send_message(user["id"], "مرحبا", reply_markup=keyboard, protect_content=True)
+    assert msg.text == "مرحبا" and msg.has_protected_content and msg.from_user.id == 4242
+    assert msg.reply_markup.model_dump(exclude_none=True) == keyboard.model_dump(exclude_none=True)
+    assert msg.chat.id == user["id"]
+
+    pressed = await client.press(user["id"], msg.message_id, "yes")
+    [cb_update] = await bot.get_updates(offset=update.update_id + 1, timeout=0)
+    query = cb_update.callback_query
+    assert cb_update.update_id == pressed["update_id"] and query.id == pressed["callback_query_id"]
+    assert query.data == "yes" and query.message.message_id == msg.message_id and query.chat_instance
+    assert await bot.answer_callback_query(query.id, text="تم")
+    answer = await client.callback_answer(query.id)
+    assert answer["answered"] and answer["answer"]["text"] == "تم"
+    with pytest.raises(TelegramBadRequest, match="query is too old"):
+        await bot.answer_callback_query(query.id)
+    with pytest.raises(TelegramBadRequest, match="query is too old"):
+        await bot.answer_callback_query("nonexistent")
+
+    edited = await bot.edit_message_text("تم التعديل", chat_id=user["id"], message_id=msg.message_id)
+    assert edited.text == "تم التعديل" and edited.edit_date is not None
+    assert edited.reply_markup is None  # an edit without reply_markup removes the keyboard
+    with pytest.raises(TelegramBadRequest, match="message is not modified"):
+        await bot.edit_message_text("تم التعديل", chat_id=user["id"], message_id=msg.message_id)
+    with pytest.raises(TelegramBadRequest, match="message to edit not found"):
+        await bot.edit_message_text("x", chat_id=user["id"], message_id=999)
+
+    reply_kb = ReplyKeyboardMarkup(keyboard=[[KeyboardButton(text="إلغاء")]], resize_keyboard=True)
+    kb_msg = await bot.send_message(user["id"], "اختر", reply_markup=reply_kb)
+    assert kb_msg.reply_markup is None  # Telegram echoes only inline keyboards
+
+    assert await bot.delete_message(user["id"], msg.message_id)
+    with pytest.raises(TelegramBadRequest, match="message to delete not found"):
+        await bot.delete_message(user["id"], msg.message_id)
+
+    view = {m["message_id"]: m for m in await client.messages(user["id"])}
+    assert view[sent["message_id"]]["from_bot"] is False
+    deleted = view[msg.message_id]
+    assert deleted["deleted"] and deleted["edited"] and deleted["protect_content"] and deleted["edit_count"] == 1
+    assert view[kb_msg.message_id]["reply_markup"]["keyboard"][0][0]["text"] == "إلغاء"
+    assert list(view) == sorted(view)
+
+    assert await bot.set_my_commands([BotCommand(command="start", description="ابدأ")], language_code="ar")
+    assert await bot.set_my_commands([BotCommand(command="start", description="Start")], language_code="en")
+    assert [c.description for c in await bot.get_my_commands(language_code="ar")] == ["ابدأ"]
+    assert await client.commands(language_code="en") == [{"command": "start", "description": "Start"}]
+    assert await client.commands() == []
+    with pytest.raises(TelegramBadRequest, match="BOT_COMMAND_INVALID"):
+        await bot.set_my_commands([BotCommand(command="Bad-Command", description="x")])
+    assert await bot.set_my_description("وصف", language_code="ar")
+    assert (await bot.get_my_description(language_code="ar")).description == "وصف"
+    assert await bot.send_chat_action(user["id"], "typing")
+
+    sends = await client.calls("sendMessage")
+    assert len(sends) == 2 and sends[0]["params"]["protect_content"] is True
+    assert sends[0]["params"]["reply_markup"]["inline_keyboard"][0][0]["callback_data"] == "yes"
+    assert all(call["ok"] for call in sends)
+
+
+async def test_get_updates_long_poll_and_offset(server: SandboxServer, client: SandboxClient, bot: Bot) -> None:
+    user = await client.create_user()
+    poll = asyncio.create_task(bot.get_updates(timeout=20))
+    await asyncio.sleep(0)  # let the poll start; correctness does not depend on it
+    started = time.monotonic()
+    sent = await client.send_text(user["id"], "hello")
+    updates = await asyncio.wait_for(poll, 5)
+    assert time.monotonic() - started < 2
+    assert [u.update_id for u in updates] == [sent["update_id"]]
+
+    # not confirmed yet: delivered again
+    again = await bot.get_updates(timeout=0)
+    assert [u.update_id for u in again] == [sent["update_id"]]
+    second = await client.send_text(user["id"], "second")
+    assert second["update_id"] == sent["update_id"] + 1
+    confirmed = await bot.get_updates(offset=sent["update_id"] + 1, timeout=0)
+    assert [u.message.text for u in confirmed] == ["second"]
+    assert await bot.get_updates(offset=second["update_id"] + 1, timeout=0) == []
+
+    started = time.monotonic()
+    assert await bot.get_updates(offset=second["update_id"] + 1, timeout=1) == []
+    assert time.monotonic() - started >= 0.9
+
+    for i in range(5):
+        await client.send_text(user["id"], f"m{i}")
+    assert len(await bot.get_updates(limit=2, timeout=0)) == 2
+
+    # a newer getUpdates terminates a waiting one, as on Telegram
+    await bot.get_updates(offset=-1)  # keep only the last one...
+    last = await bot.get_updates(timeout=0)
+    older = asyncio.create_task(bot.get_updates(offset=last[-1].update_id + 1, timeout=20))
+    await asyncio.sleep(0.05)
+    newer = asyncio.create_task(bot.get_updates(offset=last[-1].update_id + 1, timeout=20))
+    with pytest.raises(TelegramConflictError):
+        await asyncio.wait_for(older, 5)
+    await client.send_text(user["id"], "wake")
+    assert [u.message.text for u in await asyncio.wait_for(newer, 5)] == ["wake"]
+
+
+async def test_injected_duplicate_update_is_delivered_twice(client: SandboxClient, bot: Bot) -> None:
+    user, offset = await started_user(client, bot)
+    await client.send_text(user["id"], "report")
+    [original] = await bot.get_updates(offset=offset, timeout=0)
+    raw = original.model_dump(mode="json", by_alias=True, exclude_none=True)
+    await client.inject_update(raw)
+    [duplicate] = await bot.get_updates(offset=original.update_id + 1, timeout=0)
+    assert duplicate.update_id == original.update_id and duplicate.message.text == "report"
+    forged = await client.inject_update({"callback_query": {
+        "id": "forged", "from": user, "chat_instance": "1", "data": "x" * 200}})
+    [update] = await bot.get_updates(offset=original.update_id + 1, timeout=0)
+    assert update.update_id == forged["update_id"] > original.update_id
+    assert update.callback_query.data == "x" * 200
+    assert await bot.answer_callback_query("forged")  # Telegram delivered it, so it can be answered once
+    with pytest.raises(TelegramBadRequest, match="query is too old"):
+        await bot.answer_callback_query("forged")
+
+
+async def test_text_and_callback_data_limits(client: SandboxClient, bot: Bot) -> None:
+    user, _ = await started_user(client, bot)
+    assert len((await bot.send_message(user["id"], "a" * 4096)).text) == 4096
+    with pytest.raises(TelegramBadRequest, match="message is too long"):
+        await bot.send_message(user["id"], "a" * 4097)
+    with pytest.raises(TelegramBadRequest, match="message text is empty"):
+        await bot.send_message(user["id"], " \n ")
+    with pytest.raises(TelegramBadRequest, match="chat not found"):
+        await bot.send_message(123, "hi")
+
+    def keyboard(data: str) -> InlineKeyboardMarkup:
+        return InlineKeyboardMarkup(inline_keyboard=[[InlineKeyboardButton(text="b", callback_data=data)]])
+
+    await bot.send_message(user["id"], "ok", reply_markup=keyboard("ع" * 32))  # 64 bytes
+    with pytest.raises(TelegramBadRequest, match="BUTTON_DATA_INVALID"):
+        await bot.send_message(user["id"], "too long", reply_markup=keyboard("ع" * 32 + "x"))
+    with pytest.raises(TelegramBadRequest, match="BUTTON_DATA_INVALID"):
+        await bot.send_message(user["id"], "too long", reply_markup=keyboard("x" * 65))
+
+    stranger = await client.create_user()
+    with pytest.raises(TelegramForbiddenError, match="can't initiate conversation"):
+        await bot.send_message(stranger["id"], "hello")
+
+
+async def test_html_parse_mode(client: SandboxClient, bot: Bot) -> None:
+    user, _ = await started_user(client, bot)
+    raw = '<b>رقم</b> &lt;1&gt; <a href="https://example.org">link</a>'
+    msg = await bot.send_message(user["id"], raw, parse_mode="HTML")
+    assert msg.text == "رقم <1> link"
+    assert [(e.type, e.offset, e.length) for e in msg.entities] == [("bold", 0, 3), ("text_link", 8, 4)]
+    [view] = [m for m in await client.messages(user["id"]) if m["message_id"] == msg.message_id]
+    assert view["html"] == raw and view["text"] == "رقم <1> link"
+    with pytest.raises(TelegramBadRequest, match="can't parse entities"):
+        await bot.send_message(user["id"], "a <script>x</script>", parse_mode="HTML")
+    with pytest.raises(TelegramBadRequest, match="can't parse entities"):
+        await bot.send_message(user["id"], "1 < 2", parse_mode="HTML")
+    with pytest.raises(TelegramBadRequest, match="can't parse entities"):
+        await bot.send_message(user["id"], "<b>open", parse_mode="HTML")
+
+
+async def test_faults_surface_as_aiogram_errors(client: SandboxClient, bot: Bot) -> None:
+    user, _ = await started_user(client, bot)
+    await client.add_fault("sendMessage", 429, count=2, retry_after=3)
+    for _ in range(2):
+        with pytest.raises(TelegramRetryAfter) as info:
+            await bot.send_message(user["id"], "hi")
+        assert info.value.retry_after == 3
+    await bot.send_message(user["id"], "now it works")
+
+    await client.add_fault("sendMessage", 403)
+    with pytest.raises(TelegramForbiddenError, match="blocked"):
+        await bot.send_message(user["id"], "hi")
+    await client.add_fault("getMe", 502)
+    with pytest.raises(TelegramServerError):
+        await bot.get_me()
+    await client.add_fault("getMe", 500, count=5)
+    await client.clear_faults()
+    await bot.get_me()
+
+    await client.set_blocked(user["id"], True)
+    with pytest.raises(TelegramForbiddenError, match="bot was blocked by the user"):
+        await bot.send_message(user["id"], "hi")
+    await client.set_blocked(user["id"], False)
+    await bot.send_message(user["id"], "unblocked")
+
+    calls = await client.calls("sendmessage")
+    assert [c["error_code"] for c in calls] == [429, 429, None, 403, 403, None]
+
+
+async def test_delete_window_of_48_hours(client: SandboxClient, bot: Bot) -> None:
+    user, _ = await started_user(client, bot)
+    old = await bot.send_message(user["id"], "old")
+    await client.advance_clock(47 * 3600)
+    recent = await bot.send_message(user["id"], "recent")
+    assert await bot.delete_message(user["id"], old.message_id)  # 47 hours old: allowed
+    old2 = await bot.send_message(user["id"], "old2")
+    await client.advance_clock(48 * 3600 + 5)
+    with pytest.raises(TelegramBadRequest, match="message can't be deleted"):
+        await bot.delete_message(user["id"], old2.message_id)
+    with pytest.raises(TelegramBadRequest, match="message can't be deleted"):
+        await bot.delete_messages(user["id"], [recent.message_id, old2.message_id])
+    fresh = await bot.send_message(user["id"], "fresh")
+    assert fresh.date.timestamp() > time.time() + 90 * 3600  # dates follow the emulator clock
+    assert await bot.delete_messages(user["id"], [old2.message_id, fresh.message_id])
+    view = {m["message_id"]: m["deleted"] for m in await client.messages(user["id"])}
+    assert view[fresh.message_id] and not view[old2.message_id]
+
+
+async def test_webhook_delivery_with_secret_and_retries(server: SandboxServer, client: SandboxClient,
+                                                        bot: Bot) -> None:
+    received: list[tuple[str | None, dict[str, Any]]] = []
+    statuses = [500]  # first delivery fails, then 200
+    arrived = asyncio.Event()
+
+    async def receive(request: web.Request) -> web.Response:
+        body = await request.json()
+        status = statuses.pop(0) if statuses else 200
+        if status == 200:
+            received.append((request.headers.get("X-Telegram-Bot-Api-Secret-Token"), body))
+            arrived.set()
+        if status == 200 and body["message"]["text"] == "ping":
+            # aiogram can answer an update in the webhook response: Telegram runs that method
+            return web.json_response({"method": "sendMessage", "chat_id": body["message"]["chat"]["id"],
+                                      "text": "pong"})
+        return web.json_response({}, status=status)
+
+    app = web.Application()
+    app.router.add_post("/hook", receive)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    try:
+        user = await client.create_user()
+        assert await bot.set_webhook(f"http://127.0.0.1:{port}/hook", secret_token="s3cr3t-Token_x")
+        info = await bot.get_webhook_info()
+        assert info.url.endswith("/hook") and info.pending_update_count == 0
+        with pytest.raises(TelegramConflictError):
+            await bot.get_updates()
+        sent = await client.send_text(user["id"], "via webhook")
+        await asyncio.wait_for(arrived.wait(), 5)
+        [(secret, body)] = received
+        assert secret == "s3cr3t-Token_x"
+        assert body["update_id"] == sent["update_id"] and body["message"]["text"] == "via webhook"
+        details = await client.bot_info()
+        assert details["webhook_attempts"] == 2 and details["webhook_delivered"] == 1
+        assert details["webhook"]["last_error_message"].startswith("Wrong response from the webhook: 500")
+        assert (await bot.get_webhook_info()).pending_update_count == 0
+        await client.send_text(user["id"], "ping")
+        reply = await client.wait_for_bot_message(user["id"], timeout=5)
+        assert reply["text"] == "pong"
+
+        assert await bot.delete_webhook()
+        await client.send_text(user["id"], "polling again")
+        [update] = await bot.get_updates(timeout=0)
+        assert update.message.text == "polling again"
+    finally:
+        await runner.cleanup()
+
+
+async def test_unusual_characters_round_trip_exactly(client: SandboxClient, bot: Bot) -> None:
+    user, offset = await started_user(client, bot)
+    text = "\u202eabc\u202c \u200f\u0645\u0631\u062d\u0628\u0627\u200e \u200b\u200c\u200d\ufeff \x01\x07\x1b\t\r\n😀 x"
+    await client.send_text(user["id"], text)
+    [update] = await bot.get_updates(offset=offset, timeout=0)
+    assert update.message.text == text
+    msg = await bot.send_message(user["id"], text)
+    assert msg.text == text
+    [view] = [m for m in await client.messages(user["id"]) if m["message_id"] == msg.message_id]
+    assert view["text"] == text
+    found = await client.wait_for_bot_message(user["id"], after_message_id=update.message.message_id, timeout=1)
+    assert found["text"] == text
+
+
+async def test_files_round_trip(server: SandboxServer, client: SandboxClient, bot: Bot) -> None:
+    user, offset = await started_user(client, bot)
+    content = bytes(range(256)) * 300
+    await client.send_document(user["id"], "تقرير.pdf", content, "application/pdf")
+    [update] = await bot.get_updates(offset=offset, timeout=0)
+    doc = update.message.document
+    assert doc.file_name == "تقرير.pdf" and doc.mime_type == "application/pdf" and doc.file_size == len(content)
+    file = await bot.get_file(doc.file_id)
+    downloaded = await bot.download_file(file.file_path)
+    assert downloaded.read() == content
+
+    await client.send_photo(user["id"])
+    [photo_update] = await bot.get_updates(offset=update.update_id + 1, timeout=0)
+    biggest = photo_update.message.photo[-1]
+    assert len(photo_update.message.photo) == 2 and biggest.width > photo_update.message.photo[0].width
+    assert (await bot.download_file((await bot.get_file(biggest.file_id)).file_path)).read()[:2] == b"\xff\xd8"
+
+    await client.send_document(user["id"], "big.bin", b"x", file_size=20 * 1024 * 1024 + 1)
+    [big] = await bot.get_updates(offset=photo_update.update_id + 1, timeout=0)
+    with pytest.raises(TelegramBadRequest, match="file is too big"):
+        await bot.get_file(big.message.document.file_id)
+
+    sent = await bot.send_document(user["id"], BufferedInputFile(b"receipt", filename="r.txt"), caption="ok",
+                                   protect_content=True)
+    assert sent.document.file_name == "r.txt" and sent.caption == "ok" and sent.has_protected_content
+    assert (await bot.download_file((await bot.get_file(sent.document.file_id)).file_path)).read() == b"receipt"
+
+    for kind in ("sticker", "location", "voice"):
+        await getattr(client, f"send_{kind}")(user["id"])
+    kinds = await bot.get_updates(offset=big.update_id + 1, timeout=0)
+    assert kinds[0].message.sticker and kinds[1].message.location.latitude and kinds[2].message.voice
+
+
+async def test_raw_http_errors_and_two_bots(server: SandboxServer, client: SandboxClient) -> None:
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{server.url}/botnot-a-token/getMe") as resp:
+            assert resp.status == 401 and (await resp.json())["description"] == "Unauthorized"
+        async with http.post(f"{server.url}/bot{TOKEN}/noSuchMethod") as resp:
+            body = await resp.json()
+            assert resp.status == 404 and body == {"ok": False, "error_code": 404,
+                                                   "description": "Not Found: method not found"}
+        async with http.post(f"{server.url}/bot{TOKEN}/getUpdates", json={"timeout": 0}) as resp:
+            assert (await resp.json()) == {"ok": True, "result": []}
+        user = await client.create_user()
+        await client.send_text(user["id"], "/start")
+        markup = {"inline_keyboard": [[{"text": "A", "callback_data": "a"}]]}
+        async with http.post(f"{server.url}/bot{TOKEN}/sendMessage",
+                             json={"chat_id": user["id"], "text": "json body", "reply_markup": markup}) as resp:
+            assert resp.status == 200 and (await resp.json())["result"]["reply_markup"] == markup
+        form = {"chat_id": str(user["id"]), "text": "[1]", "protect_content": "true",
+                "reply_markup": '{"inline_keyboard": [[{"text": "A", "callback_data": "a"}]]}'}
+        async with http.post(f"{server.url}/bot{TOKEN}/sendmessage", data=form) as resp:
+            result = (await resp.json())["result"]
+            assert result["text"] == "[1]" and result["has_protected_content"] and result["reply_markup"] == markup
+        async with http.get(f"{server.url}/bot{TOKEN}/sendMessage",
+                            params={"chat_id": user["id"], "text": "x", "reply_markup": "{bad"}) as resp:
+            assert resp.status == 400 and "reply keyboard markup" in (await resp.json())["description"]
+        async with http.get(f"{server.url}/") as resp:
+            page = await resp.text()
+            assert resp.status == 200 and "chat.js" in page and "default-src 'self'" in resp.headers[
+                "Content-Security-Policy"]
+        async with http.get(f"{server.url}/sandbox/static/chat.js") as resp:
+            assert resp.status == 200 and "textContent" in await resp.text()
+
+    first, second = make_bot(server), make_bot(server, OTHER_TOKEN)
+    try:
+        user = await client.create_user(language_code="en")
+        await client.send_text(user["id"], "to first")
+        await client.send_text(user["id"], "to second", token=OTHER_TOKEN)
+        u1 = (await first.get_updates(timeout=0))[-1]
+        [u2] = await second.get_updates(timeout=0)
+        assert (u1.message.text, u2.message.text) == ("to first", "to second")
+        assert (await second.get_me()).id == 5151
+        await second.send_message(user["id"], "from second")
+        assert [m["text"] for m in await client.messages(user["id"], token=OTHER_TOKEN)] == ["to second",
+                                                                                          "from second"]
+        assert [m["text"] for m in await client.messages(user["id"])] == ["to first"]
+        with pytest.raises(TimeoutError):
+            await client.wait_for_bot_message(user["id"], timeout=0.2)
+    finally:
+        await first.session.close()
+        await second.session.close()
+
+
+async def test_chat_wait_by_version(client: SandboxClient, bot: Bot) -> None:
+    user, _ = await started_user(client, bot)
+    state = await client.wait_for_change(user["id"], version=0, timeout=1)
+    version = state["version"]
+    waiter = asyncio.create_task(client.wait_for_change(user["id"], version=version, timeout=5))
+    msg = await bot.send_message(user["id"], "first")
+    changed = await asyncio.wait_for(waiter, 5)
+    assert changed["version"] > version and changed["messages"][-1]["text"] == "first"
+    waiter = asyncio.create_task(client.wait_for_change(user["id"], version=changed["version"], timeout=5))
+    await bot.edit_message_text("edited", chat_id=user["id"], message_id=msg.message_id)
+    assert (await asyncio.wait_for(waiter, 5))["messages"][-1]["text"] == "edited"
+    with pytest.raises(TimeoutError):
+        await client.wait_for_change(user["id"], version=10**6, timeout=0.1)
