@@ -1,1 +1,10 @@
+"""aiogram routers: Telegram updates to flow inputs, flow outputs to replies."""
 
+from aiogram import Router
+
+
+def get_routers() -> list[Router]:
+    """Routers in the order they must see updates: a report in progress first."""
+    from nazaha.handlers import menu, report
+
+    return [report.router, menu.router]

@@ -18,6 +18,7 @@ import datetime as dt
 import json
 import os
 import secrets
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -53,6 +54,15 @@ SETTING_TEAM_PUBLIC_KEY = "team_public_key"
 SETTING_TEAM_KEY_ID = "team_key_id"
 
 _DESIGNATION_ATTEMPTS = 20
+
+# Argon2id is memory-hard and slow on purpose. One dedicated worker thread bounds it to a
+# single core however many reporters submit at once, so the event loop (everyone else's
+# ordinary steps) keeps a core of its own; submissions queue behind each other instead.
+_KDF_EXECUTOR = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nazaha-kdf")
+
+
+async def _in_kdf_thread(function, *args):
+    return await asyncio.get_running_loop().run_in_executor(_KDF_EXECUTOR, function, *args)
 
 
 class ReportNotFound(LookupError):
@@ -206,7 +216,7 @@ class ReportVault:
     async def seal(self, draft: ReportDraft) -> SealedReport:
         """Encrypt a draft (Argon2id and HPKE in a worker thread). Writes nothing."""
         designation = await self._free_designation()
-        return await asyncio.to_thread(self._seal_sync, draft, designation)
+        return await _in_kdf_thread(self._seal_sync, draft, designation)
 
     def _seal_sync(self, draft: ReportDraft, designation: str) -> SealedReport:
         report_id = secrets.token_hex(16)
@@ -283,7 +293,7 @@ class ReportVault:
         digits = normalize_receipt(receipt)
         if digits is None:
             return None
-        keys = await asyncio.to_thread(
+        keys = await _in_kdf_thread(
             derive_reporter_keys, digits, self._salt, self._kdf, self._floor
         )
         async with self._sessionmaker() as session:

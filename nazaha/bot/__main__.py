@@ -1,0 +1,3 @@
+from nazaha.bot.cli import main
+
+main()

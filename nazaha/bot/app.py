@@ -1,0 +1,230 @@
+"""Composition root: the only place where Bot, Dispatcher, engine and services are built."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from aiogram import Bot, Dispatcher
+from aiogram.client.default import DefaultBotProperties
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.fsm.storage.base import BaseEventIsolation
+from aiogram.fsm.storage.memory import SimpleEventIsolation
+from aiogram.types import BotCommand, BotCommandScopeDefault
+from aiogram.utils.i18n import I18n
+from aiogram.utils.i18n import lazy_gettext as __
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from nazaha.bot.settings import Settings
+from nazaha.handlers import get_routers
+from nazaha.handlers.context import ReplyMiddleware, ReplyOptions
+from nazaha.handlers.middlewares import (
+    PreferenceI18nMiddleware,
+    ThrottleMiddleware,
+    UnitOfWorkMiddleware,
+)
+from nazaha.storage.crypto import KDF_FLOOR, KDF_TESTING, BotKeyBox, KdfParams
+from nazaha.storage.database import (
+    check_database,
+    create_engine,
+    create_sessionmaker,
+    write_lock_for,
+)
+from nazaha.storage.fsm import SqlFsmStorage
+from nazaha.storage.keyfiles import KeyPaths, load_bot_secrets, load_team_public_key
+from nazaha.storage.prefs import PreferenceStore
+from nazaha.storage.reports import ReportVault
+from nazaha.storage.unit_of_work import purge_processed_updates
+
+log = logging.getLogger(__name__)
+
+LOCALES_DIR = Path(__file__).resolve().parent.parent / "locales"
+DOMAIN = "nazaha"
+MAINTENANCE_INTERVAL = 600.0
+
+
+def kdf_floor(settings: Settings) -> KdfParams:
+    return KDF_TESTING if settings.kdf_profile == "testing" else KDF_FLOOR
+
+
+def build_i18n() -> I18n:
+    return I18n(path=LOCALES_DIR, default_locale="ar", domain=DOMAIN)
+
+
+@dataclass
+class BotRuntime:
+    settings: Settings
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+    bot: Bot
+    dispatcher: Dispatcher
+    fsm: SqlFsmStorage
+    i18n: I18n
+
+    async def close(self) -> None:
+        await self.bot.session.close()
+        await self.engine.dispose()
+
+
+def build_bot(settings: Settings) -> Bot:
+    if settings.bot_token is None:
+        raise SystemExit("NAZAHA_BOT_TOKEN is not set (see README: connecting a real bot)")
+    session = None
+    if settings.telegram_api_url:
+        session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_url))
+    return Bot(
+        settings.bot_token.get_secret_value(),
+        session=session,
+        default=DefaultBotProperties(parse_mode=None),
+    )
+
+
+async def build_runtime(settings: Settings, *, events_isolation: BaseEventIsolation | None = None) -> BotRuntime:
+    paths = KeyPaths.for_data_dir(settings.data_dir)
+    bot_key, pepper = load_bot_secrets(
+        paths,
+        settings.bot_key.get_secret_value() if settings.bot_key else None,
+        settings.pepper.get_secret_value() if settings.pepper else None,
+    )
+    if settings.redis_url:
+        log.warning("NAZAHA_REDIS_URL is not used yet: this release keeps state in SQL")
+    engine = create_engine(settings.effective_database_url)
+    await check_database(engine)
+    sessionmaker = create_sessionmaker(engine)
+    box = BotKeyBox(bot_key)
+    vault = await ReportVault.load(
+        sessionmaker, load_team_public_key(paths), kdf_floor=kdf_floor(settings)
+    )
+    fsm = SqlFsmStorage(
+        sessionmaker, box, pepper, ttl=timedelta(seconds=settings.draft_ttl_seconds)
+    )
+    prefs = PreferenceStore(sessionmaker, box, pepper)
+    i18n = build_i18n()
+    bot = build_bot(settings)
+
+    dp = Dispatcher(storage=fsm, events_isolation=events_isolation or SimpleEventIsolation())
+    # Outer middlewares, outermost first: the locale (so failures are answered in the
+    # user's language), then the unit of work (dedup, commit, outbox), then flood control.
+    dp.update.outer_middleware(PreferenceI18nMiddleware(i18n, prefs))
+    dp.update.outer_middleware(UnitOfWorkMiddleware(sessionmaker, write_lock_for(engine)))
+    dp.update.outer_middleware(
+        ThrottleMiddleware(pepper, settings.throttle_rate, settings.throttle_burst)
+    )
+    reply_middleware = ReplyMiddleware(
+        vault=vault,
+        prefs=prefs,
+        options=ReplyOptions(
+            high_risk_contact=settings.high_risk_contact,
+            draft_ttl_hours=max(1, round(settings.draft_ttl_seconds / 3600)),
+        ),
+    )
+    dp.message.outer_middleware(reply_middleware)
+    dp.callback_query.outer_middleware(reply_middleware)
+    dp.include_routers(*get_routers())
+    return BotRuntime(settings, engine, sessionmaker, bot, dp, fsm, i18n)
+
+
+COMMANDS = (
+    ("start", __("Main menu")),
+    ("report", __("Report corruption")),
+    ("complaint", __("Complain about a public service")),
+    ("cancel", __("Stop the current report")),
+    ("safety", __("Safety and privacy")),
+    ("language", __("Change the language")),
+    ("help", __("Help")),
+)
+
+
+DESCRIPTION = __(
+    "Nazaha lets you report corruption or complain about a public service, anonymously. "
+    "Your name, username and account number are never stored with your report."
+)
+SHORT_DESCRIPTION = __("Report corruption anonymously and safely.")
+
+
+async def register_bot_profile(bot: Bot, i18n: I18n) -> None:
+    """Commands and descriptions per language; the defaults (no language_code) are Arabic."""
+    for language_code in (None, *i18n.available_locales):
+        with i18n.context(), i18n.use_locale(language_code or i18n.default_locale):
+            commands = [BotCommand(command=name, description=str(text)) for name, text in COMMANDS]
+            description, short_description = str(DESCRIPTION), str(SHORT_DESCRIPTION)
+        await bot.set_my_commands(
+            commands, scope=BotCommandScopeDefault(), language_code=language_code
+        )
+        await bot.set_my_description(description, language_code=language_code)
+        await bot.set_my_short_description(short_description, language_code=language_code)
+
+
+async def maintenance(runtime: BotRuntime) -> None:
+    """Periodically wipe expired drafts and forget old update ids."""
+    while True:
+        try:
+            await runtime.fsm.purge_expired()
+            await purge_processed_updates(runtime.sessionmaker)
+        except Exception:
+            log.exception("maintenance failed")
+        await asyncio.sleep(MAINTENANCE_INTERVAL)
+
+
+@contextlib.asynccontextmanager
+async def running(runtime: BotRuntime):
+    await register_bot_profile(runtime.bot, runtime.i18n)
+    task = asyncio.create_task(maintenance(runtime))
+    try:
+        yield runtime
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def run_polling(settings: Settings) -> None:
+    runtime = await build_runtime(settings)
+    try:
+        async with running(runtime):
+            # getUpdates fails while a webhook is set: polling mode removes it.
+            await runtime.bot.delete_webhook(drop_pending_updates=False)
+            await runtime.dispatcher.start_polling(
+                runtime.bot,
+                allowed_updates=runtime.dispatcher.resolve_used_update_types(),
+                handle_signals=True,
+                close_bot_session=False,
+            )
+    finally:
+        await runtime.close()
+
+
+async def run_webhook(settings: Settings) -> None:
+    from aiohttp import web
+    from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_application
+
+    if not settings.webhook_url or not settings.webhook_secret:
+        raise SystemExit("webhook mode needs NAZAHA_WEBHOOK_URL and NAZAHA_WEBHOOK_SECRET")
+    runtime = await build_runtime(settings)
+    secret = settings.webhook_secret.get_secret_value()
+    app = web.Application()
+    SimpleRequestHandler(
+        dispatcher=runtime.dispatcher, bot=runtime.bot, secret_token=secret
+    ).register(app, path="/webhook")
+    setup_application(app, runtime.dispatcher, bot=runtime.bot)
+    runner = web.AppRunner(app, access_log=None)
+    try:
+        async with running(runtime):
+            await runtime.bot.set_webhook(
+                settings.webhook_url,
+                secret_token=secret,
+                allowed_updates=runtime.dispatcher.resolve_used_update_types(),
+            )
+            await runner.setup()
+            site = web.TCPSite(runner, settings.webhook_host, settings.webhook_port)
+            await site.start()
+            log.info("webhook server listening on %s:%d", settings.webhook_host, settings.webhook_port)
+            await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()
+        await runtime.close()

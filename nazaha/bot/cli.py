@@ -1,0 +1,228 @@
+"""The `nazaha` command: init, bot, sandbox, console, demo, decrypt."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import getpass
+import json
+import logging
+import os
+import secrets
+import sys
+from pathlib import Path
+
+from nazaha.bot.settings import SANDBOX_TOKEN, Settings
+
+log = logging.getLogger("nazaha")
+
+
+def configure_logging(level: str) -> None:
+    # Only our own events and library warnings: no update contents are ever logged, and
+    # aiogram's per-update lines carry nothing but the update id and timing.
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("aiogram.event").setLevel(logging.WARNING)
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+
+
+def _read_secret_file(path: str | None) -> str | None:
+    if path is None:
+        return None
+    return Path(path).read_text(encoding="utf-8").strip()
+
+
+def _ask_passphrase() -> str:
+    if not sys.stdin.isatty():
+        raise SystemExit("no terminal to ask for the passphrase: use --passphrase-file")
+    while True:
+        first = getpass.getpass("Passphrase for the team key (at least 12 characters): ")
+        if len(first) < 12:
+            print("Too short.")
+            continue
+        if getpass.getpass("Repeat it: ") == first:
+            return first
+        print("They differ; try again.")
+
+
+# ---- commands -------------------------------------------------------------------------
+
+
+async def cmd_init(settings: Settings, args: argparse.Namespace) -> None:
+    from nazaha.bot.setup import initialise
+    from nazaha.storage.keyfiles import KeyPaths
+
+    paths = KeyPaths.for_data_dir(settings.data_dir)
+    passphrase = _read_secret_file(args.passphrase_file)
+    if passphrase is None and not paths.team_public.exists():
+        passphrase = _ask_passphrase()
+    result = await initialise(
+        settings,
+        passphrase=passphrase,
+        admin_username=args.admin,
+        admin_password=_read_secret_file(args.admin_password_file),
+    )
+    print(f"Data dir ready: {settings.data_dir}")
+    if result.created_team_key:
+        print(
+            f"Team key created. Move {paths.team_recovery} to offline storage: with its "
+            "passphrase it opens every report."
+        )
+    if result.admin_password:
+        print(f"First admin: {result.admin_username}  password: {result.admin_password}")
+        print("This password is shown once. Change it at first login.")
+
+
+async def cmd_bot(settings: Settings, args: argparse.Namespace) -> None:
+    from nazaha.bot.app import run_polling, run_webhook
+
+    await (run_webhook(settings) if args.webhook else run_polling(settings))
+
+
+async def cmd_sandbox(settings: Settings, args: argparse.Namespace) -> None:
+    from nazaha.sandbox.server import serve_forever
+
+    token = settings.bot_token.get_secret_value() if settings.bot_token else SANDBOX_TOKEN
+    await serve_forever(settings.sandbox_host, settings.sandbox_port, token)
+
+
+async def serve_console(settings: Settings) -> None:
+    import uvicorn
+
+    from nazaha.admin.app import create_app
+
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.console_host,
+        port=settings.console_port,
+        access_log=False,
+        log_level="warning",
+    )
+    await uvicorn.Server(config).serve()
+
+
+async def cmd_console(settings: Settings, args: argparse.Namespace) -> None:
+    await serve_console(settings)
+
+
+async def cmd_demo(settings: Settings, args: argparse.Namespace) -> None:
+    """Sandbox emulator, bot and console in one process, on embedded defaults."""
+    from nazaha.bot.app import run_polling
+    from nazaha.bot.setup import initialise
+    from nazaha.sandbox.server import SandboxServer
+    from nazaha.storage.keyfiles import KeyPaths
+
+    sandbox_url = f"http://{settings.sandbox_host}:{settings.sandbox_port}"
+    settings = settings.model_copy(
+        update={
+            "bot_token": settings.bot_token or _secret(SANDBOX_TOKEN),
+            "telegram_api_url": settings.telegram_api_url or sandbox_url,
+        }
+    )
+    paths = KeyPaths.for_data_dir(settings.data_dir)
+    passphrase_file = settings.data_dir / "demo-passphrase.txt"
+    passphrase = None
+    if not paths.team_public.exists():
+        # Demo only: a real deployment asks the operator for the passphrase.
+        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        passphrase = secrets.token_urlsafe(24)
+        passphrase_file.write_text(passphrase + "\n", encoding="utf-8")
+        os.chmod(passphrase_file, 0o600)
+    result = await initialise(settings, passphrase=passphrase)
+    async with SandboxServer(
+        host=settings.sandbox_host,
+        port=settings.sandbox_port,
+        default_token=settings.bot_token.get_secret_value(),
+    ):
+        print("\nNazaha demo is running.")
+        print(f"  Chat with the bot in your browser: {sandbox_url}/")
+        print(f"  Review console (placeholder):      http://{settings.console_host}:{settings.console_port}/")
+        if result.admin_password:
+            print(f"  Console login (shown once): {result.admin_username} / {result.admin_password}")
+        if passphrase is not None:
+            print(f"  Demo team-key passphrase saved in {passphrase_file}")
+        print(
+            f"  Read a report: nazaha decrypt R-XXXXXX --passphrase-file {passphrase_file}"
+        )
+        print("Press Ctrl+C to stop.\n", flush=True)
+        await asyncio.gather(run_polling(settings), serve_console(settings))
+
+
+async def cmd_decrypt(settings: Settings, args: argparse.Namespace) -> None:
+    from nazaha.bot.app import kdf_floor
+    from nazaha.storage.database import create_engine, create_sessionmaker
+    from nazaha.storage.keyfiles import KeyPaths, load_team_private_key, load_team_public_key
+    from nazaha.storage.reports import ReportVault
+
+    paths = KeyPaths.for_data_dir(settings.data_dir)
+    key_file = Path(args.key_file) if args.key_file else paths.team_recovery
+    passphrase = _read_secret_file(args.passphrase_file)
+    if passphrase is None:
+        passphrase = getpass.getpass("Team key passphrase: ")
+    team_private = load_team_private_key(key_file, passphrase, floor=kdf_floor(settings))
+    engine = create_engine(settings.effective_database_url)
+    try:
+        vault = await ReportVault.load(
+            create_sessionmaker(engine), load_team_public_key(paths), kdf_floor=kdf_floor(settings)
+        )
+        report = await vault.open_with_team(args.designation, team_private)
+    finally:
+        await engine.dispose()
+    print(
+        json.dumps(
+            {
+                "designation": report.designation,
+                "kind": report.kind,
+                "status": report.status,
+                "created_on": report.created_on.isoformat(),
+                "triage": report.triage,
+                "fields": report.fields,
+            },
+            ensure_ascii=False,
+            indent=2,
+        )
+    )
+
+
+def _secret(value: str):
+    from pydantic import SecretStr
+
+    return SecretStr(value)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nazaha", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    init = sub.add_parser("init", help="create the data dir, database, keys and first admin")
+    init.add_argument("--passphrase-file", help="file holding the team key passphrase")
+    init.add_argument("--admin", default="admin", help="first admin's username")
+    init.add_argument("--admin-password-file", help="file holding the first admin's password")
+    init.set_defaults(func=cmd_init)
+    bot = sub.add_parser("bot", help="run the bot (long polling, or --webhook)")
+    bot.add_argument("--webhook", action="store_true")
+    bot.set_defaults(func=cmd_bot)
+    sub.add_parser("sandbox", help="run the Bot API emulator and its chat page").set_defaults(func=cmd_sandbox)
+    sub.add_parser("console", help="run the review console").set_defaults(func=cmd_console)
+    sub.add_parser("demo", help="everything on embedded defaults").set_defaults(func=cmd_demo)
+    decrypt = sub.add_parser("decrypt", help="open a stored report with the team key")
+    decrypt.add_argument("designation", help="the case designation, e.g. R-7K2QXM")
+    decrypt.add_argument("--key-file", help="team key recovery file (default: in the data dir)")
+    decrypt.add_argument("--passphrase-file")
+    decrypt.set_defaults(func=cmd_decrypt)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    settings = Settings()
+    configure_logging(settings.log_level)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(args.func(settings, args))
+
+
+if __name__ == "__main__":
+    main()

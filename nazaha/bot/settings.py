@@ -1,0 +1,53 @@
+"""Configuration from ``NAZAHA_*`` environment variables or a ``.env`` file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from nazaha.sandbox import DEFAULT_SANDBOX_TOKEN as SANDBOX_TOKEN  # noqa: F401 (re-export)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="NAZAHA_", env_file=".env", extra="ignore")
+
+    bot_token: SecretStr | None = None
+    telegram_api_url: str | None = None  # None: Telegram's own servers
+    database_url: str | None = None  # None: SQLite in the data dir
+    redis_url: str | None = None
+    data_dir: Path = Path("var")
+
+    # Secrets may come from the environment instead of files in the data dir (base64).
+    bot_key: SecretStr | None = None
+    pepper: SecretStr | None = None
+
+    draft_ttl_seconds: int = Field(default=24 * 3600, ge=1)
+    # Shown in the safety notice when set: a channel for reporters at higher risk.
+    high_risk_contact: str | None = None
+    # "testing" lowers Argon2id costs so test suites run fast. Never use it in production:
+    # the stored parameters are checked against the production floor unless it is set.
+    kdf_profile: Literal["production", "testing"] = "production"
+    # Per-user flood control: sustained updates per second and burst size.
+    throttle_rate: float = 3.0
+    throttle_burst: int = 12
+
+    webhook_url: str | None = None
+    webhook_secret: SecretStr | None = None
+    webhook_host: str = "127.0.0.1"
+    webhook_port: int = 8443
+
+    console_host: str = "127.0.0.1"
+    console_port: int = 8080
+    sandbox_host: str = "127.0.0.1"
+    sandbox_port: int = 8081
+
+    log_level: str = "INFO"
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'nazaha.db').as_posix()}"

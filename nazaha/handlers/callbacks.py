@@ -1,0 +1,85 @@
+"""Callback data: what each button carries, and reading it back safely.
+
+Formats (all ASCII, well under Telegram's 64-byte limit):
+``f:<step>:<value>`` choose an option · ``n:<back|cancel|done|continue|submit>`` navigate ·
+``e:<field>`` edit from review · ``x:<yes|no>`` confirm discarding · ``m:<item>`` main menu ·
+``l:<ar|en>`` language. Anything else (old versions, forged data) parses to ``None`` and
+gets "this button has expired".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nazaha.flows import report_flow as flow
+
+MENU_ITEMS = ("report", "complaint", "followup", "learn", "safety", "language", "menu")
+LANGUAGES = ("ar", "en")
+
+_NAVIGATION = {
+    "back": flow.Back(),
+    "cancel": flow.Cancel(),
+    "done": flow.Done(),
+    "continue": flow.Continue(),
+    "submit": flow.Submit(),
+}
+
+
+@dataclass(frozen=True)
+class MenuAction:
+    item: str
+
+
+@dataclass(frozen=True)
+class LanguageChoice:
+    locale: str
+
+
+Parsed = flow.Event | MenuAction | LanguageChoice
+
+
+def choose(step: str, value: str) -> str:
+    return f"f:{step}:{value}"
+
+
+def nav(action: str) -> str:
+    assert action in _NAVIGATION
+    return f"n:{action}"
+
+
+def edit(field: str) -> str:
+    return f"e:{field}"
+
+
+def confirm_cancel(discard: bool) -> str:
+    return "x:yes" if discard else "x:no"
+
+
+def menu(item: str) -> str:
+    assert item in MENU_ITEMS
+    return f"m:{item}"
+
+
+def language(locale: str) -> str:
+    assert locale in LANGUAGES
+    return f"l:{locale}"
+
+
+def parse(data: str | None) -> Parsed | None:
+    if not data or len(data) > 64:
+        return None
+    prefix, _, rest = data.partition(":")
+    if prefix == "f":
+        step, sep, value = rest.partition(":")
+        return flow.Choose(step, value) if sep and step and value else None
+    if prefix == "n":
+        return _NAVIGATION.get(rest)
+    if prefix == "e":
+        return flow.Edit(rest) if rest else None
+    if prefix == "x" and rest in ("yes", "no"):
+        return flow.ConfirmCancel(discard=rest == "yes")
+    if prefix == "m" and rest in MENU_ITEMS:
+        return MenuAction(rest)
+    if prefix == "l" and rest in LANGUAGES:
+        return LanguageChoice(rest)
+    return None

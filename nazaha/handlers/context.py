@@ -1,0 +1,97 @@
+"""``Reply``: everything a handler needs to answer one update, in one object.
+
+Built per update by ``ReplyMiddleware`` and injected as the ``reply`` keyword argument, it
+keeps handlers thin: they decide what to show and what to remember; the outbox sends after
+the commit and the unit of work stores.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any, Awaitable, Callable
+
+from aiogram import BaseMiddleware
+from aiogram.fsm.context import FSMContext
+from aiogram.types import CallbackQuery, TelegramObject, User
+from aiogram.utils.i18n import I18n
+
+from nazaha.handlers.outbox import Outbox
+from nazaha.handlers.screens import Screen
+from nazaha.storage.prefs import Preferences, PreferenceStore
+from nazaha.storage.reports import ReportVault
+from nazaha.storage.unit_of_work import UnitOfWork
+
+
+@dataclass(frozen=True)
+class ReplyOptions:
+    """Operator settings that change what users are told."""
+
+    high_risk_contact: str | None = None
+    draft_ttl_hours: int = 24
+
+
+@dataclass
+class Reply:
+    chat_id: int
+    user_id: int
+    state: FSMContext
+    outbox: Outbox
+    uow: UnitOfWork
+    vault: ReportVault
+    prefs: PreferenceStore
+    preferences: Preferences
+    options: ReplyOptions
+    i18n: I18n
+
+    def show(self, screen: Screen) -> None:
+        self.outbox.send(self.chat_id, screen.text, screen.keyboard)
+
+    def say(self, text: str, *, protect: bool = False) -> None:
+        self.outbox.send(self.chat_id, text, protect=protect)
+
+    def remember(self, preferences: Preferences) -> None:
+        self.preferences = preferences
+        self.prefs.set(self.uow, self.user_id, preferences)
+
+    def switch_language(self, locale: str) -> None:
+        self.remember(replace(self.preferences, locale=locale))
+        # The rest of this update is rendered in the new language.
+        self.i18n.current_locale = locale
+
+
+class ReplyMiddleware(BaseMiddleware):
+    """Builds ``Reply`` for message and callback handlers; answers every callback query."""
+
+    def __init__(self, *, vault: ReportVault, prefs: PreferenceStore, options: ReplyOptions) -> None:
+        self.vault = vault
+        self.prefs = prefs
+        self.options = options
+
+    async def __call__(
+        self,
+        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        event: TelegramObject,
+        data: dict[str, Any],
+    ) -> Any:
+        user: User | None = data.get("event_from_user")
+        chat = data.get("event_chat")
+        state: FSMContext | None = data.get("state")
+        if user is None or chat is None or state is None or chat.type != "private":
+            return None  # the bot talks only in private chats
+        outbox: Outbox = data["outbox"]
+        if isinstance(event, CallbackQuery):
+            outbox.answer_callback(event.id)
+        preferences = data.get("preferences") or await self.prefs.get(user.id)
+        data["reply"] = Reply(
+            chat_id=chat.id,
+            user_id=user.id,
+            state=state,
+            outbox=outbox,
+            uow=data["uow"],
+            vault=self.vault,
+            prefs=self.prefs,
+            preferences=preferences,
+            options=self.options,
+            i18n=data["i18n"],
+        )
+        return await handler(event, data)

@@ -1,0 +1,116 @@
+"""Localized labels for the flows' codes (choices, fields, questions).
+
+Everything here is a lazy gettext string: it is translated when rendered, in the locale of
+the user being answered.
+"""
+
+from __future__ import annotations
+
+from aiogram.utils.i18n import lazy_gettext as __
+
+CHOICE_LABELS = {
+    "category": {
+        "public_funds": __("Misuse of public funds or the budget"),
+        "procurement": __("Public procurement and tenders"),
+        "bribery": __("Bribery"),
+        "nepotism": __("Nepotism, favouritism (wasta) and appointments to public posts"),
+        "conflict_of_interest": __("Conflict of interest"),
+        "abuse_of_office": __("Abuse of office or power"),
+        "local_council": __("Local council services"),
+        "justice_security": __("Justice, security or law-enforcement bodies"),
+        "social_services": __("Health, education or social-protection services"),
+        "other": __("Other"),
+    },
+    "sector": {
+        "ministry": __("Ministry or central agency"),
+        "local_council": __("Local council or municipality"),
+        "security": __("Security services"),
+        "judiciary": __("Judiciary or prosecution"),
+        "public_enterprise": __("Public enterprise or utility"),
+        "ngo_union_party": __("NGO, union or party"),
+        "private_company": __("Private company"),
+        "other": __("Other or unknown"),
+    },
+    "service": {
+        "health": __("Health"),
+        "education": __("Education"),
+        "water_electricity": __("Water and electricity"),
+        "municipal": __("Municipal services"),
+        "social_protection": __("Social protection"),
+        "documents_permits": __("Documents and permits"),
+        "other": __("Other"),
+    },
+    "governorate": {
+        "jenin": __("Jenin"),
+        "tubas": __("Tubas"),
+        "tulkarm": __("Tulkarm"),
+        "nablus": __("Nablus"),
+        "qalqilya": __("Qalqilya"),
+        "salfit": __("Salfit"),
+        "ramallah": __("Ramallah and Al-Bireh"),
+        "jericho": __("Jericho and Al-Aghwar"),
+        "jerusalem": __("Jerusalem"),
+        "bethlehem": __("Bethlehem"),
+        "hebron": __("Hebron"),
+        "north_gaza": __("North Gaza"),
+        "gaza": __("Gaza"),
+        "deir_al_balah": __("Deir al-Balah"),
+        "khan_yunis": __("Khan Yunis"),
+        "rafah": __("Rafah"),
+        "undisclosed": __("Prefer not to say"),
+    },
+    "when": {
+        "ongoing": __("It is still going on"),
+        "last_month": __("Within the last month"),
+        "last_year": __("Within the last year"),
+        "earlier": __("Earlier than that"),
+    },
+    "contact": {
+        "anonymous": __("Stay anonymous: I will follow up with my receipt"),
+        "share": __("Share my contact details in confidence with the caseworkers"),
+    },
+    "consent": {
+        "agree": __("I agree: share my name and phone with the caseworkers"),
+        "decline": __("No, keep me anonymous"),
+    },
+}
+
+FIELD_LABELS = {
+    "category": __("Category"),
+    "sector": __("Institution"),
+    "service": __("Service"),
+    "governorate": __("Governorate"),
+    "when": __("When"),
+    "description": __("Description"),
+    "contact": __("Contact"),
+    "contact_name": __("Name"),
+    "contact_phone": __("Phone"),
+}
+
+QUESTIONS = {
+    "category": __("What kind of corruption is it? Choose the closest category."),
+    "sector": __("Which kind of institution is involved?"),
+    "service": __("Which public service is your complaint about?"),
+    "governorate": __(
+        "In which governorate did it happen? You may choose \"Prefer not to say\"."
+    ),
+    "when": __("When did it happen?"),
+    "description": __(
+        "Describe what happened: who did what, where and when, and how you know. "
+        "Do not write your own name. You can send several messages; tap Done when "
+        "you have finished."
+    ),
+    "contact": __(
+        "How would you like to stay in touch? Staying anonymous is the safest choice: "
+        "you follow up with your receipt."
+    ),
+    "consent": __(
+        "If you share your name and phone number, they are encrypted and only the "
+        "coalition's caseworkers can read them. They may use them to call you. Anyone "
+        "who later sees them learns that you reported. Do you agree to share them?"
+    ),
+    "contact_name": __("Please write the name the caseworkers should use."),
+    "contact_phone": __(
+        "Please write a phone number the caseworkers can call, or tap Skip."
+    ),
+}

@@ -1,0 +1,145 @@
+"""Outer middlewares: locale, the per-update unit of work and outbox, flood control."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from typing import Any, Awaitable, Callable
+
+from aiogram import BaseMiddleware, Bot
+from aiogram.types import TelegramObject, Update, User
+from aiogram.utils.i18n import I18n, I18nMiddleware
+
+from nazaha.handlers import screens
+from nazaha.handlers.outbox import Outbox
+from nazaha.storage.crypto import pseudonym
+from nazaha.storage.prefs import PreferenceStore
+from nazaha.storage.unit_of_work import DuplicateUpdate, UnitOfWork, current_uow
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
+
+
+def _chat_id(update: Update) -> int | None:
+    if update.message:
+        return update.message.chat.id
+    if update.callback_query and update.callback_query.message:
+        return update.callback_query.message.chat.id
+    return None
+
+
+class PreferenceI18nMiddleware(I18nMiddleware):
+    """Locale: the user's stored choice, else Telegram's language_code, else Arabic."""
+
+    def __init__(self, i18n: I18n, prefs: PreferenceStore) -> None:
+        super().__init__(i18n)
+        self.prefs = prefs
+
+    async def get_locale(self, event: TelegramObject, data: dict[str, Any]) -> str:
+        user: User | None = data.get("event_from_user")
+        if user is None:
+            return self.i18n.default_locale
+        preferences = await self.prefs.get(user.id)
+        data["preferences"] = preferences
+        if preferences.locale in self.i18n.available_locales:
+            return preferences.locale
+        code = (user.language_code or "").lower()
+        if code.startswith("en"):
+            return "en"
+        return self.i18n.default_locale
+
+
+class UnitOfWorkMiddleware(BaseMiddleware):
+    """One unit of work and one outbox per update; replies leave only after commit."""
+
+    def __init__(self, sessionmaker: Any, write_lock: Any) -> None:
+        self.sessionmaker = sessionmaker
+        self.write_lock = write_lock
+
+    async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
+        assert isinstance(event, Update)
+        bot: Bot = data["bot"]
+        uow = UnitOfWork(
+            self.sessionmaker,
+            bot_id=bot.id,
+            update_id=event.update_id,
+            write_lock=self.write_lock,
+        )
+        outbox = Outbox(bot)
+        token = current_uow.set(uow)
+        try:
+            if await uow.is_processed():
+                log.info("duplicate update skipped")
+                return None
+            data["uow"] = uow
+            data["outbox"] = outbox
+            try:
+                result = await handler(event, data)
+            except Exception:
+                log.exception("update handling failed")
+                chat_id = _chat_id(event)
+                if chat_id is not None:
+                    failure = Outbox(bot)
+                    failure.send(chat_id, screens.something_went_wrong())
+                    await failure.flush()
+                return None
+            try:
+                await uow.commit()
+            except DuplicateUpdate:
+                log.info("duplicate update discarded at commit")
+                return None
+            await outbox.flush()
+            return result
+        finally:
+            current_uow.reset(token)
+            await uow.close()
+
+
+class ThrottleMiddleware(BaseMiddleware):
+    """Token bucket per pseudonymous user, in process memory.
+
+    Keys are HMAC pseudonyms, never Telegram ids; the table is bounded (least recently
+    seen users are forgotten first).
+    """
+
+    MAX_TRACKED = 100_000
+
+    def __init__(self, pepper: bytes, rate: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.pepper = pepper
+        self.rate = rate
+        self.burst = burst
+        self.clock = clock
+        self._buckets: OrderedDict[str, tuple[float, float, bool]] = OrderedDict()
+
+    def allow(self, key: str) -> tuple[bool, bool]:
+        """(allowed, warn): warn is True the first time a user is throttled in a burst."""
+        now = self.clock()
+        tokens, last, warned = self._buckets.pop(key, (float(self.burst), now, False))
+        tokens = min(float(self.burst), tokens + (now - last) * self.rate)
+        if tokens >= 1.0:
+            self._buckets[key] = (tokens - 1.0, now, False)
+            allowed, warn = True, False
+        else:
+            self._buckets[key] = (tokens, now, True)
+            allowed, warn = False, not warned
+        while len(self._buckets) > self.MAX_TRACKED:
+            self._buckets.popitem(last=False)
+        return allowed, warn
+
+    async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
+        user: User | None = data.get("event_from_user")
+        if user is None:
+            return await handler(event, data)
+        allowed, warn = self.allow(pseudonym(self.pepper, "throttle", user.id))
+        if allowed:
+            return await handler(event, data)
+        assert isinstance(event, Update)
+        outbox: Outbox = data["outbox"]
+        if event.callback_query:
+            outbox.answer_callback(event.callback_query.id)
+        chat_id = _chat_id(event)
+        if warn and chat_id is not None:
+            outbox.send(chat_id, screens.slow_down())
+        return None

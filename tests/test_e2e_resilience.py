@@ -1,0 +1,117 @@
+"""End to end: crashes, duplicated updates and expiring drafts."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import pytest_asyncio
+
+from nazaha.sandbox.client import SandboxClient
+from nazaha.sandbox.server import SandboxServer
+from tests.e2e_support import TOKEN, Chat, press_callback, run_init
+from tests.test_e2e_bot import DESCRIPTION, Deployment
+
+pytestmark = [pytest.mark.e2e]
+
+
+@pytest_asyncio.fixture
+async def fresh(tmp_path):
+    async with SandboxServer(host="127.0.0.1", port=0, default_token=TOKEN) as server:
+        client = SandboxClient(server.url, token=TOKEN)
+        d = Deployment(tmp_path, server, client)
+        run_init(d.data_dir, server.url)
+        try:
+            yield d
+        finally:
+            d.bot.stop()
+            await client.close()
+
+
+async def walk_to_description(chat: Chat) -> None:
+    await chat.send("/report")
+    await chat.press("I understand, continue")
+    await chat.expect("What kind of corruption")
+    await chat.press("Bribery")
+    await chat.expect("Which kind of institution")
+    await chat.press("Security services")
+    await chat.expect("In which governorate")
+    await chat.press("Rafah")
+    await chat.expect("When did it happen?")
+    await chat.press("Within the last year")
+    await chat.expect("Describe what happened")
+
+
+async def test_bot_killed_mid_flow_continues_the_draft_after_restart(fresh: Deployment):
+    fresh.bot.start()
+    chat = await Chat.open(fresh.client, "en")
+    await walk_to_description(chat)
+    await chat.send(DESCRIPTION)
+    await chat.expect("characters so far")
+    fresh.bot.kill()
+    # The user keeps typing while the bot is down; nothing is lost.
+    await chat.send("It happened twice at the main office.")
+    fresh.bot.start()
+    await chat.expect("characters so far")
+    await chat.press("Done")
+    await chat.press("Stay anonymous")
+    review = await chat.expect("Please check your report")
+    assert DESCRIPTION + "\n\nIt happened twice at the main office." in review["text"]
+    assert "Rafah" in review["text"] and "Security services" in review["text"]
+
+
+async def test_duplicated_update_produces_one_report(fresh: Deployment):
+    fresh.bot.start()
+    chat = await Chat.open(fresh.client, "en")
+    await walk_to_description(chat)
+    await chat.send(DESCRIPTION)
+    await chat.press("Done")
+    await chat.press("Stay anonymous")
+    review = await chat.expect("Please check your report")
+    # Telegram may deliver the same update twice (webhook retries, restarts).
+    update = {
+        "update_id": 900_000,
+        "callback_query": {
+            "id": "dup-1",
+            "from": chat.user,
+            "chat_instance": "dup",
+            "message": {
+                "message_id": review["message_id"],
+                "date": review["date"],
+                "chat": {"id": chat.user_id, "type": "private"},
+                "from": {"id": 424242, "is_bot": True, "first_name": "Nazaha"},
+                "text": review["text"],
+            },
+            "data": "n:submit",
+        },
+    }
+    await fresh.client.inject_update(update)
+    await fresh.client.inject_update(update)
+    await chat.expect("Your receipt number:")
+    # Wait until the bot has confirmed both updates, then count.
+    for _ in range(100):
+        calls = await fresh.client.calls("getUpdates")
+        if any(int(c["params"].get("offset") or 0) > 900_000 for c in calls):
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError("bot never confirmed the duplicated update")
+    receipts = [m for m in await chat.messages() if m["from_bot"] and "Your receipt number:" in (m["text"] or "")]
+    assert len(receipts) == 1
+    assert fresh.db_rows("SELECT count(*) FROM reports") == [(1,)]
+    assert fresh.db_rows("SELECT count(*) FROM processed_updates WHERE update_id = 900000") == [(1,)]
+
+
+async def test_draft_expires_and_user_is_told(fresh: Deployment):
+    fresh.bot.extra_env["NAZAHA_DRAFT_TTL_SECONDS"] = "2"
+    fresh.bot.start()
+    chat = await Chat.open(fresh.client, "en")
+    await walk_to_description(chat)
+    await chat.send(DESCRIPTION)
+    await chat.expect("characters so far")
+    await asyncio.sleep(2.5)  # the TTL itself is what is under test, not a synchronisation
+    await chat.send("more text after a long pause")
+    await chat.expect("Your unfinished report was deleted")
+    await chat.expect("What would you like to do?")
+    rows = fresh.db_rows("SELECT sealed_data FROM fsm_records WHERE sealed_data IS NOT NULL")
+    assert rows == []

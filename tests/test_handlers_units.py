@@ -1,0 +1,52 @@
+"""Small pure pieces of the Telegram layer: callback data, message splitting, throttling."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from nazaha.flows import report_flow as flow
+from nazaha.handlers import callbacks as cb
+from nazaha.handlers.middlewares import ThrottleMiddleware
+from nazaha.handlers.outbox import split_for_telegram
+
+
+def utf16_len(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+def test_callback_data_round_trips_and_rejects_forgeries():
+    assert cb.parse(cb.choose("category", "bribery")) == flow.Choose("category", "bribery")
+    assert cb.parse(cb.nav("back")) == flow.Back()
+    assert cb.parse(cb.edit("when")) == flow.Edit("when")
+    assert cb.parse(cb.confirm_cancel(True)) == flow.ConfirmCancel(True)
+    assert cb.parse(cb.menu("report")) == cb.MenuAction("report")
+    assert cb.parse(cb.language("en")) == cb.LanguageChoice("en")
+    for forged in (None, "", "zz", "f:", "f:category", "n:explode", "x:maybe", "m:admin", "l:fr", "a" * 65):
+        assert cb.parse(forged) is None
+
+
+@given(st.text(alphabet=st.characters(codec="utf-8"), max_size=20000))
+def test_split_for_telegram_loses_nothing_and_respects_the_limit(text):
+    pieces = split_for_telegram(text)
+    assert "".join(pieces) == text
+    assert all(utf16_len(p) <= 4096 for p in pieces)
+
+
+def test_split_counts_utf16_units_like_telegram():
+    emoji = "😀" * 3000  # 6000 UTF-16 units
+    pieces = split_for_telegram(emoji)
+    assert len(pieces) == 2 and all(utf16_len(p) <= 4096 for p in pieces)
+    assert split_for_telegram("x" * 4096) == ["x" * 4096]
+
+
+def test_throttle_allows_a_burst_then_refills_and_warns_once():
+    now = [0.0]
+    throttle = ThrottleMiddleware(b"p" * 32, rate=2.0, burst=3, clock=lambda: now[0])
+    assert [throttle.allow("u") for _ in range(3)] == [(True, False)] * 3
+    assert throttle.allow("u") == (False, True)
+    assert throttle.allow("u") == (False, False)  # warned already
+    assert throttle.allow("other") == (True, False)  # per user
+    now[0] += 0.5  # one token back
+    assert throttle.allow("u") == (True, False)
+    assert throttle.allow("u") == (False, True)
