@@ -23,7 +23,8 @@ test: install
 # Extract, merge and compile the gettext catalogs (commit the results).
 catalogs: install
 	$(BIN)/pybabel extract -F babel.cfg -k __ -k lazy_gettext -k ngettext:1,2 --no-location --sort-output -o $(LOCALES)/nazaha.pot .
-	$(BIN)/pybabel update -D nazaha -i $(LOCALES)/nazaha.pot -d $(LOCALES) --no-fuzzy-matching
+	$(BIN)/pybabel update -D nazaha -i $(LOCALES)/nazaha.pot -d $(LOCALES) --no-fuzzy-matching --ignore-obsolete
+	$(BIN)/python tools/fill_english_catalog.py $(LOCALES)/en/LC_MESSAGES/nazaha.po
 	$(BIN)/pybabel compile -D nazaha -d $(LOCALES) --statistics
 
 bench: install

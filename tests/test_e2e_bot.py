@@ -12,6 +12,7 @@ import pytest
 import pytest_asyncio
 
 from nazaha.bot.app import build_i18n
+from nazaha.handlers import labels, screens
 from nazaha.sandbox.client import SandboxClient
 from nazaha.sandbox.server import SandboxServer
 from nazaha.storage.crypto import KDF_TESTING, normalize_receipt
@@ -38,7 +39,16 @@ DESCRIPTION = "The director of the water department took 500 dinars to move my f
 
 
 def ar(text: str) -> str:
-    return I18N.gettext(text, locale="ar")
+    """The Arabic of a whole catalog message (fails for text that is not a msgid)."""
+    translated = I18N.gettext(text, locale="ar")
+    assert translated != text, f"not an Arabic catalog message: {text!r}"
+    return translated
+
+
+def in_arabic(render, *args) -> str:
+    """What a screen function renders for an Arabic-speaking user."""
+    with I18N.context(), I18N.use_locale("ar"):
+        return str(render(*args))
 
 
 class Deployment:
@@ -97,7 +107,7 @@ async def complete_corruption_report_in_arabic(chat: Chat, description: str) -> 
     await chat.send("/start")
     await chat.expect(ar("What would you like to do?"))
     await press_callback(chat, "m:report")
-    await chat.expect(ar("Your safety comes first.")[:20])
+    await chat.expect(in_arabic(screens.safety_text, None)[:20])
     await press_callback(chat, "n:continue")
     await chat.expect(ar("What kind of corruption is it? Choose the closest category."))
     await press_callback(chat, "f:category:bribery")
@@ -107,15 +117,15 @@ async def complete_corruption_report_in_arabic(chat: Chat, description: str) -> 
     await press_callback(chat, "f:governorate:hebron")
     await chat.expect(ar("When did it happen?"))
     await press_callback(chat, "f:when:last_month")
-    await chat.expect(ar("Describe what happened")[:15])
+    await chat.expect(in_arabic(lambda: labels.QUESTIONS["description"])[:15])
     await chat.send(description)
     await chat.expect("(")  # "received (N characters so far)"
     await press_callback(chat, "n:done")
-    await chat.expect(ar("How would you like to stay in touch?")[:10])
+    await chat.expect(in_arabic(lambda: labels.QUESTIONS["contact"])[:10])
     await press_callback(chat, "f:contact:anonymous")
     await chat.expect(ar("Please check your report before you send it:"))
     await press_callback(chat, "n:submit")
-    receipt_message = await chat.expect(ar("Your receipt number:"))
+    receipt_message = await chat.expect(in_arabic(screens.receipt, "@").split("@")[0][:25])
     assert receipt_message["protect_content"] is True
     return RECEIPT_RE.search(receipt_message["text"]).group(1)
 

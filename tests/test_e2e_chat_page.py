@@ -10,7 +10,8 @@ import pytest_asyncio
 from nazaha.sandbox.client import SandboxClient
 from nazaha.sandbox.server import SandboxServer
 from tests.e2e_support import TOKEN, run_init
-from tests.test_e2e_bot import Deployment, ar
+from nazaha.handlers import screens
+from tests.test_e2e_bot import Deployment, ar, in_arabic
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = [
@@ -48,14 +49,16 @@ async def test_a_person_talks_to_the_bot_in_arabic_in_the_browser(page_and_bot):
     page, _ = page_and_bot
     await page.fill("#text", "/start")
     await page.press("#text", "Enter")
-    welcome = page.locator(".msg.bot", has_text=ar("What would you like to do?"))
+    welcome = page.locator(".msg.bot > div", has_text=ar("What would you like to do?"))
     await welcome.first.wait_for(timeout=20000)
-    # Arabic renders right to left.
+    # Arabic renders right to left, English left to right, in the same page.
     direction = await welcome.first.evaluate("el => getComputedStyle(el).direction")
     assert direction == "rtl"
+    command = page.locator(".msg.user > div", has_text="/start")
+    assert await command.first.evaluate("el => getComputedStyle(el).direction") == "ltr"
     # Inline keyboard buttons work.
     await page.locator("button", has_text=ar("🛡 Report corruption")).last.click()
-    await page.locator(".msg.bot", has_text=ar("Your safety comes first.")[:12]).first.wait_for(timeout=20000)
+    await page.locator(".msg.bot", has_text=in_arabic(screens.safety_text, None)[:12]).first.wait_for(timeout=20000)
     await page.locator("button", has_text=ar("I understand, continue")).last.click()
     await page.locator(".msg.bot", has_text=ar("What kind of corruption is it? Choose the closest category.")).first.wait_for(timeout=20000)
     # What a user types is shown as text, never as markup.

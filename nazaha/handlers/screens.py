@@ -78,6 +78,8 @@ def language_picker() -> Screen:
 
 
 def language_set() -> str:
+    # Rendered in the newly chosen language, so each catalog names its own language
+    # (the Arabic one says "Arabic was chosen").
     return _("Language set to English.")
 
 
