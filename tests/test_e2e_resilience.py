@@ -115,3 +115,17 @@ async def test_draft_expires_and_user_is_told(fresh: Deployment):
     await chat.expect("What would you like to do?")
     rows = fresh.db_rows("SELECT sealed_data FROM fsm_records WHERE sealed_data IS NOT NULL")
     assert rows == []
+
+
+async def test_quick_messages_of_one_user_are_handled_in_order(fresh: Deployment):
+    fresh.bot.start()
+    chat = await Chat.open(fresh.client, "en")
+    await walk_to_description(chat)
+    parts = [f"Part {i}: the clerk asked for money again at the counter." for i in range(6)]
+    for part in parts:  # no waiting between messages: a racing read-modify-write would lose some
+        await chat.send(part)
+    await chat.expect(f"({sum(len(p) for p in parts)} characters so far)")
+    await chat.press("Done")
+    await chat.press("Stay anonymous")
+    review = await chat.expect("Please check your report")
+    assert "\n\n".join(parts) in review["text"]

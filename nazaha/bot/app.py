@@ -183,7 +183,7 @@ async def running(runtime: BotRuntime):
             await task
 
 
-async def run_polling(settings: Settings) -> None:
+async def run_polling(settings: Settings, *, handle_signals: bool = True) -> None:
     runtime = await build_runtime(settings)
     try:
         async with running(runtime):
@@ -192,7 +192,7 @@ async def run_polling(settings: Settings) -> None:
             await runtime.dispatcher.start_polling(
                 runtime.bot,
                 allowed_updates=runtime.dispatcher.resolve_used_update_types(),
-                handle_signals=True,
+                handle_signals=handle_signals,
                 close_bot_session=False,
             )
     finally:

@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import secrets
+import signal
 import sys
 from pathlib import Path
 
@@ -28,6 +29,7 @@ def configure_logging(level: str) -> None:
     logging.getLogger("aiogram.event").setLevel(logging.WARNING)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def _read_secret_file(path: str | None) -> str | None:
@@ -90,10 +92,17 @@ async def cmd_sandbox(settings: Settings, args: argparse.Namespace) -> None:
     await serve_forever(settings.sandbox_host, settings.sandbox_port, token)
 
 
-async def serve_console(settings: Settings) -> None:
+def console_server(settings: Settings, *, embedded: bool = False):
     import uvicorn
 
     from nazaha.admin.app import create_app
+
+    class EmbeddedServer(uvicorn.Server):
+        """Leaves signal handling to the process that embeds it (the demo)."""
+
+        @contextlib.contextmanager
+        def capture_signals(self):
+            yield
 
     config = uvicorn.Config(
         create_app(settings),
@@ -102,11 +111,11 @@ async def serve_console(settings: Settings) -> None:
         access_log=False,
         log_level="warning",
     )
-    await uvicorn.Server(config).serve()
+    return (EmbeddedServer if embedded else uvicorn.Server)(config)
 
 
 async def cmd_console(settings: Settings, args: argparse.Namespace) -> None:
-    await serve_console(settings)
+    await console_server(settings).serve()
 
 
 async def cmd_demo(settings: Settings, args: argparse.Namespace) -> None:
@@ -149,7 +158,30 @@ async def cmd_demo(settings: Settings, args: argparse.Namespace) -> None:
             f"  Read a report: nazaha decrypt R-XXXXXX --passphrase-file {passphrase_file}"
         )
         print("Press Ctrl+C to stop.\n", flush=True)
-        await asyncio.gather(run_polling(settings), serve_console(settings))
+        await _run_until_signal(
+            run_polling(settings, handle_signals=False),
+            console_server(settings, embedded=True),
+        )
+
+
+async def _run_until_signal(polling, console) -> None:
+    """Run the bot and the console until Ctrl+C / SIGTERM or until one of them fails."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    tasks = [
+        asyncio.create_task(polling),
+        asyncio.create_task(console.serve()),
+        asyncio.create_task(stop.wait()),
+    ]
+    done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    console.should_exit = True
+    tasks[0].cancel()
+    await asyncio.gather(*tasks[:2], return_exceptions=True)
+    for task in done:
+        if task is not tasks[2] and task.exception():
+            raise task.exception()
 
 
 async def cmd_decrypt(settings: Settings, args: argparse.Namespace) -> None:
@@ -218,6 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    # Everything we create (database, WAL, keys, blobs) is readable by this user only.
+    os.umask(0o077)
     settings = Settings()
     configure_logging(settings.log_level)
     with contextlib.suppress(KeyboardInterrupt):
