@@ -10,23 +10,32 @@ from nazaha.flows.report_flow import (
     CHOICES,
     DESCRIPTION_MAX,
     DESCRIPTION_MIN,
+    OPTIONAL_STEPS,
     QUESTIONS,
     Ask,
+    Attach,
     Back,
     Cancel,
     Choose,
     ConfirmCancel,
     Continue,
+    DeleteEvidence,
     Discarded,
     Done,
     Draft,
     Edit,
+    EvidenceItem,
+    EvidenceLimits,
+    Fetch,
+    FetchFailed,
     Help,
     Kind,
     NonText,
     Notice,
+    Remove,
     SafetyRead,
     Step,
+    Stored,
     Submit,
     SubmitReport,
     Text,
@@ -61,6 +70,7 @@ def corruption_at_review(contact="anonymous"):
         Choose("when", "last_month"),
         Text(LONG),
         Done(),
+        Done(),  # no evidence
         Choose("contact", contact),
     )
     return d
@@ -89,6 +99,7 @@ def test_corruption_flow_every_step_to_submit():
     t = step(d, Submit())
     assert t.draft is None
     assert t.effects == (SubmitReport(Kind.CORRUPTION, dict(d.answers)),)
+    assert "evidence" not in d.answers
 
 
 def test_complaint_flow_with_contact_details_after_consent():
@@ -98,6 +109,7 @@ def test_complaint_flow_with_contact_details_after_consent():
         Choose("service", "water_electricity"),
         Choose("governorate", "gaza"),
         Text("No water in our street for three weeks now, nobody answers."),
+        Done(),
         Done(),
         Choose("contact", "share"),
     )
@@ -165,6 +177,8 @@ def test_back_walks_to_previous_question_and_keeps_answers():
     d = corruption_at_review()
     d, _ = run(d, Back())
     assert d.step is Step.CONTACT
+    d, _ = run(d, Back())
+    assert d.step is Step.EVIDENCE
     d, _ = run(d, Back(), Back())
     assert d.step is Step.WHEN
     assert d.answers["description"] == LONG and d.answers["category"] == "bribery"
@@ -256,6 +270,77 @@ def test_draft_serialisation_round_trip_and_rejects_garbage():
     assert Draft.from_dict({**d.to_dict(), "answers": {"a": 1}}) is None
 
 
+# ---- evidence ------------------------------------------------------------------------
+
+def at_evidence(kind=Kind.CORRUPTION):
+    d = corruption_at_review() if kind is Kind.CORRUPTION else None
+    d, _ = run(d, Edit("evidence"))
+    assert d.step is Step.EVIDENCE and d.editing
+    return d
+
+
+def item(n: int, size: int = 1000, flagged=None) -> EvidenceItem:
+    return EvidenceItem(id=f"{n:032x}", kind="photo", size=size, flagged=flagged)
+
+
+CTX = {"report_id": "ab" * 16, "data_key": "k"}
+
+
+def test_attach_asks_the_handler_to_fetch_with_warnings():
+    d = at_evidence()
+    t = step(d, Attach("photo", 2000))
+    assert t.draft == d and t.effects == (Fetch(Attach("photo", 2000)),)
+    t = step(d, Attach("document", 2000, "scan.pdf", "application/pdf", forwarded=True))
+    assert notices(t.effects) == ["document_warning", "forward_warning"]
+    assert isinstance(t.effects[-1], Fetch)
+
+
+def test_stored_items_accumulate_and_show_in_submit():
+    d = at_evidence()
+    d, eff = run(d, Stored(item(1), CTX))
+    assert notices(eff) == ["evidence_added"] and eff[0].params == {"count": 1}
+    d, eff = run(d, Stored(item(2, flagged="corrupt_image"), {"report_id": "other", "data_key": "x"}))
+    assert notices(eff) == ["evidence_flagged"]
+    assert d.context == CTX  # the first context stays: every blob is under one data key
+    d, _ = run(d, Stored(item(2), CTX))  # a repeated Stored changes nothing
+    assert len(d.evidence) == 2
+    d, _ = run(d, Done())
+    assert d.step is Step.REVIEW
+    t = step(d, Submit())
+    assert t.effects[0].evidence == (item(1), item(2, flagged="corrupt_image"))
+    assert t.effects[0].context == CTX
+
+
+def test_evidence_limits_are_explained():
+    limits = EvidenceLimits(max_file_bytes=100, max_files=2, max_total_bytes=150)
+    d = at_evidence()
+    assert notices(step(d, Attach("video", 101), limits).effects) == ["file_too_big"]
+    d, _ = run(d, Stored(item(1, 80), CTX))
+    assert notices(step(d, Attach("video", 80), limits).effects) == ["evidence_too_large"]
+    d, _ = run(d, Stored(item(2, 10), CTX))
+    assert notices(step(d, Attach("photo", 1), limits).effects) == ["evidence_too_many"]
+    assert notices(step(d, FetchFailed("too_big"), limits).effects) == ["file_too_big"]
+
+
+def test_bad_input_at_evidence_step():
+    d = at_evidence()
+    assert notices(step(d, NonText("location")).effects) == ["location_refused"]
+    assert notices(step(d, NonText("sticker")).effects) == ["evidence_unsupported"]
+    assert notices(step(d, Attach("sticker", 10)).effects) == ["evidence_unsupported"]
+    assert notices(step(d, Text("see photo")).effects) == ["evidence_expected"]
+    # Files elsewhere are refused like any non-text input.
+    desc, _ = run(d, Back(), Edit("description"))
+    assert notices(step(desc, Attach("photo", 10)).effects) == ["text_expected"]
+
+
+def test_remove_item_from_review_deletes_its_blob():
+    d, _ = run(at_evidence(), Stored(item(1), CTX), Stored(item(2), CTX), Done())
+    t = step(d, Remove(item(1).id))
+    assert t.effects[0] == DeleteEvidence(item(1).id)
+    assert t.draft.evidence == (item(2),) and t.draft.step is Step.REVIEW
+    assert notices(step(t.draft, Remove(item(1).id)).effects) == ["button_expired"]
+
+
 # ---- property test ---------------------------------------------------------------------
 
 step_names = [str(s) for s in Step]
@@ -273,6 +358,10 @@ events = st.one_of(
     st.builds(Edit, st.sampled_from(step_names + ["nope"])),
     st.just(Submit()),
     st.just(Help()),
+    st.builds(Attach, st.sampled_from(["photo", "document", "voice", "sticker"]), st.integers(0, 30 * 2**20)),
+    st.builds(lambda n: Stored(item(n), CTX), st.integers(0, 3)),
+    st.builds(lambda n: Remove(item(n).id), st.integers(0, 3)),
+    st.builds(FetchFailed, st.sampled_from(["too_big", "failed"])),
 )
 
 
@@ -282,17 +371,21 @@ def test_random_inputs_never_crash_or_lose_confirmed_answers(kind, safety_seen, 
     draft = start(kind, safety_seen=safety_seen).draft
     for event in seq:
         t = step(draft, event)
-        assert t.effects, "every event gets an answer"
+        assert t.effects or isinstance(event, Stored), "every event gets an answer"
         if t.draft is None:
             # Only an explicit submit or a confirmed discard ends a draft.
             assert isinstance(t.effects[0], (SubmitReport, Discarded))
             if isinstance(t.effects[0], SubmitReport):
                 assert dict(t.effects[0].answers) == dict(draft.answers)
-                assert all(str(s) in draft.answers for s in QUESTIONS[kind])
+                assert t.effects[0].evidence == draft.evidence
+                assert all(str(s) in draft.answers for s in QUESTIONS[kind] if s not in OPTIONAL_STEPS)
             draft = start(kind, safety_seen=True).draft
             continue
         new = t.draft
         assert Draft.from_dict(new.to_dict()) == new
+        # Evidence leaves a draft only through an explicit Remove of that item.
+        removed = {i.id for i in draft.evidence} - {i.id for i in new.evidence}
+        assert not removed or (isinstance(event, Remove) and removed == {event.item_id})
         for key, value in draft.answers.items():
             if new.answers.get(key) == value:
                 continue

@@ -24,6 +24,19 @@ PHONE_MIN_DIGITS = 6
 PHONE_MAX_DIGITS = 15  # E.164
 
 
+@dataclass(frozen=True)
+class EvidenceLimits:
+    """Telegram lets bots download at most 20 MB per file; the per-report caps are ours."""
+
+    max_file_bytes: int = 20 * 1024 * 1024
+    max_files: int = 10
+    max_total_bytes: int = 100 * 1024 * 1024
+
+
+DEFAULT_LIMITS = EvidenceLimits()
+EVIDENCE_KINDS = frozenset({"photo", "document", "voice", "audio", "video", "video_note"})
+
+
 class Kind(StrEnum):
     CORRUPTION = "corruption"
     COMPLAINT = "complaint"
@@ -37,6 +50,7 @@ class Step(StrEnum):
     GOVERNORATE = "governorate"
     WHEN = "when"
     DESCRIPTION = "description"
+    EVIDENCE = "evidence"
     CONTACT = "contact"
     CONSENT = "consent"
     CONTACT_NAME = "contact_name"
@@ -54,9 +68,16 @@ QUESTIONS: dict[Kind, tuple[Step, ...]] = {
         Step.GOVERNORATE,
         Step.WHEN,
         Step.DESCRIPTION,
+        Step.EVIDENCE,
         Step.CONTACT,
     ),
-    Kind.COMPLAINT: (Step.SERVICE, Step.GOVERNORATE, Step.DESCRIPTION, Step.CONTACT),
+    Kind.COMPLAINT: (
+        Step.SERVICE,
+        Step.GOVERNORATE,
+        Step.DESCRIPTION,
+        Step.EVIDENCE,
+        Step.CONTACT,
+    ),
 }
 
 CHOICES: dict[Step, tuple[str, ...]] = {
@@ -70,6 +91,8 @@ CHOICES: dict[Step, tuple[str, ...]] = {
 }
 
 TEXT_STEPS = frozenset({Step.DESCRIPTION, Step.CONTACT_NAME, Step.CONTACT_PHONE})
+# Steps whose answer is not a key of ``Draft.answers``.
+OPTIONAL_STEPS = frozenset({Step.EVIDENCE})
 CONTACT_DETAILS = ("contact_name", "contact_phone")
 # Fields the review screen offers to edit; contact details are edited through "contact".
 EDITABLE: dict[Kind, tuple[str, ...]] = {
@@ -142,7 +165,87 @@ class Help:
     """An unknown command mid-flow."""
 
 
-Event = Union[Choose, Text, NonText, Done, Continue, Back, Cancel, ConfirmCancel, Edit, Submit, Help]
+@dataclass(frozen=True)
+class Attach:
+    """A file sent by the user (photo, document, voice note, audio, video)."""
+
+    kind: str
+    size: int | None
+    file_name: str | None = None
+    mime_type: str | None = None
+    forwarded: bool = False
+
+
+@dataclass(frozen=True)
+class EvidenceItem:
+    """A file downloaded and sealed by the handler (see ``Fetch``)."""
+
+    id: str
+    kind: str
+    size: int
+    file_name: str | None = None
+    mime_type: str | None = None
+    has_clean_copy: bool = False
+    flagged: str | None = None
+    forwarded: bool = False
+    forward_origin: str | None = None
+    sha256: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "size": self.size,
+            "file_name": self.file_name,
+            "mime_type": self.mime_type,
+            "has_clean_copy": self.has_clean_copy,
+            "flagged": self.flagged,
+            "forwarded": self.forwarded,
+            "forward_origin": self.forward_origin,
+            "sha256": self.sha256,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "EvidenceItem":
+        return cls(
+            id=str(data["id"]),
+            kind=str(data["kind"]),
+            size=int(data["size"]),
+            file_name=data.get("file_name"),
+            mime_type=data.get("mime_type"),
+            has_clean_copy=bool(data.get("has_clean_copy")),
+            flagged=data.get("flagged"),
+            forwarded=bool(data.get("forwarded")),
+            forward_origin=data.get("forward_origin"),
+            sha256=str(data.get("sha256", "")),
+        )
+
+
+@dataclass(frozen=True)
+class Stored:
+    """The handler finished downloading and sealing an ``Attach``-ed file."""
+
+    item: EvidenceItem
+    # The report id and data key chosen for this draft's evidence (opaque to the flow).
+    context: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class FetchFailed:
+    """The download of an attached file failed or was refused by Telegram."""
+
+    reason: str  # "too_big" | "failed"
+
+
+@dataclass(frozen=True)
+class Remove:
+    item_id: str
+
+
+Event = Union[
+    Choose, Text, NonText, Done, Continue, Back, Cancel, ConfirmCancel, Edit, Submit, Help,
+    Attach, Stored, FetchFailed, Remove,
+]
 
 
 # ---- effects (what the handler must do) -----------------------------------------------
@@ -167,6 +270,20 @@ class Notice:
 class SubmitReport:
     kind: Kind
     answers: Mapping[str, str]
+    evidence: tuple[EvidenceItem, ...] = ()
+    context: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Fetch:
+    """Download the attached file as a stream and seal it; then feed back ``Stored``."""
+
+    attach: Attach
+
+
+@dataclass(frozen=True)
+class DeleteEvidence:
+    item_id: str
 
 
 @dataclass(frozen=True)
@@ -179,7 +296,7 @@ class SafetyRead:
     """Remember that this user has seen the safety notice."""
 
 
-Effect = Union[Ask, Notice, SubmitReport, Discarded, SafetyRead]
+Effect = Union[Ask, Notice, SubmitReport, Discarded, SafetyRead, Fetch, DeleteEvidence]
 
 
 # ---- state ----------------------------------------------------------------------------
@@ -196,6 +313,9 @@ class Draft:
     editing: bool = False
     # The step to go back to if the user declines to cancel.
     paused: Step | None = None
+    evidence: tuple[EvidenceItem, ...] = ()
+    # Report id and data key for sealing evidence, chosen when the first file arrives.
+    context: Mapping[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -206,6 +326,8 @@ class Draft:
             "parts": list(self.parts),
             "editing": self.editing,
             "paused": str(self.paused) if self.paused else None,
+            "evidence": [item.to_dict() for item in self.evidence],
+            "context": dict(self.context),
         }
 
     @classmethod
@@ -223,6 +345,11 @@ class Draft:
             if not isinstance(parts, list) or not all(isinstance(p, str) for p in parts):
                 return None
             paused = data.get("paused")
+            context = data.get("context") or {}
+            if not isinstance(context, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in context.items()
+            ):
+                return None
             return cls(
                 kind=Kind(data["kind"]),
                 step=Step(data["step"]),
@@ -230,6 +357,8 @@ class Draft:
                 parts=tuple(parts),
                 editing=bool(data.get("editing", False)),
                 paused=Step(paused) if paused else None,
+                evidence=tuple(EvidenceItem.from_dict(i) for i in data.get("evidence") or ()),
+                context=dict(context),
             )
         except (KeyError, ValueError, TypeError, AttributeError):
             return None
@@ -237,6 +366,10 @@ class Draft:
     @property
     def description_length(self) -> int:
         return sum(len(p) for p in self.parts)
+
+    @property
+    def evidence_bytes(self) -> int:
+        return sum(item.size for item in self.evidence)
 
 
 @dataclass(frozen=True)
@@ -252,8 +385,20 @@ def start(kind: Kind, *, safety_seen: bool) -> Transition:
     return _ask(Draft(kind=kind, step=QUESTIONS[kind][0]))
 
 
-def step(draft: Draft, event: Event) -> Transition:
+def step(draft: Draft, event: Event, limits: EvidenceLimits = DEFAULT_LIMITS) -> Transition:
     """Apply one user event to a draft."""
+    if isinstance(event, Stored):
+        # Accepted at any step: a file the user sent is never lost.
+        return _on_stored(draft, event)
+    if isinstance(event, FetchFailed):
+        code = "file_too_big" if event.reason == "too_big" else "download_failed"
+        return Transition(draft, (Notice(code, {"limit_mb": limits.max_file_bytes // 2**20}),))
+    if isinstance(event, Remove) and draft.step in (Step.EVIDENCE, Step.REVIEW):
+        return _on_remove(draft, event)
+    if isinstance(event, Attach):
+        if draft.step is Step.EVIDENCE:
+            return _on_attach(draft, event, limits)
+        event = NonText(event.kind)
     if isinstance(event, Help):
         return Transition(draft, (Notice("help"), Ask(draft.step)))
     if draft.step is Step.CONFIRM_CANCEL:
@@ -275,6 +420,8 @@ def step(draft: Draft, event: Event) -> Transition:
         return _on_choice_step(draft, event)
     if draft.step is Step.DESCRIPTION:
         return _on_description(draft, event)
+    if draft.step is Step.EVIDENCE:
+        return _on_evidence(draft, event)
     if draft.step is Step.CONTACT_NAME:
         return _on_name(draft, event)
     if draft.step is Step.CONTACT_PHONE:
@@ -359,6 +506,63 @@ def _on_description(draft: Draft, event: Event) -> Transition:
     return _stay(draft, "button_expired")
 
 
+def _on_attach(draft: Draft, attach: Attach, limits: EvidenceLimits) -> Transition:
+    if attach.kind not in EVIDENCE_KINDS:
+        return Transition(draft, (Notice("evidence_unsupported"),))
+    if attach.size is not None and attach.size > limits.max_file_bytes:
+        return Transition(
+            draft, (Notice("file_too_big", {"limit_mb": limits.max_file_bytes // 2**20}),)
+        )
+    if len(draft.evidence) >= limits.max_files:
+        return Transition(draft, (Notice("evidence_too_many", {"limit": limits.max_files}),))
+    if draft.evidence_bytes + (attach.size or 0) > limits.max_total_bytes:
+        return Transition(
+            draft,
+            (Notice("evidence_too_large", {"limit_mb": limits.max_total_bytes // 2**20}),),
+        )
+    effects: list[Effect] = []
+    if attach.kind == "document":
+        effects.append(Notice("document_warning"))
+    if attach.forwarded:
+        effects.append(Notice("forward_warning"))
+    effects.append(Fetch(attach))
+    return Transition(draft, tuple(effects))
+
+
+def _on_stored(draft: Draft, event: Stored) -> Transition:
+    if any(item.id == event.item.id for item in draft.evidence):
+        return Transition(draft, ())
+    new = replace(
+        draft,
+        evidence=draft.evidence + (event.item,),
+        context=dict(draft.context) or dict(event.context),
+    )
+    code = "evidence_flagged" if event.item.flagged else "evidence_added"
+    return Transition(new, (Notice(code, {"count": len(new.evidence)}),))
+
+
+def _on_remove(draft: Draft, event: Remove) -> Transition:
+    kept = tuple(item for item in draft.evidence if item.id != event.item_id)
+    if len(kept) == len(draft.evidence):
+        return _stay(draft, "button_expired")
+    new = replace(draft, evidence=kept)
+    return Transition(
+        new,
+        (DeleteEvidence(event.item_id), Notice("evidence_removed", {"count": len(kept)}), Ask(new.step)),
+    )
+
+
+def _on_evidence(draft: Draft, event: Event) -> Transition:
+    if isinstance(event, Done):
+        return _advance(draft)
+    if isinstance(event, Text):
+        return _stay(draft, "evidence_expected")
+    if isinstance(event, NonText):
+        code = "location_refused" if event.content_type in ("location", "venue") else "evidence_unsupported"
+        return Transition(draft, (Notice(code),))
+    return _stay(draft, "button_expired")
+
+
 def _on_name(draft: Draft, event: Event) -> Transition:
     if isinstance(event, Text):
         name = event.text
@@ -393,10 +597,17 @@ def _on_phone(draft: Draft, event: Event) -> Transition:
 
 def _on_review(draft: Draft, event: Event) -> Transition:
     if isinstance(event, Submit):
-        missing = [s for s in QUESTIONS[draft.kind] if str(s) not in draft.answers]
+        missing = [
+            s
+            for s in QUESTIONS[draft.kind]
+            if s not in OPTIONAL_STEPS and str(s) not in draft.answers
+        ]
         if missing:  # cannot happen through the buttons; guards forged input
             return _ask(replace(draft, step=missing[0]))
-        return Transition(None, (SubmitReport(draft.kind, dict(draft.answers)),))
+        return Transition(
+            None,
+            (SubmitReport(draft.kind, dict(draft.answers), draft.evidence, dict(draft.context)),),
+        )
     if isinstance(event, Edit):
         if event.field not in EDITABLE[draft.kind]:
             return _stay(draft, "button_expired")

@@ -1,0 +1,245 @@
+"""Following up on a report with its receipt, as a pure state machine.
+
+The session is opened by a receipt; the handler does the slow and secret parts (rate limit,
+Argon2id, unlocking the case) and feeds the outcome back as ``Unlocked`` / ``UnlockFailed``.
+While open, the reporter reads the case, replies to the caseworkers and adds evidence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from typing import Any, Mapping, Union
+
+from nazaha.flows.report_flow import (
+    DEFAULT_LIMITS,
+    EVIDENCE_KINDS,
+    Attach,
+    Back,
+    Cancel,
+    Choose,
+    Done,
+    EvidenceItem,
+    EvidenceLimits,
+    FetchFailed,
+    Help,
+    NonText,
+    Stored,
+    Text,
+)
+
+ACTIONS = ("reply", "evidence", "refresh", "end")
+REPLY_MAX = 4000
+
+
+class FStep(StrEnum):
+    RECEIPT = "receipt"
+    CASE = "case"
+    REPLY = "reply"
+    EVIDENCE = "evidence"
+
+
+@dataclass(frozen=True)
+class Unlocked:
+    case: Mapping[str, str]  # opaque to the flow: report id, data key
+    evidence_count: int = 0
+    evidence_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class UnlockFailed:
+    reason: str  # "unknown" | "malformed" | "throttled"
+
+
+Event = Union[Text, NonText, Choose, Done, Back, Cancel, Help, Attach, Stored, FetchFailed, Unlocked, UnlockFailed]
+
+
+@dataclass(frozen=True)
+class Ask:
+    step: FStep
+
+
+@dataclass(frozen=True)
+class Notice:
+    code: str
+    params: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TryReceipt:
+    """Check the typed receipt (and delete the message that carried it)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class ShowCase:
+    """Show status, thread and actions."""
+
+
+@dataclass(frozen=True)
+class SendReply:
+    text: str
+
+
+@dataclass(frozen=True)
+class FetchEvidence:
+    attach: Attach
+
+
+@dataclass(frozen=True)
+class SaveEvidence:
+    item: EvidenceItem
+
+
+@dataclass(frozen=True)
+class End:
+    pass
+
+
+Effect = Union[Ask, Notice, TryReceipt, ShowCase, SendReply, FetchEvidence, SaveEvidence, End]
+
+
+@dataclass(frozen=True)
+class Session:
+    step: FStep
+    case: Mapping[str, str] = field(default_factory=dict)
+    evidence_count: int = 0
+    evidence_bytes: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "v": 1,
+            "step": str(self.step),
+            "case": dict(self.case),
+            "evidence_count": self.evidence_count,
+            "evidence_bytes": self.evidence_bytes,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Session | None":
+        try:
+            if data.get("v") != 1:
+                return None
+            case = data.get("case") or {}
+            if not isinstance(case, dict):
+                return None
+            return cls(
+                step=FStep(data["step"]),
+                case={str(k): str(v) for k, v in case.items()},
+                evidence_count=int(data.get("evidence_count", 0)),
+                evidence_bytes=int(data.get("evidence_bytes", 0)),
+            )
+        except (KeyError, ValueError, TypeError, AttributeError):
+            return None
+
+
+@dataclass(frozen=True)
+class Transition:
+    session: Session | None
+    effects: tuple[Effect, ...]
+
+
+def start() -> Transition:
+    return Transition(Session(FStep.RECEIPT), (Ask(FStep.RECEIPT),))
+
+
+def step(session: Session, event: Event, limits: EvidenceLimits = DEFAULT_LIMITS) -> Transition:
+    if isinstance(event, Cancel) or (isinstance(event, Choose) and event.value == "end"):
+        return Transition(None, (End(),))
+    if isinstance(event, Help):
+        return Transition(session, (Notice("followup_help"), Ask(session.step)))
+    if isinstance(event, Stored):
+        # Never lose a file the reporter sent, whatever the step.
+        return Transition(
+            replace(
+                session,
+                evidence_count=session.evidence_count + 1,
+                evidence_bytes=session.evidence_bytes + event.item.size,
+            ),
+            (SaveEvidence(event.item), Notice("evidence_added", {"count": session.evidence_count + 1})),
+        )
+    if isinstance(event, FetchFailed):
+        code = "file_too_big" if event.reason == "too_big" else "download_failed"
+        return Transition(session, (Notice(code, {"limit_mb": limits.max_file_bytes // 2**20}),))
+    if session.step is FStep.RECEIPT:
+        return _on_receipt(session, event)
+    if session.step is FStep.CASE:
+        return _on_case(session, event)
+    if session.step is FStep.REPLY:
+        return _on_reply(session, event)
+    return _on_evidence(session, event, limits)
+
+
+def _on_receipt(session: Session, event: Event) -> Transition:
+    if isinstance(event, Text):
+        return Transition(session, (TryReceipt(event.text),))
+    if isinstance(event, Unlocked):
+        opened = Session(FStep.CASE, dict(event.case), event.evidence_count, event.evidence_bytes)
+        return Transition(opened, (ShowCase(),))
+    if isinstance(event, UnlockFailed):
+        if event.reason == "throttled":
+            return Transition(None, (Notice("receipt_throttled"), End()))
+        return Transition(session, (Notice("receipt_unknown"), Ask(FStep.RECEIPT)))
+    if isinstance(event, Back):
+        return Transition(None, (End(),))
+    return Transition(session, (Notice("receipt_expected"), Ask(FStep.RECEIPT)))
+
+
+def _on_case(session: Session, event: Event) -> Transition:
+    if isinstance(event, Choose) and event.step == "case" and event.value in ACTIONS:
+        if event.value == "reply":
+            return Transition(replace(session, step=FStep.REPLY), (Ask(FStep.REPLY),))
+        if event.value == "evidence":
+            return Transition(replace(session, step=FStep.EVIDENCE), (Ask(FStep.EVIDENCE),))
+        return Transition(session, (ShowCase(),))
+    if isinstance(event, (Text, NonText, Attach)):
+        return Transition(session, (Notice("use_buttons"), ShowCase()))
+    return Transition(session, (Notice("button_expired"), ShowCase()))
+
+
+def _on_reply(session: Session, event: Event) -> Transition:
+    if isinstance(event, Text):
+        if not event.text.strip():
+            return Transition(session, (Notice("text_expected"), Ask(FStep.REPLY)))
+        if len(event.text) > REPLY_MAX:
+            return Transition(session, (Notice("reply_too_long", {"limit": REPLY_MAX}), Ask(FStep.REPLY)))
+        back = replace(session, step=FStep.CASE)
+        return Transition(back, (SendReply(event.text), Notice("reply_sent"), ShowCase()))
+    if isinstance(event, (Back, Done)):
+        return Transition(replace(session, step=FStep.CASE), (ShowCase(),))
+    if isinstance(event, (NonText, Attach)):
+        return Transition(session, (Notice("text_expected"), Ask(FStep.REPLY)))
+    return Transition(session, (Notice("button_expired"), Ask(FStep.REPLY)))
+
+
+def _on_evidence(session: Session, event: Event, limits: EvidenceLimits) -> Transition:
+    if isinstance(event, Attach):
+        if event.kind not in EVIDENCE_KINDS:
+            return Transition(session, (Notice("evidence_unsupported"),))
+        if event.size is not None and event.size > limits.max_file_bytes:
+            return Transition(
+                session, (Notice("file_too_big", {"limit_mb": limits.max_file_bytes // 2**20}),)
+            )
+        if session.evidence_count >= limits.max_files:
+            return Transition(session, (Notice("evidence_too_many", {"limit": limits.max_files}),))
+        if session.evidence_bytes + (event.size or 0) > limits.max_total_bytes:
+            return Transition(
+                session,
+                (Notice("evidence_too_large", {"limit_mb": limits.max_total_bytes // 2**20}),),
+            )
+        effects: list[Effect] = []
+        if event.kind == "document":
+            effects.append(Notice("document_warning"))
+        if event.forwarded:
+            effects.append(Notice("forward_warning"))
+        effects.append(FetchEvidence(event))
+        return Transition(session, tuple(effects))
+    if isinstance(event, (Done, Back)):
+        return Transition(replace(session, step=FStep.CASE), (ShowCase(),))
+    if isinstance(event, NonText):
+        code = "location_refused" if event.content_type in ("location", "venue") else "evidence_unsupported"
+        return Transition(session, (Notice(code),))
+    if isinstance(event, Text):
+        return Transition(session, (Notice("evidence_expected"), Ask(FStep.EVIDENCE)))
+    return Transition(session, (Notice("button_expired"), Ask(FStep.EVIDENCE)))
