@@ -73,6 +73,8 @@ def corruption_at_review(contact="anonymous"):
         Done(),  # no evidence
         Choose("contact", contact),
     )
+    if contact == "anonymous":
+        d, _ = run(d, Choose("notify", "none"))
     return d
 
 
@@ -95,6 +97,7 @@ def test_corruption_flow_every_step_to_submit():
         "when": "last_month",
         "description": LONG,
         "contact": "anonymous",
+        "notify": "none",
     }
     t = step(d, Submit())
     assert t.draft is None
@@ -119,19 +122,21 @@ def test_complaint_flow_with_contact_details_after_consent():
     d, _ = run(d, Text("Samir"))
     assert d.step is Step.CONTACT_PHONE
     d, eff = run(d, Text("0599 ١٢٣ ٤٥٦"))
+    assert d.step is Step.NOTIFY
+    d, eff = run(d, Choose("notify", "chat"))
     assert d.step is Step.REVIEW
     assert d.answers["contact_name"] == "Samir"
     assert d.answers["contact_phone"] == "0599 ١٢٣ ٤٥٦"
     triage, sealed = split_answers(Kind.COMPLAINT, d.answers)
     assert triage == {"service": "water_electricity", "governorate": "gaza"}
-    assert "contact_name" in sealed and "consent" not in sealed
+    assert "contact_name" in sealed and "consent" not in sealed and "notify" not in sealed
 
 
 def test_declining_consent_keeps_reporter_anonymous():
     d = corruption_at_review("share")
     assert d.step is Step.CONSENT
     d, eff = run(d, Choose("consent", "decline"))
-    assert d.step is Step.REVIEW and d.answers["contact"] == "anonymous"
+    assert d.step is Step.NOTIFY and d.answers["contact"] == "anonymous"
     assert "stays_anonymous" in notices(eff)
 
 
@@ -140,7 +145,7 @@ def test_phone_is_optional_and_validated():
     d2, eff = run(d, Text("call me"))
     assert d2.step is Step.CONTACT_PHONE and "phone_invalid" in notices(eff)
     d3, _ = run(d, Done())
-    assert d3.step is Step.REVIEW and "contact_phone" not in d3.answers
+    assert d3.step is Step.NOTIFY and "contact_phone" not in d3.answers
     assert normalize_phone("+970 59-123-4567") == "+970591234567"
     assert normalize_phone("٠٥٩٩١٢٣٤٥٦") == "0599123456"
     assert normalize_phone("12") is None
@@ -176,6 +181,8 @@ def test_description_text_is_kept_exactly():
 def test_back_walks_to_previous_question_and_keeps_answers():
     d = corruption_at_review()
     d, _ = run(d, Back())
+    assert d.step is Step.NOTIFY
+    d, _ = run(d, Back())
     assert d.step is Step.CONTACT
     d, _ = run(d, Back())
     assert d.step is Step.EVIDENCE
@@ -189,10 +196,10 @@ def test_back_walks_to_previous_question_and_keeps_answers():
 
 
 def test_back_in_contact_subflow():
-    d, _ = run(corruption_at_review("share"), Choose("consent", "agree"), Text("N"), Text("0599123456"))
+    d, _ = run(corruption_at_review("share"), Choose("consent", "agree"), Text("N"), Text("0599123456"), Choose("notify", "none"))
     assert d.step is Step.REVIEW
-    assert [run(d, *[Back()] * n)[0].step for n in (1, 2, 3, 4)] == [
-        Step.CONTACT_PHONE, Step.CONTACT_NAME, Step.CONSENT, Step.CONTACT
+    assert [run(d, *[Back()] * n)[0].step for n in (1, 2, 3, 4, 5)] == [
+        Step.NOTIFY, Step.CONTACT_PHONE, Step.CONTACT_NAME, Step.CONSENT, Step.CONTACT
     ]
 
 
@@ -219,10 +226,11 @@ def test_edit_back_returns_to_review_unchanged():
 
 
 def test_edit_contact_from_share_to_anonymous_drops_details():
-    d, _ = run(corruption_at_review("share"), Choose("consent", "agree"), Text("N"), Text("0599123456"))
+    d, _ = run(corruption_at_review("share"), Choose("consent", "agree"), Text("N"), Text("0599123456"), Choose("notify", "chat"))
     d, _ = run(d, Edit("contact"), Choose("contact", "anonymous"))
     assert d.step is Step.REVIEW
     assert "contact_name" not in d.answers and "contact_phone" not in d.answers
+    assert d.answers["notify"] == "chat"
 
 
 def test_cancel_asks_then_discards_or_resumes():

@@ -67,3 +67,6 @@ SERVICES: tuple[str, ...] = (
 
 CONTACT: tuple[str, ...] = ("anonymous", "share")
 CONSENT: tuple[str, ...] = ("agree", "decline")
+
+# Opt-in, content-free notifications in this chat when the case changes.
+NOTIFY: tuple[str, ...] = ("none", "chat")

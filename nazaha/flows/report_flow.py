@@ -55,6 +55,7 @@ class Step(StrEnum):
     CONSENT = "consent"
     CONTACT_NAME = "contact_name"
     CONTACT_PHONE = "contact_phone"
+    NOTIFY = "notify"
     REVIEW = "review"
     CONFIRM_CANCEL = "confirm_cancel"
 
@@ -70,6 +71,7 @@ QUESTIONS: dict[Kind, tuple[Step, ...]] = {
         Step.DESCRIPTION,
         Step.EVIDENCE,
         Step.CONTACT,
+        Step.NOTIFY,
     ),
     Kind.COMPLAINT: (
         Step.SERVICE,
@@ -77,6 +79,7 @@ QUESTIONS: dict[Kind, tuple[Step, ...]] = {
         Step.DESCRIPTION,
         Step.EVIDENCE,
         Step.CONTACT,
+        Step.NOTIFY,
     ),
 }
 
@@ -88,6 +91,7 @@ CHOICES: dict[Step, tuple[str, ...]] = {
     Step.WHEN: choices.WHEN,
     Step.CONTACT: choices.CONTACT,
     Step.CONSENT: choices.CONSENT,
+    Step.NOTIFY: choices.NOTIFY,
 }
 
 TEXT_STEPS = frozenset({Step.DESCRIPTION, Step.CONTACT_NAME, Step.CONTACT_PHONE})
@@ -98,8 +102,10 @@ CONTACT_DETAILS = ("contact_name", "contact_phone")
 EDITABLE: dict[Kind, tuple[str, ...]] = {
     kind: tuple(str(s) for s in steps) for kind, steps in QUESTIONS.items()
 }
-# Triage metadata kept in plain columns; every other answer is sealed.
+# Triage metadata kept in plain columns; every other answer is sealed, except these choices
+# about the conversation itself, which are acted on and not stored with the report.
 TRIAGE_FIELDS = ("category", "sector", "service", "governorate")
+NOT_STORED = ("consent", "notify")
 
 
 # ---- events (what the user did) -------------------------------------------------------
@@ -451,7 +457,7 @@ def _answer_choice(draft: Draft, value: str) -> Transition:
             return _ask(replace(draft, answers=answers, step=Step.CONSENT))
         for key in CONTACT_DETAILS:
             answers.pop(key, None)
-        return _ask(replace(draft, answers=answers, step=Step.REVIEW, editing=False))
+        return _advance(replace(draft, answers=answers))
     if current is Step.CONSENT:
         if value == "agree":
             return _ask(replace(draft, answers=answers, step=Step.CONTACT_NAME))
@@ -459,10 +465,8 @@ def _answer_choice(draft: Draft, value: str) -> Transition:
         answers.pop("consent", None)
         for key in CONTACT_DETAILS:
             answers.pop(key, None)
-        return Transition(
-            replace(draft, answers=answers, step=Step.REVIEW, editing=False),
-            (Notice("stays_anonymous"), Ask(Step.REVIEW)),
-        )
+        advanced = _advance(replace(draft, answers=answers, step=Step.CONTACT))
+        return Transition(advanced.draft, (Notice("stays_anonymous"), *advanced.effects))
     return _advance(replace(draft, answers=answers))
 
 
@@ -584,12 +588,12 @@ def _on_phone(draft: Draft, event: Event) -> Transition:
             return _stay(draft, "phone_invalid")
         answers = dict(draft.answers)
         answers["contact_phone"] = event.text
-        return _ask(replace(draft, answers=answers, step=Step.REVIEW, editing=False))
+        return _advance(replace(draft, answers=answers, step=Step.CONTACT))
     if isinstance(event, Done):
         # The phone number is optional.
         answers = dict(draft.answers)
         answers.pop("contact_phone", None)
-        return _ask(replace(draft, answers=answers, step=Step.REVIEW, editing=False))
+        return _advance(replace(draft, answers=answers, step=Step.CONTACT))
     if isinstance(event, NonText):
         return _stay(draft, "text_expected")
     return _stay(draft, "button_expired")
@@ -659,10 +663,9 @@ def _back(draft: Draft) -> Transition:
     elif current is Step.CONTACT_PHONE:
         previous = Step.CONTACT_NAME
     elif current is Step.REVIEW:
-        if draft.answers.get("contact") == "share":
-            previous = Step.CONTACT_PHONE
-        else:
-            previous = QUESTIONS[draft.kind][-1]
+        previous = QUESTIONS[draft.kind][-1]
+    elif current is Step.NOTIFY and draft.answers.get("contact") == "share":
+        previous = Step.CONTACT_PHONE
     elif current is Step.SAFETY:
         previous = None
     else:
@@ -707,6 +710,6 @@ def split_answers(kind: Kind, answers: Mapping[str, str]) -> tuple[dict[str, str
     """Split confirmed answers into plain triage metadata and fields to seal."""
     triage = {k: answers[k] for k in TRIAGE_FIELDS if k in answers}
     sealed = {
-        k: v for k, v in answers.items() if k not in TRIAGE_FIELDS and k != "consent"
+        k: v for k, v in answers.items() if k not in TRIAGE_FIELDS and k not in NOT_STORED
     }
     return triage, sealed
