@@ -8,6 +8,15 @@ The report id and designation are random: nothing about the reporter goes into t
 Sealing (:meth:`ReportVault.seal`) is the slow part (Argon2id, in a worker thread) and writes
 nothing; :meth:`ReportVault.store` queues the insert into the update's unit of work, so the
 receipt can be shown only once the report is committed.
+
+Evidence is uploaded (and sealed under the data key) while the report is still a draft, so
+the report id and data key are chosen first (:func:`new_sealing_context`), carried by the
+draft, and handed to :meth:`ReportVault.seal`. The evidence rows are inserted by
+:meth:`ReportVault.store` in the same write as the report.
+
+Follow-up (:meth:`ReportVault.unlock_with_receipt`, :meth:`ReportVault.unlock_with_team`)
+gives an :class:`UnlockedCase`: the report's triage header and its data key, for
+:class:`nazaha.storage.cases.CaseService`.
 """
 
 from __future__ import annotations
@@ -17,17 +26,23 @@ import dataclasses
 import datetime as dt
 import json
 import os
+import re
 import secrets
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
+
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from nazaha.storage.crypto import (
     KDF_FLOOR,
+    KEY_BYTES,
     KdfParams,
     TeamPrivateKey,
     TeamPublicKey,
+    WrongReceipt,
     derive_reporter_keys,
     new_data_key,
     new_receipt,
@@ -42,8 +57,11 @@ from nazaha.storage.crypto import (
     wrap_for_team,
 )
 from nazaha.storage.database import write_transaction
-from nazaha.storage.models import Report, ReportField, SystemSetting
+from nazaha.storage.models import Evidence, Report, ReportField, SystemSetting
 from nazaha.storage.unit_of_work import UnitOfWork
+
+if TYPE_CHECKING:
+    from nazaha.storage.cases import EvidenceRecord
 
 KINDS = ("corruption", "complaint")
 TRIAGE_KEYS = ("category", "sector", "service", "governorate")
@@ -54,6 +72,7 @@ SETTING_TEAM_PUBLIC_KEY = "team_public_key"
 SETTING_TEAM_KEY_ID = "team_key_id"
 
 _DESIGNATION_ATTEMPTS = 20
+_REPORT_ID_RE = re.compile(r"[0-9a-f]{32}")
 
 # Argon2id is memory-hard and slow on purpose. One dedicated worker thread bounds it to a
 # single core however many reporters submit at once, so the event loop (everyone else's
@@ -110,6 +129,8 @@ class SealedReport:
     receipt_lookup: bytes
     sealed_fields: dict[str, bytes]
     receipt: str
+    # Kept so that store() can seal the evidence metadata; as secret as the receipt.
+    data_key: bytes = dataclasses.field(default=b"", compare=False)
 
     def __repr__(self) -> str:  # never show the receipt
         return f"SealedReport(designation={self.designation!r}, kind={self.kind!r})"
@@ -124,6 +145,39 @@ class OpenedReport:
     created_on: dt.date
     triage: dict[str, str | None]
     fields: dict[str, str]
+
+
+@dataclasses.dataclass(frozen=True)
+class UnlockedCase:
+    """A report opened for follow-up: its header and its data key (never shown in repr).
+
+    Whoever holds this can read and add to the case; keep it no longer than the session.
+    """
+
+    report_id: str
+    designation: str
+    kind: str
+    status: str
+    outcome: str | None
+    created_on: dt.date
+    data_key: bytes = dataclasses.field(repr=False)
+
+    def __reduce__(self):  # keep the data key out of pickles (caches, Redis, crash dumps)
+        raise TypeError("UnlockedCase must not be pickled")
+
+
+def new_sealing_context() -> tuple[str, bytes]:
+    """A fresh report id (32 random hex digits) and data key, chosen before submission so
+    that evidence can be sealed under them while the report is still a draft."""
+    return secrets.token_hex(16), new_data_key()
+
+
+def _check_sealing_context(report_id: str, data_key: bytes) -> tuple[str, bytes]:
+    if not isinstance(report_id, str) or _REPORT_ID_RE.fullmatch(report_id) is None:
+        raise ValueError("a report id is 32 lowercase hex digits")
+    if not isinstance(data_key, (bytes, bytearray)) or len(data_key) != KEY_BYTES:
+        raise ValueError(f"a data key is {KEY_BYTES} bytes")
+    return report_id, bytes(data_key)
 
 
 def _today() -> dt.date:
@@ -177,6 +231,9 @@ class ReportVault:
         self._salt = receipt_salt
         self._kdf = kdf
         self._floor = kdf_floor
+        # Opened (and failing) when a receipt matches no report, so that an unknown receipt
+        # costs the same work as a known one.
+        self._dummy_wrapped = wrap_for_reporter(new_data_key(), new_data_key(), "0" * 32)
 
     @classmethod
     async def load(
@@ -213,14 +270,30 @@ class ReportVault:
 
     # -- reporter side ------------------------------------------------------------------
 
-    async def seal(self, draft: ReportDraft) -> SealedReport:
-        """Encrypt a draft (Argon2id and HPKE in a worker thread). Writes nothing."""
-        designation = await self._free_designation()
-        return await _in_kdf_thread(self._seal_sync, draft, designation)
+    async def seal(
+        self,
+        draft: ReportDraft,
+        *,
+        report_id: str | None = None,
+        data_key: bytes | None = None,
+    ) -> SealedReport:
+        """Encrypt a draft (Argon2id and HPKE in a worker thread). Writes nothing.
 
-    def _seal_sync(self, draft: ReportDraft, designation: str) -> SealedReport:
-        report_id = secrets.token_hex(16)
-        data_key = new_data_key()
+        ``report_id`` and ``data_key`` (both or neither) are the ones the draft's evidence
+        was sealed under (from :func:`new_sealing_context`); by default fresh ones are made.
+        """
+        if (report_id is None) != (data_key is None):
+            raise ValueError("pass both report_id and data_key, or neither")
+        if report_id is None or data_key is None:
+            report_id, data_key = new_sealing_context()
+        else:
+            report_id, data_key = _check_sealing_context(report_id, data_key)
+        designation = await self._free_designation()
+        return await _in_kdf_thread(self._seal_sync, draft, designation, report_id, data_key)
+
+    def _seal_sync(
+        self, draft: ReportDraft, designation: str, report_id: str, data_key: bytes
+    ) -> SealedReport:
         receipt = new_receipt()
         keys = derive_reporter_keys(receipt, self._salt, self._kdf, self._floor)
         return SealedReport(
@@ -238,6 +311,7 @@ class ReportVault:
                 for name, value in draft.fields.items()
             },
             receipt=receipt,
+            data_key=data_key,
         )
 
     async def _free_designation(self) -> str:
@@ -248,8 +322,22 @@ class ReportVault:
                     return candidate
         raise RuntimeError("could not find a free report designation")
 
-    def store(self, uow: UnitOfWork, sealed: SealedReport) -> None:
-        """Queue the insert of the report and its fields into the update's transaction."""
+    def store(
+        self,
+        uow: UnitOfWork,
+        sealed: SealedReport,
+        evidence: Sequence[EvidenceRecord] = (),
+    ) -> None:
+        """Queue the insert of the report, its fields and its evidence rows (in the given
+        order, ``source="report"``) into the update's transaction."""
+        from nazaha.storage.cases import evidence_row_values
+
+        if evidence and len(sealed.data_key) != KEY_BYTES:
+            raise ValueError("this sealed report carries no data key to seal evidence with")
+        evidence_rows = [
+            evidence_row_values(sealed.data_key, sealed.report_id, record, seq, "report")
+            for seq, record in enumerate(evidence, start=1)
+        ]
 
         async def insert(session: AsyncSession) -> None:
             designation = sealed.designation
@@ -282,14 +370,20 @@ class ReportVault:
                 for name, value in sealed.sealed_fields.items()
             )
             await session.flush()
+            if evidence_rows:
+                await session.execute(Evidence.__table__.insert(), evidence_rows)
 
         uow.add(insert)
 
-    async def open_with_receipt(self, receipt: str) -> OpenedReport | None:
-        """The reporter's view, or None if the text is not a receipt of any stored report.
+    async def unlock_with_receipt(self, receipt: str) -> UnlockedCase | None:
+        """The case behind a receipt, or None if the text is not a receipt of any stored
+        report (malformed or unknown).
 
-        ``WrongReceipt`` / ``TamperedData`` only if a matching report fails to open (which
-        means the stored data was modified)."""
+        A well-formed receipt always costs one Argon2id (in the KDF worker thread), one
+        lookup and one AES-GCM unwrap, whether or not it matches, so response time does not
+        tell a known receipt from an unknown one. ``WrongReceipt`` only if a matching report
+        fails to open (which means the stored data was modified).
+        """
         digits = normalize_receipt(receipt)
         if digits is None:
             return None
@@ -300,23 +394,62 @@ class ReportVault:
             report = await session.scalar(
                 select(Report).where(Report.receipt_lookup == keys.lookup)
             )
-            if report is None:
-                return None
-            fields = await _fields_of(session, report.id)
+        if report is None:
+            try:
+                unwrap_for_reporter(self._dummy_wrapped, keys.wrap_key, "0" * 32)
+            except WrongReceipt:
+                pass
+            return None
         data_key = unwrap_for_reporter(report.wrapped_key_reporter, keys.wrap_key, report.id)
-        return _opened(report, data_key, fields)
+        return _unlocked(report, data_key)
+
+    async def open_with_receipt(self, receipt: str) -> OpenedReport | None:
+        """The reporter's view, or None if the text is not a receipt of any stored report.
+
+        ``WrongReceipt`` / ``TamperedData`` only if a matching report fails to open (which
+        means the stored data was modified)."""
+        case = await self.unlock_with_receipt(receipt)
+        if case is None:
+            return None
+        return await self._open(case)
 
     # -- team side ----------------------------------------------------------------------
 
-    async def open_with_team(self, designation: str, team_private: TeamPrivateKey) -> OpenedReport:
-        """The caseworkers' view (``ReportNotFound``, ``UnknownKeyId``, ``TamperedData``)."""
+    async def unlock_with_team(
+        self, designation: str, team_private: TeamPrivateKey
+    ) -> UnlockedCase:
+        """The case for the caseworkers (``ReportNotFound``, ``UnknownKeyId``,
+        ``TamperedData``)."""
         async with self._sessionmaker() as session:
             report = await session.scalar(select(Report).where(Report.designation == designation))
-            if report is None:
-                raise ReportNotFound(designation)
-            fields = await _fields_of(session, report.id)
+        if report is None:
+            raise ReportNotFound(designation)
         data_key = unwrap_with_team(report.wrapped_key_team, team_private, report.id)
-        return _opened(report, data_key, fields)
+        return _unlocked(report, data_key)
+
+    async def open_with_team(self, designation: str, team_private: TeamPrivateKey) -> OpenedReport:
+        """The caseworkers' view (``ReportNotFound``, ``UnknownKeyId``, ``TamperedData``)."""
+        return await self._open(await self.unlock_with_team(designation, team_private))
+
+    async def _open(self, case: UnlockedCase) -> OpenedReport:
+        async with self._sessionmaker() as session:
+            report = await session.get(Report, case.report_id)
+            if report is None:  # deleted since it was unlocked
+                raise ReportNotFound(case.designation)
+            fields = await _fields_of(session, report.id)
+        return _opened(report, case.data_key, fields)
+
+
+def _unlocked(report: Report, data_key: bytes) -> UnlockedCase:
+    return UnlockedCase(
+        report_id=report.id,
+        designation=report.designation,
+        kind=report.kind,
+        status=report.status,
+        outcome=report.outcome,
+        created_on=report.created_on,
+        data_key=data_key,
+    )
 
 
 async def _designation_taken(session: AsyncSession, designation: str) -> bool:
@@ -356,5 +489,7 @@ __all__: list[str] = [
     "ReportVault",
     "SealedReport",
     "SystemNotInitialised",
+    "UnlockedCase",
     "initialise_system",
+    "new_sealing_context",
 ]
