@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 import pytest_asyncio
 
 from nazaha.sandbox.client import SandboxClient
 from nazaha.sandbox.server import SandboxServer
+from nazaha.storage.crypto import BotKeyBox
 from tests.e2e_support import TOKEN, Chat, press_callback, run_init
 from tests.test_e2e_bot import DESCRIPTION, Deployment
 
@@ -54,7 +56,10 @@ async def test_bot_killed_mid_flow_continues_the_draft_after_restart(fresh: Depl
     fresh.bot.start()
     await chat.expect("characters so far")
     await chat.press("Done")
+    await chat.expect("Do you have evidence?")
+    await chat.press("Done")
     await chat.press("Stay anonymous")
+    await chat.press("No notifications")
     review = await chat.expect("Please check your report")
     assert DESCRIPTION + "\n\nIt happened twice at the main office." in review["text"]
     assert "Rafah" in review["text"] and "Security services" in review["text"]
@@ -66,7 +71,10 @@ async def test_duplicated_update_produces_one_report(fresh: Deployment):
     await walk_to_description(chat)
     await chat.send(DESCRIPTION)
     await chat.press("Done")
+    await chat.expect("Do you have evidence?")
+    await chat.press("Done")
     await chat.press("Stay anonymous")
+    await chat.press("No notifications")
     review = await chat.expect("Please check your report")
     # Telegram may deliver the same update twice (webhook retries, restarts).
     update = {
@@ -113,8 +121,12 @@ async def test_draft_expires_and_user_is_told(fresh: Deployment):
     await chat.send("more text after a long pause")
     await chat.expect("Your unfinished report was deleted")
     await chat.expect("What would you like to do?")
-    rows = fresh.db_rows("SELECT sealed_data FROM fsm_records WHERE sealed_data IS NOT NULL")
-    assert rows == []
+    # The draft's record was wiped; what remains sealed is only where the conversation
+    # began (for /wipe), never draft content.
+    box = BotKeyBox((fresh.data_dir / "bot.key").read_bytes())
+    for key, sealed in fresh.db_rows("SELECT key, sealed_data FROM fsm_records WHERE sealed_data IS NOT NULL"):
+        data = json.loads(box.open("fsm", key, sealed))
+        assert set(data) == {"from"}, data
 
 
 async def test_quick_messages_of_one_user_are_handled_in_order(fresh: Deployment):
@@ -126,6 +138,9 @@ async def test_quick_messages_of_one_user_are_handled_in_order(fresh: Deployment
         await chat.send(part)
     await chat.expect(f"({sum(len(p) for p in parts)} characters so far)")
     await chat.press("Done")
+    await chat.expect("Do you have evidence?")
+    await chat.press("Done")
     await chat.press("Stay anonymous")
+    await chat.press("No notifications")
     review = await chat.expect("Please check your report")
     assert "\n\n".join(parts) in review["text"]

@@ -50,3 +50,20 @@ def test_throttle_allows_a_burst_then_refills_and_warns_once():
     now[0] += 0.5  # one token back
     assert throttle.allow("u") == (True, False)
     assert throttle.allow("u") == (False, True)
+
+
+def test_session_keys_live_in_memory_and_expire():
+    from nazaha.handlers.session_keys import SessionKeys
+
+    now = [0.0]
+    keys: "SessionKeys[bytes]" = SessionKeys(ttl_seconds=900, clock=lambda: now[0])
+    ref = keys.put(b"k" * 32)
+    now[0] = 899
+    assert keys.get(ref) == b"k" * 32  # renews
+    now[0] = 899 + 899
+    assert keys.get(ref) == b"k" * 32
+    now[0] += 901
+    assert keys.get(ref) is None
+    ref2 = keys.put(b"x" * 32)
+    keys.drop(ref2)
+    assert keys.get(ref2) is None and keys.get("unknown") is None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -18,16 +19,25 @@ from aiogram.fsm.storage.memory import SimpleEventIsolation
 from aiogram.types import BotCommand, BotCommandScopeDefault
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import lazy_gettext as __
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from nazaha.bot.settings import Settings
+from nazaha.flows.report_flow import EvidenceLimits
 from nazaha.handlers import get_routers
-from nazaha.handlers.context import ReplyMiddleware, ReplyOptions
+from nazaha.handlers.context import ReplyMiddleware, ReplyOptions, Services
+from nazaha.handlers.evidence import EvidenceIntake
 from nazaha.handlers.middlewares import (
     PreferenceI18nMiddleware,
     ThrottleMiddleware,
     UnitOfWorkMiddleware,
 )
+from nazaha.handlers.notifier import Notifier
+from nazaha.handlers.session_keys import SessionKeys
+from nazaha.storage.attempts import AttemptLimiter
+from nazaha.storage.blobs import BlobStore
+from nazaha.storage.cases import CaseService
+from nazaha.storage.notifications import NotificationLinks
 from nazaha.storage.crypto import KDF_FLOOR, KDF_TESTING, BotKeyBox, KdfParams
 from nazaha.storage.database import (
     check_database,
@@ -37,6 +47,7 @@ from nazaha.storage.database import (
 )
 from nazaha.storage.fsm import SqlFsmStorage
 from nazaha.storage.keyfiles import KeyPaths, load_bot_secrets, load_team_public_key
+from nazaha.storage.models import Report
 from nazaha.storage.prefs import PreferenceStore
 from nazaha.storage.reports import ReportVault
 from nazaha.storage.unit_of_work import purge_processed_updates
@@ -65,6 +76,8 @@ class BotRuntime:
     dispatcher: Dispatcher
     fsm: SqlFsmStorage
     i18n: I18n
+    services: Services
+    notifier: Notifier
 
     async def close(self) -> None:
         await self.bot.session.close()
@@ -101,9 +114,30 @@ async def build_runtime(settings: Settings, *, events_isolation: BaseEventIsolat
         sessionmaker, load_team_public_key(paths), kdf_floor=kdf_floor(settings)
     )
     fsm = SqlFsmStorage(
-        sessionmaker, box, pepper, ttl=timedelta(seconds=settings.draft_ttl_seconds)
+        sessionmaker,
+        box,
+        pepper,
+        ttl=timedelta(seconds=settings.draft_ttl_seconds),
     )
     prefs = PreferenceStore(sessionmaker, box, pepper)
+    limits = EvidenceLimits(
+        max_files=settings.evidence_max_files,
+        max_total_bytes=settings.evidence_max_mb * 1024 * 1024,
+    )
+    services = Services(
+        vault=vault,
+        prefs=prefs,
+        evidence=EvidenceIntake(BlobStore(blob_root(settings)), limits.max_file_bytes),
+        cases=CaseService(sessionmaker),
+        links=NotificationLinks(sessionmaker, box, pepper),
+        attempts=AttemptLimiter(
+            sessionmaker,
+            pepper,
+            per_user_per_hour=settings.receipt_attempts_per_hour,
+            global_per_hour=settings.receipt_attempts_global_per_hour,
+        ),
+        session_keys=SessionKeys(settings.session_ttl_seconds),
+    )
     i18n = build_i18n()
     bot = build_bot(settings)
 
@@ -116,17 +150,23 @@ async def build_runtime(settings: Settings, *, events_isolation: BaseEventIsolat
         ThrottleMiddleware(pepper, settings.throttle_rate, settings.throttle_burst)
     )
     reply_middleware = ReplyMiddleware(
-        vault=vault,
-        prefs=prefs,
+        services=services,
         options=ReplyOptions(
             high_risk_contact=settings.high_risk_contact,
             draft_ttl_hours=max(1, round(settings.draft_ttl_seconds / 3600)),
+            session_minutes=max(1, round(settings.session_ttl_seconds / 60)),
+            limits=limits,
         ),
     )
     dp.message.outer_middleware(reply_middleware)
     dp.callback_query.outer_middleware(reply_middleware)
     dp.include_routers(*get_routers())
-    return BotRuntime(settings, engine, sessionmaker, bot, dp, fsm, i18n)
+    notifier = Notifier(bot, services.links, prefs, i18n)
+    return BotRuntime(settings, engine, sessionmaker, bot, dp, fsm, i18n, services, notifier)
+
+
+def blob_root(settings: Settings) -> Path:
+    return settings.data_dir / "blobs"
 
 
 COMMANDS = (
@@ -161,26 +201,56 @@ async def register_bot_profile(bot: Bot, i18n: I18n) -> None:
 
 
 async def maintenance(runtime: BotRuntime) -> None:
-    """Periodically wipe expired drafts and forget old update ids."""
+    """Periodically wipe expired drafts and sessions, old update ids and attempt counters,
+    and the evidence of drafts that were abandoned."""
     while True:
         try:
             await runtime.fsm.purge_expired()
             await purge_processed_updates(runtime.sessionmaker)
+            await runtime.services.attempts.purge()
+            await purge_orphan_blobs(runtime)
         except Exception:
             log.exception("maintenance failed")
         await asyncio.sleep(MAINTENANCE_INTERVAL)
 
 
+async def purge_orphan_blobs(runtime: BotRuntime) -> int:
+    """Blobs of drafts never submitted (discarded, wiped or expired) are deleted once the
+    draft could no longer exist."""
+    blobs = runtime.services.evidence.blobs
+    max_age = runtime.settings.draft_ttl_seconds + MAINTENANCE_INTERVAL
+    candidates = [
+        report_id
+        for report_id in blobs.list_reports()
+        if time.time() - (blobs.root / report_id).stat().st_mtime > max_age
+    ]
+    if not candidates:
+        return 0
+    async with runtime.sessionmaker() as session:
+        stored = set(
+            await session.scalars(select(Report.id).where(Report.id.in_(candidates)))
+        )
+    orphans = [r for r in candidates if r not in stored]
+    for report_id in orphans:
+        blobs.delete_report(report_id)
+    return len(orphans)
+
+
 @contextlib.asynccontextmanager
 async def running(runtime: BotRuntime):
     await register_bot_profile(runtime.bot, runtime.i18n)
-    task = asyncio.create_task(maintenance(runtime))
+    tasks = [
+        asyncio.create_task(maintenance(runtime)),
+        asyncio.create_task(runtime.notifier.run(runtime.settings.notify_interval_seconds)),
+    ]
     try:
         yield runtime
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 async def run_polling(settings: Settings, *, handle_signals: bool = True) -> None:

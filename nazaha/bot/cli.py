@@ -198,10 +198,12 @@ async def cmd_decrypt(settings: Settings, args: argparse.Namespace) -> None:
     team_private = load_team_private_key(key_file, passphrase, floor=kdf_floor(settings))
     engine = create_engine(settings.effective_database_url)
     try:
+        sessionmaker = create_sessionmaker(engine)
         vault = await ReportVault.load(
-            create_sessionmaker(engine), load_team_public_key(paths), kdf_floor=kdf_floor(settings)
+            sessionmaker, load_team_public_key(paths), kdf_floor=kdf_floor(settings)
         )
         report = await vault.open_with_team(args.designation, team_private)
+        evidence = await _export_evidence(settings, sessionmaker, vault, args, team_private)
     finally:
         await engine.dispose()
     print(
@@ -213,11 +215,50 @@ async def cmd_decrypt(settings: Settings, args: argparse.Namespace) -> None:
                 "created_on": report.created_on.isoformat(),
                 "triage": report.triage,
                 "fields": report.fields,
+                "evidence": evidence,
             },
             ensure_ascii=False,
             indent=2,
         )
     )
+
+
+async def _export_evidence(settings, sessionmaker, vault, args, team_private) -> list[dict]:
+    """List the report's evidence; with --export DIR, write the decrypted files there."""
+    from nazaha.bot.app import blob_root
+    from nazaha.storage.blobs import BlobStore
+    from nazaha.storage.cases import CaseService
+
+    case = await vault.unlock_with_team(args.designation, team_private)
+    records = await CaseService(sessionmaker).evidence(case)
+    blobs = BlobStore(blob_root(settings))
+    listed = []
+    for number, record in enumerate(records, start=1):
+        entry = {
+            "number": number,
+            "kind": record.kind,
+            "size_bytes": record.size_bytes,
+            "file_name": record.file_name,
+            "mime_type": record.mime_type,
+            "sha256": record.sha256,
+            "clean_copy": record.has_clean_copy,
+            "flagged": record.flagged,
+            "forwarded": record.forward_origin is not None,
+        }
+        if args.export:
+            target = Path(args.export)
+            target.mkdir(parents=True, exist_ok=True, mode=0o700)
+            variants = ["original"] + (["clean"] if record.has_clean_copy else [])
+            for variant in variants:
+                path = target / f"{args.designation}-{number}-{variant}"
+                with path.open("wb") as out:
+                    async for chunk in blobs.read_stream(
+                        case.data_key, case.report_id, record.id, variant
+                    ):
+                        out.write(chunk)
+                entry[f"{variant}_path"] = str(path)
+        listed.append(entry)
+    return listed
 
 
 def _secret(value: str):
@@ -244,6 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     decrypt.add_argument("designation", help="the case designation, e.g. R-7K2QXM")
     decrypt.add_argument("--key-file", help="team key recovery file (default: in the data dir)")
     decrypt.add_argument("--passphrase-file")
+    decrypt.add_argument("--export", metavar="DIR", help="write the decrypted evidence files here")
     decrypt.set_defaults(func=cmd_decrypt)
     return parser
 

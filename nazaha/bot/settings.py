@@ -25,6 +25,16 @@ class Settings(BaseSettings):
     pepper: SecretStr | None = None
 
     draft_ttl_seconds: int = Field(default=24 * 3600, ge=1)
+    # An unlocked follow-up session closes after this much silence.
+    session_ttl_seconds: int = Field(default=15 * 60, ge=1)
+    # Evidence caps per report (Telegram itself serves bots at most 20 MB per file).
+    evidence_max_files: int = Field(default=10, ge=0)
+    evidence_max_mb: int = Field(default=100, ge=1)
+    # Wrong receipts: per user per hour, and for everyone together per hour.
+    receipt_attempts_per_hour: int = Field(default=5, ge=1)
+    receipt_attempts_global_per_hour: int = Field(default=1000, ge=1)
+    # How often the bot looks for update notifications to send.
+    notify_interval_seconds: float = Field(default=5.0, gt=0)
     # Shown in the safety notice when set: a channel for reporters at higher risk.
     high_risk_contact: str | None = None
     # "testing" lowers Argon2id costs so test suites run fast. Never use it in production:

@@ -5,6 +5,6 @@ from aiogram import Router
 
 def get_routers() -> list[Router]:
     """Routers in the order they must see updates: a report in progress first."""
-    from nazaha.handlers import menu, report
+    from nazaha.handlers import followup, menu, report
 
-    return [report.router, menu.router]
+    return [report.router, followup.router, menu.router]

@@ -3,7 +3,7 @@
 Formats (all ASCII, well under Telegram's 64-byte limit):
 ``f:<step>:<value>`` choose an option · ``n:<back|cancel|done|continue|submit>`` navigate ·
 ``e:<field>`` edit from review · ``x:<yes|no>`` confirm discarding · ``m:<item>`` main menu ·
-``l:<ar|en>`` language. Anything else (old versions, forged data) parses to ``None`` and
+``l:<ar|en>`` language · ``r:<evidence id>`` remove a file · ``w:chat`` wipe this chat. Anything else (old versions, forged data) parses to ``None`` and
 gets "this button has expired".
 """
 
@@ -35,7 +35,17 @@ class LanguageChoice:
     locale: str
 
 
-Parsed = flow.Event | MenuAction | LanguageChoice
+@dataclass(frozen=True)
+class RemoveEvidence:
+    item_id: str
+
+
+@dataclass(frozen=True)
+class Wipe:
+    pass
+
+
+Parsed = flow.Event | MenuAction | LanguageChoice | RemoveEvidence | Wipe
 
 
 def choose(step: str, value: str) -> str:
@@ -65,6 +75,14 @@ def language(locale: str) -> str:
     return f"l:{locale}"
 
 
+def remove(item_id: str) -> str:
+    return f"r:{item_id}"
+
+
+def wipe() -> str:
+    return "w:chat"
+
+
 def parse(data: str | None) -> Parsed | None:
     if not data or len(data) > 64:
         return None
@@ -82,4 +100,8 @@ def parse(data: str | None) -> Parsed | None:
         return MenuAction(rest)
     if prefix == "l" and rest in LANGUAGES:
         return LanguageChoice(rest)
+    if prefix == "r" and len(rest) == 32 and all(c in "0123456789abcdef" for c in rest):
+        return RemoveEvidence(rest)
+    if data == "w:chat":
+        return Wipe()
     return None

@@ -15,8 +15,17 @@ from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, TelegramObject, User
 from aiogram.utils.i18n import I18n
 
+from aiogram import Bot
+from aiogram.fsm.storage.base import BaseStorage
+
+from nazaha.flows.report_flow import EvidenceLimits
+from nazaha.handlers.evidence import EvidenceIntake
 from nazaha.handlers.outbox import Outbox
 from nazaha.handlers.screens import Screen
+from nazaha.handlers.session_keys import SessionKeys
+from nazaha.storage.attempts import AttemptLimiter
+from nazaha.storage.cases import CaseService
+from nazaha.storage.notifications import NotificationLinks
 from nazaha.storage.prefs import Preferences, PreferenceStore
 from nazaha.storage.reports import ReportVault
 from nazaha.storage.unit_of_work import UnitOfWork
@@ -28,6 +37,21 @@ class ReplyOptions:
 
     high_risk_contact: str | None = None
     draft_ttl_hours: int = 24
+    session_minutes: int = 15
+    limits: EvidenceLimits = EvidenceLimits()
+
+
+@dataclass(frozen=True)
+class Services:
+    """The storage services handlers use, built once by the composition root."""
+
+    vault: ReportVault
+    prefs: PreferenceStore
+    evidence: EvidenceIntake
+    cases: CaseService
+    links: NotificationLinks
+    attempts: AttemptLimiter
+    session_keys: SessionKeys
 
 
 @dataclass
@@ -37,11 +61,12 @@ class Reply:
     state: FSMContext
     outbox: Outbox
     uow: UnitOfWork
-    vault: ReportVault
-    prefs: PreferenceStore
+    services: Services
     preferences: Preferences
     options: ReplyOptions
     i18n: I18n
+    bot: Bot
+    fsm_storage: BaseStorage
 
     def show(self, screen: Screen) -> None:
         self.outbox.send(self.chat_id, screen.text, screen.keyboard)
@@ -51,7 +76,7 @@ class Reply:
 
     def remember(self, preferences: Preferences) -> None:
         self.preferences = preferences
-        self.prefs.set(self.uow, self.user_id, preferences)
+        self.services.prefs.set(self.uow, self.user_id, preferences)
 
     def switch_language(self, locale: str) -> None:
         self.remember(replace(self.preferences, locale=locale))
@@ -62,9 +87,8 @@ class Reply:
 class ReplyMiddleware(BaseMiddleware):
     """Builds ``Reply`` for message and callback handlers; answers every callback query."""
 
-    def __init__(self, *, vault: ReportVault, prefs: PreferenceStore, options: ReplyOptions) -> None:
-        self.vault = vault
-        self.prefs = prefs
+    def __init__(self, *, services: Services, options: ReplyOptions) -> None:
+        self.services = services
         self.options = options
 
     async def __call__(
@@ -81,17 +105,18 @@ class ReplyMiddleware(BaseMiddleware):
         outbox: Outbox = data["outbox"]
         if isinstance(event, CallbackQuery):
             outbox.answer_callback(event.id)
-        preferences = data.get("preferences") or await self.prefs.get(user.id)
+        preferences = data.get("preferences") or await self.services.prefs.get(user.id)
         data["reply"] = Reply(
             chat_id=chat.id,
             user_id=user.id,
             state=state,
             outbox=outbox,
             uow=data["uow"],
-            vault=self.vault,
-            prefs=self.prefs,
+            services=self.services,
             preferences=preferences,
             options=self.options,
             i18n=data["i18n"],
+            bot=data["bot"],
+            fsm_storage=data["fsm_storage"],
         )
         return await handler(event, data)

@@ -69,6 +69,10 @@ CHOICE_LABELS = {
         "anonymous": __("Stay anonymous: I will follow up with my receipt"),
         "share": __("Share my contact details in confidence with the caseworkers"),
     },
+    "notify": {
+        "none": __("No notifications (safest)"),
+        "chat": __("Notify me in this chat, without any details"),
+    },
     "consent": {
         "agree": __("I agree: share my name and phone with the caseworkers"),
         "decline": __("No, keep me anonymous"),
@@ -82,6 +86,8 @@ FIELD_LABELS = {
     "governorate": __("Governorate"),
     "when": __("When"),
     "description": __("Description"),
+    "evidence": __("Evidence"),
+    "notify": __("Notifications"),
     "contact": __("Contact"),
     "contact_name": __("Name"),
     "contact_phone": __("Phone"),
@@ -99,6 +105,18 @@ QUESTIONS = {
         "Describe what happened: who did what, where and when, and how you know. "
         "Do not write your own name. You can send several messages; tap Done when "
         "you have finished."
+    ),
+    "evidence": __(
+        "Do you have evidence? Send photos, documents, voice notes, audio or video, "
+        "one or several, then tap Done. If not, tap Done to skip.\n\n"
+        "Files are encrypted as soon as they arrive. Photos sent as files and documents "
+        "can carry the author's name, the device or the place: we keep a cleaned copy "
+        "of images for the caseworkers."
+    ),
+    "notify": __(
+        "Would you like a short notification in this chat when there is an update on "
+        "your report? It says only that there is an update, never what it is. Anyone "
+        "who can see your phone would see it: choose no notifications if that is a risk."
     ),
     "contact": __(
         "How would you like to stay in touch? Staying anonymous is the safest choice: "

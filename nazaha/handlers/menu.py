@@ -12,7 +12,7 @@ from aiogram.types import CallbackQuery, Message
 
 from nazaha.flows import report_flow as flow
 from nazaha.handlers import callbacks as cb
-from nazaha.handlers import screens
+from nazaha.handlers import followup, screens, wipe
 from nazaha.handlers.context import Reply
 from nazaha.handlers.report import begin
 
@@ -29,6 +29,8 @@ _COMMANDS = {
     "/learn": "learn",
     "/help": "help",
     "/cancel": "cancel",
+    "/wipe": "wipe",
+    "/forget": "forget",
 }
 
 
@@ -38,21 +40,31 @@ async def _tell_if_draft_expired(reply: Reply, fsm_storage: BaseStorage) -> None
         reply.say(screens.draft_expired(reply.options.draft_ttl_hours))
 
 
-async def _open(item: str, reply: Reply) -> None:
+async def _open(item: str, reply: Reply, anchor: int | None) -> None:
     if item == "report":
-        await begin(flow.Kind.CORRUPTION, reply)
+        await begin(flow.Kind.CORRUPTION, reply, anchor)
     elif item == "complaint":
-        await begin(flow.Kind.COMPLAINT, reply)
+        await begin(flow.Kind.COMPLAINT, reply, anchor)
     elif item == "start":
+        await wipe.mark_conversation_start(reply, anchor)
         reply.show(screens.welcome())
+    elif item == "followup":
+        await followup.begin(reply, anchor)
+    elif item == "wipe":
+        await wipe.wipe_chat(reply, anchor=anchor or 0)
+    elif item == "forget":
+        links = reply.services.links
+        had = await links.has_links(reply.chat_id)
+        links.forget_chat_queued(reply.uow, reply.chat_id)
+        reply.show(screens.forgotten(1 if had else 0))
     elif item == "menu":
         reply.show(screens.main_menu())
     elif item == "safety":
         reply.show(screens.safety_screen(reply.options.high_risk_contact))
     elif item == "language":
         reply.show(screens.language_picker())
-    elif item in ("followup", "learn"):
-        reply.show(screens.coming_soon(item))
+    elif item == "learn":
+        reply.show(screens.coming_soon())
     elif item == "cancel":
         reply.show(screens.no_report_in_progress())
     else:
@@ -65,7 +77,7 @@ async def on_message(message: Message, reply: Reply, fsm_storage: BaseStorage) -
     text = message.text or ""
     if text.startswith("/"):
         command = text.split(maxsplit=1)[0].split("@")[0].lower()
-        await _open(_COMMANDS.get(command, "help"), reply)
+        await _open(_COMMANDS.get(command, "help"), reply, message.message_id)
     else:
         reply.show(screens.main_menu())
 
@@ -74,8 +86,11 @@ async def on_message(message: Message, reply: Reply, fsm_storage: BaseStorage) -
 async def on_callback(query: CallbackQuery, reply: Reply, fsm_storage: BaseStorage) -> None:
     await _tell_if_draft_expired(reply, fsm_storage)
     parsed = cb.parse(query.data)
+    anchor = query.message.message_id if query.message else None
     if isinstance(parsed, cb.MenuAction):
-        await _open(parsed.item, reply)
+        await _open(parsed.item, reply, anchor)
+    elif isinstance(parsed, cb.Wipe):
+        await _open("wipe", reply, anchor)
     elif isinstance(parsed, cb.LanguageChoice):
         reply.switch_language(parsed.locale)
         reply.say(screens.language_set())

@@ -19,7 +19,13 @@ from aiogram.exceptions import (
     TelegramRetryAfter,
     TelegramServerError,
 )
-from aiogram.methods import AnswerCallbackQuery, DeleteMessage, SendMessage, TelegramMethod
+from aiogram.methods import (
+    AnswerCallbackQuery,
+    DeleteMessage,
+    DeleteMessages,
+    SendMessage,
+    TelegramMethod,
+)
 from aiogram.types import InlineKeyboardMarkup
 
 log = logging.getLogger(__name__)
@@ -110,6 +116,10 @@ class Outbox:
 
     def delete(self, chat_id: int, message_id: int) -> None:
         self._methods.append(DeleteMessage(chat_id=chat_id, message_id=message_id))
+
+    def delete_many(self, chat_id: int, message_ids: list[int]) -> None:
+        """Up to 100 ids; Telegram skips those it cannot delete (gone, or over 48 h old)."""
+        self._methods.append(DeleteMessages(chat_id=chat_id, message_ids=message_ids))
 
     @property
     def pending(self) -> int:

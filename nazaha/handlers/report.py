@@ -12,7 +12,10 @@ from aiogram.types import CallbackQuery, Message
 from nazaha.flows import report_flow as flow
 from nazaha.handlers import callbacks as cb
 from nazaha.handlers import screens
+from nazaha.handlers import wipe
 from nazaha.handlers.context import Reply
+from nazaha.handlers.evidence import FetchError, attach_of, content_kind, context_keys
+from nazaha.storage.cases import EvidenceRecord
 from nazaha.storage.crypto import format_receipt
 from nazaha.storage.reports import ReportDraft
 
@@ -32,15 +35,19 @@ _COMMAND_EVENTS: dict[str, flow.Event] = {
 
 
 def event_from_message(message: Message) -> flow.Event:
+    attach = attach_of(message)
+    if attach is not None:
+        return attach
     if message.text is not None:
         command = message.text.split(maxsplit=1)[0].split("@")[0].lower() if message.text.startswith("/") else None
         if command is not None:
             return _COMMAND_EVENTS.get(command, flow.Help())
         return flow.Text(message.text)
-    return flow.NonText(str(message.content_type))
+    return flow.NonText(content_kind(message))
 
 
-async def begin(kind: flow.Kind, reply: Reply) -> None:
+async def begin(kind: flow.Kind, reply: Reply, anchor: int | None = None) -> None:
+    await wipe.mark_conversation_start(reply, anchor)
     await apply(flow.start(kind, safety_seen=reply.preferences.safety_seen), reply)
 
 
@@ -49,14 +56,24 @@ async def load_draft(state: FSMContext) -> flow.Draft | None:
     return flow.Draft.from_dict(data.get("draft") or {})
 
 
-async def apply(transition: flow.Transition, reply: Reply) -> None:
-    """Persist the new draft (queued in the unit of work) and perform the effects."""
-    draft = transition.draft
+async def save_draft(reply: Reply, draft: flow.Draft | None) -> None:
     if draft is None:
         await reply.state.clear()
     else:
         await reply.state.set_state(ReportForm.active)
         await reply.state.set_data({"draft": draft.to_dict()})
+
+
+async def apply(
+    transition: flow.Transition,
+    reply: Reply,
+    *,
+    previous: flow.Draft | None = None,
+    message: Message | None = None,
+) -> None:
+    """Persist the new draft (queued in the unit of work) and perform the effects."""
+    draft = transition.draft
+    await save_draft(reply, draft)
     for effect in transition.effects:
         if isinstance(effect, flow.Ask):
             assert draft is not None
@@ -66,30 +83,73 @@ async def apply(transition: flow.Transition, reply: Reply) -> None:
             reply.say(screens.notice(effect.code, dict(effect.params)))
         elif isinstance(effect, flow.SafetyRead):
             reply.remember(replace(reply.preferences, safety_seen=True))
+        elif isinstance(effect, flow.Fetch):
+            assert draft is not None and message is not None
+            await fetch(draft, reply, message)
+        elif isinstance(effect, flow.DeleteEvidence):
+            if draft is not None:
+                reply.services.evidence.discard(draft.context, effect.item_id)
         elif isinstance(effect, flow.SubmitReport):
             await submit(effect, reply)
         elif isinstance(effect, flow.Discarded):
+            if previous is not None:
+                reply.services.evidence.discard(previous.context)
             reply.show(screens.discarded())
+
+
+async def fetch(draft: flow.Draft, reply: Reply, message: Message) -> None:
+    """Download and seal a file, then tell the flow how it went."""
+    try:
+        item, context = await reply.services.evidence.fetch(reply.bot, message, draft.context)
+        event: flow.Event = flow.Stored(item, context)
+    except FetchError as exc:
+        event = flow.FetchFailed(exc.reason)
+    await apply(flow.step(draft, event, reply.options.limits), reply, previous=draft)
 
 
 async def submit(effect: flow.SubmitReport, reply: Reply) -> None:
     triage, fields = flow.split_answers(effect.kind, effect.answers)
-    sealed = await reply.vault.seal(
-        ReportDraft(kind=str(effect.kind), triage=triage, fields=fields)
+    report_id, data_key = context_keys(effect.context) if effect.context else (None, None)
+    vault = reply.services.vault
+    sealed = await vault.seal(
+        ReportDraft(kind=str(effect.kind), triage=triage, fields=fields),
+        report_id=report_id,
+        data_key=data_key,
     )
-    reply.vault.store(reply.uow, sealed)
+    vault.store(reply.uow, sealed, evidence=[evidence_record(i) for i in effect.evidence])
+    if effect.answers.get("notify") == "chat":
+        reply.services.links.add(reply.uow, sealed.report_id, reply.chat_id)
+        if reply.preferences.locale is None:
+            # Notifications are sent outside any conversation: keep the language now.
+            reply.remember(replace(reply.preferences, locale=reply.i18n.current_locale))
     # Sent after the commit like every reply, and protected from forwarding and saving.
     reply.say(screens.receipt(format_receipt(sealed.receipt)), protect=True)
-    reply.show(screens.main_menu())
+    reply.show(screens.after_submission())
 
 
-async def resume(reply: Reply, event: flow.Event) -> None:
+def evidence_record(item: flow.EvidenceItem) -> EvidenceRecord:
+    return EvidenceRecord(
+        id=item.id,
+        kind=item.kind,
+        size_bytes=item.size,
+        has_clean_copy=item.has_clean_copy,
+        flagged=item.flagged,
+        file_name=item.file_name,
+        mime_type=item.mime_type,
+        forward_origin=item.forward_origin,
+        sha256=item.sha256,
+    )
+
+
+async def resume(reply: Reply, event: flow.Event, message: Message | None = None) -> None:
     draft = await load_draft(reply.state)
     if draft is None:
         await reply.state.clear()
         reply.show(screens.no_report_in_progress())
         return
-    await apply(flow.step(draft, event), reply)
+    await apply(
+        flow.step(draft, event, reply.options.limits), reply, previous=draft, message=message
+    )
 
 
 async def reask(reply: Reply, note: str | None = None) -> None:
@@ -114,7 +174,10 @@ async def on_message(message: Message, reply: Reply) -> None:
     if command == "/safety":
         await reask(reply, screens.safety_text(reply.options.high_risk_contact))
         return
-    await resume(reply, event_from_message(message))
+    if command == "/wipe":
+        await wipe.wipe_chat(reply, anchor=message.message_id)
+        return
+    await resume(reply, event_from_message(message), message)
 
 
 @router.callback_query(StateFilter(ReportForm.active))
@@ -130,6 +193,11 @@ async def on_callback(query: CallbackQuery, reply: Reply) -> None:
             await reask(reply, screens.safety_text(reply.options.high_risk_contact))
         else:
             await reask(reply, screens.in_progress())
+    elif isinstance(parsed, cb.Wipe):
+        assert query.message is not None
+        await wipe.wipe_chat(reply, anchor=query.message.message_id)
+    elif isinstance(parsed, cb.RemoveEvidence):
+        await resume(reply, flow.Remove(parsed.item_id))
     elif parsed is None:
         await reask(reply, screens.button_expired())
     else:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 from aiogram.utils.i18n import gettext as _
+from aiogram.utils.i18n import lazy_gettext as __
 from aiogram.utils.i18n import ngettext
 
 from nazaha.flows import report_flow as flow
@@ -83,18 +84,14 @@ def language_set() -> str:
     return _("Language set to English.")
 
 
-def coming_soon(item: str) -> Screen:
-    if item == "followup":
-        text = _(
-            "Following up with your receipt is coming very soon. Keep your receipt "
-            "safe: you will be able to use it here to read replies and add information."
-        )
-    else:
-        text = _(
+def coming_soon() -> Screen:
+    return Screen(
+        _(
             "Awareness content about corruption, its costs and your rights is coming "
             "soon. Thank you for your patience."
-        )
-    return Screen(text, main_menu_keyboard())
+        ),
+        main_menu_keyboard(),
+    )
 
 
 def safety_text(high_risk_contact: str | None) -> str:
@@ -184,6 +181,10 @@ def question(draft: flow.Draft, high_risk_contact: str | None = None) -> list[Sc
                 draft.description_length,
             ).format(count=draft.description_length)
         return [Screen(text, _keyboard([_nav_row("done"), _nav_row("back", "cancel")]))]
+    if step is flow.Step.EVIDENCE:
+        if draft.evidence:
+            text += "\n\n" + evidence_count(len(draft.evidence))
+        return [Screen(text, _keyboard([_nav_row("done"), _nav_row("back", "cancel")]))]
     if step is flow.Step.CONTACT_PHONE:
         return [
             Screen(
@@ -214,6 +215,8 @@ def review(draft: flow.Draft) -> list[Screen]:
         if field == "description":
             value = _("(shown above)") if long_description else description
             lines.append(f"{label}:\n{value}")
+        elif field == "evidence":
+            lines.append(f"{label}: {evidence_count(len(draft.evidence))}")
         else:
             lines.append(f"{label}: {_answer_label(field, answers.get(field, ''))}")
         if field == "contact" and answers.get("contact") == "share":
@@ -224,10 +227,26 @@ def review(draft: flow.Draft) -> list[Screen]:
         [(_("✏️ Edit: {field}").format(field=FIELD_LABELS[field]), cb.edit(field))]
         for field in flow.EDITABLE[draft.kind]
     ]
+    for number, item in enumerate(draft.evidence, start=1):
+        rows.append(
+            [(_("🗑 Remove file {number} ({size})").format(number=number, size=file_size(item.size)), cb.remove(item.id))]
+        )
     rows.append([(_("📨 Send the report"), cb.nav("submit"))])
     rows.append(_nav_row("back", "cancel"))
     screens.append(Screen("\n".join(lines), _keyboard(rows)))
     return screens
+
+
+def evidence_count(count: int) -> str:
+    if count == 0:
+        return _("no files")
+    return ngettext("{count} file", "{count} files", count).format(count=count)
+
+
+def file_size(size: int) -> str:
+    if size >= 1024 * 1024:
+        return _("{size} MB").format(size=f"{size / (1024 * 1024):.1f}")
+    return _("{size} KB").format(size=max(1, round(size / 1024)))
 
 
 def notice(code: str, params: dict[str, int]) -> str:
@@ -278,6 +297,93 @@ def notice(code: str, params: dict[str, int]) -> str:
         )
     if code == "stays_anonymous":
         return _("Understood: your report stays anonymous.")
+    if code in ("evidence_added", "evidence_flagged", "evidence_removed"):
+        count = params["count"]
+        text = ngettext(
+            "Saved and encrypted. You have added {count} file.",
+            "Saved and encrypted. You have added {count} files.",
+            count,
+        ).format(count=count)
+        if code == "evidence_removed":
+            text = ngettext(
+                "File removed. {count} file remains.",
+                "File removed. {count} files remain.",
+                count,
+            ).format(count=count)
+        if code == "evidence_flagged":
+            text += " " + _(
+                "This file could not be read as an image: it is kept as it is, without "
+                "a cleaned copy, so it may still carry hidden details about you."
+            )
+        if code != "evidence_removed":
+            text += " " + _("Send more, or tap Done.")
+        return text
+    if code == "file_too_big":
+        return _(
+            "This file is larger than {limit} MB, the most Telegram lets us receive. It "
+            "was not added. Try a shorter video or a compressed file, or describe it in "
+            "words."
+        ).format(limit=params.get("limit_mb", 20))
+    if code == "evidence_too_many":
+        return _(
+            "You have reached the limit of {limit} files for one report. Remove one from "
+            "the review screen to add another."
+        ).format(limit=params["limit"])
+    if code == "evidence_too_large":
+        return _(
+            "Together your files would exceed {limit} MB, the limit for one report. "
+            "Remove a file or send a smaller one."
+        ).format(limit=params["limit_mb"])
+    if code == "document_warning":
+        return _(
+            "Note: files sent as documents can carry the author's name, the device or "
+            "the place where they were made. We remove what we can from images; for "
+            "other files, check them before sending if you can."
+        )
+    if code == "forward_warning":
+        return _(
+            "Note: a forwarded message can reveal who originally sent it. We keep that "
+            "information encrypted with your report."
+        )
+    if code == "location_refused":
+        return _(
+            "For your safety we do not accept locations: a location can point to you. "
+            "Please describe the place in words instead."
+        )
+    if code == "evidence_unsupported":
+        return _(
+            "This kind of message cannot be added as evidence. Send photos, documents, "
+            "voice notes, audio or video, or tap Done."
+        )
+    if code == "evidence_expected":
+        return _(
+            "Please send files here, or tap Done. To add text, go back to the "
+            "description."
+        )
+    if code == "download_failed":
+        return _("Sorry, this file could not be received. Please try sending it again.")
+    if code == "receipt_unknown":
+        return _(
+            "This receipt number was not found. Check the 20 digits and try again."
+        )
+    if code == "receipt_throttled":
+        return _(
+            "Too many attempts. For the safety of all reporters, please try again in an "
+            "hour."
+        )
+    if code == "receipt_expected":
+        return _("Please type your receipt number (20 digits).")
+    if code == "reply_sent":
+        return _("Your message was sent to the caseworkers, encrypted.")
+    if code == "reply_too_long":
+        return _("Please keep a message under {limit} characters, or send several.").format(
+            limit=params["limit"]
+        )
+    if code == "followup_help":
+        return _(
+            "You are following up on a report. Use the buttons below, or send /cancel to "
+            "end the session."
+        )
     return _("Please choose one of the buttons below.")
 
 
@@ -317,6 +423,32 @@ def receipt(formatted_receipt: str) -> str:
     ).format(receipt=formatted_receipt)
 
 
+def after_submission() -> Screen:
+    return Screen(
+        _(
+            "When you have written your receipt down somewhere safe, you can erase this "
+            "conversation from your phone."
+        ),
+        _keyboard(
+            [
+                [(_("🧹 Erase this conversation"), cb.wipe())],
+                [(_("⬅️ Main menu"), cb.menu("menu"))],
+            ]
+        ),
+    )
+
+
+def wiped() -> Screen:
+    return Screen(
+        _(
+            "This conversation was erased from the chat. Telegram lets the bot delete "
+            "messages only for 48 hours: to remove anything older, and this chat itself, "
+            "open the chat menu and choose \"Delete chat\"."
+        ),
+        main_menu_keyboard(),
+    )
+
+
 def something_went_wrong() -> str:
     return _(
         "Sorry, something went wrong on our side. Your draft is kept: please try "
@@ -341,8 +473,126 @@ def help_text() -> Screen:
             "Nazaha lets you report corruption or complain about a public service "
             "anonymously.\n\n"
             "/start – main menu\n/report – report corruption\n"
-            "/complaint – complain about a public service\n/cancel – stop the current "
-            "report\n/safety – safety and privacy\n/language – change the language"
+            "/complaint – complain about a public service\n"
+            "/followup – follow up with your receipt\n/cancel – stop the current "
+            "report\n/wipe – erase this conversation\n/forget – stop all notifications "
+            "in this chat\n/safety – safety and privacy\n/language – change the language"
         ),
         main_menu_keyboard(),
     )
+
+
+# ---- follow-up ------------------------------------------------------------------------
+
+STATUS_LABELS = {
+    "received": __("Received: your report is waiting to be read by a caseworker."),
+    "acknowledged": __("Acknowledged: a caseworker has read your report."),
+    "in_review": __("In review: the caseworkers are looking into it."),
+    "referred": __("Referred: your report was passed to the competent authority."),
+    "closed": __("Closed."),
+}
+OUTCOME_LABELS = {
+    "substantiated": __("Outcome: the facts were confirmed and acted upon."),
+    "not_substantiated": __("Outcome: the facts could not be confirmed."),
+    "no_jurisdiction": __("Outcome: this is outside what the coalition can act on."),
+    "referred": __("Outcome: referred to the competent authority."),
+}
+
+
+def _followup_keyboard() -> InlineKeyboardMarkup:
+    return _keyboard(
+        [
+            [(_("✉️ Reply to the caseworkers"), cb.choose("case", "reply"))],
+            [(_("📎 Add evidence"), cb.choose("case", "evidence"))],
+            [(_("🔄 Refresh"), cb.choose("case", "refresh"))],
+            [(_("🚪 End the session"), cb.choose("case", "end"))],
+        ]
+    )
+
+
+def ask_receipt() -> Screen:
+    return Screen(
+        _(
+            "Please type your receipt number (20 digits; spaces and Arabic digits are "
+            "fine). For your safety, the bot deletes the message with your receipt as soon "
+            "as it has read it."
+        ),
+        _keyboard([_nav_row("cancel")]),
+    )
+
+
+def case_view(
+    status: str, outcome: str | None, thread: list[tuple[str, str, str]], evidence: int
+) -> Screen:
+    """``thread``: (direction, day, body) in order."""
+    lines = [_("Your report"), str(STATUS_LABELS.get(status, status))]
+    if outcome in OUTCOME_LABELS:
+        lines.append(str(OUTCOME_LABELS[outcome]))
+    lines.append(_("Evidence: {files}").format(files=evidence_count(evidence)))
+    lines.append("")
+    if not thread:
+        lines.append(_("No messages yet. The caseworkers will reply here."))
+    for direction, day, body in thread:
+        who = _("Caseworker") if direction == "staff" else _("You")
+        lines.append(f"— {who} · {day}\n{body}\n")
+    return Screen("\n".join(lines), _followup_keyboard())
+
+
+def ask_reply() -> Screen:
+    return Screen(
+        _(
+            "Write your message to the caseworkers. It is encrypted; do not write your "
+            "name unless you want them to know it."
+        ),
+        _keyboard([_nav_row("back", "cancel")]),
+    )
+
+
+def ask_followup_evidence() -> Screen:
+    return Screen(
+        _(
+            "Send photos, documents, voice notes, audio or video, then tap Done. Files are "
+            "encrypted as soon as they arrive."
+        ),
+        _keyboard([_nav_row("done"), _nav_row("cancel")]),
+    )
+
+
+def session_ended() -> Screen:
+    return Screen(
+        _("The follow-up session has ended. You can erase this conversation now."),
+        _keyboard(
+            [
+                [(_("🧹 Erase this conversation"), cb.wipe())],
+                [(_("⬅️ Main menu"), cb.menu("menu"))],
+            ]
+        ),
+    )
+
+
+def session_expired(minutes: int) -> str:
+    return ngettext(
+        "Your follow-up session was closed after {count} minute of silence, to protect "
+        "you. Enter your receipt again to continue.",
+        "Your follow-up session was closed after {count} minutes of silence, to protect "
+        "you. Enter your receipt again to continue.",
+        minutes,
+    ).format(count=minutes)
+
+
+def update_notification() -> Screen:
+    return Screen(
+        _(
+            "There is an update on your report. Choose Follow up and enter your receipt "
+            "to read it."
+        ),
+        _keyboard([[(_("🔎 Follow up with my receipt"), cb.menu("followup"))]]),
+    )
+
+
+def forgotten(count: int) -> Screen:
+    if count == 0:
+        text = _("This chat had no notifications to stop.")
+    else:
+        text = _("Done: this chat will receive no more notifications.")
+    return Screen(text, main_menu_keyboard())

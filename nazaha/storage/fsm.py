@@ -62,16 +62,12 @@ class SqlFsmStorage(BaseStorage):
         pepper: bytes,
         ttl: dt.timedelta = DEFAULT_TTL,
         clock: Callable[[], dt.datetime] = _utcnow,
-        state_ttls: Mapping[str, dt.timedelta] | None = None,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._box = box
         self._pepper = pepper
         self._ttl = ttl
         self._clock = clock
-        # Shorter lifetimes for some states, e.g. an unlocked follow-up session, whose
-        # data holds a report's data key and must not outlive a few minutes of silence.
-        self._state_ttls = dict(state_ttls or {})
 
     def record_key(self, key: StorageKey) -> str:
         return pseudonym(
@@ -92,7 +88,7 @@ class SqlFsmStorage(BaseStorage):
         entry = await self._current(record_key)
         name = state.state if isinstance(state, State) else state
         await self._write(
-            record_key, dataclasses.replace(entry, state=name, expires_at=self._expiry(name))
+            record_key, dataclasses.replace(entry, state=name, expires_at=self._expiry())
         )
 
     async def set_data(self, key: StorageKey, data: Mapping[str, Any]) -> None:
@@ -101,7 +97,7 @@ class SqlFsmStorage(BaseStorage):
         data_json = json.dumps(dict(data), ensure_ascii=False, separators=(",", ":")) if data else None
         await self._write(
             record_key,
-            dataclasses.replace(entry, data_json=data_json, expires_at=self._expiry(entry.state)),
+            dataclasses.replace(entry, data_json=data_json, expires_at=self._expiry()),
         )
 
     async def close(self) -> None:
@@ -145,8 +141,8 @@ class SqlFsmStorage(BaseStorage):
 
     # -- internals ----------------------------------------------------------------------
 
-    def _expiry(self, state: str | None) -> dt.datetime:
-        return self._clock() + self._state_ttls.get(state or "", self._ttl)
+    def _expiry(self) -> dt.datetime:
+        return self._clock() + self._ttl
 
     async def _current(self, record_key: str) -> _Entry:
         """The record as this update sees it, with expiry applied (and the wipe stored)."""

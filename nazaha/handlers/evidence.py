@@ -1,0 +1,162 @@
+"""Evidence files: from a Telegram message to sealed blobs, streamed, never plaintext on disk."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import secrets
+from dataclasses import dataclass
+from typing import Mapping
+
+from aiogram import Bot
+from aiogram.exceptions import TelegramBadRequest
+from aiogram.types import Message
+
+from nazaha.flows.report_flow import Attach, EvidenceItem
+from nazaha.storage.blobs import BlobStore, BlobTooLarge
+from nazaha.storage.reports import new_sealing_context
+from nazaha.storage.scrub import looks_like_image, scrub_image
+
+log = logging.getLogger(__name__)
+
+DOWNLOAD_CHUNK = 64 * 1024
+
+
+class FetchError(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason  # "too_big" | "failed"
+
+
+@dataclass(frozen=True)
+class FileRef:
+    file_id: str
+    size: int | None
+    file_name: str | None
+    mime_type: str | None
+
+
+def file_of(message: Message) -> tuple[str, FileRef] | None:
+    """The evidence kind and file of a message, if it carries one we accept."""
+    if message.photo:
+        largest = message.photo[-1]
+        return "photo", FileRef(largest.file_id, largest.file_size, None, "image/jpeg")
+    for kind in ("document", "video", "audio", "voice", "video_note"):
+        media = getattr(message, kind, None)
+        if media is not None:
+            return kind, FileRef(
+                media.file_id,
+                media.file_size,
+                getattr(media, "file_name", None),
+                getattr(media, "mime_type", None),
+            )
+    return None
+
+
+def content_kind(message: Message) -> str:
+    """"location", "sticker", ...: the plain name of what a message carries."""
+    kind = message.content_type
+    return str(getattr(kind, "value", kind))
+
+
+def attach_of(message: Message) -> Attach | None:
+    found = file_of(message)
+    if found is None:
+        return None
+    kind, ref = found
+    return Attach(
+        kind=kind,
+        size=ref.size,
+        file_name=ref.file_name,
+        mime_type=ref.mime_type,
+        forwarded=message.forward_origin is not None,
+    )
+
+
+def context_keys(context: Mapping[str, str]) -> tuple[str, bytes]:
+    return context["report_id"], base64.b64decode(context["data_key"])
+
+
+def new_context() -> dict[str, str]:
+    report_id, data_key = new_sealing_context()
+    return {"report_id": report_id, "data_key": base64.b64encode(data_key).decode()}
+
+
+class EvidenceIntake:
+    """Downloads a file as a stream into the blob store, sealed under the report's key.
+
+    Images also get a metadata-free copy for caseworkers; the original is kept as sent.
+    """
+
+    def __init__(self, blobs: BlobStore, max_file_bytes: int) -> None:
+        self.blobs = blobs
+        self.max_file_bytes = max_file_bytes
+
+    async def fetch(
+        self, bot: Bot, message: Message, context: Mapping[str, str] | None
+    ) -> tuple[EvidenceItem, dict[str, str]]:
+        found = file_of(message)
+        if found is None:
+            raise FetchError("failed")
+        kind, ref = found
+        context = dict(context) if context else new_context()
+        report_id, data_key = context_keys(context)
+        item_id = secrets.token_hex(16)
+        try:
+            file = await bot.get_file(ref.file_id)
+        except TelegramBadRequest as exc:
+            # "file is too big": Telegram serves bots at most 20 MB.
+            raise FetchError("too_big" if "too big" in exc.message.lower() else "failed") from None
+        if file.file_path is None:
+            raise FetchError("failed")
+        # The URL holds the bot token: it is built here and never logged.
+        url = bot.session.api.file_url(bot.token, file.file_path)
+        stream = bot.session.stream_content(
+            url=url, chunk_size=DOWNLOAD_CHUNK, raise_for_status=True, timeout=120
+        )
+        try:
+            info = await self.blobs.write_stream(
+                data_key, report_id, item_id, "original", stream, max_bytes=self.max_file_bytes
+            )
+        except BlobTooLarge:
+            raise FetchError("too_big") from None
+        except Exception:
+            log.warning("evidence download failed")
+            self.blobs.delete(report_id, item_id)
+            raise FetchError("failed") from None
+
+        has_clean, flagged = False, None
+        if kind == "photo" or looks_like_image(ref.mime_type, ref.file_name):
+            original = await self.blobs.read_bytes(data_key, report_id, item_id, "original")
+            result = await asyncio.to_thread(scrub_image, original)
+            del original
+            if result.data is not None:
+                await self.blobs.write_bytes(data_key, report_id, item_id, "clean", result.data)
+                has_clean = True
+            else:
+                flagged = result.flagged
+        origin = message.forward_origin.model_dump_json() if message.forward_origin else None
+        item = EvidenceItem(
+            id=item_id,
+            kind=kind,
+            size=info.size,
+            file_name=ref.file_name,
+            mime_type=ref.mime_type,
+            has_clean_copy=has_clean,
+            flagged=flagged,
+            forwarded=origin is not None,
+            forward_origin=origin,
+            sha256=info.sha256,
+        )
+        return item, context
+
+    def discard(self, context: Mapping[str, str], item_id: str | None = None) -> None:
+        """Delete one blob, or every blob of an abandoned draft."""
+        if not context:
+            return
+        report_id, _ = context_keys(context)
+        if item_id is None:
+            self.blobs.delete_report(report_id)
+        else:
+            self.blobs.delete(report_id, item_id)

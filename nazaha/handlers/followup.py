@@ -1,0 +1,208 @@
+"""Following up with a receipt: read the case, reply, add evidence; then end and wipe."""
+
+from __future__ import annotations
+
+import base64
+
+from aiogram import Router
+from aiogram.filters import StateFilter
+from aiogram.fsm.state import State, StatesGroup
+from aiogram.types import CallbackQuery, Message
+
+from nazaha.flows import followup_flow as fu
+from nazaha.flows import report_flow as flow
+from nazaha.handlers import callbacks as cb
+from nazaha.handlers import screens, wipe
+from nazaha.handlers.context import Reply
+from nazaha.handlers.evidence import FetchError, attach_of, content_kind
+from nazaha.handlers.report import evidence_record
+from nazaha.storage.reports import UnlockedCase
+
+router = Router(name="followup")
+
+
+class FollowUpForm(StatesGroup):
+    # One state for the whole session. Its FSM data holds only a random reference to the
+    # unlocked case kept in memory (see session_keys), never the report or its key.
+    active = State()
+
+
+class SessionLost(Exception):
+    """The bot restarted or the key expired: the reporter must enter the receipt again."""
+
+
+def _case_of(reply: Reply, session: fu.Session) -> UnlockedCase:
+    """The unlocked case of the session, which lives only in process memory."""
+    case = reply.services.session_keys.get(session.case.get("key_ref", ""))
+    if case is None:
+        raise SessionLost
+    return case
+
+
+async def begin(reply: Reply, anchor: int | None) -> None:
+    await wipe.mark_conversation_start(reply, anchor)
+    await apply(fu.start(), reply)
+
+
+async def load_session(reply: Reply) -> fu.Session | None:
+    return fu.Session.from_dict((await reply.state.get_data()).get("session") or {})
+
+
+async def apply(
+    transition: fu.Transition,
+    reply: Reply,
+    *,
+    message: Message | None = None,
+    previous: fu.Session | None = None,
+) -> None:
+    try:
+        await _apply(transition, reply, message, previous)
+    except SessionLost:
+        await reply.state.clear()
+        reply.say(screens.session_expired(reply.options.session_minutes))
+        reply.show(screens.main_menu())
+
+
+async def _apply(
+    transition: fu.Transition,
+    reply: Reply,
+    message: Message | None,
+    previous: fu.Session | None = None,
+) -> None:
+    session = transition.session
+    if session is None:
+        await reply.state.clear()
+    else:
+        await reply.state.set_state(FollowUpForm.active)
+        await reply.state.set_data({"session": session.to_dict()})
+    for effect in transition.effects:
+        if isinstance(effect, fu.Ask):
+            reply.show(_question(effect.step))
+        elif isinstance(effect, fu.Notice):
+            reply.say(screens.notice(effect.code, dict(effect.params)))
+        elif isinstance(effect, fu.TryReceipt):
+            assert session is not None and message is not None
+            # The receipt must not stay on the screen: delete the message once read.
+            reply.outbox.delete(reply.chat_id, message.message_id)
+            await _apply(fu.step(session, await _unlock(reply, effect.text)), reply, None, session)
+        elif isinstance(effect, fu.ShowCase):
+            assert session is not None
+            await _show_case(reply, session)
+        elif isinstance(effect, fu.SendReply):
+            assert session is not None
+            reply.services.cases.add_reporter_message(
+                reply.uow, _case_of(reply, session), effect.text
+            )
+        elif isinstance(effect, fu.FetchEvidence):
+            assert session is not None and message is not None
+            await _fetch(reply, session, message)
+        elif isinstance(effect, fu.SaveEvidence):
+            assert session is not None
+            reply.services.cases.add_evidence(
+                reply.uow, _case_of(reply, session), evidence_record(effect.item)
+            )
+        elif isinstance(effect, fu.End):
+            if previous is not None and "key_ref" in previous.case:
+                reply.services.session_keys.drop(previous.case["key_ref"])
+            reply.show(screens.session_ended())
+
+
+def _question(step: fu.FStep) -> screens.Screen:
+    if step is fu.FStep.RECEIPT:
+        return screens.ask_receipt()
+    if step is fu.FStep.REPLY:
+        return screens.ask_reply()
+    return screens.ask_followup_evidence()
+
+
+async def _unlock(reply: Reply, text: str) -> fu.Event:
+    attempts = reply.services.attempts
+    if await attempts.blocked(reply.user_id):
+        return fu.UnlockFailed("throttled")
+    case = await reply.services.vault.unlock_with_receipt(text)
+    if case is None:
+        await attempts.record_failure(reply.user_id)
+        return fu.UnlockFailed("unknown")
+    evidence = await reply.services.cases.evidence(case)
+    return fu.Unlocked(
+        case={"key_ref": reply.services.session_keys.put(case)},
+        evidence_count=len(evidence),
+        evidence_bytes=sum(e.size_bytes for e in evidence),
+    )
+
+
+async def _show_case(reply: Reply, session: fu.Session) -> None:
+    cases = reply.services.cases
+    case = _case_of(reply, session)
+    status, outcome = await cases.status(case.report_id)
+    thread = await cases.thread(case)
+    evidence = await cases.evidence(case)
+    reply.show(
+        screens.case_view(
+            status,
+            outcome,
+            [(m.direction, m.created_on.isoformat(), m.body) for m in thread],
+            len(evidence),
+        )
+    )
+    if any(m.direction == "staff" and not m.read_by_reporter for m in thread):
+        await cases.mark_read(case, "reporter")
+
+
+async def _fetch(reply: Reply, session: fu.Session, message: Message) -> None:
+    case = _case_of(reply, session)
+    context = {
+        "report_id": case.report_id,
+        "data_key": base64.b64encode(case.data_key).decode(),
+    }
+    try:
+        item, _ = await reply.services.evidence.fetch(reply.bot, message, context)
+        event: fu.Event = flow.Stored(item, context)
+    except FetchError as exc:
+        event = flow.FetchFailed(exc.reason)
+    await _apply(fu.step(session, event, reply.options.limits), reply, None, session)
+
+
+async def resume(reply: Reply, event: fu.Event, message: Message | None = None) -> None:
+    session = await load_session(reply)
+    if session is None:
+        await reply.state.clear()
+        reply.show(screens.main_menu())
+        return
+    await apply(
+        fu.step(session, event, reply.options.limits), reply, message=message, previous=session
+    )
+
+
+@router.message(StateFilter(FollowUpForm.active))
+async def on_message(message: Message, reply: Reply) -> None:
+    text = message.text or ""
+    command = text.split(maxsplit=1)[0].split("@")[0].lower() if text.startswith("/") else ""
+    if command == "/wipe":
+        await wipe.wipe_chat(reply, anchor=message.message_id)
+        return
+    if command in ("/cancel", "/start"):
+        await resume(reply, flow.Cancel())
+        return
+    if command:
+        await resume(reply, flow.Help())
+        return
+    attach = attach_of(message)
+    if attach is not None:
+        await resume(reply, attach, message)
+    elif message.text is not None:
+        await resume(reply, flow.Text(message.text), message)
+    else:
+        await resume(reply, flow.NonText(content_kind(message)), message)
+
+
+@router.callback_query(StateFilter(FollowUpForm.active))
+async def on_callback(query: CallbackQuery, reply: Reply) -> None:
+    parsed = cb.parse(query.data)
+    if isinstance(parsed, cb.Wipe):
+        assert query.message is not None
+        await wipe.wipe_chat(reply, anchor=query.message.message_id)
+    elif isinstance(parsed, (flow.Choose, flow.Back, flow.Cancel, flow.Done)):
+        await resume(reply, parsed)
+    else:
+        await resume(reply, flow.Choose("expired", "expired"))
