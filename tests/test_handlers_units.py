@@ -67,3 +67,10 @@ def test_session_keys_live_in_memory_and_expire():
     ref2 = keys.put(b"x" * 32)
     keys.drop(ref2)
     assert keys.get(ref2) is None and keys.get("unknown") is None
+
+
+def test_command_of_reads_commands_only():
+    assert cb.command_of("/Report@nazaha_bot now") == "/report"
+    assert cb.command_of("/start") == "/start"
+    assert cb.command_of("report /start") == ""
+    assert cb.command_of(None) == "" and cb.command_of("") == ""

@@ -48,6 +48,13 @@ class Wipe:
 Parsed = flow.Event | MenuAction | LanguageChoice | RemoveEvidence | Wipe
 
 
+def command_of(text: str | None) -> str:
+    """``"/report"`` for "/report", "/REPORT@nazaha_bot extra"; "" for anything else."""
+    if not text or not text.startswith("/"):
+        return ""
+    return text.split(maxsplit=1)[0].split("@")[0].lower()
+
+
 def choose(step: str, value: str) -> str:
     return f"f:{step}:{value}"
 

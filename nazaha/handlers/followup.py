@@ -176,8 +176,7 @@ async def resume(reply: Reply, event: fu.Event, message: Message | None = None) 
 
 @router.message(StateFilter(FollowUpForm.active))
 async def on_message(message: Message, reply: Reply) -> None:
-    text = message.text or ""
-    command = text.split(maxsplit=1)[0].split("@")[0].lower() if text.startswith("/") else ""
+    command = cb.command_of(message.text)
     if command == "/wipe":
         await wipe.wipe_chat(reply, anchor=message.message_id)
         return

@@ -74,9 +74,8 @@ async def _open(item: str, reply: Reply, anchor: int | None) -> None:
 @router.message()
 async def on_message(message: Message, reply: Reply, fsm_storage: BaseStorage) -> None:
     await _tell_if_draft_expired(reply, fsm_storage)
-    text = message.text or ""
-    if text.startswith("/"):
-        command = text.split(maxsplit=1)[0].split("@")[0].lower()
+    command = cb.command_of(message.text)
+    if command:
         await _open(_COMMANDS.get(command, "help"), reply, message.message_id)
     else:
         reply.show(screens.main_menu())

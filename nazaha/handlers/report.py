@@ -39,8 +39,8 @@ def event_from_message(message: Message) -> flow.Event:
     if attach is not None:
         return attach
     if message.text is not None:
-        command = message.text.split(maxsplit=1)[0].split("@")[0].lower() if message.text.startswith("/") else None
-        if command is not None:
+        command = cb.command_of(message.text)
+        if command:
             return _COMMAND_EVENTS.get(command, flow.Help())
         return flow.Text(message.text)
     return flow.NonText(content_kind(message))
@@ -166,8 +166,7 @@ async def reask(reply: Reply, note: str | None = None) -> None:
 
 @router.message(StateFilter(ReportForm.active))
 async def on_message(message: Message, reply: Reply) -> None:
-    text = message.text or ""
-    command = text.split(maxsplit=1)[0].split("@")[0].lower() if text.startswith("/") else ""
+    command = cb.command_of(message.text)
     if command == "/language":
         reply.show(screens.language_picker())
         return
