@@ -13,7 +13,7 @@ from typing import Any, Mapping, Union
 
 from nazaha.flows.report_flow import (
     DEFAULT_LIMITS,
-    EVIDENCE_KINDS,
+    REFUSALS,
     Attach,
     Back,
     Cancel,
@@ -24,8 +24,10 @@ from nazaha.flows.report_flow import (
     FetchFailed,
     Help,
     NonText,
+    Notice,
     Stored,
     Text,
+    check_attach,
 )
 
 ACTIONS = ("reply", "evidence", "refresh", "end")
@@ -57,12 +59,6 @@ Event = Union[Text, NonText, Choose, Done, Back, Cancel, Help, Attach, Stored, F
 @dataclass(frozen=True)
 class Ask:
     step: FStep
-
-
-@dataclass(frozen=True)
-class Notice:
-    code: str
-    params: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -215,26 +211,10 @@ def _on_reply(session: Session, event: Event) -> Transition:
 
 def _on_evidence(session: Session, event: Event, limits: EvidenceLimits) -> Transition:
     if isinstance(event, Attach):
-        if event.kind not in EVIDENCE_KINDS:
-            return Transition(session, (Notice("evidence_unsupported"),))
-        if event.size is not None and event.size > limits.max_file_bytes:
-            return Transition(
-                session, (Notice("file_too_big", {"limit_mb": limits.max_file_bytes // 2**20}),)
-            )
-        if session.evidence_count >= limits.max_files:
-            return Transition(session, (Notice("evidence_too_many", {"limit": limits.max_files}),))
-        if session.evidence_bytes + (event.size or 0) > limits.max_total_bytes:
-            return Transition(
-                session,
-                (Notice("evidence_too_large", {"limit_mb": limits.max_total_bytes // 2**20}),),
-            )
-        effects: list[Effect] = []
-        if event.kind == "document":
-            effects.append(Notice("document_warning"))
-        if event.forwarded:
-            effects.append(Notice("forward_warning"))
-        effects.append(FetchEvidence(event))
-        return Transition(session, tuple(effects))
+        notices = check_attach(event, session.evidence_count, session.evidence_bytes, limits)
+        if any(n.code in REFUSALS for n in notices):
+            return Transition(session, notices)
+        return Transition(session, (*notices, FetchEvidence(event)))
     if isinstance(event, (Done, Back)):
         return Transition(replace(session, step=FStep.CASE), (ShowCase(),))
     if isinstance(event, NonText):

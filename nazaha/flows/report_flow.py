@@ -510,27 +510,34 @@ def _on_description(draft: Draft, event: Event) -> Transition:
     return _stay(draft, "button_expired")
 
 
-def _on_attach(draft: Draft, attach: Attach, limits: EvidenceLimits) -> Transition:
+def check_attach(
+    attach: Attach, count: int, total_bytes: int, limits: EvidenceLimits
+) -> tuple[Notice, ...]:
+    """Why a file cannot be added (a refusal notice), or the warnings to show with it."""
     if attach.kind not in EVIDENCE_KINDS:
-        return Transition(draft, (Notice("evidence_unsupported"),))
+        return (Notice("evidence_unsupported"),)
     if attach.size is not None and attach.size > limits.max_file_bytes:
-        return Transition(
-            draft, (Notice("file_too_big", {"limit_mb": limits.max_file_bytes // 2**20}),)
-        )
-    if len(draft.evidence) >= limits.max_files:
-        return Transition(draft, (Notice("evidence_too_many", {"limit": limits.max_files}),))
-    if draft.evidence_bytes + (attach.size or 0) > limits.max_total_bytes:
-        return Transition(
-            draft,
-            (Notice("evidence_too_large", {"limit_mb": limits.max_total_bytes // 2**20}),),
-        )
-    effects: list[Effect] = []
+        return (Notice("file_too_big", {"limit_mb": limits.max_file_bytes // 2**20}),)
+    if count >= limits.max_files:
+        return (Notice("evidence_too_many", {"limit": limits.max_files}),)
+    if total_bytes + (attach.size or 0) > limits.max_total_bytes:
+        return (Notice("evidence_too_large", {"limit_mb": limits.max_total_bytes // 2**20}),)
+    warnings = []
     if attach.kind == "document":
-        effects.append(Notice("document_warning"))
+        warnings.append(Notice("document_warning"))
     if attach.forwarded:
-        effects.append(Notice("forward_warning"))
-    effects.append(Fetch(attach))
-    return Transition(draft, tuple(effects))
+        warnings.append(Notice("forward_warning"))
+    return tuple(warnings)
+
+
+REFUSALS = frozenset({"evidence_unsupported", "file_too_big", "evidence_too_many", "evidence_too_large"})
+
+
+def _on_attach(draft: Draft, attach: Attach, limits: EvidenceLimits) -> Transition:
+    notices = check_attach(attach, len(draft.evidence), draft.evidence_bytes, limits)
+    if any(n.code in REFUSALS for n in notices):
+        return Transition(draft, notices)
+    return Transition(draft, (*notices, Fetch(attach)))
 
 
 def _on_stored(draft: Draft, event: Stored) -> Transition:

@@ -33,7 +33,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from nazaha.storage.crypto import pseudonym
-from nazaha.storage.database import write_transaction
+from nazaha.storage.database import dialect_insert, write_transaction
 from nazaha.storage.models import ReceiptAttempt
 
 GLOBAL_KEY = "global"
@@ -96,7 +96,7 @@ class AttemptLimiter:
         user_key = self._user_key(user_id)
         window = window_of(self._clock())
         async with write_transaction(self._sessionmaker) as session:
-            insert = _insert_for(session)
+            insert = dialect_insert(session)
             for key in (user_key, GLOBAL_KEY):
                 statement = insert(ReceiptAttempt.__table__).values(key=key, window=window, count=1)
                 await session.execute(
@@ -127,17 +127,6 @@ class AttemptLimiter:
                 delete(ReceiptAttempt).where(ReceiptAttempt.window < cutoff)
             )
         return int(result.rowcount or 0)
-
-
-def _insert_for(session: AsyncSession):
-    dialect = session.get_bind().dialect.name
-    if dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert
-    elif dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:  # pragma: no cover - only the two supported databases
-        raise NotImplementedError(dialect)
-    return insert
 
 
 __all__ = ["AttemptLimiter", "GLOBAL_KEY", "window_of"]

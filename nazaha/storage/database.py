@@ -126,13 +126,8 @@ async def write_transaction(
             raise
 
 
-async def upsert(
-    session: AsyncSession,
-    table: Any,
-    values: Mapping[str, Any],
-    key_columns: Iterable[str],
-) -> None:
-    """INSERT ... ON CONFLICT (key) DO UPDATE, on SQLite and PostgreSQL."""
+def dialect_insert(session: AsyncSession) -> Any:
+    """The ``insert`` construct with ON CONFLICT support for the session's database."""
     dialect = session.get_bind().dialect.name
     if dialect == "sqlite":
         from sqlalchemy.dialects.sqlite import insert
@@ -140,6 +135,17 @@ async def upsert(
         from sqlalchemy.dialects.postgresql import insert
     else:  # pragma: no cover - only the two supported databases
         raise NotImplementedError(dialect)
+    return insert
+
+
+async def upsert(
+    session: AsyncSession,
+    table: Any,
+    values: Mapping[str, Any],
+    key_columns: Iterable[str],
+) -> None:
+    """INSERT ... ON CONFLICT (key) DO UPDATE, on SQLite and PostgreSQL."""
+    insert = dialect_insert(session)
     keys = list(key_columns)
     statement = insert(table).values(**values)
     updates = {name: statement.excluded[name] for name in values if name not in keys}

@@ -26,7 +26,7 @@ from sqlalchemy import delete, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from nazaha.storage.crypto import BotKeyBox, TamperedData, pseudonym
-from nazaha.storage.database import write_transaction
+from nazaha.storage.database import dialect_insert, write_transaction
 from nazaha.storage.models import NotificationLink, PendingNotification
 from nazaha.storage.unit_of_work import UnitOfWork
 
@@ -54,17 +54,6 @@ class Delivery:
         )
 
 
-def _insert(session: AsyncSession):
-    dialect = session.get_bind().dialect.name
-    if dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert
-    elif dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:  # pragma: no cover - only the two supported databases
-        raise NotImplementedError(dialect)
-    return insert
-
-
 class NotificationLinks:
     def __init__(
         self, sessionmaker: async_sessionmaker[AsyncSession], box: BotKeyBox, pepper: bytes
@@ -90,7 +79,7 @@ class NotificationLinks:
         }
 
         async def store(session: AsyncSession) -> None:
-            insert = _insert(session)
+            insert = dialect_insert(session)
             await session.execute(
                 insert(NotificationLink.__table__)
                 .values(**values)
