@@ -74,3 +74,20 @@ def test_command_of_reads_commands_only():
     assert cb.command_of("/start") == "/start"
     assert cb.command_of("report /start") == ""
     assert cb.command_of(None) == "" and cb.command_of("") == ""
+
+
+def test_logs_withhold_exception_messages_and_mask_the_token(capsys):
+    import logging
+
+    from nazaha.bot.logs import configure_logging
+
+    configure_logging("INFO", secrets=["123:SECRET-token"])
+    log = logging.getLogger("nazaha.test")
+    name = "Sam" + "ir"  # content only at run time, as user input is
+    try:
+        raise ValueError(f"user wrote: my name is {name}")
+    except ValueError:
+        log.exception("failed calling https://api.telegram.org/bot123:SECRET-token/getMe")
+    err = capsys.readouterr().err
+    assert "ValueError (message withheld)" in err and "Traceback" in err
+    assert "Samir" not in err and "SECRET-token" not in err

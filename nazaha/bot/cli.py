@@ -14,22 +14,10 @@ import signal
 import sys
 from pathlib import Path
 
+from nazaha.bot.logs import configure_logging
 from nazaha.bot.settings import SANDBOX_TOKEN, Settings
 
 log = logging.getLogger("nazaha")
-
-
-def configure_logging(level: str) -> None:
-    # Only our own events and library warnings: no update contents are ever logged, and
-    # aiogram's per-update lines carry nothing but the update id and timing.
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("aiogram.event").setLevel(logging.WARNING)
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
-    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def _read_secret_file(path: str | None) -> str | None:
@@ -295,7 +283,8 @@ def main(argv: list[str] | None = None) -> None:
     # Everything we create (database, WAL, keys, blobs) is readable by this user only.
     os.umask(0o077)
     settings = Settings()
-    configure_logging(settings.log_level)
+    token = settings.bot_token.get_secret_value() if settings.bot_token else None
+    configure_logging(settings.log_level, secrets=[token] if token else [])
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(args.func(settings, args))
 
