@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import sqlite3
+import zipfile
 
 import pytest
 import pytest_asyncio
@@ -174,6 +175,12 @@ async def test_oversized_file_is_refused_and_the_flow_continues(deployment: Depl
         "document", filename="video.mp4", content=b"0" * 1024, mime="video/mp4", file_size=25 * 1024 * 1024
     )
     await chat.expect("larger than 20 MB")
+    # A zip file that claims to be a photo: kept sealed as it is, flagged, no clean copy.
+    zipped = io.BytesIO()
+    with zipfile.ZipFile(zipped, "w") as archive:
+        archive.writestr("a.txt", "not a picture")
+    await chat.send_kind("document", filename="photo.jpg", content=zipped.getvalue(), mime="image/jpeg")
+    await chat.expect("could not be read as an image")
     await chat.send_kind("location")
     await chat.expect("we do not accept locations")
     await chat.send_kind("sticker")
