@@ -31,6 +31,7 @@ from nazaha.handlers.middlewares import (
     PreferenceI18nMiddleware,
     ThrottleMiddleware,
     UnitOfWorkMiddleware,
+    UnitOfWorkScope,
 )
 from nazaha.handlers.notifier import Notifier
 from nazaha.handlers.session_keys import SessionKeys
@@ -141,11 +142,21 @@ async def build_runtime(settings: Settings, *, events_isolation: BaseEventIsolat
     i18n = build_i18n()
     bot = build_bot(settings)
 
-    dp = Dispatcher(storage=fsm, events_isolation=events_isolation or SimpleEventIsolation())
-    # Outer middlewares, outermost first: the locale (so failures are answered in the
-    # user's language), then the unit of work (dedup, commit, outbox), then flood control.
+    # aiogram's FSM middleware (the per-user lock and the state lookup) is placed by hand
+    # (disable_fsm) so that the unit of work exists before it and commits inside it.
+    dp = Dispatcher(
+        storage=fsm,
+        events_isolation=events_isolation or SimpleEventIsolation(),
+        disable_fsm=True,
+    )
+    # Outer middlewares, outermost first: the unit of work (one read session for the whole
+    # update), the per-user lock and state, the locale (so failures are answered in the
+    # user's language), the commit with its replies, then flood control. Nothing may read
+    # before the lock: the read session's snapshot would predate the previous update.
+    dp.update.outer_middleware(UnitOfWorkScope(sessionmaker, write_lock_for(engine)))
+    dp.update.outer_middleware(dp.fsm)
     dp.update.outer_middleware(PreferenceI18nMiddleware(i18n, prefs))
-    dp.update.outer_middleware(UnitOfWorkMiddleware(sessionmaker, write_lock_for(engine)))
+    dp.update.outer_middleware(UnitOfWorkMiddleware())
     dp.update.outer_middleware(
         ThrottleMiddleware(pepper, settings.throttle_rate, settings.throttle_burst)
     )

@@ -51,8 +51,12 @@ class PreferenceI18nMiddleware(I18nMiddleware):
         return self.i18n.default_locale
 
 
-class UnitOfWorkMiddleware(BaseMiddleware):
-    """One unit of work and one outbox per update; replies leave only after commit."""
+class UnitOfWorkScope(BaseMiddleware):
+    """Opens the update's unit of work before anything reads the database.
+
+    Registered outermost, so the locale, the FSM state and the dedup check all read
+    through one session; ``UnitOfWorkMiddleware`` (inside the per-user lock) commits it.
+    """
 
     def __init__(self, sessionmaker: Any, write_lock: Any) -> None:
         self.sessionmaker = sessionmaker
@@ -67,34 +71,48 @@ class UnitOfWorkMiddleware(BaseMiddleware):
             update_id=event.update_id,
             write_lock=self.write_lock,
         )
-        outbox = Outbox(bot)
         token = current_uow.set(uow)
+        data["uow"] = uow
         try:
-            if await uow.is_processed():
-                log.info("duplicate update skipped")
-                return None
-            data["uow"] = uow
-            data["outbox"] = outbox
-            try:
-                result = await handler(event, data)
-            except Exception:
-                log.exception("update handling failed")
-                chat_id = _chat_id(event)
-                if chat_id is not None:
-                    failure = Outbox(bot)
-                    failure.send(chat_id, screens.something_went_wrong())
-                    await failure.flush()
-                return None
-            try:
-                await uow.commit()
-            except DuplicateUpdate:
-                log.info("duplicate update discarded at commit")
-                return None
-            await outbox.flush()
-            return result
+            return await handler(event, data)
         finally:
             current_uow.reset(token)
             await uow.close()
+
+
+class UnitOfWorkMiddleware(BaseMiddleware):
+    """Runs the update and commits its unit of work; replies leave only after commit.
+
+    Registered inside aiogram's FSM middleware, so the commit and the replies happen while
+    the user's lock is held: two quick taps are handled, stored and answered in order.
+    """
+
+    async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
+        assert isinstance(event, Update)
+        bot: Bot = data["bot"]
+        uow: UnitOfWork = data["uow"]
+        if await uow.is_processed():
+            log.info("duplicate update skipped")
+            return None
+        outbox = Outbox(bot)
+        data["outbox"] = outbox
+        try:
+            result = await handler(event, data)
+        except Exception:
+            log.exception("update handling failed")
+            chat_id = _chat_id(event)
+            if chat_id is not None:
+                failure = Outbox(bot)
+                failure.send(chat_id, screens.something_went_wrong())
+                await failure.flush()
+            return None
+        try:
+            await uow.commit()
+        except DuplicateUpdate:
+            log.info("duplicate update discarded at commit")
+            return None
+        await outbox.flush()
+        return result
 
 
 class ThrottleMiddleware(BaseMiddleware):

@@ -156,13 +156,14 @@ class SqlFsmStorage(BaseStorage):
     async def _load(self, record_key: str, uow: UnitOfWork | None) -> _Entry:
         if uow is not None:
             overlay = uow.fsm_overlay
-            if record_key in overlay:
-                return overlay[record_key]
-            session = await uow.read()
-            row = await self._fetch(session, record_key)
-        else:
-            async with self._sessionmaker() as session:
-                row = await self._fetch(session, record_key)
+            if record_key not in overlay:
+                # Read once per update; later reads and queued writes use the overlay.
+                overlay[record_key] = self._entry(record_key, await self._fetch(await uow.read(), record_key))
+            return overlay[record_key]
+        async with self._sessionmaker() as session:
+            return self._entry(record_key, await self._fetch(session, record_key))
+
+    def _entry(self, record_key: str, row: Any) -> _Entry:
         if row is None:
             return _Entry()
         state, sealed_data, expires_at, expired = row
