@@ -142,9 +142,8 @@ async def cmd_demo(settings: Settings, args: argparse.Namespace) -> None:
             print(f"  Console login (shown once): {result.admin_username} / {result.admin_password}")
         if passphrase is not None:
             print(f"  Demo team-key passphrase saved in {passphrase_file}")
-        print(
-            f"  Read a report: nazaha decrypt R-XXXXXX --passphrase-file {passphrase_file}"
-        )
+        command = Path(sys.executable).parent / "nazaha"
+        print(f"  Read a report: {command} decrypt R-XXXXXX --passphrase-file {passphrase_file}")
         print("Press Ctrl+C to stop.\n", flush=True)
         await _run_until_signal(
             run_polling(settings, handle_signals=False),
