@@ -12,7 +12,6 @@ from pathlib import Path
 
 from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
-from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.fsm.storage.base import BaseEventIsolation
 from aiogram.fsm.storage.memory import SimpleEventIsolation
@@ -23,11 +22,13 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from nazaha.bot.settings import Settings
+from nazaha.bot.telegram_session import BotApiSession
 from nazaha.flows.report_flow import EvidenceLimits
 from nazaha.handlers import get_routers
 from nazaha.handlers.context import ReplyMiddleware, ReplyOptions, Services
 from nazaha.handlers.evidence import EvidenceIntake
 from nazaha.handlers.middlewares import (
+    LockedStateMiddleware,
     PreferenceI18nMiddleware,
     ThrottleMiddleware,
     UnitOfWorkMiddleware,
@@ -52,6 +53,7 @@ from nazaha.storage.models import Report
 from nazaha.storage.prefs import PreferenceStore
 from nazaha.storage.reports import ReportVault
 from nazaha.storage.unit_of_work import purge_processed_updates
+from nazaha.storage.update_rows import UpdateRows
 
 log = logging.getLogger(__name__)
 
@@ -88,9 +90,9 @@ class BotRuntime:
 def build_bot(settings: Settings) -> Bot:
     if settings.bot_token is None:
         raise SystemExit("NAZAHA_BOT_TOKEN is not set (see README: connecting a real bot)")
-    session = None
+    session = BotApiSession()
     if settings.telegram_api_url:
-        session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_url))
+        session = BotApiSession(api=TelegramAPIServer.from_base(settings.telegram_api_url))
     return Bot(
         settings.bot_token.get_secret_value(),
         session=session,
@@ -154,6 +156,7 @@ async def build_runtime(settings: Settings, *, events_isolation: BaseEventIsolat
     # user's language), the commit with its replies, then flood control. Nothing may read
     # before the lock: the read session's snapshot would predate the previous update.
     dp.update.outer_middleware(UnitOfWorkScope(sessionmaker, write_lock_for(engine)))
+    dp.fsm = LockedStateMiddleware(fsm, dp.fsm.events_isolation, UpdateRows(fsm, prefs))
     dp.update.outer_middleware(dp.fsm)
     dp.update.outer_middleware(PreferenceI18nMiddleware(i18n, prefs))
     dp.update.outer_middleware(UnitOfWorkMiddleware())

@@ -8,6 +8,8 @@ from collections import OrderedDict
 from typing import Any, Awaitable, Callable
 
 from aiogram import BaseMiddleware, Bot
+from aiogram.fsm.middleware import FSMContextMiddleware
+from aiogram.fsm.storage.base import BaseEventIsolation
 from aiogram.types import TelegramObject, Update, User
 from aiogram.utils.i18n import I18n, I18nMiddleware
 
@@ -15,7 +17,9 @@ from nazaha.handlers import screens
 from nazaha.handlers.outbox import Outbox
 from nazaha.storage.crypto import pseudonym
 from nazaha.storage.prefs import PreferenceStore
+from nazaha.storage.fsm import SqlFsmStorage
 from nazaha.storage.unit_of_work import DuplicateUpdate, UnitOfWork, current_uow
+from nazaha.storage.update_rows import UpdateRows
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +82,25 @@ class UnitOfWorkScope(BaseMiddleware):
         finally:
             current_uow.reset(token)
             await uow.close()
+
+
+class LockedStateMiddleware(FSMContextMiddleware):
+    """aiogram's FSM middleware (the per-user lock, then the state lookup) that first reads
+    the rows the update needs in one statement (:class:`UpdateRows`), inside the lock."""
+
+    def __init__(self, storage: SqlFsmStorage, events_isolation: BaseEventIsolation, rows: UpdateRows) -> None:
+        super().__init__(storage=storage, events_isolation=events_isolation)
+        self.rows = rows
+
+    async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
+        context = self.resolve_event_context(data["bot"], data)
+        data["fsm_storage"] = self.storage
+        if context is None:
+            return await handler(event, data)
+        async with self.events_isolation.lock(key=context.key):
+            await self.rows.load(data["uow"], context.key)
+            data.update({"state": context, "raw_state": await context.get_state()})
+            return await handler(event, data)
 
 
 class UnitOfWorkMiddleware(BaseMiddleware):

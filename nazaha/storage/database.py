@@ -138,22 +138,35 @@ def dialect_insert(session: AsyncSession) -> Any:
     return insert
 
 
+_UPSERTS: dict[tuple[Any, ...], Any] = {}
+
+
 async def upsert(
     session: AsyncSession,
     table: Any,
     values: Mapping[str, Any],
     key_columns: Iterable[str],
 ) -> None:
-    """INSERT ... ON CONFLICT (key) DO UPDATE, on SQLite and PostgreSQL."""
-    insert = dialect_insert(session)
-    keys = list(key_columns)
-    statement = insert(table).values(**values)
-    updates = {name: statement.excluded[name] for name in values if name not in keys}
+    """INSERT ... ON CONFLICT (key) DO UPDATE, on SQLite and PostgreSQL.
+
+    The statement is built once per table, column set and dialect and then executed with
+    the values as parameters: building it anew for each call (``.values(...)``) cost more
+    CPU than running it (docs/benchmarks.md).
+    """
+    keys = tuple(key_columns)
+    cache_key = (session.get_bind().dialect.name, table, tuple(values), keys)
+    statement = _UPSERTS.get(cache_key)
+    if statement is None:
+        statement = _UPSERTS[cache_key] = _upsert_statement(session, table, tuple(values), keys)
+    await session.execute(statement, dict(values))
+
+
+def _upsert_statement(session: AsyncSession, table: Any, columns: tuple[str, ...], keys: tuple[str, ...]) -> Any:
+    statement = dialect_insert(session)(table)
+    updates = {name: statement.excluded[name] for name in columns if name not in keys}
     if updates:
-        statement = statement.on_conflict_do_update(index_elements=keys, set_=updates)
-    else:
-        statement = statement.on_conflict_do_nothing(index_elements=keys)
-    await session.execute(statement)
+        return statement.on_conflict_do_update(index_elements=list(keys), set_=updates)
+    return statement.on_conflict_do_nothing(index_elements=list(keys))
 
 
 async def check_database(engine: AsyncEngine) -> None:

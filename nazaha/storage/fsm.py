@@ -153,6 +153,12 @@ class SqlFsmStorage(BaseStorage):
             await self._write(record_key, entry, uow)
         return entry
 
+    def prime(self, uow: UnitOfWork, record_key: str, row: Any) -> None:
+        """Put a row read elsewhere (see storage/update_rows.py) into the update's overlay:
+        later reads in this update use it instead of querying. ``row`` is ``(state,
+        sealed_data, expires_at, expired)`` or None when there is no record."""
+        uow.fsm_overlay.setdefault(record_key, self._entry(record_key, row))
+
     async def _load(self, record_key: str, uow: UnitOfWork | None) -> _Entry:
         if uow is not None:
             overlay = uow.fsm_overlay

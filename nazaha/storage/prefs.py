@@ -30,11 +30,15 @@ class PreferenceStore:
         self._box = box
         self._pepper = pepper
 
-    def _key(self, user_id: int) -> str:
+    def record_key(self, user_id: int) -> str:
         return pseudonym(self._pepper, "prefs", user_id)
 
+    def prime(self, uow: UnitOfWork, key: str, sealed: bytes | None) -> None:
+        """Put a row read elsewhere (see storage/update_rows.py) into the update's overlay."""
+        uow.overlay(PURPOSE).setdefault(key, self._open(key, sealed))
+
     async def get(self, user_id: int) -> Preferences:
-        key = self._key(user_id)
+        key = self.record_key(user_id)
         uow = active_uow()
         if uow is not None:
             overlay = uow.overlay(PURPOSE)
@@ -49,6 +53,9 @@ class PreferenceStore:
                 sealed = await session.scalar(
                     select(UserPreference.sealed).where(UserPreference.pseudonym == key)
                 )
+        return self._open(key, sealed)
+
+    def _open(self, key: str, sealed: bytes | None) -> Preferences:
         if sealed is None:
             return Preferences()
         raw = json.loads(self._box.open(PURPOSE, key, sealed))
@@ -59,7 +66,7 @@ class PreferenceStore:
 
     def set(self, uow: UnitOfWork, user_id: int, prefs: Preferences) -> None:
         """Queue the write into the update's unit of work."""
-        key = self._key(user_id)
+        key = self.record_key(user_id)
         plaintext = json.dumps(dataclasses.asdict(prefs), separators=(",", ":")).encode("utf-8")
         values = {"pseudonym": key, "sealed": self._box.seal(PURPOSE, key, plaintext)}
 

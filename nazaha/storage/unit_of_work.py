@@ -16,7 +16,7 @@ import datetime as dt
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
-from sqlalchemy import delete, exists, select
+from sqlalchemy import delete, exists, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -25,6 +25,9 @@ from nazaha.storage.models import ProcessedUpdate
 
 WriteOp = Callable[[AsyncSession], Awaitable[None]]
 AfterCommit = Callable[[], Awaitable[None]]
+
+# Claiming an update id: a plain INSERT built once (the primary key refuses a second claim).
+CLAIM: Final = insert(ProcessedUpdate.__table__)
 
 
 class DuplicateUpdate(Exception):
@@ -65,6 +68,7 @@ class UnitOfWork:
         self._after: list[AfterCommit] = []
         self._read_session: AsyncSession | None = None
         self._overlays: dict[str, dict[Any, Any]] = {}
+        self._claimed: bool | None = None  # known from a prefetch (storage/update_rows.py)
         self._finished = False
 
     # -- decide phase ---------------------------------------------------------------
@@ -104,10 +108,16 @@ class UnitOfWork:
     def pending_writes(self) -> int:
         return len(self._ops)
 
+    def note_claimed(self, claimed: bool) -> None:
+        """Record what a prefetch read about this update id, so is_processed() need not."""
+        self._claimed = claimed
+
     async def is_processed(self) -> bool:
         """Cheap early check: has this update id already been claimed?"""
         if self.update_id is None:
             return False
+        if self._claimed is not None:
+            return self._claimed
         session = await self.read()
         claimed = await session.scalar(
             select(
@@ -159,15 +169,15 @@ class UnitOfWork:
             await begin_write(session)
             try:
                 if self.update_id is not None:
-                    session.add(
-                        ProcessedUpdate(
-                            bot_id=self.bot_id,
-                            update_id=self.update_id,
-                            processed_on=_today(),
-                        )
-                    )
                     try:
-                        await session.flush()
+                        await session.execute(
+                            CLAIM,
+                            {
+                                "bot_id": self.bot_id,
+                                "update_id": self.update_id,
+                                "processed_on": _today(),
+                            },
+                        )
                     except IntegrityError:
                         await session.rollback()
                         raise DuplicateUpdate(
