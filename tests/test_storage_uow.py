@@ -212,3 +212,57 @@ async def test_purge_processed_updates(sessionmaker):
         session.add(ProcessedUpdate(bot_id=BOT, update_id=3, processed_on=today))
     assert await purge_processed_updates(sessionmaker, older_than_days=7) == 1
     assert await claims(sessionmaker) == 2
+
+
+async def test_group_commit_shares_transactions_and_keeps_outcomes_apart(sessionmaker):
+    """A unit that fails in a group (SQLite) gets its own error and costs the others
+    nothing; on PostgreSQL each unit commits alone with the same outcomes."""
+    from nazaha.storage.database import engine_of, write_lock_for
+    from nazaha.storage.group_commit import committer_for
+
+    lock = write_lock_for(engine_of(sessionmaker))
+    await UnitOfWork(sessionmaker, bot_id=BOT, update_id=500).commit()  # claimed earlier
+
+    def failing(session):
+        raise ValueError("this unit's own failure")
+
+    async def handle(update_id: int):
+        uow = UnitOfWork(sessionmaker, bot_id=BOT, update_id=update_id)
+        uow.add(put(f"k{update_id}", b"v"))
+        if update_id == 507:
+            uow.add(failing)
+        try:
+            await uow.commit()
+        except (ValueError, DuplicateUpdate) as error:
+            return type(error).__name__
+        return "ok"
+
+    before = (committer_for(lock).groups, committer_for(lock).jobs) if lock else None
+    results = await asyncio.gather(*(handle(i) for i in range(500, 540)))
+    assert results[0] == "DuplicateUpdate" and results[7] == "ValueError"
+    assert results.count("ok") == 38
+    stored = await settings(sessionmaker)
+    assert sorted(stored) == sorted(f"k{i}" for i in range(501, 540) if i != 507)
+    assert await claims(sessionmaker) == 39  # 500 once, 507 rolled back with its writes
+    if lock is not None:  # SQLite: the failing group was written again unit by unit
+        assert committer_for(lock).jobs - before[1] == 38
+
+
+async def test_group_commit_batches_without_failures(sessionmaker):
+    from nazaha.storage.database import engine_of, write_lock_for
+    from nazaha.storage.group_commit import committer_for
+
+    lock = write_lock_for(engine_of(sessionmaker))
+    if lock is None:
+        pytest.skip("PostgreSQL runs writers in parallel: no group commit")
+    committer = committer_for(lock)
+    before = committer.groups
+
+    async def handle(update_id: int) -> None:
+        uow = UnitOfWork(sessionmaker, bot_id=BOT, update_id=update_id)
+        uow.add(put(f"g{update_id}", b"v"))
+        await uow.commit()
+
+    await asyncio.gather(*(handle(i) for i in range(600, 660)))
+    assert len(await settings(sessionmaker)) == 60
+    assert committer.groups - before <= 10  # 60 units, a handful of transactions

@@ -10,7 +10,6 @@ short transaction, and only after it committed runs the queued actions. Nothing 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
 import datetime as dt
 from collections.abc import Awaitable, Callable
@@ -21,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from nazaha.storage.database import begin_write, engine_of, write_lock_for
+from nazaha.storage.group_commit import committer_for
 from nazaha.storage.models import ProcessedUpdate
 
 WriteOp = Callable[[AsyncSession], Awaitable[None]]
@@ -162,34 +162,36 @@ class UnitOfWork:
         await self.close()
 
     async def _write(self, ops: list[WriteOp]) -> None:
-        async with contextlib.AsyncExitStack() as stack:
-            if self._write_lock is not None:
-                await stack.enter_async_context(self._write_lock)
-            session = await stack.enter_async_context(self._sessionmaker())
+        if self._write_lock is not None:
+            # SQLite: share the transaction with other updates ready at the same time.
+            await committer_for(self._write_lock).write(
+                self._sessionmaker, lambda session: self._apply(session, ops)
+            )
+            return
+        async with self._sessionmaker() as session:
             await begin_write(session)
             try:
-                if self.update_id is not None:
-                    try:
-                        await session.execute(
-                            CLAIM,
-                            {
-                                "bot_id": self.bot_id,
-                                "update_id": self.update_id,
-                                "processed_on": _today(),
-                            },
-                        )
-                    except IntegrityError:
-                        await session.rollback()
-                        raise DuplicateUpdate(
-                            f"update {self.update_id} of bot {self.bot_id} was already handled"
-                        ) from None
-                for op in ops:
-                    await op(session)
+                await self._apply(session, ops)
                 await session.commit()
             except BaseException:
                 if session.in_transaction():
                     await session.rollback()
                 raise
+
+    async def _apply(self, session: AsyncSession, ops: list[WriteOp]) -> None:
+        """Claim the update id, then run the queued writes, inside ``session``'s transaction."""
+        if self.update_id is not None:
+            try:
+                await session.execute(
+                    CLAIM,
+                    {"bot_id": self.bot_id, "update_id": self.update_id, "processed_on": _today()},
+                )
+            except IntegrityError:
+                raise DuplicateUpdate(
+                    f"update {self.update_id} of bot {self.bot_id} was already handled"
+                ) from None
+        for op in ops:
+            await op(session)
 
     async def _close_read_session(self) -> None:
         session, self._read_session = self._read_session, None
