@@ -28,6 +28,8 @@ from aiogram.methods import (
 )
 from aiogram.types import InlineKeyboardMarkup
 
+from nazaha.bot.telegram_session import results_unused
+
 log = logging.getLogger(__name__)
 
 TELEGRAM_TEXT_LIMIT = 4096
@@ -129,7 +131,8 @@ class Outbox:
         methods, self._methods = self._methods, []
         for method in methods:
             try:
-                await deliver(self.bot, method)
+                with results_unused():  # nothing reads what Telegram sends back
+                    await deliver(self.bot, method)
             except TelegramBadRequest as exc:
                 # e.g. an expired callback query. Telegram's description can echo
                 # content, so only the kinds of method and error are logged.

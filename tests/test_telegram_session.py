@@ -1,0 +1,75 @@
+"""BotApiSession: orjson, Response[T] classes built once, unread results not parsed."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from aiogram import Bot
+from aiogram.exceptions import TelegramAPIError, TelegramBadRequest, TelegramForbiddenError, TelegramRetryAfter
+from aiogram.methods import SendMessage
+from aiogram.types import Message
+
+from nazaha.bot.telegram_session import BotApiSession, results_unused
+
+TOKEN = "123456:TEST-session-token-000000000000000"
+MESSAGE = {
+    "message_id": 5,
+    "date": 1_700_000_000,
+    "chat": {"id": 42, "type": "private"},
+    "text": "مرحبا",
+}
+
+
+@pytest.fixture
+async def bot():
+    session = BotApiSession()
+    yield Bot(TOKEN, session=session)
+    await session.close()
+
+
+def check(bot: Bot, status: int, payload: dict) -> object:
+    method = SendMessage(chat_id=42, text="x")
+    return bot.session.check_response(bot, method, status, json.dumps(payload))
+
+
+def test_results_are_parsed_by_default(bot):
+    response = check(bot, 200, {"ok": True, "result": MESSAGE})
+    assert isinstance(response.result, Message) and response.result.text == "مرحبا"
+
+
+def test_response_class_is_built_once(bot):
+    check(bot, 200, {"ok": True, "result": MESSAGE})
+    first = bot.session._response_types[Message]
+    check(bot, 200, {"ok": True, "result": MESSAGE})
+    assert bot.session._response_types[Message] is first
+    from aiogram.methods.base import Response
+
+    assert Response[Message] is first  # pydantic's cache now hits
+
+
+def test_unused_results_are_not_parsed(bot):
+    with results_unused():
+        response = check(bot, 200, {"ok": True, "result": MESSAGE})
+    assert response.result is None
+    # Outside the block parsing is back.
+    assert isinstance(check(bot, 200, {"ok": True, "result": MESSAGE}).result, Message)
+
+
+@pytest.mark.parametrize(
+    "status, payload, error",
+    [
+        (429, {"ok": False, "error_code": 429, "description": "Too Many Requests: retry after 3",
+               "parameters": {"retry_after": 3}}, TelegramRetryAfter),
+        (400, {"ok": False, "error_code": 400, "description": "Bad Request: message is too long"},
+         TelegramBadRequest),
+        (403, {"ok": False, "error_code": 403, "description": "Forbidden: bot was blocked by the user"},
+         TelegramForbiddenError),
+        (200, {"ok": False, "error_code": 400, "description": "Bad Request: odd"}, TelegramAPIError),
+    ],
+)
+def test_errors_still_raise_when_results_are_unused(bot, status, payload, error):
+    with results_unused(), pytest.raises(error) as raised:
+        check(bot, status, payload)
+    if error is TelegramRetryAfter:
+        assert raised.value.retry_after == 3
