@@ -73,3 +73,49 @@ def test_errors_still_raise_when_results_are_unused(bot, status, payload, error)
         check(bot, status, payload)
     if error is TelegramRetryAfter:
         assert raised.value.retry_after == 3
+
+
+KEYBOARD = {"inline_keyboard": [[{"text": "Jenin", "callback_data": "r:gov:jenin"}]]}
+PRESS = {
+    "update_id": 9,
+    "callback_query": {
+        "id": "77",
+        "from": {"id": 42, "is_bot": False, "first_name": "A"},
+        "chat_instance": "c",
+        "data": "r:gov:jenin",
+        "message": {**MESSAGE, "reply_markup": KEYBOARD},
+    },
+}
+
+
+def test_updates_lose_the_pressed_message_keyboard_and_nothing_else():
+    from aiogram.methods import GetUpdates
+    from aiogram.types import Update
+
+    from nazaha.bot.telegram_session import loads_lean_updates
+
+    typed = {"update_id": 10, "message": {**MESSAGE, "reply_markup": KEYBOARD}}
+    answer = loads_lean_updates(json.dumps({"ok": True, "result": [PRESS, typed]}))
+    press, message = answer["result"]
+    assert "reply_markup" not in press["callback_query"]["message"]
+    assert press["callback_query"]["data"] == "r:gov:jenin"
+    assert press["callback_query"]["message"]["text"] == "مرحبا"
+    assert message == typed  # only button presses are trimmed
+    # A webhook body is a single update.
+    single = loads_lean_updates(json.dumps(PRESS).encode())
+    assert "reply_markup" not in single["callback_query"]["message"]
+    assert Update.model_validate(single).callback_query.message.message_id == 5
+    # Other answers pass through untouched.
+    other = {"ok": True, "result": {**MESSAGE, "reply_markup": KEYBOARD}}
+    assert loads_lean_updates(json.dumps(other)) == other
+
+
+async def test_get_updates_answers_parse_without_keyboards(bot):
+    from aiogram.methods import GetUpdates
+
+    response = bot.session.check_response(
+        bot, GetUpdates(), 200, json.dumps({"ok": True, "result": [PRESS]})
+    )
+    (update,) = response.result
+    assert update.callback_query.data == "r:gov:jenin"
+    assert update.callback_query.message.reply_markup is None
