@@ -266,3 +266,74 @@ async def test_group_commit_batches_without_failures(sessionmaker):
     await asyncio.gather(*(handle(i) for i in range(600, 660)))
     assert len(await settings(sessionmaker)) == 60
     assert committer.groups - before <= 10  # 60 units, a handful of transactions
+
+
+def put_statement(sessionmaker, name: str, value: bytes):
+    """A write that is a plain statement: on SQLite it runs on the writer lane."""
+    from nazaha.storage.database import engine_of, upsert_op
+
+    dialect = engine_of(sessionmaker).dialect.name
+    return upsert_op(dialect, SystemSetting.__table__, {"name": name, "value": value}, ["name"])
+
+
+async def test_statement_writes_share_the_lane_and_keep_outcomes_apart(sessionmaker):
+    """Units whose writes are statements (the hot path) are written together on SQLite's
+    writer lane, each in a savepoint: a failing unit is rolled back alone."""
+    from sqlalchemy import insert
+
+    from nazaha.storage.database import StatementOp, engine_of, sqlite_lanes, write_lock_for
+    from nazaha.storage.group_commit import committer_for
+
+    engine = engine_of(sessionmaker)
+    lock = write_lock_for(engine)
+    assert (sqlite_lanes(engine) is not None) == (engine.dialect.name == "sqlite")
+    await UnitOfWork(sessionmaker, bot_id=BOT, update_id=700).commit()
+    # Fails inside the transaction: the primary key of a claim that already exists.
+    clash = StatementOp(
+        insert(ProcessedUpdate.__table__),
+        {"bot_id": BOT, "update_id": 700, "processed_on": dt.date.today()},
+    )
+
+    async def handle(update_id: int) -> str:
+        uow = UnitOfWork(sessionmaker, bot_id=BOT, update_id=update_id)
+        uow.add(put_statement(sessionmaker, f"s{update_id}", b"v"))
+        if update_id == 705:
+            uow.add(clash)
+        try:
+            await uow.commit()
+        except DuplicateUpdate:
+            return "duplicate"
+        except Exception:
+            return "failed"
+        return "ok"
+
+    before = (committer_for(lock).groups, committer_for(lock).jobs) if lock else (0, 0)
+    results = await asyncio.gather(*(handle(i) for i in range(700, 760)))
+    assert results[0] == "duplicate" and results[5] == "failed"
+    assert results.count("ok") == 58
+    stored = await settings(sessionmaker)
+    assert sorted(stored) == sorted(f"s{i}" for i in range(701, 760) if i != 705)
+    assert await claims(sessionmaker) == 59  # 705's claim went with its savepoint
+    if lock is not None:
+        groups = committer_for(lock).groups - before[0]
+        assert committer_for(lock).jobs - before[1] == 58
+        assert groups <= 10  # 58 units, a handful of transactions
+
+
+async def test_lanes_close_with_the_engine(sqlite_url):
+    from nazaha.storage.database import create_engine, sqlite_lanes
+    from nazaha.storage.sqlite_lane import read
+    from nazaha.storage.migrations import upgrade_database
+
+    await upgrade_database(sqlite_url)
+    engine = create_engine(sqlite_url)
+    lanes = sqlite_lanes(engine)
+    assert lanes is not None and sqlite_lanes(engine) is lanes
+    pragma = read(lambda c: c.exec_driver_sql("PRAGMA synchronous").scalar())
+    assert await lanes.reader.run(pragma) == 2  # the same pragmas as the async engine
+    await engine.dispose()
+    assert sqlite_lanes(engine) is not lanes  # new lanes after a dispose
+    await engine.dispose()
+    memory = create_engine("sqlite+aiosqlite:///:memory:")
+    assert sqlite_lanes(memory) is None  # one connection cannot share an in-memory database
+    await memory.dispose()

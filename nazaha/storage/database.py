@@ -13,17 +13,22 @@ import asyncio
 import contextlib
 import weakref
 from collections.abc import AsyncIterator, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy import event
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.pool import NullPool
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
+
+from nazaha.storage.sqlite_lane import SqliteLane
 
 # Execution option read by the "begin" listener: the kind of BEGIN to emit on SQLite.
 SQLITE_BEGIN_OPTION = "nazaha_sqlite_begin"
@@ -54,8 +59,12 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     if database and database != ":memory:" and not database.startswith("file:"):
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
     engine = create_async_engine(sa_url, **kwargs)
+    _prepare_sqlite(engine.sync_engine)
+    return engine
 
-    @event.listens_for(engine.sync_engine, "connect")
+
+def _prepare_sqlite(sync_engine: Engine) -> None:
+    @event.listens_for(sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # The driver's own transaction handling emits BEGIN late (not for SELECT or DDL)
         # and only as a deferred BEGIN; switch it off and emit BEGIN ourselves below.
@@ -67,12 +76,50 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
         finally:
             cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(sync_engine, "begin")
     def _on_begin(conn: Connection) -> None:
         mode = conn.get_execution_options().get(SQLITE_BEGIN_OPTION)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if mode == "IMMEDIATE" else "BEGIN")
 
-    return engine
+
+@dataclass(frozen=True)
+class SqliteLanes:
+    """The two connections of the hot path (storage/sqlite_lane.py) of one SQLite file."""
+
+    reader: SqliteLane
+    writer: SqliteLane
+
+
+_lanes: weakref.WeakKeyDictionary[Any, SqliteLanes] = weakref.WeakKeyDictionary()
+
+
+def sqlite_lanes(engine: AsyncEngine) -> SqliteLanes | None:
+    """The engine's lanes (made on first use, closed with ``engine.dispose()``); None for
+    PostgreSQL and for in-memory SQLite databases, which one connection cannot share."""
+    if not is_sqlite(engine):
+        return None
+    key = engine.sync_engine
+    lanes = _lanes.get(key)
+    if lanes is not None:
+        return lanes
+    database = engine.url.database
+    if not database or database == ":memory:" or "mode=memory" in str(engine.url):
+        return None
+    sync_engine = create_sync_engine(engine.url.set(drivername="sqlite"), poolclass=NullPool)
+    _prepare_sqlite(sync_engine)
+    lanes = _lanes[key] = SqliteLanes(
+        reader=SqliteLane(sync_engine, "nazaha-db-read"),
+        writer=SqliteLane(sync_engine, "nazaha-db-write", **{SQLITE_BEGIN_OPTION: "IMMEDIATE"}),
+    )
+
+    @event.listens_for(key, "engine_disposed")
+    def _close_lanes(_engine: Any) -> None:
+        closed = _lanes.pop(key, None)
+        if closed is not None:
+            closed.reader.close()
+            closed.writer.close()
+
+    return lanes
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
@@ -128,7 +175,10 @@ async def write_transaction(
 
 def dialect_insert(session: AsyncSession) -> Any:
     """The ``insert`` construct with ON CONFLICT support for the session's database."""
-    dialect = session.get_bind().dialect.name
+    return _insert_for(session.get_bind().dialect.name)
+
+
+def _insert_for(dialect: str) -> Any:
     if dialect == "sqlite":
         from sqlalchemy.dialects.sqlite import insert
     elif dialect == "postgresql":
@@ -138,31 +188,41 @@ def dialect_insert(session: AsyncSession) -> Any:
     return insert
 
 
+@dataclass(frozen=True)
+class StatementOp:
+    """A queued write that is just a Core statement and its parameters, so that it can run
+    on the async session or, on SQLite's hot path, on a lane's connection (sqlite_lane.py)."""
+
+    statement: Any
+    params: Mapping[str, Any]
+
+    async def __call__(self, session: AsyncSession) -> None:
+        await session.execute(self.statement, dict(self.params))
+
+    def run_sync(self, connection: Connection) -> None:
+        connection.execute(self.statement, dict(self.params))
+
+
 _UPSERTS: dict[tuple[Any, ...], Any] = {}
 
 
-async def upsert(
-    session: AsyncSession,
-    table: Any,
-    values: Mapping[str, Any],
-    key_columns: Iterable[str],
-) -> None:
-    """INSERT ... ON CONFLICT (key) DO UPDATE, on SQLite and PostgreSQL.
+def upsert_op(dialect: str, table: Any, values: Mapping[str, Any], key_columns: Iterable[str]) -> StatementOp:
+    """INSERT ... ON CONFLICT (key) DO UPDATE, on SQLite and PostgreSQL (``dialect``).
 
     The statement is built once per table, column set and dialect and then executed with
     the values as parameters: building it anew for each call (``.values(...)``) cost more
     CPU than running it (docs/benchmarks.md).
     """
     keys = tuple(key_columns)
-    cache_key = (session.get_bind().dialect.name, table, tuple(values), keys)
+    cache_key = (dialect, table, tuple(values), keys)
     statement = _UPSERTS.get(cache_key)
     if statement is None:
-        statement = _UPSERTS[cache_key] = _upsert_statement(session, table, tuple(values), keys)
-    await session.execute(statement, dict(values))
+        statement = _UPSERTS[cache_key] = _upsert_statement(dialect, table, tuple(values), keys)
+    return StatementOp(statement, dict(values))
 
 
-def _upsert_statement(session: AsyncSession, table: Any, columns: tuple[str, ...], keys: tuple[str, ...]) -> Any:
-    statement = dialect_insert(session)(table)
+def _upsert_statement(dialect: str, table: Any, columns: tuple[str, ...], keys: tuple[str, ...]) -> Any:
+    statement = _insert_for(dialect)(table)
     updates = {name: statement.excluded[name] for name in columns if name not in keys}
     if updates:
         return statement.on_conflict_do_update(index_elements=list(keys), set_=updates)

@@ -21,11 +21,11 @@ from typing import Any
 
 from aiogram.fsm.state import State
 from aiogram.fsm.storage.base import BaseStorage, StateType, StorageKey
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import bindparam, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from nazaha.storage.crypto import BotKeyBox, pseudonym
-from nazaha.storage.database import upsert, write_transaction
+from nazaha.storage.database import StatementOp, engine_of, upsert_op, write_transaction
 from nazaha.storage.models import FsmRecord
 from nazaha.storage.unit_of_work import UnitOfWork, active_uow
 
@@ -64,6 +64,7 @@ class SqlFsmStorage(BaseStorage):
         clock: Callable[[], dt.datetime] = _utcnow,
     ) -> None:
         self._sessionmaker = sessionmaker
+        self._dialect = engine_of(sessionmaker).dialect.name
         self._box = box
         self._pepper = pepper
         self._ttl = ttl
@@ -197,14 +198,10 @@ class SqlFsmStorage(BaseStorage):
             async with write_transaction(self._sessionmaker) as session:
                 await op(session)
 
-    def _write_op(self, record_key: str, entry: _Entry) -> Callable[[AsyncSession], Any]:
+    def _write_op(self, record_key: str, entry: _Entry) -> StatementOp:
         if entry.is_blank:
             # Nothing left worth keeping (e.g. FSMContext.clear()): drop the row entirely.
-            async def remove(session: AsyncSession) -> None:
-                await session.execute(delete(FsmRecord).where(FsmRecord.key == record_key))
-
-            return remove
-
+            return StatementOp(_DELETE, {"record_key": record_key})
         sealed = None
         if entry.data_json is not None:
             sealed = self._box.seal(PURPOSE, record_key, entry.data_json.encode("utf-8"))
@@ -215,11 +212,10 @@ class SqlFsmStorage(BaseStorage):
             "expires_at": entry.expires_at,
             "expired": entry.expired,
         }
+        return upsert_op(self._dialect, FsmRecord.__table__, values, ["key"])
 
-        async def store(session: AsyncSession) -> None:
-            await upsert(session, FsmRecord.__table__, values, ["key"])
 
-        return store
+_DELETE = delete(FsmRecord).where(FsmRecord.key == bindparam("record_key"))
 
 
 __all__ = ["SqlFsmStorage", "DEFAULT_TTL"]

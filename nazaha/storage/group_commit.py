@@ -13,6 +13,11 @@ if anything in a group fails (a duplicate update id, a constraint, a full disk),
 is rolled back and its units are written again one by one, each in its own transaction, so
 one unit's failure never loses another's writes and each caller sees its own error.
 
+Units whose writes are plain statements (the dedup claim, FSM records, preferences: nearly
+every update) are written on the engine's writer lane (sqlite_lane.py): the whole group in
+one hop to that thread, each unit inside a SAVEPOINT so that a failing unit is rolled back
+alone. Units with other writes (a submitted report) take the async session as above.
+
 A caller that is cancelled while waiting does not withdraw its write: it is committed (or
 fails) with its group, like an update that stopped right after its commit.
 """
@@ -22,13 +27,33 @@ from __future__ import annotations
 import asyncio
 import weakref
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from nazaha.storage.database import begin_write
+from nazaha.storage.database import begin_write, engine_of, sqlite_lanes
+from nazaha.storage.sqlite_lane import SqliteLane
 
 Job = Callable[[AsyncSession], Awaitable[None]]
-_Entry = tuple[async_sessionmaker[AsyncSession], Job, "asyncio.Future[None]"]
+SyncJob = Callable[[Connection], None]
+
+
+@dataclass(frozen=True)
+class _Entry:
+    sessionmaker: async_sessionmaker[AsyncSession]
+    job: Job
+    sync_job: SyncJob | None
+    future: asyncio.Future[None]
+
+    def settle(self, error: BaseException | None = None) -> None:
+        if self.future.done():  # the caller was cancelled
+            return
+        if error is None:
+            self.future.set_result(None)
+        else:
+            self.future.set_exception(error)
+
 
 _committers: weakref.WeakKeyDictionary[asyncio.Lock, GroupCommitter] = weakref.WeakKeyDictionary()
 
@@ -49,11 +74,17 @@ class GroupCommitter:
         self.groups = 0  # how many transactions were written (for tests and benchmarks)
         self.jobs = 0
 
-    async def write(self, sessionmaker: async_sessionmaker[AsyncSession], job: Job) -> None:
+    async def write(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        job: Job,
+        sync_job: SyncJob | None = None,
+    ) -> None:
         """Run ``job`` inside a write transaction (maybe shared with others) and return once
-        it is committed; raise what ``job`` raised if it failed (its writes rolled back)."""
+        it is committed; raise what ``job`` raised if it failed (its writes rolled back).
+        ``sync_job``, if given, does the same on a synchronous connection (the lane)."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((sessionmaker, job, future))
+        self._pending.append(_Entry(sessionmaker, job, sync_job, future))
         if self._drainer is None or self._drainer.done():
             self._drainer = asyncio.create_task(self._drain())
         await future
@@ -64,22 +95,57 @@ class GroupCommitter:
                 # Taken under the lock: everything that arrived while we waited joins in.
                 group, self._pending = self._pending, []
                 try:
-                    if len(group) == 1 or not await self._write_together(group):
-                        for entry in group:
+                    lanes = sqlite_lanes(engine_of(group[0].sessionmaker))
+                    in_lane = [e for e in group if lanes is not None and e.sync_job is not None]
+                    in_session = [e for e in group if lanes is None or e.sync_job is None]
+                    if in_lane:
+                        assert lanes is not None
+                        await self._write_in_lane(lanes.writer, in_lane)
+                    if len(in_session) == 1 or (
+                        in_session and not await self._write_together(in_session)
+                    ):
+                        for entry in in_session:
                             await self._write_alone(entry)
                 except BaseException:
-                    for _, _, future in group:
-                        if not future.done():
-                            future.cancel()
+                    for entry in group:
+                        if not entry.future.done():
+                            entry.future.cancel()
                     raise
 
+    async def _write_in_lane(self, lane: SqliteLane, group: list[_Entry]) -> None:
+        def work(connection: Connection) -> list[Exception | None]:
+            outcomes: list[Exception | None] = []
+            with connection.begin():  # BEGIN IMMEDIATE ... COMMIT (rolled back on error)
+                for entry in group:
+                    assert entry.sync_job is not None
+                    savepoint = connection.begin_nested()
+                    try:
+                        entry.sync_job(connection)
+                    except Exception as error:
+                        savepoint.rollback()
+                        outcomes.append(error)
+                    else:
+                        savepoint.commit()
+                        outcomes.append(None)
+            return outcomes
+
+        try:
+            outcomes = await lane.run(work)
+        except Exception as error:  # the commit itself failed: nothing was stored
+            for entry in group:
+                entry.settle(error)
+            return
+        self.groups += 1
+        self.jobs += sum(outcome is None for outcome in outcomes)
+        for entry, outcome in zip(group, outcomes):
+            entry.settle(outcome)
+
     async def _write_together(self, group: list[_Entry]) -> bool:
-        sessionmaker = group[0][0]
-        async with sessionmaker() as session:
+        async with group[0].sessionmaker() as session:
             await begin_write(session)
             try:
-                for _, job, _ in group:
-                    await job(session)
+                for entry in group:
+                    await entry.job(session)
                 await session.commit()
             except Exception:
                 if session.in_transaction():
@@ -87,28 +153,24 @@ class GroupCommitter:
                 return False
         self.groups += 1
         self.jobs += len(group)
-        for _, _, future in group:
-            if not future.done():
-                future.set_result(None)
+        for entry in group:
+            entry.settle()
         return True
 
     async def _write_alone(self, entry: _Entry) -> None:
-        sessionmaker, job, future = entry
         try:
-            async with sessionmaker() as session:
+            async with entry.sessionmaker() as session:
                 await begin_write(session)
                 try:
-                    await job(session)
+                    await entry.job(session)
                     await session.commit()
                 except BaseException:
                     if session.in_transaction():
                         await session.rollback()
                     raise
         except Exception as error:
-            if not future.done():
-                future.set_exception(error)
+            entry.settle(error)
             return
         self.groups += 1
         self.jobs += 1
-        if not future.done():
-            future.set_result(None)
+        entry.settle()

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from nazaha.storage.crypto import BotKeyBox, pseudonym
-from nazaha.storage.database import upsert
+from nazaha.storage.database import engine_of, upsert_op
 from nazaha.storage.models import UserPreference
 from nazaha.storage.unit_of_work import UnitOfWork, active_uow
 
@@ -27,6 +27,7 @@ class PreferenceStore:
         self, sessionmaker: async_sessionmaker[AsyncSession], box: BotKeyBox, pepper: bytes
     ) -> None:
         self._sessionmaker = sessionmaker
+        self._dialect = engine_of(sessionmaker).dialect.name
         self._box = box
         self._pepper = pepper
 
@@ -69,9 +70,5 @@ class PreferenceStore:
         key = self.record_key(user_id)
         plaintext = json.dumps(dataclasses.asdict(prefs), separators=(",", ":")).encode("utf-8")
         values = {"pseudonym": key, "sealed": self._box.seal(PURPOSE, key, plaintext)}
-
-        async def store(session: AsyncSession) -> None:
-            await upsert(session, UserPreference.__table__, values, ["pseudonym"])
-
         uow.overlay(PURPOSE)[key] = prefs
-        uow.add(store)
+        uow.add(upsert_op(self._dialect, UserPreference.__table__, values, ["pseudonym"]))

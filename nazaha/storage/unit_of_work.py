@@ -13,13 +13,15 @@ import asyncio
 import contextvars
 import datetime as dt
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any, Final
 
 from sqlalchemy import delete, exists, insert, select
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from nazaha.storage.database import begin_write, engine_of, write_lock_for
+from nazaha.storage.database import StatementOp, begin_write, engine_of, write_lock_for
 from nazaha.storage.group_commit import committer_for
 from nazaha.storage.models import ProcessedUpdate
 
@@ -58,7 +60,7 @@ class UnitOfWork:
     ) -> None:
         if update_id is not None and bot_id is None:
             raise ValueError("an update id needs the bot id it belongs to")
-        self._sessionmaker = sessionmaker
+        self.sessionmaker = sessionmaker
         self.bot_id = bot_id
         self.update_id = update_id
         if isinstance(write_lock, _EngineLock):
@@ -77,7 +79,7 @@ class UnitOfWork:
         """A session for reads during the decide phase (closed by commit() / close())."""
         self._check_open()
         if self._read_session is None:
-            self._read_session = self._sessionmaker()
+            self._read_session = self.sessionmaker()
         return self._read_session
 
     def add(self, op: WriteOp) -> None:
@@ -163,12 +165,16 @@ class UnitOfWork:
 
     async def _write(self, ops: list[WriteOp]) -> None:
         if self._write_lock is not None:
-            # SQLite: share the transaction with other updates ready at the same time.
+            # SQLite: share the transaction with other updates ready at the same time; writes
+            # that are plain statements can run on the hot-path connection (sqlite_lane.py).
+            sync_job = None
+            if all(isinstance(op, StatementOp) for op in ops):
+                sync_job = partial(self._apply_sync, ops=ops)
             await committer_for(self._write_lock).write(
-                self._sessionmaker, lambda session: self._apply(session, ops)
+                self.sessionmaker, partial(self._apply, ops=ops), sync_job
             )
             return
-        async with self._sessionmaker() as session:
+        async with self.sessionmaker() as session:
             await begin_write(session)
             try:
                 await self._apply(session, ops)
@@ -182,16 +188,28 @@ class UnitOfWork:
         """Claim the update id, then run the queued writes, inside ``session``'s transaction."""
         if self.update_id is not None:
             try:
-                await session.execute(
-                    CLAIM,
-                    {"bot_id": self.bot_id, "update_id": self.update_id, "processed_on": _today()},
-                )
+                await session.execute(CLAIM, self._claim_params())
             except IntegrityError:
-                raise DuplicateUpdate(
-                    f"update {self.update_id} of bot {self.bot_id} was already handled"
-                ) from None
+                raise self._duplicate() from None
         for op in ops:
             await op(session)
+
+    def _apply_sync(self, connection: Connection, ops: list[WriteOp]) -> None:
+        """The same as :meth:`_apply` on a synchronous connection (statement ops only)."""
+        if self.update_id is not None:
+            try:
+                connection.execute(CLAIM, self._claim_params())
+            except IntegrityError:
+                raise self._duplicate() from None
+        for op in ops:
+            assert isinstance(op, StatementOp)
+            op.run_sync(connection)
+
+    def _claim_params(self) -> dict[str, Any]:
+        return {"bot_id": self.bot_id, "update_id": self.update_id, "processed_on": _today()}
+
+    def _duplicate(self) -> DuplicateUpdate:
+        return DuplicateUpdate(f"update {self.update_id} of bot {self.bot_id} was already handled")
 
     async def _close_read_session(self) -> None:
         session, self._read_session = self._read_session, None

@@ -12,9 +12,11 @@ from __future__ import annotations
 from aiogram.fsm.storage.base import StorageKey
 from sqlalchemy import bindparam, select
 
+from nazaha.storage.database import engine_of, sqlite_lanes
 from nazaha.storage.fsm import SqlFsmStorage
 from nazaha.storage.models import FsmRecord, ProcessedUpdate, UserPreference
 from nazaha.storage.prefs import PreferenceStore
+from nazaha.storage.sqlite_lane import read
 from nazaha.storage.unit_of_work import UnitOfWork
 
 
@@ -53,18 +55,18 @@ class UpdateRows:
         into ``uow``. Call it inside the user's lock, before anything else reads."""
         fsm_key = self.fsm.record_key(key)
         prefs_key = self.prefs.record_key(key.user_id)
-        session = await uow.read()
-        row = (
-            await session.execute(
-                STATEMENT,
-                {
-                    "bot_id": uow.bot_id if uow.bot_id is not None else key.bot_id,
-                    "update_id": uow.update_id if uow.update_id is not None else -1,
-                    "prefs_key": prefs_key,
-                    "fsm_key": fsm_key,
-                },
-            )
-        ).one()
+        params = {
+            "bot_id": uow.bot_id if uow.bot_id is not None else key.bot_id,
+            "update_id": uow.update_id if uow.update_id is not None else -1,
+            "prefs_key": prefs_key,
+            "fsm_key": fsm_key,
+        }
+        lanes = sqlite_lanes(engine_of(uow.sessionmaker))
+        if lanes is not None:  # SQLite: one hop to the reading connection's thread
+            row = await lanes.reader.run(read(lambda connection: connection.execute(STATEMENT, params).one()))
+        else:
+            session = await uow.read()
+            row = (await session.execute(STATEMENT, params)).one()
         if uow.update_id is not None:
             uow.note_claimed(row.claimed is not None)
         self.prefs.prime(uow, prefs_key, row.prefs)
