@@ -37,6 +37,7 @@ import argparse
 import asyncio
 import bisect
 import contextlib
+import gc
 import json
 import math
 import os
@@ -492,6 +493,10 @@ async def benchmark(args: argparse.Namespace) -> dict[str, Any]:
                 if warm_result.errors:
                     raise RuntimeError(f"warm-up failed: {warm_result.errors[:3]}\n"
                                        f"{tail(tmp / 'nazaha-bot.log')}")
+                # Like both bots, the emulator keeps its start-up objects out of full garbage
+                # collections, which otherwise pause every answer now and then.
+                gc.collect()
+                gc.freeze()
                 say("bots ready; measuring")
 
                 # The baseline is measured twice, before and after Nazaha's ordinary phase, so
