@@ -119,3 +119,22 @@ async def test_get_updates_answers_parse_without_keyboards(bot):
     (update,) = response.result
     assert update.callback_query.data == "r:gov:jenin"
     assert update.callback_query.message.reply_markup is None
+
+
+def test_requests_without_files_are_json_bodies(bot):
+    from aiogram.methods import SendDocument
+    from aiogram.types import BufferedInputFile, InlineKeyboardButton, InlineKeyboardMarkup
+
+    keyboard = InlineKeyboardMarkup(
+        inline_keyboard=[[InlineKeyboardButton(text="جنين", callback_data="r:gov:jenin")]]
+    )
+    method = SendMessage(chat_id=42, text="\u200fنص", reply_markup=keyboard, protect_content=True, parse_mode=None)
+    body = json.loads(bot.session.json_body(bot, method))
+    assert body == {
+        "chat_id": 42,
+        "text": "\u200fنص",
+        "protect_content": True,
+        "reply_markup": {"inline_keyboard": [[{"text": "جنين", "callback_data": "r:gov:jenin"}]]},
+    }
+    upload = SendDocument(chat_id=42, document=BufferedInputFile(b"%PDF", filename="a.pdf"))
+    assert bot.session.json_body(bot, upload) is None  # files keep aiogram's multipart path

@@ -6,6 +6,7 @@ Pure presentation: no state, no I/O. Every function is called inside an i18n con
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
@@ -29,13 +30,24 @@ class Screen:
     keyboard: InlineKeyboardMarkup | None = None
 
 
-def _keyboard(rows: list[list[tuple[str, str]]]) -> InlineKeyboardMarkup:
+def _keyboard(rows: list[list[tuple[str, str]]], *, reuse: bool = True) -> InlineKeyboardMarkup:
+    """An inline keyboard. The same labels and data give the same (never modified) object:
+    building one took longer than the rest of a step (docs/benchmarks.md). Keyboards with
+    per-draft data (file ids) pass ``reuse=False`` so they are not kept in memory."""
+    frozen = tuple(tuple((str(label), data) for label, data in row) for row in rows)
+    return _shared_keyboard(frozen) if reuse else _build_keyboard(frozen)
+
+
+def _build_keyboard(rows: tuple[tuple[tuple[str, str], ...], ...]) -> InlineKeyboardMarkup:
     return InlineKeyboardMarkup(
         inline_keyboard=[
-            [InlineKeyboardButton(text=str(label), callback_data=data) for label, data in row]
+            [InlineKeyboardButton(text=label, callback_data=data) for label, data in row]
             for row in rows
         ]
     )
+
+
+_shared_keyboard = functools.lru_cache(maxsize=512)(_build_keyboard)
 
 
 # ---- menu -----------------------------------------------------------------------------
@@ -233,7 +245,7 @@ def review(draft: flow.Draft) -> list[Screen]:
         )
     rows.append([(_("📨 Send the report"), cb.nav("submit"))])
     rows.append(_nav_row("back", "cancel"))
-    screens.append(Screen("\n".join(lines), _keyboard(rows)))
+    screens.append(Screen("\n".join(lines), _keyboard(rows, reuse=not draft.evidence)))
     return screens
 
 
