@@ -1,6 +1,7 @@
 """Report throughput benchmark: N simulated citizens file reports through the emulator.
 
-    .venv/bin/python bench/report_throughput.py [--users 200] [--kdf production|testing] [--json]
+    .venv/bin/python bench/report_throughput.py [--users 200] [--kdf production|testing]
+        [--rounds 3] [--think 0.3] [--arrival 4] [--json]
 
 One run, everything on 127.0.0.1:
 * the sandbox Bot API emulator (``SandboxServer``) in this process, hosting two bots;
@@ -14,17 +15,22 @@ the next step's button, the "received (N characters)" notice, or the receipt), w
 with the emulator's long-poll endpoint.
 
 Phases (same client code for all, each user does its steps one after the other):
-1. baseline: N users x 9 updates against the empty bot, all users at once (closed loop);
-2. ordinary: N users x the same 9 updates against Nazaha (/report ... up to the review
-   screen), all at once. Ratio = Nazaha updates/s / baseline updates/s;
-3. reports: N fresh users complete a report (9 ordinary steps + the submit tap). They do
-   not all start at once: user i starts at i / ``--arrival`` seconds (default 4 users/s, a
+1. saturation rounds (``--rounds``, default 3), alternating and ending with a baseline:
+   baseline, ordinary, baseline, ordinary, ..., baseline.
+   * baseline: N users x 11 updates against the empty bot, all users at once (closed loop);
+   * ordinary: N fresh users x the same 11 updates against Nazaha (/report ... up to the
+     review screen), all at once.
+   Ratio = Nazaha updates/s / baseline updates/s over all rounds; each round's own ratio
+   (against the two baseline runs around it) is printed too, to show the spread;
+2. reports: N fresh users complete a report (11 ordinary steps + the submit tap), waiting
+   ``--think`` seconds (default 0.3) between their steps like people reading. They do not
+   all start at once: user i starts at i / ``--arrival`` seconds (default 4 users/s, a
    fixed workload), so submissions (Argon2id, in the bot's KDF thread) run while other
    users are in their ordinary steps. Gives reports/s (N / phase wall time), ordinary and
    submit latencies, and the ordinary p99 of the steps that overlapped an in-flight
    submission (target < 150 ms), next to the p99 of the steps that did not.
 
-Closed-loop latencies of phase 1 and 2 are queueing times (N users each always waiting for
+Closed-loop latencies of the saturation phases are queueing times (N users each always waiting for
 an answer): they are printed for information only. The run is bounded (``--budget``):
 users still busy at a phase's deadline are stopped and counted as unfinished.
 
@@ -499,18 +505,22 @@ async def benchmark(args: argparse.Namespace) -> dict[str, Any]:
                 gc.freeze()
                 say("bots ready; measuring")
 
-                # The baseline is measured twice, before and after Nazaha's ordinary phase, so
-                # that drift (other load on the machine) affects both sides alike. Each phase
-                # may use a share of what is left of the budget; the report phase the rest.
+                # Saturation phases alternate, baseline first and last (B O B O ... B), so that
+                # drift (other load on the machine) affects both sides alike; each ordinary
+                # round is compared with the baseline runs on either side of it. Each phase may
+                # use a share of what is left of the budget; the report phase the rest.
                 end = started + args.budget
+                plan = []
+                for round_number in range(1, args.rounds + 1):
+                    plan.append((f"baseline {round_number}", BASELINE_TOKEN, BASELINE_STEPS, None))
+                    plan.append((f"ordinary {round_number}", NAZAHA_TOKEN, ORDINARY_STEPS, None))
+                plan.append((f"baseline {args.rounds + 1}", BASELINE_TOKEN, BASELINE_STEPS, None))
+                plan.append(("reports", NAZAHA_TOKEN, REPORT_STEPS, args.arrival))
                 results = []
-                for name, token, steps, arrival, share in (
-                    ("baseline", BASELINE_TOKEN, BASELINE_STEPS, None, 0.1),
-                    ("ordinary", NAZAHA_TOKEN, ORDINARY_STEPS, None, 0.6),
-                    ("baseline (again)", BASELINE_TOKEN, BASELINE_STEPS, None, 0.15),
-                    ("reports", NAZAHA_TOKEN, REPORT_STEPS, args.arrival, 1.0),
-                ):
+                for index, (name, token, steps, arrival) in enumerate(plan):
                     now = time.perf_counter()
+                    left = len(plan) - 1 - index  # saturation phases after this one
+                    share = 1.0 if name == "reports" else 0.6 / (left + 1)
                     result = await run_phase(name, client, token, steps, args.users, processes,
                                              now + share * (end - now), arrival,
                                              args.think if name == "reports" else 0.0)
@@ -541,15 +551,26 @@ def say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
+def combined(name: str, phases: list[PhaseResult]) -> PhaseResult:
+    """Several runs as one: all their updates over all their time."""
+    return PhaseResult(name, phases[0].users, sum(p.wall for p in phases),
+                       [s for p in phases for s in p.samples], sum(p.completed for p in phases),
+                       [e for p in phases for e in p.errors])
+
+
 def summarise(args: argparse.Namespace, phases: list[PhaseResult], problems: list[str]) -> dict[str, Any]:
-    baseline_1, ordinary, baseline_2, reports = phases
+    reports = phases[-1]
+    baselines = phases[0:-1:2]
+    ordinaries = phases[1:-1:2]
+    ordinary = combined("ordinary", ordinaries)
+    baseline = combined("baseline", baselines)
     ordinary_rate = ordinary.rate("ordinary")
-    # Both baseline runs together: all their updates over all their time.
-    baseline = PhaseResult("baseline", baseline_1.users, baseline_1.wall + baseline_2.wall,
-                           baseline_1.samples + baseline_2.samples, baseline_1.completed + baseline_2.completed,
-                           baseline_1.errors + baseline_2.errors)
     baseline_rate = baseline.rate("ordinary")
     ratio = ordinary_rate / baseline_rate if baseline_rate else math.nan
+    round_ratios = [
+        o.rate("ordinary") / ((before.rate("ordinary") + after.rate("ordinary")) / 2)
+        for o, before, after in zip(ordinaries, baselines, baselines[1:])
+    ]
     during, outside = reports.split_by_submissions()
     p99_during = percentile(during, 99)
     ord_lat = reports.latencies("ordinary")
@@ -579,8 +600,10 @@ def summarise(args: argparse.Namespace, phases: list[PhaseResult], problems: lis
         "ordinary_updates_per_s": ordinary_rate,
         "ordinary_steps_per_report": len(ORDINARY_STEPS),
         "baseline_updates_per_s": baseline_rate,
-        "baseline_runs_updates_per_s": [baseline_1.rate("ordinary"), baseline_2.rate("ordinary")],
+        "baseline_runs_updates_per_s": [b.rate("ordinary") for b in baselines],
+        "ordinary_runs_updates_per_s": [o.rate("ordinary") for o in ordinaries],
         "ratio": ratio,
+        "round_ratios": round_ratios,
         "saturated_ordinary_p50_ms": percentile(ordinary.latencies("ordinary"), 50),
         "saturated_ordinary_p99_ms": percentile(ordinary.latencies("ordinary"), 99),
         "saturated_baseline_p50_ms": percentile(baseline.latencies("ordinary"), 50),
@@ -614,13 +637,16 @@ def print_report(r: dict[str, Any]) -> None:
          f"{r['ordinary_no_submit_count']} steps overlapping none"),
         ("submit p50 / p99 ms", f"{fmt(r['submit_p50_ms'])} / {fmt(r['submit_p99_ms'])}", "tap to receipt"),
         ("ordinary updates/s", fmt(r["ordinary_updates_per_s"], 1),
-         f"Nazaha, all users at once, {r['ordinary_steps_per_report']} steps each; queueing p50/p99 {fmt(r['saturated_ordinary_p50_ms'])}/"
-         f"{fmt(r['saturated_ordinary_p99_ms'])} ms"),
+         f"Nazaha, all users at once, {r['ordinary_steps_per_report']} steps each (runs: "
+         + ", ".join(fmt(v, 0) for v in r["ordinary_runs_updates_per_s"])
+         + f"); queueing p50/p99 {fmt(r['saturated_ordinary_p50_ms'])}/{fmt(r['saturated_ordinary_p99_ms'])} ms"),
         ("baseline updates/s", fmt(r["baseline_updates_per_s"], 1),
          "empty aiogram bot, same users x steps (runs: "
-         + " and ".join(fmt(v, 0) for v in r["baseline_runs_updates_per_s"])
+         + ", ".join(fmt(v, 0) for v in r["baseline_runs_updates_per_s"])
          + f"); p50/p99 {fmt(r['saturated_baseline_p50_ms'])}/{fmt(r['saturated_baseline_p99_ms'])} ms"),
-        ("ratio", fmt(r["ratio"], 2), f"target >= {TARGET_RATIO}: " + verdict(r["ratio_pass"])),
+        ("ratio", fmt(r["ratio"], 2), f"all rounds; each round against the baselines around it: "
+         + ", ".join(fmt(v, 2) for v in r["round_ratios"]) + f"; target >= {TARGET_RATIO}: "
+         + verdict(r["ratio_pass"])),
     ]
     width = max(len(k) for k, _, _ in rows)
     vwidth = max(len(v) for _, v, _ in rows)
@@ -660,14 +686,18 @@ def main(argv: list[str] | None = None) -> int:
                         help="Argon2id cost profile (default production: the real cost)")
     parser.add_argument("--arrival", type=float, default=4.0,
                         help="report phase: users starting per second (default 4; 0 = all at once)")
-    parser.add_argument("--think", type=float, default=0.0,
-                        help="report phase: seconds each user waits between its steps (default 0)")
+    parser.add_argument("--think", type=float, default=0.3,
+                        help="report phase: seconds each user waits between its steps (default 0.3)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="saturation rounds: baseline and Nazaha alternate this many times (default 3)")
     parser.add_argument("--budget", type=float, default=170.0,
                         help="seconds for the whole run; busy users are stopped at it (default 170)")
     parser.add_argument("--json", action="store_true", help="also print the results as one JSON line")
     args = parser.parse_args(argv)
     if args.users < 1:
         parser.error("--users must be at least 1")
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     args.arrival = args.arrival or None
     try:
         result = asyncio.run(run_with_sigterm(args))

@@ -321,7 +321,7 @@ async def test_statement_writes_share_the_lane_and_keep_outcomes_apart(sessionma
 
 
 async def test_lanes_close_with_the_engine(sqlite_url):
-    from nazaha.storage.database import create_engine, sqlite_lanes
+    from nazaha.storage.database import SQLITE_PRAGMAS, create_engine, sqlite_lanes
     from nazaha.storage.sqlite_lane import read
     from nazaha.storage.migrations import upgrade_database
 
@@ -329,8 +329,10 @@ async def test_lanes_close_with_the_engine(sqlite_url):
     engine = create_engine(sqlite_url)
     lanes = sqlite_lanes(engine)
     assert lanes is not None and sqlite_lanes(engine) is lanes
-    pragma = read(lambda c: c.exec_driver_sql("PRAGMA synchronous").scalar())
-    assert await lanes.reader.run(pragma) == 2  # the same pragmas as the async engine
+    for lane in (lanes.reader, lanes.writer):  # the same pragmas as the async engine
+        for name, _value, expected in SQLITE_PRAGMAS:
+            actual = await lane.run(read(lambda c: c.exec_driver_sql(f"PRAGMA {name}").scalar()))
+            assert (actual.lower() if isinstance(actual, str) else actual) == expected, name
     await engine.dispose()
     assert sqlite_lanes(engine) is not lanes  # new lanes after a dispose
     await engine.dispose()
