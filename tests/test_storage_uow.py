@@ -186,12 +186,16 @@ async def test_many_concurrent_units_of_work_all_commit(sessionmaker, lock):
     assert await claims(sessionmaker) == 50
 
 
-async def test_concurrent_duplicates_exactly_one_wins(sessionmaker):
+@pytest.mark.parametrize("writes", ["closures", "statements (SQLite lane)"])
+async def test_concurrent_duplicates_exactly_one_wins(sessionmaker, writes):
     sent: list[int] = []
 
     async def handle(copy: int) -> bool:
         uow = UnitOfWork(sessionmaker, bot_id=BOT, update_id=77)
-        uow.add(put(f"copy{copy}", b"x"))
+        if writes == "closures":
+            uow.add(put(f"copy{copy}", b"x"))
+        else:
+            uow.add(put_statement(sessionmaker, f"copy{copy}", b"x"))
         uow.after_commit(lambda: asyncio.sleep(0, sent.append(copy)))
         try:
             await uow.commit()
