@@ -1,7 +1,7 @@
 """The HTTP session the bot talks to the Bot API with.
 
-Two things aiogram's default session does on every call cost more CPU than the rest of an
-update (measured in docs/benchmarks.md), and :class:`BotApiSession` avoids them:
+Several things aiogram's default session does on every call cost more CPU than the rest of
+an update (measured in docs/benchmarks.md); :class:`BotApiSession` avoids them:
 
 * aiogram parses every answer as ``Response[T]`` (a pydantic generic model). pydantic keeps
   those parametrised classes in a weak cache, so without a strong reference each call built
@@ -16,7 +16,6 @@ update (measured in docs/benchmarks.md), and :class:`BotApiSession` avoids them:
   ``Message`` Telegram returns. Inside :func:`results_unused` a successful answer is only
   checked for ``"ok": true`` instead of being validated into pydantic objects; errors (429,
   403, 400, 5xx) are parsed and raised exactly as before.
-
 * Requests without files are sent as a JSON body (which the Bot API accepts) instead of
   aiohttp's form encoding, which built a multipart writer and a random boundary for every
   call before URL-encoding each field. Requests with files keep aiogram's multipart path.
@@ -26,13 +25,12 @@ JSON is read and written with orjson.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 from collections.abc import Iterator
 from http import HTTPStatus
 from typing import Any
-
-import asyncio
 
 import orjson
 from aiohttp import ClientError

@@ -16,8 +16,8 @@ from aiogram.utils.i18n import I18n, I18nMiddleware
 from nazaha.handlers import screens
 from nazaha.handlers.outbox import Outbox
 from nazaha.storage.crypto import pseudonym
-from nazaha.storage.prefs import PreferenceStore
 from nazaha.storage.fsm import SqlFsmStorage
+from nazaha.storage.prefs import PreferenceStore
 from nazaha.storage.unit_of_work import DuplicateUpdate, UnitOfWork, current_uow
 from nazaha.storage.update_rows import UpdateRows
 

@@ -106,7 +106,10 @@ class GroupCommitter:
                     ):
                         for entry in in_session:
                             await self._write_alone(entry)
-                except BaseException:
+                except Exception as error:  # a bug here must not leave callers waiting
+                    for entry in group:
+                        entry.settle(error)
+                except BaseException:  # cancelled (shutdown): so are the callers
                     for entry in group:
                         if not entry.future.done():
                             entry.future.cancel()
