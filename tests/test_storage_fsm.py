@@ -240,3 +240,36 @@ async def test_preferences_round_trip_sealed_and_pseudonymous(sessionmaker, box,
         [row] = (await session.scalars(select(UserPreference))).all()
     assert str(USER_ID) not in row.pseudonym
     assert b'"en"' not in row.sealed and b"safety" not in row.sealed
+
+
+class Session(StatesGroup):
+    active = State()
+
+
+async def test_only_told_states_leave_the_expiry_notice(sessionmaker, box, pepper, clock):
+    storage = SqlFsmStorage(sessionmaker, box, pepper, clock=clock, told_states={"Form:description"})
+    draft = StorageKey(bot_id=BOT_ID, chat_id=1, user_id=1)
+    session = StorageKey(bot_id=BOT_ID, chat_id=2, user_id=2)
+    await storage.set_state(draft, Form.description)
+    await storage.set_state(session, Session.active)
+    clock.advance(hours=25)
+    assert await storage.get_state(session) is None  # expired silently: no tombstone left
+    assert await storage.pop_expired_notice(session) is False
+    assert storage.record_key(session) not in {row.key for row in await rows(sessionmaker)}
+    assert await storage.pop_expired_notice(draft) is True
+
+
+async def test_purge_keeps_the_flag_only_for_told_states(sessionmaker, box, pepper, clock):
+    storage = SqlFsmStorage(sessionmaker, box, pepper, clock=clock, told_states={"Form:description"})
+    draft = StorageKey(bot_id=BOT_ID, chat_id=1, user_id=1)
+    session = StorageKey(bot_id=BOT_ID, chat_id=2, user_id=2)
+    await storage.set_state(draft, Form.description)
+    await storage.set_data(draft, {"description": SECRET_TEXT})
+    await storage.set_state(session, Session.active)
+    clock.advance(hours=25)
+    assert await storage.purge_expired() == 3  # two wiped, the silent one deleted at once
+    [row] = await rows(sessionmaker)
+    assert row.key == storage.record_key(draft) and row.expired is True
+    assert row.state is None and row.sealed_data is None
+    assert await storage.pop_expired_notice(session) is False
+    assert await storage.pop_expired_notice(draft) is True

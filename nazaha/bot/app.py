@@ -36,6 +36,7 @@ from nazaha.handlers.middlewares import (
     UnitOfWorkScope,
 )
 from nazaha.handlers.notifier import Notifier
+from nazaha.handlers.report import ReportForm
 from nazaha.handlers.session_keys import SessionKeys
 from nazaha.storage.attempts import AttemptLimiter
 from nazaha.storage.blobs import BlobStore
@@ -122,6 +123,8 @@ async def build_runtime(settings: Settings, *, events_isolation: BaseEventIsolat
         box,
         pepper,
         ttl=timedelta(seconds=settings.draft_ttl_seconds),
+        # Only a report draft's expiry is announced; an idle follow-up session just ends.
+        told_states={ReportForm.active.state},
     )
     prefs = PreferenceStore(sessionmaker, box, pepper)
     limits = EvidenceLimits(

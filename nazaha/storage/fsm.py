@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from aiogram.fsm.state import State
@@ -62,7 +62,12 @@ class SqlFsmStorage(BaseStorage):
         pepper: bytes,
         ttl: dt.timedelta = DEFAULT_TTL,
         clock: Callable[[], dt.datetime] = _utcnow,
+        told_states: Collection[str] | None = None,
     ) -> None:
+        """``told_states``: the states whose expiry leaves the "your draft was discarded"
+        flag (None: every state). Other records expire silently (e.g. a follow-up session,
+        whose expiry is not a lost draft)."""
+        self._told_states = frozenset(told_states) if told_states is not None else None
         self._sessionmaker = sessionmaker
         self._dialect = engine_of(sessionmaker).dialect.name
         self._box = box
@@ -126,13 +131,15 @@ class SqlFsmStorage(BaseStorage):
                     FsmRecord.expires_at <= now,
                     or_(FsmRecord.state.is_not(None), FsmRecord.sealed_data.is_not(None)),
                 )
-                .values(state=None, sealed_data=None, expired=True)
+                # SET sees the row as it was: the flag is kept only for told states.
+                .values(state=None, sealed_data=None, expired=self._told_sql())
             )
             deleted = await session.execute(
                 delete(FsmRecord).where(
                     FsmRecord.state.is_(None),
                     FsmRecord.sealed_data.is_(None),
                     or_(
+                        FsmRecord.expired.is_(False),  # nothing left to tell
                         FsmRecord.expires_at.is_(None),
                         FsmRecord.expires_at < now - dt.timedelta(days=TOMBSTONE_DAYS),
                     ),
@@ -145,12 +152,20 @@ class SqlFsmStorage(BaseStorage):
     def _expiry(self) -> dt.datetime:
         return self._clock() + self._ttl
 
+    def _told(self, state: str | None) -> bool:
+        return self._told_states is None or state in self._told_states
+
+    def _told_sql(self) -> Any:
+        if self._told_states is None:
+            return True
+        return FsmRecord.state.in_(sorted(self._told_states))
+
     async def _current(self, record_key: str) -> _Entry:
         """The record as this update sees it, with expiry applied (and the wipe stored)."""
         uow = active_uow()
         entry = await self._load(record_key, uow)
         if entry.has_draft and entry.expires_at is not None and entry.expires_at <= self._clock():
-            entry = _Entry(expires_at=entry.expires_at, expired=True)
+            entry = _Entry(expires_at=entry.expires_at, expired=self._told(entry.state))
             await self._write(record_key, entry, uow)
         return entry
 
