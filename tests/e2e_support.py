@@ -63,11 +63,12 @@ class BotProcess:
     log_path: Path
     extra_env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
+    args: tuple[str, ...] = ()  # e.g. ("--webhook",)
 
     def start(self) -> None:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            nazaha_command("bot"),
+            nazaha_command("bot", *self.args),
             env=nazaha_env(self.data_dir, self.api_url, **self.extra_env),
             stdout=log,
             stderr=subprocess.STDOUT,
