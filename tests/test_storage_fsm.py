@@ -266,8 +266,10 @@ async def test_purge_keeps_the_flag_only_for_told_states(sessionmaker, box, pepp
     await storage.set_state(draft, Form.description)
     await storage.set_data(draft, {"description": SECRET_TEXT})
     await storage.set_state(session, Session.active)
+    anchor = StorageKey(bot_id=BOT_ID, chat_id=3, user_id=3, destiny="wipe")
+    await storage.set_data(anchor, {"first": 17})  # data without a state (the wipe anchor)
     clock.advance(hours=25)
-    assert await storage.purge_expired() == 3  # two wiped, the silent one deleted at once
+    assert await storage.purge_expired() == 5  # three wiped, the two silent ones deleted
     [row] = await rows(sessionmaker)
     assert row.key == storage.record_key(draft) and row.expired is True
     assert row.state is None and row.sealed_data is None

@@ -21,7 +21,7 @@ from typing import Any
 
 from aiogram.fsm.state import State
 from aiogram.fsm.storage.base import BaseStorage, StateType, StorageKey
-from sqlalchemy import bindparam, delete, or_, select, update
+from sqlalchemy import bindparam, delete, false, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from nazaha.storage.crypto import BotKeyBox, pseudonym
@@ -158,7 +158,8 @@ class SqlFsmStorage(BaseStorage):
     def _told_sql(self) -> Any:
         if self._told_states is None:
             return True
-        return FsmRecord.state.in_(sorted(self._told_states))
+        # A record with data but no state (e.g. the wipe anchor) has a NULL state: not told.
+        return func.coalesce(FsmRecord.state.in_(sorted(self._told_states)), false())
 
     async def _current(self, record_key: str) -> _Entry:
         """The record as this update sees it, with expiry applied (and the wipe stored)."""
