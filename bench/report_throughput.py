@@ -519,7 +519,7 @@ async def benchmark(args: argparse.Namespace) -> dict[str, Any]:
                 results = []
                 for index, (name, token, steps, arrival) in enumerate(plan):
                     now = time.perf_counter()
-                    left = len(plan) - 1 - index  # saturation phases after this one
+                    left = len(plan) - 1 - index  # phases after this one, the report phase included
                     share = 1.0 if name == "reports" else 0.6 / (left + 1)
                     result = await run_phase(name, client, token, steps, args.users, processes,
                                              now + share * (end - now), arrival,
@@ -567,10 +567,10 @@ def summarise(args: argparse.Namespace, phases: list[PhaseResult], problems: lis
     ordinary_rate = ordinary.rate("ordinary")
     baseline_rate = baseline.rate("ordinary")
     ratio = ordinary_rate / baseline_rate if baseline_rate else math.nan
-    round_ratios = [
-        o.rate("ordinary") / ((before.rate("ordinary") + after.rate("ordinary")) / 2)
-        for o, before, after in zip(ordinaries, baselines, baselines[1:])
-    ]
+    round_ratios = []
+    for o, before, after in zip(ordinaries, baselines, baselines[1:]):
+        around = (before.rate("ordinary") + after.rate("ordinary")) / 2
+        round_ratios.append(o.rate("ordinary") / around if around else math.nan)
     during, outside = reports.split_by_submissions()
     p99_during = percentile(during, 99)
     ord_lat = reports.latencies("ordinary")
