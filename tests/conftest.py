@@ -94,3 +94,20 @@ def sessionmaker(engine: object) -> object:
     from nazaha.storage.database import create_sessionmaker
 
     return create_sessionmaker(engine)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def team_key() -> object:
+    from nazaha.storage.crypto import TeamPrivateKey
+
+    return TeamPrivateKey.generate()
+
+
+@pytest.fixture
+async def vault(sessionmaker: object, team_key: object) -> object:
+    """A ReportVault on an initialised database (testing KDF), sealing to ``team_key``."""
+    from nazaha.storage.crypto import KDF_TESTING
+    from nazaha.storage.reports import ReportVault, initialise_system
+
+    await initialise_system(sessionmaker, team_key.public_key(), KDF_TESTING)  # type: ignore[attr-defined]
+    return await ReportVault.load(sessionmaker, team_key.public_key(), kdf_floor=KDF_TESTING)  # type: ignore[attr-defined]

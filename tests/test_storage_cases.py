@@ -17,7 +17,6 @@ from nazaha.storage.cases import (
     ThreadMessage,
 )
 from nazaha.storage.crypto import (
-    KDF_TESTING,
     TamperedData,
     TeamPrivateKey,
     UnknownKeyId,
@@ -36,9 +35,7 @@ from nazaha.storage.models import (
 from nazaha.storage.reports import (
     ReportDraft,
     ReportNotFound,
-    ReportVault,
     UnlockedCase,
-    initialise_system,
     new_sealing_context,
 )
 from nazaha.storage.unit_of_work import DuplicateUpdate, UnitOfWork
@@ -55,17 +52,6 @@ NEW_TABLES = {
     "pending_notifications",
     "receipt_attempts",
 }
-
-
-@pytest.fixture
-def team_key() -> TeamPrivateKey:
-    return TeamPrivateKey.generate()
-
-
-@pytest.fixture
-async def vault(sessionmaker, team_key) -> ReportVault:
-    await initialise_system(sessionmaker, team_key.public_key(), KDF_TESTING)
-    return await ReportVault.load(sessionmaker, team_key.public_key(), kdf_floor=KDF_TESTING)
 
 
 @pytest.fixture

@@ -38,17 +38,6 @@ NASTY = (
 LONG = ("أ" * 4000) + ("x" * 200) + "\u200f"
 
 
-@pytest.fixture
-def team_key() -> TeamPrivateKey:
-    return TeamPrivateKey.generate()
-
-
-@pytest.fixture
-async def vault(sessionmaker, team_key) -> ReportVault:
-    await initialise_system(sessionmaker, team_key.public_key(), KDF_TESTING)
-    return await ReportVault.load(sessionmaker, team_key.public_key(), kdf_floor=KDF_TESTING)
-
-
 def draft(**fields: str) -> ReportDraft:
     return ReportDraft(
         kind="corruption",
