@@ -163,13 +163,21 @@ async def write_transaction(
     async with contextlib.AsyncExitStack() as stack:
         if lock is not None:
             await stack.enter_async_context(lock)
-        session = await stack.enter_async_context(sessionmaker())
+        yield await stack.enter_async_context(write_session(sessionmaker))
+
+
+@contextlib.asynccontextmanager
+async def write_session(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    """A session in a write transaction (BEGIN IMMEDIATE on SQLite) that commits on success
+    and rolls back on any error. Takes no lock: callers that need one hold it already."""
+    async with sessionmaker() as session:
         await begin_write(session)
         try:
             yield session
             await session.commit()
         except BaseException:
-            await session.rollback()
+            if session.in_transaction():
+                await session.rollback()
             raise
 
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from nazaha.storage.database import begin_write, engine_of, sqlite_lanes
+from nazaha.storage.database import engine_of, sqlite_lanes, write_session
 from nazaha.storage.sqlite_lane import SqliteLane
 
 Job = Callable[[AsyncSession], Awaitable[None]]
@@ -144,16 +144,12 @@ class GroupCommitter:
             entry.settle(outcome)
 
     async def _write_together(self, group: list[_Entry]) -> bool:
-        async with group[0].sessionmaker() as session:
-            await begin_write(session)
-            try:
+        try:
+            async with write_session(group[0].sessionmaker) as session:
                 for entry in group:
                     await entry.job(session)
-                await session.commit()
-            except Exception:
-                if session.in_transaction():
-                    await session.rollback()
-                return False
+        except Exception:
+            return False
         self.groups += 1
         self.jobs += len(group)
         for entry in group:
@@ -162,15 +158,8 @@ class GroupCommitter:
 
     async def _write_alone(self, entry: _Entry) -> None:
         try:
-            async with entry.sessionmaker() as session:
-                await begin_write(session)
-                try:
-                    await entry.job(session)
-                    await session.commit()
-                except BaseException:
-                    if session.in_transaction():
-                        await session.rollback()
-                    raise
+            async with write_session(entry.sessionmaker) as session:
+                await entry.job(session)
         except Exception as error:
             entry.settle(error)
             return

@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from nazaha.storage.database import StatementOp, begin_write, engine_of, write_lock_for
+from nazaha.storage.database import StatementOp, engine_of, write_lock_for, write_session
 from nazaha.storage.group_commit import committer_for
 from nazaha.storage.models import ProcessedUpdate
 
@@ -174,15 +174,8 @@ class UnitOfWork:
                 self.sessionmaker, partial(self._apply, ops=ops), sync_job
             )
             return
-        async with self.sessionmaker() as session:
-            await begin_write(session)
-            try:
-                await self._apply(session, ops)
-                await session.commit()
-            except BaseException:
-                if session.in_transaction():
-                    await session.rollback()
-                raise
+        async with write_session(self.sessionmaker) as session:
+            await self._apply(session, ops)
 
     async def _apply(self, session: AsyncSession, ops: list[WriteOp]) -> None:
         """Claim the update id, then run the queued writes, inside ``session``'s transaction."""
