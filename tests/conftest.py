@@ -16,9 +16,8 @@ STORAGE_TABLES = (
     "reports",
     "system_settings",
     "processed_updates",
-    "fsm_records",
     "user_preferences",
-    "staff_users",
+    "bot_mailboxes",
 )
 
 

@@ -1,4 +1,4 @@
-"""Notification links (sealed chat ids) and the outbox of pending notifications."""
+"""Notification links sealed twice, the bot's memory-only mailbox, and the dispatch between."""
 
 from __future__ import annotations
 
@@ -8,16 +8,20 @@ import secrets
 import pytest
 from sqlalchemy import func, select, update
 
-from nazaha.storage.crypto import BotKeyBox, pseudonym
+from nazaha.storage.crypto import BotKeyBox
 from nazaha.storage.database import write_transaction
-from nazaha.storage.models import NotificationLink, PendingNotification, Report
-from nazaha.storage.notifications import Delivery, NotificationLinks
-from nazaha.storage.unit_of_work import DuplicateUpdate, UnitOfWork
+from nazaha.storage.models import (
+    BotMailbox,
+    NotificationInstruction,
+    NotificationLink,
+    PendingNotification,
+    Report,
+)
+from nazaha.storage.notifications import Mailbox, NotificationDispatcher, NotificationLinks
+from nazaha.storage.report_writes import ReportBatch, ReportWriter
 
-PEPPER = b"pepper-for-tests-only-0123456789"
 CHAT_A = 5_123_456_789  # private chat ids are user ids; they exceed 32 bits
 CHAT_B = 987_654_321
-CHAT_C = -1_001_234_567_890  # group/channel ids are negative
 
 
 @pytest.fixture
@@ -26,8 +30,8 @@ def box() -> BotKeyBox:
 
 
 @pytest.fixture
-def links(sessionmaker, box) -> NotificationLinks:
-    return NotificationLinks(sessionmaker, box, PEPPER)
+def links(sessionmaker, box, team_key) -> NotificationLinks:
+    return NotificationLinks(sessionmaker, box, team_key.public_key())
 
 
 async def new_report(sessionmaker) -> str:
@@ -49,173 +53,140 @@ async def new_report(sessionmaker) -> str:
     return report_id
 
 
-async def link(sessionmaker, links, report_id, chat_id, update_id=None) -> None:
-    uow = UnitOfWork(sessionmaker, bot_id=1 if update_id else None, update_id=update_id)
-    links.add(uow, report_id, chat_id)
-    await uow.commit()
+async def link(sessionmaker, links, report_id, chat_id, locale="ar") -> None:
+    batch = ReportBatch()
+    links.add(batch, report_id, chat_id, locale)
+    await ReportWriter(sessionmaker, max_delay=0).commit(batch)
 
 
 async def notify(sessionmaker, report_id) -> None:
     async with write_transaction(sessionmaker) as session:
-        session.add(PendingNotification(report_id=report_id, created_at=dt.datetime.now(dt.timezone.utc)))
+        session.add(PendingNotification(report_id=report_id))
 
 
-async def link_rows(sessionmaker) -> list[NotificationLink]:
+async def count(sessionmaker, model) -> int:
     async with sessionmaker() as session:
-        return list((await session.scalars(select(NotificationLink))).all())
+        return int(await session.scalar(select(func.count()).select_from(model)))
 
 
-async def test_a_link_stores_no_chat_id_in_the_clear(sessionmaker, links):
+async def test_a_link_opens_neither_with_the_bot_key_nor_with_the_team_key_alone(
+    sessionmaker, links, box, team_key
+):
     report_id = await new_report(sessionmaker)
-    for chat_id in (CHAT_A, CHAT_C):
-        await link(sessionmaker, links, report_id, chat_id)
-    rows = await link_rows(sessionmaker)
-    assert len(rows) == 2
-    for row in rows:
-        cells = [v for v in vars(row).values() if isinstance(v, (str, bytes))]
-        for cell in cells:
-            raw = cell if isinstance(cell, bytes) else cell.encode()
-            for chat_id in (CHAT_A, CHAT_C):
-                assert str(abs(chat_id)).encode() not in raw
-                assert abs(chat_id).to_bytes(8, "big").lstrip(b"\0") not in raw
-                assert abs(chat_id).to_bytes(8, "little").rstrip(b"\0") not in raw
-        assert row.chat_pseudonym in {
-            pseudonym(PEPPER, "notify-chat", CHAT_A),
-            pseudonym(PEPPER, "notify-chat", CHAT_C),
-        }
-        assert len(row.id) == 32
-    # The same chat under another pepper has another pseudonym: not derivable without it.
-    assert pseudonym(b"another-pepper-0123456789abcdef", "notify-chat", CHAT_A) not in {
-        r.chat_pseudonym for r in rows
-    }
-
-
-async def test_at_most_one_link_per_report_and_chat(sessionmaker, links):
-    one, two = await new_report(sessionmaker), await new_report(sessionmaker)
-    await link(sessionmaker, links, one, CHAT_A)
-    await link(sessionmaker, links, one, CHAT_A)  # asked twice
-    uow = UnitOfWork(sessionmaker)
-    links.add(uow, one, CHAT_A)  # twice in one update
-    links.add(uow, one, CHAT_A)
-    await uow.commit()
-    await link(sessionmaker, links, two, CHAT_A)
-    await link(sessionmaker, links, one, CHAT_B)
-    rows = await link_rows(sessionmaker)
-    assert sorted((r.report_id, r.chat_pseudonym) for r in rows) == sorted(
-        [
-            (one, pseudonym(PEPPER, "notify-chat", CHAT_A)),
-            (two, pseudonym(PEPPER, "notify-chat", CHAT_A)),
-            (one, pseudonym(PEPPER, "notify-chat", CHAT_B)),
-        ]
-    )
-
-
-async def test_a_link_is_added_only_with_its_update(sessionmaker, links):
-    report_id = await new_report(sessionmaker)
-    await link(sessionmaker, links, report_id, CHAT_A, update_id=40)
-    uow = UnitOfWork(sessionmaker, bot_id=1, update_id=40)
-    links.add(uow, report_id, CHAT_B)
-    with pytest.raises(DuplicateUpdate):
-        await uow.commit()
-    assert await links.has_links(CHAT_A) and not await links.has_links(CHAT_B)
-
-
-async def test_forget_chat_removes_only_that_chats_links(sessionmaker, links):
-    one, two = await new_report(sessionmaker), await new_report(sessionmaker)
-    for report_id in (one, two):
-        await link(sessionmaker, links, report_id, CHAT_A)
-    await link(sessionmaker, links, one, CHAT_B)
-    assert await links.has_links(CHAT_A) and await links.has_links(CHAT_B)
-    assert not await links.has_links(CHAT_C)
-
-    assert await links.forget_chat(CHAT_A) == 2
-    assert await links.forget_chat(CHAT_A) == 0
-    assert not await links.has_links(CHAT_A)
-    assert await links.has_links(CHAT_B)
-
-    uow = UnitOfWork(sessionmaker)
-    links.forget_chat_queued(uow, CHAT_B)
-    assert await links.has_links(CHAT_B)  # queued, not yet written
-    await uow.commit()
-    assert await link_rows(sessionmaker) == []
-
-
-async def test_due_decrypts_targets_and_done_clears(sessionmaker, links):
-    followed, quiet, unchanged = [await new_report(sessionmaker) for _ in range(3)]
-    await link(sessionmaker, links, unchanged, CHAT_B)  # linked, but nothing to tell
-    await link(sessionmaker, links, followed, CHAT_A)
-    await link(sessionmaker, links, followed, CHAT_C)
-    await notify(sessionmaker, followed)
-    await notify(sessionmaker, quiet)  # nobody asked to be told
-    await notify(sessionmaker, followed)  # a second reply before the notifier ran
-
-    deliveries = await links.due()
-    assert [d.report_id for d in deliveries] == [followed, quiet]
-    by_report = {d.report_id: d for d in deliveries}
-    assert sorted(chat for _, chat in by_report[followed].targets) == sorted([CHAT_A, CHAT_C])
-    assert all(len(link_id) == 32 for link_id, _ in by_report[followed].targets)
-    assert by_report[quiet].targets == []
-    assert str(CHAT_A) not in repr(by_report[followed])
-
-    await notify(sessionmaker, followed)  # arrives while the notifier is sending
-    await links.done(by_report[followed].notification_id)
-    await links.done(by_report[quiet].notification_id)
-    await links.done(by_report[quiet].notification_id)  # idempotent
-    again = await links.due()
-    assert [d.report_id for d in again] == [followed]  # only the reply that came later
-    await links.done(again[0].notification_id)
-    assert await links.due() == []
+    await link(sessionmaker, links, report_id, CHAT_A)
     async with sessionmaker() as session:
-        assert await session.scalar(select(func.count()).select_from(PendingNotification)) == 0
+        row = (await session.scalars(select(NotificationLink))).one()
+    assert str(CHAT_A).encode() not in row.sealed_link
+    # The bot key does not open the outer layer...
+    from nazaha.storage.crypto import CryptoError, open_from_key
+
+    with pytest.raises(CryptoError):
+        box.open("notify-link", row.id, row.sealed_link)
+    # ...and the team key opens only the inner layer, itself sealed under the link key.
+    inner = open_from_key(team_key, "nazaha/notify-link/v1", (row.id, report_id), row.sealed_link)
+    assert str(CHAT_A).encode() not in inner
+    assert b'"chat"' in box.open("notify-link", row.id, inner)
+    # Moved to another report, the link fails to open.
+    with pytest.raises(CryptoError):
+        open_from_key(team_key, "nazaha/notify-link/v1", (row.id, secrets.token_hex(16)), row.sealed_link)
 
 
-async def test_due_respects_the_limit_oldest_first(sessionmaker, links):
-    reports = [await new_report(sessionmaker) for _ in range(4)]
-    for report_id in reports:
-        await notify(sessionmaker, report_id)
-    first = await links.due(limit=3)
-    assert [d.report_id for d in first] == reports[:3]
-    for delivery in first:
-        await links.done(delivery.notification_id)
-    assert [d.report_id for d in await links.due(limit=3)] == reports[3:]
+async def test_dispatch_reaches_the_running_bot_and_nobody_else(sessionmaker, links, box, team_key):
+    report_id = await new_report(sessionmaker)
+    other = await new_report(sessionmaker)
+    await link(sessionmaker, links, report_id, CHAT_A, "en")
+    await link(sessionmaker, links, report_id, CHAT_B, "ar")
+    await link(sessionmaker, links, other, CHAT_B)
+    dispatcher = NotificationDispatcher(sessionmaker)
+    await notify(sessionmaker, report_id)
+    # No bot running: nothing issued, the news stays pending.
+    assert await dispatcher.dispatch(team_key) == 0
+    assert await dispatcher.has_pending()
+
+    mailbox = Mailbox(sessionmaker, box)
+    await mailbox.open()
+    assert await dispatcher.dispatch(team_key) == 2
+    assert not await dispatcher.has_pending()
+    async with sessionmaker() as session:
+        sealed = list(await session.scalars(select(NotificationInstruction.sealed)))
+    for value in sealed:  # no report id, no chat id in an instruction
+        assert report_id.encode() not in value and str(CHAT_A).encode() not in value
+    due = await mailbox.due()
+    assert sorted((i.chat_id, i.locale) for i in due) == sorted([(CHAT_A, "en"), (CHAT_B, "ar")])
+    assert "5123456789" not in repr(due)
+    for instruction in due:
+        await mailbox.done(instruction.id)
+    assert await count(sessionmaker, NotificationInstruction) == 0
+    # Another run of the bot (a new mailbox) cannot open what was sealed to the old one.
+    await notify(sessionmaker, report_id)
+    await dispatcher.dispatch(team_key)
+    stranger = Mailbox(sessionmaker, box)
+    assert await stranger.due() == []
+
+
+async def test_an_instruction_for_a_previous_run_is_gone_with_its_mailbox(sessionmaker, links, box, team_key):
+    report_id = await new_report(sessionmaker)
+    await link(sessionmaker, links, report_id, CHAT_A)
+    first = Mailbox(sessionmaker, box)
+    await first.open()
+    await notify(sessionmaker, report_id)
+    assert await NotificationDispatcher(sessionmaker).dispatch(team_key) == 1
+    second = Mailbox(sessionmaker, box)
+    await second.open()  # a restart: the old mailbox and its instructions go
+    assert await count(sessionmaker, BotMailbox) == 1
+    assert await count(sessionmaker, NotificationInstruction) == 0
+    await second.close()
+    assert await count(sessionmaker, BotMailbox) == 0
+
+
+async def test_a_tampered_instruction_is_dropped_not_fatal(sessionmaker, links, box, team_key):
+    report_id = await new_report(sessionmaker)
+    await link(sessionmaker, links, report_id, CHAT_A)
+    await link(sessionmaker, links, report_id, CHAT_B)
+    mailbox = Mailbox(sessionmaker, box)
+    await mailbox.open()
+    await notify(sessionmaker, report_id)
+    await NotificationDispatcher(sessionmaker).dispatch(team_key)
+    async with write_transaction(sessionmaker) as session:
+        first = (await session.scalars(select(NotificationInstruction).limit(1))).one()
+        flipped = bytearray(first.sealed)
+        flipped[-1] ^= 1
+        await session.execute(
+            update(NotificationInstruction).where(NotificationInstruction.id == first.id).values(sealed=bytes(flipped))
+        )
+    due = await mailbox.due()
+    assert len(due) == 1
+    assert await count(sessionmaker, NotificationInstruction) == 1
+
+
+async def test_stop_removes_the_reports_links_and_pending_news(sessionmaker, links, team_key):
+    report_id = await new_report(sessionmaker)
+    other = await new_report(sessionmaker)
+    await link(sessionmaker, links, report_id, CHAT_A)
+    await link(sessionmaker, links, other, CHAT_A)
+    await notify(sessionmaker, report_id)
+    assert await links.count(report_id) == 1
+    batch = ReportBatch()
+    links.stop(batch, report_id)
+    await ReportWriter(sessionmaker, max_delay=0).commit(batch)
+    assert await links.count(report_id) == 0
+    assert await links.count(other) == 1
+    assert await count(sessionmaker, PendingNotification) == 0
 
 
 async def test_drop_link_after_the_user_blocked_the_bot(sessionmaker, links):
     report_id = await new_report(sessionmaker)
     await link(sessionmaker, links, report_id, CHAT_A)
-    await link(sessionmaker, links, report_id, CHAT_B)
-    await notify(sessionmaker, report_id)
-    (delivery,) = await links.due()
-    blocked = next(link_id for link_id, chat in delivery.targets if chat == CHAT_B)
-    await links.drop_link(blocked)
-    (delivery,) = await links.due()
-    assert [chat for _, chat in delivery.targets] == [CHAT_A]
-    assert not await links.has_links(CHAT_B)
+    async with sessionmaker() as session:
+        link_id = await session.scalar(select(NotificationLink.id))
+    await links.drop_link(link_id)
+    assert await links.count(report_id) == 0
 
 
-async def test_a_sealed_chat_id_moved_to_another_link_is_skipped(sessionmaker, links, box):
-    one, two = await new_report(sessionmaker), await new_report(sessionmaker)
-    await link(sessionmaker, links, one, CHAT_A)
-    await link(sessionmaker, links, two, CHAT_B)
-    rows = {r.report_id: r for r in await link_rows(sessionmaker)}
-    # Someone with the database tries to redirect report two's notifications to chat A.
-    async with write_transaction(sessionmaker) as session:
-        await session.execute(
-            update(NotificationLink)
-            .where(NotificationLink.id == rows[two].id)
-            .values(sealed_chat=rows[one].sealed_chat)
-        )
-    await notify(sessionmaker, two)
-    await notify(sessionmaker, one)
-    deliveries = {d.report_id: d.targets for d in await links.due()}
-    assert deliveries == {two: [], one: [(rows[one].id, CHAT_A)]}
+def test_a_mailbox_never_shows_or_pickles_its_key(sessionmaker, box):
+    import pickle
 
-    # Another bot key opens nothing either.
-    other = NotificationLinks(sessionmaker, BotKeyBox(secrets.token_bytes(32)), PEPPER)
-    assert {d.report_id: d.targets for d in await other.due()} == {two: [], one: []}
-
-
-def test_delivery_is_a_plain_value():
-    d = Delivery(notification_id=3, report_id="a" * 32, targets=[("b" * 32, CHAT_A)])
-    assert d.targets == [("b" * 32, CHAT_A)]
-    assert str(CHAT_A) not in repr(d)
+    mailbox = Mailbox(sessionmaker, box)
+    assert "redacted" in repr(mailbox)
+    with pytest.raises(TypeError):
+        pickle.dumps(mailbox)

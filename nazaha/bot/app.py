@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import gc
 import logging
-import time
+import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -41,18 +41,20 @@ from nazaha.handlers.session_keys import SessionKeys
 from nazaha.storage.attempts import AttemptLimiter
 from nazaha.storage.blobs import BlobStore
 from nazaha.storage.cases import CaseService
-from nazaha.storage.notifications import NotificationLinks
+from nazaha.storage.notifications import Mailbox, NotificationLinks
 from nazaha.storage.crypto import KDF_FLOOR, KDF_TESTING, BotKeyBox, KdfParams
 from nazaha.storage.database import (
     check_database,
+    checkpoint_wal,
     create_engine,
     create_sessionmaker,
     write_lock_for,
 )
-from nazaha.storage.fsm import SqlFsmStorage
+from nazaha.storage.fsm import VolatileFsmStorage
 from nazaha.storage.keyfiles import KeyPaths, load_bot_secrets, load_team_public_key
 from nazaha.storage.models import Report
 from nazaha.storage.prefs import PreferenceStore
+from nazaha.storage.report_writes import ReportWriter
 from nazaha.storage.reports import ReportVault
 from nazaha.storage.unit_of_work import purge_processed_updates
 from nazaha.storage.update_rows import UpdateRows
@@ -62,6 +64,7 @@ log = logging.getLogger(__name__)
 LOCALES_DIR = Path(__file__).resolve().parent.parent / "locales"
 DOMAIN = "nazaha"
 MAINTENANCE_INTERVAL = 600.0
+SWEEP_INTERVAL = 60.0
 
 
 def kdf_floor(settings: Settings) -> KdfParams:
@@ -79,14 +82,26 @@ class BotRuntime:
     sessionmaker: async_sessionmaker[AsyncSession]
     bot: Bot
     dispatcher: Dispatcher
-    fsm: SqlFsmStorage
+    fsm: VolatileFsmStorage
     i18n: I18n
     services: Services
     notifier: Notifier
+    mailbox: Mailbox
 
     async def close(self) -> None:
-        await self.bot.session.close()
-        await self.engine.dispose()
+        """Write what is waiting, withdraw the mailbox, forget every conversation and
+        unlocked case, truncate the WAL, close sessions and engines."""
+        try:
+            await self.services.writer.flush()
+            await self.mailbox.close()
+        finally:
+            await self.fsm.close()
+            self.services.session_keys.clear()
+            await self.bot.session.close()
+            try:
+                await checkpoint_wal(self.engine)
+            finally:
+                await self.engine.dispose()
 
 
 def build_bot(settings: Settings) -> Bot:
@@ -115,28 +130,28 @@ async def build_runtime(settings: Settings, *, events_isolation: BaseEventIsolat
     await check_database(engine)
     sessionmaker = create_sessionmaker(engine)
     box = BotKeyBox(bot_key)
-    vault = await ReportVault.load(
-        sessionmaker, load_team_public_key(paths), kdf_floor=kdf_floor(settings)
-    )
-    fsm = SqlFsmStorage(
-        sessionmaker,
-        box,
+    team_public = load_team_public_key(paths)
+    vault = await ReportVault.load(sessionmaker, team_public, kdf_floor=kdf_floor(settings))
+    fsm = VolatileFsmStorage(
         pepper,
         ttl=timedelta(seconds=settings.draft_ttl_seconds),
         # Only a report draft's expiry is announced; an idle follow-up session just ends.
         told_states={ReportForm.active.state},
     )
-    prefs = PreferenceStore(sessionmaker, box, pepper)
+    prefs = PreferenceStore(
+        sessionmaker, box, pepper, ttl=timedelta(days=settings.preferences_ttl_days)
+    )
     limits = EvidenceLimits(
         max_files=settings.evidence_max_files,
         max_total_bytes=settings.evidence_max_mb * 1024 * 1024,
     )
+    links = NotificationLinks(sessionmaker, box, team_public)
     services = Services(
         vault=vault,
         prefs=prefs,
         evidence=EvidenceIntake(BlobStore(blob_root(settings)), limits.max_file_bytes),
         cases=CaseService(sessionmaker),
-        links=NotificationLinks(sessionmaker, box, pepper),
+        links=links,
         attempts=AttemptLimiter(
             sessionmaker,
             pepper,
@@ -144,6 +159,9 @@ async def build_runtime(settings: Settings, *, events_isolation: BaseEventIsolat
             global_per_hour=settings.receipt_attempts_global_per_hour,
         ),
         session_keys=SessionKeys(settings.session_ttl_seconds),
+        writer=ReportWriter(sessionmaker, max_delay=settings.report_write_delay_seconds),
+        fsm=fsm,
+        run_id=secrets.token_hex(8),
     )
     i18n = build_i18n()
     bot = build_bot(settings)
@@ -160,7 +178,7 @@ async def build_runtime(settings: Settings, *, events_isolation: BaseEventIsolat
     # user's language), the commit with its replies, then flood control. Nothing may read
     # before the lock: the read session's snapshot would predate the previous update.
     dp.update.outer_middleware(UnitOfWorkScope(sessionmaker, write_lock_for(engine)))
-    dp.fsm = LockedStateMiddleware(fsm, dp.fsm.events_isolation, UpdateRows(fsm, prefs))
+    dp.fsm = LockedStateMiddleware(fsm, dp.fsm.events_isolation, UpdateRows(prefs))
     dp.update.outer_middleware(dp.fsm)
     dp.update.outer_middleware(PreferenceI18nMiddleware(i18n, prefs))
     dp.update.outer_middleware(UnitOfWorkMiddleware())
@@ -179,8 +197,9 @@ async def build_runtime(settings: Settings, *, events_isolation: BaseEventIsolat
     dp.message.outer_middleware(reply_middleware)
     dp.callback_query.outer_middleware(reply_middleware)
     dp.include_routers(*get_routers())
-    notifier = Notifier(bot, services.links, prefs, i18n)
-    return BotRuntime(settings, engine, sessionmaker, bot, dp, fsm, i18n, services, notifier)
+    mailbox = Mailbox(sessionmaker, box)
+    notifier = Notifier(bot, mailbox, links, i18n)
+    return BotRuntime(settings, engine, sessionmaker, bot, dp, fsm, i18n, services, notifier, mailbox)
 
 
 def blob_root(settings: Settings) -> Path:
@@ -222,29 +241,42 @@ async def register_bot_profile(bot: Bot, i18n: I18n) -> None:
 
 
 async def maintenance(runtime: BotRuntime) -> None:
-    """Periodically wipe expired drafts and sessions, old update ids and attempt counters,
-    and the evidence of drafts that were abandoned."""
+    """Every few minutes: expired preferences, old update ids, attempt counters, blobs of
+    abandoned drafts, file times, and the SQLite WAL truncated."""
     while True:
         try:
-            await runtime.fsm.purge_expired()
+            await runtime.services.prefs.purge_expired()
             await purge_processed_updates(runtime.sessionmaker)
             await runtime.services.attempts.purge()
             await purge_orphan_blobs(runtime)
+            runtime.services.evidence.blobs.blur_times()
+            await checkpoint_wal(runtime.engine)
         except Exception:
             log.exception("maintenance failed")
         await asyncio.sleep(MAINTENANCE_INTERVAL)
 
 
+async def sweep_memory(runtime: BotRuntime) -> None:
+    """Every minute: expired drafts and follow-up sessions, and unlocked cases whose time
+    is up, leave memory (a quiet process must not keep them until the next user)."""
+    while True:
+        try:
+            await runtime.fsm.purge_expired()
+            runtime.services.session_keys.sweep()
+        except Exception:
+            log.exception("memory sweep failed")
+        await asyncio.sleep(SWEEP_INTERVAL)
+
+
 async def purge_orphan_blobs(runtime: BotRuntime) -> int:
-    """Blobs of drafts never submitted (discarded, wiped or expired) are deleted once the
-    draft could no longer exist."""
+    """Blobs of drafts never submitted (discarded, wiped, expired, or lost to a restart:
+    drafts live in memory only) are deleted once no draft in this process could still
+    submit them."""
     blobs = runtime.services.evidence.blobs
-    max_age = runtime.settings.draft_ttl_seconds + MAINTENANCE_INTERVAL
-    candidates = [
-        report_id
-        for report_id in blobs.list_reports()
-        if time.time() - (blobs.root / report_id).stat().st_mtime > max_age
-    ]
+    live = runtime.services.evidence.recent_drafts(
+        runtime.settings.draft_ttl_seconds + MAINTENANCE_INTERVAL
+    )
+    candidates = [report_id for report_id in blobs.list_reports() if report_id not in live]
     if not candidates:
         return 0
     async with runtime.sessionmaker() as session:
@@ -269,9 +301,11 @@ def freeze_startup_objects() -> None:
 @contextlib.asynccontextmanager
 async def running(runtime: BotRuntime):
     await register_bot_profile(runtime.bot, runtime.i18n)
+    await runtime.mailbox.open()
     freeze_startup_objects()
     tasks = [
         asyncio.create_task(maintenance(runtime)),
+        asyncio.create_task(sweep_memory(runtime)),
         asyncio.create_task(runtime.notifier.run(runtime.settings.notify_interval_seconds)),
     ]
     try:

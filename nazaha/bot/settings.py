@@ -25,6 +25,12 @@ class Settings(BaseSettings):
     pepper: SecretStr | None = None
 
     draft_ttl_seconds: int = Field(default=24 * 3600, ge=1)
+    # An account's preferences row (language, safety notice read) expires after this many
+    # days without activity.
+    preferences_ttl_days: int = Field(default=30, ge=1)
+    # Report-side writes wait up to this long (random) to share a transaction with others,
+    # in random order, so that commits do not line up with one account's activity.
+    report_write_delay_seconds: float = Field(default=1.0, ge=0)
     # An unlocked follow-up session closes after this much silence.
     session_ttl_seconds: int = Field(default=15 * 60, ge=1)
     # Evidence caps per report (Telegram itself serves bots at most 20 MB per file).

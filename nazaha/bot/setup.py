@@ -10,6 +10,7 @@ from datetime import date
 from sqlalchemy import func, select
 
 from nazaha.bot.settings import Settings
+from nazaha.bot.upgrade import upgrade_data_dir
 from nazaha.storage.crypto import (
     KDF_PRODUCTION,
     KDF_TESTING,
@@ -25,8 +26,6 @@ from nazaha.storage.keyfiles import (
     load_team_private_key,
     load_team_public_key,
 )
-from nazaha.storage.migrations import upgrade_database
-from nazaha.storage.models import StaffUser
 from nazaha.storage.reports import initialise_system
 
 log = logging.getLogger(__name__)
@@ -61,7 +60,7 @@ async def initialise(
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     if not (settings.bot_key and settings.pepper):
         ensure_bot_secrets(paths)
-    await upgrade_database(settings.effective_database_url)
+    await upgrade_data_dir(settings)
 
     params = kdf_params(settings)
     floor = kdf_floor(settings)
@@ -77,26 +76,6 @@ async def initialise(
     sessionmaker = create_sessionmaker(engine)
     try:
         await initialise_system(sessionmaker, team_public, params)
-        async with sessionmaker() as session:
-            staff = await session.scalar(select(func.count()).select_from(StaffUser))
-        if staff:
-            return InitResult(created, None, None)
-        if not passphrase:
-            raise SystemExit("creating the first admin needs the team key passphrase")
-        team_private = load_team_private_key(paths.team_recovery, passphrase, floor=floor)
-        password = admin_password or secrets.token_urlsafe(12)
-        async with sessionmaker() as session, session.begin():
-            session.add(
-                StaffUser(
-                    username=admin_username,
-                    password_phc=hash_password(password, params=params, floor=floor),
-                    role="admin",
-                    sealed_team_key=seal_team_private_key(
-                        team_private, password, params=params, floor=floor
-                    ),
-                    created_on=date.today(),
-                )
-            )
-        return InitResult(created, admin_username, password)
+        return InitResult(created, None, None)
     finally:
         await engine.dispose()

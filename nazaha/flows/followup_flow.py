@@ -30,7 +30,7 @@ from nazaha.flows.report_flow import (
     check_attach,
 )
 
-ACTIONS = ("reply", "evidence", "refresh", "end")
+ACTIONS = ("reply", "evidence", "refresh", "stop_notify", "end")
 REPLY_MAX = 4000
 
 
@@ -89,11 +89,18 @@ class SaveEvidence:
 
 
 @dataclass(frozen=True)
+class StopNotifications:
+    """Remove the case's notification links (the reporter asked, with the receipt)."""
+
+
+@dataclass(frozen=True)
 class End:
     pass
 
 
-Effect = Union[Ask, Notice, TryReceipt, ShowCase, SendReply, FetchEvidence, SaveEvidence, End]
+Effect = Union[
+    Ask, Notice, TryReceipt, ShowCase, SendReply, FetchEvidence, SaveEvidence, StopNotifications, End
+]
 
 
 @dataclass(frozen=True)
@@ -188,6 +195,10 @@ def _on_case(session: Session, event: Event) -> Transition:
             return Transition(replace(session, step=FStep.REPLY), (Ask(FStep.REPLY),))
         if event.value == "evidence":
             return Transition(replace(session, step=FStep.EVIDENCE), (Ask(FStep.EVIDENCE),))
+        if event.value == "stop_notify":
+            return Transition(
+                session, (StopNotifications(), Notice("notifications_stopped"), ShowCase())
+            )
         return Transition(session, (ShowCase(),))
     if isinstance(event, (Text, NonText, Attach)):
         return Transition(session, (Notice("use_buttons"), ShowCase()))

@@ -7,6 +7,7 @@ the commit and the unit of work stores.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, replace
 from typing import Any, Awaitable, Callable
 
@@ -21,14 +22,20 @@ from aiogram.fsm.storage.base import BaseStorage
 from nazaha.flows.report_flow import EvidenceLimits
 from nazaha.handlers.evidence import EvidenceIntake
 from nazaha.handlers.outbox import Outbox
+from nazaha.handlers import screens
 from nazaha.handlers.screens import Screen
 from nazaha.handlers.session_keys import SessionKeys
 from nazaha.storage.attempts import AttemptLimiter
 from nazaha.storage.cases import CaseService
+from nazaha.storage.fsm import VolatileFsmStorage
 from nazaha.storage.notifications import NotificationLinks
 from nazaha.storage.prefs import Preferences, PreferenceStore
+from nazaha.storage.report_writes import ReportBatch, ReportWriter
 from nazaha.storage.reports import ReportVault
 from nazaha.storage.unit_of_work import UnitOfWork
+
+
+HOUR_FORMAT = "%Y-%m-%dT%H"
 
 
 @dataclass(frozen=True)
@@ -52,6 +59,11 @@ class Services:
     links: NotificationLinks
     attempts: AttemptLimiter
     session_keys: SessionKeys
+    writer: ReportWriter
+    fsm: VolatileFsmStorage
+    # A random id of this run of the bot: a conversation marked open in another run was
+    # lost to a restart (the user is told).
+    run_id: str
 
 
 @dataclass
@@ -75,8 +87,16 @@ class Reply:
         self.outbox.send(self.chat_id, text, protect=protect)
 
     def remember(self, preferences: Preferences) -> None:
-        self.preferences = preferences
-        self.services.prefs.set(self.uow, self.user_id, preferences)
+        self.preferences = self.services.prefs.set(self.uow, self.user_id, preferences)
+
+    def report_batch(self) -> ReportBatch:
+        """Report-side writes of this update, to commit with :meth:`commit_report_side`."""
+        return ReportBatch(bot_id=self.uow.bot_id, update_id=self.uow.update_id)
+
+    async def commit_report_side(self, batch: ReportBatch) -> None:
+        """Store report-side rows in a transaction of their own (never with this account's
+        rows) and wait for it: only then may the user be told they are stored."""
+        await self.services.writer.commit(batch)
 
     def switch_language(self, locale: str) -> None:
         self.remember(replace(self.preferences, locale=locale))
@@ -106,7 +126,7 @@ class ReplyMiddleware(BaseMiddleware):
         if isinstance(event, CallbackQuery):
             outbox.answer_callback(event.id)
         preferences = data.get("preferences") or await self.services.prefs.get(user.id)
-        data["reply"] = Reply(
+        reply = data["reply"] = Reply(
             chat_id=chat.id,
             user_id=user.id,
             state=state,
@@ -119,4 +139,21 @@ class ReplyMiddleware(BaseMiddleware):
             bot=data["bot"],
             fsm_storage=data["fsm_storage"],
         )
+        self._tell_if_restarted(reply)
+        self.services.prefs.touch(reply.uow, reply.user_id, reply.preferences)
         return await handler(event, data)
+
+    def _tell_if_restarted(self, reply: Reply) -> None:
+        """A conversation marked open in another run of the bot was lost with its memory:
+        say so once, plainly (what was kept and what was not), and clear the mark."""
+        prefs = reply.preferences
+        if prefs.conversation_run is None or prefs.conversation_run == self.services.run_id:
+            return
+        still_relevant = (prefs.conversation_until or "") > _hour_now()
+        reply.remember(replace(prefs, conversation_run=None, conversation_until=None))
+        if still_relevant and not self.services.fsm.has_record(reply.state.key):
+            reply.say(screens.service_restarted())
+
+
+def _hour_now() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime(HOUR_FORMAT)

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import logging
 import secrets
+import time
 from dataclasses import dataclass
 from typing import Mapping
 
@@ -92,6 +93,17 @@ class EvidenceIntake:
     def __init__(self, blobs: BlobStore, max_file_bytes: int) -> None:
         self.blobs = blobs
         self.max_file_bytes = max_file_bytes
+        # Report ids of drafts that received a file, with when (monotonic seconds): the
+        # orphan purge keeps their blobs while the draft may still be submitted. Memory
+        # only, like the drafts themselves.
+        self._drafts: dict[str, float] = {}
+
+    def recent_drafts(self, max_age_seconds: float) -> set[str]:
+        """Report ids of drafts that received a file within ``max_age_seconds``."""
+        cutoff = time.monotonic() - max_age_seconds
+        for report_id in [r for r, seen in self._drafts.items() if seen < cutoff]:
+            del self._drafts[report_id]
+        return set(self._drafts)
 
     async def fetch(
         self, bot: Bot, message: Message, context: Mapping[str, str] | None
@@ -102,6 +114,7 @@ class EvidenceIntake:
         kind, ref = found
         context = dict(context) if context else new_context()
         report_id, data_key = context_keys(context)
+        self._drafts[report_id] = time.monotonic()
         item_id = secrets.token_hex(16)
         try:
             file = await bot.get_file(ref.file_id)
@@ -157,6 +170,7 @@ class EvidenceIntake:
             return
         report_id, _ = context_keys(context)
         if item_id is None:
+            self._drafts.pop(report_id, None)
             self.blobs.delete_report(report_id)
         else:
             self.blobs.delete(report_id, item_id)

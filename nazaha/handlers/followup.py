@@ -58,6 +58,8 @@ async def apply(
     try:
         await _apply(transition, reply, message, previous)
     except SessionLost:
+        if previous is not None and "key_ref" in previous.case:
+            reply.services.session_keys.drop(previous.case["key_ref"])
         await reply.state.clear()
         reply.say(screens.session_expired(reply.options.session_minutes))
         reply.show(screens.main_menu())
@@ -90,17 +92,24 @@ async def _apply(
             await _show_case(reply, session)
         elif isinstance(effect, fu.SendReply):
             assert session is not None
-            reply.services.cases.add_reporter_message(
-                reply.uow, _case_of(reply, session), effect.text
-            )
+            batch = reply.report_batch()
+            reply.services.cases.add_reporter_message(batch, _case_of(reply, session), effect.text)
+            await reply.commit_report_side(batch)
         elif isinstance(effect, fu.FetchEvidence):
             assert session is not None and message is not None
             await _fetch(reply, session, message)
         elif isinstance(effect, fu.SaveEvidence):
             assert session is not None
+            batch = reply.report_batch()
             reply.services.cases.add_evidence(
-                reply.uow, _case_of(reply, session), evidence_record(effect.item)
+                batch, _case_of(reply, session), evidence_record(effect.item)
             )
+            await reply.commit_report_side(batch)
+        elif isinstance(effect, fu.StopNotifications):
+            assert session is not None
+            batch = reply.report_batch()
+            reply.services.links.stop(batch, _case_of(reply, session).report_id)
+            await reply.commit_report_side(batch)
         elif isinstance(effect, fu.End):
             if previous is not None and "key_ref" in previous.case:
                 reply.services.session_keys.drop(previous.case["key_ref"])
@@ -143,6 +152,7 @@ async def _show_case(reply: Reply, session: fu.Session) -> None:
             outcome,
             [(m.direction, m.created_on.isoformat(), m.body) for m in thread],
             len(evidence),
+            notifying=await reply.services.links.count(case.report_id) > 0,
         )
     )
     if any(m.direction == "staff" and not m.read_by_reporter for m in thread):
@@ -182,6 +192,11 @@ async def on_message(message: Message, reply: Reply) -> None:
         return
     if command in ("/cancel", "/start"):
         await resume(reply, flow.Cancel())
+        return
+    if command == "/forget":
+        # Ends the session (its key leaves memory) and explains how to stop notifications.
+        await resume(reply, flow.Cancel())
+        reply.show(screens.forgotten())
         return
     if command:
         await resume(reply, flow.Help())

@@ -116,7 +116,9 @@ QUESTIONS = {
     "notify": __(
         "Would you like a short notification in this chat when there is an update on "
         "your report? It says only that there is an update, never what it is. Anyone "
-        "who can see your phone would see it: choose no notifications if that is a risk."
+        "who can see your phone would see it: choose no notifications if that is a risk. "
+        "Erasing this conversation with /wipe does not stop future notifications: to "
+        "stop them, choose Follow up, enter your receipt and tap \"Stop notifications\"."
     ),
     "contact": __(
         "How would you like to stay in touch? Staying anonymous is the safest choice: "

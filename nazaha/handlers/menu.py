@@ -46,17 +46,14 @@ async def _open(item: str, reply: Reply, anchor: int | None) -> None:
     elif item == "complaint":
         await begin(flow.Kind.COMPLAINT, reply, anchor)
     elif item == "start":
-        await wipe.mark_conversation_start(reply, anchor)
+        await wipe.mark_conversation_start(reply, anchor, conversation=False)
         reply.show(screens.welcome())
     elif item == "followup":
         await followup.begin(reply, anchor)
     elif item == "wipe":
         await wipe.wipe_chat(reply, anchor=anchor or 0)
     elif item == "forget":
-        links = reply.services.links
-        had = await links.has_links(reply.chat_id)
-        links.forget_chat_queued(reply.uow, reply.chat_id)
-        reply.show(screens.forgotten(1 if had else 0))
+        reply.show(screens.forgotten())
     elif item == "menu":
         reply.show(screens.main_menu())
     elif item == "safety":

@@ -16,7 +16,7 @@ from aiogram.utils.i18n import I18n, I18nMiddleware
 from nazaha.handlers import screens
 from nazaha.handlers.outbox import Outbox
 from nazaha.storage.crypto import pseudonym
-from nazaha.storage.fsm import SqlFsmStorage
+from nazaha.storage.fsm import VolatileFsmStorage
 from nazaha.storage.prefs import PreferenceStore
 from nazaha.storage.unit_of_work import DuplicateUpdate, UnitOfWork, current_uow
 from nazaha.storage.update_rows import UpdateRows
@@ -88,7 +88,7 @@ class LockedStateMiddleware(FSMContextMiddleware):
     """aiogram's FSM middleware (the per-user lock, then the state lookup) that first reads
     the rows the update needs in one statement (:class:`UpdateRows`), inside the lock."""
 
-    def __init__(self, storage: SqlFsmStorage, events_isolation: BaseEventIsolation, rows: UpdateRows) -> None:
+    def __init__(self, storage: VolatileFsmStorage, events_isolation: BaseEventIsolation, rows: UpdateRows) -> None:
         super().__init__(storage=storage, events_isolation=events_isolation)
         self.rows = rows
 
@@ -103,6 +103,34 @@ class LockedStateMiddleware(FSMContextMiddleware):
             return await handler(event, data)
 
 
+class RecentUpdates:
+    """Update ids handled or in progress in this process, the most recent ``size`` of them.
+
+    Redelivered updates (a webhook retry, a getUpdates answer repeated after a network
+    error) are recognised here, in memory: an ordinary step writes nothing to the database,
+    so it has nothing to deduplicate there. Report-side writes also claim their update id in
+    their own transaction (storage/report_writes.py), which covers several replicas.
+    """
+
+    def __init__(self, size: int = 100_000) -> None:
+        self.size = size
+        self._seen: OrderedDict[tuple[int, int], None] = OrderedDict()
+
+    def claim(self, bot_id: int, update_id: int) -> bool:
+        """True the first time an update id is seen (then it counts as taken)."""
+        key = (bot_id, update_id)
+        if key in self._seen:
+            return False
+        self._seen[key] = None
+        while len(self._seen) > self.size:
+            self._seen.popitem(last=False)
+        return True
+
+    def release(self, bot_id: int, update_id: int) -> None:
+        """The update failed before anything was kept: let a redelivery try again."""
+        self._seen.pop((bot_id, update_id), None)
+
+
 class UnitOfWorkMiddleware(BaseMiddleware):
     """Runs the update and commits its unit of work; replies leave only after commit.
 
@@ -110,18 +138,25 @@ class UnitOfWorkMiddleware(BaseMiddleware):
     the user's lock is held: two quick taps are handled, stored and answered in order.
     """
 
+    def __init__(self, recent: RecentUpdates | None = None) -> None:
+        self.recent = recent or RecentUpdates()
+
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         assert isinstance(event, Update)
         bot: Bot = data["bot"]
         uow: UnitOfWork = data["uow"]
-        if await uow.is_processed():
+        if not self.recent.claim(bot.id, event.update_id):
             log.info("duplicate update skipped")
             return None
         outbox = Outbox(bot)
         data["outbox"] = outbox
         try:
             result = await handler(event, data)
+        except DuplicateUpdate:
+            log.info("duplicate update discarded")
+            return None
         except Exception:
+            self.recent.release(bot.id, event.update_id)
             log.exception("update handling failed")
             chat_id = _chat_id(event)
             if chat_id is not None:
@@ -129,11 +164,7 @@ class UnitOfWorkMiddleware(BaseMiddleware):
                 failure.send(chat_id, screens.something_went_wrong())
                 await failure.flush()
             return None
-        try:
-            await uow.commit()
-        except DuplicateUpdate:
-            log.info("duplicate update discarded at commit")
-            return None
+        await uow.commit()
         await outbox.flush()
         return result
 

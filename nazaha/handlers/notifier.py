@@ -1,9 +1,9 @@
 """Content-free update notifications, for reporters who opted in.
 
-The console queues a pending notification when a caseworker replies; this loop in the bot
-process drains the queue. Messages say only that there is an update, in the user's language,
-at no more than ~25 messages a second overall, honouring 429 retry_after; a user who blocked
-the bot (403) loses the link.
+The console turns a case's news into instructions sealed to this process's mailbox
+(storage/notifications.py); this loop opens them, sends the same fixed text in the language
+the reporter used, and deletes each instruction. At most ~25 messages a second overall,
+``retry_after`` honoured on 429; a user who blocked the bot (403) loses the link.
 """
 
 from __future__ import annotations
@@ -17,8 +17,7 @@ from aiogram.methods import SendMessage
 from aiogram.utils.i18n import I18n
 
 from nazaha.handlers import screens
-from nazaha.storage.notifications import NotificationLinks
-from nazaha.storage.prefs import PreferenceStore
+from nazaha.storage.notifications import Instruction, Mailbox, NotificationLinks
 
 log = logging.getLogger(__name__)
 
@@ -27,22 +26,20 @@ MAX_RETRIES = 5
 
 
 class Notifier:
-    def __init__(self, bot: Bot, links: NotificationLinks, prefs: PreferenceStore, i18n: I18n) -> None:
+    def __init__(self, bot: Bot, mailbox: Mailbox, links: NotificationLinks, i18n: I18n) -> None:
         self.bot = bot
+        self.mailbox = mailbox
         self.links = links
-        self.prefs = prefs
         self.i18n = i18n
 
-    async def _message_for(self, chat_id: int) -> SendMessage:
-        # In a private chat the chat id is the user id, so the language choice is found.
-        preferences = await self.prefs.get(chat_id)
-        locale = preferences.locale or self.i18n.default_locale
+    def _message_for(self, instruction: Instruction) -> SendMessage:
+        locale = instruction.locale if instruction.locale in self.i18n.available_locales else self.i18n.default_locale
         with self.i18n.context(), self.i18n.use_locale(locale):
             screen = screens.update_notification()
-        return SendMessage(chat_id=chat_id, text=screen.text, reply_markup=screen.keyboard)
+        return SendMessage(chat_id=instruction.chat_id, text=screen.text, reply_markup=screen.keyboard)
 
-    async def send_one(self, link_id: str, chat_id: int) -> None:
-        method = await self._message_for(chat_id)
+    async def send_one(self, instruction: Instruction) -> None:
+        method = self._message_for(instruction)
         for _ in range(MAX_RETRIES):
             try:
                 await self.bot(method)
@@ -50,23 +47,22 @@ class Notifier:
             except TelegramRetryAfter as exc:
                 await asyncio.sleep(exc.retry_after)
             except TelegramForbiddenError:
-                await self.links.drop_link(link_id)
+                await self.links.drop_link(instruction.link_id)
                 log.info("notification link dropped: the user blocked the bot")
                 return
         log.warning("notification not delivered after %d attempts", MAX_RETRIES)
 
     async def drain(self) -> int:
-        """Send every due notification once; returns how many messages were attempted."""
+        """Send every instruction waiting now once; returns how many were attempted."""
         sent = 0
-        for delivery in await self.links.due():
-            for link_id, chat_id in delivery.targets:
-                try:
-                    await self.send_one(link_id, chat_id)
-                except Exception:
-                    log.exception("notification failed")
-                sent += 1
-                await asyncio.sleep(SEND_INTERVAL)
-            await self.links.done(delivery.notification_id)
+        for instruction in await self.mailbox.due():
+            try:
+                await self.send_one(instruction)
+            except Exception:
+                log.exception("notification failed")
+            await self.mailbox.done(instruction.id)
+            sent += 1
+            await asyncio.sleep(SEND_INTERVAL)
         return sent
 
     async def run(self, interval: float) -> None:

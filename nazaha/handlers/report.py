@@ -116,12 +116,15 @@ async def submit(effect: flow.SubmitReport, reply: Reply) -> None:
         report_id=report_id,
         data_key=data_key,
     )
-    vault.store(reply.uow, sealed, evidence=[evidence_record(i) for i in effect.evidence])
+    # Report-side rows go in a transaction of their own, never with this account's rows
+    # (storage/report_writes.py); the receipt is shown only once they are committed.
+    batch = reply.report_batch()
+    vault.store(batch, sealed, evidence=[evidence_record(i) for i in effect.evidence])
     if effect.answers.get("notify") == "chat":
-        reply.services.links.add(reply.uow, sealed.report_id, reply.chat_id)
-        if reply.preferences.locale is None:
-            # Notifications are sent outside any conversation: keep the language now.
-            reply.remember(replace(reply.preferences, locale=reply.i18n.current_locale))
+        reply.services.links.add(
+            batch, sealed.report_id, reply.chat_id, reply.i18n.current_locale
+        )
+    await reply.commit_report_side(batch)
     # Sent after the commit like every reply, and protected from forwarding and saving.
     reply.say(screens.receipt(format_receipt(sealed.receipt)), protect=True)
     reply.show(screens.after_submission())

@@ -119,7 +119,9 @@ def safety_text(high_risk_contact: str | None) -> str:
         "• Telegram itself knows the phone number of your account. If that is a risk "
         "for you, use an account that is not linked to you, and delete this chat after "
         "you have finished.\n"
-        "• Unfinished reports are deleted after 24 hours without activity."
+        "• Telegram keeps this chat on its own servers until you delete it.\n"
+        "• Unfinished reports are kept only in the bot's memory, never on disk: they are "
+        "deleted after 24 hours without activity, and lost if the service restarts."
     )
     if high_risk_contact:
         text += "\n\n" + _(
@@ -385,6 +387,8 @@ def notice(code: str, params: dict[str, int]) -> str:
         )
     if code == "receipt_expected":
         return _("Please type your receipt number (20 digits).")
+    if code == "notifications_stopped":
+        return _("Done: this report will send no more notifications.")
     if code == "reply_sent":
         return _("Your message was sent to the caseworkers, encrypted.")
     if code == "reply_too_long":
@@ -431,7 +435,8 @@ def receipt(formatted_receipt: str) -> str:
         "Keep it safe and private: it is the only way to follow up on your report, "
         "read the caseworkers' replies and add information. Anyone who has it can read "
         "your report. Write it down somewhere only you can reach, then you may delete "
-        "this chat. We cannot recover a lost receipt."
+        "this chat: Telegram keeps it on its own servers until you do. We cannot recover "
+        "a lost receipt."
     ).format(receipt=formatted_receipt)
 
 
@@ -511,15 +516,16 @@ OUTCOME_LABELS = {
 }
 
 
-def _followup_keyboard() -> InlineKeyboardMarkup:
-    return _keyboard(
-        [
-            [(_("✉️ Reply to the caseworkers"), cb.choose("case", "reply"))],
-            [(_("📎 Add evidence"), cb.choose("case", "evidence"))],
-            [(_("🔄 Refresh"), cb.choose("case", "refresh"))],
-            [(_("🚪 End the session"), cb.choose("case", "end"))],
-        ]
-    )
+def _followup_keyboard(notifying: bool = False) -> InlineKeyboardMarkup:
+    rows = [
+        [(_("✉️ Reply to the caseworkers"), cb.choose("case", "reply"))],
+        [(_("📎 Add evidence"), cb.choose("case", "evidence"))],
+        [(_("🔄 Refresh"), cb.choose("case", "refresh"))],
+    ]
+    if notifying:
+        rows.append([(_("🔕 Stop notifications"), cb.choose("case", "stop_notify"))])
+    rows.append([(_("🚪 End the session"), cb.choose("case", "end"))])
+    return _keyboard(rows)
 
 
 def ask_receipt() -> Screen:
@@ -534,7 +540,12 @@ def ask_receipt() -> Screen:
 
 
 def case_view(
-    status: str, outcome: str | None, thread: list[tuple[str, str, str]], evidence: int
+    status: str,
+    outcome: str | None,
+    thread: list[tuple[str, str, str]],
+    evidence: int,
+    *,
+    notifying: bool = False,
 ) -> Screen:
     """``thread``: (direction, day, body) in order."""
     lines = [_("Your report"), str(STATUS_LABELS.get(status, status))]
@@ -547,7 +558,9 @@ def case_view(
     for direction, day, body in thread:
         who = _("Caseworker") if direction == "staff" else _("You")
         lines.append(f"— {who} · {day}\n{body}\n")
-    return Screen("\n".join(lines), _followup_keyboard())
+    if notifying:
+        lines.append(_("This report sends update notifications to a chat."))
+    return Screen("\n".join(lines), _followup_keyboard(notifying))
 
 
 def ask_reply() -> Screen:
@@ -602,9 +615,24 @@ def update_notification() -> Screen:
     )
 
 
-def forgotten(count: int) -> Screen:
-    if count == 0:
-        text = _("This chat had no notifications to stop.")
-    else:
-        text = _("Done: this chat will receive no more notifications.")
-    return Screen(text, main_menu_keyboard())
+def forgotten() -> Screen:
+    return Screen(
+        _(
+            "For your safety, this bot cannot tell which reports notify this chat: "
+            "notifications are tied to the report, not to your account. To stop them, "
+            "choose Follow up, enter the receipt of the report and tap \"Stop notifications\". "
+            "Erasing this conversation does not stop them either."
+        ),
+        main_menu_keyboard(),
+    )
+
+
+def service_restarted() -> str:
+    return _(
+        "The service restarted since your last message. For your safety, unfinished "
+        "reports and open follow-up sessions are kept only in the bot's memory, never "
+        "on disk, so they were not kept. If you were writing a report, please start it "
+        "again. If you had just sent one and did not get a receipt, it may have been "
+        "received without its receipt reaching you: send it again if you cannot follow "
+        "it up. Reports you sent before are safe, and their receipts still work."
+    )

@@ -40,6 +40,20 @@ class SessionKeys(Generic[T]):
     def drop(self, ref: str) -> None:
         self._keys.pop(ref, None)
 
+    def sweep(self) -> int:
+        """Forget every expired value now (a timer calls this: a quiet process must not
+        keep unlocked cases until the next ``put``). Returns how many were forgotten."""
+        before = len(self._keys)
+        self._expire()
+        return before - len(self._keys)
+
+    def clear(self) -> None:
+        """Forget everything (the process is stopping)."""
+        self._keys.clear()
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
     def _expire(self) -> None:
         now = self.clock()
         for ref in [r for r, (_, until) in self._keys.items() if until <= now]:

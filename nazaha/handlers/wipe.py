@@ -1,50 +1,74 @@
-"""Wiping the conversation from the reporter's phone.
+"""Wiping the conversation from the reporter's phone, and what the bot keeps about it.
 
 In a private chat, message ids are consecutive across both sides, so the conversation is
-the range from its first message to the latest: we keep only the first id, sealed like a
-draft in the FSM storage (a separate record, so it outlives the draft itself), and delete
-the whole range with deleteMessages. Telegram lets a bot delete messages for 48 hours;
-older ones are skipped by Telegram and the user is told how to delete the chat.
+the range from its first message to the latest: the preferences row keeps only the first id
+(sealed; a message id says nothing about a report), and /wipe deletes the whole range with
+deleteMessages. Telegram lets a bot delete messages for 48 hours; older ones are skipped by
+Telegram and the user is told how to delete the chat.
+
+/wipe also forgets everything the bot holds about this account: the conversation in memory
+(a draft with its files, or an open follow-up session and its key) and the preferences row.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import datetime as dt
+from dataclasses import replace
 
-from aiogram.fsm.context import FSMContext
-
+from nazaha.flows import report_flow as flow
 from nazaha.handlers import screens
-from nazaha.handlers.context import Reply
+from nazaha.handlers.context import HOUR_FORMAT, Reply
+from nazaha.storage.prefs import Preferences
 
-DESTINY = "wipe"
 BATCH = 100  # deleteMessages takes at most 100 ids
 MAX_MESSAGES = 2000
 
 
-def _marks(reply: Reply) -> FSMContext:
-    return FSMContext(
-        storage=reply.fsm_storage, key=dataclasses.replace(reply.state.key, destiny=DESTINY)
-    )
+async def mark_conversation_start(
+    reply: Reply, message_id: int | None = None, *, conversation: bool = True
+) -> None:
+    """Remember where this conversation began (the earliest id seen wins) and, when a
+    report or follow-up begins (``conversation``), that one is open in this run of the bot,
+    so that a restart can be explained. At most one write, only when something changed."""
+    prefs = reply.preferences
+    wipe_from = prefs.wipe_from
+    if message_id is not None and (wipe_from is None or message_id < wipe_from):
+        wipe_from = message_id
+    updated = replace(prefs, wipe_from=wipe_from)
+    if conversation:
+        until = dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=reply.options.draft_ttl_hours)
+        updated = replace(
+            updated,
+            conversation_run=reply.services.run_id,
+            conversation_until=until.strftime(HOUR_FORMAT),
+        )
+    if updated != prefs:
+        reply.remember(updated)
 
 
-async def mark_conversation_start(reply: Reply, message_id: int | None = None) -> None:
-    """Remember where this conversation began (the earliest id seen wins)."""
-    if message_id is None:
-        return
-    marks = _marks(reply)
-    first = (await marks.get_data()).get("from")
-    if first is None or message_id < first:
-        await marks.set_data({"from": message_id})
+def drop_session_key(reply: Reply, data: dict) -> None:
+    """Forget the unlocked case of a follow-up session held in ``data`` (the FSM data)."""
+    session = data.get("session")
+    if isinstance(session, dict):
+        case = session.get("case")
+        if isinstance(case, dict) and isinstance(case.get("key_ref"), str):
+            reply.services.session_keys.drop(case["key_ref"])
 
 
 async def wipe_chat(reply: Reply, anchor: int) -> None:
-    """Delete every message from the conversation's start up to ``anchor``."""
-    marks = _marks(reply)
-    first = (await marks.get_data()).get("from") or anchor
+    """Delete every message from the conversation's start up to ``anchor``, and forget the
+    conversation and the preferences of this account."""
+    first = reply.preferences.wipe_from or anchor
     first = max(first, anchor - MAX_MESSAGES + 1)
     ids = list(range(first, anchor + 1))
     for start in range(0, len(ids), BATCH):
         reply.outbox.delete_many(reply.chat_id, ids[start : start + BATCH])
-    await marks.clear()
-    await reply.state.clear()
+    data = await reply.state.get_data()
+    drop_session_key(reply, data)
+    draft = flow.Draft.from_dict(data.get("draft") or {})
+    if draft is not None and draft.context:
+        reply.services.evidence.discard(draft.context)
+    reply.services.fsm.forget(reply.state.key)
+    reply.services.prefs.forget(reply.uow, reply.user_id)
+    reply.preferences = Preferences()
     reply.show(screens.wiped())

@@ -29,12 +29,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 
-from sqlalchemy import delete, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
 from nazaha.storage.crypto import pseudonym
-from nazaha.storage.database import dialect_insert, write_transaction
-from nazaha.storage.models import ReceiptAttempt
 
 GLOBAL_KEY = "global"
 PSEUDONYM_PURPOSE = "receipt-attempt"
@@ -55,9 +50,11 @@ def window_of(moment: dt.datetime) -> str:
 
 
 class AttemptLimiter:
+    """Wrong-receipt counters in process memory (nothing about follow-up reaches the disk)."""
+
     def __init__(
         self,
-        sessionmaker: async_sessionmaker[AsyncSession],
+        sessionmaker: object,
         pepper: bytes,
         *,
         per_user_per_hour: int = 5,
@@ -66,11 +63,11 @@ class AttemptLimiter:
     ) -> None:
         if per_user_per_hour < 1 or global_per_hour < 1:
             raise ValueError("attempt limits must be at least 1")
-        self._sessionmaker = sessionmaker
         self._pepper = pepper
         self._per_user = per_user_per_hour
         self._global = global_per_hour
         self._clock = clock
+        self._counts: dict[tuple[str, str], int] = {}
 
     def _user_key(self, user_id: int) -> str:
         if not isinstance(user_id, int) or isinstance(user_id, bool):
@@ -78,55 +75,26 @@ class AttemptLimiter:
         return pseudonym(self._pepper, PSEUDONYM_PURPOSE, user_id)
 
     async def blocked(self, user_id: int) -> bool:
-        """True if this user, or everyone together, reached the limit in this hour."""
-        user_key = self._user_key(user_id)
         window = window_of(self._clock())
-        async with self._sessionmaker() as session:
-            rows = await session.execute(
-                select(ReceiptAttempt.key, ReceiptAttempt.count).where(
-                    ReceiptAttempt.window == window,
-                    ReceiptAttempt.key.in_((user_key, GLOBAL_KEY)),
-                )
-            )
-            counts = dict(rows.all())
-        return counts.get(user_key, 0) >= self._per_user or counts.get(GLOBAL_KEY, 0) >= self._global
+        return (
+            self._counts.get((self._user_key(user_id), window), 0) >= self._per_user
+            or self._counts.get((GLOBAL_KEY, window), 0) >= self._global
+        )
 
     async def record_failure(self, user_id: int) -> None:
-        """Count one wrong receipt for this user and for the global ceiling (atomically)."""
-        user_key = self._user_key(user_id)
         window = window_of(self._clock())
-        async with write_transaction(self._sessionmaker) as session:
-            insert = dialect_insert(session)
-            for key in (user_key, GLOBAL_KEY):
-                statement = insert(ReceiptAttempt.__table__).values(key=key, window=window, count=1)
-                await session.execute(
-                    statement.on_conflict_do_update(
-                        index_elements=["key", "window"],
-                        set_={"count": ReceiptAttempt.__table__.c.count + 1},
-                    )
-                )
+        for key in (self._user_key(user_id), GLOBAL_KEY):
+            self._counts[(key, window)] = self._counts.get((key, window), 0) + 1
 
     async def failures(self, user_id: int) -> int:
-        """This user's failures in the current hour (for tests and the console)."""
-        user_key = self._user_key(user_id)
-        async with self._sessionmaker() as session:
-            count = await session.scalar(
-                select(ReceiptAttempt.count).where(
-                    ReceiptAttempt.key == user_key,
-                    ReceiptAttempt.window == window_of(self._clock()),
-                )
-            )
-        return int(count or 0)
+        return self._counts.get((self._user_key(user_id), window_of(self._clock())), 0)
 
-    async def purge(self, older_than_hours: int = 48) -> int:
-        """Delete counters of windows that started more than ``older_than_hours`` ago."""
+    async def purge(self, older_than_hours: int = 2) -> int:
         cutoff = window_of(self._clock() - dt.timedelta(hours=older_than_hours))
-        async with write_transaction(self._sessionmaker) as session:
-            # Window strings sort as their times do (fixed-width, most significant first).
-            result = await session.execute(
-                delete(ReceiptAttempt).where(ReceiptAttempt.window < cutoff)
-            )
-        return int(result.rowcount or 0)
+        stale = [k for k in self._counts if k[1] < cutoff]
+        for k in stale:
+            del self._counts[k]
+        return len(stale)
 
 
 __all__ = ["AttemptLimiter", "GLOBAL_KEY", "window_of"]

@@ -178,6 +178,19 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _coarsen_times(path: Path) -> None:
+    """atime and mtime to the start of the UTC day they fall in (never finer than a day)."""
+    try:
+        mtime = path.stat().st_mtime
+    except FileNotFoundError:
+        return
+    day = mtime - (mtime % 86400)
+    try:
+        os.utime(path, (day, day))
+    except FileNotFoundError:
+        pass
+
+
 class BlobStore:
     """Evidence blobs sealed under each report's data key, one directory per report.
 
@@ -303,6 +316,8 @@ class BlobStore:
                     os.close(fd)
                 tmp.unlink(missing_ok=True)
             raise
+        _coarsen_times(target)
+        _coarsen_times(directory)
         return BlobInfo(file_id, variant, total, digest.hexdigest(), index)
 
     @staticmethod
@@ -415,6 +430,22 @@ class BlobStore:
         directory = self._report_dir(report_id)
         if directory.is_dir() and not directory.is_symlink():
             shutil.rmtree(directory)
+
+    def blur_times(self) -> int:
+        """Set every blob's and directory's access and modification times to the start of
+        their UTC day; this also moves their change time (which no call can set) to now, the
+        same moment for all. Run periodically, so that file times never tell when a file was
+        written (docs/security.md). Returns how many entries were touched."""
+        touched = 0
+        if not self.root.is_dir():
+            return 0
+        for directory, _dirs, files in os.walk(self.root):
+            for name in files:
+                _coarsen_times(Path(directory) / name)
+                touched += 1
+            _coarsen_times(Path(directory))
+            touched += 1
+        return touched
 
     def list_reports(self) -> list[str]:
         """Report ids that have a blob directory (for the orphan purge)."""

@@ -288,11 +288,7 @@ class CaseService:
         async with write_transaction(self._sessionmaker) as session:
             message.seq = await _next_seq(session, CaseMessage, case.report_id)
             session.add(message)
-            session.add(
-                PendingNotification(
-                    report_id=case.report_id, created_at=dt.datetime.now(dt.timezone.utc)
-                )
-            )
+            session.add(PendingNotification(report_id=case.report_id))
             await session.flush()
         return ThreadMessage(
             id=message.id,

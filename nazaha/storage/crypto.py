@@ -76,6 +76,8 @@ __all__ = [
     "wrap_for_team",
     "unwrap_with_team",
     "wrapped_key_id",
+    "seal_to_key",
+    "open_from_key",
     "seal_team_private_key",
     "open_team_private_key",
     "RECEIPT_DIGITS",
@@ -483,6 +485,35 @@ def unwrap_with_team(wrapped: bytes, team_private: TeamPrivateKey, report_id: st
     if len(data_key) != KEY_BYTES:
         raise TamperedData("wrapped data key has the wrong length")
     return data_key
+
+
+
+def seal_to_key(public: TeamPublicKey, label: str, parts: tuple[str, ...], plaintext: bytes) -> bytes:
+    """HPKE-seal ``plaintext`` to ``public`` (the team key, or a running bot's mailbox key).
+
+    ``label`` and ``parts`` (e.g. a link id and a report id) are bound in the HPKE ``info``
+    with the key id, so a sealed value moved to another row fails to open. Output:
+    ``0x01 || key id (8 bytes) || HPKE ciphertext`` (as :func:`wrap_for_team`).
+    """
+    key_id = public.key_id
+    ct = _HPKE_SUITE.encrypt(plaintext, public._hpke, info=_frame(label, *parts, key_id))
+    return _WRAP_VERSION + bytes.fromhex(key_id) + ct
+
+
+def open_from_key(private: TeamPrivateKey, label: str, parts: tuple[str, ...], sealed: bytes) -> bytes:
+    """Open what :func:`seal_to_key` made; :class:`UnknownKeyId` if it was sealed to another
+    key, :class:`TamperedData` if modified, moved or truncated."""
+    sealed = bytes(sealed)
+    wanted = wrapped_key_id(sealed)
+    have = private.key_id
+    if not hmac.compare_digest(wanted, have):
+        raise UnknownKeyId(f"sealed to key {wanted}, not {have}", wanted=wanted, have=have)
+    try:
+        return _HPKE_SUITE.decrypt(
+            sealed[1 + _KEY_ID_RAW :], private._hpke, info=_frame(label, *parts, have)
+        )
+    except (InvalidTag, ValueError):
+        raise TamperedData("sealed value failed authentication") from None
 
 
 # --------------------------------------------------------------------------- sealed team private key

@@ -40,6 +40,9 @@ SQLITE_PRAGMAS: tuple[tuple[str, str, object], ...] = (
     ("foreign_keys", "ON", 1),
     ("secure_delete", "ON", 1),
     ("busy_timeout", "10000", 10000),
+    # After a checkpoint resets the WAL, truncate it to nothing: old row versions do not
+    # linger in the -wal file (docs/security.md).
+    ("journal_size_limit", "0", 0),
 )
 
 _write_locks: weakref.WeakKeyDictionary[Any, asyncio.Lock] = weakref.WeakKeyDictionary()
@@ -120,6 +123,24 @@ def sqlite_lanes(engine: AsyncEngine) -> SqliteLanes | None:
             closed.writer.close()
 
     return lanes
+
+
+async def checkpoint_wal(engine: AsyncEngine) -> bool:
+    """SQLite: copy the WAL into the database and truncate it to zero bytes, so that old
+    versions of rows written since the last checkpoint are gone from the -wal file (freed
+    pages of the database are zeroed by ``secure_delete``). Returns True if the whole WAL was
+    checkpointed (False if a reader kept part of it; the next run catches up). PostgreSQL:
+    nothing to do here (VACUUM, see docs/security.md)."""
+    if not is_sqlite(engine):
+        return True
+    lock = write_lock_for(engine)
+    assert lock is not None
+    async with lock:
+        async with engine.connect() as conn:
+            busy, _log, _checkpointed = (
+                await conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+            ).one()
+    return not busy
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

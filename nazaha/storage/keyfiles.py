@@ -39,6 +39,7 @@ from .crypto import (
 __all__ = [
     "KeyPaths",
     "ensure_bot_secrets",
+    "rotate_bot_secrets",
     "load_bot_secrets",
     "create_team_key",
     "load_team_public_key",
@@ -180,6 +181,23 @@ def ensure_bot_secrets(paths: KeyPaths) -> tuple[bytes, bytes]:
     bot_key = _ensure_secret_file(paths.bot_key, "bot key")
     pepper = _ensure_secret_file(paths.pepper, "pepper")
     return bot_key, pepper
+
+
+def rotate_bot_secrets(paths: KeyPaths) -> None:
+    """Replace the bot key and pepper files with new random secrets (atomically, one file
+    at a time). Whatever the old ones sealed or named can no longer be opened or linked by
+    whoever takes the new ones; callers delete what the old ones protected first."""
+    _ensure_private_dir(paths.data_dir)
+    for path in (paths.bot_key, paths.pepper):
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            os.fchmod(fd, _SECRET_MODE)
+            os.write(fd, os.urandom(KEY_BYTES))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    _fsync_dir(paths.data_dir)
 
 
 def load_bot_secrets(

@@ -1,11 +1,12 @@
 """Database tables (SQLite and PostgreSQL).
 
-What is deliberately absent: Telegram user or chat ids, names, usernames, and any time finer
-than a day on reports. Rows keyed by a person use an HMAC pseudonym (pepper outside the DB).
-Report answers live in ``report_fields`` sealed under the report's data key; so do the case
-thread (``case_messages``) and the evidence metadata (``evidence``). The chat ids of
-notification links are sealed under the bot key. The only finer-than-a-day time tied to a
-report is ``pending_notifications.created_at``: an outbox row deleted once sent.
+What is deliberately absent: Telegram user or chat ids, names, usernames, drafts (they live in
+the bot's memory only), staff accounts and keys (the console's own store), and any time finer
+than a day on reports or than an hour anywhere. The only rows keyed by a person
+(``user_preferences``) use an HMAC pseudonym (pepper outside the DB) and hold nothing about
+reports. Report answers live in ``report_fields`` sealed under the report's data key; so do
+the case thread (``case_messages``) and the evidence metadata (``evidence``). Notification
+links are sealed twice (bot link key inside, team key outside). See docs/security.md.
 """
 
 from __future__ import annotations
@@ -105,41 +106,29 @@ class ReportField(Base):
 
 
 class ProcessedUpdate(Base):
-    """Claimed Telegram update ids, for exactly-once handling of redelivered updates."""
+    """Telegram update ids claimed by report-side writes (a report, a follow-up message or
+    file), in the same transaction as those writes: a redelivered "Send" stores nothing
+    twice. Kept a few hours (``claimed_at`` is rounded down to the hour); ordinary steps are
+    deduplicated in memory and write nothing here."""
 
     __tablename__ = "processed_updates"
 
     bot_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     update_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
-    processed_on: Mapped[dt.date] = mapped_column(Date, index=True)
-
-
-class FsmRecord(Base):
-    __tablename__ = "fsm_records"
-
-    key: Mapped[str] = mapped_column(String(128), primary_key=True)  # a pseudonym
-    state: Mapped[str | None] = mapped_column(String(255))
-    sealed_data: Mapped[bytes | None] = mapped_column(LargeBinary)
-    expires_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, index=True)
-    expired: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    claimed_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, index=True)
 
 
 class UserPreference(Base):
+    """Per account, keyed by a pepper pseudonym: the language, whether the safety notice
+    was read, where the conversation began (for /wipe) and whether a conversation was open
+    (for the restart notice). Nothing about reports. ``expires_at`` (rounded down to the
+    hour) moves forward at most once an hour of activity; /wipe deletes the row."""
+
     __tablename__ = "user_preferences"
 
     pseudonym: Mapped[str] = mapped_column(String(128), primary_key=True)
     sealed: Mapped[bytes] = mapped_column(LargeBinary)
-
-
-class StaffUser(Base):
-    __tablename__ = "staff_users"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    username: Mapped[str] = mapped_column(String(64), unique=True)
-    password_phc: Mapped[str] = mapped_column(String(255))
-    role: Mapped[str] = mapped_column(String(32))
-    sealed_team_key: Mapped[bytes | None] = mapped_column(LargeBinary)
-    created_on: Mapped[dt.date] = mapped_column(Date)
+    expires_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, index=True)
 
 
 class CaseMessage(Base):
@@ -182,23 +171,27 @@ class Evidence(Base):
 
 
 class NotificationLink(Base):
-    """Opt-in "there is an update" notifications: the chat id is sealed under the bot key
-    and found by an HMAC pseudonym. Deleted when the case closes or the chat opts out."""
+    """Opt-in "there is an update" notifications for one report.
+
+    ``sealed_link`` is the chat id (and language) sealed twice: inside under the bot's link
+    key, outside to the team public key (HPKE; the link id and report id are bound in).
+    Neither the bot host (no team key) nor the console (no link key) can read the chat id
+    alone. Deleted when the case closes or the reporter stops notifications with the
+    receipt."""
 
     __tablename__ = "notification_links"
-    __table_args__ = (UniqueConstraint("report_id", "chat_pseudonym"),)
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)  # random hex
     report_id: Mapped[str] = mapped_column(
-        String(32), ForeignKey("reports.id", ondelete="CASCADE")
+        String(32), ForeignKey("reports.id", ondelete="CASCADE"), index=True
     )
-    chat_pseudonym: Mapped[str] = mapped_column(String(128), index=True)
-    sealed_chat: Mapped[bytes] = mapped_column(LargeBinary)
+    sealed_link: Mapped[bytes] = mapped_column(LargeBinary)
     created_on: Mapped[dt.date] = mapped_column(Date)
 
 
 class PendingNotification(Base):
-    """The outbox the bot's notifier drains (rows are deleted once handled)."""
+    """Reports with news for their reporter, waiting for the console to turn them into
+    instructions for the running bot (rows are deleted once dispatched)."""
 
     __tablename__ = "pending_notifications"
 
@@ -206,14 +199,27 @@ class PendingNotification(Base):
     report_id: Mapped[str] = mapped_column(
         String(32), ForeignKey("reports.id", ondelete="CASCADE"), index=True
     )
-    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
 
 
-class ReceiptAttempt(Base):
-    """Failed receipt attempts per pseudonym (and one global key) per hour window."""
+class BotMailbox(Base):
+    """The public half of a key that exists only in a running bot's memory: instructions
+    sealed to it can be read by that process alone, and by nobody once it stops."""
 
-    __tablename__ = "receipt_attempts"
+    __tablename__ = "bot_mailboxes"
 
-    key: Mapped[str] = mapped_column(String(128), primary_key=True)
-    window: Mapped[str] = mapped_column(String(16), primary_key=True)  # "2026-11-29T05" (UTC)
-    count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # random hex
+    public_key: Mapped[bytes] = mapped_column(LargeBinary)
+    opened_on: Mapped[dt.date] = mapped_column(Date)
+
+
+class NotificationInstruction(Base):
+    """"Send the content-free notification to the chat inside": one link's inner layer,
+    sealed to a bot mailbox. Carries no report id; deleted once sent."""
+
+    __tablename__ = "notification_instructions"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # random hex
+    mailbox_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("bot_mailboxes.id", ondelete="CASCADE"), index=True
+    )
+    sealed: Mapped[bytes] = mapped_column(LargeBinary)

@@ -1,180 +1,115 @@
-"""Opt-in, content-free "there is an update on your report" notifications.
+"""Opt-in, content-free "there is an update on your report" notifications, designed so that
+neither the bot host nor the coalition alone can tell which Telegram chat follows which case.
 
-A link ties a report to the chat that asked to be told. The chat id is sealed under the bot
-key (``BotKeyBox`` purpose ``"notify"``, context = the link id, so a sealed chat id copied to
-another row fails to open) and found by ``pseudonym(pepper, "notify-chat", chat_id)``. With
-the database alone nobody learns which chat follows which report; the bot host can (it holds
-the bot key), which is why links are opt-in, deleted when the case closes, when the chat
-opts out (:meth:`NotificationLinks.forget_chat`) and when Telegram says the user blocked the
-bot (:meth:`NotificationLinks.drop_link`).
+* **Link** (written at submission, report side): the chat id and language are sealed under the
+  bot's link key (:class:`~nazaha.storage.crypto.BotKeyBox` purpose ``"notify-link"``, the link
+  id as context), and that sealed value is sealed again to the team public key (HPKE, the link
+  id and report id bound in). The bot host cannot remove the outer layer (no team key); the
+  console cannot open the inner one (no link key).
+* **Mailbox**: each running bot makes a key pair that exists only in its memory and publishes
+  the public half (``bot_mailboxes``). Once the process stops, nobody can open what was
+  addressed to it.
+* **Dispatch** (console side, :class:`NotificationDispatcher`): for each report with pending
+  news it removes the outer layer of each link and seals the inner layer, with the link id, to
+  the mailbox: a one-time instruction that carries no report id.
+* **Delivery** (bot side, :class:`Mailbox`): the bot opens the instruction with its memory-only
+  key, the inner layer with its link key, sends the fixed text and deletes the instruction.
 
-``pending_notifications`` is the outbox: a caseworker's reply adds a row in its own
-transaction (:meth:`nazaha.storage.cases.CaseService.add_staff_reply`); the bot's notifier
-takes them with :meth:`NotificationLinks.due`, sends the same fixed text to every target and
-calls :meth:`NotificationLinks.done`. Several pending rows of one report are coalesced into
-one delivery: a reporter gets one message per batch of replies, not one per reply.
+Stopping notifications goes through the receipt (follow-up, :meth:`NotificationLinks.stop`): no
+bot-side key can find a chat's links. Closing a case deletes its links.
 """
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import datetime as dt
+import json
 import logging
+import random
 import secrets
 
 from sqlalchemy import delete, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from nazaha.storage.crypto import BotKeyBox, TamperedData, pseudonym
-from nazaha.storage.database import dialect_insert, write_transaction
-from nazaha.storage.models import NotificationLink, PendingNotification
-from nazaha.storage.unit_of_work import UnitOfWork
+from nazaha.storage.crypto import (
+    BotKeyBox,
+    CryptoError,
+    TeamPrivateKey,
+    TeamPublicKey,
+    open_from_key,
+    seal_to_key,
+)
+from nazaha.storage.database import write_transaction
+from nazaha.storage.models import (
+    BotMailbox,
+    NotificationInstruction,
+    NotificationLink,
+    PendingNotification,
+)
 
-PURPOSE = "notify"
-PSEUDONYM_PURPOSE = "notify-chat"
+LINK_PURPOSE = "notify-link"
+LINK_LABEL = "nazaha/notify-link/v1"
+INSTRUCTION_LABEL = "nazaha/notify-instruction/v1"
 
 log = logging.getLogger(__name__)
 
 
-@dataclasses.dataclass(frozen=True)
-class Delivery:
-    """Pending notifications of one report, up to and including ``notification_id``.
-
-    ``targets`` are ``(link_id, chat_id)`` pairs; it may be empty (no links, or all were
-    dropped): the caller still calls :meth:`NotificationLinks.done`.
-    """
-
-    notification_id: int
-    report_id: str
-    targets: list[tuple[str, int]]
-
-    def __repr__(self) -> str:  # chat ids stay out of logs
-        return (
-            f"Delivery(notification_id={self.notification_id}, targets={len(self.targets)})"
-        )
+def _today() -> dt.date:
+    return dt.datetime.now(dt.timezone.utc).date()
 
 
 class NotificationLinks:
+    """Links of reports to the chats that asked to be told (report side)."""
+
     def __init__(
-        self, sessionmaker: async_sessionmaker[AsyncSession], box: BotKeyBox, pepper: bytes
+        self, sessionmaker: async_sessionmaker[AsyncSession], box: BotKeyBox, team_public: TeamPublicKey
     ) -> None:
         self._sessionmaker = sessionmaker
         self._box = box
-        self._pepper = pepper
+        self._team_public = team_public
 
-    def _chat_key(self, chat_id: int) -> str:
+    def add(self, batch, report_id: str, chat_id: int, locale: str) -> None:
+        """Queue a link into ``batch`` (a :class:`~nazaha.storage.report_writes.ReportBatch`)."""
         if not isinstance(chat_id, int) or isinstance(chat_id, bool):
             raise TypeError("a chat id is an int")
-        return pseudonym(self._pepper, PSEUDONYM_PURPOSE, chat_id)
-
-    def add(self, uow: UnitOfWork, report_id: str, chat_id: int) -> None:
-        """Queue a link (no-op if this chat already follows this report)."""
         link_id = secrets.token_hex(16)
+        inner = self._box.seal(
+            LINK_PURPOSE,
+            link_id,
+            json.dumps({"chat": chat_id, "locale": locale}, separators=(",", ":")).encode(),
+        )
         values = {
             "id": link_id,
             "report_id": report_id,
-            "chat_pseudonym": self._chat_key(chat_id),
-            "sealed_chat": self._box.seal(PURPOSE, link_id, str(chat_id).encode("ascii")),
-            "created_on": dt.datetime.now(dt.timezone.utc).date(),
+            "sealed_link": seal_to_key(self._team_public, LINK_LABEL, (link_id, report_id), inner),
+            "created_on": _today(),
         }
 
         async def store(session: AsyncSession) -> None:
-            insert = dialect_insert(session)
+            await session.execute(NotificationLink.__table__.insert(), [values])
+
+        batch.add(store)
+
+    def stop(self, batch, report_id: str) -> None:
+        """Queue the removal of every link (and pending notification) of a report: the
+        reporter stopped notifications from follow-up."""
+
+        async def remove(session: AsyncSession) -> None:
+            await session.execute(delete(NotificationLink).where(NotificationLink.report_id == report_id))
             await session.execute(
-                insert(NotificationLink.__table__)
-                .values(**values)
-                .on_conflict_do_nothing(index_elements=["report_id", "chat_pseudonym"])
+                delete(PendingNotification).where(PendingNotification.report_id == report_id)
             )
 
-        uow.add(store)
+        batch.add(remove)
 
-    async def forget_chat(self, chat_id: int) -> int:
-        """Delete every link of this chat now; returns how many there were."""
-        async with write_transaction(self._sessionmaker) as session:
-            result = await session.execute(self._forget_statement(chat_id))
-        return int(result.rowcount or 0)
-
-    def forget_chat_queued(self, uow: UnitOfWork, chat_id: int) -> None:
-        """Delete every link of this chat in the update's write transaction."""
-        statement = self._forget_statement(chat_id)
-
-        async def forget(session: AsyncSession) -> None:
-            await session.execute(statement)
-
-        uow.add(forget)
-
-    def _forget_statement(self, chat_id: int):
-        return delete(NotificationLink).where(
-            NotificationLink.chat_pseudonym == self._chat_key(chat_id)
-        )
-
-    async def has_links(self, chat_id: int) -> bool:
-        key = self._chat_key(chat_id)
+    async def count(self, report_id: str) -> int:
+        """How many chats follow this report."""
         async with self._sessionmaker() as session:
             found = await session.scalar(
-                select(exists().where(NotificationLink.chat_pseudonym == key))
+                select(func.count()).select_from(NotificationLink).where(NotificationLink.report_id == report_id)
             )
-        return bool(found)
-
-    async def due(self, limit: int = 50) -> list[Delivery]:
-        """Up to ``limit`` reports with pending notifications, oldest first, each with its
-        decrypted targets. A link that fails to open (modified row, or another bot key) is
-        skipped, never fatal: one bad row must not stall everyone's notifications."""
-        async with self._sessionmaker() as session:
-            pending = (
-                await session.execute(
-                    select(
-                        PendingNotification.report_id,
-                        func.max(PendingNotification.id).label("last_id"),
-                        func.min(PendingNotification.id).label("first_id"),
-                    )
-                    .group_by(PendingNotification.report_id)
-                    .order_by(func.min(PendingNotification.id))
-                    .limit(limit)
-                )
-            ).all()
-            report_ids = [row.report_id for row in pending]
-            links = (
-                await session.execute(
-                    select(
-                        NotificationLink.id,
-                        NotificationLink.report_id,
-                        NotificationLink.sealed_chat,
-                    )
-                    .where(NotificationLink.report_id.in_(report_ids))
-                    .order_by(NotificationLink.id)
-                )
-            ).all() if report_ids else []
-        targets: dict[str, list[tuple[str, int]]] = {rid: [] for rid in report_ids}
-        for link in links:
-            try:
-                chat_id = int(self._box.open(PURPOSE, link.id, link.sealed_chat).decode("ascii"))
-            except (TamperedData, ValueError):
-                log.warning("a notification link failed to open and was skipped")
-                continue
-            targets[link.report_id].append((link.id, chat_id))
-        return [
-            Delivery(notification_id=row.last_id, report_id=row.report_id, targets=targets[row.report_id])
-            for row in pending
-        ]
-
-    async def done(self, notification_id: int) -> None:
-        """Mark a delivery handled: deletes its report's pending rows up to this id (rows
-        added since :meth:`due` stay for the next pass)."""
-        async with write_transaction(self._sessionmaker) as session:
-            report_id = await session.scalar(
-                select(PendingNotification.report_id).where(
-                    PendingNotification.id == notification_id
-                )
-            )
-            if report_id is None:
-                return
-            await session.execute(
-                delete(PendingNotification).where(
-                    PendingNotification.report_id == report_id,
-                    PendingNotification.id <= notification_id,
-                )
-            )
+        return int(found or 0)
 
     async def drop_link(self, link_id: str) -> None:
         """Forget one link (Telegram answered 403: the user blocked the bot)."""
@@ -182,4 +117,153 @@ class NotificationLinks:
             await session.execute(delete(NotificationLink).where(NotificationLink.id == link_id))
 
 
-__all__ = ["Delivery", "NotificationLinks"]
+@dataclasses.dataclass(frozen=True)
+class Instruction:
+    """One notification to send: never logged (the chat id is in it)."""
+
+    id: str
+    link_id: str
+    chat_id: int
+    locale: str
+
+    def __repr__(self) -> str:
+        return "Instruction(<redacted>)"
+
+
+class Mailbox:
+    """The running bot's side: a key pair in memory only, and the instructions sealed to it."""
+
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], box: BotKeyBox) -> None:
+        self._sessionmaker = sessionmaker
+        self._box = box
+        self._key = TeamPrivateKey.generate()  # the same hybrid KEM as the team key
+        self.id = secrets.token_hex(16)
+
+    async def open(self) -> None:
+        """Publish the public half, replacing mailboxes of earlier runs (whose instructions
+        nobody can open any more)."""
+        async with write_transaction(self._sessionmaker) as session:
+            await session.execute(delete(BotMailbox))
+            session.add(
+                BotMailbox(id=self.id, public_key=self._key.public_key().to_bytes(), opened_on=_today())
+            )
+
+    async def close(self) -> None:
+        """Withdraw the mailbox (its pending instructions go with it)."""
+        async with write_transaction(self._sessionmaker) as session:
+            await session.execute(delete(BotMailbox).where(BotMailbox.id == self.id))
+
+    async def due(self, limit: int = 100) -> list[Instruction]:
+        """Up to ``limit`` instructions, opened. One that fails to open (modified, or not
+        for this run) is deleted and skipped, never fatal."""
+        async with self._sessionmaker() as session:
+            rows = (
+                await session.execute(
+                    select(NotificationInstruction.id, NotificationInstruction.sealed)
+                    .where(NotificationInstruction.mailbox_id == self.id)
+                    .limit(limit)
+                )
+            ).all()
+        opened: list[Instruction] = []
+        for row in rows:
+            try:
+                payload = json.loads(
+                    open_from_key(self._key, INSTRUCTION_LABEL, (row.id, self.id), row.sealed)
+                )
+                link_id = str(payload["link"])
+                inner = json.loads(
+                    self._box.open(LINK_PURPOSE, link_id, base64.b64decode(payload["inner"]))
+                )
+                opened.append(Instruction(row.id, link_id, int(inner["chat"]), str(inner["locale"])))
+            except (CryptoError, ValueError, KeyError, TypeError):
+                log.warning("a notification instruction failed to open and was dropped")
+                await self.done(row.id)
+        return opened
+
+    async def done(self, instruction_id: str) -> None:
+        async with write_transaction(self._sessionmaker) as session:
+            await session.execute(
+                delete(NotificationInstruction).where(NotificationInstruction.id == instruction_id)
+            )
+
+    def __repr__(self) -> str:
+        return "Mailbox(<redacted>)"
+
+    def __reduce__(self):
+        raise TypeError("Mailbox must not be pickled")
+
+
+class NotificationDispatcher:
+    """The console's side: turns pending notifications into instructions for the running
+    bot. Needs the team private key (the console holds it while a staff member is logged in;
+    ``nazaha notify`` takes the recovery file)."""
+
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], rng: random.Random | None = None) -> None:
+        self._sessionmaker = sessionmaker
+        self._rng = rng or random.SystemRandom()
+
+    async def dispatch(self, team_private: TeamPrivateKey) -> int:
+        """Issue instructions for every report with pending news; returns how many.
+
+        With no running bot (no mailbox) nothing is issued and the news stays pending. A link
+        that fails to open (tampered, or sealed to another team key) is skipped and logged
+        without detail."""
+        async with write_transaction(self._sessionmaker) as session:
+            mailbox = (
+                await session.execute(select(BotMailbox.id, BotMailbox.public_key).limit(1))
+            ).first()
+            if mailbox is None:
+                return 0
+            public = TeamPublicKey.from_bytes(mailbox.public_key)
+            pending = (
+                await session.execute(
+                    select(PendingNotification.report_id, func.max(PendingNotification.id))
+                    .group_by(PendingNotification.report_id)
+                )
+            ).all()
+            instructions = []
+            for report_id, last_id in pending:
+                links = (
+                    await session.execute(
+                        select(NotificationLink.id, NotificationLink.sealed_link).where(
+                            NotificationLink.report_id == report_id
+                        )
+                    )
+                ).all()
+                for link in links:
+                    try:
+                        inner = open_from_key(team_private, LINK_LABEL, (link.id, report_id), link.sealed_link)
+                    except CryptoError:
+                        log.warning("a notification link failed to open and was skipped")
+                        continue
+                    instruction_id = secrets.token_hex(16)
+                    payload = json.dumps(
+                        {"link": link.id, "inner": base64.b64encode(inner).decode()},
+                        separators=(",", ":"),
+                    ).encode()
+                    instructions.append(
+                        {
+                            "id": instruction_id,
+                            "mailbox_id": mailbox.id,
+                            "sealed": seal_to_key(
+                                public, INSTRUCTION_LABEL, (instruction_id, mailbox.id), payload
+                            ),
+                        }
+                    )
+                await session.execute(
+                    delete(PendingNotification).where(
+                        PendingNotification.report_id == report_id,
+                        PendingNotification.id <= last_id,
+                    )
+                )
+            self._rng.shuffle(instructions)  # no order that follows the reports
+            if instructions:
+                await session.execute(NotificationInstruction.__table__.insert(), instructions)
+        return len(instructions)
+
+    async def has_pending(self) -> bool:
+        async with self._sessionmaker() as session:
+            return bool(await session.scalar(select(exists().where(PendingNotification.id.is_not(None)))))
+
+
+__all__ = ["Instruction", "Mailbox", "NotificationDispatcher", "NotificationLinks"]

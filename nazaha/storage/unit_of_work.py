@@ -1,10 +1,15 @@
 """One update, one write transaction (see docs/architecture.md, "the unit of work").
 
 During the *decide* phase code reads through :meth:`UnitOfWork.read` and queues writes with
-:meth:`UnitOfWork.add` and outgoing Telegram calls with :meth:`UnitOfWork.after_commit`.
-:meth:`UnitOfWork.commit` then claims the update id and applies every queued write in one
-short transaction, and only after it committed runs the queued actions. Nothing slow
-(Argon2id, network) ever happens while the write transaction is open.
+:meth:`UnitOfWork.add`, in-memory changes with :meth:`UnitOfWork.on_commit` and outgoing
+Telegram calls with :meth:`UnitOfWork.after_commit`. :meth:`UnitOfWork.commit` then applies
+every queued write in one short transaction, and only after it committed applies the
+in-memory changes and runs the queued actions. Nothing slow (Argon2id, network) ever happens
+while the write transaction is open.
+
+An update's unit of work holds only rows keyed by a pseudonym (preferences). Whatever belongs
+to a report goes through :mod:`nazaha.storage.report_writes` in transactions of its own, which
+also claim the update id there: no commit ever holds both (docs/security.md).
 """
 
 from __future__ import annotations
@@ -16,9 +21,8 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any, Final
 
-from sqlalchemy import delete, exists, insert, select
+from sqlalchemy import delete
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from nazaha.storage.database import StatementOp, engine_of, write_lock_for, write_session
@@ -27,9 +31,7 @@ from nazaha.storage.models import ProcessedUpdate
 
 WriteOp = Callable[[AsyncSession], Awaitable[None]]
 AfterCommit = Callable[[], Awaitable[None]]
-
-# Claiming an update id: a plain INSERT built once (the primary key refuses a second claim).
-CLAIM: Final = insert(ProcessedUpdate.__table__)
+OnCommit = Callable[[], None]
 
 
 class DuplicateUpdate(Exception):
@@ -67,10 +69,10 @@ class UnitOfWork:
             write_lock = write_lock_for(engine_of(sessionmaker))
         self._write_lock = write_lock
         self._ops: list[WriteOp] = []
+        self._on_commit: list[OnCommit] = []
         self._after: list[AfterCommit] = []
         self._read_session: AsyncSession | None = None
         self._overlays: dict[str, dict[Any, Any]] = {}
-        self._claimed: bool | None = None  # known from a prefetch (storage/update_rows.py)
         self._finished = False
 
     # -- decide phase ---------------------------------------------------------------
@@ -86,6 +88,12 @@ class UnitOfWork:
         """Queue a write; it runs inside the update's write transaction, in order."""
         self._check_open()
         self._ops.append(op)
+
+    def on_commit(self, change: OnCommit) -> None:
+        """Queue an in-memory change (e.g. the conversation state) to apply right after a
+        successful commit, before the after-commit actions; dropped if nothing commits."""
+        self._check_open()
+        self._on_commit.append(change)
 
     def after_commit(self, action: AfterCommit) -> None:
         """Queue an action (e.g. a Telegram call) to run after a successful commit."""
@@ -110,43 +118,22 @@ class UnitOfWork:
     def pending_writes(self) -> int:
         return len(self._ops)
 
-    def note_claimed(self, claimed: bool) -> None:
-        """Record what a prefetch read about this update id, so is_processed() need not."""
-        self._claimed = claimed
-
-    async def is_processed(self) -> bool:
-        """Cheap early check: has this update id already been claimed?"""
-        if self.update_id is None:
-            return False
-        if self._claimed is not None:
-            return self._claimed
-        session = await self.read()
-        claimed = await session.scalar(
-            select(
-                exists().where(
-                    ProcessedUpdate.bot_id == self.bot_id,
-                    ProcessedUpdate.update_id == self.update_id,
-                )
-            )
-        )
-        return bool(claimed)
-
     # -- commit phase ---------------------------------------------------------------
 
     async def commit(self) -> None:
-        """Claim the update id and apply all queued writes atomically, then run the
+        """Apply all queued writes atomically, then the in-memory changes, then run the
         after-commit actions in order (the first failing action stops the rest and its
-        exception propagates; the data stays committed).
-
-        Raises :class:`DuplicateUpdate` if the update id was already claimed.
-        """
+        exception propagates; the data stays committed)."""
         self._check_open()
         self._finished = True
         await self._close_read_session()
         ops, self._ops = self._ops, []
+        changes, self._on_commit = self._on_commit, []
         after, self._after = self._after, []
-        if ops or self.update_id is not None:
+        if ops:
             await self._write(ops)
+        for change in changes:
+            change()
         for action in after:
             await action()
 
@@ -154,6 +141,7 @@ class UnitOfWork:
         """Discard everything not committed (idempotent)."""
         self._finished = True
         self._ops.clear()
+        self._on_commit.clear()
         self._after.clear()
         await self._close_read_session()
 
@@ -178,31 +166,15 @@ class UnitOfWork:
             await self._apply(session, ops)
 
     async def _apply(self, session: AsyncSession, ops: list[WriteOp]) -> None:
-        """Claim the update id, then run the queued writes, inside ``session``'s transaction."""
-        if self.update_id is not None:
-            try:
-                await session.execute(CLAIM, self._claim_params())
-            except IntegrityError:
-                raise self._duplicate() from None
+        """Run the queued writes inside ``session``'s transaction."""
         for op in ops:
             await op(session)
 
     def _apply_sync(self, connection: Connection, ops: list[WriteOp]) -> None:
         """The same as :meth:`_apply` on a synchronous connection (statement ops only)."""
-        if self.update_id is not None:
-            try:
-                connection.execute(CLAIM, self._claim_params())
-            except IntegrityError:
-                raise self._duplicate() from None
         for op in ops:
             assert isinstance(op, StatementOp)
             op.run_sync(connection)
-
-    def _claim_params(self) -> dict[str, Any]:
-        return {"bot_id": self.bot_id, "update_id": self.update_id, "processed_on": _today()}
-
-    def _duplicate(self) -> DuplicateUpdate:
-        return DuplicateUpdate(f"update {self.update_id} of bot {self.bot_id} was already handled")
 
     async def _close_read_session(self) -> None:
         session, self._read_session = self._read_session, None
@@ -226,19 +198,16 @@ def active_uow() -> UnitOfWork | None:
 
 
 async def purge_processed_updates(
-    sessionmaker: async_sessionmaker[AsyncSession], older_than_days: int = 7
+    sessionmaker: async_sessionmaker[AsyncSession], older_than_hours: int = 6
 ) -> int:
-    """Forget claimed update ids older than ``older_than_days`` (Telegram redelivers for
-    at most a day). Returns the number of rows deleted."""
+    """Forget claimed update ids older than ``older_than_hours`` (Telegram retries a webhook
+    delivery for minutes, and a restarted bot has no draft left to submit twice). Returns the
+    number of rows deleted."""
     from nazaha.storage.database import write_transaction
 
-    cutoff = _today() - dt.timedelta(days=older_than_days)
+    cutoff = dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=older_than_hours)
     async with write_transaction(sessionmaker) as session:
         result = await session.execute(
-            delete(ProcessedUpdate).where(ProcessedUpdate.processed_on < cutoff)
+            delete(ProcessedUpdate).where(ProcessedUpdate.claimed_at < cutoff)
         )
     return int(result.rowcount or 0)
-
-
-def _today() -> dt.date:
-    return dt.datetime.now(dt.timezone.utc).date()
