@@ -18,6 +18,7 @@ from nazaha.storage.cases import CaseService
 from nazaha.storage.crypto import KDF_TESTING
 from nazaha.storage.database import create_engine, create_sessionmaker
 from nazaha.storage.keyfiles import KeyPaths, load_team_private_key, load_team_public_key
+from nazaha.storage.notifications import NotificationDispatcher
 from nazaha.storage.reports import ReportVault
 from tests.e2e_support import PASSPHRASE, RECEIPT_RE, TOKEN, Chat, find_plaintext, run_init
 from tests.test_e2e_bot import DESCRIPTION, Deployment
@@ -199,11 +200,14 @@ async def test_follow_up_from_another_account_reply_and_notification(deployment:
     staff = deployment.staff
     await staff.cases.add_staff_reply(await staff.case(designation), "Thank you. Do you have the invoice?")
     await staff.cases.add_staff_reply(await staff.case(quiet_designation), "Thank you for your complaint.")
+    # The console removes the links' outer layer and hands the running bot one-time
+    # instructions sealed to its memory-only mailbox.
+    assert await NotificationDispatcher(staff.sessionmaker).dispatch(staff.team_private) == 1
     notice = await reporter.expect("There is an update on your report.")
     assert "invoice" not in notice["text"]  # content-free
     for _ in range(100):
         with sqlite3.connect(deployment.data_dir / "nazaha.db") as db:
-            if db.execute("SELECT count(*) FROM pending_notifications").fetchone() == (0,):
+            if db.execute("SELECT count(*) FROM notification_instructions").fetchone() == (0,):
                 break
         await asyncio.sleep(0.1)
     assert not [m for m in await quiet.bot_messages_since(0) if "There is an update" in (m["text"] or "")]
@@ -246,9 +250,11 @@ async def test_follow_up_from_another_account_reply_and_notification(deployment:
     assert await deployment.client.calls("deleteMessages")
 
 
-async def test_forget_removes_the_notification_link(deployment: Deployment):
+async def test_notifications_stop_with_the_receipt_not_with_forget(deployment: Deployment):
+    """No bot-side key can find a chat's links: /forget explains, the receipt stops them."""
     chat = await open_chat(deployment)
-    _, designation = await report_with_evidence(chat, notify=True, files=[])
+    receipt, designation = await report_with_evidence(chat, notify=True, files=[])
+
     def links() -> int:
         with sqlite3.connect(deployment.data_dir / "nazaha.db") as db:
             return db.execute(
@@ -256,10 +262,21 @@ async def test_forget_removes_the_notification_link(deployment: Deployment):
                 "WHERE r.designation = ?",
                 (designation,),
             ).fetchone()[0]
+
     assert links() == 1
     await chat.send("/forget")
-    await chat.expect("this chat will receive no more notifications")
+    await chat.expect("Stop notifications")
+    assert links() == 1
+    await chat.send("/followup")
+    await chat.expect("Please type your receipt number")
+    await chat.send(receipt)
+    view = await chat.expect("Your report")
+    assert "sends update notifications" in view["text"]
+    await chat.press("Stop notifications")
+    await chat.expect("this report will send no more notifications")
     assert links() == 0
+    view = await chat.expect("Your report")
+    assert "sends update notifications" not in view["text"]
 
 
 async def test_six_wrong_receipts_are_throttled(deployment: Deployment):

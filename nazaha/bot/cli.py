@@ -248,6 +248,28 @@ async def _export_evidence(settings, sessionmaker, vault, args, team_private) ->
     return listed
 
 
+async def cmd_notify(settings: Settings, args: argparse.Namespace) -> None:
+    """Console-side job until the console does it after login: turn pending news into
+    notification instructions for the running bot (needs the team key)."""
+    from nazaha.bot.app import kdf_floor
+    from nazaha.storage.database import create_engine, create_sessionmaker
+    from nazaha.storage.keyfiles import KeyPaths, load_team_private_key
+    from nazaha.storage.notifications import NotificationDispatcher
+
+    paths = KeyPaths.for_data_dir(settings.data_dir)
+    key_file = Path(args.key_file) if args.key_file else paths.team_recovery
+    passphrase = _read_secret_file(args.passphrase_file)
+    if passphrase is None:
+        passphrase = getpass.getpass("Team key passphrase: ")
+    team_private = load_team_private_key(key_file, passphrase, floor=kdf_floor(settings))
+    engine = create_engine(settings.effective_database_url)
+    try:
+        issued = await NotificationDispatcher(create_sessionmaker(engine)).dispatch(team_private)
+    finally:
+        await engine.dispose()
+    print(f"{issued} notification(s) handed to the running bot.")
+
+
 def _secret(value: str):
     from pydantic import SecretStr
 
@@ -274,6 +296,12 @@ def build_parser() -> argparse.ArgumentParser:
     decrypt.add_argument("--passphrase-file")
     decrypt.add_argument("--export", metavar="DIR", help="write the decrypted evidence files here")
     decrypt.set_defaults(func=cmd_decrypt)
+    notify = sub.add_parser(
+        "notify", help="hand pending update notifications to the running bot (team key)"
+    )
+    notify.add_argument("--key-file", help="team key recovery file (default: in the data dir)")
+    notify.add_argument("--passphrase-file")
+    notify.set_defaults(func=cmd_notify)
     return parser
 
 
