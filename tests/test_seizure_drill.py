@@ -6,8 +6,8 @@ abandoned draft; a discarded draft; a follow-up from another account with a repl
 /forget; /wipe. The data dir is copied while the bot runs (twice), after SIGKILL and after a
 restart and clean stop. Then, with only those copies, the bot's log, its NAZAHA_* environment
 and what `nazaha init` printed, the tests look for items 1-4 of the threat model (content,
-data keys, receipts, account <-> report links) and for the structural rule (no commit writes
-a pseudonym-keyed row and a report-side row together).
+data keys, receipts, account <-> report links), for the structural rule (no commit writes
+a pseudonym-keyed row and a report-side row together) and for item 5 after /wipe.
 
 Failure messages name the secret, the encoding and the place, never the secret's value.
 """
@@ -434,7 +434,7 @@ def _secrets_in_plaintext(seizure: Seizure, plaintext: bytes) -> list[str]:
                 break
     key_like = forensics.key_like_values(plaintext)
     if key_like:
-        found.append(f"{key_like} key-sized base64 value(s) (a draft's data key?)")
+        found.append("key-sized base64 value(s) (a draft's data key?)")
     return found
 
 
@@ -533,3 +533,24 @@ def test_data_dir_holds_no_team_secret(seizure: Seizure):
         names = sorted(p.name for p in copy.rglob("*") if p.is_file())
         assert "team-recovery.key" not in names, f"[{label}] holds the team recovery key"
         assert not [n for n in names if "passphrase" in n or "console" in n], f"[{label}]: {names}"
+
+
+def test_wipe_leaves_no_preferences_or_draft_of_the_account(seizure: Seizure):
+    """Item 5: after /wipe (A, then D), the database's latest state holds no draft,
+    preference or link row keyed by a pseudonym of those accounts."""
+    wiped = {name: value for name, value in seizure.ids.items() if name.endswith(("A (reporter)", "D (follows up for A)"))}
+    findings = []
+    for label in ("2 running, at the end", "3 after SIGKILL", "4 after a clean stop"):
+        copy = seizure.copies[label]
+        known = forensics.known_pseudonyms(seizure.pepper(copy), wiped, BOT_ID)
+        latest = None
+        for snapshot in forensics.sqlite_versions(copy / DB_NAME, copy / f"{DB_NAME}-wal"):
+            if snapshot.generation in ("main", "current"):
+                latest = snapshot
+        assert latest is not None
+        for table, rows in latest.tables.items():
+            for row in rows.rows:
+                for value in row:
+                    if isinstance(value, str) and value in known:
+                        findings.append(f"[{label}] {table} ({latest.label}) keeps a row of {known[value]}")
+    assert not findings, "rows outlive /wipe:\n" + "\n".join(sorted(set(findings)))
