@@ -17,6 +17,7 @@ from nazaha.sandbox.client import SandboxClient
 
 TOKEN = "424242:E2E-nazaha-test-token-abcdefghijklmnop"
 PASSPHRASE = "correct horse battery staple"
+READY_LINE = b"bot ready"
 RECEIPT_RE = re.compile(r"\b(\d{4} \d{4} \d{4} \d{4} \d{4})\b")
 
 
@@ -66,7 +67,9 @@ class BotProcess:
     args: tuple[str, ...] = ()  # e.g. ("--webhook",)
 
     def start(self) -> None:
+        """Start the bot process (see :meth:`launch` to also wait until it serves)."""
         log = self.log_path.open("ab")
+        self._ready_lines = self.log_path.read_bytes().count(READY_LINE)
         self.process = subprocess.Popen(
             nazaha_command("bot", *self.args),
             env=nazaha_env(self.data_dir, self.api_url, **self.extra_env),
@@ -74,6 +77,24 @@ class BotProcess:
             stderr=subprocess.STDOUT,
         )
         log.close()
+
+    async def launch(self, *, ready_timeout: float = 240.0) -> None:
+        """Start the bot and return once it serves (it logs "bot ready" when it polls or
+        its webhook is set): on a busy 2-core machine start-up alone can take a minute, and
+        a test's first message must not race it. Waits without blocking the event loop (the
+        emulator may run in it)."""
+        self.start()
+        deadline = time.monotonic() + ready_timeout
+        while self.log_path.read_bytes().count(READY_LINE) <= self._ready_lines:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise AssertionError(
+                    "the bot exited during start-up:\n"
+                    + self.log_path.read_text(errors="replace")[-3000:]
+                )
+            if time.monotonic() > deadline:
+                raise AssertionError("the bot did not become ready in time")
+            await asyncio.sleep(0.05)
 
     def kill(self) -> None:
         """SIGKILL: no clean shutdown, as in a crash or a seized machine."""

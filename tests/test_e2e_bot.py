@@ -95,7 +95,7 @@ async def deployment(tmp_path_factory):
         client = SandboxClient(server.url, token=TOKEN)
         d = Deployment(tmp, server, client)
         run_init(d.data_dir, server.url)
-        d.bot.start()
+        await d.bot.launch()
         try:
             yield d
         finally:

@@ -28,7 +28,7 @@ async def page_and_bot(tmp_path):
         client = SandboxClient(server.url, token=TOKEN)
         d = Deployment(tmp_path, server, client)
         run_init(d.data_dir, server.url)
-        d.bot.start()
+        await d.bot.launch()
         async with async_playwright() as pw:
             browser = await pw.chromium.launch(
                 executable_path=CHROMIUM,

@@ -72,7 +72,7 @@ async def deployment(tmp_path_factory):
         client = SandboxClient(server.url, token=TOKEN)
         d = Deployment(tmp, server, client, NAZAHA_NOTIFY_INTERVAL_SECONDS="0.2")
         run_init(d.data_dir, server.url)
-        d.bot.start()
+        await d.bot.launch()
         d.staff = Staff(d)
         try:
             yield d

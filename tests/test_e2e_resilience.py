@@ -47,7 +47,7 @@ async def walk_to_description(chat: Chat) -> None:
 async def test_a_restart_loses_the_draft_and_the_user_is_told_plainly(fresh: Deployment):
     """Drafts live only in the bot's memory (issue 7): after a crash nothing of the draft
     is on disk, and the user is told what happened, in their language, once."""
-    fresh.bot.start()
+    await fresh.bot.launch()
     chat = await Chat.open(fresh.client, "en")
     await walk_to_description(chat)
     await chat.send(DESCRIPTION)
@@ -63,7 +63,7 @@ async def test_a_restart_loses_the_draft_and_the_user_is_told_plainly(fresh: Dep
         }, kept
     # The user keeps typing while the bot is down.
     await chat.send("It happened twice at the main office.")
-    fresh.bot.start()
+    await fresh.bot.launch()
     await chat.expect("The service restarted since your last message")
     await chat.expect("What would you like to do?")
     # Told once: the next message gets the menu only.
@@ -74,7 +74,7 @@ async def test_a_restart_loses_the_draft_and_the_user_is_told_plainly(fresh: Dep
 
 
 async def test_duplicated_update_produces_one_report(fresh: Deployment):
-    fresh.bot.start()
+    await fresh.bot.launch()
     chat = await Chat.open(fresh.client, "en")
     await walk_to_description(chat)
     await chat.send(DESCRIPTION)
@@ -120,7 +120,7 @@ async def test_duplicated_update_produces_one_report(fresh: Deployment):
 
 async def test_draft_expires_and_user_is_told(fresh: Deployment):
     fresh.bot.extra_env["NAZAHA_DRAFT_TTL_SECONDS"] = "2"
-    fresh.bot.start()
+    await fresh.bot.launch()
     chat = await Chat.open(fresh.client, "en")
     await walk_to_description(chat)
     await chat.send(DESCRIPTION)
@@ -132,7 +132,7 @@ async def test_draft_expires_and_user_is_told(fresh: Deployment):
 
 
 async def test_quick_messages_of_one_user_are_handled_in_order(fresh: Deployment):
-    fresh.bot.start()
+    await fresh.bot.launch()
     chat = await Chat.open(fresh.client, "en")
     await walk_to_description(chat)
     parts = [f"Part {i}: the clerk asked for money again at the counter." for i in range(6)]

@@ -37,7 +37,7 @@ async def test_a_report_completed_over_webhook(tmp_path):
         )
         deployment.bot.args = ("--webhook",)
         run_init(deployment.data_dir, server.url)
-        deployment.bot.start()
+        await deployment.bot.launch()
         try:
             chat = await Chat.open(client, "ar")
             receipt = await complete_corruption_report_in_arabic(chat, DESCRIPTION)

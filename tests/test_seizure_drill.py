@@ -37,6 +37,7 @@ from nazaha.storage.crypto import KDF_TESTING
 from nazaha.storage.database import create_engine, create_sessionmaker
 from nazaha.storage.keyfiles import KeyPaths, load_team_private_key, load_team_public_key
 from nazaha.storage.reports import ReportVault
+from nazaha.storage.notifications import NotificationDispatcher
 from tests import forensics
 from tests.e2e_support import PASSPHRASE, RECEIPT_RE, TOKEN, BotProcess, Chat, nazaha_env, run_init
 
@@ -55,6 +56,7 @@ REPORT_TABLES = {
     "case_messages",
     "notification_links",
     "pending_notifications",
+    "notification_instructions",
 }
 DB_NAME = "nazaha.db"
 
@@ -213,7 +215,7 @@ async def run_scenario(tmp: Path, seizure: Seizure, server: SandboxServer, bot: 
     data_dir = bot.data_dir
     s = seizure.text_secrets
     try:
-        bot.start()
+        await bot.launch()
         a = await open_citizen(client, seizure, "A (reporter)")
         b = await open_citizen(client, seizure, "B (complainant)")
         c = await open_citizen(client, seizure, "C (abandons a draft)")
@@ -273,6 +275,8 @@ async def run_scenario(tmp: Path, seizure: Seizure, server: SandboxServer, bot: 
         s["caseworker reply canary"] = word("staff")
         case_a = await staff.case(designation_a)
         await staff.cases.add_staff_reply(case_a, f"Thank you. {s['caseworker reply canary']}: the invoice?")
+        # The console hands the news to the running bot (sealed to its memory-only mailbox).
+        assert await NotificationDispatcher(staff.sessionmaker).dispatch(staff.team_private) == 1
         await a.expect("There is an update on your report", timeout=TIMEOUT)
         s["reporter reply canary (typed by D)"] = word("reply")
         await d.send("/followup")
@@ -314,7 +318,7 @@ async def run_scenario(tmp: Path, seizure: Seizure, server: SandboxServer, bot: 
         copy_data_dir(data_dir, tmp / "seized" / "2 running, at the end")
         bot.kill()
         copy_data_dir(data_dir, tmp / "seized" / "3 after SIGKILL")
-        bot.start()
+        await bot.launch()
         s["canary C typed after the restart"] = word("rest")
         await c.send(f"Also {s['canary C typed after the restart']} at the second office.")
         await c.expect("", timeout=TIMEOUT)  # the restarted bot is serving again

@@ -324,6 +324,7 @@ async def run_polling(settings: Settings, *, handle_signals: bool = True) -> Non
         async with running(runtime):
             # getUpdates fails while a webhook is set: polling mode removes it.
             await runtime.bot.delete_webhook(drop_pending_updates=False)
+            log.info("bot ready: polling")
             await runtime.dispatcher.start_polling(
                 runtime.bot,
                 allowed_updates=runtime.dispatcher.resolve_used_update_types(),
@@ -358,7 +359,7 @@ async def run_webhook(settings: Settings) -> None:
             await runner.setup()
             site = web.TCPSite(runner, settings.webhook_host, settings.webhook_port)
             await site.start()
-            log.info("webhook server listening on %s:%d", settings.webhook_host, settings.webhook_port)
+            log.info("bot ready: webhook server listening on %s:%d", settings.webhook_host, settings.webhook_port)
             await asyncio.Event().wait()
     finally:
         await runner.cleanup()

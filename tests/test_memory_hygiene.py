@@ -1,0 +1,64 @@
+"""What stays in memory leaves it on time, and what reaches the disk carries no fine time."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+
+from nazaha.handlers.middlewares import RecentUpdates
+from nazaha.handlers.session_keys import SessionKeys
+from nazaha.storage.blobs import BlobStore
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_unlocked_cases_are_swept_on_a_timer_not_only_on_the_next_put():
+    clock = FakeClock()
+    keys: SessionKeys[str] = SessionKeys(900, clock=clock)
+    quiet = keys.put("case-a")
+    busy = keys.put("case-b")
+    clock.now += 600
+    assert keys.get(busy) == "case-b"  # activity renews
+    clock.now += 301
+    assert keys.sweep() == 1  # the quiet one is gone without any new put()
+    assert len(keys) == 1 and keys.get(quiet) is None
+    keys.drop(busy)
+    assert len(keys) == 0
+    keys.put("case-c")
+    keys.clear()
+    assert len(keys) == 0
+
+
+def test_recent_updates_claim_once_release_on_failure_and_stay_bounded():
+    recent = RecentUpdates(size=3)
+    assert recent.claim(1, 10)
+    assert not recent.claim(1, 10)
+    assert recent.claim(2, 10)  # another bot's update 10 is another update
+    recent.release(1, 10)
+    assert recent.claim(1, 10)
+    for update_id in range(11, 20):
+        recent.claim(1, update_id)
+    assert recent.claim(1, 10)  # the oldest were forgotten: memory stays bounded
+
+
+async def test_blob_times_are_coarsened_to_the_day(tmp_path):
+    blobs = BlobStore(tmp_path / "blobs", durable=False)
+    report_id, file_id = secrets.token_hex(16), secrets.token_hex(16)
+    await blobs.write_bytes(secrets.token_bytes(32), report_id, file_id, "original", b"x" * 1000)
+    path = blobs.path(report_id, file_id, "original")
+    for entry in (path, path.parent):
+        stat = os.stat(entry)
+        assert stat.st_mtime % 86400 == 0 and stat.st_atime % 86400 == 0
+    before = os.stat(path).st_ctime_ns
+    time.sleep(0.01)  # ctime must visibly move; not a synchronisation
+    assert blobs.blur_times() >= 3  # the file, its directory, the root
+    after = os.stat(path)
+    assert after.st_mtime % 86400 == 0
+    assert after.st_ctime_ns > before  # every change time now says "the last blur pass"

@@ -1,0 +1,44 @@
+"""Upgrading an older data dir (migration 0003): secrets rotated, drafts gone, WAL truncated."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from nazaha.bot.settings import Settings
+from nazaha.bot.upgrade import current_revision, upgrade_data_dir
+from nazaha.storage.keyfiles import KeyPaths, ensure_bot_secrets
+from nazaha.storage.migrations import upgrade_database
+
+CANARY = b"draft-canary-sealed-under-the-old-bot-key"
+
+
+async def test_upgrade_from_0002_rotates_the_bot_secrets_and_scrubs_old_rows(data_dir, sqlite_url):
+    await upgrade_database(sqlite_url, "0002")
+    paths = KeyPaths.for_data_dir(data_dir)
+    old_key, old_pepper = ensure_bot_secrets(paths)
+    with sqlite3.connect(data_dir / "nazaha.db") as db:
+        db.execute(
+            "INSERT INTO fsm_records (key, state, sealed_data, expired) VALUES (?, ?, ?, 0)",
+            ("pseudonym", "ReportForm:active", CANARY),
+        )
+    settings = Settings(data_dir=data_dir, database_url=sqlite_url)
+    result = await upgrade_data_dir(settings)
+    assert result.scrubbed and not result.rotate_env_secrets
+    assert await current_revision(sqlite_url) == "0003"
+    assert paths.bot_key.read_bytes() != old_key
+    assert paths.pepper.read_bytes() != old_pepper
+    with sqlite3.connect(data_dir / "nazaha.db") as db:
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert "fsm_records" not in tables and "staff_users" not in tables
+    for name in ("nazaha.db", "nazaha.db-wal"):
+        path = data_dir / name
+        if path.exists():
+            assert CANARY not in path.read_bytes(), name
+
+
+async def test_a_new_database_is_not_scrubbed_and_keeps_its_secrets(data_dir, sqlite_url):
+    paths = KeyPaths.for_data_dir(data_dir)
+    key, pepper = ensure_bot_secrets(paths)
+    result = await upgrade_data_dir(Settings(data_dir=data_dir, database_url=sqlite_url))
+    assert not result.scrubbed
+    assert (paths.bot_key.read_bytes(), paths.pepper.read_bytes()) == (key, pepper)
