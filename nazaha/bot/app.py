@@ -138,10 +138,10 @@ async def build_runtime(settings: Settings, *, events_isolation: BaseEventIsolat
         cases=CaseService(sessionmaker),
         links=NotificationLinks(sessionmaker, box, pepper),
         attempts=AttemptLimiter(
-            sessionmaker,
             pepper,
             per_user_per_hour=settings.receipt_attempts_per_hour,
             global_per_hour=settings.receipt_attempts_global_per_hour,
+            slow_per_second=settings.receipt_attempts_slow_per_second,
         ),
         session_keys=SessionKeys(settings.session_ttl_seconds),
     )
@@ -222,13 +222,13 @@ async def register_bot_profile(bot: Bot, i18n: I18n) -> None:
 
 
 async def maintenance(runtime: BotRuntime) -> None:
-    """Periodically wipe expired drafts and sessions, old update ids and attempt counters,
-    and the evidence of drafts that were abandoned."""
+    """Periodically wipe expired drafts and sessions, old update ids, stale wrong-receipt
+    counters (in memory) and the evidence of drafts that were abandoned."""
     while True:
         try:
             await runtime.fsm.purge_expired()
             await purge_processed_updates(runtime.sessionmaker)
-            await runtime.services.attempts.purge()
+            runtime.services.attempts.sweep()
             await purge_orphan_blobs(runtime)
         except Exception:
             log.exception("maintenance failed")
