@@ -153,10 +153,10 @@ async def build_runtime(settings: Settings, *, events_isolation: BaseEventIsolat
         cases=CaseService(sessionmaker),
         links=links,
         attempts=AttemptLimiter(
-            sessionmaker,
             pepper,
             per_user_per_hour=settings.receipt_attempts_per_hour,
             global_per_hour=settings.receipt_attempts_global_per_hour,
+            slow_per_second=settings.receipt_attempts_slow_per_second,
         ),
         session_keys=SessionKeys(settings.session_ttl_seconds),
         writer=ReportWriter(sessionmaker, max_delay=settings.report_write_delay_seconds),
@@ -241,13 +241,13 @@ async def register_bot_profile(bot: Bot, i18n: I18n) -> None:
 
 
 async def maintenance(runtime: BotRuntime) -> None:
-    """Every few minutes: expired preferences, old update ids, attempt counters, blobs of
-    abandoned drafts, file times, and the SQLite WAL truncated."""
+    """Every few minutes: expired preferences, old update ids, stale wrong-receipt counters
+    (in memory), blobs of abandoned drafts, file times, and the SQLite WAL truncated."""
     while True:
         try:
             await runtime.services.prefs.purge_expired()
             await purge_processed_updates(runtime.sessionmaker)
-            await runtime.services.attempts.purge()
+            runtime.services.attempts.sweep()
             await purge_orphan_blobs(runtime)
             runtime.services.evidence.blobs.blur_times()
             await checkpoint_wal(runtime.engine)

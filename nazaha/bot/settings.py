@@ -36,9 +36,11 @@ class Settings(BaseSettings):
     # Evidence caps per report (Telegram itself serves bots at most 20 MB per file).
     evidence_max_files: int = Field(default=10, ge=0)
     evidence_max_mb: int = Field(default=100, ge=1)
-    # Wrong receipts: per user per hour, and for everyone together per hour.
+    # Wrong receipts: per user per hour; once everyone together reaches the global figure
+    # within an hour, receipts are checked at most this many per second (nobody is refused).
     receipt_attempts_per_hour: int = Field(default=5, ge=1)
     receipt_attempts_global_per_hour: int = Field(default=1000, ge=1)
+    receipt_attempts_slow_per_second: float = Field(default=5.0, gt=0)
     # How often the bot looks for update notifications to send.
     notify_interval_seconds: float = Field(default=5.0, gt=0)
     # Shown in the safety notice when set: a channel for reporters at higher risk.

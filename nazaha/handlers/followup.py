@@ -16,6 +16,7 @@ from nazaha.handlers import screens, wipe
 from nazaha.handlers.context import Reply
 from nazaha.handlers.evidence import FetchError, attach_of, content_kind
 from nazaha.handlers.report import evidence_record
+from nazaha.storage.attempts import TooManyAttempts
 from nazaha.storage.reports import UnlockedCase
 
 router = Router(name="followup")
@@ -125,12 +126,14 @@ def _question(step: fu.FStep) -> screens.Screen:
 
 
 async def _unlock(reply: Reply, text: str) -> fu.Event:
-    attempts = reply.services.attempts
-    if await attempts.blocked(reply.user_id):
+    try:
+        async with reply.services.attempts.attempt(reply.user_id) as attempt:
+            case = await reply.services.vault.unlock_with_receipt(text)
+            if case is None:
+                attempt.failed()
+    except TooManyAttempts:
         return fu.UnlockFailed("throttled")
-    case = await reply.services.vault.unlock_with_receipt(text)
     if case is None:
-        await attempts.record_failure(reply.user_id)
         return fu.UnlockFailed("unknown")
     evidence = await reply.services.cases.evidence(case)
     return fu.Unlocked(

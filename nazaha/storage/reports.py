@@ -21,7 +21,6 @@ gives an :class:`UnlockedCase`: the report's triage header and its data key, for
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import datetime as dt
 import json
@@ -29,7 +28,6 @@ import os
 import re
 import secrets
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -57,6 +55,7 @@ from nazaha.storage.crypto import (
     wrap_for_team,
 )
 from nazaha.storage.database import write_transaction
+from nazaha.storage.kdf_thread import SUBMISSION, UNLOCK, KdfThread
 from nazaha.storage.models import Evidence, Report, ReportField, SystemSetting
 from nazaha.storage.unit_of_work import UnitOfWork
 
@@ -76,12 +75,13 @@ _REPORT_ID_RE = re.compile(r"[0-9a-f]{32}")
 
 # Argon2id is memory-hard and slow on purpose. One dedicated worker thread bounds it to a
 # single core however many reporters submit at once, so the event loop (everyone else's
-# ordinary steps) keeps a core of its own; submissions queue behind each other instead.
-_KDF_EXECUTOR = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nazaha-kdf")
+# ordinary steps) keeps a core of its own. Submissions go before queued receipt unlocks, so
+# a flood of receipt guesses never delays a report (see kdf_thread.py).
+_KDF_THREAD = KdfThread("nazaha-kdf")
 
 
-async def _in_kdf_thread(function, *args):
-    return await asyncio.get_running_loop().run_in_executor(_KDF_EXECUTOR, function, *args)
+async def _in_kdf_thread(priority: int, function, *args):
+    return await _KDF_THREAD.run(priority, function, *args)
 
 
 class ReportNotFound(LookupError):
@@ -289,7 +289,9 @@ class ReportVault:
         else:
             report_id, data_key = _check_sealing_context(report_id, data_key)
         designation = await self._free_designation()
-        return await _in_kdf_thread(self._seal_sync, draft, designation, report_id, data_key)
+        return await _in_kdf_thread(
+            SUBMISSION, self._seal_sync, draft, designation, report_id, data_key
+        )
 
     def _seal_sync(
         self, draft: ReportDraft, designation: str, report_id: str, data_key: bytes
@@ -388,7 +390,7 @@ class ReportVault:
         if digits is None:
             return None
         keys = await _in_kdf_thread(
-            derive_reporter_keys, digits, self._salt, self._kdf, self._floor
+            UNLOCK, derive_reporter_keys, digits, self._salt, self._kdf, self._floor
         )
         async with self._sessionmaker() as session:
             report = await session.scalar(
