@@ -219,3 +219,33 @@ def test_private_sender_of_raw_updates():
     assert private_sender(group) is None
     assert private_sender({"update_id": 5}) is None and private_sender([1]) is None
     assert private_sender({"update_id": 6, "message": {"chat": {"id": "42", "type": "private"}}}) is None
+
+
+@pytest.mark.parametrize("background", [True, False])
+async def test_webhook_answers_200_to_an_undecodable_update(bot, background):
+    import asyncio
+
+    from aiogram import Dispatcher
+    from aiohttp import web
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from nazaha.bot.undecodable import webhook_handler_class
+
+    seen, handled = [], []
+    dp = Dispatcher()
+    dp.message.register(lambda message: handled.append(message.message_id))
+    app = web.Application()
+    webhook_handler_class()(
+        dispatcher=dp, bot=bot, secret_token="s3cret", undecodable=seen.append,
+        handle_in_background=background,
+    ).register(app, path="/webhook")
+    headers = {"X-Telegram-Bot-Api-Secret-Token": "s3cret"}
+    async with TestClient(TestServer(app)) as client:
+        for update in (POISON, plain_update(12, 8)):
+            response = await client.post("/webhook", json=update, headers=headers)
+            assert response.status == 200
+        for _ in range(200):
+            if seen and handled:
+                break
+            await asyncio.sleep(0.01)
+    assert seen == [POISON] and handled == [5]
