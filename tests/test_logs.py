@@ -72,6 +72,7 @@ def test_url_keeps_scheme_and_host_only():
         "update handling failed: TelegramForbiddenError in a message update",
         "Bot API refused SendMessage (TelegramRetryAfter)",
         "webhook server listening on 127.0.0.1:8443",
+        "webhook server listening on 127.0.0.1:48213",
         "notification not delivered after 4 attempts",
         "line 123, in UnitOfWorkMiddleware.__call__",
         "retry in 30 s, 1234 left",

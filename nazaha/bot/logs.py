@@ -62,6 +62,9 @@ _DIGIT = re.compile(r"\d")
 
 def _mask_digits(match: re.Match[str]) -> str:
     text = match.group(0)
+    start = match.start()
+    if start and match.string[start - 1] == ":" and text.isascii() and text.isdigit() and int(text) <= 65535:
+        return text  # a port, as in 127.0.0.1:8443
     digits = len(_DIGIT.findall(text))
     if digits >= 8 or re.search(r"\d{5,}", text):
         return REDACTED
