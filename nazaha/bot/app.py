@@ -87,6 +87,9 @@ class BotRuntime:
     notifier: Notifier
 
     async def close(self) -> None:
+        undecodable = getattr(self.bot.session, "on_undecodable", None)
+        if isinstance(undecodable, UndecodableUpdates):
+            await undecodable.close()  # notices still being sent
         await self.bot.session.close()
         await self.engine.dispose()
 
