@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import socket
 
@@ -39,6 +40,11 @@ async def test_a_report_completed_over_webhook(tmp_path):
         run_init(deployment.data_dir, server.url)
         await deployment.bot.launch()
         try:
+            # Wait until the bot is ready (its webhook is set) before the first message.
+            for _ in range(1200):
+                if (await client.bot_info())["webhook"]["url"]:
+                    break
+                await asyncio.sleep(0.1)
             chat = await Chat.open(client, "ar")
             receipt = await complete_corruption_report_in_arabic(chat, DESCRIPTION)
             info = await client.bot_info()

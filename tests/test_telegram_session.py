@@ -138,3 +138,114 @@ def test_requests_without_files_are_json_bodies(bot):
     }
     upload = SendDocument(chat_id=42, document=BufferedInputFile(b"%PDF", filename="a.pdf"))
     assert bot.session.json_body(bot, upload) is None  # files keep aiogram's multipart path
+
+
+# ---- undecodable updates are skipped, never fatal ----------------------------------------
+
+POISON = {
+    "update_id": 11,
+    "message": {
+        "message_id": 9,
+        "date": 1_700_000_000,
+        "chat": {"id": 42, "type": "private"},
+        "from": {"id": 42, "is_bot": False, "first_name": "A", "language_code": "en"},
+        "forward_origin": {"type": "hidden_user", "date": 1422450181},
+        "text": "forwarded",
+    },
+}
+
+
+def plain_update(update_id: int, chat_id: int) -> dict:
+    return {
+        "update_id": update_id,
+        "message": {**MESSAGE, "chat": {"id": chat_id, "type": "private"}},
+    }
+
+
+def test_an_undecodable_update_is_skipped_and_the_rest_of_the_batch_kept(bot):
+    from aiogram.methods import GetUpdates
+
+    seen = []
+    bot.session.on_undecodable = seen.append
+    method = GetUpdates(offset=10)
+    content = json.dumps({"ok": True, "result": [plain_update(10, 7), POISON, plain_update(12, 8)]})
+    response = bot.session.check_response(bot, method, 200, content)
+    assert [u.update_id for u in response.result] == [10, 12]
+    assert seen == [POISON]
+    assert bot.session._skip_through == 11
+
+
+async def test_the_next_get_updates_confirms_a_skipped_update(bot):
+    from aiogram.methods import GetUpdates
+
+    bot.session.on_undecodable = lambda raw: None
+    method = GetUpdates(offset=10)
+    # The poison update is the last of its batch: aiogram would set the offset to 11 only.
+    content = json.dumps({"ok": True, "result": [plain_update(10, 7), POISON]})
+    bot.session.check_response(bot, method, 200, content)
+    method.offset = 11
+    sent = []
+
+    def capture(bot_, method_):
+        sent.append(method_.offset)
+        raise RuntimeError("stop before the network")
+
+    bot.session.json_body = capture
+    with pytest.raises(RuntimeError):
+        await bot.session.make_request(bot, method)
+    assert sent == [12]
+
+
+def test_other_decode_failures_still_raise(bot):
+    from aiogram.exceptions import ClientDecodeError
+    from aiogram.methods import GetUpdates
+
+    with pytest.raises(ClientDecodeError):
+        bot.session.check_response(bot, GetUpdates(), 200, json.dumps({"ok": True, "result": 5}))
+    with pytest.raises(ClientDecodeError):
+        check(bot, 200, {"ok": True, "result": {"message_id": "x"}})
+
+
+def test_private_sender_of_raw_updates():
+    from nazaha.bot.undecodable import private_sender
+
+    assert private_sender(POISON) == (42, "en")
+    callback = {
+        "update_id": 3,
+        "callback_query": {"id": "q", "from": {"id": 5}, "message": {"chat": {"id": 5, "type": "private"}}},
+    }
+    assert private_sender(callback) == (5, None)
+    group = {"update_id": 4, "message": {"chat": {"id": -100, "type": "supergroup"}}}
+    assert private_sender(group) is None
+    assert private_sender({"update_id": 5}) is None and private_sender([1]) is None
+    assert private_sender({"update_id": 6, "message": {"chat": {"id": "42", "type": "private"}}}) is None
+
+
+@pytest.mark.parametrize("background", [True, False])
+async def test_webhook_answers_200_to_an_undecodable_update(bot, background):
+    import asyncio
+
+    from aiogram import Dispatcher
+    from aiohttp import web
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from nazaha.bot.undecodable import webhook_handler_class
+
+    seen, handled = [], []
+    dp = Dispatcher()
+    dp.message.register(lambda message: handled.append(message.message_id))
+    app = web.Application()
+    webhook_handler_class()(
+        dispatcher=dp, bot=bot, secret_token="s3cret", undecodable=seen.append,
+        handle_in_background=background,
+    ).register(app, path="/webhook")
+    headers = {"X-Telegram-Bot-Api-Secret-Token": "s3cret"}
+    async with TestClient(TestServer(app)) as client:
+        for update in (POISON, plain_update(12, 8)):
+            response = await client.post("/webhook", json=update, headers=headers)
+            assert response.status == 200
+        for _ in range(200):
+            if seen and handled:
+                break
+            await asyncio.sleep(0.01)
+    assert seen == [POISON] and handled == [5]

@@ -22,8 +22,10 @@ from aiogram.utils.i18n import lazy_gettext as __
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from nazaha.bot.error_logging import install_error_logging, install_loop_exception_logging
 from nazaha.bot.settings import Settings
 from nazaha.bot.telegram_session import BotApiSession
+from nazaha.bot.undecodable import UndecodableUpdates, webhook_handler_class
 from nazaha.flows.report_flow import EvidenceLimits
 from nazaha.handlers import get_routers
 from nazaha.handlers.context import ReplyMiddleware, ReplyOptions, Services
@@ -94,6 +96,9 @@ class BotRuntime:
         try:
             await self.services.writer.flush()
             await self.mailbox.close()
+            undecodable = getattr(self.bot.session, "on_undecodable", None)
+            if isinstance(undecodable, UndecodableUpdates):
+                await undecodable.close()  # notices still being sent
         finally:
             await self.fsm.close()
             self.services.session_keys.clear()
@@ -197,6 +202,13 @@ async def build_runtime(settings: Settings, *, events_isolation: BaseEventIsolat
     dp.message.outer_middleware(reply_middleware)
     dp.callback_query.outer_middleware(reply_middleware)
     dp.include_routers(*get_routers())
+    install_error_logging(dp)
+
+    async def stored_locale(user_id: int) -> str | None:
+        # Outside any update: a plain read of the (expiring) preferences row.
+        return (await prefs.get(user_id)).locale
+
+    bot.session.on_undecodable = UndecodableUpdates(bot, i18n, stored_locale)
     mailbox = Mailbox(sessionmaker, box)
     notifier = Notifier(bot, mailbox, links, i18n)
     return BotRuntime(settings, engine, sessionmaker, bot, dp, fsm, i18n, services, notifier, mailbox)
@@ -319,6 +331,7 @@ async def running(runtime: BotRuntime):
 
 
 async def run_polling(settings: Settings, *, handle_signals: bool = True) -> None:
+    install_loop_exception_logging()
     runtime = await build_runtime(settings)
     try:
         async with running(runtime):
@@ -337,15 +350,19 @@ async def run_polling(settings: Settings, *, handle_signals: bool = True) -> Non
 
 async def run_webhook(settings: Settings) -> None:
     from aiohttp import web
-    from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_application
+    from aiogram.webhook.aiohttp_server import setup_application
 
     if not settings.webhook_url or not settings.webhook_secret:
         raise SystemExit("webhook mode needs NAZAHA_WEBHOOK_URL and NAZAHA_WEBHOOK_SECRET")
+    install_loop_exception_logging()
     runtime = await build_runtime(settings)
     secret = settings.webhook_secret.get_secret_value()
     app = web.Application()
-    SimpleRequestHandler(
-        dispatcher=runtime.dispatcher, bot=runtime.bot, secret_token=secret
+    webhook_handler_class()(
+        dispatcher=runtime.dispatcher,
+        bot=runtime.bot,
+        secret_token=secret,
+        undecodable=runtime.bot.session.on_undecodable,
     ).register(app, path="/webhook")
     setup_application(app, runtime.dispatcher, bot=runtime.bot)
     runner = web.AppRunner(app, access_log=None)

@@ -69,6 +69,9 @@ async def cmd_init(settings: Settings, args: argparse.Namespace) -> None:
 
 async def cmd_bot(settings: Settings, args: argparse.Namespace) -> None:
     from nazaha.bot.app import run_polling, run_webhook
+    from nazaha.bot.hardening import disable_core_dumps
+
+    disable_core_dumps()  # drafts and keys live in this process's memory only
 
     await (run_webhook(settings) if args.webhook else run_polling(settings))
 
@@ -109,6 +112,7 @@ async def cmd_console(settings: Settings, args: argparse.Namespace) -> None:
 async def cmd_demo(settings: Settings, args: argparse.Namespace) -> None:
     """Sandbox emulator, bot and console in one process, on embedded defaults."""
     from nazaha.bot.app import run_polling
+    from nazaha.bot.hardening import disable_core_dumps
     from nazaha.bot.setup import initialise
     from nazaha.sandbox.server import SandboxServer
     from nazaha.storage.keyfiles import KeyPaths
@@ -120,6 +124,7 @@ async def cmd_demo(settings: Settings, args: argparse.Namespace) -> None:
             "telegram_api_url": settings.telegram_api_url or sandbox_url,
         }
     )
+    disable_core_dumps()
     paths = KeyPaths.for_data_dir(settings.data_dir)
     passphrase_file = settings.data_dir / "demo-passphrase.txt"
     passphrase = None

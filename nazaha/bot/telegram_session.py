@@ -20,6 +20,13 @@ an update (measured in docs/benchmarks.md); :class:`BotApiSession` avoids them:
   aiohttp's form encoding, which built a multipart writer and a random boundary for every
   call before URL-encoding each field. Requests with files keep aiogram's multipart path.
 
+And one robustness rule: an update aiogram's models reject (Telegram sends shapes they do
+not know) must not fail the whole getUpdates answer, which would stop polling at that offset
+forever. Only when a getUpdates answer fails to validate, the session validates its updates
+one by one, hands each undecodable raw update to ``on_undecodable`` (see
+nazaha/bot/undecodable.py), returns the rest, and moves the next getUpdates ``offset`` past
+the skipped ones so that Telegram drops them.
+
 JSON is read and written with orjson.
 """
 
@@ -28,15 +35,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-from collections.abc import Iterator
+import logging
+from collections.abc import Callable, Iterator
 from http import HTTPStatus
 from typing import Any
 
 import orjson
 from aiohttp import ClientError
 from aiogram.client.session.aiohttp import AiohttpSession
-from aiogram.exceptions import TelegramNetworkError
+from aiogram.exceptions import ClientDecodeError, TelegramNetworkError
+from aiogram.methods import GetUpdates
 from aiogram.methods.base import Response
+
+from nazaha.bot.undecodable import split_decodable, update_id_of
+
+log = logging.getLogger(__name__)
 
 _results_unused: contextvars.ContextVar[bool] = contextvars.ContextVar(
     "nazaha_results_unused", default=False
@@ -87,13 +100,19 @@ def loads_lean_updates(content: str | bytes) -> Any:
 
 class BotApiSession(AiohttpSession):
     """``AiohttpSession`` with orjson, ``Response[T]`` built once, unread keyboards in
-    updates dropped, and unread results skipped."""
+    updates dropped, unread results skipped and undecodable updates skipped.
+
+    ``on_undecodable(raw_update)`` is called (synchronously, from decoding) with each update
+    of a getUpdates answer that does not validate; unset, such updates are only logged."""
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("json_loads", loads_lean_updates)
         kwargs.setdefault("json_dumps", _dumps)
         super().__init__(**kwargs)
         self._response_types: dict[Any, type] = {}
+        self.on_undecodable: Callable[[Any], None] | None = None
+        # The highest update id skipped as undecodable: the next getUpdates confirms it.
+        self._skip_through: int | None = None
 
     def json_body(self, bot: Any, method: Any) -> bytes | None:
         """The request as a JSON body, or None if it uploads files (multipart needed)."""
@@ -106,6 +125,12 @@ class BotApiSession(AiohttpSession):
         return None if files else orjson.dumps(payload)
 
     async def make_request(self, bot: Any, method: Any, timeout: int | None = None) -> Any:
+        if isinstance(method, GetUpdates) and self._skip_through is not None:
+            # aiogram sets the offset from the last update it was given; a skipped update
+            # after it would come back. Every update of the previous answer has been
+            # handed out by now, so confirming through the skipped one loses nothing.
+            if (method.offset or 0) <= self._skip_through:
+                method.offset = self._skip_through + 1
         body = self.json_body(bot, method)
         if body is None:
             return await super().make_request(bot, method, timeout)
@@ -138,4 +163,34 @@ class BotApiSession(AiohttpSession):
         if returning not in self._response_types:
             # Held here, pydantic's weak cache returns this class on every later lookup.
             self._response_types[returning] = Response[returning]  # type: ignore[valid-type]
-        return super().check_response(bot, method, status_code, content)
+        try:
+            return super().check_response(bot, method, status_code, content)
+        except ClientDecodeError:
+            if not isinstance(method, GetUpdates):
+                raise
+            answer = self._without_undecodable(bot, content)
+            if answer is None:
+                raise
+        return super().check_response(bot, method, status_code, answer)
+
+    def _without_undecodable(self, bot: Any, content: str) -> str | None:
+        """The getUpdates answer without its undecodable updates (each handed to
+        ``on_undecodable``), or None if the failure lies elsewhere."""
+        try:
+            answer = self.json_loads(content)
+        except ValueError:
+            return None
+        if not isinstance(answer, dict) or not isinstance(answer.get("result"), list):
+            return None
+        good, bad = split_decodable(answer["result"], bot)
+        if not bad:
+            return None
+        for raw in bad:
+            update_id = update_id_of(raw)
+            if update_id is not None:
+                self._skip_through = max(update_id, self._skip_through or update_id)
+            if self.on_undecodable is not None:
+                self.on_undecodable(raw)
+            else:
+                log.warning("an update that could not be decoded was skipped")
+        return _dumps({**answer, "result": good})

@@ -53,7 +53,9 @@ def is_sqlite(engine: AsyncEngine) -> bool:
 
 
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
-    """Build the async engine; on SQLite, set the pragmas and take over BEGIN."""
+    """Build the async engine; on SQLite, set the pragmas and take over BEGIN. Errors never
+    carry SQL parameters (``hide_parameters``): they may hold sealed values or pseudonyms."""
+    kwargs.setdefault("hide_parameters", True)
     sa_url = make_url(url)
     if sa_url.get_backend_name() != "sqlite":
         return create_async_engine(sa_url, **kwargs)
@@ -108,7 +110,9 @@ def sqlite_lanes(engine: AsyncEngine) -> SqliteLanes | None:
     database = engine.url.database
     if not database or database == ":memory:" or "mode=memory" in str(engine.url):
         return None
-    sync_engine = create_sync_engine(engine.url.set(drivername="sqlite"), poolclass=NullPool)
+    sync_engine = create_sync_engine(
+        engine.url.set(drivername="sqlite"), poolclass=NullPool, hide_parameters=True
+    )
     _prepare_sqlite(sync_engine)
     lanes = _lanes[key] = SqliteLanes(
         reader=SqliteLane(sync_engine, "nazaha-db-read"),
