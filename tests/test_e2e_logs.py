@@ -91,7 +91,7 @@ async def deployment(tmp_path):
         client = SandboxClient(server.url, token=TOKEN)
         d = Deployment(tmp_path, server, client, NAZAHA_LOG_LEVEL="DEBUG")
         run_init(d.data_dir, server.url)
-        d.bot.start()
+        await d.bot.launch()
         try:
             await wait_until(lambda: client.calls("getUpdates"), 120, "the bot to start polling")
             yield d
