@@ -427,9 +427,11 @@ async def settle(pid: int, limit: float = 15.0) -> None:
 
 
 async def run_init(env: dict[str, str], passphrase_file: Path, cwd: Path) -> None:
-    """``nazaha init`` (database, keys, first admin); killed if the run is cancelled."""
+    """``nazaha init`` (database, keys; the recovery file beside the passphrase file, out of
+    the data dir); killed if the run is cancelled."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "nazaha.bot", "init", "--passphrase-file", str(passphrase_file),
+        "--recovery-file", str(passphrase_file.parent / "team-recovery.key"),
         env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         output, _ = await asyncio.wait_for(proc.communicate(), 120)

@@ -16,7 +16,7 @@ from typing import Any, Callable
 from nazaha.sandbox.client import SandboxClient
 
 TOKEN = "424242:E2E-nazaha-test-token-abcdefghijklmnop"
-PASSPHRASE = "correct horse battery staple"
+PASSPHRASE = "olive lantern mends a copper kite at dusk"
 READY_LINE = b"bot ready"
 RECEIPT_RE = re.compile(r"\b(\d{4} \d{4} \d{4} \d{4} \d{4})\b")
 
@@ -42,11 +42,18 @@ def nazaha_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "nazaha.bot", *args]
 
 
+def recovery_file(data_dir: Path) -> Path:
+    """Where `run_init` writes the team recovery key: beside the data dir, never in it."""
+    return data_dir.parent / "team-recovery.key"
+
+
 def run_init(data_dir: Path, api_url: str) -> subprocess.CompletedProcess[str]:
     passphrase_file = data_dir.parent / "passphrase.txt"
     passphrase_file.write_text(PASSPHRASE)
     return subprocess.run(
-        nazaha_command("init", "--passphrase-file", str(passphrase_file)),
+        nazaha_command(
+            "init", "--passphrase-file", str(passphrase_file), "--recovery-file", str(recovery_file(data_dir))
+        ),
         env=nazaha_env(data_dir, api_url),
         capture_output=True,
         text=True,

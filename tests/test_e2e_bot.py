@@ -29,6 +29,7 @@ from tests.e2e_support import (
     nazaha_command,
     nazaha_env,
     press_callback,
+    recovery_file,
     run_init,
 )
 
@@ -66,7 +67,10 @@ class Deployment:
     def decrypt_with_team_key(self, designation: str) -> dict:
         passphrase_file = self.tmp / "passphrase.txt"
         out = subprocess.run(
-            nazaha_command("decrypt", designation, "--passphrase-file", str(passphrase_file)),
+            nazaha_command(
+                "decrypt", designation, "--passphrase-file", str(passphrase_file),
+                "--key-file", str(recovery_file(self.data_dir)),
+            ),
             env=nazaha_env(self.data_dir, self.server.url),
             capture_output=True,
             text=True,

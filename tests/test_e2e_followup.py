@@ -20,7 +20,7 @@ from nazaha.storage.database import create_engine, create_sessionmaker
 from nazaha.storage.keyfiles import KeyPaths, load_team_private_key, load_team_public_key
 from nazaha.storage.notifications import NotificationDispatcher
 from nazaha.storage.reports import ReportVault
-from tests.e2e_support import PASSPHRASE, RECEIPT_RE, TOKEN, Chat, find_plaintext, run_init
+from tests.e2e_support import PASSPHRASE, RECEIPT_RE, TOKEN, Chat, find_plaintext, recovery_file, run_init
 from tests.test_e2e_bot import DESCRIPTION, Deployment
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
@@ -54,7 +54,7 @@ class Staff:
         self.cases = CaseService(self.sessionmaker)
         self.blobs = BlobStore(d.data_dir / "blobs")
         paths = KeyPaths.for_data_dir(d.data_dir)
-        self.team_private = load_team_private_key(paths.team_recovery, PASSPHRASE, floor=KDF_TESTING)
+        self.team_private = load_team_private_key(recovery_file(d.data_dir), PASSPHRASE, floor=KDF_TESTING)
         self.team_public = load_team_public_key(paths)
 
     async def case(self, designation: str):

@@ -21,7 +21,10 @@ from nazaha.storage.crypto import (
     wrap_for_team,
 )
 from nazaha.storage.keyfiles import (
+    BotHostRefused,
     KeyPaths,
+    RecoveryFileRefused,
+    check_bot_host_data_dir,
     create_team_key,
     ensure_bot_secrets,
     load_bot_secrets,
@@ -39,6 +42,14 @@ def paths(tmp_path) -> KeyPaths:
     return KeyPaths.for_data_dir(tmp_path / "var")
 
 
+@pytest.fixture
+def recovery(tmp_path):
+    """Where the operator keeps the recovery file: outside the data dir."""
+    offline = tmp_path / "usb"
+    offline.mkdir()
+    return offline / "team-recovery.key"
+
+
 def test_key_paths(tmp_path):
     p = KeyPaths.for_data_dir(tmp_path)
     assert p.data_dir == tmp_path
@@ -46,6 +57,7 @@ def test_key_paths(tmp_path):
     assert p.pepper == tmp_path / "pepper.key"
     assert p.team_public == tmp_path / "team-public.key"
     assert p.team_recovery == tmp_path / "team-recovery.key"
+    assert p.console_db == tmp_path / "console.db"
     assert KeyPaths.for_data_dir(str(tmp_path)) == p
 
 
@@ -136,57 +148,60 @@ def test_load_bot_secrets_bad_override(paths, bad):
         load_bot_secrets(paths, bot_key_b64=bad, pepper_b64=base64.b64encode(new_data_key()).decode())
 
 
-def test_create_team_key_and_load(paths):
-    public = create_team_key(paths, "recovery passphrase", KDF_TESTING, floor=KDF_TESTING)
-    assert mode(paths.team_recovery) == 0o600
+def test_create_team_key_and_load(paths, recovery):
+    public = create_team_key(
+        paths, "recovery passphrase", KDF_TESTING, floor=KDF_TESTING, recovery_file=recovery
+    )
+    assert mode(recovery) == 0o600
     assert mode(paths.team_public) == 0o644
     assert paths.team_public.read_bytes() == public.to_bytes()
-    assert json.loads(paths.team_recovery.read_bytes())["key_id"] == public.key_id
+    assert json.loads(recovery.read_bytes())["key_id"] == public.key_id
 
     loaded_public = load_team_public_key(paths)
     assert loaded_public == public
-    private = load_team_private_key(paths.team_recovery, "recovery passphrase", floor=KDF_TESTING)
+    private = load_team_private_key(recovery, "recovery passphrase", floor=KDF_TESTING)
     assert private.key_id == public.key_id
 
     data_key = new_data_key()
     wrapped = wrap_for_team(data_key, loaded_public, "rep-1")
     assert unwrap_with_team(wrapped, private, "rep-1") == data_key
-    assert sorted(p.name for p in paths.data_dir.iterdir()) == ["team-public.key", "team-recovery.key"]
+    # the recovery file never lands in the data dir
+    assert sorted(p.name for p in paths.data_dir.iterdir()) == ["team-public.key"]
 
 
-def test_create_team_key_refuses_overwrite(paths):
-    public = create_team_key(paths, "pw", KDF_TESTING, floor=KDF_TESTING)
-    before = (paths.team_public.read_bytes(), paths.team_recovery.read_bytes())
+def test_create_team_key_refuses_overwrite(paths, recovery):
+    public = create_team_key(paths, "pw", KDF_TESTING, floor=KDF_TESTING, recovery_file=recovery)
+    before = (paths.team_public.read_bytes(), recovery.read_bytes())
     with pytest.raises(FileExistsError):
-        create_team_key(paths, "pw", KDF_TESTING, floor=KDF_TESTING)
+        create_team_key(paths, "pw", KDF_TESTING, floor=KDF_TESTING, recovery_file=recovery)
     # the operator moved the recovery copy offline: the public key alone still blocks
-    paths.team_recovery.unlink()
+    recovery.unlink()
     with pytest.raises(FileExistsError):
-        create_team_key(paths, "pw", KDF_TESTING, floor=KDF_TESTING)
+        create_team_key(paths, "pw", KDF_TESTING, floor=KDF_TESTING, recovery_file=recovery)
     assert paths.team_public.read_bytes() == before[0]
     assert load_team_public_key(paths) == public
 
 
-def test_create_team_key_refuses_weak_params(paths):
+def test_create_team_key_refuses_weak_params(paths, recovery):
     with pytest.raises(WeakKdfParameters):
-        create_team_key(paths, "pw", KDF_TESTING)  # default floor
-    assert not paths.team_public.exists() and not paths.team_recovery.exists()
+        create_team_key(paths, "pw", KDF_TESTING, recovery_file=recovery)  # default floor
+    assert not paths.team_public.exists() and not recovery.exists()
 
 
-def test_load_team_private_key_errors(paths):
-    create_team_key(paths, "pw", KDF_TESTING, floor=KDF_TESTING)
+def test_load_team_private_key_errors(paths, recovery):
+    create_team_key(paths, "pw", KDF_TESTING, floor=KDF_TESTING, recovery_file=recovery)
     with pytest.raises(WrongPassphrase):
-        load_team_private_key(paths.team_recovery, "not pw", floor=KDF_TESTING)
+        load_team_private_key(recovery, "not pw", floor=KDF_TESTING)
     with pytest.raises(WeakKdfParameters):  # production floor refuses test params
-        load_team_private_key(paths.team_recovery, "pw")
-    doc = json.loads(paths.team_recovery.read_bytes())
+        load_team_private_key(recovery, "pw")
+    doc = json.loads(recovery.read_bytes())
     doc["params"]["memory_kib"] = 32
-    paths.team_recovery.write_text(json.dumps(doc))
+    recovery.write_text(json.dumps(doc))
     with pytest.raises(WeakKdfParameters):
-        load_team_private_key(paths.team_recovery, "pw", floor=KDF_TESTING)
-    paths.team_recovery.write_bytes(b"garbage")
+        load_team_private_key(recovery, "pw", floor=KDF_TESTING)
+    recovery.write_bytes(b"garbage")
     with pytest.raises(TamperedData):
-        load_team_private_key(paths.team_recovery, "pw", floor=KDF_TESTING)
+        load_team_private_key(recovery, "pw", floor=KDF_TESTING)
     with pytest.raises(FileNotFoundError):
         load_team_private_key(paths.data_dir / "nope.key", "pw", floor=KDF_TESTING)
 
@@ -200,7 +215,88 @@ def test_load_team_public_key_missing_or_corrupt(paths):
         load_team_public_key(paths)
 
 
-def test_stronger_params_round_trip(paths):
+def test_stronger_params_round_trip(paths, recovery):
     params = KdfParams(memory_kib=256, iterations=2, lanes=2)
-    public = create_team_key(paths, "pw", params, floor=KDF_TESTING)
-    assert load_team_private_key(paths.team_recovery, "pw", floor=params).key_id == public.key_id
+    public = create_team_key(paths, "pw", params, floor=KDF_TESTING, recovery_file=recovery)
+    assert load_team_private_key(recovery, "pw", floor=params).key_id == public.key_id
+
+
+# --------------------------------------------------------------------------- recovery path
+
+
+@pytest.mark.parametrize("inside", ["team-recovery.key", "sub/dir/../recovery.key", "."])
+def test_create_team_key_refuses_a_recovery_file_inside_the_data_dir(paths, inside):
+    paths.data_dir.mkdir()
+    (paths.data_dir / "sub" / "dir").mkdir(parents=True)
+    with pytest.raises(RecoveryFileRefused, match="inside the data dir"):
+        create_team_key(paths, "pw", KDF_TESTING, floor=KDF_TESTING, recovery_file=paths.data_dir / inside)
+    assert not paths.team_public.exists()
+    assert not (paths.data_dir / "team-recovery.key").exists()
+
+
+def test_create_team_key_refuses_a_symlink_into_the_data_dir(paths, tmp_path):
+    paths.data_dir.mkdir()
+    (tmp_path / "link").symlink_to(paths.data_dir)
+    with pytest.raises(RecoveryFileRefused, match="inside the data dir"):
+        create_team_key(paths, "pw", KDF_TESTING, floor=KDF_TESTING, recovery_file=tmp_path / "link" / "r.key")
+
+
+def test_create_team_key_never_overwrites_the_recovery_path(paths, recovery):
+    recovery.write_text("the operator's other file")
+    with pytest.raises(RecoveryFileRefused, match="already exists"):
+        create_team_key(paths, "pw", KDF_TESTING, floor=KDF_TESTING, recovery_file=recovery)
+    assert recovery.read_text() == "the operator's other file"
+    assert not paths.team_public.exists()
+    with pytest.raises(RecoveryFileRefused, match="does not exist"):
+        create_team_key(paths, "pw", KDF_TESTING, floor=KDF_TESTING, recovery_file=recovery.parent / "no" / "r.key")
+
+
+def test_the_demo_may_keep_the_recovery_file_in_the_data_dir(paths):
+    public = create_team_key(
+        paths, "pw", KDF_TESTING, floor=KDF_TESTING, recovery_file=paths.team_recovery, allow_in_data_dir=True
+    )
+    assert load_team_private_key(paths.team_recovery, "pw", floor=KDF_TESTING).key_id == public.key_id
+
+
+# --------------------------------------------------------------------------- bot host
+
+
+def test_bot_host_check_passes_an_ordinary_data_dir(paths, recovery):
+    check_bot_host_data_dir(paths.data_dir)  # missing: nothing to refuse
+    ensure_bot_secrets(paths)
+    create_team_key(paths, "pw", KDF_TESTING, floor=KDF_TESTING, recovery_file=recovery)
+    (paths.data_dir / "nazaha.db").write_bytes(b"SQLite format 3\x00")
+    (paths.data_dir / "blobs").mkdir()
+    check_bot_host_data_dir(paths.data_dir)
+
+
+@pytest.mark.parametrize(
+    "name, why",
+    [
+        ("team-recovery.key", "team recovery key"),
+        ("passphrase.txt", "passphrase file"),
+        ("demo-passphrase.txt", "passphrase file"),
+        ("Team_PASSPHRASE", "passphrase file"),
+        ("console.db", "console's own store"),
+        ("console.db-wal", "console's own store"),
+    ],
+)
+def test_bot_host_check_refuses_each_forbidden_file(paths, name, why):
+    ensure_bot_secrets(paths)
+    (paths.data_dir / name).write_text("x")
+    with pytest.raises(BotHostRefused) as caught:
+        check_bot_host_data_dir(paths.data_dir)
+    assert caught.value.findings == [(paths.data_dir / name, caught.value.findings[0][1])]
+    assert why in caught.value.findings[0][1]
+    assert str(paths.data_dir / name) in str(caught.value) and why in str(caught.value)
+
+
+def test_bot_host_check_finds_a_renamed_recovery_file_and_lists_all(paths):
+    create_team_key(
+        paths, "pw", KDF_TESTING, floor=KDF_TESTING, recovery_file=paths.team_recovery, allow_in_data_dir=True
+    )
+    paths.team_recovery.rename(paths.data_dir / "backup.json")
+    (paths.data_dir / "console.db").write_bytes(b"")
+    with pytest.raises(BotHostRefused) as caught:
+        check_bot_host_data_dir(paths.data_dir)
+    assert [p.name for p, _ in caught.value.findings] == ["backup.json", "console.db"]

@@ -53,7 +53,7 @@ from nazaha.storage.database import (
     write_lock_for,
 )
 from nazaha.storage.fsm import VolatileFsmStorage
-from nazaha.storage.keyfiles import KeyPaths, load_bot_secrets, load_team_public_key
+from nazaha.storage.keyfiles import KeyPaths, check_bot_host_data_dir, load_bot_secrets, load_team_public_key
 from nazaha.storage.models import Report
 from nazaha.storage.prefs import PreferenceStore
 from nazaha.storage.report_writes import ReportWriter
@@ -124,6 +124,8 @@ def build_bot(settings: Settings) -> Bot:
 
 async def build_runtime(settings: Settings, *, events_isolation: BaseEventIsolation | None = None) -> BotRuntime:
     paths = KeyPaths.for_data_dir(settings.data_dir)
+    if not settings.demo:  # BotHostRefused: no recovery key, passphrase or console store here
+        check_bot_host_data_dir(settings.data_dir)
     bot_key, pepper = load_bot_secrets(
         paths,
         settings.bot_key.get_secret_value() if settings.bot_key else None,

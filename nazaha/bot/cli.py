@@ -27,16 +27,28 @@ def _read_secret_file(path: str | None) -> str | None:
 
 
 def _ask_passphrase() -> str:
+    """Ask twice on the terminal; refused passphrases are explained and asked again."""
+    from nazaha.storage.passphrases import MIN_LENGTH, WeakPassphrase, check_passphrase
+
     if not sys.stdin.isatty():
         raise SystemExit("no terminal to ask for the passphrase: use --passphrase-file")
     while True:
-        first = getpass.getpass("Passphrase for the team key (at least 12 characters): ")
-        if len(first) < 12:
-            print("Too short.")
+        first = getpass.getpass(f"Passphrase for the team key (at least {MIN_LENGTH} characters): ")
+        try:
+            check_passphrase(first)
+        except WeakPassphrase as exc:
+            print(f"Refused: {exc}.")
             continue
         if getpass.getpass("Repeat it: ") == first:
             return first
         print("They differ; try again.")
+
+
+RECOVERY_WHY = (
+    "With its passphrase this file opens every report, past and future. Keep it offline "
+    "(e.g. a USB key in a safe), never on the bot host: the bot does not need it, and "
+    "`nazaha bot` refuses to start on a data dir that holds it."
+)
 
 
 # ---- commands -------------------------------------------------------------------------
@@ -44,36 +56,64 @@ def _ask_passphrase() -> str:
 
 async def cmd_init(settings: Settings, args: argparse.Namespace) -> None:
     from nazaha.bot.setup import initialise
-    from nazaha.storage.keyfiles import KeyPaths
+    from nazaha.storage.keyfiles import (
+        BotHostRefused,
+        KeyPaths,
+        RecoveryFileRefused,
+        check_bot_host_data_dir,
+        check_recovery_file,
+    )
+    from nazaha.storage.passphrases import WeakPassphrase, read_passphrase_file
 
     paths = KeyPaths.for_data_dir(settings.data_dir)
-    passphrase = _read_secret_file(args.passphrase_file)
-    if passphrase is None and not paths.team_public.exists():
-        passphrase = _ask_passphrase()
-    result = await initialise(
-        settings,
-        passphrase=passphrase,
-        admin_username=args.admin,
-        admin_password=_read_secret_file(args.admin_password_file),
-    )
+    passphrase = None
+    if paths.team_public.exists():
+        if args.recovery_file:
+            print(f"The team key already exists: --recovery-file {args.recovery_file} is not used.")
+    else:
+        # Everything is checked before anything is written.
+        if not args.recovery_file:
+            raise SystemExit(
+                "creating the team key needs --recovery-file PATH: where to write the team "
+                "recovery key, outside the data dir (e.g. on a USB key). " + RECOVERY_WHY
+            )
+        try:
+            check_recovery_file(paths, args.recovery_file)
+            if args.passphrase_file:
+                passphrase = read_passphrase_file(args.passphrase_file)
+        except RecoveryFileRefused as exc:
+            raise SystemExit(f"--recovery-file: {exc}") from None
+        except WeakPassphrase as exc:
+            raise SystemExit(f"--passphrase-file: {exc}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SystemExit(f"--passphrase-file: cannot read it ({exc})") from None
+        if passphrase is None:
+            passphrase = _ask_passphrase()
+    try:
+        result = await initialise(settings, passphrase=passphrase, recovery_file=args.recovery_file)
+    except (RecoveryFileRefused, WeakPassphrase) as exc:
+        raise SystemExit(str(exc)) from None
     print(f"Data dir ready: {settings.data_dir}")
     if result.created_team_key:
-        print(
-            f"Team key created. Move {paths.team_recovery} to offline storage: with its "
-            "passphrase it opens every report."
-        )
-    if result.admin_password:
-        print(f"First admin: {result.admin_username}  password: {result.admin_password}")
-        print("This password is shown once. Change it at first login.")
+        print(f"Team recovery key written to {result.recovery_file}.")
+        print(RECOVERY_WHY)
+    try:
+        check_bot_host_data_dir(settings.data_dir)
+    except BotHostRefused as exc:
+        print(f"Warning: `nazaha bot` will not start yet: {exc}")
 
 
 async def cmd_bot(settings: Settings, args: argparse.Namespace) -> None:
     from nazaha.bot.app import run_polling, run_webhook
     from nazaha.bot.hardening import disable_core_dumps
+    from nazaha.storage.keyfiles import BotHostRefused
 
     disable_core_dumps()  # drafts and keys live in this process's memory only
 
-    await (run_webhook(settings) if args.webhook else run_polling(settings))
+    try:
+        await (run_webhook(settings) if args.webhook else run_polling(settings))
+    except BotHostRefused as exc:
+        raise SystemExit(str(exc)) from None
 
 
 async def cmd_sandbox(settings: Settings, args: argparse.Namespace) -> None:
@@ -122,6 +162,7 @@ async def cmd_demo(settings: Settings, args: argparse.Namespace) -> None:
         update={
             "bot_token": settings.bot_token or _secret(SANDBOX_TOKEN),
             "telegram_api_url": settings.telegram_api_url or sandbox_url,
+            "demo": True,
         }
     )
     disable_core_dumps()
@@ -134,7 +175,7 @@ async def cmd_demo(settings: Settings, args: argparse.Namespace) -> None:
         passphrase = secrets.token_urlsafe(24)
         passphrase_file.write_text(passphrase + "\n", encoding="utf-8")
         os.chmod(passphrase_file, 0o600)
-    result = await initialise(settings, passphrase=passphrase)
+    await initialise(settings, passphrase=passphrase)
     async with SandboxServer(
         host=settings.sandbox_host,
         port=settings.sandbox_port,
@@ -143,12 +184,14 @@ async def cmd_demo(settings: Settings, args: argparse.Namespace) -> None:
         print("\nNazaha demo is running.")
         print(f"  Chat with the bot in your browser: {sandbox_url}/")
         print(f"  Review console (placeholder):      http://{settings.console_host}:{settings.console_port}/")
-        if result.admin_password:
-            print(f"  Console login (shown once): {result.admin_username} / {result.admin_password}")
-        if passphrase is not None:
-            print(f"  Demo team-key passphrase saved in {passphrase_file}")
+        print(f"  Demo team key: recovery file {paths.team_recovery}, passphrase in {passphrase_file}")
         command = Path(sys.executable).parent / "nazaha"
         print(f"  Read a report: {command} decrypt R-XXXXXX --passphrase-file {passphrase_file}")
+        print(
+            "  Demo only: bot, console, recovery key and passphrase share this machine and data "
+            "dir by design. A real deployment keeps the recovery key and passphrase offline, and "
+            "`nazaha bot` refuses to start next to them."
+        )
         print("Press Ctrl+C to stop.\n", flush=True)
         await _run_until_signal(
             run_polling(settings, handle_signals=False),
@@ -176,6 +219,25 @@ async def _run_until_signal(polling, console) -> None:
             raise task.exception()
 
 
+def _team_private_key(settings: Settings, args: argparse.Namespace):
+    """The team private key from the recovery file (``--key-file``; the demo's own file in
+    the data dir otherwise) and its passphrase (``--passphrase-file`` or asked)."""
+    from nazaha.bot.app import kdf_floor
+    from nazaha.storage.keyfiles import KeyPaths, load_team_private_key
+
+    paths = KeyPaths.for_data_dir(settings.data_dir)
+    if args.key_file:
+        key_file = Path(args.key_file)
+    elif paths.team_recovery.exists():  # the demo keeps it in the data dir
+        key_file = paths.team_recovery
+    else:
+        raise SystemExit("--key-file PATH is needed: the team recovery key, kept offline")
+    passphrase = _read_secret_file(args.passphrase_file)
+    if passphrase is None:
+        passphrase = getpass.getpass("Team key passphrase: ")
+    return load_team_private_key(key_file, passphrase, floor=kdf_floor(settings))
+
+
 async def cmd_decrypt(settings: Settings, args: argparse.Namespace) -> None:
     from nazaha.bot.app import kdf_floor
     from nazaha.storage.database import create_engine, create_sessionmaker
@@ -183,11 +245,7 @@ async def cmd_decrypt(settings: Settings, args: argparse.Namespace) -> None:
     from nazaha.storage.reports import ReportVault
 
     paths = KeyPaths.for_data_dir(settings.data_dir)
-    key_file = Path(args.key_file) if args.key_file else paths.team_recovery
-    passphrase = _read_secret_file(args.passphrase_file)
-    if passphrase is None:
-        passphrase = getpass.getpass("Team key passphrase: ")
-    team_private = load_team_private_key(key_file, passphrase, floor=kdf_floor(settings))
+    team_private = _team_private_key(settings, args)
     engine = create_engine(settings.effective_database_url)
     try:
         sessionmaker = create_sessionmaker(engine)
@@ -256,17 +314,10 @@ async def _export_evidence(settings, sessionmaker, vault, args, team_private) ->
 async def cmd_notify(settings: Settings, args: argparse.Namespace) -> None:
     """Console-side job until the console does it after login: turn pending news into
     notification instructions for the running bot (needs the team key)."""
-    from nazaha.bot.app import kdf_floor
     from nazaha.storage.database import create_engine, create_sessionmaker
-    from nazaha.storage.keyfiles import KeyPaths, load_team_private_key
     from nazaha.storage.notifications import NotificationDispatcher
 
-    paths = KeyPaths.for_data_dir(settings.data_dir)
-    key_file = Path(args.key_file) if args.key_file else paths.team_recovery
-    passphrase = _read_secret_file(args.passphrase_file)
-    if passphrase is None:
-        passphrase = getpass.getpass("Team key passphrase: ")
-    team_private = load_team_private_key(key_file, passphrase, floor=kdf_floor(settings))
+    team_private = _team_private_key(settings, args)
     engine = create_engine(settings.effective_database_url)
     try:
         issued = await NotificationDispatcher(create_sessionmaker(engine)).dispatch(team_private)
@@ -284,10 +335,16 @@ def _secret(value: str):
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nazaha", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    init = sub.add_parser("init", help="create the data dir, database, keys and first admin")
-    init.add_argument("--passphrase-file", help="file holding the team key passphrase")
-    init.add_argument("--admin", default="admin", help="first admin's username")
-    init.add_argument("--admin-password-file", help="file holding the first admin's password")
+    init = sub.add_parser("init", help="create the data dir, database and keys")
+    init.add_argument(
+        "--recovery-file",
+        metavar="PATH",
+        help="where to write the team recovery key, outside the data dir, to keep offline "
+        "(required when the team key is created)",
+    )
+    init.add_argument(
+        "--passphrase-file", help="file holding the new team key passphrase (checked like a typed one)"
+    )
     init.set_defaults(func=cmd_init)
     bot = sub.add_parser("bot", help="run the bot (long polling, or --webhook)")
     bot.add_argument("--webhook", action="store_true")
@@ -297,14 +354,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("demo", help="everything on embedded defaults").set_defaults(func=cmd_demo)
     decrypt = sub.add_parser("decrypt", help="open a stored report with the team key")
     decrypt.add_argument("designation", help="the case designation, e.g. R-7K2QXM")
-    decrypt.add_argument("--key-file", help="team key recovery file (default: in the data dir)")
+    decrypt.add_argument(
+        "--key-file", help="the team recovery key file (required unless the demo's is in the data dir)"
+    )
     decrypt.add_argument("--passphrase-file")
     decrypt.add_argument("--export", metavar="DIR", help="write the decrypted evidence files here")
     decrypt.set_defaults(func=cmd_decrypt)
     notify = sub.add_parser(
         "notify", help="hand pending update notifications to the running bot (team key)"
     )
-    notify.add_argument("--key-file", help="team key recovery file (default: in the data dir)")
+    notify.add_argument("--key-file", help="team key recovery file (required outside the demo)")
     notify.add_argument("--passphrase-file")
     notify.set_defaults(func=cmd_notify)
     return parser

@@ -64,6 +64,11 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
 
+    # Set by `nazaha demo` only (or NAZAHA_DEMO): everything shares one machine by design,
+    # so init keeps the recovery file in the data dir and the bot does not refuse to start
+    # next to it (see keyfiles.check_bot_host_data_dir).
+    demo: bool = False
+
     @property
     def effective_database_url(self) -> str:
         if self.database_url:

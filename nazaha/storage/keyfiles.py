@@ -3,9 +3,16 @@
 * ``bot.key``         32 random bytes: the bot key (:class:`~nazaha.storage.crypto.BotKeyBox`)
 * ``pepper.key``      32 random bytes: the pseudonym pepper
 * ``team-public.key`` the team public key (raw bytes, 1216)
-* ``team-recovery.key`` the team private key sealed under the recovery passphrase
-  (JSON, see :func:`~nazaha.storage.crypto.seal_team_private_key`); the operator moves it
-  offline after ``nazaha init``.
+
+The team private key, sealed under the team passphrase (JSON, see
+:func:`~nazaha.storage.crypto.seal_team_private_key`), is the **recovery file**: with its
+passphrase it opens every report, so ``nazaha init`` writes it to a path the operator names,
+outside the data dir, to be kept offline. Only ``nazaha demo`` keeps it in the data dir,
+as ``team-recovery.key`` (:attr:`KeyPaths.team_recovery`).
+
+The data dir belongs to the bot host, which may be seized: :func:`check_bot_host_data_dir`
+refuses a data dir holding the recovery file, a passphrase file or the console's own store
+(``console.db``).
 
 Files are written atomically (temporary file, fsync, then an exclusive link or
 ``os.replace``) with mode 0600 (public key 0644); the data dir is 0700. Creation never
@@ -18,6 +25,7 @@ from __future__ import annotations
 import base64
 import binascii
 import errno
+import json
 import logging
 import os
 import stat
@@ -38,6 +46,10 @@ from .crypto import (
 
 __all__ = [
     "KeyPaths",
+    "RecoveryFileRefused",
+    "BotHostRefused",
+    "check_recovery_file",
+    "check_bot_host_data_dir",
     "ensure_bot_secrets",
     "rotate_bot_secrets",
     "load_bot_secrets",
@@ -59,7 +71,8 @@ class KeyPaths:
     bot_key: Path
     pepper: Path
     team_public: Path
-    team_recovery: Path
+    team_recovery: Path  # the demo's recovery file; a real deployment keeps it offline
+    console_db: Path  # the console's own store (staff keys): never on the bot host
 
     @classmethod
     def for_data_dir(cls, data_dir: str | os.PathLike[str]) -> KeyPaths:
@@ -70,6 +83,7 @@ class KeyPaths:
             pepper=d / "pepper.key",
             team_public=d / "team-public.key",
             team_recovery=d / "team-recovery.key",
+            console_db=d / "console.db",
         )
 
 
@@ -221,21 +235,57 @@ def load_bot_secrets(
 # --------------------------------------------------------------------------- team key
 
 
+class RecoveryFileRefused(ValueError):
+    """The path named for the team recovery file is refused; ``str(exc)`` says why."""
+
+
+def check_recovery_file(
+    paths: KeyPaths, recovery_file: str | os.PathLike[str], *, allow_in_data_dir: bool = False
+) -> Path:
+    """Return the absolute path where the recovery file may be created.
+
+    Raises :class:`RecoveryFileRefused` if the path is inside the data dir (unless
+    ``allow_in_data_dir``, the demo), if something already exists there (never
+    overwritten), or if its directory does not exist.
+    """
+    target = Path(recovery_file).expanduser().resolve()
+    data_dir = paths.data_dir.expanduser().resolve()
+    if not allow_in_data_dir and target.is_relative_to(data_dir):
+        raise RecoveryFileRefused(
+            f"the recovery file {target} would be inside the data dir {data_dir}: the data dir "
+            "is on the bot host, and with its passphrase the recovery file opens every report. "
+            "Name a path on offline storage (e.g. a USB key) instead"
+        )
+    if target.exists() or target.is_symlink():
+        raise RecoveryFileRefused(f"{target} already exists; refusing to overwrite it")
+    if not target.parent.is_dir() and target.parent != data_dir:  # the data dir is made
+        raise RecoveryFileRefused(f"the directory {target.parent} does not exist")
+    return target
+
+
 def create_team_key(
     paths: KeyPaths,
     passphrase: str,
     params: KdfParams = KDF_PRODUCTION,
     floor: KdfParams = KDF_FLOOR,
+    *,
+    recovery_file: str | os.PathLike[str],
+    allow_in_data_dir: bool = False,
 ) -> TeamPublicKey:
-    """Generate the team key; write ``team-recovery.key`` (sealed, 0600) then
-    ``team-public.key`` (0644). ``FileExistsError`` if either already exists (the recovery
-    file may have been moved offline, so the public key alone also counts)."""
+    """Generate the team key; write the sealed private key to ``recovery_file`` (0600)
+    then ``team-public.key`` (0644) in the data dir.
+
+    ``FileExistsError`` if the team public key already exists (the recovery file may have
+    been moved offline, so the public key alone counts); :class:`RecoveryFileRefused` for a
+    path :func:`check_recovery_file` refuses. The passphrase's strength is the caller's
+    business (:mod:`nazaha.storage.passphrases`).
+    """
     params.check_at_least(floor)
-    for existing in (paths.team_public, paths.team_recovery):
-        if existing.exists():
-            raise FileExistsError(
-                errno.EEXIST, "a team key already exists; refusing to replace it", str(existing)
-            )
+    if paths.team_public.exists():
+        raise FileExistsError(
+            errno.EEXIST, "a team key already exists; refusing to replace it", str(paths.team_public)
+        )
+    recovery = check_recovery_file(paths, recovery_file, allow_in_data_dir=allow_in_data_dir)
     _ensure_private_dir(paths.data_dir)
     private = TeamPrivateKey.generate()
     blob = seal_team_private_key(private, passphrase, params, floor)
@@ -244,14 +294,82 @@ def create_team_key(
         raise RuntimeError("sealed team key did not round-trip")
     public = private.public_key()
     # Recovery first: a public key without its recovery copy would make reports unreadable.
-    _write_new_file(paths.team_recovery, blob, _SECRET_MODE)
+    _write_new_file(recovery, blob, _SECRET_MODE)
     try:
         _write_new_file(paths.team_public, public.to_bytes(), _PUBLIC_MODE)
     except FileExistsError:
         # Lost a race with another creator: ours must not be left behind half-installed.
-        paths.team_recovery.unlink(missing_ok=True)
+        recovery.unlink(missing_ok=True)
         raise
     return public
+
+
+# --------------------------------------------------------------------------- bot host
+
+
+class BotHostRefused(RuntimeError):
+    """The data dir holds something the bot host must never hold.
+
+    ``findings`` lists ``(path, why)`` pairs; ``str(exc)`` names each file and why.
+    """
+
+    def __init__(self, findings: list[tuple[Path, str]]) -> None:
+        self.findings = findings
+        lines = "\n".join(f"  {path}: {why}" for path, why in findings)
+        super().__init__(
+            "refusing to start: the bot host may be seized, and its data dir holds\n"
+            f"{lines}\nMove these off this machine (`nazaha demo` alone keeps everything "
+            "on one machine)."
+        )
+
+
+_RECOVERY_WHY = "the team recovery key: with its passphrase it opens every report; keep it offline"
+_PASSPHRASE_WHY = "a passphrase file: with the recovery key it opens every report"
+_CONSOLE_WHY = (
+    "the console's own store (staff keys): the console runs on another machine, "
+    "never on the bot host"
+)
+_SNIFF_MAX_BYTES = 64 * 1024
+
+
+def _looks_like_sealed_team_key(path: Path) -> bool:
+    """A renamed recovery file: small JSON with the sealed team key's fields."""
+    try:
+        if not path.is_file() or path.stat().st_size > _SNIFF_MAX_BYTES:
+            return False
+        doc = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return False
+    return isinstance(doc, dict) and {"kdf", "salt", "key_id", "sealed"} <= doc.keys()
+
+
+def check_bot_host_data_dir(data_dir: str | os.PathLike[str]) -> None:
+    """Raise :class:`BotHostRefused` if the top level of ``data_dir`` holds the team
+    recovery key (``team-recovery.key``, or any file holding a sealed team key), a
+    passphrase file (any name containing "passphrase") or the console's store
+    (``console.db`` and its ``-wal``/``-shm``/``-journal``). A missing data dir passes.
+
+    Not called by ``nazaha demo``, where everything shares one machine by design.
+    """
+    paths = KeyPaths.for_data_dir(data_dir)
+    try:
+        entries = sorted(paths.data_dir.iterdir())
+    except FileNotFoundError:
+        return
+    known = {paths.bot_key.name, paths.pepper.name, paths.team_public.name}
+    findings: list[tuple[Path, str]] = []
+    for entry in entries:
+        name = entry.name.casefold()
+        if entry.name == paths.team_recovery.name:
+            findings.append((entry, _RECOVERY_WHY))
+        elif "passphrase" in name:
+            findings.append((entry, _PASSPHRASE_WHY))
+        elif name == paths.console_db.name or name.startswith(paths.console_db.name + "-"):
+            findings.append((entry, _CONSOLE_WHY))
+        elif entry.name not in known and _looks_like_sealed_team_key(entry):
+            findings.append((entry, _RECOVERY_WHY))
+    if findings:
+        raise BotHostRefused(findings)
 
 
 def load_team_public_key(paths: KeyPaths) -> TeamPublicKey:
