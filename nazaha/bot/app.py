@@ -22,6 +22,7 @@ from aiogram.utils.i18n import lazy_gettext as __
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from nazaha.bot.retry import BOT_API
 from nazaha.bot.settings import Settings
 from nazaha.bot.telegram_session import BotApiSession
 from nazaha.flows.report_flow import EvidenceLimits
@@ -214,11 +215,14 @@ async def register_bot_profile(bot: Bot, i18n: I18n) -> None:
         with i18n.context(), i18n.use_locale(language_code or i18n.default_locale):
             commands = [BotCommand(command=name, description=str(text)) for name, text in COMMANDS]
             description, short_description = str(DESCRIPTION), str(SHORT_DESCRIPTION)
-        await bot.set_my_commands(
-            commands, scope=BotCommandScopeDefault(), language_code=language_code
-        )
-        await bot.set_my_description(description, language_code=language_code)
-        await bot.set_my_short_description(short_description, language_code=language_code)
+        for call in (
+            lambda: bot.set_my_commands(
+                commands, scope=BotCommandScopeDefault(), language_code=language_code
+            ),
+            lambda: bot.set_my_description(description, language_code=language_code),
+            lambda: bot.set_my_short_description(short_description, language_code=language_code),
+        ):
+            (await BOT_API.run(call, what="bot profile")).unwrap()
 
 
 async def maintenance(runtime: BotRuntime) -> None:
@@ -289,7 +293,12 @@ async def run_polling(settings: Settings, *, handle_signals: bool = True) -> Non
     try:
         async with running(runtime):
             # getUpdates fails while a webhook is set: polling mode removes it.
-            await runtime.bot.delete_webhook(drop_pending_updates=False)
+            (
+                await BOT_API.run(
+                    lambda: runtime.bot.delete_webhook(drop_pending_updates=False),
+                    what="DeleteWebhook",
+                )
+            ).unwrap()
             await runtime.dispatcher.start_polling(
                 runtime.bot,
                 allowed_updates=runtime.dispatcher.resolve_used_update_types(),
@@ -316,11 +325,16 @@ async def run_webhook(settings: Settings) -> None:
     runner = web.AppRunner(app, access_log=None)
     try:
         async with running(runtime):
-            await runtime.bot.set_webhook(
-                settings.webhook_url,
-                secret_token=secret,
-                allowed_updates=runtime.dispatcher.resolve_used_update_types(),
-            )
+            (
+                await BOT_API.run(
+                    lambda: runtime.bot.set_webhook(
+                        settings.webhook_url,
+                        secret_token=secret,
+                        allowed_updates=runtime.dispatcher.resolve_used_update_types(),
+                    ),
+                    what="SetWebhook",
+                )
+            ).unwrap()
             await runner.setup()
             site = web.TCPSite(runner, settings.webhook_host, settings.webhook_port)
             await site.start()

@@ -2,8 +2,8 @@
 
 The console queues a pending notification when a caseworker replies; this loop in the bot
 process drains the queue. Messages say only that there is an update, in the user's language,
-at no more than ~25 messages a second overall, honouring 429 retry_after; a user who blocked
-the bot (403) loses the link.
+at no more than ~25 messages a second overall, under the bot's one retry policy
+(nazaha.bot.retry); a user who blocked the bot (403) loses the link.
 """
 
 from __future__ import annotations
@@ -12,23 +12,31 @@ import asyncio
 import logging
 
 from aiogram import Bot
-from aiogram.exceptions import TelegramForbiddenError, TelegramRetryAfter
 from aiogram.methods import SendMessage
 from aiogram.utils.i18n import I18n
 
+from nazaha.bot.retry import BOT_API, RetryPolicy
 from nazaha.handlers import screens
+from nazaha.handlers.outbox import deliver
 from nazaha.storage.notifications import NotificationLinks
 from nazaha.storage.prefs import PreferenceStore
 
 log = logging.getLogger(__name__)
 
 SEND_INTERVAL = 1 / 25  # below Telegram's ~30 messages/s for bulk sending
-MAX_RETRIES = 5
 
 
 class Notifier:
-    def __init__(self, bot: Bot, links: NotificationLinks, prefs: PreferenceStore, i18n: I18n) -> None:
+    def __init__(
+        self,
+        bot: Bot,
+        links: NotificationLinks,
+        prefs: PreferenceStore,
+        i18n: I18n,
+        policy: RetryPolicy = BOT_API,
+    ) -> None:
         self.bot = bot
+        self.policy = policy
         self.links = links
         self.prefs = prefs
         self.i18n = i18n
@@ -41,19 +49,14 @@ class Notifier:
             screen = screens.update_notification()
         return SendMessage(chat_id=chat_id, text=screen.text, reply_markup=screen.keyboard)
 
-    async def send_one(self, link_id: str, chat_id: int) -> None:
+    async def send_one(self, link_id: str, chat_id: int) -> bool:
+        """Send one notification; True if it arrived. A 403 drops the link."""
         method = await self._message_for(chat_id)
-        for _ in range(MAX_RETRIES):
-            try:
-                await self.bot(method)
-                return
-            except TelegramRetryAfter as exc:
-                await asyncio.sleep(exc.retry_after)
-            except TelegramForbiddenError:
-                await self.links.drop_link(link_id)
-                log.info("notification link dropped: the user blocked the bot")
-                return
-        log.warning("notification not delivered after %d attempts", MAX_RETRIES)
+        outcome = await deliver(self.bot, method, self.policy)
+        if outcome.blocked:
+            await self.links.drop_link(link_id)
+            log.info("notification link dropped: the user blocked the bot")
+        return outcome.ok
 
     async def drain(self) -> int:
         """Send every due notification once; returns how many messages were attempted."""
