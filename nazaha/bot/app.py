@@ -39,6 +39,7 @@ from nazaha.handlers.middlewares import (
 from nazaha.handlers.notifier import Notifier
 from nazaha.handlers.report import ReportForm
 from nazaha.handlers.session_keys import SessionKeys
+from nazaha.handlers.undelivered_receipts import UndeliveredReceipts
 from nazaha.storage.attempts import AttemptLimiter
 from nazaha.storage.blobs import BlobStore
 from nazaha.storage.cases import CaseService
@@ -145,6 +146,7 @@ async def build_runtime(settings: Settings, *, events_isolation: BaseEventIsolat
             global_per_hour=settings.receipt_attempts_global_per_hour,
         ),
         session_keys=SessionKeys(settings.session_ttl_seconds),
+        receipts=UndeliveredReceipts(pepper),
     )
     i18n = build_i18n()
     bot = build_bot(settings)
@@ -227,9 +229,10 @@ async def register_bot_profile(bot: Bot, i18n: I18n) -> None:
 
 async def maintenance(runtime: BotRuntime) -> None:
     """Periodically wipe expired drafts and sessions, old update ids and attempt counters,
-    and the evidence of drafts that were abandoned."""
+    receipts kept in memory past their time, and the evidence of drafts that were abandoned."""
     while True:
         try:
+            runtime.services.receipts.sweep()
             await runtime.fsm.purge_expired()
             await purge_processed_updates(runtime.sessionmaker)
             await runtime.services.attempts.purge()

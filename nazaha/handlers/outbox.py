@@ -94,24 +94,23 @@ class Outbox:
     ) -> None:
         """Queue a plain-text message (long text is split; the keyboard goes on the last).
 
-        ``on_undelivered()`` is called once, during :meth:`flush`, if any piece of it could
+        ``on_undelivered()`` is called once, during :meth:`flush`, if a piece of it could
         not be delivered (the retry policy gave up, Telegram refused it, the user blocked
-        the bot); an exception it raises is logged and ignored.
+        the bot); its later pieces are then not sent. An exception it raises is logged
+        and ignored.
         """
         group = _Group(on_undelivered) if on_undelivered is not None else None
         pieces = split_for_telegram(text)
         for index, piece in enumerate(pieces):
             last = index == len(pieces) - 1
-            self._methods.append(
-                SendMessage(
-                    chat_id=chat_id,
-                    text=piece,
-                    reply_markup=keyboard if last else None,
-                    protect_content=protect,
-                    parse_mode=None,
-                ),
-                group,
+            method = SendMessage(
+                chat_id=chat_id,
+                text=piece,
+                reply_markup=keyboard if last else None,
+                protect_content=protect,
+                parse_mode=None,
             )
+            self._methods.append((method, group))
 
     def answer_callback(self, callback_query_id: str, text: str | None = None) -> None:
         self._methods.append(
@@ -134,13 +133,15 @@ class Outbox:
         that is not delivered does not stop the ones after it."""
         methods, self._methods = self._methods, []
         for method, group in methods:
+            if group is not None and group.failed:
+                continue  # the rest of a message whose owner was told it did not arrive
             with results_unused():  # nothing reads what Telegram sends back
                 outcome = await deliver(self.bot, method, self.policy)
-            if outcome.ok or group is None or group.failed:
+            if outcome.ok or group is None:
                 continue
             group.failed = True
             try:
                 assert group.on_undelivered is not None
                 group.on_undelivered()
-            except Exception:
-                log.exception("on_undelivered callback failed")
+            except Exception as exc:  # the type only: a message could carry a receipt
+                log.error("on_undelivered callback failed (%s)", type(exc).__name__)

@@ -122,8 +122,8 @@ async def submit(effect: flow.SubmitReport, reply: Reply) -> None:
         if reply.preferences.locale is None:
             # Notifications are sent outside any conversation: keep the language now.
             reply.remember(replace(reply.preferences, locale=reply.i18n.current_locale))
-    # Sent after the commit like every reply, and protected from forwarding and saving.
-    reply.say(screens.receipt(format_receipt(sealed.receipt)), protect=True)
+    # Sent after the commit like every reply, protected; kept for asking again if undelivered.
+    reply.send_receipt(format_receipt(sealed.receipt))
     reply.show(screens.after_submission())
 
 
