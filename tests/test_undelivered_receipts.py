@@ -127,3 +127,10 @@ async def test_outbox_refusal_counts_as_undelivered_and_a_broken_callback_is_con
     outbox.send(1, "after")
     await outbox.flush()
     assert bot.sent == ["after"]
+
+
+def test_show_receipt_callback_data_round_trips():
+    from nazaha.handlers import callbacks as cb
+
+    assert cb.parse(cb.show_receipt()) == cb.ShowReceipt()
+    assert cb.parse("s:other") is None
