@@ -1,4 +1,4 @@
-"""End to end: crashes, duplicated updates and expiring drafts."""
+"""End to end: crashes, duplicated updates, expiring drafts and receipts Telegram would not take."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest_asyncio
 from nazaha.sandbox.client import SandboxClient
 from nazaha.sandbox.server import SandboxServer
 from nazaha.storage.crypto import BotKeyBox
-from tests.e2e_support import TOKEN, Chat, find_plaintext, press_callback, run_init
+from tests.e2e_support import RECEIPT_RE, TOKEN, Chat, find_plaintext, press_callback, run_init
 from tests.test_e2e_bot import DESCRIPTION, Deployment
 
 pytestmark = [pytest.mark.e2e]
@@ -146,3 +146,91 @@ async def test_quick_messages_of_one_user_are_handled_in_order(fresh: Deployment
     await chat.press("No notifications")
     review = await chat.expect("Please check your report")
     assert "\n\n".join(parts) in review["text"]
+
+
+async def polling(d: Deployment, timeout: float = 90.0) -> None:
+    """Wait until the bot process has started polling (start-up is slow on a busy machine)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await d.client.calls("getUpdates"):
+        d.bot.assert_alive()
+        assert asyncio.get_running_loop().time() < deadline, "the bot never started polling"
+        await asyncio.sleep(0.1)
+
+
+async def walk_to_review(chat: Chat) -> None:
+    await walk_to_description(chat)
+    await chat.send(DESCRIPTION)
+    await chat.press("Done")
+    await chat.expect("Do you have evidence?")
+    await chat.press("Done")
+    await chat.press("Stay anonymous")
+    await chat.press("No notifications")
+    await chat.expect("Please check your report")
+
+
+def receipt_calls(calls: list[dict]) -> list[dict]:
+    return [c for c in calls if "Your receipt number:" in ((c.get("params") or {}).get("text") or "")]
+
+
+async def test_receipt_arrives_after_four_429s(fresh: Deployment):
+    fresh.bot.start()
+    await polling(fresh)
+    chat = await Chat.open(fresh.client, "en")
+    await walk_to_review(chat)
+    await fresh.client.clear_calls()
+    # Telegram's flood control refuses the next four messages, asking for a second each time.
+    await fresh.client.add_fault("sendMessage", 429, count=4, retry_after=1)
+    await press_callback(chat, "n:submit")
+    receipt = await chat.expect("Your receipt number:", timeout=30)
+    assert receipt["protect_content"] is True
+    attempts = receipt_calls(await fresh.client.calls("sendMessage"))
+    assert [c["error_code"] for c in attempts] == [429, 429, 429, 429, None]
+    gaps = [b["at"] - a["at"] for a, b in zip(attempts, attempts[1:])]
+    assert all(gap >= 0.9 for gap in gaps), gaps  # retry_after honoured
+    await chat.expect("you can erase this")
+    # Nothing was lost, so nothing is offered at the next contact.
+    await chat.send("/start")
+    await chat.expect("What would you like to do?")
+    texts = [m["text"] or "" for m in await chat.messages() if m["from_bot"]]
+    assert not any("could not be delivered" in t for t in texts)
+    assert fresh.db_rows("SELECT count(*) FROM reports") == [(1,)]
+
+
+async def test_receipt_lost_to_a_long_outage_can_be_shown_once(fresh: Deployment):
+    fresh.bot.start()
+    await polling(fresh)
+    chat = await Chat.open(fresh.client, "en")
+    await walk_to_review(chat)
+    # Telegram announces an outage longer than the retry budget: the receipt message and
+    # the one after it are not delivered, but the report is stored.
+    await fresh.client.add_fault("sendMessage", 429, count=2, retry_after=3600)
+    await press_callback(chat, "n:submit")
+    for _ in range(200):
+        calls = await fresh.client.calls("sendMessage")
+        if sum(1 for c in calls if c["error_code"] == 429) == 2:
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError("the bot never tried to send the receipt")
+    assert fresh.db_rows("SELECT count(*) FROM reports") == [(1,)]
+    assert not any("Your receipt number:" in (m["text"] or "") for m in await chat.messages())
+
+    # Next contact: the user is told, with a button.
+    await chat.send("/start")
+    notice = await chat.expect("its receipt could not be delivered")
+    await chat.expect("What would you like to do?")
+    await chat.press("Show my receipt", in_message=notice)
+    shown = await chat.expect("Your receipt number:")
+    assert shown["protect_content"] is True
+    receipt = RECEIPT_RE.search(shown["text"]).group(1)
+    assert await fresh.open_with_receipt(receipt) is not None  # the receipt of the stored report
+
+    # Once only: a second press finds nothing, and the receipt went into no file or log.
+    await chat.press("Show my receipt", in_message=notice)
+    await chat.expect("This receipt is no longer available")
+    assert sum("Your receipt number:" in (m["text"] or "") for m in await chat.messages()) == 1
+    await chat.send("/start")
+    await chat.expect("What would you like to do?")
+    assert sum("could not be delivered" in (m["text"] or "") for m in await chat.messages()) == 1
+    assert find_plaintext(receipt, [fresh.data_dir, fresh.bot.log_path]) == []
+    assert find_plaintext(receipt.replace(" ", ""), [fresh.data_dir, fresh.bot.log_path]) == []

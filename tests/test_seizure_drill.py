@@ -39,7 +39,7 @@ from nazaha.storage.keyfiles import KeyPaths, load_team_private_key, load_team_p
 from nazaha.storage.reports import ReportVault
 from nazaha.storage.notifications import NotificationDispatcher
 from tests import forensics
-from tests.e2e_support import PASSPHRASE, RECEIPT_RE, TOKEN, BotProcess, Chat, nazaha_env, run_init
+from tests.e2e_support import PASSPHRASE, RECEIPT_RE, TOKEN, BotProcess, Chat, nazaha_env, recovery_file, run_init
 
 pytestmark = [pytest.mark.e2e]
 
@@ -347,13 +347,10 @@ async def seizure(tmp_path_factory) -> Seizure:
     async with SandboxServer(host="127.0.0.1", port=0, default_token=TOKEN, emulator=emulator) as server:
         data_dir = tmp / "var"
         init = run_init(data_dir, server.url)
-        # The operator moves the recovery key offline, as `nazaha init` tells them to.
-        offline = tmp / "offline"
-        offline.mkdir()
-        recovery = offline / "team-recovery.key"
-        in_data_dir = KeyPaths.for_data_dir(data_dir).team_recovery
-        if in_data_dir.exists():
-            shutil.move(in_data_dir, recovery)
+        # `nazaha init` wrote the recovery key outside the data dir, where the operator
+        # names it (the console's side of this drill uses it).
+        recovery = recovery_file(data_dir)
+        assert recovery.exists() and not KeyPaths.for_data_dir(data_dir).team_recovery.exists()
         extra = {"NAZAHA_LOG_LEVEL": "DEBUG", "NAZAHA_NOTIFY_INTERVAL_SECONDS": "0.2"}
         bot = BotProcess(data_dir, server.url, tmp / "bot.log", dict(extra))
         env = {k: v for k, v in nazaha_env(data_dir, server.url, **extra).items() if k.startswith("NAZAHA_")}

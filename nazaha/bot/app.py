@@ -23,6 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from nazaha.bot.error_logging import install_error_logging, install_loop_exception_logging
+from nazaha.bot.retry import BOT_API
 from nazaha.bot.settings import Settings
 from nazaha.bot.telegram_session import BotApiSession
 from nazaha.bot.undecodable import UndecodableUpdates, webhook_handler_class
@@ -40,6 +41,7 @@ from nazaha.handlers.middlewares import (
 from nazaha.handlers.notifier import Notifier
 from nazaha.handlers.report import ReportForm
 from nazaha.handlers.session_keys import SessionKeys
+from nazaha.handlers.undelivered_receipts import UndeliveredReceipts
 from nazaha.storage.attempts import AttemptLimiter
 from nazaha.storage.blobs import BlobStore
 from nazaha.storage.cases import CaseService
@@ -169,6 +171,7 @@ async def build_runtime(settings: Settings, *, events_isolation: BaseEventIsolat
         writer=ReportWriter(sessionmaker, max_delay=settings.report_write_delay_seconds),
         fsm=fsm,
         run_id=secrets.token_hex(8),
+        receipts=UndeliveredReceipts(pepper),
     )
     i18n = build_i18n()
     bot = build_bot(settings)
@@ -247,18 +250,23 @@ async def register_bot_profile(bot: Bot, i18n: I18n) -> None:
         with i18n.context(), i18n.use_locale(language_code or i18n.default_locale):
             commands = [BotCommand(command=name, description=str(text)) for name, text in COMMANDS]
             description, short_description = str(DESCRIPTION), str(SHORT_DESCRIPTION)
-        await bot.set_my_commands(
-            commands, scope=BotCommandScopeDefault(), language_code=language_code
-        )
-        await bot.set_my_description(description, language_code=language_code)
-        await bot.set_my_short_description(short_description, language_code=language_code)
+        for call in (
+            lambda: bot.set_my_commands(
+                commands, scope=BotCommandScopeDefault(), language_code=language_code
+            ),
+            lambda: bot.set_my_description(description, language_code=language_code),
+            lambda: bot.set_my_short_description(short_description, language_code=language_code),
+        ):
+            (await BOT_API.run(call, what="bot profile")).unwrap()
 
 
 async def maintenance(runtime: BotRuntime) -> None:
     """Every few minutes: expired preferences, old update ids, stale wrong-receipt counters
-    (in memory), blobs of abandoned drafts, file times, and the SQLite WAL truncated."""
+    and receipts kept in memory past their time, blobs of abandoned drafts, file times, and
+    the SQLite WAL truncated."""
     while True:
         try:
+            runtime.services.receipts.sweep()
             await runtime.services.prefs.purge_expired()
             await purge_processed_updates(runtime.sessionmaker)
             runtime.services.attempts.sweep()
@@ -338,7 +346,12 @@ async def run_polling(settings: Settings, *, handle_signals: bool = True) -> Non
     try:
         async with running(runtime):
             # getUpdates fails while a webhook is set: polling mode removes it.
-            await runtime.bot.delete_webhook(drop_pending_updates=False)
+            (
+                await BOT_API.run(
+                    lambda: runtime.bot.delete_webhook(drop_pending_updates=False),
+                    what="DeleteWebhook",
+                )
+            ).unwrap()
             log.info("bot ready: polling")
             await runtime.dispatcher.start_polling(
                 runtime.bot,
@@ -370,11 +383,16 @@ async def run_webhook(settings: Settings) -> None:
     runner = web.AppRunner(app, access_log=None)
     try:
         async with running(runtime):
-            await runtime.bot.set_webhook(
-                settings.webhook_url,
-                secret_token=secret,
-                allowed_updates=runtime.dispatcher.resolve_used_update_types(),
-            )
+            (
+                await BOT_API.run(
+                    lambda: runtime.bot.set_webhook(
+                        settings.webhook_url,
+                        secret_token=secret,
+                        allowed_updates=runtime.dispatcher.resolve_used_update_types(),
+                    ),
+                    what="SetWebhook",
+                )
+            ).unwrap()
             await runner.setup()
             site = web.TCPSite(runner, settings.webhook_host, settings.webhook_port)
             await site.start()

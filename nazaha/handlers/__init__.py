@@ -4,7 +4,8 @@ from aiogram import Router
 
 
 def get_routers() -> list[Router]:
-    """Routers in the order they must see updates: a report in progress first."""
-    from nazaha.handlers import followup, menu, report
+    """Routers in the order they must see updates: "show my receipt" in any state, then a
+    report in progress."""
+    from nazaha.handlers import followup, menu, receipt_again, report
 
-    return [report.router, followup.router, menu.router]
+    return [receipt_again.router, report.router, followup.router, menu.router]

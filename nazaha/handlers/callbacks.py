@@ -3,7 +3,8 @@
 Formats (all ASCII, well under Telegram's 64-byte limit):
 ``f:<step>:<value>`` choose an option · ``n:<back|cancel|done|continue|submit>`` navigate ·
 ``e:<field>`` edit from review · ``x:<yes|no>`` confirm discarding · ``m:<item>`` main menu ·
-``l:<ar|en>`` language · ``r:<evidence id>`` remove a file · ``w:chat`` wipe this chat. Anything else (old versions, forged data) parses to ``None`` and
+``l:<ar|en>`` language · ``r:<evidence id>`` remove a file · ``w:chat`` wipe this chat ·
+``s:receipt`` show a receipt that could not be delivered. Anything else (old versions, forged data) parses to ``None`` and
 gets "this button has expired".
 """
 
@@ -45,7 +46,12 @@ class Wipe:
     pass
 
 
-Parsed = flow.Event | MenuAction | LanguageChoice | RemoveEvidence | Wipe
+@dataclass(frozen=True)
+class ShowReceipt:
+    pass
+
+
+Parsed = flow.Event | MenuAction | LanguageChoice | RemoveEvidence | Wipe | ShowReceipt
 
 
 def command_of(text: str | None) -> str:
@@ -90,6 +96,10 @@ def wipe() -> str:
     return "w:chat"
 
 
+def show_receipt() -> str:
+    return "s:receipt"
+
+
 def parse(data: str | None) -> Parsed | None:
     if not data or len(data) > 64:
         return None
@@ -111,4 +121,6 @@ def parse(data: str | None) -> Parsed | None:
         return RemoveEvidence(rest)
     if data == "w:chat":
         return Wipe()
+    if data == "s:receipt":
+        return ShowReceipt()
     return None

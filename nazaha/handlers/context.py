@@ -20,11 +20,14 @@ from aiogram import Bot
 from aiogram.fsm.storage.base import BaseStorage
 
 from nazaha.flows.report_flow import EvidenceLimits
+from nazaha.handlers import callbacks as cb
+from nazaha.handlers import screens
 from nazaha.handlers.evidence import EvidenceIntake
 from nazaha.handlers.outbox import Outbox
 from nazaha.handlers import screens
 from nazaha.handlers.screens import Screen
 from nazaha.handlers.session_keys import SessionKeys
+from nazaha.handlers.undelivered_receipts import UndeliveredReceipts
 from nazaha.storage.attempts import AttemptLimiter
 from nazaha.storage.cases import CaseService
 from nazaha.storage.fsm import VolatileFsmStorage
@@ -64,6 +67,7 @@ class Services:
     # A random id of this run of the bot: a conversation marked open in another run was
     # lost to a restart (the user is told).
     run_id: str
+    receipts: UndeliveredReceipts
 
 
 @dataclass
@@ -85,6 +89,30 @@ class Reply:
 
     def say(self, text: str, *, protect: bool = False) -> None:
         self.outbox.send(self.chat_id, text, protect=protect)
+
+    def send_receipt(self, formatted_receipt: str) -> None:
+        """The receipt of a report stored in this update, protected from forwarding and
+        saving. If Telegram will not take it, it is kept in memory for the user to ask for
+        once (``services.receipts``)."""
+        receipts, user_id = self.services.receipts, self.user_id
+        self.outbox.send(
+            self.chat_id,
+            screens.receipt(formatted_receipt),
+            protect=True,
+            on_undelivered=lambda: receipts.keep(user_id, formatted_receipt),
+        )
+
+    def tell_if_receipt_waiting(self) -> None:
+        """At the first contact after an undelivered receipt: say so, with a button."""
+        receipts, user_id = self.services.receipts, self.user_id
+        if receipts.first_contact(user_id):
+            screen = screens.receipt_waiting()
+            self.outbox.send(
+                self.chat_id,
+                screen.text,
+                screen.keyboard,
+                on_undelivered=lambda: receipts.tell_again(user_id),
+            )
 
     def remember(self, preferences: Preferences) -> None:
         self.preferences = self.services.prefs.set(self.uow, self.user_id, preferences)
@@ -139,6 +167,8 @@ class ReplyMiddleware(BaseMiddleware):
             bot=data["bot"],
             fsm_storage=data["fsm_storage"],
         )
+        if not (isinstance(event, CallbackQuery) and isinstance(cb.parse(event.data), cb.ShowReceipt)):
+            reply.tell_if_receipt_waiting()
         self._tell_if_restarted(reply)
         self.services.prefs.touch(reply.uow, reply.user_id, reply.preferences)
         return await handler(event, data)

@@ -14,8 +14,9 @@ from aiogram import Bot
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import Message
 
+from nazaha.bot.retry import BOT_API, RetryPolicy
 from nazaha.flows.report_flow import Attach, EvidenceItem
-from nazaha.storage.blobs import BlobStore, BlobTooLarge
+from nazaha.storage.blobs import BlobInfo, BlobStore, BlobTooLarge
 from nazaha.storage.reports import new_sealing_context
 from nazaha.storage.scrub import looks_like_image, scrub_image
 
@@ -90,9 +91,10 @@ class EvidenceIntake:
     Images also get a metadata-free copy for caseworkers; the original is kept as sent.
     """
 
-    def __init__(self, blobs: BlobStore, max_file_bytes: int) -> None:
+    def __init__(self, blobs: BlobStore, max_file_bytes: int, policy: RetryPolicy = BOT_API) -> None:
         self.blobs = blobs
         self.max_file_bytes = max_file_bytes
+        self.policy = policy
         # Report ids of drafts that received a file, with when (monotonic seconds): the
         # orphan purge keeps their blobs while the draft may still be submitted. Memory
         # only, like the drafts themselves.
@@ -116,28 +118,39 @@ class EvidenceIntake:
         report_id, data_key = context_keys(context)
         self._drafts[report_id] = time.monotonic()
         item_id = secrets.token_hex(16)
-        try:
-            file = await bot.get_file(ref.file_id)
-        except TelegramBadRequest as exc:
+        got = await self.policy.run(lambda: bot.get_file(ref.file_id), what="GetFile")
+        if not got.ok:
             # "file is too big": Telegram serves bots at most 20 MB.
-            raise FetchError("too_big" if "too big" in exc.message.lower() else "failed") from None
-        if file.file_path is None:
+            too_big = isinstance(got.error, TelegramBadRequest) and "too big" in got.error.message.lower()
+            raise FetchError("too_big" if too_big else "failed")
+        file = got.value
+        if file is None or file.file_path is None:
             raise FetchError("failed")
         # The URL holds the bot token: it is built here and never logged.
         url = bot.session.api.file_url(bot.token, file.file_path)
-        stream = bot.session.stream_content(
-            url=url, chunk_size=DOWNLOAD_CHUNK, raise_for_status=True, timeout=120
-        )
-        try:
-            info = await self.blobs.write_stream(
+
+        async def download() -> BlobInfo:
+            # A fresh stream each attempt; a failed attempt leaves no blob behind.
+            stream = bot.session.stream_content(
+                url=url, chunk_size=DOWNLOAD_CHUNK, raise_for_status=True, timeout=120
+            )
+            return await self.blobs.write_stream(
                 data_key, report_id, item_id, "original", stream, max_bytes=self.max_file_bytes
             )
+
+        try:
+            downloaded = await self.policy.run(download, what="file download")
         except BlobTooLarge:
             raise FetchError("too_big") from None
         except Exception:
             log.warning("evidence download failed")
             self.blobs.delete(report_id, item_id)
             raise FetchError("failed") from None
+        if not downloaded.ok or downloaded.value is None:
+            log.warning("evidence download failed (%s)", type(downloaded.error).__name__)
+            self.blobs.delete(report_id, item_id)
+            raise FetchError("failed")
+        info = downloaded.value
 
         has_clean, flagged = False, None
         if kind == "photo" or looks_like_image(ref.mime_type, ref.file_name):

@@ -125,8 +125,8 @@ async def submit(effect: flow.SubmitReport, reply: Reply) -> None:
             batch, sealed.report_id, reply.chat_id, reply.i18n.current_locale
         )
     await reply.commit_report_side(batch)
-    # Sent after the commit like every reply, and protected from forwarding and saving.
-    reply.say(screens.receipt(format_receipt(sealed.receipt)), protect=True)
+    # Sent after the commit like every reply, protected; kept for asking again if undelivered.
+    reply.send_receipt(format_receipt(sealed.receipt))
     reply.show(screens.after_submission())
 
 

@@ -440,6 +440,26 @@ def receipt(formatted_receipt: str) -> str:
     ).format(receipt=formatted_receipt)
 
 
+def receipt_waiting() -> Screen:
+    """Told at the next contact after a receipt could not be delivered."""
+    return Screen(
+        _(
+            "Your last report was received and stored, but its receipt could not be "
+            "delivered to you: Telegram could not be reached at that moment.\n\n"
+            "You can see the receipt once, within 15 minutes of sending the report. Tap "
+            "the button below, then write it down somewhere only you can reach."
+        ),
+        _keyboard([[(_("🧾 Show my receipt"), cb.show_receipt())]]),
+    )
+
+
+def receipt_gone() -> str:
+    return _(
+        "This receipt is no longer available: it is shown only once, and only within "
+        "15 minutes of sending the report. We cannot recover a lost receipt."
+    )
+
+
 def after_submission() -> Screen:
     return Screen(
         _(

@@ -1,0 +1,32 @@
+""""Show my receipt": a receipt that could not be delivered, sent once on request.
+
+The user was told at their next contact (``Reply.tell_if_receipt_waiting``); this router
+comes first, so the button works whatever the conversation's state.
+"""
+
+from __future__ import annotations
+
+from aiogram import F, Router
+from aiogram.types import CallbackQuery
+
+from nazaha.handlers import callbacks as cb
+from nazaha.handlers import screens
+from nazaha.handlers.context import Reply
+
+router = Router(name="receipt_again")
+
+
+@router.callback_query(F.data == cb.show_receipt())
+async def on_show_receipt(query: CallbackQuery, reply: Reply) -> None:
+    receipts, user_id = reply.services.receipts, reply.user_id
+    kept = receipts.take(user_id)  # forgotten now: shown at most once
+    if kept is None:
+        reply.say(screens.receipt_gone())
+        return
+    # If Telegram will not take it this time either, it goes back until its first expiry.
+    reply.outbox.send(
+        reply.chat_id,
+        screens.receipt(kept.receipt),
+        protect=True,
+        on_undelivered=lambda: receipts.keep(user_id, kept.receipt, expires_at=kept.expires_at),
+    )
