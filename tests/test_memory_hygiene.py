@@ -62,3 +62,46 @@ async def test_blob_times_are_coarsened_to_the_day(tmp_path):
     after = os.stat(path)
     assert after.st_mtime % 86400 == 0
     assert after.st_ctime_ns > before  # every change time now says "the last blur pass"
+
+
+async def test_orphan_purge_keeps_stored_reports_and_open_drafts_only(tmp_path, sessionmaker):
+    """After a restart every draft is gone, so its blobs are noise (their key was in memory):
+    the purge deletes them, but never a stored report's nor an open draft's."""
+    import dataclasses
+    import datetime as dt
+    from types import SimpleNamespace
+
+    from aiogram.fsm.storage.base import StorageKey
+
+    from nazaha.bot.app import purge_orphan_blobs
+    from nazaha.flows import report_flow as flow
+    from nazaha.handlers.evidence import EvidenceIntake
+    from nazaha.storage.database import write_transaction
+    from nazaha.storage.fsm import VolatileFsmStorage
+    from nazaha.storage.models import Report
+
+    blobs = BlobStore(tmp_path / "blobs", durable=False)
+    stored, open_draft, orphan = (secrets.token_hex(16) for _ in range(3))
+    for report_id in (stored, open_draft, orphan):
+        await blobs.write_bytes(secrets.token_bytes(32), report_id, secrets.token_hex(16), "original", b"x")
+    async with write_transaction(sessionmaker) as session:
+        session.add(
+            Report(
+                id=stored, designation="R-" + secrets.token_hex(3).upper(), kind="complaint",
+                status="received", created_on=dt.date(2026, 1, 2), team_key_id="k",
+                wrapped_key_team=b"t", wrapped_key_reporter=b"r", receipt_lookup=secrets.token_bytes(32),
+            )
+        )
+    fsm = VolatileFsmStorage(secrets.token_bytes(32))
+    draft = dataclasses.replace(
+        flow.start(flow.Kind.COMPLAINT, safety_seen=True).draft, context={"report_id": open_draft, "data_key": "x"}
+    )
+    await fsm.set_data(StorageKey(bot_id=1, chat_id=2, user_id=2), {"draft": draft.to_dict()})
+    runtime = SimpleNamespace(
+        services=SimpleNamespace(evidence=EvidenceIntake(blobs, 1024)),
+        settings=SimpleNamespace(draft_ttl_seconds=60),
+        fsm=fsm,
+        sessionmaker=sessionmaker,
+    )
+    assert await purge_orphan_blobs(runtime) == 1
+    assert blobs.list_reports() == sorted([stored, open_draft])

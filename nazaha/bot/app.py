@@ -27,7 +27,7 @@ from nazaha.bot.retry import BOT_API
 from nazaha.bot.settings import Settings
 from nazaha.bot.telegram_session import BotApiSession
 from nazaha.bot.undecodable import UndecodableUpdates, webhook_handler_class
-from nazaha.flows.report_flow import EvidenceLimits
+from nazaha.flows.report_flow import Draft, EvidenceLimits
 from nazaha.handlers import get_routers
 from nazaha.handlers.context import ReplyMiddleware, ReplyOptions, Services
 from nazaha.handlers.evidence import EvidenceIntake
@@ -298,6 +298,10 @@ async def purge_orphan_blobs(runtime: BotRuntime) -> int:
     live = runtime.services.evidence.recent_drafts(
         runtime.settings.draft_ttl_seconds + MAINTENANCE_INTERVAL
     )
+    for data in runtime.fsm.all_data():  # drafts still open, however long ago their files came
+        draft = Draft.from_dict(data.get("draft") or {})
+        if draft is not None and draft.context:
+            live.add(draft.context.get("report_id", ""))
     candidates = [report_id for report_id in blobs.list_reports() if report_id not in live]
     if not candidates:
         return 0

@@ -144,6 +144,10 @@ class VolatileFsmStorage(BaseStorage):
                 del self._records[record_key]
         return changed
 
+    def all_data(self) -> list[dict[str, Any]]:
+        """The data of every live record (e.g. to find the blobs live drafts still need)."""
+        return [json.loads(e.data_json) for e in self._records.values() if e.data_json is not None]
+
     def __len__(self) -> int:
         return len(self._records)
 
