@@ -38,7 +38,8 @@ from nazaha.storage.reports import (
     UnlockedCase,
     new_sealing_context,
 )
-from nazaha.storage.unit_of_work import DuplicateUpdate, UnitOfWork
+from nazaha.storage.report_writes import ReportBatch, ReportWriter
+from nazaha.storage.unit_of_work import DuplicateUpdate
 
 NASTY = (
     "\u200fرشوة\u200b في\u200e مكتب\u00a0الترخيص\x00\x07\x1b[31m\r\n\t"
@@ -50,7 +51,6 @@ NEW_TABLES = {
     "evidence",
     "notification_links",
     "pending_notifications",
-    "receipt_attempts",
 }
 
 
@@ -83,20 +83,29 @@ def record(n: int = 0, **overrides) -> EvidenceRecord:
     return EvidenceRecord(**values)
 
 
+def report_batch(update_id=None) -> ReportBatch:
+    return ReportBatch(bot_id=1 if update_id else None, update_id=update_id)
+
+
+async def write(sessionmaker, batch: ReportBatch) -> None:
+    """Commit report-side writes as the bot does (its own transaction, no delay in tests)."""
+    await ReportWriter(sessionmaker, max_delay=0).commit(batch)
+
+
 async def submit(sessionmaker, vault, *, evidence=(), description="d", update_id=None):
     """Submit a report the way the bot does: context first, evidence with the report."""
     report_id, data_key = new_sealing_context()
     sealed = await vault.seal(draft(description), report_id=report_id, data_key=data_key)
-    uow = UnitOfWork(sessionmaker, bot_id=1 if update_id else None, update_id=update_id)
-    vault.store(uow, sealed, evidence=evidence)
-    await uow.commit()
+    batch = report_batch(update_id)
+    vault.store(batch, sealed, evidence=evidence)
+    await write(sessionmaker, batch)
     return sealed
 
 
 async def reporter_says(sessionmaker, cases, case, body, update_id=None):
-    uow = UnitOfWork(sessionmaker, bot_id=1 if update_id else None, update_id=update_id)
-    cases.add_reporter_message(uow, case, body)
-    await uow.commit()
+    batch = report_batch(update_id)
+    cases.add_reporter_message(batch, case, body)
+    await write(sessionmaker, batch)
 
 
 # --------------------------------------------------------------------------- migration
@@ -111,10 +120,21 @@ async def test_migration_creates_the_new_tables(engine):
         tables, report_columns = await conn.run_sync(names)
     assert NEW_TABLES <= tables
     assert "outcome" in report_columns
+    assert not {"fsm_records", "staff_users", "receipt_attempts"} & tables  # gone in 0003
+
+
+async def test_pending_notifications_carry_no_time(engine):
+    def columns(sync_conn):
+        return {c["name"] for c in inspect(sync_conn).get_columns("pending_notifications")}
+
+    async with engine.connect() as conn:
+        assert await conn.run_sync(columns) == {"id", "report_id"}
+    assert set(PendingNotification.__table__.c.keys()) == {"id", "report_id"}
 
 
 async def test_upgrade_keeps_existing_reports_and_downgrade_keeps_their_fields(sqlite_url):
-    """0001 -> 0002 -> 0001 on SQLite with foreign keys on: no report or field is lost."""
+    """0001 -> 0002 -> 0001 -> head on SQLite with foreign keys on: no report or field is
+    lost. (0003 cannot be downgraded: test_storage_database.py.)"""
     from alembic import command
     from sqlalchemy import text
 
@@ -136,7 +156,7 @@ async def test_upgrade_keeps_existing_reports_and_downgrade_keeps_their_fields(s
                 text("INSERT INTO report_fields (report_id, name, sealed) VALUES (:id, 'd', x'04')"),
                 {"id": "a" * 32},
             )
-        await upgrade_database(sqlite_url)
+        await upgrade_database(sqlite_url, "0002")
         async with engine.connect() as conn:
             assert (await conn.execute(text("SELECT status, outcome FROM reports"))).all() == [
                 ("received", None)
@@ -156,7 +176,10 @@ async def test_upgrade_keeps_existing_reports_and_downgrade_keeps_their_fields(s
                 for row in await conn.execute(text("SELECT name FROM sqlite_master WHERE type='table'"))
             }
         assert not NEW_TABLES & tables
-        await upgrade_database(sqlite_url)  # and up again
+        await upgrade_database(sqlite_url)  # and up again, to the newest
+        async with engine.connect() as conn:
+            assert (await conn.execute(text("SELECT count(*) FROM report_fields"))).scalar() == 1
+            assert (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar() == "0003"
     finally:
         await engine.dispose()
 
@@ -172,9 +195,9 @@ async def test_seal_with_a_preset_report_id_and_data_key(sessionmaker, vault, te
     sealed = await vault.seal(draft("preset"), report_id=report_id, data_key=data_key)
     assert sealed.report_id == report_id
     assert data_key.hex() not in repr(sealed)
-    uow = UnitOfWork(sessionmaker)
-    vault.store(uow, sealed)
-    await uow.commit()
+    batch = ReportBatch()
+    vault.store(batch, sealed)
+    await write(sessionmaker, batch)
     case = await vault.unlock_with_team(sealed.designation, team_key)
     assert case.report_id == report_id and case.data_key == data_key
     async with sessionmaker() as session:
@@ -216,12 +239,13 @@ async def test_store_inserts_evidence_rows_in_the_same_write(sessionmaker, vault
 
     # A redelivered submission stores neither the report nor its evidence again.
     again = await vault.seal(draft(), report_id=new_sealing_context()[0], data_key=case.data_key)
-    uow = UnitOfWork(sessionmaker, bot_id=1, update_id=301)
-    vault.store(uow, again, evidence=[record(9)])
+    batch = report_batch(301)
+    vault.store(batch, again, evidence=[record(9)])
     with pytest.raises(DuplicateUpdate):
-        await uow.commit()
+        await write(sessionmaker, batch)
     async with sessionmaker() as session:
         assert await session.scalar(select(func.count()).select_from(Evidence)) == 3
+        assert await session.scalar(select(func.count()).select_from(Report)) == 1
 
 
 # --------------------------------------------------------------------------- unlocking
@@ -342,7 +366,7 @@ async def test_thread_round_trip_order_and_exact_bodies(sessionmaker, vault, tea
     with pytest.raises(ValueError):
         await cases.add_staff_reply(staff_case, "")
     with pytest.raises(TypeError):
-        cases.add_reporter_message(UnitOfWork(sessionmaker), reporter_case, b"bytes")  # type: ignore[arg-type]
+        cases.add_reporter_message(ReportBatch(), reporter_case, b"bytes")  # type: ignore[arg-type]
 
 
 async def test_read_marks_and_unread_counts(sessionmaker, vault, team_key, cases):
@@ -411,13 +435,13 @@ async def test_a_body_moved_to_another_message_report_or_direction_fails(
 async def test_queued_message_is_written_only_with_the_update(sessionmaker, vault, team_key, cases):
     case = await vault.unlock_with_team((await submit(sessionmaker, vault)).designation, team_key)
     await reporter_says(sessionmaker, cases, case, "first", update_id=77)
-    uow = UnitOfWork(sessionmaker, bot_id=1, update_id=77)  # Telegram redelivered it
-    cases.add_reporter_message(uow, case, "first")
+    again = report_batch(77)  # Telegram redelivered it
+    cases.add_reporter_message(again, case, "first")
     with pytest.raises(DuplicateUpdate):
-        await uow.commit()
-    discarded = UnitOfWork(sessionmaker)
-    cases.add_reporter_message(discarded, case, "never")
-    await discarded.close()
+        await write(sessionmaker, again)
+    never = ReportBatch()
+    cases.add_reporter_message(never, case, "never")  # queued, never committed
+    assert len(never) == 1
     assert [m.body for m in await cases.thread(case)] == ["first"]
 
 
@@ -458,21 +482,21 @@ async def test_staff_reply_queues_a_notification_in_the_same_transaction(session
     async with sessionmaker() as session:
         pending = (await session.scalars(select(PendingNotification))).all()
     assert [p.report_id for p in pending] == [sealed.report_id]
-    assert pending[0].created_at.tzinfo is not None
+    assert not hasattr(pending[0], "created_at")  # no time tied to the report (0003)
 
 
 async def test_closing_a_case_deletes_its_links_and_pending_notifications(sessionmaker, vault, team_key, cases):
     from nazaha.storage.crypto import BotKeyBox
     from nazaha.storage.notifications import NotificationLinks
 
-    links = NotificationLinks(sessionmaker, BotKeyBox(b"k" * 32), b"p" * 32)
+    links = NotificationLinks(sessionmaker, BotKeyBox(b"k" * 32), team_key.public_key())
     closing = await submit(sessionmaker, vault)
     staying = await submit(sessionmaker, vault)
-    uow = UnitOfWork(sessionmaker)
-    links.add(uow, closing.report_id, 1001)
-    links.add(uow, closing.report_id, 1002)
-    links.add(uow, staying.report_id, 1001)
-    await uow.commit()
+    batch = ReportBatch()
+    links.add(batch, closing.report_id, 1001, "ar")
+    links.add(batch, closing.report_id, 1002, "en")
+    links.add(batch, staying.report_id, 1001, "ar")
+    await write(sessionmaker, batch)
     for sealed in (closing, staying):
         await cases.add_staff_reply(await vault.unlock_with_team(sealed.designation, team_key), "update")
 
@@ -487,7 +511,7 @@ async def test_closing_a_case_deletes_its_links_and_pending_notifications(sessio
     assert remaining_links == [staying.report_id]
     assert remaining_pending == [staying.report_id]
     assert await cases.status(closing.report_id) == ("closed", "substantiated")
-    assert [d.report_id for d in await links.due()] == [staying.report_id]
+    assert (await links.count(closing.report_id), await links.count(staying.report_id)) == (0, 1)
 
 
 # --------------------------------------------------------------------------- evidence
@@ -496,11 +520,11 @@ async def test_closing_a_case_deletes_its_links_and_pending_notifications(sessio
 async def test_follow_up_evidence_is_appended_in_order(sessionmaker, vault, team_key, cases):
     sealed = await submit(sessionmaker, vault, evidence=[record(1)])
     case = await vault.unlock_with_receipt(sealed.receipt)
-    uow = UnitOfWork(sessionmaker, bot_id=1, update_id=900)
-    cases.add_evidence(uow, case, record(2, kind="video", mime_type="video/mp4"))
-    cases.add_evidence(uow, case, record(3, kind="audio", forward_origin="user"))
+    batch = report_batch(900)
+    cases.add_evidence(batch, case, record(2, kind="video", mime_type="video/mp4"))
+    cases.add_evidence(batch, case, record(3, kind="audio", forward_origin="user"))
     assert await cases.evidence(case) == [record(1)]  # queued, not yet written
-    await uow.commit()
+    await write(sessionmaker, batch)
     listed = await cases.evidence(await vault.unlock_with_team(sealed.designation, team_key))
     assert listed == [record(1), record(2, kind="video", mime_type="video/mp4"),
                       record(3, kind="audio", forward_origin="user")]
@@ -561,9 +585,11 @@ async def test_deleting_a_report_deletes_its_thread_evidence_and_links(sessionma
 
     sealed = await submit(sessionmaker, vault, evidence=[record(1)])
     case = await vault.unlock_with_team(sealed.designation, team_key)
-    uow = UnitOfWork(sessionmaker)
-    NotificationLinks(sessionmaker, BotKeyBox(b"k" * 32), b"p" * 32).add(uow, sealed.report_id, 5)
-    await uow.commit()
+    batch = ReportBatch()
+    links = NotificationLinks(sessionmaker, BotKeyBox(b"k" * 32), team_key.public_key())
+    links.add(batch, sealed.report_id, 5, "ar")
+    await write(sessionmaker, batch)
+    assert await links.count(sealed.report_id) == 1
     await cases.add_staff_reply(case, "reply")
     async with write_transaction(sessionmaker) as session:
         await session.execute(delete(Report).where(Report.id == sealed.report_id))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 
 import pytest
 from sqlalchemy import select, update
@@ -27,7 +28,8 @@ from nazaha.storage.reports import (
     SystemNotInitialised,
     initialise_system,
 )
-from nazaha.storage.unit_of_work import UnitOfWork
+from nazaha.storage.report_writes import ReportBatch, ReportWriter
+from nazaha.storage.unit_of_work import DuplicateUpdate
 
 ARABIC_INDIC = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
 
@@ -46,11 +48,18 @@ def draft(**fields: str) -> ReportDraft:
     )
 
 
-async def store(sessionmaker, vault: ReportVault, d: ReportDraft, update_id: int | None = None):
+async def store(
+    sessionmaker,
+    vault: ReportVault,
+    d: ReportDraft,
+    update_id: int | None = None,
+    writer: ReportWriter | None = None,
+):
+    """Seal and store a report as the bot does: a report-side batch in its own transaction."""
     sealed = await vault.seal(d)
-    uow = UnitOfWork(sessionmaker, bot_id=1 if update_id else None, update_id=update_id)
-    vault.store(uow, sealed)
-    await uow.commit()
+    batch = ReportBatch(bot_id=1 if update_id else None, update_id=update_id)
+    vault.store(batch, sealed)
+    await (writer or ReportWriter(sessionmaker, max_delay=0)).commit(batch)
     return sealed
 
 
@@ -67,9 +76,11 @@ async def test_seal_store_and_open_both_ways(sessionmaker, vault, team_key):
     async with sessionmaker() as session:
         assert (await session.scalars(select(Report))).all() == []  # seal() writes nothing
 
-    uow = UnitOfWork(sessionmaker, bot_id=1, update_id=100)
-    vault.store(uow, sealed)
-    await uow.commit()
+    batch = ReportBatch(bot_id=1, update_id=100)
+    vault.store(batch, sealed)
+    async with sessionmaker() as session:
+        assert (await session.scalars(select(Report))).all() == []  # store() only queues
+    await ReportWriter(sessionmaker, max_delay=0).commit(batch)
 
     by_team = await vault.open_with_team(sealed.designation, team_key)
     assert by_team == OpenedReport(
@@ -178,9 +189,9 @@ async def test_designation_collision_at_store_time_is_retried(sessionmaker, vaul
     first = await store(sessionmaker, vault, draft(description="first"))
     second = await vault.seal(draft(description="second"))
     object.__setattr__(second, "designation", first.designation)  # simulate a collision
-    uow = UnitOfWork(sessionmaker, bot_id=None, update_id=None)
-    vault.store(uow, second)
-    await uow.commit()
+    batch = ReportBatch()
+    vault.store(batch, second)
+    await ReportWriter(sessionmaker, max_delay=0).commit(batch)
     assert second.designation != first.designation
     opened = await vault.open_with_team(second.designation, team_key)
     assert opened.fields == {"description": "second"}
@@ -190,21 +201,46 @@ async def test_designation_collision_at_store_time_is_retried(sessionmaker, vaul
 async def test_duplicate_update_does_not_store_the_report(sessionmaker, vault):
     await store(sessionmaker, vault, draft(description="first"), update_id=55)
     sealed = await vault.seal(draft(description="again"))
-    uow = UnitOfWork(sessionmaker, bot_id=1, update_id=55)
-    vault.store(uow, sealed)
-    from nazaha.storage.unit_of_work import DuplicateUpdate
-
+    batch = ReportBatch(bot_id=1, update_id=55)
+    vault.store(batch, sealed)
     with pytest.raises(DuplicateUpdate):
-        await uow.commit()
+        await ReportWriter(sessionmaker, max_delay=0).commit(batch)
     assert await vault.open_with_receipt(sealed.receipt) is None
+    async with sessionmaker() as session:
+        assert len((await session.scalars(select(Report))).all()) == 1
 
 
-async def test_concurrent_reports(sessionmaker, vault, team_key):
+@pytest.mark.parametrize("delay", [0, 0.02])
+async def test_concurrent_reports(sessionmaker, vault, team_key, delay):
+    """Twenty reports at once, through one writer as in the bot: with a delay they share
+    transactions; every one is stored and opens."""
+    writer = ReportWriter(sessionmaker, max_delay=delay, rng=random.Random(8))
     sealed = await asyncio.gather(
-        *(store(sessionmaker, vault, draft(description=f"report {i}"), update_id=1000 + i) for i in range(20))
+        *(
+            store(sessionmaker, vault, draft(description=f"report {i}"), update_id=1000 + i, writer=writer)
+            for i in range(20)
+        )
     )
     for i, s in enumerate(sealed):
         assert (await vault.open_with_receipt(s.receipt)).fields == {"description": f"report {i}"}
+    assert len({s.designation for s in sealed}) == 20
+
+
+async def test_designation_collision_within_one_transaction_is_retried(sessionmaker, vault, team_key):
+    """Two reports sealed with the same designation and written in the same transaction:
+    the second sees the first (flushed in its savepoint) and takes another."""
+    writer = ReportWriter(sessionmaker, max_delay=0.02, rng=random.Random(2))
+    one = await vault.seal(draft(description="one"))
+    two = await vault.seal(draft(description="two"))
+    object.__setattr__(two, "designation", one.designation)
+    batches = []
+    for sealed in (one, two):
+        batches.append(ReportBatch())
+        vault.store(batches[-1], sealed)
+    await asyncio.gather(*(writer.commit(b) for b in batches))
+    assert one.designation != two.designation
+    assert (await vault.open_with_team(one.designation, team_key)).fields == {"description": "one"}
+    assert (await vault.open_with_team(two.designation, team_key)).fields == {"description": "two"}
 
 
 async def test_system_settings_and_load_checks(sessionmaker, team_key):
