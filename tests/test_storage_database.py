@@ -150,3 +150,155 @@ async def test_migrations_do_not_depend_on_the_working_directory(
         await check_database(engine)
     finally:
         await engine.dispose()
+
+
+# -- migration 0003: a seized bot host yields nothing ----------------------------------------
+
+DRAFT_MARKER = "مسودة بلاغ draft-marker-2718"
+REPORT_ID = "a" * 32
+
+
+async def test_head_is_0003_and_it_cannot_be_downgraded(sqlite_url: str):
+    from alembic import command
+    from alembic.script import ScriptDirectory
+
+    config = alembic_config(sqlite_url)
+    script = ScriptDirectory.from_config(config)
+    assert script.get_current_head() == "0003"
+    assert script.get_revision("0003").down_revision == "0002"
+
+    await upgrade_database(sqlite_url)
+    engine = create_engine(sqlite_url)
+    try:
+
+        def downgrade(sync_conn):
+            config.attributes["connection"] = sync_conn
+            command.downgrade(config, "0002")
+
+        with pytest.raises(NotImplementedError, match="backup"):
+            async with engine.begin() as conn:
+                await conn.run_sync(downgrade)
+        async with engine.connect() as conn:
+            assert (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar() == "0003"
+        await check_database(engine)  # nothing was undone
+        assert await _schema_diff(engine) == []
+    finally:
+        await engine.dispose()
+
+
+async def _fill_a_0002_database(engine) -> None:
+    """Rows of every table 0003 drops or reshapes, as the old bot wrote them."""
+    statements = [
+        (
+            "INSERT INTO reports (id, designation, kind, status, outcome, created_on, team_key_id,"
+            " wrapped_key_team, wrapped_key_reporter, receipt_lookup) VALUES (:id, 'R-AAAAAA',"
+            " 'complaint', 'in_review', NULL, '2026-01-02', 'k', x'01', x'02', x'03')",
+            {"id": REPORT_ID},
+        ),
+        ("INSERT INTO report_fields (report_id, name, sealed) VALUES (:id, 'description', x'04')",
+         {"id": REPORT_ID}),
+        ("INSERT INTO report_fields (report_id, name, sealed) VALUES (:id, 'when', x'05')",
+         {"id": REPORT_ID}),
+        ("INSERT INTO system_settings (name, value) VALUES ('receipt_salt', x'0607')", {}),
+        (
+            "INSERT INTO case_messages (id, report_id, seq, direction, sealed_body, created_on,"
+            " read_by_reporter, read_by_staff) VALUES ('m1', :id, 1, 'staff', x'08', '2026-01-03', 0, 1)",
+            {"id": REPORT_ID},
+        ),
+        (
+            "INSERT INTO evidence (id, report_id, seq, kind, size_bytes, has_clean_copy, flagged,"
+            " sealed_meta, added_on, source) VALUES ('e1', :id, 1, 'photo', 10, 1, NULL, x'09',"
+            " '2026-01-02', 'report')",
+            {"id": REPORT_ID},
+        ),
+        (
+            "INSERT INTO fsm_records (key, state, sealed_data, expires_at, expired) VALUES"
+            " ('k1', 'ReportForm:description', :data, '2026-01-04 10:11:12', 0)",
+            {"data": DRAFT_MARKER.encode()},
+        ),
+        (
+            "INSERT INTO staff_users (id, username, password_phc, role, sealed_team_key, created_on)"
+            " VALUES (1, 'caseworker-marker', '$argon2id$v=19$m=1,t=1,p=1$x$y', 'admin', x'0a',"
+            " '2026-01-01')",
+            {},
+        ),
+        ("INSERT INTO receipt_attempts (key, window, count) VALUES ('attempt-marker', '2026010410', 3)", {}),
+        (
+            "INSERT INTO notification_links (id, report_id, chat_pseudonym, sealed_chat, created_on)"
+            " VALUES ('l1', :id, 'chat-pseudonym-marker', x'0b', '2026-01-02')",
+            {"id": REPORT_ID},
+        ),
+        ("INSERT INTO pending_notifications (report_id, created_at) VALUES (:id, '2026-01-03 09:08:07')",
+         {"id": REPORT_ID}),
+        ("INSERT INTO user_preferences (pseudonym, sealed) VALUES ('prefs-marker', x'0c')", {}),
+        ("INSERT INTO processed_updates (bot_id, update_id, processed_on) VALUES (7123456789, 5, '2026-01-04')",
+         {}),
+    ]
+    async with engine.begin() as conn:
+        for sql, params in statements:
+            await conn.execute(text(sql), params)
+
+
+async def test_upgrade_from_0002_drops_drafts_staff_and_old_links_and_keeps_reports(sqlite_url: str):
+    from sqlalchemy import inspect
+
+    from nazaha.storage.database import checkpoint_wal
+
+    await upgrade_database(sqlite_url, "0002")
+    engine = create_engine(sqlite_url)
+    try:
+        await _fill_a_0002_database(engine)
+        await upgrade_database(sqlite_url)
+        await check_database(engine)
+        assert await _schema_diff(engine) == []
+
+        def tables(sync_conn):
+            inspector = inspect(sync_conn)
+            return {
+                name: {c["name"] for c in inspector.get_columns(name)}
+                for name in inspector.get_table_names()
+            }
+
+        async with engine.connect() as conn:
+            found = await conn.run_sync(tables)
+
+            async def rows(sql: str) -> list[tuple]:
+                return [tuple(r) for r in (await conn.execute(text(sql))).all()]
+
+            # Gone, with their contents.
+            assert not {"fsm_records", "staff_users", "receipt_attempts"} & set(found)
+            assert {"bot_mailboxes", "notification_instructions"} <= set(found)
+            # Reports and everything sealed under their keys: intact.
+            assert await rows("SELECT id, designation, status FROM reports") == [
+                (REPORT_ID, "R-AAAAAA", "in_review")
+            ]
+            assert await rows("SELECT name, sealed FROM report_fields ORDER BY name") == [
+                ("description", b"\x04"), ("when", b"\x05")
+            ]
+            assert await rows("SELECT value FROM system_settings") == [(b"\x06\x07",)]
+            assert await rows("SELECT id, sealed_body FROM case_messages") == [("m1", b"\x08")]
+            assert await rows("SELECT id, sealed_meta FROM evidence") == [("e1", b"\x09")]
+            # The news stays pending, without its time; the old links (chat ids under the
+            # bot key alone) are gone and the new table has the twice-sealed shape.
+            assert found["pending_notifications"] == {"id", "report_id"}
+            assert await rows("SELECT report_id FROM pending_notifications") == [(REPORT_ID,)]
+            assert found["notification_links"] == {"id", "report_id", "sealed_link", "created_on"}
+            assert await rows("SELECT * FROM notification_links") == []
+            # Pseudonymous rows are emptied (the pepper is rotated) and get expiry columns.
+            assert found["user_preferences"] == {"pseudonym", "sealed", "expires_at"}
+            assert found["processed_updates"] == {"bot_id", "update_id", "claimed_at"}
+            assert await rows("SELECT * FROM user_preferences") == []
+            assert await rows("SELECT * FROM processed_updates") == []
+            # Foreign keys still hold after the table rebuilds.
+            assert await rows("PRAGMA foreign_key_check") == []
+        await checkpoint_wal(engine)
+    finally:
+        await engine.dispose()
+    # secure_delete zeroes what was dropped: the draft's text is nowhere in the file.
+    database = sqlite_url.split("///", 1)[1]
+    content = Path(database).read_bytes()
+    wal = Path(database + "-wal")
+    if wal.exists():
+        content += wal.read_bytes()
+    for marker in (DRAFT_MARKER.encode(), b"caseworker-marker", b"chat-pseudonym-marker", b"prefs-marker"):
+        assert marker not in content, marker
