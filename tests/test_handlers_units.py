@@ -91,3 +91,84 @@ def test_logs_withhold_exception_messages_and_mask_the_token(capsys):
     err = capsys.readouterr().err
     assert "ValueError (message withheld)" in err and "Traceback" in err
     assert "Samir" not in err and "SECRET-token" not in err
+
+
+def test_session_keys_sweep_clear_and_len():
+    from nazaha.handlers.session_keys import SessionKeys
+
+    now = [0.0]
+    keys: "SessionKeys[bytes]" = SessionKeys(ttl_seconds=900, clock=lambda: now[0])
+    old = keys.put(b"o" * 32)
+    now[0] = 600
+    fresh = keys.put(b"f" * 32)
+    assert len(keys) == 2 and keys.sweep() == 0
+    now[0] = 900  # the first one's time is up; nobody called put() or get() since
+    assert keys.sweep() == 1 and len(keys) == 1
+    assert keys.get(old) is None and keys.get(fresh) == b"f" * 32
+    keys.clear()
+    assert len(keys) == 0 and keys.get(fresh) is None
+
+
+def test_recent_updates_claim_once_release_and_stay_bounded():
+    from nazaha.handlers.middlewares import RecentUpdates
+
+    recent = RecentUpdates(size=3)
+    assert recent.claim(1, 10) is True
+    assert recent.claim(1, 10) is False  # redelivered
+    assert recent.claim(2, 10) is True  # another bot's update 10
+    recent.release(1, 10)  # failed before anything was kept: a redelivery may try again
+    assert recent.claim(1, 10) is True and recent.claim(1, 10) is False
+    recent.release(9, 9)  # unknown: nothing happens
+    for update_id in (11, 12, 13):
+        assert recent.claim(1, update_id)
+    assert recent.claim(2, 10) is True  # the oldest were forgotten: at most ``size`` kept
+    assert recent.claim(1, 13) is False
+
+
+async def test_unit_of_work_middleware_deduplicates_in_memory():
+    from types import SimpleNamespace
+
+    from aiogram.types import Update
+
+    from nazaha.handlers.middlewares import RecentUpdates, UnitOfWorkMiddleware
+    from nazaha.storage.unit_of_work import DuplicateUpdate
+
+    class FakeUow:
+        def __init__(self) -> None:
+            self.commits = 0
+
+        async def commit(self) -> None:
+            self.commits += 1
+
+    middleware = UnitOfWorkMiddleware(RecentUpdates())
+    bot = SimpleNamespace(id=7_123_456_789)
+    calls: list[int] = []
+
+    def handler_that(outcome):
+        async def handler(event, data):
+            calls.append(event.update_id)
+            if outcome is not None:
+                raise outcome
+            return "handled"
+
+        return handler
+
+    async def deliver(update_id: int, outcome=None) -> tuple[object, int]:
+        uow = FakeUow()
+        result = await middleware(handler_that(outcome), Update(update_id=update_id), {"bot": bot, "uow": uow})
+        return result, uow.commits
+
+    assert await deliver(1) == ("handled", 1)
+    assert await deliver(1) == (None, 0)  # redelivered: not handled again, nothing committed
+    assert calls == [1]
+
+    # A failing handler releases the id: the redelivery is handled.
+    assert await deliver(2, RuntimeError("boom")) == (None, 0)
+    assert await deliver(2) == ("handled", 1)
+    assert calls == [1, 2, 2]
+
+    # A report-side write found the id claimed (another replica, or before a restart):
+    # the update's own unit of work is dropped and the id stays taken.
+    assert await deliver(3, DuplicateUpdate("claimed")) == (None, 0)
+    assert await deliver(3) == (None, 0)
+    assert calls == [1, 2, 2, 3]

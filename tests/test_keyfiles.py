@@ -30,6 +30,7 @@ from nazaha.storage.keyfiles import (
     load_bot_secrets,
     load_team_private_key,
     load_team_public_key,
+    rotate_bot_secrets,
 )
 
 
@@ -300,3 +301,26 @@ def test_bot_host_check_finds_a_renamed_recovery_file_and_lists_all(paths):
     with pytest.raises(BotHostRefused) as caught:
         check_bot_host_data_dir(paths.data_dir)
     assert [p.name for p, _ in caught.value.findings] == ["backup.json", "console.db"]
+
+
+def test_rotate_bot_secrets_replaces_both_files(paths):
+    """The upgrade to 0003 rotates the bot key and pepper: nothing the old ones sealed or
+    named can be opened or linked with what the host holds afterwards."""
+    old = ensure_bot_secrets(paths)
+    rotate_bot_secrets(paths)
+    bot_key, pepper = load_bot_secrets(paths)
+    assert len(bot_key) == 32 and len(pepper) == 32 and bot_key != pepper
+    assert bot_key != old[0] and pepper != old[1]
+    assert mode(paths.bot_key) == 0o600 and mode(paths.pepper) == 0o600
+    assert mode(paths.data_dir) == 0o700
+    assert sorted(p.name for p in paths.data_dir.iterdir()) == ["bot.key", "pepper.key"]  # no temp files
+    assert ensure_bot_secrets(paths) == (bot_key, pepper)  # the new ones are kept
+    rotate_bot_secrets(paths)
+    assert load_bot_secrets(paths) != (bot_key, pepper)
+
+
+def test_rotate_bot_secrets_on_a_fresh_data_dir(paths):
+    rotate_bot_secrets(paths)  # creates the directory, private
+    assert mode(paths.data_dir) == 0o700
+    bot_key, pepper = load_bot_secrets(paths)
+    assert len(bot_key) == 32 and len(pepper) == 32
