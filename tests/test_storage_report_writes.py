@@ -243,6 +243,25 @@ async def test_flush_writes_what_is_waiting_now(sessionmaker):
     await writer.flush()  # nothing left: a no-op
 
 
+async def test_flush_finishes_a_batch_already_being_written(sessionmaker):
+    """Shutdown must not cancel a report halfway through its transaction."""
+    writer = ReportWriter(sessionmaker, max_delay=0)
+    inside, release = asyncio.Event(), asyncio.Event()
+
+    async def slow(session):
+        inside.set()
+        await release.wait()
+        session.add(SystemSetting(name="slow", value=b"v"))
+
+    writing = asyncio.create_task(writer.commit(batch(slow, update_id=12)))
+    await asyncio.wait_for(inside.wait(), timeout=10)
+    flushing = asyncio.create_task(writer.flush())
+    await asyncio.sleep(0)
+    release.set()
+    await asyncio.wait_for(asyncio.gather(writing, flushing), timeout=10)
+    assert await settings(sessionmaker) == {"slow": b"v"}
+
+
 async def test_a_cancelled_caller_does_not_withdraw_its_write(sessionmaker):
     writer = ReportWriter(sessionmaker, max_delay=0.02, rng=random.Random(1))
     other = asyncio.create_task(writer.commit(batch(put("other"), update_id=11)))

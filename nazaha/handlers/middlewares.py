@@ -156,17 +156,25 @@ class UnitOfWorkMiddleware(BaseMiddleware):
             log.info("duplicate update discarded")
             return None
         except Exception:
-            self.recent.release(bot.id, event.update_id)
-            log.exception("update handling failed")
-            chat_id = _chat_id(event)
-            if chat_id is not None:
-                failure = Outbox(bot)
-                failure.send(chat_id, screens.something_went_wrong())
-                await failure.flush()
+            await self._failed(bot, event, "update handling failed")
             return None
-        await uow.commit()
+        try:
+            await uow.commit()
+        except Exception:
+            await self._failed(bot, event, "update commit failed")
+            return None
         await outbox.flush()
         return result
+
+    async def _failed(self, bot: Bot, event: Update, what: str) -> None:
+        """Nothing of the update was kept: let a redelivery try again, and say so."""
+        self.recent.release(bot.id, event.update_id)
+        log.exception(what)
+        chat_id = _chat_id(event)
+        if chat_id is not None:
+            failure = Outbox(bot)
+            failure.send(chat_id, screens.something_went_wrong())
+            await failure.flush()
 
 
 class ThrottleMiddleware(BaseMiddleware):

@@ -91,6 +91,7 @@ class ReportWriter:
         self._rng = rng or random.SystemRandom()
         self._pending: list[_Job] = []
         self._drain: asyncio.Task[None] | None = None
+        self._hurry = asyncio.Event()  # set by flush(): write now, no more waiting
 
     async def commit(self, batch: ReportBatch) -> None:
         """Write ``batch`` and return once it is committed.
@@ -107,19 +108,20 @@ class ReportWriter:
         await asyncio.shield(job.done)
 
     async def flush(self) -> None:
-        """Write whatever is waiting now (shutdown)."""
-        if self._drain is not None and not self._drain.done():
-            self._drain.cancel()
-            try:
-                await self._drain
-            except asyncio.CancelledError:
-                pass
+        """Write whatever is waiting now (shutdown): a batch already being written is
+        finished, never cancelled."""
+        self._hurry.set()
+        if self._drain is not None:
+            await asyncio.shield(self._drain)
         while self._pending:
             await self._write_pending()
 
     async def _drain_later(self) -> None:
-        if self._max_delay:
-            await asyncio.sleep(self._rng.uniform(0, self._max_delay))
+        if self._max_delay and not self._hurry.is_set():
+            try:
+                await asyncio.wait_for(self._hurry.wait(), self._rng.uniform(0, self._max_delay))
+            except asyncio.TimeoutError:
+                pass
         while self._pending:
             await self._write_pending()
 
