@@ -271,12 +271,12 @@ async def test_notifications_stop_with_the_receipt_not_with_forget(deployment: D
     await chat.expect("Please type your receipt number")
     await chat.send(receipt)
     view = await chat.expect("Your report")
-    assert "sends update notifications" in view["text"]
+    assert "Update notifications are on" in view["text"]
     await chat.press("Stop notifications")
     await chat.expect("this report will send no more notifications")
     assert links() == 0
     view = await chat.expect("Your report")
-    assert "sends update notifications" not in view["text"]
+    assert "Update notifications are on" not in view["text"]
 
 
 async def test_six_wrong_receipts_are_throttled(deployment: Deployment):

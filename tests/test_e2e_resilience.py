@@ -64,7 +64,7 @@ async def test_a_restart_loses_the_draft_and_the_user_is_told_plainly(fresh: Dep
     # The user keeps typing while the bot is down.
     await chat.send("It happened twice at the main office.")
     await fresh.bot.launch()
-    await chat.expect("The service restarted since your last message")
+    await chat.expect("The service was restarted after your last message")
     await chat.expect("What would you like to do?")
     # Told once: the next message gets the menu only.
     await chat.send("hello")

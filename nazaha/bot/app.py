@@ -230,7 +230,7 @@ COMMANDS = (
     ("followup", __("Follow up with your receipt")),
     ("cancel", __("Stop the current report")),
     ("wipe", __("Erase this conversation")),
-    ("forget", __("Stop notifications in this chat")),
+    ("forget", __("How to stop notifications")),
     ("safety", __("Safety and privacy")),
     ("language", __("Change the language")),
     ("help", __("Help")),

@@ -65,6 +65,8 @@ def _mask_digits(match: re.Match[str]) -> str:
     start = match.start()
     if start and match.string[start - 1] == ":" and text.isascii() and text.isdigit() and int(text) <= 65535:
         return text  # a port, as in 127.0.0.1:8443
+    if start >= 2 and match.string[start - 1] == "." and match.string[start - 2].isdigit() and text.isdigit():
+        return text  # the fraction of a decimal number, as in "sleep for 1.53458 seconds"
     digits = len(_DIGIT.findall(text))
     if digits >= 8 or re.search(r"\d{5,}", text):
         return REDACTED

@@ -512,8 +512,8 @@ def help_text() -> Screen:
             "/start – main menu\n/report – report corruption\n"
             "/complaint – complain about a public service\n"
             "/followup – follow up with your receipt\n/cancel – stop the current "
-            "report\n/wipe – erase this conversation\n/forget – stop all notifications "
-            "in this chat\n/safety – safety and privacy\n/language – change the language"
+            "report\n/wipe – erase this conversation\n/forget – how to stop notifications"
+            "\n/safety – safety and privacy\n/language – change the language"
         ),
         main_menu_keyboard(),
     )
@@ -579,7 +579,7 @@ def case_view(
         who = _("Caseworker") if direction == "staff" else _("You")
         lines.append(f"— {who} · {day}\n{body}\n")
     if notifying:
-        lines.append(_("This report sends update notifications to a chat."))
+        lines.append(_("Update notifications are on for this report."))
     return Screen("\n".join(lines), _followup_keyboard(notifying))
 
 
@@ -649,10 +649,10 @@ def forgotten() -> Screen:
 
 def service_restarted() -> str:
     return _(
-        "The service restarted since your last message. For your safety, unfinished "
+        "The service was restarted after your last message. For your safety, unfinished "
         "reports and open follow-up sessions are kept only in the bot's memory, never "
-        "on disk, so they were not kept. If you were writing a report, please start it "
+        "on disk, so they were lost. If you were writing a report, please start it "
         "again. If you had just sent one and did not get a receipt, it may have been "
-        "received without its receipt reaching you: send it again if you cannot follow "
-        "it up. Reports you sent before are safe, and their receipts still work."
+        "received without the receipt reaching you: if you have no receipt for it, send "
+        "it again. Reports you sent before are safe, and their receipts still work."
     )
