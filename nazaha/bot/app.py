@@ -48,6 +48,7 @@ from nazaha.storage.cases import CaseService
 from nazaha.storage.notifications import Mailbox, NotificationLinks
 from nazaha.storage.crypto import KDF_FLOOR, KDF_TESTING, BotKeyBox, KdfParams
 from nazaha.storage.database import (
+    WalScrubber,
     check_database,
     checkpoint_wal,
     create_engine,
@@ -97,6 +98,7 @@ class BotRuntime:
         unlocked case, truncate the WAL, close sessions and engines."""
         try:
             await self.services.writer.flush()
+            await self.services.wal.close()
             await self.mailbox.close()
             undecodable = getattr(self.bot.session, "on_undecodable", None)
             if isinstance(undecodable, UndecodableUpdates):
@@ -155,6 +157,7 @@ async def build_runtime(settings: Settings, *, events_isolation: BaseEventIsolat
         max_total_bytes=settings.evidence_max_mb * 1024 * 1024,
     )
     links = NotificationLinks(sessionmaker, box, team_public)
+    wal = WalScrubber(engine)
     services = Services(
         vault=vault,
         prefs=prefs,
@@ -168,7 +171,10 @@ async def build_runtime(settings: Settings, *, events_isolation: BaseEventIsolat
             slow_per_second=settings.receipt_attempts_slow_per_second,
         ),
         session_keys=SessionKeys(settings.session_ttl_seconds),
-        writer=ReportWriter(sessionmaker, max_delay=settings.report_write_delay_seconds),
+        writer=ReportWriter(
+            sessionmaker, max_delay=settings.report_write_delay_seconds, after_write=wal.soon
+        ),
+        wal=wal,
         fsm=fsm,
         run_id=secrets.token_hex(8),
         receipts=UndeliveredReceipts(pepper),
@@ -280,11 +286,13 @@ async def maintenance(runtime: BotRuntime) -> None:
 
 async def sweep_memory(runtime: BotRuntime) -> None:
     """Every minute: expired drafts and follow-up sessions, and unlocked cases whose time
-    is up, leave memory (a quiet process must not keep them until the next user)."""
+    is up, leave memory (a quiet process must not keep them until the next user); the
+    SQLite WAL is truncated."""
     while True:
         try:
             await runtime.fsm.purge_expired()
             runtime.services.session_keys.sweep()
+            await checkpoint_wal(runtime.engine)
         except Exception:
             log.exception("memory sweep failed")
         await asyncio.sleep(SWEEP_INTERVAL)
@@ -326,6 +334,8 @@ def freeze_startup_objects() -> None:
 
 @contextlib.asynccontextmanager
 async def running(runtime: BotRuntime):
+    # A WAL left by a crash holds the last minutes' commits in order: truncate it first.
+    await checkpoint_wal(runtime.engine)
     await register_bot_profile(runtime.bot, runtime.i18n)
     await runtime.mailbox.open()
     freeze_startup_objects()

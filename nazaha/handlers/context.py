@@ -30,6 +30,7 @@ from nazaha.handlers.session_keys import SessionKeys
 from nazaha.handlers.undelivered_receipts import UndeliveredReceipts
 from nazaha.storage.attempts import AttemptLimiter
 from nazaha.storage.cases import CaseService
+from nazaha.storage.database import WalScrubber
 from nazaha.storage.fsm import VolatileFsmStorage
 from nazaha.storage.notifications import NotificationLinks
 from nazaha.storage.prefs import Preferences, PreferenceStore
@@ -63,6 +64,7 @@ class Services:
     attempts: AttemptLimiter
     session_keys: SessionKeys
     writer: ReportWriter
+    wal: WalScrubber
     fsm: VolatileFsmStorage
     # A random id of this run of the bot: a conversation marked open in another run was
     # lost to a restart (the user is told).
@@ -83,6 +85,7 @@ class Reply:
     i18n: I18n
     bot: Bot
     fsm_storage: BaseStorage
+    _claimed: bool = False
 
     def show(self, screen: Screen) -> None:
         self.outbox.send(self.chat_id, screen.text, screen.keyboard)
@@ -118,7 +121,12 @@ class Reply:
         self.preferences = self.services.prefs.set(self.uow, self.user_id, preferences)
 
     def report_batch(self) -> ReportBatch:
-        """Report-side writes of this update, to commit with :meth:`commit_report_side`."""
+        """Report-side writes of this update, to commit with :meth:`commit_report_side`.
+        The first batch of an update claims its update id (a redelivery stores nothing
+        twice); later ones in the same update claim nothing."""
+        if self._claimed:
+            return ReportBatch()
+        self._claimed = True
         return ReportBatch(bot_id=self.uow.bot_id, update_id=self.uow.update_id)
 
     async def commit_report_side(self, batch: ReportBatch) -> None:

@@ -159,7 +159,9 @@ async def _show_case(reply: Reply, session: fu.Session) -> None:
         )
     )
     if any(m.direction == "staff" and not m.read_by_reporter for m in thread):
-        await cases.mark_read(case, "reporter")
+        batch = reply.report_batch()
+        cases.mark_read_queued(batch, case, "reporter")
+        await reply.commit_report_side(batch)
 
 
 async def _fetch(reply: Reply, session: fu.Session, message: Message) -> None:

@@ -71,4 +71,10 @@ async def wipe_chat(reply: Reply, anchor: int) -> None:
     reply.services.fsm.forget(reply.state.key)
     reply.services.prefs.forget(reply.uow, reply.user_id)
     reply.preferences = Preferences()
+    wal = reply.services.wal
+
+    async def truncate_wal() -> None:  # old versions of the row must not outlive it
+        wal.soon()
+
+    reply.uow.after_commit(truncate_wal)
     reply.show(screens.wiped())

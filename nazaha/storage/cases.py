@@ -301,25 +301,39 @@ class CaseService:
         )
 
     async def mark_read(self, case: UnlockedCase, by: str) -> int:
-        """``by`` ("reporter" or "staff") has read the other side's messages; returns how
-        many were newly marked."""
+        """``by`` ("reporter" or "staff") has read the other side's messages, now, in a
+        transaction of its own; returns how many were newly marked. The bot queues it with
+        :meth:`mark_read_queued` instead (report-side writes go through the report writer)."""
+        async with write_transaction(self._sessionmaker) as session:
+            result = await session.execute(self._mark_read_statement(case, by))
+        return int(result.rowcount or 0)
+
+    def mark_read_queued(self, batch: Any, case: UnlockedCase, by: str) -> None:
+        """Queue :meth:`mark_read` into ``batch`` (a ``ReportBatch``)."""
+        statement = self._mark_read_statement(case, by)
+
+        async def mark(session: AsyncSession) -> None:
+            await session.execute(statement)
+
+        batch.add(mark)
+
+    @staticmethod
+    def _mark_read_statement(case: UnlockedCase, by: str) -> Any:
         if by == "reporter":
             other, flag = "staff", CaseMessage.read_by_reporter
         elif by == "staff":
             other, flag = "reporter", CaseMessage.read_by_staff
         else:
             raise ValueError(f"unknown reader {by!r}")
-        async with write_transaction(self._sessionmaker) as session:
-            result = await session.execute(
-                update(CaseMessage)
-                .where(
-                    CaseMessage.report_id == case.report_id,
-                    CaseMessage.direction == other,
-                    flag.is_(False),
-                )
-                .values({flag.key: True})
+        return (
+            update(CaseMessage)
+            .where(
+                CaseMessage.report_id == case.report_id,
+                CaseMessage.direction == other,
+                flag.is_(False),
             )
-        return int(result.rowcount or 0)
+            .values({flag.key: True})
+        )
 
     async def unread_for_reporter(self, report_id: str) -> int:
         """Caseworker messages the reporter has not seen yet."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import weakref
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
@@ -145,6 +146,35 @@ async def checkpoint_wal(engine: AsyncEngine) -> bool:
                 await conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
             ).one()
     return not busy
+
+
+class WalScrubber:
+    """Keeps SQLite's WAL short-lived, so that it never holds an ordered history that ties
+    an account's row to a report's (docs/security.md): :meth:`soon` checkpoints and
+    truncates it a moment after a report-side write or a /wipe (several requests close
+    together share one checkpoint); the bot also calls :func:`checkpoint_wal` at start-up
+    and every minute. A no-op on PostgreSQL."""
+
+    def __init__(self, engine: AsyncEngine, delay: float = 0.2) -> None:
+        self._engine = engine
+        self._delay = delay
+        self._task: asyncio.Task[None] | None = None
+
+    def soon(self) -> None:
+        if not is_sqlite(self._engine) or (self._task is not None and not self._task.done()):
+            return
+        self._task = asyncio.create_task(self._later())
+
+    async def _later(self) -> None:
+        await asyncio.sleep(self._delay)
+        try:
+            await checkpoint_wal(self._engine)
+        except Exception:  # the periodic checkpoint catches up
+            logging.getLogger(__name__).warning("WAL checkpoint failed")
+
+    async def close(self) -> None:
+        if self._task is not None and not self._task.done():
+            await self._task
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

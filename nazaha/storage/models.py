@@ -108,7 +108,7 @@ class ReportField(Base):
 class ProcessedUpdate(Base):
     """Telegram update ids claimed by report-side writes (a report, a follow-up message or
     file), in the same transaction as those writes: a redelivered "Send" stores nothing
-    twice. Kept a few hours (``claimed_at`` is rounded down to the hour); ordinary steps are
+    twice. Kept one to two hours (``claimed_at`` is rounded down to the hour); ordinary steps are
     deduplicated in memory and write nothing here."""
 
     __tablename__ = "processed_updates"

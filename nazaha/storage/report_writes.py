@@ -74,7 +74,8 @@ class ReportWriter:
     """Writes :class:`ReportBatch` es a moment later, together and in random order.
 
     ``max_delay`` (seconds): the longest a write waits for company; 0 writes at once (tests
-    of other things). ``rng`` is injectable so tests can fix the order.
+    of other things). ``rng`` is injectable so tests can fix the order. ``after_write`` is
+    called after each committed transaction (the bot truncates SQLite's WAL soon after).
     """
 
     def __init__(
@@ -83,6 +84,7 @@ class ReportWriter:
         *,
         max_delay: float = 1.0,
         rng: random.Random | None = None,
+        after_write: Callable[[], None] | None = None,
     ) -> None:
         if max_delay < 0:
             raise ValueError("max_delay must be >= 0")
@@ -92,6 +94,7 @@ class ReportWriter:
         self._pending: list[_Job] = []
         self._drain: asyncio.Task[None] | None = None
         self._hurry = asyncio.Event()  # set by flush(): write now, no more waiting
+        self._after_write = after_write
 
     async def commit(self, batch: ReportBatch) -> None:
         """Write ``batch`` and return once it is committed.
@@ -146,6 +149,8 @@ class ReportWriter:
                 raise
             log.warning("a report-side write transaction failed (%s)", type(exc).__name__)
             return
+        if self._after_write is not None:
+            self._after_write()
         for job, error in outcomes:
             if job.done.done():
                 continue

@@ -198,7 +198,7 @@ def active_uow() -> UnitOfWork | None:
 
 
 async def purge_processed_updates(
-    sessionmaker: async_sessionmaker[AsyncSession], older_than_hours: int = 6
+    sessionmaker: async_sessionmaker[AsyncSession], older_than_hours: int = 1
 ) -> int:
     """Forget claimed update ids older than ``older_than_hours`` (Telegram retries a webhook
     delivery for minutes, and a restarted bot has no draft left to submit twice). Returns the
