@@ -105,3 +105,25 @@ async def test_orphan_purge_keeps_stored_reports_and_open_drafts_only(tmp_path, 
     )
     assert await purge_orphan_blobs(runtime) == 1
     assert blobs.list_reports() == sorted([stored, open_draft])
+
+
+async def test_blob_files_and_directories_come_from_the_pool(tmp_path):
+    """Birth times cannot be changed, so evidence files and report directories are never
+    made when evidence arrives: they are renamed from a pool made earlier, in a batch."""
+    blobs = BlobStore(tmp_path / "blobs", durable=False)
+    assert blobs.replenish_pool(files=4, directories=2) == 6
+    pool = tmp_path / "blobs" / BlobStore.POOL
+    pooled = {os.stat(p).st_ino for p in pool.iterdir()}
+    report_id = secrets.token_hex(16)
+    await blobs.write_bytes(secrets.token_bytes(32), report_id, secrets.token_hex(16), "original", b"x" * 10)
+    await blobs.write_bytes(secrets.token_bytes(32), report_id, secrets.token_hex(16), "clean", b"y" * 10)
+    directory = tmp_path / "blobs" / report_id
+    made = [directory, *directory.iterdir()]
+    assert len(made) == 3 and {os.stat(p).st_ino for p in made} <= pooled
+    assert len(list(pool.iterdir())) == 3
+    assert blobs.replenish_pool(files=4, directories=2) == 3
+    assert blobs.list_reports() == [report_id]  # the pool is not a report
+    # An empty pool is topped up on the spot rather than failing.
+    for entry in pool.iterdir():
+        entry.unlink() if entry.is_file() else entry.rmdir()
+    await blobs.write_bytes(secrets.token_bytes(32), secrets.token_hex(16), secrets.token_hex(16), "original", b"z")

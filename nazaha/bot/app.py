@@ -277,6 +277,7 @@ async def maintenance(runtime: BotRuntime) -> None:
             await purge_processed_updates(runtime.sessionmaker)
             runtime.services.attempts.sweep()
             await purge_orphan_blobs(runtime)
+            runtime.services.evidence.blobs.replenish_pool()
             runtime.services.evidence.blobs.blur_times()
             await checkpoint_wal(runtime.engine)
         except Exception:
@@ -336,6 +337,7 @@ def freeze_startup_objects() -> None:
 async def running(runtime: BotRuntime):
     # A WAL left by a crash holds the last minutes' commits in order: truncate it first.
     await checkpoint_wal(runtime.engine)
+    runtime.services.evidence.blobs.replenish_pool()
     await register_bot_profile(runtime.bot, runtime.i18n)
     await runtime.mailbox.open()
     freeze_startup_objects()

@@ -178,6 +178,19 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _open_without_atime(path: Path) -> int:
+    """Open for reading without updating the access time where the system allows it
+    (O_NOATIME: Linux, files we own), so reading evidence leaves no precise time."""
+    flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
+    noatime = getattr(os, "O_NOATIME", 0)
+    if noatime:
+        try:
+            return os.open(path, flags | noatime)
+        except PermissionError:
+            pass
+    return os.open(path, flags)
+
+
 def _coarsen_times(path: Path) -> None:
     """atime and mtime to the start of the UTC day they fall in (never finer than a day)."""
     try:
@@ -247,9 +260,11 @@ class BlobStore:
         header = _HEADER.pack(_MAGIC, _VERSION, size, secrets.token_bytes(16))
         directory = target.parent
         self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        directory.mkdir(mode=0o700, exist_ok=True)
+        if not directory.is_dir():
+            self._from_pool("d", directory)
         tmp = directory / f".{file_id}.{variant}.{secrets.token_hex(8)}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
+        self._from_pool("f", tmp)
+        fd = os.open(tmp, os.O_WRONLY | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0))
         handed_over = False
         digest = hashlib.sha256()
         total = 0
@@ -318,6 +333,7 @@ class BlobStore:
             raise
         _coarsen_times(target)
         _coarsen_times(directory)
+        _coarsen_times(self.root)
         return BlobInfo(file_id, variant, total, digest.hexdigest(), index)
 
     @staticmethod
@@ -368,7 +384,7 @@ class BlobStore:
         self, sealer: ChunkSealer, path: Path, report_id: str, file_id: str, variant: str
     ) -> AsyncIterator[bytes]:
         try:
-            fh = open(path, "rb", buffering=0)
+            fh = os.fdopen(_open_without_atime(path), "rb", buffering=0)
         except FileNotFoundError:
             raise BlobNotFound("no such blob") from None
         with fh:
@@ -430,6 +446,60 @@ class BlobStore:
         directory = self._report_dir(report_id)
         if directory.is_dir() and not directory.is_symlink():
             shutil.rmtree(directory)
+            _coarsen_times(self.root)
+
+    # ----------------------------------------------------------------- the inode pool
+
+    # A file's birth time (statx btime) is set when its inode is made and no call can
+    # change it. So blob files and report directories are not made when a file arrives:
+    # they are taken from a pool of empty ones made in batches, at start-up and by the
+    # maintenance pass, and renamed into place (a rename keeps the birth time). Their birth
+    # times then tell only when a batch was made, never when a piece of evidence arrived.
+
+    POOL = ".pool"
+
+    def replenish_pool(self, files: int = 64, directories: int = 16) -> int:
+        """Top the pool up to ``files`` empty files and ``directories`` empty directories,
+        made together now; returns how many were made."""
+        pool = self.root / self.POOL
+        pool.mkdir(mode=0o700, parents=True, exist_ok=True)
+        have = {"f": 0, "d": 0}
+        for entry in os.scandir(pool):
+            if entry.name[:2] in ("f-", "d-"):
+                have[entry.name[0]] += 1
+        made = 0
+        for _ in range(max(0, files - have["f"])):
+            fd = os.open(pool / f"f-{secrets.token_hex(12)}", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            os.close(fd)
+            made += 1
+        for _ in range(max(0, directories - have["d"])):
+            (pool / f"d-{secrets.token_hex(12)}").mkdir(mode=0o700)
+            made += 1
+        for entry in os.scandir(pool):
+            _coarsen_times(Path(entry.path))
+        _coarsen_times(pool)
+        return made
+
+    def _from_pool(self, kind: str, destination: Path) -> None:
+        """Rename a pooled empty file (``kind`` "f") or directory ("d") to ``destination``;
+        an empty pool is topped up first (then that batch's time is this moment)."""
+        pool = self.root / self.POOL
+        for attempt in range(2):
+            if pool.is_dir():
+                for entry in os.scandir(pool):
+                    if entry.name.startswith(f"{kind}-"):
+                        try:
+                            os.rename(entry.path, destination)
+                            return
+                        except FileNotFoundError:  # taken by someone else meanwhile
+                            continue
+                        except OSError:
+                            if kind == "d" and destination.is_dir():
+                                return  # made meanwhile by another write of this report
+                            raise
+            if attempt == 0:
+                self.replenish_pool()
+        raise BlobError("could not take a file from the blob pool")
 
     def blur_times(self) -> int:
         """Set every blob's and directory's access and modification times to the start of
