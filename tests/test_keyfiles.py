@@ -324,3 +324,26 @@ def test_rotate_bot_secrets_on_a_fresh_data_dir(paths):
     assert mode(paths.data_dir) == 0o700
     bot_key, pepper = load_bot_secrets(paths)
     assert len(bot_key) == 32 and len(pepper) == 32
+
+
+@pytest.mark.parametrize("place", ["subfolder", "symlinked folder", "padded", "password name"])
+def test_bot_host_check_is_not_fooled_by_the_simple_evasions(paths, recovery, tmp_path, place):
+    """Found by an attacker's test of the seized host: a key in a subfolder, behind a
+    symlink, padded past the sniffing limit, or a password file under another word."""
+    ensure_bot_secrets(paths)
+    create_team_key(paths, "pw", KDF_TESTING, floor=KDF_TESTING, recovery_file=recovery)
+    key = recovery.read_bytes()
+    if place == "subfolder":
+        (paths.data_dir / "backup").mkdir()
+        (paths.data_dir / "backup" / "team-recovery.key").write_bytes(key)
+    elif place == "symlinked folder":
+        mounted = tmp_path / "mounted"
+        mounted.mkdir()
+        (mounted / "k").write_bytes(key)
+        (paths.data_dir / "usb").symlink_to(mounted)
+    elif place == "padded":
+        (paths.data_dir / "notes.txt").write_bytes(key + b" " * 70_000)
+    else:
+        (paths.data_dir / "team-key-password.txt").write_text("olive lantern")
+    with pytest.raises(BotHostRefused):
+        check_bot_host_data_dir(paths.data_dir)

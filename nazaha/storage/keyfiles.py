@@ -333,40 +333,82 @@ _SNIFF_MAX_BYTES = 64 * 1024
 
 
 def _looks_like_sealed_team_key(path: Path) -> bool:
-    """A renamed recovery file: small JSON with the sealed team key's fields."""
+    """A renamed recovery file: JSON with the sealed team key's fields, even padded with
+    whitespace (it still opens) or mentioned anywhere in the first bytes."""
     try:
-        if not path.is_file() or path.stat().st_size > _SNIFF_MAX_BYTES:
+        if not path.is_file():
             return False
-        doc = json.loads(path.read_bytes())
-    except (OSError, ValueError):
+        with path.open("rb") as fh:
+            head = fh.read(_SNIFF_MAX_BYTES)
+    except OSError:
         return False
-    return isinstance(doc, dict) and {"kdf", "salt", "key_id", "sealed"} <= doc.keys()
+    try:
+        doc = json.loads(head.strip())
+        if isinstance(doc, dict) and {"kdf", "salt", "key_id", "sealed"} <= doc.keys():
+            return True
+    except ValueError:
+        pass
+    return all(f'"{field}"'.encode() in head for field in ("kdf", "salt", "key_id", "sealed"))
+
+
+# Names that say "a secret of the team or the console" (compared case-insensitively).
+_SECRET_NAME_WORDS = ("recovery", "passphrase", "password", "passwd", "team-key", "team_key", "teamkey")
+# The data dir's own subfolders that hold only what the bot writes (not searched: large).
+_BOT_SUBDIRS = {"blobs"}
+
+
+def _walk_data_dir(root: Path, limit: int = 10_000) -> list[Path]:
+    """Every file and folder under ``root`` (symlinks followed once, the blob store
+    skipped), at most ``limit`` entries."""
+    found: list[Path] = []
+    seen: set[tuple[int, int]] = set()
+    stack = [root]
+    while stack and len(found) < limit:
+        folder = stack.pop()
+        try:
+            status = folder.stat()
+            if (status.st_dev, status.st_ino) in seen:
+                continue
+            seen.add((status.st_dev, status.st_ino))
+            entries = sorted(folder.iterdir())
+        except OSError:
+            continue
+        for entry in entries:
+            if folder == root and entry.name in _BOT_SUBDIRS:
+                continue
+            found.append(entry)
+            if entry.is_dir():  # follows a symlink to a folder, e.g. a mounted USB key
+                stack.append(entry)
+    return found
 
 
 def check_bot_host_data_dir(data_dir: str | os.PathLike[str]) -> None:
-    """Raise :class:`BotHostRefused` if the top level of ``data_dir`` holds the team
-    recovery key (``team-recovery.key``, or any file holding a sealed team key), a
-    passphrase file (any name containing "passphrase") or the console's store
-    (``console.db`` and its ``-wal``/``-shm``/``-journal``). A missing data dir passes.
+    """Raise :class:`BotHostRefused` if ``data_dir`` (searched through its subfolders and
+    the folders its symlinks point to, the blob store excepted) holds the team recovery key
+    (by name, or any file holding a sealed team key, renamed or padded), a passphrase or
+    password file (any name with "passphrase", "password", "recovery" or "team-key") or the
+    console's store (``console.db`` and its ``-wal``/``-shm``/``-journal``). A missing data
+    dir passes. This is a guard against mistakes, not against a determined operator: a
+    compressed or encrypted copy of the key would pass (docs/security.md).
 
     Not called by ``nazaha demo``, where everything shares one machine by design.
     """
     paths = KeyPaths.for_data_dir(data_dir)
-    try:
-        entries = sorted(paths.data_dir.iterdir())
-    except FileNotFoundError:
+    if not paths.data_dir.is_dir():
         return
-    known = {paths.bot_key.name, paths.pepper.name, paths.team_public.name}
+    known = {paths.bot_key, paths.pepper, paths.team_public}
     findings: list[tuple[Path, str]] = []
-    for entry in entries:
+    for entry in _walk_data_dir(paths.data_dir):
         name = entry.name.casefold()
-        if entry.name == paths.team_recovery.name:
+        if entry in known:
+            continue
+        if name == paths.team_recovery.name or "recovery" in name and entry.is_file():
             findings.append((entry, _RECOVERY_WHY))
-        elif "passphrase" in name:
+        elif any(word in name for word in _SECRET_NAME_WORDS):
             findings.append((entry, _PASSPHRASE_WHY))
         elif name == paths.console_db.name or name.startswith(paths.console_db.name + "-"):
             findings.append((entry, _CONSOLE_WHY))
-        elif entry.name not in known and _looks_like_sealed_team_key(entry):
+        elif _looks_like_sealed_team_key(entry):
             findings.append((entry, _RECOVERY_WHY))
     if findings:
         raise BotHostRefused(findings)
