@@ -127,3 +127,19 @@ async def test_blob_files_and_directories_come_from_the_pool(tmp_path):
     for entry in pool.iterdir():
         entry.unlink() if entry.is_file() else entry.rmdir()
     await blobs.write_bytes(secrets.token_bytes(32), secrets.token_hex(16), secrets.token_hex(16), "original", b"z")
+
+
+def test_wipe_drops_the_unlocked_case_of_an_open_follow_up_session():
+    """/wipe (and /forget, which ends the session) must not leave the case key in memory
+    until its timer: the session's FSM data names it, and it is dropped at once."""
+    from types import SimpleNamespace
+
+    from nazaha.handlers.wipe import drop_session_key
+
+    keys: SessionKeys[str] = SessionKeys(900, clock=FakeClock())
+    ref = keys.put("unlocked case")
+    reply = SimpleNamespace(services=SimpleNamespace(session_keys=keys))
+    drop_session_key(reply, {"session": {"case": {"other": "x"}}})  # nothing named: kept
+    assert len(keys) == 1
+    drop_session_key(reply, {"session": {"case": {"key_ref": ref}}})
+    assert len(keys) == 0 and keys.get(ref) is None
