@@ -32,7 +32,6 @@ import io
 import logging
 import time
 from dataclasses import dataclass
-from pathlib import PurePosixPath
 from typing import Callable
 
 import av
@@ -50,7 +49,6 @@ __all__ = [
     "VoiceResult",
     "reduce_voice",
     "reduce_voice_async",
-    "looks_like_audio",
 ]
 
 log = logging.getLogger(__name__)
@@ -71,9 +69,6 @@ AUDIO_FLAGS = frozenset({NOT_AUDIO, CORRUPT_AUDIO, TOO_LONG, TIMED_OUT})
 # Ogg (voice notes), MP3, MP4/M4A, Matroska/WebM, WAV, FLAC, raw AAC, AMR.
 ALLOWED_CONTAINERS = frozenset(
     {"ogg", "mp3", "mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm", "wav", "flac", "aac", "amr"}
-)
-_AUDIO_EXTENSIONS = frozenset(
-    {"ogg", "oga", "opus", "mp3", "m4a", "aac", "mp4", "wav", "flac", "webm", "mka", "amr", "3gp"}
 )
 # Tags our own output may carry: the muxer's name, no content.
 _OUTPUT_TAGS = frozenset({"encoder"})
@@ -202,16 +197,3 @@ async def reduce_voice_async(
     deadline = time.monotonic() + time_limit
     return await asyncio.to_thread(reduce_voice, data, ratio=ratio, deadline=deadline)
 
-
-def looks_like_audio(kind: str, mime_type: str | None, file_name: str | None) -> bool:
-    """Whether to make a voice-reduced copy: a voice note, an audio message, or a file
-    labelled ``audio/*`` or with an audio extension (labels chosen by the sender; a
-    mislabelled file is flagged by :func:`reduce_voice`)."""
-    if kind in ("voice", "audio"):
-        return True
-    if mime_type and mime_type.split(";", 1)[0].strip().lower().startswith("audio/"):
-        return True
-    if file_name and kind == "document":
-        suffix = PurePosixPath(file_name.replace("\\", "/")).suffix.lower().lstrip(".")
-        return suffix in _AUDIO_EXTENSIONS - {"mp4", "webm", "3gp"}
-    return False
