@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from nazaha.storage import voice
-from nazaha.storage.voice import looks_like_audio, reduce_voice, reduce_voice_async
+from nazaha.flows.report_flow import looks_like_audio
+from nazaha.storage.voice import reduce_voice, reduce_voice_async
 
 RATE = 48_000
 
