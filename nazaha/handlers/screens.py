@@ -275,6 +275,15 @@ def voice_warning() -> str:
     )
 
 
+def followup_voice_warning() -> str:
+    """Said before a follow-up recording is sent: there, each file is stored at once."""
+    return _(
+        "A voice can identify the person speaking. Recordings you send here are added to "
+        "your report at once; caseworkers listen to a voice-reduced copy with a lower "
+        "pitch, which someone who knows your voice may still recognise."
+    )
+
+
 def evidence_count(count: int) -> str:
     if count == 0:
         return _("no files")
@@ -644,7 +653,9 @@ def ask_followup_evidence() -> Screen:
         _(
             "Send photos, documents, voice notes, audio or video, then tap Done. Files are "
             "encrypted as soon as they arrive."
-        ),
+        )
+        + "\n\n"
+        + followup_voice_warning(),
         _keyboard([_nav_row("done"), _nav_row("cancel")]),
     )
 
