@@ -286,7 +286,7 @@ async def test_bad_input_gets_clear_answer_and_loses_nothing(deployment: Deploym
     await chat.press("Earlier")
     await chat.expect("Describe what happened")
     await chat.send_kind("photo", content=b"\x89PNG fake")
-    await chat.expect("Please send text here.")
+    await chat.expect("Please write the description here, or send a voice note.")
     weird = "\u200fمدير\u200b المشتريات\u202e \x07\x1b[31m" + "ز" * 60
     full = "x" * (4096 - 1) + "\u200f"
     await chat.send(weird)

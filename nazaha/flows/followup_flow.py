@@ -222,7 +222,10 @@ def _on_reply(session: Session, event: Event) -> Transition:
 
 def _on_evidence(session: Session, event: Event, limits: EvidenceLimits) -> Transition:
     if isinstance(event, Attach):
-        notices = check_attach(event, session.evidence_count, session.evidence_bytes, limits)
+        # The voice warning is part of the question (each file is stored at once here).
+        notices = check_attach(
+            event, session.evidence_count, session.evidence_bytes, limits, warn_voice=False
+        )
         if any(n.code in REFUSALS for n in notices):
             return Transition(session, notices)
         return Transition(session, (*notices, FetchEvidence(event)))

@@ -13,6 +13,7 @@ import re
 import unicodedata
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from pathlib import PurePosixPath
 from typing import Any, Mapping, Union
 
 from nazaha.flows import choices
@@ -35,6 +36,27 @@ class EvidenceLimits:
 
 DEFAULT_LIMITS = EvidenceLimits()
 EVIDENCE_KINDS = frozenset({"photo", "document", "voice", "audio", "video", "video_note"})
+# Recordings that carry the sender's voice: warned about, and given a voice-reduced copy.
+VOICE_KINDS = frozenset({"voice", "audio"})
+_AUDIO_EXTENSIONS = frozenset({"ogg", "oga", "opus", "mp3", "m4a", "aac", "wav", "flac", "mka", "amr"})
+# The description of a report described in a voice note (the note is kept as evidence).
+VOICE_DESCRIPTION = "[described in a voice note]"
+
+
+def looks_like_audio(kind: str, mime_type: str | None, file_name: str | None) -> bool:
+    """Whether a file is a recording: a voice note, an audio message, or a document
+    labelled ``audio/*`` or named with an audio extension (labels chosen by the sender:
+    generous on purpose; a mislabelled file is flagged when it is reduced)."""
+    if kind in VOICE_KINDS:
+        return True
+    if kind != "document":
+        return False
+    if mime_type and mime_type.split(";", 1)[0].strip().lower().startswith("audio/"):
+        return True
+    if file_name:
+        suffix = PurePosixPath(file_name.replace("\\", "/")).suffix.lower().lstrip(".")
+        return suffix in _AUDIO_EXTENSIONS
+    return False
 
 
 class Kind(StrEnum):
@@ -234,6 +256,8 @@ class Stored:
     item: EvidenceItem
     # The report id and data key chosen for this draft's evidence (opaque to the flow).
     context: Mapping[str, str]
+    # The file was a voice note sent as the description (see ``Fetch.as_description``).
+    as_description: bool = False
 
 
 @dataclass(frozen=True)
@@ -282,9 +306,11 @@ class SubmitReport:
 
 @dataclass(frozen=True)
 class Fetch:
-    """Download the attached file as a stream and seal it; then feed back ``Stored``."""
+    """Download the attached file as a stream and seal it; then feed back ``Stored``
+    (with the same ``as_description``)."""
 
     attach: Attach
+    as_description: bool = False
 
 
 @dataclass(frozen=True)
@@ -322,6 +348,10 @@ class Draft:
     evidence: tuple[EvidenceItem, ...] = ()
     # Report id and data key for sealing evidence, chosen when the first file arrives.
     context: Mapping[str, str] = field(default_factory=dict)
+    # The user was told that a voice identifies its speaker (once per draft).
+    voice_warned: bool = False
+    # The evidence item id of the voice note that is the description, if any.
+    description_voice: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -334,6 +364,8 @@ class Draft:
             "paused": str(self.paused) if self.paused else None,
             "evidence": [item.to_dict() for item in self.evidence],
             "context": dict(self.context),
+            "voice_warned": self.voice_warned,
+            "description_voice": self.description_voice,
         }
 
     @classmethod
@@ -365,6 +397,8 @@ class Draft:
                 paused=Step(paused) if paused else None,
                 evidence=tuple(EvidenceItem.from_dict(i) for i in data.get("evidence") or ()),
                 context=dict(context),
+                voice_warned=bool(data.get("voice_warned", False)),
+                description_voice=data.get("description_voice") or None,
             )
         except (KeyError, ValueError, TypeError, AttributeError):
             return None
@@ -404,6 +438,10 @@ def step(draft: Draft, event: Event, limits: EvidenceLimits = DEFAULT_LIMITS) ->
     if isinstance(event, Attach):
         if draft.step is Step.EVIDENCE:
             return _on_attach(draft, event, limits)
+        if draft.step is Step.DESCRIPTION and looks_like_audio(
+            event.kind, event.mime_type, event.file_name
+        ):
+            return _on_attach(draft, event, limits, as_description=True)
         event = NonText(event.kind)
     if isinstance(event, Help):
         return Transition(draft, (Notice("help"), Ask(draft.step)))
@@ -504,16 +542,25 @@ def _on_description(draft: Draft, event: Event) -> Transition:
             )
         answers = dict(draft.answers)
         answers["description"] = "\n\n".join(draft.parts)
-        return _advance(replace(draft, answers=answers, parts=()))
+        return _advance(replace(draft, answers=answers, parts=(), description_voice=None))
     if isinstance(event, NonText):
-        return _stay(draft, "text_expected")
+        return _stay(draft, "description_text_or_voice")
     return _stay(draft, "button_expired")
 
 
 def check_attach(
-    attach: Attach, count: int, total_bytes: int, limits: EvidenceLimits
+    attach: Attach,
+    count: int,
+    total_bytes: int,
+    limits: EvidenceLimits,
+    *,
+    warn_voice: bool = True,
 ) -> tuple[Notice, ...]:
-    """Why a file cannot be added (a refusal notice), or the warnings to show with it."""
+    """Why a file cannot be added (a refusal notice), or the warnings to show with it.
+
+    ``warn_voice``: whether a recording gets the warning that a voice identifies its
+    speaker (a draft shows it once, before its first recording is sealed).
+    """
     if attach.kind not in EVIDENCE_KINDS:
         return (Notice("evidence_unsupported"),)
     if attach.size is not None and attach.size > limits.max_file_bytes:
@@ -523,6 +570,8 @@ def check_attach(
     if total_bytes + (attach.size or 0) > limits.max_total_bytes:
         return (Notice("evidence_too_large", {"limit_mb": limits.max_total_bytes // 2**20}),)
     warnings = []
+    if warn_voice and looks_like_audio(attach.kind, attach.mime_type, attach.file_name):
+        warnings.append(Notice("voice_warning"))
     if attach.kind == "document":
         warnings.append(Notice("document_warning"))
     if attach.forwarded:
@@ -533,11 +582,18 @@ def check_attach(
 REFUSALS = frozenset({"evidence_unsupported", "file_too_big", "evidence_too_many", "evidence_too_large"})
 
 
-def _on_attach(draft: Draft, attach: Attach, limits: EvidenceLimits) -> Transition:
-    notices = check_attach(attach, len(draft.evidence), draft.evidence_bytes, limits)
+def _on_attach(
+    draft: Draft, attach: Attach, limits: EvidenceLimits, *, as_description: bool = False
+) -> Transition:
+    notices = check_attach(
+        attach, len(draft.evidence), draft.evidence_bytes, limits, warn_voice=not draft.voice_warned
+    )
     if any(n.code in REFUSALS for n in notices):
         return Transition(draft, notices)
-    return Transition(draft, (*notices, Fetch(attach)))
+    warned = draft.voice_warned or any(n.code == "voice_warning" for n in notices)
+    return Transition(
+        replace(draft, voice_warned=warned), (*notices, Fetch(attach, as_description))
+    )
 
 
 def _on_stored(draft: Draft, event: Stored) -> Transition:
@@ -548,8 +604,26 @@ def _on_stored(draft: Draft, event: Stored) -> Transition:
         evidence=draft.evidence + (event.item,),
         context=dict(draft.context) or dict(event.context),
     )
-    code = "evidence_flagged" if event.item.flagged else "evidence_added"
-    return Transition(new, (Notice(code, {"count": len(new.evidence)}),))
+    if event.as_description and draft.step is Step.DESCRIPTION:
+        return _voice_description(new, event.item)
+    return Transition(new, (_stored_notice(event.item, len(new.evidence)),))
+
+
+def _stored_notice(item: EvidenceItem, count: int) -> Notice:
+    if item.flagged and looks_like_audio(item.kind, item.mime_type, item.file_name):
+        return Notice("voice_flagged", {"count": count})
+    return Notice("evidence_flagged" if item.flagged else "evidence_added", {"count": count})
+
+
+def _voice_description(draft: Draft, item: EvidenceItem) -> Transition:
+    """A voice note sent at the description step is the description: what was typed so
+    far is kept, followed by ``VOICE_DESCRIPTION``; the note itself is evidence."""
+    answers = dict(draft.answers)
+    answers["description"] = "\n\n".join((*draft.parts, VOICE_DESCRIPTION))
+    advanced = _advance(replace(draft, answers=answers, parts=(), description_voice=item.id))
+    notice = Notice("voice_description_kept", {"count": len(draft.evidence)})
+    extra = (_stored_notice(item, len(draft.evidence)),) if item.flagged else ()
+    return Transition(advanced.draft, (notice, *extra, *advanced.effects))
 
 
 def _on_remove(draft: Draft, event: Remove) -> Transition:
@@ -557,10 +631,24 @@ def _on_remove(draft: Draft, event: Remove) -> Transition:
     if len(kept) == len(draft.evidence):
         return _stay(draft, "button_expired")
     new = replace(draft, evidence=kept)
-    return Transition(
-        new,
-        (DeleteEvidence(event.item_id), Notice("evidence_removed", {"count": len(kept)}), Ask(new.step)),
-    )
+    removed = (DeleteEvidence(event.item_id), Notice("evidence_removed", {"count": len(kept)}))
+    if event.item_id == draft.description_voice:
+        # The description was that voice note: ask for it again, keeping what was typed.
+        answers = dict(new.answers)
+        description = answers.pop("description", "")
+        typed = description.removesuffix(VOICE_DESCRIPTION).rstrip("\n")
+        asked = replace(
+            new,
+            answers=answers,
+            step=Step.DESCRIPTION,
+            parts=(typed,) if typed else (),
+            editing=draft.step is Step.REVIEW,
+            description_voice=None,
+        )
+        return Transition(
+            asked, (*removed, Notice("description_voice_removed"), Ask(Step.DESCRIPTION))
+        )
+    return Transition(new, (*removed, Ask(new.step)))
 
 
 def _on_evidence(draft: Draft, event: Event) -> Transition:

@@ -15,10 +15,11 @@ from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import Message
 
 from nazaha.bot.retry import BOT_API, RetryPolicy
-from nazaha.flows.report_flow import Attach, EvidenceItem
+from nazaha.flows.report_flow import Attach, EvidenceItem, looks_like_audio
 from nazaha.storage.blobs import BlobInfo, BlobStore, BlobTooLarge
 from nazaha.storage.reports import new_sealing_context
 from nazaha.storage.scrub import looks_like_image, scrub_image
+from nazaha.storage.voice import reduce_voice_async
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,8 @@ def new_context() -> dict[str, str]:
 class EvidenceIntake:
     """Downloads a file as a stream into the blob store, sealed under the report's key.
 
-    Images also get a metadata-free copy for caseworkers; the original is kept as sent.
+    Images also get a metadata-free copy for caseworkers, and voice notes and audio a
+    voice-reduced copy (storage/voice.py); the original is kept as sent.
     """
 
     def __init__(self, blobs: BlobStore, max_file_bytes: int, policy: RetryPolicy = BOT_API) -> None:
@@ -162,6 +164,15 @@ class EvidenceIntake:
                 has_clean = True
             else:
                 flagged = result.flagged
+        elif looks_like_audio(kind, ref.mime_type, ref.file_name):
+            original = await self.blobs.read_bytes(data_key, report_id, item_id, "original")
+            reduced = await reduce_voice_async(original)
+            del original
+            if reduced.data is not None:
+                await self.blobs.write_bytes(data_key, report_id, item_id, "clean", reduced.data)
+                has_clean = True
+            else:
+                flagged = reduced.flagged
         origin = message.forward_origin.model_dump_json() if message.forward_origin else None
         item = EvidenceItem(
             id=item_id,

@@ -85,7 +85,7 @@ async def apply(
             reply.remember(replace(reply.preferences, safety_seen=True))
         elif isinstance(effect, flow.Fetch):
             assert draft is not None and message is not None
-            await fetch(draft, reply, message)
+            await fetch(draft, reply, message, as_description=effect.as_description)
         elif isinstance(effect, flow.DeleteEvidence):
             if draft is not None:
                 reply.services.evidence.discard(draft.context, effect.item_id)
@@ -97,11 +97,13 @@ async def apply(
             reply.show(screens.discarded())
 
 
-async def fetch(draft: flow.Draft, reply: Reply, message: Message) -> None:
+async def fetch(
+    draft: flow.Draft, reply: Reply, message: Message, *, as_description: bool = False
+) -> None:
     """Download and seal a file, then tell the flow how it went."""
     try:
         item, context = await reply.services.evidence.fetch(reply.bot, message, draft.context)
-        event: flow.Event = flow.Stored(item, context)
+        event: flow.Event = flow.Stored(item, context, as_description)
     except FetchError as exc:
         event = flow.FetchFailed(exc.reason)
     await apply(flow.step(draft, event, reply.options.limits), reply, previous=draft)

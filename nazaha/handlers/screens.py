@@ -194,6 +194,7 @@ def question(draft: flow.Draft, high_risk_contact: str | None = None) -> list[Sc
                 "You have written {count} characters so far.",
                 draft.description_length,
             ).format(count=draft.description_length)
+        text += "\n\n" + voice_description_hint()
         return [Screen(text, _keyboard([_nav_row("done"), _nav_row("back", "cancel")]))]
     if step is flow.Step.EVIDENCE:
         if draft.evidence:
@@ -219,7 +220,7 @@ def _answer_label(field: str, value: str) -> str:
 def review(draft: flow.Draft) -> list[Screen]:
     answers = draft.answers
     screens: list[Screen] = []
-    description = answers.get("description", "")
+    description = shown_description(answers.get("description", ""))
     long_description = len(description) > REVIEW_INLINE_DESCRIPTION
     if long_description:
         screens.append(Screen(_("Your description:") + "\n\n" + description))
@@ -251,6 +252,38 @@ def review(draft: flow.Draft) -> list[Screen]:
     return screens
 
 
+def voice_description_hint() -> str:
+    return _(
+        "If typing is hard, you can send a voice note instead. A voice can identify "
+        "you: caseworkers get a voice-reduced copy."
+    )
+
+
+def shown_description(description: str) -> str:
+    """The description as the reporter reads it: the voice-note marker in their language."""
+    if description.endswith(flow.VOICE_DESCRIPTION):
+        return description.removesuffix(flow.VOICE_DESCRIPTION) + _("[described in a voice note]")
+    return description
+
+
+def voice_warning() -> str:
+    return _(
+        "A voice can identify the person speaking. We keep your recording encrypted as you "
+        "sent it; caseworkers listen to a voice-reduced copy with a lower pitch. Reduced "
+        "is not anonymous: someone who knows your voice may still recognise it. You can "
+        "remove the recording on the review screen before you send."
+    )
+
+
+def followup_voice_warning() -> str:
+    """Said before a follow-up recording is sent: there, each file is stored at once."""
+    return _(
+        "A voice can identify the person speaking. Recordings you send here are added to "
+        "your report at once; caseworkers listen to a voice-reduced copy with a lower "
+        "pitch, which someone who knows your voice may still recognise."
+    )
+
+
 def evidence_count(count: int) -> str:
     if count == 0:
         return _("no files")
@@ -277,6 +310,23 @@ def notice(code: str, params: dict[str, int]) -> str:
         return _(
             "Please send text here. Photos, stickers, voice notes and locations cannot "
             "be used at this step."
+        )
+    if code == "description_text_or_voice":
+        return _(
+            "Please write the description here, or send a voice note. Photos and other "
+            "files can be added at the next step."
+        )
+    if code == "voice_warning":
+        return voice_warning()
+    if code == "voice_description_kept":
+        return _(
+            "Your voice note is saved and encrypted as your description. It is also "
+            "listed with your files."
+        )
+    if code == "description_voice_removed":
+        return _(
+            "That voice note was your description. Please describe what happened again, "
+            "in writing or in a new voice note."
         )
     if code == "description_part":
         total = params["total"]
@@ -311,7 +361,7 @@ def notice(code: str, params: dict[str, int]) -> str:
         )
     if code == "stays_anonymous":
         return _("Understood: your report stays anonymous.")
-    if code in ("evidence_added", "evidence_flagged", "evidence_removed"):
+    if code in ("evidence_added", "evidence_flagged", "voice_flagged", "evidence_removed"):
         count = params["count"]
         text = ngettext(
             "Saved and encrypted. You have added {count} file.",
@@ -328,6 +378,11 @@ def notice(code: str, params: dict[str, int]) -> str:
             text += " " + _(
                 "This file could not be read as an image: it is kept as it is, without "
                 "a cleaned copy, so it may still carry hidden details about you."
+            )
+        if code == "voice_flagged":
+            text += " " + _(
+                "This recording could not be read: it is kept as it is, without a "
+                "voice-reduced copy, so caseworkers would hear your own voice."
             )
         if code != "evidence_removed":
             text += " " + _("Send more, or tap Done.")
@@ -598,7 +653,9 @@ def ask_followup_evidence() -> Screen:
         _(
             "Send photos, documents, voice notes, audio or video, then tap Done. Files are "
             "encrypted as soon as they arrive."
-        ),
+        )
+        + "\n\n"
+        + followup_voice_warning(),
         _keyboard([_nav_row("done"), _nav_row("cancel")]),
     )
 
