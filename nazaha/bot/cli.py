@@ -180,9 +180,10 @@ async def cmd_demo(settings: Settings, args: argparse.Namespace) -> None:
         host=settings.sandbox_host,
         port=settings.sandbox_port,
         default_token=settings.bot_token.get_secret_value(),
-    ):
+    ) as sandbox:
         print("\nNazaha demo is running.")
-        print(f"  Chat with the bot in your browser: {sandbox_url}/")
+        # The address carries this run's control key (after #, so never sent to a server).
+        print(f"  Chat with the bot in your browser: {sandbox.page_url}")
         print(f"  Review console (placeholder):      http://{settings.console_host}:{settings.console_port}/")
         print(f"  Demo team key: recovery file {paths.team_recovery}, passphrase in {passphrase_file}")
         command = Path(sys.executable).parent / "nazaha"
