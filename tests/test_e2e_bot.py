@@ -198,9 +198,9 @@ async def test_english_complaint_with_confidential_contact(deployment: Deploymen
     await chat.send("0599 123 456")
     await chat.expect("Would you like a short notification")
     await chat.press("No notifications")
-    review = await chat.expect("Please check your report")
+    review = await chat.expect("Please check your complaint")  # a complaint, not a report
     assert "Samira K." in review["text"] and "Water and electricity" in review["text"]
-    await chat.press("Send the report")
+    await chat.press("Send the complaint")
     receipt_message = await chat.expect("Your receipt number:")
     assert receipt_message["protect_content"] is True
     receipt = RECEIPT_RE.search(receipt_message["text"]).group(1)

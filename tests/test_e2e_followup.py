@@ -102,9 +102,9 @@ async def report_with_evidence(chat: Chat, *, notify: bool, files) -> tuple[str,
     await chat.press("Done")
     await chat.press("Stay anonymous")
     await chat.press("Notify me" if notify else "No notifications")
-    await chat.expect("Please check your report")
+    await chat.expect("Please check your complaint")
     before = set(designations(chat.deployment))
-    await chat.press("Send the report")
+    await chat.press("Send the complaint")
     receipt = RECEIPT_RE.search((await chat.expect("Your receipt number:"))["text"]).group(1)
     (designation,) = set(designations(chat.deployment)) - before
     return receipt, designation

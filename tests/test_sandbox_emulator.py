@@ -457,3 +457,28 @@ async def test_chat_wait_by_version(client: SandboxClient, bot: Bot) -> None:
     assert (await asyncio.wait_for(waiter, 5))["messages"][-1]["text"] == "edited"
     with pytest.raises(TimeoutError):
         await client.wait_for_change(user["id"], version=10**6, timeout=0.1)
+
+
+async def test_control_api_needs_this_runs_key_and_its_own_host(server: SandboxServer) -> None:
+    """DNS rebinding: a page whose name now points at 127.0.0.1 sends its own Host header."""
+    import aiohttp
+
+    async with aiohttp.ClientSession() as http:
+        api = f"{server.url}/sandbox/api/bot"
+        async with http.get(api) as resp:
+            assert resp.status == 401  # no key
+        async with http.get(api, headers={"X-Sandbox-Key": "guessed"}) as resp:
+            assert resp.status == 401
+        async with http.get(api, headers={"X-Sandbox-Key": server.control_key}) as resp:
+            assert resp.status == 200
+        for path in ("/sandbox/api/bot", "/", f"/bot{TOKEN}/getMe"):
+            async with http.get(server.url + path, headers={"Host": f"rebind.example:{server.port}",
+                                                             "X-Sandbox-Key": server.control_key}) as resp:
+                assert resp.status == 421, path
+        async with http.get(f"http://localhost:{server.port}/") as resp:
+            assert resp.status == 200  # another name of the same loopback address
+        async with http.get(f"{server.url}/favicon.ico") as resp:
+            assert resp.status == 200 and resp.content_type == "image/svg+xml"
+    assert server.page_url == f"{server.url}/#key={server.control_key}"
+    other = SandboxServer(host="127.0.0.1", port=0)
+    assert other.control_key != server.control_key  # a new key per run

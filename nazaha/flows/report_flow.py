@@ -680,7 +680,7 @@ def _on_name(draft: Draft, event: Event) -> Transition:
 def _on_phone(draft: Draft, event: Event) -> Transition:
     if isinstance(event, Text):
         if normalize_phone(event.text) is None:
-            return _stay(draft, "phone_invalid")
+            return _stay(draft, "phone_invalid", phone_problem(event.text))
         answers = dict(draft.answers)
         answers["contact_phone"] = event.text
         return _advance(replace(draft, answers=answers, step=Step.CONTACT))
@@ -799,6 +799,20 @@ def normalize_phone(text: str) -> str | None:
     if not PHONE_MIN_DIGITS <= len(digits) <= PHONE_MAX_DIGITS:
         return None
     return ("+" if cleaned.startswith("+") else "") + digits
+
+
+def phone_problem(text: str) -> dict[str, int]:
+    """Why ``text`` is not a phone number, as notice parameters: ``letters`` (1 if it holds
+    characters a phone number cannot), ``digits`` (how many digits, any script), and the
+    ``minimum`` and ``maximum`` digits allowed."""
+    kept = "".join(ch for ch in text.strip() if unicodedata.category(ch) != "Cf")
+    ascii_form = "".join(str(unicodedata.digit(ch)) if ch.isdigit() else ch for ch in kept)
+    return {
+        "letters": 0 if _PHONE_ALLOWED.match(ascii_form) else 1,
+        "digits": sum(ch.isdigit() for ch in kept),
+        "minimum": PHONE_MIN_DIGITS,
+        "maximum": PHONE_MAX_DIGITS,
+    }
 
 
 def split_answers(kind: Kind, answers: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:

@@ -80,7 +80,8 @@ async def apply(
             for screen in screens.question(draft, reply.options.high_risk_contact):
                 reply.show(screen)
         elif isinstance(effect, flow.Notice):
-            reply.say(screens.notice(effect.code, dict(effect.params)))
+            kind = draft.kind if draft is not None else None
+            reply.show(screens.notice_screen(effect.code, dict(effect.params), kind))
         elif isinstance(effect, flow.SafetyRead):
             reply.remember(replace(reply.preferences, safety_seen=True))
         elif isinstance(effect, flow.Fetch):

@@ -10,6 +10,7 @@ import functools
 from dataclasses import dataclass
 
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
+from aiogram.utils.i18n import get_i18n
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.i18n import lazy_gettext as __
 from aiogram.utils.i18n import ngettext
@@ -20,6 +21,13 @@ from nazaha.handlers.labels import CHOICE_LABELS, FIELD_LABELS, QUESTIONS
 
 # Shown in their own language whatever the user's locale, as language pickers do.
 LANGUAGE_NAMES = {"ar": "العربية", "en": "English"}
+# Locales written right to left: their "back" arrow points right.
+RTL_LOCALES = frozenset({"ar"})
+# Unicode directional isolates (UAX #9): a run inside them is laid out on its own and
+# cannot be reordered with the Arabic around it ("0599 123 456" stays in that order).
+LRI, FSI, PDI = "\u2066", "\u2068", "\u2069"
+# A keyboard row holds this many buttons when all its labels are at most this long.
+GRID_COLUMNS = ((12, 3), (24, 2))
 # A review longer than this shows the description in messages of its own.
 REVIEW_INLINE_DESCRIPTION = 2500
 
@@ -36,6 +44,39 @@ def _keyboard(rows: list[list[tuple[str, str]]], *, reuse: bool = True) -> Inlin
     per-draft data (file ids) pass ``reuse=False`` so they are not kept in memory."""
     frozen = tuple(tuple((str(label), data) for label, data in row) for row in rows)
     return _shared_keyboard(frozen) if reuse else _build_keyboard(frozen)
+
+
+def ltr(value: object) -> str:
+    """``value`` as a left-to-right run (phone, receipt, command, date, file name, URL,
+    e-mail) isolated from the text around it: ``LRI + value + PDI``. One line only."""
+    return f"{LRI}{value}{PDI}"
+
+
+def isolate(value: object) -> str:
+    """A value the user typed (direction unknown, e.g. a name), isolated with its own
+    direction taken from its first strong letter: ``FSI + value + PDI``. One line only."""
+    return f"{FSI}{value}{PDI}"
+
+
+def is_rtl() -> bool:
+    """Whether the current locale is written right to left."""
+    try:
+        return get_i18n().current_locale in RTL_LOCALES
+    except LookupError:
+        return False
+
+
+def back_arrow() -> str:
+    """An arrow pointing back in reading order: right in Arabic, left in English."""
+    return "➡️" if is_rtl() else "⬅️"
+
+
+def grid(buttons: list[tuple[str, str]]) -> list[list[tuple[str, str]]]:
+    """Buttons in rows of 3 or 2 when every label is short (GRID_COLUMNS), else one a row,
+    so that a long list (17 governorates) fits on a phone screen without scrolling."""
+    longest = max((len(str(label)) for label, _data in buttons), default=0)
+    columns = next((n for limit, n in GRID_COLUMNS if longest <= limit), 1)
+    return [buttons[i:i + columns] for i in range(0, len(buttons), columns)]
 
 
 def _build_keyboard(rows: tuple[tuple[tuple[str, str], ...], ...]) -> InlineKeyboardMarkup:
@@ -126,23 +167,27 @@ def safety_text(high_risk_contact: str | None) -> str:
     if high_risk_contact:
         text += "\n\n" + _(
             "If you are at high risk, use this safer channel instead: {contact}"
-        ).format(contact=high_risk_contact)
+        ).format(contact=ltr(high_risk_contact))
     return text
 
 
 def safety_screen(high_risk_contact: str | None) -> Screen:
     return Screen(
         safety_text(high_risk_contact),
-        _keyboard([[(_("⬅️ Main menu"), cb.menu("menu"))]]),
+        _keyboard([[(main_menu_label(), cb.menu("menu"))]]),
     )
 
 
 # ---- the report flow ------------------------------------------------------------------
 
 
+def main_menu_label() -> str:
+    return f"{back_arrow()} " + _("Main menu")
+
+
 def _nav_row(*actions: str) -> list[tuple[str, str]]:
     labels = {
-        "back": _("⬅️ Back"),
+        "back": f"{back_arrow()} " + _("Back"),
         "cancel": _("✖️ Cancel"),
         "done": _("✅ Done"),
     }
@@ -169,7 +214,9 @@ def question(draft: flow.Draft, high_risk_contact: str | None = None) -> list[Sc
     if step is flow.Step.CONFIRM_CANCEL:
         return [
             Screen(
-                _("Discard this report? Everything you wrote will be deleted."),
+                _("Discard this complaint? Everything you wrote will be deleted.")
+                if draft.kind is flow.Kind.COMPLAINT
+                else _("Discard this report? Everything you wrote will be deleted."),
                 _keyboard(
                     [
                         [(_("Yes, discard it"), cb.confirm_cancel(True))],
@@ -181,10 +228,9 @@ def question(draft: flow.Draft, high_risk_contact: str | None = None) -> list[Sc
     name = str(step)
     text = str(QUESTIONS[name])
     if step in flow.CHOICES:
-        rows = [
-            [(CHOICE_LABELS[name][value], cb.choose(name, value))]
-            for value in flow.CHOICES[step]
-        ]
+        rows = grid(
+            [(str(CHOICE_LABELS[name][value]), cb.choose(name, value)) for value in flow.CHOICES[step]]
+        )
         rows.append(_nav_row("back", "cancel"))
         return [Screen(text, _keyboard(rows))]
     if step is flow.Step.DESCRIPTION:
@@ -224,7 +270,13 @@ def review(draft: flow.Draft) -> list[Screen]:
     long_description = len(description) > REVIEW_INLINE_DESCRIPTION
     if long_description:
         screens.append(Screen(_("Your description:") + "\n\n" + description))
-    lines = [_("Please check your report before you send it:"), ""]
+    complaint = draft.kind is flow.Kind.COMPLAINT
+    lines = [
+        _("Please check your complaint before you send it:")
+        if complaint
+        else _("Please check your report before you send it:"),
+        "",
+    ]
     for field in flow.EDITABLE[draft.kind]:
         label = str(FIELD_LABELS[field])
         if field == "description":
@@ -237,16 +289,26 @@ def review(draft: flow.Draft) -> list[Screen]:
         if field == "contact" and answers.get("contact") == "share":
             for detail in flow.CONTACT_DETAILS:
                 if detail in answers:
-                    lines.append(f"{FIELD_LABELS[detail]}: {answers[detail]}")
-    rows = [
-        [(_("✏️ Edit: {field}").format(field=FIELD_LABELS[field]), cb.edit(field))]
-        for field in flow.EDITABLE[draft.kind]
-    ]
-    for number, item in enumerate(draft.evidence, start=1):
-        rows.append(
-            [(_("🗑 Remove file {number} ({size})").format(number=number, size=file_size(item.size)), cb.remove(item.id))]
-        )
-    rows.append([(_("📨 Send the report"), cb.nav("submit"))])
+                    # The phone is a left-to-right run; the name may be in either script.
+                    shown = ltr if detail == "contact_phone" else isolate
+                    lines.append(f"{FIELD_LABELS[detail]}: {shown(answers[detail])}")
+    rows = grid(
+        [
+            (_("✏️ Edit: {field}").format(field=FIELD_LABELS[field]), cb.edit(field))
+            for field in flow.EDITABLE[draft.kind]
+        ]
+    )
+    rows += grid(
+        [
+            (
+                _("🗑 Remove file {number} ({size})").format(number=number, size=file_size(item.size)),
+                cb.remove(item.id),
+            )
+            for number, item in enumerate(draft.evidence, start=1)
+        ]
+    )
+    send = _("📨 Send the complaint") if complaint else _("📨 Send the report")
+    rows.append([(send, cb.nav("submit"))])
     rows.append(_nav_row("back", "cancel"))
     screens.append(Screen("\n".join(lines), _keyboard(rows, reuse=not draft.evidence)))
     return screens
@@ -296,7 +358,16 @@ def file_size(size: int) -> str:
     return _("{size} KB").format(size=max(1, round(size / 1024)))
 
 
-def notice(code: str, params: dict[str, int]) -> str:
+def notice_screen(code: str, params: dict[str, int], kind: flow.Kind | None = None) -> Screen:
+    """A notice, with a Done button under those that end with "or tap Done" while the user
+    is writing, so nobody has to scroll up to the question to finish."""
+    keyboard = _keyboard([_nav_row("done")]) if code == "description_part" else None
+    return Screen(notice(code, params, kind), keyboard)
+
+
+def notice(code: str, params: dict[str, int], kind: flow.Kind | None = None) -> str:
+    """The text of a flow notice. ``kind`` names the draft's kind where the text says
+    "report" or "complaint"."""
     if code == "help":
         return _(
             "You are in the middle of a report; your draft is kept. Answer the question "
@@ -355,11 +426,10 @@ def notice(code: str, params: dict[str, int]) -> str:
             limit=params["limit"]
         )
     if code == "phone_invalid":
-        return _(
-            "That does not look like a phone number. Write the digits (for example "
-            "0599 123 456), or tap Skip."
-        )
+        return phone_invalid(params)
     if code == "stays_anonymous":
+        if kind is flow.Kind.COMPLAINT:
+            return _("Understood: your complaint stays anonymous.")
         return _("Understood: your report stays anonymous.")
     if code in ("evidence_added", "evidence_flagged", "voice_flagged", "evidence_removed"):
         count = params["count"]
@@ -458,6 +528,33 @@ def notice(code: str, params: dict[str, int]) -> str:
     return _("Please choose one of the buttons below.")
 
 
+PHONE_EXAMPLE = "0599 123 456"
+
+
+def phone_invalid(params: dict[str, int]) -> str:
+    """Why a phone number was refused, and an example. ``params``: ``letters`` (1 if it
+    holds something other than digits, spaces, ``()-.`` and a leading ``+``), ``digits``
+    (how many digits), ``minimum`` and ``maximum`` (digits a phone number may have)."""
+    if params.get("letters"):
+        reason = _(
+            "A phone number can hold only digits, spaces and a + at the start, so this "
+            "one was not saved."
+        )
+    elif params.get("digits", 0) < params.get("minimum", flow.PHONE_MIN_DIGITS):
+        reason = _(
+            "This number is too short to be a phone number (at least {minimum} digits), "
+            "so it was not saved."
+        ).format(minimum=params.get("minimum", flow.PHONE_MIN_DIGITS))
+    else:
+        reason = _(
+            "This number is too long to be a phone number (at most {maximum} digits), so "
+            "it was not saved."
+        ).format(maximum=params.get("maximum", flow.PHONE_MAX_DIGITS))
+    return reason + " " + _(
+        "Write it again, for example {example}, or tap Skip."
+    ).format(example=ltr(PHONE_EXAMPLE))
+
+
 def button_expired() -> str:
     return _("This button has expired.")
 
@@ -492,7 +589,7 @@ def receipt(formatted_receipt: str) -> str:
         "your report. Write it down somewhere only you can reach, then you may delete "
         "this chat: Telegram keeps it on its own servers until you do. We cannot recover "
         "a lost receipt."
-    ).format(receipt=formatted_receipt)
+    ).format(receipt=ltr(formatted_receipt))
 
 
 def receipt_waiting() -> Screen:
@@ -524,7 +621,7 @@ def after_submission() -> Screen:
         _keyboard(
             [
                 [(_("🧹 Erase this conversation"), cb.wipe())],
-                [(_("⬅️ Main menu"), cb.menu("menu"))],
+                [(main_menu_label(), cb.menu("menu"))],
             ]
         ),
     )
@@ -632,7 +729,7 @@ def case_view(
         lines.append(_("No messages yet. The caseworkers will reply here."))
     for direction, day, body in thread:
         who = _("Caseworker") if direction == "staff" else _("You")
-        lines.append(f"— {who} · {day}\n{body}\n")
+        lines.append(f"— {who} · {ltr(day)}\n{body}\n")
     if notifying:
         lines.append(_("Update notifications are on for this report."))
     return Screen("\n".join(lines), _followup_keyboard(notifying))
@@ -666,7 +763,7 @@ def session_ended() -> Screen:
         _keyboard(
             [
                 [(_("🧹 Erase this conversation"), cb.wipe())],
-                [(_("⬅️ Main menu"), cb.menu("menu"))],
+                [(main_menu_label(), cb.menu("menu"))],
             ]
         ),
     )

@@ -8,6 +8,8 @@ from typing import Any
 
 import aiohttp
 
+from . import LOCAL_CONTROL_KEYS
+
 __all__ = ["SandboxClient", "SandboxControlError"]
 
 
@@ -35,12 +37,15 @@ class SandboxClient:
     """``async with SandboxClient(server.url) as c: user = await c.create_user()``.
 
     Every method takes an optional ``token=`` to act on a bot other than the server's default.
+    ``key`` is the server's per-run control key (``SandboxServer.control_key``); by default
+    the key of a server started at ``base_url`` in this process.
     """
 
-    def __init__(self, base_url: str, token: str | None = None, *,
+    def __init__(self, base_url: str, token: str | None = None, *, key: str | None = None,
                  session: aiohttp.ClientSession | None = None, connection_limit: int = 0) -> None:
         self.base_url = base_url.rstrip("/")
         self.token = token
+        self.key = key
         self._session = session
         self._own_session = session is None
         self._limit = connection_limit
@@ -70,8 +75,10 @@ class SandboxClient:
                        params: dict[str, Any] | None = None, timeout: float = 30.0,
                        accept: tuple[int, ...] = ()) -> tuple[int, Any]:
         query = {**self._token(token), **{k: str(v) for k, v in (params or {}).items() if v is not None}}
+        key = self.key or LOCAL_CONTROL_KEYS.get(self.base_url, "")
         async with self._http().request(
             verb, f"{self.base_url}/sandbox/api/{path}", json=json, params=query,
+            headers={"X-Sandbox-Key": key},
             timeout=aiohttp.ClientTimeout(total=timeout),
         ) as resp:
             data = await resp.json(content_type=None)
