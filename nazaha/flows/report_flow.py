@@ -782,13 +782,16 @@ def _on_confirm_number(draft: Draft, event: Event) -> Transition:
             return _stay(draft, "use_buttons")
         return _stay(draft, "button_expired")
     resumed = replace(draft, step=draft.paused or Step.DESCRIPTION, paused=None, held="", held_id=0)
-    if event.keep:
-        return step(resumed, Text(draft.held, draft.held_id, checked=True))
-    text = strip_receipts(draft.held)
+    text = draft.held if event.keep else strip_receipts(draft.held)
     after = step(resumed, Text(text, draft.held_id, checked=True))
-    effects: tuple[Effect, ...] = (Notice("number_removed"), *after.effects)
-    if draft.held_id:
-        effects = (DeleteMessage(draft.held_id), *effects)
+    effects: tuple[Effect, ...] = after.effects
+    if not event.keep:
+        effects = (Notice("number_removed"), *effects)
+        if draft.held_id:
+            effects = (DeleteMessage(draft.held_id), *effects)
+    if after.draft is not None and not any(isinstance(e, Ask) for e in effects):
+        # The question again, so its buttons (Done) are under the latest message.
+        effects = (*effects, Ask(after.draft.step))
     return Transition(after.draft, effects)
 
 
