@@ -216,8 +216,10 @@ def test_edit_from_review_returns_to_review_and_changes_only_that_field():
 def test_edit_description_done_without_text_keeps_old():
     d, _ = run(corruption_at_review(), Edit("description"), Done())
     assert d.step is Step.REVIEW and d.answers["description"] == LONG
+    # Issue 8: new text adds to the description; replacing it asks first
+    # (tests/test_flows_conversation.py).
     d, _ = run(d, Edit("description"), Text("A completely new description of the events."), Done())
-    assert d.answers["description"] == "A completely new description of the events."
+    assert d.answers["description"] == LONG + "\n\nA completely new description of the events."
 
 
 def test_edit_back_returns_to_review_unchanged():

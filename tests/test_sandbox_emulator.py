@@ -28,7 +28,7 @@ from aiogram.types import (
 )
 from aiohttp import web
 
-from nazaha.sandbox.client import SandboxClient
+from nazaha.sandbox.client import SandboxClient, SandboxControlError
 from nazaha.sandbox.server import SandboxServer
 
 TOKEN = "4242:AAAA_sandbox_test_token_0123456789"
@@ -482,3 +482,24 @@ async def test_control_api_needs_this_runs_key_and_its_own_host(server: SandboxS
     assert server.page_url == f"{server.url}/#key={server.control_key}"
     other = SandboxServer(host="127.0.0.1", port=0)
     assert other.control_key != server.control_key  # a new key per run
+
+
+async def test_user_edits_a_message(client: SandboxClient, bot: Bot) -> None:
+    user, offset = await started_user(client, bot)
+    sent = await client.send_text(user["id"], "the first words")
+    offset = (await bot.get_updates(offset=offset, timeout=0))[-1].update_id + 1
+    edited = await client.edit_text(user["id"], sent["message_id"], "the corrected words")
+    updates = await bot.get_updates(offset=offset, timeout=0)
+    assert [u.update_id for u in updates] == [edited["update_id"]]
+    update = updates[0]
+    assert update.message is None and update.edited_message is not None
+    assert update.edited_message.message_id == sent["message_id"]
+    assert update.edited_message.text == "the corrected words"
+    assert update.edited_message.edit_date is not None
+    view = next(m for m in await client.messages(user["id"]) if m["message_id"] == sent["message_id"])
+    assert view["text"] == "the corrected words" and view["edited"] and view["edit_count"] == 1
+    bot_msg = await bot.send_message(user["id"], "from the bot")
+    with pytest.raises(SandboxControlError):
+        await client.edit_text(user["id"], bot_msg.message_id, "not mine")
+    with pytest.raises(SandboxControlError):
+        await client.edit_text(user["id"], sent["message_id"], "")

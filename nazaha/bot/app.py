@@ -212,6 +212,7 @@ async def build_runtime(settings: Settings, *, events_isolation: BaseEventIsolat
     )
     dp.message.outer_middleware(reply_middleware)
     dp.callback_query.outer_middleware(reply_middleware)
+    dp.edited_message.outer_middleware(reply_middleware)
     dp.include_routers(*get_routers())
     install_error_logging(dp)
 

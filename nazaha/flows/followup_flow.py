@@ -14,6 +14,7 @@ from typing import Any, Mapping, Union
 from nazaha.flows.report_flow import (
     DEFAULT_LIMITS,
     REFUSALS,
+    At,
     Attach,
     Back,
     Cancel,
@@ -28,6 +29,7 @@ from nazaha.flows.report_flow import (
     Stored,
     Text,
     check_attach,
+    is_receipt,
 )
 
 ACTIONS = ("reply", "evidence", "refresh", "stop_notify", "end")
@@ -39,6 +41,8 @@ class FStep(StrEnum):
     CASE = "case"
     REPLY = "reply"
     EVIDENCE = "evidence"
+    # A reply kept from an expired session: send it to this case?
+    CONFIRM_REPLY = "confirm_reply"
 
 
 @dataclass(frozen=True)
@@ -53,7 +57,10 @@ class UnlockFailed:
     reason: str  # "unknown" | "malformed" | "throttled"
 
 
-Event = Union[Text, NonText, Choose, Done, Back, Cancel, Help, Attach, Stored, FetchFailed, Unlocked, UnlockFailed]
+Event = Union[
+    Text, NonText, Choose, Done, Back, Cancel, Help, Attach, Stored, FetchFailed, Unlocked,
+    UnlockFailed, At,
+]
 
 
 @dataclass(frozen=True)
@@ -98,8 +105,22 @@ class End:
     pass
 
 
+@dataclass(frozen=True)
+class DeleteTyped:
+    """Delete the user's message that carried this event (it holds a receipt)."""
+
+
+@dataclass(frozen=True)
+class SessionClosed:
+    """Tell the reporter the session closed after the silence; ``kept`` says what happens
+    to what they just sent: "" (nothing), "reply" (kept in memory) or "files" (send again)."""
+
+    kept: str = ""
+
+
 Effect = Union[
-    Ask, Notice, TryReceipt, ShowCase, SendReply, FetchEvidence, SaveEvidence, StopNotifications, End
+    Ask, Notice, TryReceipt, ShowCase, SendReply, FetchEvidence, SaveEvidence, StopNotifications, End,
+    DeleteTyped, SessionClosed,
 ]
 
 
@@ -109,6 +130,9 @@ class Session:
     case: Mapping[str, str] = field(default_factory=dict)
     evidence_count: int = 0
     evidence_bytes: int = 0
+    # A reply written while the session expired; memory only (storage/fsm.py), sent only
+    # once the reporter has entered the receipt again and confirmed the case.
+    pending_reply: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -117,6 +141,7 @@ class Session:
             "case": dict(self.case),
             "evidence_count": self.evidence_count,
             "evidence_bytes": self.evidence_bytes,
+            "pending_reply": self.pending_reply,
         }
 
     @classmethod
@@ -132,6 +157,7 @@ class Session:
                 case={str(k): str(v) for k, v in case.items()},
                 evidence_count=int(data.get("evidence_count", 0)),
                 evidence_bytes=int(data.get("evidence_bytes", 0)),
+                pending_reply=str(data.get("pending_reply") or ""),
             )
         except (KeyError, ValueError, TypeError, AttributeError):
             return None
@@ -147,7 +173,33 @@ def start() -> Transition:
     return Transition(Session(FStep.RECEIPT), (Ask(FStep.RECEIPT),))
 
 
+def expired(session: Session, event: Event) -> Transition:
+    """The session's unlocked case left memory after the silence: ask for the receipt again,
+    keeping a text reply (in memory) to send once the reporter confirms the case."""
+    if isinstance(event, At):
+        event = event.event
+    if isinstance(event, Cancel):
+        return Transition(None, (End(),))
+    reply = ""
+    if session.step is FStep.REPLY and isinstance(event, Text) and not is_receipt(event.text):
+        if event.text.strip() and len(event.text) <= REPLY_MAX:
+            reply = event.text
+    elif session.step is FStep.CONFIRM_REPLY:
+        reply = session.pending_reply
+    kept = "reply" if reply else "files" if isinstance(event, Attach) else ""
+    return Transition(
+        Session(FStep.RECEIPT, pending_reply=reply), (SessionClosed(kept), Ask(FStep.RECEIPT))
+    )
+
+
 def step(session: Session, event: Event, limits: EvidenceLimits = DEFAULT_LIMITS) -> Transition:
+    if isinstance(event, At):
+        if event.step != str(session.step):
+            return _expired_button(session)
+        event = event.event
+    if isinstance(event, Text) and session.step is not FStep.RECEIPT and is_receipt(event.text):
+        # A receipt typed as a reply is never stored: delete it, ask again.
+        return Transition(session, (DeleteTyped(), Notice("receipt_in_followup"), *_current(session)))
     if isinstance(event, Cancel) or (isinstance(event, Choose) and event.value == "end"):
         return Transition(None, (End(),))
     if isinstance(event, Help):
@@ -171,7 +223,29 @@ def step(session: Session, event: Event, limits: EvidenceLimits = DEFAULT_LIMITS
         return _on_case(session, event)
     if session.step is FStep.REPLY:
         return _on_reply(session, event)
+    if session.step is FStep.CONFIRM_REPLY:
+        return _on_confirm_reply(session, event)
     return _on_evidence(session, event, limits)
+
+
+def _current(session: Session) -> tuple[Effect, ...]:
+    return (ShowCase(),) if session.step is FStep.CASE else (Ask(session.step),)
+
+
+def _expired_button(session: Session) -> Transition:
+    return Transition(session, (Notice("button_expired"), *_current(session)))
+
+
+def _on_confirm_reply(session: Session, event: Event) -> Transition:
+    if isinstance(event, Choose) and event.step == "confirm_reply":
+        back = replace(session, step=FStep.CASE, pending_reply="")
+        if event.value == "send":
+            return Transition(back, (SendReply(session.pending_reply), Notice("reply_sent"), ShowCase()))
+        if event.value == "discard":
+            return Transition(back, (Notice("reply_discarded"), ShowCase()))
+    if isinstance(event, (Text, NonText, Attach)):
+        return Transition(session, (Notice("use_buttons"), Ask(FStep.CONFIRM_REPLY)))
+    return _expired_button(session)
 
 
 def _on_receipt(session: Session, event: Event) -> Transition:
@@ -179,6 +253,9 @@ def _on_receipt(session: Session, event: Event) -> Transition:
         return Transition(session, (TryReceipt(event.text),))
     if isinstance(event, Unlocked):
         opened = Session(FStep.CASE, dict(event.case), event.evidence_count, event.evidence_bytes)
+        if session.pending_reply:
+            waiting = replace(opened, step=FStep.CONFIRM_REPLY, pending_reply=session.pending_reply)
+            return Transition(waiting, (ShowCase(), Ask(FStep.CONFIRM_REPLY)))
         return Transition(opened, (ShowCase(),))
     if isinstance(event, UnlockFailed):
         if event.reason == "throttled":

@@ -17,6 +17,7 @@ from pathlib import PurePosixPath
 from typing import Any, Mapping, Union
 
 from nazaha.flows import choices
+from nazaha.storage.crypto import normalize_receipt
 
 DESCRIPTION_MIN = 30
 DESCRIPTION_MAX = 20_000
@@ -80,6 +81,10 @@ class Step(StrEnum):
     NOTIFY = "notify"
     REVIEW = "review"
     CONFIRM_CANCEL = "confirm_cancel"
+    # Asked before the description typed so far is dropped (editing from review).
+    CONFIRM_REPLACE = "confirm_replace"
+    # Asked before a message holding a receipt-shaped number is kept in an answer.
+    CONFIRM_NUMBER = "confirm_number"
 
 
 # The questions of each flow, in order. The contact step opens a small sub-flow
@@ -143,6 +148,45 @@ class Choose:
 
 @dataclass(frozen=True)
 class Text:
+    """A text message; ``message_id`` (0 if unknown) maps a later edit of it to its answer;
+    ``checked`` means the user already agreed to keep a receipt-shaped number in it."""
+
+    text: str
+    message_id: int = 0
+    checked: bool = False
+
+
+@dataclass(frozen=True)
+class At:
+    """A button press under the message of step ``step``: acts only if that is still the
+    current step, else "this button has expired" and the current question again."""
+
+    step: str
+    event: "Event"
+
+
+@dataclass(frozen=True)
+class Replace:
+    """Start the description again (asks before the text so far is dropped)."""
+
+
+@dataclass(frozen=True)
+class ConfirmReplace:
+    drop: bool
+
+
+@dataclass(frozen=True)
+class KeepNumber:
+    """The answer to "keep the receipt-shaped number in your text?"."""
+
+    keep: bool
+
+
+@dataclass(frozen=True)
+class Edited:
+    """The user edited a message they sent (``text`` is its new text or caption)."""
+
+    message_id: int
     text: str
 
 
@@ -274,7 +318,7 @@ class Remove:
 
 Event = Union[
     Choose, Text, NonText, Done, Continue, Back, Cancel, ConfirmCancel, Edit, Submit, Help,
-    Attach, Stored, FetchFailed, Remove,
+    Attach, Stored, FetchFailed, Remove, At, Replace, ConfirmReplace, KeepNumber, Edited,
 ]
 
 
@@ -328,7 +372,14 @@ class SafetyRead:
     """Remember that this user has seen the safety notice."""
 
 
-Effect = Union[Ask, Notice, SubmitReport, Discarded, SafetyRead, Fetch, DeleteEvidence]
+@dataclass(frozen=True)
+class DeleteMessage:
+    """Delete the user's message ``message_id`` from the chat (it holds a receipt)."""
+
+    message_id: int
+
+
+Effect = Union[Ask, Notice, SubmitReport, Discarded, SafetyRead, Fetch, DeleteEvidence, DeleteMessage]
 
 
 # ---- state ----------------------------------------------------------------------------
@@ -352,6 +403,16 @@ class Draft:
     voice_warned: bool = False
     # The evidence item id of the voice note that is the description, if any.
     description_voice: str | None = None
+    # Telegram message ids, so that an edited message updates the answer it gave. The draft
+    # lives in memory only (storage/fsm.py); these ids never reach the database.
+    part_ids: tuple[int, ...] = ()  # of ``parts``
+    kept: tuple[str, ...] = ()  # the confirmed description, message by message
+    kept_ids: tuple[int, ...] = ()
+    name_id: int = 0
+    phone_id: int = 0
+    # A text holding a receipt-shaped number, waiting for the user's answer (CONFIRM_NUMBER).
+    held: str = ""
+    held_id: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -366,6 +427,13 @@ class Draft:
             "context": dict(self.context),
             "voice_warned": self.voice_warned,
             "description_voice": self.description_voice,
+            "part_ids": list(self.part_ids),
+            "kept": list(self.kept),
+            "kept_ids": list(self.kept_ids),
+            "name_id": self.name_id,
+            "phone_id": self.phone_id,
+            "held": self.held,
+            "held_id": self.held_id,
         }
 
     @classmethod
@@ -399,6 +467,13 @@ class Draft:
                 context=dict(context),
                 voice_warned=bool(data.get("voice_warned", False)),
                 description_voice=data.get("description_voice") or None,
+                part_ids=tuple(int(i) for i in data.get("part_ids") or ()),
+                kept=tuple(str(p) for p in data.get("kept") or ()),
+                kept_ids=tuple(int(i) for i in data.get("kept_ids") or ()),
+                name_id=int(data.get("name_id") or 0),
+                phone_id=int(data.get("phone_id") or 0),
+                held=str(data.get("held") or ""),
+                held_id=int(data.get("held_id") or 0),
             )
         except (KeyError, ValueError, TypeError, AttributeError):
             return None
@@ -427,6 +502,18 @@ def start(kind: Kind, *, safety_seen: bool) -> Transition:
 
 def step(draft: Draft, event: Event, limits: EvidenceLimits = DEFAULT_LIMITS) -> Transition:
     """Apply one user event to a draft."""
+    if isinstance(event, At):
+        if event.step != str(draft.step):
+            return _stay(draft, "button_expired")
+        event = event.event
+    if isinstance(event, Edited):
+        return _on_edited(draft, event)
+    if isinstance(event, Text) and is_receipt(event.text):
+        # A receipt typed in a report: never kept, not even on the screen.
+        return Transition(
+            draft,
+            (DeleteMessage(event.message_id), Notice("receipt_in_report"), Ask(draft.step)),
+        )
     if isinstance(event, Stored):
         # Accepted at any step: a file the user sent is never lost.
         return _on_stored(draft, event)
@@ -449,6 +536,10 @@ def step(draft: Draft, event: Event, limits: EvidenceLimits = DEFAULT_LIMITS) ->
         return _on_confirm_cancel(draft, event)
     if isinstance(event, Cancel):
         return _ask(replace(draft, step=Step.CONFIRM_CANCEL, paused=draft.step))
+    if draft.step is Step.CONFIRM_REPLACE:
+        return _on_confirm_replace(draft, event)
+    if draft.step is Step.CONFIRM_NUMBER:
+        return _on_confirm_number(draft, event)
     if isinstance(event, Back):
         return _back(draft)
     if draft.step is Step.SAFETY:
@@ -509,6 +600,15 @@ def _answer_choice(draft: Draft, value: str) -> Transition:
 
 
 def _on_description(draft: Draft, event: Event) -> Transition:
+    if isinstance(event, Text) and not event.checked and contains_receipt(event.text):
+        return _ask(
+            replace(
+                draft, step=Step.CONFIRM_NUMBER, paused=draft.step,
+                held=event.text, held_id=event.message_id,
+            )
+        )
+    if isinstance(event, Replace) and draft.parts:
+        return _ask(replace(draft, step=Step.CONFIRM_REPLACE, paused=draft.step))
     if isinstance(event, Text):
         text = event.text
         have = draft.description_length
@@ -522,7 +622,9 @@ def _on_description(draft: Draft, event: Event) -> Transition:
                     ),
                 ),
             )
-        new = replace(draft, parts=draft.parts + (text,))
+        new = replace(
+            draft, parts=draft.parts + (text,), part_ids=_ids_for(draft) + (event.message_id,)
+        )
         return Transition(
             new, (Notice("description_part", {"total": new.description_length}),)
         )
@@ -542,7 +644,12 @@ def _on_description(draft: Draft, event: Event) -> Transition:
             )
         answers = dict(draft.answers)
         answers["description"] = "\n\n".join(draft.parts)
-        return _advance(replace(draft, answers=answers, parts=(), description_voice=None))
+        return _advance(
+            replace(
+                draft, answers=answers, parts=(), part_ids=(),
+                kept=draft.parts, kept_ids=_ids_for(draft), description_voice=None,
+            )
+        )
     if isinstance(event, NonText):
         return _stay(draft, "description_text_or_voice")
     return _stay(draft, "button_expired")
@@ -671,7 +778,9 @@ def _on_name(draft: Draft, event: Event) -> Transition:
             return _stay(draft, "name_too_long", {"limit": NAME_MAX})
         answers = dict(draft.answers)
         answers["contact_name"] = name
-        return _ask(replace(draft, answers=answers, step=Step.CONTACT_PHONE))
+        return _ask(
+            replace(draft, answers=answers, step=Step.CONTACT_PHONE, name_id=event.message_id)
+        )
     if isinstance(event, NonText):
         return _stay(draft, "text_expected")
     return _stay(draft, "button_expired")
@@ -683,7 +792,9 @@ def _on_phone(draft: Draft, event: Event) -> Transition:
             return _stay(draft, "phone_invalid", phone_problem(event.text))
         answers = dict(draft.answers)
         answers["contact_phone"] = event.text
-        return _advance(replace(draft, answers=answers, step=Step.CONTACT))
+        return _advance(
+            replace(draft, answers=answers, step=Step.CONTACT, phone_id=event.message_id)
+        )
     if isinstance(event, Done):
         # The phone number is optional.
         answers = dict(draft.answers)
@@ -710,7 +821,16 @@ def _on_review(draft: Draft, event: Event) -> Transition:
     if isinstance(event, Edit):
         if event.field not in EDITABLE[draft.kind]:
             return _stay(draft, "button_expired")
-        return _ask(replace(draft, step=Step(event.field), editing=True, parts=()))
+        if event.field == "description":
+            # The current text is shown and kept: new messages add to it; replacing it
+            # asks first (CONFIRM_REPLACE).
+            parts, ids = draft.kept, draft.kept_ids
+            if not parts and draft.answers.get("description"):
+                parts, ids = (draft.answers["description"],), (0,)
+            return _ask(
+                replace(draft, step=Step.DESCRIPTION, editing=True, parts=parts, part_ids=ids)
+            )
+        return _ask(replace(draft, step=Step(event.field), editing=True, parts=(), part_ids=()))
     if isinstance(event, (Text, NonText)):
         return _stay(draft, "use_buttons")
     return _stay(draft, "button_expired")
@@ -730,6 +850,81 @@ def _on_confirm_cancel(draft: Draft, event: Event) -> Transition:
     if isinstance(event, (Text, NonText)):
         return _stay(draft, "use_buttons")
     return _stay(draft, "button_expired")
+
+
+def _on_confirm_replace(draft: Draft, event: Event) -> Transition:
+    resumed = draft.paused or Step.DESCRIPTION
+    if isinstance(event, ConfirmReplace):
+        if event.drop:
+            cleared = replace(draft, step=resumed, paused=None, parts=(), part_ids=())
+            return Transition(cleared, (Notice("description_cleared"), Ask(resumed)))
+        return _ask(replace(draft, step=resumed, paused=None))
+    if isinstance(event, (Text, NonText)):
+        return _stay(draft, "use_buttons")
+    return _stay(draft, "button_expired")
+
+
+def _on_confirm_number(draft: Draft, event: Event) -> Transition:
+    if not isinstance(event, KeepNumber):
+        if isinstance(event, (Text, NonText)):
+            return _stay(draft, "use_buttons")
+        return _stay(draft, "button_expired")
+    resumed = replace(draft, step=draft.paused or Step.DESCRIPTION, paused=None, held="", held_id=0)
+    text = draft.held if event.keep else strip_receipts(draft.held)
+    after = step(resumed, Text(text, draft.held_id, checked=True))
+    effects: tuple[Effect, ...] = after.effects
+    if not event.keep:
+        effects = (Notice("number_removed"), *effects)
+        if draft.held_id:
+            effects = (DeleteMessage(draft.held_id), *effects)
+    if after.draft is not None and not any(isinstance(e, Ask) for e in effects):
+        # The question again, so its buttons (Done) are under the latest message.
+        effects = (*effects, Ask(after.draft.step))
+    return Transition(after.draft, effects)
+
+
+def _on_edited(draft: Draft, event: Edited) -> Transition:
+    """An edited message changes the answer it gave, if it gave one; the user is told."""
+    mid, text = event.message_id, event.text
+    if mid and mid == draft.held_id and draft.step is Step.CONFIRM_NUMBER:
+        resumed = replace(draft, step=draft.paused or Step.DESCRIPTION, paused=None, held="", held_id=0)
+        return step(resumed, Text(text, mid))
+    if contains_receipt(text):
+        effects: tuple[Effect, ...] = (Notice("edit_has_receipt"), Ask(draft.step))
+        if is_receipt(text):
+            effects = (DeleteMessage(mid), *effects)
+        return Transition(draft, effects)
+    ids = _ids_for(draft)
+    if mid and mid in ids:
+        parts = tuple(text if i == mid else p for p, i in zip(draft.parts, ids))
+        if sum(len(p) for p in parts) > DESCRIPTION_MAX:
+            return _stay(draft, "edit_too_long", {"limit": DESCRIPTION_MAX})
+        new = replace(draft, parts=parts)
+        return Transition(new, (Notice("edit_description"), Ask(new.step)))
+    if mid and mid in draft.kept_ids and "description" in draft.answers:
+        kept = tuple(text if i == mid else p for p, i in zip(draft.kept, draft.kept_ids))
+        if sum(len(p) for p in kept) > DESCRIPTION_MAX:
+            return _stay(draft, "edit_too_long", {"limit": DESCRIPTION_MAX})
+        answers = {**draft.answers, "description": "\n\n".join(kept)}
+        new = replace(draft, kept=kept, answers=answers)
+        return Transition(new, (Notice("edit_description"), Ask(new.step)))
+    if mid and mid == draft.name_id and "contact_name" in draft.answers:
+        if not text.strip() or len(text) > NAME_MAX:
+            return _stay(draft, "edit_not_used")
+        new = replace(draft, answers={**draft.answers, "contact_name": text})
+        return Transition(new, (Notice("edit_name"), Ask(new.step)))
+    if mid and mid == draft.phone_id and "contact_phone" in draft.answers:
+        if normalize_phone(text) is None:
+            return _stay(draft, "edit_phone_invalid")
+        new = replace(draft, answers={**draft.answers, "contact_phone": text})
+        return Transition(new, (Notice("edit_phone"), Ask(new.step)))
+    return _stay(draft, "edit_not_used")
+
+
+def _ids_for(draft: Draft) -> tuple[int, ...]:
+    """``part_ids`` aligned with ``parts`` (0 where unknown)."""
+    ids = draft.part_ids[: len(draft.parts)]
+    return ids + (0,) * (len(draft.parts) - len(ids))
 
 
 # ---- navigation -----------------------------------------------------------------------
@@ -784,6 +979,29 @@ def _stay(draft: Draft, code: str, params: Mapping[str, int] | None = None) -> T
 # ---- values ---------------------------------------------------------------------------
 
 _PHONE_ALLOWED = re.compile(r"^\+?[0-9 ()\-.]+$")
+
+_DIGIT = "0-9\u0660-\u0669\u06f0-\u06f9"
+# What normalize_receipt skips between digits: spaces, dashes and invisible format marks.
+_GAP = r"[\s\-\u2010-\u2015\u2212\ufe58\ufe63\uff0d\u00ad\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]*"
+_RECEIPT_IN_TEXT = re.compile(
+    rf"(?<![{_DIGIT}])[{_DIGIT}](?:{_GAP}[{_DIGIT}]){{19}}(?!{_GAP}[{_DIGIT}])"
+)
+
+
+def is_receipt(text: str) -> bool:
+    """True if the whole text is only a receipt-shaped number (any digits, any spacing)."""
+    return normalize_receipt(text) is not None
+
+
+def contains_receipt(text: str) -> bool:
+    """True if the text holds a run of exactly 20 digits (ASCII or Arabic-Indic), spaced
+    or not: a receipt pasted into an answer."""
+    return _RECEIPT_IN_TEXT.search(text) is not None
+
+
+def strip_receipts(text: str) -> str:
+    """The text with every receipt-shaped number replaced by "…"."""
+    return _RECEIPT_IN_TEXT.sub("…", text)
 
 
 def normalize_phone(text: str) -> str | None:

@@ -80,7 +80,16 @@ async def _apply(
         await reply.state.set_data({"session": session.to_dict()})
     for effect in transition.effects:
         if isinstance(effect, fu.Ask):
-            reply.show(_question(effect.step))
+            if effect.step is fu.FStep.CONFIRM_REPLY:
+                assert session is not None
+                reply.show(screens.confirm_pending_reply(session.pending_reply))
+            else:
+                reply.show(_question(effect.step))
+        elif isinstance(effect, fu.SessionClosed):
+            reply.say(screens.session_closed(reply.options.session_minutes, effect.kept))
+        elif isinstance(effect, fu.DeleteTyped):
+            if message is not None:
+                reply.outbox.delete(reply.chat_id, message.message_id)
         elif isinstance(effect, fu.Notice):
             reply.say(screens.notice(effect.code, dict(effect.params)))
         elif isinstance(effect, fu.TryReceipt):
@@ -184,6 +193,12 @@ async def resume(reply: Reply, event: fu.Event, message: Message | None = None) 
         await reply.state.clear()
         reply.show(screens.main_menu())
         return
+    ref = session.case.get("key_ref")
+    # Every tap and message renews the session (``get`` renews the key's lifetime); once
+    # the key has left memory after the silence, the receipt is asked for again.
+    if ref is not None and reply.services.session_keys.get(ref) is None:
+        await apply(fu.expired(session, event), reply, message=message)
+        return
     await apply(
         fu.step(session, event, reply.options.limits), reply, message=message, previous=session
     )
@@ -215,13 +230,19 @@ async def on_message(message: Message, reply: Reply) -> None:
         await resume(reply, flow.NonText(content_kind(message)), message)
 
 
+@router.edited_message(StateFilter(FollowUpForm.active))
+async def on_edited(message: Message, reply: Reply) -> None:
+    """What was sent to the caseworkers cannot change: say how to correct it."""
+    reply.say(screens.edit_after_sending())
+
+
 @router.callback_query(StateFilter(FollowUpForm.active))
 async def on_callback(query: CallbackQuery, reply: Reply) -> None:
     parsed = cb.parse(query.data)
     if isinstance(parsed, cb.Wipe):
         assert query.message is not None
         await wipe.wipe_chat(reply, anchor=query.message.message_id)
-    elif isinstance(parsed, (flow.Choose, flow.Back, flow.Cancel, flow.Done)):
+    elif isinstance(parsed, (flow.Choose, flow.Back, flow.Cancel, flow.Done, flow.At)):
         await resume(reply, parsed)
     else:
         await resume(reply, flow.Choose("expired", "expired"))

@@ -71,11 +71,22 @@ async def _open(item: str, reply: Reply, anchor: int | None) -> None:
 @router.message()
 async def on_message(message: Message, reply: Reply, fsm_storage: BaseStorage) -> None:
     await _tell_if_draft_expired(reply, fsm_storage)
+    if message.text and flow.is_receipt(message.text):
+        # A receipt typed at the menu must not stay on screen: delete it, offer follow-up.
+        reply.outbox.delete(reply.chat_id, message.message_id)
+        reply.show(screens.receipt_deleted())
+        return
     command = cb.command_of(message.text)
     if command:
         await _open(_COMMANDS.get(command, "help"), reply, message.message_id)
     else:
         reply.show(screens.main_menu())
+
+
+@router.edited_message()
+async def on_edited(message: Message, reply: Reply) -> None:
+    """No report in progress: whatever was edited, a sent report cannot change."""
+    reply.say(screens.edit_after_sending())
 
 
 @router.callback_query()

@@ -29,6 +29,8 @@ Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
 def _chat_id(update: Update) -> int | None:
     if update.message:
         return update.message.chat.id
+    if update.edited_message:
+        return update.edited_message.chat.id
     if update.callback_query and update.callback_query.message:
         return update.callback_query.message.chat.id
     return None

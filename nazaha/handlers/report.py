@@ -42,7 +42,7 @@ def event_from_message(message: Message) -> flow.Event:
         command = cb.command_of(message.text)
         if command:
             return _COMMAND_EVENTS.get(command, flow.Help())
-        return flow.Text(message.text)
+        return flow.Text(message.text, message.message_id)
     return flow.NonText(content_kind(message))
 
 
@@ -87,6 +87,9 @@ async def apply(
         elif isinstance(effect, flow.Fetch):
             assert draft is not None and message is not None
             await fetch(draft, reply, message, as_description=effect.as_description)
+        elif isinstance(effect, flow.DeleteMessage):
+            if effect.message_id:
+                reply.outbox.delete(reply.chat_id, effect.message_id)
         elif isinstance(effect, flow.DeleteEvidence):
             if draft is not None:
                 reply.services.evidence.discard(draft.context, effect.item_id)
@@ -183,6 +186,14 @@ async def on_message(message: Message, reply: Reply) -> None:
         await wipe.wipe_chat(reply, anchor=message.message_id)
         return
     await resume(reply, event_from_message(message), message)
+
+
+@router.edited_message(StateFilter(ReportForm.active))
+async def on_edited(message: Message, reply: Reply) -> None:
+    """An edit before submission updates the answer the message gave (the user is told)."""
+    text = message.text if message.text is not None else message.caption
+    if text:
+        await resume(reply, flow.Edited(message.message_id, text))
 
 
 @router.callback_query(StateFilter(ReportForm.active))

@@ -185,13 +185,14 @@ def main_menu_label() -> str:
     return f"{back_arrow()} " + _("Main menu")
 
 
-def _nav_row(*actions: str) -> list[tuple[str, str]]:
+def _nav_row(*actions: str, step: str | None = None) -> list[tuple[str, str]]:
+    """Navigation buttons; ``step``: the step they act on (stale presses have expired)."""
     labels = {
         "back": f"{back_arrow()} " + _("Back"),
         "cancel": _("✖️ Cancel"),
         "done": _("✅ Done"),
     }
-    return [(labels[a], cb.nav(a)) for a in actions]
+    return [(labels[a], cb.nav(a, step)) for a in actions]
 
 
 def question(draft: flow.Draft, high_risk_contact: str | None = None) -> list[Screen]:
@@ -203,8 +204,8 @@ def question(draft: flow.Draft, high_risk_contact: str | None = None) -> list[Sc
                 safety_text(high_risk_contact),
                 _keyboard(
                     [
-                        [(_("I understand, continue"), cb.nav("continue"))],
-                        _nav_row("cancel"),
+                        [(_("I understand, continue"), cb.nav("continue", "safety"))],
+                        _nav_row("cancel", step="safety"),
                     ]
                 ),
             )
@@ -225,35 +226,90 @@ def question(draft: flow.Draft, high_risk_contact: str | None = None) -> list[Sc
                 ),
             )
         ]
+    if step is flow.Step.CONFIRM_REPLACE:
+        return [confirm_replace(draft.description_length)]
+    if step is flow.Step.CONFIRM_NUMBER:
+        return [confirm_number()]
     name = str(step)
     text = str(QUESTIONS[name])
     if step in flow.CHOICES:
         rows = grid(
             [(str(CHOICE_LABELS[name][value]), cb.choose(name, value)) for value in flow.CHOICES[step]]
         )
-        rows.append(_nav_row("back", "cancel"))
+        rows.append(_nav_row("back", "cancel", step=name))
         return [Screen(text, _keyboard(rows))]
     if step is flow.Step.DESCRIPTION:
-        if draft.parts:
-            text += "\n\n" + ngettext(
-                "You have written {count} character so far.",
-                "You have written {count} characters so far.",
-                draft.description_length,
-            ).format(count=draft.description_length)
-        text += "\n\n" + voice_description_hint()
-        return [Screen(text, _keyboard([_nav_row("done"), _nav_row("back", "cancel")]))]
+        return description_question(draft, text + "\n\n" + voice_description_hint())
     if step is flow.Step.EVIDENCE:
         if draft.evidence:
             text += "\n\n" + evidence_count(len(draft.evidence))
-        return [Screen(text, _keyboard([_nav_row("done"), _nav_row("back", "cancel")]))]
+        return [Screen(text, _keyboard([_nav_row("done", step=name), _nav_row("back", "cancel", step=name)]))]
     if step is flow.Step.CONTACT_PHONE:
         return [
             Screen(
                 text,
-                _keyboard([[(_("Skip"), cb.nav("done"))], _nav_row("back", "cancel")]),
+                _keyboard([[(_("Skip"), cb.nav("done", name))], _nav_row("back", "cancel", step=name)]),
             )
         ]
-    return [Screen(text, _keyboard([_nav_row("back", "cancel")]))]
+    return [Screen(text, _keyboard([_nav_row("back", "cancel", step=name)]))]
+
+
+def description_question(draft: flow.Draft, text: str) -> list[Screen]:
+    """The description question; when editing, the current text first (kept, added to)."""
+    name = str(flow.Step.DESCRIPTION)
+    rows = [_nav_row("done", step=name)]
+    if draft.parts:
+        rows.append([(_("🗑 Replace it and start again"), cb.nav("replace", name))])
+    rows.append(_nav_row("back", "cancel", step=name))
+    if draft.editing and draft.parts:
+        current = Screen(_("Your description so far:") + "\n\n" + "\n\n".join(draft.parts))
+        hint = _(
+            "Send more messages to add to it, then tap Done. To write it again from the "
+            "beginning, tap Replace."
+        )
+        return [current, Screen(hint, _keyboard(rows))]
+    if draft.parts:
+        text += "\n\n" + ngettext(
+            "You have written {count} character so far.",
+            "You have written {count} characters so far.",
+            draft.description_length,
+        ).format(count=draft.description_length)
+    return [Screen(text, _keyboard(rows))]
+
+
+def confirm_replace(length: int) -> Screen:
+    name = str(flow.Step.CONFIRM_REPLACE)
+    return Screen(
+        ngettext(
+            "Delete the description you wrote ({count} character) and write it again?",
+            "Delete the description you wrote ({count} characters) and write it again?",
+            length,
+        ).format(count=length),
+        _keyboard(
+            [
+                [(_("Yes, delete it"), cb.nav("drop", name))],
+                [(_("No, keep it"), cb.nav("keep", name))],
+            ]
+        ),
+    )
+
+
+def confirm_number() -> Screen:
+    name = str(flow.Step.CONFIRM_NUMBER)
+    return Screen(
+        _(
+            "Your message contains a number that looks like a receipt. A receipt stored "
+            "inside a report could link you to your other reports. Keep the number in "
+            "your text?"
+        ),
+        _keyboard(
+            [
+                [(_("Remove the number"), cb.nav("drop_number", name))],
+                [(_("Keep it"), cb.nav("keep_number", name))],
+                _nav_row("cancel", step=name),
+            ]
+        ),
+    )
 
 
 def _answer_label(field: str, value: str) -> str:
@@ -308,8 +364,8 @@ def review(draft: flow.Draft) -> list[Screen]:
         ]
     )
     send = _("📨 Send the complaint") if complaint else _("📨 Send the report")
-    rows.append([(send, cb.nav("submit"))])
-    rows.append(_nav_row("back", "cancel"))
+    rows.append([(send, cb.nav("submit", "review"))])
+    rows.append(_nav_row("back", "cancel", step="review"))
     screens.append(Screen("\n".join(lines), _keyboard(rows, reuse=not draft.evidence)))
     return screens
 
@@ -361,13 +417,79 @@ def file_size(size: int) -> str:
 def notice_screen(code: str, params: dict[str, int], kind: flow.Kind | None = None) -> Screen:
     """A notice, with a Done button under those that end with "or tap Done" while the user
     is writing, so nobody has to scroll up to the question to finish."""
-    keyboard = _keyboard([_nav_row("done")]) if code == "description_part" else None
+    keyboard = _keyboard([_nav_row("done", step=str(flow.Step.DESCRIPTION))]) if code == "description_part" else None
     return Screen(notice(code, params, kind), keyboard)
+
+
+def conversation_notice(code: str, params: dict[str, int]) -> str | None:
+    """Notices about edits, replacing the description and receipts typed in the wrong
+    place; ``None`` for other codes."""
+    if code == "receipt_in_report":
+        return _(
+            "That looks like a receipt number, so it was deleted from this chat and not "
+            "added to your report. To follow up a report you sent, finish or cancel this "
+            "one, then choose Follow up."
+        )
+    if code == "number_removed":
+        return _("The number was removed; the rest of your message was kept.")
+    if code == "description_cleared":
+        return _("Your description was deleted. Write it again, then tap Done.")
+    if code == "edit_description":
+        return _("Your edit was applied: the description now uses the corrected message.")
+    if code == "edit_name":
+        return _("Your edit was applied: the name you gave was corrected.")
+    if code == "edit_phone":
+        return _("Your edit was applied: the phone number was corrected.")
+    if code == "edit_phone_invalid":
+        return _(
+            "Your edit was not applied: it does not look like a phone number. The "
+            "number you gave before is kept."
+        )
+    if code == "edit_too_long":
+        return _(
+            "Your edit was not applied: a report can hold at most {limit} characters."
+        ).format(limit=params["limit"])
+    if code == "edit_has_receipt":
+        return _(
+            "Your edit was not applied: it contains a number that looks like a receipt. "
+            "Your earlier text is kept."
+        )
+    if code == "receipt_in_followup":
+        return _(
+            "That looks like a receipt number, so it was deleted from this chat and not "
+            "sent to the caseworkers."
+        )
+    if code == "reply_discarded":
+        return _("Your kept message was not sent, and it was deleted.")
+    if code == "edit_not_used":
+        return _("That edited message is not part of your answers, so nothing changed.")
+    return None
+
+
+def edit_after_sending() -> str:
+    return _(
+        "A report that was sent cannot be changed, and edits to your messages are not "
+        "read. To add a correction, choose Follow up, enter your receipt and reply to "
+        "the caseworkers."
+    )
+
+
+def receipt_deleted() -> Screen:
+    return Screen(
+        _(
+            "That looks like a receipt number, so it was deleted from this chat for your "
+            "safety. To follow up a report, tap the button below and type it there."
+        ),
+        _keyboard([[(_("🔎 Follow up with my receipt"), cb.menu("followup"))]]),
+    )
 
 
 def notice(code: str, params: dict[str, int], kind: flow.Kind | None = None) -> str:
     """The text of a flow notice. ``kind`` names the draft's kind where the text says
     "report" or "complaint"."""
+    text = conversation_notice(code, params)
+    if text is not None:
+        return text
     if code == "help":
         return _(
             "You are in the middle of a report; your draft is kept. Answer the question "
@@ -707,7 +829,7 @@ def ask_receipt() -> Screen:
             "fine). For your safety, the bot deletes the message with your receipt as soon "
             "as it has read it."
         ),
-        _keyboard([_nav_row("cancel")]),
+        _keyboard([_nav_row("cancel", step="receipt")]),
     )
 
 
@@ -741,7 +863,7 @@ def ask_reply() -> Screen:
             "Write your message to the caseworkers. It is encrypted; do not write your "
             "name unless you want them to know it."
         ),
-        _keyboard([_nav_row("back", "cancel")]),
+        _keyboard([_nav_row("back", "cancel", step="reply")]),
     )
 
 
@@ -753,7 +875,7 @@ def ask_followup_evidence() -> Screen:
         )
         + "\n\n"
         + followup_voice_warning(),
-        _keyboard([_nav_row("done"), _nav_row("cancel")]),
+        _keyboard([_nav_row("done", step="evidence"), _nav_row("cancel", step="evidence")]),
     )
 
 
@@ -777,6 +899,36 @@ def session_expired(minutes: int) -> str:
         "you. Enter your receipt again to continue.",
         minutes,
     ).format(count=minutes)
+
+
+def session_closed(minutes: int, kept: str) -> str:
+    """The session closed after the silence; ``kept``: "reply", "files" or ""."""
+    text = session_expired(minutes)
+    if kept == "reply":
+        text += "\n\n" + _(
+            "The message you just wrote is kept in memory, not sent yet. After you enter "
+            "your receipt, you will be asked to confirm the report it goes to."
+        )
+    elif kept == "files":
+        text += "\n\n" + _(
+            "The file you just sent was not saved. After you enter your receipt, tap "
+            "Add evidence and send it again."
+        )
+    return text
+
+
+def confirm_pending_reply(text: str) -> Screen:
+    return Screen(
+        _("Send this message to the caseworkers of the report shown above?")
+        + "\n\n"
+        + text,
+        _keyboard(
+            [
+                [(_("✉️ Send it"), cb.choose("confirm_reply", "send"))],
+                [(_("🗑 Do not send it"), cb.choose("confirm_reply", "discard"))],
+            ]
+        ),
+    )
 
 
 def update_notification() -> Screen:

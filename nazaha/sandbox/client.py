@@ -103,6 +103,12 @@ class SandboxClient:
         """The user sends a text message. Returns {update_id, message_id}."""
         return await self._post("messages", {"user_id": user_id, "text": text}, token)
 
+    async def edit_text(self, user_id: int, message_id: int, text: str, *,
+                        token: str | None = None) -> dict[str, Any]:
+        """The user edits a message they sent (its text, or its caption). Returns {update_id}."""
+        return await self._post("messages/edit", {"user_id": user_id, "message_id": message_id,
+                                                  "text": text}, token)
+
     async def send_message(self, user_id: int, kind: str, *, token: str | None = None,
                            **fields: Any) -> dict[str, Any]:
         """Any kind the control API knows: text, sticker, photo, location, voice, document, contact."""

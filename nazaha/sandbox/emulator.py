@@ -539,6 +539,30 @@ class BotApiEmulator:
         update_id = self.enqueue_update(bot, {"message": msg.to_message()})
         return update_id, msg
 
+    def edit_user_message(self, bot: BotState, user_id: int, message_id: int, text: str) -> int:
+        """The user edits the text (or the caption) of a message they sent: the stored message
+        changes, its edit is recorded and an ``edited_message`` update is queued (update id).
+        Raises LookupError for a message that is not the user's or is deleted, ValueError for
+        empty text."""
+        user = self.get_user(user_id)
+        chat = bot.chats.get(user["id"])
+        msg = chat.messages.get(int(message_id)) if chat else None
+        if msg is None or msg.from_bot or msg.deleted:
+            raise LookupError("no such user message in this chat")
+        if not isinstance(text, str) or not text:
+            raise ValueError("text is required")
+        msg.edits.append({"at": self.now_int(), "text": msg.text, "html": msg.html,
+                          "caption": msg.caption, "reply_markup": msg.reply_markup})
+        msg.edit_date = self.now_int()
+        if msg.kind == "text":
+            msg.text = text
+            m = re.match(r"/[A-Za-z0-9_]{1,32}(@[A-Za-z0-9_]+)?", text)
+            msg.entities = [{"type": "bot_command", "offset": 0, "length": len(m.group(0))}] if m else None
+        else:
+            msg.caption = text
+        chat.changed()
+        return self.enqueue_update(bot, {"edited_message": msg.to_message()})
+
     def press_button(self, bot: BotState, user_id: int, message_id: int, data: str) -> tuple[int, str]:
         user = self.get_user(user_id)
         chat = bot.chats.get(user["id"])

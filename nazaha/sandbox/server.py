@@ -207,6 +207,19 @@ async def api_send_message(request: web.Request) -> web.Response:
 
 
 @control
+async def api_edit_message(request: web.Request) -> web.Response:
+    body = await _body(request)
+    bot = _bot(request, body)
+    try:
+        update_id = request.app[EMULATOR_KEY].edit_user_message(
+            bot, _int(body.get("user_id"), "user_id"), _int(body.get("message_id"), "message_id"),
+            body.get("text"))
+    except ValueError as err:
+        raise ControlError(400, str(err)) from None
+    return _json({"update_id": update_id})
+
+
+@control
 async def api_press(request: web.Request) -> web.Response:
     body = await _body(request)
     bot = _bot(request, body)
@@ -409,6 +422,7 @@ def create_app(emulator: BotApiEmulator | None = None, default_token: str = DEFA
     r.add_post(f"{api}/users", api_create_user)
     r.add_post(f"{api}/users/{{user_id}}/blocked", api_set_blocked)
     r.add_post(f"{api}/messages", api_send_message)
+    r.add_post(f"{api}/messages/edit", api_edit_message)
     r.add_post(f"{api}/callbacks", api_press)
     r.add_get(f"{api}/callbacks/{{query_id}}", api_callback_answer)
     r.add_post(f"{api}/updates", api_inject_update)
