@@ -437,7 +437,11 @@ def receipt(formatted_receipt: str) -> str:
         "your report. Write it down somewhere only you can reach, then you may delete "
         "this chat: Telegram keeps it on its own servers until you do. We cannot recover "
         "a lost receipt."
-    ).format(receipt=formatted_receipt)
+    ).format(receipt=formatted_receipt) + "\n\n" + _(
+        "What happens next: the coalition acknowledges your report within 7 days, and "
+        "gives you feedback on it within 3 months. Follow up with your receipt to read "
+        "their replies."
+    )
 
 
 def receipt_waiting() -> Screen:
@@ -470,6 +474,44 @@ def after_submission() -> Screen:
             [
                 [(_("🧹 Erase this conversation"), cb.wipe())],
                 [(_("⬅️ Main menu"), cb.menu("menu"))],
+            ]
+        ),
+    )
+
+
+def wipe_confirm(*, files: int | None, session: bool) -> Screen:
+    """Asked before /wipe or the erase button deletes anything: ``files`` is the number of
+    files of an unfinished report (None: no report in progress); ``session`` is True while
+    a follow-up session is open."""
+    parts = [_("Erase this conversation?")]
+    if files is not None:
+        parts.append(
+            ngettext(
+                "Your unfinished report will be discarded, with the {count} file you added. "
+                "Nothing of it will be sent.",
+                "Your unfinished report will be discarded, with the {count} files you added. "
+                "Nothing of it will be sent.",
+                files,
+            ).format(count=files)
+            if files
+            else _("Your unfinished report will be discarded. Nothing of it will be sent.")
+        )
+    if session:
+        parts.append(_("Your follow-up session will end."))
+    parts.append(
+        _(
+            "Every message of this chat that Telegram still lets the bot delete (those of "
+            "the last 48 hours) will be deleted, including any receipt shown here. If you "
+            "have a receipt, write it down somewhere only you can reach before you erase: "
+            "we cannot recover a lost receipt."
+        )
+    )
+    return Screen(
+        "\n\n".join(parts),
+        _keyboard(
+            [
+                [(_("🧹 Yes, erase everything"), cb.wipe(True))],
+                [(_("No, keep it"), cb.wipe(False))],
             ]
         ),
     )
