@@ -114,7 +114,7 @@ async def test_wipe_mid_report_says_what_is_lost_and_no_keeps_it(deployment: Dep
 
     await chat.send("/wipe")
     question = await chat.expect("Erase this conversation?")
-    assert "unfinished report will be discarded, with the 1 file" in question["text"]
+    assert "unfinished report will be discarded, with the files you added" in question["text"]
     await chat.press("No, keep it")
     await chat.expect("Do you have evidence?")
     assert not [m for m in await chat.messages() if m["deleted"]]  # nothing erased

@@ -485,14 +485,13 @@ def wipe_confirm(*, files: int | None, session: bool) -> Screen:
     a follow-up session is open."""
     parts = [_("Erase this conversation?")]
     if files is not None:
+        # No count: Arabic singular and dual forms carry no numeral, and the files are
+        # listed on the report's own screens.
         parts.append(
-            ngettext(
-                "Your unfinished report will be discarded, with the {count} file you added. "
-                "Nothing of it will be sent.",
-                "Your unfinished report will be discarded, with the {count} files you added. "
-                "Nothing of it will be sent.",
-                files,
-            ).format(count=files)
+            _(
+                "Your unfinished report will be discarded, with the files you added to it. "
+                "Nothing of it will be sent."
+            )
             if files
             else _("Your unfinished report will be discarded. Nothing of it will be sent.")
         )
