@@ -244,6 +244,8 @@ async def test_follow_up_from_another_account_reply_and_notification(deployment:
     await other.press("End the session")
     await other.expect("The follow-up session has ended")
     await other.press("Erase this conversation")
+    await other.expect("Erase this conversation?")
+    await other.press("Yes, erase everything")
     await other.expect("This conversation was erased")
     remaining = [m for m in await other.messages() if not m["deleted"]]
     assert len(remaining) == 1 and "erased" in remaining[0]["text"]

@@ -311,9 +311,11 @@ async def run_scenario(tmp: Path, seizure: Seizure, server: SandboxServer, bot: 
         await a.send("/forget")
         await a.expect("", timeout=TIMEOUT)
         await a.send("/wipe")
-        await a.expect("", timeout=TIMEOUT)
+        await a.press("Yes, erase everything", timeout=TIMEOUT)
+        await a.expect("This conversation was erased", timeout=TIMEOUT)
         await d.send("/wipe")
-        await d.expect("", timeout=TIMEOUT)
+        await d.press("Yes, erase everything", timeout=TIMEOUT)
+        await d.expect("This conversation was erased", timeout=TIMEOUT)
 
         copy_data_dir(data_dir, tmp / "seized" / "2 running, at the end")
         bot.kill()

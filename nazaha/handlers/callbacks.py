@@ -5,7 +5,8 @@ Formats (all ASCII, well under Telegram's 64-byte limit):
 continue, submit, replace, drop, keep, keep_number, drop_number), acting only at the step of
 the message the button is under (``flow.At``; ``n:<action>`` without a step acts anywhere) ·
 ``e:<field>`` edit from review · ``x:<yes|no>`` confirm discarding · ``m:<item>`` main menu ·
-``l:<ar|en>`` language · ``r:<evidence id>`` remove a file · ``w:chat`` wipe this chat ·
+``l:<ar|en>`` language · ``r:<evidence id>`` remove a file · ``w:chat`` ask to wipe this
+chat, ``w:yes``/``w:no`` the answer ·
 ``s:receipt`` show a receipt that could not be delivered. Anything else (old versions, forged data) parses to ``None`` and
 gets "this button has expired".
 """
@@ -51,7 +52,9 @@ class RemoveEvidence:
 
 @dataclass(frozen=True)
 class Wipe:
-    pass
+    """``confirm``: None asks first (what will be lost), True erases, False keeps."""
+
+    confirm: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -101,8 +104,8 @@ def remove(item_id: str) -> str:
     return f"r:{item_id}"
 
 
-def wipe() -> str:
-    return "w:chat"
+def wipe(confirm: bool | None = None) -> str:
+    return {None: "w:chat", True: "w:yes", False: "w:no"}[confirm]
 
 
 def show_receipt() -> str:
@@ -134,6 +137,8 @@ def parse(data: str | None) -> Parsed | None:
         return RemoveEvidence(rest)
     if data == "w:chat":
         return Wipe()
+    if prefix == "w" and rest in ("yes", "no"):
+        return Wipe(confirm=rest == "yes")
     if data == "s:receipt":
         return ShowReceipt()
     return None

@@ -208,7 +208,7 @@ async def resume(reply: Reply, event: fu.Event, message: Message | None = None) 
 async def on_message(message: Message, reply: Reply) -> None:
     command = cb.command_of(message.text)
     if command == "/wipe":
-        await wipe.wipe_chat(reply, anchor=message.message_id)
+        await wipe.ask(reply)
         return
     if command in ("/cancel", "/start"):
         await resume(reply, flow.Cancel())
@@ -241,7 +241,8 @@ async def on_callback(query: CallbackQuery, reply: Reply) -> None:
     parsed = cb.parse(query.data)
     if isinstance(parsed, cb.Wipe):
         assert query.message is not None
-        await wipe.wipe_chat(reply, anchor=query.message.message_id)
+        if not await wipe.answer(reply, parsed, query.message.message_id):
+            await resume(reply, flow.Help())
     elif isinstance(parsed, (flow.Choose, flow.Back, flow.Cancel, flow.Done, flow.At)):
         await resume(reply, parsed)
     else:

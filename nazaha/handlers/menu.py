@@ -51,7 +51,7 @@ async def _open(item: str, reply: Reply, anchor: int | None) -> None:
     elif item == "followup":
         await followup.begin(reply, anchor)
     elif item == "wipe":
-        await wipe.wipe_chat(reply, anchor=anchor or 0)
+        await wipe.ask(reply)
     elif item == "forget":
         reply.show(screens.forgotten())
     elif item == "menu":
@@ -97,7 +97,8 @@ async def on_callback(query: CallbackQuery, reply: Reply, fsm_storage: BaseStora
     if isinstance(parsed, cb.MenuAction):
         await _open(parsed.item, reply, anchor)
     elif isinstance(parsed, cb.Wipe):
-        await _open("wipe", reply, anchor)
+        if not await wipe.answer(reply, parsed, anchor or 0):
+            reply.show(screens.main_menu())
     elif isinstance(parsed, cb.LanguageChoice):
         reply.switch_language(parsed.locale)
         reply.say(screens.language_set())

@@ -183,7 +183,7 @@ async def on_message(message: Message, reply: Reply) -> None:
         await reask(reply, screens.safety_text(reply.options.high_risk_contact))
         return
     if command == "/wipe":
-        await wipe.wipe_chat(reply, anchor=message.message_id)
+        await wipe.ask(reply)
         return
     await resume(reply, event_from_message(message), message)
 
@@ -211,7 +211,8 @@ async def on_callback(query: CallbackQuery, reply: Reply) -> None:
             await reask(reply, screens.in_progress())
     elif isinstance(parsed, cb.Wipe):
         assert query.message is not None
-        await wipe.wipe_chat(reply, anchor=query.message.message_id)
+        if not await wipe.answer(reply, parsed, query.message.message_id):
+            await reask(reply)
     elif isinstance(parsed, cb.RemoveEvidence):
         await resume(reply, flow.Remove(parsed.item_id))
     elif parsed is None:

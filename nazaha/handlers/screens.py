@@ -711,7 +711,11 @@ def receipt(formatted_receipt: str) -> str:
         "your report. Write it down somewhere only you can reach, then you may delete "
         "this chat: Telegram keeps it on its own servers until you do. We cannot recover "
         "a lost receipt."
-    ).format(receipt=ltr(formatted_receipt))
+    ).format(receipt=ltr(formatted_receipt)) + "\n\n" + _(
+        "What happens next: the coalition acknowledges your report within 7 days, and "
+        "gives you feedback on it within 3 months. Follow up with your receipt to read "
+        "their replies."
+    )
 
 
 def receipt_waiting() -> Screen:
@@ -744,6 +748,43 @@ def after_submission() -> Screen:
             [
                 [(_("🧹 Erase this conversation"), cb.wipe())],
                 [(main_menu_label(), cb.menu("menu"))],
+            ]
+        ),
+    )
+
+
+def wipe_confirm(*, files: int | None, session: bool) -> Screen:
+    """Asked before /wipe or the erase button deletes anything: ``files`` is the number of
+    files of an unfinished report (None: no report in progress); ``session`` is True while
+    a follow-up session is open."""
+    parts = [_("Erase this conversation?")]
+    if files is not None:
+        # No count: Arabic singular and dual forms carry no numeral, and the files are
+        # listed on the report's own screens.
+        parts.append(
+            _(
+                "Your unfinished report will be discarded, with the files you added to it. "
+                "Nothing of it will be sent."
+            )
+            if files
+            else _("Your unfinished report will be discarded. Nothing of it will be sent.")
+        )
+    if session:
+        parts.append(_("Your follow-up session will end."))
+    parts.append(
+        _(
+            "Every message of this chat that Telegram still lets the bot delete (those of "
+            "the last 48 hours) will be deleted, including any receipt shown here. If you "
+            "have a receipt, write it down somewhere only you can reach before you erase: "
+            "we cannot recover a lost receipt."
+        )
+    )
+    return Screen(
+        "\n\n".join(parts),
+        _keyboard(
+            [
+                [(_("🧹 Yes, erase everything"), cb.wipe(True))],
+                [(_("No, keep it"), cb.wipe(False))],
             ]
         ),
     )

@@ -208,15 +208,63 @@ async def api_send_message(request: web.Request) -> web.Response:
 
 @control
 async def api_edit_message(request: web.Request) -> web.Response:
+    """The user edits their message ``message_id``: ``{user_id, text}`` or ``{user_id, caption}``."""
     body = await _body(request)
     bot = _bot(request, body)
     try:
-        update_id = request.app[EMULATOR_KEY].edit_user_message(
-            bot, _int(body.get("user_id"), "user_id"), _int(body.get("message_id"), "message_id"),
-            body.get("text"))
+        update_id, msg = request.app[EMULATOR_KEY].user_edit(
+            bot, _int(body.get("user_id"), "user_id"), _int(request.match_info["message_id"], "message_id"),
+            text=body.get("text"), caption=body.get("caption"))
+    except ValueError as err:
+        raise ControlError(400, str(err)) from None
+    return _json({"update_id": update_id, "message": msg.to_message()})
+
+
+@control
+async def api_create_group(request: web.Request) -> web.Response:
+    body = await _body(request)
+    _bot(request, body)
+    try:
+        group = request.app[EMULATOR_KEY].create_group(str(body.get("type") or "group"),
+                                                        str(body.get("title") or "Sandbox group"))
+    except ValueError as err:
+        raise ControlError(400, str(err)) from None
+    return _json(group)
+
+
+@control
+async def api_group_bot_status(request: web.Request) -> web.Response:
+    body = await _body(request)
+    bot = _bot(request, body)
+    try:
+        update_id = request.app[EMULATOR_KEY].set_bot_status(
+            bot, _int(request.match_info["chat_id"], "chat_id"), str(body.get("status") or ""),
+            _int(body.get("user_id"), "user_id"))
     except ValueError as err:
         raise ControlError(400, str(err)) from None
     return _json({"update_id": update_id})
+
+
+@control
+async def api_group_message(request: web.Request) -> web.Response:
+    body = await _body(request)
+    bot = _bot(request, body)
+    user_id = body.get("user_id")
+    try:
+        update_id, msg = request.app[EMULATOR_KEY].group_message(
+            bot, _int(request.match_info["chat_id"], "chat_id"),
+            _int(user_id, "user_id") if user_id is not None else None, body.get("text"))
+    except ValueError as err:
+        raise ControlError(400, str(err)) from None
+    return _json({"update_id": update_id, "message_id": msg.message_id})
+
+
+@control
+async def api_group(request: web.Request) -> web.Response:
+    bot = _bot(request)
+    chat = bot.group_chat(request.app[EMULATOR_KEY].get_group(_int(request.match_info["chat_id"], "chat_id")))
+    return _json({"chat": chat.chat_dict(), "bot_status": chat.member_status,
+                  "messages": [m.to_view() for m in chat.messages.values()]})
 
 
 @control
@@ -247,6 +295,8 @@ async def api_inject_update(request: web.Request) -> web.Response:
     update = body.get("update")
     if not isinstance(update, dict):
         raise ControlError(400, "update must be an object")
+    if "update_id" in update and (not isinstance(update["update_id"], int) or isinstance(update["update_id"], bool)):
+        raise ControlError(400, "update_id must be an integer")
     return _json({"update_id": request.app[EMULATOR_KEY].inject_update(bot, dict(update))})
 
 
@@ -422,7 +472,11 @@ def create_app(emulator: BotApiEmulator | None = None, default_token: str = DEFA
     r.add_post(f"{api}/users", api_create_user)
     r.add_post(f"{api}/users/{{user_id}}/blocked", api_set_blocked)
     r.add_post(f"{api}/messages", api_send_message)
-    r.add_post(f"{api}/messages/edit", api_edit_message)
+    r.add_post(f"{api}/messages/{{message_id}}/edit", api_edit_message)
+    r.add_post(f"{api}/groups", api_create_group)
+    r.add_get(f"{api}/groups/{{chat_id}}", api_group)
+    r.add_post(f"{api}/groups/{{chat_id}}/bot", api_group_bot_status)
+    r.add_post(f"{api}/groups/{{chat_id}}/messages", api_group_message)
     r.add_post(f"{api}/callbacks", api_press)
     r.add_get(f"{api}/callbacks/{{query_id}}", api_callback_answer)
     r.add_post(f"{api}/updates", api_inject_update)
