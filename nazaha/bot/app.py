@@ -31,6 +31,7 @@ from nazaha.flows.report_flow import Draft, EvidenceLimits
 from nazaha.handlers import get_routers
 from nazaha.handlers.context import ReplyMiddleware, ReplyOptions, Services
 from nazaha.handlers.evidence import EvidenceIntake
+from nazaha.handlers.albums import AlbumCollector, AlbumMiddleware
 from nazaha.handlers.middlewares import (
     LockedStateMiddleware,
     PreferenceI18nMiddleware,
@@ -187,6 +188,8 @@ async def build_runtime(settings: Settings, *, events_isolation: BaseEventIsolat
     # update), the per-user lock and state, the locale (so failures are answered in the
     # user's language), the commit with its replies, then flood control. Nothing may read
     # before the lock: the read session's snapshot would predate the previous update.
+    # Albums first: their files are gathered outside the per-user lock and handled as one.
+    dp.update.outer_middleware(AlbumMiddleware(AlbumCollector(settings.album_quiet_seconds)))
     dp.update.outer_middleware(UnitOfWorkScope(sessionmaker, write_lock_for(engine)))
     dp.fsm = LockedStateMiddleware(fsm, dp.fsm.events_isolation, UpdateRows(prefs))
     dp.update.outer_middleware(dp.fsm)

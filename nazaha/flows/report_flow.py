@@ -16,6 +16,7 @@ from enum import StrEnum
 from typing import Any, Mapping, Union
 
 from nazaha.flows import choices
+from nazaha.flows.evidence_kinds import EVIDENCE_KINDS
 
 DESCRIPTION_MIN = 30
 DESCRIPTION_MAX = 20_000
@@ -34,7 +35,6 @@ class EvidenceLimits:
 
 
 DEFAULT_LIMITS = EvidenceLimits()
-EVIDENCE_KINDS = frozenset({"photo", "document", "voice", "audio", "video", "video_note"})
 
 
 class Kind(StrEnum):
@@ -180,6 +180,17 @@ class Attach:
     file_name: str | None = None
     mime_type: str | None = None
     forwarded: bool = False
+    # What the user wrote under the file, exactly as written.
+    caption: str | None = None
+
+
+@dataclass(frozen=True)
+class Album:
+    """Files sent together (Telegram's ``media_group_id``), collected by the handler and
+    answered once. ``caption`` is what the user wrote under them (the captions joined)."""
+
+    attaches: tuple[Attach, ...]
+    caption: str | None = None
 
 
 @dataclass(frozen=True)
@@ -196,6 +207,8 @@ class EvidenceItem:
     forwarded: bool = False
     forward_origin: str | None = None
     sha256: str = ""
+    # The caption written under the file (or its album), kept with it.
+    caption: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -209,6 +222,7 @@ class EvidenceItem:
             "forwarded": self.forwarded,
             "forward_origin": self.forward_origin,
             "sha256": self.sha256,
+            "caption": self.caption,
         }
 
     @classmethod
@@ -224,6 +238,7 @@ class EvidenceItem:
             forwarded=bool(data.get("forwarded")),
             forward_origin=data.get("forward_origin"),
             sha256=str(data.get("sha256", "")),
+            caption=data.get("caption"),
         )
 
 
@@ -234,6 +249,16 @@ class Stored:
     item: EvidenceItem
     # The report id and data key chosen for this draft's evidence (opaque to the flow).
     context: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class StoredAlbum:
+    """The handler finished a ``FetchAlbum``: the files it sealed and the reasons
+    ("too_big" | "failed") of those it could not."""
+
+    items: tuple[EvidenceItem, ...]
+    context: Mapping[str, str]
+    failures: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -250,7 +275,7 @@ class Remove:
 
 Event = Union[
     Choose, Text, NonText, Done, Continue, Back, Cancel, ConfirmCancel, Edit, Submit, Help,
-    Attach, Stored, FetchFailed, Remove,
+    Attach, Stored, FetchFailed, Remove, Album, StoredAlbum,
 ]
 
 
@@ -288,6 +313,15 @@ class Fetch:
 
 
 @dataclass(frozen=True)
+class FetchAlbum:
+    """Download and seal the album's files at ``indices`` (positions in ``Album.attaches``),
+    each with the album's caption; then feed back one ``StoredAlbum``."""
+
+    indices: tuple[int, ...]
+    caption: str | None = None
+
+
+@dataclass(frozen=True)
 class DeleteEvidence:
     item_id: str
 
@@ -302,7 +336,7 @@ class SafetyRead:
     """Remember that this user has seen the safety notice."""
 
 
-Effect = Union[Ask, Notice, SubmitReport, Discarded, SafetyRead, Fetch, DeleteEvidence]
+Effect = Union[Ask, Notice, SubmitReport, Discarded, SafetyRead, Fetch, FetchAlbum, DeleteEvidence]
 
 
 # ---- state ----------------------------------------------------------------------------
@@ -396,6 +430,8 @@ def step(draft: Draft, event: Event, limits: EvidenceLimits = DEFAULT_LIMITS) ->
     if isinstance(event, Stored):
         # Accepted at any step: a file the user sent is never lost.
         return _on_stored(draft, event)
+    if isinstance(event, StoredAlbum):
+        return _on_stored_album(draft, event, limits)
     if isinstance(event, FetchFailed):
         code = "file_too_big" if event.reason == "too_big" else "download_failed"
         return Transition(draft, (Notice(code, {"limit_mb": limits.max_file_bytes // 2**20}),))
@@ -404,7 +440,15 @@ def step(draft: Draft, event: Event, limits: EvidenceLimits = DEFAULT_LIMITS) ->
     if isinstance(event, Attach):
         if draft.step is Step.EVIDENCE:
             return _on_attach(draft, event, limits)
+        if draft.step is Step.DESCRIPTION and event.caption:
+            return _files_at_description(draft, Album((event,), event.caption))
         event = NonText(event.kind)
+    if isinstance(event, Album):
+        if draft.step is Step.EVIDENCE:
+            return _on_album(draft, event, limits)
+        if draft.step is Step.DESCRIPTION:
+            return _files_at_description(draft, event)
+        event = NonText(event.attaches[0].kind if event.attaches else "media_group")
     if isinstance(event, Help):
         return Transition(draft, (Notice("help"), Ask(draft.step)))
     if draft.step is Step.CONFIRM_CANCEL:
@@ -540,6 +584,61 @@ def _on_attach(draft: Draft, attach: Attach, limits: EvidenceLimits) -> Transiti
     return Transition(draft, (*notices, Fetch(attach)))
 
 
+def check_album(
+    attaches: tuple[Attach, ...], count: int, total_bytes: int, limits: EvidenceLimits
+) -> tuple[tuple[Notice, ...], tuple[int, ...]]:
+    """``check_attach`` for each file of an album in turn: the notices (each code once) and
+    the positions of the files that may be fetched."""
+    notices: dict[str, Notice] = {}
+    accepted: list[int] = []
+    for index, attach in enumerate(attaches):
+        found = check_attach(attach, count, total_bytes, limits)
+        for notice in found:
+            notices.setdefault(notice.code, notice)
+        if not any(n.code in REFUSALS for n in found):
+            accepted.append(index)
+            count += 1
+            total_bytes += attach.size or 0
+    return tuple(notices.values()), tuple(accepted)
+
+
+def _on_album(draft: Draft, album: Album, limits: EvidenceLimits) -> Transition:
+    notices, accepted = check_album(album.attaches, len(draft.evidence), draft.evidence_bytes, limits)
+    if not accepted:
+        return Transition(draft, notices)
+    return Transition(draft, (*notices, FetchAlbum(accepted, album.caption)))
+
+
+def _files_at_description(draft: Draft, album: Album) -> Transition:
+    """Files at the description step are not evidence yet, but what the user wrote under
+    them is description text: one answer says both."""
+    files = len(album.attaches)
+    if not album.caption:
+        return Transition(draft, (Notice("files_at_description", {"files": files}),))
+    added = _on_description(draft, Text(album.caption))
+    if added.effects and isinstance(added.effects[0], Notice) and added.effects[0].code == "description_part":
+        total = added.draft.description_length if added.draft else 0
+        return Transition(
+            added.draft, (Notice("caption_as_description", {"total": total, "files": files}),)
+        )
+    return added
+
+
+def added_notice(total: int, items: tuple[EvidenceItem, ...], failures: tuple[str, ...] = ()) -> Notice:
+    """The one answer to files just sealed: how many there are now, and what to know."""
+    flagged = sum(1 for item in items if item.flagged)
+    params = {"count": total}
+    if len(items) > 1 or failures:
+        params["added"] = len(items)
+    if failures:
+        params["failed"] = len(failures)
+    if any(item.caption for item in items):
+        params["captioned"] = 1
+    if "too_big" in failures:
+        params["too_big"] = 1
+    return Notice("evidence_flagged" if flagged else "evidence_added", params)
+
+
 def _on_stored(draft: Draft, event: Stored) -> Transition:
     if any(item.id == event.item.id for item in draft.evidence):
         return Transition(draft, ())
@@ -548,8 +647,21 @@ def _on_stored(draft: Draft, event: Stored) -> Transition:
         evidence=draft.evidence + (event.item,),
         context=dict(draft.context) or dict(event.context),
     )
-    code = "evidence_flagged" if event.item.flagged else "evidence_added"
-    return Transition(new, (Notice(code, {"count": len(new.evidence)}),))
+    return Transition(new, (added_notice(len(new.evidence), (event.item,)),))
+
+
+def _on_stored_album(draft: Draft, event: StoredAlbum, limits: EvidenceLimits) -> Transition:
+    known = {item.id for item in draft.evidence}
+    items = tuple(item for item in event.items if item.id not in known)
+    new = replace(
+        draft,
+        evidence=draft.evidence + items,
+        context=dict(draft.context) or dict(event.context),
+    )
+    if not items and event.failures:
+        code = "file_too_big" if "too_big" in event.failures else "download_failed"
+        return Transition(new, (Notice(code, {"limit_mb": limits.max_file_bytes // 2**20}),))
+    return Transition(new, (added_notice(len(new.evidence), items, event.failures),))
 
 
 def _on_remove(draft: Draft, event: Remove) -> Transition:
