@@ -98,7 +98,8 @@ class SandboxClient:
 
     async def send_message(self, user_id: int, kind: str, *, token: str | None = None,
                            **fields: Any) -> dict[str, Any]:
-        """Any kind the control API knows: text, sticker, photo, location, voice, document, contact."""
+        """Any kind the control API knows: text, sticker, photo, location, voice, document, video,
+        video_note, audio, animation, contact."""
         content = fields.pop("content", None)
         if content is not None:
             fields["content_b64"] = base64.b64encode(content).decode("ascii")
@@ -132,6 +133,22 @@ class SandboxClient:
         """``file_size`` overrides the size Telegram reports (e.g. to test the 20 MB download limit)."""
         return await self.send_message(user_id, "document", filename=filename, content=content, mime_type=mime,
                                        caption=caption, file_size=file_size, token=token, **extra)
+
+    async def send_media_group(self, user_id: int, items: list[dict[str, Any]], *, caption: str | None = None,
+                               token: str | None = None) -> dict[str, Any]:
+        """An album: each item is ``{kind: photo|video|document|audio, content?: bytes, filename?, ...}``.
+        Returns ``{media_group_id, messages: [{update_id, message_id, message}]}``."""
+        body_items = []
+        for item in items:
+            fields = dict(item)
+            content = fields.pop("content", None)
+            if content is not None:
+                fields["content_b64"] = base64.b64encode(content).decode("ascii")
+            body_items.append(fields)
+        body: dict[str, Any] = {"user_id": user_id, "items": body_items}
+        if caption is not None:
+            body["caption"] = caption
+        return await self._post("media_groups", body, token)
 
     async def send_contact(self, user_id: int, phone_number: str = "+970590000000", *,
                            token: str | None = None, **extra: Any) -> dict[str, Any]:

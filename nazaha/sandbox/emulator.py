@@ -502,7 +502,7 @@ class BotApiEmulator:
         elif kind == "contact":
             msg.media = {"contact": {"phone_number": str(fields.get("phone_number") or "+970590000000"),
                                      "first_name": user["first_name"], "user_id": user["id"]}}
-        elif kind in ("photo", "document", "voice"):
+        elif kind in ("photo", "document", "voice", "video", "video_note", "audio", "animation"):
             content: bytes = fields.get("content") or b""
             declared = fields.get("file_size")
             if kind == "photo":
@@ -515,6 +515,8 @@ class BotApiEmulator:
                     {**thumb.to_file(False), "width": 90, "height": max(1, 90 * height // max(width, 1))},
                     {**stored.to_file(False), "width": width, "height": height},
                 ]}
+            elif kind in ("video", "video_note", "audio", "animation"):
+                msg.media = self._media_file(kind, fields)
             elif kind == "voice":
                 stored = self.store_file(content, folder="voice", extension=".oga", mime_type="audio/ogg",
                                          file_size=declared)
@@ -531,6 +533,8 @@ class BotApiEmulator:
                 msg.caption = fields["caption"]
         else:
             raise ValueError(f"unknown message kind {kind!r}")
+        if fields.get("media_group_id"):
+            msg.extra["media_group_id"] = str(fields["media_group_id"])
         if fields.get("forward_origin"):
             origin = fields["forward_origin"]
             msg.forward_origin = origin if isinstance(origin, dict) else {
@@ -538,6 +542,54 @@ class BotApiEmulator:
         chat.changed()
         update_id = self.enqueue_update(bot, {"message": msg.to_message()})
         return update_id, msg
+
+    # Telegram's own shapes: a video note has no MIME type or name; an animation is also a document.
+    _MEDIA_DEFAULTS: dict[str, tuple[str, str, str]] = {
+        "video": ("videos", ".mp4", "video/mp4"),
+        "video_note": ("video_notes", ".mp4", "video/mp4"),
+        "audio": ("music", ".mp3", "audio/mpeg"),
+        "animation": ("animations", ".mp4", "video/mp4"),
+    }
+
+    def _media_file(self, kind: str, fields: dict[str, Any]) -> dict[str, Any]:
+        folder, extension, default_mime = self._MEDIA_DEFAULTS[kind]
+        mime = fields.get("mime_type") or default_mime
+        name = fields.get("filename")
+        stored = self.store_file(fields.get("content") or b"", folder=folder, extension=extension,
+                                 mime_type=mime, file_name=name, file_size=fields.get("file_size"))
+        duration = int(fields.get("duration", 3))
+        if kind == "video_note":
+            return {"video_note": {**stored.to_file(False), "length": int(fields.get("width", 240)),
+                                   "duration": duration}}
+        described = {**stored.to_file(False), "duration": duration, "mime_type": mime}
+        if name:
+            described["file_name"] = name
+        if kind == "audio":
+            return {"audio": described}
+        described.update(width=int(fields.get("width", 640)), height=int(fields.get("height", 360)))
+        if kind == "video":
+            return {"video": described}
+        document = {**stored.to_file(False), "mime_type": mime, **({"file_name": name} if name else {})}
+        return {"animation": described, "document": document}
+
+    def user_media_group(self, bot: BotState, user_id: int, items: list[dict[str, Any]],
+                         caption: str | None = None) -> tuple[str, list[tuple[int, StoredMessage]]]:
+        """A user sends an album: one message and update per item, all with one new
+        ``media_group_id``; ``caption`` goes on the first item, as Telegram clients do."""
+        if not 2 <= len(items) <= 10:
+            raise ValueError("an album has 2 to 10 items")
+        kinds = {str(item.get("kind") or "photo") for item in items}
+        if not (kinds <= {"photo", "video"} or kinds == {"document"} or kinds == {"audio"}):
+            raise ValueError("an album holds photos and videos, or only documents, or only audio")
+        group_id = str(next(self._file_counter) * 1_000_003 + 13_000_000_000_000_000)
+        sent = []
+        for number, item in enumerate(items):
+            fields = {k: v for k, v in item.items() if k != "kind"}
+            if number == 0 and caption:
+                fields["caption"] = caption
+            sent.append(self.user_message(bot, user_id, str(item.get("kind") or "photo"),
+                                          media_group_id=group_id, **fields))
+        return group_id, sent
 
     def press_button(self, bot: BotState, user_id: int, message_id: int, data: str) -> tuple[int, str]:
         user = self.get_user(user_id)

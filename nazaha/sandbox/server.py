@@ -196,6 +196,39 @@ async def api_send_message(request: web.Request) -> web.Response:
 
 
 @control
+async def api_send_media_group(request: web.Request) -> web.Response:
+    """An album: ``{user_id, items: [{kind, content_b64?, filename?, mime_type?, ...}], caption?}``."""
+    body = await _body(request)
+    bot = _bot(request, body)
+    items = body.get("items")
+    if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+        raise ControlError(400, "items must be a list of objects")
+    decoded = []
+    for item in items:
+        fields = {k: v for k, v in item.items() if k != "content_b64"}
+        if item.get("content_b64") is not None:
+            try:
+                fields["content"] = base64.b64decode(str(item["content_b64"]), validate=True)
+            except (binascii.Error, ValueError):
+                raise ControlError(400, "content_b64 is not valid base64") from None
+        decoded.append(fields)
+    caption = body.get("caption")
+    try:
+        group_id, sent = request.app[EMULATOR_KEY].user_media_group(
+            bot, _int(body.get("user_id"), "user_id"), decoded, str(caption) if caption else None
+        )
+    except ValueError as err:
+        raise ControlError(400, str(err)) from None
+    return _json({
+        "media_group_id": group_id,
+        "messages": [
+            {"update_id": update_id, "message_id": msg.message_id, "message": msg.to_message()}
+            for update_id, msg in sent
+        ],
+    })
+
+
+@control
 async def api_press(request: web.Request) -> web.Response:
     body = await _body(request)
     bot = _bot(request, body)
@@ -359,6 +392,7 @@ def create_app(emulator: BotApiEmulator | None = None, default_token: str = DEFA
     r.add_post(f"{api}/users", api_create_user)
     r.add_post(f"{api}/users/{{user_id}}/blocked", api_set_blocked)
     r.add_post(f"{api}/messages", api_send_message)
+    r.add_post(f"{api}/media_groups", api_send_media_group)
     r.add_post(f"{api}/callbacks", api_press)
     r.add_get(f"{api}/callbacks/{{query_id}}", api_callback_answer)
     r.add_post(f"{api}/updates", api_inject_update)
