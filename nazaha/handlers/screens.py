@@ -358,10 +358,10 @@ def notice(code: str, params: dict[str, int]) -> str:
         if params.get("failed"):
             failed = params["failed"]
             text += " " + ngettext(
-                "{count} file could not be received: please send it again.",
-                "{count} files could not be received: please send them again.",
+                "A file could not be received: please send it again.",
+                "Some files could not be received: please send them again.",
                 failed,
-            ).format(count=failed)
+            )
         if code != "evidence_removed":
             text += " " + _("Send more, or tap Done.")
         return text
@@ -370,10 +370,10 @@ def notice(code: str, params: dict[str, int]) -> str:
         return ngettext(
             "The file was not added yet: files are added at the next step. Finish your "
             "description and tap Done, then send the file again.",
-            "The {count} files were not added yet: files are added at the next step. "
-            "Finish your description and tap Done, then send the files again.",
+            "The files were not added yet: files are added at the next step. Finish your "
+            "description and tap Done, then send the files again.",
             files,
-        ).format(count=files)
+        )
     if code == "caption_as_description":
         total = params["total"]
         text = ngettext(
@@ -387,10 +387,10 @@ def notice(code: str, params: dict[str, int]) -> str:
         return text + " " + ngettext(
             "The file itself is added at the next step: tap Done when your description "
             "is complete, then send it again.",
-            "The {count} files themselves are added at the next step: tap Done when your "
+            "The files themselves are added at the next step: tap Done when your "
             "description is complete, then send them again.",
             files,
-        ).format(count=files)
+        )
     if code == "file_too_big":
         return _(
             "This file is larger than {limit} MB, the most Telegram lets us receive. It "
