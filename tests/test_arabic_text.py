@@ -34,7 +34,8 @@ def draft(kind=flow.Kind.CORRUPTION, step=flow.Step.REVIEW, **kw) -> flow.Draft:
 
 
 def evidence(n: int) -> tuple[flow.EvidenceItem, ...]:
-    return tuple(flow.EvidenceItem(id=f"e{i}", kind="photo", size=2048) for i in range(n))
+    # 5 KB: the review lists each file with its size, a number that is not the count.
+    return tuple(flow.EvidenceItem(id=f"e{i}", kind="photo", size=5 * 1024) for i in range(n))
 
 
 # Every message with a count, as the user sees it: n -> text.

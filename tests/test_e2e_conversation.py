@@ -54,7 +54,7 @@ async def description_to_review(chat: Chat) -> dict:
     await chat.press("Done")
     await chat.press("Stay anonymous")
     await chat.press("No notifications")
-    return await chat.expect("Please check your report")
+    return await chat.expect("Please check your complaint")
 
 
 def button_data(message: dict, label: str) -> str:
@@ -91,7 +91,7 @@ async def test_editing_the_description_adds_to_it_or_replaces_it_after_asking(de
     assert DESCRIPTION in shown["text"]
     await chat.send("The clerk at the window saw it too.")
     await chat.press("Done")
-    review = await chat.expect("Please check your report")
+    review = await chat.expect("Please check your complaint")
     assert DESCRIPTION in review["text"] and "The clerk at the window saw it too." in review["text"]
 
     await chat.press("Edit: Description")
@@ -105,7 +105,7 @@ async def test_editing_the_description_adds_to_it_or_replaces_it_after_asking(de
     await chat.expect("Your description was deleted")
     await chat.send("A nurse asked for money before treating my mother at the hospital.")
     await chat.press("Done")
-    review = await chat.expect("Please check your report")
+    review = await chat.expect("Please check your complaint")
     assert "A nurse asked for money" in review["text"] and DESCRIPTION not in review["text"]
 
 
@@ -121,7 +121,7 @@ async def test_an_edited_message_updates_the_answer_before_submission_only(deplo
     review = await description_to_review(chat)
     assert fixed in review["text"] and "Ahmad Saleh" not in review["text"]
     before = set(designations(deployment))
-    await chat.press("Send the report")
+    await chat.press("Send the complaint")
     await chat.expect("Your receipt number:")
     (designation,) = set(designations(deployment)) - before
     stored = json.dumps(deployment.decrypt_with_team_key(designation), ensure_ascii=False)
@@ -209,6 +209,6 @@ async def test_after_a_restart_the_follow_up_says_what_happened(deployment: Depl
     deployment.bot.stop()
     await deployment.bot.launch()
     await chat.send("Are you still there?")
-    told = await chat.expect("The service restarted")
+    told = await chat.expect("The service was restarted")
     texts = [m["text"] or "" for m in await chat.bot_messages_since(told["message_id"] - 1)]
     assert not any("silence" in t for t in texts)

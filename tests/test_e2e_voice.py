@@ -54,9 +54,9 @@ async def finish(chat: Chat, d: Deployment) -> str:
     await chat.press("Done")
     await chat.press("Stay anonymous")
     await chat.press("No notifications")
-    review = await chat.expect("Please check your report")
+    review = await chat.expect("Please check your complaint")
     before = set(designations(d))
-    await chat.press("Send the report")
+    await chat.press("Send the complaint")
     assert RECEIPT_RE.search((await chat.expect("Your receipt number:"))["text"])
     (designation,) = set(designations(d)) - before
     return review, designation

@@ -95,6 +95,8 @@ def test_arabic_singular_and_dual_carry_no_numeral():
         zero, one, two, few, many, other = message.string
         for form in (one, two):
             assert "{count}" not in form and "{minimum}" not in form, message.id[0]
+        if "{count}" not in message.id[1] and "{minimum}" not in message.id[1]:
+            continue  # "A file ... / Some files ...": chooses the noun, shows no number
         for form in (few, many, other):
             assert "{count}" in form or "{minimum}" in form, message.id[0]
 

@@ -619,3 +619,40 @@ async def test_callback_queries_expire_after_the_answer_window(client: SandboxCl
     prompt = await client.press(user["id"], msg.message_id, "go")
     await client.advance_clock(10)
     assert await bot.answer_callback_query(prompt["callback_query_id"], text="ok")
+
+
+async def test_video_audio_video_note_and_animation_as_telegram_sends_them(client: SandboxClient, bot: Bot) -> None:
+    user, offset = await started_user(client, bot)
+    for kind in ("video", "video_note", "audio", "animation"):
+        await client.send_message(user["id"], kind, content=kind.encode() * 10, caption="c" if kind != "video_note" else None)
+    video, note, audio, animation = [u.message for u in await bot.get_updates(offset=offset, timeout=0)]
+    assert video.video.mime_type == "video/mp4" and video.video.width and video.caption == "c"
+    assert note.video_note.length and note.video_note.duration and note.caption is None
+    assert getattr(note.video_note, "mime_type", None) is None
+    assert audio.audio.mime_type == "audio/mpeg"
+    # Telegram sets both fields on an animation, for older clients.
+    assert animation.animation and animation.document.file_id == animation.animation.file_id
+    content = await bot.download_file((await bot.get_file(note.video_note.file_id)).file_path)
+    assert content.read() == b"video_note" * 10
+
+
+async def test_media_group_is_one_update_per_item_with_one_group_id(client: SandboxClient, bot: Bot) -> None:
+    user, offset = await started_user(client, bot)
+    sent = await client.send_media_group(
+        user["id"],
+        [{"kind": "photo"}, {"kind": "video", "content": b"v"}, {"kind": "photo"}],
+        caption="three of them",
+    )
+    updates = await bot.get_updates(offset=offset, timeout=0)
+    assert [u.message.message_id for u in updates] == [m["message_id"] for m in sent]
+    group_id = updates[0].message.media_group_id
+    assert group_id and {u.message.media_group_id for u in updates} == {group_id}
+    assert [u.message.caption for u in updates] == ["three of them", None, None]
+    assert updates[0].message.photo and updates[1].message.video and updates[2].message.photo
+    # A second album gets a new id; Telegram's album rules are kept.
+    again = await client.send_media_group(user["id"], [{"kind": "document", "content": b"a"}] * 2)
+    assert again[0]["message"]["media_group_id"] != group_id
+    with pytest.raises(Exception, match="album"):
+        await client.send_media_group(user["id"], [{"kind": "photo"}, {"kind": "audio"}])
+    with pytest.raises(Exception, match="2 to 10"):
+        await client.send_media_group(user["id"], [{"kind": "photo"}])

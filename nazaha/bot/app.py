@@ -32,6 +32,7 @@ from nazaha.handlers import get_routers
 from nazaha.handlers.chats import ChatGate
 from nazaha.handlers.context import ReplyMiddleware, ReplyOptions, Services
 from nazaha.handlers.evidence import EvidenceIntake
+from nazaha.handlers.albums import AlbumCollector, AlbumMiddleware
 from nazaha.handlers.middlewares import (
     LockedStateMiddleware,
     PreferenceI18nMiddleware,
@@ -199,6 +200,8 @@ async def build_runtime(settings: Settings, *, events_isolation: BaseEventIsolat
     dp.update.outer_middleware(
         ChatGate([*settings.staff_chat_ids, *settings.publication_chat_ids])
     )
+    # Then albums: their files are gathered outside the per-user lock and handled as one.
+    dp.update.outer_middleware(AlbumMiddleware(AlbumCollector(settings.album_quiet_seconds)))
     dp.update.outer_middleware(UnitOfWorkScope(sessionmaker, write_lock_for(engine)))
     dp.fsm = LockedStateMiddleware(fsm, dp.fsm.events_isolation, UpdateRows(prefs))
     dp.update.outer_middleware(dp.fsm)

@@ -304,6 +304,7 @@ async def _export_evidence(settings, sessionmaker, vault, args, team_private) ->
             "size_bytes": record.size_bytes,
             "file_name": record.file_name,
             "mime_type": record.mime_type,
+            "caption": record.caption,
             "sha256": record.sha256,
             "clean_copy": record.has_clean_copy,
             "flagged": record.flagged,

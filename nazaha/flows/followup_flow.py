@@ -14,6 +14,7 @@ from typing import Any, Mapping, Union
 from nazaha.flows.report_flow import (
     DEFAULT_LIMITS,
     REFUSALS,
+    Album,
     At,
     Attach,
     Back,
@@ -22,12 +23,16 @@ from nazaha.flows.report_flow import (
     Done,
     EvidenceItem,
     EvidenceLimits,
+    FetchAlbum,
     FetchFailed,
     Help,
     NonText,
     Notice,
     Stored,
+    StoredAlbum,
     Text,
+    added_notice,
+    check_album,
     check_attach,
     is_receipt,
 )
@@ -58,8 +63,8 @@ class UnlockFailed:
 
 
 Event = Union[
-    Text, NonText, Choose, Done, Back, Cancel, Help, Attach, Stored, FetchFailed, Unlocked,
-    UnlockFailed, At,
+    Text, NonText, Choose, Done, Back, Cancel, Help, Attach, Album, Stored, StoredAlbum,
+    FetchFailed, Unlocked, UnlockFailed, At,
 ]
 
 
@@ -119,8 +124,8 @@ class SessionClosed:
 
 
 Effect = Union[
-    Ask, Notice, TryReceipt, ShowCase, SendReply, FetchEvidence, SaveEvidence, StopNotifications, End,
-    DeleteTyped, SessionClosed,
+    Ask, Notice, TryReceipt, ShowCase, SendReply, FetchEvidence, FetchAlbum, SaveEvidence,
+    StopNotifications, End, DeleteTyped, SessionClosed,
 ]
 
 
@@ -186,7 +191,7 @@ def expired(session: Session, event: Event) -> Transition:
             reply = event.text
     elif session.step is FStep.CONFIRM_REPLY:
         reply = session.pending_reply
-    kept = "reply" if reply else "files" if isinstance(event, Attach) else ""
+    kept = "reply" if reply else "files" if isinstance(event, (Attach, Album)) else ""
     return Transition(
         Session(FStep.RECEIPT, pending_reply=reply), (SessionClosed(kept), Ask(FStep.RECEIPT))
     )
@@ -212,7 +217,24 @@ def step(session: Session, event: Event, limits: EvidenceLimits = DEFAULT_LIMITS
                 evidence_count=session.evidence_count + 1,
                 evidence_bytes=session.evidence_bytes + event.item.size,
             ),
-            (SaveEvidence(event.item), Notice("evidence_added", {"count": session.evidence_count + 1})),
+            (SaveEvidence(event.item), added_notice(session.evidence_count + 1, (event.item,))),
+        )
+    if isinstance(event, StoredAlbum):
+        items = event.items
+        saved = replace(
+            session,
+            evidence_count=session.evidence_count + len(items),
+            evidence_bytes=session.evidence_bytes + sum(item.size for item in items),
+        )
+        if not items:
+            code = "file_too_big" if "too_big" in event.failures else "download_failed"
+            return Transition(saved, (Notice(code, {"limit_mb": limits.max_file_bytes // 2**20}),))
+        return Transition(
+            saved,
+            (
+                *(SaveEvidence(item) for item in items),
+                added_notice(saved.evidence_count, items, event.failures),
+            ),
         )
     if isinstance(event, FetchFailed):
         code = "file_too_big" if event.reason == "too_big" else "download_failed"
@@ -243,7 +265,7 @@ def _on_confirm_reply(session: Session, event: Event) -> Transition:
             return Transition(back, (SendReply(session.pending_reply), Notice("reply_sent"), ShowCase()))
         if event.value == "discard":
             return Transition(back, (Notice("reply_discarded"), ShowCase()))
-    if isinstance(event, (Text, NonText, Attach)):
+    if isinstance(event, (Text, NonText, Attach, Album)):
         return Transition(session, (Notice("use_buttons"), Ask(FStep.CONFIRM_REPLY)))
     return _expired_button(session)
 
@@ -277,7 +299,7 @@ def _on_case(session: Session, event: Event) -> Transition:
                 session, (StopNotifications(), Notice("notifications_stopped"), ShowCase())
             )
         return Transition(session, (ShowCase(),))
-    if isinstance(event, (Text, NonText, Attach)):
+    if isinstance(event, (Text, NonText, Attach, Album)):
         return Transition(session, (Notice("use_buttons"), ShowCase()))
     return Transition(session, (Notice("button_expired"), ShowCase()))
 
@@ -292,7 +314,7 @@ def _on_reply(session: Session, event: Event) -> Transition:
         return Transition(back, (SendReply(event.text), Notice("reply_sent"), ShowCase()))
     if isinstance(event, (Back, Done)):
         return Transition(replace(session, step=FStep.CASE), (ShowCase(),))
-    if isinstance(event, (NonText, Attach)):
+    if isinstance(event, (NonText, Attach, Album)):
         return Transition(session, (Notice("text_expected"), Ask(FStep.REPLY)))
     return Transition(session, (Notice("button_expired"), Ask(FStep.REPLY)))
 
@@ -306,6 +328,13 @@ def _on_evidence(session: Session, event: Event, limits: EvidenceLimits) -> Tran
         if any(n.code in REFUSALS for n in notices):
             return Transition(session, notices)
         return Transition(session, (*notices, FetchEvidence(event)))
+    if isinstance(event, Album):
+        notices, accepted = check_album(
+            event.attaches, session.evidence_count, session.evidence_bytes, limits, warn_voice=False
+        )
+        if not accepted:
+            return Transition(session, notices)
+        return Transition(session, (*notices, FetchAlbum(accepted, event.caption)))
     if isinstance(event, (Done, Back)):
         return Transition(replace(session, step=FStep.CASE), (ShowCase(),))
     if isinstance(event, NonText):

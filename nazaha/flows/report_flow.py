@@ -17,6 +17,7 @@ from pathlib import PurePosixPath
 from typing import Any, Mapping, Union
 
 from nazaha.flows import choices
+from nazaha.flows.evidence_kinds import EVIDENCE_KINDS
 from nazaha.storage.crypto import normalize_receipt
 
 DESCRIPTION_MIN = 30
@@ -36,7 +37,6 @@ class EvidenceLimits:
 
 
 DEFAULT_LIMITS = EvidenceLimits()
-EVIDENCE_KINDS = frozenset({"photo", "document", "voice", "audio", "video", "video_note"})
 # Recordings that carry the sender's voice: warned about, and given a voice-reduced copy.
 VOICE_KINDS = frozenset({"voice", "audio"})
 _AUDIO_EXTENSIONS = frozenset({"ogg", "oga", "opus", "mp3", "m4a", "aac", "wav", "flac", "mka", "amr"})
@@ -246,6 +246,21 @@ class Attach:
     file_name: str | None = None
     mime_type: str | None = None
     forwarded: bool = False
+    # What the user wrote under the file, exactly as written.
+    caption: str | None = None
+    # The Telegram message id (0 if unknown): an edit of the caption maps to what it gave.
+    message_id: int = 0
+
+
+@dataclass(frozen=True)
+class Album:
+    """Files sent together (Telegram's ``media_group_id``), collected by the handler and
+    answered once. ``caption`` is what the user wrote under them (the captions joined);
+    ``message_id`` is the message that carries it, if only one does (else 0)."""
+
+    attaches: tuple[Attach, ...]
+    caption: str | None = None
+    message_id: int = 0
 
 
 @dataclass(frozen=True)
@@ -262,6 +277,8 @@ class EvidenceItem:
     forwarded: bool = False
     forward_origin: str | None = None
     sha256: str = ""
+    # The caption written under the file (or its album), kept with it.
+    caption: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -275,6 +292,7 @@ class EvidenceItem:
             "forwarded": self.forwarded,
             "forward_origin": self.forward_origin,
             "sha256": self.sha256,
+            "caption": self.caption,
         }
 
     @classmethod
@@ -290,6 +308,7 @@ class EvidenceItem:
             forwarded=bool(data.get("forwarded")),
             forward_origin=data.get("forward_origin"),
             sha256=str(data.get("sha256", "")),
+            caption=data.get("caption"),
         )
 
 
@@ -302,6 +321,16 @@ class Stored:
     context: Mapping[str, str]
     # The file was a voice note sent as the description (see ``Fetch.as_description``).
     as_description: bool = False
+
+
+@dataclass(frozen=True)
+class StoredAlbum:
+    """The handler finished a ``FetchAlbum``: the files it sealed and the reasons
+    ("too_big" | "failed") of those it could not."""
+
+    items: tuple[EvidenceItem, ...]
+    context: Mapping[str, str]
+    failures: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -319,6 +348,7 @@ class Remove:
 Event = Union[
     Choose, Text, NonText, Done, Continue, Back, Cancel, ConfirmCancel, Edit, Submit, Help,
     Attach, Stored, FetchFailed, Remove, At, Replace, ConfirmReplace, KeepNumber, Edited,
+    Album, StoredAlbum,
 ]
 
 
@@ -358,6 +388,15 @@ class Fetch:
 
 
 @dataclass(frozen=True)
+class FetchAlbum:
+    """Download and seal the album's files at ``indices`` (positions in ``Album.attaches``),
+    each with the album's caption; then feed back one ``StoredAlbum``."""
+
+    indices: tuple[int, ...]
+    caption: str | None = None
+
+
+@dataclass(frozen=True)
 class DeleteEvidence:
     item_id: str
 
@@ -379,7 +418,10 @@ class DeleteMessage:
     message_id: int
 
 
-Effect = Union[Ask, Notice, SubmitReport, Discarded, SafetyRead, Fetch, DeleteEvidence, DeleteMessage]
+Effect = Union[
+    Ask, Notice, SubmitReport, Discarded, SafetyRead, Fetch, FetchAlbum, DeleteEvidence,
+    DeleteMessage,
+]
 
 
 # ---- state ----------------------------------------------------------------------------
@@ -517,6 +559,8 @@ def step(draft: Draft, event: Event, limits: EvidenceLimits = DEFAULT_LIMITS) ->
     if isinstance(event, Stored):
         # Accepted at any step: a file the user sent is never lost.
         return _on_stored(draft, event)
+    if isinstance(event, StoredAlbum):
+        return _on_stored_album(draft, event, limits)
     if isinstance(event, FetchFailed):
         code = "file_too_big" if event.reason == "too_big" else "download_failed"
         return Transition(draft, (Notice(code, {"limit_mb": limits.max_file_bytes // 2**20}),))
@@ -529,7 +573,15 @@ def step(draft: Draft, event: Event, limits: EvidenceLimits = DEFAULT_LIMITS) ->
             event.kind, event.mime_type, event.file_name
         ):
             return _on_attach(draft, event, limits, as_description=True)
+        if draft.step is Step.DESCRIPTION and event.caption:
+            return _files_at_description(draft, Album((event,), event.caption, event.message_id))
         event = NonText(event.kind)
+    if isinstance(event, Album):
+        if draft.step is Step.EVIDENCE:
+            return _on_album(draft, event, limits)
+        if draft.step is Step.DESCRIPTION:
+            return _files_at_description(draft, event)
+        event = NonText(event.attaches[0].kind if event.attaches else "media_group")
     if isinstance(event, Help):
         return Transition(draft, (Notice("help"), Ask(draft.step)))
     if draft.step is Step.CONFIRM_CANCEL:
@@ -703,6 +755,79 @@ def _on_attach(
     )
 
 
+def check_album(
+    attaches: tuple[Attach, ...],
+    count: int,
+    total_bytes: int,
+    limits: EvidenceLimits,
+    *,
+    warn_voice: bool = True,
+) -> tuple[tuple[Notice, ...], tuple[int, ...]]:
+    """``check_attach`` for each file of an album in turn: the notices (each code once) and
+    the positions of the files that may be fetched."""
+    notices: dict[str, Notice] = {}
+    accepted: list[int] = []
+    for index, attach in enumerate(attaches):
+        found = check_attach(attach, count, total_bytes, limits, warn_voice=warn_voice)
+        for notice in found:
+            notices.setdefault(notice.code, notice)
+        if not any(n.code in REFUSALS for n in found):
+            accepted.append(index)
+            count += 1
+            total_bytes += attach.size or 0
+    return tuple(notices.values()), tuple(accepted)
+
+
+def _on_album(draft: Draft, album: Album, limits: EvidenceLimits) -> Transition:
+    notices, accepted = check_album(
+        album.attaches, len(draft.evidence), draft.evidence_bytes, limits,
+        warn_voice=not draft.voice_warned,
+    )
+    if not accepted:
+        return Transition(draft, notices)
+    warned = draft.voice_warned or any(n.code == "voice_warning" for n in notices)
+    return Transition(
+        replace(draft, voice_warned=warned), (*notices, FetchAlbum(accepted, album.caption))
+    )
+
+
+def _files_at_description(draft: Draft, album: Album) -> Transition:
+    """Files at the description step are not evidence yet, but what the user wrote under
+    them is description text: one answer says both."""
+    files = len(album.attaches)
+    if not album.caption:
+        return Transition(draft, (Notice("files_at_description", {"files": files}),))
+    added = _on_description(draft, Text(album.caption, album.message_id))
+    if added.effects and isinstance(added.effects[0], Notice) and added.effects[0].code == "description_part":
+        total = added.draft.description_length if added.draft else 0
+        return Transition(
+            added.draft, (Notice("caption_as_description", {"total": total, "files": files}),)
+        )
+    return added
+
+
+def added_notice(total: int, items: tuple[EvidenceItem, ...], failures: tuple[str, ...] = ()) -> Notice:
+    """The one answer to files just sealed: how many there are now, and what to know.
+
+    Code "voice_flagged" when the files that could not be cleaned are all recordings (no
+    voice-reduced copy), "evidence_flagged" when some other file could not be, else
+    "evidence_added"; params ``count``, and ``added``/``failed``/``captioned``/``too_big``
+    when they apply."""
+    flagged = [item for item in items if item.flagged]
+    params = {"count": total}
+    if len(items) > 1 or failures:
+        params["added"] = len(items)
+    if failures:
+        params["failed"] = len(failures)
+    if any(item.caption for item in items):
+        params["captioned"] = 1
+    if "too_big" in failures:
+        params["too_big"] = 1
+    if flagged and all(looks_like_audio(i.kind, i.mime_type, i.file_name) for i in flagged):
+        return Notice("voice_flagged", params)
+    return Notice("evidence_flagged" if flagged else "evidence_added", params)
+
+
 def _on_stored(draft: Draft, event: Stored) -> Transition:
     if any(item.id == event.item.id for item in draft.evidence):
         return Transition(draft, ())
@@ -713,13 +838,11 @@ def _on_stored(draft: Draft, event: Stored) -> Transition:
     )
     if event.as_description and draft.step is Step.DESCRIPTION:
         return _voice_description(new, event.item)
-    return Transition(new, (_stored_notice(event.item, len(new.evidence)),))
+    return Transition(new, (added_notice(len(new.evidence), (event.item,)),))
 
 
 def _stored_notice(item: EvidenceItem, count: int) -> Notice:
-    if item.flagged and looks_like_audio(item.kind, item.mime_type, item.file_name):
-        return Notice("voice_flagged", {"count": count})
-    return Notice("evidence_flagged" if item.flagged else "evidence_added", {"count": count})
+    return added_notice(count, (item,))
 
 
 def _voice_description(draft: Draft, item: EvidenceItem) -> Transition:
@@ -731,6 +854,19 @@ def _voice_description(draft: Draft, item: EvidenceItem) -> Transition:
     notice = Notice("voice_description_kept", {"count": len(draft.evidence)})
     extra = (_stored_notice(item, len(draft.evidence)),) if item.flagged else ()
     return Transition(advanced.draft, (notice, *extra, *advanced.effects))
+
+def _on_stored_album(draft: Draft, event: StoredAlbum, limits: EvidenceLimits) -> Transition:
+    known = {item.id for item in draft.evidence}
+    items = tuple(item for item in event.items if item.id not in known)
+    new = replace(
+        draft,
+        evidence=draft.evidence + items,
+        context=dict(draft.context) or dict(event.context),
+    )
+    if not items and event.failures:
+        code = "file_too_big" if "too_big" in event.failures else "download_failed"
+        return Transition(new, (Notice(code, {"limit_mb": limits.max_file_bytes // 2**20}),))
+    return Transition(new, (added_notice(len(new.evidence), items, event.failures),))
 
 
 def _on_remove(draft: Draft, event: Remove) -> Transition:

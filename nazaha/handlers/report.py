@@ -14,7 +14,14 @@ from nazaha.handlers import callbacks as cb
 from nazaha.handlers import screens
 from nazaha.handlers import wipe
 from nazaha.handlers.context import Reply
-from nazaha.handlers.evidence import FetchError, attach_of, content_kind, context_keys
+from nazaha.handlers.evidence import (
+    FetchError,
+    album_of,
+    attach_of,
+    content_kind,
+    context_keys,
+    fetch_album,
+)
 from nazaha.storage.cases import EvidenceRecord
 from nazaha.storage.crypto import format_receipt
 from nazaha.storage.reports import ReportDraft
@@ -70,8 +77,11 @@ async def apply(
     *,
     previous: flow.Draft | None = None,
     message: Message | None = None,
+    album: list[Message] | None = None,
 ) -> None:
-    """Persist the new draft (queued in the unit of work) and perform the effects."""
+    """Persist the new draft (queued in the unit of work) and perform the effects.
+
+    ``album`` holds the messages of ``Album.attaches`` when the event was an album."""
     draft = transition.draft
     await save_draft(reply, draft)
     for effect in transition.effects:
@@ -90,6 +100,16 @@ async def apply(
         elif isinstance(effect, flow.DeleteMessage):
             if effect.message_id:
                 reply.outbox.delete(reply.chat_id, effect.message_id)
+        elif isinstance(effect, flow.FetchAlbum):
+            assert draft is not None and album is not None
+            stored = await fetch_album(
+                reply.services.evidence,
+                reply.bot,
+                [album[i] for i in effect.indices],
+                draft.context,
+                effect.caption,
+            )
+            await apply(flow.step(draft, stored, reply.options.limits), reply, previous=draft)
         elif isinstance(effect, flow.DeleteEvidence):
             if draft is not None:
                 reply.services.evidence.discard(draft.context, effect.item_id)
@@ -147,17 +167,27 @@ def evidence_record(item: flow.EvidenceItem) -> EvidenceRecord:
         mime_type=item.mime_type,
         forward_origin=item.forward_origin,
         sha256=item.sha256,
+        caption=item.caption,
     )
 
 
-async def resume(reply: Reply, event: flow.Event, message: Message | None = None) -> None:
+async def resume(
+    reply: Reply,
+    event: flow.Event,
+    message: Message | None = None,
+    album: list[Message] | None = None,
+) -> None:
     draft = await load_draft(reply.state)
     if draft is None:
         await reply.state.clear()
         reply.show(screens.no_report_in_progress())
         return
     await apply(
-        flow.step(draft, event, reply.options.limits), reply, previous=draft, message=message
+        flow.step(draft, event, reply.options.limits),
+        reply,
+        previous=draft,
+        message=message,
+        album=album,
     )
 
 
@@ -174,7 +204,12 @@ async def reask(reply: Reply, note: str | None = None) -> None:
 
 
 @router.message(StateFilter(ReportForm.active))
-async def on_message(message: Message, reply: Reply) -> None:
+async def on_message(message: Message, reply: Reply, album: list[Message] | None = None) -> None:
+    if album:
+        # Files sent together: one event, one answer (see handlers/albums.py).
+        event, files = album_of(album)
+        await resume(reply, event, message, album=files)
+        return
     command = cb.command_of(message.text)
     if command == "/language":
         reply.show(screens.language_picker())

@@ -17,7 +17,7 @@ from aiogram.utils.i18n import ngettext
 
 from nazaha.flows import report_flow as flow
 from nazaha.handlers import callbacks as cb
-from nazaha.handlers.labels import CHOICE_LABELS, FIELD_LABELS, QUESTIONS
+from nazaha.handlers.labels import CHOICE_LABELS, EVIDENCE_KIND_LABELS, FIELD_LABELS, QUESTIONS
 
 # Shown in their own language whatever the user's locale, as language pickers do.
 LANGUAGE_NAMES = {"ar": "العربية", "en": "English"}
@@ -30,6 +30,8 @@ LRI, FSI, PDI = "\u2066", "\u2068", "\u2069"
 GRID_COLUMNS = ((12, 3), (24, 2))
 # A review longer than this shows the description in messages of its own.
 REVIEW_INLINE_DESCRIPTION = 2500
+# Captions are shown in review up to this many characters each (10 files fit a message).
+REVIEW_CAPTION_CHARS = 300
 
 
 @dataclass(frozen=True)
@@ -340,6 +342,11 @@ def review(draft: flow.Draft) -> list[Screen]:
             lines.append(f"{label}:\n{value}")
         elif field == "evidence":
             lines.append(f"{label}: {evidence_count(len(draft.evidence))}")
+            files = evidence_lines(draft.evidence)
+            if long_description and any(item.caption for item in draft.evidence):
+                screens.append(Screen("\n".join(files)))
+            else:
+                lines.extend(files)
         else:
             lines.append(f"{label}: {_answer_label(field, answers.get(field, ''))}")
         if field == "contact" and answers.get("contact") == "share":
@@ -402,6 +409,21 @@ def followup_voice_warning() -> str:
     )
 
 
+def evidence_lines(items: tuple[flow.EvidenceItem, ...]) -> list[str]:
+    """One line per file (number, kind, size), with its caption, shortened, under it."""
+    lines = []
+    for number, item in enumerate(items, start=1):
+        kind = EVIDENCE_KIND_LABELS.get(item.kind, item.kind)
+        lines.append(f"{ltr(f'{number}.')} {kind}, {file_size(item.size)}")
+        if item.caption:
+            # One line, isolated: the user's text keeps its own direction.
+            caption = " ".join(item.caption.split())
+            if len(caption) > REVIEW_CAPTION_CHARS:
+                caption = caption[:REVIEW_CAPTION_CHARS] + "…"
+            lines.append("   " + _("Caption: {caption}").format(caption=isolate(caption)))
+    return lines
+
+
 def evidence_count(count: int) -> str:
     if count == 0:
         return _("no files")
@@ -417,7 +439,8 @@ def file_size(size: int) -> str:
 def notice_screen(code: str, params: dict[str, int], kind: flow.Kind | None = None) -> Screen:
     """A notice, with a Done button under those that end with "or tap Done" while the user
     is writing, so nobody has to scroll up to the question to finish."""
-    keyboard = _keyboard([_nav_row("done", step=str(flow.Step.DESCRIPTION))]) if code == "description_part" else None
+    writing = code in ("description_part", "caption_as_description")
+    keyboard = _keyboard([_nav_row("done", step=str(flow.Step.DESCRIPTION))]) if writing else None
     return Screen(notice(code, params, kind), keyboard)
 
 
@@ -576,9 +599,47 @@ def notice(code: str, params: dict[str, int], kind: flow.Kind | None = None) -> 
                 "This recording could not be read: it is kept as it is, without a "
                 "voice-reduced copy, so caseworkers would hear your own voice."
             )
+        if params.get("captioned"):
+            text += " " + _(
+                "The text you wrote under the file is kept with it, encrypted, and shown "
+                "on the review screen."
+            )
+        if params.get("failed"):
+            failed = params["failed"]
+            text += " " + ngettext(
+                "A file could not be received: please send it again.",
+                "Some files could not be received: please send them again.",
+                failed,
+            )
         if code != "evidence_removed":
             text += " " + _("Send more, or tap Done.")
         return text
+    if code == "files_at_description":
+        files = params["files"]
+        return ngettext(
+            "The file was not added yet: files are added at the next step. Finish your "
+            "description and tap Done, then send the file again.",
+            "The files were not added yet: files are added at the next step. Finish your "
+            "description and tap Done, then send the files again.",
+            files,
+        )
+    if code == "caption_as_description":
+        total = params["total"]
+        text = ngettext(
+            "The text you wrote under the files was added to your description ({count} "
+            "character so far).",
+            "The text you wrote under the files was added to your description ({count} "
+            "characters so far).",
+            total,
+        ).format(count=total)
+        files = params["files"]
+        return text + " " + ngettext(
+            "The file itself is added at the next step: tap Done when your description "
+            "is complete, then send it again.",
+            "The files themselves are added at the next step: tap Done when your "
+            "description is complete, then send them again.",
+            files,
+        )
     if code == "file_too_big":
         return _(
             "This file is larger than {limit} MB, the most Telegram lets us receive. It "

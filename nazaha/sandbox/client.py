@@ -106,7 +106,8 @@ class SandboxClient:
 
     async def send_message(self, user_id: int, kind: str, *, token: str | None = None,
                            **fields: Any) -> dict[str, Any]:
-        """Any kind the control API knows: text, sticker, photo, location, voice, document, contact."""
+        """Any kind the control API knows: text, sticker, photo, location, voice, document, video,
+        video_note, audio, animation, contact."""
         content = fields.pop("content", None)
         if content is not None:
             fields["content_b64"] = base64.b64encode(content).decode("ascii")
@@ -174,7 +175,14 @@ class SandboxClient:
         """An album: each item is ``{kind: photo|video|document|audio, content?, filename?, ...}``
         (the fields of :meth:`send_message`), sent as consecutive messages sharing one
         ``media_group_id``; ``caption`` goes on the first, as Telegram clients do. Returns
-        each message's {update_id, message_id, message}."""
+        each message's {update_id, message_id, message}. ``ValueError`` for an album Telegram
+        clients cannot send: fewer than 2 or more than 10 items, or kinds mixed other than
+        photos with videos."""
+        if not 2 <= len(items) <= 10:
+            raise ValueError("an album has 2 to 10 items")
+        kinds = {str(item.get("kind") or "photo") for item in items}
+        if not (kinds <= {"photo", "video"} or kinds == {"document"} or kinds == {"audio"}):
+            raise ValueError("an album holds photos and videos, or only documents, or only audio")
         group_id = str(secrets.randbelow(10**17) + 10**17)
         sent = []
         for index, item in enumerate(items):
