@@ -6,16 +6,22 @@ LOCALES = nazaha/locales
 
 .PHONY: demo test install catalogs bench clean
 
+# Says what it is doing: the first install takes a minute or two and pip is quiet.
 $(BIN)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
-	touch $@
+	@echo "==> Creating a Python environment in $(VENV)/ (first run only)"
+	@$(PYTHON) -m venv $(VENV)
+	@echo "==> Updating pip"
+	@$(BIN)/pip install --quiet --upgrade pip
+	@echo "==> Installing Nazaha and its dependencies (about two minutes on the first run)..."
+	@$(BIN)/pip install --quiet -e '.[test]'
+	@touch $@
+	@echo "==> Installed."
 
 install: $(BIN)/.installed
 
 demo: install
-	$(BIN)/nazaha demo
+	@echo "==> Starting the demo: sandbox Telegram, bot and console (first start sets up keys)..."
+	@$(BIN)/nazaha demo
 
 test: install
 	$(BIN)/python -m pytest -q

@@ -112,7 +112,7 @@ async def complete_corruption_report_in_arabic(chat: Chat, description: str) -> 
     await chat.expect(ar("What would you like to do?"))
     await press_callback(chat, "m:report")
     await chat.expect(in_arabic(screens.safety_text, None)[:20])
-    await press_callback(chat, "n:continue")
+    await press_callback(chat, "n:continue:safety")
     await chat.expect(ar("What kind of corruption is it? Choose the closest category."))
     await press_callback(chat, "f:category:bribery")
     await chat.expect(ar("Which kind of institution is involved?"))
@@ -124,15 +124,15 @@ async def complete_corruption_report_in_arabic(chat: Chat, description: str) -> 
     await chat.expect(in_arabic(lambda: labels.QUESTIONS["description"])[:15])
     await chat.send(description)
     await chat.expect("(")  # "received (N characters so far)"
-    await press_callback(chat, "n:done")
+    await press_callback(chat, "n:done:description")
     await chat.expect(in_arabic(lambda: labels.QUESTIONS["evidence"])[:10])
-    await press_callback(chat, "n:done")
+    await press_callback(chat, "n:done:evidence")
     await chat.expect(in_arabic(lambda: labels.QUESTIONS["contact"])[:10])
     await press_callback(chat, "f:contact:anonymous")
     await chat.expect(in_arabic(lambda: labels.QUESTIONS["notify"])[:10])
     await press_callback(chat, "f:notify:none")
     await chat.expect(ar("Please check your report before you send it:"))
-    await press_callback(chat, "n:submit")
+    await press_callback(chat, "n:submit:review")
     receipt_message = await chat.expect(in_arabic(screens.receipt, "@").split("@")[0][:25])
     assert receipt_message["protect_content"] is True
     return RECEIPT_RE.search(receipt_message["text"]).group(1)
@@ -198,9 +198,9 @@ async def test_english_complaint_with_confidential_contact(deployment: Deploymen
     await chat.send("0599 123 456")
     await chat.expect("Would you like a short notification")
     await chat.press("No notifications")
-    review = await chat.expect("Please check your report")
+    review = await chat.expect("Please check your complaint")  # a complaint, not a report
     assert "Samira K." in review["text"] and "Water and electricity" in review["text"]
-    await chat.press("Send the report")
+    await chat.press("Send the complaint")
     receipt_message = await chat.expect("Your receipt number:")
     assert receipt_message["protect_content"] is True
     receipt = RECEIPT_RE.search(receipt_message["text"]).group(1)
@@ -286,7 +286,7 @@ async def test_bad_input_gets_clear_answer_and_loses_nothing(deployment: Deploym
     await chat.press("Earlier")
     await chat.expect("Describe what happened")
     await chat.send_kind("photo", content=b"\x89PNG fake")
-    await chat.expect("Please send text here.")
+    await chat.expect("Please write the description here, or send a voice note.")
     weird = "\u200fمدير\u200b المشتريات\u202e \x07\x1b[31m" + "ز" * 60
     full = "x" * (4096 - 1) + "\u200f"
     await chat.send(weird)

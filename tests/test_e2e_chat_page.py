@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import shutil
 
+from aiogram import Bot
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+
 import pytest
 import pytest_asyncio
 
@@ -37,7 +41,7 @@ async def page_and_bot(tmp_path):
             )
             page = await browser.new_page()
             try:
-                await page.goto(server.url + "/")
+                await page.goto(server.page_url)  # carries this run's control key
                 yield page, d
             finally:
                 await browser.close()
@@ -68,3 +72,77 @@ async def test_a_person_talks_to_the_bot_in_arabic_in_the_browser(page_and_bot):
     assert await page.locator(".msg.user", has_text="<b>bold</b>").count() == 1
     assert await page.evaluate("window.pwned === undefined")
     assert await page.locator(".msg img").count() == 0
+
+
+async def _digit_boxes(page, selector: str, groups: list[str]) -> list[float]:
+    """The left edge of each group of characters as drawn, in the first element matching
+    ``selector`` (via DOM ranges over its text)."""
+    return await page.locator(selector).first.evaluate(
+        """(el, groups) => {
+            const text = el.firstChild;
+            const lefts = [];
+            let from = 0;
+            for (const g of groups) {
+                const at = text.data.indexOf(g, from);
+                const range = document.createRange();
+                range.setStart(text, at);
+                range.setEnd(text, at + g.length);
+                lefts.push(range.getBoundingClientRect().left);
+                from = at + g.length;
+            }
+            return lefts;
+        }""",
+        groups,
+    )
+
+
+async def test_left_to_right_runs_keep_their_order_inside_arabic(page_and_bot):
+    """"0599 123 456" inside Arabic is drawn 0599, 123, 456 from left to right (with the bot's
+    isolates); the same text without them is drawn reversed, which the test can tell."""
+    page, d = page_and_bot
+    await page.locator("#start").click()
+    await page.locator(".msg.bot > div", has_text=ar("What would you like to do?")).first.wait_for(timeout=60000)
+    user_id = await page.evaluate("JSON.parse(sessionStorage.getItem('nazaha-sandbox:default')).userId")
+    refused = in_arabic(screens.notice, "phone_invalid", {"letters": 0, "digits": 4, "minimum": 6, "maximum": 15})
+    assert screens.ltr("0599 123 456") in refused
+    plain = refused.replace(screens.LRI, "").replace(screens.PDI, "")
+    bot = Bot(TOKEN, session=AiohttpSession(api=TelegramAPIServer.from_base(d.server.url)))
+    try:
+        await bot.send_message(user_id, refused)
+        await bot.send_message(user_id, plain)
+    finally:
+        await bot.session.close()
+    bubbles = page.locator(".msg.bot > div", has_text="0599")
+    await bubbles.nth(1).wait_for(timeout=20000)
+    groups = ["0599", "123", "456"]
+    isolated = await _digit_boxes(page, ".msg.bot >> nth=-2 >> div", groups)
+    reordered = await _digit_boxes(page, ".msg.bot >> nth=-1 >> div", groups)
+    assert isolated[0] < isolated[1] < isolated[2], isolated
+    assert reordered[0] > reordered[1] > reordered[2], reordered  # what the issue saw
+    # A file name in a user's document keeps its order too.
+    await d.client.send_document(user_id, "إيصال-الدفع.pdf", b"%PDF-1.4 x", "application/pdf")
+    media = page.locator(".msg.user .media", has_text="pdf")
+    await media.first.wait_for(timeout=20000)
+    name_box = await _digit_boxes(page, ".msg.user .media >> nth=-1", ["إيصال", "pdf"])
+    assert name_box[0] < name_box[1], name_box  # "إيصال-الدفع.pdf", not "pdf.إيصال-الدفع"
+
+
+async def test_page_controls_follow_language_and_are_reachable(page_and_bot):
+    page, _ = page_and_bot
+    start = page.locator("#start")
+    await start.wait_for(timeout=20000)
+    colours = await start.evaluate("el => [getComputedStyle(el).color, getComputedStyle(el).backgroundColor]")
+    assert colours[0] != colours[1] and colours[1] != "rgb(255, 255, 255)", colours
+    assert await page.evaluate("document.documentElement.dir") == "rtl"
+    assert await page.locator("#composer button").inner_text() == "إرسال"
+    assert await page.locator("#text").get_attribute("placeholder") == "اكتب رسالة…"
+    for selector in ("header button", "header select", "#extras button:visible", "#extras .file", "#composer button"):
+        for box in [await el.bounding_box() for el in await page.locator(selector).all()]:
+            assert box["height"] >= 44 and box["width"] >= 44, (selector, box)
+    await page.select_option("#lang", "en")
+    await page.locator("#composer button", has_text="Send").wait_for(timeout=5000)
+    assert await page.evaluate("document.documentElement.dir") == "ltr"
+    assert await page.locator("#new-chat").inner_text() == "New chat"
+    assert await page.locator("link[rel=icon]").count() == 1
+    icon = await page.request.get(page.url.split("#")[0].rstrip("/") + "/favicon.ico")
+    assert icon.status == 200 and b"<svg" in await icon.body()

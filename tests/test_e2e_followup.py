@@ -102,9 +102,9 @@ async def report_with_evidence(chat: Chat, *, notify: bool, files) -> tuple[str,
     await chat.press("Done")
     await chat.press("Stay anonymous")
     await chat.press("Notify me" if notify else "No notifications")
-    await chat.expect("Please check your report")
+    await chat.expect("Please check your complaint")
     before = set(designations(chat.deployment))
-    await chat.press("Send the report")
+    await chat.press("Send the complaint")
     receipt = RECEIPT_RE.search((await chat.expect("Your receipt number:"))["text"]).group(1)
     (designation,) = set(designations(chat.deployment)) - before
     return receipt, designation
@@ -244,6 +244,8 @@ async def test_follow_up_from_another_account_reply_and_notification(deployment:
     await other.press("End the session")
     await other.expect("The follow-up session has ended")
     await other.press("Erase this conversation")
+    await other.expect("Erase this conversation?")
+    await other.press("Yes, erase everything")
     await other.expect("This conversation was erased")
     remaining = [m for m in await other.messages() if not m["deleted"]]
     assert len(remaining) == 1 and "erased" in remaining[0]["text"]

@@ -180,7 +180,7 @@ async def test_receipt_arrives_after_four_429s(fresh: Deployment):
     await fresh.client.clear_calls()
     # Telegram's flood control refuses the next four messages, asking for a second each time.
     await fresh.client.add_fault("sendMessage", 429, count=4, retry_after=1)
-    await press_callback(chat, "n:submit")
+    await press_callback(chat, "n:submit:review")
     receipt = await chat.expect("Your receipt number:", timeout=30)
     assert receipt["protect_content"] is True
     attempts = receipt_calls(await fresh.client.calls("sendMessage"))
@@ -204,7 +204,7 @@ async def test_receipt_lost_to_a_long_outage_can_be_shown_once(fresh: Deployment
     # Telegram announces an outage longer than the retry budget: the receipt message and
     # the one after it are not delivered, but the report is stored.
     await fresh.client.add_fault("sendMessage", 429, count=2, retry_after=3600)
-    await press_callback(chat, "n:submit")
+    await press_callback(chat, "n:submit:review")
     for _ in range(200):
         calls = await fresh.client.calls("sendMessage")
         if sum(1 for c in calls if c["error_code"] == 429) == 2:

@@ -10,6 +10,7 @@ from nazaha.flows.report_flow import (
     CHOICES,
     DESCRIPTION_MAX,
     DESCRIPTION_MIN,
+    VOICE_DESCRIPTION,
     OPTIONAL_STEPS,
     QUESTIONS,
     Ask,
@@ -215,8 +216,10 @@ def test_edit_from_review_returns_to_review_and_changes_only_that_field():
 def test_edit_description_done_without_text_keeps_old():
     d, _ = run(corruption_at_review(), Edit("description"), Done())
     assert d.step is Step.REVIEW and d.answers["description"] == LONG
+    # Issue 8: new text adds to the description; replacing it asks first
+    # (tests/test_flows_conversation.py).
     d, _ = run(d, Edit("description"), Text("A completely new description of the events."), Done())
-    assert d.answers["description"] == "A completely new description of the events."
+    assert d.answers["description"] == LONG + "\n\nA completely new description of the events."
 
 
 def test_edit_back_returns_to_review_unchanged():
@@ -258,7 +261,7 @@ def test_bad_input_keeps_state():
         assert notices(t.effects) == [code]
     d2, _ = run(d, Choose("category", "other"), Choose("sector", "other"), Choose("governorate", "undisclosed"), Choose("when", "ongoing"))
     t = step(d2, NonText("photo"))
-    assert t.draft == d2 and notices(t.effects) == ["text_expected"]
+    assert t.draft == d2 and notices(t.effects) == ["description_text_or_voice"]
     t = step(d2, Help())
     assert t.draft == d2 and notices(t.effects) == ["help"]
 
@@ -338,7 +341,7 @@ def test_bad_input_at_evidence_step():
     assert notices(step(d, Text("see photo")).effects) == ["evidence_expected"]
     # Files elsewhere are refused like any non-text input.
     desc, _ = run(d, Back(), Edit("description"))
-    assert notices(step(desc, Attach("photo", 10)).effects) == ["text_expected"]
+    assert notices(step(desc, Attach("photo", 10)).effects) == ["description_text_or_voice"]
 
 
 def test_remove_item_from_review_deletes_its_blob():
@@ -368,6 +371,7 @@ events = st.one_of(
     st.just(Help()),
     st.builds(Attach, st.sampled_from(["photo", "document", "voice", "sticker"]), st.integers(0, 30 * 2**20)),
     st.builds(lambda n: Stored(item(n), CTX), st.integers(0, 3)),
+    st.builds(lambda n: Stored(item(n), CTX, as_description=True), st.integers(0, 3)),
     st.builds(lambda n: Remove(item(n).id), st.integers(0, 3)),
     st.builds(FetchFailed, st.sampled_from(["too_big", "failed"])),
 )
@@ -398,7 +402,77 @@ def test_random_inputs_never_crash_or_lose_confirmed_answers(kind, safety_seen, 
             if new.answers.get(key) == value:
                 continue
             # A confirmed answer may change only by answering its own question again,
-            # or be dropped as part of switching the contact preference.
+            # or be dropped as part of switching the contact preference, or (the
+            # description) when the voice note it consisted of is removed.
+            if key == "description" and isinstance(event, Remove) and event.item_id == draft.description_voice:
+                continue
             editing_field = draft.step in (Step(key) if key in step_names else None, Step.CONSENT, Step.CONTACT, Step.CONTACT_PHONE)
             assert editing_field, (key, draft.step, event)
         draft = new
+
+
+# ---- voice notes ------------------------------------------------------------------------
+
+
+def voice_item(n: int, flagged=None) -> EvidenceItem:
+    return EvidenceItem(id=f"{n:032x}", kind="voice", size=4000, mime_type="audio/ogg", flagged=flagged)
+
+
+def at_description():
+    d = start(Kind.COMPLAINT, safety_seen=True).draft
+    d, _ = run(d, Choose("service", "other"), Choose("governorate", "undisclosed"))
+    assert d.step is Step.DESCRIPTION
+    return d
+
+
+def test_first_recording_of_a_draft_is_warned_about_once():
+    d = at_evidence()
+    voice = Attach("voice", 4000, None, "audio/ogg")
+    t = step(d, voice)
+    assert notices(t.effects) == ["voice_warning"] and t.effects[-1] == Fetch(voice)
+    assert t.draft.voice_warned and Draft.from_dict(t.draft.to_dict()) == t.draft
+    again = step(t.draft, Attach("audio", 9000, "memo.mp3", "audio/mpeg"))
+    assert notices(again.effects) == [] and isinstance(again.effects[-1], Fetch)
+    # Audio sent as a document is a recording too; the warning comes before the fetch.
+    doc = step(d, Attach("document", 9000, "تسجيل.m4a", "application/octet-stream"))
+    assert notices(doc.effects) == ["voice_warning", "document_warning"]
+    # A refused recording is not warned about and does not use up the warning.
+    big = step(d, Attach("voice", 30 * 2**20))
+    assert notices(big.effects) == ["file_too_big"] and not big.draft.voice_warned
+    d, eff = run(t.draft, Stored(voice_item(1, flagged="corrupt_audio"), CTX))
+    assert notices(eff) == ["voice_flagged"]
+
+
+def test_voice_note_as_description_with_the_same_warning():
+    d, _ = run(at_description(), Text("At the clinic"))
+    voice = Attach("voice", 4000, None, "audio/ogg")
+    t = step(d, voice)
+    assert notices(t.effects) == ["voice_warning"]
+    assert t.effects[-1] == Fetch(voice, as_description=True)
+    d, eff = run(t.draft, Stored(voice_item(1), CTX, as_description=True))
+    assert notices(eff) == ["voice_description_kept"] and d.step is Step.EVIDENCE
+    assert d.answers["description"] == "At the clinic\n\n" + VOICE_DESCRIPTION
+    assert d.evidence == (voice_item(1),) and d.description_voice == voice_item(1).id
+    d, _ = run(d, Done(), Choose("contact", "anonymous"), Choose("notify", "none"))
+    t = step(d, Submit())
+    assert t.effects[0].answers["description"].endswith(VOICE_DESCRIPTION)
+    assert t.effects[0].evidence == (voice_item(1),)
+
+
+def test_removing_the_description_voice_note_asks_for_the_description_again():
+    d, _ = run(at_description(), Text("At the clinic"), Stored(voice_item(1), CTX, as_description=True),
+               Done(), Choose("contact", "anonymous"), Choose("notify", "none"))
+    assert d.step is Step.REVIEW
+    t = step(d, Remove(voice_item(1).id))
+    assert notices(t.effects) == ["evidence_removed", "description_voice_removed"]
+    assert t.draft.step is Step.DESCRIPTION and t.draft.editing
+    assert "description" not in t.draft.answers and t.draft.parts == ("At the clinic",)
+    d, _ = run(t.draft, Text(LONG), Done())
+    assert d.step is Step.REVIEW and d.answers["description"] == "At the clinic\n\n" + LONG
+
+
+def test_other_files_at_the_description_step_are_refused():
+    d = at_description()
+    for attach in (Attach("photo", 10), Attach("document", 10, "scan.pdf", "application/pdf"), Attach("video", 10)):
+        t = step(d, attach)
+        assert t.draft == d and notices(t.effects) == ["description_text_or_voice"]

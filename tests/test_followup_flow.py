@@ -113,3 +113,11 @@ def test_random_inputs_never_crash_and_keep_the_case_until_the_end(seq):
             assert t.session.case == session.case  # an open case stays open until End
         assert fu.Session.from_dict(t.session.to_dict()) == t.session
         session = t.session
+
+
+def test_follow_up_recordings_are_warned_about_in_the_question_not_after():
+    from nazaha.flows.report_flow import Attach as _Attach
+    session = fu.Session(fu.FStep.EVIDENCE, {"key_ref": "r"})
+    t = fu.step(session, _Attach("voice", 4000, None, "audio/ogg"))
+    assert [e.code for e in t.effects if isinstance(e, fu.Notice)] == []
+    assert isinstance(t.effects[-1], fu.FetchEvidence)

@@ -172,3 +172,74 @@ async def test_unit_of_work_middleware_deduplicates_in_memory():
     assert await deliver(3, DuplicateUpdate("claimed")) == (None, 0)
     assert await deliver(3) == (None, 0)
     assert calls == [1, 2, 2, 3]
+
+
+def test_wipe_buttons_parse():
+    assert cb.parse(cb.wipe()) == cb.Wipe() and cb.parse("w:chat") == cb.Wipe(None)
+    assert cb.parse(cb.wipe(True)) == cb.Wipe(True) and cb.parse(cb.wipe(False)) == cb.Wipe(False)
+    assert cb.parse("w:maybe") is None
+
+
+async def test_flood_control_and_failures_never_post_in_a_group():
+    """Flood control's warning and the failure notice go only to private chats."""
+    from types import SimpleNamespace
+
+    from aiogram.types import Update
+
+    from nazaha.handlers.middlewares import RecentUpdates, UnitOfWorkMiddleware
+
+    def message(chat: dict) -> Update:
+        return Update.model_validate({"update_id": 5, "message": {
+            "message_id": 1, "date": 0, "chat": chat, "from": {"id": 9, "is_bot": False, "first_name": "A"},
+            "text": "x"}})
+
+    group = message({"id": -100, "type": "supergroup", "title": "G"})
+    private = message({"id": 9, "type": "private", "first_name": "A"})
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.sent: list[int] = []
+
+        def send(self, chat_id: int, text: str, keyboard=None, **kwargs) -> None:
+            self.sent.append(chat_id)
+
+        def answer_callback(self, *args) -> None:
+            pass
+
+    from nazaha.bot.app import build_i18n
+
+    i18n = build_i18n()
+    with i18n.context(), i18n.use_locale("en"):
+        await _flood_and_failure(throttle_group=group, private=private, Recorder=Recorder)
+
+
+async def _flood_and_failure(throttle_group, private, Recorder) -> None:
+    from types import SimpleNamespace
+
+    from nazaha.handlers.middlewares import RecentUpdates, UnitOfWorkMiddleware
+
+    group = throttle_group
+    throttle = ThrottleMiddleware(b"p" * 32, rate=0.0, burst=0, clock=lambda: 0.0)
+    user = SimpleNamespace(id=9)
+    for update, expected in ((group, []), (private, [9])):
+        outbox = Recorder()
+        throttle._buckets.clear()
+        await throttle(lambda e, d: None, update, {"event_from_user": user, "outbox": outbox})
+        assert outbox.sent == expected
+
+    sent: list[int] = []
+
+    class FailingBot(SimpleNamespace):
+        async def __call__(self, method, request_timeout=None):
+            sent.append(method.chat_id)
+            return True
+
+    async def boom(event, data):
+        raise RuntimeError("boom")
+
+    middleware = UnitOfWorkMiddleware(RecentUpdates())
+    bot = FailingBot(id=1)
+    await middleware(boom, group, {"bot": bot, "uow": None})
+    assert sent == []
+    await middleware(boom, private.model_copy(update={"update_id": 6}), {"bot": bot, "uow": None})
+    assert sent == [9]

@@ -55,7 +55,14 @@ def test_every_message_is_translated_with_its_placeholders(locale):
             assert len(strings) == (6 if locale == "ar" else 2), ids[0]
         for name in PLACEHOLDER_NAMES:
             if name in ids[-1]:
-                assert all(name in s for s in strings), f"{locale}: {name} lost in {ids[0]!r}"
+                # Arabic writes no numeral with zero, one and two ("ملفًا واحدًا", "ملفين"):
+                # those forms (0-2) may drop the one placeholder that holds the count.
+                kept = strings[3:] if locale == "ar" and len(strings) == 6 else strings
+                assert all(name in s for s in kept), f"{locale}: {name} lost in {ids[0]!r}"
+        if locale == "ar" and len(strings) == 6:
+            names = [n for n in PLACEHOLDER_NAMES if n in ids[-1]]
+            for form in strings[:3]:
+                assert sum(n not in form for n in names) <= 1, f"ar: placeholders lost in {ids[0]!r}"
         if locale == "ar" and any(c.isalpha() for c in ids[0]) and not ids[0].startswith("/"):
             # Arabic is really Arabic, not a copy of the English.
             assert any("\u0600" <= c <= "\u06ff" for c in "".join(strings)), ids[0]
@@ -77,6 +84,21 @@ def test_compiled_catalogs_are_not_stale(locale):
 
     po_pairs, mo_pairs = pairs(po), pairs(mo)
     assert po_pairs == mo_pairs, f"{locale}: run `make catalogs` (pybabel compile)"
+
+
+def test_arabic_singular_and_dual_carry_no_numeral():
+    """"ملفًا واحدًا", "ملفين": never "1 ملف" or "2 ملفين"; 3-10, 11-99 and 100+ show the number."""
+    catalog = load_po("ar")
+    plurals = [m for m in catalog if m.id and isinstance(m.id, tuple)]
+    assert len(plurals) >= 8
+    for message in plurals:
+        zero, one, two, few, many, other = message.string
+        for form in (one, two):
+            assert "{count}" not in form and "{minimum}" not in form, message.id[0]
+        if "{count}" not in message.id[1] and "{minimum}" not in message.id[1]:
+            continue  # "A file ... / Some files ...": chooses the noun, shows no number
+        for form in (few, many, other):
+            assert "{count}" in form or "{minimum}" in form, message.id[0]
 
 
 def test_arabic_plural_forms_are_used_for_counts():

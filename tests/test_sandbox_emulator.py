@@ -28,7 +28,7 @@ from aiogram.types import (
 )
 from aiohttp import web
 
-from nazaha.sandbox.client import SandboxClient
+from nazaha.sandbox.client import SandboxClient, SandboxControlError
 from nazaha.sandbox.server import SandboxServer
 
 TOKEN = "4242:AAAA_sandbox_test_token_0123456789"
@@ -457,3 +457,202 @@ async def test_chat_wait_by_version(client: SandboxClient, bot: Bot) -> None:
     assert (await asyncio.wait_for(waiter, 5))["messages"][-1]["text"] == "edited"
     with pytest.raises(TimeoutError):
         await client.wait_for_change(user["id"], version=10**6, timeout=0.1)
+
+
+async def test_control_api_needs_this_runs_key_and_its_own_host(server: SandboxServer) -> None:
+    """DNS rebinding: a page whose name now points at 127.0.0.1 sends its own Host header."""
+    import aiohttp
+
+    async with aiohttp.ClientSession() as http:
+        api = f"{server.url}/sandbox/api/bot"
+        async with http.get(api) as resp:
+            assert resp.status == 401  # no key
+        async with http.get(api, headers={"X-Sandbox-Key": "guessed"}) as resp:
+            assert resp.status == 401
+        async with http.get(api, headers={"X-Sandbox-Key": server.control_key}) as resp:
+            assert resp.status == 200
+        for path in ("/sandbox/api/bot", "/", f"/bot{TOKEN}/getMe"):
+            async with http.get(server.url + path, headers={"Host": f"rebind.example:{server.port}",
+                                                             "X-Sandbox-Key": server.control_key}) as resp:
+                assert resp.status == 421, path
+        async with http.get(f"http://localhost:{server.port}/") as resp:
+            assert resp.status == 200  # another name of the same loopback address
+        async with http.get(f"{server.url}/favicon.ico") as resp:
+            assert resp.status == 200 and resp.content_type == "image/svg+xml"
+    assert server.page_url == f"{server.url}/#key={server.control_key}"
+    other = SandboxServer(host="127.0.0.1", port=0)
+    assert other.control_key != server.control_key  # a new key per run
+
+
+async def test_user_edits_a_message(client: SandboxClient, bot: Bot) -> None:
+    user, offset = await started_user(client, bot)
+    sent = await client.send_text(user["id"], "the first words")
+    offset = (await bot.get_updates(offset=offset, timeout=0))[-1].update_id + 1
+    edited = await client.edit_text(user["id"], sent["message_id"], "the corrected words")
+    updates = await bot.get_updates(offset=offset, timeout=0)
+    assert [u.update_id for u in updates] == [edited["update_id"]]
+    update = updates[0]
+    assert update.message is None and update.edited_message is not None
+    assert update.edited_message.message_id == sent["message_id"]
+    assert update.edited_message.text == "the corrected words"
+    assert update.edited_message.edit_date is not None
+    view = next(m for m in await client.messages(user["id"]) if m["message_id"] == sent["message_id"])
+    assert view["text"] == "the corrected words" and view["edited"] and view["edit_count"] == 1
+    bot_msg = await bot.send_message(user["id"], "from the bot")
+    with pytest.raises(SandboxControlError):
+        await client.edit_text(user["id"], bot_msg.message_id, "not mine")
+    with pytest.raises(SandboxControlError):
+        await client.edit_text(user["id"], sent["message_id"], "")
+
+# ---- what Telegram sends: edits, albums, more kinds, groups, raw updates, expired queries ----
+
+
+async def test_user_edits_arrive_as_edited_message(client: SandboxClient, bot: Bot) -> None:
+    user, offset = await started_user(client, bot)
+    sent = await client.send_text(user["id"], "The director Ahmad took 300 shekels")
+    edited = await client.edit_text(user["id"], sent["message_id"], "The director took 300 shekels")
+    updates = await bot.get_updates(offset=offset, timeout=0)
+    assert [u.update_id for u in updates] == [sent["update_id"], edited["update_id"]]
+    change = updates[1].edited_message
+    assert change.message_id == sent["message_id"] and change.text == "The director took 300 shekels"
+    assert change.edit_date is not None and updates[1].message is None
+    [view] = [m for m in await client.messages(user["id"]) if m["message_id"] == sent["message_id"]]
+    assert view["edited"] and view["text"] == "The director took 300 shekels"
+    photo = await client.send_photo(user["id"], caption="stamp no. 4471")
+    await client.edit_caption(user["id"], photo["message_id"], "stamp no. 4472")
+    updates = await bot.get_updates(offset=updates[-1].update_id + 1, timeout=0)
+    assert updates[-1].edited_message.caption == "stamp no. 4472"
+    with pytest.raises(Exception, match="400"):
+        await client.edit_text(user["id"], photo["message_id"], "text on a photo")
+
+
+async def test_albums_video_audio_animation_video_note_poll(client: SandboxClient, bot: Bot) -> None:
+    user, offset = await started_user(client, bot)
+    album = await client.send_media_group(
+        user["id"], [{"kind": "photo"}, {"kind": "photo"}, {"kind": "video"}], caption="signed on 3 March")
+    updates = await bot.get_updates(offset=offset, timeout=0)
+    messages = [u.message for u in updates]
+    assert [m.message_id for m in messages] == [a["message_id"] for a in album]
+    assert len({m.media_group_id for m in messages}) == 1 and messages[0].media_group_id
+    assert messages[0].caption == "signed on 3 March" and messages[1].caption is None
+    assert messages[0].photo and messages[2].video and messages[2].video.mime_type == "video/mp4"
+
+    await client.send_video_note(user["id"])
+    await client.send_audio(user["id"], performer="Someone", title="Meeting")
+    await client.send_animation(user["id"], caption="gif")
+    await client.send_poll(user["id"], "Who?", ("A", "B", "C"))
+    await client.send_location(user["id"])
+    await client.send_contact(user["id"], "+970599123456")
+    updates = await bot.get_updates(offset=updates[-1].update_id + 1, timeout=0)
+    note, audio, animation, poll, location, contact = (u.message for u in updates)
+    assert note.video_note.length == 240 and note.caption is None and note.content_type == "video_note"
+    assert audio.audio.title == "Meeting" and audio.audio.file_name == "recording.mp3"
+    assert animation.animation and animation.document and animation.caption == "gif"
+    assert [o.text for o in poll.poll.options] == ["A", "B", "C"] and poll.poll.question == "Who?"
+    assert location.location.latitude and contact.contact.phone_number == "+970599123456"
+    # Every file can be downloaded by the bot.
+    for file_id in (note.video_note.file_id, audio.audio.file_id, animation.animation.file_id,
+                    messages[2].video.file_id):
+        assert (await bot.get_file(file_id)).file_path
+
+
+async def test_groups_channels_my_chat_member_and_leave_chat(client: SandboxClient, bot: Bot) -> None:
+    user, offset = await started_user(client, bot)
+    group = await client.create_group("supergroup", "Ministry staff")
+    assert group["id"] < 0 and group["type"] == "supergroup"
+    # Not a member: nothing reaches the bot, and it cannot post there.
+    assert (await client.send_group_text(group["id"], "hello", user["id"]))["update_id"] is None
+    with pytest.raises(TelegramForbiddenError, match="not a member of the supergroup chat"):
+        await bot.send_message(group["id"], "hi")
+
+    added = await client.set_bot_status(group["id"], "member", user["id"])
+    written = await client.send_group_text(group["id"], "/start@sandbox_4242_bot", user["id"])
+    updates = await bot.get_updates(offset=offset, timeout=0)
+    assert [u.update_id for u in updates] == [added["update_id"], written["update_id"]]
+    joined = updates[0].my_chat_member
+    assert joined.chat.id == group["id"] and joined.from_user.id == user["id"]
+    assert (joined.old_chat_member.status, joined.new_chat_member.status) == ("left", "member")
+    assert updates[1].message.chat.type == "supergroup" and updates[1].message.from_user.id == user["id"]
+
+    await bot.send_message(group["id"], "posted")
+    assert [m["text"] for m in (await client.group(group["id"]))["messages"] if m["from_bot"]] == ["posted"]
+    assert await bot.leave_chat(group["id"])
+    state = await client.group(group["id"])
+    assert state["bot_status"] == "left"
+    [left] = await bot.get_updates(offset=updates[-1].update_id + 1, timeout=0)
+    assert left.my_chat_member.new_chat_member.status == "left"
+    with pytest.raises(TelegramForbiddenError):
+        await bot.leave_chat(group["id"])
+    with pytest.raises(TelegramBadRequest, match="private chats"):
+        await bot.leave_chat(user["id"])
+
+    channel = await client.create_group("channel", "News")
+    await client.set_bot_status(channel["id"], "administrator", user["id"])
+    await client.send_group_text(channel["id"], "announcement")
+    promoted, post = await bot.get_updates(offset=left.update_id + 1, timeout=0)
+    assert promoted.my_chat_member.new_chat_member.status == "administrator"
+    assert post.channel_post.chat.type == "channel" and post.channel_post.from_user is None
+    assert post.channel_post.sender_chat.id == channel["id"]
+
+
+async def test_raw_updates_of_any_shape(server: SandboxServer, client: SandboxClient, bot: Bot) -> None:
+    weird = {"message": {"message_id": 1, "date": 0, "chat": {"id": 1, "type": "private"},
+                         "forward_origin": {"type": "hidden_user", "date": 1422450181}, "text": "x"},
+             "something_new": {"field": [1, 2]}}
+    injected = await client.inject_update(weird)
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{server.url}/bot{TOKEN}/getUpdates") as resp:
+            body = await resp.json()
+    assert body["result"] == [{"update_id": injected["update_id"], **weird}]  # verbatim
+    with pytest.raises(Exception, match="400"):
+        await client.inject_update({"update_id": "seven"})
+
+
+async def test_callback_queries_expire_after_the_answer_window(client: SandboxClient, bot: Bot) -> None:
+    user, offset = await started_user(client, bot)
+    keyboard = InlineKeyboardMarkup(inline_keyboard=[[InlineKeyboardButton(text="Go", callback_data="go")]])
+    msg = await bot.send_message(user["id"], "?", reply_markup=keyboard)
+    late = await client.press(user["id"], msg.message_id, "go")
+    await client.advance_clock(16)  # Telegram's window is about 15 s
+    with pytest.raises(TelegramBadRequest, match="query is too old and response timeout expired or query ID is invalid"):
+        await bot.answer_callback_query(late["callback_query_id"])
+    prompt = await client.press(user["id"], msg.message_id, "go")
+    await client.advance_clock(10)
+    assert await bot.answer_callback_query(prompt["callback_query_id"], text="ok")
+
+
+async def test_video_audio_video_note_and_animation_as_telegram_sends_them(client: SandboxClient, bot: Bot) -> None:
+    user, offset = await started_user(client, bot)
+    for kind in ("video", "video_note", "audio", "animation"):
+        await client.send_message(user["id"], kind, content=kind.encode() * 10, caption="c" if kind != "video_note" else None)
+    video, note, audio, animation = [u.message for u in await bot.get_updates(offset=offset, timeout=0)]
+    assert video.video.mime_type == "video/mp4" and video.video.width and video.caption == "c"
+    assert note.video_note.length and note.video_note.duration and note.caption is None
+    assert getattr(note.video_note, "mime_type", None) is None
+    assert audio.audio.mime_type == "audio/mpeg"
+    # Telegram sets both fields on an animation, for older clients.
+    assert animation.animation and animation.document.file_id == animation.animation.file_id
+    content = await bot.download_file((await bot.get_file(note.video_note.file_id)).file_path)
+    assert content.read() == b"video_note" * 10
+
+
+async def test_media_group_is_one_update_per_item_with_one_group_id(client: SandboxClient, bot: Bot) -> None:
+    user, offset = await started_user(client, bot)
+    sent = await client.send_media_group(
+        user["id"],
+        [{"kind": "photo"}, {"kind": "video", "content": b"v"}, {"kind": "photo"}],
+        caption="three of them",
+    )
+    updates = await bot.get_updates(offset=offset, timeout=0)
+    assert [u.message.message_id for u in updates] == [m["message_id"] for m in sent]
+    group_id = updates[0].message.media_group_id
+    assert group_id and {u.message.media_group_id for u in updates} == {group_id}
+    assert [u.message.caption for u in updates] == ["three of them", None, None]
+    assert updates[0].message.photo and updates[1].message.video and updates[2].message.photo
+    # A second album gets a new id; Telegram's album rules are kept.
+    again = await client.send_media_group(user["id"], [{"kind": "document", "content": b"a"}] * 2)
+    assert again[0]["message"]["media_group_id"] != group_id
+    with pytest.raises(Exception, match="album"):
+        await client.send_media_group(user["id"], [{"kind": "photo"}, {"kind": "audio"}])
+    with pytest.raises(Exception, match="2 to 10"):
+        await client.send_media_group(user["id"], [{"kind": "photo"}])

@@ -185,7 +185,7 @@ async def open_citizen(client: SandboxClient, seizure: Seizure, who: str) -> Cha
 async def submit(chat: Chat, data_dir: Path) -> tuple[str, str]:
     """Press "Send" on the review; returns (receipt, designation)."""
     before = designations(data_dir)
-    await chat.press("Send the report", timeout=TIMEOUT)
+    await chat.press("📨 Send the ", timeout=TIMEOUT)  # "report" or "complaint"
     message = await chat.expect("Your receipt number:", timeout=TIMEOUT)
     (designation,) = designations(data_dir) - before
     return RECEIPT_RE.search(message["text"]).group(1), designation
@@ -264,7 +264,7 @@ async def run_scenario(tmp: Path, seizure: Seizure, server: SandboxServer, bot: 
         await b.press("Done", timeout=TIMEOUT)
         await b.press("Stay anonymous", timeout=TIMEOUT)
         await b.press("No notifications", timeout=TIMEOUT)
-        await b.expect("Please check your report", timeout=TIMEOUT)
+        await b.expect("Please check your complaint", timeout=TIMEOUT)
         receipt_b, designation_b = await submit(b, data_dir)
 
         for who, receipt in (("A", receipt_a), ("B", receipt_b)):
@@ -311,9 +311,11 @@ async def run_scenario(tmp: Path, seizure: Seizure, server: SandboxServer, bot: 
         await a.send("/forget")
         await a.expect("", timeout=TIMEOUT)
         await a.send("/wipe")
-        await a.expect("", timeout=TIMEOUT)
+        await a.press("Yes, erase everything", timeout=TIMEOUT)
+        await a.expect("This conversation was erased", timeout=TIMEOUT)
         await d.send("/wipe")
-        await d.expect("", timeout=TIMEOUT)
+        await d.press("Yes, erase everything", timeout=TIMEOUT)
+        await d.expect("This conversation was erased", timeout=TIMEOUT)
 
         copy_data_dir(data_dir, tmp / "seized" / "2 running, at the end")
         bot.kill()

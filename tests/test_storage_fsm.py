@@ -642,3 +642,28 @@ async def test_purge_expired_preferences(sessionmaker, box, pepper, clock):
     clock.advance(days=1)
     assert await prefs.purge_expired() == 1
     assert await prefs_rows(sessionmaker) == []
+
+
+async def test_follows_aiogram_storage_contract_like_memory_storage(storage, key):
+    """get_value with and without a default, update_data merging and returning a copy,
+    state and data independent, exactly as aiogram's MemoryStorage behaves."""
+    from aiogram.fsm.storage.memory import MemoryStorage
+
+    reference = MemoryStorage()
+    for s in (storage, reference):
+        assert await s.get_value(key, "missing") is None
+        assert await s.get_value(key, "missing", "fallback") == "fallback"
+        assert await s.update_data(key, {"a": 1}) == {"a": 1}
+        merged = await s.update_data(key, {"b": [1, 2]})
+        assert merged == {"a": 1, "b": [1, 2]}
+        merged["a"] = 99  # the returned dict is a copy
+        assert await s.get_value(key, "a") == 1
+        assert await s.get_value(key, "b", "fallback") == [1, 2]
+        (await s.get_value(key, "b")).append(3)  # so is a value read back
+        assert await s.get_value(key, "b") == [1, 2]
+        assert await s.update_data(key, {}) == {"a": 1, "b": [1, 2]}
+        assert await s.get_state(key) is None  # data never sets a state
+        with pytest.raises(DataNotDictLikeError):
+            await s.set_data(key, [("a", 2)])  # type: ignore[arg-type]
+        assert await s.get_data(key) == {"a": 1, "b": [1, 2]}
+    await reference.close()

@@ -219,6 +219,13 @@ def test_private_sender_of_raw_updates():
     assert private_sender(group) is None
     assert private_sender({"update_id": 5}) is None and private_sender([1]) is None
     assert private_sender({"update_id": 6, "message": {"chat": {"id": "42", "type": "private"}}}) is None
+    # Never a group, a channel, another kind of update, or a "private" chat that is not the sender's.
+    for kind, chat_type in (("message", "group"), ("edited_message", "supergroup"), ("channel_post", "channel")):
+        raw = {"update_id": 7, kind: {"chat": {"id": -5, "type": chat_type}, "from": {"id": 5}}}
+        assert private_sender(raw) is None
+    assert private_sender({"update_id": 8, "business_message": {"chat": {"id": 5, "type": "private"}, "from": {"id": 5}}}) is None
+    assert private_sender({"update_id": 9, "message": {"chat": {"id": 5, "type": "private"}, "from": {"id": 6}}}) is None
+    assert private_sender({"update_id": 10, "edited_message": {"chat": {"id": 5, "type": "private"}, "from": {"id": 5}}}) == (5, None)
 
 
 @pytest.mark.parametrize("background", [True, False])

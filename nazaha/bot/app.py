@@ -29,8 +29,10 @@ from nazaha.bot.telegram_session import BotApiSession
 from nazaha.bot.undecodable import UndecodableUpdates, webhook_handler_class
 from nazaha.flows.report_flow import Draft, EvidenceLimits
 from nazaha.handlers import get_routers
+from nazaha.handlers.chats import ChatGate
 from nazaha.handlers.context import ReplyMiddleware, ReplyOptions, Services
 from nazaha.handlers.evidence import EvidenceIntake
+from nazaha.handlers.albums import AlbumCollector, AlbumMiddleware
 from nazaha.handlers.middlewares import (
     LockedStateMiddleware,
     PreferenceI18nMiddleware,
@@ -193,6 +195,13 @@ async def build_runtime(settings: Settings, *, events_isolation: BaseEventIsolat
     # update), the per-user lock and state, the locale (so failures are answered in the
     # user's language), the commit with its replies, then flood control. Nothing may read
     # before the lock: the read session's snapshot would predate the previous update.
+    # First of all: updates of groups and channels the operator did not configure are
+    # dropped (and the bot leaves them) before anything reads or answers them.
+    dp.update.outer_middleware(
+        ChatGate([*settings.staff_chat_ids, *settings.publication_chat_ids])
+    )
+    # Then albums: their files are gathered outside the per-user lock and handled as one.
+    dp.update.outer_middleware(AlbumMiddleware(AlbumCollector(settings.album_quiet_seconds)))
     dp.update.outer_middleware(UnitOfWorkScope(sessionmaker, write_lock_for(engine)))
     dp.fsm = LockedStateMiddleware(fsm, dp.fsm.events_isolation, UpdateRows(prefs))
     dp.update.outer_middleware(dp.fsm)
@@ -212,6 +221,7 @@ async def build_runtime(settings: Settings, *, events_isolation: BaseEventIsolat
     )
     dp.message.outer_middleware(reply_middleware)
     dp.callback_query.outer_middleware(reply_middleware)
+    dp.edited_message.outer_middleware(reply_middleware)
     dp.include_routers(*get_routers())
     install_error_logging(dp)
 

@@ -180,9 +180,12 @@ async def cmd_demo(settings: Settings, args: argparse.Namespace) -> None:
         host=settings.sandbox_host,
         port=settings.sandbox_port,
         default_token=settings.bot_token.get_secret_value(),
-    ):
+    ) as sandbox:
+        # Ctrl+C from here on stops everything quietly (before: the default KeyboardInterrupt).
+        stop = _stop_on_signal()
         print("\nNazaha demo is running.")
-        print(f"  Chat with the bot in your browser: {sandbox_url}/")
+        # The address carries this run's control key (after #, so never sent to a server).
+        print(f"  Chat with the bot in your browser: {sandbox.page_url}")
         print(f"  Review console (placeholder):      http://{settings.console_host}:{settings.console_port}/")
         print(f"  Demo team key: recovery file {paths.team_recovery}, passphrase in {passphrase_file}")
         command = Path(sys.executable).parent / "nazaha"
@@ -196,24 +199,35 @@ async def cmd_demo(settings: Settings, args: argparse.Namespace) -> None:
         await _run_until_signal(
             run_polling(settings, handle_signals=False),
             console_server(settings, embedded=True),
+            stop,
         )
+        print("\nNazaha demo stopped.", flush=True)
 
 
-async def _run_until_signal(polling, console) -> None:
-    """Run the bot and the console until Ctrl+C / SIGTERM or until one of them fails."""
+def _stop_on_signal() -> asyncio.Event:
+    """An event set by Ctrl+C or SIGTERM (instead of a KeyboardInterrupt in the loop)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+async def _run_until_signal(polling, console, stop: asyncio.Event) -> None:
+    """Run the bot and the console until ``stop`` is set (Ctrl+C / SIGTERM) or one of them
+    fails; then stop both in order, so that nothing logs a cancelled task as an error."""
     tasks = [
         asyncio.create_task(polling),
         asyncio.create_task(console.serve()),
         asyncio.create_task(stop.wait()),
     ]
-    done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    console.should_exit = True
-    tasks[0].cancel()
-    await asyncio.gather(*tasks[:2], return_exceptions=True)
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        console.should_exit = True  # uvicorn ends its lifespan itself instead of being cancelled
+        tasks[0].cancel()
+        tasks[2].cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
     for task in done:
         if task is not tasks[2] and task.exception():
             raise task.exception()
@@ -290,6 +304,7 @@ async def _export_evidence(settings, sessionmaker, vault, args, team_private) ->
             "size_bytes": record.size_bytes,
             "file_name": record.file_name,
             "mime_type": record.mime_type,
+            "caption": record.caption,
             "sha256": record.sha256,
             "clean_copy": record.has_clean_copy,
             "flagged": record.flagged,

@@ -41,8 +41,16 @@ class Settings(BaseSettings):
     receipt_attempts_per_hour: int = Field(default=5, ge=1)
     receipt_attempts_global_per_hour: int = Field(default=1000, ge=1)
     receipt_attempts_slow_per_second: float = Field(default=5.0, gt=0)
+    # Files sent as an album arrive one by one; the album is answered once no file of it
+    # has arrived for this long (Telegram marks no album's end).
+    album_quiet_seconds: float = Field(default=1.5, gt=0)
     # How often the bot looks for update notifications to send.
     notify_interval_seconds: float = Field(default=5.0, gt=0)
+    # The only group, supergroup or channel chats the bot may post in (chat ids; JSON lists
+    # in the environment, e.g. NAZAHA_STAFF_CHAT_IDS='[-1001234567890]'). Empty by default:
+    # the bot leaves any other group or channel it is added to and never writes there.
+    staff_chat_ids: list[int] = Field(default_factory=list)
+    publication_chat_ids: list[int] = Field(default_factory=list)
     # Shown in the safety notice when set: a channel for reporters at higher risk.
     high_risk_contact: str | None = None
     # "testing" lowers Argon2id costs so test suites run fast. Never use it in production:

@@ -50,14 +50,20 @@ def update_id_of(raw: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+# The update kinds a user talks to the bot with; only these are answered.
+CONVERSATION_KINDS = ("message", "edited_message", "callback_query")
+
+
 def private_sender(raw: Any) -> tuple[int, str | None] | None:
     """(chat id, Telegram language_code) of the private chat a raw update came from, if the
-    JSON shows one: a message-like payload whose ``chat`` is private, or a callback query
-    whose message is in a private chat. None for groups, channels and anything unclear."""
+    JSON shows one: a message or edited message whose ``chat`` is private, or a callback
+    query whose message is in a private chat, and (as in every private chat) whose sender
+    is that chat. None for groups, supergroups, channels, other kinds and anything unclear:
+    the bot never posts in a chat that is not a user's private chat with it."""
     if not isinstance(raw, dict):
         return None
     for key, payload in raw.items():
-        if key == "update_id" or not isinstance(payload, dict):
+        if key not in CONVERSATION_KINDS or not isinstance(payload, dict):
             continue
         sender = payload.get("from") if isinstance(payload.get("from"), dict) else {}
         chat = payload.get("chat")
@@ -66,7 +72,7 @@ def private_sender(raw: Any) -> tuple[int, str | None] | None:
         if not isinstance(chat, dict) or chat.get("type") != "private":
             continue
         chat_id = chat.get("id")
-        if not isinstance(chat_id, int) or isinstance(chat_id, bool):
+        if not isinstance(chat_id, int) or isinstance(chat_id, bool) or sender.get("id") != chat_id:
             continue
         code = sender.get("language_code")
         return chat_id, code if isinstance(code, str) else None

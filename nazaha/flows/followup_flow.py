@@ -14,6 +14,8 @@ from typing import Any, Mapping, Union
 from nazaha.flows.report_flow import (
     DEFAULT_LIMITS,
     REFUSALS,
+    Album,
+    At,
     Attach,
     Back,
     Cancel,
@@ -21,13 +23,18 @@ from nazaha.flows.report_flow import (
     Done,
     EvidenceItem,
     EvidenceLimits,
+    FetchAlbum,
     FetchFailed,
     Help,
     NonText,
     Notice,
     Stored,
+    StoredAlbum,
     Text,
+    added_notice,
+    check_album,
     check_attach,
+    is_receipt,
 )
 
 ACTIONS = ("reply", "evidence", "refresh", "stop_notify", "end")
@@ -39,6 +46,8 @@ class FStep(StrEnum):
     CASE = "case"
     REPLY = "reply"
     EVIDENCE = "evidence"
+    # A reply kept from an expired session: send it to this case?
+    CONFIRM_REPLY = "confirm_reply"
 
 
 @dataclass(frozen=True)
@@ -53,7 +62,10 @@ class UnlockFailed:
     reason: str  # "unknown" | "malformed" | "throttled"
 
 
-Event = Union[Text, NonText, Choose, Done, Back, Cancel, Help, Attach, Stored, FetchFailed, Unlocked, UnlockFailed]
+Event = Union[
+    Text, NonText, Choose, Done, Back, Cancel, Help, Attach, Album, Stored, StoredAlbum,
+    FetchFailed, Unlocked, UnlockFailed, At,
+]
 
 
 @dataclass(frozen=True)
@@ -98,8 +110,22 @@ class End:
     pass
 
 
+@dataclass(frozen=True)
+class DeleteTyped:
+    """Delete the user's message that carried this event (it holds a receipt)."""
+
+
+@dataclass(frozen=True)
+class SessionClosed:
+    """Tell the reporter the session closed after the silence; ``kept`` says what happens
+    to what they just sent: "" (nothing), "reply" (kept in memory) or "files" (send again)."""
+
+    kept: str = ""
+
+
 Effect = Union[
-    Ask, Notice, TryReceipt, ShowCase, SendReply, FetchEvidence, SaveEvidence, StopNotifications, End
+    Ask, Notice, TryReceipt, ShowCase, SendReply, FetchEvidence, FetchAlbum, SaveEvidence,
+    StopNotifications, End, DeleteTyped, SessionClosed,
 ]
 
 
@@ -109,6 +135,9 @@ class Session:
     case: Mapping[str, str] = field(default_factory=dict)
     evidence_count: int = 0
     evidence_bytes: int = 0
+    # A reply written while the session expired; memory only (storage/fsm.py), sent only
+    # once the reporter has entered the receipt again and confirmed the case.
+    pending_reply: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -117,6 +146,7 @@ class Session:
             "case": dict(self.case),
             "evidence_count": self.evidence_count,
             "evidence_bytes": self.evidence_bytes,
+            "pending_reply": self.pending_reply,
         }
 
     @classmethod
@@ -132,6 +162,7 @@ class Session:
                 case={str(k): str(v) for k, v in case.items()},
                 evidence_count=int(data.get("evidence_count", 0)),
                 evidence_bytes=int(data.get("evidence_bytes", 0)),
+                pending_reply=str(data.get("pending_reply") or ""),
             )
         except (KeyError, ValueError, TypeError, AttributeError):
             return None
@@ -147,7 +178,33 @@ def start() -> Transition:
     return Transition(Session(FStep.RECEIPT), (Ask(FStep.RECEIPT),))
 
 
+def expired(session: Session, event: Event) -> Transition:
+    """The session's unlocked case left memory after the silence: ask for the receipt again,
+    keeping a text reply (in memory) to send once the reporter confirms the case."""
+    if isinstance(event, At):
+        event = event.event
+    if isinstance(event, Cancel):
+        return Transition(None, (End(),))
+    reply = ""
+    if session.step is FStep.REPLY and isinstance(event, Text) and not is_receipt(event.text):
+        if event.text.strip() and len(event.text) <= REPLY_MAX:
+            reply = event.text
+    elif session.step is FStep.CONFIRM_REPLY:
+        reply = session.pending_reply
+    kept = "reply" if reply else "files" if isinstance(event, (Attach, Album)) else ""
+    return Transition(
+        Session(FStep.RECEIPT, pending_reply=reply), (SessionClosed(kept), Ask(FStep.RECEIPT))
+    )
+
+
 def step(session: Session, event: Event, limits: EvidenceLimits = DEFAULT_LIMITS) -> Transition:
+    if isinstance(event, At):
+        if event.step != str(session.step):
+            return _expired_button(session)
+        event = event.event
+    if isinstance(event, Text) and session.step is not FStep.RECEIPT and is_receipt(event.text):
+        # A receipt typed as a reply is never stored: delete it, ask again.
+        return Transition(session, (DeleteTyped(), Notice("receipt_in_followup"), *_current(session)))
     if isinstance(event, Cancel) or (isinstance(event, Choose) and event.value == "end"):
         return Transition(None, (End(),))
     if isinstance(event, Help):
@@ -160,7 +217,24 @@ def step(session: Session, event: Event, limits: EvidenceLimits = DEFAULT_LIMITS
                 evidence_count=session.evidence_count + 1,
                 evidence_bytes=session.evidence_bytes + event.item.size,
             ),
-            (SaveEvidence(event.item), Notice("evidence_added", {"count": session.evidence_count + 1})),
+            (SaveEvidence(event.item), added_notice(session.evidence_count + 1, (event.item,))),
+        )
+    if isinstance(event, StoredAlbum):
+        items = event.items
+        saved = replace(
+            session,
+            evidence_count=session.evidence_count + len(items),
+            evidence_bytes=session.evidence_bytes + sum(item.size for item in items),
+        )
+        if not items:
+            code = "file_too_big" if "too_big" in event.failures else "download_failed"
+            return Transition(saved, (Notice(code, {"limit_mb": limits.max_file_bytes // 2**20}),))
+        return Transition(
+            saved,
+            (
+                *(SaveEvidence(item) for item in items),
+                added_notice(saved.evidence_count, items, event.failures),
+            ),
         )
     if isinstance(event, FetchFailed):
         code = "file_too_big" if event.reason == "too_big" else "download_failed"
@@ -171,7 +245,29 @@ def step(session: Session, event: Event, limits: EvidenceLimits = DEFAULT_LIMITS
         return _on_case(session, event)
     if session.step is FStep.REPLY:
         return _on_reply(session, event)
+    if session.step is FStep.CONFIRM_REPLY:
+        return _on_confirm_reply(session, event)
     return _on_evidence(session, event, limits)
+
+
+def _current(session: Session) -> tuple[Effect, ...]:
+    return (ShowCase(),) if session.step is FStep.CASE else (Ask(session.step),)
+
+
+def _expired_button(session: Session) -> Transition:
+    return Transition(session, (Notice("button_expired"), *_current(session)))
+
+
+def _on_confirm_reply(session: Session, event: Event) -> Transition:
+    if isinstance(event, Choose) and event.step == "confirm_reply":
+        back = replace(session, step=FStep.CASE, pending_reply="")
+        if event.value == "send":
+            return Transition(back, (SendReply(session.pending_reply), Notice("reply_sent"), ShowCase()))
+        if event.value == "discard":
+            return Transition(back, (Notice("reply_discarded"), ShowCase()))
+    if isinstance(event, (Text, NonText, Attach, Album)):
+        return Transition(session, (Notice("use_buttons"), Ask(FStep.CONFIRM_REPLY)))
+    return _expired_button(session)
 
 
 def _on_receipt(session: Session, event: Event) -> Transition:
@@ -179,6 +275,9 @@ def _on_receipt(session: Session, event: Event) -> Transition:
         return Transition(session, (TryReceipt(event.text),))
     if isinstance(event, Unlocked):
         opened = Session(FStep.CASE, dict(event.case), event.evidence_count, event.evidence_bytes)
+        if session.pending_reply:
+            waiting = replace(opened, step=FStep.CONFIRM_REPLY, pending_reply=session.pending_reply)
+            return Transition(waiting, (ShowCase(), Ask(FStep.CONFIRM_REPLY)))
         return Transition(opened, (ShowCase(),))
     if isinstance(event, UnlockFailed):
         if event.reason == "throttled":
@@ -200,7 +299,7 @@ def _on_case(session: Session, event: Event) -> Transition:
                 session, (StopNotifications(), Notice("notifications_stopped"), ShowCase())
             )
         return Transition(session, (ShowCase(),))
-    if isinstance(event, (Text, NonText, Attach)):
+    if isinstance(event, (Text, NonText, Attach, Album)):
         return Transition(session, (Notice("use_buttons"), ShowCase()))
     return Transition(session, (Notice("button_expired"), ShowCase()))
 
@@ -215,17 +314,27 @@ def _on_reply(session: Session, event: Event) -> Transition:
         return Transition(back, (SendReply(event.text), Notice("reply_sent"), ShowCase()))
     if isinstance(event, (Back, Done)):
         return Transition(replace(session, step=FStep.CASE), (ShowCase(),))
-    if isinstance(event, (NonText, Attach)):
+    if isinstance(event, (NonText, Attach, Album)):
         return Transition(session, (Notice("text_expected"), Ask(FStep.REPLY)))
     return Transition(session, (Notice("button_expired"), Ask(FStep.REPLY)))
 
 
 def _on_evidence(session: Session, event: Event, limits: EvidenceLimits) -> Transition:
     if isinstance(event, Attach):
-        notices = check_attach(event, session.evidence_count, session.evidence_bytes, limits)
+        # The voice warning is part of the question (each file is stored at once here).
+        notices = check_attach(
+            event, session.evidence_count, session.evidence_bytes, limits, warn_voice=False
+        )
         if any(n.code in REFUSALS for n in notices):
             return Transition(session, notices)
         return Transition(session, (*notices, FetchEvidence(event)))
+    if isinstance(event, Album):
+        notices, accepted = check_album(
+            event.attaches, session.evidence_count, session.evidence_bytes, limits, warn_voice=False
+        )
+        if not accepted:
+            return Transition(session, notices)
+        return Transition(session, (*notices, FetchAlbum(accepted, event.caption)))
     if isinstance(event, (Done, Back)):
         return Transition(replace(session, step=FStep.CASE), (ShowCase(),))
     if isinstance(event, NonText):

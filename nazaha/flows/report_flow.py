@@ -13,9 +13,12 @@ import re
 import unicodedata
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from pathlib import PurePosixPath
 from typing import Any, Mapping, Union
 
 from nazaha.flows import choices
+from nazaha.flows.evidence_kinds import EVIDENCE_KINDS
+from nazaha.storage.crypto import normalize_receipt
 
 DESCRIPTION_MIN = 30
 DESCRIPTION_MAX = 20_000
@@ -34,7 +37,27 @@ class EvidenceLimits:
 
 
 DEFAULT_LIMITS = EvidenceLimits()
-EVIDENCE_KINDS = frozenset({"photo", "document", "voice", "audio", "video", "video_note"})
+# Recordings that carry the sender's voice: warned about, and given a voice-reduced copy.
+VOICE_KINDS = frozenset({"voice", "audio"})
+_AUDIO_EXTENSIONS = frozenset({"ogg", "oga", "opus", "mp3", "m4a", "aac", "wav", "flac", "mka", "amr"})
+# The description of a report described in a voice note (the note is kept as evidence).
+VOICE_DESCRIPTION = "[described in a voice note]"
+
+
+def looks_like_audio(kind: str, mime_type: str | None, file_name: str | None) -> bool:
+    """Whether a file is a recording: a voice note, an audio message, or a document
+    labelled ``audio/*`` or named with an audio extension (labels chosen by the sender:
+    generous on purpose; a mislabelled file is flagged when it is reduced)."""
+    if kind in VOICE_KINDS:
+        return True
+    if kind != "document":
+        return False
+    if mime_type and mime_type.split(";", 1)[0].strip().lower().startswith("audio/"):
+        return True
+    if file_name:
+        suffix = PurePosixPath(file_name.replace("\\", "/")).suffix.lower().lstrip(".")
+        return suffix in _AUDIO_EXTENSIONS
+    return False
 
 
 class Kind(StrEnum):
@@ -58,6 +81,10 @@ class Step(StrEnum):
     NOTIFY = "notify"
     REVIEW = "review"
     CONFIRM_CANCEL = "confirm_cancel"
+    # Asked before the description typed so far is dropped (editing from review).
+    CONFIRM_REPLACE = "confirm_replace"
+    # Asked before a message holding a receipt-shaped number is kept in an answer.
+    CONFIRM_NUMBER = "confirm_number"
 
 
 # The questions of each flow, in order. The contact step opens a small sub-flow
@@ -121,6 +148,45 @@ class Choose:
 
 @dataclass(frozen=True)
 class Text:
+    """A text message; ``message_id`` (0 if unknown) maps a later edit of it to its answer;
+    ``checked`` means the user already agreed to keep a receipt-shaped number in it."""
+
+    text: str
+    message_id: int = 0
+    checked: bool = False
+
+
+@dataclass(frozen=True)
+class At:
+    """A button press under the message of step ``step``: acts only if that is still the
+    current step, else "this button has expired" and the current question again."""
+
+    step: str
+    event: "Event"
+
+
+@dataclass(frozen=True)
+class Replace:
+    """Start the description again (asks before the text so far is dropped)."""
+
+
+@dataclass(frozen=True)
+class ConfirmReplace:
+    drop: bool
+
+
+@dataclass(frozen=True)
+class KeepNumber:
+    """The answer to "keep the receipt-shaped number in your text?"."""
+
+    keep: bool
+
+
+@dataclass(frozen=True)
+class Edited:
+    """The user edited a message they sent (``text`` is its new text or caption)."""
+
+    message_id: int
     text: str
 
 
@@ -180,6 +246,21 @@ class Attach:
     file_name: str | None = None
     mime_type: str | None = None
     forwarded: bool = False
+    # What the user wrote under the file, exactly as written.
+    caption: str | None = None
+    # The Telegram message id (0 if unknown): an edit of the caption maps to what it gave.
+    message_id: int = 0
+
+
+@dataclass(frozen=True)
+class Album:
+    """Files sent together (Telegram's ``media_group_id``), collected by the handler and
+    answered once. ``caption`` is what the user wrote under them (the captions joined);
+    ``message_id`` is the message that carries it, if only one does (else 0)."""
+
+    attaches: tuple[Attach, ...]
+    caption: str | None = None
+    message_id: int = 0
 
 
 @dataclass(frozen=True)
@@ -196,6 +277,8 @@ class EvidenceItem:
     forwarded: bool = False
     forward_origin: str | None = None
     sha256: str = ""
+    # The caption written under the file (or its album), kept with it.
+    caption: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -209,6 +292,7 @@ class EvidenceItem:
             "forwarded": self.forwarded,
             "forward_origin": self.forward_origin,
             "sha256": self.sha256,
+            "caption": self.caption,
         }
 
     @classmethod
@@ -224,6 +308,7 @@ class EvidenceItem:
             forwarded=bool(data.get("forwarded")),
             forward_origin=data.get("forward_origin"),
             sha256=str(data.get("sha256", "")),
+            caption=data.get("caption"),
         )
 
 
@@ -234,6 +319,18 @@ class Stored:
     item: EvidenceItem
     # The report id and data key chosen for this draft's evidence (opaque to the flow).
     context: Mapping[str, str]
+    # The file was a voice note sent as the description (see ``Fetch.as_description``).
+    as_description: bool = False
+
+
+@dataclass(frozen=True)
+class StoredAlbum:
+    """The handler finished a ``FetchAlbum``: the files it sealed and the reasons
+    ("too_big" | "failed") of those it could not."""
+
+    items: tuple[EvidenceItem, ...]
+    context: Mapping[str, str]
+    failures: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -250,7 +347,8 @@ class Remove:
 
 Event = Union[
     Choose, Text, NonText, Done, Continue, Back, Cancel, ConfirmCancel, Edit, Submit, Help,
-    Attach, Stored, FetchFailed, Remove,
+    Attach, Stored, FetchFailed, Remove, At, Replace, ConfirmReplace, KeepNumber, Edited,
+    Album, StoredAlbum,
 ]
 
 
@@ -282,9 +380,20 @@ class SubmitReport:
 
 @dataclass(frozen=True)
 class Fetch:
-    """Download the attached file as a stream and seal it; then feed back ``Stored``."""
+    """Download the attached file as a stream and seal it; then feed back ``Stored``
+    (with the same ``as_description``)."""
 
     attach: Attach
+    as_description: bool = False
+
+
+@dataclass(frozen=True)
+class FetchAlbum:
+    """Download and seal the album's files at ``indices`` (positions in ``Album.attaches``),
+    each with the album's caption; then feed back one ``StoredAlbum``."""
+
+    indices: tuple[int, ...]
+    caption: str | None = None
 
 
 @dataclass(frozen=True)
@@ -302,7 +411,17 @@ class SafetyRead:
     """Remember that this user has seen the safety notice."""
 
 
-Effect = Union[Ask, Notice, SubmitReport, Discarded, SafetyRead, Fetch, DeleteEvidence]
+@dataclass(frozen=True)
+class DeleteMessage:
+    """Delete the user's message ``message_id`` from the chat (it holds a receipt)."""
+
+    message_id: int
+
+
+Effect = Union[
+    Ask, Notice, SubmitReport, Discarded, SafetyRead, Fetch, FetchAlbum, DeleteEvidence,
+    DeleteMessage,
+]
 
 
 # ---- state ----------------------------------------------------------------------------
@@ -322,6 +441,20 @@ class Draft:
     evidence: tuple[EvidenceItem, ...] = ()
     # Report id and data key for sealing evidence, chosen when the first file arrives.
     context: Mapping[str, str] = field(default_factory=dict)
+    # The user was told that a voice identifies its speaker (once per draft).
+    voice_warned: bool = False
+    # The evidence item id of the voice note that is the description, if any.
+    description_voice: str | None = None
+    # Telegram message ids, so that an edited message updates the answer it gave. The draft
+    # lives in memory only (storage/fsm.py); these ids never reach the database.
+    part_ids: tuple[int, ...] = ()  # of ``parts``
+    kept: tuple[str, ...] = ()  # the confirmed description, message by message
+    kept_ids: tuple[int, ...] = ()
+    name_id: int = 0
+    phone_id: int = 0
+    # A text holding a receipt-shaped number, waiting for the user's answer (CONFIRM_NUMBER).
+    held: str = ""
+    held_id: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -334,6 +467,15 @@ class Draft:
             "paused": str(self.paused) if self.paused else None,
             "evidence": [item.to_dict() for item in self.evidence],
             "context": dict(self.context),
+            "voice_warned": self.voice_warned,
+            "description_voice": self.description_voice,
+            "part_ids": list(self.part_ids),
+            "kept": list(self.kept),
+            "kept_ids": list(self.kept_ids),
+            "name_id": self.name_id,
+            "phone_id": self.phone_id,
+            "held": self.held,
+            "held_id": self.held_id,
         }
 
     @classmethod
@@ -365,6 +507,15 @@ class Draft:
                 paused=Step(paused) if paused else None,
                 evidence=tuple(EvidenceItem.from_dict(i) for i in data.get("evidence") or ()),
                 context=dict(context),
+                voice_warned=bool(data.get("voice_warned", False)),
+                description_voice=data.get("description_voice") or None,
+                part_ids=tuple(int(i) for i in data.get("part_ids") or ()),
+                kept=tuple(str(p) for p in data.get("kept") or ()),
+                kept_ids=tuple(int(i) for i in data.get("kept_ids") or ()),
+                name_id=int(data.get("name_id") or 0),
+                phone_id=int(data.get("phone_id") or 0),
+                held=str(data.get("held") or ""),
+                held_id=int(data.get("held_id") or 0),
             )
         except (KeyError, ValueError, TypeError, AttributeError):
             return None
@@ -393,9 +544,23 @@ def start(kind: Kind, *, safety_seen: bool) -> Transition:
 
 def step(draft: Draft, event: Event, limits: EvidenceLimits = DEFAULT_LIMITS) -> Transition:
     """Apply one user event to a draft."""
+    if isinstance(event, At):
+        if event.step != str(draft.step):
+            return _stay(draft, "button_expired")
+        event = event.event
+    if isinstance(event, Edited):
+        return _on_edited(draft, event)
+    if isinstance(event, Text) and is_receipt(event.text):
+        # A receipt typed in a report: never kept, not even on the screen.
+        return Transition(
+            draft,
+            (DeleteMessage(event.message_id), Notice("receipt_in_report"), Ask(draft.step)),
+        )
     if isinstance(event, Stored):
         # Accepted at any step: a file the user sent is never lost.
         return _on_stored(draft, event)
+    if isinstance(event, StoredAlbum):
+        return _on_stored_album(draft, event, limits)
     if isinstance(event, FetchFailed):
         code = "file_too_big" if event.reason == "too_big" else "download_failed"
         return Transition(draft, (Notice(code, {"limit_mb": limits.max_file_bytes // 2**20}),))
@@ -404,13 +569,29 @@ def step(draft: Draft, event: Event, limits: EvidenceLimits = DEFAULT_LIMITS) ->
     if isinstance(event, Attach):
         if draft.step is Step.EVIDENCE:
             return _on_attach(draft, event, limits)
+        if draft.step is Step.DESCRIPTION and looks_like_audio(
+            event.kind, event.mime_type, event.file_name
+        ):
+            return _on_attach(draft, event, limits, as_description=True)
+        if draft.step is Step.DESCRIPTION and event.caption:
+            return _files_at_description(draft, Album((event,), event.caption, event.message_id))
         event = NonText(event.kind)
+    if isinstance(event, Album):
+        if draft.step is Step.EVIDENCE:
+            return _on_album(draft, event, limits)
+        if draft.step is Step.DESCRIPTION:
+            return _files_at_description(draft, event)
+        event = NonText(event.attaches[0].kind if event.attaches else "media_group")
     if isinstance(event, Help):
         return Transition(draft, (Notice("help"), Ask(draft.step)))
     if draft.step is Step.CONFIRM_CANCEL:
         return _on_confirm_cancel(draft, event)
     if isinstance(event, Cancel):
         return _ask(replace(draft, step=Step.CONFIRM_CANCEL, paused=draft.step))
+    if draft.step is Step.CONFIRM_REPLACE:
+        return _on_confirm_replace(draft, event)
+    if draft.step is Step.CONFIRM_NUMBER:
+        return _on_confirm_number(draft, event)
     if isinstance(event, Back):
         return _back(draft)
     if draft.step is Step.SAFETY:
@@ -471,6 +652,15 @@ def _answer_choice(draft: Draft, value: str) -> Transition:
 
 
 def _on_description(draft: Draft, event: Event) -> Transition:
+    if isinstance(event, Text) and not event.checked and contains_receipt(event.text):
+        return _ask(
+            replace(
+                draft, step=Step.CONFIRM_NUMBER, paused=draft.step,
+                held=event.text, held_id=event.message_id,
+            )
+        )
+    if isinstance(event, Replace) and draft.parts:
+        return _ask(replace(draft, step=Step.CONFIRM_REPLACE, paused=draft.step))
     if isinstance(event, Text):
         text = event.text
         have = draft.description_length
@@ -484,7 +674,9 @@ def _on_description(draft: Draft, event: Event) -> Transition:
                     ),
                 ),
             )
-        new = replace(draft, parts=draft.parts + (text,))
+        new = replace(
+            draft, parts=draft.parts + (text,), part_ids=_ids_for(draft) + (event.message_id,)
+        )
         return Transition(
             new, (Notice("description_part", {"total": new.description_length}),)
         )
@@ -504,16 +696,30 @@ def _on_description(draft: Draft, event: Event) -> Transition:
             )
         answers = dict(draft.answers)
         answers["description"] = "\n\n".join(draft.parts)
-        return _advance(replace(draft, answers=answers, parts=()))
+        return _advance(
+            replace(
+                draft, answers=answers, parts=(), part_ids=(),
+                kept=draft.parts, kept_ids=_ids_for(draft), description_voice=None,
+            )
+        )
     if isinstance(event, NonText):
-        return _stay(draft, "text_expected")
+        return _stay(draft, "description_text_or_voice")
     return _stay(draft, "button_expired")
 
 
 def check_attach(
-    attach: Attach, count: int, total_bytes: int, limits: EvidenceLimits
+    attach: Attach,
+    count: int,
+    total_bytes: int,
+    limits: EvidenceLimits,
+    *,
+    warn_voice: bool = True,
 ) -> tuple[Notice, ...]:
-    """Why a file cannot be added (a refusal notice), or the warnings to show with it."""
+    """Why a file cannot be added (a refusal notice), or the warnings to show with it.
+
+    ``warn_voice``: whether a recording gets the warning that a voice identifies its
+    speaker (a draft shows it once, before its first recording is sealed).
+    """
     if attach.kind not in EVIDENCE_KINDS:
         return (Notice("evidence_unsupported"),)
     if attach.size is not None and attach.size > limits.max_file_bytes:
@@ -523,6 +729,8 @@ def check_attach(
     if total_bytes + (attach.size or 0) > limits.max_total_bytes:
         return (Notice("evidence_too_large", {"limit_mb": limits.max_total_bytes // 2**20}),)
     warnings = []
+    if warn_voice and looks_like_audio(attach.kind, attach.mime_type, attach.file_name):
+        warnings.append(Notice("voice_warning"))
     if attach.kind == "document":
         warnings.append(Notice("document_warning"))
     if attach.forwarded:
@@ -533,11 +741,91 @@ def check_attach(
 REFUSALS = frozenset({"evidence_unsupported", "file_too_big", "evidence_too_many", "evidence_too_large"})
 
 
-def _on_attach(draft: Draft, attach: Attach, limits: EvidenceLimits) -> Transition:
-    notices = check_attach(attach, len(draft.evidence), draft.evidence_bytes, limits)
+def _on_attach(
+    draft: Draft, attach: Attach, limits: EvidenceLimits, *, as_description: bool = False
+) -> Transition:
+    notices = check_attach(
+        attach, len(draft.evidence), draft.evidence_bytes, limits, warn_voice=not draft.voice_warned
+    )
     if any(n.code in REFUSALS for n in notices):
         return Transition(draft, notices)
-    return Transition(draft, (*notices, Fetch(attach)))
+    warned = draft.voice_warned or any(n.code == "voice_warning" for n in notices)
+    return Transition(
+        replace(draft, voice_warned=warned), (*notices, Fetch(attach, as_description))
+    )
+
+
+def check_album(
+    attaches: tuple[Attach, ...],
+    count: int,
+    total_bytes: int,
+    limits: EvidenceLimits,
+    *,
+    warn_voice: bool = True,
+) -> tuple[tuple[Notice, ...], tuple[int, ...]]:
+    """``check_attach`` for each file of an album in turn: the notices (each code once) and
+    the positions of the files that may be fetched."""
+    notices: dict[str, Notice] = {}
+    accepted: list[int] = []
+    for index, attach in enumerate(attaches):
+        found = check_attach(attach, count, total_bytes, limits, warn_voice=warn_voice)
+        for notice in found:
+            notices.setdefault(notice.code, notice)
+        if not any(n.code in REFUSALS for n in found):
+            accepted.append(index)
+            count += 1
+            total_bytes += attach.size or 0
+    return tuple(notices.values()), tuple(accepted)
+
+
+def _on_album(draft: Draft, album: Album, limits: EvidenceLimits) -> Transition:
+    notices, accepted = check_album(
+        album.attaches, len(draft.evidence), draft.evidence_bytes, limits,
+        warn_voice=not draft.voice_warned,
+    )
+    if not accepted:
+        return Transition(draft, notices)
+    warned = draft.voice_warned or any(n.code == "voice_warning" for n in notices)
+    return Transition(
+        replace(draft, voice_warned=warned), (*notices, FetchAlbum(accepted, album.caption))
+    )
+
+
+def _files_at_description(draft: Draft, album: Album) -> Transition:
+    """Files at the description step are not evidence yet, but what the user wrote under
+    them is description text: one answer says both."""
+    files = len(album.attaches)
+    if not album.caption:
+        return Transition(draft, (Notice("files_at_description", {"files": files}),))
+    added = _on_description(draft, Text(album.caption, album.message_id))
+    if added.effects and isinstance(added.effects[0], Notice) and added.effects[0].code == "description_part":
+        total = added.draft.description_length if added.draft else 0
+        return Transition(
+            added.draft, (Notice("caption_as_description", {"total": total, "files": files}),)
+        )
+    return added
+
+
+def added_notice(total: int, items: tuple[EvidenceItem, ...], failures: tuple[str, ...] = ()) -> Notice:
+    """The one answer to files just sealed: how many there are now, and what to know.
+
+    Code "voice_flagged" when the files that could not be cleaned are all recordings (no
+    voice-reduced copy), "evidence_flagged" when some other file could not be, else
+    "evidence_added"; params ``count``, and ``added``/``failed``/``captioned``/``too_big``
+    when they apply."""
+    flagged = [item for item in items if item.flagged]
+    params = {"count": total}
+    if len(items) > 1 or failures:
+        params["added"] = len(items)
+    if failures:
+        params["failed"] = len(failures)
+    if any(item.caption for item in items):
+        params["captioned"] = 1
+    if "too_big" in failures:
+        params["too_big"] = 1
+    if flagged and all(looks_like_audio(i.kind, i.mime_type, i.file_name) for i in flagged):
+        return Notice("voice_flagged", params)
+    return Notice("evidence_flagged" if flagged else "evidence_added", params)
 
 
 def _on_stored(draft: Draft, event: Stored) -> Transition:
@@ -548,8 +836,37 @@ def _on_stored(draft: Draft, event: Stored) -> Transition:
         evidence=draft.evidence + (event.item,),
         context=dict(draft.context) or dict(event.context),
     )
-    code = "evidence_flagged" if event.item.flagged else "evidence_added"
-    return Transition(new, (Notice(code, {"count": len(new.evidence)}),))
+    if event.as_description and draft.step is Step.DESCRIPTION:
+        return _voice_description(new, event.item)
+    return Transition(new, (added_notice(len(new.evidence), (event.item,)),))
+
+
+def _stored_notice(item: EvidenceItem, count: int) -> Notice:
+    return added_notice(count, (item,))
+
+
+def _voice_description(draft: Draft, item: EvidenceItem) -> Transition:
+    """A voice note sent at the description step is the description: what was typed so
+    far is kept, followed by ``VOICE_DESCRIPTION``; the note itself is evidence."""
+    answers = dict(draft.answers)
+    answers["description"] = "\n\n".join((*draft.parts, VOICE_DESCRIPTION))
+    advanced = _advance(replace(draft, answers=answers, parts=(), description_voice=item.id))
+    notice = Notice("voice_description_kept", {"count": len(draft.evidence)})
+    extra = (_stored_notice(item, len(draft.evidence)),) if item.flagged else ()
+    return Transition(advanced.draft, (notice, *extra, *advanced.effects))
+
+def _on_stored_album(draft: Draft, event: StoredAlbum, limits: EvidenceLimits) -> Transition:
+    known = {item.id for item in draft.evidence}
+    items = tuple(item for item in event.items if item.id not in known)
+    new = replace(
+        draft,
+        evidence=draft.evidence + items,
+        context=dict(draft.context) or dict(event.context),
+    )
+    if not items and event.failures:
+        code = "file_too_big" if "too_big" in event.failures else "download_failed"
+        return Transition(new, (Notice(code, {"limit_mb": limits.max_file_bytes // 2**20}),))
+    return Transition(new, (added_notice(len(new.evidence), items, event.failures),))
 
 
 def _on_remove(draft: Draft, event: Remove) -> Transition:
@@ -557,10 +874,24 @@ def _on_remove(draft: Draft, event: Remove) -> Transition:
     if len(kept) == len(draft.evidence):
         return _stay(draft, "button_expired")
     new = replace(draft, evidence=kept)
-    return Transition(
-        new,
-        (DeleteEvidence(event.item_id), Notice("evidence_removed", {"count": len(kept)}), Ask(new.step)),
-    )
+    removed = (DeleteEvidence(event.item_id), Notice("evidence_removed", {"count": len(kept)}))
+    if event.item_id == draft.description_voice:
+        # The description was that voice note: ask for it again, keeping what was typed.
+        answers = dict(new.answers)
+        description = answers.pop("description", "")
+        typed = description.removesuffix(VOICE_DESCRIPTION).rstrip("\n")
+        asked = replace(
+            new,
+            answers=answers,
+            step=Step.DESCRIPTION,
+            parts=(typed,) if typed else (),
+            editing=draft.step is Step.REVIEW,
+            description_voice=None,
+        )
+        return Transition(
+            asked, (*removed, Notice("description_voice_removed"), Ask(Step.DESCRIPTION))
+        )
+    return Transition(new, (*removed, Ask(new.step)))
 
 
 def _on_evidence(draft: Draft, event: Event) -> Transition:
@@ -583,7 +914,9 @@ def _on_name(draft: Draft, event: Event) -> Transition:
             return _stay(draft, "name_too_long", {"limit": NAME_MAX})
         answers = dict(draft.answers)
         answers["contact_name"] = name
-        return _ask(replace(draft, answers=answers, step=Step.CONTACT_PHONE))
+        return _ask(
+            replace(draft, answers=answers, step=Step.CONTACT_PHONE, name_id=event.message_id)
+        )
     if isinstance(event, NonText):
         return _stay(draft, "text_expected")
     return _stay(draft, "button_expired")
@@ -592,10 +925,12 @@ def _on_name(draft: Draft, event: Event) -> Transition:
 def _on_phone(draft: Draft, event: Event) -> Transition:
     if isinstance(event, Text):
         if normalize_phone(event.text) is None:
-            return _stay(draft, "phone_invalid")
+            return _stay(draft, "phone_invalid", phone_problem(event.text))
         answers = dict(draft.answers)
         answers["contact_phone"] = event.text
-        return _advance(replace(draft, answers=answers, step=Step.CONTACT))
+        return _advance(
+            replace(draft, answers=answers, step=Step.CONTACT, phone_id=event.message_id)
+        )
     if isinstance(event, Done):
         # The phone number is optional.
         answers = dict(draft.answers)
@@ -622,7 +957,16 @@ def _on_review(draft: Draft, event: Event) -> Transition:
     if isinstance(event, Edit):
         if event.field not in EDITABLE[draft.kind]:
             return _stay(draft, "button_expired")
-        return _ask(replace(draft, step=Step(event.field), editing=True, parts=()))
+        if event.field == "description":
+            # The current text is shown and kept: new messages add to it; replacing it
+            # asks first (CONFIRM_REPLACE).
+            parts, ids = draft.kept, draft.kept_ids
+            if not parts and draft.answers.get("description"):
+                parts, ids = (draft.answers["description"],), (0,)
+            return _ask(
+                replace(draft, step=Step.DESCRIPTION, editing=True, parts=parts, part_ids=ids)
+            )
+        return _ask(replace(draft, step=Step(event.field), editing=True, parts=(), part_ids=()))
     if isinstance(event, (Text, NonText)):
         return _stay(draft, "use_buttons")
     return _stay(draft, "button_expired")
@@ -642,6 +986,81 @@ def _on_confirm_cancel(draft: Draft, event: Event) -> Transition:
     if isinstance(event, (Text, NonText)):
         return _stay(draft, "use_buttons")
     return _stay(draft, "button_expired")
+
+
+def _on_confirm_replace(draft: Draft, event: Event) -> Transition:
+    resumed = draft.paused or Step.DESCRIPTION
+    if isinstance(event, ConfirmReplace):
+        if event.drop:
+            cleared = replace(draft, step=resumed, paused=None, parts=(), part_ids=())
+            return Transition(cleared, (Notice("description_cleared"), Ask(resumed)))
+        return _ask(replace(draft, step=resumed, paused=None))
+    if isinstance(event, (Text, NonText)):
+        return _stay(draft, "use_buttons")
+    return _stay(draft, "button_expired")
+
+
+def _on_confirm_number(draft: Draft, event: Event) -> Transition:
+    if not isinstance(event, KeepNumber):
+        if isinstance(event, (Text, NonText)):
+            return _stay(draft, "use_buttons")
+        return _stay(draft, "button_expired")
+    resumed = replace(draft, step=draft.paused or Step.DESCRIPTION, paused=None, held="", held_id=0)
+    text = draft.held if event.keep else strip_receipts(draft.held)
+    after = step(resumed, Text(text, draft.held_id, checked=True))
+    effects: tuple[Effect, ...] = after.effects
+    if not event.keep:
+        effects = (Notice("number_removed"), *effects)
+        if draft.held_id:
+            effects = (DeleteMessage(draft.held_id), *effects)
+    if after.draft is not None and not any(isinstance(e, Ask) for e in effects):
+        # The question again, so its buttons (Done) are under the latest message.
+        effects = (*effects, Ask(after.draft.step))
+    return Transition(after.draft, effects)
+
+
+def _on_edited(draft: Draft, event: Edited) -> Transition:
+    """An edited message changes the answer it gave, if it gave one; the user is told."""
+    mid, text = event.message_id, event.text
+    if mid and mid == draft.held_id and draft.step is Step.CONFIRM_NUMBER:
+        resumed = replace(draft, step=draft.paused or Step.DESCRIPTION, paused=None, held="", held_id=0)
+        return step(resumed, Text(text, mid))
+    if contains_receipt(text):
+        effects: tuple[Effect, ...] = (Notice("edit_has_receipt"), Ask(draft.step))
+        if is_receipt(text):
+            effects = (DeleteMessage(mid), *effects)
+        return Transition(draft, effects)
+    ids = _ids_for(draft)
+    if mid and mid in ids:
+        parts = tuple(text if i == mid else p for p, i in zip(draft.parts, ids))
+        if sum(len(p) for p in parts) > DESCRIPTION_MAX:
+            return _stay(draft, "edit_too_long", {"limit": DESCRIPTION_MAX})
+        new = replace(draft, parts=parts)
+        return Transition(new, (Notice("edit_description"), Ask(new.step)))
+    if mid and mid in draft.kept_ids and "description" in draft.answers:
+        kept = tuple(text if i == mid else p for p, i in zip(draft.kept, draft.kept_ids))
+        if sum(len(p) for p in kept) > DESCRIPTION_MAX:
+            return _stay(draft, "edit_too_long", {"limit": DESCRIPTION_MAX})
+        answers = {**draft.answers, "description": "\n\n".join(kept)}
+        new = replace(draft, kept=kept, answers=answers)
+        return Transition(new, (Notice("edit_description"), Ask(new.step)))
+    if mid and mid == draft.name_id and "contact_name" in draft.answers:
+        if not text.strip() or len(text) > NAME_MAX:
+            return _stay(draft, "edit_not_used")
+        new = replace(draft, answers={**draft.answers, "contact_name": text})
+        return Transition(new, (Notice("edit_name"), Ask(new.step)))
+    if mid and mid == draft.phone_id and "contact_phone" in draft.answers:
+        if normalize_phone(text) is None:
+            return _stay(draft, "edit_phone_invalid")
+        new = replace(draft, answers={**draft.answers, "contact_phone": text})
+        return Transition(new, (Notice("edit_phone"), Ask(new.step)))
+    return _stay(draft, "edit_not_used")
+
+
+def _ids_for(draft: Draft) -> tuple[int, ...]:
+    """``part_ids`` aligned with ``parts`` (0 where unknown)."""
+    ids = draft.part_ids[: len(draft.parts)]
+    return ids + (0,) * (len(draft.parts) - len(ids))
 
 
 # ---- navigation -----------------------------------------------------------------------
@@ -697,6 +1116,29 @@ def _stay(draft: Draft, code: str, params: Mapping[str, int] | None = None) -> T
 
 _PHONE_ALLOWED = re.compile(r"^\+?[0-9 ()\-.]+$")
 
+_DIGIT = "0-9\u0660-\u0669\u06f0-\u06f9"
+# What normalize_receipt skips between digits: spaces, dashes and invisible format marks.
+_GAP = r"[\s\-\u2010-\u2015\u2212\ufe58\ufe63\uff0d\u00ad\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]*"
+_RECEIPT_IN_TEXT = re.compile(
+    rf"(?<![{_DIGIT}])[{_DIGIT}](?:{_GAP}[{_DIGIT}]){{19}}(?!{_GAP}[{_DIGIT}])"
+)
+
+
+def is_receipt(text: str) -> bool:
+    """True if the whole text is only a receipt-shaped number (any digits, any spacing)."""
+    return normalize_receipt(text) is not None
+
+
+def contains_receipt(text: str) -> bool:
+    """True if the text holds a run of exactly 20 digits (ASCII or Arabic-Indic), spaced
+    or not: a receipt pasted into an answer."""
+    return _RECEIPT_IN_TEXT.search(text) is not None
+
+
+def strip_receipts(text: str) -> str:
+    """The text with every receipt-shaped number replaced by "…"."""
+    return _RECEIPT_IN_TEXT.sub("…", text)
+
 
 def normalize_phone(text: str) -> str | None:
     """The digits of a phone number (Arabic-Indic digits accepted), or ``None``."""
@@ -711,6 +1153,20 @@ def normalize_phone(text: str) -> str | None:
     if not PHONE_MIN_DIGITS <= len(digits) <= PHONE_MAX_DIGITS:
         return None
     return ("+" if cleaned.startswith("+") else "") + digits
+
+
+def phone_problem(text: str) -> dict[str, int]:
+    """Why ``text`` is not a phone number, as notice parameters: ``letters`` (1 if it holds
+    characters a phone number cannot), ``digits`` (how many digits, any script), and the
+    ``minimum`` and ``maximum`` digits allowed."""
+    kept = "".join(ch for ch in text.strip() if unicodedata.category(ch) != "Cf")
+    ascii_form = "".join(str(unicodedata.digit(ch)) if ch.isdigit() else ch for ch in kept)
+    return {
+        "letters": 0 if _PHONE_ALLOWED.match(ascii_form) else 1,
+        "digits": sum(ch.isdigit() for ch in kept),
+        "minimum": PHONE_MIN_DIGITS,
+        "maximum": PHONE_MAX_DIGITS,
+    }
 
 
 def split_answers(kind: Kind, answers: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:

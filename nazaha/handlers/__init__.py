@@ -6,6 +6,6 @@ from aiogram import Router
 def get_routers() -> list[Router]:
     """Routers in the order they must see updates: "show my receipt" in any state, then a
     report in progress."""
-    from nazaha.handlers import followup, menu, receipt_again, report
+    from nazaha.handlers import chats, followup, menu, receipt_again, report
 
-    return [receipt_again.router, report.router, followup.router, menu.router]
+    return [chats.router, receipt_again.router, report.router, followup.router, menu.router]

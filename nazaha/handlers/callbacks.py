@@ -1,9 +1,12 @@
 """Callback data: what each button carries, and reading it back safely.
 
 Formats (all ASCII, well under Telegram's 64-byte limit):
-``f:<step>:<value>`` choose an option · ``n:<back|cancel|done|continue|submit>`` navigate ·
+``f:<step>:<value>`` choose an option · ``n:<action>:<step>`` navigate (back, cancel, done,
+continue, submit, replace, drop, keep, keep_number, drop_number), acting only at the step of
+the message the button is under (``flow.At``; ``n:<action>`` without a step acts anywhere) ·
 ``e:<field>`` edit from review · ``x:<yes|no>`` confirm discarding · ``m:<item>`` main menu ·
-``l:<ar|en>`` language · ``r:<evidence id>`` remove a file · ``w:chat`` wipe this chat ·
+``l:<ar|en>`` language · ``r:<evidence id>`` remove a file · ``w:chat`` ask to wipe this
+chat, ``w:yes``/``w:no`` the answer ·
 ``s:receipt`` show a receipt that could not be delivered. Anything else (old versions, forged data) parses to ``None`` and
 gets "this button has expired".
 """
@@ -23,7 +26,13 @@ _NAVIGATION = {
     "done": flow.Done(),
     "continue": flow.Continue(),
     "submit": flow.Submit(),
+    "replace": flow.Replace(),
+    "drop": flow.ConfirmReplace(drop=True),
+    "keep": flow.ConfirmReplace(drop=False),
+    "keep_number": flow.KeepNumber(keep=True),
+    "drop_number": flow.KeepNumber(keep=False),
 }
+_STEP_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz_")
 
 
 @dataclass(frozen=True)
@@ -43,7 +52,9 @@ class RemoveEvidence:
 
 @dataclass(frozen=True)
 class Wipe:
-    pass
+    """``confirm``: None asks first (what will be lost), True erases, False keeps."""
+
+    confirm: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -65,9 +76,10 @@ def choose(step: str, value: str) -> str:
     return f"f:{step}:{value}"
 
 
-def nav(action: str) -> str:
+def nav(action: str, step: str | None = None) -> str:
+    """A navigation button; with ``step`` it acts only while that step is current."""
     assert action in _NAVIGATION
-    return f"n:{action}"
+    return f"n:{action}:{step}" if step else f"n:{action}"
 
 
 def edit(field: str) -> str:
@@ -92,8 +104,8 @@ def remove(item_id: str) -> str:
     return f"r:{item_id}"
 
 
-def wipe() -> str:
-    return "w:chat"
+def wipe(confirm: bool | None = None) -> str:
+    return {None: "w:chat", True: "w:yes", False: "w:no"}[confirm]
 
 
 def show_receipt() -> str:
@@ -108,7 +120,11 @@ def parse(data: str | None) -> Parsed | None:
         step, sep, value = rest.partition(":")
         return flow.Choose(step, value) if sep and step and value else None
     if prefix == "n":
-        return _NAVIGATION.get(rest)
+        action, sep, step = rest.partition(":")
+        event = _NAVIGATION.get(action)
+        if event is None or not sep:
+            return event
+        return flow.At(step, event) if step and set(step) <= _STEP_CHARS else None
     if prefix == "e":
         return flow.Edit(rest) if rest else None
     if prefix == "x" and rest in ("yes", "no"):
@@ -121,6 +137,8 @@ def parse(data: str | None) -> Parsed | None:
         return RemoveEvidence(rest)
     if data == "w:chat":
         return Wipe()
+    if prefix == "w" and rest in ("yes", "no"):
+        return Wipe(confirm=rest == "yes")
     if data == "s:receipt":
         return ShowReceipt()
     return None

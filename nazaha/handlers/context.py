@@ -13,7 +13,7 @@ from typing import Any, Awaitable, Callable
 
 from aiogram import BaseMiddleware
 from aiogram.fsm.context import FSMContext
-from aiogram.types import CallbackQuery, TelegramObject, User
+from aiogram.types import CallbackQuery, Message, TelegramObject, User
 from aiogram.utils.i18n import I18n
 
 from aiogram import Bot
@@ -40,6 +40,24 @@ from nazaha.storage.unit_of_work import UnitOfWork
 
 
 HOUR_FORMAT = "%Y-%m-%dT%H"
+# How far before the first update of a conversation (the first after a wipe, or ever) it is
+# taken to begin, for /wipe: the bot's "erased" notice and a notice or two around it come
+# just before that update. Telegram skips ids that do not exist.
+AFTER_WIPE_LOOKBACK = 3
+
+
+def first_anchor(message_id: int) -> int:
+    """Where a conversation whose first update carries ``message_id`` begins (>= 1)."""
+    return max(1, message_id - AFTER_WIPE_LOOKBACK)
+
+
+def message_id_of(event: TelegramObject) -> int | None:
+    """The id of a message, or of the message under a pressed button; None otherwise."""
+    if isinstance(event, Message):
+        return event.message_id
+    if isinstance(event, CallbackQuery) and event.message is not None:
+        return event.message.message_id
+    return None
 
 
 @dataclass(frozen=True)
@@ -178,8 +196,15 @@ class ReplyMiddleware(BaseMiddleware):
         if not (isinstance(event, CallbackQuery) and isinstance(cb.parse(event.data), cb.ShowReceipt)):
             reply.tell_if_receipt_waiting()
         self._tell_if_restarted(reply)
+        self._anchor_conversation(reply, message_id_of(event))
         self.services.prefs.touch(reply.uow, reply.user_id, reply.preferences)
         return await handler(event, data)
+
+    def _anchor_conversation(self, reply: Reply, message_id: int | None) -> None:
+        """No known start (first contact, or the first update after a wipe, which deletes
+        the row): the conversation begins here, so that the next /wipe covers it all."""
+        if reply.preferences.wipe_from is None and message_id is not None:
+            reply.remember(replace(reply.preferences, wipe_from=first_anchor(message_id)))
 
     def _tell_if_restarted(self, reply: Reply) -> None:
         """A conversation marked open in another run of the bot was lost with its memory:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import base64
 import logging
 import secrets
@@ -15,10 +16,12 @@ from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import Message
 
 from nazaha.bot.retry import BOT_API, RetryPolicy
-from nazaha.flows.report_flow import Attach, EvidenceItem
+from nazaha.flows.evidence_kinds import FILE_FIELDS
+from nazaha.flows.report_flow import Album, Attach, EvidenceItem, StoredAlbum, looks_like_audio
 from nazaha.storage.blobs import BlobInfo, BlobStore, BlobTooLarge
 from nazaha.storage.reports import new_sealing_context
-from nazaha.storage.scrub import looks_like_image, scrub_image
+from nazaha.storage.scrub import SNIFF_BYTES, looks_like_image, scrub_image, sniff_image
+from nazaha.storage.voice import reduce_voice_async
 
 log = logging.getLogger(__name__)
 
@@ -40,20 +43,26 @@ class FileRef:
 
 
 def file_of(message: Message) -> tuple[str, FileRef] | None:
-    """The evidence kind and file of a message, if it carries one we accept."""
-    if message.photo:
-        largest = message.photo[-1]
-        return "photo", FileRef(largest.file_id, largest.file_size, None, "image/jpeg")
-    for kind in ("document", "video", "audio", "voice", "video_note"):
+    """The evidence kind (one of ``EVIDENCE_KINDS``) and file of a message, if it has one."""
+    for kind in FILE_FIELDS:
         media = getattr(message, kind, None)
-        if media is not None:
-            return kind, FileRef(
-                media.file_id,
-                media.file_size,
-                getattr(media, "file_name", None),
-                getattr(media, "mime_type", None),
-            )
+        if not media:
+            continue
+        if kind == "photo":
+            largest = media[-1]
+            return kind, FileRef(largest.file_id, largest.file_size, None, "image/jpeg")
+        return kind, FileRef(
+            media.file_id,
+            media.file_size,
+            getattr(media, "file_name", None),
+            getattr(media, "mime_type", None),
+        )
     return None
+
+
+def caption_of(message: Message) -> str | None:
+    """The caption the user wrote under a file, exactly as written, or ``None``."""
+    return message.caption if message.caption and message.caption.strip() else None
 
 
 def content_kind(message: Message) -> str:
@@ -73,7 +82,47 @@ def attach_of(message: Message) -> Attach | None:
         file_name=ref.file_name,
         mime_type=ref.mime_type,
         forwarded=message.forward_origin is not None,
+        caption=caption_of(message),
+        message_id=message.message_id,
     )
+
+
+def album_of(messages: list[Message]) -> tuple[Album, list[Message]]:
+    """The flow event for an album's messages and the messages carrying its files, in the
+    order of ``Album.attaches``. The album's caption is its messages' captions joined."""
+    files = [m for m in messages if file_of(m) is not None]
+    captions: list[str] = []
+    captioned: list[int] = []
+    for m in messages:
+        caption = caption_of(m)
+        if caption is not None and caption not in captions:
+            captions.append(caption)
+            captioned.append(m.message_id)
+    caption = "\n\n".join(captions) or None
+    attaches = tuple(a for a in (attach_of(m) for m in files) if a is not None)
+    # An edit of the caption maps to what it gave only if one message carries it.
+    message_id = captioned[0] if len(captioned) == 1 else 0
+    return Album(attaches, caption, message_id), files
+
+
+async def fetch_album(
+    intake: "EvidenceIntake",
+    bot: Bot,
+    messages: list[Message],
+    context: Mapping[str, str] | None,
+    caption: str | None,
+) -> StoredAlbum:
+    """Fetch the files of an album one after the other, all under one report id and key."""
+    items: list[EvidenceItem] = []
+    failures: list[str] = []
+    current = dict(context) if context else new_context()
+    for message in messages:
+        try:
+            item, current = await intake.fetch(bot, message, current, caption)
+            items.append(item)
+        except FetchError as exc:
+            failures.append(exc.reason)
+    return StoredAlbum(tuple(items), current, tuple(failures))
 
 
 def context_keys(context: Mapping[str, str]) -> tuple[str, bytes]:
@@ -88,7 +137,8 @@ def new_context() -> dict[str, str]:
 class EvidenceIntake:
     """Downloads a file as a stream into the blob store, sealed under the report's key.
 
-    Images also get a metadata-free copy for caseworkers; the original is kept as sent.
+    Images also get a metadata-free copy for caseworkers, and voice notes and audio a
+    voice-reduced copy (storage/voice.py); the original is kept as sent.
     """
 
     def __init__(self, blobs: BlobStore, max_file_bytes: int, policy: RetryPolicy = BOT_API) -> None:
@@ -108,8 +158,17 @@ class EvidenceIntake:
         return set(self._drafts)
 
     async def fetch(
-        self, bot: Bot, message: Message, context: Mapping[str, str] | None
+        self,
+        bot: Bot,
+        message: Message,
+        context: Mapping[str, str] | None,
+        caption: str | None = None,
     ) -> tuple[EvidenceItem, dict[str, str]]:
+        """Download, seal and describe the file of ``message``.
+
+        ``caption`` (an album's caption) replaces the message's own; it is kept in the
+        item, to be sealed with the file's metadata. ``FetchError`` if it cannot be had.
+        """
         found = file_of(message)
         if found is None:
             raise FetchError("failed")
@@ -153,7 +212,7 @@ class EvidenceIntake:
         info = downloaded.value
 
         has_clean, flagged = False, None
-        if kind == "photo" or looks_like_image(ref.mime_type, ref.file_name):
+        if await self._is_image(kind, ref, data_key, report_id, item_id):
             original = await self.blobs.read_bytes(data_key, report_id, item_id, "original")
             result = await asyncio.to_thread(scrub_image, original)
             del original
@@ -162,6 +221,15 @@ class EvidenceIntake:
                 has_clean = True
             else:
                 flagged = result.flagged
+        elif looks_like_audio(kind, ref.mime_type, ref.file_name):
+            original = await self.blobs.read_bytes(data_key, report_id, item_id, "original")
+            reduced = await reduce_voice_async(original)
+            del original
+            if reduced.data is not None:
+                await self.blobs.write_bytes(data_key, report_id, item_id, "clean", reduced.data)
+                has_clean = True
+            else:
+                flagged = reduced.flagged
         origin = message.forward_origin.model_dump_json() if message.forward_origin else None
         item = EvidenceItem(
             id=item_id,
@@ -174,8 +242,27 @@ class EvidenceIntake:
             forwarded=origin is not None,
             forward_origin=origin,
             sha256=info.sha256,
+            caption=caption or caption_of(message),
         )
         return item, context
+
+    async def _is_image(
+        self, kind: str, ref: FileRef, data_key: bytes, report_id: str, item_id: str
+    ) -> bool:
+        """Whether to make a metadata-free copy: photos, files labelled as images, and
+        documents whose first bytes are an image's, whatever their name or claimed type."""
+        if kind == "photo" or looks_like_image(ref.mime_type, ref.file_name):
+            return True
+        if kind != "document":
+            return False
+        head = b""
+        stream = self.blobs.read_stream(data_key, report_id, item_id, "original")
+        async with contextlib.aclosing(stream):
+            async for chunk in stream:
+                head += chunk
+                if len(head) >= SNIFF_BYTES:
+                    break
+        return sniff_image(head)
 
     def discard(self, context: Mapping[str, str], item_id: str | None = None) -> None:
         """Delete one blob, or every blob of an abandoned draft."""

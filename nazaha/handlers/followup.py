@@ -14,7 +14,7 @@ from nazaha.flows import report_flow as flow
 from nazaha.handlers import callbacks as cb
 from nazaha.handlers import screens, wipe
 from nazaha.handlers.context import Reply
-from nazaha.handlers.evidence import FetchError, attach_of, content_kind
+from nazaha.handlers.evidence import FetchError, album_of, attach_of, content_kind, fetch_album
 from nazaha.handlers.report import evidence_record
 from nazaha.storage.attempts import TooManyAttempts
 from nazaha.storage.reports import UnlockedCase
@@ -55,9 +55,10 @@ async def apply(
     *,
     message: Message | None = None,
     previous: fu.Session | None = None,
+    album: list[Message] | None = None,
 ) -> None:
     try:
-        await _apply(transition, reply, message, previous)
+        await _apply(transition, reply, message, previous, album)
     except SessionLost:
         if previous is not None and "key_ref" in previous.case:
             reply.services.session_keys.drop(previous.case["key_ref"])
@@ -71,6 +72,7 @@ async def _apply(
     reply: Reply,
     message: Message | None,
     previous: fu.Session | None = None,
+    album: list[Message] | None = None,
 ) -> None:
     session = transition.session
     if session is None:
@@ -80,7 +82,16 @@ async def _apply(
         await reply.state.set_data({"session": session.to_dict()})
     for effect in transition.effects:
         if isinstance(effect, fu.Ask):
-            reply.show(_question(effect.step))
+            if effect.step is fu.FStep.CONFIRM_REPLY:
+                assert session is not None
+                reply.show(screens.confirm_pending_reply(session.pending_reply))
+            else:
+                reply.show(_question(effect.step))
+        elif isinstance(effect, fu.SessionClosed):
+            reply.say(screens.session_closed(reply.options.session_minutes, effect.kept))
+        elif isinstance(effect, fu.DeleteTyped):
+            if message is not None:
+                reply.outbox.delete(reply.chat_id, message.message_id)
         elif isinstance(effect, fu.Notice):
             reply.say(screens.notice(effect.code, dict(effect.params)))
         elif isinstance(effect, fu.TryReceipt):
@@ -99,6 +110,16 @@ async def _apply(
         elif isinstance(effect, fu.FetchEvidence):
             assert session is not None and message is not None
             await _fetch(reply, session, message)
+        elif isinstance(effect, flow.FetchAlbum):
+            assert session is not None and album is not None
+            stored = await fetch_album(
+                reply.services.evidence,
+                reply.bot,
+                [album[i] for i in effect.indices],
+                _context_of(reply, session),
+                effect.caption,
+            )
+            await _apply(fu.step(session, stored, reply.options.limits), reply, None, session)
         elif isinstance(effect, fu.SaveEvidence):
             assert session is not None
             batch = reply.report_batch()
@@ -164,12 +185,17 @@ async def _show_case(reply: Reply, session: fu.Session) -> None:
         await reply.commit_report_side(batch)
 
 
-async def _fetch(reply: Reply, session: fu.Session, message: Message) -> None:
+def _context_of(reply: Reply, session: fu.Session) -> dict[str, str]:
+    """The sealing context of the open case: new files go under its report id and key."""
     case = _case_of(reply, session)
-    context = {
+    return {
         "report_id": case.report_id,
         "data_key": base64.b64encode(case.data_key).decode(),
     }
+
+
+async def _fetch(reply: Reply, session: fu.Session, message: Message) -> None:
+    context = _context_of(reply, session)
     try:
         item, _ = await reply.services.evidence.fetch(reply.bot, message, context)
         event: fu.Event = flow.Stored(item, context)
@@ -178,22 +204,41 @@ async def _fetch(reply: Reply, session: fu.Session, message: Message) -> None:
     await _apply(fu.step(session, event, reply.options.limits), reply, None, session)
 
 
-async def resume(reply: Reply, event: fu.Event, message: Message | None = None) -> None:
+async def resume(
+    reply: Reply,
+    event: fu.Event,
+    message: Message | None = None,
+    album: list[Message] | None = None,
+) -> None:
     session = await load_session(reply)
     if session is None:
         await reply.state.clear()
         reply.show(screens.main_menu())
         return
+    ref = session.case.get("key_ref")
+    # Every tap and message renews the session (``get`` renews the key's lifetime); once
+    # the key has left memory after the silence, the receipt is asked for again.
+    if ref is not None and reply.services.session_keys.get(ref) is None:
+        await apply(fu.expired(session, event), reply, message=message)
+        return
     await apply(
-        fu.step(session, event, reply.options.limits), reply, message=message, previous=session
+        fu.step(session, event, reply.options.limits),
+        reply,
+        message=message,
+        previous=session,
+        album=album,
     )
 
 
 @router.message(StateFilter(FollowUpForm.active))
-async def on_message(message: Message, reply: Reply) -> None:
+async def on_message(message: Message, reply: Reply, album: list[Message] | None = None) -> None:
+    if album:
+        event, files = album_of(album)
+        await resume(reply, event, message, album=files)
+        return
     command = cb.command_of(message.text)
     if command == "/wipe":
-        await wipe.wipe_chat(reply, anchor=message.message_id)
+        await wipe.ask(reply)
         return
     if command in ("/cancel", "/start"):
         await resume(reply, flow.Cancel())
@@ -215,13 +260,20 @@ async def on_message(message: Message, reply: Reply) -> None:
         await resume(reply, flow.NonText(content_kind(message)), message)
 
 
+@router.edited_message(StateFilter(FollowUpForm.active))
+async def on_edited(message: Message, reply: Reply) -> None:
+    """What was sent to the caseworkers cannot change: say how to correct it."""
+    reply.say(screens.edit_after_sending())
+
+
 @router.callback_query(StateFilter(FollowUpForm.active))
 async def on_callback(query: CallbackQuery, reply: Reply) -> None:
     parsed = cb.parse(query.data)
     if isinstance(parsed, cb.Wipe):
         assert query.message is not None
-        await wipe.wipe_chat(reply, anchor=query.message.message_id)
-    elif isinstance(parsed, (flow.Choose, flow.Back, flow.Cancel, flow.Done)):
+        if not await wipe.answer(reply, parsed, query.message.message_id):
+            await resume(reply, flow.Help())
+    elif isinstance(parsed, (flow.Choose, flow.Back, flow.Cancel, flow.Done, flow.At)):
         await resume(reply, parsed)
     else:
         await resume(reply, flow.Choose("expired", "expired"))

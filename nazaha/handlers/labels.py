@@ -93,6 +93,17 @@ FIELD_LABELS = {
     "contact_phone": __("Phone"),
 }
 
+# What each evidence kind (nazaha.flows.evidence_kinds) is called on the review screen.
+EVIDENCE_KIND_LABELS = {
+    "photo": __("Photo"),
+    "document": __("Document"),
+    "voice": __("Voice note"),
+    "audio": __("Audio"),
+    "video": __("Video"),
+    "video_note": __("Video message"),
+    "animation": __("Animation"),
+}
+
 QUESTIONS = {
     "category": __("What kind of corruption is it? Choose the closest category."),
     "sector": __("Which kind of institution is involved?"),

@@ -51,7 +51,7 @@ async def _open(item: str, reply: Reply, anchor: int | None) -> None:
     elif item == "followup":
         await followup.begin(reply, anchor)
     elif item == "wipe":
-        await wipe.wipe_chat(reply, anchor=anchor or 0)
+        await wipe.ask(reply)
     elif item == "forget":
         reply.show(screens.forgotten())
     elif item == "menu":
@@ -71,11 +71,22 @@ async def _open(item: str, reply: Reply, anchor: int | None) -> None:
 @router.message()
 async def on_message(message: Message, reply: Reply, fsm_storage: BaseStorage) -> None:
     await _tell_if_draft_expired(reply, fsm_storage)
+    if message.text and flow.is_receipt(message.text):
+        # A receipt typed at the menu must not stay on screen: delete it, offer follow-up.
+        reply.outbox.delete(reply.chat_id, message.message_id)
+        reply.show(screens.receipt_deleted())
+        return
     command = cb.command_of(message.text)
     if command:
         await _open(_COMMANDS.get(command, "help"), reply, message.message_id)
     else:
         reply.show(screens.main_menu())
+
+
+@router.edited_message()
+async def on_edited(message: Message, reply: Reply) -> None:
+    """No report in progress: whatever was edited, a sent report cannot change."""
+    reply.say(screens.edit_after_sending())
 
 
 @router.callback_query()
@@ -86,7 +97,8 @@ async def on_callback(query: CallbackQuery, reply: Reply, fsm_storage: BaseStora
     if isinstance(parsed, cb.MenuAction):
         await _open(parsed.item, reply, anchor)
     elif isinstance(parsed, cb.Wipe):
-        await _open("wipe", reply, anchor)
+        if not await wipe.answer(reply, parsed, anchor or 0):
+            reply.show(screens.main_menu())
     elif isinstance(parsed, cb.LanguageChoice):
         reply.switch_language(parsed.locale)
         reply.say(screens.language_set())

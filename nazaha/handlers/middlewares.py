@@ -27,11 +27,16 @@ Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
 
 
 def _chat_id(update: Update) -> int | None:
+    """The private chat to tell something about this update (a failure, flood control);
+    None for groups, supergroups and channels: the bot never posts there on its own."""
+    chat = None
     if update.message:
-        return update.message.chat.id
-    if update.callback_query and update.callback_query.message:
-        return update.callback_query.message.chat.id
-    return None
+        chat = update.message.chat
+    elif update.edited_message:
+        chat = update.edited_message.chat
+    elif update.callback_query and update.callback_query.message:
+        chat = update.callback_query.message.chat
+    return chat.id if chat is not None and chat.type == "private" else None
 
 
 class PreferenceI18nMiddleware(I18nMiddleware):

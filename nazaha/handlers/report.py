@@ -14,7 +14,14 @@ from nazaha.handlers import callbacks as cb
 from nazaha.handlers import screens
 from nazaha.handlers import wipe
 from nazaha.handlers.context import Reply
-from nazaha.handlers.evidence import FetchError, attach_of, content_kind, context_keys
+from nazaha.handlers.evidence import (
+    FetchError,
+    album_of,
+    attach_of,
+    content_kind,
+    context_keys,
+    fetch_album,
+)
 from nazaha.storage.cases import EvidenceRecord
 from nazaha.storage.crypto import format_receipt
 from nazaha.storage.reports import ReportDraft
@@ -42,7 +49,7 @@ def event_from_message(message: Message) -> flow.Event:
         command = cb.command_of(message.text)
         if command:
             return _COMMAND_EVENTS.get(command, flow.Help())
-        return flow.Text(message.text)
+        return flow.Text(message.text, message.message_id)
     return flow.NonText(content_kind(message))
 
 
@@ -70,8 +77,11 @@ async def apply(
     *,
     previous: flow.Draft | None = None,
     message: Message | None = None,
+    album: list[Message] | None = None,
 ) -> None:
-    """Persist the new draft (queued in the unit of work) and perform the effects."""
+    """Persist the new draft (queued in the unit of work) and perform the effects.
+
+    ``album`` holds the messages of ``Album.attaches`` when the event was an album."""
     draft = transition.draft
     await save_draft(reply, draft)
     for effect in transition.effects:
@@ -80,12 +90,26 @@ async def apply(
             for screen in screens.question(draft, reply.options.high_risk_contact):
                 reply.show(screen)
         elif isinstance(effect, flow.Notice):
-            reply.say(screens.notice(effect.code, dict(effect.params)))
+            kind = draft.kind if draft is not None else None
+            reply.show(screens.notice_screen(effect.code, dict(effect.params), kind))
         elif isinstance(effect, flow.SafetyRead):
             reply.remember(replace(reply.preferences, safety_seen=True))
         elif isinstance(effect, flow.Fetch):
             assert draft is not None and message is not None
-            await fetch(draft, reply, message)
+            await fetch(draft, reply, message, as_description=effect.as_description)
+        elif isinstance(effect, flow.DeleteMessage):
+            if effect.message_id:
+                reply.outbox.delete(reply.chat_id, effect.message_id)
+        elif isinstance(effect, flow.FetchAlbum):
+            assert draft is not None and album is not None
+            stored = await fetch_album(
+                reply.services.evidence,
+                reply.bot,
+                [album[i] for i in effect.indices],
+                draft.context,
+                effect.caption,
+            )
+            await apply(flow.step(draft, stored, reply.options.limits), reply, previous=draft)
         elif isinstance(effect, flow.DeleteEvidence):
             if draft is not None:
                 reply.services.evidence.discard(draft.context, effect.item_id)
@@ -97,11 +121,13 @@ async def apply(
             reply.show(screens.discarded())
 
 
-async def fetch(draft: flow.Draft, reply: Reply, message: Message) -> None:
+async def fetch(
+    draft: flow.Draft, reply: Reply, message: Message, *, as_description: bool = False
+) -> None:
     """Download and seal a file, then tell the flow how it went."""
     try:
         item, context = await reply.services.evidence.fetch(reply.bot, message, draft.context)
-        event: flow.Event = flow.Stored(item, context)
+        event: flow.Event = flow.Stored(item, context, as_description)
     except FetchError as exc:
         event = flow.FetchFailed(exc.reason)
     await apply(flow.step(draft, event, reply.options.limits), reply, previous=draft)
@@ -141,17 +167,27 @@ def evidence_record(item: flow.EvidenceItem) -> EvidenceRecord:
         mime_type=item.mime_type,
         forward_origin=item.forward_origin,
         sha256=item.sha256,
+        caption=item.caption,
     )
 
 
-async def resume(reply: Reply, event: flow.Event, message: Message | None = None) -> None:
+async def resume(
+    reply: Reply,
+    event: flow.Event,
+    message: Message | None = None,
+    album: list[Message] | None = None,
+) -> None:
     draft = await load_draft(reply.state)
     if draft is None:
         await reply.state.clear()
         reply.show(screens.no_report_in_progress())
         return
     await apply(
-        flow.step(draft, event, reply.options.limits), reply, previous=draft, message=message
+        flow.step(draft, event, reply.options.limits),
+        reply,
+        previous=draft,
+        message=message,
+        album=album,
     )
 
 
@@ -168,7 +204,12 @@ async def reask(reply: Reply, note: str | None = None) -> None:
 
 
 @router.message(StateFilter(ReportForm.active))
-async def on_message(message: Message, reply: Reply) -> None:
+async def on_message(message: Message, reply: Reply, album: list[Message] | None = None) -> None:
+    if album:
+        # Files sent together: one event, one answer (see handlers/albums.py).
+        event, files = album_of(album)
+        await resume(reply, event, message, album=files)
+        return
     command = cb.command_of(message.text)
     if command == "/language":
         reply.show(screens.language_picker())
@@ -177,9 +218,17 @@ async def on_message(message: Message, reply: Reply) -> None:
         await reask(reply, screens.safety_text(reply.options.high_risk_contact))
         return
     if command == "/wipe":
-        await wipe.wipe_chat(reply, anchor=message.message_id)
+        await wipe.ask(reply)
         return
     await resume(reply, event_from_message(message), message)
+
+
+@router.edited_message(StateFilter(ReportForm.active))
+async def on_edited(message: Message, reply: Reply) -> None:
+    """An edit before submission updates the answer the message gave (the user is told)."""
+    text = message.text if message.text is not None else message.caption
+    if text:
+        await resume(reply, flow.Edited(message.message_id, text))
 
 
 @router.callback_query(StateFilter(ReportForm.active))
@@ -197,7 +246,8 @@ async def on_callback(query: CallbackQuery, reply: Reply) -> None:
             await reask(reply, screens.in_progress())
     elif isinstance(parsed, cb.Wipe):
         assert query.message is not None
-        await wipe.wipe_chat(reply, anchor=query.message.message_id)
+        if not await wipe.answer(reply, parsed, query.message.message_id):
+            await reask(reply)
     elif isinstance(parsed, cb.RemoveEvidence):
         await resume(reply, flow.Remove(parsed.item_id))
     elif parsed is None:

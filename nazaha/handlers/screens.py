@@ -10,18 +10,28 @@ import functools
 from dataclasses import dataclass
 
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
+from aiogram.utils.i18n import get_i18n
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.i18n import lazy_gettext as __
 from aiogram.utils.i18n import ngettext
 
 from nazaha.flows import report_flow as flow
 from nazaha.handlers import callbacks as cb
-from nazaha.handlers.labels import CHOICE_LABELS, FIELD_LABELS, QUESTIONS
+from nazaha.handlers.labels import CHOICE_LABELS, EVIDENCE_KIND_LABELS, FIELD_LABELS, QUESTIONS
 
 # Shown in their own language whatever the user's locale, as language pickers do.
 LANGUAGE_NAMES = {"ar": "العربية", "en": "English"}
+# Locales written right to left: their "back" arrow points right.
+RTL_LOCALES = frozenset({"ar"})
+# Unicode directional isolates (UAX #9): a run inside them is laid out on its own and
+# cannot be reordered with the Arabic around it ("0599 123 456" stays in that order).
+LRI, FSI, PDI = "\u2066", "\u2068", "\u2069"
+# A keyboard row holds this many buttons when all its labels are at most this long.
+GRID_COLUMNS = ((12, 3), (24, 2))
 # A review longer than this shows the description in messages of its own.
 REVIEW_INLINE_DESCRIPTION = 2500
+# Captions are shown in review up to this many characters each (10 files fit a message).
+REVIEW_CAPTION_CHARS = 300
 
 
 @dataclass(frozen=True)
@@ -36,6 +46,39 @@ def _keyboard(rows: list[list[tuple[str, str]]], *, reuse: bool = True) -> Inlin
     per-draft data (file ids) pass ``reuse=False`` so they are not kept in memory."""
     frozen = tuple(tuple((str(label), data) for label, data in row) for row in rows)
     return _shared_keyboard(frozen) if reuse else _build_keyboard(frozen)
+
+
+def ltr(value: object) -> str:
+    """``value`` as a left-to-right run (phone, receipt, command, date, file name, URL,
+    e-mail) isolated from the text around it: ``LRI + value + PDI``. One line only."""
+    return f"{LRI}{value}{PDI}"
+
+
+def isolate(value: object) -> str:
+    """A value the user typed (direction unknown, e.g. a name), isolated with its own
+    direction taken from its first strong letter: ``FSI + value + PDI``. One line only."""
+    return f"{FSI}{value}{PDI}"
+
+
+def is_rtl() -> bool:
+    """Whether the current locale is written right to left."""
+    try:
+        return get_i18n().current_locale in RTL_LOCALES
+    except LookupError:
+        return False
+
+
+def back_arrow() -> str:
+    """An arrow pointing back in reading order: right in Arabic, left in English."""
+    return "➡️" if is_rtl() else "⬅️"
+
+
+def grid(buttons: list[tuple[str, str]]) -> list[list[tuple[str, str]]]:
+    """Buttons in rows of 3 or 2 when every label is short (GRID_COLUMNS), else one a row,
+    so that a long list (17 governorates) fits on a phone screen without scrolling."""
+    longest = max((len(str(label)) for label, _data in buttons), default=0)
+    columns = next((n for limit, n in GRID_COLUMNS if longest <= limit), 1)
+    return [buttons[i:i + columns] for i in range(0, len(buttons), columns)]
 
 
 def _build_keyboard(rows: tuple[tuple[tuple[str, str], ...], ...]) -> InlineKeyboardMarkup:
@@ -126,27 +169,32 @@ def safety_text(high_risk_contact: str | None) -> str:
     if high_risk_contact:
         text += "\n\n" + _(
             "If you are at high risk, use this safer channel instead: {contact}"
-        ).format(contact=high_risk_contact)
+        ).format(contact=ltr(high_risk_contact))
     return text
 
 
 def safety_screen(high_risk_contact: str | None) -> Screen:
     return Screen(
         safety_text(high_risk_contact),
-        _keyboard([[(_("⬅️ Main menu"), cb.menu("menu"))]]),
+        _keyboard([[(main_menu_label(), cb.menu("menu"))]]),
     )
 
 
 # ---- the report flow ------------------------------------------------------------------
 
 
-def _nav_row(*actions: str) -> list[tuple[str, str]]:
+def main_menu_label() -> str:
+    return f"{back_arrow()} " + _("Main menu")
+
+
+def _nav_row(*actions: str, step: str | None = None) -> list[tuple[str, str]]:
+    """Navigation buttons; ``step``: the step they act on (stale presses have expired)."""
     labels = {
-        "back": _("⬅️ Back"),
+        "back": f"{back_arrow()} " + _("Back"),
         "cancel": _("✖️ Cancel"),
         "done": _("✅ Done"),
     }
-    return [(labels[a], cb.nav(a)) for a in actions]
+    return [(labels[a], cb.nav(a, step)) for a in actions]
 
 
 def question(draft: flow.Draft, high_risk_contact: str | None = None) -> list[Screen]:
@@ -158,8 +206,8 @@ def question(draft: flow.Draft, high_risk_contact: str | None = None) -> list[Sc
                 safety_text(high_risk_contact),
                 _keyboard(
                     [
-                        [(_("I understand, continue"), cb.nav("continue"))],
-                        _nav_row("cancel"),
+                        [(_("I understand, continue"), cb.nav("continue", "safety"))],
+                        _nav_row("cancel", step="safety"),
                     ]
                 ),
             )
@@ -169,7 +217,9 @@ def question(draft: flow.Draft, high_risk_contact: str | None = None) -> list[Sc
     if step is flow.Step.CONFIRM_CANCEL:
         return [
             Screen(
-                _("Discard this report? Everything you wrote will be deleted."),
+                _("Discard this complaint? Everything you wrote will be deleted.")
+                if draft.kind is flow.Kind.COMPLAINT
+                else _("Discard this report? Everything you wrote will be deleted."),
                 _keyboard(
                     [
                         [(_("Yes, discard it"), cb.confirm_cancel(True))],
@@ -178,35 +228,90 @@ def question(draft: flow.Draft, high_risk_contact: str | None = None) -> list[Sc
                 ),
             )
         ]
+    if step is flow.Step.CONFIRM_REPLACE:
+        return [confirm_replace(draft.description_length)]
+    if step is flow.Step.CONFIRM_NUMBER:
+        return [confirm_number()]
     name = str(step)
     text = str(QUESTIONS[name])
     if step in flow.CHOICES:
-        rows = [
-            [(CHOICE_LABELS[name][value], cb.choose(name, value))]
-            for value in flow.CHOICES[step]
-        ]
-        rows.append(_nav_row("back", "cancel"))
+        rows = grid(
+            [(str(CHOICE_LABELS[name][value]), cb.choose(name, value)) for value in flow.CHOICES[step]]
+        )
+        rows.append(_nav_row("back", "cancel", step=name))
         return [Screen(text, _keyboard(rows))]
     if step is flow.Step.DESCRIPTION:
-        if draft.parts:
-            text += "\n\n" + ngettext(
-                "You have written {count} character so far.",
-                "You have written {count} characters so far.",
-                draft.description_length,
-            ).format(count=draft.description_length)
-        return [Screen(text, _keyboard([_nav_row("done"), _nav_row("back", "cancel")]))]
+        return description_question(draft, text + "\n\n" + voice_description_hint())
     if step is flow.Step.EVIDENCE:
         if draft.evidence:
             text += "\n\n" + evidence_count(len(draft.evidence))
-        return [Screen(text, _keyboard([_nav_row("done"), _nav_row("back", "cancel")]))]
+        return [Screen(text, _keyboard([_nav_row("done", step=name), _nav_row("back", "cancel", step=name)]))]
     if step is flow.Step.CONTACT_PHONE:
         return [
             Screen(
                 text,
-                _keyboard([[(_("Skip"), cb.nav("done"))], _nav_row("back", "cancel")]),
+                _keyboard([[(_("Skip"), cb.nav("done", name))], _nav_row("back", "cancel", step=name)]),
             )
         ]
-    return [Screen(text, _keyboard([_nav_row("back", "cancel")]))]
+    return [Screen(text, _keyboard([_nav_row("back", "cancel", step=name)]))]
+
+
+def description_question(draft: flow.Draft, text: str) -> list[Screen]:
+    """The description question; when editing, the current text first (kept, added to)."""
+    name = str(flow.Step.DESCRIPTION)
+    rows = [_nav_row("done", step=name)]
+    if draft.parts:
+        rows.append([(_("🗑 Replace it and start again"), cb.nav("replace", name))])
+    rows.append(_nav_row("back", "cancel", step=name))
+    if draft.editing and draft.parts:
+        current = Screen(_("Your description so far:") + "\n\n" + "\n\n".join(draft.parts))
+        hint = _(
+            "Send more messages to add to it, then tap Done. To write it again from the "
+            "beginning, tap Replace."
+        )
+        return [current, Screen(hint, _keyboard(rows))]
+    if draft.parts:
+        text += "\n\n" + ngettext(
+            "You have written {count} character so far.",
+            "You have written {count} characters so far.",
+            draft.description_length,
+        ).format(count=draft.description_length)
+    return [Screen(text, _keyboard(rows))]
+
+
+def confirm_replace(length: int) -> Screen:
+    name = str(flow.Step.CONFIRM_REPLACE)
+    return Screen(
+        ngettext(
+            "Delete the description you wrote ({count} character) and write it again?",
+            "Delete the description you wrote ({count} characters) and write it again?",
+            length,
+        ).format(count=length),
+        _keyboard(
+            [
+                [(_("Yes, delete it"), cb.nav("drop", name))],
+                [(_("No, keep it"), cb.nav("keep", name))],
+            ]
+        ),
+    )
+
+
+def confirm_number() -> Screen:
+    name = str(flow.Step.CONFIRM_NUMBER)
+    return Screen(
+        _(
+            "Your message contains a number that looks like a receipt. A receipt stored "
+            "inside a report could link you to your other reports. Keep the number in "
+            "your text?"
+        ),
+        _keyboard(
+            [
+                [(_("Remove the number"), cb.nav("drop_number", name))],
+                [(_("Keep it"), cb.nav("keep_number", name))],
+                _nav_row("cancel", step=name),
+            ]
+        ),
+    )
 
 
 def _answer_label(field: str, value: str) -> str:
@@ -219,11 +324,17 @@ def _answer_label(field: str, value: str) -> str:
 def review(draft: flow.Draft) -> list[Screen]:
     answers = draft.answers
     screens: list[Screen] = []
-    description = answers.get("description", "")
+    description = shown_description(answers.get("description", ""))
     long_description = len(description) > REVIEW_INLINE_DESCRIPTION
     if long_description:
         screens.append(Screen(_("Your description:") + "\n\n" + description))
-    lines = [_("Please check your report before you send it:"), ""]
+    complaint = draft.kind is flow.Kind.COMPLAINT
+    lines = [
+        _("Please check your complaint before you send it:")
+        if complaint
+        else _("Please check your report before you send it:"),
+        "",
+    ]
     for field in flow.EDITABLE[draft.kind]:
         label = str(FIELD_LABELS[field])
         if field == "description":
@@ -231,24 +342,86 @@ def review(draft: flow.Draft) -> list[Screen]:
             lines.append(f"{label}:\n{value}")
         elif field == "evidence":
             lines.append(f"{label}: {evidence_count(len(draft.evidence))}")
+            files = evidence_lines(draft.evidence)
+            if long_description and any(item.caption for item in draft.evidence):
+                screens.append(Screen("\n".join(files)))
+            else:
+                lines.extend(files)
         else:
             lines.append(f"{label}: {_answer_label(field, answers.get(field, ''))}")
         if field == "contact" and answers.get("contact") == "share":
             for detail in flow.CONTACT_DETAILS:
                 if detail in answers:
-                    lines.append(f"{FIELD_LABELS[detail]}: {answers[detail]}")
-    rows = [
-        [(_("✏️ Edit: {field}").format(field=FIELD_LABELS[field]), cb.edit(field))]
-        for field in flow.EDITABLE[draft.kind]
-    ]
-    for number, item in enumerate(draft.evidence, start=1):
-        rows.append(
-            [(_("🗑 Remove file {number} ({size})").format(number=number, size=file_size(item.size)), cb.remove(item.id))]
-        )
-    rows.append([(_("📨 Send the report"), cb.nav("submit"))])
-    rows.append(_nav_row("back", "cancel"))
+                    # The phone is a left-to-right run; the name may be in either script.
+                    shown = ltr if detail == "contact_phone" else isolate
+                    lines.append(f"{FIELD_LABELS[detail]}: {shown(answers[detail])}")
+    rows = grid(
+        [
+            (_("✏️ Edit: {field}").format(field=FIELD_LABELS[field]), cb.edit(field))
+            for field in flow.EDITABLE[draft.kind]
+        ]
+    )
+    rows += grid(
+        [
+            (
+                _("🗑 Remove file {number} ({size})").format(number=number, size=file_size(item.size)),
+                cb.remove(item.id),
+            )
+            for number, item in enumerate(draft.evidence, start=1)
+        ]
+    )
+    send = _("📨 Send the complaint") if complaint else _("📨 Send the report")
+    rows.append([(send, cb.nav("submit", "review"))])
+    rows.append(_nav_row("back", "cancel", step="review"))
     screens.append(Screen("\n".join(lines), _keyboard(rows, reuse=not draft.evidence)))
     return screens
+
+
+def voice_description_hint() -> str:
+    return _(
+        "If typing is hard, you can send a voice note instead. A voice can identify "
+        "you: caseworkers get a voice-reduced copy."
+    )
+
+
+def shown_description(description: str) -> str:
+    """The description as the reporter reads it: the voice-note marker in their language."""
+    if description.endswith(flow.VOICE_DESCRIPTION):
+        return description.removesuffix(flow.VOICE_DESCRIPTION) + _("[described in a voice note]")
+    return description
+
+
+def voice_warning() -> str:
+    return _(
+        "A voice can identify the person speaking. We keep your recording encrypted as you "
+        "sent it; caseworkers listen to a voice-reduced copy with a lower pitch. Reduced "
+        "is not anonymous: someone who knows your voice may still recognise it. You can "
+        "remove the recording on the review screen before you send."
+    )
+
+
+def followup_voice_warning() -> str:
+    """Said before a follow-up recording is sent: there, each file is stored at once."""
+    return _(
+        "A voice can identify the person speaking. Recordings you send here are added to "
+        "your report at once; caseworkers listen to a voice-reduced copy with a lower "
+        "pitch, which someone who knows your voice may still recognise."
+    )
+
+
+def evidence_lines(items: tuple[flow.EvidenceItem, ...]) -> list[str]:
+    """One line per file (number, kind, size), with its caption, shortened, under it."""
+    lines = []
+    for number, item in enumerate(items, start=1):
+        kind = EVIDENCE_KIND_LABELS.get(item.kind, item.kind)
+        lines.append(f"{ltr(f'{number}.')} {kind}, {file_size(item.size)}")
+        if item.caption:
+            # One line, isolated: the user's text keeps its own direction.
+            caption = " ".join(item.caption.split())
+            if len(caption) > REVIEW_CAPTION_CHARS:
+                caption = caption[:REVIEW_CAPTION_CHARS] + "…"
+            lines.append("   " + _("Caption: {caption}").format(caption=isolate(caption)))
+    return lines
 
 
 def evidence_count(count: int) -> str:
@@ -263,7 +436,83 @@ def file_size(size: int) -> str:
     return _("{size} KB").format(size=max(1, round(size / 1024)))
 
 
-def notice(code: str, params: dict[str, int]) -> str:
+def notice_screen(code: str, params: dict[str, int], kind: flow.Kind | None = None) -> Screen:
+    """A notice, with a Done button under those that end with "or tap Done" while the user
+    is writing, so nobody has to scroll up to the question to finish."""
+    writing = code in ("description_part", "caption_as_description")
+    keyboard = _keyboard([_nav_row("done", step=str(flow.Step.DESCRIPTION))]) if writing else None
+    return Screen(notice(code, params, kind), keyboard)
+
+
+def conversation_notice(code: str, params: dict[str, int]) -> str | None:
+    """Notices about edits, replacing the description and receipts typed in the wrong
+    place; ``None`` for other codes."""
+    if code == "receipt_in_report":
+        return _(
+            "That looks like a receipt number, so it was deleted from this chat and not "
+            "added to your report. To follow up a report you sent, finish or cancel this "
+            "one, then choose Follow up."
+        )
+    if code == "number_removed":
+        return _("The number was removed; the rest of your message was kept.")
+    if code == "description_cleared":
+        return _("Your description was deleted. Write it again, then tap Done.")
+    if code == "edit_description":
+        return _("Your edit was applied: the description now uses the corrected message.")
+    if code == "edit_name":
+        return _("Your edit was applied: the name you gave was corrected.")
+    if code == "edit_phone":
+        return _("Your edit was applied: the phone number was corrected.")
+    if code == "edit_phone_invalid":
+        return _(
+            "Your edit was not applied: it does not look like a phone number. The "
+            "number you gave before is kept."
+        )
+    if code == "edit_too_long":
+        return _(
+            "Your edit was not applied: a report can hold at most {limit} characters."
+        ).format(limit=params["limit"])
+    if code == "edit_has_receipt":
+        return _(
+            "Your edit was not applied: it contains a number that looks like a receipt. "
+            "Your earlier text is kept."
+        )
+    if code == "receipt_in_followup":
+        return _(
+            "That looks like a receipt number, so it was deleted from this chat and not "
+            "sent to the caseworkers."
+        )
+    if code == "reply_discarded":
+        return _("Your kept message was not sent, and it was deleted.")
+    if code == "edit_not_used":
+        return _("That edited message is not part of your answers, so nothing changed.")
+    return None
+
+
+def edit_after_sending() -> str:
+    return _(
+        "A report that was sent cannot be changed, and edits to your messages are not "
+        "read. To add a correction, choose Follow up, enter your receipt and reply to "
+        "the caseworkers."
+    )
+
+
+def receipt_deleted() -> Screen:
+    return Screen(
+        _(
+            "That looks like a receipt number, so it was deleted from this chat for your "
+            "safety. To follow up a report, tap the button below and type it there."
+        ),
+        _keyboard([[(_("🔎 Follow up with my receipt"), cb.menu("followup"))]]),
+    )
+
+
+def notice(code: str, params: dict[str, int], kind: flow.Kind | None = None) -> str:
+    """The text of a flow notice. ``kind`` names the draft's kind where the text says
+    "report" or "complaint"."""
+    text = conversation_notice(code, params)
+    if text is not None:
+        return text
     if code == "help":
         return _(
             "You are in the middle of a report; your draft is kept. Answer the question "
@@ -277,6 +526,23 @@ def notice(code: str, params: dict[str, int]) -> str:
         return _(
             "Please send text here. Photos, stickers, voice notes and locations cannot "
             "be used at this step."
+        )
+    if code == "description_text_or_voice":
+        return _(
+            "Please write the description here, or send a voice note. Photos and other "
+            "files can be added at the next step."
+        )
+    if code == "voice_warning":
+        return voice_warning()
+    if code == "voice_description_kept":
+        return _(
+            "Your voice note is saved and encrypted as your description. It is also "
+            "listed with your files."
+        )
+    if code == "description_voice_removed":
+        return _(
+            "That voice note was your description. Please describe what happened again, "
+            "in writing or in a new voice note."
         )
     if code == "description_part":
         total = params["total"]
@@ -305,13 +571,12 @@ def notice(code: str, params: dict[str, int]) -> str:
             limit=params["limit"]
         )
     if code == "phone_invalid":
-        return _(
-            "That does not look like a phone number. Write the digits (for example "
-            "0599 123 456), or tap Skip."
-        )
+        return phone_invalid(params)
     if code == "stays_anonymous":
+        if kind is flow.Kind.COMPLAINT:
+            return _("Understood: your complaint stays anonymous.")
         return _("Understood: your report stays anonymous.")
-    if code in ("evidence_added", "evidence_flagged", "evidence_removed"):
+    if code in ("evidence_added", "evidence_flagged", "voice_flagged", "evidence_removed"):
         count = params["count"]
         text = ngettext(
             "Saved and encrypted. You have added {count} file.",
@@ -329,9 +594,52 @@ def notice(code: str, params: dict[str, int]) -> str:
                 "This file could not be read as an image: it is kept as it is, without "
                 "a cleaned copy, so it may still carry hidden details about you."
             )
+        if code == "voice_flagged":
+            text += " " + _(
+                "This recording could not be read: it is kept as it is, without a "
+                "voice-reduced copy, so caseworkers would hear your own voice."
+            )
+        if params.get("captioned"):
+            text += " " + _(
+                "The text you wrote under the file is kept with it, encrypted, and shown "
+                "on the review screen."
+            )
+        if params.get("failed"):
+            failed = params["failed"]
+            text += " " + ngettext(
+                "A file could not be received: please send it again.",
+                "Some files could not be received: please send them again.",
+                failed,
+            )
         if code != "evidence_removed":
             text += " " + _("Send more, or tap Done.")
         return text
+    if code == "files_at_description":
+        files = params["files"]
+        return ngettext(
+            "The file was not added yet: files are added at the next step. Finish your "
+            "description and tap Done, then send the file again.",
+            "The files were not added yet: files are added at the next step. Finish your "
+            "description and tap Done, then send the files again.",
+            files,
+        )
+    if code == "caption_as_description":
+        total = params["total"]
+        text = ngettext(
+            "The text you wrote under the files was added to your description ({count} "
+            "character so far).",
+            "The text you wrote under the files was added to your description ({count} "
+            "characters so far).",
+            total,
+        ).format(count=total)
+        files = params["files"]
+        return text + " " + ngettext(
+            "The file itself is added at the next step: tap Done when your description "
+            "is complete, then send it again.",
+            "The files themselves are added at the next step: tap Done when your "
+            "description is complete, then send them again.",
+            files,
+        )
     if code == "file_too_big":
         return _(
             "This file is larger than {limit} MB, the most Telegram lets us receive. It "
@@ -403,6 +711,33 @@ def notice(code: str, params: dict[str, int]) -> str:
     return _("Please choose one of the buttons below.")
 
 
+PHONE_EXAMPLE = "0599 123 456"
+
+
+def phone_invalid(params: dict[str, int]) -> str:
+    """Why a phone number was refused, and an example. ``params``: ``letters`` (1 if it
+    holds something other than digits, spaces, ``()-.`` and a leading ``+``), ``digits``
+    (how many digits), ``minimum`` and ``maximum`` (digits a phone number may have)."""
+    if params.get("letters"):
+        reason = _(
+            "A phone number can hold only digits, spaces and a + at the start, so this "
+            "one was not saved."
+        )
+    elif params.get("digits", 0) < params.get("minimum", flow.PHONE_MIN_DIGITS):
+        reason = _(
+            "This number is too short to be a phone number (at least {minimum} digits), "
+            "so it was not saved."
+        ).format(minimum=params.get("minimum", flow.PHONE_MIN_DIGITS))
+    else:
+        reason = _(
+            "This number is too long to be a phone number (at most {maximum} digits), so "
+            "it was not saved."
+        ).format(maximum=params.get("maximum", flow.PHONE_MAX_DIGITS))
+    return reason + " " + _(
+        "Write it again, for example {example}, or tap Skip."
+    ).format(example=ltr(PHONE_EXAMPLE))
+
+
 def button_expired() -> str:
     return _("This button has expired.")
 
@@ -437,7 +772,11 @@ def receipt(formatted_receipt: str) -> str:
         "your report. Write it down somewhere only you can reach, then you may delete "
         "this chat: Telegram keeps it on its own servers until you do. We cannot recover "
         "a lost receipt."
-    ).format(receipt=formatted_receipt)
+    ).format(receipt=ltr(formatted_receipt)) + "\n\n" + _(
+        "What happens next: the coalition acknowledges your report within 7 days, and "
+        "gives you feedback on it within 3 months. Follow up with your receipt to read "
+        "their replies."
+    )
 
 
 def receipt_waiting() -> Screen:
@@ -469,7 +808,44 @@ def after_submission() -> Screen:
         _keyboard(
             [
                 [(_("🧹 Erase this conversation"), cb.wipe())],
-                [(_("⬅️ Main menu"), cb.menu("menu"))],
+                [(main_menu_label(), cb.menu("menu"))],
+            ]
+        ),
+    )
+
+
+def wipe_confirm(*, files: int | None, session: bool) -> Screen:
+    """Asked before /wipe or the erase button deletes anything: ``files`` is the number of
+    files of an unfinished report (None: no report in progress); ``session`` is True while
+    a follow-up session is open."""
+    parts = [_("Erase this conversation?")]
+    if files is not None:
+        # No count: Arabic singular and dual forms carry no numeral, and the files are
+        # listed on the report's own screens.
+        parts.append(
+            _(
+                "Your unfinished report will be discarded, with the files you added to it. "
+                "Nothing of it will be sent."
+            )
+            if files
+            else _("Your unfinished report will be discarded. Nothing of it will be sent.")
+        )
+    if session:
+        parts.append(_("Your follow-up session will end."))
+    parts.append(
+        _(
+            "Every message of this chat that Telegram still lets the bot delete (those of "
+            "the last 48 hours) will be deleted, including any receipt shown here. If you "
+            "have a receipt, write it down somewhere only you can reach before you erase: "
+            "we cannot recover a lost receipt."
+        )
+    )
+    return Screen(
+        "\n\n".join(parts),
+        _keyboard(
+            [
+                [(_("🧹 Yes, erase everything"), cb.wipe(True))],
+                [(_("No, keep it"), cb.wipe(False))],
             ]
         ),
     )
@@ -555,7 +931,7 @@ def ask_receipt() -> Screen:
             "fine). For your safety, the bot deletes the message with your receipt as soon "
             "as it has read it."
         ),
-        _keyboard([_nav_row("cancel")]),
+        _keyboard([_nav_row("cancel", step="receipt")]),
     )
 
 
@@ -577,7 +953,7 @@ def case_view(
         lines.append(_("No messages yet. The caseworkers will reply here."))
     for direction, day, body in thread:
         who = _("Caseworker") if direction == "staff" else _("You")
-        lines.append(f"— {who} · {day}\n{body}\n")
+        lines.append(f"— {who} · {ltr(day)}\n{body}\n")
     if notifying:
         lines.append(_("Update notifications are on for this report."))
     return Screen("\n".join(lines), _followup_keyboard(notifying))
@@ -589,7 +965,7 @@ def ask_reply() -> Screen:
             "Write your message to the caseworkers. It is encrypted; do not write your "
             "name unless you want them to know it."
         ),
-        _keyboard([_nav_row("back", "cancel")]),
+        _keyboard([_nav_row("back", "cancel", step="reply")]),
     )
 
 
@@ -598,8 +974,10 @@ def ask_followup_evidence() -> Screen:
         _(
             "Send photos, documents, voice notes, audio or video, then tap Done. Files are "
             "encrypted as soon as they arrive."
-        ),
-        _keyboard([_nav_row("done"), _nav_row("cancel")]),
+        )
+        + "\n\n"
+        + followup_voice_warning(),
+        _keyboard([_nav_row("done", step="evidence"), _nav_row("cancel", step="evidence")]),
     )
 
 
@@ -609,7 +987,7 @@ def session_ended() -> Screen:
         _keyboard(
             [
                 [(_("🧹 Erase this conversation"), cb.wipe())],
-                [(_("⬅️ Main menu"), cb.menu("menu"))],
+                [(main_menu_label(), cb.menu("menu"))],
             ]
         ),
     )
@@ -623,6 +1001,36 @@ def session_expired(minutes: int) -> str:
         "you. Enter your receipt again to continue.",
         minutes,
     ).format(count=minutes)
+
+
+def session_closed(minutes: int, kept: str) -> str:
+    """The session closed after the silence; ``kept``: "reply", "files" or ""."""
+    text = session_expired(minutes)
+    if kept == "reply":
+        text += "\n\n" + _(
+            "The message you just wrote is kept in memory, not sent yet. After you enter "
+            "your receipt, you will be asked to confirm the report it goes to."
+        )
+    elif kept == "files":
+        text += "\n\n" + _(
+            "The file you just sent was not saved. After you enter your receipt, tap "
+            "Add evidence and send it again."
+        )
+    return text
+
+
+def confirm_pending_reply(text: str) -> Screen:
+    return Screen(
+        _("Send this message to the caseworkers of the report shown above?")
+        + "\n\n"
+        + text,
+        _keyboard(
+            [
+                [(_("✉️ Send it"), cb.choose("confirm_reply", "send"))],
+                [(_("🗑 Do not send it"), cb.choose("confirm_reply", "discard"))],
+            ]
+        ),
+    )
 
 
 def update_notification() -> Screen:

@@ -8,6 +8,14 @@ Telegram and the user is told how to delete the chat.
 
 /wipe also forgets everything the bot holds about this account: the conversation in memory
 (a draft with its files, or an open follow-up session and its key) and the preferences row.
+
+Nothing is erased without asking: /wipe and the erase button (``w:chat``) show what will be
+lost (:func:`ask`: the draft and its files, the follow-up session, any receipt on screen);
+only "Yes" (``w:yes``) erases (:func:`answer`).
+
+After a wipe no row is left, so the next conversation's start is set from the first update
+that comes after it (``context.first_anchor``, applied by ``ReplyMiddleware``), reaching back a few ids to
+cover the bot's own "erased" notice; a second wipe then covers everything since the first.
 """
 
 from __future__ import annotations
@@ -16,12 +24,16 @@ import datetime as dt
 from dataclasses import replace
 
 from nazaha.flows import report_flow as flow
+from nazaha.handlers import callbacks as cb
 from nazaha.handlers import screens
 from nazaha.handlers.context import HOUR_FORMAT, Reply
 from nazaha.storage.prefs import Preferences
 
 BATCH = 100  # deleteMessages takes at most 100 ids
 MAX_MESSAGES = 2000
+# Ids past the anchor also asked for: the user may have written while the question was on
+# screen. Telegram skips ids it cannot find.
+LATE_MESSAGES = 20
 
 
 async def mark_conversation_start(
@@ -55,12 +67,38 @@ def drop_session_key(reply: Reply, data: dict) -> None:
             reply.services.session_keys.drop(case["key_ref"])
 
 
-async def wipe_chat(reply: Reply, anchor: int) -> None:
-    """Delete every message from the conversation's start up to ``anchor``, and forget the
-    conversation and the preferences of this account."""
+async def ask(reply: Reply) -> None:
+    """Show what erasing would lose (the draft and its files, an open follow-up session,
+    any receipt in the chat) with "Yes, erase" / "No, keep it"; nothing is changed."""
+    data = await reply.state.get_data()
+    draft = flow.Draft.from_dict(data.get("draft") or {})
+    reply.show(
+        screens.wipe_confirm(
+            files=len(draft.evidence) if draft is not None else None,
+            session=isinstance(data.get("session"), dict),
+        )
+    )
+
+
+async def answer(reply: Reply, choice: cb.Wipe, anchor: int) -> bool:
+    """Act on a wipe button: ask (``w:chat``) or erase (``w:yes``); True if done here.
+    False for "No, keep it": the caller shows where the user was."""
+    if choice.confirm is None:
+        await ask(reply)
+        return True
+    if choice.confirm:
+        await wipe_chat(reply, anchor=anchor, late=LATE_MESSAGES)
+        return True
+    return False
+
+
+async def wipe_chat(reply: Reply, anchor: int, *, late: int = 0) -> None:
+    """Delete every message from the conversation's start up to ``anchor`` (and ``late``
+    ids after it), and forget the conversation and the preferences of this account."""
     first = reply.preferences.wipe_from or anchor
-    first = max(first, anchor - MAX_MESSAGES + 1)
-    ids = list(range(first, anchor + 1))
+    last = anchor + late
+    first = max(first, last - MAX_MESSAGES + 1)
+    ids = list(range(first, last + 1))
     for start in range(0, len(ids), BATCH):
         reply.outbox.delete_many(reply.chat_id, ids[start : start + BATCH])
     data = await reply.state.get_data()

@@ -7,4 +7,9 @@ importing this package has no side effects.
 # A well-formed, obviously fake token for the demo and the sandbox (never a real bot's).
 DEFAULT_SANDBOX_TOKEN = "1000000001:sandbox-demo-token-not-a-secret"
 
-__all__ = ["DEFAULT_SANDBOX_TOKEN"]
+# Control-API keys of the sandbox servers running in this process, by base URL, so that a
+# SandboxClient made in the same process (tests, the benchmark) finds its server's key without
+# being told. Another process gets the key from the printed chat-page address.
+LOCAL_CONTROL_KEYS: dict[str, str] = {}
+
+__all__ = ["DEFAULT_SANDBOX_TOKEN", "LOCAL_CONTROL_KEYS"]

@@ -10,6 +10,7 @@ from typing import Any, Awaitable, Callable
 from .emulator import (
     DELETE_WINDOW_SECONDS,
     MAX_DOWNLOAD_SIZE,
+    PRESENT_STATUSES,
     BotApiEmulator,
     BotState,
     ChatState,
@@ -133,7 +134,17 @@ def _chat(emu: BotApiEmulator, bot: BotState, params: dict[str, Any], *, sending
         raise bad_request("chat not found")
     user = emu.users.get(chat_id)
     if user is None:
-        raise bad_request("chat not found")
+        group = emu.groups.get(chat_id)
+        if group is None:
+            raise bad_request("chat not found")
+        chat = bot.group_chat(group)
+        if chat.member_status not in PRESENT_STATUSES:
+            where = "channel" if group["type"] == "channel" else (
+                "supergroup" if group["type"] == "supergroup" else "group")
+            if chat.member_status == "kicked":
+                raise ApiError(403, f"Forbidden: bot was kicked from the {where} chat")
+            raise ApiError(403, f"Forbidden: bot is not a member of the {where} chat")
+        return chat
     chat = bot.chat_for(user)
     if sending:
         if chat.blocked:
@@ -509,13 +520,22 @@ async def delete_messages(emu: BotApiEmulator, bot: BotState, params: dict[str, 
 @method("answerCallbackQuery")
 async def answer_callback_query(emu: BotApiEmulator, bot: BotState, params: dict[str, Any], files: Files) -> Any:
     query = bot.callback_queries.get(str(params.get("callback_query_id") or ""))
-    if query is None or query["answered"]:
+    if query is None or query["answered"] or emu.now() - query.get("at", emu.now()) > emu.callback_answer_window:
         raise bad_request("query is too old and response timeout expired or query ID is invalid")
     text = params.get("text")
     if text is not None and len(str(text)) > 200:
         raise bad_request("MESSAGE_TOO_LONG")
     query["answered"] = True
     query["answer"] = {"text": text, "show_alert": bool(params.get("show_alert")), "url": params.get("url")}
+    return True
+
+
+@method("leaveChat")
+async def leave_chat(emu: BotApiEmulator, bot: BotState, params: dict[str, Any], files: Files) -> Any:
+    chat = _chat(emu, bot, params)
+    if chat.group is None:
+        raise bad_request("chat member status can't be changed in private chats")
+    emu.bot_left(bot, chat)
     return True
 
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import secrets
 from typing import Any
 
 import aiohttp
+
+from . import LOCAL_CONTROL_KEYS
 
 __all__ = ["SandboxClient", "SandboxControlError"]
 
@@ -35,12 +38,15 @@ class SandboxClient:
     """``async with SandboxClient(server.url) as c: user = await c.create_user()``.
 
     Every method takes an optional ``token=`` to act on a bot other than the server's default.
+    ``key`` is the server's per-run control key (``SandboxServer.control_key``); by default
+    the key of a server started at ``base_url`` in this process.
     """
 
-    def __init__(self, base_url: str, token: str | None = None, *,
+    def __init__(self, base_url: str, token: str | None = None, *, key: str | None = None,
                  session: aiohttp.ClientSession | None = None, connection_limit: int = 0) -> None:
         self.base_url = base_url.rstrip("/")
         self.token = token
+        self.key = key
         self._session = session
         self._own_session = session is None
         self._limit = connection_limit
@@ -70,8 +76,10 @@ class SandboxClient:
                        params: dict[str, Any] | None = None, timeout: float = 30.0,
                        accept: tuple[int, ...] = ()) -> tuple[int, Any]:
         query = {**self._token(token), **{k: str(v) for k, v in (params or {}).items() if v is not None}}
+        key = self.key or LOCAL_CONTROL_KEYS.get(self.base_url, "")
         async with self._http().request(
             verb, f"{self.base_url}/sandbox/api/{path}", json=json, params=query,
+            headers={"X-Sandbox-Key": key},
             timeout=aiohttp.ClientTimeout(total=timeout),
         ) as resp:
             data = await resp.json(content_type=None)
@@ -98,7 +106,8 @@ class SandboxClient:
 
     async def send_message(self, user_id: int, kind: str, *, token: str | None = None,
                            **fields: Any) -> dict[str, Any]:
-        """Any kind the control API knows: text, sticker, photo, location, voice, document, contact."""
+        """Any kind the control API knows: text, sticker, photo, location, voice, document, video,
+        video_note, audio, animation, contact."""
         content = fields.pop("content", None)
         if content is not None:
             fields["content_b64"] = base64.b64encode(content).decode("ascii")
@@ -136,6 +145,86 @@ class SandboxClient:
     async def send_contact(self, user_id: int, phone_number: str = "+970590000000", *,
                            token: str | None = None, **extra: Any) -> dict[str, Any]:
         return await self.send_message(user_id, "contact", phone_number=phone_number, token=token, **extra)
+
+    async def send_video(self, user_id: int, content: bytes = b"\0\0\0\x18ftypmp42", *,
+                         caption: str | None = None, token: str | None = None, **extra: Any) -> dict[str, Any]:
+        return await self.send_message(user_id, "video", content=content, caption=caption, token=token, **extra)
+
+    async def send_video_note(self, user_id: int, content: bytes = b"\0\0\0\x18ftypmp42", *,
+                              token: str | None = None, **extra: Any) -> dict[str, Any]:
+        """A round video message: no caption, no file name, no MIME type (as Telegram sends it)."""
+        return await self.send_message(user_id, "video_note", content=content, token=token, **extra)
+
+    async def send_audio(self, user_id: int, content: bytes = b"ID3\x03fake", *, filename: str = "recording.mp3",
+                         caption: str | None = None, token: str | None = None, **extra: Any) -> dict[str, Any]:
+        return await self.send_message(user_id, "audio", content=content, filename=filename, caption=caption,
+                                       token=token, **extra)
+
+    async def send_animation(self, user_id: int, content: bytes = b"\0\0\0\x18ftypmp42", *,
+                             caption: str | None = None, token: str | None = None, **extra: Any) -> dict[str, Any]:
+        """A GIF: Telegram sends it with both ``animation`` and ``document``."""
+        return await self.send_message(user_id, "animation", content=content, filename="animation.gif.mp4",
+                                       caption=caption, token=token, **extra)
+
+    async def send_poll(self, user_id: int, question: str = "?", options: tuple[str, ...] = ("Yes", "No"), *,
+                        token: str | None = None) -> dict[str, Any]:
+        return await self.send_message(user_id, "poll", question=question, options=list(options), token=token)
+
+    async def send_media_group(self, user_id: int, items: list[dict[str, Any]], caption: str | None = None, *,
+                               token: str | None = None) -> list[dict[str, Any]]:
+        """An album: each item is ``{kind: photo|video|document|audio, content?, filename?, ...}``
+        (the fields of :meth:`send_message`), sent as consecutive messages sharing one
+        ``media_group_id``; ``caption`` goes on the first, as Telegram clients do. Returns
+        each message's {update_id, message_id, message}. ``ValueError`` for an album Telegram
+        clients cannot send: fewer than 2 or more than 10 items, or kinds mixed other than
+        photos with videos."""
+        if not 2 <= len(items) <= 10:
+            raise ValueError("an album has 2 to 10 items")
+        kinds = {str(item.get("kind") or "photo") for item in items}
+        if not (kinds <= {"photo", "video"} or kinds == {"document"} or kinds == {"audio"}):
+            raise ValueError("an album holds photos and videos, or only documents, or only audio")
+        group_id = str(secrets.randbelow(10**17) + 10**17)
+        sent = []
+        for index, item in enumerate(items):
+            fields = dict(item)
+            kind = fields.pop("kind", "photo")
+            if kind == "photo" and fields.get("content") is None:
+                fields["content"] = TINY_JPEG
+            if index == 0 and caption:
+                fields["caption"] = caption
+            sent.append(await self.send_message(user_id, kind, media_group_id=group_id, token=token, **fields))
+        return sent
+
+    async def edit_text(self, user_id: int, message_id: int, text: str, *,
+                        token: str | None = None) -> dict[str, Any]:
+        """The user edits their text message: an ``edited_message`` update. {update_id, message}."""
+        return await self._post(f"messages/{message_id}/edit", {"user_id": user_id, "text": text}, token)
+
+    async def edit_caption(self, user_id: int, message_id: int, caption: str, *,
+                           token: str | None = None) -> dict[str, Any]:
+        """The user edits the caption of a file they sent ("" removes it)."""
+        return await self._post(f"messages/{message_id}/edit", {"user_id": user_id, "caption": caption}, token)
+
+    async def create_group(self, chat_type: str = "group", title: str = "Sandbox group", *,
+                           token: str | None = None) -> dict[str, Any]:
+        """A group, supergroup or channel: its Chat dict."""
+        return await self._post("groups", {"type": chat_type, "title": title}, token)
+
+    async def set_bot_status(self, chat_id: int, status: str, by_user_id: int, *,
+                             token: str | None = None) -> dict[str, Any]:
+        """A user adds (member, administrator) or removes (left, kicked) the bot: a
+        ``my_chat_member`` update. {update_id}."""
+        return await self._post(f"groups/{chat_id}/bot", {"status": status, "user_id": by_user_id}, token)
+
+    async def send_group_text(self, chat_id: int, text: str, user_id: int | None = None, *,
+                              token: str | None = None) -> dict[str, Any]:
+        """A user writes in a group (a channel posts: no user). {update_id (None if the bot
+        is not a member), message_id}."""
+        return await self._post(f"groups/{chat_id}/messages", {"text": text, "user_id": user_id}, token)
+
+    async def group(self, chat_id: int, *, token: str | None = None) -> dict[str, Any]:
+        """{chat, bot_status, messages} of a group or channel as this bot sees it."""
+        return (await self._request("GET", f"groups/{chat_id}", token=token))[1]
 
     async def press(self, user_id: int, message_id: int, callback_data: str, *,
                     token: str | None = None) -> dict[str, Any]:

@@ -26,6 +26,17 @@ __all__ = ["BotApiEmulator", "BotState", "ChatState", "StoredMessage", "StoredFi
 TOKEN_RE = re.compile(r"^(\d+):[A-Za-z0-9_-]{20,}$")
 MAX_DOWNLOAD_SIZE = 20 * 1024 * 1024
 DELETE_WINDOW_SECONDS = 48 * 3600
+# answerCallbackQuery on a query older than this (emulator clock) fails as on Telegram.
+CALLBACK_ANSWER_WINDOW_SECONDS = 15.0
+# The bot's statuses in a group or channel in which it is (still) a member.
+PRESENT_STATUSES = ("creator", "administrator", "member", "restricted")
+# Kinds of user messages that carry a file: kind -> (folder, extension, default MIME type).
+FILE_KINDS = {
+    "video": ("videos", ".mp4", "video/mp4"),
+    "video_note": ("video_notes", ".mp4", None),
+    "audio": ("music", ".mp3", "audio/mpeg"),
+    "animation": ("animations", ".mp4", "video/mp4"),
+}
 FIRST_USER_ID = 700_000_001
 
 
@@ -82,7 +93,7 @@ class StoredMessage:
     __slots__ = (
         "message_id", "chat", "from_bot", "date", "kind", "text", "html", "parse_mode", "entities",
         "caption", "caption_html", "caption_entities", "reply_markup", "protect_content", "deleted",
-        "edit_date", "edits", "media", "forward_origin", "reply_to", "extra",
+        "edit_date", "edits", "media", "forward_origin", "reply_to", "extra", "sender",
     )
 
     def __init__(self, chat: "ChatState", message_id: int, from_bot: bool, date: int, kind: str) -> None:
@@ -107,16 +118,20 @@ class StoredMessage:
         self.forward_origin: dict[str, Any] | None = None
         self.reply_to: int | None = None
         self.extra: dict[str, Any] = {}  # other Message fields passed through (e.g. link_preview_options)
+        self.sender: dict[str, Any] | None = None  # the user who wrote it, in a group chat
 
     def to_message(self, with_reply: bool = True) -> dict[str, Any]:
         """The Bot API ``Message`` object as it is now."""
         chat = self.chat
-        msg: dict[str, Any] = {
-            "message_id": self.message_id,
-            "from": chat.bot.user_dict() if self.from_bot else chat.user.copy(),
-            "chat": chat.chat_dict(),
-            "date": self.date,
-        }
+        msg: dict[str, Any] = {"message_id": self.message_id}
+        if self.from_bot:
+            msg["from"] = chat.bot.user_dict()
+        elif chat.group is not None and chat.group["type"] == "channel":
+            msg["sender_chat"] = chat.chat_dict()  # channel posts have no "from"
+        else:
+            msg["from"] = (self.sender or chat.user).copy()
+        msg["chat"] = chat.chat_dict()
+        msg["date"] = self.date
         if self.forward_origin is not None:
             msg["forward_origin"] = self.forward_origin
         if self.edit_date is not None:
@@ -168,14 +183,18 @@ class StoredMessage:
 
 
 class ChatState:
-    """The private chat between one user and one bot (chat id = user id)."""
+    """The private chat between one user and one bot (chat id = user id), or, with
+    ``group`` (a Chat dict: id, type group|supergroup|channel, title), a group or channel
+    as one bot sees it: its messages and the bot's ``member_status`` there."""
 
     __slots__ = ("bot", "user", "messages", "bot_message_ids", "next_message_id", "version",
-                 "signal", "blocked", "started", "menu_button")
+                 "signal", "blocked", "started", "menu_button", "group", "member_status")
 
-    def __init__(self, bot: "BotState", user: dict[str, Any]) -> None:
+    def __init__(self, bot: "BotState", user: dict[str, Any], group: dict[str, Any] | None = None) -> None:
         self.bot = bot
         self.user = user
+        self.group = group
+        self.member_status = "left"
         self.messages: dict[int, StoredMessage] = {}
         self.bot_message_ids: list[int] = []  # ascending, for "first bot message after N"
         self.next_message_id = 1
@@ -187,9 +206,11 @@ class ChatState:
 
     @property
     def chat_id(self) -> int:
-        return self.user["id"]
+        return self.group["id"] if self.group is not None else self.user["id"]
 
     def chat_dict(self) -> dict[str, Any]:
+        if self.group is not None:
+            return dict(self.group)
         chat: dict[str, Any] = {"id": self.user["id"], "type": "private", "first_name": self.user["first_name"]}
         for key in ("last_name", "username"):
             if self.user.get(key):
@@ -237,6 +258,20 @@ class QueuedUpdate:
     @property
     def kind(self) -> str:
         return next((k for k in self.update if k != "update_id"), "")
+
+
+def _member(bot: BotState, status: str) -> dict[str, Any]:
+    """A ChatMember object for the bot with ``status`` (the fields aiogram requires)."""
+    member: dict[str, Any] = {"user": bot.user_dict(), "status": status}
+    if status == "administrator":
+        member.update({flag: False for flag in (
+            "can_be_edited", "is_anonymous", "can_manage_video_chats", "can_restrict_members",
+            "can_promote_members", "can_change_info", "can_invite_users", "can_post_stories",
+            "can_edit_stories", "can_delete_stories", "can_send_welcome_messages")})
+        member.update({"can_manage_chat": True, "can_delete_messages": True, "can_post_messages": True})
+    elif status == "kicked":
+        member["until_date"] = 0
+    return member
 
 
 class Fault:
@@ -315,6 +350,13 @@ class BotState:
             chat = self.chats[user["id"]] = ChatState(self, user)
         return chat
 
+    def group_chat(self, group: dict[str, Any]) -> ChatState:
+        """This bot's view of a group or channel (``group``: its Chat dict)."""
+        chat = self.chats.get(group["id"])
+        if chat is None:
+            chat = self.chats[group["id"]] = ChatState(self, {}, group)
+        return chat
+
     def take_fault(self, method: str) -> ApiError | None:
         for key in (method.lower(), "*"):
             queue = self.faults.get(key)
@@ -348,6 +390,9 @@ class BotApiEmulator:
     def __init__(self, *, max_calls: int = 100_000) -> None:
         self.bots: dict[str, BotState] = {}
         self.users: dict[int, dict[str, Any]] = {}
+        self.groups: dict[int, dict[str, Any]] = {}  # group and channel Chat dicts by id
+        self._group_ids = itertools.count(1)
+        self.callback_answer_window = CALLBACK_ANSWER_WINDOW_SECONDS
         self.files: dict[str, StoredFile] = {}
         self.files_by_path: dict[str, StoredFile] = {}
         self.clock_offset = 0.0
@@ -415,6 +460,67 @@ class BotApiEmulator:
     def set_blocked(self, bot: BotState, user_id: int, blocked: bool) -> None:
         bot.chat_for(self.get_user(user_id)).blocked = bool(blocked)
 
+    # ---- groups and channels -----------------------------------------------------------------
+
+    def create_group(self, chat_type: str = "group", title: str = "Sandbox group") -> dict[str, Any]:
+        """A group, supergroup or channel (ids as on Telegram: -4... for groups, -100... else)."""
+        if chat_type not in ("group", "supergroup", "channel"):
+            raise ValueError("type must be group, supergroup or channel")
+        n = next(self._group_ids)
+        chat_id = -(4_000_000_000 + n) if chat_type == "group" else -(1_002_000_000_000 + n)
+        group = {"id": chat_id, "type": chat_type, "title": title or "Sandbox group"}
+        self.groups[chat_id] = group
+        return dict(group)
+
+    def get_group(self, chat_id: int) -> dict[str, Any]:
+        group = self.groups.get(int(chat_id))
+        if group is None:
+            raise LookupError("unknown group")
+        return group
+
+    def set_bot_status(self, bot: BotState, chat_id: int, status: str, by_user_id: int) -> int:
+        """Someone (``by_user_id``) adds, promotes, removes or bans the bot in a group or
+        channel: the status changes and a ``my_chat_member`` update is queued. Statuses:
+        member, administrator, left, kicked."""
+        if status not in ("member", "administrator", "left", "kicked"):
+            raise ValueError("status must be member, administrator, left or kicked")
+        chat = bot.group_chat(self.get_group(chat_id))
+        old = chat.member_status
+        chat.member_status = status
+        chat.changed()
+        return self.enqueue_update(bot, {"my_chat_member": self._member_update(
+            bot, chat, self.get_user(by_user_id), old, status)})
+
+    def _member_update(self, bot: BotState, chat: ChatState, by: dict[str, Any], old: str,
+                       new: str) -> dict[str, Any]:
+        return {"chat": chat.chat_dict(), "from": dict(by), "date": self.now_int(),
+                "old_chat_member": _member(bot, old), "new_chat_member": _member(bot, new)}
+
+    def bot_left(self, bot: BotState, chat: ChatState) -> None:
+        """leaveChat: the bot is gone, and Telegram tells it so (``my_chat_member``)."""
+        old, chat.member_status = chat.member_status, "left"
+        chat.changed()
+        self.enqueue_update(bot, {"my_chat_member": self._member_update(bot, chat, bot.user_dict(), old, "left")})
+
+    def group_message(self, bot: BotState, chat_id: int, user_id: int | None, text: str) -> tuple[int | None, StoredMessage]:
+        """A user writes ``text`` in a group (a ``message`` update), or a channel posts it
+        (``channel_post``; no user). A bot that is not a member gets no update (None)."""
+        if not isinstance(text, str) or not text:
+            raise ValueError("text is required")
+        chat = bot.group_chat(self.get_group(chat_id))
+        msg = chat.new_message(False, self.now_int(), "text")
+        msg.text = text
+        if chat.group is not None and chat.group["type"] != "channel":
+            msg.sender = dict(self.get_user(user_id if user_id is not None else -1))
+        m = re.match(r"/[A-Za-z0-9_]{1,32}(@[A-Za-z0-9_]+)?", text)
+        if m:
+            msg.entities = [{"type": "bot_command", "offset": 0, "length": len(m.group(0))}]
+        chat.changed()
+        if chat.member_status not in PRESENT_STATUSES:
+            return None, msg
+        kind = "channel_post" if chat.group is not None and chat.group["type"] == "channel" else "message"
+        return self.enqueue_update(bot, {kind: msg.to_message()}), msg
+
     # ---- files -------------------------------------------------------------------------------
 
     def store_file(self, content: bytes, *, folder: str, extension: str = "", mime_type: str | None = None,
@@ -459,7 +565,8 @@ class BotApiEmulator:
         query = update.get("callback_query")
         if isinstance(query, dict) and isinstance(query.get("id"), str):
             chat_id = (query.get("from") or {}).get("id")
-            bot.callback_queries.setdefault(query["id"], {"answered": False, "chat_id": chat_id, "answer": None})
+            bot.callback_queries.setdefault(
+                query["id"], {"answered": False, "chat_id": chat_id, "answer": None, "at": self.now()})
         return self.enqueue_update(bot, update)
 
     def confirm_updates(self, bot: BotState, offset: int) -> None:
@@ -502,6 +609,43 @@ class BotApiEmulator:
         elif kind == "contact":
             msg.media = {"contact": {"phone_number": str(fields.get("phone_number") or "+970590000000"),
                                      "first_name": user["first_name"], "user_id": user["id"]}}
+        elif kind == "poll":
+            options = fields.get("options") or ["Yes", "No"]
+            msg.media = {"poll": {
+                "id": str(secrets.randbelow(10**18)), "question": str(fields.get("question") or "?"),
+                "options": [{"persistent_id": str(i), "text": str(o), "voter_count": 0}
+                            for i, o in enumerate(options)],
+                "total_voter_count": 0, "is_closed": False, "is_anonymous": True, "type": "regular",
+                "allows_multiple_answers": False, "allows_revoting": False, "members_only": False,
+            }}
+        elif kind in FILE_KINDS:
+            folder, ext, default_mime = FILE_KINDS[kind]
+            name = fields.get("filename")
+            if name and "." in name:
+                ext = "." + name.rsplit(".", 1)[1][:10]
+            mime = fields.get("mime_type") or default_mime
+            stored = self.store_file(fields.get("content") or b"", folder=folder, extension=ext,
+                                     mime_type=mime, file_name=name, file_size=fields.get("file_size"))
+            media: dict[str, Any] = {**stored.to_file(False), "duration": int(fields.get("duration", 3))}
+            if kind == "video_note":
+                media["length"] = int(fields.get("length", 240))  # a round video: no name, no MIME type
+            else:
+                if mime:
+                    media["mime_type"] = mime
+                if name:
+                    media["file_name"] = name
+            if kind in ("video", "animation"):
+                media.update(width=int(fields.get("width", 640)), height=int(fields.get("height", 480)))
+            if kind == "audio":
+                for key in ("performer", "title"):
+                    if fields.get(key):
+                        media[key] = str(fields[key])
+            msg.media = {kind: media}
+            if kind == "animation":  # Telegram sends a GIF as both animation and document
+                msg.media["document"] = {k: v for k, v in media.items()
+                                         if k not in ("duration", "width", "height")}
+            if fields.get("caption") and kind != "video_note":
+                msg.caption = fields["caption"]
         elif kind in ("photo", "document", "voice"):
             content: bytes = fields.get("content") or b""
             declared = fields.get("file_size")
@@ -531,6 +675,8 @@ class BotApiEmulator:
                 msg.caption = fields["caption"]
         else:
             raise ValueError(f"unknown message kind {kind!r}")
+        if fields.get("media_group_id") and msg.media:
+            msg.extra["media_group_id"] = str(fields["media_group_id"])  # an album
         if fields.get("forward_origin"):
             origin = fields["forward_origin"]
             msg.forward_origin = origin if isinstance(origin, dict) else {
@@ -539,6 +685,37 @@ class BotApiEmulator:
         update_id = self.enqueue_update(bot, {"message": msg.to_message()})
         return update_id, msg
 
+    def user_edit(self, bot: BotState, user_id: int, message_id: int, *, text: str | None = None,
+                  caption: str | None = None) -> tuple[int, StoredMessage]:
+        """The user edits one of their messages (its text, or a file's caption): the message
+        changes and an ``edited_message`` update with ``edit_date`` is queued. ValueError for
+        an edit Telegram would not allow; LookupError for no such user message."""
+        user = self.get_user(user_id)
+        chat = bot.chats.get(user["id"])
+        msg = chat.messages.get(int(message_id)) if chat else None
+        if msg is None or msg.from_bot or msg.deleted:
+            raise LookupError("no such user message in this chat")
+        if text is not None:
+            if msg.kind != "text" or not isinstance(text, str) or not text.strip():
+                raise ValueError("only a text message's text can be edited, to non-empty text")
+            if text == msg.text:
+                raise ValueError("message is not modified")
+            msg.text, msg.entities = text, None
+            m = re.match(r"/[A-Za-z0-9_]{1,32}(@[A-Za-z0-9_]+)?", text)
+            if m:
+                msg.entities = [{"type": "bot_command", "offset": 0, "length": len(m.group(0))}]
+        elif caption is not None:
+            if msg.kind not in ("photo", "document", "voice", "video", "audio", "animation"):
+                raise ValueError("this message has no caption to edit")
+            msg.caption = caption or None
+        else:
+            raise ValueError("text or caption is required")
+        msg.edits.append({"at": self.now_int(), "text": msg.text, "html": None, "caption": msg.caption,
+                          "reply_markup": None})
+        msg.edit_date = self.now_int()
+        chat.changed()
+        return self.enqueue_update(bot, {"edited_message": msg.to_message()}), msg
+
     def press_button(self, bot: BotState, user_id: int, message_id: int, data: str) -> tuple[int, str]:
         user = self.get_user(user_id)
         chat = bot.chats.get(user["id"])
@@ -546,7 +723,7 @@ class BotApiEmulator:
         if msg is None or not msg.from_bot:
             raise LookupError("no such bot message in this chat")
         query_id = f"{self._callback_prefix}{next(self._callback_counter):010d}"
-        bot.callback_queries[query_id] = {"answered": False, "chat_id": user["id"], "answer": None}
+        bot.callback_queries[query_id] = {"answered": False, "chat_id": user["id"], "answer": None, "at": self.now()}
         query = {
             "id": query_id,
             "from": dict(user),

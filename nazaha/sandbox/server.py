@@ -9,13 +9,16 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import hmac
+import ipaddress
 import json
+import secrets
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
-from . import DEFAULT_SANDBOX_TOKEN
+from . import DEFAULT_SANDBOX_TOKEN, LOCAL_CONTROL_KEYS
 from .botapi import scope_key
 from .emulator import BotApiEmulator, BotState
 from .formatting import ApiError
@@ -26,6 +29,14 @@ STATIC_DIR = Path(__file__).parent / "static"
 MAX_BODY = 100 * 1024 * 1024
 EMULATOR_KEY: web.AppKey[BotApiEmulator] = web.AppKey("emulator", BotApiEmulator)
 DEFAULT_TOKEN_KEY: web.AppKey[str] = web.AppKey("default_token", str)
+CONTROL_KEY: web.AppKey[str] = web.AppKey("control_key", str)
+# Host headers accepted ("127.0.0.1:8081"); empty = any (a server bound to all interfaces).
+# Filled by SandboxServer.start once the port is known.
+ALLOWED_HOSTS_KEY: web.AppKey[set[str]] = web.AppKey("allowed_hosts", set)
+# The control API's per-run key travels in this header (the chat page reads it from the
+# address fragment, which browsers never send to a server).
+CONTROL_KEY_HEADER = "X-Sandbox-Key"
+CONTROL_PREFIX = "/sandbox/api/"
 PAGE_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; base-uri 'none'; frame-ancestors 'none'",
     "X-Content-Type-Options": "nosniff",
@@ -196,6 +207,67 @@ async def api_send_message(request: web.Request) -> web.Response:
 
 
 @control
+async def api_edit_message(request: web.Request) -> web.Response:
+    """The user edits their message ``message_id``: ``{user_id, text}`` or ``{user_id, caption}``."""
+    body = await _body(request)
+    bot = _bot(request, body)
+    try:
+        update_id, msg = request.app[EMULATOR_KEY].user_edit(
+            bot, _int(body.get("user_id"), "user_id"), _int(request.match_info["message_id"], "message_id"),
+            text=body.get("text"), caption=body.get("caption"))
+    except ValueError as err:
+        raise ControlError(400, str(err)) from None
+    return _json({"update_id": update_id, "message": msg.to_message()})
+
+
+@control
+async def api_create_group(request: web.Request) -> web.Response:
+    body = await _body(request)
+    _bot(request, body)
+    try:
+        group = request.app[EMULATOR_KEY].create_group(str(body.get("type") or "group"),
+                                                        str(body.get("title") or "Sandbox group"))
+    except ValueError as err:
+        raise ControlError(400, str(err)) from None
+    return _json(group)
+
+
+@control
+async def api_group_bot_status(request: web.Request) -> web.Response:
+    body = await _body(request)
+    bot = _bot(request, body)
+    try:
+        update_id = request.app[EMULATOR_KEY].set_bot_status(
+            bot, _int(request.match_info["chat_id"], "chat_id"), str(body.get("status") or ""),
+            _int(body.get("user_id"), "user_id"))
+    except ValueError as err:
+        raise ControlError(400, str(err)) from None
+    return _json({"update_id": update_id})
+
+
+@control
+async def api_group_message(request: web.Request) -> web.Response:
+    body = await _body(request)
+    bot = _bot(request, body)
+    user_id = body.get("user_id")
+    try:
+        update_id, msg = request.app[EMULATOR_KEY].group_message(
+            bot, _int(request.match_info["chat_id"], "chat_id"),
+            _int(user_id, "user_id") if user_id is not None else None, body.get("text"))
+    except ValueError as err:
+        raise ControlError(400, str(err)) from None
+    return _json({"update_id": update_id, "message_id": msg.message_id})
+
+
+@control
+async def api_group(request: web.Request) -> web.Response:
+    bot = _bot(request)
+    chat = bot.group_chat(request.app[EMULATOR_KEY].get_group(_int(request.match_info["chat_id"], "chat_id")))
+    return _json({"chat": chat.chat_dict(), "bot_status": chat.member_status,
+                  "messages": [m.to_view() for m in chat.messages.values()]})
+
+
+@control
 async def api_press(request: web.Request) -> web.Response:
     body = await _body(request)
     bot = _bot(request, body)
@@ -223,6 +295,8 @@ async def api_inject_update(request: web.Request) -> web.Response:
     update = body.get("update")
     if not isinstance(update, dict):
         raise ControlError(400, "update must be an object")
+    if "update_id" in update and (not isinstance(update["update_id"], int) or isinstance(update["update_id"], bool)):
+        raise ControlError(400, "update_id must be an integer")
     return _json({"update_id": request.app[EMULATOR_KEY].inject_update(bot, dict(update))})
 
 
@@ -340,6 +414,10 @@ async def chat_page(request: web.Request) -> web.FileResponse:
     return web.FileResponse(STATIC_DIR / "chat.html", headers=PAGE_HEADERS)
 
 
+async def favicon(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC_DIR / "favicon.svg", headers={**PAGE_HEADERS, "Content-Type": "image/svg+xml"})
+
+
 async def static_file(request: web.Request) -> web.StreamResponse:
     name = request.match_info["name"]
     path = STATIC_DIR / name
@@ -348,10 +426,45 @@ async def static_file(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(path, headers=PAGE_HEADERS)
 
 
-def create_app(emulator: BotApiEmulator | None = None, default_token: str = DEFAULT_SANDBOX_TOKEN) -> web.Application:
-    app = web.Application(client_max_size=MAX_BODY)
+def allowed_hosts(host: str, port: int) -> set[str]:
+    """The ``Host`` headers a server bound to ``host:port`` answers: its own address, and for
+    a loopback address every loopback name. Empty (any host) for a wildcard address, which a
+    DNS-rebinding page cannot reach through a browser on another machine anyway."""
+    if host in ("", "0.0.0.0", "::"):
+        return set()
+    names = {host}
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if loopback:
+        names |= {"127.0.0.1", "localhost", "::1"}
+    return {f"[{n}]:{port}" if ":" in n else f"{n}:{port}" for n in names}
+
+
+@web.middleware
+async def guard(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Refuse other ``Host`` headers (DNS rebinding: a web page whose name now points at this
+    machine) with 421, and control-API calls without this run's key with 401."""
+    hosts = request.app[ALLOWED_HOSTS_KEY]
+    if hosts and (request.host or "").lower() not in hosts:
+        return _json({"error": "unknown host"}, 421)
+    if request.path.startswith(CONTROL_PREFIX):
+        given = request.headers.get(CONTROL_KEY_HEADER, "")
+        if not hmac.compare_digest(given.encode(), request.app[CONTROL_KEY].encode()):
+            return _json({"error": "missing or wrong control key"}, 401)
+    return await handler(request)
+
+
+def create_app(emulator: BotApiEmulator | None = None, default_token: str = DEFAULT_SANDBOX_TOKEN, *,
+               control_key: str | None = None, hosts: set[str] | None = None) -> web.Application:
+    """``control_key``: what the control API requires in ``X-Sandbox-Key`` (random if not
+    given); ``hosts``: the Host headers answered (empty or None: any)."""
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[guard])
     app[EMULATOR_KEY] = emulator if emulator is not None else BotApiEmulator()
     app[DEFAULT_TOKEN_KEY] = default_token
+    app[CONTROL_KEY] = control_key or secrets.token_urlsafe(24)
+    app[ALLOWED_HOSTS_KEY] = hosts if hosts is not None else set()
     r = app.router
     r.add_route("*", "/bot{token}/{method}", bot_api)
     r.add_get("/file/bot{token}/{path:.+}", download_file)
@@ -359,6 +472,11 @@ def create_app(emulator: BotApiEmulator | None = None, default_token: str = DEFA
     r.add_post(f"{api}/users", api_create_user)
     r.add_post(f"{api}/users/{{user_id}}/blocked", api_set_blocked)
     r.add_post(f"{api}/messages", api_send_message)
+    r.add_post(f"{api}/messages/{{message_id}}/edit", api_edit_message)
+    r.add_post(f"{api}/groups", api_create_group)
+    r.add_get(f"{api}/groups/{{chat_id}}", api_group)
+    r.add_post(f"{api}/groups/{{chat_id}}/bot", api_group_bot_status)
+    r.add_post(f"{api}/groups/{{chat_id}}/messages", api_group_message)
     r.add_post(f"{api}/callbacks", api_press)
     r.add_get(f"{api}/callbacks/{{query_id}}", api_callback_answer)
     r.add_post(f"{api}/updates", api_inject_update)
@@ -373,6 +491,7 @@ def create_app(emulator: BotApiEmulator | None = None, default_token: str = DEFA
     r.add_get(f"{api}/bot", api_bot)
     r.add_get("/", chat_page)
     r.add_get("/chat", chat_page)
+    r.add_get("/favicon.ico", favicon)
     r.add_get("/sandbox/static/{name}", static_file)
 
     async def on_shutdown(app: web.Application) -> None:
@@ -386,18 +505,27 @@ class SandboxServer:
     """Run the emulator on a real port: ``async with SandboxServer() as s: s.url``."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, default_token: str | None = None,
-                 emulator: BotApiEmulator | None = None) -> None:
+                 emulator: BotApiEmulator | None = None, control_key: str | None = None) -> None:
         self.host = host
         self.port = port
         self.default_token = default_token or DEFAULT_SANDBOX_TOKEN
         self.emulator = emulator if emulator is not None else BotApiEmulator()
-        self.app = create_app(self.emulator, self.default_token)
+        # A new key per run: the control API acts as any user and reads every chat.
+        self.control_key = control_key or secrets.token_urlsafe(24)
+        self._hosts: set[str] = set()
+        self.app = create_app(self.emulator, self.default_token, control_key=self.control_key,
+                              hosts=self._hosts)
         self._runner: web.AppRunner | None = None
 
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
+
+    @property
+    def page_url(self) -> str:
+        """The chat page with this run's control key in the fragment (never sent in requests)."""
+        return f"{self.url}/#key={self.control_key}"
 
     async def start(self) -> "SandboxServer":
         self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=2.0, handle_signals=False)
@@ -408,10 +536,13 @@ class SandboxServer:
             server = site._server  # the only way aiohttp exposes the bound port
             assert server is not None and server.sockets
             self.port = server.sockets[0].getsockname()[1]
+        self._hosts |= allowed_hosts(self.host, self.port)
+        LOCAL_CONTROL_KEYS[self.url] = self.control_key
         return self
 
     async def stop(self) -> None:
         if self._runner is not None:
+            LOCAL_CONTROL_KEYS.pop(self.url, None)
             await self.emulator.close()  # release long-polls first so shutdown is quick
             await self._runner.cleanup()
             self._runner = None
@@ -426,5 +557,5 @@ class SandboxServer:
 async def serve_forever(host: str = "127.0.0.1", port: int = 8081, default_token: str | None = None) -> None:
     """Run the sandbox until cancelled (the ``nazaha sandbox`` command)."""
     async with SandboxServer(host=host, port=port, default_token=default_token) as server:
-        print(f"Nazaha sandbox: chat page at {server.url}/  (Bot API base URL: {server.url})", flush=True)
+        print(f"Nazaha sandbox: chat page at {server.page_url}  (Bot API base URL: {server.url})", flush=True)
         await asyncio.Event().wait()

@@ -5,7 +5,7 @@ receipt or the team private key can reach (see :class:`nazaha.storage.reports.Un
 
 * a message body with ``seal_field(data_key, report_id, f"message:{id}:{direction}", body)``
   — a body copied to another message, report or direction fails to open;
-* evidence metadata (file name, MIME type, forward origin, SHA-256, and copies of the plain
+* evidence metadata (file name, MIME type, forward origin, SHA-256, caption, and copies of the plain
   columns kind, size, clean-copy flag and flag code) with field ``f"evidence:{id}"``; the plain
   columns are checked against the sealed copy when read.
 
@@ -29,6 +29,7 @@ from typing import Any
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from nazaha.flows.evidence_kinds import EVIDENCE_KINDS
 from nazaha.storage.crypto import TamperedData, open_field, seal_field
 from nazaha.storage.database import write_transaction
 from nazaha.storage.models import CaseMessage, Evidence, NotificationLink, PendingNotification, Report
@@ -38,7 +39,6 @@ from nazaha.storage.unit_of_work import UnitOfWork
 STATUSES = ("received", "acknowledged", "in_review", "referred", "closed")
 OUTCOMES = ("referred", "substantiated", "not_substantiated", "no_jurisdiction")
 DIRECTIONS = ("reporter", "staff")
-EVIDENCE_KINDS = ("photo", "document", "voice", "audio", "video")
 EVIDENCE_SOURCES = ("report", "followup")
 
 _HEX32 = re.compile(r"[0-9a-f]{32}")
@@ -59,6 +59,8 @@ class EvidenceRecord:
     mime_type: str | None
     forward_origin: str | None
     sha256: str
+    # What the reporter wrote under the file; sealed with the metadata, never plain.
+    caption: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.id, str) or _HEX32.fullmatch(self.id) is None:
@@ -73,7 +75,7 @@ class EvidenceRecord:
             not isinstance(self.flagged, str) or _FLAG.fullmatch(self.flagged) is None
         ):
             raise ValueError("flagged is a short code like 'not_an_image', or None")
-        for name in ("file_name", "mime_type", "forward_origin"):
+        for name in ("file_name", "mime_type", "forward_origin", "caption"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):
                 raise TypeError(f"{name} must be str or None")
@@ -113,7 +115,7 @@ def _check_body(body: str) -> bytes:
 
 
 def _evidence_meta(record: EvidenceRecord) -> dict[str, Any]:
-    return {
+    meta = {
         "file_name": record.file_name,
         "mime_type": record.mime_type,
         "forward_origin": record.forward_origin,
@@ -124,6 +126,9 @@ def _evidence_meta(record: EvidenceRecord) -> dict[str, Any]:
         "has_clean_copy": record.has_clean_copy,
         "flagged": record.flagged,
     }
+    if record.caption is not None:  # absent in metadata sealed before captions were kept
+        meta["caption"] = record.caption
+    return meta
 
 
 def evidence_row_values(
@@ -161,8 +166,9 @@ def _open_evidence(data_key: bytes, row: Evidence) -> EvidenceRecord:
             mime_type=meta["mime_type"],
             forward_origin=meta["forward_origin"],
             sha256=meta["sha256"],
+            caption=meta.get("caption"),
         )
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, AttributeError):
         raise TamperedData("evidence metadata is malformed") from None
     if _evidence_meta(record) != meta:
         raise TamperedData("evidence columns do not match their sealed copy")

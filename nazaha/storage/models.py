@@ -161,7 +161,7 @@ class Evidence(Base):
         String(32), ForeignKey("reports.id", ondelete="CASCADE")
     )
     seq: Mapped[int] = mapped_column(Integer)  # order within the report
-    kind: Mapped[str] = mapped_column(String(16))  # photo|document|voice|audio|video
+    kind: Mapped[str] = mapped_column(String(16))  # one of nazaha.flows.evidence_kinds.EVIDENCE_KINDS
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     has_clean_copy: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     flagged: Mapped[str | None] = mapped_column(String(32))  # e.g. "not_an_image"

@@ -40,6 +40,8 @@ __all__ = [
     "ScrubResult",
     "scrub_image",
     "looks_like_image",
+    "sniff_image",
+    "SNIFF_BYTES",
 ]
 
 log = logging.getLogger(__name__)
@@ -153,3 +155,27 @@ def looks_like_image(mime_type: str | None, file_name: str | None) -> bool:
         suffix = PurePosixPath(file_name.replace("\\", "/")).suffix.lower().lstrip(".")
         return suffix in _IMAGE_EXTENSIONS
     return False
+
+
+SNIFF_BYTES = 16  # enough for every signature below
+
+
+def sniff_image(head: bytes) -> bool:
+    """Whether the first bytes of a file (``SNIFF_BYTES`` suffice) are those of an image
+    format :func:`scrub_image` decodes, whatever the file is called or claims to be.
+
+    Recognises JPEG, PNG, GIF, WebP, TIFF and HEIF/AVIF (ISO ``ftyp`` brands); BMP's two-byte
+    signature is too weak to rely on alone.
+    """
+    if head.startswith((b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a")):
+        return True
+    if head.startswith((b"II*\x00", b"MM\x00*")):
+        return True
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return True
+    return head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS
+
+
+_HEIF_BRANDS = frozenset(
+    {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1", b"avif", b"avis"}
+)

@@ -6,6 +6,7 @@
   const params = new URLSearchParams(location.search);
   const token = params.get("token") || "";
   const storeKey = "nazaha-sandbox:" + (token ? token.split(":")[0] : "default");
+  const controlKey = readControlKey();
   const $ = (id) => document.getElementById(id);
   const log = $("log");
   const bubbles = new Map(); // message_id -> {el, sig}
@@ -14,18 +15,61 @@
   let pollGen = 0;
   let hiddenReplyKeyboardOf = null; // message id whose one-time reply keyboard was used
 
+  // The page's own words, in the language chosen for the chat (bot messages come from the bot).
+  const STRINGS = {
+    ar: {
+      title: "نزاهة · بيئة تجريبية", hint: "محاكي تيليجرام · ليس تيليجرام الحقيقي", language: "اللغة",
+      newChat: "محادثة جديدة", newChatTitle: "ابدأ من جديد كمستخدم جديد", sticker: "ملصق",
+      stickerTitle: "أرسل ملصقًا", location: "موقع", locationTitle: "أرسل موقعًا", photo: "صورة",
+      photoTitle: "أرسل صورة صغيرة مولَّدة", voice: "رسالة صوتية", voiceTitle: "أرسل رسالة صوتية",
+      file: "ملف…", send: "إرسال", placeholder: "اكتب رسالة…",
+      empty: "اضغط \u2066/start\u2069 لبدء الحديث مع البوت", protected: "محميّة",
+      protectedTitle: "لا يمكن إعادة توجيهها أو حفظها", edited: "معدَّلة",
+      noKey: "افتح العنوان الذي طبعه \u2066make demo\u2069 كاملًا، فهو يحمل مفتاح هذا التشغيل.",
+      media: { photo: "📷 صورة", document: "📄 مستند", voice: "🎤 رسالة صوتية", sticker: "ملصق",
+               location: "📍 موقع", contact: "👤 جهة اتصال" },
+    },
+    en: {
+      title: "Nazaha sandbox", hint: "Telegram emulator · not real Telegram", language: "Language",
+      newChat: "New chat", newChatTitle: "Start over as a new user", sticker: "Sticker",
+      stickerTitle: "Send a sticker", location: "Location", locationTitle: "Send a location", photo: "Photo",
+      photoTitle: "Send a small generated photo", voice: "Voice", voiceTitle: "Send a voice note",
+      file: "File…", send: "Send", placeholder: "Write a message…",
+      empty: "Press /start to talk to the bot", protected: "protected",
+      protectedTitle: "protect_content: cannot be forwarded or saved", edited: "edited",
+      noKey: "Open the whole address printed by `make demo`: it carries this run's key.",
+      media: { photo: "📷 photo", document: "📄 document", voice: "🎤 voice message", sticker: "sticker",
+               location: "📍 location", contact: "👤 contact" },
+    },
+  };
+  let lang = "ar";
+  const t = (name) => (STRINGS[lang] || STRINGS.en)[name];
+
+  // The control API's per-run key comes in the address fragment (#key=...), which the browser
+  // never sends to a server; it is kept for this tab only and removed from the address bar.
+  function readControlKey() {
+    const fromHash = new URLSearchParams(location.hash.slice(1)).get("key");
+    if (fromHash) {
+      sessionStorage.setItem("nazaha-sandbox-key", fromHash);
+      history.replaceState(null, "", location.pathname + location.search);
+      return fromHash;
+    }
+    return sessionStorage.getItem("nazaha-sandbox-key") || "";
+  }
+
   function withToken(path) {
     if (!token) return API + path;
     return API + path + (path.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(token);
   }
 
   async function call(method, path, body) {
-    const init = { method, headers: {} };
+    const init = { method, headers: { "X-Sandbox-Key": controlKey } };
     if (body !== undefined) {
       init.headers["Content-Type"] = "application/json";
       init.body = JSON.stringify(body);
     }
     const resp = await fetch(withToken(path), init);
+    if (resp.status === 401) toast(t("noKey"));
     const data = await resp.json().catch(() => ({}));
     return { status: resp.status, data };
   }
@@ -39,14 +83,20 @@
     toast.timer = setTimeout(() => { el.hidden = true; }, 3000);
   }
 
-  function setLanguage(lang) {
+  function setLanguage(chosen) {
+    lang = STRINGS[chosen] ? chosen : "en";
     document.documentElement.lang = lang;
     document.documentElement.dir = lang === "ar" ? "rtl" : "ltr";
     $("lang").value = lang;
+    for (const el of document.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
+    for (const el of document.querySelectorAll("[data-i18n-title]")) el.title = t(el.dataset.i18nTitle);
+    for (const el of document.querySelectorAll("[data-i18n-placeholder]")) el.placeholder = t(el.dataset.i18nPlaceholder);
+    document.title = t("title");
+    const hint = log.querySelector(".empty");
+    if (hint) hint.textContent = t("empty");
   }
 
   async function newUser() {
-    const lang = $("lang").value || "ar";
     const { status, data } = await call("POST", "/users", {
       first_name: lang === "ar" ? "مستخدم تجريبي" : "Sandbox user", language_code: lang,
     });
@@ -65,19 +115,17 @@
     renderReplyKeyboard([]);
   }
 
-  const MEDIA_LABELS = {
-    photo: "📷 photo", document: "📄 document", voice: "🎤 voice message", sticker: "sticker",
-    location: "📍 location", contact: "👤 contact",
-  };
-
   function mediaText(m) {
     const media = m.media || {};
-    if (m.kind === "sticker" && media.sticker) return (media.sticker.emoji || "") + " sticker";
+    if (m.kind === "sticker" && media.sticker) return (media.sticker.emoji || "") + " " + t("media").sticker;
     if (m.kind === "location" && media.location) {
       return "📍 " + media.location.latitude.toFixed(4) + ", " + media.location.longitude.toFixed(4);
     }
-    if (m.kind === "document" && media.document) return "📄 " + (media.document.file_name || "document");
-    return MEDIA_LABELS[m.kind] || m.kind;
+    if (m.kind === "document" && media.document) {
+      // A file name is a left-to-right run: isolated so "إيصال-الدفع.pdf" keeps its order.
+      return "📄 \u2066" + (media.document.file_name || t("media").document) + "\u2069";
+    }
+    return t("media")[m.kind] || m.kind;
   }
 
   function safeUrl(url) {
@@ -145,14 +193,14 @@
     if (m.protect_content) {
       const label = document.createElement("span");
       label.className = "label protected";
-      label.textContent = "protected";
-      label.title = "protect_content: cannot be forwarded or saved";
+      label.textContent = t("protected");
+      label.title = t("protectedTitle");
       meta.appendChild(label);
     }
     if (m.edited) {
       const label = document.createElement("span");
       label.className = "label";
-      label.textContent = "edited";
+      label.textContent = t("edited");
       meta.appendChild(label);
     }
     meta.appendChild(document.createTextNode(new Date(m.date * 1000).toLocaleTimeString()));
@@ -189,7 +237,7 @@
     if (empty && !log.querySelector(".empty")) {
       const hint = document.createElement("p");
       hint.className = "empty";
-      hint.textContent = "Press /start to talk to the bot · اضغط ‎/start‎ للبدء";
+      hint.textContent = t("empty");
       log.appendChild(hint);
     } else if (!empty) {
       const hint = log.querySelector(".empty");
