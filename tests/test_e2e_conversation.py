@@ -159,7 +159,7 @@ async def start_follow_up(chat: Chat, receipt: str) -> dict:
     await chat.send("/followup")
     await chat.expect("Please type your receipt number")
     await chat.send(receipt)
-    return await chat.expect("Your report")
+    return await chat.expect("Your complaint")
 
 
 async def test_the_thread_shows_the_reply_just_sent(deployment: Deployment):
@@ -172,7 +172,7 @@ async def test_the_thread_shows_the_reply_just_sent(deployment: Deployment):
     await chat.send("The invoice is dated 3 March.")
     await chat.expect("Your message was sent")
     view = await chat.expect("The invoice is dated 3 March.")
-    assert "No messages yet" not in view["text"] and "Your report" in view["text"]
+    assert "No messages yet" not in view["text"] and "Your complaint" in view["text"]
 
 
 async def test_follow_up_activity_renews_and_a_late_reply_is_kept(deployment: Deployment):
@@ -183,7 +183,7 @@ async def test_follow_up_activity_renews_and_a_late_reply_is_kept(deployment: De
     for _ in range(3):
         await asyncio.sleep(SESSION_TTL * 0.6)
         await chat.press("Refresh")
-        await chat.expect("Your report")
+        await chat.expect("Your complaint")
     await chat.press("Reply to the caseworkers")
     await chat.expect("Write your message")
     await asyncio.sleep(SESSION_TTL + 1)  # the reporter types for longer than the session
@@ -197,7 +197,7 @@ async def test_follow_up_activity_renews_and_a_late_reply_is_kept(deployment: De
     await chat.press("Send it")
     await chat.expect("Your message was sent")
     view = await chat.expect("The second payment was made in cash on Sunday.")
-    assert "Your report" in view["text"]
+    assert "Your complaint" in view["text"]
 
 
 async def test_after_a_restart_the_follow_up_says_what_happened(deployment: Deployment):

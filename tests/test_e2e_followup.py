@@ -218,7 +218,7 @@ async def test_follow_up_from_another_account_reply_and_notification(deployment:
     await other.expect("Please type your receipt number")
     typed = "\u200f" + receipt.translate(str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩"))
     receipt_message_id = await other.send(typed)
-    view = await other.expect("Your report")
+    view = await other.expect("Your complaint")
     assert "Do you have the invoice?" in view["text"]
     assert "Received" in view["text"]
     messages = {m["message_id"]: m for m in await other.messages()}
@@ -237,7 +237,7 @@ async def test_follow_up_from_another_account_reply_and_notification(deployment:
     await other.send_kind("photo", content=gps_jpeg())
     await other.expect("Saved and encrypted")
     await other.press("Done")
-    view = await other.expect("Your report")
+    view = await other.expect("Your complaint")
     assert "1 file" in view["text"]
 
     # End the session, then wipe: every message of the conversation is deleted.
@@ -272,12 +272,12 @@ async def test_notifications_stop_with_the_receipt_not_with_forget(deployment: D
     await chat.send("/followup")
     await chat.expect("Please type your receipt number")
     await chat.send(receipt)
-    view = await chat.expect("Your report")
+    view = await chat.expect("Your complaint")
     assert "Update notifications are on" in view["text"]
     await chat.press("Stop notifications")
     await chat.expect("this report will send no more notifications")
     assert links() == 0
-    view = await chat.expect("Your report")
+    view = await chat.expect("Your complaint")
     assert "Update notifications are on" not in view["text"]
 
 

@@ -111,14 +111,14 @@ class Reply:
     def say(self, text: str, *, protect: bool = False) -> None:
         self.outbox.send(self.chat_id, text, protect=protect)
 
-    def send_receipt(self, formatted_receipt: str) -> None:
+    def send_receipt(self, formatted_receipt: str, *, complaint: bool = False) -> None:
         """The receipt of a report stored in this update, protected from forwarding and
         saving. If Telegram will not take it, it is kept in memory for the user to ask for
         once (``services.receipts``)."""
         receipts, user_id = self.services.receipts, self.user_id
         self.outbox.send(
             self.chat_id,
-            screens.receipt(formatted_receipt),
+            screens.receipt(formatted_receipt, complaint=complaint),
             protect=True,
             on_undelivered=lambda: receipts.keep(user_id, formatted_receipt),
         )

@@ -177,6 +177,7 @@ async def _show_case(reply: Reply, session: fu.Session) -> None:
             [(m.direction, m.created_on.isoformat(), m.body) for m in thread],
             len(evidence),
             notifying=await reply.services.links.count(case.report_id) > 0,
+            complaint=case.kind == "complaint",
         )
     )
     if any(m.direction == "staff" and not m.read_by_reporter for m in thread):

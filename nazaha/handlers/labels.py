@@ -145,3 +145,12 @@ QUESTIONS = {
         "Please write a phone number the caseworkers can call, or tap Skip."
     ),
 }
+
+# The notification question, for a complaint.
+NOTIFY_QUESTION_COMPLAINT = __(
+    "Would you like a short notification in this chat when there is an update on your "
+    "complaint? It says only that there is an update, never what it is. Anyone who can see "
+    "your phone would see it: choose no notifications if that is a risk. Erasing this "
+    "conversation with /wipe does not stop future notifications: to stop them, choose "
+    "Follow up, enter your receipt and tap \"Stop notifications\"."
+)

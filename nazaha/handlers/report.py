@@ -152,7 +152,9 @@ async def submit(effect: flow.SubmitReport, reply: Reply) -> None:
         )
     await reply.commit_report_side(batch)
     # Sent after the commit like every reply, protected; kept for asking again if undelivered.
-    reply.send_receipt(format_receipt(sealed.receipt))
+    reply.send_receipt(
+        format_receipt(sealed.receipt), complaint=effect.kind is flow.Kind.COMPLAINT
+    )
     reply.show(screens.after_submission())
 
 

@@ -17,7 +17,13 @@ from aiogram.utils.i18n import ngettext
 
 from nazaha.flows import report_flow as flow
 from nazaha.handlers import callbacks as cb
-from nazaha.handlers.labels import CHOICE_LABELS, EVIDENCE_KIND_LABELS, FIELD_LABELS, QUESTIONS
+from nazaha.handlers.labels import (
+    CHOICE_LABELS,
+    EVIDENCE_KIND_LABELS,
+    FIELD_LABELS,
+    NOTIFY_QUESTION_COMPLAINT,
+    QUESTIONS,
+)
 
 # Shown in their own language whatever the user's locale, as language pickers do.
 LANGUAGE_NAMES = {"ar": "العربية", "en": "English"}
@@ -234,6 +240,8 @@ def question(draft: flow.Draft, high_risk_contact: str | None = None) -> list[Sc
         return [confirm_number()]
     name = str(step)
     text = str(QUESTIONS[name])
+    if step is flow.Step.NOTIFY and draft.kind is flow.Kind.COMPLAINT:
+        text = str(NOTIFY_QUESTION_COMPLAINT)
     if step in flow.CHOICES:
         rows = grid(
             [(str(CHOICE_LABELS[name][value]), cb.choose(name, value)) for value in flow.CHOICES[step]]
@@ -763,20 +771,38 @@ def draft_expired(hours: int) -> str:
     ).format(count=hours)
 
 
-def receipt(formatted_receipt: str) -> str:
-    return _(
-        "Your report has been received and encrypted. Thank you for your courage.\n\n"
-        "Your receipt number:\n\n{receipt}\n\n"
-        "Keep it safe and private: it is the only way to follow up on your report, "
-        "read the caseworkers' replies and add information. Anyone who has it can read "
-        "your report. Write it down somewhere only you can reach, then you may delete "
-        "this chat: Telegram keeps it on its own servers until you do. We cannot recover "
-        "a lost receipt."
-    ).format(receipt=ltr(formatted_receipt)) + "\n\n" + _(
-        "What happens next: the coalition acknowledges your report within 7 days, and "
-        "gives you feedback on it within 3 months. Follow up with your receipt to read "
-        "their replies."
-    )
+def receipt(formatted_receipt: str, *, complaint: bool = False) -> str:
+    if complaint:
+        text = _(
+            "Your complaint has been received and encrypted. Thank you for speaking up.\n\n"
+            "Your receipt number:\n\n{receipt}\n\n"
+            "Keep it safe and private: it is the only way to follow up on your complaint, "
+            "read the caseworkers' replies and add information. Anyone who has it can read "
+            "your complaint. Write it down somewhere only you can reach, then you may delete "
+            "this chat: Telegram keeps it on its own servers until you do. We cannot recover "
+            "a lost receipt."
+        )
+        then = _(
+            "What happens next: the coalition acknowledges your complaint within 7 days, and "
+            "gives you feedback on it within 3 months. Follow up with your receipt to read "
+            "their replies."
+        )
+    else:
+        text = _(
+            "Your report has been received and encrypted. Thank you for your courage.\n\n"
+            "Your receipt number:\n\n{receipt}\n\n"
+            "Keep it safe and private: it is the only way to follow up on your report, "
+            "read the caseworkers' replies and add information. Anyone who has it can read "
+            "your report. Write it down somewhere only you can reach, then you may delete "
+            "this chat: Telegram keeps it on its own servers until you do. We cannot recover "
+            "a lost receipt."
+        )
+        then = _(
+            "What happens next: the coalition acknowledges your report within 7 days, and "
+            "gives you feedback on it within 3 months. Follow up with your receipt to read "
+            "their replies."
+        )
+    return text.format(receipt=ltr(formatted_receipt)) + "\n\n" + then
 
 
 def receipt_waiting() -> Screen:
@@ -942,9 +968,10 @@ def case_view(
     evidence: int,
     *,
     notifying: bool = False,
+    complaint: bool = False,
 ) -> Screen:
     """``thread``: (direction, day, body) in order."""
-    lines = [_("Your report"), str(STATUS_LABELS.get(status, status))]
+    lines = [_("Your complaint") if complaint else _("Your report"), str(STATUS_LABELS.get(status, status))]
     if outcome in OUTCOME_LABELS:
         lines.append(str(OUTCOME_LABELS[outcome]))
     lines.append(_("Evidence: {files}").format(files=evidence_count(evidence)))
