@@ -182,7 +182,7 @@ def test_arabic_wording_fixes():
     too_short = render("ar", screens.notice, "description_too_short", {"minimum": 30})
     assert "ولا يكفي للعمل عليه" not in too_short and "30 حرفًا" in too_short
     # No English-style colon joining two clauses in the messages that had one.
-    for msgid in ("Acknowledged: a caseworker has read your report.",
+    for msgid in ("Acknowledged: a caseworker has read it.",
                   "Done: this report will send no more notifications.",
                   "Stay anonymous: I will follow up with my receipt"):
         assert ":" not in catalog[msgid], msgid

@@ -422,7 +422,8 @@ def evidence_lines(items: tuple[flow.EvidenceItem, ...]) -> list[str]:
     lines = []
     for number, item in enumerate(items, start=1):
         kind = EVIDENCE_KIND_LABELS.get(item.kind, item.kind)
-        lines.append(f"{ltr(f'{number}.')} {kind}, {file_size(item.size)}")
+        name = f" {isolate(item.file_name)}" if item.file_name else ""
+        lines.append(f"{ltr(f'{number}.')} {kind}{name} · {file_size(item.size)}")
         if item.caption:
             # One line, isolated: the user's text keeps its own direction.
             caption = " ".join(item.caption.split())
@@ -924,10 +925,10 @@ def help_text() -> Screen:
 # ---- follow-up ------------------------------------------------------------------------
 
 STATUS_LABELS = {
-    "received": __("Received: your report is waiting to be read by a caseworker."),
-    "acknowledged": __("Acknowledged: a caseworker has read your report."),
+    "received": __("Received: waiting to be read by a caseworker."),
+    "acknowledged": __("Acknowledged: a caseworker has read it."),
     "in_review": __("In review: the caseworkers are looking into it."),
-    "referred": __("Referred: your report was passed to the competent authority."),
+    "referred": __("Referred: passed to the competent authority."),
     "closed": __("Closed."),
 }
 OUTCOME_LABELS = {
