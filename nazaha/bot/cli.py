@@ -225,6 +225,8 @@ async def _run_until_signal(polling, console, stop: asyncio.Event) -> None:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:
         console.should_exit = True  # uvicorn ends its lifespan itself instead of being cancelled
+        # A getUpdates cut short by the stop is not an error worth an ERROR line.
+        logging.getLogger("aiogram.dispatcher").setLevel(logging.CRITICAL)
         tasks[0].cancel()
         tasks[2].cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
