@@ -187,9 +187,10 @@
       text.textContent = body;
       el.appendChild(text);
     }
+    // The footer follows the page's direction (badges first, then the time); the time is
+    // an isolated left-to-right run in the page's language, so nothing is reordered.
     const meta = document.createElement("span");
     meta.className = "meta";
-    meta.dir = "ltr";
     if (m.protect_content) {
       const label = document.createElement("span");
       label.className = "label protected";
@@ -203,7 +204,11 @@
       label.textContent = t("edited");
       meta.appendChild(label);
     }
-    meta.appendChild(document.createTextNode(new Date(m.date * 1000).toLocaleTimeString()));
+    const time = document.createElement("bdi");
+    time.className = "time";
+    time.textContent = new Date(m.date * 1000).toLocaleTimeString(lang === "ar" ? "ar" : "en",
+                                                                  { hour: "2-digit", minute: "2-digit" });
+    meta.appendChild(time);
     el.appendChild(meta);
     const kb = inlineKeyboard(m);
     if (kb) el.appendChild(kb);
