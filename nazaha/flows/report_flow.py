@@ -13,12 +13,11 @@ import re
 import unicodedata
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from pathlib import PurePosixPath
 from typing import Any, Mapping, Union
 
 from nazaha.flows import choices
-from nazaha.flows.evidence_kinds import EVIDENCE_KINDS
-from nazaha.storage.crypto import normalize_receipt
+from nazaha.flows.evidence_kinds import EVIDENCE_KINDS, labelled_as
+from nazaha.flows.receipts import normalize_receipt
 
 DESCRIPTION_MIN = 30
 DESCRIPTION_MAX = 20_000
@@ -50,14 +49,7 @@ def looks_like_audio(kind: str, mime_type: str | None, file_name: str | None) ->
     generous on purpose; a mislabelled file is flagged when it is reduced)."""
     if kind in VOICE_KINDS:
         return True
-    if kind != "document":
-        return False
-    if mime_type and mime_type.split(";", 1)[0].strip().lower().startswith("audio/"):
-        return True
-    if file_name:
-        suffix = PurePosixPath(file_name.replace("\\", "/")).suffix.lower().lstrip(".")
-        return suffix in _AUDIO_EXTENSIONS
-    return False
+    return kind == "document" and labelled_as(mime_type, file_name, "audio/", _AUDIO_EXTENSIONS)
 
 
 class Kind(StrEnum):

@@ -53,6 +53,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from nazaha.flows.receipts import RECEIPT_DIGITS, normalize_receipt
+
 __all__ = [
     "CryptoError",
     "TamperedData",
@@ -628,11 +630,9 @@ def open_team_private_key(
 
 # --------------------------------------------------------------------------- receipts
 
-RECEIPT_DIGITS = 20
+# How a typed receipt is read (digits, spaces, Arabic-Indic digits) is pure text handling
+# that the flows need too: it lives in nazaha.flows.receipts and is re-exported here.
 _RECEIPT_GROUP = 4
-_MAX_RECEIPT_INPUT = 200  # characters; longer input is not a receipt
-
-_DASHES = frozenset("\u2212\ufe58\ufe63\uff0d")  # minus sign, small/fullwidth hyphen-minus
 
 
 def new_receipt() -> str:
@@ -648,36 +648,6 @@ def format_receipt(receipt: str) -> str:
     return " ".join(
         digits[i : i + _RECEIPT_GROUP] for i in range(0, RECEIPT_DIGITS, _RECEIPT_GROUP)
     )
-
-
-def normalize_receipt(text: str) -> str | None:
-    """The receipt's 20 ASCII digits, or ``None`` if ``text`` is not a well-formed receipt.
-
-    Accepts ASCII, Arabic-Indic (U+0660-0669) and Extended Arabic-Indic (U+06F0-06F9)
-    digits, mixed freely, separated by any whitespace (incl. NBSP), dashes, and invisible
-    format characters (RLM/LRM/ALM, bidi embeddings and isolates, zero-width chars, BOM).
-    Anything else (letters, other punctuation, other digit scripts) makes it malformed.
-    """
-    if not isinstance(text, str) or len(text) > _MAX_RECEIPT_INPUT:
-        return None
-    digits: list[str] = []
-    for ch in text:
-        if "0" <= ch <= "9":
-            digits.append(ch)
-        elif "\u0660" <= ch <= "\u0669":
-            digits.append(chr(ord(ch) - 0x0660 + 0x30))
-        elif "\u06f0" <= ch <= "\u06f9":
-            digits.append(chr(ord(ch) - 0x06F0 + 0x30))
-        elif ch.isspace() or ch in _DASHES:
-            continue
-        else:
-            category = unicodedata.category(ch)
-            if category in ("Zs", "Cf", "Pd"):  # spaces, invisible format chars, dashes
-                continue
-            return None
-    if len(digits) != RECEIPT_DIGITS:
-        return None
-    return "".join(digits)
 
 
 @dataclass(frozen=True, repr=False)

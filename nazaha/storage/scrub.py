@@ -27,9 +27,10 @@ from __future__ import annotations
 import io
 import logging
 from dataclasses import dataclass
-from pathlib import PurePosixPath
 
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from nazaha.flows.evidence_kinds import labelled_as
 
 __all__ = [
     "MAX_IMAGE_PIXELS",
@@ -149,12 +150,7 @@ def looks_like_image(mime_type: str | None, file_name: str | None) -> bool:
     Deliberately generous: the sender chooses both labels, and scrubbing a mislabelled file
     is what flags it.
     """
-    if mime_type and mime_type.split(";", 1)[0].strip().lower().startswith("image/"):
-        return True
-    if file_name:
-        suffix = PurePosixPath(file_name.replace("\\", "/")).suffix.lower().lstrip(".")
-        return suffix in _IMAGE_EXTENSIONS
-    return False
+    return labelled_as(mime_type, file_name, "image/", _IMAGE_EXTENSIONS)
 
 
 SNIFF_BYTES = 16  # enough for every signature below
