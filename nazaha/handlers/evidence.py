@@ -9,7 +9,7 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Any, Awaitable, Callable, Mapping
 
 from aiogram import Bot
 from aiogram.exceptions import TelegramBadRequest
@@ -213,23 +213,13 @@ class EvidenceIntake:
 
         has_clean, flagged = False, None
         if await self._is_image(kind, ref, data_key, report_id, item_id):
-            original = await self.blobs.read_bytes(data_key, report_id, item_id, "original")
-            result = await asyncio.to_thread(scrub_image, original)
-            del original
-            if result.data is not None:
-                await self.blobs.write_bytes(data_key, report_id, item_id, "clean", result.data)
-                has_clean = True
-            else:
-                flagged = result.flagged
+            has_clean, flagged = await self._clean_copy(
+                data_key, report_id, item_id, lambda data: asyncio.to_thread(scrub_image, data)
+            )
         elif looks_like_audio(kind, ref.mime_type, ref.file_name):
-            original = await self.blobs.read_bytes(data_key, report_id, item_id, "original")
-            reduced = await reduce_voice_async(original)
-            del original
-            if reduced.data is not None:
-                await self.blobs.write_bytes(data_key, report_id, item_id, "clean", reduced.data)
-                has_clean = True
-            else:
-                flagged = reduced.flagged
+            has_clean, flagged = await self._clean_copy(
+                data_key, report_id, item_id, reduce_voice_async
+            )
         origin = message.forward_origin.model_dump_json() if message.forward_origin else None
         item = EvidenceItem(
             id=item_id,
@@ -263,6 +253,24 @@ class EvidenceIntake:
                 if len(head) >= SNIFF_BYTES:
                     break
         return sniff_image(head)
+
+    async def _clean_copy(
+        self,
+        data_key: bytes,
+        report_id: str,
+        item_id: str,
+        clean: Callable[[bytes], Awaitable[Any]],
+    ) -> tuple[bool, str | None]:
+        """Make the caseworkers' copy of a stored original with ``clean`` (metadata-free
+        image, voice-reduced audio: a result with ``data`` or, when it cannot, ``flagged``)
+        and seal it as the "clean" variant. Returns ``(has_clean_copy, flagged)``."""
+        original = await self.blobs.read_bytes(data_key, report_id, item_id, "original")
+        result = await clean(original)
+        del original
+        if result.data is None:
+            return False, result.flagged
+        await self.blobs.write_bytes(data_key, report_id, item_id, "clean", result.data)
+        return True, None
 
     def discard(self, context: Mapping[str, str], item_id: str | None = None) -> None:
         """Delete one blob, or every blob of an abandoned draft."""

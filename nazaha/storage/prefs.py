@@ -85,10 +85,10 @@ class PreferenceStore:
             if key in overlay:
                 return overlay[key]
             session = await uow.read()
-            row = (await session.execute(_SELECT, {"key": key})).one_or_none()
+            row = (await session.execute(SELECT_ROW, {"key": key})).one_or_none()
         else:
             async with self._sessionmaker() as session:
-                row = (await session.execute(_SELECT, {"key": key})).one_or_none()
+                row = (await session.execute(SELECT_ROW, {"key": key})).one_or_none()
         prefs = self._open(key, *(row or (None, None)))
         if uow is not None:
             uow.overlay(PURPOSE)[key] = prefs
@@ -149,7 +149,8 @@ def _str_or_none(value: object) -> str | None:
     return value if isinstance(value, str) else None
 
 
-_SELECT = select(UserPreference.sealed, UserPreference.expires_at).where(
+# One account's row, ``(sealed, expires_at)`` (bind ``key``); also read by update_rows.py.
+SELECT_ROW = select(UserPreference.sealed, UserPreference.expires_at).where(
     UserPreference.pseudonym == bindparam("key")
 )
 _DELETE = delete(UserPreference).where(UserPreference.pseudonym == bindparam("key"))

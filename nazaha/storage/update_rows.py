@@ -10,18 +10,10 @@ database access of an ordinary step.
 from __future__ import annotations
 
 from aiogram.fsm.storage.base import StorageKey
-from sqlalchemy import bindparam, select
-
 from nazaha.storage.database import engine_of, sqlite_lanes
-from nazaha.storage.models import UserPreference
-from nazaha.storage.prefs import PreferenceStore
+from nazaha.storage.prefs import SELECT_ROW, PreferenceStore
 from nazaha.storage.sqlite_lane import read
 from nazaha.storage.unit_of_work import UnitOfWork
-
-# Built once.
-STATEMENT = select(UserPreference.sealed, UserPreference.expires_at).where(
-    UserPreference.pseudonym == bindparam("prefs_key")
-)
 
 
 class UpdateRows:
@@ -32,14 +24,14 @@ class UpdateRows:
         """Read the preferences of ``key``'s user into ``uow``. Call it inside the user's
         lock, before anything else reads."""
         prefs_key = self.prefs.record_key(key.user_id)
-        params = {"prefs_key": prefs_key}
+        params = {"key": prefs_key}
         lanes = sqlite_lanes(engine_of(uow.sessionmaker))
         if lanes is not None:  # SQLite: one hop to the reading connection's thread
             row = await lanes.reader.run(
-                read(lambda connection: connection.execute(STATEMENT, params).one_or_none())
+                read(lambda connection: connection.execute(SELECT_ROW, params).one_or_none())
             )
         else:
             session = await uow.read()
-            row = (await session.execute(STATEMENT, params)).one_or_none()
+            row = (await session.execute(SELECT_ROW, params)).one_or_none()
         sealed, expires_at = row if row is not None else (None, None)
         self.prefs.prime(uow, prefs_key, sealed, expires_at)
