@@ -67,6 +67,19 @@ class Settings(BaseSettings):
 
     console_host: str = "127.0.0.1"
     console_port: int = 8080
+    # The console's own store (console.db on SQLite) and its secret key file. Default: a
+    # sibling of the data dir ("var-console"), never inside it: the bot refuses to start
+    # next to them. The demo keeps them in the data dir.
+    console_dir: Path | None = None
+    # Public address of the console, used in the invitation links printed and shown.
+    console_url: str | None = None
+    console_idle_minutes: int = Field(default=30, ge=1)
+    # Deadlines (EU Directive 2019/1937 art. 9(1)(b) and (f)): acknowledge within 7 days,
+    # feedback within 3 months of the acknowledgement (or of the end of those 7 days).
+    acknowledge_days: int = Field(default=7, ge=1)
+    feedback_months: int = Field(default=3, ge=1)
+    # Marked "due soon" in the inbox this many days before a deadline.
+    due_soon_days: int = Field(default=2, ge=0)
     sandbox_host: str = "127.0.0.1"
     sandbox_port: int = 8081
 
@@ -76,6 +89,20 @@ class Settings(BaseSettings):
     # so init keeps the recovery file in the data dir and the bot does not refuse to start
     # next to it (see keyfiles.check_bot_host_data_dir).
     demo: bool = False
+
+    @property
+    def effective_console_dir(self) -> Path:
+        if self.console_dir is not None:
+            return self.console_dir
+        if self.demo:
+            return self.data_dir
+        return self.data_dir.parent / f"{self.data_dir.name}-console"
+
+    @property
+    def effective_console_url(self) -> str:
+        if self.console_url:
+            return self.console_url.rstrip("/")
+        return f"http://{self.console_host}:{self.console_port}"
 
     @property
     def effective_database_url(self) -> str:

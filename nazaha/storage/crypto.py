@@ -866,3 +866,124 @@ class ChunkSealer:
 
 
 __all__ += ["blob_chunk_aad", "ChunkSealer"]
+
+
+# --------------------------------------------------------------------------- staff keys
+# Each staff member has a key pair of the team key's kind (HPKE, ML-KEM-768+X25519). The
+# private half is sealed under a key derived from Argon2id(password) *and* the console
+# secret (a file on the console host, outside the database): the console's database plus a
+# guessed password opens nothing. The team private key reaches a member as a grant sealed to
+# their public key.
+
+_STAFF_KEY_VERSION = 1
+
+
+def _staff_wrap_key(
+    password: str, salt: bytes, console_secret: bytes, user_id: str, params: KdfParams, floor: KdfParams
+) -> bytes:
+    stretched = argon2id(_passphrase_bytes(password), salt, params, floor)
+    return _hkdf(
+        stretched + _check_key(console_secret, "console secret"),
+        _frame("nazaha/staff-key-wrap/v1", user_id),
+    )
+
+
+def seal_staff_private_key(
+    key: TeamPrivateKey,
+    password: str,
+    console_secret: bytes,
+    user_id: str,
+    params: KdfParams = KDF_PRODUCTION,
+    floor: KdfParams = KDF_FLOOR,
+) -> bytes:
+    """Seal a staff member's private key; self-describing JSON (UTF-8) like the team key
+    file. The AAD binds the version, KDF parameters, salt, key id and ``user_id``."""
+    params.check_at_least(floor)
+    salt = secrets.token_bytes(_TEAM_KEY_SALT_BYTES)
+    wrap_key = _staff_wrap_key(password, salt, console_secret, user_id, params, floor)
+    aad = _frame("nazaha/staff-private-key", str(_STAFF_KEY_VERSION), user_id,
+                 _team_key_aad(_STAFF_KEY_VERSION, "argon2id", params, salt, key.key_id))
+    doc = {
+        "v": _STAFF_KEY_VERSION,
+        "params": params.to_dict(),
+        "salt": base64.b64encode(salt).decode("ascii"),
+        "key_id": key.key_id,
+        "sealed": base64.b64encode(seal(wrap_key, aad, key.to_bytes())).decode("ascii"),
+    }
+    return json.dumps(doc).encode("utf-8")
+
+
+def open_staff_private_key(
+    blob: bytes, password: str, console_secret: bytes, user_id: str, floor: KdfParams = KDF_FLOOR
+) -> TeamPrivateKey:
+    """Open :func:`seal_staff_private_key` output. :class:`WrongPassphrase` for a wrong
+    password or console secret (indistinguishable), :class:`TamperedData` if malformed,
+    :class:`WeakKdfParameters` below ``floor``. Synchronous and slow (Argon2id)."""
+    try:
+        doc = json.loads(bytes(blob).decode("utf-8"))
+        if not isinstance(doc, dict) or doc.get("v") != _STAFF_KEY_VERSION:
+            raise ValueError("unknown version")
+        params = KdfParams.from_dict(doc["params"])
+        salt = _b64(doc["salt"])
+        sealed = _b64(doc["sealed"])
+        key_id = doc["key_id"]
+        if not isinstance(key_id, str) or len(key_id) != _KEY_ID_HEX or len(salt) < 8:
+            raise ValueError("bad header")
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError, binascii.Error):
+        raise TamperedData("sealed staff key is malformed") from None
+    params.check_at_least(floor)
+    wrap_key = _staff_wrap_key(password, salt, console_secret, user_id, params, floor)
+    aad = _frame("nazaha/staff-private-key", str(_STAFF_KEY_VERSION), user_id,
+                 _team_key_aad(_STAFF_KEY_VERSION, "argon2id", params, salt, key_id))
+    try:
+        raw = open_sealed(wrap_key, aad, sealed)
+    except TamperedData:
+        raise WrongPassphrase("wrong password or console secret") from None
+    key = TeamPrivateKey.from_bytes(raw)
+    if not hmac.compare_digest(key.key_id, key_id):
+        raise TamperedData("sealed staff key does not match its key id")
+    return key
+
+
+def grant_team_key(team_private: TeamPrivateKey, staff_public: TeamPublicKey, user_id: str) -> bytes:
+    """The team private key sealed to one staff member's public key (HPKE; ``user_id`` and
+    the team key id bound in, so a grant moved to another account fails to open)."""
+    return seal_to_key(
+        staff_public, "nazaha/team-key-grant/v1", (user_id, team_private.key_id), team_private.to_bytes()
+    )
+
+
+def open_team_key_grant(
+    staff_private: TeamPrivateKey, user_id: str, team_key_id: str, sealed: bytes
+) -> TeamPrivateKey:
+    """Inverse of :func:`grant_team_key`; :class:`TamperedData` / :class:`UnknownKeyId`."""
+    raw = open_from_key(staff_private, "nazaha/team-key-grant/v1", (user_id, team_key_id), sealed)
+    key = TeamPrivateKey.from_bytes(raw)
+    if not hmac.compare_digest(key.key_id, team_key_id):
+        raise TamperedData("team key grant does not match its key id")
+    return key
+
+
+class ConsoleSecretBox(BotKeyBox):
+    """The same purpose-keyed AES-GCM box as :class:`BotKeyBox`, under the console secret:
+    TOTP secrets (purpose ``"totp"``, context the user id)."""
+
+    def __repr__(self) -> str:
+        return "ConsoleSecretBox(<redacted>)"
+
+
+def keyed_hash(console_secret: bytes, purpose: str, value: str) -> str:
+    """HMAC-SHA256 under a subkey of the console secret, hex: how recovery codes and
+    invitation tokens are stored (the database alone cannot test guesses)."""
+    subkey = _hkdf(_check_key(console_secret, "console secret"), _frame("nazaha/keyed-hash/v1", purpose))
+    return hmac.new(subkey, value.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+__all__ += [
+    "seal_staff_private_key",
+    "open_staff_private_key",
+    "grant_team_key",
+    "open_team_key_grant",
+    "ConsoleSecretBox",
+    "keyed_hash",
+]
