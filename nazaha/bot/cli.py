@@ -97,10 +97,43 @@ async def cmd_init(settings: Settings, args: argparse.Namespace) -> None:
     if result.created_team_key:
         print(f"Team recovery key written to {result.recovery_file}.")
         print(RECOVERY_WHY)
+    await _print_first_admin_invitation(settings, result.recovery_file if result.created_team_key else None)
     try:
         check_bot_host_data_dir(settings.data_dir)
     except BotHostRefused as exc:
         print(f"Warning: `nazaha bot` will not start yet: {exc}")
+
+
+async def _print_first_admin_invitation(settings: Settings, recovery_file: Path | None) -> None:
+    from nazaha.admin.bootstrap import first_admin_invitation
+
+    try:
+        link = await first_admin_invitation(settings, recovery_file)
+    except FileNotFoundError:
+        print(
+            "No administrator holds the team key yet: run `nazaha invite-admin --key-file PATH` "
+            "with the team recovery file to get the first administrator's invitation link."
+        )
+        return
+    if link is None:
+        return
+    print("Open this one-time link to create the first administrator account (valid 72 hours,")
+    print("used up only when the form is completed; you will need the team passphrase):")
+    print(f"  {link}")
+
+
+async def cmd_invite_admin(settings: Settings, args: argparse.Namespace) -> None:
+    """A new invitation link for the first administrator (e.g. the last one expired)."""
+    from nazaha.storage.crypto import TamperedData
+    from nazaha.storage.keyfiles import KeyPaths
+
+    key_file = Path(args.key_file) if args.key_file else KeyPaths.for_data_dir(settings.data_dir).team_recovery
+    if not key_file.exists():
+        raise SystemExit("--key-file PATH is needed: the team recovery key, kept offline")
+    try:
+        await _print_first_admin_invitation(settings, key_file)
+    except TamperedData:
+        raise SystemExit(f"{key_file} is not a team recovery file") from None
 
 
 async def cmd_bot(settings: Settings, args: argparse.Namespace) -> None:
@@ -186,7 +219,8 @@ async def cmd_demo(settings: Settings, args: argparse.Namespace) -> None:
         print("\nNazaha demo is running.")
         # The address carries this run's control key (after #, so never sent to a server).
         print(f"  Chat with the bot in your browser: {sandbox.page_url}")
-        print(f"  Review console (placeholder):      http://{settings.console_host}:{settings.console_port}/")
+        print(f"  Review console:                    {settings.effective_console_url}/")
+        await _print_first_admin_invitation(settings, paths.team_recovery)
         print(f"  Demo team key: recovery file {paths.team_recovery}, passphrase in {passphrase_file}")
         command = Path(sys.executable).parent / "nazaha"
         print(f"  Read a report: {command} decrypt R-XXXXXX --passphrase-file {passphrase_file}")
@@ -383,6 +417,11 @@ def build_parser() -> argparse.ArgumentParser:
     notify.add_argument("--key-file", help="team key recovery file (required outside the demo)")
     notify.add_argument("--passphrase-file")
     notify.set_defaults(func=cmd_notify)
+    invite = sub.add_parser(
+        "invite-admin", help="print a one-time invitation link for the first administrator"
+    )
+    invite.add_argument("--key-file", help="the team recovery key file (the demo's is found itself)")
+    invite.set_defaults(func=cmd_invite_admin)
     return parser
 
 

@@ -1,0 +1,98 @@
+"""Console sessions, in the console process's memory only.
+
+A session holds the member's unlocked private key and, once granted, the team private key:
+nothing of it is written anywhere. It ends at logout, after ``idle`` without a request (30
+minutes by default) and when the account is reset or removed (its ``generation`` moves on);
+ending it drops the keys. The cookie carries only a random token.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import secrets
+from collections.abc import Callable
+
+from nazaha.services.accounts import PendingEnrolment, StaffIdentity
+from nazaha.storage.crypto import TeamPrivateKey
+
+SESSION_COOKIE = "__Host-nazaha-session"
+PRE_SESSION_COOKIE = "__Host-nazaha-pre"  # anonymous forms' CSRF binding (login, invitation)
+ENROL_COOKIE = "__Host-nazaha-enrol"
+
+
+@dataclasses.dataclass
+class StaffSession:
+    token: str
+    identity: StaffIdentity
+    staff_private: TeamPrivateKey | None
+    team_private: TeamPrivateKey | None
+    last_seen: dt.datetime
+    locale: str
+
+    def __repr__(self) -> str:
+        return f"StaffSession({self.identity.role})"
+
+    def __reduce__(self):
+        raise TypeError("a staff session must not be pickled")
+
+    def wipe(self) -> None:
+        self.staff_private = None
+        self.team_private = None
+
+
+class SessionStore:
+    def __init__(self, clock: Callable[[], dt.datetime], idle: dt.timedelta) -> None:
+        self._clock = clock
+        self._idle = idle
+        self._sessions: dict[str, StaffSession] = {}
+        self._enrolments: dict[str, tuple[PendingEnrolment, dt.datetime]] = {}
+
+    def open(self, identity: StaffIdentity, staff_private, team_private) -> StaffSession:
+        token = secrets.token_urlsafe(32)
+        session = StaffSession(token, identity, staff_private, team_private, self._clock(), identity.locale)
+        self._sessions[token] = session
+        return session
+
+    def get(self, token: str | None) -> StaffSession | None:
+        """The live session for ``token``, its idle timer renewed; ``None`` if unknown or
+        idle too long (then wiped)."""
+        self.sweep()
+        session = self._sessions.get(token or "")
+        if session is None:
+            return None
+        session.last_seen = self._clock()
+        return session
+
+    def close(self, token: str | None) -> None:
+        session = self._sessions.pop(token or "", None)
+        if session is not None:
+            session.wipe()
+
+    def close_user(self, user_id: str) -> None:
+        for token in [t for t, s in self._sessions.items() if s.identity.id == user_id]:
+            self.close(token)
+
+    def sweep(self) -> None:
+        cutoff = self._clock() - self._idle
+        for token in [t for t, s in self._sessions.items() if s.last_seen <= cutoff]:
+            self.close(token)
+        for key in [k for k, (_, at) in self._enrolments.items() if at <= cutoff]:
+            del self._enrolments[key]
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    # Pending enrolments (between the password form and the first TOTP code).
+    def park_enrolment(self, pending: PendingEnrolment) -> str:
+        key = secrets.token_urlsafe(32)
+        self._enrolments[key] = (pending, self._clock())
+        return key
+
+    def enrolment(self, key: str | None) -> PendingEnrolment | None:
+        self.sweep()
+        entry = self._enrolments.get(key or "")
+        return entry[0] if entry else None
+
+    def drop_enrolment(self, key: str | None) -> None:
+        self._enrolments.pop(key or "", None)

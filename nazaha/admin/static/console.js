@@ -1,0 +1,26 @@
+// Nazaha console: small progressive enhancements only; every page works without it.
+"use strict";
+document.addEventListener("DOMContentLoaded", function () {
+  // "Select all" for bulk actions in the inbox.
+  var all = document.getElementById("select-all");
+  if (all) {
+    all.addEventListener("change", function () {
+      document.querySelectorAll("input[name=case]").forEach(function (box) { box.checked = all.checked; });
+    });
+  }
+  // Buttons that ask before acting (data-confirm holds the translated question).
+  document.querySelectorAll("[data-confirm]").forEach(function (el) {
+    el.addEventListener("click", function (event) {
+      if (!window.confirm(el.getAttribute("data-confirm"))) { event.preventDefault(); }
+    });
+  });
+  // A reply template fills the reply box.
+  var picker = document.getElementById("template-picker");
+  var reply = document.getElementById("reply-body");
+  if (picker && reply) {
+    picker.addEventListener("change", function () {
+      var option = picker.options[picker.selectedIndex];
+      if (option && option.dataset.body !== undefined) { reply.value = option.dataset.body; }
+    });
+  }
+});

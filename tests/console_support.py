@@ -1,0 +1,68 @@
+"""Helpers for console tests: a console app on a fresh data dir with cheap KDFs, a clock the
+test moves, and TOTP codes computed from the enrolment page."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyotp
+
+from nazaha.bot.settings import Settings
+
+PASSPHRASE = "olive lantern mends a copper kite at dusk"
+STAFF_PASSWORD = "quiet harbour lamps glow over basalt"
+
+
+class MovableClock:
+    """An injectable UTC clock: ``clock()`` reads it, ``advance(seconds=...)`` moves it."""
+
+    def __init__(self, start: dt.datetime | None = None) -> None:
+        self.now = start or dt.datetime(2026, 11, 30, 9, 0, tzinfo=dt.timezone.utc)
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += dt.timedelta(**delta)
+
+
+def console_settings(data_dir: Path, **extra) -> Settings:
+    return Settings(
+        _env_file=None,
+        data_dir=data_dir,
+        console_dir=data_dir.parent / "console",
+        kdf_profile="testing",
+        demo=True,  # recovery file in the data dir, as the demo keeps it
+        **extra,
+    )
+
+
+_CSRF = re.compile(r'name="csrf" value="([0-9a-f]{64})"')
+_SECRET = re.compile(r'id="totp-secret">([A-Z2-7 ]+)<')
+
+
+def csrf_of(html: str) -> str:
+    match = _CSRF.search(html)
+    assert match, "no CSRF token in the page"
+    return match.group(1)
+
+
+def totp_secret_of(html: str) -> str:
+    match = _SECRET.search(html)
+    assert match, "no TOTP secret on the enrolment page"
+    return match.group(1).replace(" ", "")
+
+
+def totp_code(secret: str, clock: MovableClock) -> str:
+    return pyotp.TOTP(secret).at(clock())
+
+
+@dataclass
+class Member:
+    username: str
+    password: str
+    totp_secret: str
+    recovery_codes: list[str] = field(default_factory=list)

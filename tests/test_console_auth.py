@@ -1,0 +1,202 @@
+"""Console accounts over HTTP: invitation → password → TOTP enrolment → login, replayed
+codes, throttling with one answer, CSRF, cookies and security headers, reset and removal."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from fastapi.testclient import TestClient
+
+from nazaha.admin.app import create_app
+from nazaha.admin.bootstrap import first_admin_invitation
+from nazaha.bot.setup import initialise
+from nazaha.storage.keyfiles import KeyPaths
+from tests.console_support import (
+    PASSPHRASE,
+    STAFF_PASSWORD,
+    Member,
+    MovableClock,
+    console_settings,
+    csrf_of,
+    totp_code,
+    totp_secret_of,
+)
+
+BASE = "https://testserver"  # __Host- cookies are Secure: the test client sends them over https only
+
+
+@pytest.fixture
+async def setup(tmp_path):
+    settings = console_settings(tmp_path / "var")
+    await initialise(settings, passphrase=PASSPHRASE)
+    link = await first_admin_invitation(settings, KeyPaths.for_data_dir(settings.data_dir).team_recovery)
+    return settings, link
+
+
+@pytest.fixture
+def client_factory(setup):
+    settings, _ = setup
+    clock = MovableClock()
+    clients = []
+    app = create_app(settings, clock=clock)
+
+    def make() -> TestClient:
+        # Each client is a browser of its own (its own cookies) on the same console process.
+        client = TestClient(app, base_url=BASE, follow_redirects=False)
+        client.__enter__()
+        clients.append(client)
+        return client
+
+    make.clock = clock
+    yield make
+    for client in clients:
+        client.__exit__(None, None, None)
+
+
+def enrol(client: TestClient, link: str, clock: MovableClock, *, team_passphrase: str | None = None,
+          password: str = STAFF_PASSWORD) -> Member:
+    path = link.split("://", 1)[1].split("/", 1)[1]
+    page = client.get("/" + path)
+    assert page.status_code == 200
+    form = {"csrf": csrf_of(page.text), "password": password, "password_again": password}
+    if team_passphrase is not None:
+        form["team_passphrase"] = team_passphrase
+    answer = client.post("/" + path, data=form)
+    assert answer.status_code == 303, answer.text
+    page = client.get("/enrol")
+    secret = totp_secret_of(page.text)
+    codes = re.findall(r"<li><code>([A-Z0-9]{5}-[A-Z0-9]{5})</code></li>", page.text)
+    assert len(codes) == 10
+    qr = client.get("/enrol/qr.svg")
+    assert qr.status_code == 200 and qr.headers["content-type"].startswith("image/svg+xml")
+    done = client.post("/enrol", data={"csrf": csrf_of(page.text), "code": totp_code(secret, clock)})
+    assert done.status_code == 303, done.text
+    return Member(username="", password=password, totp_secret=secret, recovery_codes=codes)
+
+
+def login(client: TestClient, username: str, password: str, code: str):
+    page = client.get("/login")
+    return client.post("/login", data={"csrf": csrf_of(page.text), "username": username, "password": password, "code": code})
+
+
+async def test_first_admin_enrols_and_logs_in(setup, client_factory):
+    settings, link = setup
+    client = client_factory()
+    clock = client_factory.clock
+    # A link preview (GET) consumes nothing: the link still works afterwards.
+    path = "/" + link.split("/", 3)[3]
+    assert client.get(path).status_code == 200
+    assert client.get(path).status_code == 200
+    admin = enrol(client, link, clock, team_passphrase=PASSPHRASE)
+    home = client.get("/users")
+    assert home.status_code == 200 and "admin" in home.text
+    # The link is used up.
+    assert client_factory().get(path).status_code == 404
+
+    # A new browser logs in with password and TOTP; the same code a second time fails.
+    other = client_factory()
+    clock.advance(seconds=60)
+    code = totp_code(admin.totp_secret, clock)
+    ok = login(other, "admin", STAFF_PASSWORD, code)
+    assert ok.status_code == 303 and ok.headers["location"] == "/cases"
+    replay = login(client_factory(), "admin", STAFF_PASSWORD, code)
+    assert replay.status_code == 401
+
+    # A recovery code works once.
+    third = client_factory()
+    assert login(third, "admin", STAFF_PASSWORD, admin.recovery_codes[0]).status_code == 303
+    assert login(client_factory(), "admin", STAFF_PASSWORD, admin.recovery_codes[0]).status_code == 401
+
+
+async def test_wrong_team_passphrase_and_weak_password_are_refused(setup, client_factory):
+    _, link = setup
+    client = client_factory()
+    path = "/" + link.split("/", 3)[3]
+    page = client.get(path)
+    weak = client.post(path, data={"csrf": csrf_of(page.text), "password": "password1234", "password_again": "password1234", "team_passphrase": PASSPHRASE})
+    assert weak.status_code == 400
+    wrong = client.post(path, data={"csrf": csrf_of(page.text), "password": STAFF_PASSWORD, "password_again": STAFF_PASSWORD, "team_passphrase": "not the passphrase at all"})
+    assert wrong.status_code == 400
+    assert client.get(path).status_code == 200  # still usable
+
+
+async def test_failures_look_alike_and_are_throttled(setup, client_factory):
+    _, link = setup
+    client = client_factory()
+    clock = client_factory.clock
+    admin = enrol(client, link, clock, team_passphrase=PASSPHRASE)
+    unknown = login(client_factory(), "nobody", STAFF_PASSWORD, "123456")
+    wrong = login(client_factory(), "admin", "wrong password entirely", totp_code(admin.totp_secret, clock))
+
+    def body(response) -> str:
+        return re.sub(r'value="(admin|nobody|[0-9a-f]{64})"', "", response.text)
+
+    assert unknown.status_code == wrong.status_code == 401
+    assert body(unknown) == body(wrong)
+    for _ in range(6):
+        login(client_factory(), "admin", "wrong password entirely", "000000")
+    clock.advance(seconds=90)
+    throttled = login(client_factory(), "admin", STAFF_PASSWORD, totp_code(admin.totp_secret, clock))
+    assert throttled.status_code == 401 and body(throttled) == body(unknown)
+
+
+async def test_csrf_cookies_and_headers(setup, client_factory):
+    _, link = setup
+    client = client_factory()
+    page = client.get("/login")
+    for name in ("content-security-policy", "x-content-type-options", "referrer-policy", "cache-control"):
+        assert name in page.headers
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    assert "unsafe-inline" not in page.headers["content-security-policy"]
+    assert page.headers["referrer-policy"] == "no-referrer"
+    assert page.headers["cache-control"] == "no-store"
+    cookie = page.headers["set-cookie"]
+    assert cookie.startswith("__Host-") and "Secure" in cookie and "HttpOnly" in cookie and "SameSite=strict" in cookie
+    # A cross-site form post carries our cookies (browsers do for top-level POST only with
+    # SameSite=None, but a same-site attacker page could) yet no token: refused.
+    refused = client.post("/login", data={"username": "admin", "password": STAFF_PASSWORD, "code": "000000"})
+    assert refused.status_code == 403
+    missing = client_factory().get("/nothing-here")
+    assert missing.status_code == 404 and "content-security-policy" in missing.headers
+
+
+async def test_idle_timeout_reset_grant_and_removal(setup, client_factory):
+    settings, link = setup
+    client = client_factory()
+    clock = client_factory.clock
+    admin = enrol(client, link, clock, team_passphrase=PASSPHRASE)
+    assert client.get("/users").status_code == 200
+    clock.advance(minutes=31)
+    assert client.get("/users").status_code == 303  # idle: back to the login page
+
+    # The admin logs in again, invites a caseworker, who enrols; the admin grants the key.
+    admin_browser = client_factory()
+    clock.advance(seconds=60)
+    assert login(admin_browser, "admin", STAFF_PASSWORD, totp_code(admin.totp_secret, clock)).status_code == 303
+    page = admin_browser.get("/users")
+    invited = admin_browser.post("/users/invite", data={"csrf": csrf_of(page.text), "username": "huda", "role": "caseworker"})
+    assert invited.status_code == 200
+    caseworker_link = re.search(r'id="invitation-link">([^<]+)<', invited.text).group(1)
+    worker_browser = client_factory()
+    worker = enrol(worker_browser, caseworker_link, clock)
+    assert worker_browser.get("/users").status_code == 403  # not an admin
+    state = worker_browser.app.state.console
+    [worker_session] = [s for s in state.sessions._sessions.values() if s.identity.username == "huda"]
+    assert worker_session.team_private is None  # not granted yet
+
+    page = admin_browser.get("/users")
+    worker_id = re.search(r'action="/users/([0-9a-f]{32})/grant"', page.text).group(1)
+    assert admin_browser.post(f"/users/{worker_id}/grant", data={"csrf": csrf_of(page.text)}).status_code == 303
+    clock.advance(seconds=60)
+    relogin = client_factory()
+    assert login(relogin, "huda", STAFF_PASSWORD, totp_code(worker.totp_secret, clock)).status_code == 303
+    granted = [s for s in relogin.app.state.console.sessions._sessions.values() if s.identity.username == "huda"]
+    assert granted and granted[-1].team_private is not None
+
+    # Removing the member ends their sessions and destroys their key.
+    page = admin_browser.get("/users")
+    assert admin_browser.post(f"/users/{worker_id}/remove", data={"csrf": csrf_of(page.text)}).status_code == 303
+    assert relogin.get("/").headers["location"] == "/login"
+    clock.advance(seconds=60)
+    assert login(client_factory(), "huda", STAFF_PASSWORD, totp_code(worker.totp_secret, clock)).status_code == 401
