@@ -46,7 +46,9 @@ def stream(data: bytes, extra: bytes = b"") -> bytes:
     return b"<< /Length %d " % len(data) + extra + b">>\nstream\n" + data + b"\nendstream"
 
 
-def one_page(content: bytes, width: int = 600, height: int = 800, resources: bytes = b"") -> list[bytes]:
+def one_page(
+    content: bytes, width: int = 600, height: int = 800, resources: bytes = b""
+) -> list[bytes]:
     return [
         b"<< /Type /Catalog /Pages 2 0 R >>",
         b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
@@ -79,7 +81,8 @@ def form_bomb(depth: int = 8, fan: int = 10) -> bytes:
         else:
             content = b" ".join(b"q 1 0 0 1 %d 0 cm /X Do Q" % i for i in range(fan))
             resources = b"/Resources << /XObject << /X %d 0 R >> >> " % (6 + level)
-        objects.append(stream(content, b"/Type /XObject /Subtype /Form /BBox [0 0 600 800] " + resources))
+        form = b"/Type /XObject /Subtype /Form /BBox [0 0 600 800] " + resources
+        objects.append(stream(content, form))
     return build_pdf(objects)
 
 
@@ -290,7 +293,7 @@ async def test_bomb_hits_the_memory_limit_before_the_timeout(spawned):
     assert caught.value.reason == "too_complex"
     assert time.monotonic() - started < 30  # the worker died by itself, not by our timer
     (proc,) = procs
-    assert proc.returncode in {-signal.SIGABRT, -signal.SIGTRAP, -signal.SIGKILL, -signal.SIGXCPU}
+    assert proc.returncode == -signal.SIGABRT  # PDFium's allocation failed: it aborts
     assert_reaped(proc)
 
 

@@ -50,9 +50,9 @@ MAX_TOTAL_BYTES = 40 * 1024 * 1024  # PNG bytes for one document, all pages toge
 _WORKER = Path(__file__).with_name("pdf_worker.py")
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_CHUNKS = frozenset({b"IHDR", b"IDAT", b"IEND"})
-# how a worker dies at a limit: SIGXCPU/SIGKILL (RLIMIT_CPU), SIGABRT or SIGTRAP (PDFium's
-# allocator gives up under RLIMIT_AS); any other death counts as "failed"
-_LIMIT_SIGNALS = frozenset({signal.SIGXCPU, signal.SIGKILL, signal.SIGABRT, signal.SIGTRAP})
+# how a worker dies at a limit: SIGXCPU/SIGKILL (RLIMIT_CPU), SIGABRT (PDFium aborts when
+# an allocation fails under RLIMIT_AS); any other death (SIGSEGV...) counts as "failed"
+_LIMIT_SIGNALS = frozenset({signal.SIGXCPU, signal.SIGKILL, signal.SIGABRT})
 
 
 class PdfRenderError(Exception):
