@@ -1,4 +1,4 @@
-"""The `nazaha` command: init, bot, sandbox, console, demo, decrypt."""
+"""The `nazaha` command: init, bot, sandbox, console, demo, decrypt, notify, audit."""
 
 from __future__ import annotations
 
@@ -377,6 +377,99 @@ async def cmd_notify(settings: Settings, args: argparse.Namespace) -> None:
     print(f"{issued} notification(s) handed to the running bot.")
 
 
+AUDIT_HEADS_DIR = "audit-heads"
+
+
+def _console_secret_for_audit(settings: Settings) -> bytes:
+    """The existing console secret (never created here: a new one would authenticate
+    nothing that was exported)."""
+    from nazaha.storage.console_db import CONSOLE_SECRET_NAME, ensure_console_secret
+
+    console_dir = settings.effective_console_dir
+    if not (console_dir / CONSOLE_SECRET_NAME).exists():
+        raise SystemExit(f"no console secret in {console_dir}: the console has not run here")
+    try:
+        return ensure_console_secret(console_dir)
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"cannot read the console secret: {exc}") from None
+
+
+def _audit_heads(settings: Settings, args: argparse.Namespace) -> tuple[list, str]:
+    """The exported heads to compare with, and where they came from."""
+    from nazaha.services.audit import HeadFileError, head_files, load_head
+
+    if args.head:
+        files, where = [Path(args.head)], args.head
+    else:
+        default = settings.effective_console_dir / AUDIT_HEADS_DIR
+        directory = Path(args.heads_dir) if args.heads_dir else default
+        files, where = head_files(directory), str(directory)
+        if args.heads_dir and not directory.is_dir():
+            raise SystemExit(f"--heads-dir {directory}: not a directory")
+    heads = []
+    for path in files:
+        try:
+            heads.append(load_head(path))
+        except HeadFileError as exc:
+            raise SystemExit(f"audit head {path}: {exc}") from None
+    return heads, where
+
+
+async def cmd_audit_verify(settings: Settings, args: argparse.Namespace) -> None:
+    """Exit 0 if the audit log is intact, 1 with one line per problem if not."""
+    from nazaha.services.audit import verify
+    from nazaha.storage.console_db import create_console_engine
+    from nazaha.storage.database import create_sessionmaker
+
+    secret = _console_secret_for_audit(settings)
+    heads, where = _audit_heads(settings, args)
+    engine = create_console_engine(settings.effective_database_url, settings.effective_console_dir)
+    try:
+        result = await verify(create_sessionmaker(engine), secret, heads=heads)
+    finally:
+        await engine.dispose()
+    against = f"against {len(heads)} exported head(s) from {where}" if heads else "against no exported head"
+    if result.ok:
+        print(f"Audit log intact: {result.entries} entries, checked {against}.")
+        if not heads:
+            print(
+                "Without an exported head a truncated or consistently rewritten log cannot be "
+                "detected: pass --head FILE or --heads-dir DIR (copies kept off this host)."
+            )
+        return
+    for problem in result.problems:
+        print(f"audit: {problem.describe()}", file=sys.stderr)
+    print(
+        f"Audit log TAMPERED: {len(result.problems)} problem(s) in {result.entries} entries, "
+        f"checked {against}.",
+        file=sys.stderr,
+    )
+    raise SystemExit(1)
+
+
+async def cmd_audit_export_head(settings: Settings, args: argparse.Namespace) -> None:
+    """Write the authenticated head of the audit log (after checking what is new)."""
+    from nazaha.services.audit import AuditChainBroken, HeadFileError, export_head
+    from nazaha.storage.console_db import create_console_engine
+    from nazaha.storage.database import create_sessionmaker
+
+    secret = _console_secret_for_audit(settings)
+    out = Path(args.out) if args.out else settings.effective_console_dir / AUDIT_HEADS_DIR
+    engine = create_console_engine(settings.effective_database_url, settings.effective_console_dir)
+    try:
+        path = await export_head(create_sessionmaker(engine), secret, out)
+    except AuditChainBroken as exc:
+        for problem in exc.problems:
+            print(f"audit: {problem.describe()}", file=sys.stderr)
+        print("Audit log TAMPERED: no head exported; run `nazaha audit verify`.", file=sys.stderr)
+        raise SystemExit(1) from None
+    except HeadFileError as exc:
+        raise SystemExit(f"the latest head in {out} is unreadable: {exc}") from None
+    finally:
+        await engine.dispose()
+    print(f"Audit head written to {path}. Copy it off this host.")
+
+
 def _secret(value: str):
     from pydantic import SecretStr
 
@@ -422,6 +515,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     invite.add_argument("--key-file", help="the team recovery key file (the demo's is found itself)")
     invite.set_defaults(func=cmd_invite_admin)
+    audit = sub.add_parser("audit", help="check or export the console's audit log")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True)
+    audit_verify = audit_sub.add_parser(
+        "verify", help="recompute the hash chain; exit 1 with the problems if tampered"
+    )
+    heads = audit_verify.add_mutually_exclusive_group()
+    heads.add_argument("--head", metavar="FILE", help="an exported audit-head-<seq>.json")
+    heads.add_argument(
+        "--heads-dir",
+        metavar="DIR",
+        help=f"compare with every head exported there (default: {AUDIT_HEADS_DIR} in the console dir)",
+    )
+    audit_verify.set_defaults(func=cmd_audit_verify)
+    audit_export = audit_sub.add_parser(
+        "export-head", help="write the authenticated head of the log, to copy off the host"
+    )
+    audit_export.add_argument(
+        "--out", metavar="DIR", help=f"where to write it (default: {AUDIT_HEADS_DIR} in the console dir)"
+    )
+    audit_export.set_defaults(func=cmd_audit_export_head)
     return parser
 
 

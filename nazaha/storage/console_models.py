@@ -234,6 +234,11 @@ class AuditEntry(ConsoleBase):
     """One append-only, hash-chained audit record (see nazaha.services.audit)."""
 
     __tablename__ = "audit_entries"
+    # The admin page pages newest first, filtered by actor or by action.
+    __table_args__ = (
+        Index("ix_audit_entries_actor_id_seq", "actor_id", "seq"),
+        Index("ix_audit_entries_action_seq", "action", "seq"),
+    )
 
     seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     at: Mapped[dt.datetime] = mapped_column(UtcDateTime)

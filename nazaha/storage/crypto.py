@@ -987,3 +987,55 @@ __all__ += [
     "ConsoleSecretBox",
     "keyed_hash",
 ]
+
+
+# --------------------------------------------------------------------------- audit chain
+# The console's audit log (nazaha/services/audit.py) is a hash chain: each entry's hash is
+# SHA-256 over a type-tagged, length-prefixed encoding of its fields and the previous hash.
+# The chain's head (seq, hash) is authenticated by an HMAC under a subkey of the console
+# secret, a key outside the database, and exported to files kept off the host.
+
+AUDIT_GENESIS_HASH = "0" * 64
+
+
+def audit_entry_hash(
+    seq: int,
+    at: str,
+    actor_id: str | None,
+    action: str,
+    case_ref: str | None,
+    detail: str,
+    prev_hash: str,
+) -> str:
+    """SHA-256 (64 hex chars) of one audit entry: label ``nazaha/audit-entry/v1``, NUL, then
+    every part type-tagged and length-prefixed (as :func:`pseudonym`), so that ``None`` and
+    ``""`` differ and no two field splits collide. ``at`` is the canonical UTC timestamp text,
+    ``detail`` the canonical JSON text. ``TypeError`` for a part of another type."""
+    if not isinstance(seq, int) or isinstance(seq, bool):
+        raise TypeError("seq must be an int")
+    for name, value, optional in (
+        ("at", at, False),
+        ("actor_id", actor_id, True),
+        ("action", action, False),
+        ("case_ref", case_ref, True),
+        ("detail", detail, False),
+        ("prev_hash", prev_hash, False),
+    ):
+        if not (isinstance(value, str) or (optional and value is None)):
+            raise TypeError(f"{name} must be a str")
+    parts = (seq, at, actor_id, action, case_ref, detail, prev_hash)
+    message = b"nazaha/audit-entry/v1\x00" + b"".join(_encode_pseudonym_part(p) for p in parts)
+    return hashlib.sha256(message).hexdigest()
+
+
+def audit_head_mac(console_secret: bytes, seq: int, entry_hash: str) -> str:
+    """HMAC-SHA256 (64 hex chars) of a chain head ``(seq, entry_hash)`` under the HKDF
+    subkey ``nazaha/audit-head/v1`` of the console secret."""
+    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+        raise ValueError("seq must be a non-negative int")
+    subkey = _hkdf(_check_key(console_secret, "console secret"), _frame("nazaha/audit-head-key/v1"))
+    message = _frame("nazaha/audit-head/v1", str(seq), entry_hash)
+    return hmac.new(subkey, message, hashlib.sha256).hexdigest()
+
+
+__all__ += ["AUDIT_GENESIS_HASH", "audit_entry_hash", "audit_head_mac"]
