@@ -9,7 +9,9 @@ cookie so that even the login and invitation forms carry a CSRF token.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 import datetime as dt
 import secrets
 from collections.abc import Callable
@@ -30,6 +32,7 @@ from nazaha.storage.console_db import create_console_engine, ensure_console_secr
 from nazaha.storage.database import create_sessionmaker
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
+log = logging.getLogger(__name__)
 
 
 def _utc_now() -> dt.datetime:
@@ -63,11 +66,17 @@ def create_app(settings, *, clock: Callable[[], dt.datetime] = _utc_now) -> Fast
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         await prepare_console_store(console.engine)
+        await _load_case_services(console)
+        tasks = [asyncio.create_task(_housekeeping(console))]
+        if settings.staff_digest_hours > 0 and settings.staff_chat_ids and settings.bot_token:
+            tasks.append(asyncio.create_task(_staff_digests(console)))
         try:
             yield
         finally:
-            for token in list(console.sessions._sessions):
-                console.sessions.close(token)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            console.sessions.close_all()
             await console.engine.dispose()
 
     app = FastAPI(title="Nazaha console", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
@@ -101,6 +110,66 @@ def create_app(settings, *, clock: Callable[[], dt.datetime] = _utc_now) -> Fast
         app.include_router(module.router)
     app.add_middleware(SecurityHeaders)
     return app
+
+
+async def _load_case_services(console: Console) -> None:
+    """The vault (reports opened with a member's team key) and the notification
+    dispatcher. The team public key comes from the database, as recorded by `nazaha init`."""
+    from sqlalchemy import select
+
+    from nazaha.bot.app import kdf_floor
+    from nazaha.storage.models import SystemSetting
+    from nazaha.storage.notifications import NotificationDispatcher
+    from nazaha.storage.reports import SETTING_TEAM_PUBLIC_KEY, ReportVault
+
+    async with console.sessionmaker() as session:
+        public = await session.scalar(select(SystemSetting.value).where(SystemSetting.name == SETTING_TEAM_PUBLIC_KEY))
+    if public is None:
+        raise SystemExit("the database is not initialised: run `nazaha init` first")
+    console.services["vault"] = await ReportVault.load(console.sessionmaker, bytes(public), kdf_floor=kdf_floor(console.settings))
+    console.services["dispatcher"] = NotificationDispatcher(console.sessionmaker)
+
+
+async def _housekeeping(console: Console, interval: float | None = None) -> None:
+    """Every few seconds: end idle sessions (their keys leave memory) and send news kept
+    while no bot was running, with the key of any signed-in member who holds it."""
+    from nazaha.services.news import send_kept_news
+    from nazaha.storage.database import write_session
+
+    interval = interval or console.settings.notify_interval_seconds
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            console.sessions.sweep()
+            team_private = console.sessions.team_key_holder()
+            if team_private is not None:
+                async with write_session(console.sessionmaker) as session:
+                    await send_kept_news(session, console.services["dispatcher"], team_private)
+        except Exception as exc:  # keep the loop alive; never log content
+            log.warning("console housekeeping failed: %s", type(exc).__name__)
+
+
+async def _staff_digests(console: Console) -> None:
+    """Every ``staff_digest_hours``: the content-free digest to the staff chats."""
+    from nazaha.admin.routes.cases import rules_of
+    from nazaha.bot.app import build_bot
+    from nazaha.services.staff_digest import digest_counts, digest_text, send_digest
+
+    settings = console.settings
+    period = dt.timedelta(hours=settings.staff_digest_hours)
+    bot = build_bot(settings)
+    try:
+        while True:
+            await asyncio.sleep(period.total_seconds())
+            try:
+                now = console.clock()
+                async with console.sessionmaker() as session:
+                    counts = await digest_counts(session, now.date(), (now - period).date(), rules_of(console))
+                await send_digest(bot, settings.staff_chat_ids, digest_text(counts, settings.staff_digest_locale))
+            except Exception as exc:  # never stop the console for a digest; no content logged
+                log.warning("staff digest failed: %s", type(exc).__name__)
+    finally:
+        await bot.session.close()
 
 
 def _area_routers():

@@ -50,6 +50,9 @@ def build_templates() -> Jinja2Templates:
     env.globals["role_name"] = role_name
     env.globals["role_label"] = role_label
     env.globals["state_label"] = state_label
+    from nazaha.admin.labels import TEMPLATE_GLOBALS
+
+    env.globals.update(TEMPLATE_GLOBALS)
     return templates
 
 

@@ -59,3 +59,16 @@ def isolate(text: object) -> str:
     """Wrap a left-to-right run (a designation, a date, a number, a file name) in
     FIRST STRONG ISOLATE … POP DIRECTIONAL ISOLATE so it reads correctly inside Arabic."""
     return f"\u2068{text}\u2069"
+
+
+class gettext_lazy(str):  # noqa: N801 - reads like the gettext function it defers
+    """A msgid translated when rendered (``str()`` or in a template), in the locale of the
+    request being answered."""
+
+    def __str__(self) -> str:
+        return gettext(str.__str__(self))
+
+    def __html__(self) -> str:
+        from markupsafe import escape
+
+        return str(escape(str(self)))

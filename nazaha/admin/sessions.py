@@ -73,6 +73,14 @@ class SessionStore:
         for token in [t for t, s in self._sessions.items() if s.identity.id == user_id]:
             self.close(token)
 
+    def close_all(self) -> None:
+        for token in list(self._sessions):
+            self.close(token)
+
+    def team_key_holder(self) -> TeamPrivateKey | None:
+        """The team key from any live session (for sending news kept for later)."""
+        return next((s.team_private for s in self._sessions.values() if s.team_private is not None), None)
+
     def sweep(self) -> None:
         cutoff = self._clock() - self._idle
         for token in [t for t, s in self._sessions.items() if s.last_seen <= cutoff]:

@@ -78,6 +78,10 @@ class Settings(BaseSettings):
     # feedback within 3 months of the acknowledgement (or of the end of those 7 days).
     acknowledge_days: int = Field(default=7, ge=1)
     feedback_months: int = Field(default=3, ge=1)
+    # A content-free digest (new and overdue counts, no designations) to the staff chats
+    # (NAZAHA_STAFF_CHAT_IDS) every this many hours, sent by the console; 0: off.
+    staff_digest_hours: float = Field(default=24.0, ge=0)
+    staff_digest_locale: Literal["ar", "en"] = "ar"
     # Marked "due soon" in the inbox this many days before a deadline.
     due_soon_days: int = Field(default=2, ge=0)
     sandbox_host: str = "127.0.0.1"

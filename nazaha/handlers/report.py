@@ -135,6 +135,8 @@ async def fetch(
 
 async def submit(effect: flow.SubmitReport, reply: Reply) -> None:
     triage, fields = flow.split_answers(effect.kind, effect.answers)
+    # The reporter's language, sealed with the answers: caseworkers reply in it.
+    fields = {**fields, "language": reply.i18n.current_locale}
     report_id, data_key = context_keys(effect.context) if effect.context else (None, None)
     vault = reply.services.vault
     sealed = await vault.seal(

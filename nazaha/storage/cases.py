@@ -288,14 +288,21 @@ class CaseService:
         uow.add(insert)
 
     async def add_staff_reply(self, case: UnlockedCase, body: str) -> ThreadMessage:
-        """Store a caseworker's reply and queue a (content-free) notification for the report,
-        in one transaction."""
-        message = self._new_message(case, "staff", body)
+        """Store a caseworker's reply and queue a (content-free) notification for the report
+        in the bot database's pending list (``nazaha notify``), in one transaction. The
+        console uses :meth:`stage_staff_reply` in its own transaction instead."""
         async with write_transaction(self._sessionmaker) as session:
-            message.seq = await _next_seq(session, CaseMessage, case.report_id)
-            session.add(message)
+            reply = await self.stage_staff_reply(session, case, body)
             session.add(PendingNotification(report_id=case.report_id))
             await session.flush()
+        return reply
+
+    async def stage_staff_reply(self, session: AsyncSession, case: UnlockedCase, body: str) -> ThreadMessage:
+        """Add a caseworker's reply in the caller's write transaction (not committed here)."""
+        message = self._new_message(case, "staff", body)
+        message.seq = await _next_seq(session, CaseMessage, case.report_id)
+        session.add(message)
+        await session.flush()
         return ThreadMessage(
             id=message.id,
             direction="staff",

@@ -249,3 +249,13 @@ class AuditEntry(ConsoleBase):
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
     exported: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+
+
+class PendingNews(ConsoleBase):
+    """Reports with news for their reporter that could not be notified yet (no bot was
+    running). Written only by the console's own actions, never read from the bot's tables:
+    a seized bot host cannot make the console unwrap links it chose."""
+
+    __tablename__ = "pending_news"
+
+    report_id: Mapped[str] = mapped_column(String(32), primary_key=True)

@@ -203,62 +203,72 @@ class NotificationDispatcher:
         self._rng = rng or random.SystemRandom()
 
     async def dispatch(self, team_private: TeamPrivateKey) -> int:
-        """Issue instructions for every report with pending news; returns how many.
+        """Issue instructions for every report in the bot database's pending list (the
+        ``nazaha notify`` command); returns how many. The console does not use this list: it
+        notifies at the moment of a change (:meth:`notify_reports`), from its own store.
 
-        With no running bot (no mailbox) nothing is issued and the news stays pending. A link
-        that fails to open (tampered, or sealed to another team key) is skipped and logged
-        without detail."""
+        With no running bot (no mailbox) nothing is issued and the news stays pending."""
         async with write_transaction(self._sessionmaker) as session:
-            mailbox = (
-                await session.execute(select(BotMailbox.id, BotMailbox.public_key).limit(1))
-            ).first()
-            if mailbox is None:
-                return 0
-            public = TeamPublicKey.from_bytes(mailbox.public_key)
             pending = (
                 await session.execute(
                     select(PendingNotification.report_id, func.max(PendingNotification.id))
                     .group_by(PendingNotification.report_id)
                 )
             ).all()
-            instructions = []
+            issued = await self.notify_reports(session, team_private, [r for r, _ in pending])
+            if issued is None:
+                return 0
             for report_id, last_id in pending:
-                links = (
-                    await session.execute(
-                        select(NotificationLink.id, NotificationLink.sealed_link).where(
-                            NotificationLink.report_id == report_id
-                        )
-                    )
-                ).all()
-                for link in links:
-                    try:
-                        inner = open_from_key(team_private, LINK_LABEL, (link.id, report_id), link.sealed_link)
-                    except CryptoError:
-                        log.warning("a notification link failed to open and was skipped")
-                        continue
-                    instruction_id = secrets.token_hex(16)
-                    payload = json.dumps(
-                        {"link": link.id, "inner": base64.b64encode(inner).decode()},
-                        separators=(",", ":"),
-                    ).encode()
-                    instructions.append(
-                        {
-                            "id": instruction_id,
-                            "mailbox_id": mailbox.id,
-                            "sealed": seal_to_key(
-                                public, INSTRUCTION_LABEL, (instruction_id, mailbox.id), payload
-                            ),
-                        }
-                    )
                 await session.execute(
                     delete(PendingNotification).where(
                         PendingNotification.report_id == report_id,
                         PendingNotification.id <= last_id,
                     )
                 )
-            self._rng.shuffle(instructions)  # no order that follows the reports
-            if instructions:
-                await session.execute(NotificationInstruction.__table__.insert(), instructions)
+        return issued
+
+    async def notify_reports(
+        self, session: AsyncSession, team_private: TeamPrivateKey, report_ids: list[str]
+    ) -> int | None:
+        """In the caller's transaction: one instruction per notification link of each
+        report, sealed to the running bot's mailbox; the number issued, or ``None`` when no
+        bot is running (no mailbox: the caller keeps the news for later). A link that fails
+        to open (tampered, or sealed to another team key) is skipped and logged without
+        detail."""
+        mailbox = (await session.execute(select(BotMailbox.id, BotMailbox.public_key).limit(1))).first()
+        if mailbox is None:
+            return None
+        public = TeamPublicKey.from_bytes(mailbox.public_key)
+        instructions = []
+        for report_id in dict.fromkeys(report_ids):
+            links = (
+                await session.execute(
+                    select(NotificationLink.id, NotificationLink.sealed_link).where(
+                        NotificationLink.report_id == report_id
+                    )
+                )
+            ).all()
+            for link in links:
+                try:
+                    inner = open_from_key(team_private, LINK_LABEL, (link.id, report_id), link.sealed_link)
+                except CryptoError:
+                    log.warning("a notification link failed to open and was skipped")
+                    continue
+                instruction_id = secrets.token_hex(16)
+                payload = json.dumps(
+                    {"link": link.id, "inner": base64.b64encode(inner).decode()},
+                    separators=(",", ":"),
+                ).encode()
+                instructions.append(
+                    {
+                        "id": instruction_id,
+                        "mailbox_id": mailbox.id,
+                        "sealed": seal_to_key(public, INSTRUCTION_LABEL, (instruction_id, mailbox.id), payload),
+                    }
+                )
+        self._rng.shuffle(instructions)  # no order that follows the reports
+        if instructions:
+            await session.execute(NotificationInstruction.__table__.insert(), instructions)
         return len(instructions)
 
     async def has_pending(self) -> bool:

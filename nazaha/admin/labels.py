@@ -1,0 +1,89 @@
+"""Words for the codes the console shows: triage choices and answer names (shared with the
+bot: nazaha.handlers.labels holds them as aiogram lazy strings, which the console translates
+with its own locale), statuses, outcomes and priorities of the workflow."""
+
+from __future__ import annotations
+
+from nazaha.admin.i18n import gettext
+from nazaha.handlers.labels import CHOICE_LABELS, EVIDENCE_KIND_LABELS, FIELD_LABELS
+
+
+def _msgid(lazy) -> str:
+    # babel.support.LazyProxy keeps its arguments: the msgid is the first.
+    return lazy._args[0]
+
+
+def choice_label(group: str, code: str | None) -> str:
+    if code is None:
+        return "—"
+    lazy = CHOICE_LABELS.get(group, {}).get(code)
+    return gettext(_msgid(lazy)) if lazy is not None else code
+
+
+def field_label(name: str) -> str:
+    lazy = FIELD_LABELS.get(name)
+    return gettext(_msgid(lazy)) if lazy is not None else name
+
+
+def evidence_kind_label(kind: str) -> str:
+    lazy = EVIDENCE_KIND_LABELS.get(kind)
+    return gettext(_msgid(lazy)) if lazy is not None else kind
+
+
+def status_label(code: str | None) -> str:
+    names = {
+        "received": gettext("Received"),
+        "acknowledged": gettext("Acknowledged"),
+        "in_review": gettext("In review"),
+        "referred": gettext("Referred"),
+        "action_taken": gettext("Action taken"),
+        "closed": gettext("Closed"),
+    }
+    return names.get(code or "", code or "—")
+
+
+def outcome_label(code: str | None) -> str:
+    names = {
+        "substantiated": gettext("Substantiated"),
+        "not_substantiated": gettext("Not substantiated"),
+        "out_of_scope": gettext("Out of scope"),
+        "insufficient_information": gettext("Insufficient information"),
+    }
+    return names.get(code or "", code or "—")
+
+
+def priority_label(code: str | None) -> str:
+    names = {
+        "low": gettext("Low"),
+        "normal": gettext("Normal"),
+        "high": gettext("High"),
+        "urgent": gettext("Urgent"),
+    }
+    return names.get(code or "", code or "—")
+
+
+def kind_label(code: str | None) -> str:
+    names = {"corruption": gettext("Corruption report"), "complaint": gettext("Service complaint")}
+    return names.get(code or "", code or "—")
+
+
+def purpose_label(code: str) -> str:
+    names = {
+        "acknowledgement": gettext("Acknowledgement"),
+        "more_information": gettext("Request for more information"),
+        "closure": gettext("Closure"),
+        "other": gettext("Other"),
+    }
+    return names.get(code, code)
+
+
+TEMPLATE_GLOBALS = {
+    "purpose_label": purpose_label,
+    "choice_label": choice_label,
+    "field_label": field_label,
+    "evidence_kind_label": evidence_kind_label,
+    "status_label": status_label,
+    "outcome_label": outcome_label,
+    "priority_label": priority_label,
+    "kind_label": kind_label,
+}
