@@ -20,7 +20,9 @@ from nazaha.storage.database import create_engine, create_sessionmaker
 from nazaha.storage.keyfiles import KeyPaths, load_team_private_key, load_team_public_key
 from nazaha.storage.notifications import NotificationDispatcher
 from nazaha.storage.reports import ReportVault
-from tests.e2e_support import PASSPHRASE, RECEIPT_RE, TOKEN, Chat, find_plaintext, recovery_file, run_init
+from tests.e2e_support import (
+    PASSPHRASE, RECEIPT_RE, TOKEN, Chat, find_plaintext, press_callback, recovery_file, run_init,
+)
 from tests.test_e2e_bot import DESCRIPTION, Deployment
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
@@ -295,3 +297,113 @@ async def test_six_wrong_receipts_are_throttled(deployment: Deployment):
     await chat.expect("Please type your receipt number")
     await chat.send("9999 2222 3333 4444 5555")
     await chat.expect("Too many attempts")
+
+
+async def test_withdrawals_and_the_status_in_words(deployment: Deployment):
+    """Contact details withdrawn (gone from the database), the complaint withdrawn (kept,
+    notifications stopped), and the caseworkers' status changes read in words."""
+    import datetime as dt
+
+    chat = await open_chat(deployment)
+    await chat.send("/complaint")
+    await chat.press("I understand, continue")
+    await chat.press("Health")
+    await chat.press("Bethlehem")
+    await chat.expect("Describe what happened")
+    await chat.send(DESCRIPTION)
+    await chat.press("Done")
+    await chat.expect("Do you have evidence?")
+    await chat.press("Done")
+    await chat.press("Share my contact details")
+    await chat.press("I agree")
+    await chat.expect("write the name")
+    await chat.send("Samira K.")
+    await chat.expect("phone number")
+    await chat.send("0599 123 456")
+    await chat.press("Notify me")
+    await chat.expect("Please check your complaint")
+    before = set(designations(deployment))
+    await chat.press("Send the complaint")
+    receipt = RECEIPT_RE.search((await chat.expect("Your receipt number:"))["text"]).group(1)
+    (designation,) = set(designations(deployment)) - before
+
+    staff = deployment.staff
+    case = await staff.case(designation)
+
+    def row(column: str):
+        with sqlite3.connect(deployment.data_dir / "nazaha.db") as db:
+            return db.execute(f"SELECT {column} FROM reports WHERE designation = ?", (designation,)).fetchone()[0]
+
+    def links() -> int:
+        with sqlite3.connect(deployment.data_dir / "nazaha.db") as db:
+            return db.execute(
+                "SELECT count(*) FROM notification_links WHERE report_id = ?", (case.report_id,)
+            ).fetchone()[0]
+
+    async def fields() -> dict:
+        vault = await ReportVault.load(staff.sessionmaker, staff.team_public, kdf_floor=KDF_TESTING)
+        return (await vault.open_with_team(designation, staff.team_private)).fields
+
+    assert (await fields())["contact_name"] == "Samira K." and links() == 1
+
+    await chat.send("/followup")
+    await chat.expect("Please type your receipt number")
+    await chat.send(receipt)
+    view = await chat.expect("Your complaint")
+    assert "Received: waiting to be read by a caseworker." in view["text"]
+
+    # Withdraw the contact details: asked first, then done and said.
+    await chat.press("Withdraw my contact details")
+    await chat.expect("Withdraw your contact details?")
+    assert (await fields())["contact_phone"] == "0599 123 456"  # nothing done before "Yes"
+    await chat.press("Yes, delete them")
+    await chat.expect("Done: your contact details were deleted.")
+    view = await chat.expect("You withdrew your contact details on")
+    buttons = [b["text"] for r in view["reply_markup"]["inline_keyboard"] for b in r]
+    assert not any("contact details" in label for label in buttons)
+    today = dt.datetime.now(dt.timezone.utc).date()
+    assert row("contact_withdrawn_on") == today.isoformat()
+    assert await staff.cases.withdrawals(case.report_id) == (today, None)
+    remaining = await fields()
+    assert not {"contact", "contact_name", "contact_phone"} & set(remaining)
+    assert remaining["description"] == DESCRIPTION
+    # The old "Yes" does nothing a second time.
+    await press_callback(chat, "n:confirm:withdraw_contact")
+    await chat.expect("This button has expired.")
+
+    # "No" keeps the complaint; "Yes" withdraws it and stops its notifications.
+    await chat.press("Withdraw this complaint")
+    await chat.expect("Withdraw this complaint?")
+    await chat.press("No, do not withdraw")
+    await chat.expect("Your complaint")
+    assert row("withdrawn_on") is None and links() == 1
+    await chat.press("Withdraw this complaint")
+    await chat.expect("Withdraw this complaint?")
+    await chat.press("Yes, withdraw it")
+    await chat.expect("Done: you withdrew this complaint")
+    view = await chat.expect("You withdrew this complaint on")
+    assert "Update notifications are on" not in view["text"]
+    assert row("withdrawn_on") == today.isoformat() and links() == 0
+
+    # The caseworkers keep working it; the reporter reads each change in words.
+    await staff.cases.set_status(case.report_id, "referred")
+    await chat.press("Refresh")
+    view = await chat.expect("Your complaint")
+    assert "Referred: passed to the competent authority." in view["text"]
+    await staff.cases.add_staff_reply(case, "We passed it to the Ministry of Health.")
+    await staff.cases.set_status(case.report_id, "closed", "substantiated")
+    await chat.press("Refresh")
+    view = await chat.expect("Your complaint")
+    assert "Closed: the facts were confirmed." in view["text"]
+    assert "We passed it to the Ministry of Health." in view["text"]
+    assert "You withdrew this complaint on" in view["text"]
+
+    # Following up still works, and the view comes back updated right after a message.
+    await chat.press("Reply to the caseworkers")
+    await chat.expect("Write your message")
+    await chat.send("Thank you for following it up.")
+    await chat.expect("Your message was sent")
+    view = await chat.expect("Thank you for following it up.")
+    assert view["text"].startswith("Your complaint")
+    thread = await staff.cases.thread(case)
+    assert [m.direction for m in thread] == ["staff", "reporter"]

@@ -7,7 +7,8 @@ from hypothesis import strategies as st
 
 from nazaha.flows import followup_flow as fu
 from nazaha.flows.report_flow import (
-    Attach, Back, Cancel, Choose, Done, EvidenceItem, EvidenceLimits, FetchFailed, Help, NonText, Stored, Text,
+    At, Attach, Back, Cancel, Choose, Done, EvidenceItem, EvidenceLimits, FetchFailed, Help, NonText, Stored,
+    Text,
 )
 
 CASE = {"report_id": "ab" * 16, "data_key": "secret"}
@@ -79,6 +80,61 @@ def test_end_and_cancel_close_the_session():
         assert s is None and eff == (fu.End(),)
 
 
+def test_withdrawing_contact_details_asks_first_then_withdraws_and_shows_the_case():
+    s, eff = run(opened(), Choose("case", "withdraw_contact"))
+    assert s.step is fu.FStep.WITHDRAW_CONTACT and s.case == CASE
+    assert eff == (fu.Ask(fu.FStep.WITHDRAW_CONTACT),)  # nothing withdrawn yet
+    assert fu.Session.from_dict(s.to_dict()) == s
+    back, eff = run(s, At("withdraw_contact", fu.Confirm()))
+    assert back.step is fu.FStep.CASE and back.case == CASE
+    assert eff == (fu.WithdrawContact(), fu.Notice("contact_withdrawn"), fu.ShowCase())
+
+
+def test_withdrawing_the_report_asks_first_then_withdraws_and_shows_the_case():
+    s, eff = run(opened(), Choose("case", "withdraw_report"))
+    assert s.step is fu.FStep.WITHDRAW_REPORT and eff == (fu.Ask(fu.FStep.WITHDRAW_REPORT),)
+    back, eff = run(s, At("withdraw_report", fu.Confirm()))
+    assert back.step is fu.FStep.CASE
+    assert eff == (fu.WithdrawReport(), fu.Notice("report_withdrawn"), fu.ShowCase())
+
+
+def test_no_keeps_everything_and_goes_back_to_the_case():
+    for action in ("withdraw_contact", "withdraw_report"):
+        s, _ = run(opened(), Choose("case", action))
+        for no in (At(action, Back()), Back()):
+            back, eff = run(s, no)
+            assert back == opened() and eff == (fu.ShowCase(),)
+
+
+def test_a_confirmation_acts_only_at_its_own_step():
+    # "Yes" under an old question, once the session moved on, withdraws nothing.
+    for action in ("withdraw_contact", "withdraw_report"):
+        s, eff = run(opened(), At(action, fu.Confirm()))
+        assert s == opened() and codes(eff) == ["button_expired"] and fu.ShowCase() in eff
+    asking, _ = run(opened(), Choose("case", "withdraw_report"))
+    s, eff = run(asking, At("withdraw_contact", fu.Confirm()))
+    assert s == asking and codes(eff) == ["button_expired"]
+    assert eff[-1] == fu.Ask(fu.FStep.WITHDRAW_REPORT)
+    # "Yes" without its step is never enough.
+    s, eff = run(asking, fu.Confirm())
+    assert s == asking and codes(eff) == ["button_expired"]
+    # A case button tapped under the confirmation is stale too; typing asks for the buttons.
+    s, eff = run(asking, Choose("case", "reply"))
+    assert s == asking and codes(eff) == ["button_expired"]
+    s, eff = run(asking, Text("yes"))
+    assert s == asking and codes(eff) == ["use_buttons"] and eff[-1] == fu.Ask(fu.FStep.WITHDRAW_REPORT)
+    assert not any(isinstance(e, (fu.WithdrawContact, fu.WithdrawReport)) for e in eff)
+
+
+def test_cancel_and_expiry_during_a_confirmation_withdraw_nothing():
+    asking, _ = run(opened(), Choose("case", "withdraw_contact"))
+    gone, eff = run(asking, Cancel())
+    assert gone is None and eff == (fu.End(),)
+    t = fu.expired(asking, At("withdraw_contact", fu.Confirm()))
+    assert t.session == fu.Session(fu.FStep.RECEIPT)
+    assert t.effects == (fu.SessionClosed(""), fu.Ask(fu.FStep.RECEIPT))
+
+
 def test_session_serialisation():
     s = opened()
     assert fu.Session.from_dict(s.to_dict()) == s
@@ -95,6 +151,12 @@ events = st.one_of(
     st.builds(FetchFailed, st.sampled_from(["too_big", "failed"])),
     st.builds(fu.Unlocked, st.just(CASE)),
     st.builds(fu.UnlockFailed, st.sampled_from(["unknown", "malformed", "throttled"])),
+    st.just(fu.Confirm()),
+    st.builds(
+        At,
+        st.sampled_from(["case", "withdraw_contact", "withdraw_report", "reply"]),
+        st.sampled_from([fu.Confirm(), Back(), Done()]),
+    ),
 )
 
 
@@ -105,6 +167,10 @@ def test_random_inputs_never_crash_and_keep_the_case_until_the_end(seq):
     for event in seq:
         t = fu.step(session, event)
         assert t.effects
+        # A withdrawal happens only when "Yes" is tapped under its own question.
+        for effect, step in ((fu.WithdrawContact(), "withdraw_contact"), (fu.WithdrawReport(), "withdraw_report")):
+            if effect in t.effects:
+                assert session.step == step and event == At(step, fu.Confirm())
         if t.session is None:
             assert isinstance(t.effects[-1], fu.End)
             session = fu.start().session

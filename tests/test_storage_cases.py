@@ -179,7 +179,7 @@ async def test_upgrade_keeps_existing_reports_and_downgrade_keeps_their_fields(s
         await upgrade_database(sqlite_url)  # and up again, to the newest
         async with engine.connect() as conn:
             assert (await conn.execute(text("SELECT count(*) FROM report_fields"))).scalar() == 1
-            assert (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar() == "0003"
+            assert (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar() == "0004"
     finally:
         await engine.dispose()
 
@@ -309,21 +309,53 @@ async def test_unknown_receipt_does_the_same_work_as_a_known_one(sessionmaker, v
 
 async def test_status_and_outcome_show_in_the_unlocked_case(sessionmaker, vault, team_key, cases):
     sealed = await submit(sessionmaker, vault)
-    await cases.set_status(sealed.report_id, "referred", "referred")
-    assert await cases.status(sealed.report_id) == ("referred", "referred")
+    assert await cases.status(sealed.report_id) == ("received", None)
+    await cases.set_status(sealed.report_id, "referred")
+    assert await cases.status(sealed.report_id) == ("referred", None)
+    await cases.set_status(sealed.report_id, "closed", "out_of_scope")
+    assert await cases.status(sealed.report_id) == ("closed", "out_of_scope")
     case = await vault.unlock_with_receipt(sealed.receipt)
-    assert (case.status, case.outcome) == ("referred", "referred")
-    await cases.set_status(sealed.report_id, "in_review")
+    assert (case.status, case.outcome) == ("closed", "out_of_scope")
+    await cases.set_status(sealed.report_id, "in_review")  # reopened: the outcome goes
     assert await cases.status(sealed.report_id) == ("in_review", None)
     with pytest.raises(ValueError):
         await cases.set_status(sealed.report_id, "lost")
     with pytest.raises(ValueError):
         await cases.set_status(sealed.report_id, "closed", "guilty")
     with pytest.raises(ReportNotFound):
-        await cases.set_status("f" * 32, "closed")
+        await cases.set_status("f" * 32, "closed", "substantiated")
     with pytest.raises(ReportNotFound):
         await cases.status("f" * 32)
     assert await cases.status(sealed.report_id) == ("in_review", None)
+
+
+async def test_every_status_and_outcome_of_the_workflow_is_stored(sessionmaker, vault, cases):
+    from nazaha.storage.cases import CLOSED, OUTCOMES, REOPENED, STATUSES
+
+    assert STATUSES == ("received", "acknowledged", "in_review", "referred", "action_taken", "closed")
+    assert OUTCOMES == ("substantiated", "not_substantiated", "out_of_scope", "insufficient_information")
+    assert (CLOSED, REOPENED) == ("closed", "in_review")
+    sealed = await submit(sessionmaker, vault)
+    for status in STATUSES[:-1]:
+        await cases.set_status(sealed.report_id, status)
+        assert await cases.status(sealed.report_id) == (status, None)
+    for outcome in OUTCOMES:
+        await cases.set_status(sealed.report_id, "closed", outcome)
+        assert await cases.status(sealed.report_id) == ("closed", outcome)
+
+
+async def test_an_outcome_is_given_when_closing_and_only_then(sessionmaker, vault, cases):
+    sealed = await submit(sessionmaker, vault)
+    await cases.set_status(sealed.report_id, "action_taken")
+    with pytest.raises(ValueError, match="needs an outcome"):
+        await cases.set_status(sealed.report_id, "closed")
+    for status in ("received", "acknowledged", "in_review", "referred", "action_taken"):
+        with pytest.raises(ValueError, match="only a closed case"):
+            await cases.set_status(sealed.report_id, status, "substantiated")
+    for old in ("referred", "no_jurisdiction"):  # the codes before migration 0004
+        with pytest.raises(ValueError, match="unknown outcome"):
+            await cases.set_status(sealed.report_id, "closed", old)
+    assert await cases.status(sealed.report_id) == ("action_taken", None)  # nothing changed
 
 
 # --------------------------------------------------------------------------- thread
@@ -512,6 +544,168 @@ async def test_closing_a_case_deletes_its_links_and_pending_notifications(sessio
     assert remaining_pending == [staying.report_id]
     assert await cases.status(closing.report_id) == ("closed", "substantiated")
     assert (await links.count(closing.report_id), await links.count(staying.report_id)) == (0, 1)
+
+
+# --------------------------------------------------------------------------- withdrawals
+
+CONTACT = {"contact": "share", "contact_name": "سميرة ك. Samira", "contact_phone": "0599 123 456"}
+
+
+async def submit_with_contact(sessionmaker, vault, **contact):
+    report_id, data_key = new_sealing_context()
+    fields = {"description": "a bribe was asked for a permit", **(contact or CONTACT)}
+    sealed = await vault.seal(
+        ReportDraft(kind="complaint", triage={"service": "health"}, fields=fields),
+        report_id=report_id,
+        data_key=data_key,
+    )
+    batch = report_batch()
+    vault.store(batch, sealed)
+    await write(sessionmaker, batch)
+    return sealed
+
+
+async def field_names(sessionmaker, report_id) -> set[str]:
+    async with sessionmaker() as session:
+        return set(
+            (await session.scalars(select(ReportField.name).where(ReportField.report_id == report_id))).all()
+        )
+
+
+async def test_withdrawing_contact_details_deletes_them_and_keeps_the_day(
+    engine, sessionmaker, vault, team_key, cases
+):
+    from nazaha.storage.database import checkpoint_wal
+
+    withdrawing = await submit_with_contact(sessionmaker, vault)
+    keeping = await submit_with_contact(sessionmaker, vault)
+    assert await cases.has_contact_details(withdrawing.report_id)
+    assert await cases.withdrawals(withdrawing.report_id) == (None, None)
+    async with sessionmaker() as session:
+        sealed_name = await session.scalar(
+            select(ReportField.sealed).where(
+                ReportField.report_id == withdrawing.report_id, ReportField.name == "contact_name"
+            )
+        )
+
+    if engine.dialect.name == "sqlite":  # the ciphertext is in the file before
+        assert await checkpoint_wal(engine)
+        assert sealed_name in open(engine.url.database, "rb").read()
+
+    batch = report_batch(4242)
+    cases.withdraw_contact(batch, await vault.unlock_with_receipt(withdrawing.receipt))
+    assert await cases.has_contact_details(withdrawing.report_id)  # queued, not yet written
+    await write(sessionmaker, batch)
+
+    today = dt.datetime.now(dt.timezone.utc).date()
+    assert await cases.withdrawals(withdrawing.report_id) == (today, None)
+    assert not await cases.has_contact_details(withdrawing.report_id)
+    assert await field_names(sessionmaker, withdrawing.report_id) == {"description"}
+    opened = await vault.open_with_team(withdrawing.designation, team_key)
+    assert opened.fields == {"description": "a bribe was asked for a permit"}
+    # The other report keeps its details, and nothing else of the withdrawn one changed.
+    assert await field_names(sessionmaker, keeping.report_id) == {"description", *CONTACT}
+    assert await cases.withdrawals(keeping.report_id) == (None, None)
+    assert await cases.status(withdrawing.report_id) == ("received", None)
+
+    # Withdrawing again changes nothing, not even the day.
+    earlier = today - dt.timedelta(days=3)
+    async with write_transaction(sessionmaker) as session:
+        await session.execute(
+            update(Report).where(Report.id == withdrawing.report_id).values(contact_withdrawn_on=earlier)
+        )
+    batch = report_batch()
+    cases.withdraw_contact(batch, await vault.unlock_with_team(withdrawing.designation, team_key))
+    await write(sessionmaker, batch)
+    assert await cases.withdrawals(withdrawing.report_id) == (earlier, None)
+
+    if engine.dialect.name == "sqlite":
+        # secure_delete: once the WAL is checkpointed, the deleted ciphertext is nowhere.
+        assert await checkpoint_wal(engine)
+        assert sealed_name not in open(engine.url.database, "rb").read()
+
+
+async def test_an_anonymous_report_has_no_contact_details_to_withdraw(sessionmaker, vault, cases):
+    anonymous = await submit_with_contact(sessionmaker, vault, contact="anonymous")
+    assert not await cases.has_contact_details(anonymous.report_id)
+    batch = report_batch()
+    cases.withdraw_contact(batch, await vault.unlock_with_receipt(anonymous.receipt))
+    await write(sessionmaker, batch)
+    assert await cases.withdrawals(anonymous.report_id) == (None, None)
+    assert await field_names(sessionmaker, anonymous.report_id) == {"description", "contact"}
+
+
+async def test_a_name_without_a_phone_is_withdrawn_too(sessionmaker, vault, cases):
+    named = await submit_with_contact(sessionmaker, vault, contact="share", contact_name="Mona")
+    assert await cases.has_contact_details(named.report_id)
+    batch = report_batch()
+    cases.withdraw_contact(batch, await vault.unlock_with_receipt(named.receipt))
+    await write(sessionmaker, batch)
+    assert await field_names(sessionmaker, named.report_id) == {"description"}
+    assert (await cases.withdrawals(named.report_id))[0] is not None
+
+
+async def test_withdrawing_the_report_keeps_it_and_stops_its_notifications(
+    sessionmaker, vault, team_key, cases
+):
+    from nazaha.storage.crypto import BotKeyBox
+    from nazaha.storage.notifications import NotificationLinks
+
+    links = NotificationLinks(sessionmaker, BotKeyBox(b"k" * 32), team_key.public_key())
+    withdrawing = await submit_with_contact(sessionmaker, vault)
+    staying = await submit(sessionmaker, vault)
+    batch = ReportBatch()
+    links.add(batch, withdrawing.report_id, 1001, "ar")
+    links.add(batch, staying.report_id, 1002, "en")
+    await write(sessionmaker, batch)
+    for sealed in (withdrawing, staying):
+        await cases.add_staff_reply(await vault.unlock_with_team(sealed.designation, team_key), "update")
+    await cases.set_status(withdrawing.report_id, "in_review")
+
+    case = await vault.unlock_with_receipt(withdrawing.receipt)
+    batch = report_batch(77)
+    cases.withdraw_report(batch, case)
+    await write(sessionmaker, batch)
+
+    today = dt.datetime.now(dt.timezone.utc).date()
+    assert await cases.withdrawals(withdrawing.report_id) == (None, today)
+    assert (await links.count(withdrawing.report_id), await links.count(staying.report_id)) == (0, 1)
+    async with sessionmaker() as session:
+        pending = (await session.scalars(select(PendingNotification.report_id))).all()
+    assert pending == [staying.report_id]
+    # The report stays whole for the caseworkers, who close it; the reporter still follows up.
+    assert await cases.status(withdrawing.report_id) == ("in_review", None)
+    assert await field_names(sessionmaker, withdrawing.report_id) == {"description", *CONTACT}
+    await reporter_says(sessionmaker, cases, case, "one more thing")
+    thread = await cases.thread(await vault.unlock_with_team(withdrawing.designation, team_key))
+    assert [(m.direction, m.body) for m in thread] == [("staff", "update"), ("reporter", "one more thing")]
+    await cases.set_status(withdrawing.report_id, "closed", "insufficient_information")
+    assert await cases.withdrawals(withdrawing.report_id) == (None, today)  # closing keeps it
+
+    # A second withdrawal keeps the first day.
+    earlier = today - dt.timedelta(days=10)
+    async with write_transaction(sessionmaker) as session:
+        await session.execute(
+            update(Report).where(Report.id == withdrawing.report_id).values(withdrawn_on=earlier)
+        )
+    batch = report_batch()
+    cases.withdraw_report(batch, case)
+    await write(sessionmaker, batch)
+    assert await cases.withdrawals(withdrawing.report_id) == (None, earlier)
+
+
+async def test_withdrawals_of_a_report_that_is_gone(sessionmaker, vault, cases):
+    sealed = await submit(sessionmaker, vault)
+    case = await vault.unlock_with_receipt(sealed.receipt)
+    async with write_transaction(sessionmaker) as session:
+        await session.execute(delete(Report).where(Report.id == sealed.report_id))
+    for withdraw in (cases.withdraw_contact, cases.withdraw_report):
+        batch = report_batch()
+        withdraw(batch, case)
+        with pytest.raises(ReportNotFound):
+            await write(sessionmaker, batch)
+    with pytest.raises(ReportNotFound):
+        await cases.withdrawals(sealed.report_id)
 
 
 # --------------------------------------------------------------------------- evidence

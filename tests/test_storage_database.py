@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import pytest
@@ -158,28 +159,30 @@ DRAFT_MARKER = "مسودة بلاغ draft-marker-2718"
 REPORT_ID = "a" * 32
 
 
-async def test_head_is_0003_and_it_cannot_be_downgraded(sqlite_url: str):
+async def test_head_is_0004_and_neither_0004_nor_0003_can_be_downgraded(sqlite_url: str):
     from alembic import command
     from alembic.script import ScriptDirectory
 
     config = alembic_config(sqlite_url)
     script = ScriptDirectory.from_config(config)
-    assert script.get_current_head() == "0003"
+    assert script.get_current_head() == "0004"
+    assert script.get_revision("0004").down_revision == "0003"
     assert script.get_revision("0003").down_revision == "0002"
 
     await upgrade_database(sqlite_url)
     engine = create_engine(sqlite_url)
     try:
+        for target in ("0003", "0002"):
 
-        def downgrade(sync_conn):
-            config.attributes["connection"] = sync_conn
-            command.downgrade(config, "0002")
+            def downgrade(sync_conn):
+                config.attributes["connection"] = sync_conn
+                command.downgrade(config, target)
 
-        with pytest.raises(NotImplementedError, match="backup"):
-            async with engine.begin() as conn:
-                await conn.run_sync(downgrade)
-        async with engine.connect() as conn:
-            assert (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar() == "0003"
+            with pytest.raises(NotImplementedError, match="backup"):
+                async with engine.begin() as conn:
+                    await conn.run_sync(downgrade)
+            async with engine.connect() as conn:
+                assert (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar() == "0004"
         await check_database(engine)  # nothing was undone
         assert await _schema_diff(engine) == []
     finally:
@@ -302,3 +305,106 @@ async def test_upgrade_from_0002_drops_drafts_staff_and_old_links_and_keeps_repo
         content += wal.read_bytes()
     for marker in (DRAFT_MARKER.encode(), b"caseworker-marker", b"chat-pseudonym-marker", b"prefs-marker"):
         assert marker not in content, marker
+
+
+# -- migration 0004: the workflow's codes and the reporter's withdrawals ---------------------
+
+# (id, status, outcome) before 0004 -> (status, outcome) after.
+OLD_CODES = [
+    ("01", "received", None, "received", None),
+    ("02", "acknowledged", None, "acknowledged", None),
+    ("03", "in_review", None, "in_review", None),
+    ("04", "referred", None, "referred", None),
+    ("05", "referred", "referred", "referred", None),
+    ("06", "in_review", "referred", "referred", None),  # the referral was the last act
+    ("07", "closed", "referred", "referred", None),  # no outcome means "referred" now
+    ("08", "closed", "no_jurisdiction", "closed", "out_of_scope"),
+    ("09", "closed", "substantiated", "closed", "substantiated"),
+    ("10", "closed", "not_substantiated", "closed", "not_substantiated"),
+    ("11", "closed", None, "closed", None),  # nothing invented for it
+    ("12", "in_review", "substantiated", "in_review", None),  # an outcome only when closed
+    ("13", "acknowledged", "no_jurisdiction", "acknowledged", None),
+]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def empty_url(request: pytest.FixtureRequest, sqlite_url: str):
+    """An empty database (no migration run) on each backend."""
+    if request.param == "sqlite":
+        yield sqlite_url
+        return
+    import asyncio
+    import secrets
+
+    from tests.conftest import PG_DSN, _pg_admin
+
+    name = f"nazaha_test_0004_{secrets.token_hex(6)}"
+    try:
+        await _pg_admin(f'CREATE DATABASE "{name}"')
+    except (OSError, asyncio.TimeoutError) as exc:
+        pytest.skip(f"PostgreSQL is unreachable: {exc}")
+    try:
+        yield f"postgresql+asyncpg://{PG_DSN['user']}@{PG_DSN['host']}:{PG_DSN['port']}/{name}"
+    finally:
+        await _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def test_upgrade_from_0003_maps_the_old_codes_and_adds_the_withdrawal_days(empty_url: str):
+    from sqlalchemy import inspect
+
+    await upgrade_database(empty_url, "0003")
+    engine = create_engine(empty_url)
+    try:
+        async with engine.begin() as conn:
+            for n, status, outcome, _status, _outcome in OLD_CODES:
+                await conn.execute(
+                    text(
+                        "INSERT INTO reports (id, designation, kind, status, outcome, created_on,"
+                        " team_key_id, wrapped_key_team, wrapped_key_reporter, receipt_lookup)"
+                        " VALUES (:id, :designation, 'corruption', :status, :outcome, :day, 'k',"
+                        " :team, :reporter, :lookup)"
+                    ),
+                    {
+                        "id": n * 16,
+                        "designation": f"R-{n}",
+                        "status": status,
+                        "outcome": outcome,
+                        "day": dt.date(2026, 1, 2),
+                        "team": b"t" + n.encode(),
+                        "reporter": b"r" + n.encode(),
+                        "lookup": b"l" + n.encode(),
+                    },
+                )
+            await conn.execute(
+                text("INSERT INTO report_fields (report_id, name, sealed) VALUES (:id, 'contact_name', :v)"),
+                {"id": "01" * 16, "v": b"\x04"},
+            )
+        await upgrade_database(empty_url)
+        await check_database(engine)
+        assert await _schema_diff(engine) == []
+
+        async with engine.connect() as conn:
+            columns = await conn.run_sync(
+                lambda sync_conn: {c["name"]: c for c in inspect(sync_conn).get_columns("reports")}
+            )
+            rows = (
+                await conn.execute(
+                    text(
+                        "SELECT id, status, outcome, contact_withdrawn_on, withdrawn_on,"
+                        " wrapped_key_team FROM reports ORDER BY id"
+                    )
+                )
+            ).all()
+            fields = (await conn.execute(text("SELECT report_id, name, sealed FROM report_fields"))).all()
+            version = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar()
+        assert version == "0004"
+        for name in ("contact_withdrawn_on", "withdrawn_on"):
+            assert columns[name]["nullable"] and "DATE" in str(columns[name]["type"]).upper()
+        assert [(r.id[:2], r.status, r.outcome) for r in rows] == [
+            (n, status, outcome) for n, _s, _o, status, outcome in OLD_CODES
+        ]
+        assert all(r.contact_withdrawn_on is None and r.withdrawn_on is None for r in rows)
+        assert [bytes(r.wrapped_key_team) for r in rows] == [b"t" + n.encode() for n, *_ in OLD_CODES]
+        assert [(f.report_id, f.name, bytes(f.sealed)) for f in fields] == [("01" * 16, "contact_name", b"\x04")]
+    finally:
+        await engine.dispose()

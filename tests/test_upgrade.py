@@ -1,4 +1,5 @@
-"""Upgrading an older data dir (migration 0003): secrets rotated, drafts gone, WAL truncated."""
+"""Upgrading an older data dir: from before 0003, secrets rotated, drafts gone, WAL truncated;
+from 0003, only the workflow's codes change (0004)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ async def test_upgrade_from_0002_rotates_the_bot_secrets_and_scrubs_old_rows(dat
     settings = Settings(data_dir=data_dir, database_url=sqlite_url)
     result = await upgrade_data_dir(settings)
     assert result.scrubbed and not result.rotate_env_secrets
-    assert await current_revision(sqlite_url) == "0003"
+    assert await current_revision(sqlite_url) == "0004"
     assert paths.bot_key.read_bytes() != old_key
     assert paths.pepper.read_bytes() != old_pepper
     with sqlite3.connect(data_dir / "nazaha.db") as db:
@@ -42,3 +43,26 @@ async def test_a_new_database_is_not_scrubbed_and_keeps_its_secrets(data_dir, sq
     result = await upgrade_data_dir(Settings(data_dir=data_dir, database_url=sqlite_url))
     assert not result.scrubbed
     assert (paths.bot_key.read_bytes(), paths.pepper.read_bytes()) == (key, pepper)
+
+
+async def test_upgrade_from_0003_maps_old_codes_and_keeps_the_secrets(data_dir, sqlite_url):
+    await upgrade_database(sqlite_url, "0003")
+    paths = KeyPaths.for_data_dir(data_dir)
+    key, pepper = ensure_bot_secrets(paths)
+    with sqlite3.connect(data_dir / "nazaha.db") as db:
+        for n, status, outcome in (("1", "closed", "no_jurisdiction"), ("2", "in_review", "referred")):
+            db.execute(
+                "INSERT INTO reports (id, designation, kind, status, outcome, created_on, team_key_id,"
+                " wrapped_key_team, wrapped_key_reporter, receipt_lookup) VALUES (?, ?, 'complaint',"
+                " ?, ?, '2026-01-02', 'k', x'01', x'02', ?)",
+                (n * 32, f"R-{n}", status, outcome, n.encode()),
+            )
+    result = await upgrade_data_dir(Settings(data_dir=data_dir, database_url=sqlite_url))
+    assert not result.scrubbed and not result.rotate_env_secrets
+    assert await current_revision(sqlite_url) == "0004"
+    assert (paths.bot_key.read_bytes(), paths.pepper.read_bytes()) == (key, pepper)
+    with sqlite3.connect(data_dir / "nazaha.db") as db:
+        rows = db.execute(
+            "SELECT status, outcome, contact_withdrawn_on, withdrawn_on FROM reports ORDER BY id"
+        ).fetchall()
+    assert rows == [("closed", "out_of_scope", None, None), ("referred", None, None, None)]

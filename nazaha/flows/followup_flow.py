@@ -2,7 +2,9 @@
 
 The session is opened by a receipt; the handler does the slow and secret parts (rate limit,
 Argon2id, unlocking the case) and feeds the outcome back as ``Unlocked`` / ``UnlockFailed``.
-While open, the reporter reads the case, replies to the caseworkers and adds evidence.
+While open, the reporter reads the case, replies to the caseworkers and adds evidence, and
+may withdraw their contact details or the report itself: each asks for confirmation first
+(a step of its own, whose buttons act only while it is current), then is done and said.
 """
 
 from __future__ import annotations
@@ -37,7 +39,9 @@ from nazaha.flows.report_flow import (
     is_receipt,
 )
 
-ACTIONS = ("reply", "evidence", "refresh", "stop_notify", "end")
+ACTIONS = (
+    "reply", "evidence", "refresh", "stop_notify", "withdraw_contact", "withdraw_report", "end",
+)
 REPLY_MAX = 4000
 
 
@@ -48,6 +52,13 @@ class FStep(StrEnum):
     EVIDENCE = "evidence"
     # A reply kept from an expired session: send it to this case?
     CONFIRM_REPLY = "confirm_reply"
+    # Delete the contact details from the report? / Withdraw the report?
+    WITHDRAW_CONTACT = "withdraw_contact"
+    WITHDRAW_REPORT = "withdraw_report"
+
+
+# The confirmation steps and what confirming them does.
+WITHDRAW_STEPS = (FStep.WITHDRAW_CONTACT, FStep.WITHDRAW_REPORT)
 
 
 @dataclass(frozen=True)
@@ -62,9 +73,14 @@ class UnlockFailed:
     reason: str  # "unknown" | "malformed" | "throttled"
 
 
+@dataclass(frozen=True)
+class Confirm:
+    """"Yes, do it" under a confirmation question (a withdrawal); "No" is ``Back``."""
+
+
 Event = Union[
     Text, NonText, Choose, Done, Back, Cancel, Help, Attach, Album, Stored, StoredAlbum,
-    FetchFailed, Unlocked, UnlockFailed, At,
+    FetchFailed, Unlocked, UnlockFailed, At, Confirm,
 ]
 
 
@@ -106,6 +122,16 @@ class StopNotifications:
 
 
 @dataclass(frozen=True)
+class WithdrawContact:
+    """Delete the report's contact details (the reporter confirmed)."""
+
+
+@dataclass(frozen=True)
+class WithdrawReport:
+    """Mark the report withdrawn and stop its notifications (the reporter confirmed)."""
+
+
+@dataclass(frozen=True)
 class End:
     pass
 
@@ -125,7 +151,7 @@ class SessionClosed:
 
 Effect = Union[
     Ask, Notice, TryReceipt, ShowCase, SendReply, FetchEvidence, FetchAlbum, SaveEvidence,
-    StopNotifications, End, DeleteTyped, SessionClosed,
+    StopNotifications, WithdrawContact, WithdrawReport, End, DeleteTyped, SessionClosed,
 ]
 
 
@@ -198,6 +224,9 @@ def expired(session: Session, event: Event) -> Transition:
 
 
 def step(session: Session, event: Event, limits: EvidenceLimits = DEFAULT_LIMITS) -> Transition:
+    if isinstance(event, Confirm):
+        # "Yes" counts only under its own question (stamped with its step, ``At``).
+        return _expired_button(session)
     if isinstance(event, At):
         if event.step != str(session.step):
             return _expired_button(session)
@@ -247,6 +276,8 @@ def step(session: Session, event: Event, limits: EvidenceLimits = DEFAULT_LIMITS
         return _on_reply(session, event)
     if session.step is FStep.CONFIRM_REPLY:
         return _on_confirm_reply(session, event)
+    if session.step in WITHDRAW_STEPS:
+        return _on_withdraw(session, event)
     return _on_evidence(session, event, limits)
 
 
@@ -298,10 +329,26 @@ def _on_case(session: Session, event: Event) -> Transition:
             return Transition(
                 session, (StopNotifications(), Notice("notifications_stopped"), ShowCase())
             )
+        if event.value in WITHDRAW_STEPS:
+            asking = FStep(event.value)
+            return Transition(replace(session, step=asking), (Ask(asking),))
         return Transition(session, (ShowCase(),))
     if isinstance(event, (Text, NonText, Attach, Album)):
         return Transition(session, (Notice("use_buttons"), ShowCase()))
     return Transition(session, (Notice("button_expired"), ShowCase()))
+
+
+def _on_withdraw(session: Session, event: Event) -> Transition:
+    back = replace(session, step=FStep.CASE)
+    if isinstance(event, Confirm):
+        if session.step is FStep.WITHDRAW_CONTACT:
+            return Transition(back, (WithdrawContact(), Notice("contact_withdrawn"), ShowCase()))
+        return Transition(back, (WithdrawReport(), Notice("report_withdrawn"), ShowCase()))
+    if isinstance(event, Back):
+        return Transition(back, (ShowCase(),))
+    if isinstance(event, (Text, NonText, Attach, Album, Done)):
+        return Transition(session, (Notice("use_buttons"), Ask(session.step)))
+    return _expired_button(session)
 
 
 def _on_reply(session: Session, event: Event) -> Transition:

@@ -117,6 +117,9 @@ TEXT_STEPS = frozenset({Step.DESCRIPTION, Step.CONTACT_NAME, Step.CONTACT_PHONE}
 # Steps whose answer is not a key of ``Draft.answers``.
 OPTIONAL_STEPS = frozenset({Step.EVIDENCE})
 CONTACT_DETAILS = ("contact_name", "contact_phone")
+# The stored fields a reporter's "withdraw my contact details" deletes: the details and the
+# choice to share them ("contact": "share" or "anonymous").
+CONTACT_FIELDS = ("contact", *CONTACT_DETAILS)
 # Fields the review screen offers to edit; contact details are edited through "contact".
 EDITABLE: dict[Kind, tuple[str, ...]] = {
     kind: tuple(str(s) for s in steps) for kind, steps in QUESTIONS.items()

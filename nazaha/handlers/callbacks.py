@@ -2,7 +2,7 @@
 
 Formats (all ASCII, well under Telegram's 64-byte limit):
 ``f:<step>:<value>`` choose an option · ``n:<action>:<step>`` navigate (back, cancel, done,
-continue, submit, replace, drop, keep, keep_number, drop_number), acting only at the step of
+continue, submit, replace, drop, keep, keep_number, drop_number, confirm), acting only at the step of
 the message the button is under (``flow.At``; ``n:<action>`` without a step acts anywhere) ·
 ``e:<field>`` edit from review · ``x:<yes|no>`` confirm discarding · ``m:<item>`` main menu ·
 ``l:<ar|en>`` language · ``r:<evidence id>`` remove a file · ``w:chat`` ask to wipe this
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from nazaha.flows import followup_flow as fu
 from nazaha.flows import report_flow as flow
 
 MENU_ITEMS = ("report", "complaint", "followup", "learn", "safety", "language", "menu")
@@ -31,6 +32,8 @@ _NAVIGATION = {
     "keep": flow.ConfirmReplace(drop=False),
     "keep_number": flow.KeepNumber(keep=True),
     "drop_number": flow.KeepNumber(keep=False),
+    # "Yes" under a follow-up confirmation (withdrawing contact details or the report).
+    "confirm": fu.Confirm(),
 }
 _STEP_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz_")
 
@@ -62,7 +65,7 @@ class ShowReceipt:
     pass
 
 
-Parsed = flow.Event | MenuAction | LanguageChoice | RemoveEvidence | Wipe | ShowReceipt
+Parsed = flow.Event | fu.Confirm | MenuAction | LanguageChoice | RemoveEvidence | Wipe | ShowReceipt
 
 
 def command_of(text: str | None) -> str:

@@ -1,4 +1,5 @@
-"""Following up with a receipt: read the case, reply, add evidence; then end and wipe."""
+"""Following up with a receipt: read the case, reply, add evidence, withdraw the contact
+details or the report; then end and wipe."""
 
 from __future__ import annotations
 
@@ -85,6 +86,12 @@ async def _apply(
             if effect.step is fu.FStep.CONFIRM_REPLY:
                 assert session is not None
                 reply.show(screens.confirm_pending_reply(session.pending_reply))
+            elif effect.step is fu.FStep.WITHDRAW_CONTACT:
+                reply.show(screens.confirm_withdraw_contact())
+            elif effect.step is fu.FStep.WITHDRAW_REPORT:
+                assert session is not None
+                complaint = _case_of(reply, session).kind == "complaint"
+                reply.show(screens.confirm_withdraw_report(complaint=complaint))
             else:
                 reply.show(_question(effect.step))
         elif isinstance(effect, fu.SessionClosed):
@@ -93,7 +100,7 @@ async def _apply(
             if message is not None:
                 reply.outbox.delete(reply.chat_id, message.message_id)
         elif isinstance(effect, fu.Notice):
-            reply.say(screens.notice(effect.code, dict(effect.params)))
+            reply.say(screens.notice(effect.code, dict(effect.params), _kind_of(reply, session)))
         elif isinstance(effect, fu.TryReceipt):
             assert session is not None and message is not None
             # The receipt must not stay on the screen: delete the message once read.
@@ -132,10 +139,27 @@ async def _apply(
             batch = reply.report_batch()
             reply.services.links.stop(batch, _case_of(reply, session).report_id)
             await reply.commit_report_side(batch)
+        elif isinstance(effect, fu.WithdrawContact):
+            assert session is not None
+            batch = reply.report_batch()
+            reply.services.cases.withdraw_contact(batch, _case_of(reply, session))
+            await reply.commit_report_side(batch)
+        elif isinstance(effect, fu.WithdrawReport):
+            assert session is not None
+            batch = reply.report_batch()
+            reply.services.cases.withdraw_report(batch, _case_of(reply, session))
+            await reply.commit_report_side(batch)
         elif isinstance(effect, fu.End):
             if previous is not None and "key_ref" in previous.case:
                 reply.services.session_keys.drop(previous.case["key_ref"])
             reply.show(screens.session_ended())
+
+
+def _kind_of(reply: Reply, session: fu.Session | None) -> flow.Kind | None:
+    """The open case's kind, for notices that name a report or a complaint."""
+    ref = session.case.get("key_ref") if session is not None else None
+    case = reply.services.session_keys.get(ref) if ref else None
+    return flow.Kind(case.kind) if case is not None else None
 
 
 def _question(step: fu.FStep) -> screens.Screen:
@@ -168,6 +192,7 @@ async def _show_case(reply: Reply, session: fu.Session) -> None:
     cases = reply.services.cases
     case = _case_of(reply, session)
     status, outcome = await cases.status(case.report_id)
+    contact_withdrawn_on, withdrawn_on = await cases.withdrawals(case.report_id)
     thread = await cases.thread(case)
     evidence = await cases.evidence(case)
     reply.show(
@@ -178,6 +203,9 @@ async def _show_case(reply: Reply, session: fu.Session) -> None:
             len(evidence),
             notifying=await reply.services.links.count(case.report_id) > 0,
             complaint=case.kind == "complaint",
+            has_contact=await cases.has_contact_details(case.report_id),
+            contact_withdrawn_on=contact_withdrawn_on,
+            withdrawn_on=withdrawn_on,
         )
     )
     if any(m.direction == "staff" and not m.read_by_reporter for m in thread):
@@ -274,7 +302,7 @@ async def on_callback(query: CallbackQuery, reply: Reply) -> None:
         assert query.message is not None
         if not await wipe.answer(reply, parsed, query.message.message_id):
             await resume(reply, flow.Help())
-    elif isinstance(parsed, (flow.Choose, flow.Back, flow.Cancel, flow.Done, flow.At)):
+    elif isinstance(parsed, (flow.Choose, flow.Back, flow.Cancel, flow.Done, flow.At, fu.Confirm)):
         await resume(reply, parsed)
     else:
         await resume(reply, flow.Choose("expired", "expired"))

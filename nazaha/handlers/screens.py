@@ -6,6 +6,7 @@ Pure presentation: no state, no I/O. Every function is called inside an i18n con
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 from dataclasses import dataclass
 
@@ -706,6 +707,12 @@ def notice(code: str, params: dict[str, int], kind: flow.Kind | None = None) -> 
         return _("Please type your receipt number (20 digits).")
     if code == "notifications_stopped":
         return _("Done: this report will send no more notifications.")
+    if code == "contact_withdrawn":
+        return _("Done: your contact details were deleted.")
+    if code == "report_withdrawn":
+        if kind is flow.Kind.COMPLAINT:
+            return _("Done: you withdrew this complaint, and it will send no notifications.")
+        return _("Done: you withdrew this report, and it will send no notifications.")
     if code == "reply_sent":
         return _("Your message was sent to the caseworkers, encrypted.")
     if code == "reply_too_long":
@@ -924,22 +931,40 @@ def help_text() -> Screen:
 
 # ---- follow-up ------------------------------------------------------------------------
 
+# The workflow's statuses and closing outcomes (nazaha.storage.cases), in words the
+# reporter reads; no noun, so that each fits a report and a complaint alike.
 STATUS_LABELS = {
     "received": __("Received: waiting to be read by a caseworker."),
     "acknowledged": __("Acknowledged: a caseworker has read it."),
     "in_review": __("In review: the caseworkers are looking into it."),
     "referred": __("Referred: passed to the competent authority."),
+    "action_taken": __("Action taken: the caseworkers have acted on it."),
+    # Closed before outcomes were required (migration 0004 invents none).
     "closed": __("Closed."),
 }
-OUTCOME_LABELS = {
-    "substantiated": __("Outcome: the facts were confirmed and acted upon."),
-    "not_substantiated": __("Outcome: the facts could not be confirmed."),
-    "no_jurisdiction": __("Outcome: this is outside what the coalition can act on."),
-    "referred": __("Outcome: referred to the competent authority."),
+CLOSED_LABELS = {
+    "substantiated": __("Closed: the facts were confirmed."),
+    "not_substantiated": __("Closed: the facts could not be confirmed."),
+    "out_of_scope": __("Closed: this is outside what the coalition can act on."),
+    "insufficient_information": __("Closed: there was not enough information to act on."),
 }
 
 
-def _followup_keyboard(notifying: bool = False) -> InlineKeyboardMarkup:
+def status_line(status: str, outcome: str | None) -> str:
+    """The case's status (and, once closed, its outcome) in words; an unknown code is
+    shown as it is rather than hidden."""
+    if status == "closed" and outcome in CLOSED_LABELS:
+        return str(CLOSED_LABELS[outcome])
+    return str(STATUS_LABELS.get(status, status))
+
+
+def _followup_keyboard(
+    notifying: bool = False,
+    *,
+    has_contact: bool = False,
+    can_withdraw: bool = False,
+    complaint: bool = False,
+) -> InlineKeyboardMarkup:
     rows = [
         [(_("✉️ Reply to the caseworkers"), cb.choose("case", "reply"))],
         [(_("📎 Add evidence"), cb.choose("case", "evidence"))],
@@ -947,6 +972,13 @@ def _followup_keyboard(notifying: bool = False) -> InlineKeyboardMarkup:
     ]
     if notifying:
         rows.append([(_("🔕 Stop notifications"), cb.choose("case", "stop_notify"))])
+    if has_contact:
+        rows.append(
+            [(_("🗑 Withdraw my contact details"), cb.choose("case", "withdraw_contact"))]
+        )
+    if can_withdraw:
+        label = _("↩️ Withdraw this complaint") if complaint else _("↩️ Withdraw this report")
+        rows.append([(label, cb.choose("case", "withdraw_report"))])
     rows.append([(_("🚪 End the session"), cb.choose("case", "end"))])
     return _keyboard(rows)
 
@@ -970,11 +1002,40 @@ def case_view(
     *,
     notifying: bool = False,
     complaint: bool = False,
+    has_contact: bool = False,
+    contact_withdrawn_on: dt.date | None = None,
+    withdrawn_on: dt.date | None = None,
 ) -> Screen:
-    """``thread``: (direction, day, body) in order."""
-    lines = [_("Your complaint") if complaint else _("Your report"), str(STATUS_LABELS.get(status, status))]
-    if outcome in OUTCOME_LABELS:
-        lines.append(str(OUTCOME_LABELS[outcome]))
+    """``thread``: (direction, day, body) in order. ``has_contact``: the report still holds
+    contact details (offers to withdraw them); ``contact_withdrawn_on`` / ``withdrawn_on``:
+    the days the reporter withdrew them / the report, shown in words."""
+    lines = [_("Your complaint") if complaint else _("Your report"), status_line(status, outcome)]
+    if withdrawn_on is not None and status == "closed":
+        text = (
+            _("You withdrew this complaint on {day}.")
+            if complaint
+            else _("You withdrew this report on {day}.")
+        )
+        lines.append(text.format(day=ltr(withdrawn_on.isoformat())))
+    elif withdrawn_on is not None:
+        text = (
+            _(
+                "You withdrew this complaint on {day}. The caseworkers decide how to close "
+                "it; you can still read their replies here."
+            )
+            if complaint
+            else _(
+                "You withdrew this report on {day}. The caseworkers decide how to close "
+                "it; you can still read their replies here."
+            )
+        )
+        lines.append(text.format(day=ltr(withdrawn_on.isoformat())))
+    if contact_withdrawn_on is not None:
+        lines.append(
+            _("You withdrew your contact details on {day}: they were deleted.").format(
+                day=ltr(contact_withdrawn_on.isoformat())
+            )
+        )
     lines.append(_("Evidence: {files}").format(files=evidence_count(evidence)))
     lines.append("")
     if not thread:
@@ -984,7 +1045,59 @@ def case_view(
         lines.append(f"— {who} · {ltr(day)}\n{body}\n")
     if notifying:
         lines.append(_("Update notifications are on for this report."))
-    return Screen("\n".join(lines), _followup_keyboard(notifying))
+    keyboard = _followup_keyboard(
+        notifying,
+        has_contact=has_contact,
+        can_withdraw=withdrawn_on is None and status != "closed",
+        complaint=complaint,
+    )
+    return Screen("\n".join(lines), keyboard)
+
+
+def confirm_withdraw_contact() -> Screen:
+    name = "withdraw_contact"
+    return Screen(
+        _(
+            "Withdraw your contact details? The name and phone number you gave will be "
+            "deleted for good, and the caseworkers will no longer be able to reach you "
+            "through them. What you wrote in your description or your messages stays as "
+            "it is."
+        ),
+        _keyboard(
+            [
+                [(_("Yes, delete them"), cb.nav("confirm", name))],
+                [(_("No, keep them"), cb.nav("back", name))],
+            ]
+        ),
+    )
+
+
+def confirm_withdraw_report(*, complaint: bool = False) -> Screen:
+    name = "withdraw_report"
+    text = (
+        _(
+            "Withdraw this complaint? The caseworkers will see that you withdrew it and "
+            "decide how to close it; what you sent stays with them. You can still follow "
+            "up here and read their replies. If you asked for update notifications, they "
+            "will stop. This cannot be undone."
+        )
+        if complaint
+        else _(
+            "Withdraw this report? The caseworkers will see that you withdrew it and "
+            "decide how to close it; what you sent stays with them. You can still follow "
+            "up here and read their replies. If you asked for update notifications, they "
+            "will stop. This cannot be undone."
+        )
+    )
+    return Screen(
+        text,
+        _keyboard(
+            [
+                [(_("Yes, withdraw it"), cb.nav("confirm", name))],
+                [(_("No, do not withdraw"), cb.nav("back", name))],
+            ]
+        ),
+    )
 
 
 def ask_reply() -> Screen:

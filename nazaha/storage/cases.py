@@ -12,6 +12,16 @@ receipt or the team private key can reach (see :class:`nazaha.storage.reports.Un
 Plain columns: direction, read flags, order (``seq``) and the day a message or file was
 added — triage metadata the console lists without keys.
 
+Workflow (EU Directive 2019/1937, ISO 37002): a case is ``received``, ``acknowledged``, put
+``in_review``, then ``referred`` to the competent authority or ``action_taken``, and finally
+``closed`` with one of :data:`OUTCOMES`. A closed case can be reopened (back to
+``in_review``). Which moves are allowed is the console's business; the storage only keeps the
+codes valid: an outcome with ``closed`` and never without it.
+
+The reporter can withdraw their contact details (the fields are deleted) or the report
+itself (it stays for the caseworkers, who decide how to close it); each leaves only the day
+in a plain column (:meth:`CaseService.withdrawals`).
+
 The reporter's writes (a message, a file) are queued into the update's unit of work; the
 console's writes are short direct transactions. Order numbers are taken inside the write
 transaction (with the report row locked on PostgreSQL), so concurrent writers never collide.
@@ -30,14 +40,26 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from nazaha.flows.evidence_kinds import EVIDENCE_KINDS
+from nazaha.flows.report_flow import CONTACT_DETAILS, CONTACT_FIELDS
 from nazaha.storage.crypto import TamperedData, open_field, seal_field
 from nazaha.storage.database import write_transaction
-from nazaha.storage.models import CaseMessage, Evidence, NotificationLink, PendingNotification, Report
+from nazaha.storage.models import (
+    CaseMessage,
+    Evidence,
+    NotificationLink,
+    PendingNotification,
+    Report,
+    ReportField,
+)
 from nazaha.storage.reports import ReportNotFound, UnlockedCase
 from nazaha.storage.unit_of_work import UnitOfWork
 
-STATUSES = ("received", "acknowledged", "in_review", "referred", "closed")
-OUTCOMES = ("referred", "substantiated", "not_substantiated", "no_jurisdiction")
+STATUSES = ("received", "acknowledged", "in_review", "referred", "action_taken", "closed")
+CLOSED = "closed"
+# A closed case that is reopened goes back to this status.
+REOPENED = "in_review"
+# Given when closing, and only then.
+OUTCOMES = ("substantiated", "not_substantiated", "out_of_scope", "insufficient_information")
 DIRECTIONS = ("reporter", "staff")
 EVIDENCE_SOURCES = ("report", "followup")
 
@@ -188,6 +210,21 @@ async def _next_seq(session: AsyncSession, model: type[CaseMessage] | type[Evide
     return int(last or 0) + 1
 
 
+async def _lock_withdrawals(session: AsyncSession, report_id: str) -> Any:
+    """The report's withdrawal columns, read with the row locked (PostgreSQL) inside a
+    write transaction; ``ReportNotFound`` if it is gone."""
+    row = (
+        await session.execute(
+            select(Report.contact_withdrawn_on, Report.withdrawn_on)
+            .where(Report.id == report_id)
+            .with_for_update()
+        )
+    ).first()
+    if row is None:
+        raise ReportNotFound(report_id)
+    return row
+
+
 class CaseService:
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
         self._sessionmaker = sessionmaker
@@ -207,16 +244,23 @@ class CaseService:
         return row.status, row.outcome
 
     async def set_status(self, report_id: str, status: str, outcome: str | None = None) -> None:
-        """Set the status code and outcome code (``None`` clears the outcome).
+        """Set the status code (one of :data:`STATUSES`) and the outcome code (one of
+        :data:`OUTCOMES`), which is required when ``status`` is ``"closed"`` and must be
+        ``None`` otherwise (reopening a case clears its outcome).
 
         Closing a case also deletes its notification links and pending notifications in the
         same transaction: nobody is told about a closed case, and the sealed chat ids go.
-        ``ValueError`` for an unknown code, ``ReportNotFound`` for an unknown report.
+        ``ValueError`` for an unknown code or a missing or unexpected outcome,
+        ``ReportNotFound`` for an unknown report.
         """
         if status not in STATUSES:
             raise ValueError(f"unknown status {status!r}")
         if outcome is not None and outcome not in OUTCOMES:
             raise ValueError(f"unknown outcome {outcome!r}")
+        if status == CLOSED and outcome is None:
+            raise ValueError("closing a case needs an outcome")
+        if status != CLOSED and outcome is not None:
+            raise ValueError("only a closed case has an outcome")
         async with write_transaction(self._sessionmaker) as session:
             result = await session.execute(
                 update(Report).where(Report.id == report_id).values(status=status, outcome=outcome)
@@ -230,6 +274,86 @@ class CaseService:
                 await session.execute(
                     delete(PendingNotification).where(PendingNotification.report_id == report_id)
                 )
+
+    # -- withdrawals ----------------------------------------------------------------
+
+    async def withdrawals(self, report_id: str) -> tuple[dt.date | None, dt.date | None]:
+        """``(contact_withdrawn_on, withdrawn_on)``: the days the reporter withdrew their
+        contact details and the report, ``None`` for what they did not (``ReportNotFound``)."""
+        async with self._sessionmaker() as session:
+            row = (
+                await session.execute(
+                    select(Report.contact_withdrawn_on, Report.withdrawn_on).where(
+                        Report.id == report_id
+                    )
+                )
+            ).first()
+        if row is None:
+            raise ReportNotFound(report_id)
+        return row.contact_withdrawn_on, row.withdrawn_on
+
+    async def has_contact_details(self, report_id: str) -> bool:
+        """Whether the report still holds a contact detail (a name or a phone number).
+        Reads field names only: nothing is opened."""
+        async with self._sessionmaker() as session:
+            found = await session.scalar(
+                select(func.count())
+                .select_from(ReportField)
+                .where(ReportField.report_id == report_id, ReportField.name.in_(CONTACT_DETAILS))
+            )
+        return bool(found)
+
+    def withdraw_contact(self, batch: Any, case: UnlockedCase) -> None:
+        """Queue into ``batch`` (a ``ReportBatch``): if the report holds contact details,
+        delete its contact fields (``report_flow.CONTACT_FIELDS``: the details and the choice
+        to share them) and set ``contact_withdrawn_on`` to today. A report without contact
+        details (anonymous, or withdrawn before) is left as it is, its first withdrawal's day
+        kept. The write raises ``ReportNotFound`` if the report is gone."""
+        report_id, today = case.report_id, _today()
+
+        async def withdraw(session: AsyncSession) -> None:
+            already = await _lock_withdrawals(session, report_id)
+            held = await session.scalar(
+                select(func.count())
+                .select_from(ReportField)
+                .where(ReportField.report_id == report_id, ReportField.name.in_(CONTACT_DETAILS))
+            )
+            if not held:
+                return
+            await session.execute(
+                delete(ReportField).where(
+                    ReportField.report_id == report_id, ReportField.name.in_(CONTACT_FIELDS)
+                )
+            )
+            if already.contact_withdrawn_on is None:
+                await session.execute(
+                    update(Report).where(Report.id == report_id).values(contact_withdrawn_on=today)
+                )
+
+        batch.add(withdraw)
+
+    def withdraw_report(self, batch: Any, case: UnlockedCase) -> None:
+        """Queue into ``batch`` (a ``ReportBatch``): set ``withdrawn_on`` to today (a first
+        withdrawal's day is kept) and delete the report's notification links and pending
+        notifications. Nothing else changes: the caseworkers keep the report and decide how
+        to close it, and the reporter can still follow up. The write raises
+        ``ReportNotFound`` if the report is gone."""
+        report_id, today = case.report_id, _today()
+
+        async def withdraw(session: AsyncSession) -> None:
+            already = await _lock_withdrawals(session, report_id)
+            if already.withdrawn_on is None:
+                await session.execute(
+                    update(Report).where(Report.id == report_id).values(withdrawn_on=today)
+                )
+            await session.execute(
+                delete(NotificationLink).where(NotificationLink.report_id == report_id)
+            )
+            await session.execute(
+                delete(PendingNotification).where(PendingNotification.report_id == report_id)
+            )
+
+        batch.add(withdraw)
 
     # -- thread ---------------------------------------------------------------------
 
@@ -396,9 +520,11 @@ class CaseService:
 
 
 __all__ = [
+    "CLOSED",
     "DIRECTIONS",
     "EVIDENCE_KINDS",
     "OUTCOMES",
+    "REOPENED",
     "STATUSES",
     "CaseService",
     "EvidenceRecord",

@@ -89,6 +89,10 @@ class Report(Base):
     status: Mapped[str] = mapped_column(String(32), default="received", server_default="received")
     outcome: Mapped[str | None] = mapped_column(String(32))
     created_on: Mapped[dt.date] = mapped_column(Date)  # a day, never a time: coarse on purpose
+    # The reporter's withdrawals from follow-up (nazaha.storage.cases.CaseService
+    # .withdraw_contact / .withdraw_report): the day, never a time. NULL: not withdrawn.
+    contact_withdrawn_on: Mapped[dt.date | None] = mapped_column(Date)
+    withdrawn_on: Mapped[dt.date | None] = mapped_column(Date)
     team_key_id: Mapped[str] = mapped_column(String(64))
     wrapped_key_team: Mapped[bytes] = mapped_column(LargeBinary)
     wrapped_key_reporter: Mapped[bytes] = mapped_column(LargeBinary)
