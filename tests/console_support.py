@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyotp
+from fastapi.testclient import TestClient
 
 from nazaha.bot.settings import Settings
 
@@ -66,3 +67,29 @@ class Member:
     password: str
     totp_secret: str
     recovery_codes: list[str] = field(default_factory=list)
+
+
+def enrol(client: TestClient, link: str, clock: MovableClock, *, team_passphrase: str | None = None,
+          password: str = STAFF_PASSWORD) -> Member:
+    path = link.split("://", 1)[1].split("/", 1)[1]
+    page = client.get("/" + path)
+    assert page.status_code == 200
+    form = {"csrf": csrf_of(page.text), "password": password, "password_again": password}
+    if team_passphrase is not None:
+        form["team_passphrase"] = team_passphrase
+    answer = client.post("/" + path, data=form)
+    assert answer.status_code == 303, answer.text
+    page = client.get("/enrol")
+    secret = totp_secret_of(page.text)
+    codes = re.findall(r"<li><code>([A-Z0-9]{5}-[A-Z0-9]{5})</code></li>", page.text)
+    assert len(codes) == 10
+    qr = client.get("/enrol/qr.svg")
+    assert qr.status_code == 200 and qr.headers["content-type"].startswith("image/svg+xml")
+    done = client.post("/enrol", data={"csrf": csrf_of(page.text), "code": totp_code(secret, clock)})
+    assert done.status_code == 303, done.text
+    return Member(username="", password=password, totp_secret=secret, recovery_codes=codes)
+
+
+def login(client: TestClient, username: str, password: str, code: str):
+    page = client.get("/login")
+    return client.post("/login", data={"csrf": csrf_of(page.text), "username": username, "password": password, "code": code})

@@ -14,6 +14,8 @@ from nazaha.bot.setup import initialise
 from nazaha.storage.keyfiles import KeyPaths
 from tests.console_support import (
     PASSPHRASE,
+    enrol,
+    login,
     STAFF_PASSWORD,
     Member,
     MovableClock,
@@ -52,32 +54,6 @@ def client_factory(setup):
     yield make
     for client in clients:
         client.__exit__(None, None, None)
-
-
-def enrol(client: TestClient, link: str, clock: MovableClock, *, team_passphrase: str | None = None,
-          password: str = STAFF_PASSWORD) -> Member:
-    path = link.split("://", 1)[1].split("/", 1)[1]
-    page = client.get("/" + path)
-    assert page.status_code == 200
-    form = {"csrf": csrf_of(page.text), "password": password, "password_again": password}
-    if team_passphrase is not None:
-        form["team_passphrase"] = team_passphrase
-    answer = client.post("/" + path, data=form)
-    assert answer.status_code == 303, answer.text
-    page = client.get("/enrol")
-    secret = totp_secret_of(page.text)
-    codes = re.findall(r"<li><code>([A-Z0-9]{5}-[A-Z0-9]{5})</code></li>", page.text)
-    assert len(codes) == 10
-    qr = client.get("/enrol/qr.svg")
-    assert qr.status_code == 200 and qr.headers["content-type"].startswith("image/svg+xml")
-    done = client.post("/enrol", data={"csrf": csrf_of(page.text), "code": totp_code(secret, clock)})
-    assert done.status_code == 303, done.text
-    return Member(username="", password=password, totp_secret=secret, recovery_codes=codes)
-
-
-def login(client: TestClient, username: str, password: str, code: str):
-    page = client.get("/login")
-    return client.post("/login", data={"csrf": csrf_of(page.text), "username": username, "password": password, "code": code})
 
 
 async def test_first_admin_enrols_and_logs_in(setup, client_factory):

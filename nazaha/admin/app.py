@@ -173,18 +173,27 @@ async def _staff_digests(console: Console) -> None:
 
 
 def _area_routers():
-    """The routers of the areas beyond sign-in (cases, admin, ...), in menu order."""
-    import importlib
+    """The routers of the areas beyond sign-in, in menu order."""
+    from nazaha.admin.routes import audit_log, cases, reply_templates, users
 
-    names = ("nazaha.admin.routes.users", "nazaha.admin.routes.cases", "nazaha.admin.routes.audit_log")
-    modules = []
-    for name in names:
-        try:
-            modules.append(importlib.import_module(name))
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-    return modules
+    return (cases, reply_templates, users, audit_log)
 
 
-__all__ = ["create_app", "build_console", "HTTPException"]
+def console_routes(app: FastAPI) -> list[tuple[str, str]]:
+    """Every ``(method, path)`` the console answers (routers included), e.g. for checking
+    that each case URL refuses volunteers."""
+    found: list[tuple[str, str]] = []
+
+    def walk(routes) -> None:
+        for route in routes:
+            inner = getattr(route, "original_router", None)
+            if inner is not None:
+                walk(inner.routes)
+            elif getattr(route, "methods", None):
+                found.extend((m, route.path) for m in sorted(route.methods) if m != "HEAD")
+
+    walk(app.routes)
+    return found
+
+
+__all__ = ["console_routes", "create_app", "build_console", "HTTPException"]

@@ -18,7 +18,7 @@ import dataclasses
 import datetime as dt
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import (
@@ -436,23 +436,32 @@ def _order_by(f: InboxFilter, dialect: str, rules: DeadlineRules) -> list[Any]:
     return [primary.nulls_last(), tiebreak]
 
 
-async def _count(session: AsyncSession, viewer: Viewer, f: InboxFilter, today: dt.date, rules: DeadlineRules) -> int:
+async def _count(
+    session: AsyncSession, viewer: Viewer, f: InboxFilter, today: dt.date, rules: DeadlineRules,
+    report_ids: Sequence[str] | None = None,
+) -> int:
     statement = (
         select(func.count())
         .select_from(filtered_from(viewer, f))
-        .where(*_conditions(viewer, f, today, rules))
+        .where(*_conditions(viewer, f, today, rules), *_only(report_ids))
     )
     return int(await session.scalar(statement) or 0)
 
 
+def _only(report_ids: Sequence[str] | None) -> list[Any]:
+    """No condition for ``None``; else only those reports (the matches of a search)."""
+    return [] if report_ids is None else [REPORTS.c.id.in_(list(report_ids))]
+
+
 async def inbox_page(
-    session: AsyncSession, viewer: Viewer, f: InboxFilter, today: dt.date, deadlines: DeadlineRules
+    session: AsyncSession, viewer: Viewer, f: InboxFilter, today: dt.date, deadlines: DeadlineRules,
+    *, report_ids: Sequence[str] | None = None,
 ) -> InboxPage:
     """One page of the viewer's inbox (a volunteer's is always empty). Past the last page,
-    the last page is shown."""
+    the last page is shown. ``report_ids`` narrows it to those reports (a search's matches)."""
     f = dataclasses.replace(f)  # checks the values again
     dialect = session.get_bind().dialect.name
-    total = await _count(session, viewer, f, today, deadlines)
+    total = await _count(session, viewer, f, today, deadlines, report_ids)
     pages = max(1, math.ceil(total / f.page_size))
     page = min(f.page, pages)
     if total == 0:
@@ -461,7 +470,7 @@ async def inbox_page(
     page_ids = (
         select(REPORTS.c.id)
         .select_from(filtered_from(viewer, f, assignee_names=f.sort == "assignee"))
-        .where(*_conditions(viewer, f, today, deadlines))
+        .where(*_conditions(viewer, f, today, deadlines), *_only(report_ids))
         .order_by(*order)
         .limit(f.page_size)
         .offset((page - 1) * f.page_size)

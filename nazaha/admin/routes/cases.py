@@ -1,0 +1,384 @@
+"""The inbox and the case page: triage, workflow, replies, notes, sharing, links.
+
+Every route here is for admins and caseworkers (volunteers get 403), checks that the member
+may see the case (nazaha.services.access) and records what it did in the audit log in the
+same transaction. Opening a case needs the team key in the member's session.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import urllib.parse
+from typing import Annotated
+
+from fastapi import APIRouter, Form, HTTPException, Request
+from fastapi.responses import Response
+from sqlalchemy import select
+
+from nazaha.admin import i18n
+from nazaha.admin.labels import choice_label
+from nazaha.admin.context import CaseStaff, ConsoleDep, CsrfChecked, redirect, render
+from nazaha.admin.sessions import StaffSession
+from nazaha.flows import choices
+from nazaha.services import audit, notes as notes_service, workflow
+from nazaha.services.access import CaseAccessDenied, Viewer, can_see
+from nazaha.services.deadlines import DeadlineRules, case_deadlines
+from nazaha.services.inbox import InboxFilter, dashboard_counts, inbox_page, mark_seen
+from nazaha.services.search import search as search_cases
+from nazaha.storage.cases import CaseService
+from nazaha.storage.console_models import PRIORITIES, CaseState, StaffUser
+from nazaha.storage.database import write_session
+from nazaha.storage.models import NotificationLink, Report
+from nazaha.storage.reports import ReportNotFound
+
+router = APIRouter()
+_ = i18n.gettext
+SEARCH_LIMIT = 1000
+
+# What the reporter answered, in the order the case page shows it (contact details last).
+ANSWER_ORDER = ("when", "description", "contact_name", "contact_phone")
+TRIAGE_FIELDS = (("category", "category"), ("sector", "sector"), ("service", "service"), ("governorate", "governorate"))
+
+
+def viewer_of(staff: StaffSession) -> Viewer:
+    return Viewer(staff.identity.id, staff.identity.role)
+
+
+def rules_of(console) -> DeadlineRules:
+    s = console.settings
+    return DeadlineRules(acknowledge_days=s.acknowledge_days, feedback_months=s.feedback_months, due_soon_days=s.due_soon_days)
+
+
+async def _members(session) -> list[StaffUser]:
+    return list((await session.scalars(select(StaffUser).where(StaffUser.state != "removed").order_by(StaffUser.username))).all())
+
+
+def _query_for(f: InboxFilter, q: str | None):
+    def build(**changes) -> str:
+        params = dataclasses.replace(f, **changes).to_query()
+        if q:
+            params.append(("q", q))
+        return urllib.parse.urlencode(params)
+
+    return build
+
+
+@router.get("/cases")
+async def inbox(request: Request, console: ConsoleDep, staff: CaseStaff) -> Response:
+    viewer = viewer_of(staff)
+    f = InboxFilter.from_query(request.query_params)
+    q = (request.query_params.get("q") or "").strip()[:200]
+    rules, today = rules_of(console), console.today()
+    only_ids, capped = None, False
+    async with console.sessionmaker() as session:
+        if q and staff.team_private is not None:
+            only_ids = await search_cases(session, viewer, f, q, staff.team_private, limit_cases=SEARCH_LIMIT,
+                                          today=today, deadlines=rules)
+            capped = (await inbox_page(session, viewer, dataclasses.replace(f, page_size=1), today, rules)).total > SEARCH_LIMIT
+        page = await inbox_page(session, viewer, f, today, rules, report_ids=only_ids)
+        counts = await dashboard_counts(session, viewer, today, rules)
+        members = await _members(session)
+    return render(
+        request, "cases.html", nav="cases", f=f, q=q, page=page, counts=counts,
+        members=[m for m in members if m.role != "volunteer"],
+        member_names={m.id: m.username for m in members},
+        choices={"category": choices.CATEGORIES, "service": choices.SERVICES, "sector": choices.SECTORS,
+                 "governorate": choices.GOVERNORATES},
+        statuses=workflow.STATUSES, priorities=PRIORITIES, query_for=_query_for(f, q),
+        search_capped=capped, search_limit=SEARCH_LIMIT,
+        notice=request.query_params.get("done") and _("Done."),
+    )
+
+
+@router.post("/cases/bulk", dependencies=[CsrfChecked])
+async def bulk(request: Request, console: ConsoleDep, staff: CaseStaff) -> Response:
+    form = await request.form()
+    designations = [d for d in form.getlist("case") if isinstance(d, str)][:500]
+    action = form.get("action")
+    back = form.get("back") if isinstance(form.get("back"), str) else ""
+    viewer, now = viewer_of(staff), console.clock()
+    async with write_session(console.sessionmaker) as session:
+        ids = await _ids_of(session, designations)
+        if ids:
+            if action == "assign":
+                assignee = form.get("assignee") or None
+                await workflow.assign(session, viewer, ids, assignee, now=now)
+                for rid in ids:
+                    await audit.append(session, actor_id=viewer.user_id, action=audit.ASSIGN, report_id=rid, now=now)
+            elif action in ("label", "unlabel"):
+                label = str(form.get("label") or "")
+                change = workflow.add_label if action == "label" else workflow.remove_label
+                await change(session, viewer, ids, label, now=now)
+                for rid in ids:
+                    await audit.append(session, actor_id=viewer.user_id, action=audit.LABEL, report_id=rid, now=now)
+            elif action == "status":
+                for rid in ids:
+                    await workflow.change_status(session, viewer, rid, str(form.get("status")), notify=False, today=console.today(), now=now)
+                    await audit.append(session, actor_id=viewer.user_id, action=audit.STATUS_CHANGE, report_id=rid,
+                                       detail={"status": str(form.get("status"))}, now=now)
+    separator = "&" if back else ""
+    return redirect(f"/cases?{back}{separator}done=1")
+
+
+async def _ids_of(session, designations: list[str]) -> list[str]:
+    if not designations:
+        return []
+    rows = await session.execute(select(Report.id).where(Report.designation.in_(designations)))
+    return [r.id for r in rows]
+
+
+async def _report_id(session, viewer: Viewer, designation: str) -> str:
+    report_id = await session.scalar(select(Report.id).where(Report.designation == designation))
+    if report_id is None or not await can_see(session, viewer, report_id):
+        raise HTTPException(status_code=404 if report_id is None and viewer.role == "admin" else 403)
+    return report_id
+
+
+def _need_key(staff: StaffSession):
+    if staff.team_private is None:
+        raise HTTPException(status_code=409)
+    return staff.team_private
+
+
+async def _unlock(console, staff: StaffSession, designation: str):
+    team_private = _need_key(staff)
+    try:
+        return await console.services["vault"].unlock_with_team(designation, team_private)
+    except ReportNotFound:
+        raise HTTPException(status_code=404) from None
+
+
+@router.get("/cases/{designation}")
+async def case_page(request: Request, console: ConsoleDep, staff: CaseStaff, designation: str) -> Response:
+    viewer = viewer_of(staff)
+    async with console.sessionmaker() as session:
+        report_id = await _report_id(session, viewer, designation)
+    case = await _unlock(console, staff, designation)
+    vault, cases = console.services["vault"], CaseService(console.sessionmaker)
+    opened = await vault.open_with_team(designation, staff.team_private)
+    thread = await cases.thread(case)
+    evidence = await cases.evidence(case)
+    withdrawals = await _withdrawals(cases, report_id)
+    now = console.clock()
+    async with write_session(console.sessionmaker) as session:
+        state = await session.get(CaseState, report_id) or CaseState(report_id=report_id, priority="normal")
+        notes = await notes_service.notes(session, viewer, case)
+        labels = await workflow.labels(session, viewer, report_id)
+        shares = await workflow.shared_with(session, viewer, report_id)
+        recusals = await workflow.recused(session, viewer, report_id) if viewer.role == "admin" else []
+        links = await workflow.linked_cases(session, viewer, report_id)
+        members = await _members(session)
+        notifying = bool(await session.scalar(select(NotificationLink.id).where(NotificationLink.report_id == report_id).limit(1)))
+        templates = await _templates(session)
+        await mark_seen(session, viewer, report_id, now)
+        await audit.append(session, actor_id=viewer.user_id, action=audit.CASE_VIEW, report_id=report_id, now=now)
+    if any(m.direction == "reporter" and not m.read_by_staff for m in thread):
+        await cases.mark_read(case, "staff")
+    deadlines = case_deadlines(case.created_on, state.acknowledged_on, state.feedback_on, case.status == "closed",
+                               console.today(), rules_of(console))
+    answers = [(n, opened.fields[n]) for n in ANSWER_ORDER if opened.fields.get(n)]
+    answers += [(n, v) for n, v in sorted(opened.fields.items()) if n not in ANSWER_ORDER and n != "language" and v]
+    triage = [(field, choice_label(group, opened.triage.get(field))) for field, group in TRIAGE_FIELDS if opened.triage.get(field)]
+    return render(
+        request, "case.html", nav="cases", case=case, state=state, thread=thread, evidence=evidence,
+        notes=notes, labels=labels, shares=shares, recusals=recusals, links=links,
+        member_names={m.id: m.username for m in members},
+        caseworkers=[m for m in members if m.role in ("admin", "caseworker") and m.state == "active"],
+        notifying=notifying, templates=templates, deadlines=deadlines, answers=answers, triage=triage,
+        next_statuses=workflow.TRANSITIONS.get(case.status, ()), outcomes=workflow.OUTCOMES, priorities=PRIORITIES,
+        reporter_language=_language_name(opened.fields.get("language")),
+        withdrawn_on=withdrawals[1], contact_withdrawn_on=withdrawals[0],
+        back_query="", flag_label=flag_label,
+        notice=request.query_params.get("done") and _("Saved."),
+        error=_ERRORS.get(request.query_params.get("error") or ""),
+    )
+
+
+_ERRORS = {
+    "transition": i18n.gettext_lazy("That status change is not possible from the current status."),
+    "invalid": i18n.gettext_lazy("That did not work: check the form and try again."),
+    "empty": i18n.gettext_lazy("Write something first."),
+}
+
+
+def flag_label(flag: str) -> str:
+    return {
+        "ack_overdue": _("acknowledgement overdue"),
+        "feedback_overdue": _("feedback overdue"),
+        "due_soon": _("due soon"),
+    }.get(flag, flag)
+
+
+def _language_name(code: str | None) -> str | None:
+    return {"ar": _("Arabic"), "en": _("English")}.get(code or "")
+
+
+async def _withdrawals(cases: CaseService, report_id: str):
+    getter = getattr(cases, "withdrawals", None)
+    if getter is None:
+        return (None, None)
+    return await getter(report_id)
+
+
+async def _templates(session):
+    from nazaha.services import templates as reply_templates
+
+    return await reply_templates.list_templates(session, None)
+
+
+# ---------------------------------------------------------------------- case actions
+
+
+async def _case_action(request: Request, console, staff: StaffSession, designation: str, act) -> Response:
+    """Run ``act(session, viewer, report_id, now)`` in one transaction with its audit entry;
+    refusals become a message on the case page."""
+    viewer, now = viewer_of(staff), console.clock()
+    try:
+        async with write_session(console.sessionmaker) as session:
+            report_id = await _report_id(session, viewer, designation)
+            await act(session, viewer, report_id, now)
+    except workflow.InvalidTransition:
+        return redirect(f"/cases/{designation}?error=transition")
+    except CaseAccessDenied:
+        raise HTTPException(status_code=403) from None
+    except ValueError:
+        return redirect(f"/cases/{designation}?error=invalid")
+    return redirect(f"/cases/{designation}?done=1")
+
+
+async def _notify(console, staff: StaffSession, session, report_id: str) -> None:
+    """Content-free news for the reporter, now, from the console's own action: the link's
+    outer layer is removed with this member's team key and the instruction sealed to the
+    running bot (nazaha.storage.notifications). No bot running: kept for later."""
+    issued = await console.services["dispatcher"].notify_reports(session, staff.team_private, [report_id])
+    if issued is None:
+        from nazaha.services.news import keep_for_later
+
+        await keep_for_later(session, report_id)
+
+
+Text = Annotated[str, Form(max_length=4000)]
+Short = Annotated[str, Form(max_length=200)]
+
+
+@router.post("/cases/{designation}/reply", dependencies=[CsrfChecked])
+async def reply(request: Request, console: ConsoleDep, staff: CaseStaff, designation: str,
+                body: Text = "", notify: Short = "") -> Response:
+    if not body.strip():
+        return redirect(f"/cases/{designation}?error=empty")
+    case = await _unlock(console, staff, designation)
+
+    async def act(session, viewer, report_id, now):
+        await CaseService(console.sessionmaker).stage_staff_reply(session, case, body.strip())
+        await workflow.record_staff_reply(session, viewer, report_id, console.today(), now=now)
+        await audit.append(session, actor_id=viewer.user_id, action=audit.REPLY, report_id=report_id, now=now)
+        if notify:
+            await _notify(console, staff, session, report_id)
+
+    return await _case_action(request, console, staff, designation, act)
+
+
+@router.post("/cases/{designation}/note", dependencies=[CsrfChecked])
+async def note(request: Request, console: ConsoleDep, staff: CaseStaff, designation: str, body: Text = "") -> Response:
+    if not body.strip():
+        return redirect(f"/cases/{designation}?error=empty")
+    case = await _unlock(console, staff, designation)
+
+    async def act(session, viewer, report_id, now):
+        await notes_service.add_note(session, viewer, case, body.strip(), now=now)
+        await audit.append(session, actor_id=viewer.user_id, action=audit.NOTE, report_id=report_id, now=now)
+
+    return await _case_action(request, console, staff, designation, act)
+
+
+@router.post("/cases/{designation}/status", dependencies=[CsrfChecked])
+async def status(request: Request, console: ConsoleDep, staff: CaseStaff, designation: str,
+                 status: Short = "", outcome: Short = "", referred_to: Short = "", notify: Short = "") -> Response:
+    _need_key(staff) if notify else None
+
+    async def act(session, viewer, report_id, now):
+        await workflow.change_status(session, viewer, report_id, status, outcome=outcome or None,
+                                     referred_to=referred_to or None, notify=False, today=console.today(), now=now)
+        await audit.append(session, actor_id=viewer.user_id, action=audit.STATUS_CHANGE, report_id=report_id,
+                           detail={"status": status, "outcome": outcome or None}, now=now)
+        if notify and status != "closed":
+            await _notify(console, staff, session, report_id)
+
+    return await _case_action(request, console, staff, designation, act)
+
+
+@router.post("/cases/{designation}/reopen", dependencies=[CsrfChecked])
+async def reopen(request: Request, console: ConsoleDep, staff: CaseStaff, designation: str, notify: Short = "") -> Response:
+    async def act(session, viewer, report_id, now):
+        await workflow.reopen(session, viewer, report_id, notify=False, today=console.today(), now=now)
+        await audit.append(session, actor_id=viewer.user_id, action=audit.REOPEN, report_id=report_id, now=now)
+        if notify and staff.team_private is not None:
+            await _notify(console, staff, session, report_id)
+
+    return await _case_action(request, console, staff, designation, act)
+
+
+@router.post("/cases/{designation}/assign", dependencies=[CsrfChecked])
+async def assign(request: Request, console: ConsoleDep, staff: CaseStaff, designation: str, assignee: Short = "") -> Response:
+    async def act(session, viewer, report_id, now):
+        await workflow.assign(session, viewer, [report_id], assignee or None, now=now)
+        await audit.append(session, actor_id=viewer.user_id, action=audit.ASSIGN, report_id=report_id, now=now)
+
+    return await _case_action(request, console, staff, designation, act)
+
+
+@router.post("/cases/{designation}/priority", dependencies=[CsrfChecked])
+async def priority(request: Request, console: ConsoleDep, staff: CaseStaff, designation: str, priority: Short = "") -> Response:
+    async def act(session, viewer, report_id, now):
+        await workflow.set_priority(session, viewer, report_id, priority, now=now)
+        await audit.append(session, actor_id=viewer.user_id, action=audit.PRIORITY, report_id=report_id,
+                           detail={"priority": priority}, now=now)
+
+    return await _case_action(request, console, staff, designation, act)
+
+
+@router.post("/cases/{designation}/labels/{change}", dependencies=[CsrfChecked])
+async def change_label(request: Request, console: ConsoleDep, staff: CaseStaff, designation: str, change: str,
+                       label: Short = "") -> Response:
+    if change not in ("add", "remove"):
+        raise HTTPException(status_code=404)
+
+    async def act(session, viewer, report_id, now):
+        apply = workflow.add_label if change == "add" else workflow.remove_label
+        await apply(session, viewer, [report_id], label, now=now)
+        await audit.append(session, actor_id=viewer.user_id, action=audit.LABEL, report_id=report_id, now=now)
+
+    return await _case_action(request, console, staff, designation, act)
+
+
+def _member_action(name: str, function, action: str):
+    async def endpoint(request: Request, console: ConsoleDep, staff: CaseStaff, designation: str, user: Short = "") -> Response:
+        async def act(session, viewer, report_id, now):
+            await function(session, viewer, report_id, user, now=now)
+            await audit.append(session, actor_id=viewer.user_id, action=action, report_id=report_id, now=now)
+
+        return await _case_action(request, console, staff, designation, act)
+
+    endpoint.__name__ = name
+    router.add_api_route(f"/cases/{{designation}}/{name}", endpoint, methods=["POST"], dependencies=[CsrfChecked])
+
+
+_member_action("share", workflow.share, audit.SHARE)
+_member_action("unshare", workflow.unshare, audit.UNSHARE)
+_member_action("recuse", workflow.recuse, audit.RECUSE)
+_member_action("unrecuse", workflow.unrecuse, audit.RECUSE)
+
+
+@router.post("/cases/{designation}/{change}", dependencies=[CsrfChecked])
+async def change_link(request: Request, console: ConsoleDep, staff: CaseStaff, designation: str, change: str,
+                      other: Short = "") -> Response:
+    if change not in ("link", "unlink"):
+        raise HTTPException(status_code=404)
+
+    async def act(session, viewer, report_id, now):
+        other_id = await _report_id(session, viewer, other.strip().upper())
+        apply = workflow.link if change == "link" else workflow.unlink
+        await apply(session, viewer, report_id, other_id, now=now)
+        await audit.append(session, actor_id=viewer.user_id, action=audit.LINK, report_id=report_id, now=now)
+
+    return await _case_action(request, console, staff, designation, act)

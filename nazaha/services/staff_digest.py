@@ -1,0 +1,60 @@
+"""The optional staff alert: a periodic, content-free digest to the configured staff chats
+(NAZAHA_STAFF_CHAT_IDS), sent by the console. Counts only: no designation, no category, and
+never one message per report, since a message at submission time would mark the moment of
+a report."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from nazaha.admin import i18n
+from nazaha.services.access import Viewer
+from nazaha.services.deadlines import DeadlineRules
+from nazaha.services.inbox import dashboard_counts
+from nazaha.storage.models import Report
+
+log = logging.getLogger(__name__)
+# A viewer that sees every case, for team-wide counts (it is never shown anything).
+_TEAM = Viewer("digest", "admin")
+
+
+async def digest_counts(session: AsyncSession, today: dt.date, since: dt.date, rules: DeadlineRules) -> dict[str, int]:
+    """``received`` since ``since`` (inclusive), plus the team-wide dashboard counts."""
+    counts = dict(await dashboard_counts(session, _TEAM, today, rules))
+    counts["received"] = int(
+        await session.scalar(select(func.count()).select_from(Report).where(Report.created_on >= since)) or 0
+    )
+    return counts
+
+
+def digest_text(counts: dict[str, int], locale: str) -> str:
+    """The message, in the staff chat's language; numbers are isolated inside Arabic."""
+    i18n.set_locale(locale)
+    iso = i18n.isolate if locale in i18n.RTL else str
+    lines = [
+        i18n.gettext("Nazaha: the day's summary"),
+        i18n.ngettext("%(n)s new report received", "%(n)s new reports received", counts["received"], n=iso(counts["received"])),
+        i18n.ngettext("%(n)s open case without an assignee", "%(n)s open cases without an assignee", counts["unassigned"], n=iso(counts["unassigned"])),
+        i18n.ngettext("%(n)s acknowledgement overdue", "%(n)s acknowledgements overdue", counts["ack_overdue"], n=iso(counts["ack_overdue"])),
+        i18n.ngettext("%(n)s feedback overdue", "%(n)s feedbacks overdue", counts["feedback_overdue"], n=iso(counts["feedback_overdue"])),
+        i18n.gettext("Details are in the review console."),
+    ]
+    return "\n".join(lines)
+
+
+async def send_digest(bot, chat_ids: list[int], text: str) -> int:
+    """Send ``text`` to each staff chat through the bot's retry policy; how many arrived."""
+    from nazaha.bot.retry import BOT_API
+
+    sent = 0
+    for chat_id in chat_ids:
+        outcome = await BOT_API.run(lambda c=chat_id: bot.send_message(c, text), what="SendMessage")
+        if outcome.error is None:
+            sent += 1
+        else:
+            log.warning("staff digest not delivered to one chat (%s)", type(outcome.error).__name__)
+    return sent

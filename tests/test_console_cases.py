@@ -1,0 +1,158 @@
+"""The inbox and the case page over HTTP: filters and search, opening a case, replying,
+changing status, notes, labels, assignment; volunteers get 403 on every case URL (listed
+from the app's routes); a caseworker cannot open another's unshared case."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from nazaha.admin.app import console_routes, create_app
+from nazaha.admin.bootstrap import first_admin_invitation
+from nazaha.bot.setup import initialise
+from nazaha.storage.cases import CaseService
+from nazaha.storage.console_models import AuditEntry
+from nazaha.storage.keyfiles import KeyPaths, load_team_public_key
+from nazaha.storage.models import CaseMessage, Report
+from tests.casework_support import make_case
+from tests.console_support import PASSPHRASE, STAFF_PASSWORD, MovableClock, console_settings, csrf_of, enrol, login, totp_code
+
+BASE = "https://testserver"
+
+
+@pytest.fixture
+async def world(tmp_path):
+    settings = console_settings(tmp_path / "var")
+    await initialise(settings, passphrase=PASSPHRASE)
+    link = await first_admin_invitation(settings, KeyPaths.for_data_dir(settings.data_dir).team_recovery)
+    clock = MovableClock()
+    app = create_app(settings, clock=clock)
+    clients: list[TestClient] = []
+
+    def browser() -> TestClient:
+        client = TestClient(app, base_url=BASE, follow_redirects=False)
+        client.__enter__()
+        clients.append(client)
+        return client
+
+    admin_browser = browser()
+    admin = enrol(admin_browser, link, clock, team_passphrase=PASSPHRASE)
+    console = app.state.console
+    public = load_team_public_key(KeyPaths.for_data_dir(settings.data_dir))
+
+    class World:
+        pass
+
+    w = World()
+    w.settings, w.clock, w.app, w.console, w.public = settings, clock, app, console, public
+    w.browser, w.admin_browser, w.admin = browser, admin_browser, admin
+    yield w
+    for client in clients:
+        client.__exit__(None, None, None)
+
+
+async def invite(w, username: str, role: str):
+    page = w.admin_browser.get("/users")
+    answer = w.admin_browser.post("/users/invite", data={"csrf": csrf_of(page.text), "username": username, "role": role})
+    link = re.search(r'id="invitation-link">([^<]+)<', answer.text).group(1)
+    member_browser = w.browser()
+    member = enrol(member_browser, link, w.clock)
+    page = w.admin_browser.get("/users")
+    grant = re.search(rf'id="member-{username}".*?action="(/users/[0-9a-f]{{32}}/grant)"', page.text, re.S)
+    if grant:
+        assert w.admin_browser.post(grant.group(1), data={"csrf": csrf_of(page.text)}).status_code == 303
+    w.clock.advance(seconds=60)
+    fresh = w.browser()
+    assert login(fresh, username, STAFF_PASSWORD, totp_code(member.totp_secret, w.clock)).status_code == 303
+    return fresh
+
+
+async def test_inbox_case_reply_status_and_notes(world):
+    w = world
+    sm = w.console.sessionmaker
+    rid, _ = await make_case(sm, w.public, designation="R-ABCDEF", fields={"description": "رشوة في دائرة الترخيص", "contact_name": "Samir"},
+                             messages=[("reporter", "more: the clerk's name is Fadi", False)])
+    await make_case(sm, w.public, designation="R-GHJKMN", kind="complaint", category=None, service="health", sector=None,
+                    fields={"description": "the clinic is closed on weekdays"})
+    b = w.admin_browser
+    inbox = b.get("/cases")
+    assert inbox.status_code == 200 and "R-ABCDEF" in inbox.text and "R-GHJKMN" in inbox.text
+    only_complaints = b.get("/cases?kind=complaint")
+    assert "R-GHJKMN" in only_complaints.text and "R-ABCDEF" not in only_complaints.text
+    # Search in the decrypted content (Arabic, with a hamza-free spelling).
+    found = b.get("/cases", params={"q": "رشوه"})
+    assert "R-ABCDEF" in found.text and "R-GHJKMN" not in found.text
+    found = b.get("/cases", params={"q": "fadi"})
+    assert "R-ABCDEF" in found.text and "R-GHJKMN" not in found.text
+
+    page = b.get("/cases/R-ABCDEF")
+    assert page.status_code == 200
+    assert "رشوة في دائرة الترخيص" in page.text and "Samir" in page.text and "the clerk&#39;s name is Fadi" in page.text
+    async with sm() as session:
+        assert (await session.scalar(select(CaseMessage.read_by_staff).where(CaseMessage.report_id == rid))) is True
+
+    csrf = csrf_of(page.text)
+    assert b.post("/cases/R-ABCDEF/reply", data={"csrf": csrf, "body": "Thank you, we are looking into it."}).status_code == 303
+    assert b.post("/cases/R-ABCDEF/note", data={"csrf": csrf, "body": "called the ministry"}).status_code == 303
+    assert b.post("/cases/R-ABCDEF/status", data={"csrf": csrf, "status": "acknowledged"}).status_code == 303
+    assert b.post("/cases/R-ABCDEF/labels/add", data={"csrf": csrf, "label": "permits"}).status_code == 303
+    # Not allowed from "acknowledged" straight back to "received": a message, no change.
+    bad = b.post("/cases/R-ABCDEF/status", data={"csrf": csrf, "status": "received"})
+    assert "error=transition" in bad.headers["location"]
+    page = b.get("/cases/R-ABCDEF")
+    assert "Thank you, we are looking into it." in page.text and "called the ministry" in page.text
+    assert "permits" in page.text
+    async with sm() as session:
+        assert (await session.scalar(select(Report.status).where(Report.id == rid))) == "acknowledged"
+        actions = list((await session.scalars(select(AuditEntry.action).order_by(AuditEntry.seq))).all())
+    for action in ("case_view", "reply", "note", "status_change", "label"):
+        assert action in actions
+    # The reply is in the thread the reporter reads.
+    vault = w.console.services["vault"]
+    case = await vault.unlock_with_team("R-ABCDEF", w.console.sessions.team_key_holder())
+    thread = await CaseService(sm).thread(case)
+    assert [m.direction for m in thread] == ["reporter", "staff"]
+
+    # Closing needs an outcome; then the case can be reopened.
+    csrf = csrf_of(page.text)
+    no_outcome = b.post("/cases/R-ABCDEF/status", data={"csrf": csrf, "status": "closed"})
+    assert "error=" in no_outcome.headers["location"]
+    assert b.post("/cases/R-ABCDEF/status", data={"csrf": csrf, "status": "closed", "outcome": "substantiated"}).status_code == 303
+    assert b.post("/cases/R-ABCDEF/reopen", data={"csrf": csrf}).status_code == 303
+    async with sm() as session:
+        assert (await session.scalar(select(Report.status).where(Report.id == rid))) == "in_review"
+
+
+async def test_caseworker_sees_only_what_is_theirs_and_volunteer_nothing(world):
+    w = world
+    sm = w.console.sessionmaker
+    await make_case(sm, w.public, designation="R-MMMMMM")
+    huda = await invite(w, "huda", "caseworker")
+    omar = await invite(w, "omar", "caseworker")
+    vol = await invite(w, "vera", "volunteer")
+    page = w.admin_browser.get("/cases/R-MMMMMM")
+    csrf = csrf_of(page.text)
+    huda_id = re.search(r'<option value="([0-9a-f]{32})"[^>]*>huda<', page.text).group(1)
+    assert w.admin_browser.post("/cases/R-MMMMMM/assign", data={"csrf": csrf, "assignee": huda_id}).status_code == 303
+    assert huda.get("/cases/R-MMMMMM").status_code == 200
+    assert omar.get("/cases/R-MMMMMM").status_code == 403
+    assert "R-MMMMMM" not in omar.get("/cases").text
+    # Shared with omar: he can open it; revoked: he cannot.
+    omar_id = re.search(r'<option value="([0-9a-f]{32})"[^>]*>omar<', page.text).group(1)
+    assert w.admin_browser.post("/cases/R-MMMMMM/share", data={"csrf": csrf, "user": omar_id}).status_code == 303
+    assert omar.get("/cases/R-MMMMMM").status_code == 200
+    assert w.admin_browser.post("/cases/R-MMMMMM/unshare", data={"csrf": csrf, "user": omar_id}).status_code == 303
+    assert omar.get("/cases/R-MMMMMM").status_code == 403
+
+    # Every case, decrypt and export URL answers 403 to a volunteer: listed from the routes.
+    routes = [(m, p) for m, p in console_routes(w.app) if p.startswith(("/cases", "/templates", "/users", "/audit"))]
+    assert len(routes) > 20
+    token = csrf_of(vol.get("/cases").text)  # a valid token: what refuses is the role
+    for method, route in routes:
+        path = re.sub(r"\{designation\}", "R-MMMMMM", route)
+        path = re.sub(r"\{[a-z_]+\}", "x" * 32, path)
+        answer = vol.request(method, path, data={"csrf": token})
+        assert answer.status_code == 403, (method, route, answer.status_code)
