@@ -289,20 +289,32 @@ def _team_private_key(settings: Settings, args: argparse.Namespace):
 
 
 async def cmd_decrypt(settings: Settings, args: argparse.Namespace) -> None:
+    """Open one report with the offline recovery key: answers, thread and evidence (JSON)."""
     from nazaha.bot.app import kdf_floor
+    from nazaha.storage.cases import CaseService
     from nazaha.storage.database import create_engine, create_sessionmaker
-    from nazaha.storage.keyfiles import KeyPaths, load_team_private_key, load_team_public_key
-    from nazaha.storage.reports import ReportVault
+    from nazaha.storage.keyfiles import KeyPaths, load_team_public_key
+    from nazaha.storage.reports import ReportNotFound, ReportVault
 
     paths = KeyPaths.for_data_dir(settings.data_dir)
-    team_private = _team_private_key(settings, args)
+    designation = args.designation.strip().upper()
+    args.designation = designation
     engine = create_engine(settings.effective_database_url)
     try:
         sessionmaker = create_sessionmaker(engine)
         vault = await ReportVault.load(
             sessionmaker, load_team_public_key(paths), kdf_floor=kdf_floor(settings)
         )
-        report = await vault.open_with_team(args.designation, team_private)
+        if not await _designation_exists(sessionmaker, designation):
+            raise SystemExit(f"no report has the designation {designation} (see `nazaha cases`)")
+        team_private = _team_private_key(settings, args)
+        try:
+            report = await vault.open_with_team(designation, team_private)
+        except ReportNotFound:
+            raise SystemExit(f"no report has the designation {designation} (see `nazaha cases`)") from None
+        case = await vault.unlock_with_team(designation, team_private)
+        thread = await CaseService(sessionmaker).thread(case)
+        withdrawals = await CaseService(sessionmaker).withdrawals(case.report_id)
         evidence = await _export_evidence(settings, sessionmaker, vault, args, team_private)
     finally:
         await engine.dispose()
@@ -312,15 +324,68 @@ async def cmd_decrypt(settings: Settings, args: argparse.Namespace) -> None:
                 "designation": report.designation,
                 "kind": report.kind,
                 "status": report.status,
+                "outcome": case.outcome,
                 "created_on": report.created_on.isoformat(),
                 "triage": report.triage,
                 "fields": report.fields,
+                "contact_withdrawn_on": withdrawals[0].isoformat() if withdrawals[0] else None,
+                "withdrawn_on": withdrawals[1].isoformat() if withdrawals[1] else None,
+                "thread": [
+                    {"direction": m.direction, "on": m.created_on.isoformat(), "body": m.body}
+                    for m in thread
+                ],
                 "evidence": evidence,
             },
             ensure_ascii=False,
             indent=2,
         )
     )
+
+
+async def _designation_exists(sessionmaker, designation: str) -> bool:
+    from sqlalchemy import select
+
+    from nazaha.storage.models import Report
+
+    async with sessionmaker() as session:
+        return await session.scalar(select(Report.id).where(Report.designation == designation)) is not None
+
+
+async def cmd_cases(settings: Settings, args: argparse.Namespace) -> None:
+    """List designations with their triage fields (no key needed: nothing sealed is read)."""
+    from sqlalchemy import select
+
+    from nazaha.storage.database import create_engine, create_sessionmaker
+    from nazaha.storage.models import Report
+
+    engine = create_engine(settings.effective_database_url)
+    try:
+        async with create_sessionmaker(engine)() as session:
+            statement = select(
+                Report.designation, Report.kind, Report.category, Report.service, Report.sector,
+                Report.governorate, Report.status, Report.outcome, Report.created_on,
+            ).order_by(Report.created_on.desc(), Report.designation)
+            if args.status:
+                statement = statement.where(Report.status == args.status)
+            rows = (await session.execute(statement)).all()
+    finally:
+        await engine.dispose()
+    columns = ("designation", "received", "kind", "category/service", "sector", "governorate", "status")
+    table = [
+        (
+            r.designation, r.created_on.isoformat(), r.kind, r.category or r.service or "-",
+            r.sector or "-", r.governorate or "-", r.status + (f" ({r.outcome})" if r.outcome else ""),
+        )
+        for r in rows
+    ]
+    if args.json:
+        print(json.dumps([dict(zip(columns, row)) for row in table], ensure_ascii=False, indent=2))
+        return
+    widths = [max([len(c)] + [len(row[i]) for row in table]) for i, c in enumerate(columns)]
+    print("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
+    for row in table:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths)))
+    print(f"{len(table)} case(s)")
 
 
 async def _export_evidence(settings, sessionmaker, vault, args, team_private) -> list[dict]:
@@ -504,6 +569,10 @@ def build_parser() -> argparse.ArgumentParser:
     decrypt.add_argument("--passphrase-file")
     decrypt.add_argument("--export", metavar="DIR", help="write the decrypted evidence files here")
     decrypt.set_defaults(func=cmd_decrypt)
+    cases = sub.add_parser("cases", help="list case designations with their triage fields")
+    cases.add_argument("--status", help="only cases with this status code")
+    cases.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    cases.set_defaults(func=cmd_cases)
     notify = sub.add_parser(
         "notify", help="hand pending update notifications to the running bot (team key)"
     )
