@@ -107,7 +107,13 @@ def _area_routers():
     """The routers of the areas beyond sign-in (cases, admin, ...), in menu order."""
     import importlib
 
-    names = ("nazaha.admin.routes.users", "nazaha.admin.routes.cases", "nazaha.admin.routes.audit_log")
+    names = (
+        "nazaha.admin.routes.users",
+        "nazaha.admin.routes.cases",
+        "nazaha.admin.routes.evidence",
+        "nazaha.admin.routes.referral",
+        "nazaha.admin.routes.audit_log",
+    )
     modules = []
     for name in names:
         try:
