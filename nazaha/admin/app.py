@@ -174,9 +174,9 @@ async def _staff_digests(console: Console) -> None:
 
 def _area_routers():
     """The routers of the areas beyond sign-in, in menu order."""
-    from nazaha.admin.routes import audit_log, cases, reply_templates, users
+    from nazaha.admin.routes import audit_log, cases, evidence, referral, reply_templates, users
 
-    return (cases, reply_templates, users, audit_log)
+    return (cases, evidence, referral, reply_templates, users, audit_log)
 
 
 def console_routes(app: FastAPI) -> list[tuple[str, str]]:
