@@ -20,6 +20,12 @@ def choice_label(group: str, code: str | None) -> str:
     return gettext(_msgid(lazy)) if lazy is not None else code
 
 
+def answer_text(field: str, value: str) -> str:
+    """A choice code as the words the reporter chose; free text unchanged."""
+    lazy = CHOICE_LABELS.get(field, {}).get(value)
+    return gettext(_msgid(lazy)) if lazy is not None else value
+
+
 def field_label(name: str) -> str:
     lazy = FIELD_LABELS.get(name)
     return gettext(_msgid(lazy)) if lazy is not None else name

@@ -17,6 +17,7 @@ from sqlalchemy import select
 
 from nazaha.admin import i18n
 from nazaha.admin.labels import choice_label
+from nazaha.admin.routes.evidence import evidence_context
 from nazaha.admin.context import CaseStaff, ConsoleDep, CsrfChecked, redirect, render
 from nazaha.admin.sessions import StaffSession
 from nazaha.flows import choices
@@ -157,7 +158,7 @@ async def case_page(request: Request, console: ConsoleDep, staff: CaseStaff, des
     vault, cases = console.services["vault"], CaseService(console.sessionmaker)
     opened = await vault.open_with_team(designation, staff.team_private)
     thread = await cases.thread(case)
-    evidence = await cases.evidence(case)
+    evidence = await evidence_context(console, staff, case, render=False)
     withdrawals = await _withdrawals(cases, report_id)
     now = console.clock()
     async with write_session(console.sessionmaker) as session:
@@ -180,7 +181,7 @@ async def case_page(request: Request, console: ConsoleDep, staff: CaseStaff, des
     answers += [(n, v) for n, v in sorted(opened.fields.items()) if n not in ANSWER_ORDER and n != "language" and v]
     triage = [(field, choice_label(group, opened.triage.get(field))) for field, group in TRIAGE_FIELDS if opened.triage.get(field)]
     return render(
-        request, "case.html", nav="cases", case=case, state=state, thread=thread, evidence=evidence,
+        request, "case.html", nav="cases", case=case, state=state, thread=thread, **evidence,
         notes=notes, labels=labels, shares=shares, recusals=recusals, links=links,
         member_names={m.id: m.username for m in members},
         caseworkers=[m for m in members if m.role in ("admin", "caseworker") and m.state == "active"],
@@ -366,19 +367,24 @@ def _member_action(name: str, function, action: str):
 _member_action("share", workflow.share, audit.SHARE)
 _member_action("unshare", workflow.unshare, audit.UNSHARE)
 _member_action("recuse", workflow.recuse, audit.RECUSE)
-_member_action("unrecuse", workflow.unrecuse, audit.RECUSE)
+_member_action("unrecuse", workflow.unrecuse, audit.UNRECUSE)
 
 
-@router.post("/cases/{designation}/{change}", dependencies=[CsrfChecked])
-async def change_link(request: Request, console: ConsoleDep, staff: CaseStaff, designation: str, change: str,
-                      other: Short = "") -> Response:
-    if change not in ("link", "unlink"):
-        raise HTTPException(status_code=404)
-
+async def _change_link(request: Request, console, staff: StaffSession, designation: str, other: str, link: bool) -> Response:
     async def act(session, viewer, report_id, now):
         other_id = await _report_id(session, viewer, other.strip().upper())
-        apply = workflow.link if change == "link" else workflow.unlink
-        await apply(session, viewer, report_id, other_id, now=now)
-        await audit.append(session, actor_id=viewer.user_id, action=audit.LINK, report_id=report_id, now=now)
+        await (workflow.link if link else workflow.unlink)(session, viewer, report_id, other_id, now=now)
+        await audit.append(session, actor_id=viewer.user_id, action=audit.LINK if link else audit.UNLINK,
+                           report_id=report_id, now=now)
 
     return await _case_action(request, console, staff, designation, act)
+
+
+@router.post("/cases/{designation}/link", dependencies=[CsrfChecked])
+async def link(request: Request, console: ConsoleDep, staff: CaseStaff, designation: str, other: Short = "") -> Response:
+    return await _change_link(request, console, staff, designation, other, True)
+
+
+@router.post("/cases/{designation}/unlink", dependencies=[CsrfChecked])
+async def unlink(request: Request, console: ConsoleDep, staff: CaseStaff, designation: str, other: Short = "") -> Response:
+    return await _change_link(request, console, staff, designation, other, False)

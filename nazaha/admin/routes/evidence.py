@@ -28,7 +28,7 @@ from sqlalchemy import select
 from nazaha.admin.context import CaseStaff, Console, ConsoleDep, CsrfChecked, render
 from nazaha.admin.i18n import gettext as _
 from nazaha.admin.i18n import isolate
-from nazaha.admin.report_labels import evidence_kind_label
+from nazaha.admin.labels import evidence_kind_label
 from nazaha.admin.sessions import StaffSession
 from nazaha.services import audit
 from nazaha.services.evidence_files import (
@@ -64,13 +64,9 @@ _ATTACHMENT_HEADERS = {"X-Content-Type-Options": "nosniff"}
 
 
 async def _may_see(console: Console, staff: StaffSession, report_id: str) -> bool:
-    """The case-access rule (nazaha.services.access) once it exists; until then admins only."""
-    try:
-        from nazaha.services.access import Viewer, can_see
-    except ModuleNotFoundError as exc:
-        if exc.name != "nazaha.services.access":
-            raise
-        return staff.identity.role == "admin"
+    """The case-access rule (nazaha.services.access)."""
+    from nazaha.services.access import Viewer, can_see
+
     async with console.sessionmaker() as session:
         return await can_see(session, Viewer(staff.identity.id, staff.identity.role), report_id)
 
@@ -192,13 +188,13 @@ class EvidenceRow:
         self.pdf_error_text = pdf_error_text(view.pdf_error) if view.pdf_error else None
 
 
-async def evidence_context(console: Console, staff: StaffSession, case: UnlockedCase) -> dict:
+async def evidence_context(console: Console, staff: StaffSession, case: UnlockedCase, *, render: bool = True) -> dict:
     """What ``{% include "case_evidence.html" %}`` needs: ``evidence_rows`` (one
     :class:`EvidenceRow` per file, in order; PDFs rendered or taken from this session's
     cache) and ``evidence_designation``."""
     records = await evidence_records(console, case)
     with blob_errors():
-        views = await case_files(console, staff, case).describe(records)
+        views = await case_files(console, staff, case).describe(records, render=render)
     return {
         "evidence_rows": [EvidenceRow(case.designation, v) for v in views],
         "evidence_designation": case.designation,

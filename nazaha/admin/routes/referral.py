@@ -17,7 +17,7 @@ from fastapi.responses import Response
 from nazaha.admin import i18n
 from nazaha.admin.context import CaseStaff, Console, ConsoleDep, CsrfChecked, render
 from nazaha.admin.i18n import gettext as _
-from nazaha.admin.report_labels import answer_text, evidence_kind_label, field_label
+from nazaha.admin.labels import answer_text, evidence_kind_label, field_label
 from nazaha.admin.routes.evidence import (
     Designation,
     blob_errors,
