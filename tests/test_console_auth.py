@@ -176,3 +176,18 @@ async def test_idle_timeout_reset_grant_and_removal(setup, client_factory):
     assert relogin.get("/").headers["location"] == "/login"
     clock.advance(seconds=60)
     assert login(client_factory(), "huda", STAFF_PASSWORD, totp_code(worker.totp_secret, clock)).status_code == 401
+
+
+async def test_console_exports_an_audit_head_that_verifies(setup, client_factory):
+    from nazaha.admin.app import export_audit_head
+    from nazaha.services import audit
+
+    settings, link = setup
+    client = client_factory()
+    enrol(client, link, client_factory.clock, team_passphrase=PASSPHRASE)
+    console = client.app.state.console
+    await export_audit_head(console)
+    head = audit.latest_exported_head(settings.effective_console_dir / audit.HEADS_DIR)
+    assert head is not None and head.seq >= 2  # enrolment and the key grant
+    result = await audit.verify(console.sessionmaker, console.console_secret, head)
+    assert result.ok

@@ -280,6 +280,8 @@ def test_bot_host_check_passes_an_ordinary_data_dir(paths, recovery):
         ("Team_PASSPHRASE", "passphrase file"),
         ("console.db", "console's own store"),
         ("console.db-wal", "console's own store"),
+        ("console-secret.key", "console's own store"),
+        ("audit-head-42.json", "console's own store"),
     ],
 )
 def test_bot_host_check_refuses_each_forbidden_file(paths, name, why):

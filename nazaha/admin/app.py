@@ -130,13 +130,18 @@ async def _load_case_services(console: Console) -> None:
     console.services["dispatcher"] = NotificationDispatcher(console.sessionmaker)
 
 
+AUDIT_EXPORT_EVERY = dt.timedelta(hours=1)
+
+
 async def _housekeeping(console: Console, interval: float | None = None) -> None:
-    """Every few seconds: end idle sessions (their keys leave memory) and send news kept
-    while no bot was running, with the key of any signed-in member who holds it."""
+    """Every few seconds: end idle sessions (their keys leave memory), send news kept while
+    no bot was running (with the key of any signed-in member who holds it), and export the
+    audit log's authenticated head every hour and soon after an admin change."""
     from nazaha.services.news import send_kept_news
     from nazaha.storage.database import write_session
 
     interval = interval or console.settings.notify_interval_seconds
+    last_export: dt.datetime | None = None
     while True:
         await asyncio.sleep(interval)
         try:
@@ -145,8 +150,25 @@ async def _housekeeping(console: Console, interval: float | None = None) -> None
             if team_private is not None:
                 async with write_session(console.sessionmaker) as session:
                     await send_kept_news(session, console.services["dispatcher"], team_private)
+            now = console.clock()
+            if console.audit_export_due or last_export is None or now - last_export >= AUDIT_EXPORT_EVERY:
+                console.audit_export_due = False
+                last_export = now
+                await export_audit_head(console)
         except Exception as exc:  # keep the loop alive; never log content
             log.warning("console housekeeping failed: %s", type(exc).__name__)
+
+
+async def export_audit_head(console: Console) -> None:
+    """Write the audit log's authenticated head to ``<console dir>/audit-heads`` (to be
+    copied off the host); a broken chain is reported, never authenticated."""
+    from nazaha.services import audit
+
+    directory = console.settings.effective_console_dir / audit.HEADS_DIR
+    try:
+        await audit.export_head(console.sessionmaker, console.console_secret, directory)
+    except audit.AuditChainBroken:
+        log.error("the audit log does not verify: its head was not exported (run `nazaha audit verify`)")
 
 
 async def _staff_digests(console: Console) -> None:

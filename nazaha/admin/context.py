@@ -35,6 +35,9 @@ class Console:
     templates: Jinja2Templates
     clock: Callable[[], dt.datetime]
     services: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # Set after an admin change (users, keys): the next housekeeping pass exports the
+    # audit log's head.
+    audit_export_due: bool = False
 
     def today(self) -> dt.date:
         return self.clock().date()

@@ -47,6 +47,8 @@ class SessionStore:
         self._idle = idle
         self._sessions: dict[str, StaffSession] = {}
         self._enrolments: dict[str, tuple[PendingEnrolment, dt.datetime]] = {}
+        # Called with the token of every session that ends (caches keyed by session).
+        self.on_close: list[Callable[[str], object]] = []
 
     def open(self, identity: StaffIdentity, staff_private, team_private) -> StaffSession:
         token = secrets.token_urlsafe(32)
@@ -68,6 +70,8 @@ class SessionStore:
         session = self._sessions.pop(token or "", None)
         if session is not None:
             session.wipe()
+            for callback in self.on_close:
+                callback(session.token)
 
     def close_user(self, user_id: str) -> None:
         for token in [t for t, s in self._sessions.items() if s.identity.id == user_id]:

@@ -442,7 +442,7 @@ async def cmd_notify(settings: Settings, args: argparse.Namespace) -> None:
     print(f"{issued} notification(s) handed to the running bot.")
 
 
-AUDIT_HEADS_DIR = "audit-heads"
+from nazaha.services.audit import HEADS_DIR as AUDIT_HEADS_DIR  # noqa: E402
 
 
 def _console_secret_for_audit(settings: Settings) -> bytes:

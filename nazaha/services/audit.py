@@ -438,6 +438,10 @@ def _write_head_file(path: Path, data: bytes) -> None:
         os.close(dir_fd)
 
 
+# Where the console writes the heads, inside its console dir (copy them off the host).
+HEADS_DIR = "audit-heads"
+
+
 class AuditChainBroken(Exception):
     """:func:`export_head` found the log tampered with since the latest head: it refuses to
     authenticate it. ``problems`` are content-free (seq and kind)."""

@@ -387,7 +387,8 @@ def check_bot_host_data_dir(data_dir: str | os.PathLike[str]) -> None:
     the folders its symlinks point to, the blob store excepted) holds the team recovery key
     (by name, or any file holding a sealed team key, renamed or padded), a passphrase or
     password file (any name with "passphrase", "password", "recovery" or "team-key") or the
-    console's store (``console.db`` and its ``-wal``/``-shm``/``-journal``). A missing data
+    console's store (``console.db`` and its ``-wal``/``-shm``/``-journal``, the console
+    secret, audit heads). A missing data
     dir passes. This is a guard against mistakes, not against a determined operator: a
     compressed or encrypted copy of the key would pass (docs/security.md).
 
@@ -406,7 +407,12 @@ def check_bot_host_data_dir(data_dir: str | os.PathLike[str]) -> None:
             findings.append((entry, _RECOVERY_WHY))
         elif any(word in name for word in _SECRET_NAME_WORDS):
             findings.append((entry, _PASSPHRASE_WHY))
-        elif name == paths.console_db.name or name.startswith(paths.console_db.name + "-"):
+        elif (
+            name == paths.console_db.name
+            or name.startswith(paths.console_db.name + "-")
+            or name == "console-secret.key"
+            or name.startswith("audit-head-")
+        ):
             findings.append((entry, _CONSOLE_WHY))
         elif _looks_like_sealed_team_key(entry):
             findings.append((entry, _RECOVERY_WHY))

@@ -50,13 +50,18 @@ async def login(
 ) -> Response:
     account, address = username.strip().lower()[:64], _client(request)
     result = None
-    if console.throttle.allowed(account, address):
-        async with write_session(console.sessionmaker) as session:
+    allowed = console.throttle.allowed(account, address)
+    async with write_session(console.sessionmaker) as session:
+        if allowed:
             result = await console.accounts.login(session, username, password, code)
-            if result is None:
-                await audit.append(session, actor_id=None, action=audit.LOGIN_FAILED, now=console.clock())
-            else:
-                await audit.append(session, actor_id=result.identity.id, action=audit.LOGIN, now=console.clock())
+        if result is not None:
+            await audit.append(session, actor_id=result.identity.id, action=audit.LOGIN, now=console.clock())
+            if result.used_recovery_code:
+                await audit.append(session, actor_id=result.identity.id, action=audit.RECOVERY_CODE_USED, now=console.clock())
+        else:
+            # The typed name is never kept: a failed login names nobody.
+            action = audit.LOGIN_FAILED if allowed else audit.LOGIN_THROTTLED
+            await audit.append(session, actor_id=None, action=action, now=console.clock())
     if result is None:
         console.throttle.failed(account, address)
         # One answer for an unknown account, a wrong password or code, and a throttled one.

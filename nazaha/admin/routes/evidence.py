@@ -98,6 +98,7 @@ def page_cache(console: Console) -> PdfPageCache:
     if cache is None:
         # On the console's clock (injectable in tests); pages live a few minutes at most.
         cache = console.services["pdf_pages"] = PdfPageCache(clock=lambda: console.clock().timestamp())
+        console.sessions.on_close.append(cache.drop_owner)  # a session's pages go with it
     return cache
 
 

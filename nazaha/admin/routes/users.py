@@ -48,6 +48,7 @@ async def invite(
                                detail={"role": role}, now=console.clock())
     except AccountError as exc:
         return await _page(request, console, staff, error=exc.code)
+    console.audit_export_due = True
     return await _page(request, console, staff, invitation=invitation_url(console, token), invited=username)
 
 
@@ -61,6 +62,7 @@ async def grant(request: Request, console: ConsoleDep, staff: AdminStaff, user_i
             await audit.append(session, actor_id=staff.identity.id, action=audit.KEY_GRANT, now=console.clock())
     except AccountError as exc:
         return await _page(request, console, staff, error=exc.code)
+    console.audit_export_due = True
     return redirect("/users")
 
 
@@ -73,6 +75,7 @@ async def reset(request: Request, console: ConsoleDep, staff: AdminStaff, user_i
     except AccountError as exc:
         return await _page(request, console, staff, error=exc.code)
     console.sessions.close_user(user_id)
+    console.audit_export_due = True
     return await _page(request, console, staff, invitation=invitation_url(console, token))
 
 
@@ -87,4 +90,5 @@ async def remove(request: Request, console: ConsoleDep, staff: AdminStaff, user_
     except AccountError as exc:
         return await _page(request, console, staff, error=exc.code)
     console.sessions.close_user(user_id)
+    console.audit_export_due = True
     return redirect("/users")
