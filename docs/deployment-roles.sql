@@ -1,0 +1,33 @@
+-- PostgreSQL roles for a deployment where the bot and the console are separate services.
+-- Run as a superuser after `nazaha init` (migrations) and the console's first start (which
+-- creates the schema `console`). The bot's role can use the bot's tables only: it has no
+-- privilege at all on the schema `console` (staff accounts, keys, grants, case work, audit).
+-- The scaled-deployment work (issue 12) tests these grants.
+
+CREATE ROLE nazaha_bot LOGIN;       -- set a password or use certificate auth
+CREATE ROLE nazaha_console LOGIN;
+
+-- The bot: its own tables in the public schema.
+GRANT USAGE ON SCHEMA public TO nazaha_bot;
+GRANT SELECT, INSERT, UPDATE, DELETE ON
+    system_settings, reports, report_fields, processed_updates, user_preferences,
+    case_messages, evidence, notification_links, pending_notifications, bot_mailboxes,
+    notification_instructions
+  TO nazaha_bot;
+GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO nazaha_bot;
+REVOKE ALL ON SCHEMA console FROM nazaha_bot;
+REVOKE ALL ON ALL TABLES IN SCHEMA console FROM nazaha_bot;
+
+-- The console: reads reports and their sealed content, writes status, replies and
+-- notification instructions; owns its schema.
+GRANT USAGE ON SCHEMA public TO nazaha_console;
+GRANT SELECT ON system_settings, reports, report_fields, evidence, notification_links,
+    bot_mailboxes TO nazaha_console;
+GRANT UPDATE (status, outcome) ON reports TO nazaha_console;
+GRANT SELECT, INSERT, UPDATE ON case_messages TO nazaha_console;
+GRANT SELECT, INSERT, DELETE ON pending_notifications, notification_instructions TO nazaha_console;
+GRANT DELETE ON notification_links TO nazaha_console;
+GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO nazaha_console;
+GRANT ALL ON SCHEMA console TO nazaha_console;
+GRANT ALL ON ALL TABLES IN SCHEMA console TO nazaha_console;
+GRANT ALL ON ALL SEQUENCES IN SCHEMA console TO nazaha_console;
