@@ -156,3 +156,29 @@ async def test_caseworker_sees_only_what_is_theirs_and_volunteer_nothing(world):
         path = re.sub(r"\{[a-z_]+\}", "x" * 32, path)
         answer = vol.request(method, path, data={"csrf": token})
         assert answer.status_code == 403, (method, route, answer.status_code)
+
+
+async def test_bulk_actions_change_what_they_can_and_count_the_rest(world):
+    w = world
+    sm = w.console.sessionmaker
+    await make_case(sm, w.public, designation="R-BULK22")
+    await make_case(sm, w.public, designation="R-BULK33")
+    await make_case(sm, w.public, designation="R-BULK44", status="closed", outcome="out_of_scope")
+    b = w.admin_browser
+    page = b.get("/cases")
+    csrf = csrf_of(page.text)
+    me = re.search(r'name="assignee"><option value="">[^<]*</option>\s*<option value="([0-9a-f]{32})"', page.text).group(1)
+    cases = ["R-BULK22", "R-BULK33", "R-BULK44"]
+    done = b.post("/cases/bulk", data={"csrf": csrf, "action": "status", "status": "acknowledged", "case": cases})
+    assert done.status_code == 303 and "skipped=1" in done.headers["location"]
+    notice = re.search(r'<p class="notice" role="status">([^<]+)</p>', b.get(done.headers["location"]).text)
+    assert notice and "\u2066" in notice.group(1) or notice and "1" in notice.group(1)
+    async with sm() as session:
+        statuses = dict((await session.execute(select(Report.designation, Report.status))).all())
+    assert statuses == {"R-BULK22": "acknowledged", "R-BULK33": "acknowledged", "R-BULK44": "closed"}
+    assert b.post("/cases/bulk", data={"csrf": csrf, "action": "assign", "assignee": me, "case": cases[:2]}).status_code == 303
+    assert b.post("/cases/bulk", data={"csrf": csrf, "action": "label", "label": "batch", "case": cases[:2]}).status_code == 303
+    mine = b.get("/cases", params={"assignee": "me"}).text
+    assert "R-BULK22" in mine and "R-BULK33" in mine and "R-BULK44" not in mine
+    labelled = b.get("/cases", params={"label": "batch"}).text
+    assert "R-BULK22" in labelled and "R-BULK44" not in labelled

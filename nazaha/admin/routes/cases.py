@@ -75,6 +75,8 @@ async def inbox(request: Request, console: ConsoleDep, staff: CaseStaff) -> Resp
         if q and staff.team_private is not None:
             only_ids = await search_cases(session, viewer, f, q, staff.team_private, limit_cases=SEARCH_LIMIT,
                                           today=today, deadlines=rules)
+            async with write_session(console.sessionmaker) as audit_session:  # the words are never logged
+                await audit.append(audit_session, actor_id=viewer.user_id, action=audit.CASE_SEARCH, now=console.clock())
             capped = (await inbox_page(session, viewer, dataclasses.replace(f, page_size=1), today, rules)).total > SEARCH_LIMIT
         page = await inbox_page(session, viewer, f, today, rules, report_ids=only_ids)
         counts = await dashboard_counts(session, viewer, today, rules)
@@ -87,38 +89,58 @@ async def inbox(request: Request, console: ConsoleDep, staff: CaseStaff) -> Resp
                  "governorate": choices.GOVERNORATES},
         statuses=workflow.STATUSES, priorities=PRIORITIES, query_for=_query_for(f, q),
         search_capped=capped, search_limit=SEARCH_LIMIT,
-        notice=request.query_params.get("done") and _("Done."),
+        notice=_bulk_notice(request),
+    )
+
+
+def _bulk_notice(request: Request) -> str | None:
+    if not request.query_params.get("done"):
+        return None
+    try:
+        skipped = int(request.query_params.get("skipped", "0"))
+    except ValueError:
+        skipped = 0
+    if skipped <= 0:
+        return _("Done.")
+    return i18n.ngettext(
+        "Done, except for %(num)d case that could not be changed that way.",
+        "Done, except for %(num)d cases that could not be changed that way.",
+        skipped,
     )
 
 
 @router.post("/cases/bulk", dependencies=[CsrfChecked])
 async def bulk(request: Request, console: ConsoleDep, staff: CaseStaff) -> Response:
+    """Assign, label, unlabel or change the status of the selected cases. Each case is
+    changed on its own (a savepoint): one the member may not change, or whose status cannot
+    move that way, is skipped and counted, the others are changed."""
     form = await request.form()
     designations = [d for d in form.getlist("case") if isinstance(d, str)][:500]
-    action = form.get("action")
+    action = str(form.get("action") or "")
     back = form.get("back") if isinstance(form.get("back"), str) else ""
-    viewer, now = viewer_of(staff), console.clock()
+    viewer, now, today = viewer_of(staff), console.clock(), console.today()
+    changes = {
+        "assign": (lambda s, rid: workflow.assign(s, viewer, [rid], str(form.get("assignee") or "") or None, now=now), audit.ASSIGN),
+        "label": (lambda s, rid: workflow.add_label(s, viewer, [rid], str(form.get("label") or ""), now=now), audit.LABEL),
+        "unlabel": (lambda s, rid: workflow.remove_label(s, viewer, [rid], str(form.get("label") or ""), now=now), audit.LABEL),
+        "status": (lambda s, rid: workflow.change_status(s, viewer, rid, str(form.get("status") or ""), notify=False, today=today, now=now), audit.STATUS_CHANGE),
+    }
+    if action not in changes:
+        return redirect(f"/cases?{back}")
+    change, audit_action = changes[action]
+    skipped = 0
     async with write_session(console.sessionmaker) as session:
-        ids = await _ids_of(session, designations)
-        if ids:
-            if action == "assign":
-                assignee = form.get("assignee") or None
-                await workflow.assign(session, viewer, ids, assignee, now=now)
-                for rid in ids:
-                    await audit.append(session, actor_id=viewer.user_id, action=audit.ASSIGN, report_id=rid, now=now)
-            elif action in ("label", "unlabel"):
-                label = str(form.get("label") or "")
-                change = workflow.add_label if action == "label" else workflow.remove_label
-                await change(session, viewer, ids, label, now=now)
-                for rid in ids:
-                    await audit.append(session, actor_id=viewer.user_id, action=audit.LABEL, report_id=rid, now=now)
-            elif action == "status":
-                for rid in ids:
-                    await workflow.change_status(session, viewer, rid, str(form.get("status")), notify=False, today=console.today(), now=now)
-                    await audit.append(session, actor_id=viewer.user_id, action=audit.STATUS_CHANGE, report_id=rid,
-                                       detail={"status": str(form.get("status"))}, now=now)
+        for report_id in await _ids_of(session, designations):
+            try:
+                async with session.begin_nested():
+                    await change(session, report_id)
+                    detail = {"status": str(form.get("status"))} if action == "status" else None
+                    await audit.append(session, actor_id=viewer.user_id, action=audit_action,
+                                       report_id=report_id, detail=detail, now=now)
+            except (workflow.InvalidTransition, CaseAccessDenied, ValueError):
+                skipped += 1
     separator = "&" if back else ""
-    return redirect(f"/cases?{back}{separator}done=1")
+    return redirect(f"/cases?{back}{separator}done=1&skipped={skipped}")
 
 
 async def _ids_of(session, designations: list[str]) -> list[str]:
@@ -295,7 +317,8 @@ async def note(request: Request, console: ConsoleDep, staff: CaseStaff, designat
 @router.post("/cases/{designation}/status", dependencies=[CsrfChecked])
 async def status(request: Request, console: ConsoleDep, staff: CaseStaff, designation: str,
                  status: Short = "", outcome: Short = "", referred_to: Short = "", notify: Short = "") -> Response:
-    _need_key(staff) if notify else None
+    if notify:
+        _need_key(staff)  # notifying opens the reporter's link with the team key
 
     async def act(session, viewer, report_id, now):
         await workflow.change_status(session, viewer, report_id, status, outcome=outcome or None,
