@@ -28,7 +28,7 @@ test: install
 
 # Extract, merge and compile the gettext catalogs (commit the results).
 catalogs: install
-	$(BIN)/pybabel extract -F babel.cfg -k __ -k lazy_gettext -k ngettext:1,2 --no-location --sort-output -o $(LOCALES)/nazaha.pot .
+	$(BIN)/pybabel extract -F babel.cfg -k __ -k lazy_gettext -k ngettext:1,2 -k pgettext:1c,2 --no-location --sort-output -o $(LOCALES)/nazaha.pot .
 	$(BIN)/pybabel update -D nazaha -i $(LOCALES)/nazaha.pot -d $(LOCALES) --no-fuzzy-matching --ignore-obsolete
 	$(BIN)/python tools/fill_english_catalog.py $(LOCALES)/en/LC_MESSAGES/nazaha.po
 	$(BIN)/pybabel compile -D nazaha -d $(LOCALES) --statistics

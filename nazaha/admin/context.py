@@ -61,9 +61,9 @@ def build_templates() -> Jinja2Templates:
 
 def role_label(role: str) -> str:
     names = {
-        "admin": i18n.gettext("Administrator"),
-        "caseworker": i18n.gettext("Caseworker"),
-        "volunteer": i18n.gettext("Volunteer"),
+        "admin": i18n.pgettext("role", "Administrator"),
+        "caseworker": i18n.pgettext("role", "Caseworker"),
+        "volunteer": i18n.pgettext("role", "Volunteer"),
     }
     return names.get(role, role)
 

@@ -36,6 +36,13 @@ def gettext(message: str, **variables: object) -> str:
     return text % variables if variables else text
 
 
+def pgettext(context: str, message: str, **variables: object) -> str:
+    """``gettext`` for a msgid that needs its own words in one place (``msgctxt``), e.g. the
+    status "Received" and the column "Received"."""
+    text = translations(_current.get()).upgettext(context, message)
+    return text % variables if variables else text
+
+
 def ngettext(singular: str, plural: str, n: int, **variables: object) -> str:
     text = translations(_current.get()).ungettext(singular, plural, n)
     return text % {"num": n, **variables}

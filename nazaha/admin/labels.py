@@ -4,7 +4,7 @@ with its own locale), statuses, outcomes and priorities of the workflow."""
 
 from __future__ import annotations
 
-from nazaha.admin.i18n import gettext
+from nazaha.admin.i18n import gettext, pgettext
 from nazaha.handlers.labels import CHOICE_LABELS, EVIDENCE_KIND_LABELS, FIELD_LABELS
 
 
@@ -38,12 +38,12 @@ def evidence_kind_label(kind: str) -> str:
 
 def status_label(code: str | None) -> str:
     names = {
-        "received": gettext("Received"),
-        "acknowledged": gettext("Acknowledged"),
-        "in_review": gettext("In review"),
-        "referred": gettext("Referred"),
-        "action_taken": gettext("Action taken"),
-        "closed": gettext("Closed"),
+        "received": pgettext("status", "Received"),
+        "acknowledged": pgettext("status", "Acknowledged"),
+        "in_review": pgettext("status", "In review"),
+        "referred": pgettext("status", "Referred"),
+        "action_taken": pgettext("status", "Action taken"),
+        "closed": pgettext("status", "Closed"),
     }
     return names.get(code or "", code or "—")
 

@@ -32,15 +32,14 @@ async def digest_counts(session: AsyncSession, today: dt.date, since: dt.date, r
 
 
 def digest_text(counts: dict[str, int], locale: str) -> str:
-    """The message, in the staff chat's language; numbers are isolated inside Arabic."""
+    """The message, in the staff chat's language (the Arabic catalog isolates the numbers)."""
     i18n.set_locale(locale)
-    iso = i18n.isolate if locale in i18n.RTL else str
     lines = [
         i18n.gettext("Nazaha: the day's summary"),
-        i18n.ngettext("%(n)s new report received", "%(n)s new reports received", counts["received"], n=iso(counts["received"])),
-        i18n.ngettext("%(n)s open case without an assignee", "%(n)s open cases without an assignee", counts["unassigned"], n=iso(counts["unassigned"])),
-        i18n.ngettext("%(n)s acknowledgement overdue", "%(n)s acknowledgements overdue", counts["ack_overdue"], n=iso(counts["ack_overdue"])),
-        i18n.ngettext("%(n)s feedback overdue", "%(n)s feedbacks overdue", counts["feedback_overdue"], n=iso(counts["feedback_overdue"])),
+        i18n.ngettext("%(n)s new report received", "%(n)s new reports received", counts["received"], n=counts["received"]),
+        i18n.ngettext("%(n)s open case without an assignee", "%(n)s open cases without an assignee", counts["unassigned"], n=counts["unassigned"]),
+        i18n.ngettext("%(n)s acknowledgement overdue", "%(n)s acknowledgements overdue", counts["ack_overdue"], n=counts["ack_overdue"]),
+        i18n.ngettext("%(n)s feedback overdue", "%(n)s feedbacks overdue", counts["feedback_overdue"], n=counts["feedback_overdue"]),
         i18n.gettext("Details are in the review console."),
     ]
     return "\n".join(lines)
