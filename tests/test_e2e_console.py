@@ -183,6 +183,8 @@ async def test_report_reply_status_and_follow_up_through_the_console(world: Depl
     await admin.act(designation, "status", status="acknowledged", notify="1")
     notice = await chat.expect(NOTIFICATION)
     assert len(await notifications(chat)) == 2
+    # The follow-up session is still open: the notification's button starts a new one (it
+    # may be about another report), asking for a receipt; it has not expired.
     view = await follow_up_from(chat, notice, receipt)
     assert "Acknowledged: a caseworker has read it." in view["text"]
     assert (await admin.inbox())[designation] is False  # the member's own changes are not news to them
