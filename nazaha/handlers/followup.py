@@ -304,5 +304,10 @@ async def on_callback(query: CallbackQuery, reply: Reply) -> None:
             await resume(reply, flow.Help())
     elif isinstance(parsed, (flow.Choose, flow.Back, flow.Cancel, flow.Done, flow.At, fu.Confirm)):
         await resume(reply, parsed)
+    elif isinstance(parsed, cb.MenuAction) and parsed.item == "followup":
+        # "Follow up with my receipt", e.g. under a notification that arrived during the
+        # session (it may be about another report): end this session, ask for a receipt.
+        wipe.drop_session_key(reply, await reply.state.get_data())
+        await begin(reply, query.message.message_id if query.message else None)
     else:
         await resume(reply, flow.Choose("expired", "expired"))
