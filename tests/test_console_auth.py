@@ -191,3 +191,16 @@ async def test_console_exports_an_audit_head_that_verifies(setup, client_factory
     assert head is not None and head.seq >= 2  # enrolment and the key grant
     result = await audit.verify(console.sessionmaker, console.console_secret, head)
     assert result.ok
+
+
+async def test_language_switch_returns_to_the_page_and_never_elsewhere(setup, client_factory):
+    client = client_factory()
+    page = client.get("/login?bye=1")
+    assert 'lang="ar" dir="rtl"' in page.text  # Arabic first
+    answer = client.post("/locale", data={"csrf": csrf_of(page.text), "locale": "en", "back": "/login?bye=1"})
+    assert answer.status_code == 303 and answer.headers["location"] == "/login?bye=1"
+    english = client.get("/login")
+    assert 'lang="en" dir="ltr"' in english.text
+    for evil in ("//evil.example/", "https://evil.example/", "/\\evil.example"):
+        answer = client.post("/locale", data={"csrf": csrf_of(english.text), "locale": "ar", "back": evil})
+        assert answer.headers["location"] == "/"

@@ -84,7 +84,10 @@ async def logout(request: Request, console: ConsoleDep, staff: CurrentStaff) -> 
 
 @router.post("/locale", dependencies=[CsrfChecked])
 async def choose_locale(
-    request: Request, console: ConsoleDep, locale: Annotated[str, Form(max_length=8)] = "ar"
+    request: Request,
+    console: ConsoleDep,
+    locale: Annotated[str, Form(max_length=8)] = "ar",
+    back: Annotated[str, Form(max_length=2000)] = "/",
 ) -> Response:
     locale = locale if locale in i18n.LOCALES else i18n.DEFAULT_LOCALE
     staff = getattr(request.state, "staff", None)
@@ -92,8 +95,9 @@ async def choose_locale(
         staff.locale = locale
         async with write_session(console.sessionmaker) as session:
             await console.accounts.set_locale(session, staff.identity.id, locale)
-    back = request.headers.get("referer") or "/"
-    response = redirect(back if back.startswith("/") else "/")
+    # Back to the page the button was on: a path of ours only (never "//host" or a URL).
+    local = back.startswith("/") and not back.startswith("//") and "\\" not in back
+    response = redirect(back if local else "/")
     response.set_cookie("__Host-nazaha-lang", locale, **COOKIE_FLAGS)
     return response
 
