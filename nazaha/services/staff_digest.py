@@ -36,10 +36,10 @@ def digest_text(counts: dict[str, int], locale: str) -> str:
     i18n.set_locale(locale)
     lines = [
         i18n.gettext("Nazaha: the day's summary"),
-        i18n.ngettext("%(n)s new report received", "%(n)s new reports received", counts["received"], n=counts["received"]),
-        i18n.ngettext("%(n)s open case without an assignee", "%(n)s open cases without an assignee", counts["unassigned"], n=counts["unassigned"]),
-        i18n.ngettext("%(n)s acknowledgement overdue", "%(n)s acknowledgements overdue", counts["ack_overdue"], n=counts["ack_overdue"]),
-        i18n.ngettext("%(n)s feedback overdue", "%(n)s feedbacks overdue", counts["feedback_overdue"], n=counts["feedback_overdue"]),
+        i18n.ngettext("%(num)d new report received", "%(num)d new reports received", counts["received"]),
+        i18n.ngettext("%(num)d open case without an assignee", "%(num)d open cases without an assignee", counts["unassigned"]),
+        i18n.ngettext("%(num)d acknowledgement overdue", "%(num)d acknowledgements overdue", counts["ack_overdue"]),
+        i18n.ngettext("%(num)d feedback overdue", "%(num)d feedbacks overdue", counts["feedback_overdue"]),
         i18n.gettext("Details are in the review console."),
     ]
     return "\n".join(lines)
