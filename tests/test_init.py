@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 
 import pytest
@@ -82,7 +83,9 @@ async def test_init_writes_the_recovery_file_outside_and_prints_no_password(sett
     await run_init(settings, "--passphrase-file", passphrase_file(tmp_path), "--recovery-file", str(usb / "r.key"))
     out = capsys.readouterr().out
     assert str(usb / "r.key") in out and "opens every report" in out and "offline" in out
-    assert "password" not in out.lower() and "admin" not in out.lower()
+    # No password is ever printed: the first administrator gets a one-time invitation link.
+    assert re.search(r"http://127\.0\.0\.1:8080/invite/[A-Za-z0-9_-]{40,}\n", out)
+    assert not re.search(r"password\W*:|password is", out, re.I)
     assert load_team_private_key(usb / "r.key", GOOD, floor=KDF_TESTING)
     assert sorted(p.name for p in settings.data_dir.iterdir()) == [
         "bot.key", "nazaha.db", "pepper.key", "team-public.key"
