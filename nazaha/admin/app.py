@@ -67,6 +67,7 @@ def create_app(settings, *, clock: Callable[[], dt.datetime] = _utc_now) -> Fast
     async def lifespan(app: FastAPI):
         await prepare_console_store(console.engine)
         await _load_case_services(console)
+        await _seed_reply_templates(console)
         tasks = [asyncio.create_task(_housekeeping(console))]
         if settings.staff_digest_hours > 0 and settings.staff_chat_ids and settings.bot_token:
             tasks.append(asyncio.create_task(_staff_digests(console)))
@@ -131,6 +132,15 @@ async def _load_case_services(console: Console) -> None:
 
 
 AUDIT_EXPORT_EVERY = dt.timedelta(hours=1)
+
+
+async def _seed_reply_templates(console: Console) -> None:
+    """The default reply templates (both languages), on the first start only."""
+    from nazaha.services import templates as reply_templates
+    from nazaha.storage.database import write_session
+
+    async with write_session(console.sessionmaker) as session:
+        await reply_templates.ensure_default_templates(session, now=console.clock())
 
 
 async def _housekeeping(console: Console, interval: float | None = None) -> None:

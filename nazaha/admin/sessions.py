@@ -81,6 +81,13 @@ class SessionStore:
         for token in list(self._sessions):
             self.close(token)
 
+    def grant_live(self, user_id: str, team_private: TeamPrivateKey) -> None:
+        """A member just granted the team key gets it in the sessions they have open now
+        (the same key their grant opens at their next sign-in)."""
+        for session in self._sessions.values():
+            if session.identity.id == user_id and session.identity.role != "volunteer":
+                session.team_private = team_private
+
     def team_key_holder(self) -> TeamPrivateKey | None:
         """The team key from any live session (for sending news kept for later)."""
         return next((s.team_private for s in self._sessions.values() if s.team_private is not None), None)

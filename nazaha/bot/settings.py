@@ -98,7 +98,9 @@ class Settings(BaseSettings):
     def effective_console_dir(self) -> Path:
         if self.console_dir is not None:
             return self.console_dir
-        if self.demo:
+        # The demo keeps the console's store in its data dir; commands run there later
+        # (`nazaha audit verify`, `invite-admin`) find it without NAZAHA_DEMO.
+        if self.demo or (self.data_dir / "console.db").exists():
             return self.data_dir
         return self.data_dir.parent / f"{self.data_dir.name}-console"
 

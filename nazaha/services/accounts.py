@@ -241,7 +241,9 @@ class Accounts:
     def provisioning_uri(pending: PendingEnrolment, issuer: str = "Nazaha") -> str:
         return pyotp.TOTP(pending.totp_secret).provisioning_uri(name=pending.username, issuer_name=issuer)
 
-    async def finish_enrolment(self, session: AsyncSession, pending: PendingEnrolment, code: str) -> LoginResult:
+    async def finish_enrolment(
+        self, session: AsyncSession, pending: PendingEnrolment, code: str, locale: str | None = None
+    ) -> LoginResult:
         """Check the first TOTP code; store the account, consume the invitation, grant the
         first admin the team key. :class:`AccountError` ``totp_wrong`` / ``invitation_invalid``."""
         step = self._matching_step(pending.totp_secret, code, last_step=0)
@@ -263,6 +265,8 @@ class Accounts:
         user.totp_last_step = step
         user.state = "active"
         user.enrolled_at = self.clock()
+        if locale is not None:
+            user.locale = locale  # the language they enrolled in
         for code_ in pending.recovery_codes:
             session.add(RecoveryCode(user_id=user.id, code_hash=crypto.keyed_hash(self._secret, "recovery", code_)))
         team_private = pending.team_private

@@ -177,7 +177,7 @@ async def enrol_submit(
         return render(request, "invite_invalid.html", status_code=404)
     try:
         async with write_session(console.sessionmaker) as session:
-            result = await console.accounts.finish_enrolment(session, pending, code)
+            result = await console.accounts.finish_enrolment(session, pending, code, i18n.current_locale())
             await audit.append(session, actor_id=result.identity.id, action=audit.USER_ENROL, now=console.clock())
             if result.team_private is not None:
                 await audit.append(session, actor_id=result.identity.id, action=audit.KEY_GRANT, now=console.clock())

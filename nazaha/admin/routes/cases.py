@@ -221,6 +221,8 @@ _ERRORS = {
     "transition": i18n.gettext_lazy("That status change is not possible from the current status."),
     "invalid": i18n.gettext_lazy("That did not work: check the form and try again."),
     "empty": i18n.gettext_lazy("Write something first."),
+    "outcome": i18n.gettext_lazy("Closing a case needs an outcome: choose one."),
+    "authority": i18n.gettext_lazy("Referring a case needs the name of the authority it is referred to."),
 }
 
 
@@ -320,9 +322,18 @@ async def status(request: Request, console: ConsoleDep, staff: CaseStaff, design
     if notify:
         _need_key(staff)  # notifying opens the reporter's link with the team key
 
+    # The form sends every field; each status takes only its own (an authority when
+    # referring, an outcome when closing), with a message naming what is missing.
+    if status == "closed" and not outcome:
+        return redirect(f"/cases/{designation}?error=outcome")
+    if status == "referred" and not referred_to.strip():
+        return redirect(f"/cases/{designation}?error=authority")
+
     async def act(session, viewer, report_id, now):
-        await workflow.change_status(session, viewer, report_id, status, outcome=outcome or None,
-                                     referred_to=referred_to or None, notify=False, today=console.today(), now=now)
+        await workflow.change_status(session, viewer, report_id, status,
+                                     outcome=outcome if status == "closed" else None,
+                                     referred_to=referred_to if status == "referred" else None,
+                                     notify=False, today=console.today(), now=now)
         await audit.append(session, actor_id=viewer.user_id, action=audit.STATUS_CHANGE, report_id=report_id,
                            detail={"status": status, "outcome": outcome or None}, now=now)
         if notify and status != "closed":

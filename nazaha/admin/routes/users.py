@@ -62,6 +62,7 @@ async def grant(request: Request, console: ConsoleDep, staff: AdminStaff, user_i
             await audit.append(session, actor_id=staff.identity.id, action=audit.KEY_GRANT, now=console.clock())
     except AccountError as exc:
         return await _page(request, console, staff, error=exc.code)
+    console.sessions.grant_live(user_id, staff.team_private)
     console.audit_export_due = True
     return redirect("/users")
 
