@@ -25,6 +25,7 @@ from sqlalchemy import delete, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nazaha.services.access import CaseAccessDenied, Viewer, require_visible, visible_ids
+from nazaha.services.news import keep_for_later
 from nazaha.storage.console_models import (
     PRIORITIES,
     CaseEvent,
@@ -34,6 +35,7 @@ from nazaha.storage.console_models import (
     CaseShare,
     CaseState,
     CaseView,
+    PendingNews,
     StaffUser,
 )
 from nazaha.storage.database import dialect_insert
@@ -76,8 +78,8 @@ class NotAllowed(CaseAccessDenied):
 
 @dataclasses.dataclass(frozen=True)
 class StatusChange:
-    """What :func:`change_status` / :func:`reopen` did. ``notified``: a content-free
-    notification was queued (the reporter opted in and the case is not closed)."""
+    """What :func:`change_status` / :func:`reopen` did. ``notified``: content-free news was
+    kept for the reporter (they opted in and the case is not closed)."""
 
     report_id: str
     old: str
@@ -214,15 +216,17 @@ async def _set_status(
         if state.feedback_on is None:
             state.feedback_on = today
         _event(session, report_id, viewer, "outcome", None, outcome, now)
-        # As CaseService.set_status: nobody is told about a closed case, the links go.
+        # As CaseService.set_status: nobody is told about a closed case, the links go, and
+        # so does news not sent yet (the bot's pending list and the console's own).
         await session.execute(delete(NotificationLink).where(NotificationLink.report_id == report_id))
         await session.execute(delete(PendingNotification).where(PendingNotification.report_id == report_id))
+        await session.execute(delete(PendingNews).where(PendingNews.report_id == report_id))
     else:
         state.closed_on = None
         if notify and await session.scalar(
             select(exists().where(NotificationLink.report_id == report_id))
         ):
-            session.add(PendingNotification(report_id=report_id))
+            await keep_for_later(session, report_id)
             notified = True
     await touch(session, viewer, [state], now)
     return StatusChange(report_id, old, new, outcome, notified)
@@ -255,8 +259,10 @@ async def change_status(
     (the authority's name, 1-200 characters); other statuses take neither (``ValueError``).
     Leaving "received" sets ``acknowledged_on``; closing sets ``closed_on`` and, if not yet
     given, ``feedback_on``, and deletes the notification links (as the bot's
-    ``CaseService.set_status``). With ``notify`` and a case that is not being closed, a
-    ``PendingNotification`` is queued if the reporter opted in. ``InvalidTransition`` for a
+    ``CaseService.set_status``, and news not sent yet). With ``notify`` and a case that is
+    not being closed, news is kept in the console's store for the reporter if they opted in
+    (``nazaha.services.news.keep_for_later``: sent by ``send_kept_news``; a route that holds
+    the team key may instead notify at once and pass ``notify=False``). ``InvalidTransition`` for a
     move the workflow does not allow (a closed case goes back only through :func:`reopen`).
     """
     await require_visible(session, viewer, report_id)
