@@ -438,3 +438,20 @@ async def test_sqlite_reads_the_inbox_indexes(tmp_path):
         newest = await plan(inbox.page_ids_statement(worker, InboxFilter(), TODAY, RULES, "sqlite", 1))
         assert "SCAN reports USING COVERING INDEX ix_reports_received" in newest
         assert "TEMP B-TREE" not in newest  # no sort: the walk stops after the page
+
+
+async def test_a_page_inside_a_transaction_sees_its_own_writes(world):
+    """A session that has begun (here: a write not committed yet) counts in that same
+    transaction; a fresh one counts on a connection of its own, concurrently."""
+    spec = next(s for s in world.specs if not s.has_state)
+    admin = world.staff["admin"]
+    urgent = oracle_ids(world, "admin", lambda s: s.priority == "urgent")
+    async with world.sm() as session:
+        await set_priority(session, admin, spec.id, "urgent")
+        page = await inbox_page(session, admin, InboxFilter(priority="urgent", page_size=200), TODAY, RULES)
+        assert page.total == len(urgent) + 1 == len(page.rows)
+        assert spec.id in {row.report_id for row in page.rows}
+        await session.rollback()
+    fresh = await page_of(world, "admin", InboxFilter(priority="urgent", page_size=200, page=7))
+    assert (fresh.total, fresh.page) == (len(urgent), 1)  # past the last page: the last one
+    assert {row.report_id for row in fresh.rows} == urgent

@@ -14,6 +14,7 @@ out).
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 import math
@@ -33,7 +34,7 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.selectable import Alias
 from sqlalchemy.sql.util import ClauseAdapter
@@ -356,7 +357,7 @@ def _flag_clause(flag: str, today: dt.date, rules: DeadlineRules) -> Any:
 
 def _conditions(viewer: Viewer, f: InboxFilter, today: dt.date, rules: DeadlineRules) -> list[Any]:
     r, c = REPORTS.c, CASES.c
-    where: list[Any] = [visible_clause(viewer)]
+    where: list[Any] = []
     if f.designation:
         where.append(r.designation.like(f"%{f.designation}%"))
     for name in ("kind", "category", "service", "sector", "governorate"):
@@ -385,6 +386,9 @@ def _conditions(viewer: Viewer, f: InboxFilter, today: dt.date, rules: DeadlineR
         where.append(_flag_clause(f.flag, today, rules))
     if f.unseen_only:
         where.append(_unseen(viewer))
+    # Last: SQLite tests the terms in this order, and access costs lookups the cheap column
+    # tests above spare for the cases they already rule out.
+    where.append(visible_clause(viewer))
     return where
 
 
@@ -521,34 +525,16 @@ def page_ids_statement(
     return _by_report_id(statement)  # any other order reads every match anyway
 
 
-async def inbox_page(
-    session: AsyncSession,
-    viewer: Viewer,
-    f: InboxFilter,
-    today: dt.date,
-    deadlines: DeadlineRules,
-    *,
-    report_ids: Sequence[str] | None = None,
-) -> InboxPage:
-    """One page of the viewer's inbox (a volunteer's is always empty). Past the last page,
-    the last page is shown. ``report_ids`` narrows it to those reports (a search's
-    matches)."""
-    f = dataclasses.replace(f)  # checks the values again
-    dialect = session.get_bind().dialect.name
-    total = int(await session.scalar(count_statement(viewer, f, today, deadlines, report_ids)) or 0)
-    pages = max(1, math.ceil(total / f.page_size))
-    page = min(f.page, pages)
-    if total == 0:
-        return InboxPage([], 0, 1, 1, f.page_size)
-    order = _order_by(f, dialect, deadlines)
-    page_ids = page_ids_statement(viewer, f, today, deadlines, dialect, page, report_ids)
+def rows_statement(viewer: Viewer, f: InboxFilter, rules: DeadlineRules, dialect: str, page_ids: Any) -> Any:
+    """The page's rows, in order: only the ids of ``page_ids`` are joined to their labels,
+    assignee name and "unseen" mark."""
     r, c = REPORTS.c, CASES.c
     labels = (
         select(func.aggregate_strings(LABELS.c.label, ","))
         .where(LABELS.c.report_id == r.id)
         .scalar_subquery()
     )
-    statement = (
+    return (
         select(
             r.id, r.designation, r.kind, r.category, r.service, r.sector, r.governorate,
             r.status, r.outcome, r.created_on,
@@ -563,10 +549,57 @@ async def inbox_page(
             .outerjoin(VIEWS, _views_join(viewer))
         )
         .where(r.id.in_(page_ids.scalar_subquery()))
-        .order_by(*order)
+        .order_by(*_order_by(f, dialect, rules))
     )
+
+
+async def _fetch(session: AsyncSession, statement: Any) -> list[Any]:
+    return list(await session.execute(statement))
+
+
+async def inbox_page(
+    session: AsyncSession,
+    viewer: Viewer,
+    f: InboxFilter,
+    today: dt.date,
+    deadlines: DeadlineRules,
+    *,
+    report_ids: Sequence[str] | None = None,
+) -> InboxPage:
+    """One page of the viewer's inbox (a volunteer's is always empty). Past the last page,
+    the last page is shown. ``report_ids`` narrows it to those reports (a search's
+    matches).
+
+    Given a session that has not begun its transaction yet (and is bound to an engine), the
+    count runs on a connection of its own at the same time as the rows: each reads every
+    matching case, so the page takes about as long as the slower of the two instead of
+    both."""
+    f = dataclasses.replace(f)  # checks the values again
+    dialect = session.get_bind().dialect.name
+    count = count_statement(viewer, f, today, deadlines, report_ids)
+
+    def rows_of(page: int) -> Any:
+        page_ids = page_ids_statement(viewer, f, today, deadlines, dialect, page, report_ids)
+        return rows_statement(viewer, f, deadlines, dialect, page_ids)
+
+    bind = session.bind
+    if isinstance(bind, AsyncEngine) and not session.in_transaction():
+
+        async def count_apart() -> int:
+            async with bind.connect() as connection:
+                return int(await connection.scalar(count) or 0)
+
+        total, found = await asyncio.gather(count_apart(), _fetch(session, rows_of(f.page)))
+    else:
+        total, found = int(await session.scalar(count) or 0), None
+    pages = max(1, math.ceil(total / f.page_size))
+    page = min(f.page, pages)
+    if total == 0:
+        return InboxPage([], 0, 1, 1, f.page_size)
+    if found is None or page != f.page:
+        found = await _fetch(session, rows_of(page))
     rows = []
-    for row in await session.execute(statement):
+    for row in found:
         deadlines_ = case_deadlines(
             row.created_on, row.acknowledged_on, row.feedback_on, row.status == "closed", today, deadlines
         )
