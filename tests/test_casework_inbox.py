@@ -180,7 +180,11 @@ SORT_ORACLE = {
     "assignee": lambda s: s.assignee,
     "received": lambda s: s.created_on,
     "age": lambda s: -s.created_on.toordinal(),
-    "deadline": lambda s: deadlines_of(s).next_due,
+    # The next deadline, then the day it counts from (received, or acknowledged).
+    "deadline": lambda s: (
+        None if deadlines_of(s).next_due is None
+        else (deadlines_of(s).next_due, s.acknowledged_on or s.created_on)
+    ),
     "labels": lambda s: min(s.labels) if s.labels else None,
 }
 
@@ -316,17 +320,27 @@ async def test_every_sort_key_both_ways(world, sort):
             assert [r.report_id for r in page.rows] == expected_order(specs, sort, descending), (sort, descending, viewer)
 
 
-async def test_paging(world):
-    full = expected_order(world.specs, "deadline", False)
+@pytest.mark.parametrize(("sort", "descending"), [("deadline", False), ("deadline", True), ("priority", True), ("received", False)])
+async def test_paging(world, sort, descending):
+    full = expected_order(world.specs, sort, descending)
     seen: list[str] = []
     for number in range(1, 5):
-        page = await page_of(world, "admin", InboxFilter(sort="deadline", descending=False, page=number, page_size=10))
+        page = await page_of(world, "admin", InboxFilter(sort=sort, descending=descending, page=number, page_size=10))
         assert (page.total, page.pages, page.page, page.page_size) == (36, 4, number, 10)
         assert len(page.rows) == (10 if number < 4 else 6)
         seen += [row.report_id for row in page.rows]
     assert seen == full
-    beyond = await page_of(world, "admin", InboxFilter(sort="deadline", descending=False, page=99, page_size=10))
+    beyond = await page_of(world, "admin", InboxFilter(sort=sort, descending=descending, page=99, page_size=10))
     assert beyond.page == 4 and [r.report_id for r in beyond.rows] == full[30:]
+    for viewer in ("alice", "bob"):  # a caseworker's pages of 3, each group cut at page x 3
+        specs = [s for s in world.specs if visible(s, viewer, world)]
+        expected = expected_order(specs, sort, descending)
+        pages = -(-len(expected) // 3)
+        got = []
+        for number in range(1, pages + 1):
+            page = await page_of(world, viewer, InboxFilter(sort=sort, descending=descending, page=number, page_size=3))
+            got += [row.report_id for row in page.rows]
+        assert got == expected, viewer
     empty = await page_of(world, "vera", InboxFilter())
     assert (empty.rows, empty.total, empty.page, empty.pages) == ([], 0, 1, 1)
 

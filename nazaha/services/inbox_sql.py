@@ -17,7 +17,7 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Date, and_, case, cast, exists, func, literal_column, or_, select, text
+from sqlalchemy import Date, and_, case, cast, exists, func, literal, literal_column, or_, select, text, union_all
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.selectable import Alias
 from sqlalchemy.sql.util import ClauseAdapter
@@ -156,10 +156,16 @@ _CASE_SORTS = ("priority", "assignee", "deadline")
 _INDEXED_SORTS = ("received", "age", "designation")
 
 
-def filtered_from(viewer: Viewer, f: InboxFilter, *, sorted_: bool = False) -> Any:
+def filtered_from(viewer: Viewer, f: InboxFilter, *, sorted_: bool = False, with_case_row: bool = False) -> Any:
     """``reports``, outer-joined to the console's rows only if the viewer's access, the
     filter or (``sorted_``) the sort needs them: an admin's page on report columns alone
-    reads one index."""
+    reads one index. ``with_case_row``: only reports that have one (an inner join, which the
+    database may start from the console's side)."""
+    if with_case_row:
+        joined = CASES.join(REPORTS, CASES.c.report_id == REPORTS.c.id)
+        if f.unseen_only:
+            joined = joined.outerjoin(VIEWS, _views_join(viewer))
+        return joined
     needs_cases = (
         viewer.role != "admin"
         or f.unseen_only
@@ -194,14 +200,36 @@ def _add_months(dialect: str, column: Any, months: int) -> Any:
     return cast(column + literal_column(f"interval '{int(months)} months'"), Date)
 
 
-def _next_due(dialect: str, rules: DeadlineRules) -> Any:
+# The deadline order, as three groups of cases that indexes give in order:
+# A: open, not acknowledged: due = received + days, in the order of the day received;
+# B: open, acknowledged, no feedback yet: due = acknowledged + months (non-decreasing), in the
+#    order of the day acknowledged;
+# C: no deadline (closed, or feedback given): last, by report id.
+# The order is (due, base, id) with base the day the deadline counts from: the same as the
+# day order within A and within B, and total, so a page can take the first rows of each.
+
+
+def _deadline_groups(rules: DeadlineRules) -> tuple[Any, Any, Any]:
     r, c = REPORTS.c, CASES.c
-    return case(
-        (r.status == "closed", None),
-        (c.acknowledged_on.is_(None), _add_days(dialect, r.created_on, rules.acknowledge_days)),
-        (c.feedback_on.is_(None), _add_months(dialect, c.acknowledged_on, rules.feedback_months)),
+    is_open = r.status != "closed"
+    return (
+        and_(is_open, c.acknowledged_on.is_(None)),
+        and_(is_open, c.acknowledged_on.is_not(None), c.feedback_on.is_(None)),
+        or_(r.status == "closed", and_(c.acknowledged_on.is_not(None), c.feedback_on.is_not(None))),
+    )
+
+
+def _deadline_keys(dialect: str, rules: DeadlineRules) -> tuple[Any, Any]:
+    """The next deadline (NULL: none) and the day it counts from (NULL likewise)."""
+    r, c = REPORTS.c, CASES.c
+    waiting_ack, waiting_feedback, _none = _deadline_groups(rules)
+    due = case(
+        (waiting_ack, _add_days(dialect, r.created_on, rules.acknowledge_days)),
+        (waiting_feedback, _add_months(dialect, c.acknowledged_on, rules.feedback_months)),
         else_=None,
     )
+    base = case((waiting_ack, r.created_on), (waiting_feedback, c.acknowledged_on), else_=None)
+    return due, base
 
 
 def _sort_key(f: InboxFilter, dialect: str, rules: DeadlineRules) -> tuple[Any, bool]:
@@ -223,7 +251,7 @@ def _sort_key(f: InboxFilter, dialect: str, rules: DeadlineRules) -> tuple[Any, 
     if sort == "assignee":
         return USERS.c.username, descending
     if sort == "deadline":
-        return _next_due(dialect, rules), descending
+        return _deadline_keys(dialect, rules)[0], descending
     # labels: the first label in alphabetical order
     first = select(func.min(LABELS.c.label)).where(LABELS.c.report_id == r.id).scalar_subquery()
     return first, descending
@@ -240,6 +268,9 @@ def _order_by(f: InboxFilter, dialect: str, rules: DeadlineRules) -> list[Any]:
     if f.sort not in _NOT_NULL_SORTS:
         primary = primary.nulls_last()
     tiebreak = REPORTS.c.id.desc() if descending else REPORTS.c.id.asc()
+    if f.sort == "deadline":
+        base = _deadline_keys(dialect, rules)[1]
+        return [primary, base.desc() if descending else base.asc(), tiebreak]
     return [primary, tiebreak]
 
 
@@ -270,6 +301,8 @@ def page_ids_statement(
     report_ids: Sequence[str] | None = None,
 ) -> Any:
     """The ids of page ``page`` in order (a subquery of the rows statement)."""
+    if f.sort == "deadline":
+        return _deadline_page_ids(viewer, f, today, rules, dialect, page, report_ids)
     statement = (
         select(REPORTS.c.id)
         .select_from(filtered_from(viewer, f, sorted_=True))
@@ -281,6 +314,54 @@ def page_ids_statement(
     if f.sort in _INDEXED_SORTS:  # walk that index and stop after the page
         return statement
     return by_report_id(statement)  # any other order reads every match anyway
+
+
+def _deadline_page_ids(
+    viewer: Viewer,
+    f: InboxFilter,
+    today: dt.date,
+    rules: DeadlineRules,
+    dialect: str,
+    page: int,
+    report_ids: Sequence[str] | None,
+) -> Any:
+    """Page ``page`` by deadline without computing every case's deadline: the first
+    ``page × page_size`` cases of each group (A, B, C above), each read in the order of an
+    index and stopped there, then merged. The page is among them: in the whole order, no
+    more than that many cases come before its last one, from any one group."""
+    r, c = REPORTS.c, CASES.c
+    wanted = page * f.page_size
+    desc = f.descending
+    due, base = _deadline_keys(dialect, rules)
+    where = [*conditions(viewer, f, today, rules), *_only(report_ids)]
+
+    def ordered(*keys: Any) -> list[Any]:
+        return [key.desc() if desc else key.asc() for key in keys]
+
+    waiting_ack, waiting_feedback, no_deadline = _deadline_groups(rules)
+    groups = []
+    for group, (condition, keys) in enumerate(
+        (
+            (waiting_ack, ordered(r.created_on, r.id)),  # ix_reports_received
+            (waiting_feedback, ordered(c.acknowledged_on, c.report_id)),  # ix_cases_acknowledged_on
+            (no_deadline, ordered(r.id)),  # ix_reports_inbox
+        )
+    ):
+        statement = (
+            select(r.id.label("id"), literal(int(group == 2)).label("last"), due.label("due"), base.label("base"))
+            .select_from(filtered_from(viewer, f, sorted_=True, with_case_row=group == 1))
+            .where(*where, condition)
+            .order_by(*keys)
+            .limit(wanted)
+        )
+        groups.append(select(statement.subquery()))
+    merged = union_all(*groups).subquery()
+    return (
+        select(merged.c.id)
+        .order_by(merged.c.last, *ordered(merged.c.due, merged.c.base, merged.c.id))
+        .limit(f.page_size)
+        .offset((page - 1) * f.page_size)
+    )
 
 
 def rows_statement(viewer: Viewer, f: InboxFilter, rules: DeadlineRules, dialect: str, page_ids: Any) -> Any:

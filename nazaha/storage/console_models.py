@@ -126,7 +126,8 @@ class CaseState(ConsoleBase):
     ``status`` the reporter sees). A report without a row here is new and unassigned."""
 
     __tablename__ = "cases"
-    __table_args__ = KEYED
+    # The inbox's deadline order walks the acknowledged cases by day (nazaha.services.inbox_sql).
+    __table_args__ = (Index("ix_cases_acknowledged_on", "acknowledged_on", "report_id"), KEYED)
 
     report_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     priority: Mapped[str] = mapped_column(String(16), default="normal")
