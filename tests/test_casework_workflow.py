@@ -46,7 +46,7 @@ from nazaha.services.casework import (
     unshare,
 )
 from nazaha.services.templates import DEFAULT_TEMPLATES
-from nazaha.storage.console_models import CaseEvent, CaseNote, CaseState
+from nazaha.storage.console_models import CaseEvent, CaseNote, CaseState, PendingNews
 from nazaha.storage.crypto import TamperedData, TeamPrivateKey, unwrap_with_team
 from nazaha.storage.database import create_sessionmaker, write_session
 from nazaha.storage.models import NotificationLink, PendingNotification, Report
@@ -194,7 +194,7 @@ async def test_status_arguments_are_checked(env):
     assert set(OUTCOMES) == {"substantiated", "not_substantiated", "out_of_scope", "insufficient_information"}
 
 
-async def test_notify_queues_a_notification_only_for_an_opted_in_open_case(env):
+async def test_notify_keeps_news_only_for_an_opted_in_open_case(env):
     silent = await env.case()
     opted_in = await env.case()
     async with write_session(env.sm) as session:
@@ -204,14 +204,18 @@ async def test_notify_queues_a_notification_only_for_an_opted_in_open_case(env):
         assert (await change_status(session, env.alice, opted_in, "acknowledged", notify=True, today=TODAY)).notified
         assert not (await change_status(session, env.alice, opted_in, "in_review", notify=False, today=TODAY)).notified
     async with env.sm() as session:
-        pending = list(await session.scalars(select(PendingNotification.report_id)))
-    assert pending == [opted_in]
-    # Closing deletes the links and what was pending (as CaseService.set_status).
+        # Kept in the console's own store, never in the bot's pending list.
+        assert list(await session.scalars(select(PendingNews.report_id))) == [opted_in]
+        assert list(await session.scalars(select(PendingNotification.id))) == []
+    # Closing deletes the links and whatever news was not sent yet (as CaseService.set_status).
+    async with write_session(env.sm) as session:
+        session.add(PendingNotification(report_id=opted_in))
     async with write_session(env.sm) as session:
         change = await change_status(session, env.alice, opted_in, "closed", outcome="not_substantiated",
                                      notify=True, today=TODAY)
     assert not change.notified
     async with env.sm() as session:
+        assert list(await session.scalars(select(PendingNews.report_id))) == []
         assert list(await session.scalars(select(PendingNotification.id))) == []
         assert list(await session.scalars(select(NotificationLink.id))) == []
 

@@ -1,8 +1,11 @@
 """Case work for the console, in one import: who sees which case, the inbox, the search,
 the workflow, deadlines, notes and reply templates.
 
-The parts live in their own modules (``access``, ``inbox``, ``search``, ``workflow``,
-``deadlines``, ``notes``, ``templates`` under :mod:`nazaha.services`). Every function takes
+The parts live in their own modules under :mod:`nazaha.services`: ``access`` (who sees
+which case), ``inbox`` (a page, the dashboard, the "seen" mark; its filter in
+``inbox_filter``, its SQL in ``inbox_sql``), ``search``, ``workflow`` (statuses, assignment,
+labels, priority; the shared steps in ``case_rows``; shares, recusals and links in
+``sharing``), ``deadlines``, ``notes`` and ``templates``. Every function takes
 the caller's ``AsyncSession`` and none commits: the web layer opens the write transaction
 (``nazaha.storage.database.write_session``), calls these, appends its audit entry, commits.
 """

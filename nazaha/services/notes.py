@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nazaha.services.access import CaseAccessDenied, Viewer, require_visible
-from nazaha.services.workflow import case_states, touch
+from nazaha.services.case_rows import case_states, touch
 from nazaha.storage.console_models import CaseNote, StaffUser
 from nazaha.storage.crypto import open_field, seal_field
 from nazaha.storage.models import Report

@@ -1,5 +1,5 @@
-"""The workflow of a case: status and outcome, assignment, labels, priority, sharing,
-recusal, linked cases.
+"""The workflow of a case: status and outcome, assignment, labels, priority (sharing,
+recusal and linked cases are in :mod:`nazaha.services.sharing`, re-exported here).
 
 Every function takes the caller's ``AsyncSession`` and does **not** commit: the web layer
 opens the write transaction (``nazaha.storage.database.write_session``), calls one or more of
@@ -24,19 +24,30 @@ from collections.abc import Callable, Iterable, Sequence
 from sqlalchemy import delete, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from nazaha.services.access import CaseAccessDenied, Viewer, require_visible, visible_ids
-from nazaha.storage.console_models import (
-    PRIORITIES,
-    CaseEvent,
-    CaseLabel,
-    CaseLink,
-    CaseRecusal,
-    CaseShare,
-    CaseState,
-    CaseView,
-    StaffUser,
+from nazaha.services.access import CaseAccessDenied, Viewer, require_visible
+from nazaha.services.case_rows import (
+    NotAllowed,
+    active_staff,
+    any_recused,
+    case_states,
+    now_or,
+    record_event,
+    touch,
 )
-from nazaha.storage.database import dialect_insert
+from nazaha.services.news import keep_for_later
+from nazaha.services.sharing import (
+    LinkedCase,
+    link,
+    linked_cases,
+    recuse,
+    recused,
+    share,
+    shared_with,
+    unlink,
+    unrecuse,
+    unshare,
+)
+from nazaha.storage.console_models import PRIORITIES, CaseLabel, PendingNews
 from nazaha.storage.models import NotificationLink, PendingNotification, Report
 
 # The console's workflow (issue 9). The bot's reports.status / outcome hold these codes.
@@ -69,25 +80,16 @@ class InvalidTransition(ValueError):
         self.new = new
 
 
-class NotAllowed(CaseAccessDenied):
-    """The viewer may see the case but not take this action (e.g. a caseworker assigning a
-    case to someone else, anyone but an admin recusing)."""
-
-
 @dataclasses.dataclass(frozen=True)
 class StatusChange:
-    """What :func:`change_status` / :func:`reopen` did. ``notified``: a content-free
-    notification was queued (the reporter opted in and the case is not closed)."""
+    """What :func:`change_status` / :func:`reopen` did. ``notified``: content-free news was
+    kept for the reporter (they opted in and the case is not closed)."""
 
     report_id: str
     old: str
     new: str
     outcome: str | None
     notified: bool
-
-
-def _now(now: dt.datetime | None) -> dt.datetime:
-    return now if now is not None else dt.datetime.now(dt.timezone.utc)
 
 
 def normalise_label(text: str) -> str:
@@ -110,76 +112,6 @@ def _clean_authority(referred_to: str | None) -> str:
     ):
         raise ValueError(f"referred_to is 1 to {REFERRED_TO_MAX_CHARS} characters of text")
     return name
-
-
-# -- shared steps ------------------------------------------------------------------------
-
-
-async def case_states(session: AsyncSession, report_ids: Sequence[str]) -> dict[str, CaseState]:
-    """The console rows of these cases, made if missing and locked (PostgreSQL) for the rest
-    of the transaction. The ids must be reports that exist (check visibility first)."""
-    ids = list(dict.fromkeys(report_ids))
-    if not ids:
-        return {}
-    insert = dialect_insert(session)(CaseState.__table__)
-    await session.execute(
-        insert.on_conflict_do_nothing(index_elements=["report_id"]),
-        [{"report_id": rid, "priority": "normal"} for rid in ids],
-    )
-    rows = await session.scalars(
-        select(CaseState)
-        .where(CaseState.report_id.in_(ids))
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    return {row.report_id: row for row in rows}
-
-
-async def touch(session: AsyncSession, viewer: Viewer, states: Iterable[CaseState], now: dt.datetime) -> None:
-    """Mark cases updated at ``now``. The viewer's own view moves along if they were up to
-    date, so their own change does not show as news to them."""
-    states = list(states)
-    if not states:
-        return
-    views = {
-        view.report_id: view
-        for view in await session.scalars(
-            select(CaseView).where(
-                CaseView.user_id == viewer.user_id,
-                CaseView.report_id.in_([s.report_id for s in states]),
-            )
-        )
-    }
-    for state in states:
-        previous = state.updated_at
-        state.updated_at = now
-        view = views.get(state.report_id)
-        if view is not None and (previous is None or view.seen_at >= previous):
-            view.seen_at = now
-    await session.flush()
-
-
-def _event(
-    session: AsyncSession, report_id: str, viewer: Viewer, kind: str, old: str | None, new: str | None, now: dt.datetime
-) -> None:
-    session.add(CaseEvent(report_id=report_id, at=now, actor_id=viewer.user_id, kind=kind, old=old, new=new))
-
-
-async def _staff(session: AsyncSession, user_id: str | None, roles: tuple[str, ...]) -> StaffUser:
-    user = await session.get(StaffUser, user_id) if isinstance(user_id, str) else None
-    if user is None or user.state != "active" or user.role not in roles:
-        raise ValueError(f"not an active staff member with role {' or '.join(roles)}")
-    return user
-
-
-async def _recused(session: AsyncSession, report_ids: Sequence[str], user_id: str) -> bool:
-    return bool(
-        await session.scalar(
-            select(
-                exists().where(CaseRecusal.report_id.in_(list(report_ids)), CaseRecusal.user_id == user_id)
-            )
-        )
-    )
 
 
 # -- status ------------------------------------------------------------------------------
@@ -207,22 +139,24 @@ async def _set_status(
         state.acknowledged_on = today  # leaving "received" is the acknowledgement
     if new == "referred":
         state.referred_to = referred_to
-    _event(session, report_id, viewer, kind, old, new, now)
+    record_event(session, report_id, viewer, kind, old, new, now)
     notified = False
     if new == "closed":
         state.closed_on = today
         if state.feedback_on is None:
             state.feedback_on = today
-        _event(session, report_id, viewer, "outcome", None, outcome, now)
-        # As CaseService.set_status: nobody is told about a closed case, the links go.
+        record_event(session, report_id, viewer, "outcome", None, outcome, now)
+        # As CaseService.set_status: nobody is told about a closed case, the links go, and
+        # so does news not sent yet (the bot's pending list and the console's own).
         await session.execute(delete(NotificationLink).where(NotificationLink.report_id == report_id))
         await session.execute(delete(PendingNotification).where(PendingNotification.report_id == report_id))
+        await session.execute(delete(PendingNews).where(PendingNews.report_id == report_id))
     else:
         state.closed_on = None
         if notify and await session.scalar(
             select(exists().where(NotificationLink.report_id == report_id))
         ):
-            session.add(PendingNotification(report_id=report_id))
+            await keep_for_later(session, report_id)
             notified = True
     await touch(session, viewer, [state], now)
     return StatusChange(report_id, old, new, outcome, notified)
@@ -255,8 +189,10 @@ async def change_status(
     (the authority's name, 1-200 characters); other statuses take neither (``ValueError``).
     Leaving "received" sets ``acknowledged_on``; closing sets ``closed_on`` and, if not yet
     given, ``feedback_on``, and deletes the notification links (as the bot's
-    ``CaseService.set_status``). With ``notify`` and a case that is not being closed, a
-    ``PendingNotification`` is queued if the reporter opted in. ``InvalidTransition`` for a
+    ``CaseService.set_status``, and news not sent yet). With ``notify`` and a case that is
+    not being closed, news is kept in the console's store for the reporter if they opted in
+    (``nazaha.services.news.keep_for_later``: sent by ``send_kept_news``; a route that holds
+    the team key may instead notify at once and pass ``notify=False``). ``InvalidTransition`` for a
     move the workflow does not allow (a closed case goes back only through :func:`reopen`).
     """
     await require_visible(session, viewer, report_id)
@@ -276,7 +212,7 @@ async def change_status(
         raise InvalidTransition(old, new_status)
     return await _set_status(
         session, viewer, report_id, old, new_status, outcome,
-        kind="status", notify=notify, today=today, now=_now(now), referred_to=referred_to,
+        kind="status", notify=notify, today=today, now=now_or(now), referred_to=referred_to,
     )
 
 
@@ -297,7 +233,7 @@ async def reopen(
         raise InvalidTransition(old, "in_review")
     return await _set_status(
         session, viewer, report_id, old, "in_review", None,
-        kind="reopen", notify=notify, today=today, now=_now(now),
+        kind="reopen", notify=notify, today=today, now=now_or(now),
     )
 
 
@@ -312,7 +248,7 @@ async def record_staff_reply(
     feedback = state.acknowledged_on is not None and state.feedback_on is None
     if feedback:
         state.feedback_on = today
-    await touch(session, viewer, [state], _now(now))
+    await touch(session, viewer, [state], now_or(now))
     return feedback
 
 
@@ -337,16 +273,16 @@ async def assign(
     if not viewer.is_admin and assignee_id != viewer.user_id:
         raise NotAllowed("a caseworker may only take cases for themself")
     if assignee_id is not None:
-        await _staff(session, assignee_id, ("caseworker", "admin"))
-        if await _recused(session, ids, assignee_id):
+        await active_staff(session, assignee_id, ("caseworker", "admin"))
+        if await any_recused(session, ids, assignee_id):
             raise ValueError("the assignee is recused from one of these cases")
     states = await case_states(session, ids)
     if not viewer.is_admin and any(s.assignee_id not in (None, viewer.user_id) for s in states.values()):
         raise NotAllowed("a caseworker may only take unassigned cases")
-    moment = _now(now)
+    moment = now_or(now)
     changed = [s for s in states.values() if s.assignee_id != assignee_id]
     for state in changed:
-        _event(session, state.report_id, viewer, "assign", state.assignee_id, assignee_id, moment)
+        record_event(session, state.report_id, viewer, "assign", state.assignee_id, assignee_id, moment)
         state.assignee_id = assignee_id
     await touch(session, viewer, changed, moment)
     return len(changed)
@@ -362,8 +298,8 @@ async def set_priority(
     state = (await case_states(session, [report_id]))[report_id]
     if state.priority == priority:
         return False
-    moment = _now(now)
-    _event(session, report_id, viewer, "priority", state.priority, priority, moment)
+    moment = now_or(now)
+    record_event(session, report_id, viewer, "priority", state.priority, priority, moment)
     state.priority = priority
     await touch(session, viewer, [state], moment)
     return True
@@ -390,7 +326,7 @@ async def _change_labels(
         return 0
     states = await case_states(session, ids)
     current = await _labels_of(session, ids)
-    moment = _now(now)
+    moment = now_or(now)
     changed = []
     for rid in ids:
         wanted = wanted_of(current[rid])
@@ -398,9 +334,9 @@ async def _change_labels(
             raise ValueError(f"a case has at most {LABELS_PER_CASE} labels")
         added, removed = wanted - current[rid], current[rid] - wanted
         for label in sorted(removed):
-            _event(session, rid, viewer, "label_remove", label, None, moment)
+            record_event(session, rid, viewer, "label_remove", label, None, moment)
         for label in sorted(added):
-            _event(session, rid, viewer, "label_add", None, label, moment)
+            record_event(session, rid, viewer, "label_add", None, label, moment)
         if removed:
             await session.execute(
                 delete(CaseLabel).where(CaseLabel.report_id == rid, CaseLabel.label.in_(sorted(removed)))
@@ -441,181 +377,6 @@ async def labels(session: AsyncSession, viewer: Viewer, report_id: str) -> list[
     """The case's labels, sorted."""
     await require_visible(session, viewer, report_id)
     return sorted((await _labels_of(session, [report_id]))[report_id])
-
-
-# -- sharing and recusal ------------------------------------------------------------------
-
-
-async def share(
-    session: AsyncSession, viewer: Viewer, report_id: str, user_id: str, *, now: dt.datetime | None = None
-) -> bool:
-    """Let another active caseworker (not recused from the case) work the case. Only an admin
-    or the case's assignee may share (``NotAllowed``). Returns True if it was not shared yet."""
-    await require_visible(session, viewer, report_id)
-    state = (await case_states(session, [report_id]))[report_id]
-    if not viewer.is_admin and state.assignee_id != viewer.user_id:
-        raise NotAllowed("only an admin or the assignee shares a case")
-    await _staff(session, user_id, ("caseworker",))
-    if await _recused(session, [report_id], user_id):
-        raise ValueError("this caseworker is recused from the case")
-    if await session.get(CaseShare, (report_id, user_id)) is not None:
-        return False
-    moment = _now(now)
-    session.add(CaseShare(report_id=report_id, user_id=user_id))
-    _event(session, report_id, viewer, "share", None, user_id, moment)
-    await touch(session, viewer, [state], moment)
-    return True
-
-
-async def unshare(
-    session: AsyncSession, viewer: Viewer, report_id: str, user_id: str, *, now: dt.datetime | None = None
-) -> bool:
-    """Revoke a share: an admin, the assignee, or the caseworker it was shared with.
-    Returns True if there was one."""
-    await require_visible(session, viewer, report_id)
-    state = (await case_states(session, [report_id]))[report_id]
-    if not viewer.is_admin and viewer.user_id not in (state.assignee_id, user_id):
-        raise NotAllowed("only an admin, the assignee or the caseworker themself revokes a share")
-    result = await session.execute(
-        delete(CaseShare).where(CaseShare.report_id == report_id, CaseShare.user_id == user_id)
-    )
-    if not result.rowcount:
-        return False
-    moment = _now(now)
-    _event(session, report_id, viewer, "unshare", user_id, None, moment)
-    await touch(session, viewer, [state], moment)
-    return True
-
-
-async def shared_with(session: AsyncSession, viewer: Viewer, report_id: str) -> list[str]:
-    """The user ids the case is shared with, sorted."""
-    await require_visible(session, viewer, report_id)
-    return sorted(await session.scalars(select(CaseShare.user_id).where(CaseShare.report_id == report_id)))
-
-
-async def recuse(
-    session: AsyncSession, viewer: Viewer, report_id: str, user_id: str, *, now: dt.datetime | None = None
-) -> bool:
-    """Admins only: keep a caseworker away from a case (e.g. a conflict of interest). Their
-    share goes and, if they were the assignee, the case becomes unassigned. Returns True if
-    they were not recused yet."""
-    if not viewer.is_admin:
-        raise NotAllowed("only an admin recuses")
-    await require_visible(session, viewer, report_id)
-    user = await session.get(StaffUser, user_id) if isinstance(user_id, str) else None
-    if user is None or user.role != "caseworker":
-        raise ValueError("only a caseworker can be recused")
-    if await session.get(CaseRecusal, (report_id, user_id)) is not None:
-        return False
-    state = (await case_states(session, [report_id]))[report_id]
-    moment = _now(now)
-    session.add(CaseRecusal(report_id=report_id, user_id=user_id))
-    await session.execute(
-        delete(CaseShare).where(CaseShare.report_id == report_id, CaseShare.user_id == user_id)
-    )
-    if state.assignee_id == user_id:
-        _event(session, report_id, viewer, "assign", user_id, None, moment)
-        state.assignee_id = None
-    _event(session, report_id, viewer, "recuse", None, user_id, moment)
-    await touch(session, viewer, [state], moment)
-    return True
-
-
-async def unrecuse(
-    session: AsyncSession, viewer: Viewer, report_id: str, user_id: str, *, now: dt.datetime | None = None
-) -> bool:
-    """Admins only: lift a recusal. Returns True if there was one."""
-    if not viewer.is_admin:
-        raise NotAllowed("only an admin lifts a recusal")
-    await require_visible(session, viewer, report_id)
-    result = await session.execute(
-        delete(CaseRecusal).where(CaseRecusal.report_id == report_id, CaseRecusal.user_id == user_id)
-    )
-    if not result.rowcount:
-        return False
-    state = (await case_states(session, [report_id]))[report_id]
-    moment = _now(now)
-    _event(session, report_id, viewer, "unrecuse", user_id, None, moment)
-    await touch(session, viewer, [state], moment)
-    return True
-
-
-async def recused(session: AsyncSession, viewer: Viewer, report_id: str) -> list[str]:
-    """Admins only: the user ids recused from the case, sorted."""
-    if not viewer.is_admin:
-        raise NotAllowed("only an admin sees recusals")
-    await require_visible(session, viewer, report_id)
-    return sorted(await session.scalars(select(CaseRecusal.user_id).where(CaseRecusal.report_id == report_id)))
-
-
-# -- linked cases ---------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class LinkedCase:
-    report_id: str
-    designation: str
-    status: str
-
-
-def _pair(a: str, b: str) -> tuple[str, str]:
-    if a == b:
-        raise ValueError("a case cannot be linked to itself")
-    return (a, b) if a < b else (b, a)
-
-
-async def link(
-    session: AsyncSession, viewer: Viewer, report_id: str, other_id: str, *, now: dt.datetime | None = None
-) -> bool:
-    """Link two cases about the same incident (both visible to the viewer). Returns True
-    if they were not linked yet."""
-    first, second = _pair(report_id, other_id)
-    await require_visible(session, viewer, [first, second])
-    if await session.get(CaseLink, (first, second)) is not None:
-        return False
-    states = await case_states(session, [first, second])
-    moment = _now(now)
-    session.add(CaseLink(report_a=first, report_b=second))
-    _event(session, first, viewer, "link", None, second, moment)
-    _event(session, second, viewer, "link", None, first, moment)
-    await touch(session, viewer, states.values(), moment)
-    return True
-
-
-async def unlink(
-    session: AsyncSession, viewer: Viewer, report_id: str, other_id: str, *, now: dt.datetime | None = None
-) -> bool:
-    """Remove a link between two cases (both visible). Returns True if there was one."""
-    first, second = _pair(report_id, other_id)
-    await require_visible(session, viewer, [first, second])
-    result = await session.execute(
-        delete(CaseLink).where(CaseLink.report_a == first, CaseLink.report_b == second)
-    )
-    if not result.rowcount:
-        return False
-    states = await case_states(session, [first, second])
-    moment = _now(now)
-    _event(session, first, viewer, "unlink", second, None, moment)
-    _event(session, second, viewer, "unlink", first, None, moment)
-    await touch(session, viewer, states.values(), moment)
-    return True
-
-
-async def linked_cases(session: AsyncSession, viewer: Viewer, report_id: str) -> list[LinkedCase]:
-    """The cases linked to this one that the viewer may see, by designation."""
-    await require_visible(session, viewer, report_id)
-    others = set(
-        await session.scalars(select(CaseLink.report_b).where(CaseLink.report_a == report_id))
-    ) | set(await session.scalars(select(CaseLink.report_a).where(CaseLink.report_b == report_id)))
-    allowed = await visible_ids(session, viewer, others)
-    if not allowed:
-        return []
-    rows = await session.execute(
-        select(Report.id, Report.designation, Report.status)
-        .where(Report.id.in_(sorted(allowed)))
-        .order_by(Report.designation)
-    )
-    return [LinkedCase(*row) for row in rows]
 
 
 __all__ = [

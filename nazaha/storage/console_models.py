@@ -45,6 +45,11 @@ ACCOUNT_STATES = ("invited", "active", "reset", "removed")
 PRIORITIES = ("low", "normal", "high", "urgent")
 
 
+# Tables looked up by their primary key for each case of an inbox page: on SQLite the rows
+# live in the primary key's b-tree (one lookup, not an index then a table).
+KEYED = {"sqlite_with_rowid": False}
+
+
 class ConsoleBase(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION, schema=CONSOLE_SCHEMA)
 
@@ -121,6 +126,8 @@ class CaseState(ConsoleBase):
     ``status`` the reporter sees). A report without a row here is new and unassigned."""
 
     __tablename__ = "cases"
+    # The inbox's deadline order walks the acknowledged cases by day (nazaha.services.inbox_sql).
+    __table_args__ = (Index("ix_cases_acknowledged_on", "acknowledged_on", "report_id"), KEYED)
 
     report_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     priority: Mapped[str] = mapped_column(String(16), default="normal")
@@ -134,7 +141,7 @@ class CaseState(ConsoleBase):
 
 class CaseLabel(ConsoleBase):
     __tablename__ = "case_labels"
-    __table_args__ = (Index("ix_case_labels_label", "label"),)
+    __table_args__ = (Index("ix_case_labels_label", "label"), KEYED)
 
     report_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     label: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -144,6 +151,7 @@ class CaseShare(ConsoleBase):
     """A caseworker other than the assignee who may work the case."""
 
     __tablename__ = "case_shares"
+    __table_args__ = (Index("ix_case_shares_user_id", "user_id"), KEYED)
 
     report_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     user_id: Mapped[str] = mapped_column(String(32), _fk("staff_users.id"), primary_key=True)
@@ -153,6 +161,7 @@ class CaseRecusal(ConsoleBase):
     """A caseworker who must not see the case (e.g. a conflict of interest)."""
 
     __tablename__ = "case_recusals"
+    __table_args__ = (Index("ix_case_recusals_user_id", "user_id"), KEYED)
 
     report_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     user_id: Mapped[str] = mapped_column(String(32), _fk("staff_users.id"), primary_key=True)
@@ -162,6 +171,7 @@ class CaseLink(ConsoleBase):
     """Two cases about the same incident (stored once, ``report_a < report_b``)."""
 
     __tablename__ = "case_links"
+    __table_args__ = KEYED
 
     report_a: Mapped[str] = mapped_column(String(32), primary_key=True)
     report_b: Mapped[str] = mapped_column(String(32), primary_key=True, index=True)
@@ -201,6 +211,7 @@ class CaseView(ConsoleBase):
     """When a staff member last opened a case: the inbox's "new or updated" mark."""
 
     __tablename__ = "case_views"
+    __table_args__ = KEYED
 
     user_id: Mapped[str] = mapped_column(String(32), _fk("staff_users.id"), primary_key=True)
     report_id: Mapped[str] = mapped_column(String(32), primary_key=True)

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Date,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -27,6 +28,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     false,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -74,8 +76,20 @@ class SystemSetting(Base):
     value: Mapped[bytes] = mapped_column(LargeBinary)
 
 
+# The console's inbox reads every report's triage columns: two indexes hold them, in id order
+# (narrow, and the joins to the console's rows then read in order) and by day received (the
+# newest-first page, date ranges, deadline flags); see migration 0005.
+TRIAGE_COLUMNS = ("status", "kind", "category", "service", "sector", "governorate", "designation")
+# The reporter messages no staff member has read yet (the inbox's "new" mark).
+UNREAD_BY_STAFF = "direction = 'reporter' AND NOT read_by_staff"
+
+
 class Report(Base):
     __tablename__ = "reports"
+    __table_args__ = (
+        Index("ix_reports_inbox", "id", "created_on", *TRIAGE_COLUMNS),
+        Index("ix_reports_received", "created_on", "id", *TRIAGE_COLUMNS),
+    )
 
     # 32 random hex digits; never derived from anything about the reporter.
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
@@ -140,7 +154,15 @@ class CaseMessage(Base):
 
     __tablename__ = "case_messages"
     # The unique (report_id, seq) index also serves lookups by report.
-    __table_args__ = (UniqueConstraint("report_id", "seq"),)
+    __table_args__ = (
+        UniqueConstraint("report_id", "seq"),
+        Index(
+            "ix_case_messages_unread_by_staff",
+            "report_id",
+            sqlite_where=text(UNREAD_BY_STAFF),
+            postgresql_where=text(UNREAD_BY_STAFF),
+        ),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)  # random hex
     report_id: Mapped[str] = mapped_column(
