@@ -252,3 +252,17 @@ def test_filter_from_query_ignores_bad_values():
         InboxFilter(page_size=500)
     with pytest.raises(ValueError):
         InboxFilter(sort="nope")
+
+
+async def test_several_words_match_in_any_order_and_the_article_is_ignored(env):
+    team = env["team"].public_key()
+    bribe, _ = await make_case(env["sm"], team, fields={"description": "طلب موظف رشوة في بلدية نابلس"})
+    pump, _ = await make_case(env["sm"], team, fields={"description": "The water pump is broken again"})
+    other, _ = await make_case(env["sm"], team, fields={"description": "the pump works; the gate is broken"})
+    assert await find(env, "رشوة نابلس") == [bribe]
+    assert await find(env, "نابلس رشوة") == [bribe]
+    assert await find(env, "الرشوة") == [bribe]
+    assert await find(env, "والبلدية") == [bribe]
+    assert sorted(await find(env, "pump broken")) == sorted([pump, other])
+    assert await find(env, "water broken") == [pump]
+    assert await find(env, "رشوة الخليل") == []  # every word must be there

@@ -185,3 +185,19 @@ async def test_bulk_actions_change_what_they_can_and_count_the_rest(world):
     assert "R-BULK22" in mine and "R-BULK33" in mine and "R-BULK44" not in mine
     labelled = b.get("/cases", params={"label": "batch"}).text
     assert "R-BULK22" in labelled and "R-BULK44" not in labelled
+
+
+async def test_audit_page_names_actions_members_and_cases(world):
+    w = world
+    await make_case(w.console.sessionmaker, w.public, designation="R-AUDT22")
+    b = w.admin_browser
+    b.get("/cases/R-AUDT22")
+    page = b.get("/users")
+    b.post("/users/invite", data={"csrf": csrf_of(page.text), "username": "nadia", "role": "caseworker"})
+    b.post("/locale", data={"csrf": csrf_of(page.text), "locale": "en", "back": "/audit"})
+    log = b.get("/audit")
+    assert log.status_code == 200
+    assert "<td>Case opened</td>" in log.text and "<td>case_view</td>" not in log.text  # words, not codes
+    assert "/cases/R-AUDT22" in log.text  # the case reference resolves to its designation
+    assert "nadia" in log.text  # the invited member is named
+    assert "=None" not in log.text

@@ -79,7 +79,7 @@ async def world(tmp_path_factory):
         )
         d.clock = MovableClock(dt.datetime.now(dt.timezone.utc))  # the bot's dates are real ones
         app = create_app(d.settings, clock=d.clock)
-        test_client = TestClient(app, base_url=BASE, follow_redirects=False)
+        test_client = TestClient(app, base_url=BASE, follow_redirects=False, headers={"Accept-Language": "en"})
         await asyncio.to_thread(test_client.__enter__)
         try:
             await asyncio.to_thread(enrol, test_client, link, d.clock, team_passphrase=PASSPHRASE)

@@ -130,6 +130,7 @@ async def test_every_kind_with_a_caption_is_stored_reviewed_decrypted_and_export
     assert [e["kind"] for e in listed] == list(EVIDENCE_KINDS) and listed[0]["caption"] == CAPTION
     for entry in listed:
         assert Path(entry["original_path"]).read_bytes() == content_of(entry["kind"])
+        assert Path(entry["original_path"]).suffix  # an extension from the allow-list
 
 
 async def test_an_album_is_answered_once_and_its_caption_is_what_the_user_wrote(deployment):

@@ -65,6 +65,9 @@ def create_app(settings, *, clock: Callable[[], dt.datetime] = _utc_now) -> Fast
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
+        from nazaha.storage.database import check_database
+
+        await check_database(console.engine)  # migrated (`nazaha init`), pragmas in effect
         await prepare_console_store(console.engine)
         await _load_case_services(console)
         await _seed_reply_templates(console)

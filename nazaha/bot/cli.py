@@ -284,7 +284,10 @@ def _team_private_key(settings: Settings, args: argparse.Namespace):
         raise SystemExit("--key-file PATH is needed: the team recovery key, kept offline")
     passphrase = _read_secret_file(args.passphrase_file)
     if passphrase is None:
-        passphrase = getpass.getpass("Team key passphrase: ")
+        try:
+            passphrase = getpass.getpass("Team key passphrase: ")
+        except EOFError:
+            raise SystemExit("no terminal to ask for the passphrase: use --passphrase-file FILE") from None
     return load_team_private_key(key_file, passphrase, floor=kdf_floor(settings))
 
 
@@ -392,6 +395,7 @@ async def _export_evidence(settings, sessionmaker, vault, args, team_private) ->
     """List the report's evidence; with --export DIR, write the decrypted files there."""
     from nazaha.bot.app import blob_root
     from nazaha.storage.blobs import BlobStore
+    from nazaha.services.evidence_files import safe_extension
     from nazaha.storage.cases import CaseService
 
     case = await vault.unlock_with_team(args.designation, team_private)
@@ -417,12 +421,17 @@ async def _export_evidence(settings, sessionmaker, vault, args, team_private) ->
             variants = ["original"] + (["clean"] if record.has_clean_copy else [])
             for variant in variants:
                 path = target / f"{args.designation}-{number}-{variant}"
+                head = b""
                 with path.open("wb") as out:
                     async for chunk in blobs.read_stream(
                         case.data_key, case.report_id, record.id, variant
                     ):
+                        head = head or chunk[:64]
                         out.write(chunk)
-                entry[f"{variant}_path"] = str(path)
+                # An extension from the allow-list, by the bytes (never the reporter's name).
+                named = path.with_name(path.name + safe_extension(record.mime_type, head, record.kind))
+                path.rename(named)
+                entry[f"{variant}_path"] = str(named)
         listed.append(entry)
     return listed
 

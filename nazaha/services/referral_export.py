@@ -124,9 +124,14 @@ class ReferralDocument:
     files: list[ExportedFile]
 
 
+# Sealed with the answers but not an answer: the language the reporter wrote in.
+NOT_ANSWERS = frozenset({"language"})
+
+
 def order_fields(names: Iterable[str]) -> list[str]:
-    """Field names in the form's order, unknown ones after, sorted."""
-    names = set(names)
+    """Field names in the form's order, unknown ones after, sorted; not the reporter's
+    language (:data:`NOT_ANSWERS`)."""
+    names = set(names) - NOT_ANSWERS
     return [n for n in ANSWER_ORDER if n in names] + sorted(names - set(ANSWER_ORDER))
 
 

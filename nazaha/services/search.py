@@ -9,7 +9,9 @@ logged; a case that fails to open is skipped (and logged without any detail).
 Matching is a substring test on normalised text (:func:`normalise_for_search`): NFKC,
 case-folded, diacritics and tashkeel removed, tatweel and invisible format characters
 removed, أ/إ/آ/ٱ read as ا, ة as ه, ى as ي, Arabic-Indic digits as ASCII digits, runs of
-white space as one space.
+white space as one space; the Arabic definite article (with و ف ب ك ل written onto it) is
+ignored at the start of words. A query of several words matches a case holding every one of
+them, anywhere in its texts, in any order.
 """
 
 from __future__ import annotations
@@ -99,8 +101,23 @@ def _texts_of(report_id: str, data_key: bytes, sealed: dict[str, list[Any]]) -> 
     return texts
 
 
+# The Arabic definite article and the one-letter words written onto it (و ف ب ك ل): a
+# search for "الرشوة" finds "رشوة" and "والرشوة", and the other way round.
+_ARTICLE = re.compile(r"(?<!\w)(?:[وفبك]?ال|لل)(?=\w\w\w)")
+
+
+def _without_articles(normalised: str) -> str:
+    return _ARTICLE.sub("", normalised)
+
+
+def search_terms(text: str) -> list[str]:
+    """The words of a query as they are matched: normalised, without the Arabic article;
+    a case matches when each word appears somewhere in it (in any order)."""
+    return [w for w in _without_articles(normalise_for_search(text)).split(" ") if w]
+
+
 def _match(
-    ids: list[str], wrapped: dict[str, bytes], sealed: dict[str, dict[str, list[Any]]], needle: str, team_private: TeamPrivateKey
+    ids: list[str], wrapped: dict[str, bytes], sealed: dict[str, dict[str, list[Any]]], terms: list[str], team_private: TeamPrivateKey
 ) -> list[str]:
     matches = []
     skipped = 0
@@ -111,7 +128,8 @@ def _match(
         except (CryptoError, ValueError, UnicodeDecodeError, AttributeError):
             skipped += 1
             continue
-        if any(needle in normalise_for_search(text) for text in texts if text):
+        haystack = "\n".join(_without_articles(normalise_for_search(text)) for text in texts if text)
+        if all(term in haystack for term in terms):
             matches.append(report_id)
     if skipped:
         log.warning("search skipped %d case(s) that failed to open", skipped)
@@ -140,8 +158,8 @@ async def search(
     ``vault`` and ``cases`` (the ``ReportVault`` and ``CaseService``) are accepted for
     interface stability and not needed: the search reads the sealed rows in batches itself.
     """
-    needle = normalise_for_search(text) if isinstance(text, str) else ""
-    if not needle or limit_cases < 1:
+    terms = search_terms(text) if isinstance(text, str) else []
+    if not terms or limit_cases < 1:
         return []
     today = today or dt.datetime.now(dt.timezone.utc).date()
     rules = deadlines or DeadlineRules()
@@ -170,7 +188,7 @@ async def search(
             session, [Evidence.report_id, Evidence.id, Evidence.sealed_meta], Evidence.report_id, ids
         ),
     }
-    return await asyncio.to_thread(_match, ids, wrapped, sealed, needle, team_private)
+    return await asyncio.to_thread(_match, ids, wrapped, sealed, terms, team_private)
 
 
-__all__ = ["normalise_for_search", "search"]
+__all__ = ["normalise_for_search", "search", "search_terms"]

@@ -45,7 +45,7 @@ async def invite(
                 session, username=username, role=role, created_by=staff.identity.id
             )
             await audit.append(session, actor_id=staff.identity.id, action=audit.USER_INVITE,
-                               detail={"role": role}, now=console.clock())
+                               detail={"role": role, "user": user_id}, now=console.clock())
     except AccountError as exc:
         return await _page(request, console, staff, error=exc.code)
     console.audit_export_due = True
@@ -59,7 +59,8 @@ async def grant(request: Request, console: ConsoleDep, staff: AdminStaff, user_i
     try:
         async with write_session(console.sessionmaker) as session:
             await console.accounts.grant(session, user_id, staff.team_private, granted_by=staff.identity.id)
-            await audit.append(session, actor_id=staff.identity.id, action=audit.KEY_GRANT, now=console.clock())
+            await audit.append(session, actor_id=staff.identity.id, action=audit.KEY_GRANT,
+                               detail={"user": user_id}, now=console.clock())
     except AccountError as exc:
         return await _page(request, console, staff, error=exc.code)
     console.sessions.grant_live(user_id, staff.team_private)
@@ -72,7 +73,8 @@ async def reset(request: Request, console: ConsoleDep, staff: AdminStaff, user_i
     try:
         async with write_session(console.sessionmaker) as session:
             token = await console.accounts.reset(session, user_id, created_by=staff.identity.id)
-            await audit.append(session, actor_id=staff.identity.id, action=audit.USER_RESET, now=console.clock())
+            await audit.append(session, actor_id=staff.identity.id, action=audit.USER_RESET,
+                               detail={"user": user_id}, now=console.clock())
     except AccountError as exc:
         return await _page(request, console, staff, error=exc.code)
     console.sessions.close_user(user_id)
@@ -87,7 +89,8 @@ async def remove(request: Request, console: ConsoleDep, staff: AdminStaff, user_
     try:
         async with write_session(console.sessionmaker) as session:
             await console.accounts.remove(session, user_id)
-            await audit.append(session, actor_id=staff.identity.id, action=audit.USER_REMOVE, now=console.clock())
+            await audit.append(session, actor_id=staff.identity.id, action=audit.USER_REMOVE,
+                               detail={"user": user_id}, now=console.clock())
     except AccountError as exc:
         return await _page(request, console, staff, error=exc.code)
     console.sessions.close_user(user_id)
