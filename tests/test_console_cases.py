@@ -201,3 +201,30 @@ async def test_audit_page_names_actions_members_and_cases(world):
     assert "/cases/R-AUDT22" in log.text  # the case reference resolves to its designation
     assert "nadia" in log.text  # the invited member is named
     assert "=None" not in log.text
+
+
+async def test_destroyed_keys_leave_no_copy_in_the_console_files(world):
+    """The first admin's bootstrap copy of the team key, and a removed member's sealed key
+    and grant, are gone from console.db and its WAL (secure_delete + checkpoint)."""
+    from nazaha.storage.console_db import console_db_path
+    from nazaha.storage.console_models import StaffUser, TeamKeyGrant
+
+    w = world
+    recovery = KeyPaths.for_data_dir(w.settings.data_dir).team_recovery.read_bytes()
+    sealed_b64 = re.search(rb'"sealed": "([^"]+)"', recovery).group(1)
+    store = console_db_path(w.settings.effective_console_dir)
+
+    def files() -> bytes:
+        return b"".join(p.read_bytes() for p in store.parent.glob(store.name + "*"))
+
+    assert sealed_b64[:40] not in files()  # deleted at the first admin's enrolment
+    await invite(w, "rana", "caseworker")
+    async with w.console.sessionmaker() as session:
+        user = await session.scalar(select(StaffUser).where(StaffUser.username == "rana"))
+        grant = await session.scalar(select(TeamKeyGrant.sealed).where(TeamKeyGrant.user_id == user.id))
+        private_blob = bytes(user.sealed_private_key)
+    assert grant and private_blob[:60] in files()
+    page = w.admin_browser.get("/users")
+    assert w.admin_browser.post(f"/users/{user.id}/remove", data={"csrf": csrf_of(page.text)}).status_code == 303
+    blob = files()
+    assert private_blob[20:80] not in blob and bytes(grant)[20:80] not in blob

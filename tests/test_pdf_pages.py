@@ -338,6 +338,8 @@ async def test_worker_runs_confined(monkeypatch):
     }
     if os.geteuid() == 0:  # an empty network namespace needs privilege or user namespaces
         assert report["network_dropped"] is True
+        # and a worker started as root renders as nobody: the console's 0600 files are closed to it
+        assert report["started_as_root"] and report["runs_as_nobody"]
 
 
 def test_parent_refuses_pngs_with_anything_but_pixels():

@@ -28,7 +28,12 @@ from nazaha.admin.routes import auth
 from nazaha.admin.security import LoginThrottle, SecurityHeaders
 from nazaha.admin.sessions import PRE_SESSION_COOKIE, SessionStore
 from nazaha.services.accounts import Accounts
-from nazaha.storage.console_db import create_console_engine, ensure_console_secret, prepare_console_store
+from nazaha.storage.console_db import (
+    create_console_engine,
+    ensure_console_secret,
+    prepare_console_store,
+    scrub_console_store,
+)
 from nazaha.storage.database import create_sessionmaker
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -163,6 +168,7 @@ async def _housekeeping(console: Console, interval: float | None = None) -> None
             if team_private is not None:
                 async with write_session(console.sessionmaker) as session:
                     await send_kept_news(session, console.services["dispatcher"], team_private)
+            await scrub_console_store(console.engine)  # old row versions leave the WAL files
             now = console.clock()
             if console.audit_export_due or last_export is None or now - last_export >= AUDIT_EXPORT_EVERY:
                 console.audit_export_due = False
@@ -209,9 +215,9 @@ async def _staff_digests(console: Console) -> None:
 
 def _area_routers():
     """The routers of the areas beyond sign-in, in menu order."""
-    from nazaha.admin.routes import audit_log, cases, evidence, referral, reply_templates, users
+    from nazaha.admin.routes import audit_log, awareness, cases, evidence, referral, reply_templates, users
 
-    return (cases, evidence, referral, reply_templates, users, audit_log)
+    return (cases, evidence, referral, reply_templates, users, audit_log, awareness)
 
 
 def console_routes(app: FastAPI) -> list[tuple[str, str]]:

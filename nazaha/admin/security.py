@@ -26,7 +26,24 @@ SECURITY_HEADERS = (
     (b"cross-origin-opener-policy", b"same-origin"),
     (b"cross-origin-resource-policy", b"same-origin"),
     (b"permissions-policy", b"camera=(), microphone=(), geolocation=()"),
+    # Ignored by browsers over plain http (the demo); binding once served over https.
+    (b"strict-transport-security", b"max-age=31536000"),
 )
+
+# What another site (or another port of this host: SameSite does not tell ports apart) may
+# still reach: the sign-in page and invitation links opened from a mail or a chat, and the
+# static files. Everything else answers 403 to a request the browser marks as coming from
+# elsewhere (Sec-Fetch-Site), so no other page can make a signed-in member's browser open a
+# case, download evidence or run a search.
+_OPEN_TO_OTHER_SITES = ("/", "/login", "/invite/", "/static/", "/favicon")
+
+
+def refused_as_cross_site(method: str, path: str, fetch_site: str | None, fetch_mode: str | None) -> bool:
+    if fetch_site not in ("cross-site", "same-site"):
+        return False  # same-origin, typed or bookmarked ("none"), or an older browser
+    if method == "GET" and fetch_mode == "navigate":
+        return not (path == "/" or path.startswith(_OPEN_TO_OTHER_SITES[1:]))
+    return not path.startswith(("/static/", "/favicon"))
 
 
 class SecurityHeaders:
@@ -38,6 +55,14 @@ class SecurityHeaders:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        site = headers.get(b"sec-fetch-site", b"").decode("latin-1") or None
+        mode = headers.get(b"sec-fetch-mode", b"").decode("latin-1") or None
+        if refused_as_cross_site(scope["method"], scope["path"], site, mode):
+            await send({"type": "http.response.start", "status": 403,
+                        "headers": [(b"content-type", b"text/plain; charset=utf-8"), *SECURITY_HEADERS]})
+            await send({"type": "http.response.body", "body": b"Forbidden"})
             return
 
         async def send_with_headers(message: Message) -> None:
@@ -63,24 +88,29 @@ def csrf_ok(key: bytes, binding: str | None, token: str | None) -> bool:
 
 
 class LoginThrottle:
-    """Failed logins per account name and per client address, over a moving window.
+    """Sign-in attempts per account name and per client address, over a moving window.
 
-    Once a limit is reached, further attempts are refused before any check, with the same
-    answer as a wrong password or an unknown account."""
+    Every attempt is counted *before* it is checked (so concurrent attempts cannot all slip
+    under the limit); a successful sign-in clears its account's count. Past a limit, attempts
+    are refused before any check, with the same answer as a wrong password or an unknown
+    account. The client address is the connection's peer unless the operator names trusted
+    proxies (``NAZAHA_CONSOLE_FORWARDED_ALLOW_IPS``); behind a proxy that is not trusted,
+    every client shares one address, hence the higher per-address limit."""
 
-    def __init__(self, per_account: str = "5/15 minutes", per_address: str = "20/15 minutes") -> None:
-        self._limiter = MovingWindowRateLimiter(MemoryStorage())
+    def __init__(self, per_account: str = "10/15 minutes", per_address: str = "50/15 minutes") -> None:
+        self._storage = MemoryStorage()
+        self._limiter = MovingWindowRateLimiter(self._storage)
         self._account = parse(per_account)
         self._address = parse(per_address)
 
-    def allowed(self, account: str, address: str) -> bool:
-        return self._limiter.test(self._account, "account", account) and self._limiter.test(
-            self._address, "address", address
-        )
+    def attempt(self, account: str, address: str) -> bool:
+        """Count one attempt; ``False`` when either limit is already reached."""
+        account_ok = self._limiter.hit(self._account, "account", account)
+        address_ok = self._limiter.hit(self._address, "address", address)
+        return account_ok and address_ok
 
-    def failed(self, account: str, address: str) -> None:
-        self._limiter.hit(self._account, "account", account)
-        self._limiter.hit(self._address, "address", address)
+    def succeeded(self, account: str) -> None:
+        self._limiter.clear(self._account, "account", account)
 
 
 __all__ = ["SecurityHeaders", "csrf_token", "csrf_ok", "LoginThrottle"]

@@ -168,17 +168,28 @@ def console_server(settings: Settings, *, embedded: bool = False):
         def capture_signals(self):
             yield
 
+    trusted = settings.console_forwarded_allow_ips
     config = uvicorn.Config(
         create_app(settings),
         host=settings.console_host,
         port=settings.console_port,
         access_log=False,
         log_level="warning",
+        # Our logging (the redacting filter), not uvicorn's own handlers.
+        log_config=None,
+        # X-Forwarded-For is believed only from proxies the operator names: otherwise any
+        # client could pick the address its failed sign-ins are counted under.
+        proxy_headers=bool(trusted),
+        forwarded_allow_ips=trusted or "",
+        server_header=False,
     )
     return (EmbeddedServer if embedded else uvicorn.Server)(config)
 
 
 async def cmd_console(settings: Settings, args: argparse.Namespace) -> None:
+    from nazaha.bot.hardening import disable_core_dumps
+
+    disable_core_dumps()  # members' unlocked keys live in this process's memory only
     await console_server(settings).serve()
 
 

@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     # Public address of the console, used in the invitation links printed and shown.
     console_url: str | None = None
     console_idle_minutes: int = Field(default=30, ge=1)
+    # The reverse proxies whose X-Forwarded-For the console believes (uvicorn's
+    # forwarded_allow_ips, e.g. "127.0.0.1"); unset: the connection's own address.
+    console_forwarded_allow_ips: str | None = None
     # Deadlines (EU Directive 2019/1937 art. 9(1)(b) and (f)): acknowledge within 7 days,
     # feedback within 3 months of the acknowledgement (or of the end of those 7 days).
     acknowledge_days: int = Field(default=7, ge=1)

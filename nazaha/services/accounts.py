@@ -17,7 +17,8 @@ import asyncio
 import dataclasses
 import datetime as dt
 import secrets
-from collections.abc import Callable
+import unicodedata
+from collections.abc import Awaitable, Callable
 
 import pyotp
 from sqlalchemy import delete, select, update
@@ -36,6 +37,10 @@ from nazaha.storage.crypto import KdfParams, TeamPrivateKey
 from nazaha.storage.passphrases import WeakPassphrase, check_passphrase
 
 INVITATION_LIFETIME = dt.timedelta(hours=72)
+# A staff password protects, with the console secret, that member's key and so the team
+# key: zxcvbn's highest rating ("very unguessable: strong protection from an offline
+# slow-hash attack"), above the team passphrase's floor.
+STAFF_PASSWORD_MIN_SCORE = 4
 RECOVERY_CODES = 10
 TOTP_STEP = 30
 _USERNAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789._-")
@@ -203,7 +208,7 @@ class Accounts:
         if identity is None:
             raise AccountError("invitation_invalid")
         try:
-            check_passphrase(password, user_inputs=[identity.username])
+            check_passphrase(password, user_inputs=[identity.username], min_score=STAFF_PASSWORD_MIN_SCORE)
         except WeakPassphrase as exc:
             raise AccountError(f"weak_password:{type(exc).__name__}") from None
         team_private = None
@@ -231,9 +236,14 @@ class Accounts:
             recovery_codes=codes, team_private=team_private,
         )
 
+    def _peppered(self, password: str) -> str:
+        """The password as hashed: keyed by the console secret first, so that the console's
+        database alone (a backup, a copy) cannot test guesses against the stored hash."""
+        return crypto.keyed_hash(self._secret, "password", unicodedata.normalize("NFC", password))
+
     def _seal_for(self, user_id: str, password: str, key: TeamPrivateKey) -> tuple[str, bytes]:
         return (
-            crypto.hash_password(password, self._params, self._floor),
+            crypto.hash_password(self._peppered(password), self._params, self._floor),
             crypto.seal_staff_private_key(key, password, self._secret, user_id, self._params, self._floor),
         )
 
@@ -294,51 +304,71 @@ class Accounts:
 
     # ------------------------------------------------------------------ login
 
-    async def login(self, session: AsyncSession, username: str, password: str, code: str) -> LoginResult | None:
+    async def login(
+        self,
+        sessionmaker,
+        username: str,
+        password: str,
+        code: str,
+        record: Callable[[AsyncSession, LoginResult | None], Awaitable[object]],
+    ) -> LoginResult | None:
         """``None`` for every failure (unknown user, wrong password, wrong or replayed code,
-        an account not active): the caller answers them all alike."""
+        an account not active): the caller answers them all alike.
+
+        The slow part (Argon2id for the password, then for the member's key) runs outside any
+        write transaction; only the one-time use of the code and ``record(session, result)``
+        (the audit entry) are written, together, in a short one."""
+        from nazaha.storage.database import write_session
+
         try:
             name = normalise_username(username)
         except AccountError:
             name = None
-        user = None
-        if name is not None:
-            user = await session.scalar(select(StaffUser).where(StaffUser.username == name))
-        usable = user is not None and user.state == "active" and user.password_hash
-        phc = user.password_hash if usable else self._dummy_hash
-        ok = await asyncio.to_thread(crypto.verify_password, password or "", phc, self._floor)
-        if not (usable and ok):
-            return None
-        used_recovery = False
-        secret = self._box.open("totp", user.id, user.totp_sealed).decode("ascii")
-        step = self._matching_step(secret, code, user.totp_last_step)
+        async with sessionmaker() as session:
+            user = None
+            if name is not None:
+                user = await session.scalar(select(StaffUser).where(StaffUser.username == name))
+            usable = user is not None and user.state == "active" and bool(user.password_hash)
+            phc = user.password_hash if usable else self._dummy_hash
+            ok = await asyncio.to_thread(crypto.verify_password, self._peppered(password or ""), phc, self._floor)
+            result = None
+            if usable and ok:
+                staff_private = await asyncio.to_thread(
+                    crypto.open_staff_private_key, user.sealed_private_key, password, self._secret, user.id, self._floor
+                )
+                team_private = await self._open_grant(session, user, staff_private)
+                identity = _identity(user)
+                secret = self._box.open("totp", user.id, user.totp_sealed).decode("ascii")
+                last_step = user.totp_last_step
+        async with write_session(sessionmaker) as session:
+            if usable and ok:
+                used = await self._use_code(session, identity.id, secret, last_step, code)
+                if used is not None:
+                    result = LoginResult(identity, staff_private, team_private, used == "recovery")
+            await record(session, result)
+        return result
+
+    async def _use_code(self, session: AsyncSession, user_id: str, secret: str, last_step: int, code: str) -> str | None:
+        """Consume a TOTP code (compare-and-set on the last step used: two sign-ins with one
+        code cannot both pass) or a recovery code; ``"totp"``, ``"recovery"`` or ``None``."""
+        step = self._matching_step(secret, code, last_step)
         if step is not None:
-            # Compare-and-set: two logins with the same code cannot both pass.
             result = await session.execute(
                 update(StaffUser)
-                .where(StaffUser.id == user.id, StaffUser.totp_last_step < step)
+                .where(StaffUser.id == user_id, StaffUser.totp_last_step < step)
                 .values(totp_last_step=step)
             )
-            if result.rowcount != 1:
-                return None
-        else:
-            normalised = _normalise_code(code)
-            if len(normalised) != 10:
-                return None
-            result = await session.execute(
-                delete(RecoveryCode).where(
-                    RecoveryCode.user_id == user.id,
-                    RecoveryCode.code_hash == crypto.keyed_hash(self._secret, "recovery", normalised),
-                )
+            return "totp" if result.rowcount == 1 else None
+        normalised = _normalise_code(code)
+        if len(normalised) != 10:
+            return None
+        result = await session.execute(
+            delete(RecoveryCode).where(
+                RecoveryCode.user_id == user_id,
+                RecoveryCode.code_hash == crypto.keyed_hash(self._secret, "recovery", normalised),
             )
-            if result.rowcount != 1:
-                return None
-            used_recovery = True
-        staff_private = await asyncio.to_thread(
-            crypto.open_staff_private_key, user.sealed_private_key, password, self._secret, user.id, self._floor
         )
-        team_private = await self._open_grant(session, user, staff_private)
-        return LoginResult(_identity(user), staff_private, team_private, used_recovery)
+        return "recovery" if result.rowcount == 1 else None
 
     async def _open_grant(
         self, session: AsyncSession, user: StaffUser, staff_private: TeamPrivateKey

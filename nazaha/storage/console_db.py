@@ -83,3 +83,14 @@ def ensure_console_secret(console_dir: Path) -> bytes:
     console_dir = Path(console_dir)
     _ensure_private_dir(console_dir)
     return _ensure_secret_file(console_dir / CONSOLE_SECRET_NAME, "console secret")
+
+
+async def scrub_console_store(engine: AsyncEngine) -> None:
+    """SQLite: checkpoint and truncate both WAL files the console writes (its store and the
+    bot's database), so that deleted keys (a reset or removed member's, the first admin's
+    bootstrap copy of the team key) leave no old page behind; ``secure_delete`` zeroes the
+    freed pages. A no-op on PostgreSQL (VACUUM there)."""
+    from nazaha.storage.database import checkpoint_wal
+
+    await checkpoint_wal(engine, CONSOLE_SCHEMA)
+    await checkpoint_wal(engine)

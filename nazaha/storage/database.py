@@ -130,11 +130,12 @@ def sqlite_lanes(engine: AsyncEngine) -> SqliteLanes | None:
     return lanes
 
 
-async def checkpoint_wal(engine: AsyncEngine) -> bool:
+async def checkpoint_wal(engine: AsyncEngine, schema: str = "main") -> bool:
     """SQLite: copy the WAL into the database and truncate it to zero bytes, so that old
     versions of rows written since the last checkpoint are gone from the -wal file (freed
     pages of the database are zeroed by ``secure_delete``). Returns True if the whole WAL was
-    checkpointed (False if a reader kept part of it; the next run catches up). PostgreSQL:
+    checkpointed (False if a reader kept part of it; the next run catches up). ``schema``
+    names an attached database (the console's store is ``"console"``). PostgreSQL:
     nothing to do here (VACUUM, see docs/security.md)."""
     if not is_sqlite(engine):
         return True
@@ -143,7 +144,7 @@ async def checkpoint_wal(engine: AsyncEngine) -> bool:
     async with lock:
         async with engine.connect() as conn:
             busy, _log, _checkpointed = (
-                await conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+                await conn.exec_driver_sql(f"PRAGMA {schema}.wal_checkpoint(TRUNCATE)")
             ).one()
     return not busy
 

@@ -66,6 +66,24 @@ def drop_network() -> bool:
     return False
 
 
+NOBODY = 65534
+
+
+def drop_privileges() -> bool:
+    """Started as root: become ``nobody`` (no group), so that a PDF exploit cannot read the
+    console's files (its secret, its store: mode 0600, another owner). Imports happen after
+    this. Returns True if the worker now runs as nobody."""
+    if os.getuid() != 0:
+        return False
+    try:
+        os.setgroups([])
+        os.setgid(NOBODY)
+        os.setuid(NOBODY)
+    except OSError:
+        return False
+    return os.getuid() == NOBODY
+
+
 def _private_stdout() -> int:
     """A private copy of standard output for the frames; fd 1 then points at stderr, so
     a stray print (ours or a library's) cannot corrupt the framing."""
@@ -145,7 +163,11 @@ def self_check(out: int, network_dropped: bool) -> None:
         name: resource.getrlimit(getattr(resource, name))[0]
         for name in ("RLIMIT_AS", "RLIMIT_CPU", "RLIMIT_CORE", "RLIMIT_NOFILE", "RLIMIT_FSIZE")
     }
-    report = {"env": sorted(os.environ), "limits": limits, "network_dropped": network_dropped}
+    started_as_root = os.getuid() == 0
+    report = {
+        "env": sorted(os.environ), "limits": limits, "network_dropped": network_dropped,
+        "started_as_root": started_as_root, "runs_as_nobody": drop_privileges(),
+    }
     _write_all(out, json.dumps(report).encode())
 
 
@@ -164,8 +186,10 @@ def main(argv: list[str]) -> int:
         return 0
     try:
         import pypdfium2  # noqa: F401  (loaded under the limits, before any input)
-        from PIL import Image  # noqa: F401
+        from PIL import Image, PngImagePlugin  # noqa: F401  (PNG's encoder loads lazily otherwise)
 
+        Image.init()
+        drop_privileges()  # after the imports (the interpreter may live in root's home)
         pdf = sys.stdin.buffer.read()
         render(out, pdf, max_pages, scale, max_long_side_px, max_total_bytes)
     except MemoryError:

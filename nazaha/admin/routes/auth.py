@@ -13,6 +13,7 @@ from nazaha.admin.context import ConsoleDep, CsrfChecked, CurrentStaff, redirect
 from nazaha.admin.sessions import ENROL_COOKIE, SESSION_COOKIE
 from nazaha.services import audit
 from nazaha.services.accounts import AccountError, format_recovery_code, otpauth_secret_groups, qr_svg
+from nazaha.storage.console_db import scrub_console_store
 from nazaha.storage.database import write_session
 
 router = APIRouter()
@@ -49,23 +50,30 @@ async def login(
     code: Annotated[str, Form(max_length=32)] = "",
 ) -> Response:
     account, address = username.strip().lower()[:64], _client(request)
-    result = None
-    allowed = console.throttle.allowed(account, address)
-    async with write_session(console.sessionmaker) as session:
-        if allowed:
-            result = await console.accounts.login(session, username, password, code)
+    # Counted before the check, so that concurrent attempts cannot all slip under the limit.
+    allowed = console.throttle.attempt(account, address)
+    now = console.clock()
+
+    async def record(session, result) -> None:
         if result is not None:
-            await audit.append(session, actor_id=result.identity.id, action=audit.LOGIN, now=console.clock())
+            await audit.append(session, actor_id=result.identity.id, action=audit.LOGIN, now=now)
             if result.used_recovery_code:
-                await audit.append(session, actor_id=result.identity.id, action=audit.RECOVERY_CODE_USED, now=console.clock())
+                await audit.append(session, actor_id=result.identity.id, action=audit.RECOVERY_CODE_USED, now=now)
         else:
             # The typed name is never kept: a failed login names nobody.
             action = audit.LOGIN_FAILED if allowed else audit.LOGIN_THROTTLED
-            await audit.append(session, actor_id=None, action=action, now=console.clock())
+            await audit.append(session, actor_id=None, action=action, now=now)
+
+    if allowed:
+        result = await console.accounts.login(console.sessionmaker, username, password, code, record)
+    else:
+        result = None
+        async with write_session(console.sessionmaker) as session:
+            await record(session, None)
     if result is None:
-        console.throttle.failed(account, address)
         # One answer for an unknown account, a wrong password or code, and a throttled one.
         return render(request, "login.html", status_code=401, failed=True, username=username)
+    console.throttle.succeeded(account)
     staff = console.sessions.open(result.identity, result.staff_private, result.team_private)
     response = redirect(_home(result.identity.role))
     response.set_cookie(SESSION_COOKIE, staff.token, **COOKIE_FLAGS)
@@ -188,6 +196,8 @@ async def enrol_submit(
             codes=[format_recovery_code(c) for c in pending.recovery_codes],
         )
     console.sessions.drop_enrolment(key)
+    if result.team_private is not None:  # the bootstrap copy of the team key was deleted
+        await scrub_console_store(console.engine)
     staff = console.sessions.open(result.identity, result.staff_private, result.team_private)
     response = redirect(_home(result.identity.role))
     response.set_cookie(SESSION_COOKIE, staff.token, **COOKIE_FLAGS)

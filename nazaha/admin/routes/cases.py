@@ -134,7 +134,10 @@ async def bulk(request: Request, console: ConsoleDep, staff: CaseStaff) -> Respo
             try:
                 async with session.begin_nested():
                     await change(session, report_id)
-                    detail = {"status": str(form.get("status"))} if action == "status" else None
+                    detail = {
+                        "status": {"status": str(form.get("status"))},
+                        "assign": {"user": str(form.get("assignee") or "") or None},
+                    }.get(action)
                     await audit.append(session, actor_id=viewer.user_id, action=audit_action,
                                        report_id=report_id, detail=detail, now=now)
             except (workflow.InvalidTransition, CaseAccessDenied, ValueError):
@@ -164,6 +167,10 @@ def _need_key(staff: StaffSession):
 
 
 async def _unlock(console, staff: StaffSession, designation: str):
+    """The case opened with the member's team key, after checking they may see it (so that
+    a hidden and a missing case answer alike, and nothing is decrypted for either)."""
+    async with console.sessionmaker() as session:
+        await _report_id(session, viewer_of(staff), designation)
     team_private = _need_key(staff)
     try:
         return await console.services["vault"].unlock_with_team(designation, team_private)
@@ -357,7 +364,8 @@ async def reopen(request: Request, console: ConsoleDep, staff: CaseStaff, design
 async def assign(request: Request, console: ConsoleDep, staff: CaseStaff, designation: str, assignee: Short = "") -> Response:
     async def act(session, viewer, report_id, now):
         await workflow.assign(session, viewer, [report_id], assignee or None, now=now)
-        await audit.append(session, actor_id=viewer.user_id, action=audit.ASSIGN, report_id=report_id, now=now)
+        await audit.append(session, actor_id=viewer.user_id, action=audit.ASSIGN, report_id=report_id,
+                           detail={"user": assignee or None}, now=now)
 
     return await _case_action(request, console, staff, designation, act)
 
@@ -390,7 +398,8 @@ def _member_action(name: str, function, action: str):
     async def endpoint(request: Request, console: ConsoleDep, staff: CaseStaff, designation: str, user: Short = "") -> Response:
         async def act(session, viewer, report_id, now):
             await function(session, viewer, report_id, user, now=now)
-            await audit.append(session, actor_id=viewer.user_id, action=action, report_id=report_id, now=now)
+            await audit.append(session, actor_id=viewer.user_id, action=action, report_id=report_id,
+                               detail={"user": user}, now=now)
 
         return await _case_action(request, console, staff, designation, act)
 

@@ -11,6 +11,7 @@ from fastapi.responses import Response
 from nazaha.admin.context import AdminStaff, ConsoleDep, CsrfChecked, redirect, render
 from nazaha.services import audit
 from nazaha.services.accounts import AccountError
+from nazaha.storage.console_db import scrub_console_store
 from nazaha.storage.database import write_session
 
 router = APIRouter()
@@ -79,6 +80,7 @@ async def reset(request: Request, console: ConsoleDep, staff: AdminStaff, user_i
         return await _page(request, console, staff, error=exc.code)
     console.sessions.close_user(user_id)
     console.audit_export_due = True
+    await scrub_console_store(console.engine)  # the destroyed key leaves no old page behind
     return await _page(request, console, staff, invitation=invitation_url(console, token))
 
 
@@ -95,4 +97,5 @@ async def remove(request: Request, console: ConsoleDep, staff: AdminStaff, user_
         return await _page(request, console, staff, error=exc.code)
     console.sessions.close_user(user_id)
     console.audit_export_due = True
+    await scrub_console_store(console.engine)  # the destroyed key leaves no old page behind
     return redirect("/users")
