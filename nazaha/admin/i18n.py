@@ -68,7 +68,7 @@ def isolate(text: object) -> str:
     return f"\u2068{text}\u2069"
 
 
-class gettext_lazy(str):  # noqa: N801 - reads like the gettext function it defers
+class lazy_gettext(str):  # noqa: N801 - reads like the gettext function it defers
     """A msgid translated when rendered (``str()`` or in a template), in the locale of the
     request being answered."""
 

@@ -225,11 +225,11 @@ async def case_page(request: Request, console: ConsoleDep, staff: CaseStaff, des
 
 
 _ERRORS = {
-    "transition": i18n.gettext_lazy("That status change is not possible from the current status."),
-    "invalid": i18n.gettext_lazy("That did not work: check the form and try again."),
-    "empty": i18n.gettext_lazy("Write something first."),
-    "outcome": i18n.gettext_lazy("Closing a case needs an outcome: choose one."),
-    "authority": i18n.gettext_lazy("Referring a case needs the name of the authority it is referred to."),
+    "transition": i18n.lazy_gettext("That status change is not possible from the current status."),
+    "invalid": i18n.lazy_gettext("That did not work: check the form and try again."),
+    "empty": i18n.lazy_gettext("Write something first."),
+    "outcome": i18n.lazy_gettext("Closing a case needs an outcome: choose one."),
+    "authority": i18n.lazy_gettext("Referring a case needs the name of the authority it is referred to."),
 }
 
 
