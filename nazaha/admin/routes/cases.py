@@ -214,7 +214,9 @@ async def case_page(request: Request, console: ConsoleDep, staff: CaseStaff, des
         notes=notes, labels=labels, shares=shares, recusals=recusals, links=links,
         member_names={m.id: m.username for m in members},
         caseworkers=[m for m in members if m.role in ("admin", "caseworker") and m.state == "active"],
-        notifying=notifying, templates=templates, deadlines=deadlines, answers=answers, triage=triage,
+        notifying=notifying,
+        # The reporter's language first: that is the one to reply in.
+        templates=sorted(templates, key=lambda t: t.locale != opened.fields.get("language")), deadlines=deadlines, answers=answers, triage=triage,
         next_statuses=workflow.TRANSITIONS.get(case.status, ()), outcomes=workflow.OUTCOMES, priorities=PRIORITIES,
         reporter_language=_language_name(opened.fields.get("language")),
         withdrawn_on=withdrawals[1], contact_withdrawn_on=withdrawals[0],
