@@ -17,12 +17,10 @@ from tests.console_support import (
     enrol,
     login,
     STAFF_PASSWORD,
-    Member,
     MovableClock,
     console_settings,
     csrf_of,
     totp_code,
-    totp_secret_of,
 )
 
 BASE = "https://testserver"  # __Host- cookies are Secure: the test client sends them over https only

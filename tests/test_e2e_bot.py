@@ -20,7 +20,6 @@ from nazaha.storage.database import create_engine, create_sessionmaker
 from nazaha.storage.keyfiles import KeyPaths, load_team_public_key
 from nazaha.storage.reports import ReportVault
 from tests.e2e_support import (
-    PASSPHRASE,
     RECEIPT_RE,
     TOKEN,
     BotProcess,

@@ -10,7 +10,6 @@ import asyncio
 import datetime as dt
 import re
 import sqlite3
-from pathlib import Path
 
 import pytest
 import pytest_asyncio

@@ -182,11 +182,9 @@ def test_wipe_buttons_parse():
 
 async def test_flood_control_and_failures_never_post_in_a_group():
     """Flood control's warning and the failure notice go only to private chats."""
-    from types import SimpleNamespace
 
     from aiogram.types import Update
 
-    from nazaha.handlers.middlewares import RecentUpdates, UnitOfWorkMiddleware
 
     def message(chat: dict) -> Update:
         return Update.model_validate({"update_id": 5, "message": {

@@ -14,7 +14,6 @@ import signal
 import struct
 import sys
 import time
-import zlib
 
 import pypdfium2 as pdfium
 import pytest

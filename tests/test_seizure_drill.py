@@ -21,7 +21,6 @@ import itertools
 import secrets
 import shutil
 import sqlite3
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 

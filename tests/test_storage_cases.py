@@ -23,7 +23,7 @@ from nazaha.storage.crypto import (
     format_receipt,
     open_field,
 )
-from nazaha.storage.database import create_engine, create_sessionmaker, write_transaction
+from nazaha.storage.database import create_engine, write_transaction
 from nazaha.storage.models import (
     CaseMessage,
     Evidence,

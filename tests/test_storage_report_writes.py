@@ -9,7 +9,7 @@ import random
 import time
 
 import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import event, select
 
 from nazaha.storage.database import engine_of, write_transaction
 from nazaha.storage.models import ProcessedUpdate, SystemSetting

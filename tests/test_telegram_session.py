@@ -89,7 +89,6 @@ PRESS = {
 
 
 def test_updates_lose_the_pressed_message_keyboard_and_nothing_else():
-    from aiogram.methods import GetUpdates
     from aiogram.types import Update
 
     from nazaha.bot.telegram_session import loads_lean_updates

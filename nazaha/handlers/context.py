@@ -24,7 +24,6 @@ from nazaha.handlers import callbacks as cb
 from nazaha.handlers import screens
 from nazaha.handlers.evidence import EvidenceIntake
 from nazaha.handlers.outbox import Outbox
-from nazaha.handlers import screens
 from nazaha.handlers.screens import Screen
 from nazaha.handlers.session_keys import SessionKeys
 from nazaha.handlers.undelivered_receipts import UndeliveredReceipts

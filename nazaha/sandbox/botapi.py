@@ -176,7 +176,7 @@ def _formatted(params: dict[str, Any], key: str, entities_key: str, limit: int,
         plain, parsed = parse_html(raw)
         entities = parsed or None
     elif parse_mode and str(parse_mode).lower() not in ("markdown", "markdownv2"):
-        raise bad_request(f"unsupported parse_mode")
+        raise bad_request("unsupported parse_mode")
     else:
         plain = raw  # Markdown modes are stored unparsed: the emulator does not render them
     if not plain.strip():
@@ -566,7 +566,7 @@ def _input_file(emu: BotApiEmulator, params: dict[str, Any], files: Files, field
     if isinstance(value, str) and value.startswith("attach://"):
         upload = files.get(value[len("attach://"):])
         if upload is None:
-            raise bad_request(f"file must be non-empty")
+            raise bad_request("file must be non-empty")
     if upload is not None:
         filename, content, ctype = upload
         if not content:
