@@ -228,3 +228,31 @@ async def test_destroyed_keys_leave_no_copy_in_the_console_files(world):
     assert w.admin_browser.post(f"/users/{user.id}/remove", data={"csrf": csrf_of(page.text)}).status_code == 303
     blob = files()
     assert private_blob[20:80] not in blob and bytes(grant)[20:80] not in blob
+
+
+async def test_a_reset_member_enrols_again_and_is_granted_again(world):
+    """Forgotten password or lost phone: the admin resets, the member enrols with a new link
+    and a new password, is granted the key again; the old password no longer works."""
+    from nazaha.storage.console_models import StaffUser
+
+    w = world
+    await make_case(w.console.sessionmaker, w.public, designation="R-RSET22")
+    await invite(w, "samar", "caseworker")
+    async with w.console.sessionmaker() as session:
+        user_id = await session.scalar(select(StaffUser.id).where(StaffUser.username == "samar"))
+    page = w.admin_browser.get("/users")
+    reset = w.admin_browser.post(f"/users/{user_id}/reset", data={"csrf": csrf_of(page.text)})
+    link = re.search(r'id="invitation-link">([^<]+)<', reset.text).group(1)
+    w.clock.advance(seconds=60)
+    assert login(w.browser(), "samar", STAFF_PASSWORD, "000000").status_code == 401  # no way in now
+    new_password = "amber orchards hum beneath slow granite tides"
+    member = enrol(w.browser(), link, w.clock, password=new_password)
+    page = w.admin_browser.get("/users")
+    grant = re.search(r'id="member-samar".*?action="(/users/[0-9a-f]{32}/grant)"', page.text, re.S).group(1)
+    assert w.admin_browser.post(grant, data={"csrf": csrf_of(page.text)}).status_code == 303
+    w.clock.advance(seconds=60)
+    fresh = w.browser()
+    assert login(fresh, "samar", STAFF_PASSWORD, totp_code(member.totp_secret, w.clock)).status_code == 401
+    w.clock.advance(seconds=60)
+    assert login(fresh, "samar", new_password, totp_code(member.totp_secret, w.clock)).status_code == 303
+    assert fresh.get("/cases/R-RSET22").status_code == 200  # the team key works again
