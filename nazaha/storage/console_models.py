@@ -270,3 +270,34 @@ class PendingNews(ConsoleBase):
     __tablename__ = "pending_news"
 
     report_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+
+
+class PurgedCaseAggregate(ConsoleBase):
+    """What a purged case leaves for the statistics (issue 10): its triage codes, months and
+    durations, counted together with identical ones; no id, no date finer than a month, no
+    label, note or anything written. Published figures therefore do not change at a purge."""
+
+    __tablename__ = "purged_aggregates"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    received_month: Mapped[str] = mapped_column(String(7), index=True)  # "YYYY-MM"
+    closed_month: Mapped[str | None] = mapped_column(String(7))
+    kind: Mapped[str] = mapped_column(String(16))
+    category: Mapped[str | None] = mapped_column(String(64))
+    service: Mapped[str | None] = mapped_column(String(64))
+    sector: Mapped[str | None] = mapped_column(String(64))
+    governorate: Mapped[str | None] = mapped_column(String(64))
+    outcome: Mapped[str | None] = mapped_column(String(32))
+    ack_days: Mapped[int | None] = mapped_column(Integer)  # receipt to acknowledgement
+    close_days: Mapped[int | None] = mapped_column(Integer)  # receipt to closing
+    count: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class PurgeLogEntry(ConsoleBase):
+    """One purged case, as a keyed hash of its report id (console secret): a restore from an
+    older backup purges it again (issue 10), and nothing else can be learnt from it."""
+
+    __tablename__ = "purge_log"
+
+    report_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    purged_on: Mapped[dt.date] = mapped_column(Date)
