@@ -20,6 +20,7 @@ router = APIRouter()
 async def _page(request: Request, console, staff, **extra) -> Response:
     async with console.sessionmaker() as session:
         members = await console.accounts.members(session)
+    extra.setdefault("removed", request.query_params.get("removed") == "1")
     return render(request, "users.html", nav="users", members=members, **extra)
 
 
@@ -98,4 +99,5 @@ async def remove(request: Request, console: ConsoleDep, staff: AdminStaff, user_
     console.sessions.close_user(user_id)
     console.audit_export_due = True
     await scrub_console_store(console.engine)  # the destroyed key leaves no old page behind
-    return redirect("/users")
+    # Their grant is gone from the store, not from backups made while they held it.
+    return redirect("/users?removed=1")
