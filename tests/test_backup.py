@@ -42,7 +42,7 @@ from nazaha.storage.console_db import (
 from nazaha.storage.console_models import CaseNote, CaseState, PurgeLogEntry
 from nazaha.storage.crypto import new_data_key, seal_field, wrap_for_team
 from nazaha.storage.database import create_sessionmaker, write_session
-from nazaha.storage.keyfiles import KeyPaths, load_team_private_key, load_team_public_key
+from nazaha.storage.keyfiles import KeyPaths, check_bot_host_data_dir, load_team_private_key, load_team_public_key
 from nazaha.storage.models import Evidence, Report, ReportField
 from nazaha.storage.reports import ReportVault
 
@@ -251,7 +251,11 @@ async def test_backup_during_write_load_restores_consistently(live, tmp_path, mo
         restored, result.dest, purge_logs=[], console_secret_file=live.settings.effective_console_dir / CONSOLE_SECRET_NAME
     )
     assert outcome.purged == 0
+    assert outcome.orphaned_console_cases == manifest["counts"]["console.cases"] - in_backup
     assert await check_restored_reports(restored, live.recovery, live) == in_backup
+    # The restored data dir is a bot host's: `nazaha init` accepts it, the bot would start.
+    await initialise(restored, passphrase=None)
+    check_bot_host_data_dir(restored.data_dir)
 
 
 # --------------------------------------------------------------------------- purge log

@@ -231,6 +231,10 @@ def _libpq_target(settings: Settings) -> tuple[str, dict[str, str]]:
 # --------------------------------------------------------------------------- SQLite
 
 
+def _read_only_uri(path: Path) -> str:
+    return Path(path).resolve().as_uri() + "?mode=ro"  # percent-encoded: any file name
+
+
 def _sqlite_copy(src: Path, dst: Path) -> None:
     """One-step online copy through SQLite's backup API (a consistent snapshot: the step
     holds one read transaction; writers in WAL mode are not blocked), then the copy is
@@ -239,7 +243,7 @@ def _sqlite_copy(src: Path, dst: Path) -> None:
         raise BackupError(f"no database at {src}")
     fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _FILE_MODE)
     os.close(fd)
-    source = sqlite3.connect(f"file:{src}?mode=ro", uri=True, timeout=30)
+    source = sqlite3.connect(_read_only_uri(src), uri=True, timeout=30)
     try:
         source.execute("PRAGMA busy_timeout=30000")
         target = sqlite3.connect(dst)
@@ -255,7 +259,7 @@ def _sqlite_copy(src: Path, dst: Path) -> None:
 
 
 def _sqlite_counts(path: Path, prefix: str = "") -> dict[str, int]:
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    conn = sqlite3.connect(_read_only_uri(path), uri=True)
     try:
         names = [
             row[0]
@@ -269,7 +273,7 @@ def _sqlite_counts(path: Path, prefix: str = "") -> dict[str, int]:
 
 
 def _sqlite_scalar(path: Path, sql: str) -> Any:
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    conn = sqlite3.connect(_read_only_uri(path), uri=True)
     try:
         row = conn.execute(sql).fetchone()
         return row[0] if row else None
@@ -280,7 +284,7 @@ def _sqlite_scalar(path: Path, sql: str) -> Any:
 
 
 def _sqlite_rows(path: Path, sql: str) -> list[tuple]:
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    conn = sqlite3.connect(_read_only_uri(path), uri=True)
     try:
         return list(conn.execute(sql))
     except sqlite3.OperationalError:
