@@ -461,3 +461,38 @@ async def test_postgresql_backup_and_restore(tmp_path, pg_databases):
         assert await check_restored_reports(restored, live.recovery, live) == manifest["counts"]["reports"] - 1
     finally:
         await live.close()
+
+
+async def test_a_case_purged_during_the_backup_is_listed_and_purged_again(live, tmp_path, monkeypatch):
+    """Purged between the database copy and the blob copy: its blob is missing from the
+    backup (listed in the manifest), and the restore with the newer purge log removes it."""
+    kept_id, kept = await live.store_report("report kept")
+    gone_id, _ = await live.store_report("report purged during the backup")
+    real_blobs = backup_module._copy_blobs
+    loop = asyncio.get_running_loop()
+
+    async def purge_now() -> None:
+        async with write_session(live.sessionmaker) as session:
+            await session.execute(text("DELETE FROM reports WHERE id = :r"), {"r": gone_id})
+            session.add(PurgeLogEntry(report_hash=purge_hash(live.console_secret, gone_id), purged_on=dt.date(2027, 1, 5)))
+        live.blobs.delete_report(gone_id)
+
+    def purge_then_copy(*args):
+        asyncio.run_coroutine_threadsafe(purge_now(), loop).result(WAIT)
+        return real_blobs(*args)
+
+    monkeypatch.setattr(backup_module, "_copy_blobs", purge_then_copy)
+    result = await make_backup(live.settings, tmp_path / "backup")
+    assert [name.split("/")[1] for name in result.missing_blobs] == [gone_id]
+    assert result.manifest["counts"]["reports"] == 2
+    exported = tmp_path / "purge-log.json"
+    await export_purge_log(live.settings, exported)
+
+    restored = make_settings(tmp_path / "restored")
+    outcome = await restore_backup(
+        restored, result.dest, purge_logs=[exported],
+        console_secret_file=live.settings.effective_console_dir / CONSOLE_SECRET_NAME,
+    )
+    assert outcome.purged == 1 and outcome.missing_blobs == result.missing_blobs
+    live.written = [(kept_id, kept)]
+    assert await check_restored_reports(restored, live.recovery, live) == 1
