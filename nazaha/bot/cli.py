@@ -1,4 +1,5 @@
-"""The `nazaha` command: init, bot, sandbox, console, demo, decrypt, notify, audit."""
+"""The `nazaha` command: init, bot, sandbox, console, demo, decrypt, notify, audit, backup,
+restore, purge-log."""
 
 from __future__ import annotations
 
@@ -555,6 +556,115 @@ async def cmd_audit_export_head(settings: Settings, args: argparse.Namespace) ->
     print(f"Audit head written to {path}. Copy it off this host.")
 
 
+CONSOLE_SECRET_WARNING = (
+    "WARNING: this backup holds the console secret. With it, the console's store in the same "
+    "backup no longer protects the staff keys: whoever reads the backup can guess each "
+    "member's password offline, and the weakest one opens the team key and every report. "
+    "Keep this backup encrypted and offline, apart from backups without the secret."
+)
+BOT_SECRETS_WARNING = (
+    "WARNING: this backup holds the bot key and the pepper. With them, anyone who reads it "
+    "can open the preferences rows and name the Telegram accounts behind every pseudonym "
+    "(the pepper protects little: every Telegram id can be tried in hours). Keep this "
+    "backup encrypted and offline."
+)
+
+
+def _entries(count: int) -> str:
+    return f"{count} entry" if count == 1 else f"{count} entries"
+
+
+async def cmd_backup(settings: Settings, args: argparse.Namespace) -> None:
+    """A consistent online copy of the installation (docs: README, Backups)."""
+    from nazaha.services.backup import BackupError, make_backup
+
+    if args.include_console_secret:
+        print(CONSOLE_SECRET_WARNING, file=sys.stderr)
+    if args.include_bot_secrets:
+        print(BOT_SECRETS_WARNING, file=sys.stderr)
+    try:
+        result = await make_backup(
+            settings,
+            Path(args.dest),
+            include_console_secret=args.include_console_secret,
+            include_bot_secrets=args.include_bot_secrets,
+        )
+    except BackupError as exc:
+        raise SystemExit(f"backup: {exc}") from None
+    manifest = result.manifest
+    counts = manifest["counts"]
+    print(
+        f"Backup written to {result.dest}: {counts.get('reports', 0)} report(s), "
+        f"{counts.get('blobs', 0)} blob file(s), {_entries(manifest['purge_log_entries'])} in the purge log."
+    )
+    if result.missing_blobs:
+        print(
+            f"{len(result.missing_blobs)} blob file(s) were deleted while the backup ran (their "
+            "case purged or their file removed); the restore purges those cases again."
+        )
+    if manifest["secrets"]:
+        print(f"It holds: {', '.join(manifest['secrets'])}.", file=sys.stderr)
+        if args.include_console_secret:
+            print(CONSOLE_SECRET_WARNING, file=sys.stderr)
+        if args.include_bot_secrets:
+            print(BOT_SECRETS_WARNING, file=sys.stderr)
+    else:
+        print(
+            "It holds no bot key, pepper or console secret. Everything sealed stays sealed, but "
+            "triage metadata and the staff accounts are readable: keep it encrypted and offline."
+        )
+
+
+async def cmd_restore(settings: Settings, args: argparse.Namespace) -> None:
+    """Restore a backup onto an empty data dir and console dir, then purge again."""
+    from nazaha.services.backup import BackupError, restore_backup
+
+    if not args.purge_log and not args.no_newer_purge_log:
+        raise SystemExit(
+            "restore: a case purged after the backup was made would come back. Pass "
+            "--purge-log FILE (from `nazaha purge-log export FILE` on the live console, or the "
+            "purge-log.json of a newer backup), or --no-newer-purge-log if no case was purged "
+            "since the backup (or the live console store is lost with no newer backup)."
+        )
+    try:
+        result = await restore_backup(
+            settings,
+            Path(args.src),
+            purge_logs=[Path(p) for p in args.purge_log or ()],
+            console_secret_file=Path(args.console_secret) if args.console_secret else None,
+        )
+    except BackupError as exc:
+        raise SystemExit(f"restore: {exc}") from None
+    print(f"Restored into {result.data_dir} (console: {result.console_dir}).")
+    print(
+        f"{result.purged} case(s) purged again; the purge log now holds "
+        f"{_entries(result.purge_log_entries)}."
+    )
+    if not result.console_secret_restored:
+        print(
+            f"No console secret was restored: put the original console-secret.key in "
+            f"{result.console_dir} before starting the console (staff cannot sign in without it)."
+        )
+    if not result.bot_secrets_restored:
+        print(
+            "No bot key or pepper was restored: `nazaha init` makes new ones (preferences and "
+            "notification links sealed under the old ones can no longer be opened)."
+        )
+    if result.missing_blobs:
+        print(f"{len(result.missing_blobs)} blob file(s) listed as missing in the backup's manifest.")
+
+
+async def cmd_purge_log_export(settings: Settings, args: argparse.Namespace) -> None:
+    """Write the console's purge log (hashes and days only) to a new file."""
+    from nazaha.services.backup import BackupError, export_purge_log
+
+    try:
+        count = await export_purge_log(settings, Path(args.file))
+    except BackupError as exc:
+        raise SystemExit(f"purge-log export: {exc}") from None
+    print(f"{_entries(count)} of the purge log written to {args.file}.")
+
+
 def _secret(value: str):
     from pydantic import SecretStr
 
@@ -624,6 +734,44 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", metavar="DIR", help=f"where to write it (default: {AUDIT_HEADS_DIR} in the console dir)"
     )
     audit_export.set_defaults(func=cmd_audit_export_head)
+    backup = sub.add_parser("backup", help="a consistent online copy into a new empty directory")
+    backup.add_argument("dest", metavar="DEST", help="a new or empty directory")
+    backup.add_argument(
+        "--include-console-secret",
+        action="store_true",
+        help="also copy the console secret (it protects the staff keys: with it the backup "
+        "alone can be attacked offline)",
+    )
+    backup.add_argument(
+        "--include-bot-secrets",
+        action="store_true",
+        help="also copy the bot key and pepper (they name the accounts behind pseudonyms)",
+    )
+    backup.set_defaults(func=cmd_backup)
+    restore = sub.add_parser(
+        "restore", help="restore a backup onto an empty data dir, then purge again what was purged"
+    )
+    restore.add_argument("src", metavar="SRC", help="a directory made by `nazaha backup`")
+    restore.add_argument(
+        "--purge-log",
+        metavar="FILE",
+        action="append",
+        help="a newer purge log (`nazaha purge-log export`, or a newer backup's purge-log.json); repeatable",
+    )
+    restore.add_argument(
+        "--no-newer-purge-log",
+        action="store_true",
+        help="no case was purged since the backup (or no newer purge log exists)",
+    )
+    restore.add_argument(
+        "--console-secret", metavar="FILE", help="the console secret, if the backup does not hold it"
+    )
+    restore.set_defaults(func=cmd_restore)
+    purge_log = sub.add_parser("purge-log", help="the console's log of purged cases (hashes and days)")
+    purge_log_sub = purge_log.add_subparsers(dest="purge_log_command", required=True)
+    purge_log_export = purge_log_sub.add_parser("export", help="write it to a new file")
+    purge_log_export.add_argument("file", metavar="FILE")
+    purge_log_export.set_defaults(func=cmd_purge_log_export)
     return parser
 
 
