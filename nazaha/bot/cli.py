@@ -1,4 +1,4 @@
-"""The `nazaha` command: init, bot, sandbox, console, demo, decrypt, notify, audit."""
+"""The `nazaha` command: init, bot, sandbox, console, demo, decrypt, notify, audit, purge."""
 
 from __future__ import annotations
 
@@ -555,6 +555,36 @@ async def cmd_audit_export_head(settings: Settings, args: argparse.Namespace) ->
     print(f"Audit head written to {path}. Copy it off this host.")
 
 
+async def cmd_purge(settings: Settings, args: argparse.Namespace) -> None:
+    """List the closed cases due for purging (retention: NAZAHA_RETENTION_DAYS) and, unless
+    --dry-run, purge them (rows, blobs, derived values; content-free aggregates stay)."""
+    import datetime as dt
+
+    from nazaha.bot.app import blob_root
+    from nazaha.services.purge import due_for_purge, purge_due
+    from nazaha.storage.blobs import BlobStore
+    from nazaha.storage.console_db import create_console_engine, prepare_console_store
+    from nazaha.storage.database import create_sessionmaker
+
+    secret = _console_secret_for_audit(settings)
+    today = dt.datetime.now(dt.timezone.utc).date()
+    engine = create_console_engine(settings.effective_database_url, settings.effective_console_dir)
+    try:
+        await prepare_console_store(engine)
+        sessionmaker = create_sessionmaker(engine)
+        async with sessionmaker() as session:
+            due = await due_for_purge(session, today, settings.retention_days)
+        print(f"Retention: {settings.retention_days} days after closing; {len(due)} case(s) due.")
+        for item in due:
+            print(f"{item.designation}  closed {item.closed_on.isoformat()}  due {item.purge_on.isoformat()}")
+        if args.dry_run:
+            return
+        purged = await purge_due(sessionmaker, BlobStore(blob_root(settings)), secret, today, settings.retention_days)
+    finally:
+        await engine.dispose()
+    print(f"Purged {purged} case(s).")
+
+
 def _secret(value: str):
     from pydantic import SecretStr
 
@@ -624,6 +654,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", metavar="DIR", help=f"where to write it (default: {AUDIT_HEADS_DIR} in the console dir)"
     )
     audit_export.set_defaults(func=cmd_audit_export_head)
+    purge = sub.add_parser("purge", help="purge the closed cases whose retention period is over")
+    purge.add_argument("--dry-run", action="store_true", help="only list what is due")
+    purge.set_defaults(func=cmd_purge)
     return parser
 
 
