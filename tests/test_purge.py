@@ -452,3 +452,72 @@ async def test_postgresql_no_tuple_of_a_purged_report_survives_vacuum(tmp_path):
                 assert await purged_count(session) == 2
         finally:
             await conn.close()
+
+
+# --------------------------------------------------------------------------- the console
+
+
+from tests.test_console_cases import invite, world as console_world  # noqa: E402,F401
+
+
+async def test_retention_page_and_the_daily_pass(console_world, monkeypatch):
+    """Admins see the setting, what is purged next and when, and the cases on legal hold;
+    caseworkers get 403. The console's housekeeping pass purges what is due."""
+    from nazaha.admin import app as console_app
+
+    purge_expired_cases = console_app.purge_expired_cases
+    calls = []
+
+    async def not_yet(console):  # the running housekeeping loop waits for this test's call
+        calls.append(console)
+        return 0
+
+    monkeypatch.setattr(console_app, "purge_expired_cases", not_yet)
+    w = console_world
+    sm = w.console.sessionmaker
+    today = w.clock().date()  # 2026-11-30
+    viewer = (await add_staff(sm, "boss", "admin"))
+    ids = {}
+    for name, closed_on, label in (("R-OLDONE", today - dt.timedelta(days=400), None),
+                                   ("R-SOONER", today - dt.timedelta(days=350), None),
+                                   ("R-HOLDME", today - dt.timedelta(days=900), "legal hold"),
+                                   ("R-LATER9", today - dt.timedelta(days=10), None)):
+        rid, _key = await make_case(sm, w.public, designation=name, created_on=closed_on - dt.timedelta(days=20))
+        async with write_session(sm) as session:
+            await change_status(session, viewer, rid, "closed", outcome="substantiated", notify=False, today=closed_on)
+            if label:
+                await add_label(session, viewer, rid, label)
+        ids[name] = rid
+    page = w.admin_browser.get("/retention")
+    assert page.status_code == 200
+    assert "365" in page.text and 'href="/retention"' in page.text
+    upcoming = page.text.split('id="upcoming"')[1].split("</table>")[0]
+    holds = page.text.split('id="legal-holds"')[1].split("</table>")[0]
+    assert "R-OLDONE" in upcoming and "R-SOONER" in upcoming
+    assert (today - dt.timedelta(days=350) + dt.timedelta(days=365)).isoformat() in upcoming
+    assert "R-LATER9" not in upcoming and "R-HOLDME" not in upcoming
+    assert "R-HOLDME" in holds
+    caseworker = await invite(w, "carla", "caseworker")
+    assert caseworker.get("/retention").status_code == 403
+
+    # The housekeeping loop runs the pass once a day, at its first round.
+    import asyncio
+
+    calls.clear()
+    loop_task = asyncio.create_task(console_app._housekeeping(w.console, interval=0.01))
+    try:
+        for _ in range(500):
+            if calls:
+                break
+            await asyncio.sleep(0.01)  # polling for the condition, not a fixed wait
+        assert calls == [w.console]
+    finally:
+        loop_task.cancel()
+    assert await purge_expired_cases(w.console) == 1
+    async with sm() as session:
+        left = set(await session.scalars(select(Report.designation)))
+    assert "R-OLDONE" not in left and {"R-SOONER", "R-HOLDME", "R-LATER9"} <= left
+    page = w.admin_browser.get("/retention")
+    assert "R-OLDONE" not in page.text and 'id="purged-count">1 case purged' in page.text
+    audit_page = w.admin_browser.get("/audit?action=purge")
+    assert "Closed cases purged" in audit_page.text and "count=1" in audit_page.text
