@@ -154,12 +154,14 @@ async def _seed_reply_templates(console: Console) -> None:
 async def _housekeeping(console: Console, interval: float | None = None) -> None:
     """Every few seconds: end idle sessions (their keys leave memory), send news kept while
     no bot was running (with the key of any signed-in member who holds it), and export the
-    audit log's authenticated head every hour and soon after an admin change."""
+    audit log's authenticated head every hour and soon after an admin change; once a day
+    (and at start-up) purge the closed cases whose retention period is over."""
     from nazaha.services.news import send_kept_news
     from nazaha.storage.database import write_session
 
     interval = interval or console.settings.notify_interval_seconds
     last_export: dt.datetime | None = None
+    last_purge: dt.date | None = None
     while True:
         await asyncio.sleep(interval)
         try:
@@ -168,14 +170,33 @@ async def _housekeeping(console: Console, interval: float | None = None) -> None
             if team_private is not None:
                 async with write_session(console.sessionmaker) as session:
                     await send_kept_news(session, console.services["dispatcher"], team_private)
-            await scrub_console_store(console.engine)  # old row versions leave the WAL files
             now = console.clock()
+            if last_purge != now.date():
+                last_purge = now.date()
+                await purge_expired_cases(console)
+            await scrub_console_store(console.engine)  # old row versions leave the WAL files
             if console.audit_export_due or last_export is None or now - last_export >= AUDIT_EXPORT_EVERY:
                 console.audit_export_due = False
                 last_export = now
                 await export_audit_head(console)
         except Exception as exc:  # keep the loop alive; never log content
             log.warning("console housekeeping failed: %s", type(exc).__name__)
+
+
+async def purge_expired_cases(console: Console) -> int:
+    """The daily retention pass (nazaha.services.purge.purge_due); returns how many closed
+    cases were purged. Logs the count only."""
+    from nazaha.admin.routes.evidence import blob_store
+    from nazaha.services.purge import purge_due
+
+    purged = await purge_due(
+        console.sessionmaker, blob_store(console), console.console_secret, console.today(),
+        console.settings.retention_days,
+    )
+    if purged:
+        log.info("retention: %d closed case(s) purged", purged)
+        console.audit_export_due = True
+    return purged
 
 
 async def export_audit_head(console: Console) -> None:
@@ -215,9 +236,9 @@ async def _staff_digests(console: Console) -> None:
 
 def _area_routers():
     """The routers of the areas beyond sign-in, in menu order."""
-    from nazaha.admin.routes import audit_log, awareness, cases, evidence, referral, reply_templates, users
+    from nazaha.admin.routes import audit_log, awareness, cases, evidence, referral, reply_templates, retention, users
 
-    return (cases, evidence, referral, reply_templates, users, audit_log, awareness)
+    return (cases, evidence, referral, reply_templates, users, audit_log, retention, awareness)
 
 
 def console_routes(app: FastAPI) -> list[tuple[str, str]]:

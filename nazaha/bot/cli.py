@@ -1,5 +1,5 @@
-"""The `nazaha` command: init, bot, sandbox, console, demo, decrypt, notify, audit, backup,
-restore, purge-log."""
+"""The `nazaha` command: init, bot, sandbox, console, demo, decrypt, notify, cases, audit,
+purge, backup, restore, purge-log."""
 
 from __future__ import annotations
 
@@ -665,6 +665,36 @@ async def cmd_purge_log_export(settings: Settings, args: argparse.Namespace) -> 
     print(f"{_entries(count)} of the purge log written to {args.file}.")
 
 
+async def cmd_purge(settings: Settings, args: argparse.Namespace) -> None:
+    """List the closed cases due for purging (retention: NAZAHA_RETENTION_DAYS) and, unless
+    --dry-run, purge them (rows, blobs, derived values; content-free aggregates stay)."""
+    import datetime as dt
+
+    from nazaha.bot.app import blob_root
+    from nazaha.services.purge import due_for_purge, purge_due
+    from nazaha.storage.blobs import BlobStore
+    from nazaha.storage.console_db import create_console_engine, prepare_console_store
+    from nazaha.storage.database import create_sessionmaker
+
+    secret = _console_secret_for_audit(settings)
+    today = dt.datetime.now(dt.timezone.utc).date()
+    engine = create_console_engine(settings.effective_database_url, settings.effective_console_dir)
+    try:
+        await prepare_console_store(engine)
+        sessionmaker = create_sessionmaker(engine)
+        async with sessionmaker() as session:
+            due = await due_for_purge(session, today, settings.retention_days)
+        print(f"Retention: {settings.retention_days} days after closing; {len(due)} case(s) due.")
+        for item in due:
+            print(f"{item.designation}  closed {item.closed_on.isoformat()}  due {item.purge_on.isoformat()}")
+        if args.dry_run:
+            return
+        purged = await purge_due(sessionmaker, BlobStore(blob_root(settings)), secret, today, settings.retention_days)
+    finally:
+        await engine.dispose()
+    print(f"Purged {purged} case(s).")
+
+
 def _secret(value: str):
     from pydantic import SecretStr
 
@@ -772,6 +802,9 @@ def build_parser() -> argparse.ArgumentParser:
     purge_log_export = purge_log_sub.add_parser("export", help="write it to a new file")
     purge_log_export.add_argument("file", metavar="FILE")
     purge_log_export.set_defaults(func=cmd_purge_log_export)
+    purge = sub.add_parser("purge", help="purge the closed cases whose retention period is over")
+    purge.add_argument("--dry-run", action="store_true", help="only list what is due")
+    purge.set_defaults(func=cmd_purge)
     return parser
 
 

@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     # (NAZAHA_STAFF_CHAT_IDS) every this many hours, sent by the console; 0: off.
     staff_digest_hours: float = Field(default=24.0, ge=0)
     staff_digest_locale: Literal["ar", "en"] = "ar"
+    # Closed cases are purged this many days after closing (console.cases.closed_on), unless
+    # labelled "legal hold"; a content-free aggregate of each stays (nazaha.services.purge).
+    retention_days: int = Field(default=365, ge=1)
     # Marked "due soon" in the inbox this many days before a deadline.
     due_soon_days: int = Field(default=2, ge=0)
     sandbox_host: str = "127.0.0.1"

@@ -87,6 +87,7 @@ KEY_GRANT = "key_grant"
 KEY_CHANGE = "key_change"
 TEMPLATE_CHANGE = "template_change"
 AUDIT_EXPORT = "audit_export"
+PURGE = "purge"  # closed cases purged after the retention period; no case reference
 
 # What the admin page shows for each action (msgids; the console translates them).
 ACTION_LABELS: Mapping[str, str] = {
@@ -123,6 +124,7 @@ ACTION_LABELS: Mapping[str, str] = {
     KEY_CHANGE: N_("Key changed"),
     TEMPLATE_CHANGE: N_("Reply template changed"),
     AUDIT_EXPORT: N_("Audit head exported"),
+    PURGE: N_("Closed cases purged"),
 }
 ACTIONS: frozenset[str] = frozenset(ACTION_LABELS)
 
