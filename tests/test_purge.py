@@ -58,6 +58,7 @@ from nazaha.storage.models import (
 )
 from nazaha.storage.reports import UnlockedCase
 from tests.casework_support import PG, add_staff, console_store, evidence, make_case
+from tests.console_support import csrf_of
 
 D = dt.date
 TODAY = D(2026, 3, 1)
@@ -488,6 +489,8 @@ async def test_retention_page_and_the_daily_pass(console_world, monkeypatch):
             if label:
                 await add_label(session, viewer, rid, label)
         ids[name] = rid
+    page = w.admin_browser.get("/retention")
+    w.admin_browser.post("/locale", data={"csrf": csrf_of(page.text), "locale": "en", "back": "/retention"})
     page = w.admin_browser.get("/retention")
     assert page.status_code == 200
     assert "365" in page.text and 'href="/retention"' in page.text

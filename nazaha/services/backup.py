@@ -59,7 +59,8 @@ from sqlalchemy.engine import make_url
 from nazaha.bot.settings import Settings
 from nazaha.storage.blobs import VARIANTS, BlobStore
 from nazaha.storage.console_db import CONSOLE_DB_NAME, CONSOLE_SECRET_NAME
-from nazaha.storage.crypto import KEY_BYTES, keyed_hash
+from nazaha.services.purge import purge_hash
+from nazaha.storage.crypto import KEY_BYTES
 from nazaha.storage.keyfiles import KeyPaths
 
 __all__ = [
@@ -82,7 +83,6 @@ PURGE_LOG_NAME = "purge-log.json"
 MANIFEST_FORMAT = "nazaha-backup"
 PURGE_LOG_FORMAT = "nazaha-purge-log"
 FORMAT_VERSION = 1
-PURGE_PURPOSE = "purge"  # keyed_hash(console_secret, "purge", report_id)
 
 _FILE_MODE = 0o600
 _DIR_MODE = 0o700
@@ -131,11 +131,6 @@ class PurgeLog:
         for key, day in other.entries.items():
             both[key] = min(day, both.get(key, day))
         return PurgeLog(both)
-
-
-def purge_hash(console_secret: bytes, report_id: str) -> str:
-    """The purge log's name for a report (hex HMAC-SHA256 under the console secret)."""
-    return keyed_hash(console_secret, PURGE_PURPOSE, report_id)
 
 
 # --------------------------------------------------------------------------- small helpers
