@@ -142,7 +142,7 @@ def chart_svg(table: ChartTable, locale: str) -> bytes:
     rtl = locale in i18n.RTL
     style = Style(
         font_family=FONT, background="#ffffff", plot_background="#ffffff", colors=("#0b6e4f",),
-        label_font_size=13, major_label_font_size=13, value_font_size=12, title_font_size=15,
+        label_font_size=13, major_label_font_size=13, value_font_size=12, title_font_size=15, no_data_font_size=18,
     )
     chart_type = pygal.Bar if table.name == "month" else pygal.HorizontalBar
     rows = max(1, len(table.cells))
@@ -151,7 +151,9 @@ def chart_svg(table: ChartTable, locale: str) -> bytes:
         js=[], style=style, show_legend=False, truncate_label=-1, print_values=True,
         width=720, height=height, title=_isolated(table.title, rtl), no_prefix=False,
         x_label_rotation=45 if table.name == "month" else 0, margin=12,
-        no_data_text=_isolated(i18n.gettext("No cases"), rtl),
+        no_data_text=_isolated(
+            i18n.gettext("Too few cases to draw") if table.total else i18n.gettext("No cases"), rtl
+        ),
     )
     chart.x_labels = [_isolated(cell.label, rtl) if table.name != "month" else cell.label for cell in table.cells]
     values = [cell.published if isinstance(cell.published, int) else None for cell in table.cells]
