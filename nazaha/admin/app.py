@@ -236,9 +236,19 @@ async def _staff_digests(console: Console) -> None:
 
 def _area_routers():
     """The routers of the areas beyond sign-in, in menu order."""
-    from nazaha.admin.routes import audit_log, awareness, cases, evidence, referral, reply_templates, retention, users
+    from nazaha.admin.routes import (
+        audit_log,
+        awareness,
+        cases,
+        evidence,
+        referral,
+        reply_templates,
+        retention,
+        statistics,
+        users,
+    )
 
-    return (cases, evidence, referral, reply_templates, users, audit_log, retention, awareness)
+    return (cases, evidence, referral, reply_templates, statistics, users, audit_log, retention, awareness)
 
 
 def console_routes(app: FastAPI) -> list[tuple[str, str]]:

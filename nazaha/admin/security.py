@@ -17,6 +17,10 @@ CONTENT_SECURITY_POLICY = (
     "font-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; "
     "base-uri 'none'"
 )
+# A chart (its own SVG resource, shown through <img>) may keep pygal's inline <style> and
+# nothing else: no script, no fetch. Only an image/svg+xml response that asks for exactly
+# this policy gets it instead of the one above.
+SVG_IMAGE_POLICY = "default-src 'none'; style-src 'unsafe-inline'"
 SECURITY_HEADERS = (
     (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
     (b"x-content-type-options", b"nosniff"),
@@ -68,11 +72,20 @@ class SecurityHeaders:
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 names = {name for name, _ in SECURITY_HEADERS}
-                headers = [h for h in message.get("headers", []) if h[0].lower() not in names]
-                message["headers"] = headers + list(SECURITY_HEADERS)
+                given = message.get("headers", [])
+                headers = [h for h in given if h[0].lower() not in names]
+                message["headers"] = headers + _security_headers(given)
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+def _security_headers(given: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    found = {name.lower(): value for name, value in given}
+    svg = found.get(b"content-type", b"").startswith(b"image/svg+xml")
+    if svg and found.get(b"content-security-policy") == SVG_IMAGE_POLICY.encode():
+        return [h if h[0] != b"content-security-policy" else (h[0], SVG_IMAGE_POLICY.encode()) for h in SECURITY_HEADERS]
+    return list(SECURITY_HEADERS)
 
 
 def csrf_token(key: bytes, binding: str) -> str:

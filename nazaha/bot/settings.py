@@ -90,6 +90,9 @@ class Settings(BaseSettings):
     retention_days: int = Field(default=365, ge=1)
     # Marked "due soon" in the inbox this many days before a deadline.
     due_soon_days: int = Field(default=2, ge=0)
+    # Statistics printed or exported for publication show counts below this as "<5" (and
+    # withhold a complement so that they cannot be worked out): nazaha.services.disclosure.
+    stats_min_cell: int = Field(default=5, ge=1, le=100)
     sandbox_host: str = "127.0.0.1"
     sandbox_port: int = 8081
 

@@ -1,0 +1,328 @@
+"""Statistics (issue 10): figures from a scripted data set whose answers are worked out by
+hand (cases in and out of the range, an empty range, open, reopened and reassigned cases,
+purged cases' aggregates), on SQLite and PostgreSQL; what a caseworker sees; that a purge
+changes nothing; small-cell suppression; and the page, charts and CSV over HTTP."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import re
+import xml.etree.ElementTree as ET
+
+import pytest
+from sqlalchemy import delete, select
+
+from nazaha.services import workflow
+from nazaha.services.deadlines import DeadlineRules
+from nazaha.services.disclosure import suppress, suppress_one
+from nazaha.services.statistics import Durations, nearest_rank, statistics, whole_months
+from nazaha.storage.console_models import AuditEntry, CaseState, PurgedCaseAggregate
+from nazaha.storage.crypto import TeamPrivateKey
+from nazaha.storage.database import create_sessionmaker, write_session
+from nazaha.storage.models import Report, ReportField
+from tests.casework_support import add_staff, console_store, make_case
+
+D = dt.date
+RULES = DeadlineRules()
+TODAY = D(2026, 7, 15)
+FROM, TO = D(2026, 1, 1), D(2026, 6, 30)
+
+
+# ------------------------------------------------------------------------- pure functions
+
+
+def test_nearest_rank_percentiles():
+    assert nearest_rank({}, 50) is None
+    assert nearest_rank({7: 1}, 50) == 7 and nearest_rank({7: 1}, 90) == 7
+    # 1..10: median rank ceil(5) = 5 -> 5; p90 rank 9 -> 9; p0 -> rank 1.
+    ten = {v: 1 for v in range(1, 11)}
+    assert (nearest_rank(ten, 50), nearest_rank(ten, 90), nearest_rank(ten, 0), nearest_rank(ten, 100)) == (5, 9, 1, 10)
+    # Weighted: [1, 1, 2, 3, 3, 3, 10].
+    assert nearest_rank({1: 2, 2: 1, 3: 3, 10: 1}, 50) == 3
+    assert nearest_rank({1: 2, 2: 1, 3: 3, 10: 1}, 90) == 10
+    with pytest.raises(ValueError):
+        nearest_rank(ten, 101)
+
+
+def test_whole_months_of_a_range():
+    assert whole_months(D(2026, 1, 1), D(2026, 6, 30)) == ("2026-01", "2026-06")
+    assert whole_months(D(2026, 2, 15), D(2026, 6, 30)) == ("2026-03", "2026-06")
+    assert whole_months(D(2026, 1, 1), D(2026, 6, 29)) == ("2026-01", "2026-05")
+    assert whole_months(D(2026, 2, 1), D(2026, 2, 28)) == ("2026-02", "2026-02")
+    assert whole_months(D(2026, 2, 2), D(2026, 2, 28)) is None
+
+
+def _pinned(counts, shown, k):
+    """Brute force: could any hidden cell take only one value, given what is shown and the
+    total, knowing that "<k" is 1..k-1 and "x" is >= k?"""
+    import itertools
+
+    hidden = [i for i, s in enumerate(shown) if not isinstance(s, int)]
+    if not hidden:
+        return False
+    total = sum(counts)
+    rest = total - sum(s for s in shown if isinstance(s, int))
+    ranges = [range(1, k) if shown[i] == f"<{k}" else range(k, rest + 1) for i in hidden]
+    solutions = [combo for combo in itertools.product(*ranges) if sum(combo) == rest]
+    assert solutions, "the true values must be a solution"
+    return any(len({combo[j] for combo in solutions}) == 1 for j in range(len(hidden)))
+
+
+@pytest.mark.parametrize(
+    "counts",
+    [[40, 3], [40, 30, 3], [40, 30, 1, 1], [40, 30, 4, 4], [9, 2, 0, 50], [3], [2, 3], [6, 1], [0, 0, 0], [5, 5, 5], [1, 5, 100]],
+)
+def test_small_cells_are_suppressed_and_cannot_be_worked_out(counts):
+    shown = suppress(counts, 5)
+    for n, s in zip(counts, shown, strict=True):
+        if 0 < n < 5:
+            assert s == "<5"
+        elif isinstance(s, int):
+            assert s == n
+        else:
+            assert s == "x" and n >= 5
+    if [n for n in counts if n > 0] and len(shown) > 1 and any(isinstance(s, str) for s in shown):
+        assert not _pinned(counts, shown, 5), (counts, shown)
+    assert suppress(counts, 1) == counts
+    assert suppress_one(3, 5) == "<5" and suppress_one(0, 5) == 0 and suppress_one(5, 5) == 5
+
+
+# ------------------------------------------------------------------------- the data set
+
+
+@dataclasses.dataclass
+class World:
+    sm: object
+    admin: object
+    alice: object
+    bob: object
+    carol: object
+    ids: dict[str, str]
+
+
+async def _step(sm, admin, rid, day, action, *args):
+    now = dt.datetime.combine(day, dt.time(10), tzinfo=dt.timezone.utc)
+    async with write_session(sm) as session:
+        if action == "status":
+            status, *rest = args
+            await workflow.change_status(session, admin, rid, status, outcome=rest[0] if rest else None,
+                                         notify=False, today=day, now=now)
+        elif action == "reopen":
+            await workflow.reopen(session, admin, rid, today=day, now=now)
+        elif action == "assign":
+            await workflow.assign(session, admin, [rid], args[0].user_id, now=now)
+
+
+async def seed(sm) -> World:
+    team = TeamPrivateKey.generate()
+    public = team.public_key()
+    admin = await add_staff(sm, "admin", "admin")
+    alice = await add_staff(sm, "alice", "caseworker")
+    bob = await add_staff(sm, "bob", "caseworker")
+    carol = await add_staff(sm, "carol", "caseworker")
+    ids: dict[str, str] = {}
+
+    async def case(name, received, kind="corruption", category="bribery", service=None, sector="ministry",
+                   governorate="nablus"):
+        if kind == "complaint":
+            category, sector = None, None
+        ids[name], _ = await make_case(sm, public, created_on=received, kind=kind, category=category,
+                                       service=service, sector=sector, governorate=governorate)
+        return ids[name]
+
+    async def steps(rid, *script):
+        for day, action, *args in script:
+            await _step(sm, admin, rid, day, action, *args)
+
+    c1 = await case("c1", D(2026, 1, 10))
+    await steps(c1, (D(2026, 1, 10), "assign", alice), (D(2026, 1, 12), "status", "acknowledged"),
+                (D(2026, 2, 9), "status", "closed", "substantiated"))
+    c2 = await case("c2", D(2026, 1, 20), governorate="hebron")  # reopened, closed again, reassigned
+    await steps(c2, (D(2026, 1, 20), "assign", alice), (D(2026, 1, 21), "status", "acknowledged"),
+                (D(2026, 1, 30), "status", "closed", "not_substantiated"), (D(2026, 2, 5), "reopen"),
+                (D(2026, 2, 6), "assign", bob), (D(2026, 3, 21), "status", "closed", "substantiated"))
+    c3 = await case("c3", D(2026, 2, 1), kind="complaint", service="health", governorate="gaza")
+    await steps(c3, (D(2026, 2, 1), "assign", alice), (D(2026, 2, 11), "status", "acknowledged"),
+                (D(2026, 2, 12), "status", "in_review"))
+    await case("c4", D(2026, 3, 1), category="nepotism", sector="security")  # never acknowledged
+    c5 = await case("c5", D(2026, 6, 30), kind="complaint", service="education", governorate="ramallah")
+    await steps(c5, (D(2026, 6, 30), "assign", alice))
+    c6 = await case("c6", D(2026, 5, 5))  # closed, reopened, open now
+    await steps(c6, (D(2026, 5, 5), "assign", bob), (D(2026, 5, 6), "status", "acknowledged"),
+                (D(2026, 5, 15), "status", "closed", "out_of_scope"), (D(2026, 5, 20), "reopen"))
+    c7 = await case("c7", D(2025, 12, 31))  # out of range
+    await steps(c7, (D(2026, 1, 2), "assign", alice), (D(2026, 1, 3), "status", "closed", "substantiated"))
+    c8 = await case("c8", D(2026, 7, 1), kind="complaint", service="health")  # out of range
+    await steps(c8, (D(2026, 7, 1), "assign", alice))
+    c9 = await case("c9", D(2026, 4, 10), kind="complaint", service="health")  # closed unacknowledged
+    await steps(c9, (D(2026, 4, 12), "status", "closed", "insufficient_information"))
+    async with write_session(sm) as session:
+        session.add_all([
+            PurgedCaseAggregate(received_month="2026-02", closed_month="2026-03", kind="corruption",
+                                category="bribery", sector="ministry", governorate="jenin", outcome="substantiated",
+                                ack_days=3, close_days=40, count=3),
+            PurgedCaseAggregate(received_month="2025-12", closed_month="2026-01", kind="corruption",
+                                category="bribery", sector="ministry", governorate="jenin", outcome="substantiated",
+                                ack_days=1, close_days=9, count=2),
+            PurgedCaseAggregate(received_month="2026-06", closed_month="2026-06", kind="complaint", service="health",
+                                outcome="not_substantiated", ack_days=None, close_days=5, count=1),
+        ])
+    return World(sm, admin, alice, bob, carol, ids)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def world(request, tmp_path):
+    async with console_store(request.param, tmp_path) as engine:
+        sm = create_sessionmaker(engine)
+        yield await seed(sm)
+
+
+async def figures(w: World, viewer, date_from=FROM, date_to=TO, today=TODAY):
+    async with w.sm() as session:
+        return await statistics(session, viewer, date_from, date_to, today, RULES)
+
+
+async def test_admin_figures_have_the_known_answers(world):
+    s = await figures(world, world.admin)
+    assert s.total == 11 and s.purged == 4
+    assert s.by_kind == {"corruption": 7, "complaint": 4}
+    assert s.by_category == {"bribery": 6, "nepotism": 1}
+    assert s.by_service == {"health": 3, "education": 1}
+    assert s.by_sector == {"ministry": 6, None: 4, "security": 1}
+    assert s.by_governorate == {"nablus": 4, "jenin": 3, None: 1, "gaza": 1, "hebron": 1, "ramallah": 1}
+    assert s.by_month == {"2026-01": 2, "2026-02": 4, "2026-03": 1, "2026-04": 1, "2026-05": 1, "2026-06": 2}
+    assert s.by_status == {"received": 2, "in_review": 2, "closed": 7}
+    # c6 was closed "out of scope" and reopened: it has no outcome now.
+    assert s.outcomes == {"substantiated": 5, "insufficient_information": 1, "not_substantiated": 1}
+    # Acknowledged: [1 (c2), 1 (c6), 2 (c1), 3, 3, 3 (purged), 10 (c3)].
+    assert s.days_to_acknowledge == Durations(7, 3, 10)
+    # Closed now: [2 (c9), 5 (purged), 30 (c1), 40 ×3 (purged), 60 (c2, its latest closing)].
+    assert s.days_to_close == Durations(7, 40, 60)
+    assert (s.ack_overdue, s.feedback_overdue) == (2, 2)  # c4 and c5; c3 and c4
+
+
+async def test_a_caseworker_counts_only_the_cases_assigned_to_them(world):
+    alice = await figures(world, world.alice)  # c1, c3, c5 (c2 went to bob, c7 c8 out of range)
+    assert alice.total == 3 and alice.purged == 0
+    assert alice.by_kind == {"complaint": 2, "corruption": 1}
+    assert alice.by_status == {"received": 1, "in_review": 1, "closed": 1}
+    assert alice.days_to_acknowledge == Durations(2, 2, 10)
+    assert alice.days_to_close == Durations(1, 30, 30)
+    assert (alice.ack_overdue, alice.feedback_overdue) == (1, 1)
+    bob = await figures(world, world.bob)  # c2 (reassigned to him), c6
+    assert bob.total == 2 and bob.by_status == {"in_review": 1, "closed": 1}
+    assert bob.outcomes == {"substantiated": 1} and bob.days_to_close == Durations(1, 60, 60)
+    carol = await figures(world, world.carol)
+    assert carol.total == 0 and carol.by_kind == {}
+    vera = await add_staff(world.sm, "vera", "volunteer")
+    assert (await figures(world, vera)).total == 0
+
+
+async def test_empty_and_partial_ranges(world):
+    empty = await figures(world, world.admin, D(2027, 1, 1), D(2027, 1, 31))
+    assert empty.total == 0 and empty.purged == 0 and empty.by_month == {"2027-01": 0}
+    assert empty.days_to_acknowledge == Durations(0, None, None) == empty.days_to_close
+    assert empty.by_status == {} and empty.outcomes == {} and (empty.ack_overdue, empty.feedback_overdue) == (0, 0)
+    # From 15 February: c4, c6, c9, c5 and the purged case of June (February is cut).
+    part = await figures(world, world.admin, D(2026, 2, 15), TO)
+    assert (part.total, part.purged) == (5, 1)
+    assert part.by_month == {"2026-02": 0, "2026-03": 1, "2026-04": 1, "2026-05": 1, "2026-06": 2}
+    one_day = await figures(world, world.admin, D(2026, 6, 30), D(2026, 6, 30))
+    assert one_day.total == 1 and one_day.by_service == {"education": 1}
+    with pytest.raises(ValueError):
+        await figures(world, world.admin, TO, FROM)
+
+
+async def test_a_purge_leaves_the_published_figures_unchanged(world):
+    before = await figures(world, world.admin)
+    rid = world.ids["c1"]  # received 10 Jan, acknowledged after 2 days, closed after 30
+    async with write_session(world.sm) as session:
+        await session.execute(delete(ReportField).where(ReportField.report_id == rid))
+        await session.execute(delete(CaseState).where(CaseState.report_id == rid))
+        await session.execute(delete(Report).where(Report.id == rid))
+        session.add(PurgedCaseAggregate(received_month="2026-01", closed_month="2026-02", kind="corruption",
+                                        category="bribery", sector="ministry", governorate="nablus",
+                                        outcome="substantiated", ack_days=2, close_days=30, count=1))
+    after = await figures(world, world.admin)
+    assert dataclasses.replace(after, purged=before.purged) == before and after.purged == before.purged + 1
+    # Alice no longer counts it: a purged case has no assignee.
+    assert (await figures(world, world.alice)).total == 2
+
+
+# ------------------------------------------------------------------------- over HTTP
+
+from tests.test_console_cases import BASE, invite  # noqa: E402  (fixtures of the console tests)
+from tests.test_console_cases import world as console_world  # noqa: E402,F401
+
+
+async def _seed_console(w) -> dict[str, str]:
+    sm = w.console.sessionmaker
+    today = w.console.today()
+    ids = {}
+    for i, (kind, governorate) in enumerate(
+        [("corruption", "nablus")] * 12 + [("corruption", "hebron")] * 3 + [("complaint", "gaza")] * 6
+    ):
+        ids[i], _ = await make_case(sm, w.public, created_on=today - dt.timedelta(days=3 + i), kind=kind,
+                                    category="bribery" if kind == "corruption" else None,
+                                    service="health" if kind == "complaint" else None,
+                                    sector="ministry" if kind == "corruption" else None, governorate=governorate)
+    return ids
+
+
+async def test_the_statistics_page_charts_and_csv(console_world):
+    w = console_world
+    await _seed_console(w)
+    b = w.admin_browser
+    page = b.get("/statistics")
+    assert page.status_code == 200
+    assert 'href="/statistics"' in page.text  # the menu
+    # Governorates: nablus 12, gaza 6, hebron 3 (small: marked on screen, "<5" in print).
+    table = re.search(r'id="stats-governorate".*?</section>', page.text, re.S).group(0)
+    assert re.search(r'class="screen-only small-cell"[^>]*><bdi dir="ltr">3</bdi></span><span class="print-only"><bdi dir="ltr">&lt;5', table)
+    assert "<style" not in page.text and " style=" not in page.text  # the page's CSP holds
+    query = re.search(r'src="/statistics/chart/governorate\.svg\?([^"]+)"', page.text).group(1).replace("&amp;", "&")
+    for name in ("kind", "category", "service", "sector", "governorate", "month", "status", "outcome"):
+        assert f'src="/statistics/chart/{name}.svg?' in page.text
+        svg = b.get(f"/statistics/chart/{name}.svg?{query}")
+        assert svg.status_code == 200 and svg.headers["content-type"].startswith("image/svg+xml")
+        assert "script-src" not in svg.headers["content-security-policy"]
+        assert svg.headers["content-security-policy"].startswith("default-src 'none'")
+        root = ET.fromstring(svg.content)  # well-formed
+        assert root.tag == "{http://www.w3.org/2000/svg}svg"
+        text = svg.content.decode()
+        assert "<script" not in text.lower() and "javascript" not in text.lower()
+        assert not re.search(r"https?://", text.replace('xmlns="http://www.w3.org/2000/svg"', "")), name
+        assert "href" not in text
+    svg = b.get(f"/statistics/chart/governorate.svg?{query}").content.decode()
+    labels = [t.text for t in ET.fromstring(svg).iter("{http://www.w3.org/2000/svg}text") if t.text]
+    assert any("نابلس" in (t or "") for t in labels)  # Arabic as text, the member's language
+    assert b.get("/statistics/chart/nothing.svg").status_code == 404
+
+    async with w.console.sessionmaker() as session:
+        exports_before = len((await session.scalars(select(AuditEntry).where(AuditEntry.action == "export"))).all())
+    csv = b.get(f"/statistics/data/governorate.csv?{query}")
+    assert csv.status_code == 200 and csv.headers["content-type"].startswith("text/csv")
+    assert csv.content.startswith(b"\xef\xbb\xbf")
+    rows = [line.split(",") for line in csv.content.decode("utf-8-sig").strip().split("\r\n")]
+    counts = {row[0]: row[2] for row in rows[1:]}
+    # hebron (3) is small: "<5"; with it alone hidden, gaza (6) is withheld too.
+    assert counts == {"nablus": "12", "gaza": "x", "hebron": "<5", "": "21"}
+    kinds = {row[0]: row[2] for row in (line.split(",") for line in b.get(f"/statistics/data/kind.csv?{query}").content.decode("utf-8-sig").strip().split("\r\n")[1:])}
+    assert kinds == {"corruption": "15", "complaint": "6", "": "21"}
+    assert b.get(f"/statistics/data/timeliness.csv?{query}").content.startswith(b"\xef\xbb\xbf")
+    async with w.console.sessionmaker() as session:
+        exports = (await session.scalars(select(AuditEntry).where(AuditEntry.action == "export"))).all()
+    assert len(exports) == exports_before + 3 and all(e.detail == '{"what":"statistics"}' for e in exports[-3:])
+
+    # A bad range falls back to the default with a message.
+    assert "role=\"alert\"" in b.get("/statistics?from=2026-13-01").text
+
+    # A caseworker sees their own cases only (none yet); a volunteer is refused.
+    alice = await invite(w, "alice", "caseworker")
+    mine = alice.get("/statistics")
+    assert mine.status_code == 200 and re.search(r'id="stats-summary".*?<tbody>\s*<tr><th scope="row">[^<]*</th><td class="num"><bdi dir="ltr">0<', mine.text, re.S)
+    vera = await invite(w, "vera", "volunteer")
+    assert vera.get("/statistics").status_code == 403
+    assert vera.get(f"/statistics/data/kind.csv?{query}").status_code == 403
+    assert vera.get(f"/statistics/chart/kind.svg?{query}").status_code == 403
