@@ -215,9 +215,9 @@ async def _staff_digests(console: Console) -> None:
 
 def _area_routers():
     """The routers of the areas beyond sign-in, in menu order."""
-    from nazaha.admin.routes import audit_log, awareness, cases, evidence, referral, reply_templates, users
+    from nazaha.admin.routes import audit_log, awareness, cases, evidence, exports, referral, reply_templates, users
 
-    return (cases, evidence, referral, reply_templates, users, audit_log, awareness)
+    return (cases, exports, evidence, referral, reply_templates, users, audit_log, awareness)
 
 
 def console_routes(app: FastAPI) -> list[tuple[str, str]]:
