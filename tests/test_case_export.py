@@ -127,6 +127,8 @@ async def test_admin_export_is_metadata_only_in_arabic_with_formulas_neutralised
     assert xrows["R-EXPBBB"]["labels"] == EVIL  # a string cell: shown, not evaluated
     assert xrows["R-EXPAAA"]["governorate"] == "نابلس" and xrows["R-EXPAAA"]["labels"] == "عاجل"
     assert 'rightToLeft="1"' in xml
+    tmpdir = w.settings.effective_console_dir / "export-tmp"  # XlsxWriter's files: private, and gone
+    assert tmpdir.is_dir() and (tmpdir.stat().st_mode & 0o777) == 0o700 and not any(tmpdir.iterdir())
 
     # The filter applies to every page, not only the one shown.
     only = export(browser, "csv", "kind=complaint&page=7&page_size=1")

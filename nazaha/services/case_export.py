@@ -45,6 +45,7 @@ __all__ = [
     "ExportTooLarge",
     "Wording",
     "XlsxExport",
+    "build_export",
     "cells",
     "export_file_name",
     "export_rows",
@@ -335,3 +336,39 @@ async def may_export(session: AsyncSession, viewer: Viewer) -> bool:
         return False
     user = await session.get(StaffUser, viewer.user_id)
     return user is not None and user.state == "active" and bool(user.can_export)
+
+
+async def build_export(
+    session: AsyncSession,
+    viewer: Viewer,
+    f: InboxFilter,
+    fmt: str,
+    today: dt.date,
+    rules: DeadlineRules,
+    wording: Wording,
+    *,
+    tmpdir: Path | None = None,
+    right_to_left: bool = False,
+) -> tuple[bytes, int]:
+    """The export file of ``fmt`` (one of :data:`FORMATS`) and its number of rows, built chunk
+    by chunk from :func:`export_rows` (the XLSX rows are written in a worker thread:
+    XlsxWriter is plain Python, slow enough to hold up other requests). Does not check the
+    right to export (:func:`may_export`) nor write the audit entry: the caller does both.
+    Raises ``ValueError`` for an unknown format, :class:`ExportTooLarge`."""
+    import asyncio
+
+    if fmt not in FORMATS:
+        raise ValueError("unknown export format")
+    if fmt == "csv":
+        writer = CsvExport(wording)
+        parts = [writer.header()]
+        async for chunk in export_rows(session, viewer, f, today, rules):
+            parts.append(writer.rows(chunk))
+        return b"".join(parts), writer.count
+    book = XlsxExport(wording, tmpdir=tmpdir, right_to_left=right_to_left)
+    try:
+        async for chunk in export_rows(session, viewer, f, today, rules):
+            await asyncio.to_thread(book.rows, chunk)
+    finally:
+        content = await asyncio.to_thread(book.close)  # also deletes its temporary files
+    return content, book.count

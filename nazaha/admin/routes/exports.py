@@ -12,8 +12,6 @@ audited ``EXPORT`` with ``{"what": "inbox", "format": ..., "rows": n}`` once the
 
 from __future__ import annotations
 
-import asyncio
-
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import Response
 from starlette.datastructures import QueryParams
@@ -25,12 +23,10 @@ from nazaha.admin.routes.cases import flag_label, rules_of, viewer_of
 from nazaha.admin.sessions import StaffSession
 from nazaha.services import audit
 from nazaha.services.case_export import (
-    CsvExport,
     ExportTooLarge,
     Wording,
-    XlsxExport,
+    build_export,
     export_file_name,
-    export_rows,
     export_tmpdir,
     may_export,
 )
@@ -75,25 +71,13 @@ def wording() -> Wording:
 async def _build(console: Console, staff: StaffSession, f: InboxFilter, fmt: str) -> tuple[bytes, int]:
     """The file's bytes and its number of rows; ``HTTPException(403)`` if the member may not
     export. One read transaction: the rows are one consistent view of the inbox."""
-    viewer, today, rules = viewer_of(staff), console.today(), rules_of(console)
-    words = wording()
+    viewer = viewer_of(staff)
     async with console.sessionmaker() as session, session.begin():
         if not await may_export(session, viewer):
             raise HTTPException(status_code=403)
-        if fmt == "csv":
-            writer = CsvExport(words)
-            parts = [writer.header()]
-            async for chunk in export_rows(session, viewer, f, today, rules):
-                parts.append(writer.rows(chunk))
-            return b"".join(parts), writer.count
-        tmpdir = export_tmpdir(console.settings.effective_console_dir)
-        book = XlsxExport(words, tmpdir=tmpdir, right_to_left=i18n.current_locale() in i18n.RTL)
-        try:
-            async for chunk in export_rows(session, viewer, f, today, rules):
-                await asyncio.to_thread(book.rows, chunk)  # XlsxWriter is slow Python: off the loop
-        finally:
-            content = await asyncio.to_thread(book.close)  # also removes its temporary files
-        return content, book.count
+        tmpdir = export_tmpdir(console.settings.effective_console_dir) if fmt == "xlsx" else None
+        return await build_export(session, viewer, f, fmt, console.today(), rules_of(console), wording(),
+                                  tmpdir=tmpdir, right_to_left=i18n.current_locale() in i18n.RTL)
 
 
 async def _export(request: Request, console: Console, staff: StaffSession, fmt: str) -> Response:
