@@ -241,6 +241,7 @@ def _area_routers():
         awareness,
         cases,
         evidence,
+        exports,
         referral,
         reply_templates,
         retention,
@@ -248,7 +249,7 @@ def _area_routers():
         users,
     )
 
-    return (cases, evidence, referral, reply_templates, statistics, users, audit_log, retention, awareness)
+    return (cases, exports, evidence, referral, reply_templates, statistics, users, audit_log, retention, awareness)
 
 
 def console_routes(app: FastAPI) -> list[tuple[str, str]]:

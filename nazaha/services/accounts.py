@@ -424,6 +424,18 @@ class Accounts:
         await self._strip(session, user)
         await session.execute(delete(Invitation).where(Invitation.user_id == user_id))
         user.state = "removed"
+        user.can_export = False
+
+    async def set_export_right(self, session: AsyncSession, user_id: str, allowed: bool) -> None:
+        """Let a caseworker export the inbox's triage metadata, or no longer. Admins always
+        may and volunteers never: ``AccountError("not_caseworker")`` for them, and
+        ``"no_such_user"`` for an unknown or removed account."""
+        user = await session.get(StaffUser, user_id)
+        if user is None or user.state == "removed":
+            raise AccountError("no_such_user")
+        if user.role != "caseworker":
+            raise AccountError("not_caseworker")
+        user.can_export = bool(allowed)
 
     async def _strip(self, session: AsyncSession, user: StaffUser) -> None:
         await session.execute(delete(TeamKeyGrant).where(TeamKeyGrant.user_id == user.id))
@@ -452,6 +464,7 @@ class Accounts:
             {
                 "id": u.id, "username": u.username, "role": u.role, "state": u.state,
                 "granted": u.id in granted, "enrolled_at": u.enrolled_at,
+                "can_export": u.role == "admin" or (u.role == "caseworker" and bool(u.can_export)),
             }
             for u in users
         ]

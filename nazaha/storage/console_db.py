@@ -21,7 +21,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -68,12 +68,24 @@ def create_console_engine(database_url: str, console_dir: Path, **kwargs: Any) -
     return engine
 
 
+# Columns added to existing tables after their first release: (table, column, SQL type and
+# default). ``create_all`` makes missing tables only; a store made before gets these added.
+ADDED_COLUMNS = (("staff_users", "can_export", "BOOLEAN NOT NULL DEFAULT FALSE"),)
+
+
 async def prepare_console_store(engine: AsyncEngine) -> None:
-    """Create the console's tables if they do not exist (idempotent)."""
+    """Create the console's tables if they do not exist, and add the columns of
+    :data:`ADDED_COLUMNS` a store made by an earlier version lacks (idempotent)."""
     async with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
             await conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {CONSOLE_SCHEMA}"))
         await conn.run_sync(ConsoleBase.metadata.create_all)
+        for table, column, declaration in ADDED_COLUMNS:
+            present = await conn.run_sync(
+                lambda sync, table=table: {c["name"] for c in inspect(sync).get_columns(table, schema=CONSOLE_SCHEMA)}
+            )
+            if column not in present:
+                await conn.execute(text(f"ALTER TABLE {CONSOLE_SCHEMA}.{table} ADD COLUMN {column} {declaration}"))
 
 
 def ensure_console_secret(console_dir: Path) -> bytes:

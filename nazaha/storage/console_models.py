@@ -77,6 +77,9 @@ class StaffUser(ConsoleBase):
     enrolled_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
     # Bumped by reset and removal: sessions opened before are no longer valid.
     generation: Mapped[int] = mapped_column(Integer, default=0)
+    # Whether a caseworker may export the inbox's triage metadata (admins always may,
+    # volunteers never); set by an admin on the team page.
+    can_export: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class TeamKeyGrant(ConsoleBase):

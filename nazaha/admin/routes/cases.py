@@ -23,6 +23,7 @@ from nazaha.admin.sessions import StaffSession
 from nazaha.flows import choices
 from nazaha.services import audit, notes as notes_service, workflow
 from nazaha.services.access import CaseAccessDenied, Viewer, can_see
+from nazaha.services.case_export import may_export
 from nazaha.services.deadlines import DeadlineRules, case_deadlines
 from nazaha.services.inbox import InboxFilter, dashboard_counts, inbox_page, mark_seen
 from nazaha.services.search import search as search_cases
@@ -81,6 +82,7 @@ async def inbox(request: Request, console: ConsoleDep, staff: CaseStaff) -> Resp
         page = await inbox_page(session, viewer, f, today, rules, report_ids=only_ids)
         counts = await dashboard_counts(session, viewer, today, rules)
         members = await _members(session)
+        exportable = await may_export(session, viewer)
     return render(
         request, "cases.html", nav="cases", f=f, q=q, page=page, counts=counts,
         members=[m for m in members if m.role != "volunteer"],
@@ -89,6 +91,7 @@ async def inbox(request: Request, console: ConsoleDep, staff: CaseStaff) -> Resp
                  "governorate": choices.GOVERNORATES},
         statuses=workflow.STATUSES, priorities=PRIORITIES, query_for=_query_for(f, q),
         search_capped=capped, search_limit=SEARCH_LIMIT,
+        can_export=exportable, export_filter=urllib.parse.urlencode(f.to_query()),
         notice=_bulk_notice(request),
     )
 

@@ -101,3 +101,20 @@ async def remove(request: Request, console: ConsoleDep, staff: AdminStaff, user_
     await scrub_console_store(console.engine)  # the destroyed key leaves no old page behind
     # Their grant is gone from the store, not from backups made while they held it.
     return redirect("/users?removed=1")
+
+
+@router.post("/users/{user_id}/export", dependencies=[CsrfChecked])
+async def export_right(request: Request, console: ConsoleDep, staff: AdminStaff, user_id: str,
+                       export: Annotated[str, Form(max_length=8)] = "") -> Response:
+    """Give a caseworker the right to export the inbox (``export=1``) or take it back
+    (anything else). Audited ``USER_ROLE`` with ``{"user": id, "export": true/false}``."""
+    allowed = export == "1"
+    try:
+        async with write_session(console.sessionmaker) as session:
+            await console.accounts.set_export_right(session, user_id, allowed)
+            await audit.append(session, actor_id=staff.identity.id, action=audit.USER_ROLE,
+                               detail={"user": user_id, "export": allowed}, now=console.clock())
+    except AccountError as exc:
+        return await _page(request, console, staff, error=exc.code)
+    console.audit_export_due = True
+    return redirect("/users")
