@@ -159,13 +159,14 @@ DRAFT_MARKER = "مسودة بلاغ draft-marker-2718"
 REPORT_ID = "a" * 32
 
 
-async def test_head_is_0005_its_indexes_come_and_go_and_neither_0004_nor_0003_can_be_downgraded(sqlite_url: str):
+async def test_head_is_0006_the_indexes_of_0005_and_0006_come_and_go_and_neither_0004_nor_0003_can_be_downgraded(sqlite_url: str):
     from alembic import command
     from alembic.script import ScriptDirectory
 
     config = alembic_config(sqlite_url)
     script = ScriptDirectory.from_config(config)
-    assert script.get_current_head() == "0005"
+    assert script.get_current_head() == "0006"
+    assert script.get_revision("0006").down_revision == "0005"
     assert script.get_revision("0005").down_revision == "0004"
     assert script.get_revision("0004").down_revision == "0003"
     assert script.get_revision("0003").down_revision == "0002"
@@ -182,9 +183,17 @@ async def test_head_is_0005_its_indexes_come_and_go_and_neither_0004_nor_0003_ca
             rows = await conn.execute(text("SELECT name FROM sqlite_master WHERE type = 'index'"))
             return {name for (name,) in rows if name.startswith("ix_")}
 
+    async def received_columns() -> list[str]:
+        async with engine.connect() as conn:
+            rows = await conn.execute(text("PRAGMA index_info(ix_reports_received)"))
+            return [row[2] for row in rows]
+
+    received_0005 = ["created_on", "id", "status", "kind", "category", "service", "sector", "governorate", "designation"]
+
     try:
         inbox = {"ix_reports_inbox", "ix_reports_received", "ix_case_messages_unread_by_staff"}
         assert inbox <= await indexes()
+        assert await received_columns() == [*received_0005, "outcome"]
 
         def migrate(step, target):
             def run(sync_conn):
@@ -193,18 +202,23 @@ async def test_head_is_0005_its_indexes_come_and_go_and_neither_0004_nor_0003_ca
 
             return run
 
-        async with engine.begin() as conn:  # 0005 is only indexes: it goes down and up again
+        async with engine.begin() as conn:  # 0006 is only an index: it goes down and up again
+            await conn.run_sync(migrate(command.downgrade, "0005"))
+        assert await version() == "0005" and inbox <= await indexes()
+        assert await received_columns() == received_0005
+        async with engine.begin() as conn:  # so is 0005
             await conn.run_sync(migrate(command.downgrade, "0004"))
         assert await version() == "0004" and not inbox & await indexes()
         async with engine.begin() as conn:
             await conn.run_sync(migrate(command.upgrade, "head"))
-        assert await version() == "0005" and inbox <= await indexes()
+        assert await version() == "0006" and inbox <= await indexes()
+        assert await received_columns() == [*received_0005, "outcome"]
 
         for target in ("0003", "0002"):
             with pytest.raises(NotImplementedError, match="backup"):
                 async with engine.begin() as conn:
                     await conn.run_sync(migrate(command.downgrade, target))
-            assert await version() == "0005"
+            assert await version() == "0006"
         assert inbox <= await indexes()  # nothing was undone
         await check_database(engine)
         assert await _schema_diff(engine) == []
@@ -420,7 +434,7 @@ async def test_upgrade_from_0003_maps_the_old_codes_and_adds_the_withdrawal_days
             ).all()
             fields = (await conn.execute(text("SELECT report_id, name, sealed FROM report_fields"))).all()
             version = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar()
-        assert version == "0005"
+        assert version == "0006"
         for name in ("contact_withdrawn_on", "withdrawn_on"):
             assert columns[name]["nullable"] and "DATE" in str(columns[name]["type"]).upper()
         assert [(r.id[:2], r.status, r.outcome) for r in rows] == [

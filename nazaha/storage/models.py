@@ -78,7 +78,8 @@ class SystemSetting(Base):
 
 # The console's inbox reads every report's triage columns: two indexes hold them, in id order
 # (narrow, and the joins to the console's rows then read in order) and by day received (the
-# newest-first page, date ranges, deadline flags); see migration 0005.
+# newest-first page, date ranges, deadline flags; with the outcome, for the statistics); see
+# migrations 0005 and 0006.
 TRIAGE_COLUMNS = ("status", "kind", "category", "service", "sector", "governorate", "designation")
 # The reporter messages no staff member has read yet (the inbox's "new" mark).
 UNREAD_BY_STAFF = "direction = 'reporter' AND NOT read_by_staff"
@@ -88,7 +89,7 @@ class Report(Base):
     __tablename__ = "reports"
     __table_args__ = (
         Index("ix_reports_inbox", "id", "created_on", *TRIAGE_COLUMNS),
-        Index("ix_reports_received", "created_on", "id", *TRIAGE_COLUMNS),
+        Index("ix_reports_received", "created_on", "id", *TRIAGE_COLUMNS, "outcome"),
     )
 
     # 32 random hex digits; never derived from anything about the reporter.
