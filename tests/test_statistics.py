@@ -219,6 +219,20 @@ async def test_a_caseworker_counts_only_the_cases_assigned_to_them(world):
     assert (await figures(world, vera)).total == 0
 
 
+async def test_the_same_figures_on_one_connection_as_on_two(world):
+    # A fresh session runs the report-only counts on a second connection; one already in a
+    # transaction runs everything on its own connection. Both give the same figures.
+    from sqlalchemy import text
+
+    for viewer in (world.admin, world.alice, world.bob):
+        apart = await figures(world, viewer)
+        async with world.sm() as session:
+            await session.execute(text("SELECT 1"))
+            assert session.in_transaction()
+            together = await statistics(session, viewer, FROM, TO, TODAY, RULES)
+        assert together == apart and together.total > 0
+
+
 async def test_empty_and_partial_ranges(world):
     empty = await figures(world, world.admin, D(2027, 1, 1), D(2027, 1, 31))
     assert empty.total == 0 and empty.purged == 0 and empty.by_month == {"2027-01": 0}
