@@ -234,13 +234,23 @@ async def statistics(
     close_days = case((r.status == "closed", _DaysBetween(c.closed_on, r.created_on)), else_=None)
     ack_late = case((flag_clause("ack_overdue", today, rules), 1), else_=0)
     feedback_late = case((flag_clause("feedback_overdue", today, rules), 1), else_=0)
+    if viewer.role == "admin" and session.get_bind().dialect.name == "sqlite":
+        # Walked in report id order (``ix_reports_inbox``, all of it: ``id >= ''`` holds for
+        # every report, and the day received is kept off its index), the lookups in the
+        # console's rows, keyed by report id, read in order too: less than half the time of a
+        # walk of the range by day received, which looks them up at random.
+        by_index = _NotByIndex(r.created_on)
+        timing_range = [by_index >= date_from, by_index <= date_to, r.id >= ""]
+    else:
+        timing_range = in_range
     by_timing = (
         select(ack_days.label("ack"), close_days.label("close"), ack_late.label("ack_late"),
                feedback_late.label("feedback_late"), n.label("n"))
         .select_from(joined)
-        .where(*in_range)
+        .where(*timing_range)
         .group_by(ack_days, close_days, ack_late, feedback_late)
     )
+
     grouped, timing = await _run_apart(session, by_columns, by_timing)
     by_kind, by_sector, by_governorate, by_day, outcomes = grouped
     by_place = {"sector": by_sector, "governorate": by_governorate}
