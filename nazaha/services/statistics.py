@@ -2,8 +2,10 @@
 and its charts, tables and CSV files (nazaha.admin.routes.statistics).
 
 Every figure is a SQL aggregate (GROUP BY over ``reports`` outer-joined to
-``console.cases``, read through the index by day received); Python only adds up the
-groups. Which cases count:
+``console.cases``, read through the index by day received, or for a caseworker from their
+assigned cases); Python only adds up the groups. Given a fresh session, the counts over
+report columns run on a second connection while the joined pass runs on the session's (two
+snapshots of the same committed data). How fast: docs/benchmarks.md, "Console statistics". Which cases count:
 
 * cases **received** from ``date_from`` to ``date_to`` (both days included);
 * an **admin** counts every case, plus what purged cases left (``console.purged_aggregates``,
