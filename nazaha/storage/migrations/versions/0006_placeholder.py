@@ -1,0 +1,26 @@
+"""Placeholder for revision 0006 (written on another branch): no operations.
+
+Only here so that 0007 has its parent on this branch; the real 0006 replaces this file when
+the branches are merged.
+
+Revision ID: 0006
+Revises: 0005
+Create Date: 2026-12-01
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+revision: str = "0006"
+down_revision: str | None = "0005"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass
