@@ -579,6 +579,59 @@ def test_reporter_keys_depend_on_receipt_and_salt():
     assert len({a.wrap_key, b.wrap_key, c.wrap_key}) == 3
 
 
+def test_reporter_key_pair_is_derived_from_the_receipt():
+    salt = new_system_salt()
+    receipt = new_receipt()
+    keys = derive_reporter_keys(receipt, salt, KDF_TESTING, floor=KDF_TESTING)
+    assert len(keys.kem_seed) == 96
+    assert keys.kem_seed.hex() not in repr(keys)
+    private = keys.kem_private()
+    assert isinstance(private, TeamPrivateKey)
+    assert private.to_bytes() == keys.kem_seed  # ML-KEM-768 seed || X25519 private
+    public = private.public_key().to_bytes()
+    assert len(public) == 1216
+    # the same receipt typed another way gives the same key pair
+    arabic = format_receipt(receipt).translate(str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩"))
+    for typed in (format_receipt(receipt), RLM + arabic + LRM, NBSP + receipt):
+        again = derive_reporter_keys(typed, salt, KDF_TESTING, floor=KDF_TESTING)
+        assert again.kem_private().public_key().to_bytes() == public
+    # another receipt (or another system salt) gives another one
+    other = ("1" if receipt[0] != "1" else "2") + receipt[1:]
+    for different in (
+        derive_reporter_keys(other, salt, KDF_TESTING, floor=KDF_TESTING),
+        derive_reporter_keys(receipt, new_system_salt(), KDF_TESTING, floor=KDF_TESTING),
+    ):
+        assert different.kem_seed != keys.kem_seed
+        assert different.kem_private().public_key().to_bytes() != public
+    # separate from the other derived values
+    assert keys.lookup not in keys.kem_seed and keys.wrap_key not in keys.kem_seed
+    with pytest.raises(TypeError):
+        pickle.dumps(keys)
+
+
+def test_a_value_sealed_to_the_reporter_public_key_opens_with_the_receipt():
+    salt = new_system_salt()
+    receipt = new_receipt()
+    public = TeamPublicKey.from_bytes(
+        derive_reporter_keys(receipt, salt, KDF_TESTING, floor=KDF_TESTING)
+        .kem_private()
+        .public_key()
+        .to_bytes()
+    )
+    case_key = new_data_key()
+    sealed = crypto.seal_to_key(public, "nazaha/test/case-key", ("rep-1",), case_key)
+    later = derive_reporter_keys(format_receipt(receipt), salt, KDF_TESTING, floor=KDF_TESTING)
+    assert crypto.open_from_key(later.kem_private(), "nazaha/test/case-key", ("rep-1",), sealed) == case_key
+    wrong = derive_reporter_keys(new_receipt(), salt, KDF_TESTING, floor=KDF_TESTING)
+    with pytest.raises(CryptoError):
+        crypto.open_from_key(wrong.kem_private(), "nazaha/test/case-key", ("rep-1",), sealed)
+
+
+def test_reporter_keys_without_a_seed_have_no_key_pair():
+    with pytest.raises(ValueError):
+        ReporterKeys(lookup=b"l" * 32, wrap_key=b"w" * 32).kem_private()
+
+
 def test_malformed_receipt_refused_by_derivation():
     with pytest.raises(WrongReceipt):
         derive_reporter_keys("1234", new_system_salt(), KDF_TESTING, floor=KDF_TESTING)

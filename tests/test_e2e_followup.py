@@ -15,7 +15,7 @@ from nazaha.sandbox.client import SandboxClient
 from nazaha.sandbox.server import SandboxServer
 from nazaha.storage.blobs import BlobStore
 from nazaha.storage.cases import CaseService
-from nazaha.storage.crypto import KDF_TESTING
+from nazaha.storage.crypto import KDF_TESTING, format_receipt
 from nazaha.storage.database import create_engine, create_sessionmaker
 from nazaha.storage.keyfiles import KeyPaths, load_team_private_key, load_team_public_key
 from nazaha.storage.notifications import NotificationDispatcher
@@ -407,3 +407,40 @@ async def test_withdrawals_and_the_status_in_words(deployment: Deployment):
     assert view["text"].startswith("Your complaint")
     thread = await staff.cases.thread(case)
     assert [m.direction for m in thread] == ["staff", "reporter"]
+
+
+async def test_a_legacy_report_gets_its_reporter_public_key_at_follow_up(deployment: Deployment):
+    """A report stored before reporter public keys (column NULL) gets the key derived from
+    its receipt when its reporter follows up, and only that report."""
+    from nazaha.storage.crypto import derive_reporter_keys
+    from nazaha.storage.reports import SETTING_RECEIPT_SALT
+
+    chat = await open_chat(deployment)
+    receipt, designation = await report_with_evidence(chat, notify=False, files=[])
+    _, untouched = await report_with_evidence(await open_chat(deployment), notify=False, files=[])
+
+    def key_of(d: str) -> bytes | None:
+        ((value,),) = deployment.db_rows(
+            f"SELECT reporter_public_key FROM reports WHERE designation = '{d}'"
+        )
+        return value
+
+    salt = bytes(deployment.db_rows(
+        f"SELECT value FROM system_settings WHERE name = '{SETTING_RECEIPT_SALT}'"
+    )[0][0])
+    derived = derive_reporter_keys(receipt, salt, KDF_TESTING, KDF_TESTING).kem_private().public_key().to_bytes()
+    assert key_of(designation) == derived  # stored at submission
+    untouched_key = key_of(untouched)
+    with sqlite3.connect(deployment.data_dir / "nazaha.db") as db:  # as if stored before 0007
+        db.execute("UPDATE reports SET reporter_public_key = NULL WHERE designation = ?", (designation,))
+    assert key_of(designation) is None
+
+    other = await open_chat(deployment)
+    await other.send("/followup")
+    await other.expect("Please type your receipt number")
+    await other.send(format_receipt(receipt))
+    await other.expect("Your complaint")
+    assert key_of(designation) == derived
+    assert key_of(untouched) == untouched_key
+    await other.press("End the session")
+    await other.expect("The follow-up session has ended")

@@ -278,10 +278,22 @@ async def run_scenario(tmp: Path, seizure: Seizure, server: SandboxServer, bot: 
         assert await NotificationDispatcher(staff.sessionmaker).dispatch(staff.team_private) == 1
         await a.expect("There is an update on your report", timeout=TIMEOUT)
         s["reporter reply canary (typed by D)"] = word("reply")
+        # A's report as if stored before reporter public keys: D's unlock backfills the
+        # key, a report-side write that the structural rule below covers too.
+        with sqlite3.connect(data_dir / DB_NAME) as db:
+            (public_key_a,) = db.execute(
+                "SELECT reporter_public_key FROM reports WHERE designation = ?", (designation_a,)
+            ).fetchone()
+            db.execute("UPDATE reports SET reporter_public_key = NULL WHERE designation = ?", (designation_a,))
+        assert public_key_a is not None
         await d.send("/followup")
         await d.expect("Please type your receipt number", timeout=TIMEOUT)
         await d.send(receipt_forms(receipt_a)["Arabic-Indic with spaces"])
         await d.expect("Your report", timeout=TIMEOUT)
+        with sqlite3.connect(data_dir / DB_NAME) as db:
+            assert db.execute(
+                "SELECT reporter_public_key FROM reports WHERE designation = ?", (designation_a,)
+            ).fetchone() == (public_key_a,)
         await d.press("Reply to the caseworkers", timeout=TIMEOUT)
         await d.expect("Write your message", timeout=TIMEOUT)
         await d.send(f"Yes, {s['reporter reply canary (typed by D)']} is the invoice number.")

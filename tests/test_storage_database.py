@@ -159,13 +159,14 @@ DRAFT_MARKER = "مسودة بلاغ draft-marker-2718"
 REPORT_ID = "a" * 32
 
 
-async def test_head_is_0006_the_indexes_of_0005_and_0006_come_and_go_and_neither_0004_nor_0003_can_be_downgraded(sqlite_url: str):
+async def test_head_is_0007_indexes_outcome_and_key_column_come_and_go_and_neither_0004_nor_0003_can_be_downgraded(sqlite_url: str):
     from alembic import command
     from alembic.script import ScriptDirectory
 
     config = alembic_config(sqlite_url)
     script = ScriptDirectory.from_config(config)
-    assert script.get_current_head() == "0006"
+    assert script.get_current_head() == "0007"
+    assert script.get_revision("0007").down_revision == "0006"
     assert script.get_revision("0006").down_revision == "0005"
     assert script.get_revision("0005").down_revision == "0004"
     assert script.get_revision("0004").down_revision == "0003"
@@ -183,6 +184,10 @@ async def test_head_is_0006_the_indexes_of_0005_and_0006_come_and_go_and_neither
             rows = await conn.execute(text("SELECT name FROM sqlite_master WHERE type = 'index'"))
             return {name for (name,) in rows if name.startswith("ix_")}
 
+    async def report_columns() -> set[str]:
+        async with engine.connect() as conn:
+            return {row[1] for row in await conn.execute(text("PRAGMA table_info(reports)"))}
+
     async def received_columns() -> list[str]:
         async with engine.connect() as conn:
             rows = await conn.execute(text("PRAGMA index_info(ix_reports_received)"))
@@ -193,6 +198,7 @@ async def test_head_is_0006_the_indexes_of_0005_and_0006_come_and_go_and_neither
     try:
         inbox = {"ix_reports_inbox", "ix_reports_received", "ix_case_messages_unread_by_staff"}
         assert inbox <= await indexes()
+        assert "reporter_public_key" in await report_columns()
         assert await received_columns() == [*received_0005, "outcome"]
 
         def migrate(step, target):
@@ -202,23 +208,43 @@ async def test_head_is_0006_the_indexes_of_0005_and_0006_come_and_go_and_neither
 
             return run
 
-        async with engine.begin() as conn:  # 0006 is only an index: it goes down and up again
+        async with engine.begin() as conn:  # 0007 drops its column, rows stay
+            await conn.execute(
+                text(
+                    "INSERT INTO reports (id, designation, kind, created_on, team_key_id,"
+                    " wrapped_key_team, wrapped_key_reporter, receipt_lookup, reporter_public_key)"
+                    " VALUES (:id, 'R-KEEP01', 'complaint', '2026-01-02', 'k', x'01', x'02',"
+                    " x'03', x'04')"
+                ),
+                {"id": REPORT_ID},
+            )
+            await conn.execute(
+                text("INSERT INTO report_fields (report_id, name, sealed) VALUES (:id, 'f', x'05')"),
+                {"id": REPORT_ID},
+            )
             await conn.run_sync(migrate(command.downgrade, "0005"))
-        assert await version() == "0005" and inbox <= await indexes()
-        assert await received_columns() == received_0005
-        async with engine.begin() as conn:  # so is 0005
+        assert await version() == "0005" and "reporter_public_key" not in await report_columns()
+        assert await received_columns() == received_0005  # 0006 is only an index
+        async with engine.connect() as conn:
+            assert (await conn.execute(text("SELECT count(*) FROM reports"))).scalar() == 1
+            assert (await conn.execute(text("SELECT count(*) FROM report_fields"))).scalar() == 1
+        async with engine.begin() as conn:  # 0005 is only indexes: it goes down and up again
             await conn.run_sync(migrate(command.downgrade, "0004"))
         assert await version() == "0004" and not inbox & await indexes()
         async with engine.begin() as conn:
             await conn.run_sync(migrate(command.upgrade, "head"))
-        assert await version() == "0006" and inbox <= await indexes()
+        assert await version() == "0007" and inbox <= await indexes()
         assert await received_columns() == [*received_0005, "outcome"]
+        async with engine.connect() as conn:  # the old report comes back with no key
+            keys = (await conn.execute(text("SELECT reporter_public_key FROM reports"))).all()
+            assert keys == [(None,)]
+            assert (await conn.execute(text("SELECT count(*) FROM report_fields"))).scalar() == 1
 
         for target in ("0003", "0002"):
             with pytest.raises(NotImplementedError, match="backup"):
                 async with engine.begin() as conn:
                     await conn.run_sync(migrate(command.downgrade, target))
-            assert await version() == "0006"
+            assert await version() == "0007"
         assert inbox <= await indexes()  # nothing was undone
         await check_database(engine)
         assert await _schema_diff(engine) == []
@@ -434,7 +460,7 @@ async def test_upgrade_from_0003_maps_the_old_codes_and_adds_the_withdrawal_days
             ).all()
             fields = (await conn.execute(text("SELECT report_id, name, sealed FROM report_fields"))).all()
             version = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar()
-        assert version == "0006"
+        assert version == "0007"
         for name in ("contact_withdrawn_on", "withdrawn_on"):
             assert columns[name]["nullable"] and "DATE" in str(columns[name]["type"]).upper()
         assert [(r.id[:2], r.status, r.outcome) for r in rows] == [

@@ -282,3 +282,74 @@ def test_draft_validation():
         ReportDraft(kind="gossip", triage={}, fields={})
     with pytest.raises(ValueError):
         ReportDraft(kind="complaint", triage={"name": "x"}, fields={})
+
+
+# --------------------------------------------------------------------------- reporter public key
+
+
+async def stored_public_key(sessionmaker, report_id: str) -> bytes | None:
+    async with sessionmaker() as session:
+        value = await session.scalar(
+            select(Report.reporter_public_key).where(Report.id == report_id)
+        )
+    return None if value is None else bytes(value)
+
+
+async def test_a_new_report_stores_the_public_key_derived_from_its_receipt(sessionmaker, vault):
+    from nazaha.storage.crypto import derive_reporter_keys
+
+    sealed = await store(sessionmaker, vault, draft())
+    other = await store(sessionmaker, vault, draft())
+    stored = await stored_public_key(sessionmaker, sealed.report_id)
+    assert stored is not None and len(stored) == 1216
+    keys = derive_reporter_keys(
+        format_receipt(sealed.receipt).translate(ARABIC_INDIC), vault._salt, KDF_TESTING, KDF_TESTING
+    )
+    assert stored == keys.kem_private().public_key().to_bytes()
+    assert await stored_public_key(sessionmaker, other.report_id) not in (None, stored)
+    # the unlocked case carries the same key, and nothing is missing
+    case = await vault.unlock_with_receipt(sealed.receipt)
+    assert case.reporter_public_key == stored and not case.reporter_public_key_missing
+    assert stored.hex() not in repr(case)
+    batch = ReportBatch()
+    vault.store_reporter_public_key(batch, case)
+    assert len(batch) == 0  # nothing to write
+
+
+async def test_a_legacy_report_gets_its_public_key_at_the_next_receipt_unlock(
+    sessionmaker, vault, team_key
+):
+    legacy = await store(sessionmaker, vault, draft())
+    kept = await store(sessionmaker, vault, draft())
+    kept_key = await stored_public_key(sessionmaker, kept.report_id)
+    async with sessionmaker() as session, session.begin():  # as if stored before 0007
+        await session.execute(
+            update(Report).where(Report.id == legacy.report_id).values(reporter_public_key=None)
+        )
+    by_team = await vault.unlock_with_team(legacy.designation, team_key)
+    assert not by_team.reporter_public_key_missing and by_team.reporter_public_key == b""
+
+    case = await vault.unlock_with_receipt(format_receipt(legacy.receipt))
+    assert case.reporter_public_key_missing and len(case.reporter_public_key) == 1216
+    with pytest.raises(TypeError):  # never in an update's unit of work
+        from nazaha.storage.unit_of_work import UnitOfWork
+
+        vault.store_reporter_public_key(UnitOfWork(sessionmaker), case)
+    batch = ReportBatch()
+    vault.store_reporter_public_key(batch, case)
+    assert len(batch) == 1
+    await ReportWriter(sessionmaker, max_delay=0).commit(batch)
+    assert await stored_public_key(sessionmaker, legacy.report_id) == legacy.reporter_public_key
+    assert await stored_public_key(sessionmaker, kept.report_id) == kept_key  # untouched
+    again = await vault.unlock_with_receipt(legacy.receipt)
+    assert not again.reporter_public_key_missing
+
+    # a stale backfill never overwrites a key that is there
+    async with sessionmaker() as session, session.begin():
+        await session.execute(
+            update(Report).where(Report.id == legacy.report_id).values(reporter_public_key=b"x" * 1216)
+        )
+    batch = ReportBatch()
+    vault.store_reporter_public_key(batch, case)
+    await ReportWriter(sessionmaker, max_delay=0).commit(batch)
+    assert await stored_public_key(sessionmaker, legacy.report_id) == b"x" * 1216

@@ -180,6 +180,12 @@ async def _unlock(reply: Reply, text: str) -> fu.Event:
         return fu.UnlockFailed("throttled")
     if case is None:
         return fu.UnlockFailed("unknown")
+    if case.reporter_public_key_missing:
+        # A report stored before reporter public keys: store it now, report-side (never
+        # in this update's unit of work, which holds the account's rows).
+        batch = reply.report_batch()
+        reply.services.vault.store_reporter_public_key(batch, case)
+        await reply.commit_report_side(batch)
     evidence = await reply.services.cases.evidence(case)
     return fu.Unlocked(
         case={"key_ref": reply.services.session_keys.put(case)},

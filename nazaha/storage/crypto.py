@@ -650,22 +650,40 @@ def format_receipt(receipt: str) -> str:
     )
 
 
+_REPORTER_KEM_SEED_BYTES = _MLKEM_SEED_BYTES + _X25519_BYTES  # 96
+
+
 @dataclass(frozen=True, repr=False)
 class ReporterKeys:
     """Keys derived from a receipt: ``lookup`` is stored to find the report; ``wrap_key``
-    wraps its data key. Neither reveals the receipt."""
+    wraps its data key; ``kem_seed`` (96 bytes) is the reporter's hybrid key pair, of the
+    team key's kind (:meth:`kem_private`), whose public half is stored with the report so
+    that new keys can be wrapped for the reporter without the receipt. None of them
+    reveals the receipt (testing a guess costs one Argon2id)."""
 
     lookup: bytes
     wrap_key: bytes
+    kem_seed: bytes = b""
+
+    def kem_private(self) -> TeamPrivateKey:
+        """The reporter's ML-KEM-768 + X25519 private key (``TeamPrivateKey.from_bytes``
+        of :attr:`kem_seed`); ``ValueError`` if these keys carry no seed."""
+        if len(self.kem_seed) != _REPORTER_KEM_SEED_BYTES:
+            raise ValueError("these reporter keys carry no key pair seed")
+        return TeamPrivateKey.from_bytes(self.kem_seed)
 
     def __repr__(self) -> str:  # never show key material
         return "ReporterKeys(<redacted>)"
+
+    def __reduce__(self):  # keep the keys out of pickles (caches, Redis, crash dumps)
+        raise TypeError("ReporterKeys must not be pickled")
 
 
 def derive_reporter_keys(
     receipt: str, system_salt: bytes, params: KdfParams, floor: KdfParams = KDF_FLOOR
 ) -> ReporterKeys:
-    """master = Argon2id(20 ASCII digits, system_salt); lookup/wrap_key = HKDF-SHA256(master).
+    """master = Argon2id(20 ASCII digits, system_salt); lookup/wrap_key = HKDF-SHA256(master)
+    (32 bytes each); kem_seed = HKDF-SHA256(master, "nazaha/receipt/kem/v1", 96 bytes).
 
     The receipt is normalised first (any accepted input form gives the same keys);
     a malformed receipt raises :class:`WrongReceipt`. Synchronous and slow.
@@ -678,6 +696,7 @@ def derive_reporter_keys(
     return ReporterKeys(
         lookup=_hkdf(master, b"nazaha/receipt/lookup/v1"),
         wrap_key=_hkdf(master, b"nazaha/receipt/key/v1"),
+        kem_seed=_hkdf(master, b"nazaha/receipt/kem/v1", _REPORTER_KEM_SEED_BYTES),
     )
 
 

@@ -112,6 +112,11 @@ class Report(Base):
     wrapped_key_team: Mapped[bytes] = mapped_column(LargeBinary)
     wrapped_key_reporter: Mapped[bytes] = mapped_column(LargeBinary)
     receipt_lookup: Mapped[bytes] = mapped_column(LargeBinary, unique=True, index=True)
+    # The reporter's hybrid public key (ML-KEM-768 || X25519, 1216 bytes), derived from the
+    # receipt (crypto.ReporterKeys.kem_private): lets new keys be wrapped for the reporter
+    # without the receipt. NULL for reports stored before migration 0007 until their
+    # reporter next unlocks them (a report-side write).
+    reporter_public_key: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
 
 
 class ReportField(Base):

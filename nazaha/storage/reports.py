@@ -17,6 +17,11 @@ draft, and handed to :meth:`ReportVault.seal`. The evidence rows are inserted by
 Follow-up (:meth:`ReportVault.unlock_with_receipt`, :meth:`ReportVault.unlock_with_team`)
 gives an :class:`UnlockedCase`: the report's triage header and its data key, for
 :class:`nazaha.storage.cases.CaseService`.
+
+Each report also stores the reporter's public key (a hybrid key pair derived from the
+receipt, see ``crypto.ReporterKeys``), so that new keys can later be wrapped for the
+reporter without the receipt. Reports stored before it get it when their reporter next
+unlocks them (:meth:`ReportVault.store_reporter_public_key`, a report-side write).
 """
 
 from __future__ import annotations
@@ -31,13 +36,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from nazaha.storage.crypto import (
     KDF_FLOOR,
     KEY_BYTES,
     KdfParams,
+    ReporterKeys,
     TeamPrivateKey,
     TeamPublicKey,
     WrongReceipt,
@@ -57,6 +63,7 @@ from nazaha.storage.crypto import (
 from nazaha.storage.database import write_transaction
 from nazaha.storage.kdf_thread import SUBMISSION, UNLOCK, KdfThread
 from nazaha.storage.models import Evidence, Report, ReportField, SystemSetting
+from nazaha.storage.report_writes import ReportBatch
 from nazaha.storage.unit_of_work import UnitOfWork
 
 if TYPE_CHECKING:
@@ -129,6 +136,8 @@ class SealedReport:
     receipt_lookup: bytes
     sealed_fields: dict[str, bytes]
     receipt: str
+    # The reporter's hybrid public key derived from the receipt (1216 bytes, not secret).
+    reporter_public_key: bytes = dataclasses.field(default=b"", compare=False)
     # Kept so that store() can seal the evidence metadata; as secret as the receipt.
     data_key: bytes = dataclasses.field(default=b"", compare=False)
 
@@ -161,6 +170,11 @@ class UnlockedCase:
     outcome: str | None
     created_on: dt.date
     data_key: bytes = dataclasses.field(repr=False)
+    # Unlocked with the receipt only: the reporter's public key (1216 bytes) derived from
+    # it at unlock, and whether the report row still lacks it (stored before migration
+    # 0007). ``b""`` / False when unlocked by the team.
+    reporter_public_key: bytes = dataclasses.field(default=b"", repr=False, compare=False)
+    reporter_public_key_missing: bool = dataclasses.field(default=False, compare=False)
 
     def __reduce__(self):  # keep the data key out of pickles (caches, Redis, crash dumps)
         raise TypeError("UnlockedCase must not be pickled")
@@ -313,6 +327,7 @@ class ReportVault:
                 for name, value in draft.fields.items()
             },
             receipt=receipt,
+            reporter_public_key=_public_key_of(keys),
             data_key=data_key,
         )
 
@@ -363,6 +378,7 @@ class ReportVault:
                     wrapped_key_team=sealed.wrapped_key_team,
                     wrapped_key_reporter=sealed.wrapped_key_reporter,
                     receipt_lookup=sealed.receipt_lookup,
+                    reporter_public_key=sealed.reporter_public_key or None,
                     **{name: sealed.triage.get(name) for name in TRIAGE_KEYS},
                 )
             )
@@ -389,9 +405,7 @@ class ReportVault:
         digits = normalize_receipt(receipt)
         if digits is None:
             return None
-        keys = await _in_kdf_thread(
-            UNLOCK, derive_reporter_keys, digits, self._salt, self._kdf, self._floor
-        )
+        keys, public_key = await _in_kdf_thread(UNLOCK, self._derive_for_unlock, digits)
         async with self._sessionmaker() as session:
             report = await session.scalar(
                 select(Report).where(Report.receipt_lookup == keys.lookup)
@@ -403,7 +417,39 @@ class ReportVault:
                 pass
             return None
         data_key = unwrap_for_reporter(report.wrapped_key_reporter, keys.wrap_key, report.id)
-        return _unlocked(report, data_key)
+        return dataclasses.replace(
+            _unlocked(report, data_key),
+            reporter_public_key=public_key,
+            reporter_public_key_missing=report.reporter_public_key is None,
+        )
+
+    def _derive_for_unlock(self, digits: str) -> tuple[ReporterKeys, bytes]:
+        # The key pair is made for every well-formed receipt, known or not, so that its
+        # cost does not tell them apart either.
+        keys = derive_reporter_keys(digits, self._salt, self._kdf, self._floor)
+        return keys, _public_key_of(keys)
+
+    @staticmethod
+    def store_reporter_public_key(batch: ReportBatch, case: UnlockedCase) -> None:
+        """Queue the backfill of a report's missing reporter public key into ``batch``: a
+        report-side write (a ``ReportBatch``), never an update's unit of work, so that no
+        commit ties the report to the account that unlocked it. Writes only where the
+        column is still NULL; does nothing for a case not unlocked with its receipt or
+        whose report has the key already. ``TypeError`` for anything but a ``ReportBatch``."""
+        if not isinstance(batch, ReportBatch):
+            raise TypeError("the reporter public key is a report-side write: use a ReportBatch")
+        if not case.reporter_public_key_missing or not case.reporter_public_key:
+            return
+        statement = (
+            update(Report)
+            .where(Report.id == case.report_id, Report.reporter_public_key.is_(None))
+            .values(reporter_public_key=case.reporter_public_key)
+        )
+
+        async def backfill(session: AsyncSession) -> None:
+            await session.execute(statement)
+
+        batch.add(backfill)
 
     async def open_with_receipt(self, receipt: str) -> OpenedReport | None:
         """The reporter's view, or None if the text is not a receipt of any stored report.
@@ -440,6 +486,10 @@ class ReportVault:
                 raise ReportNotFound(case.designation)
             fields = await _fields_of(session, report.id)
         return _opened(report, case.data_key, fields)
+
+
+def _public_key_of(keys: ReporterKeys) -> bytes:
+    return keys.kem_private().public_key().to_bytes()
 
 
 def _unlocked(report: Report, data_key: bytes) -> UnlockedCase:
