@@ -44,7 +44,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import Date, Integer, and_, case, cast, false, func, select, true
+from sqlalchemy import Date, Integer, and_, case, false, func, select, true
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
