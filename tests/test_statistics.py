@@ -340,3 +340,33 @@ async def test_the_statistics_page_charts_and_csv(console_world):
     assert vera.get("/statistics").status_code == 403
     assert vera.get(f"/statistics/data/kind.csv?{query}").status_code == 403
     assert vera.get(f"/statistics/chart/kind.svg?{query}").status_code == 403
+
+
+def test_published_tables_give_back_no_withheld_count():
+    """The admin trial's case: 5 reports and 3 complaints, 3 closed. The kind table withholds
+    both kinds, so the tables that split one kind publish nothing and the outcome total
+    (the number closed, small) is withheld; tables of every case keep the total received."""
+    from nazaha.admin.statistics_view import chart_table
+    from nazaha.services.statistics import Statistics
+
+    none = Durations(0, None, None)
+    stats = Statistics(
+        date_from=dt.date(2026, 1, 1), date_to=dt.date(2026, 12, 31), total=8,
+        by_kind={"corruption": 5, "complaint": 3},
+        by_category={"bribery": 3, "procurement": 1, "nepotism": 1},
+        by_service={"health": 2, "education": 1},
+        by_sector={"ministry": 5, None: 3},
+        by_governorate={"nablus": 8},
+        by_month={"2026-11": 8},
+        by_status={"received": 5, "closed": 3},
+        outcomes={"substantiated": 1, "not_substantiated": 1, "out_of_scope": 1},
+        days_to_acknowledge=none, days_to_close=none, ack_overdue=0, feedback_overdue=0, purged=0,
+    )
+    kind = chart_table(stats, "kind", 5)
+    assert [c.published for c in kind.cells] == ["x", "<5"] and kind.published_total == 8
+    for name in ("category", "service", "sector"):
+        table = chart_table(stats, name, 5)
+        assert all(c.published == "x" for c in table.cells) and table.published_total == "x", name
+    outcome = chart_table(stats, "outcome", 5)
+    assert outcome.published_total == "x"
+    assert chart_table(stats, "governorate", 5).published_total == 8

@@ -82,6 +82,19 @@ class ChartTable:
     title: str
     cells: list[Cell]
     total: int
+    min_cell: int = 5
+
+    @property
+    def published_total(self) -> int | str:
+        """The total as published. A table of every case (kind, governorate, month, status)
+        totals the cases received, published anyway; any other table's total (one kind's
+        categories, closed cases' outcomes) is withheld ("x") when one of its cells is (the
+        total and the other cells would give it back) or when it is below the threshold."""
+        if self.name in _ALL_CASE_TABLES:
+            return suppress_one(self.total, self.min_cell)
+        if self.total < self.min_cell or any(c.published != c.count for c in self.cells):
+            return "x" if self.total else 0
+        return self.total
 
 
 def chart_table(stats: Statistics, name: str, min_cell: int) -> ChartTable:
@@ -91,11 +104,25 @@ def chart_table(stats: Statistics, name: str, min_cell: int) -> ChartTable:
     label = _labeller(name)
     pairs = list(iter_dimension(stats, name))
     published = suppress([n for _, n in pairs], min_cell)
+    if name in _ONE_KIND_TABLES and _kind_withheld(stats, min_cell):
+        # These tables split one kind of case (categories: reports; services: complaints;
+        # institutions: reports, complaints "not given"): their sums would give back the
+        # kind counts the kind table withholds, so nothing of them is published.
+        published = ["x" if n else 0 for _, n in pairs]
     cells = [
         Cell("" if code is None else str(code), label(code), n, shown)
         for (code, n), shown in zip(pairs, published, strict=True)
     ]
-    return ChartTable(name, _title(name), cells, sum(n for _, n in pairs))
+    return ChartTable(name, _title(name), cells, sum(n for _, n in pairs), min_cell)
+
+
+_ONE_KIND_TABLES = frozenset({"category", "service", "sector"})
+_ALL_CASE_TABLES = frozenset({"kind", "governorate", "month", "status"})
+
+
+def _kind_withheld(stats: Statistics, min_cell: int) -> bool:
+    counts = [n for _, n in iter_dimension(stats, "kind")]
+    return any(shown != n for shown, n in zip(suppress(counts, min_cell), counts))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -184,7 +211,7 @@ def chart_csv(table: ChartTable) -> bytes:
     writer.writerow([i18n.gettext("Code"), i18n.gettext("Label"), i18n.gettext("Cases")])
     for cell in table.cells:
         writer.writerow([cell.code, cell.label, cell.published])
-    writer.writerow(["", i18n.gettext("Total"), table.total])
+    writer.writerow(["", i18n.gettext("Total"), table.published_total])
     return ("\ufeff" + out.getvalue()).encode("utf-8")
 
 

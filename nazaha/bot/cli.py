@@ -808,11 +808,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _load_settings() -> Settings:
+    """The settings, or one line per bad variable (never its value: it may be a secret)."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            "NAZAHA_" + "_".join(str(part) for part in error["loc"]).upper() + ": " + error["msg"]
+            for error in exc.errors()
+        )
+        raise SystemExit(f"configuration error: {problems}") from None
+
+
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     # Everything we create (database, WAL, keys, blobs) is readable by this user only.
     os.umask(0o077)
-    settings = Settings()
+    settings = _load_settings()
     token = settings.bot_token.get_secret_value() if settings.bot_token else None
     configure_logging(settings.log_level, secrets=[token] if token else [])
     with contextlib.suppress(KeyboardInterrupt):

@@ -114,7 +114,7 @@ ACTION_LABELS: Mapping[str, str] = {
     PRIORITY: N_("Priority changed"),
     LINK: N_("Cases linked"),
     UNLINK: N_("Cases unlinked"),
-    EXPORT: N_("Case exported"),
+    EXPORT: N_("Data exported (a case, the inbox or statistics)"),
     USER_INVITE: N_("User invited"),
     USER_ENROL: N_("User enrolled"),
     USER_RESET: N_("User reset"),

@@ -76,7 +76,10 @@ from nazaha.storage.models import (
 
 log = logging.getLogger(__name__)
 
-LEGAL_HOLD = normalise_label("legal hold")
+# The label that exempts a case, in the console's two languages (the Arabic page names
+# «حجز قانوني»); matched as labels are stored (normalise_label).
+LEGAL_HOLD_LABELS = (normalise_label("legal hold"), normalise_label("حجز قانوني"))
+LEGAL_HOLD = LEGAL_HOLD_LABELS[0]
 PURGE_HASH_PURPOSE = "purge"
 # Cases purged per transaction: a pass of many cases never holds the write lock for long.
 BATCH = 25
@@ -104,7 +107,7 @@ def purge_hash(console_secret: bytes, report_id: str) -> str:
 
 
 def _on_hold():
-    return exists().where(CaseLabel.report_id == Report.id, CaseLabel.label == LEGAL_HOLD)
+    return exists().where(CaseLabel.report_id == Report.id, CaseLabel.label.in_(LEGAL_HOLD_LABELS))
 
 
 def _closed_cases():

@@ -11,7 +11,6 @@ from nazaha.services.purge import due_for_purge, legal_holds, purged_count
 
 router = APIRouter()
 # The page looks this far ahead, and lists at most this many cases.
-HORIZON_DAYS = 30
 LIMIT = 200
 
 
@@ -20,10 +19,11 @@ async def retention_page(request: Request, console: ConsoleDep, staff: AdminStaf
     today = console.today()
     retention_days = console.settings.retention_days
     async with console.sessionmaker() as session:
-        upcoming = await due_for_purge(session, today, retention_days, within_days=HORIZON_DAYS, limit=LIMIT)
+        # Every closed case not on hold, with the day it will go (the soonest first).
+        upcoming = await due_for_purge(session, today, retention_days, within_days=retention_days, limit=LIMIT)
         holds = await legal_holds(session)
         purged = await purged_count(session)
     return render(
         request, "retention.html", nav="retention", today=today, retention_days=retention_days,
-        horizon_days=HORIZON_DAYS, limit=LIMIT, upcoming=upcoming, holds=holds, purged=purged,
+        horizon_days=retention_days, limit=LIMIT, upcoming=upcoming, holds=holds, purged=purged,
     )
