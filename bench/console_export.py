@@ -25,7 +25,6 @@ import json
 import os
 import platform
 import resource
-import secrets
 import subprocess
 import sys
 import tempfile
@@ -106,28 +105,12 @@ def run_child(url: str, console_dir: Path, fmt: str, role: str, user_id: str, tr
 
 
 async def prepare(backend: str, tables: dict, workdir: Path) -> tuple[str, Any]:
-    from console_inbox import PG, fill
+    from console_inbox import fill, scratch_database
 
     from nazaha.storage.console_db import create_console_engine, prepare_console_store
     from nazaha.storage.migrations import upgrade_database
 
-    dropper = None
-    if backend == "sqlite":
-        url = f"sqlite+aiosqlite:///{workdir / 'nazaha.db'}"
-    else:
-        import asyncpg
-
-        name = f"nazaha_bench_{secrets.token_hex(4)}"
-        conn = await asyncpg.connect(**PG, database="postgres", timeout=5)
-        await conn.execute(f'CREATE DATABASE "{name}"')
-        await conn.close()
-        url = f"postgresql+asyncpg://{PG['user']}@{PG['host']}:{PG['port']}/{name}"
-
-        async def dropper() -> None:
-            conn = await asyncpg.connect(**PG, database="postgres", timeout=5)
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            await conn.close()
-
+    url, dropper = await scratch_database(backend, workdir)
     await upgrade_database(url)
     engine = create_console_engine(url, workdir / "console")
     try:

@@ -36,6 +36,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -332,24 +333,28 @@ async def measure_search(sm: Any, facts: dict[str, Any], team: TeamPrivateKey, r
     return {"cases": 1000, "hits": hits, "median_s": statistics.median(times), "max_s": max(times)}
 
 
-async def run_backend(backend: str, tables: dict, team: TeamPrivateKey, facts: dict, args: argparse.Namespace, workdir: Path) -> dict:
-    dropper = None
+async def scratch_database(backend: str, workdir: Path) -> tuple[str, Callable[[], Awaitable[None]] | None]:
+    """The URL of an empty database for one run, and what drops it afterwards (``None`` for
+    SQLite: its file goes with the work dir). Shared by the console benchmarks."""
     if backend == "sqlite":
-        url = f"sqlite+aiosqlite:///{workdir / 'nazaha.db'}"
-    else:
-        import asyncpg
+        return f"sqlite+aiosqlite:///{workdir / 'nazaha.db'}", None
+    import asyncpg
 
-        name = f"nazaha_bench_{secrets.token_hex(4)}"
-        admin = await asyncpg.connect(**PG, database="postgres", timeout=5)
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        await admin.close()
-        url = f"postgresql+asyncpg://{PG['user']}@{PG['host']}:{PG['port']}/{name}"
+    name = f"nazaha_bench_{secrets.token_hex(4)}"
+    admin = await asyncpg.connect(**PG, database="postgres", timeout=5)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    await admin.close()
 
-        async def dropper() -> None:
-            conn = await asyncpg.connect(**PG, database="postgres", timeout=5)
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            await conn.close()
+    async def dropper() -> None:
+        conn = await asyncpg.connect(**PG, database="postgres", timeout=5)
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.close()
 
+    return f"postgresql+asyncpg://{PG['user']}@{PG['host']}:{PG['port']}/{name}", dropper
+
+
+async def run_backend(backend: str, tables: dict, team: TeamPrivateKey, facts: dict, args: argparse.Namespace, workdir: Path) -> dict:
+    url, dropper = await scratch_database(backend, workdir)
     try:
         await upgrade_database(url)
         engine = create_console_engine(url, workdir / "console")

@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from console_inbox import TODAY, busy_seconds, fill, generate, percentile  # noqa: E402
+from console_inbox import TODAY, busy_seconds, fill, generate, percentile, scratch_database  # noqa: E402
 
 from nazaha.admin.statistics_view import CHARTS, chart_svg, chart_table, timeliness  # noqa: E402
 from nazaha.flows.choices import CATEGORIES, GOVERNORATES, SECTORS, SERVICES  # noqa: E402
@@ -96,27 +96,7 @@ async def measure(sm: Any, viewer: Viewer, runs: int) -> dict[str, Any]:
 
 
 async def run(backend: str, tables: dict, facts: dict, args: argparse.Namespace, workdir: Path) -> dict:
-    import secrets
-
-    dropper = None
-    if backend == "sqlite":
-        url = f"sqlite+aiosqlite:///{workdir / 'nazaha.db'}"
-    else:
-        import asyncpg
-
-        from console_inbox import PG
-
-        name = f"nazaha_bench_{secrets.token_hex(4)}"
-        admin = await asyncpg.connect(**PG, database="postgres", timeout=5)
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        await admin.close()
-        url = f"postgresql+asyncpg://{PG['user']}@{PG['host']}:{PG['port']}/{name}"
-
-        async def dropper() -> None:
-            conn = await asyncpg.connect(**PG, database="postgres", timeout=5)
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            await conn.close()
-
+    url, dropper = await scratch_database(backend, workdir)
     try:
         await upgrade_database(url)
         engine = create_console_engine(url, workdir / "console")
