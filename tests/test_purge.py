@@ -337,7 +337,7 @@ async def test_an_interrupted_purge_is_finished_from_the_log(world):
     from nazaha.services import purge as purge_module
 
     w = world
-    original = purge_module._delete_bot_rows
+    original = purge_module.delete_bot_rows
     calls = 0
 
     async def crash_on_bot_side(session, ids):
@@ -345,12 +345,12 @@ async def test_an_interrupted_purge_is_finished_from_the_log(world):
         calls += 1
         raise RuntimeError("killed")
 
-    purge_module._delete_bot_rows = crash_on_bot_side
+    purge_module.delete_bot_rows = crash_on_bot_side
     try:
         with pytest.raises(RuntimeError):
             await purge_case(w.sm, w.blobs, w.secret, w.purged.report_id, TODAY)
     finally:
-        purge_module._delete_bot_rows = original
+        purge_module.delete_bot_rows = original
     assert calls == 1
     left = await rows_about(w.sm, w.purged.report_id)
     assert left["reports"] == 1 and left["cases"] == 0

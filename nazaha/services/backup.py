@@ -748,21 +748,6 @@ async def restore_backup(
 
 
 # Console rows of a case, by the column that names the report (case_links: both ends).
-_CONSOLE_CASE_TABLES = (
-    ("cases", "report_id"),
-    ("case_labels", "report_id"),
-    ("case_shares", "report_id"),
-    ("case_recusals", "report_id"),
-    ("case_notes", "report_id"),
-    ("case_events", "report_id"),
-    ("case_views", "report_id"),
-    ("case_refs", "report_id"),
-    ("pending_news", "report_id"),
-    ("case_links", "report_a"),
-    ("case_links", "report_b"),
-)
-
-
 async def _purge_again(
     settings: Settings, console_secret: bytes | None, purge_log: PurgeLog
 ) -> tuple[int, int]:
@@ -771,10 +756,14 @@ async def _purge_again(
     and its blobs; record the whole log in the restored store. Then delete the console rows
     of reports the bot's copy does not hold (SQLite: reports that arrived between the copy
     of the bot's database and that of the console's store). Returns ``(purged, orphans)``."""
+    from sqlalchemy import distinct, select
+
     from nazaha.bot.app import blob_root
-    from nazaha.storage.console_db import create_console_engine, prepare_console_store, scrub_console_store
+    from nazaha.services.purge import CONSOLE_CASE_TABLES, case_columns, delete_bot_rows, delete_console_rows, forget
+    from nazaha.storage.console_db import create_console_engine, prepare_console_store
     from nazaha.storage.console_models import PurgeLogEntry
     from nazaha.storage.database import create_sessionmaker, write_session
+    from nazaha.storage.models import Report
 
     engine = create_console_engine(settings.effective_database_url, settings.effective_console_dir)
     purged: list[str] = []
@@ -782,28 +771,22 @@ async def _purge_again(
         await prepare_console_store(engine)
         sessionmaker = create_sessionmaker(engine)
         async with sessionmaker() as session:
-            report_ids = set((await session.execute(text("SELECT id FROM reports"))).scalars().all())
+            report_ids = set((await session.scalars(select(Report.id))).all())
             console_ids: set[str] = set()
-            for table, column in _CONSOLE_CASE_TABLES:
-                console_ids.update(
-                    (await session.execute(text(f"SELECT DISTINCT {column} FROM console.{table}"))).scalars()
-                )
+            for table in CONSOLE_CASE_TABLES:
+                for column in case_columns(table):
+                    console_ids.update((await session.scalars(select(distinct(column)))).all())
         doomed = []
         if console_secret is not None:
             doomed = sorted(rid for rid in report_ids if purge_hash(console_secret, rid) in purge_log.entries)
         orphans = sorted(console_ids - report_ids)
         async with write_session(sessionmaker) as session:
-            for report_id in doomed + orphans:
-                for table, column in _CONSOLE_CASE_TABLES:
-                    await session.execute(
-                        text(f"DELETE FROM console.{table} WHERE {column} = :rid"), {"rid": report_id}
-                    )
-            for report_id in doomed:
-                await session.execute(text("DELETE FROM reports WHERE id = :rid"), {"rid": report_id})
-                purged.append(report_id)
-            known = set(
-                (await session.execute(text("SELECT report_hash FROM console.purge_log"))).scalars().all()
-            )
+            if doomed or orphans:
+                await delete_console_rows(session, doomed + orphans)
+            if doomed:
+                await delete_bot_rows(session, doomed)
+                purged.extend(doomed)
+            known = set((await session.scalars(select(PurgeLogEntry.report_hash))).all())
             session.add_all(
                 PurgeLogEntry(report_hash=report_hash, purged_on=day)
                 for report_hash, day in sorted(purge_log.entries.items())
@@ -812,12 +795,8 @@ async def _purge_again(
         blobs = BlobStore(blob_root(settings))
         for report_id in purged:
             blobs.delete_report(report_id)
-        if engine.dialect.name == "sqlite":
-            await scrub_console_store(engine)
-        elif purged:
-            async with engine.connect() as conn:
-                conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-                await conn.execute(text("VACUUM"))
+        if engine.dialect.name == "sqlite" or purged:
+            await forget(engine)  # SQLite: both WAL files truncated; PostgreSQL: VACUUM
     finally:
         await engine.dispose()
     return len(purged), len(orphans)

@@ -222,10 +222,22 @@ async def _add_to_aggregates(session: AsyncSession, row) -> None:
         )
 
 
-async def _delete_console_rows(session: AsyncSession, ids: list[str]) -> None:
-    for table in (CaseLabel, CaseShare, CaseRecusal, CaseNote, CaseEvent, CaseView, PendingNews, CaseRef, CaseState):
-        await session.execute(delete(table).where(table.report_id.in_(ids)))
-    await session.execute(delete(CaseLink).where(or_(CaseLink.report_a.in_(ids), CaseLink.report_b.in_(ids))))
+# Every table holding a row of one case; ``case_links`` names two (report_a, report_b).
+BOT_CASE_TABLES = (ReportField, CaseMessage, Evidence, NotificationLink, PendingNotification, Report)
+CONSOLE_CASE_TABLES = (
+    CaseState, CaseLabel, CaseShare, CaseRecusal, CaseLink, CaseNote, CaseEvent, CaseView, PendingNews, CaseRef,
+)
+
+
+def case_columns(table) -> tuple:
+    """The columns of a console table that name a case (its report id)."""
+    return (CaseLink.report_a, CaseLink.report_b) if table is CaseLink else (table.report_id,)
+
+
+async def delete_console_rows(session: AsyncSession, ids: list[str]) -> None:
+    """Every console row of these cases (also a purge run again at a restore)."""
+    for table in CONSOLE_CASE_TABLES:
+        await session.execute(delete(table).where(or_(*(column.in_(ids) for column in case_columns(table)))))
     # Other cases' link events name the purged case by its id: that id goes.
     for column in (CaseEvent.old, CaseEvent.new):
         await session.execute(
@@ -235,20 +247,15 @@ async def _delete_console_rows(session: AsyncSession, ids: list[str]) -> None:
         )
 
 
-async def _delete_bot_rows(session: AsyncSession, ids: list[str]) -> None:
+async def delete_bot_rows(session: AsyncSession, ids: list[str]) -> None:
+    """Every row of these reports in the bot's tables."""
     # The foreign keys cascade; deleting explicitly keeps it true whatever a migration did.
-    for table in _BOT_TABLES[:-1]:
+    for table in BOT_CASE_TABLES[:-1]:
         await session.execute(delete(table).where(table.report_id.in_(ids)))
     await session.execute(delete(Report).where(Report.id.in_(ids)))
 
 
-_BOT_TABLES = (ReportField, CaseMessage, Evidence, NotificationLink, PendingNotification, Report)
-_CONSOLE_TABLES = (
-    CaseState, CaseLabel, CaseShare, CaseRecusal, CaseLink, CaseNote, CaseEvent, CaseView, PendingNews, CaseRef,
-)
-
-
-async def _forget(engine: AsyncEngine) -> None:
+async def forget(engine: AsyncEngine) -> None:
     """After a purge: SQLite, checkpoint and truncate both WAL files; PostgreSQL, VACUUM the
     tables purged from, so that no dead tuple of the case waits for autovacuum. A table the
     console's role does not own is skipped by PostgreSQL with a warning (autovacuum then)."""
@@ -257,7 +264,7 @@ async def _forget(engine: AsyncEngine) -> None:
         return
     async with engine.connect() as conn:
         conn = await conn.execution_options(isolation_level="AUTOCOMMIT")  # VACUUM needs it
-        for table in (*_BOT_TABLES, *_CONSOLE_TABLES):
+        for table in (*BOT_CASE_TABLES, *CONSOLE_CASE_TABLES):
             try:
                 await conn.exec_driver_sql(f"VACUUM {table.__table__.fullname}")
             except DBAPIError as exc:
@@ -283,13 +290,13 @@ async def _purge_batch(
             insert(PurgeLogEntry),
             [{"report_hash": purge_hash(console_secret, i), "purged_on": today} for i in ids],
         )
-        await _delete_console_rows(session, ids)
+        await delete_console_rows(session, ids)
         if not sqlite:
-            await _delete_bot_rows(session, ids)
+            await delete_bot_rows(session, ids)
         await audit.append(session, actor_id=actor_id, action=audit.PURGE, detail={"count": len(ids)})
     if sqlite:  # the bot's file commits on its own (see the module's docstring)
         async with write_transaction(sessionmaker) as session:
-            await _delete_bot_rows(session, ids)
+            await delete_bot_rows(session, ids)
     return ids
 
 
@@ -316,7 +323,7 @@ async def purge_cases(
     for report_id in purged:
         blobs.delete_report(report_id)
     if purged:
-        await _forget(engine_of(sessionmaker))
+        await forget(engine_of(sessionmaker))
     return len(purged)
 
 
@@ -363,11 +370,11 @@ async def finish_logged_purges(
     for start in range(0, len(ids), BATCH):
         chunk = ids[start : start + BATCH]
         async with write_transaction(sessionmaker) as session:
-            await _delete_console_rows(session, chunk)
-            await _delete_bot_rows(session, chunk)
+            await delete_console_rows(session, chunk)
+            await delete_bot_rows(session, chunk)
     for report_id in ids:
         blobs.delete_report(report_id)
-    await _forget(engine_of(sessionmaker))
+    await forget(engine_of(sessionmaker))
     return len(ids)
 
 
