@@ -27,8 +27,8 @@ from nazaha.storage.console_db import (
 )
 from nazaha.storage.crypto import audit_entry_hash
 from nazaha.storage.database import create_sessionmaker, write_session, write_transaction
+from tests.casework_support import PG, _pg_admin
 
-PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "database": "postgres"}
 T0 = dt.datetime(2025, 3, 1, 8, 0, tzinfo=dt.timezone.utc)
 ALICE = "a1" * 16
 BOB = "b2" * 16
@@ -61,16 +61,6 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
         yield opened
     finally:
         await opened.engine.dispose()
-
-
-async def _pg_admin(sql: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(**PG, timeout=5)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
 
 
 @pytest.fixture
