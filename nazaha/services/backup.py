@@ -756,7 +756,7 @@ async def _purge_again(
     and its blobs; record the whole log in the restored store. Then delete the console rows
     of reports the bot's copy does not hold (SQLite: reports that arrived between the copy
     of the bot's database and that of the console's store). Returns ``(purged, orphans)``."""
-    from sqlalchemy import distinct, select
+    from sqlalchemy import select
 
     from nazaha.bot.app import blob_root
     from nazaha.services.purge import CONSOLE_CASE_TABLES, case_columns, delete_bot_rows, delete_console_rows, forget
@@ -775,7 +775,7 @@ async def _purge_again(
             console_ids: set[str] = set()
             for table in CONSOLE_CASE_TABLES:
                 for column in case_columns(table):
-                    console_ids.update((await session.scalars(select(distinct(column)))).all())
+                    console_ids.update((await session.scalars(select(column).distinct())).all())
         doomed = []
         if console_secret is not None:
             doomed = sorted(rid for rid in report_ids if purge_hash(console_secret, rid) in purge_log.entries)
