@@ -439,7 +439,7 @@ def test_sealed_team_key_edited_header_fails(team, other_team):
 @pytest.mark.parametrize(
     "changes",
     [
-        {"v": 2},
+        {"v": 3},
         {"v": True},
         {"kdf": "scrypt"},
         {"salt": "not base64!"},

@@ -88,7 +88,7 @@ async def test_init_writes_the_recovery_file_outside_and_prints_no_password(sett
     assert not re.search(r"password\W*:|password is", out, re.I)
     assert load_team_private_key(usb / "r.key", GOOD, floor=KDF_TESTING)
     assert sorted(p.name for p in settings.data_dir.iterdir()) == [
-        "bot.key", "nazaha.db", "pepper.key", "team-public.key"
+        "bot.key", "nazaha.db", "pepper.key", "team-public.key", "team-signing.pub"
     ]
     with sqlite3.connect(settings.data_dir / "nazaha.db") as db:
         tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}

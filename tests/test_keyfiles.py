@@ -167,7 +167,7 @@ def test_create_team_key_and_load(paths, recovery):
     wrapped = wrap_for_team(data_key, loaded_public, "rep-1")
     assert unwrap_with_team(wrapped, private, "rep-1") == data_key
     # the recovery file never lands in the data dir
-    assert sorted(p.name for p in paths.data_dir.iterdir()) == ["team-public.key"]
+    assert sorted(p.name for p in paths.data_dir.iterdir()) == ["team-public.key", "team-signing.pub"]
 
 
 def test_create_team_key_refuses_overwrite(paths, recovery):

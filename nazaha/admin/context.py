@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -117,10 +117,32 @@ def current_staff(request: Request) -> StaffSession:
 CurrentStaff = Annotated[StaffSession, Depends(current_staff)]
 
 
-def require_roles(*roles: str) -> Callable[[StaffSession], StaffSession]:
-    def dependency(staff: CurrentStaff) -> StaffSession:
+def _held_key_ids(team_private: object) -> frozenset[str]:
+    if team_private is None:
+        return frozenset()
+    return getattr(team_private, "key_ids", None) or frozenset({team_private.key_id})
+
+
+async def follow_grants(console: Console, staff: StaffSession) -> None:
+    """Keep the session's team keys equal to the member's grants: after a team-key
+    rotation starts, the session opens the new grant too (with the member's own key, held
+    in the session); once it finishes, the old key leaves the session's memory."""
+    if staff.staff_private is None:
+        return
+    async with console.sessionmaker() as session:
+        granted = await console.accounts.grant_key_ids(session, staff.identity.id)
+        if granted == _held_key_ids(staff.team_private):
+            return
+        staff.team_private = (
+            await console.accounts.open_grants(session, staff.identity.id, staff.staff_private) if granted else None
+        )
+
+
+def require_roles(*roles: str) -> Callable[..., Awaitable[StaffSession]]:
+    async def dependency(request: Request, staff: CurrentStaff) -> StaffSession:
         if staff.identity.role not in roles:
             raise HTTPException(status_code=403)
+        await follow_grants(console_of(request), staff)
         return staff
 
     return dependency

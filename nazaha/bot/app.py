@@ -144,7 +144,10 @@ async def build_runtime(settings: Settings, *, events_isolation: BaseEventIsolat
     sessionmaker = create_sessionmaker(engine)
     box = BotKeyBox(bot_key)
     team_public = load_team_public_key(paths)
-    vault = await ReportVault.load(sessionmaker, team_public, kdf_floor=kdf_floor(settings))
+    vault = await ReportVault.load(
+        sessionmaker, team_public, kdf_floor=kdf_floor(settings),
+        signing_pin_path=paths.team_signing_public, public_path=paths.team_public,
+    )
     fsm = VolatileFsmStorage(
         pepper,
         ttl=timedelta(seconds=settings.draft_ttl_seconds),
@@ -158,7 +161,7 @@ async def build_runtime(settings: Settings, *, events_isolation: BaseEventIsolat
         max_files=settings.evidence_max_files,
         max_total_bytes=settings.evidence_max_mb * 1024 * 1024,
     )
-    links = NotificationLinks(sessionmaker, box, team_public)
+    links = NotificationLinks(sessionmaker, box, vault.team_key)
     wal = WalScrubber(engine)
     services = Services(
         vault=vault,
@@ -309,6 +312,17 @@ async def sweep_memory(runtime: BotRuntime) -> None:
         await asyncio.sleep(SWEEP_INTERVAL)
 
 
+async def follow_team_key(runtime: BotRuntime) -> None:
+    """After a team-key rotation, switch to the new team public key (only if the pinned
+    team signing key signed it; see nazaha/storage/team_key.py), without a restart."""
+    while True:
+        await asyncio.sleep(runtime.settings.team_key_check_seconds)
+        try:
+            await runtime.services.vault.team_key.refresh(runtime.sessionmaker)
+        except Exception:
+            log.exception("team key check failed")
+
+
 async def purge_orphan_blobs(runtime: BotRuntime) -> int:
     """Blobs of drafts never submitted (discarded, wiped, expired, or lost to a restart:
     drafts live in memory only) are deleted once no draft in this process could still
@@ -355,6 +369,7 @@ async def running(runtime: BotRuntime):
         asyncio.create_task(maintenance(runtime)),
         asyncio.create_task(sweep_memory(runtime)),
         asyncio.create_task(runtime.notifier.run(runtime.settings.notify_interval_seconds)),
+        asyncio.create_task(follow_team_key(runtime)),
     ]
     try:
         yield runtime

@@ -436,7 +436,7 @@ async def _export_evidence(settings, sessionmaker, vault, args, team_private) ->
                 head = b""
                 with path.open("wb") as out:
                     async for chunk in blobs.read_stream(
-                        case.data_key, case.report_id, record.id, variant
+                        case.epoch_key(record.key_epoch), case.report_id, record.id, variant
                     ):
                         head = head or chunk[:64]
                         out.write(chunk)

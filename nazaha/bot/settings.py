@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     album_quiet_seconds: float = Field(default=1.5, gt=0)
     # How often the bot looks for update notifications to send.
     notify_interval_seconds: float = Field(default=5.0, gt=0)
+    # How often the bot looks for a new (signed) team public key after a rotation.
+    team_key_check_seconds: float = Field(default=30.0, gt=0)
     # The only group, supergroup or channel chats the bot may post in (chat ids; JSON lists
     # in the environment, e.g. NAZAHA_STAFF_CHAT_IDS='[-1001234567890]'). Empty by default:
     # the bot leaves any other group or channel it is added to and never writes there.

@@ -336,7 +336,7 @@ class Accounts:
                 staff_private = await asyncio.to_thread(
                     crypto.open_staff_private_key, user.sealed_private_key, password, self._secret, user.id, self._floor
                 )
-                team_private = await self._open_grant(session, user, staff_private)
+                team_private = await self.open_grants(session, user.id, staff_private)
                 identity = _identity(user)
                 secret = self._box.open("totp", user.id, user.totp_sealed).decode("ascii")
                 last_step = user.totp_last_step
@@ -370,13 +370,35 @@ class Accounts:
         )
         return "recovery" if result.rowcount == 1 else None
 
-    async def _open_grant(
-        self, session: AsyncSession, user: StaffUser, staff_private: TeamPrivateKey
-    ) -> TeamPrivateKey | None:
-        grant = await session.scalar(select(TeamKeyGrant).where(TeamKeyGrant.user_id == user.id).limit(1))
-        if grant is None:
+    async def open_grants(
+        self, session: AsyncSession, user_id: str, staff_private: TeamPrivateKey
+    ) -> crypto.TeamKeyRing | None:
+        """Every team key granted to the member, the published team key first (two keys
+        during a team-key rotation, else one), as a ring; ``None`` without a grant. ``CryptoError`` if a
+        grant fails to open."""
+        from nazaha.storage.models import SystemSetting
+        from nazaha.storage.team_key import SETTING_TEAM_KEY_ID
+
+        grants = (
+            await session.scalars(
+                select(TeamKeyGrant)
+                .where(TeamKeyGrant.user_id == user_id)
+                .order_by(TeamKeyGrant.granted_at.desc(), TeamKeyGrant.team_key_id)
+            )
+        ).all()
+        if not grants:
             return None
-        return crypto.open_team_key_grant(staff_private, user.id, grant.team_key_id, grant.sealed)
+        published = await session.scalar(select(SystemSetting.value).where(SystemSetting.name == SETTING_TEAM_KEY_ID))
+        published_id = bytes(published).decode("ascii") if published is not None else ""
+        grants = sorted(grants, key=lambda g: g.team_key_id != published_id)  # stable: the published key first
+        return crypto.TeamKeyRing(
+            [crypto.open_team_key_grant(staff_private, user_id, g.team_key_id, g.sealed) for g in grants]
+        )
+
+    async def grant_key_ids(self, session: AsyncSession, user_id: str) -> frozenset[str]:
+        """The ids of the team keys granted to the member (cheap: no key is opened)."""
+        rows = await session.scalars(select(TeamKeyGrant.team_key_id).where(TeamKeyGrant.user_id == user_id))
+        return frozenset(rows.all())
 
     async def recovery_codes_left(self, session: AsyncSession, user_id: str) -> int:
         rows = await session.scalars(select(RecoveryCode.code_hash).where(RecoveryCode.user_id == user_id))
@@ -384,15 +406,21 @@ class Accounts:
 
     # ------------------------------------------------------------------ admin actions
 
-    async def _grant(self, session: AsyncSession, user: StaffUser, team_private: TeamPrivateKey, granted_by: str) -> None:
+    async def _grant(
+        self, session: AsyncSession, user: StaffUser, team_private: TeamPrivateKey | crypto.TeamKeyRing, granted_by: str
+    ) -> None:
+        # Every key of a ring: a member granted during a rotation opens the reports not yet
+        # re-keyed too.
         public = crypto.TeamPublicKey.from_bytes(user.public_key)
-        session.add(
-            TeamKeyGrant(
-                user_id=user.id, team_key_id=team_private.key_id,
-                sealed=crypto.grant_team_key(team_private, public, user.id),
-                granted_by=granted_by, granted_at=self.clock(),
+        keys = team_private.keys if isinstance(team_private, crypto.TeamKeyRing) else (team_private,)
+        for key in keys:
+            session.add(
+                TeamKeyGrant(
+                    user_id=user.id, team_key_id=key.key_id,
+                    sealed=crypto.grant_team_key(key, public, user.id),
+                    granted_by=granted_by, granted_at=self.clock(),
+                )
             )
-        )
 
     async def grant(self, session: AsyncSession, user_id: str, team_private: TeamPrivateKey, granted_by: str) -> None:
         """Wrap the team key (held by the granting admin's session) to an enrolled member.

@@ -88,6 +88,8 @@ KEY_CHANGE = "key_change"
 TEMPLATE_CHANGE = "template_change"
 AUDIT_EXPORT = "audit_export"
 PURGE = "purge"  # closed cases purged after the retention period; no case reference
+KEY_ROTATION_START = "key_rotation_start"  # detail: the old and new team key ids (public)
+KEY_ROTATION_FINISH = "key_rotation_finish"
 
 # What the admin page shows for each action (msgids; the console translates them).
 ACTION_LABELS: Mapping[str, str] = {
@@ -125,6 +127,8 @@ ACTION_LABELS: Mapping[str, str] = {
     TEMPLATE_CHANGE: N_("Reply template changed"),
     AUDIT_EXPORT: N_("Audit head exported"),
     PURGE: N_("Closed cases purged"),
+    KEY_ROTATION_START: N_("Team-key rotation started"),
+    KEY_ROTATION_FINISH: N_("Team-key rotation finished"),
 }
 ACTIONS: frozenset[str] = frozenset(ACTION_LABELS)
 

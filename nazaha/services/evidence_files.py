@@ -297,7 +297,7 @@ class CaseFiles:
     async def head(self, record: EvidenceRecord, variant: str) -> bytes:
         """The first :data:`HEAD_BYTES` (or fewer) bytes of a variant, from its first
         verified chunk."""
-        stream = self._blobs.read_stream(self._case.data_key, self._case.report_id, record.id, variant)
+        stream = self._blobs.read_stream(self._case.epoch_key(record.key_epoch), self._case.report_id, record.id, variant)
         head = b""
         async with contextlib.aclosing(stream):
             async for chunk in stream:
@@ -308,7 +308,7 @@ class CaseFiles:
 
     async def read(self, record: EvidenceRecord, variant: str) -> bytes:
         """The whole variant, returned only once every chunk verified."""
-        return await self._blobs.read_bytes(self._case.data_key, self._case.report_id, record.id, variant)
+        return await self._blobs.read_bytes(self._case.epoch_key(record.key_epoch), self._case.report_id, record.id, variant)
 
     async def pdf_pages(self, record: EvidenceRecord) -> PageImages:
         """Page images of the original (``PdfRenderError``), from the cache when there."""

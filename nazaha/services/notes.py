@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from nazaha.services.access import CaseAccessDenied, Viewer, require_visible
 from nazaha.services.case_rows import case_states, touch
 from nazaha.storage.console_models import CaseNote, StaffUser
-from nazaha.storage.crypto import open_field, seal_field
+from nazaha.storage.crypto import seal_field
 from nazaha.storage.models import Report
 from nazaha.storage.reports import UnlockedCase
 
@@ -87,7 +87,7 @@ async def notes(session: AsyncSession, viewer: Viewer, case: UnlockedCase) -> li
             seq=note.seq,
             author_id=note.author_id,
             author_name=username,
-            body=open_field(case.data_key, case.report_id, note_field(note.id), note.sealed).decode("utf-8"),
+            body=case.open_field(note_field(note.id), note.sealed).decode("utf-8"),
             created_at=note.created_at,
         )
         for note, username in rows

@@ -66,6 +66,7 @@ from nazaha.storage.console_models import (
 from nazaha.storage.crypto import keyed_hash
 from nazaha.storage.database import engine_of, is_sqlite, write_transaction
 from nazaha.storage.models import (
+    CaseKeyEpoch,
     CaseMessage,
     Evidence,
     NotificationLink,
@@ -223,7 +224,9 @@ async def _add_to_aggregates(session: AsyncSession, row) -> None:
 
 
 # Every table holding a row of one case; ``case_links`` names two (report_a, report_b).
-BOT_CASE_TABLES = (ReportField, CaseMessage, Evidence, NotificationLink, PendingNotification, Report)
+BOT_CASE_TABLES = (
+    ReportField, CaseMessage, Evidence, NotificationLink, PendingNotification, CaseKeyEpoch, Report,
+)
 CONSOLE_CASE_TABLES = (
     CaseState, CaseLabel, CaseShare, CaseRecusal, CaseLink, CaseNote, CaseEvent, CaseView, PendingNews, CaseRef,
 )

@@ -36,8 +36,9 @@ from nazaha.services.inbox import InboxFilter, filtered_report_ids
 from nazaha.services.notes import note_field
 from nazaha.storage.cases import _evidence_field, _message_field
 from nazaha.storage.console_models import CaseNote
-from nazaha.storage.crypto import CryptoError, TeamPrivateKey, open_field, unwrap_with_team
-from nazaha.storage.models import CaseMessage, Evidence, Report, ReportField
+from nazaha.storage.crypto import CryptoError, TeamKeyRing, TeamPrivateKey
+from nazaha.storage.models import CaseKeyEpoch, CaseMessage, Evidence, Report, ReportField
+from nazaha.storage.reports import open_with_epoch_keys, team_epoch_keys
 
 log = logging.getLogger(__name__)
 
@@ -87,17 +88,20 @@ async def _rows_by_report(session: AsyncSession, columns: Sequence[Any], report_
     return found
 
 
-def _texts_of(report_id: str, data_key: bytes, sealed: dict[str, list[Any]]) -> list[str]:
+def _texts_of(report_id: str, keys: tuple[bytes, ...], sealed: dict[str, list[Any]]) -> list[str]:
+    def opened(field: str, value: bytes) -> bytes:
+        return open_with_epoch_keys(keys, report_id, field, value)[1]
+
     texts = []
     for _rid, name, value in sealed["fields"].get(report_id, ()):
-        texts.append(open_field(data_key, report_id, name, value).decode("utf-8"))
+        texts.append(opened(name, value).decode("utf-8"))
     for _rid, message_id, direction, body in sealed["messages"].get(report_id, ()):
-        texts.append(open_field(data_key, report_id, _message_field(message_id, direction), body).decode("utf-8"))
+        texts.append(opened(_message_field(message_id, direction), body).decode("utf-8"))
     for _rid, note_id, body in sealed["notes"].get(report_id, ()):
-        texts.append(open_field(data_key, report_id, note_field(note_id), body).decode("utf-8"))
+        texts.append(opened(note_field(note_id), body).decode("utf-8"))
     for _rid, evidence_id, meta in sealed["evidence"].get(report_id, ()):
-        opened = json.loads(open_field(data_key, report_id, _evidence_field(evidence_id), meta))
-        texts.extend(opened.get(key) or "" for key in ("file_name", "caption"))
+        opened_meta = json.loads(opened(_evidence_field(evidence_id), meta))
+        texts.extend(opened_meta.get(key) or "" for key in ("file_name", "caption"))
     return texts
 
 
@@ -117,14 +121,19 @@ def search_terms(text: str) -> list[str]:
 
 
 def _match(
-    ids: list[str], wrapped: dict[str, bytes], sealed: dict[str, dict[str, list[Any]]], terms: list[str], team_private: TeamPrivateKey
+    ids: list[str],
+    wrapped: dict[str, tuple[bytes, int]],
+    sealed: dict[str, dict[str, list[Any]]],
+    terms: list[str],
+    team_private: TeamPrivateKey | TeamKeyRing,
 ) -> list[str]:
     matches = []
     skipped = 0
     for report_id in ids:
         try:
-            data_key = unwrap_with_team(wrapped[report_id], team_private, report_id)
-            texts = _texts_of(report_id, data_key, sealed)
+            wrapped_key, epoch = wrapped[report_id]
+            keys = team_epoch_keys(report_id, wrapped_key, epoch, sealed["epochs"].get(report_id, ()), team_private)
+            texts = _texts_of(report_id, keys, sealed)
         except (CryptoError, ValueError, UnicodeDecodeError, AttributeError):
             skipped += 1
             continue
@@ -141,7 +150,7 @@ async def search(
     viewer: Viewer,
     f: InboxFilter,
     text: str,
-    team_private: TeamPrivateKey,
+    team_private: TeamPrivateKey | TeamKeyRing,
     vault: object = None,
     cases: object = None,
     limit_cases: int = 1000,
@@ -167,11 +176,19 @@ async def search(
     if not ids:
         return []
     wrapped = {
-        rid: bytes(value)
-        for rows in (await _rows_by_report(session, [Report.id, Report.wrapped_key_team], Report.id, ids)).values()
-        for rid, value in rows
+        rid: (bytes(value), epoch)
+        for rows in (
+            await _rows_by_report(session, [Report.id, Report.wrapped_key_team, Report.key_epoch], Report.id, ids)
+        ).values()
+        for rid, value, epoch in rows
     }
     sealed = {
+        "epochs": {
+            rid: [row for _rid, row in rows]
+            for rid, rows in (
+                await _rows_by_report(session, [CaseKeyEpoch.report_id, CaseKeyEpoch], CaseKeyEpoch.report_id, ids)
+            ).items()
+        },
         "fields": await _rows_by_report(
             session, [ReportField.report_id, ReportField.name, ReportField.sealed], ReportField.report_id, ids
         ),

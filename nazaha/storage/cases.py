@@ -41,7 +41,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from nazaha.flows.evidence_kinds import EVIDENCE_KINDS
 from nazaha.flows.report_flow import CONTACT_DETAILS, CONTACT_FIELDS
-from nazaha.storage.crypto import TamperedData, open_field, seal_field
+from nazaha.storage.crypto import TamperedData, seal_field
 from nazaha.storage.database import write_transaction
 from nazaha.storage.models import (
     CaseMessage,
@@ -83,6 +83,9 @@ class EvidenceRecord:
     sha256: str
     # What the reporter wrote under the file; sealed with the metadata, never plain.
     caption: str | None = None
+    # The case key epoch the file and its metadata are sealed under (set when read back;
+    # a file is always sealed under the key that was newest when it arrived).
+    key_epoch: int = dataclasses.field(default=0, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.id, str) or _HEX32.fullmatch(self.id) is None:
@@ -174,8 +177,8 @@ def evidence_row_values(
     }
 
 
-def _open_evidence(data_key: bytes, row: Evidence) -> EvidenceRecord:
-    raw = open_field(data_key, row.report_id, _evidence_field(row.id), row.sealed_meta)
+def _open_evidence(case: UnlockedCase, row: Evidence) -> EvidenceRecord:
+    epoch, raw = case.sealed_epoch(_evidence_field(row.id), row.sealed_meta)
     try:
         meta = json.loads(raw)
         record = EvidenceRecord(
@@ -189,6 +192,7 @@ def _open_evidence(data_key: bytes, row: Evidence) -> EvidenceRecord:
             forward_origin=meta["forward_origin"],
             sha256=meta["sha256"],
             caption=meta.get("caption"),
+            key_epoch=epoch,
         )
     except (ValueError, KeyError, TypeError, AttributeError):
         raise TamperedData("evidence metadata is malformed") from None
@@ -371,12 +375,7 @@ class CaseService:
             ThreadMessage(
                 id=row.id,
                 direction=row.direction,
-                body=open_field(
-                    case.data_key,
-                    case.report_id,
-                    _message_field(row.id, row.direction),
-                    row.sealed_body,
-                ).decode("utf-8"),
+                body=case.open_field(_message_field(row.id, row.direction), row.sealed_body).decode("utf-8"),
                 created_on=row.created_on,
                 read_by_reporter=bool(row.read_by_reporter),
                 read_by_staff=bool(row.read_by_staff),
@@ -516,7 +515,7 @@ class CaseService:
                     .order_by(Evidence.seq)
                 )
             ).all()
-        return [_open_evidence(case.data_key, row) for row in rows]
+        return [_open_evidence(case, row) for row in rows]
 
 
 __all__ = [

@@ -304,3 +304,23 @@ class PurgeLogEntry(ConsoleBase):
 
     report_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     purged_on: Mapped[dt.date] = mapped_column(Date)
+
+
+class KeyRotation(ConsoleBase):
+    """One team-key rotation (issue 10): from ``old_key_id`` to ``new_key_id``. While
+    ``finished_at`` is NULL the rotation is running or was interrupted: both keys' grants
+    exist and a run resumes where the rows say (reports and links still under the old key).
+    Key ids are public (the first 16 hex digits of a public key's hash)."""
+
+    __tablename__ = "key_rotations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    old_key_id: Mapped[str] = mapped_column(String(64))
+    new_key_id: Mapped[str] = mapped_column(String(64), unique=True)
+    # The new team public key itself: a resumed run wraps to this, never to whatever the
+    # bot's settings (writable from the bot host) say.
+    new_public_key: Mapped[bytes] = mapped_column(LargeBinary)
+    started_by: Mapped[str | None] = mapped_column(String(32))
+    started_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    reports_total: Mapped[int] = mapped_column(Integer, default=0)  # under the old key at start

@@ -48,7 +48,8 @@ from typing import Any
 
 from cryptography.exceptions import InvalidKey, InvalidTag
 from cryptography.hazmat.primitives import hashes, hpke
-from cryptography.hazmat.primitives.asymmetric import mlkem, x25519
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric import ed25519, mlkem, x25519
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -75,6 +76,7 @@ __all__ = [
     "open_field",
     "TeamPrivateKey",
     "TeamPublicKey",
+    "TeamKeyRing",
     "wrap_for_team",
     "unwrap_with_team",
     "wrapped_key_id",
@@ -449,15 +451,98 @@ class TeamPrivateKey:
         raise TypeError("TeamPrivateKey must not be pickled")
 
 
-def _team_info(report_id: str, key_id: str) -> bytes:
-    return _frame("nazaha/report-key/v1", report_id, key_id)
+class TeamKeyRing:
+    """The team private keys one holder may use, newest first: during a team-key rotation
+    a staff session holds the new key and the old one, so that reports not yet re-wrapped
+    still open. Stands in for a :class:`TeamPrivateKey` wherever one is accepted: its
+    :attr:`key_id`, :meth:`public_key` and :meth:`to_bytes` are the newest key's (what a new
+    grant gives); :func:`unwrap_with_team` and :func:`open_from_key` pick the member the
+    value was sealed for. ``ValueError`` if empty."""
+
+    __slots__ = ("_keys",)
+
+    def __init__(self, keys: "list[TeamPrivateKey] | tuple[TeamPrivateKey, ...]"):
+        unique: dict[str, TeamPrivateKey] = {}
+        for key in keys:
+            if isinstance(key, TeamKeyRing):
+                for inner in key.keys:
+                    unique.setdefault(inner.key_id, inner)
+            else:
+                unique.setdefault(key.key_id, key)
+        if not unique:
+            raise ValueError("a team key ring holds at least one key")
+        self._keys = tuple(unique.values())
+
+    @property
+    def keys(self) -> tuple[TeamPrivateKey, ...]:
+        return self._keys
+
+    @property
+    def newest(self) -> TeamPrivateKey:
+        return self._keys[0]
+
+    @property
+    def key_id(self) -> str:
+        return self._keys[0].key_id
+
+    @property
+    def key_ids(self) -> frozenset[str]:
+        return frozenset(key.key_id for key in self._keys)
+
+    def public_key(self) -> TeamPublicKey:
+        return self._keys[0].public_key()
+
+    def to_bytes(self) -> bytes:
+        return self._keys[0].to_bytes()
+
+    def for_key_id(self, key_id: str) -> TeamPrivateKey | None:
+        for key in self._keys:
+            if hmac.compare_digest(key.key_id, key_id):
+                return key
+        return None
+
+    def __repr__(self) -> str:
+        return f"TeamKeyRing(key_ids={[key.key_id for key in self._keys]!r})"
+
+    def __reduce__(self):
+        raise TypeError("TeamKeyRing must not be pickled")
 
 
-def wrap_for_team(data_key: bytes, team_public: TeamPublicKey, report_id: str) -> bytes:
-    """HPKE-wrap a data key to the team: ``0x01 || key id (8 bytes) || HPKE ciphertext``."""
+def _private_for(private: "TeamPrivateKey | TeamKeyRing", wanted: str) -> TeamPrivateKey:
+    """The key (or ring member) for ``wanted``; :class:`UnknownKeyId` if there is none."""
+    if isinstance(private, TeamKeyRing):
+        found = private.for_key_id(wanted)
+        if found is None:
+            raise UnknownKeyId(
+                f"sealed to key {wanted}, not one of {sorted(private.key_ids)}",
+                wanted=wanted, have=private.key_id,
+            )
+        return found
+    have = private.key_id
+    if not hmac.compare_digest(wanted, have):
+        raise UnknownKeyId(f"sealed to key {wanted}, not {have}", wanted=wanted, have=have)
+    return private
+
+
+def _team_info(report_id: str, key_id: str, epoch: int = 0) -> bytes:
+    if epoch == 0:  # the layout of every report stored before rotation existed
+        return _frame("nazaha/report-key/v1", report_id, key_id)
+    return _frame("nazaha/report-key/v2", report_id, str(_check_epoch(epoch)), key_id)
+
+
+def _check_epoch(epoch: int) -> int:
+    if not isinstance(epoch, int) or isinstance(epoch, bool) or not 0 <= epoch < 2**31:
+        raise ValueError("a case key epoch is an int in [0, 2**31)")
+    return epoch
+
+
+def wrap_for_team(data_key: bytes, team_public: TeamPublicKey, report_id: str, epoch: int = 0) -> bytes:
+    """HPKE-wrap a report's case key of ``epoch`` (0: the data key made at submission) to
+    the team: ``0x01 || key id (8 bytes) || HPKE ciphertext``; the report id, the epoch and
+    the key id are bound in the HPKE ``info``."""
     data_key = _check_key(data_key, "data key")
     key_id = team_public.key_id
-    ct = _HPKE_SUITE.encrypt(data_key, team_public._hpke, info=_team_info(report_id, key_id))
+    ct = _HPKE_SUITE.encrypt(data_key, team_public._hpke, info=_team_info(report_id, key_id, epoch))
     return _WRAP_VERSION + bytes.fromhex(key_id) + ct
 
 
@@ -469,18 +554,17 @@ def wrapped_key_id(wrapped: bytes) -> str:
     return wrapped[1 : 1 + _KEY_ID_RAW].hex()
 
 
-def unwrap_with_team(wrapped: bytes, team_private: TeamPrivateKey, report_id: str) -> bytes:
-    """Recover a data key; :class:`UnknownKeyId` or :class:`TamperedData` on failure."""
+def unwrap_with_team(
+    wrapped: bytes, team_private: TeamPrivateKey | TeamKeyRing, report_id: str, epoch: int = 0
+) -> bytes:
+    """Recover a case key wrapped by :func:`wrap_for_team` (``team_private`` a key or a
+    :class:`TeamKeyRing`); :class:`UnknownKeyId` or :class:`TamperedData` on failure."""
     wrapped = bytes(wrapped)
     wanted = wrapped_key_id(wrapped)
-    have = team_private.key_id
-    if not hmac.compare_digest(wanted, have):
-        raise UnknownKeyId(
-            f"data key was wrapped for team key {wanted}, not {have}", wanted=wanted, have=have
-        )
+    key = _private_for(team_private, wanted)
     try:
         data_key = _HPKE_SUITE.decrypt(
-            wrapped[1 + _KEY_ID_RAW :], team_private._hpke, info=_team_info(report_id, have)
+            wrapped[1 + _KEY_ID_RAW :], key._hpke, info=_team_info(report_id, wanted, epoch)
         )
     except (InvalidTag, ValueError):
         raise TamperedData("wrapped data key failed authentication") from None
@@ -502,17 +586,18 @@ def seal_to_key(public: TeamPublicKey, label: str, parts: tuple[str, ...], plain
     return _WRAP_VERSION + bytes.fromhex(key_id) + ct
 
 
-def open_from_key(private: TeamPrivateKey, label: str, parts: tuple[str, ...], sealed: bytes) -> bytes:
-    """Open what :func:`seal_to_key` made; :class:`UnknownKeyId` if it was sealed to another
-    key, :class:`TamperedData` if modified, moved or truncated."""
+def open_from_key(
+    private: TeamPrivateKey | TeamKeyRing, label: str, parts: tuple[str, ...], sealed: bytes
+) -> bytes:
+    """Open what :func:`seal_to_key` made (``private`` a key or a :class:`TeamKeyRing`);
+    :class:`UnknownKeyId` if it was sealed to another key, :class:`TamperedData` if
+    modified, moved or truncated."""
     sealed = bytes(sealed)
     wanted = wrapped_key_id(sealed)
-    have = private.key_id
-    if not hmac.compare_digest(wanted, have):
-        raise UnknownKeyId(f"sealed to key {wanted}, not {have}", wanted=wanted, have=have)
+    key = _private_for(private, wanted)
     try:
         return _HPKE_SUITE.decrypt(
-            sealed[1 + _KEY_ID_RAW :], private._hpke, info=_frame(label, *parts, have)
+            sealed[1 + _KEY_ID_RAW :], key._hpke, info=_frame(label, *parts, wanted)
         )
     except (InvalidTag, ValueError):
         raise TamperedData("sealed value failed authentication") from None
@@ -582,13 +667,23 @@ def _b64(value: Any) -> bytes:
 def open_team_private_key(
     blob: bytes, passphrase: str, floor: KdfParams = KDF_FLOOR
 ) -> TeamPrivateKey:
-    """Open :func:`seal_team_private_key` output.
+    """Open :func:`seal_team_private_key` output (or a :func:`seal_team_recovery` file:
+    only its team key).
 
     :class:`WeakKdfParameters` if the file's parameters are below ``floor`` (checked before
     deriving); :class:`TamperedData` if the file is malformed; :class:`WrongPassphrase` if the
     structure is intact but authentication fails (wrong passphrase, or edited header fields:
     the two are indistinguishable without the key).
     """
+    return _open_recovery_payload(blob, passphrase, floor)[0]
+
+
+_RECOVERY_WITH_SIGNING_VERSION = 2
+
+
+def _open_recovery_payload(
+    blob: bytes, passphrase: str, floor: KdfParams
+) -> tuple[TeamPrivateKey, bytes]:
     try:
         doc = json.loads(bytes(blob).decode("utf-8"))
         if not isinstance(doc, dict):
@@ -596,7 +691,7 @@ def open_team_private_key(
         version = doc["v"]
         kdf = doc["kdf"]
         key_id = doc["key_id"]
-        if type(version) is not int or version != _TEAM_KEY_FILE_VERSION:
+        if type(version) is not int or version not in (_TEAM_KEY_FILE_VERSION, _RECOVERY_WITH_SIGNING_VERSION):
             raise ValueError("unknown version")
         if kdf != "argon2id":
             raise ValueError("unknown kdf")
@@ -619,13 +714,17 @@ def open_team_private_key(
         raw = open_sealed(wrap_key, aad, sealed)
     except TamperedData:
         raise WrongPassphrase("wrong passphrase, or the key file was modified") from None
+    team_bytes = _MLKEM_SEED_BYTES + _X25519_BYTES
+    expected = team_bytes + (32 if version == _RECOVERY_WITH_SIGNING_VERSION else 0)
+    if len(raw) != expected:
+        raise TamperedData("sealed team key has an invalid payload")
     try:
-        key = TeamPrivateKey.from_bytes(raw)
+        key = TeamPrivateKey.from_bytes(raw[:team_bytes])
     except ValueError:
         raise TamperedData("sealed team key has an invalid payload") from None
     if not hmac.compare_digest(key.key_id, key_id):
         raise TamperedData("sealed team key does not match its key id")
-    return key
+    return key, raw[team_bytes:]
 
 
 # --------------------------------------------------------------------------- receipts
@@ -1058,3 +1157,169 @@ def audit_head_mac(console_secret: bytes, seq: int, entry_hash: str) -> str:
 
 
 __all__ += ["AUDIT_GENESIS_HASH", "audit_entry_hash", "audit_head_mac"]
+
+
+# --------------------------------------------------------------------------- case key epochs
+# A team-key rotation gives every report a new *case key* (epoch n+1) so that the old team
+# key opens nothing written afterwards. The new key is wrapped to the new team key
+# (:func:`wrap_for_team` with the epoch), to the reporter's public key (derived from the
+# receipt, stored with the report) and *chains* to the previous one: the previous epoch's
+# key is sealed under the new one, so whoever holds the newest key reads the whole case,
+# while an older key opens nothing newer. See docs/architecture.md, "Team-key rotation".
+
+_REPORTER_CASE_KEY_LABEL = "nazaha/case-key/reporter/v1"
+
+
+def wrap_case_key_for_reporter(
+    case_key: bytes, reporter_public: TeamPublicKey, report_id: str, epoch: int
+) -> bytes:
+    """HPKE-seal a case key of ``epoch`` (>= 1) to the reporter's public key."""
+    return seal_to_key(
+        reporter_public, _REPORTER_CASE_KEY_LABEL, (report_id, str(_check_epoch(epoch))),
+        _check_key(case_key, "case key"),
+    )
+
+
+def unwrap_case_key_for_reporter(
+    sealed: bytes, reporter_private: TeamPrivateKey, report_id: str, epoch: int
+) -> bytes:
+    """Inverse of :func:`wrap_case_key_for_reporter`; :class:`WrongReceipt` on any failure
+    (a wrong receipt and a modified row are indistinguishable)."""
+    try:
+        key = open_from_key(
+            reporter_private, _REPORTER_CASE_KEY_LABEL, (report_id, str(_check_epoch(epoch))), sealed
+        )
+    except CryptoError:
+        raise WrongReceipt("the receipt does not open this case key") from None
+    if len(key) != KEY_BYTES:
+        raise WrongReceipt("the receipt does not open this case key")
+    return key
+
+
+def _chain_aad(report_id: str, epoch: int) -> bytes:
+    return _frame("nazaha/case-key/chain/v1", report_id, str(_check_epoch(epoch)))
+
+
+def seal_previous_case_key(case_key: bytes, previous_key: bytes, report_id: str, epoch: int) -> bytes:
+    """The key of ``epoch - 1`` sealed under the key of ``epoch`` (AES-256-GCM; the report
+    id and epoch in the AAD)."""
+    return seal(case_key, _chain_aad(report_id, epoch), _check_key(previous_key, "case key"))
+
+
+def open_previous_case_key(case_key: bytes, sealed: bytes, report_id: str, epoch: int) -> bytes:
+    """Inverse of :func:`seal_previous_case_key`; :class:`TamperedData` on any failure."""
+    key = open_sealed(case_key, _chain_aad(report_id, epoch), sealed)
+    if len(key) != KEY_BYTES:
+        raise TamperedData("chained case key has the wrong length")
+    return key
+
+
+# --------------------------------------------------------------------------- team signing key
+# The bot accepts a new team public key from the database only with a signature by the team
+# signing key (Ed25519) whose public half it has pinned in its data dir. The private half
+# lives only in the offline recovery file, next to the team private key.
+
+SIGNING_PUBLIC_BYTES = 32
+
+
+class TeamSigningKey:
+    """The team's Ed25519 signing key (private). :meth:`to_bytes` (32 bytes) exists only to
+    feed the recovery file; never store or log it."""
+
+    __slots__ = ("_key",)
+
+    def __init__(self, key: ed25519.Ed25519PrivateKey):
+        self._key = key
+
+    @classmethod
+    def generate(cls) -> TeamSigningKey:
+        return cls(ed25519.Ed25519PrivateKey.generate())
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> TeamSigningKey:
+        if len(bytes(raw)) != 32:
+            raise ValueError("a team signing key is 32 bytes")
+        return cls(ed25519.Ed25519PrivateKey.from_private_bytes(bytes(raw)))
+
+    def to_bytes(self) -> bytes:
+        from cryptography.hazmat.primitives import serialization
+
+        return self._key.private_bytes(
+            serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+        )
+
+    def public_bytes(self) -> bytes:
+        """The 32-byte public half (what the bot pins)."""
+        from cryptography.hazmat.primitives import serialization
+
+        return self._key.public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
+
+    def sign_team_public_key(self, public: TeamPublicKey) -> bytes:
+        """Ed25519 signature (64 bytes) over frame("nazaha/team-public-key/v1", key bytes)."""
+        return self._key.sign(_frame("nazaha/team-public-key/v1", public.to_bytes()))
+
+    def __repr__(self) -> str:
+        return "TeamSigningKey(<redacted>)"
+
+    def __reduce__(self):
+        raise TypeError("TeamSigningKey must not be pickled")
+
+
+def verify_team_public_key(signing_public: bytes, public: TeamPublicKey, signature: bytes) -> bool:
+    """True iff ``signature`` is the signing key's signature of ``public``; False for a bad
+    signature or a malformed signing key (never raises for untrusted input)."""
+    try:
+        verifier = ed25519.Ed25519PublicKey.from_public_bytes(bytes(signing_public))
+        verifier.verify(bytes(signature), _frame("nazaha/team-public-key/v1", public.to_bytes()))
+    except (InvalidSignature, ValueError, TypeError):
+        return False
+    return True
+
+
+def seal_team_recovery(
+    key: TeamPrivateKey,
+    signing: TeamSigningKey,
+    passphrase: str,
+    params: KdfParams = KDF_PRODUCTION,
+    floor: KdfParams = KDF_FLOOR,
+) -> bytes:
+    """The recovery file with the signing key: as :func:`seal_team_private_key` but
+    ``"v": 2`` and the sealed payload is the team key (96 bytes) then the signing key (32)."""
+    params.check_at_least(floor)
+    salt = secrets.token_bytes(_TEAM_KEY_SALT_BYTES)
+    wrap_key = argon2id(_passphrase_bytes(passphrase), salt, params, floor)
+    aad = _team_key_aad(_RECOVERY_WITH_SIGNING_VERSION, "argon2id", params, salt, key.key_id)
+    doc = {
+        "v": _RECOVERY_WITH_SIGNING_VERSION,
+        "kdf": "argon2id",
+        "params": params.to_dict(),
+        "salt": base64.b64encode(salt).decode("ascii"),
+        "key_id": key.key_id,
+        "sealed": base64.b64encode(seal(wrap_key, aad, key.to_bytes() + signing.to_bytes())).decode("ascii"),
+    }
+    return (json.dumps(doc, indent=2) + "\n").encode("utf-8")
+
+
+def open_team_recovery(
+    blob: bytes, passphrase: str, floor: KdfParams = KDF_FLOOR
+) -> tuple[TeamPrivateKey, TeamSigningKey | None]:
+    """Open a recovery file of either version: the team key and the signing key (``None``
+    in a version 1 file, made before rotation existed). Errors as
+    :func:`open_team_private_key`."""
+    key, extra = _open_recovery_payload(blob, passphrase, floor)
+    return key, (TeamSigningKey.from_bytes(extra) if extra else None)
+
+
+__all__ += [
+    "wrap_case_key_for_reporter",
+    "unwrap_case_key_for_reporter",
+    "seal_previous_case_key",
+    "open_previous_case_key",
+    "SIGNING_PUBLIC_BYTES",
+    "TeamSigningKey",
+    "verify_team_public_key",
+    "seal_team_recovery",
+    "open_team_recovery",
+]

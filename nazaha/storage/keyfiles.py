@@ -40,8 +40,10 @@ from .crypto import (
     KdfParams,
     TeamPrivateKey,
     TeamPublicKey,
+    TeamSigningKey,
     open_team_private_key,
-    seal_team_private_key,
+    open_team_recovery,
+    seal_team_recovery,
 )
 
 __all__ = [
@@ -71,6 +73,7 @@ class KeyPaths:
     bot_key: Path
     pepper: Path
     team_public: Path
+    team_signing_public: Path  # the pinned team signing key (Ed25519, 32 bytes)
     team_recovery: Path  # the demo's recovery file; a real deployment keeps it offline
     console_db: Path  # the console's own store (staff keys): never on the bot host
 
@@ -82,6 +85,7 @@ class KeyPaths:
             bot_key=d / "bot.key",
             pepper=d / "pepper.key",
             team_public=d / "team-public.key",
+            team_signing_public=d / "team-signing.pub",
             team_recovery=d / "team-recovery.key",
             console_db=d / "console.db",
         )
@@ -272,8 +276,9 @@ def create_team_key(
     recovery_file: str | os.PathLike[str],
     allow_in_data_dir: bool = False,
 ) -> TeamPublicKey:
-    """Generate the team key; write the sealed private key to ``recovery_file`` (0600)
-    then ``team-public.key`` (0644) in the data dir.
+    """Generate the team key and the team signing key; write both, sealed, to
+    ``recovery_file`` (0600) then ``team-public.key`` and the signing key's public half
+    ``team-signing.pub`` (0644, what the bot pins) in the data dir.
 
     ``FileExistsError`` if the team public key already exists (the recovery file may have
     been moved offline, so the public key alone counts); :class:`RecoveryFileRefused` for a
@@ -288,15 +293,19 @@ def create_team_key(
     recovery = check_recovery_file(paths, recovery_file, allow_in_data_dir=allow_in_data_dir)
     _ensure_private_dir(paths.data_dir)
     private = TeamPrivateKey.generate()
-    blob = seal_team_private_key(private, passphrase, params, floor)
+    signing = TeamSigningKey.generate()
+    blob = seal_team_recovery(private, signing, passphrase, params, floor)
     # Prove the recovery copy opens before anything is ever encrypted to this key.
-    if open_team_private_key(blob, passphrase, floor).key_id != private.key_id:
+    opened, opened_signing = open_team_recovery(blob, passphrase, floor)
+    if opened.key_id != private.key_id or opened_signing is None:
         raise RuntimeError("sealed team key did not round-trip")
     public = private.public_key()
     # Recovery first: a public key without its recovery copy would make reports unreadable.
     _write_new_file(recovery, blob, _SECRET_MODE)
     try:
         _write_new_file(paths.team_public, public.to_bytes(), _PUBLIC_MODE)
+        paths.team_signing_public.unlink(missing_ok=True)  # only ever next to its team key
+        _write_new_file(paths.team_signing_public, signing.public_bytes(), _PUBLIC_MODE)
     except FileExistsError:
         # Lost a race with another creator: ours must not be left behind half-installed.
         recovery.unlink(missing_ok=True)
@@ -397,7 +406,7 @@ def check_bot_host_data_dir(data_dir: str | os.PathLike[str]) -> None:
     paths = KeyPaths.for_data_dir(data_dir)
     if not paths.data_dir.is_dir():
         return
-    known = {paths.bot_key, paths.pepper, paths.team_public}
+    known = {paths.bot_key, paths.pepper, paths.team_public, paths.team_signing_public}
     findings: list[tuple[Path, str]] = []
     for entry in _walk_data_dir(paths.data_dir):
         name = entry.name.casefold()

@@ -68,7 +68,8 @@ class Base(DeclarativeBase):
 
 
 class SystemSetting(Base):
-    """Installation-wide values: receipt_salt, receipt_kdf, team_public_key, team_key_id."""
+    """Installation-wide values: receipt_salt, receipt_kdf, team_public_key, team_key_id and,
+    once the team signing key exists, team_key_signature (Ed25519 over the public key)."""
 
     __tablename__ = "system_settings"
 
@@ -117,6 +118,26 @@ class Report(Base):
     # without the receipt. NULL for reports stored before migration 0007 until their
     # reporter next unlocks them (a report-side write).
     reporter_public_key: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    # Which epoch of the case key ``wrapped_key_team`` holds: 0 is the data key made at
+    # submission; each team-key rotation opens a new one (``CaseKeyEpoch``).
+    key_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+
+
+class CaseKeyEpoch(Base):
+    """A case key made by a team-key rotation (epoch >= 1): wrapped to the reporter's
+    public key, and holding the previous epoch's key sealed under it (the chain that lets
+    the newest key read the whole case). The team's wrap of the newest key is in
+    ``reports.wrapped_key_team``. See crypto, "case key epochs"."""
+
+    __tablename__ = "case_key_epochs"
+
+    report_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("reports.id", ondelete="CASCADE"), primary_key=True
+    )
+    epoch: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    wrapped_reporter: Mapped[bytes] = mapped_column(LargeBinary)
+    sealed_previous: Mapped[bytes] = mapped_column(LargeBinary)
+    created_on: Mapped[dt.date] = mapped_column(Date)
 
 
 class ReportField(Base):

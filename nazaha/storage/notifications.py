@@ -35,12 +35,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from nazaha.storage.crypto import (
     BotKeyBox,
     CryptoError,
+    TeamKeyRing,
     TeamPrivateKey,
     TeamPublicKey,
     open_from_key,
     seal_to_key,
 )
 from nazaha.storage.database import write_transaction
+from nazaha.storage.team_key import PublishedTeamKey
 from nazaha.storage.models import (
     BotMailbox,
     NotificationInstruction,
@@ -63,11 +65,15 @@ class NotificationLinks:
     """Links of reports to the chats that asked to be told (report side)."""
 
     def __init__(
-        self, sessionmaker: async_sessionmaker[AsyncSession], box: BotKeyBox, team_public: TeamPublicKey
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        box: BotKeyBox,
+        team_public: TeamPublicKey | PublishedTeamKey,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._box = box
-        self._team_public = team_public
+        # The vault's published key when the bot runs: links follow a team-key rotation.
+        self._team_key = team_public if isinstance(team_public, PublishedTeamKey) else PublishedTeamKey(team_public)
 
     def add(self, batch, report_id: str, chat_id: int, locale: str) -> None:
         """Queue a link into ``batch`` (a :class:`~nazaha.storage.report_writes.ReportBatch`)."""
@@ -79,14 +85,13 @@ class NotificationLinks:
             link_id,
             json.dumps({"chat": chat_id, "locale": locale}, separators=(",", ":")).encode(),
         )
-        values = {
-            "id": link_id,
-            "report_id": report_id,
-            "sealed_link": seal_to_key(self._team_public, LINK_LABEL, (link_id, report_id), inner),
-            "created_on": _today(),
-        }
+        values = {"id": link_id, "report_id": report_id, "created_on": _today()}
 
         async def store(session: AsyncSession) -> None:
+            # Sealed in the write transaction, to the key published then (a rotation's
+            # last sweep must not miss a link sealed to the key it retires).
+            team_public = await self._team_key.check_in(session)
+            values["sealed_link"] = seal_to_key(team_public, LINK_LABEL, (link_id, report_id), inner)
             await session.execute(NotificationLink.__table__.insert(), [values])
 
         batch.add(store)
@@ -228,7 +233,7 @@ class NotificationDispatcher:
         return issued
 
     async def notify_reports(
-        self, session: AsyncSession, team_private: TeamPrivateKey, report_ids: list[str]
+        self, session: AsyncSession, team_private: TeamPrivateKey | TeamKeyRing, report_ids: list[str]
     ) -> int | None:
         """In the caller's transaction: one instruction per notification link of each
         report, sealed to the running bot's mailbox; the number issued, or ``None`` when no

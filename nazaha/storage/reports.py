@@ -44,6 +44,8 @@ from nazaha.storage.crypto import (
     KEY_BYTES,
     KdfParams,
     ReporterKeys,
+    TamperedData,
+    TeamKeyRing,
     TeamPrivateKey,
     TeamPublicKey,
     WrongReceipt,
@@ -51,10 +53,13 @@ from nazaha.storage.crypto import (
     new_data_key,
     new_receipt,
     new_system_salt,
+    constant_time_equal,
     normalize_receipt,
     open_field,
     random_designation,
     seal_field,
+    open_previous_case_key,
+    unwrap_case_key_for_reporter,
     unwrap_for_reporter,
     unwrap_with_team,
     wrap_for_reporter,
@@ -62,7 +67,14 @@ from nazaha.storage.crypto import (
 )
 from nazaha.storage.database import write_transaction
 from nazaha.storage.kdf_thread import SUBMISSION, UNLOCK, KdfThread
-from nazaha.storage.models import Evidence, Report, ReportField, SystemSetting
+from nazaha.storage.models import CaseKeyEpoch, Evidence, Report, ReportField, SystemSetting
+from nazaha.storage.team_key import (
+    SETTING_TEAM_KEY_ID,
+    SETTING_TEAM_KEY_SIGNATURE,
+    SETTING_TEAM_PUBLIC_KEY,
+    PublishedTeamKey,
+    read_signing_pin,
+)
 from nazaha.storage.report_writes import ReportBatch
 from nazaha.storage.unit_of_work import UnitOfWork
 
@@ -74,8 +86,6 @@ TRIAGE_KEYS = ("category", "sector", "service", "governorate")
 
 SETTING_RECEIPT_SALT = "receipt_salt"
 SETTING_RECEIPT_KDF = "receipt_kdf"
-SETTING_TEAM_PUBLIC_KEY = "team_public_key"
-SETTING_TEAM_KEY_ID = "team_key_id"
 
 _DESIGNATION_ATTEMPTS = 20
 _REPORT_ID_RE = re.compile(r"[0-9a-f]{32}")
@@ -169,15 +179,56 @@ class UnlockedCase:
     status: str
     outcome: str | None
     created_on: dt.date
+    # The newest case key: what new messages, files and notes are sealed under.
     data_key: bytes = dataclasses.field(repr=False)
     # Unlocked with the receipt only: the reporter's public key (1216 bytes) derived from
     # it at unlock, and whether the report row still lacks it (stored before migration
     # 0007). ``b""`` / False when unlocked by the team.
     reporter_public_key: bytes = dataclasses.field(default=b"", repr=False, compare=False)
     reporter_public_key_missing: bool = dataclasses.field(default=False, compare=False)
+    # Every epoch's case key, epoch 0 first and ``data_key`` last (team-key rotations open
+    # new epochs); ``()`` means the case has only ``data_key`` (epoch 0).
+    epoch_keys: tuple[bytes, ...] = dataclasses.field(default=(), repr=False, compare=False)
 
     def __reduce__(self):  # keep the data key out of pickles (caches, Redis, crash dumps)
         raise TypeError("UnlockedCase must not be pickled")
+
+    @property
+    def key_epoch(self) -> int:
+        """The newest epoch (the one ``data_key`` belongs to)."""
+        return max(len(self.epoch_keys) - 1, 0)
+
+    def epoch_key(self, epoch: int) -> bytes:
+        """The case key of ``epoch``; ``LookupError`` if the case has no such epoch."""
+        keys = self.epoch_keys or (self.data_key,)
+        if not 0 <= epoch < len(keys):
+            raise LookupError("no such case key epoch")
+        return keys[epoch]
+
+    def sealed_epoch(self, field: str, sealed: bytes) -> tuple[int, bytes]:
+        """``(epoch, plaintext)`` of a value sealed with ``seal_field`` under one of the
+        case's keys (newest tried first: a value is sealed under the key that was newest
+        when it was written). :class:`TamperedData` if no key opens it."""
+        return open_with_epoch_keys(self.epoch_keys or (self.data_key,), self.report_id, field, sealed)
+
+    def open_field(self, field: str, sealed: bytes) -> bytes:
+        """The plaintext of a value sealed under any of the case's keys (see
+        :meth:`sealed_epoch`)."""
+        return self.sealed_epoch(field, sealed)[1]
+
+
+def open_with_epoch_keys(
+    epoch_keys: Sequence[bytes], report_id: str, field: str, sealed: bytes
+) -> tuple[int, bytes]:
+    """``(epoch, plaintext)`` of a value sealed with ``seal_field`` under one of a case's
+    keys (``epoch_keys``: epoch 0 first), newest tried first. AES-GCM authenticates, so
+    only the right key opens it; :class:`TamperedData` if none does."""
+    for epoch in range(len(epoch_keys) - 1, -1, -1):
+        try:
+            return epoch, open_field(epoch_keys[epoch], report_id, field, sealed)
+        except TamperedData:
+            continue
+    raise TamperedData("no case key opens this value")
 
 
 def new_sealing_context() -> tuple[str, bytes]:
@@ -234,14 +285,14 @@ class ReportVault:
     def __init__(
         self,
         sessionmaker: async_sessionmaker[AsyncSession],
-        team_public: TeamPublicKey,
+        team_public: TeamPublicKey | PublishedTeamKey,
         receipt_salt: bytes,
         kdf: KdfParams,
         kdf_floor: KdfParams = KDF_FLOOR,
     ) -> None:
         kdf.check_at_least(kdf_floor)  # WeakKdfParameters
         self._sessionmaker = sessionmaker
-        self._team_public = team_public
+        self._team_key = team_public if isinstance(team_public, PublishedTeamKey) else PublishedTeamKey(team_public)
         self._salt = receipt_salt
         self._kdf = kdf
         self._floor = kdf_floor
@@ -255,12 +306,19 @@ class ReportVault:
         sessionmaker: async_sessionmaker[AsyncSession],
         team_public: TeamPublicKey | bytes | str | os.PathLike[str],
         kdf_floor: KdfParams = KDF_FLOOR,
+        *,
+        signing_pin_path: Path | None = None,
+        public_path: Path | None = None,
     ) -> ReportVault:
         """Build the vault from the stored settings; ``team_public`` is the key object, its
         bytes, or the path of a file holding ``TeamPublicKey.to_bytes()``.
 
-        Raises :class:`SystemNotInitialised`, ``RuntimeError`` if the key does not match the
-        one recorded in the database, ``WeakKdfParameters`` if the receipt KDF is too weak.
+        After a team-key rotation the database names a newer key than ``team_public``: it is
+        used if the signing key pinned at ``signing_pin_path`` signed it (and
+        ``public_path`` is rewritten). Raises :class:`SystemNotInitialised`,
+        ``RuntimeError`` if the key does not match the one recorded in the database (and no
+        pinned signature vouches for it), ``WeakKdfParameters`` if the receipt KDF is too
+        weak; ``ValueError`` for a malformed pin file.
         """
         public = _load_team_public(team_public)
         settings = await _read_settings(sessionmaker)
@@ -273,14 +331,25 @@ class ReportVault:
             raise SystemNotInitialised(
                 f"missing system settings {', '.join(missing)}: run `nazaha init`"
             )
+        published = PublishedTeamKey(
+            public, signing_pin=read_signing_pin(signing_pin_path), pin_path=signing_pin_path,
+            public_path=public_path,
+        )
         recorded = settings[SETTING_TEAM_KEY_ID].decode("ascii")
-        if recorded != public.key_id:
+        if recorded != public.key_id and not published.accept(
+            settings.get(SETTING_TEAM_PUBLIC_KEY), settings.get(SETTING_TEAM_KEY_SIGNATURE)
+        ):
             raise RuntimeError(
                 f"the team public key ({public.key_id}) is not the one this database was "
                 f"set up with ({recorded})"
             )
         kdf = KdfParams.from_dict(json.loads(settings[SETTING_RECEIPT_KDF]))
-        return cls(sessionmaker, public, settings[SETTING_RECEIPT_SALT], kdf, kdf_floor)
+        return cls(sessionmaker, published, settings[SETTING_RECEIPT_SALT], kdf, kdf_floor)
+
+    @property
+    def team_key(self) -> PublishedTeamKey:
+        """The team public key new reports are wrapped to (follows signed rotations)."""
+        return self._team_key
 
     # -- reporter side ------------------------------------------------------------------
 
@@ -312,14 +381,15 @@ class ReportVault:
     ) -> SealedReport:
         receipt = new_receipt()
         keys = derive_reporter_keys(receipt, self._salt, self._kdf, self._floor)
+        team_public = self._team_key.current
         return SealedReport(
             report_id=report_id,
             designation=designation,
             kind=draft.kind,
             triage={name: draft.triage.get(name) for name in TRIAGE_KEYS},
             created_on=_today(),
-            team_key_id=self._team_public.key_id,
-            wrapped_key_team=wrap_for_team(data_key, self._team_public, report_id),
+            team_key_id=team_public.key_id,
+            wrapped_key_team=wrap_for_team(data_key, team_public, report_id),
             wrapped_key_reporter=wrap_for_reporter(data_key, keys.wrap_key, report_id),
             receipt_lookup=keys.lookup,
             sealed_fields={
@@ -367,6 +437,14 @@ class ReportVault:
                     raise RuntimeError("could not find a free report designation")
                 designation = random_designation()
             object.__setattr__(sealed, "designation", designation)
+            # A rotation may have published a new team key since seal(): never commit a
+            # report wrapped to a key that is being retired.
+            team_public = await self._team_key.check_in(session)
+            wrapped_team = sealed.wrapped_key_team
+            if team_public.key_id != sealed.team_key_id:
+                if len(sealed.data_key) != KEY_BYTES:
+                    raise RuntimeError("the team key changed and this sealed report carries no data key")
+                wrapped_team = wrap_for_team(sealed.data_key, team_public, sealed.report_id)
             session.add(
                 Report(
                     id=sealed.report_id,
@@ -374,8 +452,8 @@ class ReportVault:
                     kind=sealed.kind,
                     status="received",
                     created_on=sealed.created_on,
-                    team_key_id=sealed.team_key_id,
-                    wrapped_key_team=sealed.wrapped_key_team,
+                    team_key_id=team_public.key_id,
+                    wrapped_key_team=wrapped_team,
                     wrapped_key_reporter=sealed.wrapped_key_reporter,
                     receipt_lookup=sealed.receipt_lookup,
                     reporter_public_key=sealed.reporter_public_key or None,
@@ -417,11 +495,34 @@ class ReportVault:
                 pass
             return None
         data_key = unwrap_for_reporter(report.wrapped_key_reporter, keys.wrap_key, report.id)
+        epoch_keys: tuple[bytes, ...] = (data_key,)
+        if report.key_epoch:
+            epoch_keys = await self._reporter_epoch_keys(report, data_key, keys)
         return dataclasses.replace(
-            _unlocked(report, data_key),
+            _unlocked(report, epoch_keys),
             reporter_public_key=public_key,
             reporter_public_key_missing=report.reporter_public_key is None,
         )
+
+    async def _reporter_epoch_keys(
+        self, report: Report, first_key: bytes, keys: ReporterKeys
+    ) -> tuple[bytes, ...]:
+        """Every epoch's key for the reporter: the newest epoch's from its wrap to the
+        reporter's public key (the receipt's key pair), then down the chain to epoch 0,
+        which must be the key the receipt opened. ``WrongReceipt`` if the rows disagree."""
+        async with self._sessionmaker() as session:
+            rows = await epoch_rows(session, report.id)
+        if not rows:
+            raise WrongReceipt("the case keys of this report are missing")
+        newest = rows[-1]
+        key = unwrap_case_key_for_reporter(newest.wrapped_reporter, keys.kem_private(), report.id, newest.epoch)
+        try:
+            chain = _down_the_chain(report.id, newest.epoch, key, rows)
+        except TamperedData:
+            raise WrongReceipt("the case keys of this report do not chain") from None
+        if not constant_time_equal(chain[0], first_key):
+            raise WrongReceipt("the case keys of this report do not chain")
+        return chain
 
     def _derive_for_unlock(self, digits: str) -> tuple[ReporterKeys, bytes]:
         # The key pair is made for every well-formed receipt, known or not, so that its
@@ -464,16 +565,18 @@ class ReportVault:
     # -- team side ----------------------------------------------------------------------
 
     async def unlock_with_team(
-        self, designation: str, team_private: TeamPrivateKey
+        self, designation: str, team_private: TeamPrivateKey | TeamKeyRing
     ) -> UnlockedCase:
-        """The case for the caseworkers (``ReportNotFound``, ``UnknownKeyId``,
-        ``TamperedData``)."""
+        """The case for the caseworkers, every epoch's key with it (``ReportNotFound``,
+        ``UnknownKeyId``, ``TamperedData``)."""
         async with self._sessionmaker() as session:
             report = await session.scalar(select(Report).where(Report.designation == designation))
-        if report is None:
-            raise ReportNotFound(designation)
-        data_key = unwrap_with_team(report.wrapped_key_team, team_private, report.id)
-        return _unlocked(report, data_key)
+            if report is None:
+                raise ReportNotFound(designation)
+            rows = await epoch_rows(session, report.id) if report.key_epoch else []
+        return _unlocked(
+            report, team_epoch_keys(report.id, report.wrapped_key_team, report.key_epoch, rows, team_private)
+        )
 
     async def open_with_team(self, designation: str, team_private: TeamPrivateKey) -> OpenedReport:
         """The caseworkers' view (``ReportNotFound``, ``UnknownKeyId``, ``TamperedData``)."""
@@ -485,14 +588,14 @@ class ReportVault:
             if report is None:  # deleted since it was unlocked
                 raise ReportNotFound(case.designation)
             fields = await _fields_of(session, report.id)
-        return _opened(report, case.data_key, fields)
+        return _opened(report, case, fields)
 
 
 def _public_key_of(keys: ReporterKeys) -> bytes:
     return keys.kem_private().public_key().to_bytes()
 
 
-def _unlocked(report: Report, data_key: bytes) -> UnlockedCase:
+def _unlocked(report: Report, epoch_keys: tuple[bytes, ...]) -> UnlockedCase:
     return UnlockedCase(
         report_id=report.id,
         designation=report.designation,
@@ -500,8 +603,44 @@ def _unlocked(report: Report, data_key: bytes) -> UnlockedCase:
         status=report.status,
         outcome=report.outcome,
         created_on=report.created_on,
-        data_key=data_key,
+        data_key=epoch_keys[-1],
+        epoch_keys=epoch_keys if len(epoch_keys) > 1 else (),
     )
+
+
+async def epoch_rows(session: AsyncSession, report_id: str) -> list[CaseKeyEpoch]:
+    """A report's ``CaseKeyEpoch`` rows, oldest first."""
+    return list((await session.scalars(
+        select(CaseKeyEpoch).where(CaseKeyEpoch.report_id == report_id).order_by(CaseKeyEpoch.epoch)
+    )).all())
+
+
+def _down_the_chain(report_id: str, epoch: int, key: bytes, rows: Sequence[CaseKeyEpoch]) -> tuple[bytes, ...]:
+    """Keys of epochs 0..``epoch`` from the key of ``epoch`` and the chain rows (each
+    holding the previous epoch's key sealed under its own). :class:`TamperedData` if an
+    epoch is missing or a link fails to open."""
+    by_epoch = {row.epoch: row for row in rows}
+    keys = [key]
+    for current in range(epoch, 0, -1):
+        row = by_epoch.get(current)
+        if row is None:
+            raise TamperedData("a case key epoch is missing")
+        keys.append(open_previous_case_key(keys[-1], row.sealed_previous, report_id, current))
+    return tuple(reversed(keys))
+
+
+def team_epoch_keys(
+    report_id: str,
+    wrapped_key_team: bytes,
+    key_epoch: int,
+    rows: Sequence[CaseKeyEpoch],
+    team_private: TeamPrivateKey | TeamKeyRing,
+) -> tuple[bytes, ...]:
+    """Every epoch's case key of a report for the team, epoch 0 first: the newest from the
+    team's wrap, the older ones down the chain (``rows``: the report's ``CaseKeyEpoch``
+    rows). ``UnknownKeyId`` / ``TamperedData``."""
+    newest = unwrap_with_team(wrapped_key_team, team_private, report_id, key_epoch)
+    return _down_the_chain(report_id, key_epoch, newest, rows)
 
 
 async def _designation_taken(session: AsyncSession, designation: str) -> bool:
@@ -516,9 +655,9 @@ async def _fields_of(session: AsyncSession, report_id: str) -> dict[str, bytes]:
     return {name: bytes(sealed) for name, sealed in rows.all()}
 
 
-def _opened(report: Report, data_key: bytes, sealed_fields: dict[str, bytes]) -> OpenedReport:
+def _opened(report: Report, case: UnlockedCase, sealed_fields: dict[str, bytes]) -> OpenedReport:
     fields = {
-        name: open_field(data_key, report.id, name, sealed).decode("utf-8")
+        name: case.open_field(name, sealed).decode("utf-8")
         for name, sealed in sorted(sealed_fields.items())
     }
     return OpenedReport(
@@ -542,6 +681,9 @@ __all__: list[str] = [
     "SealedReport",
     "SystemNotInitialised",
     "UnlockedCase",
+    "epoch_rows",
     "initialise_system",
     "new_sealing_context",
+    "open_with_epoch_keys",
+    "team_epoch_keys",
 ]
