@@ -695,6 +695,119 @@ async def cmd_purge(settings: Settings, args: argparse.Namespace) -> None:
     print(f"Purged {purged} case(s).")
 
 
+async def cmd_keys_rotate(settings: Settings, args: argparse.Namespace) -> None:
+    """Rotate the team key (issue 10): a new key pair, every report re-keyed, links and
+    grants re-wrapped, the new recovery file written where --recovery-file says, the old
+    key's grants destroyed. Run again to resume an interrupted rotation."""
+    from nazaha.bot.app import kdf_floor
+    from nazaha.bot.setup import kdf_params
+    from nazaha.services.key_rotation import RotationError, run_rotation, start_rotation, unfinished_rotation
+    from nazaha.storage import crypto
+    from nazaha.storage.console_db import create_console_engine, prepare_console_store
+    from nazaha.storage.database import create_sessionmaker
+    from nazaha.storage.keyfiles import (
+        KeyPaths,
+        RecoveryFileRefused,
+        check_recovery_file,
+        pin_signing_key,
+        write_recovery_file,
+    )
+    from nazaha.storage.passphrases import WeakPassphrase, read_passphrase_file
+
+    paths = KeyPaths.for_data_dir(settings.data_dir)
+    key_file = Path(args.key_file) if args.key_file else (paths.team_recovery if paths.team_recovery.exists() else None)
+    if key_file is None:
+        raise SystemExit("--key-file PATH is needed: the current team recovery file, kept offline")
+    passphrase = _read_secret_file(args.passphrase_file)
+    if passphrase is None:
+        try:
+            passphrase = getpass.getpass("Passphrase of the current team recovery file: ")
+        except EOFError:
+            raise SystemExit("no terminal to ask for the passphrase: use --passphrase-file FILE") from None
+    try:
+        old, signing = await asyncio.to_thread(
+            crypto.open_team_recovery, key_file.read_bytes(), passphrase, kdf_floor(settings)
+        )
+    except FileNotFoundError:
+        raise SystemExit(f"{key_file}: no such file") from None
+    except crypto.CryptoError:
+        raise SystemExit(f"{key_file}: the passphrase does not open this recovery file") from None
+
+    engine = create_console_engine(settings.effective_database_url, settings.effective_console_dir)
+    try:
+        await prepare_console_store(engine)
+        sessionmaker = create_sessionmaker(engine)
+        async with sessionmaker() as session:
+            pending = await unfinished_rotation(session)
+        if pending is None:
+            replace = settings.demo and key_file == paths.team_recovery and not args.recovery_file
+            target = key_file if replace else None
+            if not replace:
+                if not args.recovery_file:
+                    raise SystemExit("--recovery-file PATH is needed: where to write the new recovery file, offline")
+                try:
+                    target = check_recovery_file(paths, args.recovery_file, allow_in_data_dir=settings.demo)
+                except RecoveryFileRefused as exc:
+                    raise SystemExit(f"--recovery-file: {exc}") from None
+            try:
+                new_passphrase = (
+                    read_passphrase_file(args.new_passphrase_file) if args.new_passphrase_file else _ask_passphrase()
+                )
+            except WeakPassphrase as exc:
+                raise SystemExit(f"--new-passphrase-file: {exc}") from None
+            if signing is None:  # a recovery file made before the signing key existed
+                signing = crypto.TeamSigningKey.generate()
+                try:
+                    pin_signing_key(paths, signing.public_bytes())
+                except FileExistsError:
+                    raise SystemExit(
+                        f"{paths.team_signing_public} pins a signing key this recovery file does not hold"
+                    ) from None
+                print(f"Team signing key created and pinned in {paths.team_signing_public}.")
+            new = crypto.TeamPrivateKey.generate()
+            blob = await asyncio.to_thread(
+                crypto.seal_team_recovery, new, signing, new_passphrase, kdf_params(settings), kdf_floor(settings)
+            )
+            write_recovery_file(target, blob, replace=replace)
+            print(f"New team recovery file written to {target}. {RECOVERY_WHY}")
+            try:
+                state = await start_rotation(sessionmaker, old, signing, new, actor_id=None)
+            except RotationError as exc:
+                raise SystemExit(_ROTATION_ERRORS.get(exc.code, exc.code)) from None
+            print(f"Rotation started: {state.reports_total} report(s) to re-key.")
+        else:
+            print("Resuming the unfinished rotation.")
+        done = 0
+
+        def progress(count: int) -> None:
+            nonlocal done
+            done += count
+            print(f"  {done} report(s) re-keyed", flush=True)
+
+        try:
+            state = await run_rotation(sessionmaker, old, batch_size=settings.rotation_batch_size, on_batch=progress)
+        except RotationError as exc:
+            raise SystemExit(_ROTATION_ERRORS.get(exc.code, exc.code)) from None
+    finally:
+        await engine.dispose()
+    print(f"Rotation finished: team key {state.new_key_id} replaces {state.old_key_id}.")
+    if state.failed:
+        print(f"Warning: {state.failed} report(s) or link(s) failed to open with the old key and stay as they were.")
+    if key_file != paths.team_recovery:
+        print(
+            f"Destroy the old recovery file {key_file} once the new one is safely stored: "
+            "it opens nothing written from now on."
+        )
+
+
+_ROTATION_ERRORS = {
+    "unfinished": "a rotation is already under way: run the command again to resume it",
+    "not_current": "this recovery file does not hold the current team key",
+    "old_key_missing": "resuming needs the recovery file of the key being replaced (--key-file)",
+    "no_rotation": "no rotation to resume",
+}
+
+
 def _secret(value: str):
     from pydantic import SecretStr
 
@@ -802,6 +915,20 @@ def build_parser() -> argparse.ArgumentParser:
     purge_log_export = purge_log_sub.add_parser("export", help="write it to a new file")
     purge_log_export.add_argument("file", metavar="FILE")
     purge_log_export.set_defaults(func=cmd_purge_log_export)
+    keys = sub.add_parser("keys", help="team key management")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    rotate = keys_sub.add_parser(
+        "rotate", help="replace the team key (run again to resume an interrupted rotation)"
+    )
+    rotate.add_argument("--key-file", metavar="PATH", help="the current team recovery file")
+    rotate.add_argument("--passphrase-file", metavar="FILE", help="file holding its passphrase")
+    rotate.add_argument(
+        "--recovery-file", metavar="PATH", help="where to write the new recovery file, offline (a new file)"
+    )
+    rotate.add_argument(
+        "--new-passphrase-file", metavar="FILE", help="file holding the new passphrase (checked like a typed one)"
+    )
+    rotate.set_defaults(func=cmd_keys_rotate)
     purge = sub.add_parser("purge", help="purge the closed cases whose retention period is over")
     purge.add_argument("--dry-run", action="store_true", help="only list what is due")
     purge.set_defaults(func=cmd_purge)

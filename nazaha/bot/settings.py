@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     notify_interval_seconds: float = Field(default=5.0, gt=0)
     # How often the bot looks for a new (signed) team public key after a rotation.
     team_key_check_seconds: float = Field(default=30.0, gt=0)
+    # Reports re-keyed per transaction by a team-key rotation (`nazaha keys rotate`).
+    rotation_batch_size: int = Field(default=200, ge=1, le=10_000)
     # The only group, supergroup or channel chats the bot may post in (chat ids; JSON lists
     # in the environment, e.g. NAZAHA_STAFF_CHAT_IDS='[-1001234567890]'). Empty by default:
     # the bot leaves any other group or channel it is added to and never writes there.

@@ -253,9 +253,16 @@ async def resume(
     ref = session.case.get("key_ref")
     # Every tap and message renews the session (``get`` renews the key's lifetime); once
     # the key has left memory after the silence, the receipt is asked for again.
-    if ref is not None and reply.services.session_keys.get(ref) is None:
+    case = reply.services.session_keys.get(ref) if ref is not None else None
+    if ref is not None and case is None:
         await apply(fu.expired(session, event), reply, message=message)
         return
+    if case is not None:
+        # A team-key rotation may have given the case a new key since the receipt was
+        # typed: what this update writes is sealed under the newest one.
+        fresh = await reply.services.vault.follow_epochs(case)
+        if fresh is not case:
+            reply.services.session_keys.replace(ref, fresh)
     await apply(
         fu.step(session, event, reply.options.limits),
         reply,

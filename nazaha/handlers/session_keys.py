@@ -37,6 +37,12 @@ class SessionKeys(Generic[T]):
         self._keys[ref] = (entry[0], self.clock() + self.ttl)
         return entry[0]
 
+    def replace(self, ref: str, value: T) -> None:
+        """Swap the value behind a live ``ref`` (its lifetime unchanged); nothing if gone."""
+        entry = self._keys.get(ref)
+        if entry is not None:
+            self._keys[ref] = (value, entry[1])
+
     def drop(self, ref: str) -> None:
         self._keys.pop(ref, None)
 

@@ -449,3 +449,34 @@ def load_team_private_key(
     except FileNotFoundError:
         raise FileNotFoundError(errno.ENOENT, "sealed team key file not found", str(path)) from None
     return open_team_private_key(blob, passphrase, floor)
+
+
+# --------------------------------------------------------------------------- rotation
+
+
+def write_recovery_file(target: Path, blob: bytes, *, replace: bool = False) -> None:
+    """Write a sealed recovery file (0600). A new file only, unless ``replace`` (the demo's
+    own copy in its data dir, swapped atomically)."""
+    if not replace:
+        _write_new_file(target, blob, _SECRET_MODE)
+        return
+    temporary = target.with_name(target.name + ".new")
+    temporary.unlink(missing_ok=True)
+    _write_new_file(temporary, blob, _SECRET_MODE)
+    os.replace(temporary, target)
+    _fsync_dir(target.parent)
+
+
+def pin_signing_key(paths: KeyPaths, signing_public: bytes) -> None:
+    """Write ``team-signing.pub`` for an installation made before the team signing key
+    existed. ``FileExistsError`` if another signing key is pinned there already."""
+    if paths.team_signing_public.exists():
+        if paths.team_signing_public.read_bytes() != signing_public:
+            raise FileExistsError(
+                errno.EEXIST, "another team signing key is pinned", str(paths.team_signing_public)
+            )
+        return
+    _write_new_file(paths.team_signing_public, signing_public, _PUBLIC_MODE)
+
+
+__all__ += ["pin_signing_key", "write_recovery_file"]

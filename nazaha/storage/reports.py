@@ -189,6 +189,10 @@ class UnlockedCase:
     # Every epoch's case key, epoch 0 first and ``data_key`` last (team-key rotations open
     # new epochs); ``()`` means the case has only ``data_key`` (epoch 0).
     epoch_keys: tuple[bytes, ...] = dataclasses.field(default=(), repr=False, compare=False)
+    # Unlocked with the receipt only: the reporter's private key (derived from it), so that
+    # a session open across a team-key rotation can follow the case to its new key
+    # (:meth:`ReportVault.follow_epochs`). Memory only, like the data key.
+    reporter_private: TeamPrivateKey | None = dataclasses.field(default=None, repr=False, compare=False)
 
     def __reduce__(self):  # keep the data key out of pickles (caches, Redis, crash dumps)
         raise TypeError("UnlockedCase must not be pickled")
@@ -500,6 +504,7 @@ class ReportVault:
             epoch_keys = await self._reporter_epoch_keys(report, data_key, keys)
         return dataclasses.replace(
             _unlocked(report, epoch_keys),
+            reporter_private=keys.kem_private(),
             reporter_public_key=public_key,
             reporter_public_key_missing=report.reporter_public_key is None,
         )
@@ -523,6 +528,30 @@ class ReportVault:
         if not constant_time_equal(chain[0], first_key):
             raise WrongReceipt("the case keys of this report do not chain")
         return chain
+
+    async def follow_epochs(self, case: UnlockedCase) -> UnlockedCase:
+        """``case`` itself, or, if a team-key rotation gave the report a newer case key
+        since it was unlocked with the receipt, the same case holding every key up to the
+        newest (so that what the reporter writes next is sealed under it). One small read
+        when nothing changed. ``WrongReceipt`` if the new rows do not chain."""
+        if case.reporter_private is None:
+            return case
+        async with self._sessionmaker() as session:
+            epoch = await session.scalar(select(Report.key_epoch).where(Report.id == case.report_id))
+            if epoch is None or epoch == case.key_epoch:
+                return case
+            rows = await epoch_rows(session, case.report_id)
+        if not rows:
+            return case
+        newest = rows[-1]
+        key = unwrap_case_key_for_reporter(newest.wrapped_reporter, case.reporter_private, case.report_id, newest.epoch)
+        try:
+            chain = _down_the_chain(case.report_id, newest.epoch, key, rows)
+        except TamperedData:
+            raise WrongReceipt("the case keys of this report do not chain") from None
+        if not constant_time_equal(chain[0], case.epoch_key(0)):
+            raise WrongReceipt("the case keys of this report do not chain")
+        return dataclasses.replace(case, data_key=chain[-1], epoch_keys=chain)
 
     def _derive_for_unlock(self, digits: str) -> tuple[ReporterKeys, bytes]:
         # The key pair is made for every well-formed receipt, known or not, so that its
