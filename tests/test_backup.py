@@ -16,7 +16,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, update
 
 from nazaha.bot.app import blob_root, kdf_floor
 from nazaha.bot.cli import build_parser
@@ -39,7 +39,7 @@ from nazaha.storage.console_db import (
     ensure_console_secret,
     prepare_console_store,
 )
-from nazaha.storage.console_models import CaseNote, CaseState, PurgeLogEntry
+from nazaha.storage.console_models import CaseNote, CaseState, PurgedCaseAggregate, PurgeLogEntry
 from nazaha.storage.crypto import new_data_key, seal_field, wrap_for_team
 from nazaha.storage.database import create_sessionmaker, write_session
 from nazaha.storage.keyfiles import KeyPaths, check_bot_host_data_dir, load_team_private_key, load_team_public_key
@@ -264,22 +264,32 @@ async def test_backup_during_write_load_restores_consistently(live, tmp_path, mo
 async def test_restore_purges_again_what_a_newer_purge_log_names(live, tmp_path):
     kept_id, kept = await live.store_report("report kept")
     gone_id, gone = await live.store_report("report purged later")
+    open_id, _ = await live.store_report("report still open at the backup, purged later")
+    async with write_session(live.sessionmaker) as session:  # closed when the backup is made
+        await session.execute(
+            update(Report).where(Report.id == gone_id).values(status="closed", outcome="substantiated")
+        )
+        await session.execute(
+            update(CaseState).where(CaseState.report_id == gone_id)
+            .values(acknowledged_on=dt.date(2026, 11, 3), closed_on=dt.date(2026, 11, 21))
+        )
     result = await make_backup(live.settings, tmp_path / "backup")
     assert result.manifest["purge_log_entries"] == 0
 
     # After the backup, the live console purges one case (here: only its purge-log entry,
     # which is all the restore reads).
     async with write_session(live.sessionmaker) as session:
-        session.add(PurgeLogEntry(report_hash=purge_hash(live.console_secret, gone_id), purged_on=dt.date(2027, 1, 5)))
+        for report_id in (gone_id, open_id):
+            session.add(PurgeLogEntry(report_hash=purge_hash(live.console_secret, report_id), purged_on=dt.date(2027, 1, 5)))
     exported = tmp_path / "purge-log.json"
-    assert await export_purge_log(live.settings, exported) == 1
-    assert set(read_purge_log(exported).entries) == {purge_hash(live.console_secret, gone_id)}
+    assert await export_purge_log(live.settings, exported) == 2
+    assert set(read_purge_log(exported).entries) == {purge_hash(live.console_secret, r) for r in (gone_id, open_id)}
     assert gone_id not in exported.read_text() and gone not in exported.read_text()
 
     restored = make_settings(tmp_path / "restored")
     secret_file = live.settings.effective_console_dir / CONSOLE_SECRET_NAME
     outcome = await restore_backup(restored, result.dest, purge_logs=[exported], console_secret_file=secret_file)
-    assert outcome.purged == 1
+    assert outcome.purged == 2
     engine, sessionmaker, vault, team_private = await open_restored(restored, live.recovery)
     try:
         async with sessionmaker() as session:
@@ -291,7 +301,14 @@ async def test_restore_purges_again_what_a_newer_purge_log_names(live, tmp_path)
                     text(f"SELECT count(*) FROM console.{table} WHERE report_id = :r"), {"r": gone_id}
                 ) == 0
             logged = set((await session.execute(select(PurgeLogEntry.report_hash))).scalars())
-        assert logged == {purge_hash(live.console_secret, gone_id)}
+            aggregates = [
+                (a.received_month, a.closed_month, a.kind, a.outcome, a.ack_days, a.close_days, a.count)
+                for a in await session.scalars(select(PurgedCaseAggregate))
+            ]
+        assert logged == {purge_hash(live.console_secret, r) for r in (gone_id, open_id)}
+        # The case closed in the backup keeps its figures (as its purge kept them in the lost
+        # store); the one still open then has none to give.
+        assert aggregates == [("2026-11", "2026-11", "corruption", "substantiated", 2, 20, 1)]
         assert not (blob_root(restored) / gone_id).exists()
         assert (blob_root(restored) / kept_id).is_dir()
         assert (await vault.open_with_team(kept, team_private)).fields["description"] == "report kept"

@@ -753,13 +753,22 @@ async def _purge_again(
 ) -> tuple[int, int]:
     """Delete every restored case whose purge hash is in ``purge_log``: its bot rows (the
     report and, by cascade, fields, thread, evidence, notification links), its console rows
-    and its blobs; record the whole log in the restored store. Then delete the console rows
+    and its blobs, after adding the content-free aggregate of each one that was closed in the
+    backup (as its purge did in the lost store); record the whole log in the restored store. Then delete the console rows
     of reports the bot's copy does not hold (SQLite: reports that arrived between the copy
     of the bot's database and that of the console's store). Returns ``(purged, orphans)``."""
     from sqlalchemy import select
 
     from nazaha.bot.app import blob_root
-    from nazaha.services.purge import CONSOLE_CASE_TABLES, case_columns, delete_bot_rows, delete_console_rows, forget
+    from nazaha.services.purge import (
+        CONSOLE_CASE_TABLES,
+        add_to_aggregates,
+        case_columns,
+        delete_bot_rows,
+        delete_console_rows,
+        forget,
+        purgeable,
+    )
     from nazaha.storage.console_db import create_console_engine, prepare_console_store
     from nazaha.storage.console_models import PurgeLogEntry
     from nazaha.storage.database import create_sessionmaker, write_session
@@ -781,6 +790,10 @@ async def _purge_again(
             doomed = sorted(rid for rid in report_ids if purge_hash(console_secret, rid) in purge_log.entries)
         orphans = sorted(console_ids - report_ids)
         async with write_session(sessionmaker) as session:
+            # A case closed when the backup was made gets the aggregate its purge gave it
+            # in the lost store (the backup predates that purge), so its figures stay.
+            for row in await purgeable(session, doomed) if doomed else ():
+                await add_to_aggregates(session, row)
             if doomed or orphans:
                 await delete_console_rows(session, doomed + orphans)
             if doomed:

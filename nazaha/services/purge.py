@@ -179,7 +179,7 @@ def _days(start: dt.date, end: dt.date | None) -> int | None:
     return None if end is None else (end - start).days
 
 
-async def _purgeable(session: AsyncSession, report_ids: Sequence[str]) -> list:
+async def purgeable(session: AsyncSession, report_ids: Sequence[str]) -> list:
     """The closed, not held cases among ``report_ids``, with what their aggregate needs."""
     rows = await session.execute(
         select(
@@ -198,7 +198,7 @@ async def _purgeable(session: AsyncSession, report_ids: Sequence[str]) -> list:
     return list(rows)
 
 
-async def _add_to_aggregates(session: AsyncSession, row) -> None:
+async def add_to_aggregates(session: AsyncSession, row) -> None:
     values = {
         "received_month": _month(row.created_on),
         "closed_month": _month(row.closed_on),
@@ -283,12 +283,12 @@ async def _purge_batch(
 ) -> list[str]:
     sqlite = is_sqlite(engine_of(sessionmaker))
     async with write_transaction(sessionmaker) as session:
-        rows = await _purgeable(session, report_ids)
+        rows = await purgeable(session, report_ids)
         ids = [row.id for row in rows]
         if not ids:
             return []
         for row in rows:
-            await _add_to_aggregates(session, row)
+            await add_to_aggregates(session, row)
         await session.execute(
             insert(PurgeLogEntry),
             [{"report_hash": purge_hash(console_secret, i), "purged_on": today} for i in ids],
