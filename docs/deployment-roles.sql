@@ -12,7 +12,7 @@ GRANT USAGE ON SCHEMA public TO nazaha_bot;
 GRANT SELECT, INSERT, UPDATE, DELETE ON
     system_settings, reports, report_fields, processed_updates, user_preferences,
     case_messages, evidence, notification_links, pending_notifications, bot_mailboxes,
-    notification_instructions
+    notification_instructions, case_key_epochs
   TO nazaha_bot;
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO nazaha_bot;
 REVOKE ALL ON SCHEMA console FROM nazaha_bot;
@@ -24,6 +24,12 @@ GRANT USAGE ON SCHEMA public TO nazaha_console;
 GRANT SELECT ON system_settings, reports, report_fields, evidence, notification_links,
     bot_mailboxes TO nazaha_console;
 GRANT UPDATE (status, outcome) ON reports TO nazaha_console;
+-- A team-key rotation (the console's Keys page, `nazaha keys rotate`): re-wraps every report's
+-- team wrap, adds case key epochs, re-seals links and publishes the new signed public key.
+GRANT UPDATE (wrapped_key_team, team_key_id, key_epoch) ON reports TO nazaha_console;
+GRANT SELECT, INSERT ON case_key_epochs TO nazaha_console;
+GRANT UPDATE (sealed_link) ON notification_links TO nazaha_console;
+GRANT INSERT, UPDATE ON system_settings TO nazaha_console;
 GRANT SELECT, INSERT, UPDATE ON case_messages TO nazaha_console;
 GRANT SELECT, INSERT, DELETE ON pending_notifications, notification_instructions TO nazaha_console;
 GRANT DELETE ON notification_links TO nazaha_console;

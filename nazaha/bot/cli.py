@@ -763,7 +763,10 @@ async def cmd_keys_rotate(settings: Settings, args: argparse.Namespace) -> None:
                     raise SystemExit(
                         f"{paths.team_signing_public} pins a signing key this recovery file does not hold"
                     ) from None
-                print(f"Team signing key created and pinned in {paths.team_signing_public}.")
+                print(
+                    f"Team signing key created and pinned in {paths.team_signing_public}. Bots on "
+                    "other hosts need a copy of that file in their data dir to follow the rotation."
+                )
             new = crypto.TeamPrivateKey.generate()
             blob = await asyncio.to_thread(
                 crypto.seal_team_recovery, new, signing, new_passphrase, kdf_params(settings), kdf_floor(settings)
