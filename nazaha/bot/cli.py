@@ -281,11 +281,10 @@ async def _run_until_signal(polling, console, stop: asyncio.Event) -> None:
             raise task.exception()
 
 
-def _team_private_key(settings: Settings, args: argparse.Namespace):
-    """The team private key from the recovery file (``--key-file``; the demo's own file in
-    the data dir otherwise) and its passphrase (``--passphrase-file`` or asked)."""
-    from nazaha.bot.app import kdf_floor
-    from nazaha.storage.keyfiles import KeyPaths, load_team_private_key
+def _recovery_file_and_passphrase(settings: Settings, args: argparse.Namespace) -> tuple[Path, str]:
+    """The recovery file (``--key-file``; the demo's own file in the data dir otherwise) and
+    its passphrase (``--passphrase-file`` or asked)."""
+    from nazaha.storage.keyfiles import KeyPaths
 
     paths = KeyPaths.for_data_dir(settings.data_dir)
     if args.key_file:
@@ -300,6 +299,15 @@ def _team_private_key(settings: Settings, args: argparse.Namespace):
             passphrase = getpass.getpass("Team key passphrase: ")
         except EOFError:
             raise SystemExit("no terminal to ask for the passphrase: use --passphrase-file FILE") from None
+    return key_file, passphrase
+
+
+def _team_private_key(settings: Settings, args: argparse.Namespace):
+    """The team private key from the recovery file and its passphrase."""
+    from nazaha.bot.app import kdf_floor
+    from nazaha.storage.keyfiles import load_team_private_key
+
+    key_file, passphrase = _recovery_file_and_passphrase(settings, args)
     return load_team_private_key(key_file, passphrase, floor=kdf_floor(settings))
 
 
@@ -715,15 +723,7 @@ async def cmd_keys_rotate(settings: Settings, args: argparse.Namespace) -> None:
     from nazaha.storage.passphrases import WeakPassphrase, read_passphrase_file
 
     paths = KeyPaths.for_data_dir(settings.data_dir)
-    key_file = Path(args.key_file) if args.key_file else (paths.team_recovery if paths.team_recovery.exists() else None)
-    if key_file is None:
-        raise SystemExit("--key-file PATH is needed: the current team recovery file, kept offline")
-    passphrase = _read_secret_file(args.passphrase_file)
-    if passphrase is None:
-        try:
-            passphrase = getpass.getpass("Passphrase of the current team recovery file: ")
-        except EOFError:
-            raise SystemExit("no terminal to ask for the passphrase: use --passphrase-file FILE") from None
+    key_file, passphrase = _recovery_file_and_passphrase(settings, args)
     try:
         old, signing = await asyncio.to_thread(
             crypto.open_team_recovery, key_file.read_bytes(), passphrase, kdf_floor(settings)

@@ -641,19 +641,23 @@ def seal_team_private_key(
     ``{"v":1,"kdf":"argon2id","params":{...},"salt":b64,"key_id":hex,"sealed":b64}``; the
     AES-GCM AAD covers v, kdf, params, salt and key_id.
     """
+    return _seal_recovery(key, key.to_bytes(), _TEAM_KEY_FILE_VERSION, passphrase, params, floor)
+
+
+def _seal_recovery(
+    key: TeamPrivateKey, payload: bytes, version: int, passphrase: str, params: KdfParams, floor: KdfParams
+) -> bytes:
     params.check_at_least(floor)
     salt = secrets.token_bytes(_TEAM_KEY_SALT_BYTES)
-    key_id = key.key_id
     wrap_key = argon2id(_passphrase_bytes(passphrase), salt, params, floor)
-    aad = _team_key_aad(_TEAM_KEY_FILE_VERSION, "argon2id", params, salt, key_id)
-    sealed = seal(wrap_key, aad, key.to_bytes())
+    aad = _team_key_aad(version, "argon2id", params, salt, key.key_id)
     doc = {
-        "v": _TEAM_KEY_FILE_VERSION,
+        "v": version,
         "kdf": "argon2id",
         "params": params.to_dict(),
         "salt": base64.b64encode(salt).decode("ascii"),
-        "key_id": key_id,
-        "sealed": base64.b64encode(sealed).decode("ascii"),
+        "key_id": key.key_id,
+        "sealed": base64.b64encode(seal(wrap_key, aad, payload)).decode("ascii"),
     }
     return (json.dumps(doc, indent=2) + "\n").encode("utf-8")
 
@@ -1287,19 +1291,9 @@ def seal_team_recovery(
 ) -> bytes:
     """The recovery file with the signing key: as :func:`seal_team_private_key` but
     ``"v": 2`` and the sealed payload is the team key (96 bytes) then the signing key (32)."""
-    params.check_at_least(floor)
-    salt = secrets.token_bytes(_TEAM_KEY_SALT_BYTES)
-    wrap_key = argon2id(_passphrase_bytes(passphrase), salt, params, floor)
-    aad = _team_key_aad(_RECOVERY_WITH_SIGNING_VERSION, "argon2id", params, salt, key.key_id)
-    doc = {
-        "v": _RECOVERY_WITH_SIGNING_VERSION,
-        "kdf": "argon2id",
-        "params": params.to_dict(),
-        "salt": base64.b64encode(salt).decode("ascii"),
-        "key_id": key.key_id,
-        "sealed": base64.b64encode(seal(wrap_key, aad, key.to_bytes() + signing.to_bytes())).decode("ascii"),
-    }
-    return (json.dumps(doc, indent=2) + "\n").encode("utf-8")
+    return _seal_recovery(
+        key, key.to_bytes() + signing.to_bytes(), _RECOVERY_WITH_SIGNING_VERSION, passphrase, params, floor
+    )
 
 
 def open_team_recovery(
