@@ -115,6 +115,9 @@ async def test_rotation_rekeys_every_case_and_the_old_key_opens_nothing_written_
         async with sm() as session:  # what someone holding the old key saw before the rotation
             old_wrap = bytes(await session.scalar(select(Report.wrapped_key_team).where(Report.id == first.report_id)))
         member_id, member_private = await add_member(sm, "amal", old)
+        old_grant = (await _grant(sm, member_id)).sealed
+        async with sm() as session:
+            old_link = bytes(await session.scalar(select(NotificationLink.sealed_link)))
 
         new = TeamPrivateKey.generate()
         started = await start_rotation(sm, old, signing, new, actor_id=member_id)
@@ -148,6 +151,13 @@ async def test_rotation_rekeys_every_case_and_the_old_key_opens_nothing_written_
             signing.public_bytes(), new.public_key(), await setting(sm, "team_key_signature")
         )
         assert (await setting(sm, "team_key_id")).decode() == new.key_id
+
+        if backend == "sqlite":  # a copy of the files taken now holds no wrap the old key opens
+            files = [tmp_path / "nazaha.db", tmp_path / "nazaha.db-wal",
+                     tmp_path / "console" / "console.db", tmp_path / "console" / "console.db-wal"]
+            carved = b"".join(path.read_bytes() for path in files if path.exists())
+            for needle in (old_wrap, old_grant, old_link):
+                assert bytes(needle) not in carved
 
         # The team reads everything with the new key alone; the old key opens no current wrap.
         for sealed in (first, second, legacy):
