@@ -19,10 +19,21 @@ from nazaha.storage.blobs import BlobStore
 from nazaha.storage.cases import CaseService
 from nazaha.storage.crypto import KDF_TESTING, UnknownKeyId, open_team_recovery
 from nazaha.storage.database import create_engine, create_sessionmaker
-from nazaha.storage.keyfiles import KeyPaths, load_team_private_key, load_team_public_key
+from nazaha.storage.keyfiles import (
+    KeyPaths,
+    load_team_private_key,
+    load_team_public_key,
+)
 from nazaha.storage.notifications import NotificationDispatcher
 from nazaha.storage.reports import ReportVault
-from tests.e2e_support import PASSPHRASE, TOKEN, nazaha_command, nazaha_env, recovery_file, run_init
+from tests.e2e_support import (
+    PASSPHRASE,
+    TOKEN,
+    nazaha_command,
+    nazaha_env,
+    recovery_file,
+    run_init,
+)
 from tests.test_e2e_bot import Deployment
 from tests.test_e2e_followup import open_chat, report_with_evidence, send_photo
 

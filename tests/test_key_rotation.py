@@ -25,7 +25,12 @@ from nazaha.services.key_rotation import (
     start_rotation,
 )
 from nazaha.storage.cases import CaseService, _message_field
-from nazaha.storage.console_models import AuditEntry, KeyRotation, StaffUser, TeamKeyGrant
+from nazaha.storage.console_models import (
+    AuditEntry,
+    KeyRotation,
+    StaffUser,
+    TeamKeyGrant,
+)
 from nazaha.storage.crypto import (
     KDF_TESTING,
     BotKeyBox,

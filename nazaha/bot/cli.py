@@ -45,6 +45,8 @@ def _ask_passphrase() -> str:
         print("They differ; try again.")
 
 
+DEMO_PASSPHRASE_FILE = "demo-passphrase.txt"
+
 RECOVERY_WHY = (
     "With its passphrase this file opens every report, past and future. Keep it offline "
     "(e.g. a USB key in a safe), never on the bot host: the bot does not need it, and "
@@ -212,7 +214,7 @@ async def cmd_demo(settings: Settings, args: argparse.Namespace) -> None:
     )
     disable_core_dumps()
     paths = KeyPaths.for_data_dir(settings.data_dir)
-    passphrase_file = settings.data_dir / "demo-passphrase.txt"
+    passphrase_file = settings.data_dir / DEMO_PASSPHRASE_FILE
     passphrase = None
     if not paths.team_public.exists():
         # Demo only: a real deployment asks the operator for the passphrase.
@@ -740,7 +742,8 @@ async def cmd_keys_rotate(settings: Settings, args: argparse.Namespace) -> None:
         async with sessionmaker() as session:
             pending = await unfinished_rotation(session)
         if pending is None:
-            replace = settings.demo and key_file == paths.team_recovery and not args.recovery_file
+            # Only the demo keeps its recovery file in the data dir: rotate it in place there.
+            replace = key_file == paths.team_recovery and not args.recovery_file
             target = key_file if replace else None
             if not replace:
                 if not args.recovery_file:
@@ -773,6 +776,9 @@ async def cmd_keys_rotate(settings: Settings, args: argparse.Namespace) -> None:
             )
             write_recovery_file(target, blob, replace=replace)
             print(f"New team recovery file written to {target}. {RECOVERY_WHY}")
+            demo_passphrase = settings.data_dir / DEMO_PASSPHRASE_FILE
+            if replace and demo_passphrase.exists():  # the demo keeps its passphrase beside it
+                demo_passphrase.write_text(new_passphrase + "\n", encoding="utf-8")
             try:
                 state = await start_rotation(sessionmaker, old, signing, new, actor_id=None)
             except RotationError as exc:

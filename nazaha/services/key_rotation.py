@@ -35,7 +35,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from nazaha.services import audit
 from nazaha.services.purge import forget
-from nazaha.storage.console_models import KeyRotation, StaffUser, TeamKeyBootstrap, TeamKeyGrant
+from nazaha.storage.console_models import (
+    KeyRotation,
+    StaffUser,
+    TeamKeyBootstrap,
+    TeamKeyGrant,
+)
 from nazaha.storage.crypto import (
     CryptoError,
     TeamKeyRing,

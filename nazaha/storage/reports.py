@@ -49,16 +49,16 @@ from nazaha.storage.crypto import (
     TeamPrivateKey,
     TeamPublicKey,
     WrongReceipt,
+    constant_time_equal,
     derive_reporter_keys,
     new_data_key,
     new_receipt,
     new_system_salt,
-    constant_time_equal,
     normalize_receipt,
     open_field,
+    open_previous_case_key,
     random_designation,
     seal_field,
-    open_previous_case_key,
     unwrap_case_key_for_reporter,
     unwrap_for_reporter,
     unwrap_with_team,
@@ -499,35 +499,18 @@ class ReportVault:
                 pass
             return None
         data_key = unwrap_for_reporter(report.wrapped_key_reporter, keys.wrap_key, report.id)
+        reporter_private = keys.kem_private()
         epoch_keys: tuple[bytes, ...] = (data_key,)
         if report.key_epoch:
-            epoch_keys = await self._reporter_epoch_keys(report, data_key, keys)
+            async with self._sessionmaker() as session:
+                rows = await epoch_rows(session, report.id)
+            epoch_keys = _reporter_chain(report.id, rows, reporter_private, data_key)
         return dataclasses.replace(
             _unlocked(report, epoch_keys),
-            reporter_private=keys.kem_private(),
+            reporter_private=reporter_private,
             reporter_public_key=public_key,
             reporter_public_key_missing=report.reporter_public_key is None,
         )
-
-    async def _reporter_epoch_keys(
-        self, report: Report, first_key: bytes, keys: ReporterKeys
-    ) -> tuple[bytes, ...]:
-        """Every epoch's key for the reporter: the newest epoch's from its wrap to the
-        reporter's public key (the receipt's key pair), then down the chain to epoch 0,
-        which must be the key the receipt opened. ``WrongReceipt`` if the rows disagree."""
-        async with self._sessionmaker() as session:
-            rows = await epoch_rows(session, report.id)
-        if not rows:
-            raise WrongReceipt("the case keys of this report are missing")
-        newest = rows[-1]
-        key = unwrap_case_key_for_reporter(newest.wrapped_reporter, keys.kem_private(), report.id, newest.epoch)
-        try:
-            chain = _down_the_chain(report.id, newest.epoch, key, rows)
-        except TamperedData:
-            raise WrongReceipt("the case keys of this report do not chain") from None
-        if not constant_time_equal(chain[0], first_key):
-            raise WrongReceipt("the case keys of this report do not chain")
-        return chain
 
     async def follow_epochs(self, case: UnlockedCase) -> UnlockedCase:
         """``case`` itself, or, if a team-key rotation gave the report a newer case key
@@ -541,16 +524,7 @@ class ReportVault:
             if epoch is None or epoch == case.key_epoch:
                 return case
             rows = await epoch_rows(session, case.report_id)
-        if not rows:
-            return case
-        newest = rows[-1]
-        key = unwrap_case_key_for_reporter(newest.wrapped_reporter, case.reporter_private, case.report_id, newest.epoch)
-        try:
-            chain = _down_the_chain(case.report_id, newest.epoch, key, rows)
-        except TamperedData:
-            raise WrongReceipt("the case keys of this report do not chain") from None
-        if not constant_time_equal(chain[0], case.epoch_key(0)):
-            raise WrongReceipt("the case keys of this report do not chain")
+        chain = _reporter_chain(case.report_id, rows, case.reporter_private, case.epoch_key(0))
         return dataclasses.replace(case, data_key=chain[-1], epoch_keys=chain)
 
     def _derive_for_unlock(self, digits: str) -> tuple[ReporterKeys, bytes]:
@@ -642,6 +616,25 @@ async def epoch_rows(session: AsyncSession, report_id: str) -> list[CaseKeyEpoch
     return list((await session.scalars(
         select(CaseKeyEpoch).where(CaseKeyEpoch.report_id == report_id).order_by(CaseKeyEpoch.epoch)
     )).all())
+
+
+def _reporter_chain(
+    report_id: str, rows: Sequence[CaseKeyEpoch], reporter_private: TeamPrivateKey, first_key: bytes
+) -> tuple[bytes, ...]:
+    """Every epoch's key for the reporter, epoch 0 first: the newest epoch's from its wrap
+    to the reporter's public key, then down the chain to epoch 0, which must be the key the
+    receipt opened. ``WrongReceipt`` if the rows are missing or disagree."""
+    if not rows:
+        raise WrongReceipt("the case keys of this report are missing")
+    newest = rows[-1]
+    key = unwrap_case_key_for_reporter(newest.wrapped_reporter, reporter_private, report_id, newest.epoch)
+    try:
+        chain = _down_the_chain(report_id, newest.epoch, key, rows)
+    except TamperedData:
+        raise WrongReceipt("the case keys of this report do not chain") from None
+    if not constant_time_equal(chain[0], first_key):
+        raise WrongReceipt("the case keys of this report do not chain")
+    return chain
 
 
 def _down_the_chain(report_id: str, epoch: int, key: bytes, rows: Sequence[CaseKeyEpoch]) -> tuple[bytes, ...]:

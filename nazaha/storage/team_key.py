@@ -19,7 +19,11 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from nazaha.storage.crypto import SIGNING_PUBLIC_BYTES, TeamPublicKey, verify_team_public_key
+from nazaha.storage.crypto import (
+    SIGNING_PUBLIC_BYTES,
+    TeamPublicKey,
+    verify_team_public_key,
+)
 from nazaha.storage.models import SystemSetting
 
 log = logging.getLogger(__name__)
