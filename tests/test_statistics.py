@@ -352,6 +352,22 @@ async def test_the_statistics_page_charts_and_csv(console_world):
     labels = [t.text for t in ET.fromstring(svg).iter("{http://www.w3.org/2000/svg}text") if t.text]
     assert any("نابلس" in (t or "") for t in labels)  # Arabic as text, the member's language
     assert b.get("/statistics/chart/nothing.svg").status_code == 404
+    # The governorates' schematic map: its own image beside the same table, same policy,
+    # the table's published figures (gaza withheld, hebron small), the table beside it.
+    governorate = re.search(r'id="stats-governorate".*?</section>', page.text, re.S).group(0)
+    assert '<div class="stats-pair stats-with-map">' in governorate
+    assert f'<img class="chart map" src="/statistics/chart/map.svg?{query.replace("&", "&amp;")}"' in governorate
+    assert page.text.count("/statistics/chart/map.svg") == 1
+    tile_map = b.get(f"/statistics/chart/map.svg?{query}")
+    assert tile_map.status_code == 200 and tile_map.headers["content-type"].startswith("image/svg+xml")
+    assert tile_map.headers["content-security-policy"] == "default-src 'none'; style-src 'unsafe-inline'"
+    text = tile_map.content.decode()
+    assert "<script" not in text.lower() and "href" not in text and "<style" not in text
+    assert not re.search(r"https?://", text.replace('xmlns="http://www.w3.org/2000/svg"', ""))
+    tiles = _tiles(tile_map.content)
+    assert len(tiles) == 16
+    assert [t["texts"][1] for t in (tiles["nablus"], tiles["gaza"], tiles["hebron"], tiles["jenin"])] == [
+        "\u206612\u2069", "\u2066x\u2069", "\u2066<5\u2069", "\u20660\u2069"]
 
     async with w.console.sessionmaker() as session:
         exports_before = len((await session.scalars(select(AuditEntry).where(AuditEntry.action == "export"))).all())
@@ -380,6 +396,9 @@ async def test_the_statistics_page_charts_and_csv(console_world):
     assert vera.get("/statistics").status_code == 403
     assert vera.get(f"/statistics/data/kind.csv?{query}").status_code == 403
     assert vera.get(f"/statistics/chart/kind.svg?{query}").status_code == 403
+    assert vera.get(f"/statistics/chart/map.svg?{query}").status_code == 403
+    # The caseworker's map counts their own cases only (none).
+    assert all(t["texts"][1] == "\u20660\u2069" for t in _tiles(alice.get(f"/statistics/chart/map.svg?{query}").content).values())
 
 
 def test_published_tables_give_back_no_withheld_count():
@@ -576,3 +595,70 @@ def test_arabic_csv_headers_are_the_catalogs(monkeypatch):
     assert figures[0] == [arabic(m) for m in figure_msgids[0]]
     assert chart[-1][1] == arabic("Total")
     assert [row[0] for row in figures[1:]] == [arabic(row[0]) for row in figure_msgids[1:]]
+
+
+# ------------------------------------------------------------------------- the tile map
+
+
+def _tiles(svg: bytes) -> dict[str, dict]:
+    """The map's tiles: code -> fill, dashed, x, y, and the texts (name, value)."""
+    ns = "{http://www.w3.org/2000/svg}"
+    tiles = {}
+    for group in ET.fromstring(svg).iter(f"{ns}g"):
+        rect = group.find(f"{ns}rect")
+        texts = [t.text for t in group.iter(f"{ns}text")]
+        tiles[group.get("data-code")] = {"fill": rect.get("fill"), "dashed": rect.get("stroke-dasharray") is not None,
+                                         "x": float(rect.get("x")), "y": float(rect.get("y")), "texts": texts}
+    return tiles
+
+
+def test_the_tile_map_places_the_sixteen_governorates_north_to_south_with_published_counts():
+    from nazaha.admin import i18n
+    from nazaha.admin.statistics_map import GAZA_STRIP, SHADES, TILES, WEST_BANK, WITHHELD_FILL, ZERO_FILL, map_svg
+    from nazaha.admin.statistics_view import chart_table
+    from nazaha.flows.choices import GOVERNORATES
+
+    # The bot's codes: 11 West Bank governorates, 5 in Gaza, "prefer not to say" (no tile).
+    assert set(TILES) == set(WEST_BANK) | set(GAZA_STRIP) == set(GOVERNORATES) - {"undisclosed"}
+    assert (len(WEST_BANK), len(GAZA_STRIP)) == (11, 5)
+    none = Durations(0, None, None)
+    by_governorate = {"nablus": 40, "gaza": 25, "ramallah": 18, "jenin": 12, "rafah": 7, "undisclosed": 6,
+                      "hebron": 3, None: 2}
+    stats = Statistics(
+        date_from=D(2026, 1, 1), date_to=D(2026, 12, 31), total=113, by_kind={"corruption": 113},
+        by_category={}, by_service={}, by_sector={}, by_governorate=by_governorate, by_month={}, by_status={},
+        outcomes={}, days_to_acknowledge=none, days_to_close=none, ack_overdue=0, feedback_overdue=0, purged=0,
+    )
+    table = chart_table(stats, "governorate", 5)
+    published = {c.code: c.published for c in table.cells}
+    assert published["hebron"] == "<5" and published[""] == "<5" and published["undisclosed"] == 6
+    i18n.set_locale("en")
+    try:
+        svg = map_svg(table, "en")
+    finally:
+        i18n.set_locale("ar")
+    tiles = _tiles(svg)
+    assert set(tiles) == set(TILES)
+    # Roughly north to south; Gaza to the west of the West Bank.
+    y = {code: tile["y"] for code, tile in tiles.items()}
+    assert y["jenin"] < y["nablus"] < y["ramallah"] < y["jerusalem"] < y["bethlehem"] < y["hebron"]
+    assert y["north_gaza"] < y["gaza"] < y["deir_al_balah"] < y["khan_yunis"] < y["rafah"]
+    assert max(tiles[c]["x"] for c in GAZA_STRIP) < min(tiles[c]["x"] for c in WEST_BANK)
+    assert tiles["tulkarm"]["x"] < tiles["nablus"]["x"] < tiles["tubas"]["x"]
+    assert tiles["jericho"]["x"] > tiles["ramallah"]["x"]
+    # The published figures: shaded by value, darker for more; a suppressed one grey, dashed
+    # and showing its published form, never its value; no case: white, 0.
+    assert tiles["nablus"]["texts"] == ["Nablus", "40"] and tiles["nablus"]["fill"] == SHADES[-1]
+    shade = {code: SHADES.index(tiles[code]["fill"]) for code in ("rafah", "jenin", "ramallah", "gaza", "nablus")}
+    assert shade["rafah"] <= shade["jenin"] < shade["ramallah"] < shade["gaza"] < shade["nablus"], shade
+    assert tiles["hebron"] == {**tiles["hebron"], "fill": WITHHELD_FILL, "dashed": True, "texts": ["Hebron", "<5"]}
+    assert tiles["tubas"]["fill"] == ZERO_FILL and tiles["tubas"]["texts"][1] == "0"
+    text = svg.decode()
+    assert "Schematic, not to scale" in text and ">3<" not in text  # hebron's count is nowhere
+    assert "<script" not in text and "href" not in text and "<style" not in text and "style=" not in text
+    assert not re.search(r"https?://", text.replace('xmlns="http://www.w3.org/2000/svg"', ""))
+    # In Arabic: the names as text, each isolated right to left; the numbers left to right.
+    arabic = _tiles(map_svg(table, "ar"))
+    assert arabic["nablus"]["texts"] == ["\u2067نابلس\u2069", "\u206640\u2069"]
+    with pytest.raises(ValueError):
+        map_svg(chart_table(stats, "kind", 5), "en")

@@ -54,7 +54,14 @@ async def test_the_statistics_page_in_arabic(page, console):
     # A chart for each table with a bar to draw; services (health 9, withheld as the
     # complement of education 2) have none, and no case is closed (outcomes: one line).
     charts = page.locator("img.chart")
-    assert await charts.count() == 6
+    assert await charts.count() == 7  # six charts and the governorates' tile map
+    tile_map = page.locator("#stats-governorate img.map")
+    assert await tile_map.evaluate("img => img.naturalWidth") > 600
+    # The map and the chart above it, the table beside both.
+    boxes = [await page.locator(f"#stats-governorate {s}").bounding_box() for s in ("img.chart:not(.map)", "img.map", "table")]
+    right = [box["x"] + box["width"] for box in boxes]
+    assert boxes[0]["y"] < boxes[1]["y"] and abs(right[0] - right[1]) < 2  # one column, from the right
+    assert boxes[2]["x"] + boxes[2]["width"] <= boxes[1]["x"] + 1  # right to left: the table on the left
     assert await page.locator("#stats-service img, #stats-outcome img").count() == 0
     assert await page.locator("#stats-service .stats-pair.stats-single table").count() == 1
     assert await page.locator("#stats-outcome.stats-empty .stats-none").count() == 1
@@ -71,8 +78,9 @@ async def test_the_statistics_page_in_arabic(page, console):
     assert not await page.locator(".mainnav").is_visible()
     printed = await page.inner_text("#stats-governorate table")
     assert "<5" in printed
+    assert await page.locator("#stats-governorate img.map").evaluate("img => getComputedStyle(img).breakBefore") == "page"
+    await page.pdf(path=str(ARTIFACTS / "statistics-ar.pdf"), format="A4")
     await page.emulate_media(media="screen")
-    await page.pdf(path=str(ARTIFACTS / "statistics-ar.pdf"))
 
     base = console.base
     assert all(url.startswith(base) for url in watch.requests), [u for u in watch.requests if not u.startswith(base)]
