@@ -215,3 +215,36 @@ async def test_prepare_adds_can_export_to_an_older_store(tmp_path):
         assert "can_export" in await columns()
         async with sessionmaker_of(engine)() as session:
             assert (await session.scalar(text("SELECT can_export FROM console.staff_users WHERE id = 'a'"))) in (0, False)
+
+
+def _arabic_catalog():
+    from pathlib import Path
+
+    from babel.messages.pofile import read_po
+
+    path = Path(__file__).resolve().parent.parent / "nazaha" / "locales" / "ar" / "LC_MESSAGES" / "nazaha.po"
+    with path.open("rb") as f:
+        return read_po(f, locale="ar")
+
+
+async def test_arabic_export_headers_are_the_catalogs(world, monkeypatch):
+    """Every header of the Arabic CSV and XLSX comes from gettext: with gettext replaced by
+    the identity, the headers are msgids of the catalog, and in Arabic each is that msgid's
+    Arabic translation (none missing, none written in directly); the labels column is the
+    catalog's «الوسوم» (the inbox's column "Labels")."""
+    from nazaha.admin.routes import exports
+
+    await _cases(world)
+    catalog = _arabic_catalog()
+    with monkeypatch.context() as patch:
+        patch.setattr(exports, "_", lambda message, **_kw: message)
+        msgids = [exports.wording().headers[column] for column in COLUMNS]
+    expected = []
+    for msgid in msgids:
+        message = catalog.get(msgid)
+        assert message is not None and message.string and message.string != msgid, msgid
+        expected.append(message.string)
+    assert expected[COLUMNS.index("labels")] == catalog.get("Labels").string == "الوسوم"
+    assert csv_rows(export(world.admin_browser, "csv").content)[0] == expected
+    sheet, _ = xlsx_rows(export(world.admin_browser, "xlsx").content)
+    assert sheet[0] == expected

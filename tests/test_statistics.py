@@ -11,12 +11,13 @@ import re
 import xml.etree.ElementTree as ET
 
 import pytest
+from markupsafe import escape as markupsafe_escape
 from sqlalchemy import delete, select
 
 from nazaha.services import workflow
 from nazaha.services.deadlines import DeadlineRules
 from nazaha.services.disclosure import suppress, suppress_one
-from nazaha.services.statistics import Durations, nearest_rank, statistics, whole_months
+from nazaha.services.statistics import Durations, Statistics, nearest_rank, statistics, whole_months
 from nazaha.storage.console_models import AuditEntry, CaseState, PurgedCaseAggregate
 from nazaha.storage.crypto import TeamPrivateKey
 from nazaha.storage.database import create_sessionmaker, write_session
@@ -189,7 +190,8 @@ async def test_admin_figures_have_the_known_answers(world):
     assert s.by_kind == {"corruption": 7, "complaint": 4}
     assert s.by_category == {"bribery": 6, "nepotism": 1}
     assert s.by_service == {"health": 3, "education": 1}
-    assert s.by_sector == {"ministry": 6, None: 4, "security": 1}
+    # Institutions are asked of corruption reports only: the 4 complaints are not "not given".
+    assert s.by_sector == {"ministry": 6, "security": 1}
     assert s.by_governorate == {"nablus": 4, "jenin": 3, None: 1, "gaza": 1, "hebron": 1, "ramallah": 1}
     assert s.by_month == {"2026-01": 2, "2026-02": 4, "2026-03": 1, "2026-04": 1, "2026-05": 1, "2026-06": 2}
     assert s.by_status == {"received": 2, "in_review": 2, "closed": 7}
@@ -200,6 +202,31 @@ async def test_admin_figures_have_the_known_answers(world):
     # Closed now: [2 (c9), 5 (purged), 30 (c1), 40 ×3 (purged), 60 (c2, its latest closing)].
     assert s.days_to_close == Durations(7, 40, 60)
     assert (s.ack_overdue, s.feedback_overdue) == (2, 2)  # c4 and c5; c3 and c4
+
+
+async def test_each_one_kind_breakdown_counts_only_its_kind(world):
+    """Category and institution are asked of corruption reports, service of complaints: each
+    of those tables adds up to its kind's count, and "not given" there is a case of that kind
+    without an answer (here a corruption report stored without an institution, and a
+    complaint without a service), never a case of the other kind."""
+    async with write_session(world.sm) as session:
+        session.add(PurgedCaseAggregate(received_month="2026-03", closed_month="2026-04", kind="complaint",
+                                        service="water_electricity", sector="ministry", outcome="substantiated",
+                                        ack_days=1, close_days=9, count=2))  # a stray institution: not counted
+    public = TeamPrivateKey.generate().public_key()
+    await make_case(world.sm, public, created_on=D(2026, 4, 1), kind="corruption", category="bribery", sector=None)
+    await make_case(world.sm, public, created_on=D(2026, 4, 2), kind="complaint", category=None, service=None,
+                    sector=None)
+    s = await figures(world, world.admin)
+    assert s.by_kind == {"corruption": 8, "complaint": 7}
+    assert s.by_sector == {"ministry": 6, "security": 1, None: 1}
+    assert s.by_category == {"bribery": 7, "nepotism": 1}
+    assert s.by_service == {"health": 3, "water_electricity": 2, "education": 1, None: 1}
+    for name, kind in (("sector", "corruption"), ("category", "corruption"), ("service", "complaint")):
+        assert sum(getattr(s, f"by_{name}").values()) == s.by_kind[kind], name
+    alice = await figures(world, world.alice)  # c1 (corruption), c3 and c5 (complaints)
+    assert alice.by_sector == {"ministry": 1} and alice.by_category == {"bribery": 1}
+    assert alice.by_service == {"health": 1, "education": 1}
 
 
 async def test_a_caseworker_counts_only_the_cases_assigned_to_them(world):
@@ -294,10 +321,23 @@ async def test_the_statistics_page_charts_and_csv(console_world):
     # Governorates: nablus 12, gaza 6, hebron 3 (small: marked on screen, "<5" in print).
     table = re.search(r'id="stats-governorate".*?</section>', page.text, re.S).group(0)
     assert re.search(r'class="screen-only small-cell"[^>]*><bdi dir="ltr">3</bdi></span><span class="print-only"><bdi dir="ltr">&lt;5', table)
+    # Gaza (6) is withheld as the complement of hebron: the same mark, its own reason.
+    from nazaha.admin import i18n
+
+    i18n.set_locale("ar")
+    withheld = i18n.gettext("Withheld (shown as %(shown)s) when printed or exported, so that a small count cannot be "
+                            "worked out from the total", shown="x")
+    assert (f'<span class="screen-only small-cell" title="{markupsafe_escape(withheld)}"><bdi dir="ltr">6</bdi></span>'
+            '<span class="print-only"><bdi dir="ltr">x</bdi></span>') in table
     assert "<style" not in page.text and " style=" not in page.text  # the page's CSP holds
     query = re.search(r'src="/statistics/chart/governorate\.svg\?([^"]+)"', page.text).group(1).replace("&amp;", "&")
-    for name in ("kind", "category", "service", "sector", "governorate", "month", "status", "outcome"):
+    for name in ("kind", "category", "service", "sector", "governorate", "month", "status"):
         assert f'src="/statistics/chart/{name}.svg?' in page.text
+    # No case is closed: the outcomes are one line, without an empty chart or table.
+    outcome = re.search(r'<section class="stats-section stats-empty" id="stats-outcome">.*?</section>', page.text, re.S)
+    assert outcome and "<img" not in outcome.group(0) and "<table" not in outcome.group(0)
+    assert 'class="stats-section stats-empty"' not in page.text.replace(outcome.group(0), "")
+    for name in ("kind", "category", "service", "sector", "governorate", "month", "status", "outcome"):
         svg = b.get(f"/statistics/chart/{name}.svg?{query}")
         assert svg.status_code == 200 and svg.headers["content-type"].startswith("image/svg+xml")
         assert "script-src" not in svg.headers["content-security-policy"]
@@ -312,6 +352,22 @@ async def test_the_statistics_page_charts_and_csv(console_world):
     labels = [t.text for t in ET.fromstring(svg).iter("{http://www.w3.org/2000/svg}text") if t.text]
     assert any("نابلس" in (t or "") for t in labels)  # Arabic as text, the member's language
     assert b.get("/statistics/chart/nothing.svg").status_code == 404
+    # The governorates' schematic map: its own image beside the same table, same policy,
+    # the table's published figures (gaza withheld, hebron small), the table beside it.
+    governorate = re.search(r'id="stats-governorate".*?</section>', page.text, re.S).group(0)
+    assert '<div class="stats-pair stats-with-map">' in governorate
+    assert f'<img class="chart map" src="/statistics/chart/map.svg?{query.replace("&", "&amp;")}"' in governorate
+    assert page.text.count("/statistics/chart/map.svg") == 1
+    tile_map = b.get(f"/statistics/chart/map.svg?{query}")
+    assert tile_map.status_code == 200 and tile_map.headers["content-type"].startswith("image/svg+xml")
+    assert tile_map.headers["content-security-policy"] == "default-src 'none'; style-src 'unsafe-inline'"
+    text = tile_map.content.decode()
+    assert "<script" not in text.lower() and "href" not in text and "<style" not in text
+    assert not re.search(r"https?://", text.replace('xmlns="http://www.w3.org/2000/svg"', ""))
+    tiles = _tiles(tile_map.content)
+    assert len(tiles) == 16
+    assert [t["texts"][1] for t in (tiles["nablus"], tiles["gaza"], tiles["hebron"], tiles["jenin"])] == [
+        "\u206612\u2069", "\u2066x\u2069", "\u2066<5\u2069", "\u20660\u2069"]
 
     async with w.console.sessionmaker() as session:
         exports_before = len((await session.scalars(select(AuditEntry).where(AuditEntry.action == "export"))).all())
@@ -340,6 +396,9 @@ async def test_the_statistics_page_charts_and_csv(console_world):
     assert vera.get("/statistics").status_code == 403
     assert vera.get(f"/statistics/data/kind.csv?{query}").status_code == 403
     assert vera.get(f"/statistics/chart/kind.svg?{query}").status_code == 403
+    assert vera.get(f"/statistics/chart/map.svg?{query}").status_code == 403
+    # The caseworker's map counts their own cases only (none).
+    assert all(t["texts"][1] == "\u20660\u2069" for t in _tiles(alice.get(f"/statistics/chart/map.svg?{query}").content).values())
 
 
 def test_published_tables_give_back_no_withheld_count():
@@ -370,3 +429,236 @@ def test_published_tables_give_back_no_withheld_count():
     outcome = chart_table(stats, "outcome", 5)
     assert outcome.published_total == "x"
     assert chart_table(stats, "governorate", 5).published_total == 8
+
+
+def _csv_rows(content: bytes) -> list[list[str]]:
+    import csv
+    import io
+
+    assert content.startswith(b"\xef\xbb\xbf")
+    return list(csv.reader(io.StringIO(content.decode("utf-8-sig"))))
+
+
+def _overview_row(page: str, label: str) -> str:
+    summary = re.search(r'id="stats-summary".*?</section>', page, re.S).group(0)
+    row = re.search(rf'<tr><th scope="row">{re.escape(label)}</th><td class="num">(.*?)</td></tr>', summary, re.S)
+    assert row, label
+    return row.group(1)
+
+
+async def test_figures_from_few_cases_are_withheld_like_small_counts(console_world):
+    """A median or 90th percentile of fewer than 5 cases, like a count below 5, is marked on
+    screen (the same dotted mark, a tooltip saying why), withheld in print and in the CSV
+    ("x"), and the key above the tables says so; the number of cases received, and the
+    purged cases among them, are published the same way when there are fewer than 5."""
+    from nazaha.admin import i18n
+    from nazaha.services.access import Viewer
+    from nazaha.storage.console_models import StaffUser
+
+    w = console_world
+    sm, today = w.console.sessionmaker, w.console.today()
+    async with sm() as session:
+        admin_id = (await session.scalars(select(StaffUser.id).where(StaffUser.role == "admin"))).one()
+    admin = Viewer(admin_id, "admin")
+    ids = await _seed_console(w)  # 21 cases, received 3 to 23 days ago
+    for i, days in ((0, 1), (1, 2), (2, 4)):  # three acknowledged: after 1, 2 and 4 days
+        await _step(sm, admin, ids[i], today - dt.timedelta(days=3 + i) + dt.timedelta(days=days), "status",
+                    "acknowledged")
+    b = w.admin_browser
+    page = b.get("/statistics").text
+    i18n.set_locale("ar")  # the admin's language: the page's words from the same catalog
+    few = i18n.gettext("Computed from fewer than %(k)s cases: withheld (shown as %(shown)s) when printed or exported",
+                       k=5, shown="x")
+    small = i18n.gettext("A small count: shown as %(shown)s when printed or exported", shown="<5")
+    key = i18n.gettext(
+        "Counts below %(k)s are marked on screen; when this page is printed, and in every CSV file and chart, they show "
+        "as “%(small)s”. A figure is withheld (“x”) where a small count could otherwise be worked out from the total, "
+        "and so is a median or 90th percentile computed from fewer than %(k)s cases.", k=5, small="<5")
+    labels = {name: i18n.gettext(name) for name in (
+        "Cases received", "Cases acknowledged", "Days to acknowledge, median", "Days to acknowledge, 90th percentile",
+        "Cases closed", "Days to close, median")}
+    assert str(markupsafe_escape(key)) in page
+    assert _overview_row(page, labels["Cases received"]) == '<bdi dir="ltr">21</bdi>'
+    assert _overview_row(page, labels["Cases acknowledged"]) == (
+        f'<span class="screen-only small-cell" title="{markupsafe_escape(small)}"><bdi dir="ltr">3</bdi></span>'
+        '<span class="print-only"><bdi dir="ltr">&lt;5</bdi></span>')
+    # Nearest rank over [1, 2, 4]: median 2, 90th percentile 4; both from 3 cases.
+    for label, exact in (("Days to acknowledge, median", 2), ("Days to acknowledge, 90th percentile", 4)):
+        assert _overview_row(page, labels[label]) == (
+            f'<span class="screen-only small-cell" title="{markupsafe_escape(few)}"><bdi dir="ltr">{exact}</bdi></span>'
+            '<span class="print-only"><bdi dir="ltr">x</bdi></span>'), label
+    assert _overview_row(page, labels["Cases closed"]) == '<bdi dir="ltr">0</bdi>'
+    assert _overview_row(page, labels["Days to close, median"]) == '<bdi dir="ltr">—</bdi>'
+    query = re.search(r'href="/statistics/data/timeliness\.csv\?([^"]+)"', page).group(1).replace("&amp;", "&")
+    rows = dict(_csv_rows(b.get(f"/statistics/data/timeliness.csv?{query}").content)[1:])
+    assert rows[labels["Cases received"]] == "21" and rows[labels["Cases acknowledged"]] == "<5"
+    assert rows[labels["Days to acknowledge, median"]] == "x" and rows[labels["Days to acknowledge, 90th percentile"]] == "x"
+    assert rows[labels["Cases closed"]] == "0" and rows[labels["Days to close, median"]] == ""
+
+    # Five acknowledged: the median and percentile are published.
+    for i in (3, 4):
+        await _step(sm, admin, ids[i], today - dt.timedelta(days=3 + i) + dt.timedelta(days=3), "status", "acknowledged")
+    rows = dict(_csv_rows(b.get(f"/statistics/data/timeliness.csv?{query}").content)[1:])
+    assert (rows[labels["Days to acknowledge, median"]], rows[labels["Days to acknowledge, 90th percentile"]]) == ("3", "4")
+    assert _overview_row(b.get("/statistics").text, labels["Days to acknowledge, median"]) == '<bdi dir="ltr">3</bdi>'
+
+    # A range of two cases and two purged ones: the number received is a small count too, and
+    # the sentence on purged cases is not printed.
+    async with write_session(sm) as session:
+        session.add(PurgedCaseAggregate(received_month="2020-03", closed_month="2020-04", kind="corruption",
+                                        category="bribery", sector="ministry", governorate="nablus",
+                                        outcome="substantiated", ack_days=1, close_days=9, count=2))
+    page = b.get("/statistics?from=2020-03-01&to=2020-03-31").text
+    assert _overview_row(page, labels["Cases received"]) == (
+        f'<span class="screen-only small-cell" title="{markupsafe_escape(small)}"><bdi dir="ltr">2</bdi></span>'
+        '<span class="print-only"><bdi dir="ltr">&lt;5</bdi></span>')
+    purged = i18n.ngettext("The figures include %(num)d purged case (kept as a content-free count).",
+                           "The figures include %(num)d purged cases (kept as content-free counts).", 2)
+    assert f'<span class="screen-only">{markupsafe_escape(purged)}</span>' in page
+    rows = dict(_csv_rows(b.get("/statistics/data/timeliness.csv?from=2020-03-01&to=2020-03-31").content)[1:])
+    assert rows[labels["Cases received"]] == "<5" and rows[labels["Days to close, median"]] == "x"
+
+
+async def test_a_chart_with_nothing_to_draw_leaves_no_empty_box(console_world):
+    """A table without a case in the range is one line (no chart, no empty table); a table
+    whose every count is suppressed has no chart either, a line saying why, and its table
+    alone (full width: class stats-single)."""
+    from nazaha.admin import i18n
+
+    w = console_world
+    async with write_session(w.console.sessionmaker) as session:
+        session.add(PurgedCaseAggregate(received_month="2020-03", closed_month="2020-04", kind="corruption",
+                                        category="bribery", sector="ministry", governorate="nablus",
+                                        outcome="substantiated", ack_days=1, close_days=9, count=2))
+    b = w.admin_browser
+    i18n.set_locale("ar")
+    none, too_few = i18n.gettext("No cases in this range."), i18n.gettext(
+        "Too few cases to draw a chart: the figures are in the table.")
+    empty = b.get("/statistics?from=2021-01-01&to=2021-12-31").text
+    assert "<img" not in empty
+    sections = re.findall(r'<section class="stats-section( stats-empty)?" id="stats-(\w+)">(.*?)</section>', empty, re.S)[1:]
+    assert [name for _, name, _ in sections] == ["kind", "category", "service", "sector", "governorate", "month",
+                                                 "status", "outcome"]
+    for flag, name, body in sections:
+        assert flag and "<table" not in body and f'<p class="stats-none muted">{markupsafe_escape(none)}</p>' in body, name
+
+    few = b.get("/statistics?from=2020-03-01&to=2020-03-31").text
+    sections = {name: (flag, body) for flag, name, body in
+                re.findall(r'<section class="stats-section( stats-empty| stats-no-chart)?" id="stats-(\w+)">(.*?)</section>', few, re.S)}
+    for name in ("kind", "category", "sector", "governorate", "month", "status", "outcome"):  # 2 cases: all "<5"
+        flag, body = sections[name]
+        assert flag == " stats-no-chart" and '<div class="stats-pair stats-single">' in body and "<img" not in body, name
+        assert f'<p class="stats-none muted">{markupsafe_escape(too_few)}</p>' in body and "<table" in body, name
+    assert sections["service"][0] == " stats-empty"  # no complaint
+
+
+def test_arabic_csv_headers_are_the_catalogs(monkeypatch):
+    """The statistics CSV files' headers and row labels come from gettext and, in Arabic, are
+    the catalog's translations: the label column is «الوسم», as the catalog has it."""
+    from pathlib import Path
+
+    from babel.messages.pofile import read_po
+
+    from nazaha.admin import i18n
+    from nazaha.admin.statistics_view import chart_csv, chart_table, timeliness, timeliness_csv
+
+    with (Path(__file__).resolve().parent.parent / "nazaha/locales/ar/LC_MESSAGES/nazaha.po").open("rb") as f:
+        catalog = read_po(f, locale="ar")
+    none = Durations(0, None, None)
+    stats = Statistics(
+        date_from=D(2026, 1, 1), date_to=D(2026, 1, 31), total=9, by_kind={"corruption": 9},
+        by_category={"bribery": 9}, by_service={}, by_sector={"ministry": 9}, by_governorate={"nablus": 9},
+        by_month={"2026-01": 9}, by_status={"received": 9}, outcomes={}, days_to_acknowledge=none,
+        days_to_close=none, ack_overdue=0, feedback_overdue=0, purged=0,
+    )
+
+    def files() -> list[list[list[str]]]:
+        import csv
+        import io
+
+        bodies = [chart_csv(chart_table(stats, "governorate", 5)), timeliness_csv(timeliness(stats, 5))]
+        return [list(csv.reader(io.StringIO(body.decode("utf-8-sig")))) for body in bodies]
+
+    with monkeypatch.context() as patch:
+        patch.setattr(i18n, "gettext", lambda message, **_kw: message)
+        (chart_msgids, figure_msgids) = files()
+    i18n.set_locale("ar")
+    chart, figures = files()
+
+    def arabic(msgid: str) -> str:
+        message = catalog.get(msgid)
+        assert message is not None and message.string and message.string != msgid, msgid
+        return message.string
+
+    assert chart_msgids[0] == ["Code", "Label", "Cases"] and figure_msgids[0] == ["Figure", "Value"]
+    assert chart[0] == [arabic(m) for m in chart_msgids[0]] and chart[0][1] == "الوسم"
+    assert figures[0] == [arabic(m) for m in figure_msgids[0]]
+    assert chart[-1][1] == arabic("Total")
+    assert [row[0] for row in figures[1:]] == [arabic(row[0]) for row in figure_msgids[1:]]
+
+
+# ------------------------------------------------------------------------- the tile map
+
+
+def _tiles(svg: bytes) -> dict[str, dict]:
+    """The map's tiles: code -> fill, dashed, x, y, and the texts (name, value)."""
+    ns = "{http://www.w3.org/2000/svg}"
+    tiles = {}
+    for group in ET.fromstring(svg).iter(f"{ns}g"):
+        rect = group.find(f"{ns}rect")
+        texts = [t.text for t in group.iter(f"{ns}text")]
+        tiles[group.get("data-code")] = {"fill": rect.get("fill"), "dashed": rect.get("stroke-dasharray") is not None,
+                                         "x": float(rect.get("x")), "y": float(rect.get("y")), "texts": texts}
+    return tiles
+
+
+def test_the_tile_map_places_the_sixteen_governorates_north_to_south_with_published_counts():
+    from nazaha.admin import i18n
+    from nazaha.admin.statistics_map import GAZA_STRIP, SHADES, TILES, WEST_BANK, WITHHELD_FILL, ZERO_FILL, map_svg
+    from nazaha.admin.statistics_view import chart_table
+    from nazaha.flows.choices import GOVERNORATES
+
+    # The bot's codes: 11 West Bank governorates, 5 in Gaza, "prefer not to say" (no tile).
+    assert set(TILES) == set(WEST_BANK) | set(GAZA_STRIP) == set(GOVERNORATES) - {"undisclosed"}
+    assert (len(WEST_BANK), len(GAZA_STRIP)) == (11, 5)
+    none = Durations(0, None, None)
+    by_governorate = {"nablus": 40, "gaza": 25, "ramallah": 18, "jenin": 12, "rafah": 7, "undisclosed": 6,
+                      "hebron": 3, None: 2}
+    stats = Statistics(
+        date_from=D(2026, 1, 1), date_to=D(2026, 12, 31), total=113, by_kind={"corruption": 113},
+        by_category={}, by_service={}, by_sector={}, by_governorate=by_governorate, by_month={}, by_status={},
+        outcomes={}, days_to_acknowledge=none, days_to_close=none, ack_overdue=0, feedback_overdue=0, purged=0,
+    )
+    table = chart_table(stats, "governorate", 5)
+    published = {c.code: c.published for c in table.cells}
+    assert published["hebron"] == "<5" and published[""] == "<5" and published["undisclosed"] == 6
+    i18n.set_locale("en")
+    try:
+        svg = map_svg(table, "en")
+    finally:
+        i18n.set_locale("ar")
+    tiles = _tiles(svg)
+    assert set(tiles) == set(TILES)
+    # Roughly north to south; Gaza to the west of the West Bank.
+    y = {code: tile["y"] for code, tile in tiles.items()}
+    assert y["jenin"] < y["nablus"] < y["ramallah"] < y["jerusalem"] < y["bethlehem"] < y["hebron"]
+    assert y["north_gaza"] < y["gaza"] < y["deir_al_balah"] < y["khan_yunis"] < y["rafah"]
+    assert max(tiles[c]["x"] for c in GAZA_STRIP) < min(tiles[c]["x"] for c in WEST_BANK)
+    assert tiles["tulkarm"]["x"] < tiles["nablus"]["x"] < tiles["tubas"]["x"]
+    assert tiles["jericho"]["x"] > tiles["ramallah"]["x"]
+    # The published figures: shaded by value, darker for more; a suppressed one grey, dashed
+    # and showing its published form, never its value; no case: white, 0.
+    assert tiles["nablus"]["texts"] == ["Nablus", "40"] and tiles["nablus"]["fill"] == SHADES[-1]
+    shade = {code: SHADES.index(tiles[code]["fill"]) for code in ("rafah", "jenin", "ramallah", "gaza", "nablus")}
+    assert shade["rafah"] <= shade["jenin"] < shade["ramallah"] < shade["gaza"] < shade["nablus"], shade
+    assert tiles["hebron"] == {**tiles["hebron"], "fill": WITHHELD_FILL, "dashed": True, "texts": ["Hebron", "<5"]}
+    assert tiles["tubas"]["fill"] == ZERO_FILL and tiles["tubas"]["texts"][1] == "0"
+    text = svg.decode()
+    assert "Schematic, not to scale" in text and ">3<" not in text  # hebron's count is nowhere
+    assert "<script" not in text and "href" not in text and "<style" not in text and "style=" not in text
+    assert not re.search(r"https?://", text.replace('xmlns="http://www.w3.org/2000/svg"', ""))
+    # In Arabic: the names as text, each isolated right to left; the numbers left to right.
+    arabic = _tiles(map_svg(table, "ar"))
+    assert arabic["nablus"]["texts"] == ["\u2067نابلس\u2069", "\u206640\u2069"]
+    with pytest.raises(ValueError):
+        map_svg(chart_table(stats, "kind", 5), "en")

@@ -40,7 +40,7 @@ async def test_the_statistics_page_in_arabic(page, console):
     today = console.clock().date()
     for i, (kind, category, service, sector, governorate) in enumerate(SEEDS):
         await console.case(designation=f"R-ST{i:03d}X", kind=kind, category=category, service=service, sector=sector,
-                           governorate=governorate, created_on=today - dt.timedelta(days=2 + 9 * i))
+                           governorate=governorate, created_on=today - dt.timedelta(days=2 + 3 * i))
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     watch = PageWatch(page)
     await enrol_first_admin(page, console)
@@ -51,8 +51,20 @@ async def test_the_statistics_page_in_arabic(page, console):
     await page.wait_for_function(
         "() => Array.from(document.querySelectorAll('img.chart')).every(i => i.complete && i.naturalWidth > 0)"
     )
+    # A chart for each table with a bar to draw; services (health 9, withheld as the
+    # complement of education 2) have none, and no case is closed (outcomes: one line).
     charts = page.locator("img.chart")
-    assert await charts.count() == 8
+    assert await charts.count() == 7  # six charts and the governorates' tile map
+    tile_map = page.locator("#stats-governorate img.map")
+    assert await tile_map.evaluate("img => img.naturalWidth") > 600
+    # The map and the chart above it, the table beside both.
+    boxes = [await page.locator(f"#stats-governorate {s}").bounding_box() for s in ("img.chart:not(.map)", "img.map", "table")]
+    right = [box["x"] + box["width"] for box in boxes]
+    assert boxes[0]["y"] < boxes[1]["y"] and abs(right[0] - right[1]) < 2  # one column, from the right
+    assert boxes[2]["x"] + boxes[2]["width"] <= boxes[1]["x"] + 1  # right to left: the table on the left
+    assert await page.locator("#stats-service img, #stats-outcome img").count() == 0
+    assert await page.locator("#stats-service .stats-pair.stats-single table").count() == 1
+    assert await page.locator("#stats-outcome.stats-empty .stats-none").count() == 1
     governorates = page.locator("#stats-governorate table tbody tr")
     assert await governorates.count() == 5
     assert "نابلس" in await page.inner_text("#stats-governorate table")
@@ -66,10 +78,91 @@ async def test_the_statistics_page_in_arabic(page, console):
     assert not await page.locator(".mainnav").is_visible()
     printed = await page.inner_text("#stats-governorate table")
     assert "<5" in printed
+    assert await page.locator("#stats-governorate img.map").evaluate("img => getComputedStyle(img).breakBefore") == "page"
+    await page.pdf(path=str(ARTIFACTS / "statistics-ar.pdf"), format="A4")
     await page.emulate_media(media="screen")
-    await page.pdf(path=str(ARTIFACTS / "statistics-ar.pdf"))
 
     base = console.base
     assert all(url.startswith(base) for url in watch.requests), [u for u in watch.requests if not u.startswith(base)]
     assert watch.failed == [] and watch.errors == []
     assert not [m for m in watch.console if m.startswith("error")], watch.console
+
+
+async def test_the_statistics_page_prints_cleanly_with_few_or_no_cases(page, console):
+    """Printed (A4): a range without cases gives one or two pages of one-line sections, not a
+    page of empty axes per chart; a chart with nothing to draw leaves no half-width box (its
+    line and table take the section's width); medians of fewer than 5 cases print as "x",
+    never the exact number, and the key explains "x"."""
+    import io
+
+    import pypdfium2
+    from sqlalchemy import select
+
+    from nazaha.services import workflow
+    from nazaha.services.access import Viewer
+    from nazaha.storage.console_models import StaffUser
+    from nazaha.storage.database import write_session
+    from nazaha.storage.models import Report
+
+    today = console.clock().date()
+    ids = []
+    for i in range(3):
+        ids.append(await console.case(designation=f"R-FW{i:03d}X", kind="corruption", category="bribery",
+                                      sector="ministry", governorate="nablus", created_on=today - dt.timedelta(days=5)))
+    await enrol_first_admin(page, console)
+    async with console.sessionmaker() as session:
+        admin_id = (await session.scalars(select(StaffUser.id).where(StaffUser.role == "admin"))).one()
+        report_ids = (await session.scalars(select(Report.id).where(Report.designation.in_(ids)))).all()
+    now = console.clock()
+    for n, rid in enumerate(report_ids):  # acknowledged after 1, 2 and 3 days
+        async with write_session(console.sessionmaker) as session:
+            await workflow.change_status(session, Viewer(admin_id, "admin"), rid, "acknowledged", notify=False,
+                                         today=today - dt.timedelta(days=4 - n), now=now)
+    await switch_language(page, "ar", "/statistics")
+    watch = PageWatch(page)
+    layout = """() => Array.from(document.querySelectorAll('section.stats-section')).slice(1).map(s => {
+        const style = getComputedStyle(s), wide = s.getBoundingClientRect().width;
+        const line = s.querySelector('.stats-none'), table = s.querySelector('table');
+        return {id: s.id, empty: s.classList.contains('stats-empty'), breaks: style.breakBefore,
+                img: !!s.querySelector('img'),
+                line: line ? line.getBoundingClientRect().width / wide : null,
+                table: table ? table.getBoundingClientRect().width / wide : null};
+    })"""
+
+    # No case in the range: every section is one line, no image, and no page of its own.
+    await page.goto("/statistics?from=2001-01-01&to=2001-12-31")
+    await page.emulate_media(media="print")
+    sections = await page.evaluate(layout)
+    assert len(sections) == 8 and all(s["empty"] and not s["img"] and s["table"] is None for s in sections), sections
+    assert all(s["breaks"] == "auto" and s["line"] > 0.95 for s in sections), sections
+    pdf = await page.pdf(format="A4")
+    await page.emulate_media(media="screen")
+    (ARTIFACTS / "statistics-empty-ar.pdf").write_bytes(pdf)
+    assert len(pypdfium2.PdfDocument(io.BytesIO(pdf))) <= 2
+
+    # Three cases: every count is small, so no chart has a bar; each section's line and table
+    # take its full width, on screen and in print.
+    await page.goto("/statistics")
+    for media in ("screen", "print"):
+        await page.emulate_media(media=media)
+        sections = {s["id"]: s for s in await page.evaluate(layout)}
+        for name in ("stats-kind", "stats-category", "stats-sector", "stats-governorate", "stats-month",
+                     "stats-status"):
+            s = sections[name]
+            assert not s["empty"] and not s["img"] and s["line"] > 0.95 and s["table"] > 0.95, (media, s)
+            assert media == "screen" or s["breaks"] == "auto", s  # a small table: no page of its own
+        assert sections["stats-service"]["empty"] and sections["stats-outcome"]["empty"]
+    # Printed: the median of three cases is "x", the key says why.
+    await page.emulate_media(media="print")
+    summary = await page.inner_text("#stats-summary")
+    rows = dict(line.split("\t") for line in summary.splitlines() if "\t" in line)
+    medians = [value for label, value in rows.items() if "الوسيط" in label or "90" in label]
+    assert len(medians) == 4 and medians[:2] == ["x", "x"], rows
+    assert "x" in await page.inner_text(".stats-key") and await page.locator(".stats-key").is_visible()
+    pdf = await page.pdf(format="A4")
+    (ARTIFACTS / "statistics-few-ar.pdf").write_bytes(pdf)
+    assert len(pypdfium2.PdfDocument(io.BytesIO(pdf))) <= 3
+    await page.emulate_media(media="screen")
+    screen = await page.inner_text("#stats-summary")
+    assert dict(line.split("\t") for line in screen.splitlines() if "\t" in line) != rows  # exact on screen
+    assert watch.failed == [] and watch.errors == []

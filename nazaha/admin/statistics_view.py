@@ -26,7 +26,7 @@ from typing import Any
 
 from nazaha.admin import i18n
 from nazaha.admin.labels import choice_label, kind_label, outcome_label, status_label
-from nazaha.services.disclosure import suppress, suppress_one
+from nazaha.services.disclosure import WITHHELD, suppress, suppress_one
 from nazaha.services.statistics import Statistics, iter_dimension
 
 SVG_NS = "http://www.w3.org/2000/svg"
@@ -39,7 +39,7 @@ def _title(name: str) -> str:
         "kind": i18n.gettext("Cases by kind"),
         "category": i18n.gettext("Corruption reports by category"),
         "service": i18n.gettext("Service complaints by service"),
-        "sector": i18n.gettext("Cases by sector"),
+        "sector": i18n.gettext("Corruption reports by institution"),
         "governorate": i18n.gettext("Cases by governorate"),
         "month": i18n.gettext("Cases by month received"),
         "status": i18n.gettext("Cases by status now"),
@@ -64,6 +64,18 @@ def _labeller(name: str) -> Callable[[Any], str]:
     return lambda code: not_given if code is None else choice_label(name, code)
 
 
+# Why a figure is not published as it is (the page says which, with one marker on screen):
+SMALL_COUNT = "small"  # a count from 1 to min_cell - 1, published as "<5"
+COMPLEMENT = "withheld"  # a count withheld so that a small one cannot be worked out: "x"
+FEW_CASES = "few"  # a median or percentile of fewer than min_cell cases: "x"
+
+
+def _reason(published: int | str | None) -> str | None:
+    if isinstance(published, str):
+        return COMPLEMENT if published == WITHHELD else SMALL_COUNT
+    return None
+
+
 @dataclasses.dataclass(frozen=True)
 class Cell:
     code: str
@@ -75,6 +87,10 @@ class Cell:
     def small(self) -> bool:
         return self.published != self.count
 
+    @property
+    def reason(self) -> str | None:
+        return _reason(self.published)
+
 
 @dataclasses.dataclass(frozen=True)
 class ChartTable:
@@ -83,6 +99,21 @@ class ChartTable:
     cells: list[Cell]
     total: int
     min_cell: int = 5
+
+    @property
+    def drawable(self) -> bool:
+        """Whether the chart has a bar to draw: a published count above zero. Otherwise (no
+        case in the range, or every count suppressed) the page shows a line of text instead
+        of an empty chart."""
+        return any(isinstance(c.published, int) and c.published > 0 for c in self.cells)
+
+    @property
+    def total_reason(self) -> str | None:
+        """Why the total is not published as it is: a small count (also when withheld as
+        "x" for being below the threshold), or withheld as a complement."""
+        if self.published_total == self.total:
+            return None
+        return SMALL_COUNT if 0 < self.total < self.min_cell else COMPLEMENT
 
     @property
     def published_total(self) -> int | str:
@@ -105,9 +136,9 @@ def chart_table(stats: Statistics, name: str, min_cell: int) -> ChartTable:
     pairs = list(iter_dimension(stats, name))
     published = suppress([n for _, n in pairs], min_cell)
     if name in _ONE_KIND_TABLES and _kind_withheld(stats, min_cell):
-        # These tables split one kind of case (categories: reports; services: complaints;
-        # institutions: reports, complaints "not given"): their sums would give back the
-        # kind counts the kind table withholds, so nothing of them is published.
+        # These tables split one kind of case (categories and institutions: corruption
+        # reports; services: complaints): their sums would give back the kind counts the
+        # kind table withholds, so nothing of them is published.
         published = ["x" if n else 0 for _, n in pairs]
     cells = [
         Cell("" if code is None else str(code), label(code), n, shown)
@@ -127,17 +158,31 @@ def _kind_withheld(stats: Statistics, min_cell: int) -> bool:
 
 @dataclasses.dataclass(frozen=True)
 class Figure:
+    """One figure of the overview: its exact ``value`` (shown on screen), its ``published``
+    form (printed and in the CSV) and, when they differ, the ``reason`` (:data:`SMALL_COUNT`,
+    :data:`COMPLEMENT`, :data:`FEW_CASES`)."""
+
     label: str
     value: int | None
     published: int | str | None
-    small: bool
+    reason: str | None = None
+
+    @property
+    def small(self) -> bool:
+        return self.reason is not None
 
 
 def timeliness(stats: Statistics, min_cell: int) -> list[Figure]:
-    """Median and 90th percentile of the days to acknowledge and to close (withheld when
-    fewer than ``min_cell`` cases have them: one case's duration would point at it), and
-    the overdue counts."""
-    figures: list[Figure] = []
+    """The cases received; median and 90th percentile of the days to acknowledge and to
+    close, each after the number of cases it is computed from (withheld, "x", when that is
+    from 1 to ``min_cell - 1``: one case's duration would point at it, as a small count
+    does); and the overdue counts. Counts from 1 to ``min_cell - 1`` are published "<5"."""
+
+    def count(label: str, value: int) -> Figure:
+        shown = suppress_one(value, min_cell)
+        return Figure(label, value, shown, _reason(shown) if shown != value else None)
+
+    figures: list[Figure] = [count(i18n.gettext("Cases received"), stats.total)]
     for durations, count_label, median_label, p90_label in (
         (stats.days_to_acknowledge, i18n.gettext("Cases acknowledged"),
          i18n.gettext("Days to acknowledge, median"), i18n.gettext("Days to acknowledge, 90th percentile")),
@@ -145,15 +190,11 @@ def timeliness(stats: Statistics, min_cell: int) -> list[Figure]:
          i18n.gettext("Days to close, median"), i18n.gettext("Days to close, 90th percentile")),
     ):
         few = 0 < durations.count < min_cell
-        figures.append(Figure(count_label, durations.count, suppress_one(durations.count, min_cell), few))
+        figures.append(count(count_label, durations.count))
         for label, value in ((median_label, durations.median), (p90_label, durations.p90)):
-            figures.append(Figure(label, value, "x" if few else value, few))
-    for label, value in (
-        (i18n.gettext("Acknowledgements overdue"), stats.ack_overdue),
-        (i18n.gettext("Feedback overdue"), stats.feedback_overdue),
-    ):
-        shown = suppress_one(value, min_cell)
-        figures.append(Figure(label, value, shown, shown != value))
+            figures.append(Figure(label, value, WITHHELD, FEW_CASES) if few else Figure(label, value, value))
+    figures.append(count(i18n.gettext("Acknowledgements overdue"), stats.ack_overdue))
+    figures.append(count(i18n.gettext("Feedback overdue"), stats.feedback_overdue))
     return figures
 
 
@@ -184,7 +225,7 @@ def chart_svg(table: ChartTable, locale: str) -> bytes:
     )
     chart.x_labels = [_isolated(cell.label, rtl) if table.name != "month" else cell.label for cell in table.cells]
     values = [cell.published if isinstance(cell.published, int) else None for cell in table.cells]
-    if any(v for v in values):
+    if table.drawable:
         chart.add(table.title, values)
     return clean_svg(chart.render())
 
@@ -224,5 +265,5 @@ def timeliness_csv(figures: list[Figure]) -> bytes:
     return ("\ufeff" + out.getvalue()).encode("utf-8")
 
 
-__all__ = ["CHARTS", "Cell", "ChartTable", "Figure", "chart_csv", "chart_svg", "chart_table",
-           "clean_svg", "timeliness", "timeliness_csv"]
+__all__ = ["CHARTS", "COMPLEMENT", "FEW_CASES", "SMALL_COUNT", "Cell", "ChartTable", "Figure", "chart_csv",
+           "chart_svg", "chart_table", "clean_svg", "timeliness", "timeliness_csv"]

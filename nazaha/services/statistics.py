@@ -17,6 +17,11 @@ snapshots of the same committed data). How fast: docs/benchmarks.md, "Console st
   cases have no assignee);
 * anyone else counts nothing.
 
+A breakdown by a question asked of one kind of case counts only cases of that kind: by
+category and by institution (``sector``) the corruption reports, by service the complaints;
+"not given" (``None``) there is a case of that kind without an answer, never a case of the
+other kind, which was not asked.
+
 Durations, in whole days:
 
 * *days to acknowledge* = ``acknowledged_on - created_on``, over the cases acknowledged;
@@ -56,8 +61,18 @@ from nazaha.storage.console_models import PurgedCaseAggregate
 
 PURGED = PurgedCaseAggregate.__table__
 # The dimensions a case is counted by (each a mapping code -> count; ``None`` is "not
-# given", e.g. a complaint's sector).
+# given": a case of the kind the question was asked of that has no answer stored).
 DIMENSIONS = ("kind", "category", "service", "sector", "governorate", "month", "status", "outcome")
+# The kind of case each one-kind question is asked of (nazaha.flows.report_flow.QUESTIONS):
+# a corruption report has a category and an institution (sector), a complaint a service.
+# The other dimensions apply to every case.
+CATEGORY_KIND = "corruption"
+SECTOR_KIND = "corruption"
+SERVICE_KIND = "complaint"
+DIMENSION_KIND: dict[str, str | None] = {
+    "category": CATEGORY_KIND, "sector": SECTOR_KIND, "service": SERVICE_KIND,
+    "kind": None, "governorate": None, "month": None, "status": None, "outcome": None,
+}
 
 
 class _DaysBetween(FunctionElement):
@@ -112,7 +127,8 @@ class Durations:
 @dataclasses.dataclass(frozen=True)
 class Statistics:
     """The figures of one range. Each ``by_*`` maps a code (``None``: not given) to a count,
-    largest first (``by_month``: every ``YYYY-MM`` of the range in order, zeros included;
+    largest first; ``by_category`` and ``by_sector`` count corruption reports only,
+    ``by_service`` complaints only (:data:`DIMENSION_KIND`), the others every case (``by_month``: every ``YYYY-MM`` of the range in order, zeros included;
     ``by_status``: in workflow order). ``outcomes`` are those of the cases closed now.
     ``purged``: how many of ``total`` are purged cases' aggregates."""
 
@@ -223,10 +239,11 @@ async def statistics(
     by_columns = [
         select(r.kind, r.category, r.service, r.status, n.label("n"))
         .select_from(source).where(*in_range).group_by(r.kind, r.category, r.service, r.status),
-        *(
-            select(r[name].label("code"), n.label("n")).select_from(source).where(*in_range).group_by(r[name])
-            for name in ("sector", "governorate")
-        ),
+        # The institution is asked of corruption reports only: a complaint has none, and is
+        # not "not given" there.
+        select(r.sector.label("code"), n.label("n")).select_from(source)
+        .where(*in_range, r.kind == SECTOR_KIND).group_by(r.sector),
+        select(r.governorate.label("code"), n.label("n")).select_from(source).where(*in_range).group_by(r.governorate),
         select(r.created_on, n.label("n")).select_from(source).where(*in_range).group_by(r.created_on),
         select(r.outcome, n.label("n")).select_from(source).where(*in_range, r.status == "closed").group_by(r.outcome),
     ]
@@ -261,9 +278,9 @@ async def statistics(
     for row in by_kind:
         counts["kind"][row.kind] += row.n
         counts["status"][row.status] += row.n
-        if row.kind == "corruption":
+        if row.kind == CATEGORY_KIND:
             counts["category"][row.category] += row.n
-        else:
+        elif row.kind == SERVICE_KIND:
             counts["service"][row.service] += row.n
     for name, found in by_place.items():
         for row in found:
@@ -347,14 +364,15 @@ async def _add_purged(
         k = int(row.n or 0)
         total += k
         counts["kind"][row.kind] += k
-        counts["sector"][row.sector] += k
         counts["governorate"][row.governorate] += k
         counts["month"][row.received_month] += k
         counts["status"]["closed"] += k
         counts["outcome"][row.outcome] += k
-        if row.kind == "corruption":
+        if row.kind == SECTOR_KIND:
+            counts["sector"][row.sector] += k
+        if row.kind == CATEGORY_KIND:
             counts["category"][row.category] += k
-        else:
+        elif row.kind == SERVICE_KIND:
             counts["service"][row.service] += k
     for column, histogram in ((p.ack_days, ack), (p.close_days, close)):
         for row in await session.execute(
@@ -371,6 +389,7 @@ def iter_dimension(stats: Statistics, name: str) -> Iterable[tuple[Any, int]]:
 
 __all__ = [
     "DIMENSIONS",
+    "DIMENSION_KIND",
     "Durations",
     "Statistics",
     "durations",

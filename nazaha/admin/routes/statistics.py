@@ -1,8 +1,8 @@
 """The statistics page (admins: every case and what purged cases left; caseworkers: their
-own cases), one SVG per chart and one CSV per chart.
+own cases), one SVG per chart (and the governorates' schematic tile map) and one CSV per chart.
 
 ``/statistics?from=YYYY-MM-DD&to=YYYY-MM-DD`` (default: the last twelve whole months, this
-one included). Charts: ``/statistics/chart/<name>.svg``; data:
+one included). Charts: ``/statistics/chart/<name>.svg`` (the map: ``map.svg``); data:
 ``/statistics/data/<name>.csv`` (and ``timeliness.csv``), same query. Viewing is not
 audited; each CSV download is (``export``, ``{"what": "statistics"}``).
 """
@@ -19,6 +19,7 @@ from nazaha.admin import i18n
 from nazaha.admin.context import CaseStaff, ConsoleDep, render
 from nazaha.admin.routes.cases import rules_of, viewer_of
 from nazaha.admin.security import SVG_IMAGE_POLICY
+from nazaha.admin.statistics_map import map_svg
 from nazaha.admin.statistics_view import CHARTS, chart_csv, chart_svg, chart_table, timeliness, timeliness_csv
 from nazaha.services import audit
 from nazaha.services.deadlines import add_months
@@ -79,12 +80,19 @@ async def statistics_page(request: Request, console: ConsoleDep, staff: CaseStaf
     )
 
 
+MAP = "map"
+
+
 @router.get("/statistics/chart/{name}.svg")
 async def chart(request: Request, console: ConsoleDep, staff: CaseStaff, name: str) -> Response:
-    if name not in CHARTS:
+    if name not in CHARTS and name != MAP:
         raise HTTPException(status_code=404)
     stats, _ok = await _figures(request, console, staff)
-    svg = chart_svg(chart_table(stats, name, console.settings.stats_min_cell), i18n.current_locale())
+    k = console.settings.stats_min_cell
+    if name == MAP:  # the governorates' table, published figures, as tiles
+        svg = map_svg(chart_table(stats, "governorate", k), i18n.current_locale())
+    else:
+        svg = chart_svg(chart_table(stats, name, k), i18n.current_locale())
     return Response(svg, media_type="image/svg+xml", headers={"content-security-policy": SVG_IMAGE_POLICY})
 
 
