@@ -581,17 +581,20 @@ def test_arabic_csv_headers_are_the_catalogs(monkeypatch):
 
     with monkeypatch.context() as patch:
         patch.setattr(i18n, "gettext", lambda message, **_kw: message)
+        patch.setattr(i18n, "pgettext", lambda context, message, **_kw: f"{context}|{message}")
         (chart_msgids, figure_msgids) = files()
     i18n.set_locale("ar")
     chart, figures = files()
 
     def arabic(msgid: str) -> str:
-        message = catalog.get(msgid)
-        assert message is not None and message.string and message.string != msgid, msgid
+        context, _, text = msgid.rpartition("|")
+        message = catalog.get(text, context=context or None)
+        assert message is not None and message.string and message.string != text, msgid
         return message.string
 
-    assert chart_msgids[0] == ["Code", "Label", "Cases"] and figure_msgids[0] == ["Figure", "Value"]
-    assert chart[0] == [arabic(m) for m in chart_msgids[0]] and chart[0][1] == "الوسم"
+    assert chart_msgids[0] == ["Code", "statistics column|Name", "Cases"] and figure_msgids[0] == ["Figure", "Value"]
+    # The value's name (e.g. a governorate), never «الوسم» (a case label).
+    assert chart[0] == [arabic(m) for m in chart_msgids[0]] and chart[0][1] == "الاسم"
     assert figures[0] == [arabic(m) for m in figure_msgids[0]]
     assert chart[-1][1] == arabic("Total")
     assert [row[0] for row in figures[1:]] == [arabic(row[0]) for row in figure_msgids[1:]]

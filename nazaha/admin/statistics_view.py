@@ -249,7 +249,8 @@ def chart_csv(table: ChartTable) -> bytes:
     """The published figures of ``table``: UTF-8 with a byte-order mark."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow([i18n.gettext("Code"), i18n.gettext("Label"), i18n.gettext("Cases")])
+    # The value's name (e.g. a governorate), not a case label: its own msgid and context.
+    writer.writerow([i18n.gettext("Code"), i18n.pgettext("statistics column", "Name"), i18n.gettext("Cases")])
     for cell in table.cells:
         writer.writerow([cell.code, cell.label, cell.published])
     writer.writerow(["", i18n.gettext("Total"), table.published_total])
