@@ -82,6 +82,9 @@ def create_app(settings, *, clock: Callable[[], dt.datetime] = _utc_now) -> Fast
         try:
             yield
         finally:
+            rotation = console.rotation_task
+            if rotation is not None and not rotation.done() and rotation.get_loop() is asyncio.get_running_loop():
+                tasks.append(rotation)  # cut short: the rows say what is left, a resume finishes it
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -242,6 +245,7 @@ def _area_routers():
         cases,
         evidence,
         exports,
+        keys,
         referral,
         reply_templates,
         retention,
@@ -249,7 +253,7 @@ def _area_routers():
         users,
     )
 
-    return (cases, exports, evidence, referral, reply_templates, statistics, users, audit_log, retention, awareness)
+    return (cases, exports, evidence, referral, reply_templates, statistics, users, keys, audit_log, retention, awareness)
 
 
 def console_routes(app: FastAPI) -> list[tuple[str, str]]:

@@ -3,6 +3,7 @@ dependencies the routers use: the current member, role checks, CSRF, templates."
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 from collections.abc import Awaitable, Callable
@@ -38,6 +39,9 @@ class Console:
     # Set after an admin change (users, keys): the next housekeeping pass exports the
     # audit log's head.
     audit_export_due: bool = False
+    # The team-key rotation this console is running (routes/keys.py), held here so that it
+    # is not garbage-collected; one at a time.
+    rotation_task: asyncio.Task[None] | None = None
 
     def today(self) -> dt.date:
         return self.clock().date()

@@ -1,0 +1,223 @@
+"""Team-key rotation for admins (nazaha.services.key_rotation): the current team key, the
+progress of a rotation, the form that starts one and the button that resumes one.
+
+* ``GET  /keys``: the current key id (public), an unfinished rotation's progress (the page
+  refreshes itself while this console runs it), the last finished rotation's date.
+* ``POST /keys/rotate`` (CSRF, multipart): the current offline recovery file, its
+  passphrase and a new passphrase (twice). The file is opened (Argon2id, in a thread), a new
+  team key made and sealed with the same signing key into the new recovery file, the
+  rotation started (grants of the new key, new key published for the bots), the re-keying
+  run in the background, and the answer is the new recovery file as a download. Any refusal
+  is answered on the page and changes nothing.
+* ``POST /keys/resume`` (CSRF): runs an unfinished rotation again (e.g. after a restart)
+  with the keys of the admin's session, which holds both while both grants exist.
+
+Only one run at a time per console (``Console.rotation_task``); the rows themselves say
+what is left, so a run cut short by a restart resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi.responses import Response
+from sqlalchemy import select
+
+from nazaha.admin.context import AdminStaff, Console, ConsoleDep, CsrfChecked, redirect, render
+from nazaha.services import key_rotation
+from nazaha.storage.console_models import KeyRotation
+from nazaha.storage.crypto import (
+    TamperedData,
+    TeamKeyRing,
+    TeamPrivateKey,
+    TeamSigningKey,
+    WeakKdfParameters,
+    WrongPassphrase,
+    open_team_recovery,
+    seal_team_recovery,
+)
+from nazaha.storage.keyfiles import KeyPaths
+from nazaha.storage.models import SystemSetting
+from nazaha.storage.passphrases import WeakPassphrase, check_passphrase
+from nazaha.storage.team_key import SETTING_TEAM_KEY_ID, read_signing_pin
+
+log = logging.getLogger(__name__)
+router = APIRouter()
+
+MAX_RECOVERY_FILE = 64 * 1024  # a recovery file is under 1 KiB
+
+
+def rotation_running(console: Console) -> bool:
+    task = console.rotation_task
+    return task is not None and not task.done()
+
+
+async def _current_key_id(session) -> str | None:
+    value = await session.scalar(select(SystemSetting.value).where(SystemSetting.name == SETTING_TEAM_KEY_ID))
+    return None if value is None else bytes(value).decode("ascii")
+
+
+async def _page(request: Request, console: Console, status_code: int = 200, **extra) -> Response:
+    async with console.sessionmaker() as session:
+        current = await _current_key_id(session)
+        state = await key_rotation.rotation_state(session)
+        last_finished = await session.scalar(
+            select(KeyRotation.finished_at).where(KeyRotation.finished_at.is_not(None))
+            .order_by(KeyRotation.id.desc()).limit(1)
+        )
+    unfinished = state if state is not None and not state.finished else None
+    return render(
+        request, "keys.html", status_code=status_code, nav="keys",
+        current_key_id=current,
+        unfinished=unfinished,
+        rekeyed=max(0, unfinished.reports_total - unfinished.reports_left) if unfinished else 0,
+        running=unfinished is not None and rotation_running(console),
+        last_finished=last_finished, **extra,
+    )
+
+
+@router.get("/keys")
+async def keys_page(request: Request, console: ConsoleDep, staff: AdminStaff) -> Response:
+    return await _page(request, console, started=request.query_params.get("resumed") == "1")
+
+
+async def _run_in_background(console: Console, keys: TeamKeyRing | TeamPrivateKey, actor_id: str) -> None:
+    try:
+        await key_rotation.run_rotation(console.sessionmaker, keys, actor_id=actor_id)
+    except asyncio.CancelledError:  # the console stops: the next run resumes
+        raise
+    except Exception as exc:  # the page offers to resume; never log key material or ids
+        log.error("team-key rotation stopped: %s", type(exc).__name__)
+    else:
+        log.info("team-key rotation finished")
+    finally:
+        console.audit_export_due = True
+
+
+def _start_run(console: Console, keys: TeamKeyRing | TeamPrivateKey, actor_id: str) -> None:
+    # Kept on the console so that the task is not garbage-collected mid-way.
+    console.rotation_task = asyncio.create_task(_run_in_background(console, keys, actor_id))
+
+
+def _holds(keys: object, key_id: str) -> bool:
+    if isinstance(keys, TeamKeyRing):
+        return keys.for_key_id(key_id) is not None
+    return isinstance(keys, TeamPrivateKey) and keys.key_id == key_id
+
+
+def _check_new_passphrase(new_passphrase: str, new_passphrase_again: str) -> str | None:
+    """The refusal code for the new recovery file's passphrase, or ``None``: the check
+    ``nazaha init`` applies to the team passphrase."""
+    if new_passphrase != new_passphrase_again:
+        return "mismatch"
+    try:
+        check_passphrase(new_passphrase)
+    except WeakPassphrase as exc:
+        return f"weak_passphrase:{type(exc).__name__}"
+    return None
+
+
+def _signing_mismatch(console: Console, signing: TeamSigningKey) -> bool:
+    """True if this host pins a team signing key (``team-signing.pub`` in its data dir)
+    other than the file's: the bots would refuse the new key."""
+    try:
+        pin = read_signing_pin(KeyPaths.for_data_dir(console.settings.data_dir).team_signing_public)
+    except (OSError, ValueError):
+        return False
+    return pin is not None and pin != signing.public_bytes()
+
+
+@router.post("/keys/rotate", dependencies=[CsrfChecked])
+async def rotate(
+    request: Request,
+    console: ConsoleDep,
+    staff: AdminStaff,
+    recovery_file: Annotated[UploadFile | None, File()] = None,
+    passphrase: Annotated[str, Form(max_length=1024)] = "",
+    new_passphrase: Annotated[str, Form(max_length=1024)] = "",
+    new_passphrase_again: Annotated[str, Form(max_length=1024)] = "",
+    confirm: Annotated[str, Form(max_length=8)] = "",
+) -> Response:
+    from nazaha.bot.app import kdf_floor
+    from nazaha.bot.setup import kdf_params
+
+    async def refuse(code: str) -> Response:
+        return await _page(request, console, status_code=400, error=code)
+
+    if confirm != "1":
+        return await refuse("confirm")
+    if rotation_running(console):
+        return await refuse("unfinished")
+    if recovery_file is None or not recovery_file.filename:
+        return await refuse("file_missing")
+    blob = await recovery_file.read(MAX_RECOVERY_FILE + 1)
+    await recovery_file.close()
+    if len(blob) > MAX_RECOVERY_FILE:
+        return await refuse("file_too_large")
+    code = _check_new_passphrase(new_passphrase, new_passphrase_again)
+    if code is not None:
+        return await refuse(code)
+    async with console.sessionmaker() as session:
+        if await key_rotation.unfinished_rotation(session) is not None:
+            return await refuse("unfinished")
+        current = await _current_key_id(session)
+
+    floor = kdf_floor(console.settings)
+    try:
+        old, signing = await asyncio.to_thread(open_team_recovery, blob, passphrase, floor)
+    except WrongPassphrase:
+        return await refuse("wrong_passphrase")
+    except WeakKdfParameters:
+        return await refuse("weak_kdf")
+    except TamperedData:
+        return await refuse("malformed")
+    if old.key_id != current:  # start_rotation checks it again, in its transaction
+        return await refuse("not_current")
+    if signing is None:
+        return await refuse("no_signing_key")
+    if _signing_mismatch(console, signing):
+        return await refuse("signing_mismatch")
+
+    new = TeamPrivateKey.generate()
+    # The new recovery file is made before anything changes (the service's rule).
+    new_file = await asyncio.to_thread(
+        seal_team_recovery, new, signing, new_passphrase, kdf_params(console.settings), floor
+    )
+    try:
+        await key_rotation.start_rotation(
+            console.sessionmaker, old, signing, new, actor_id=staff.identity.id, now=console.clock()
+        )
+    except key_rotation.RotationError as exc:
+        return await refuse(exc.code)
+    ring = TeamKeyRing([new, old])
+    staff.team_private = ring
+    console.audit_export_due = True
+    _start_run(console, ring, staff.identity.id)
+    return Response(
+        content=new_file,
+        media_type="application/octet-stream",
+        headers={
+            "Content-Disposition": f'attachment; filename="nazaha-team-recovery-{new.key_id}.key"',
+            "Cache-Control": "no-store",
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
+
+
+@router.post("/keys/resume", dependencies=[CsrfChecked])
+async def resume(request: Request, console: ConsoleDep, staff: AdminStaff) -> Response:
+    if rotation_running(console):
+        return redirect("/keys")
+    async with console.sessionmaker() as session:
+        rotation = await key_rotation.unfinished_rotation(session)
+    if rotation is None:
+        return await _page(request, console, status_code=400, error="no_rotation")
+    # A session holds every key granted to the member: both while both grants exist.
+    held = staff.team_private
+    if not _holds(held, rotation.old_key_id):
+        return await _page(request, console, status_code=400, error="old_key_missing")
+    _start_run(console, held, staff.identity.id)
+    return redirect("/keys?resumed=1")
