@@ -46,7 +46,8 @@ NEW_PASSPHRASE = "saffron ledger drifts past the quiet mill"
 
 @pytest.fixture
 async def world(tmp_path):
-    settings = console_settings(tmp_path / "var")
+    # Housekeeping stays out of the way (its automatic resume has its own test).
+    settings = console_settings(tmp_path / "var", notify_interval_seconds=3600)
     await initialise(settings, passphrase=PASSPHRASE)
     paths = KeyPaths.for_data_dir(settings.data_dir)
     link = await first_admin_invitation(settings, paths.team_recovery)
@@ -55,7 +56,7 @@ async def world(tmp_path):
     clients: list[TestClient] = []
 
     def browser() -> TestClient:
-        client = TestClient(app, base_url=BASE, follow_redirects=False)
+        client = TestClient(app, base_url=BASE, follow_redirects=False, headers={"Accept-Language": "en"})
         client.__enter__()
         clients.append(client)
         return client
@@ -162,7 +163,15 @@ async def test_rotation_from_the_page(world):
     assert 'id="rotate"' in page.text and 'http-equiv="refresh"' not in page.text
     assert "destroy the old one" in page.text and "offline" in page.text
 
-    answer = rotate_form(w, w.recovery)
+    prepared = rotate_form(w, w.recovery)
+    assert prepared.status_code == 303 and prepared.headers["location"] == "/keys", prepared.text
+    # Prepared, nothing changed yet: the new recovery file must be stored first.
+    assert await current_key_id(w) == old_id
+    page = w.admin_browser.get("/keys")
+    assert 'id="rotation-prepared"' in page.text and 'id="rotate"' not in page.text
+    refused = w.admin_browser.post("/keys/start", data={"csrf": csrf_of(page.text), "stored": "1"})
+    assert refused.status_code == 400 and "Download the new recovery file first" in refused.text
+    answer = w.admin_browser.post("/keys/recovery-file", data={"csrf": csrf_of(page.text)})
     assert answer.status_code == 200, answer.text
     assert answer.headers["cache-control"] == "no-store"
     disposition = answer.headers["content-disposition"]
@@ -175,6 +184,13 @@ async def test_rotation_from_the_page(world):
     assert new_signing is not None and new_signing.to_bytes() == old_signing.to_bytes()
     with pytest.raises(CryptoError):
         open_team_recovery(answer.content, PASSPHRASE, KDF_TESTING)
+    assert w.admin_browser.post("/keys/recovery-file", data={"csrf": csrf_of(page.text)}).content == answer.content
+    assert await current_key_id(w) == old_id
+    page = w.admin_browser.get("/keys")
+    unconfirmed = w.admin_browser.post("/keys/start", data={"csrf": csrf_of(page.text)})
+    assert unconfirmed.status_code == 400 and "stored offline" in unconfirmed.text
+    started = w.admin_browser.post("/keys/start", data={"csrf": csrf_of(page.text), "stored": "1"})
+    assert started.status_code == 303 and started.headers["location"] == "/keys?started=1"
     assert await current_key_id(w) == new_id  # published for the bots at once
 
     state = await wait_until_finished(w)
@@ -262,6 +278,18 @@ async def test_refusals_change_nothing(world):
         assert set((await session.scalars(select(TeamKeyGrant.team_key_id))).all()) == {old_id}
     assert held_key_ids(w, w.admin_browser) == {old_id}
 
+    # Prepared, downloaded, then cancelled: nothing changed, and the form is back.
+    assert rotate_form(w, w.recovery).status_code == 303
+    page = w.admin_browser.get("/keys")
+    assert w.admin_browser.post("/keys/recovery-file", data={"csrf": csrf_of(page.text)}).status_code == 200
+    assert w.admin_browser.post("/keys/cancel", data={"csrf": csrf_of(page.text)}).headers["location"] == "/keys"
+    page = w.admin_browser.get("/keys")
+    assert 'id="rotate"' in page.text and 'id="rotation-prepared"' not in page.text
+    assert w.admin_browser.post("/keys/start", data={"csrf": csrf_of(page.text), "stored": "1"}).headers["location"] == "/keys"
+    assert await current_key_id(w) == old_id
+    async with sm() as session:
+        assert await session.scalar(select(func.count()).select_from(KeyRotation)) == 0
+
 
 async def test_only_admins_and_the_removal_notice(world):
     w = world
@@ -270,7 +298,8 @@ async def test_only_admins_and_the_removal_notice(world):
     for browser in (carla, vera):
         assert browser.get("/keys").status_code == 403
         csrf = csrf_of(browser.get("/awareness" if browser is vera else "/cases").text)
-        assert browser.post("/keys/resume", data={"csrf": csrf}).status_code == 403
+        for action in ("resume", "start", "cancel", "recovery-file"):
+            assert browser.post(f"/keys/{action}", data={"csrf": csrf, "stored": "1"}).status_code == 403
         answer = browser.post("/keys/rotate", data={"csrf": csrf, "passphrase": PASSPHRASE, "new_passphrase": NEW_PASSPHRASE,
                                                      "new_passphrase_again": NEW_PASSPHRASE, "confirm": "1"},
                               files={"recovery_file": ("r.key", w.recovery, "application/octet-stream")})
@@ -341,3 +370,28 @@ async def test_resume_an_interrupted_rotation(world):
     assert 'http-equiv="refresh"' not in done.text and f'id="current-key-id">{new_key.key_id}<' in done.text
     after = w.admin_browser.post("/keys/resume", data={"csrf": csrf_of(done.text)})
     assert after.status_code == 400 and "no unfinished rotation" in after.text
+
+
+async def test_housekeeping_resumes_a_rotation_a_restart_cut_short(world):
+    from nazaha.admin.routes.keys import resume_if_interrupted
+
+    w = world
+    texts = await store_reports(w)
+    old_key, signing = open_team_recovery(w.recovery, PASSPHRASE, KDF_TESTING)
+    new_key = TeamPrivateKey.generate()
+    await start_rotation(w.console.sessionmaker, old_key, signing, new_key, actor_id=None, now=w.clock())
+    # Nobody signed in holds the old key: nothing to resume with.
+    w.console.sessions.close_all()
+    assert not await resume_if_interrupted(w.console)
+    # The admin signs in again: the session opens both grants, and housekeeping resumes.
+    w.clock.advance(seconds=60)
+    fresh = w.browser()
+    assert login(fresh, "admin", STAFF_PASSWORD, totp_code(w.admin.totp_secret, w.clock)).status_code == 303
+    assert held_key_ids(w, fresh) == {old_key.key_id, new_key.key_id}
+    assert await resume_if_interrupted(w.console)
+    assert not await resume_if_interrupted(w.console)  # one run at a time
+    state = await wait_until_finished(w)
+    assert state.new_key_id == new_key.key_id
+    for designation in texts:
+        assert fresh.get(f"/cases/{designation}").status_code == 200
+    assert held_key_ids(w, fresh) == {new_key.key_id}

@@ -155,10 +155,12 @@ async def _seed_reply_templates(console: Console) -> None:
 
 
 async def _housekeeping(console: Console, interval: float | None = None) -> None:
-    """Every few seconds: end idle sessions (their keys leave memory), send news kept while
+    """Every few seconds: end idle sessions (their keys leave memory), resume a team-key
+    rotation a restart cut short (with a signed-in holder of the old key), send news kept while
     no bot was running (with the key of any signed-in member who holds it), and export the
     audit log's authenticated head every hour and soon after an admin change; once a day
     (and at start-up) purge the closed cases whose retention period is over."""
+    from nazaha.admin.routes.keys import resume_if_interrupted
     from nazaha.services.news import send_kept_news
     from nazaha.storage.database import write_session
 
@@ -169,6 +171,7 @@ async def _housekeeping(console: Console, interval: float | None = None) -> None
         await asyncio.sleep(interval)
         try:
             console.sessions.sweep()
+            await resume_if_interrupted(console)  # a rotation cut short by a restart
             team_private = console.sessions.team_key_holder()
             if team_private is not None:
                 async with write_session(console.sessionmaker) as session:

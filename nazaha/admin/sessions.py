@@ -29,6 +29,9 @@ class StaffSession:
     team_private: TeamPrivateKey | None
     last_seen: dt.datetime
     locale: str
+    # A team-key rotation prepared on the Keys page and not started yet (old, signing and
+    # new keys, the sealed new recovery file): memory only, gone with the session.
+    pending_rotation: object | None = None
 
     def __repr__(self) -> str:
         return f"StaffSession({self.identity.role})"
@@ -39,6 +42,7 @@ class StaffSession:
     def wipe(self) -> None:
         self.staff_private = None
         self.team_private = None
+        self.pending_rotation = None
 
 
 class SessionStore:
@@ -91,6 +95,18 @@ class SessionStore:
     def team_key_holder(self) -> TeamPrivateKey | None:
         """The team key from any live session (for sending news kept for later)."""
         return next((s.team_private for s in self._sessions.values() if s.team_private is not None), None)
+
+    def holder_of(self, key_id: str) -> StaffSession | None:
+        """A live session holding the team key ``key_id`` (e.g. the old key of an
+        interrupted rotation), if any."""
+        for session in self._sessions.values():
+            keys = session.team_private
+            if keys is None:
+                continue
+            held = getattr(keys, "key_ids", None) or frozenset({keys.key_id})
+            if key_id in held:
+                return session
+        return None
 
     def sweep(self) -> None:
         cutoff = self._clock() - self._idle

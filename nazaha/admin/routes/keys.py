@@ -5,10 +5,12 @@ progress of a rotation, the form that starts one and the button that resumes one
   refreshes itself while this console runs it), the last finished rotation's date.
 * ``POST /keys/rotate`` (CSRF, multipart): the current offline recovery file, its
   passphrase and a new passphrase (twice). The file is opened (Argon2id, in a thread), a new
-  team key made and sealed with the same signing key into the new recovery file, the
-  rotation started (grants of the new key, new key published for the bots), the re-keying
-  run in the background, and the answer is the new recovery file as a download. Any refusal
-  is answered on the page and changes nothing.
+  team key made and sealed with the same signing key into the new recovery file, all kept in
+  the admin's session (memory only). Nothing changes yet. Any refusal is answered on the page.
+* ``POST /keys/recovery-file`` (CSRF): the new recovery file, as a download (again if need be).
+* ``POST /keys/start`` (CSRF): once the file was downloaded and the admin confirms it is
+  stored offline, the rotation starts (grants of the new key, the new key published for the
+  bots) and the re-keying runs in the background. ``POST /keys/cancel`` drops the prepared one.
 * ``POST /keys/resume`` (CSRF): runs an unfinished rotation again (e.g. after a restart)
   with the keys of the admin's session, which holds both while both grants exist.
 
@@ -19,6 +21,7 @@ what is left, so a run cut short by a restart resumes where it stopped.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from typing import Annotated
 
@@ -50,6 +53,20 @@ router = APIRouter()
 MAX_RECOVERY_FILE = 64 * 1024  # a recovery file is under 1 KiB
 
 
+@dataclasses.dataclass(repr=False)
+class PendingRotation:
+    """Prepared, not started: the keys and the sealed new recovery file."""
+
+    old: TeamPrivateKey
+    signing: TeamSigningKey
+    new: TeamPrivateKey
+    recovery_file: bytes
+    downloaded: bool = False
+
+    def __reduce__(self):
+        raise TypeError("a prepared rotation must not be pickled")
+
+
 def rotation_running(console: Console) -> bool:
     task = console.rotation_task
     return task is not None and not task.done()
@@ -60,7 +77,7 @@ async def _current_key_id(session) -> str | None:
     return None if value is None else bytes(value).decode("ascii")
 
 
-async def _page(request: Request, console: Console, status_code: int = 200, **extra) -> Response:
+async def _page(request: Request, console: Console, staff, status_code: int = 200, **extra) -> Response:
     async with console.sessionmaker() as session:
         current = await _current_key_id(session)
         state = await key_rotation.rotation_state(session)
@@ -69,19 +86,26 @@ async def _page(request: Request, console: Console, status_code: int = 200, **ex
             .order_by(KeyRotation.id.desc()).limit(1)
         )
     unfinished = state if state is not None and not state.finished else None
+    pending = staff.pending_rotation if unfinished is None else None
     return render(
         request, "keys.html", status_code=status_code, nav="keys",
         current_key_id=current,
         unfinished=unfinished,
         rekeyed=max(0, unfinished.reports_total - unfinished.reports_left) if unfinished else 0,
         running=unfinished is not None and rotation_running(console),
-        last_finished=last_finished, **extra,
+        last_finished=last_finished,
+        pending=pending,
+        **extra,
     )
 
 
 @router.get("/keys")
 async def keys_page(request: Request, console: ConsoleDep, staff: AdminStaff) -> Response:
-    return await _page(request, console, started=request.query_params.get("resumed") == "1")
+    return await _page(
+        request, console, staff,
+        resumed=request.query_params.get("resumed") == "1",
+        started=request.query_params.get("started") == "1",
+    )
 
 
 async def _run_in_background(console: Console, keys: TeamKeyRing | TeamPrivateKey, actor_id: str) -> None:
@@ -100,6 +124,23 @@ async def _run_in_background(console: Console, keys: TeamKeyRing | TeamPrivateKe
 def _start_run(console: Console, keys: TeamKeyRing | TeamPrivateKey, actor_id: str) -> None:
     # Kept on the console so that the task is not garbage-collected mid-way.
     console.rotation_task = asyncio.create_task(_run_in_background(console, keys, actor_id))
+
+
+async def resume_if_interrupted(console: Console) -> bool:
+    """The console's housekeeping: an unfinished rotation that no run is working on (the
+    console restarted mid-way) is resumed with the keys of any signed-in member who holds
+    the old key (sessions open every grant at sign-in). True if a run was started."""
+    if rotation_running(console):
+        return False
+    async with console.sessionmaker() as session:
+        rotation = await key_rotation.unfinished_rotation(session)
+    if rotation is None:
+        return False
+    holder = console.sessions.holder_of(rotation.old_key_id)
+    if holder is None:
+        return False
+    _start_run(console, holder.team_private, holder.identity.id)
+    return True
 
 
 def _holds(keys: object, key_id: str) -> bool:
@@ -145,7 +186,7 @@ async def rotate(
     from nazaha.bot.setup import kdf_params
 
     async def refuse(code: str) -> Response:
-        return await _page(request, console, status_code=400, error=code)
+        return await _page(request, console, staff, status_code=400, error=code)
 
     if confirm != "1":
         return await refuse("confirm")
@@ -182,29 +223,67 @@ async def rotate(
         return await refuse("signing_mismatch")
 
     new = TeamPrivateKey.generate()
-    # The new recovery file is made before anything changes (the service's rule).
+    # The new recovery file is made, and must be stored, before anything changes.
     new_file = await asyncio.to_thread(
         seal_team_recovery, new, signing, new_passphrase, kdf_params(console.settings), floor
     )
-    try:
-        await key_rotation.start_rotation(
-            console.sessionmaker, old, signing, new, actor_id=staff.identity.id, now=console.clock()
-        )
-    except key_rotation.RotationError as exc:
-        return await refuse(exc.code)
-    ring = TeamKeyRing([new, old])
-    staff.team_private = ring
-    console.audit_export_due = True
-    _start_run(console, ring, staff.identity.id)
+    staff.pending_rotation = PendingRotation(old, signing, new, new_file)
+    return redirect("/keys")
+
+
+@router.post("/keys/recovery-file", dependencies=[CsrfChecked])
+async def recovery_file_download(request: Request, console: ConsoleDep, staff: AdminStaff) -> Response:
+    pending = staff.pending_rotation
+    if not isinstance(pending, PendingRotation):
+        return redirect("/keys")
+    pending.downloaded = True
     return Response(
-        content=new_file,
+        content=pending.recovery_file,
         media_type="application/octet-stream",
         headers={
-            "Content-Disposition": f'attachment; filename="nazaha-team-recovery-{new.key_id}.key"',
+            "Content-Disposition": f'attachment; filename="nazaha-team-recovery-{pending.new.key_id}.key"',
             "Cache-Control": "no-store",
             "X-Content-Type-Options": "nosniff",
         },
     )
+
+
+@router.post("/keys/cancel", dependencies=[CsrfChecked])
+async def cancel(request: Request, console: ConsoleDep, staff: AdminStaff) -> Response:
+    staff.pending_rotation = None
+    return redirect("/keys")
+
+
+@router.post("/keys/start", dependencies=[CsrfChecked])
+async def start(
+    request: Request,
+    console: ConsoleDep,
+    staff: AdminStaff,
+    stored: Annotated[str, Form(max_length=8)] = "",
+) -> Response:
+    pending = staff.pending_rotation
+    if not isinstance(pending, PendingRotation):
+        return redirect("/keys")
+    if not pending.downloaded:
+        return await _page(request, console, staff, status_code=400, error="not_downloaded")
+    if stored != "1":
+        return await _page(request, console, staff, status_code=400, error="stored_confirm")
+    if rotation_running(console):
+        return await _page(request, console, staff, status_code=400, error="unfinished")
+    try:
+        await key_rotation.start_rotation(
+            console.sessionmaker, pending.old, pending.signing, pending.new,
+            actor_id=staff.identity.id, now=console.clock(),
+        )
+    except key_rotation.RotationError as exc:
+        staff.pending_rotation = None
+        return await _page(request, console, staff, status_code=400, error=exc.code)
+    staff.pending_rotation = None
+    ring = TeamKeyRing([pending.new, pending.old])
+    staff.team_private = ring
+    console.audit_export_due = True
+    _start_run(console, ring, staff.identity.id)
+    return redirect("/keys?started=1")
 
 
 @router.post("/keys/resume", dependencies=[CsrfChecked])
@@ -214,10 +293,10 @@ async def resume(request: Request, console: ConsoleDep, staff: AdminStaff) -> Re
     async with console.sessionmaker() as session:
         rotation = await key_rotation.unfinished_rotation(session)
     if rotation is None:
-        return await _page(request, console, status_code=400, error="no_rotation")
+        return await _page(request, console, staff, status_code=400, error="no_rotation")
     # A session holds every key granted to the member: both while both grants exist.
     held = staff.team_private
     if not _holds(held, rotation.old_key_id):
-        return await _page(request, console, status_code=400, error="old_key_missing")
+        return await _page(request, console, staff, status_code=400, error="old_key_missing")
     _start_run(console, held, staff.identity.id)
     return redirect("/keys?resumed=1")
