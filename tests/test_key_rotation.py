@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 
 from nazaha.services.key_rotation import (
     RotationError,
@@ -152,8 +152,9 @@ async def test_rotation_rekeys_every_case_and_the_old_key_opens_nothing_written_
         assert open_from_key(new, LINK_LABEL, (link.id, first.report_id), link.sealed_link)
         assert actions[-2:] == ["key_rotation_start", "key_rotation_finish"]
         assert state.finished and state.new_key_id == new.key_id
+        assert (await setting(sm, "team_key_generation")) == b"1"
         assert verify_team_public_key(
-            signing.public_bytes(), new.public_key(), await setting(sm, "team_key_signature")
+            signing.public_bytes(), new.public_key(), 1, await setting(sm, "team_key_signature")
         )
         assert (await setting(sm, "team_key_id")).decode() == new.key_id
 
@@ -238,6 +239,14 @@ async def test_a_tampered_epoch_chain_is_refused_to_the_reporter(tmp_path):
         assert (await vault.open_with_receipt(b.receipt)).fields["description"] == "second"
 
 
+async def publish(sm, public, generation: int, signature: bytes) -> None:
+    """What someone who can write the database (but not the bot host) can do."""
+    async with write_session(sm) as session:
+        for name, value in (("team_public_key", public.to_bytes()), ("team_key_id", public.key_id.encode()),
+                            ("team_key_generation", str(generation).encode()), ("team_key_signature", signature)):
+            await session.merge(SystemSetting(name=name, value=value))
+
+
 async def test_bots_follow_only_a_key_the_pinned_signing_key_signed(tmp_path):
     async with console_store("sqlite", tmp_path) as engine:
         sm = sessionmaker_of(engine)
@@ -247,26 +256,25 @@ async def test_bots_follow_only_a_key_the_pinned_signing_key_signed(tmp_path):
         pin.write_bytes(signing.public_bytes())
         public_file = tmp_path / "team-public.key"
         public_file.write_bytes(old.public_key().to_bytes())
-        vault = await ReportVault.load(sm, public_file, kdf_floor=KDF_TESTING, signing_pin_path=pin,
-                                       public_path=public_file)
+        generation_file = tmp_path / "team-key.generation"
+        files = dict(signing_pin_path=pin, public_path=public_file, generation_path=generation_file)
+        vault = await ReportVault.load(sm, public_file, kdf_floor=KDF_TESTING, **files)
         sealed_before = await vault.seal(draft("sealed before the rotation, stored after"))
 
         # Someone who can write the database but holds no signing key: refused.
         evil, forger = TeamPrivateKey.generate(), TeamSigningKey.generate()
-        async with write_session(sm) as session:
-            for name, value in (("team_public_key", evil.public_key().to_bytes()),
-                                ("team_key_id", evil.key_id.encode()),
-                                ("team_key_signature", forger.sign_team_public_key(evil.public_key()))):
-                await session.merge(SystemSetting(name=name, value=value))
+        await publish(sm, evil.public_key(), 7, forger.sign_team_public_key(evil.public_key(), 7))
         assert not await vault.team_key.refresh(sm)
         forged = await store(sm, vault, "written while a forged key is published")
         async with sm() as session:
             assert await session.scalar(select(Report.team_key_id).where(Report.id == forged.report_id)) == old.key_id
         with pytest.raises(RuntimeError):  # a restarted bot refuses it too
-            await ReportVault.load(sm, public_file, kdf_floor=KDF_TESTING, signing_pin_path=pin)
+            await ReportVault.load(sm, public_file, kdf_floor=KDF_TESTING, **files)
         async with write_session(sm) as session:  # put the real key back
             for name, value in (("team_public_key", old.public_key().to_bytes()), ("team_key_id", old.key_id.encode())):
                 await session.merge(SystemSetting(name=name, value=value))
+            await session.execute(delete(SystemSetting).where(SystemSetting.name.in_(
+                ("team_key_generation", "team_key_signature"))))
 
         await start_rotation(sm, old, signing, new, actor_id=None)
         # A report sealed to the old key before the publication is re-wrapped inside its
@@ -277,20 +285,60 @@ async def test_bots_follow_only_a_key_the_pinned_signing_key_signed(tmp_path):
         async with sm() as session:
             stored = await session.get(Report, sealed_before.report_id)
         assert stored.team_key_id == new.key_id
-        assert vault.team_key.current.key_id == new.key_id
+        assert vault.team_key.current.key_id == new.key_id and vault.team_key.generation == 1
         assert public_file.read_bytes() == new.public_key().to_bytes()  # rewritten on the bot host
+        assert generation_file.read_text().strip() == "1"
         assert (await vault.open_with_team(sealed_before.designation, new)).fields
 
         # Another bot process (periodic check) follows too, and a restarted one starts on it.
         other = PublishedTeamKey(old.public_key(), signing_pin=signing.public_bytes())
         assert await other.refresh(sm) and other.current.key_id == new.key_id
         public_file.write_bytes(old.public_key().to_bytes())  # a bot host that missed it
-        restarted = await ReportVault.load(sm, public_file, kdf_floor=KDF_TESTING, signing_pin_path=pin,
-                                           public_path=public_file)
+        generation_file.unlink()
+        restarted = await ReportVault.load(sm, public_file, kdf_floor=KDF_TESTING, **files)
         assert restarted.team_key.current.key_id == new.key_id
         with pytest.raises(RuntimeError):  # no pin: a restarted bot cannot vouch for it
             await ReportVault.load(sm, old.public_key(), kdf_floor=KDF_TESTING)
         await run_rotation(sm, old)
+
+
+async def test_bots_refuse_a_rollback_to_a_retired_key_that_was_validly_signed(tmp_path):
+    """The key of generation 1 leaks and is rotated away (generation 2); someone who can write
+    the database re-publishes generation 1 with its genuine signature. No bot goes back."""
+    async with console_store("sqlite", tmp_path) as engine:
+        sm = sessionmaker_of(engine)
+        first, signing = TeamPrivateKey.generate(), TeamSigningKey.generate()
+        leaked, current = TeamPrivateKey.generate(), TeamPrivateKey.generate()
+        await initialise_system(sm, first.public_key(), KDF_TESTING)
+        pin = tmp_path / "team-signing.pub"
+        pin.write_bytes(signing.public_bytes())
+        public_file, generation_file = tmp_path / "team-public.key", tmp_path / "team-key.generation"
+        public_file.write_bytes(first.public_key().to_bytes())
+        files = dict(signing_pin_path=pin, public_path=public_file, generation_path=generation_file)
+        vault = await ReportVault.load(sm, public_file, kdf_floor=KDF_TESTING, **files)
+        await start_rotation(sm, first, signing, leaked, actor_id=None)
+        await run_rotation(sm, first)
+        async with sm() as session:
+            old_signature = bytes(await session.scalar(
+                select(SystemSetting.value).where(SystemSetting.name == "team_key_signature")))
+        assert await vault.team_key.refresh(sm) and vault.team_key.generation == 1
+        await start_rotation(sm, leaked, signing, current, actor_id=None)
+        await run_rotation(sm, leaked)
+        assert await vault.team_key.refresh(sm) and vault.team_key.generation == 2
+
+        await publish(sm, leaked.public_key(), 1, old_signature)  # the rollback
+        assert not await vault.team_key.refresh(sm)
+        sealed = await store(sm, vault, "written while the leaked key is re-published")
+        async with sm() as session:
+            assert await session.scalar(select(Report.team_key_id).where(Report.id == sealed.report_id)) == current.key_id
+        with pytest.raises(RuntimeError):  # a restarted bot remembers its generation
+            await ReportVault.load(sm, public_file, kdf_floor=KDF_TESTING, **files)
+        # Claiming a higher generation does not help: the signature binds the generation.
+        await publish(sm, leaked.public_key(), 3, old_signature)
+        assert not await vault.team_key.refresh(sm)
+        assert vault.team_key.current.key_id == current.key_id
+        # A fresh bot process that never saw generation 2 but has the files: refuses too.
+        assert generation_file.read_text().strip() == "2"
 
 
 def _cli(env: dict[str, str], *args: str, **kwargs) -> subprocess.Popen:

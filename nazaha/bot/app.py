@@ -147,6 +147,7 @@ async def build_runtime(settings: Settings, *, events_isolation: BaseEventIsolat
     vault = await ReportVault.load(
         sessionmaker, team_public, kdf_floor=kdf_floor(settings),
         signing_pin_path=paths.team_signing_public, public_path=paths.team_public,
+        generation_path=paths.team_key_generation,
     )
     fsm = VolatileFsmStorage(
         pepper,

@@ -6,7 +6,7 @@ A backup (``nazaha backup DEST``) is a directory, made while the bot and the con
     DEST/purge-log.json           the console's purge log at backup time (hashes and days)
     DEST/data/nazaha.db           SQLite: the bot's database (backup API, one step)
     DEST/data/nazaha.pgdump       PostgreSQL instead: pg_dump -Fc of the database (both schemas)
-    DEST/data/team-public.key, team-signing.pub   public keys (the pin the bot checks)
+    DEST/data/team-public.key, team-key.generation, team-signing.pub   public (the bot's pin)
     DEST/data/blobs/<report>/<file>.<variant>   the sealed evidence the database refers to
     DEST/data/bot.key, pepper.key               only with include_bot_secrets
     DEST/console/console.db       SQLite: the console's store (backup API, one step)
@@ -545,7 +545,8 @@ async def make_backup(
     blob_files, missing = await asyncio.to_thread(_copy_blobs, blob_root(settings), data_out, evidence)
     files.update({f"data/{name}": digest for name, digest in blob_files.items()})
 
-    for public_file in (paths.team_public, paths.team_signing_public):  # the pin the bot checks
+    # The team public key with its generation, and the signing key the bot pins.
+    for public_file in (paths.team_public, paths.team_key_generation, paths.team_signing_public):
         if public_file.is_file():
             _copy_file(public_file, data_out / public_file.name)
             files[f"data/{public_file.name}"] = _sha256_file(data_out / public_file.name)
@@ -720,7 +721,7 @@ async def restore_backup(
     for name, digest in listed.items():
         top, _, rest = name.partition("/")
         if top == "data" and rest not in (_SQLITE_DUMP, _PG_DUMP):
-            mode = _PUBLIC_MODE if rest in ("team-public.key", "team-signing.pub") else _FILE_MODE
+            mode = _PUBLIC_MODE if rest in ("team-public.key", "team-key.generation", "team-signing.pub") else _FILE_MODE
             _copy_file(src / name, data_dir / rest, mode)
             restored_bot = restored_bot or rest in ("bot.key", "pepper.key")
         elif top == "console" and rest not in (CONSOLE_DB_NAME, CONSOLE_SECRET_NAME):

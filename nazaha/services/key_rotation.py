@@ -5,8 +5,8 @@ Three steps, each safe to interrupt (docs/architecture.md, "Team-key rotation"):
 
 1. :func:`start_rotation`, one write transaction: grants of the new key for every member
    who holds the old one, a ``console.key_rotations`` row (with the new public key), and the
-   new public key published in the bot's ``system_settings`` with its signature by the team
-   signing key. From its commit on, bots (which accept only a key the pinned signing key
+   new public key published in the bot's ``system_settings`` with its generation (one more
+   than the last) and the team signing key's signature over both. From its commit on, bots (which accept only a key the pinned signing key
    signed) wrap new reports and links to the new key; a report a bot seals meanwhile is
    re-wrapped inside its own write transaction (``PublishedTeamKey.check_in``).
 2. :func:`run_rotation`, batches of reports still under the old key: each gets a new case
@@ -61,9 +61,11 @@ from nazaha.storage.database import engine_of, write_transaction
 from nazaha.storage.models import CaseKeyEpoch, NotificationLink, Report, SystemSetting
 from nazaha.storage.notifications import LINK_LABEL
 from nazaha.storage.team_key import (
+    SETTING_TEAM_KEY_GENERATION,
     SETTING_TEAM_KEY_ID,
     SETTING_TEAM_KEY_SIGNATURE,
     SETTING_TEAM_PUBLIC_KEY,
+    parse_generation,
 )
 
 log = logging.getLogger(__name__)
@@ -159,7 +161,6 @@ async def start_rotation(
     """
     now = now or _now()
     public = new.public_key()
-    signature = signing.sign_team_public_key(public)
     async with write_transaction(sessionmaker) as session:
         if await unfinished_rotation(session) is not None:
             raise RotationError("unfinished")
@@ -190,8 +191,11 @@ async def start_rotation(
                 started_by=actor_id, started_at=now, reports_total=total,
             )
         )
+        # One generation more than the published key's: bots refuse any older one.
+        generation = (parse_generation(await _setting(session, SETTING_TEAM_KEY_GENERATION)) or 0) + 1
         await _put_setting(session, SETTING_TEAM_PUBLIC_KEY, public.to_bytes())
-        await _put_setting(session, SETTING_TEAM_KEY_SIGNATURE, signature)
+        await _put_setting(session, SETTING_TEAM_KEY_GENERATION, str(generation).encode("ascii"))
+        await _put_setting(session, SETTING_TEAM_KEY_SIGNATURE, signing.sign_team_public_key(public, generation))
         await _put_setting(session, SETTING_TEAM_KEY_ID, new.key_id.encode("ascii"))
         await audit.append(
             session, actor_id=actor_id, action=audit.KEY_ROTATION_START,

@@ -1260,9 +1260,11 @@ class TeamSigningKey:
             serialization.Encoding.Raw, serialization.PublicFormat.Raw
         )
 
-    def sign_team_public_key(self, public: TeamPublicKey) -> bytes:
-        """Ed25519 signature (64 bytes) over frame("nazaha/team-public-key/v1", key bytes)."""
-        return self._key.sign(_frame("nazaha/team-public-key/v1", public.to_bytes()))
+    def sign_team_public_key(self, public: TeamPublicKey, generation: int) -> bytes:
+        """Ed25519 signature (64 bytes) over frame("nazaha/team-public-key/v2", generation,
+        key bytes). ``generation`` (>= 1, one more at each rotation) lets a bot refuse an
+        older key that was validly signed once (a rollback to a retired, maybe leaked key)."""
+        return self._key.sign(_team_public_key_message(public, generation))
 
     def __repr__(self) -> str:
         return "TeamSigningKey(<redacted>)"
@@ -1271,12 +1273,21 @@ class TeamSigningKey:
         raise TypeError("TeamSigningKey must not be pickled")
 
 
-def verify_team_public_key(signing_public: bytes, public: TeamPublicKey, signature: bytes) -> bool:
-    """True iff ``signature`` is the signing key's signature of ``public``; False for a bad
-    signature or a malformed signing key (never raises for untrusted input)."""
+def _team_public_key_message(public: TeamPublicKey, generation: int) -> bytes:
+    if not isinstance(generation, int) or isinstance(generation, bool) or not 1 <= generation < 2**53:
+        raise ValueError("a team key generation is an int >= 1")
+    return _frame("nazaha/team-public-key/v2", str(generation), public.to_bytes())
+
+
+def verify_team_public_key(
+    signing_public: bytes, public: TeamPublicKey, generation: int, signature: bytes
+) -> bool:
+    """True iff ``signature`` is the signing key's signature of ``public`` at
+    ``generation``; False for a bad signature, a malformed signing key or generation (never
+    raises for untrusted input)."""
     try:
         verifier = ed25519.Ed25519PublicKey.from_public_bytes(bytes(signing_public))
-        verifier.verify(bytes(signature), _frame("nazaha/team-public-key/v1", public.to_bytes()))
+        verifier.verify(bytes(signature), _team_public_key_message(public, generation))
     except (InvalidSignature, ValueError, TypeError):
         return False
     return True

@@ -74,6 +74,7 @@ class KeyPaths:
     pepper: Path
     team_public: Path
     team_signing_public: Path  # the pinned team signing key (Ed25519, 32 bytes)
+    team_key_generation: Path  # the generation of team-public.key (0 before any rotation)
     team_recovery: Path  # the demo's recovery file; a real deployment keeps it offline
     console_db: Path  # the console's own store (staff keys): never on the bot host
 
@@ -86,6 +87,7 @@ class KeyPaths:
             pepper=d / "pepper.key",
             team_public=d / "team-public.key",
             team_signing_public=d / "team-signing.pub",
+            team_key_generation=d / "team-key.generation",
             team_recovery=d / "team-recovery.key",
             console_db=d / "console.db",
         )
@@ -406,7 +408,7 @@ def check_bot_host_data_dir(data_dir: str | os.PathLike[str]) -> None:
     paths = KeyPaths.for_data_dir(data_dir)
     if not paths.data_dir.is_dir():
         return
-    known = {paths.bot_key, paths.pepper, paths.team_public, paths.team_signing_public}
+    known = {paths.bot_key, paths.pepper, paths.team_public, paths.team_signing_public, paths.team_key_generation}
     findings: list[tuple[Path, str]] = []
     for entry in _walk_data_dir(paths.data_dir):
         name = entry.name.casefold()

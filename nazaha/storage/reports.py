@@ -70,9 +70,9 @@ from nazaha.storage.kdf_thread import SUBMISSION, UNLOCK, KdfThread
 from nazaha.storage.models import CaseKeyEpoch, Evidence, Report, ReportField, SystemSetting
 from nazaha.storage.team_key import (
     SETTING_TEAM_KEY_ID,
-    SETTING_TEAM_KEY_SIGNATURE,
     SETTING_TEAM_PUBLIC_KEY,
     PublishedTeamKey,
+    read_generation,
     read_signing_pin,
 )
 from nazaha.storage.report_writes import ReportBatch
@@ -313,16 +313,17 @@ class ReportVault:
         *,
         signing_pin_path: Path | None = None,
         public_path: Path | None = None,
+        generation_path: Path | None = None,
     ) -> ReportVault:
         """Build the vault from the stored settings; ``team_public`` is the key object, its
         bytes, or the path of a file holding ``TeamPublicKey.to_bytes()``.
 
         After a team-key rotation the database names a newer key than ``team_public``: it is
-        used if the signing key pinned at ``signing_pin_path`` signed it (and
-        ``public_path`` is rewritten). Raises :class:`SystemNotInitialised`,
+        used if the signing key pinned at ``signing_pin_path`` signed it at a generation not
+        below the one in ``generation_path`` (and both files are rewritten). Raises :class:`SystemNotInitialised`,
         ``RuntimeError`` if the key does not match the one recorded in the database (and no
         pinned signature vouches for it), ``WeakKdfParameters`` if the receipt KDF is too
-        weak; ``ValueError`` for a malformed pin file.
+        weak; ``ValueError`` for a malformed pin or generation file.
         """
         public = _load_team_public(team_public)
         settings = await _read_settings(sessionmaker)
@@ -336,13 +337,12 @@ class ReportVault:
                 f"missing system settings {', '.join(missing)}: run `nazaha init`"
             )
         published = PublishedTeamKey(
-            public, signing_pin=read_signing_pin(signing_pin_path), pin_path=signing_pin_path,
-            public_path=public_path,
+            public, generation=read_generation(generation_path),
+            signing_pin=read_signing_pin(signing_pin_path), pin_path=signing_pin_path,
+            public_path=public_path, generation_path=generation_path,
         )
         recorded = settings[SETTING_TEAM_KEY_ID].decode("ascii")
-        if recorded != public.key_id and not published.accept(
-            settings.get(SETTING_TEAM_PUBLIC_KEY), settings.get(SETTING_TEAM_KEY_SIGNATURE)
-        ):
+        if recorded != public.key_id and not published.accept(settings):
             raise RuntimeError(
                 f"the team public key ({public.key_id}) is not the one this database was "
                 f"set up with ({recorded})"

@@ -1,13 +1,19 @@
 """The team public key the bot wraps new reports to, and how it follows a rotation.
 
 After a team-key rotation (nazaha/services/key_rotation.py) the database's
-``system_settings`` hold the new team public key and its signature by the team signing key.
-A bot accepts the new key only if that signature verifies with the signing public key it
-has pinned in its data dir (``team-signing.pub``, written by ``nazaha init``), so whoever
-can write the database but not the bot host cannot make the bot seal reports to a key of
-their own. It checks the database periodically (no restart needed) and, inside the write
-transaction of every report it stores, whether the key moved on (so no report is committed
-wrapped to a retired key). On acceptance it rewrites ``team-public.key`` in the data dir.
+``system_settings`` hold the new team public key, its *generation* (1 at the first rotation,
+one more at each) and the team signing key's signature over both. A bot accepts the new key
+only if that signature verifies with the signing public key it has pinned in its data dir
+(``team-signing.pub``, written by ``nazaha init``) and the generation is not below the one
+it holds (``team-key.generation`` in its data dir, 0 before any rotation): whoever can write
+the database but not the bot host can neither make the bot seal reports to a key of their
+own nor roll it back to a retired key that was validly signed once (a leaked one, say).
+
+A bot checks the database periodically (no restart needed) and, inside the write
+transaction of every report and notification link it stores, whether the key moved on (so
+nothing is committed wrapped to a retired key). On acceptance it rewrites its data dir's
+``team-key.generation`` then ``team-public.key`` (in that order: a crash in between leaves
+a generation that still refuses the older key).
 """
 
 from __future__ import annotations
@@ -19,11 +25,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from nazaha.storage.crypto import (
-    SIGNING_PUBLIC_BYTES,
-    TeamPublicKey,
-    verify_team_public_key,
-)
+from nazaha.storage.crypto import SIGNING_PUBLIC_BYTES, TeamPublicKey, verify_team_public_key
 from nazaha.storage.models import SystemSetting
 
 log = logging.getLogger(__name__)
@@ -31,6 +33,8 @@ log = logging.getLogger(__name__)
 SETTING_TEAM_PUBLIC_KEY = "team_public_key"
 SETTING_TEAM_KEY_ID = "team_key_id"
 SETTING_TEAM_KEY_SIGNATURE = "team_key_signature"
+SETTING_TEAM_KEY_GENERATION = "team_key_generation"
+_PUBLISHED = (SETTING_TEAM_PUBLIC_KEY, SETTING_TEAM_KEY_SIGNATURE, SETTING_TEAM_KEY_GENERATION)
 
 
 def read_signing_pin(path: Path | None) -> bytes | None:
@@ -47,31 +51,69 @@ def read_signing_pin(path: Path | None) -> bytes | None:
     return raw
 
 
+def read_generation(path: Path | None) -> int:
+    """The team key generation a bot holds (its data dir's ``team-key.generation``); 0 if
+    there is no such file. ``ValueError`` if it is not a non-negative integer."""
+    if path is None:
+        return 0
+    try:
+        text = path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        return 0
+    if not text.isdigit():
+        raise ValueError("the team key generation file is not a number")
+    return int(text)
+
+
+def parse_generation(value: bytes | None) -> int | None:
+    """A published generation (ASCII digits) as an int, ``None`` if absent or malformed."""
+    if value is None:
+        return None
+    text = bytes(value).decode("ascii", "replace")
+    return int(text) if text.isdigit() else None
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    temporary = path.with_name(path.name + ".new")
+    temporary.write_bytes(data)
+    os.chmod(temporary, 0o644)
+    os.replace(temporary, path)
+
+
 class PublishedTeamKey:
-    """The current team public key of a bot process.
+    """The current team public key of a bot process, and its generation.
 
     ``signing_pin`` is the pinned signing public key, or ``None`` (an installation made
     before rotation existed); then ``pin_path`` is read again at each check until the file
     appears, and from then on it stays pinned for the life of the process. ``public_path``
-    (the data dir's ``team-public.key``) is rewritten when a new key is accepted.
+    and ``generation_path`` (the data dir's ``team-public.key`` and ``team-key.generation``)
+    are rewritten when a new key is accepted.
     """
 
     def __init__(
         self,
         current: TeamPublicKey,
         *,
+        generation: int = 0,
         signing_pin: bytes | None = None,
         pin_path: Path | None = None,
         public_path: Path | None = None,
+        generation_path: Path | None = None,
     ) -> None:
         self._current = current
+        self._generation = generation
         self._pin = signing_pin
         self._pin_path = pin_path
         self._public_path = public_path
+        self._generation_path = generation_path
 
     @property
     def current(self) -> TeamPublicKey:
         return self._current
+
+    @property
+    def generation(self) -> int:
+        return self._generation
 
     def _signing_pin(self) -> bytes | None:
         if self._pin is None and self._pin_path is not None:
@@ -81,85 +123,91 @@ class PublishedTeamKey:
                 log.error("the pinned team signing key file is malformed; no new team key is accepted")
         return self._pin
 
-    def verified(self, public_bytes: bytes | None, signature: bytes | None) -> TeamPublicKey | None:
-        """The key in ``public_bytes`` if the pinned signing key signed it, else ``None``."""
+    def verified(
+        self, public_bytes: bytes | None, signature: bytes | None, generation: int | None
+    ) -> TeamPublicKey | None:
+        """The key in ``public_bytes`` if the pinned signing key signed it at
+        ``generation`` and that generation is not below the one held, else ``None``."""
         pin = self._signing_pin()
-        if pin is None or not public_bytes or not signature:
+        if pin is None or not public_bytes or not signature or generation is None:
             return None
+        if generation < self._generation:
+            return None  # a rollback to a key retired since
         try:
             public = TeamPublicKey.from_bytes(bytes(public_bytes))
         except ValueError:
             return None
-        return public if verify_team_public_key(pin, public, bytes(signature)) else None
+        return public if verify_team_public_key(pin, public, generation, bytes(signature)) else None
 
-    def accept(self, public_bytes: bytes | None, signature: bytes | None) -> bool:
-        """Switch to the key in ``public_bytes`` if it is properly signed; True if switched."""
-        public = self.verified(public_bytes, signature)
-        if public is None:
-            log.warning("the database names a team key that the pinned signing key did not sign; kept the current one")
+    def accept(self, published: dict[str, bytes]) -> bool:
+        """Switch to the published key (``system_settings`` rows by name) if it is properly
+        signed and not older than the one held; True if it is (now) the current key."""
+        generation = parse_generation(published.get(SETTING_TEAM_KEY_GENERATION))
+        public = self.verified(
+            published.get(SETTING_TEAM_PUBLIC_KEY), published.get(SETTING_TEAM_KEY_SIGNATURE), generation
+        )
+        if public is None or generation is None:
+            log.warning(
+                "the database names a team key that the pinned signing key did not sign, or an "
+                "older one; kept the current one"
+            )
             return False
-        if public.key_id != self._current.key_id:
-            self._current = public
-            self._write_public_file(public)
+        if public.key_id != self._current.key_id or generation != self._generation:
+            self._current, self._generation = public, generation
+            self._write_files()
             log.info("accepted a new team public key")
         return True
 
-    def _write_public_file(self, public: TeamPublicKey) -> None:
-        if self._public_path is None:
-            return
-        temporary = self._public_path.with_name(self._public_path.name + ".new")
+    def _write_files(self) -> None:
         try:
-            temporary.write_bytes(public.to_bytes())
-            os.chmod(temporary, 0o644)
-            os.replace(temporary, self._public_path)
+            if self._generation_path is not None:  # first: it is what refuses older keys
+                _write_atomically(self._generation_path, f"{self._generation}\n".encode("ascii"))
+            if self._public_path is not None:
+                _write_atomically(self._public_path, self._current.to_bytes())
         except OSError:
-            log.warning("could not rewrite the team public key file; the database's signed key is used")
+            log.warning("could not rewrite the team key files; the database's signed key is used")
+
+    async def _published(self, session: AsyncSession) -> dict[str, bytes]:
+        rows = await session.execute(
+            select(SystemSetting.name, SystemSetting.value).where(SystemSetting.name.in_(_PUBLISHED))
+        )
+        return {name: bytes(value) for name, value in rows.all()}
 
     async def check_in(self, session: AsyncSession) -> TeamPublicKey:
         """Inside a write transaction: the key to wrap to now. Reads the published key id
         (with a share lock on PostgreSQL, so a rotation's publication and this transaction
-        are ordered) and follows a properly signed new key."""
+        are ordered) and follows a properly signed newer key."""
         published = await session.scalar(
             select(SystemSetting.value)
             .where(SystemSetting.name == SETTING_TEAM_KEY_ID)
             .with_for_update(read=True)
         )
         if published is not None and bytes(published).decode("ascii") != self._current.key_id:
-            rows = dict(
-                (await session.execute(
-                    select(SystemSetting.name, SystemSetting.value).where(
-                        SystemSetting.name.in_((SETTING_TEAM_PUBLIC_KEY, SETTING_TEAM_KEY_SIGNATURE))
-                    )
-                )).all()
-            )
-            self.accept(rows.get(SETTING_TEAM_PUBLIC_KEY), rows.get(SETTING_TEAM_KEY_SIGNATURE))
+            self.accept(await self._published(session))
         return self._current
 
     async def refresh(self, sessionmaker: async_sessionmaker[AsyncSession]) -> bool:
         """Read the published key and follow it if it moved on and is signed; True if the
         current key changed. Cheap: one small read."""
         async with sessionmaker() as session:
-            rows = dict(
-                (await session.execute(
-                    select(SystemSetting.name, SystemSetting.value).where(
-                        SystemSetting.name.in_(
-                            (SETTING_TEAM_KEY_ID, SETTING_TEAM_PUBLIC_KEY, SETTING_TEAM_KEY_SIGNATURE)
-                        )
-                    )
-                )).all()
+            published_id = await session.scalar(
+                select(SystemSetting.value).where(SystemSetting.name == SETTING_TEAM_KEY_ID)
             )
-        published = rows.get(SETTING_TEAM_KEY_ID)
-        if published is None or bytes(published).decode("ascii") == self._current.key_id:
-            return False
+            if published_id is None or bytes(published_id).decode("ascii") == self._current.key_id:
+                return False
+            published = await self._published(session)
         before = self._current.key_id
-        self.accept(rows.get(SETTING_TEAM_PUBLIC_KEY), rows.get(SETTING_TEAM_KEY_SIGNATURE))
+        self.accept(published)
         return self._current.key_id != before
 
 
 __all__ = [
     "PublishedTeamKey",
+    "SETTING_TEAM_KEY_GENERATION",
     "SETTING_TEAM_KEY_ID",
     "SETTING_TEAM_KEY_SIGNATURE",
     "SETTING_TEAM_PUBLIC_KEY",
+    "parse_generation",
+    "read_generation",
     "read_signing_pin",
 ]
