@@ -181,7 +181,8 @@ async def test_rotation_from_the_page(world):
     assert new_id != old_id
     new_key, new_signing = open_team_recovery(answer.content, NEW_PASSPHRASE, KDF_TESTING)
     assert new_key.key_id == new_id
-    assert new_signing is not None and new_signing.to_bytes() == old_signing.to_bytes()
+    # The new file holds a new signing key: the one the bots pin after this rotation.
+    assert new_signing is not None and new_signing.public_bytes() != old_signing.public_bytes()
     with pytest.raises(CryptoError):
         open_team_recovery(answer.content, PASSPHRASE, KDF_TESTING)
     assert w.admin_browser.post("/keys/recovery-file", data={"csrf": csrf_of(page.text)}).content == answer.content
@@ -192,6 +193,10 @@ async def test_rotation_from_the_page(world):
     started = w.admin_browser.post("/keys/start", data={"csrf": csrf_of(page.text), "stored": "1"})
     assert started.status_code == 303 and started.headers["location"] == "/keys?started=1"
     assert await current_key_id(w) == new_id  # published for the bots at once
+    async with w.console.sessionmaker() as session:
+        published_next = await session.scalar(
+            select(SystemSetting.value).where(SystemSetting.name == "team_next_signing_key"))
+    assert bytes(published_next) == new_signing.public_bytes()
 
     state = await wait_until_finished(w)
     assert (state.old_key_id, state.new_key_id, state.reports_total) == (old_id, new_id, 4)
@@ -234,6 +239,11 @@ async def test_rotation_from_the_page(world):
     # The old recovery file is of no use for another rotation.
     again = rotate_form(w, w.recovery)
     assert again.status_code == 400 and "holds another team key" in again.text
+    # The new file (its signing key is the one published for the bots) prepares the next one.
+    following = rotate_form(w, answer.content, passphrase=NEW_PASSPHRASE, new=PASSPHRASE)
+    assert following.status_code == 303, following.text
+    page = w.admin_browser.get("/keys")
+    assert w.admin_browser.post("/keys/cancel", data={"csrf": csrf_of(page.text)}).status_code == 303
 
     audit_page = w.admin_browser.get("/audit")
     assert "Team-key rotation started" in audit_page.text and "Team-key rotation finished" in audit_page.text
@@ -325,7 +335,8 @@ async def test_resume_an_interrupted_rotation(world):
     old_key, signing = open_team_recovery(w.recovery, PASSPHRASE, KDF_TESTING)
     new_key = TeamPrivateKey.generate()
     # Started elsewhere (a console that stopped right after step 1).
-    await start_rotation(sm, old_key, signing, new_key, actor_id=None, now=w.clock())
+    await start_rotation(sm, old_key, signing, new_key, TeamSigningKey.generate(),
+                         console_secret=w.console.console_secret, actor_id=None, now=w.clock())
     # Omar's old grant is gone (say, granted again after the start): he cannot resume.
     async with sm.begin() as session:
         omar_id = await session.scalar(select(StaffUser.id).where(StaffUser.username == "omar"))
@@ -379,7 +390,8 @@ async def test_housekeeping_resumes_a_rotation_a_restart_cut_short(world):
     texts = await store_reports(w)
     old_key, signing = open_team_recovery(w.recovery, PASSPHRASE, KDF_TESTING)
     new_key = TeamPrivateKey.generate()
-    await start_rotation(w.console.sessionmaker, old_key, signing, new_key, actor_id=None, now=w.clock())
+    await start_rotation(w.console.sessionmaker, old_key, signing, new_key, TeamSigningKey.generate(),
+                         console_secret=w.console.console_secret, actor_id=None, now=w.clock())
     # Nobody signed in holds the old key: nothing to resume with.
     w.console.sessions.close_all()
     # In the app's own event loop, as its housekeeping runs (the run is a task there).

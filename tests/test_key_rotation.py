@@ -9,6 +9,7 @@ rotation is the real `nazaha keys rotate` command in a child process."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import os
 import signal
 import subprocess
@@ -58,6 +59,7 @@ from nazaha.storage.team_key import PublishedTeamKey
 from tests.casework_support import NOW, console_store, sessionmaker_of
 
 WAIT = 60.0  # seconds: an upper bound for conditions, never a sleep
+SECRET = b"console secret for the tests: 32"  # the rotation row's MAC key (the console's)
 
 
 def draft(text: str) -> ReportDraft:
@@ -125,12 +127,14 @@ async def test_rotation_rekeys_every_case_and_the_old_key_opens_nothing_written_
             old_link = bytes(await session.scalar(select(NotificationLink.sealed_link)))
 
         new = TeamPrivateKey.generate()
-        started = await start_rotation(sm, old, signing, new, actor_id=member_id)
+        next_signing = TeamSigningKey.generate()
+        started = await start_rotation(sm, old, signing, new, next_signing, console_secret=SECRET, actor_id=member_id)
         assert (started.reports_total, started.reports_left) == (3, 3)
         with pytest.raises(RotationError) as again:
-            await start_rotation(sm, old, signing, TeamPrivateKey.generate(), actor_id=member_id)
+            await start_rotation(sm, old, signing, TeamPrivateKey.generate(), TeamSigningKey.generate(),
+                                 console_secret=SECRET, actor_id=member_id)
         assert again.value.code == "unfinished"
-        done = await run_rotation(sm, TeamKeyRing([new, old]), actor_id=member_id)
+        done = await run_rotation(sm, TeamKeyRing([new, old]), console_secret=SECRET, actor_id=member_id)
         assert done.finished and done.failed == 0
 
         async with sm() as session:
@@ -153,8 +157,10 @@ async def test_rotation_rekeys_every_case_and_the_old_key_opens_nothing_written_
         assert actions[-2:] == ["key_rotation_start", "key_rotation_finish"]
         assert state.finished and state.new_key_id == new.key_id
         assert (await setting(sm, "team_key_generation")) == b"1"
+        assert await setting(sm, "team_next_signing_key") == next_signing.public_bytes()
         assert verify_team_public_key(
-            signing.public_bytes(), new.public_key(), 1, await setting(sm, "team_key_signature")
+            signing.public_bytes(), new.public_key(), 1, next_signing.public_bytes(),
+            await setting(sm, "team_key_signature"),
         )
         assert (await setting(sm, "team_key_id")).decode() == new.key_id
 
@@ -202,8 +208,9 @@ async def test_rotation_rekeys_every_case_and_the_old_key_opens_nothing_written_
         assert (await vault.open_with_receipt(legacy.receipt)).fields["description"] == "stored before migration 0007"
         # A second rotation chains a third key; the reporter still reads everything.
         newer = TeamPrivateKey.generate()
-        await start_rotation(sm, new, signing, newer, actor_id=member_id)
-        await run_rotation(sm, new)
+        await start_rotation(sm, new, next_signing, newer, TeamSigningKey.generate(), console_secret=SECRET,
+                             actor_id=member_id)
+        await run_rotation(sm, new, console_secret=SECRET)
         reporter = await vault.unlock_with_receipt(first.receipt)
         assert reporter.key_epoch == 2 and len(await cases.thread(reporter)) == 3
         assert len(await cases.thread(await vault.unlock_with_team(first.designation, newer))) == 3
@@ -222,8 +229,8 @@ async def test_a_tampered_epoch_chain_is_refused_to_the_reporter(tmp_path):
         vault = await ReportVault.load(sm, old.public_key(), kdf_floor=KDF_TESTING)
         a = await store(sm, vault, "first")
         b = await store(sm, vault, "second")
-        await start_rotation(sm, old, signing, new, actor_id=None)
-        await run_rotation(sm, old)
+        await start_rotation(sm, old, signing, new, TeamSigningKey.generate(), console_secret=SECRET, actor_id=None)
+        await run_rotation(sm, old, console_secret=SECRET)
         async with write_session(sm) as session:  # b's chain row moved onto a
             row_b = await session.get(CaseKeyEpoch, (b.report_id, 1))
             await session.execute(
@@ -237,13 +244,20 @@ async def test_a_tampered_epoch_chain_is_refused_to_the_reporter(tmp_path):
         with pytest.raises(TamperedData):
             await vault.unlock_with_team(a.designation, new)
         assert (await vault.open_with_receipt(b.receipt)).fields["description"] == "second"
+        # A row beyond the report's epoch is ignored on both sides (as the team's side does).
+        async with write_session(sm) as session:
+            session.add(CaseKeyEpoch(report_id=b.report_id, epoch=2, wrapped_reporter=b"\x01" * 80,
+                                     sealed_previous=b"\x01" * 61, created_on=dt.date(2026, 12, 1)))
+        assert (await vault.open_with_receipt(b.receipt)).fields["description"] == "second"
+        assert (await vault.open_with_team(b.designation, new)).fields["description"] == "second"
 
 
-async def publish(sm, public, generation: int, signature: bytes) -> None:
+async def publish(sm, public, generation: int, next_signing: bytes, signature: bytes) -> None:
     """What someone who can write the database (but not the bot host) can do."""
     async with write_session(sm) as session:
         for name, value in (("team_public_key", public.to_bytes()), ("team_key_id", public.key_id.encode()),
-                            ("team_key_generation", str(generation).encode()), ("team_key_signature", signature)):
+                            ("team_key_generation", str(generation).encode()),
+                            ("team_next_signing_key", next_signing), ("team_key_signature", signature)):
             await session.merge(SystemSetting(name=name, value=value))
 
 
@@ -251,6 +265,7 @@ async def test_bots_follow_only_a_key_the_pinned_signing_key_signed(tmp_path):
     async with console_store("sqlite", tmp_path) as engine:
         sm = sessionmaker_of(engine)
         old, signing, new = TeamPrivateKey.generate(), TeamSigningKey.generate(), TeamPrivateKey.generate()
+        next_signing = TeamSigningKey.generate()
         await initialise_system(sm, old.public_key(), KDF_TESTING)
         pin = tmp_path / "team-signing.pub"
         pin.write_bytes(signing.public_bytes())
@@ -263,7 +278,8 @@ async def test_bots_follow_only_a_key_the_pinned_signing_key_signed(tmp_path):
 
         # Someone who can write the database but holds no signing key: refused.
         evil, forger = TeamPrivateKey.generate(), TeamSigningKey.generate()
-        await publish(sm, evil.public_key(), 7, forger.sign_team_public_key(evil.public_key(), 7))
+        await publish(sm, evil.public_key(), 7, forger.public_bytes(),
+                      forger.sign_team_public_key(evil.public_key(), 7, forger.public_bytes()))
         assert not await vault.team_key.refresh(sm)
         forged = await store(sm, vault, "written while a forged key is published")
         async with sm() as session:
@@ -274,9 +290,9 @@ async def test_bots_follow_only_a_key_the_pinned_signing_key_signed(tmp_path):
             for name, value in (("team_public_key", old.public_key().to_bytes()), ("team_key_id", old.key_id.encode())):
                 await session.merge(SystemSetting(name=name, value=value))
             await session.execute(delete(SystemSetting).where(SystemSetting.name.in_(
-                ("team_key_generation", "team_key_signature"))))
+                ("team_key_generation", "team_key_signature", "team_next_signing_key"))))
 
-        await start_rotation(sm, old, signing, new, actor_id=None)
+        await start_rotation(sm, old, signing, new, next_signing, console_secret=SECRET, actor_id=None)
         # A report sealed to the old key before the publication is re-wrapped inside its
         # own write transaction: nothing is committed to a key being retired.
         batch = ReportBatch()
@@ -286,59 +302,130 @@ async def test_bots_follow_only_a_key_the_pinned_signing_key_signed(tmp_path):
             stored = await session.get(Report, sealed_before.report_id)
         assert stored.team_key_id == new.key_id
         assert vault.team_key.current.key_id == new.key_id and vault.team_key.generation == 1
-        assert public_file.read_bytes() == new.public_key().to_bytes()  # rewritten on the bot host
+        # The bot host's files: the new key, its generation, and the next signing key pinned.
+        assert public_file.read_bytes() == new.public_key().to_bytes()
         assert generation_file.read_text().strip() == "1"
+        assert pin.read_bytes() == next_signing.public_bytes()
         assert (await vault.open_with_team(sealed_before.designation, new)).fields
 
         # Another bot process (periodic check) follows too, and a restarted one starts on it.
         other = PublishedTeamKey(old.public_key(), signing_pin=signing.public_bytes())
         assert await other.refresh(sm) and other.current.key_id == new.key_id
-        public_file.write_bytes(old.public_key().to_bytes())  # a bot host that missed it
+        # A bot host that missed it (its old files), and one that crashed between its files.
+        public_file.write_bytes(old.public_key().to_bytes())
         generation_file.unlink()
+        pin.write_bytes(signing.public_bytes())
         restarted = await ReportVault.load(sm, public_file, kdf_floor=KDF_TESTING, **files)
         assert restarted.team_key.current.key_id == new.key_id
+        assert pin.read_bytes() == next_signing.public_bytes()
+        pin.write_bytes(signing.public_bytes())  # crashed after the key file, before the pin
+        await ReportVault.load(sm, public_file, kdf_floor=KDF_TESTING, **files)
+        assert pin.read_bytes() == next_signing.public_bytes()
+        again = await ReportVault.load(sm, public_file, kdf_floor=KDF_TESTING, **files)  # settled
+        assert again.team_key.current.key_id == new.key_id
         with pytest.raises(RuntimeError):  # no pin: a restarted bot cannot vouch for it
             await ReportVault.load(sm, old.public_key(), kdf_floor=KDF_TESTING)
-        await run_rotation(sm, old)
+        await run_rotation(sm, old, console_secret=SECRET)
 
 
-async def test_bots_refuse_a_rollback_to_a_retired_key_that_was_validly_signed(tmp_path):
-    """The key of generation 1 leaks and is rotated away (generation 2); someone who can write
-    the database re-publishes generation 1 with its genuine signature. No bot goes back."""
+async def test_bots_refuse_a_rollback_and_the_signing_key_of_an_old_recovery_file(tmp_path):
+    """The key of generation 1 leaks with its recovery file (team key and the signing key it
+    holds) and is rotated away (generation 2). Someone who can write the database
+    re-publishes generation 1 with its genuine signature, or signs a key of their own with
+    the leaked file's signing key. No bot follows."""
     async with console_store("sqlite", tmp_path) as engine:
         sm = sessionmaker_of(engine)
-        first, signing = TeamPrivateKey.generate(), TeamSigningKey.generate()
-        leaked, current = TeamPrivateKey.generate(), TeamPrivateKey.generate()
+        first, leaked, current = (TeamPrivateKey.generate() for _ in range(3))
+        signing_0, signing_1, signing_2 = (TeamSigningKey.generate() for _ in range(3))
         await initialise_system(sm, first.public_key(), KDF_TESTING)
         pin = tmp_path / "team-signing.pub"
-        pin.write_bytes(signing.public_bytes())
+        pin.write_bytes(signing_0.public_bytes())
         public_file, generation_file = tmp_path / "team-public.key", tmp_path / "team-key.generation"
         public_file.write_bytes(first.public_key().to_bytes())
         files = dict(signing_pin_path=pin, public_path=public_file, generation_path=generation_file)
         vault = await ReportVault.load(sm, public_file, kdf_floor=KDF_TESTING, **files)
-        await start_rotation(sm, first, signing, leaked, actor_id=None)
-        await run_rotation(sm, first)
+        # Generation 1: the "leaked" key, whose recovery file holds signing_1.
+        await start_rotation(sm, first, signing_0, leaked, signing_1, console_secret=SECRET, actor_id=None)
+        await run_rotation(sm, first, console_secret=SECRET)
         async with sm() as session:
             old_signature = bytes(await session.scalar(
                 select(SystemSetting.value).where(SystemSetting.name == "team_key_signature")))
         assert await vault.team_key.refresh(sm) and vault.team_key.generation == 1
-        await start_rotation(sm, leaked, signing, current, actor_id=None)
-        await run_rotation(sm, leaked)
+        # Generation 2, signed with signing_1; the bots now pin signing_2.
+        await start_rotation(sm, leaked, signing_1, current, signing_2, console_secret=SECRET, actor_id=None)
+        await run_rotation(sm, leaked, console_secret=SECRET)
         assert await vault.team_key.refresh(sm) and vault.team_key.generation == 2
+        assert pin.read_bytes() == signing_2.public_bytes()
 
-        await publish(sm, leaked.public_key(), 1, old_signature)  # the rollback
+        await publish(sm, leaked.public_key(), 1, signing_1.public_bytes(), old_signature)  # the rollback
         assert not await vault.team_key.refresh(sm)
         sealed = await store(sm, vault, "written while the leaked key is re-published")
         async with sm() as session:
             assert await session.scalar(select(Report.team_key_id).where(Report.id == sealed.report_id)) == current.key_id
         with pytest.raises(RuntimeError):  # a restarted bot remembers its generation
             await ReportVault.load(sm, public_file, kdf_floor=KDF_TESTING, **files)
-        # Claiming a higher generation does not help: the signature binds the generation.
-        await publish(sm, leaked.public_key(), 3, old_signature)
-        assert not await vault.team_key.refresh(sm)
+        # The leaked recovery file's signing key (signing_1) signs a key of theirs: refused.
+        evil = TeamPrivateKey.generate()
+        for generation in (2, 3, 9):
+            await publish(sm, evil.public_key(), generation, signing_1.public_bytes(),
+                          signing_1.sign_team_public_key(evil.public_key(), generation, signing_1.public_bytes()))
+            assert not await vault.team_key.refresh(sm)
+            with pytest.raises(RuntimeError):
+                await ReportVault.load(sm, public_file, kdf_floor=KDF_TESTING, **files)
         assert vault.team_key.current.key_id == current.key_id
-        # A fresh bot process that never saw generation 2 but has the files: refuses too.
-        assert generation_file.read_text().strip() == "2"
+        assert generation_file.read_text().strip() == "2" and pin.read_bytes() == signing_2.public_bytes()
+
+
+async def test_a_forged_or_modified_rotation_row_is_never_resumed(tmp_path):
+    """Whoever can write the database but not read the console secret cannot point a
+    resume at a key of their own (the row's MAC), so nothing is re-keyed to it."""
+    async with console_store("sqlite", tmp_path) as engine:
+        sm = sessionmaker_of(engine)
+        old, signing, new, evil = TeamPrivateKey.generate(), TeamSigningKey.generate(), *(
+            TeamPrivateKey.generate() for _ in range(2))
+        await initialise_system(sm, old.public_key(), KDF_TESTING)
+        vault = await ReportVault.load(sm, old.public_key(), kdf_floor=KDF_TESTING)
+        sealed = await store(sm, vault, "a report")
+        await start_rotation(sm, old, signing, new, TeamSigningKey.generate(), console_secret=SECRET, actor_id=None)
+        async with write_session(sm) as session:
+            await session.execute(update(KeyRotation).values(
+                new_public_key=evil.public_key().to_bytes(), new_key_id=evil.key_id))
+        with pytest.raises(RotationError) as refused:
+            await run_rotation(sm, old, console_secret=SECRET)
+        assert refused.value.code == "tampered"
+        with pytest.raises(RotationError):  # nor with another console's secret
+            await run_rotation(sm, old, console_secret=b"another console secret, 32 bytes")
+        async with sm() as session:
+            assert (await session.get(Report, sealed.report_id)).team_key_id == old.key_id
+            assert (await session.scalar(select(func.count()).select_from(TeamKeyGrant))) == 0
+
+
+async def test_reports_the_old_key_cannot_open_keep_the_rotation_unfinished(tmp_path):
+    async with console_store("sqlite", tmp_path) as engine:
+        sm = sessionmaker_of(engine)
+        old, signing, new = TeamPrivateKey.generate(), TeamSigningKey.generate(), TeamPrivateKey.generate()
+        await initialise_system(sm, old.public_key(), KDF_TESTING)
+        vault = await ReportVault.load(sm, old.public_key(), kdf_floor=KDF_TESTING)
+        good = await store(sm, vault, "a report")
+        bad = await store(sm, vault, "a report whose wrap was modified")
+        member_id, _ = await add_member(sm, "amal", old)
+        async with write_session(sm) as session:  # same key id, broken ciphertext
+            wrapped = bytearray(await session.scalar(select(Report.wrapped_key_team).where(Report.id == bad.report_id)))
+            wrapped[-1] ^= 1
+            await session.execute(update(Report).where(Report.id == bad.report_id).values(wrapped_key_team=bytes(wrapped)))
+        await start_rotation(sm, old, signing, new, TeamSigningKey.generate(), console_secret=SECRET, actor_id=None)
+        with pytest.raises(RotationError) as stopped:
+            await run_rotation(sm, TeamKeyRing([new, old]), console_secret=SECRET)
+        assert stopped.value.code == "failed" and stopped.value.failed == (bad.designation,)
+        async with sm() as session:  # unfinished, both grants kept, the good report re-keyed
+            assert (await session.scalar(select(KeyRotation))).finished_at is None
+            assert sorted((await session.scalars(select(TeamKeyGrant.team_key_id))).all()) == sorted(
+                [old.key_id, new.key_id])
+            assert (await session.get(Report, good.report_id)).team_key_id == new.key_id
+        done = await run_rotation(sm, TeamKeyRing([new, old]), console_secret=SECRET, accept_failed=True)
+        assert done.finished and done.failed == 1
+        async with sm() as session:
+            assert (await session.scalars(select(TeamKeyGrant.team_key_id))).all() == [new.key_id]
 
 
 def _cli(env: dict[str, str], *args: str, **kwargs) -> subprocess.Popen:
@@ -409,7 +496,10 @@ async def test_a_rotation_killed_half_way_resumes_and_finishes(tmp_path):
         assert "Resuming" in out and "Rotation finished" in out
         new, signing = open_team_recovery(new_file.read_bytes(), "seven quiet herons guard the salt marsh gate",
                                           KDF_TESTING)
-        assert signing is not None and signing.public_bytes() == paths.team_signing_public.read_bytes()
+        # The new file holds the next signing key (the one published for the bots to pin),
+        # not the one pinned now, which the old file holds.
+        assert signing is not None and signing.public_bytes() == await setting(sm, "team_next_signing_key")
+        assert signing.public_bytes() != paths.team_signing_public.read_bytes()
         assert await _reports_on(sm, old.key_id) == 0
         assert await _reports_on(sm, new.key_id) == total
         for sealed in reports:  # both sides still open the real reports

@@ -42,6 +42,9 @@ class Console:
     # The team-key rotation this console is running (routes/keys.py), held here so that it
     # is not garbage-collected; one at a time.
     rotation_task: asyncio.Task[None] | None = None
+    # Why the last rotation run stopped (a key_rotation.RotationError), shown on the Keys
+    # page; an automatic resume waits for an admin while it is set.
+    rotation_problem: Exception | None = None
 
     def today(self) -> dt.date:
         return self.clock().date()

@@ -713,8 +713,12 @@ async def cmd_keys_rotate(settings: Settings, args: argparse.Namespace) -> None:
     from nazaha.bot.setup import kdf_params
     from nazaha.services.key_rotation import RotationError, run_rotation, start_rotation, unfinished_rotation
     from nazaha.storage import crypto
-    from nazaha.storage.console_db import create_console_engine, prepare_console_store
+    from sqlalchemy import select
+
+    from nazaha.storage.console_db import create_console_engine, ensure_console_secret, prepare_console_store
     from nazaha.storage.database import create_sessionmaker
+    from nazaha.storage.models import SystemSetting
+    from nazaha.storage.team_key import SETTING_TEAM_KEY_ID
     from nazaha.storage.keyfiles import (
         KeyPaths,
         RecoveryFileRefused,
@@ -735,12 +739,18 @@ async def cmd_keys_rotate(settings: Settings, args: argparse.Namespace) -> None:
     except crypto.CryptoError:
         raise SystemExit(f"{key_file}: the passphrase does not open this recovery file") from None
 
+    console_secret = ensure_console_secret(settings.effective_console_dir)  # the rotation row's MAC
     engine = create_console_engine(settings.effective_database_url, settings.effective_console_dir)
     try:
         await prepare_console_store(engine)
         sessionmaker = create_sessionmaker(engine)
         async with sessionmaker() as session:
             pending = await unfinished_rotation(session)
+            published = await session.scalar(
+                select(SystemSetting.value).where(SystemSetting.name == SETTING_TEAM_KEY_ID)
+            )
+        if pending is None and (published is None or bytes(published).decode("ascii") != old.key_id):
+            raise SystemExit(_ROTATION_ERRORS["not_current"])
         if pending is None:
             # Only the demo keeps its recovery file in the data dir: rotate it in place there.
             replace = key_file == paths.team_recovery and not args.recovery_file
@@ -770,19 +780,27 @@ async def cmd_keys_rotate(settings: Settings, args: argparse.Namespace) -> None:
                     f"Team signing key created and pinned in {paths.team_signing_public}. Bots on "
                     "other hosts need a copy of that file in their data dir to follow the rotation."
                 )
-            new = crypto.TeamPrivateKey.generate()
+            # The new team key, and the signing key that will sign the next rotation (the bots
+            # pin it instead of the current one, which the old recovery file holds).
+            new, next_signing = crypto.TeamPrivateKey.generate(), crypto.TeamSigningKey.generate()
             blob = await asyncio.to_thread(
-                crypto.seal_team_recovery, new, signing, new_passphrase, kdf_params(settings), kdf_floor(settings)
+                crypto.seal_team_recovery, new, next_signing, new_passphrase, kdf_params(settings), kdf_floor(settings)
             )
-            write_recovery_file(target, blob, replace=replace)
-            print(f"New team recovery file written to {target}. {RECOVERY_WHY}")
-            demo_passphrase = settings.data_dir / DEMO_PASSPHRASE_FILE
-            if replace and demo_passphrase.exists():  # the demo keeps its passphrase beside it
-                demo_passphrase.write_text(new_passphrase + "\n", encoding="utf-8")
+            # Written before anything is published; the demo's own copy is swapped in after.
+            written = target.with_name(target.name + ".new") if replace else target
+            write_recovery_file(written, blob, replace=replace)
             try:
-                state = await start_rotation(sessionmaker, old, signing, new, actor_id=None)
+                state = await start_rotation(
+                    sessionmaker, old, signing, new, next_signing, console_secret=console_secret, actor_id=None
+                )
             except RotationError as exc:
                 raise SystemExit(_ROTATION_ERRORS.get(exc.code, exc.code)) from None
+            if replace:
+                os.replace(written, target)
+                demo_passphrase = settings.data_dir / DEMO_PASSPHRASE_FILE
+                if demo_passphrase.exists():  # the demo keeps its passphrase beside it
+                    demo_passphrase.write_text(new_passphrase + "\n", encoding="utf-8")
+            print(f"New team recovery file written to {target}. {RECOVERY_WHY}")
             print(f"Rotation started: {state.reports_total} report(s) to re-key.")
         else:
             print("Resuming the unfinished rotation.")
@@ -794,8 +812,13 @@ async def cmd_keys_rotate(settings: Settings, args: argparse.Namespace) -> None:
             print(f"  {done} report(s) re-keyed", flush=True)
 
         try:
-            state = await run_rotation(sessionmaker, old, batch_size=settings.rotation_batch_size, on_batch=progress)
+            state = await run_rotation(
+                sessionmaker, old, console_secret=console_secret, batch_size=settings.rotation_batch_size,
+                on_batch=progress, accept_failed=args.accept_failed,
+            )
         except RotationError as exc:
+            if exc.code == "failed":
+                _print_failed(exc)
             raise SystemExit(_ROTATION_ERRORS.get(exc.code, exc.code)) from None
     finally:
         await engine.dispose()
@@ -804,12 +827,28 @@ async def cmd_keys_rotate(settings: Settings, args: argparse.Namespace) -> None:
         print(f"Warning: {state.failed} report(s) or link(s) failed to open with the old key and stay as they were.")
     if key_file != paths.team_recovery:
         print(
-            f"Destroy the old recovery file {key_file} once the new one is safely stored: "
-            "it opens nothing written from now on."
+            f"Destroy the old recovery file {key_file} once the new one is safely stored: it opens "
+            "nothing written from now on (see docs/security.md for reports stored before 0007)."
         )
 
 
+def _print_failed(exc) -> None:
+    print("The old key could not open these, which keep it (their rows were modified?):")
+    for designation in exc.failed:
+        print(f"  {designation}")
+    if exc.failed_links:
+        print(f"  and {exc.failed_links} notification link(s)")
+
+
 _ROTATION_ERRORS = {
+    "failed": (
+        "the rotation stays unfinished and the old key's grants are kept. Look into those cases, "
+        "then run the command again, with --accept-failed to finish without them"
+    ),
+    "tampered": (
+        "the unfinished rotation's record does not check out (modified in the database?): "
+        "it is not resumed. Treat the database as compromised"
+    ),
     "unfinished": "a rotation is already under way: run the command again to resume it",
     "not_current": "this recovery file does not hold the current team key",
     "old_key_missing": "resuming needs the recovery file of the key being replaced (--key-file)",
@@ -936,6 +975,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rotate.add_argument(
         "--new-passphrase-file", metavar="FILE", help="file holding the new passphrase (checked like a typed one)"
+    )
+    rotate.add_argument(
+        "--accept-failed", action="store_true",
+        help="finish even if some reports or links could not be opened with the old key (they keep it)",
     )
     rotate.set_defaults(func=cmd_keys_rotate)
     purge = sub.add_parser("purge", help="purge the closed cases whose retention period is over")

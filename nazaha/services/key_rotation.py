@@ -4,9 +4,12 @@ notification link's outer layer and every staff grant re-wrapped, the old key de
 Three steps, each safe to interrupt (docs/architecture.md, "Team-key rotation"):
 
 1. :func:`start_rotation`, one write transaction: grants of the new key for every member
-   who holds the old one, a ``console.key_rotations`` row (with the new public key), and the
-   new public key published in the bot's ``system_settings`` with its generation (one more
-   than the last) and the team signing key's signature over both. From its commit on, bots (which accept only a key the pinned signing key
+   who holds the old one, a ``console.key_rotations`` row (with the new public key, and a MAC
+   under the console secret, so that a row written by someone who can write the database
+   but not read the console's files is never resumed), and the new public key published in
+   the bot's ``system_settings`` with its generation (one more than the last) and the next
+   signing key, signed by the current signing key (from the old recovery file); bots then pin
+   the next signing key, which only the new recovery file holds. From its commit on, bots (which accept only a key the pinned signing key
    signed) wrap new reports and links to the new key; a report a bot seals meanwhile is
    re-wrapped inside its own write transaction (``PublishedTeamKey.check_in``).
 2. :func:`run_rotation`, batches of reports still under the old key: each gets a new case
@@ -16,7 +19,9 @@ Three steps, each safe to interrupt (docs/architecture.md, "Team-key rotation"):
    the rows themselves say what is left, so a killed run resumes with a new call.
 3. The same call finishes once nothing is left under the old key: the old grants (and any
    bootstrap copy) deleted, the rotation marked finished, both SQLite WALs truncated (freed
-   pages are zeroed by ``secure_delete``) or the tables VACUUMed on PostgreSQL.
+   pages are zeroed by ``secure_delete``) or the tables VACUUMed on PostgreSQL. Reports or
+   links the old key cannot open (modified rows) keep it unfinished, the old grants in
+   place, unless the caller accepts them (``accept_failed``) after looking at them.
 
 The caller holds the old private key (from the offline recovery file, or a session that
 holds both grants) and drops it afterwards. Errors: :class:`RotationError` with a ``code``.
@@ -27,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import hashlib
 import logging
 from collections.abc import Callable
 
@@ -43,6 +49,8 @@ from nazaha.storage.console_models import (
 )
 from nazaha.storage.crypto import (
     CryptoError,
+    constant_time_equal,
+    keyed_hash,
     TeamKeyRing,
     TeamPrivateKey,
     TeamPublicKey,
@@ -61,6 +69,7 @@ from nazaha.storage.database import engine_of, write_transaction
 from nazaha.storage.models import CaseKeyEpoch, NotificationLink, Report, SystemSetting
 from nazaha.storage.notifications import LINK_LABEL
 from nazaha.storage.team_key import (
+    SETTING_NEXT_SIGNING_KEY,
     SETTING_TEAM_KEY_GENERATION,
     SETTING_TEAM_KEY_ID,
     SETTING_TEAM_KEY_SIGNATURE,
@@ -76,11 +85,23 @@ BATCH_SIZE = 200
 class RotationError(Exception):
     """``code``: ``unfinished`` (a rotation is running or was interrupted: resume it),
     ``not_current`` (the key offered is not the published team key), ``no_rotation``
-    (nothing to resume), ``old_key_missing`` (resuming needs the old private key)."""
+    (nothing to resume), ``old_key_missing`` (resuming needs the old private key),
+    ``tampered`` (the rotation row's MAC or key does not check out: it is not resumed),
+    ``failed`` (``failed`` names the designations of the reports, ``failed_links`` counts
+    the notification links, that the old key could not open; the rotation stays unfinished)."""
 
-    def __init__(self, code: str) -> None:
+    def __init__(self, code: str, failed: tuple[str, ...] = (), failed_links: int = 0) -> None:
         super().__init__(code)
         self.code = code
+        self.failed = failed
+        self.failed_links = failed_links
+
+
+def _row_mac(console_secret: bytes, old_key_id: str, new_key_id: str, new_public_key: bytes) -> str:
+    return keyed_hash(
+        console_secret, "key-rotation",
+        f"{old_key_id}|{new_key_id}|{hashlib.sha256(new_public_key).hexdigest()}",
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,16 +169,20 @@ async def start_rotation(
     old: TeamPrivateKey,
     signing: TeamSigningKey,
     new: TeamPrivateKey,
+    next_signing: TeamSigningKey,
     *,
+    console_secret: bytes,
     actor_id: str | None,
     now: dt.datetime | None = None,
 ) -> RotationState:
     """Step 1 (one transaction): grants of ``new`` for every member holding ``old``, the
-    rotation row, the new public key and its signature published for the bots.
+    rotation row (MAC under ``console_secret``), the new public key published for the bots
+    with its generation and ``next_signing``'s public half, signed by ``signing`` (the key
+    the bots pin now, from the old recovery file).
 
-    Write the new recovery file *before* calling this (the caller's job: it holds the new
-    key and the signing key). ``RotationError("unfinished")`` if a rotation is already
-    under way, ``RotationError("not_current")`` if ``old`` is not the published team key.
+    Write the new recovery file, holding ``new`` and ``next_signing``, *before* calling
+    this. ``RotationError("unfinished")`` if a rotation is already under way,
+    ``RotationError("not_current")`` if ``old`` is not the published team key.
     """
     now = now or _now()
     public = new.public_key()
@@ -189,13 +214,18 @@ async def start_rotation(
             KeyRotation(
                 old_key_id=old.key_id, new_key_id=new.key_id, new_public_key=public.to_bytes(),
                 started_by=actor_id, started_at=now, reports_total=total,
+                mac=_row_mac(console_secret, old.key_id, new.key_id, public.to_bytes()),
             )
         )
         # One generation more than the published key's: bots refuse any older one.
         generation = (parse_generation(await _setting(session, SETTING_TEAM_KEY_GENERATION)) or 0) + 1
         await _put_setting(session, SETTING_TEAM_PUBLIC_KEY, public.to_bytes())
         await _put_setting(session, SETTING_TEAM_KEY_GENERATION, str(generation).encode("ascii"))
-        await _put_setting(session, SETTING_TEAM_KEY_SIGNATURE, signing.sign_team_public_key(public, generation))
+        await _put_setting(session, SETTING_NEXT_SIGNING_KEY, next_signing.public_bytes())
+        await _put_setting(
+            session, SETTING_TEAM_KEY_SIGNATURE,
+            signing.sign_team_public_key(public, generation, next_signing.public_bytes()),
+        )
         await _put_setting(session, SETTING_TEAM_KEY_ID, new.key_id.encode("ascii"))
         await audit.append(
             session, actor_id=actor_id, action=audit.KEY_ROTATION_START,
@@ -321,20 +351,32 @@ async def run_rotation(
     sessionmaker: async_sessionmaker[AsyncSession],
     keys: TeamPrivateKey | TeamKeyRing,
     *,
+    console_secret: bytes,
     actor_id: str | None = None,
     batch_size: int = BATCH_SIZE,
     on_batch: Callable[[int], object] | None = None,
+    accept_failed: bool = False,
     now: Callable[[], dt.datetime] = _now,
 ) -> RotationState:
     """Steps 2 and 3: re-key what is still under the old key, then finish. Resumes an
     interrupted run (call it again). ``keys`` must hold the old private key (a ring holding
-    both, or the old key alone: the new public key is the one recorded at the start).
-    ``on_batch(n)`` is called after each committed batch of reports (progress, tests).
-    ``RotationError("no_rotation")`` / ``RotationError("old_key_missing")``."""
+    both, or the old key alone: the new public key is the one recorded at the start, checked
+    against the row's MAC under ``console_secret``). ``on_batch(n)`` is called after each
+    committed batch of reports (progress, tests). ``RotationError`` ``no_rotation``,
+    ``old_key_missing``, ``tampered``, or ``failed`` (reports the old key could not open;
+    the rotation stays unfinished unless ``accept_failed``)."""
     async with sessionmaker() as session:
         rotation = await unfinished_rotation(session)
     if rotation is None:
         raise RotationError("no_rotation")
+    expected = _row_mac(console_secret, rotation.old_key_id, rotation.new_key_id, bytes(rotation.new_public_key))
+    try:
+        recorded_key_id = TeamPublicKey.from_bytes(bytes(rotation.new_public_key)).key_id
+    except ValueError:
+        recorded_key_id = ""
+    if not constant_time_equal((rotation.mac or "").encode(), expected.encode()) or recorded_key_id != rotation.new_key_id:
+        log.error("a team-key rotation row failed its check and is not resumed")
+        raise RotationError("tampered")
     old = keys.for_key_id(rotation.old_key_id) if isinstance(keys, TeamKeyRing) else (
         keys if keys.key_id == rotation.old_key_id else None
     )
@@ -353,6 +395,12 @@ async def run_rotation(
     if skip or failed_links:
         log.warning("a team-key rotation left %d report(s) and %d link(s) the old key could not open",
                     len(skip), failed_links)
+        if not accept_failed:
+            async with sessionmaker() as session:
+                names = (await session.scalars(
+                    select(Report.designation).where(Report.id.in_(skip)).order_by(Report.designation)
+                )).all() if skip else []
+            raise RotationError("failed", tuple(names), failed_links)
     finished_at = now()
     async with write_transaction(sessionmaker) as session:
         # Bots wrap to the new key from the start's commit on (their write transactions

@@ -324,3 +324,6 @@ class KeyRotation(ConsoleBase):
     started_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
     finished_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
     reports_total: Mapped[int] = mapped_column(Integer, default=0)  # under the old key at start
+    # HMAC (console secret) of the old and new key ids and the new public key: a row written
+    # by whoever can write the database but not read the console's files is never resumed.
+    mac: Mapped[str] = mapped_column(String(64), default="")

@@ -1260,11 +1260,14 @@ class TeamSigningKey:
             serialization.Encoding.Raw, serialization.PublicFormat.Raw
         )
 
-    def sign_team_public_key(self, public: TeamPublicKey, generation: int) -> bytes:
-        """Ed25519 signature (64 bytes) over frame("nazaha/team-public-key/v2", generation,
-        key bytes). ``generation`` (>= 1, one more at each rotation) lets a bot refuse an
-        older key that was validly signed once (a rollback to a retired, maybe leaked key)."""
-        return self._key.sign(_team_public_key_message(public, generation))
+    def sign_team_public_key(self, public: TeamPublicKey, generation: int, next_signing: bytes) -> bytes:
+        """Ed25519 signature (64 bytes) over frame("nazaha/team-public-key/v3", generation,
+        team key bytes, next signing public key). ``generation`` (>= 1, one more at each
+        rotation) lets a bot refuse an older key that was validly signed once (a rollback);
+        ``next_signing`` is the signing key that signs the next rotation, which the bot pins
+        instead of this one (so the old recovery file, which holds this key, signs nothing a
+        bot accepts any more)."""
+        return self._key.sign(_team_public_key_message(public, generation, next_signing))
 
     def __repr__(self) -> str:
         return "TeamSigningKey(<redacted>)"
@@ -1273,21 +1276,23 @@ class TeamSigningKey:
         raise TypeError("TeamSigningKey must not be pickled")
 
 
-def _team_public_key_message(public: TeamPublicKey, generation: int) -> bytes:
+def _team_public_key_message(public: TeamPublicKey, generation: int, next_signing: bytes) -> bytes:
     if not isinstance(generation, int) or isinstance(generation, bool) or not 1 <= generation < 2**53:
         raise ValueError("a team key generation is an int >= 1")
-    return _frame("nazaha/team-public-key/v2", str(generation), public.to_bytes())
+    if len(bytes(next_signing)) != SIGNING_PUBLIC_BYTES:
+        raise ValueError("a signing public key is 32 bytes")
+    return _frame("nazaha/team-public-key/v3", str(generation), public.to_bytes(), bytes(next_signing))
 
 
 def verify_team_public_key(
-    signing_public: bytes, public: TeamPublicKey, generation: int, signature: bytes
+    signing_public: bytes, public: TeamPublicKey, generation: int, next_signing: bytes, signature: bytes
 ) -> bool:
     """True iff ``signature`` is the signing key's signature of ``public`` at
-    ``generation``; False for a bad signature, a malformed signing key or generation (never
-    raises for untrusted input)."""
+    ``generation`` with ``next_signing`` as the next signer; False for a bad signature, a
+    malformed key or generation (never raises for untrusted input)."""
     try:
         verifier = ed25519.Ed25519PublicKey.from_public_bytes(bytes(signing_public))
-        verifier.verify(bytes(signature), _team_public_key_message(public, generation))
+        verifier.verify(bytes(signature), _team_public_key_message(public, generation, next_signing))
     except (InvalidSignature, ValueError, TypeError):
         return False
     return True

@@ -70,6 +70,7 @@ from nazaha.storage.kdf_thread import SUBMISSION, UNLOCK, KdfThread
 from nazaha.storage.models import CaseKeyEpoch, Evidence, Report, ReportField, SystemSetting
 from nazaha.storage.team_key import (
     SETTING_TEAM_KEY_ID,
+    SETTING_TEAM_KEY_SIGNATURE,
     SETTING_TEAM_PUBLIC_KEY,
     PublishedTeamKey,
     read_generation,
@@ -342,7 +343,10 @@ class ReportVault:
             public_path=public_path, generation_path=generation_path,
         )
         recorded = settings[SETTING_TEAM_KEY_ID].decode("ascii")
-        if recorded != public.key_id and not published.accept(settings):
+        # After any rotation: follow the published key, or finish pinning the next signing
+        # key if a crash came between the files (see nazaha/storage/team_key.py).
+        accepted = SETTING_TEAM_KEY_SIGNATURE in settings and published.accept(settings)
+        if recorded != public.key_id and not accepted:
             raise RuntimeError(
                 f"the team public key ({public.key_id}) is not the one this database was "
                 f"set up with ({recorded})"
@@ -504,7 +508,7 @@ class ReportVault:
         if report.key_epoch:
             async with self._sessionmaker() as session:
                 rows = await epoch_rows(session, report.id)
-            epoch_keys = _reporter_chain(report.id, rows, reporter_private, data_key)
+            epoch_keys = _reporter_chain(report.id, report.key_epoch, rows, reporter_private, data_key)
         return dataclasses.replace(
             _unlocked(report, epoch_keys),
             reporter_private=reporter_private,
@@ -524,7 +528,7 @@ class ReportVault:
             if epoch is None or epoch == case.key_epoch:
                 return case
             rows = await epoch_rows(session, case.report_id)
-        chain = _reporter_chain(case.report_id, rows, case.reporter_private, case.epoch_key(0))
+        chain = _reporter_chain(case.report_id, epoch, rows, case.reporter_private, case.epoch_key(0))
         return dataclasses.replace(case, data_key=chain[-1], epoch_keys=chain)
 
     def _derive_for_unlock(self, digits: str) -> tuple[ReporterKeys, bytes]:
@@ -619,17 +623,18 @@ async def epoch_rows(session: AsyncSession, report_id: str) -> list[CaseKeyEpoch
 
 
 def _reporter_chain(
-    report_id: str, rows: Sequence[CaseKeyEpoch], reporter_private: TeamPrivateKey, first_key: bytes
+    report_id: str, epoch: int, rows: Sequence[CaseKeyEpoch], reporter_private: TeamPrivateKey, first_key: bytes
 ) -> tuple[bytes, ...]:
-    """Every epoch's key for the reporter, epoch 0 first: the newest epoch's from its wrap
-    to the reporter's public key, then down the chain to epoch 0, which must be the key the
-    receipt opened. ``WrongReceipt`` if the rows are missing or disagree."""
-    if not rows:
+    """Every epoch's key for the reporter, epoch 0 first: the key of ``epoch`` (the report
+    row's, as on the team's side; rows beyond it are ignored) from its wrap to the
+    reporter's public key, then down the chain to epoch 0, which must be the key the receipt
+    opened. ``WrongReceipt`` if a row is missing or they disagree."""
+    newest = next((row for row in rows if row.epoch == epoch), None)
+    if newest is None:
         raise WrongReceipt("the case keys of this report are missing")
-    newest = rows[-1]
-    key = unwrap_case_key_for_reporter(newest.wrapped_reporter, reporter_private, report_id, newest.epoch)
+    key = unwrap_case_key_for_reporter(newest.wrapped_reporter, reporter_private, report_id, epoch)
     try:
-        chain = _down_the_chain(report_id, newest.epoch, key, rows)
+        chain = _down_the_chain(report_id, epoch, key, rows)
     except TamperedData:
         raise WrongReceipt("the case keys of this report do not chain") from None
     if not constant_time_equal(chain[0], first_key):

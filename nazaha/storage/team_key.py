@@ -2,18 +2,21 @@
 
 After a team-key rotation (nazaha/services/key_rotation.py) the database's
 ``system_settings`` hold the new team public key, its *generation* (1 at the first rotation,
-one more at each) and the team signing key's signature over both. A bot accepts the new key
-only if that signature verifies with the signing public key it has pinned in its data dir
-(``team-signing.pub``, written by ``nazaha init``) and the generation is not below the one
-it holds (``team-key.generation`` in its data dir, 0 before any rotation): whoever can write
-the database but not the bot host can neither make the bot seal reports to a key of their
-own nor roll it back to a retired key that was validly signed once (a leaked one, say).
+one more at each), the *next* signing public key, and the signature over the three by the
+signing key the bots have pinned. A bot accepts the new key only if that signature verifies
+with the signing public key pinned in its data dir (``team-signing.pub``, written by
+``nazaha init``) and the generation is not below the one it holds (``team-key.generation``,
+0 before any rotation); it then pins the next signing key instead. Whoever can write the
+database but not the bot host can therefore neither make the bot seal reports to a key of
+their own, nor roll it back to a retired key that was validly signed once, nor use the
+signing key of an old (leaked) recovery file: that key is no longer pinned.
 
 A bot checks the database periodically (no restart needed) and, inside the write
 transaction of every report and notification link it stores, whether the key moved on (so
 nothing is committed wrapped to a retired key). On acceptance it rewrites its data dir's
-``team-key.generation`` then ``team-public.key`` (in that order: a crash in between leaves
-a generation that still refuses the older key).
+``team-key.generation``, ``team-public.key`` and then ``team-signing.pub`` (in that order:
+after a crash in between, the next start verifies the same publication with the pin still
+in place and finishes the job, and an older key stays refused).
 """
 
 from __future__ import annotations
@@ -34,7 +37,10 @@ SETTING_TEAM_PUBLIC_KEY = "team_public_key"
 SETTING_TEAM_KEY_ID = "team_key_id"
 SETTING_TEAM_KEY_SIGNATURE = "team_key_signature"
 SETTING_TEAM_KEY_GENERATION = "team_key_generation"
-_PUBLISHED = (SETTING_TEAM_PUBLIC_KEY, SETTING_TEAM_KEY_SIGNATURE, SETTING_TEAM_KEY_GENERATION)
+SETTING_NEXT_SIGNING_KEY = "team_next_signing_key"
+_PUBLISHED = (
+    SETTING_TEAM_PUBLIC_KEY, SETTING_TEAM_KEY_SIGNATURE, SETTING_TEAM_KEY_GENERATION, SETTING_NEXT_SIGNING_KEY,
+)
 
 
 def read_signing_pin(path: Path | None) -> bytes | None:
@@ -85,9 +91,9 @@ class PublishedTeamKey:
 
     ``signing_pin`` is the pinned signing public key, or ``None`` (an installation made
     before rotation existed); then ``pin_path`` is read again at each check until the file
-    appears, and from then on it stays pinned for the life of the process. ``public_path``
-    and ``generation_path`` (the data dir's ``team-public.key`` and ``team-key.generation``)
-    are rewritten when a new key is accepted.
+    appears. ``generation_path``, ``public_path`` and ``pin_path`` (the data dir's
+    ``team-key.generation``, ``team-public.key`` and ``team-signing.pub``) are rewritten
+    when a new key is accepted.
     """
 
     def __init__(
@@ -123,39 +129,38 @@ class PublishedTeamKey:
                 log.error("the pinned team signing key file is malformed; no new team key is accepted")
         return self._pin
 
-    def verified(
-        self, public_bytes: bytes | None, signature: bytes | None, generation: int | None
-    ) -> TeamPublicKey | None:
-        """The key in ``public_bytes`` if the pinned signing key signed it at
-        ``generation`` and that generation is not below the one held, else ``None``."""
-        pin = self._signing_pin()
-        if pin is None or not public_bytes or not signature or generation is None:
-            return None
-        if generation < self._generation:
-            return None  # a rollback to a key retired since
-        try:
-            public = TeamPublicKey.from_bytes(bytes(public_bytes))
-        except ValueError:
-            return None
-        return public if verify_team_public_key(pin, public, generation, bytes(signature)) else None
-
     def accept(self, published: dict[str, bytes]) -> bool:
-        """Switch to the published key (``system_settings`` rows by name) if it is properly
-        signed and not older than the one held; True if it is (now) the current key."""
+        """Switch to the published key (``system_settings`` rows by name) if the pinned
+        signing key signed it (with its generation and the next signing key) and it is not
+        older than the one held, then pin the next signing key; True if the published key is
+        (now) the current one."""
         generation = parse_generation(published.get(SETTING_TEAM_KEY_GENERATION))
-        public = self.verified(
-            published.get(SETTING_TEAM_PUBLIC_KEY), published.get(SETTING_TEAM_KEY_SIGNATURE), generation
-        )
-        if public is None or generation is None:
+        next_signing = published.get(SETTING_NEXT_SIGNING_KEY)
+        try:
+            public = TeamPublicKey.from_bytes(bytes(published.get(SETTING_TEAM_PUBLIC_KEY) or b""))
+        except ValueError:
+            public = None
+        if (
+            public is not None and next_signing is not None and generation == self._generation
+            and public.key_id == self._current.key_id and next_signing == self._pin
+        ):
+            return True  # accepted before: the pin has moved on to the next signing key
+        pin = self._signing_pin()
+        if (
+            public is None or generation is None or not next_signing or pin is None
+            or generation < self._generation  # a rollback to a key retired since
+            or not verify_team_public_key(
+                pin, public, generation, next_signing, published.get(SETTING_TEAM_KEY_SIGNATURE) or b""
+            )
+        ):
             log.warning(
                 "the database names a team key that the pinned signing key did not sign, or an "
                 "older one; kept the current one"
             )
             return False
-        if public.key_id != self._current.key_id or generation != self._generation:
-            self._current, self._generation = public, generation
-            self._write_files()
-            log.info("accepted a new team public key")
+        self._current, self._generation, self._pin = public, generation, bytes(next_signing)
+        self._write_files()
+        log.info("accepted a new team public key")
         return True
 
     def _write_files(self) -> None:
@@ -164,6 +169,8 @@ class PublishedTeamKey:
                 _write_atomically(self._generation_path, f"{self._generation}\n".encode("ascii"))
             if self._public_path is not None:
                 _write_atomically(self._public_path, self._current.to_bytes())
+            if self._pin_path is not None and self._pin is not None:  # last (see the module)
+                _write_atomically(self._pin_path, self._pin)
         except OSError:
             log.warning("could not rewrite the team key files; the database's signed key is used")
 
@@ -203,6 +210,7 @@ class PublishedTeamKey:
 
 __all__ = [
     "PublishedTeamKey",
+    "SETTING_NEXT_SIGNING_KEY",
     "SETTING_TEAM_KEY_GENERATION",
     "SETTING_TEAM_KEY_ID",
     "SETTING_TEAM_KEY_SIGNATURE",

@@ -45,7 +45,7 @@ from nazaha.storage.crypto import (
 from nazaha.storage.keyfiles import KeyPaths
 from nazaha.storage.models import SystemSetting
 from nazaha.storage.passphrases import WeakPassphrase, check_passphrase
-from nazaha.storage.team_key import SETTING_TEAM_KEY_ID, read_signing_pin
+from nazaha.storage.team_key import SETTING_NEXT_SIGNING_KEY, SETTING_TEAM_KEY_ID, read_signing_pin
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -60,6 +60,7 @@ class PendingRotation:
     old: TeamPrivateKey
     signing: TeamSigningKey
     new: TeamPrivateKey
+    next_signing: TeamSigningKey  # sealed in the new recovery file; the bots pin it next
     recovery_file: bytes
     downloaded: bool = False
 
@@ -93,6 +94,7 @@ async def _page(request: Request, console: Console, staff, status_code: int = 20
         unfinished=unfinished,
         rekeyed=max(0, unfinished.reports_total - unfinished.reports_left) if unfinished else 0,
         running=unfinished is not None and rotation_running(console),
+        problem=console.rotation_problem if unfinished is not None else None,
         last_finished=last_finished,
         pending=pending,
         **extra,
@@ -108,11 +110,20 @@ async def keys_page(request: Request, console: ConsoleDep, staff: AdminStaff) ->
     )
 
 
-async def _run_in_background(console: Console, keys: TeamKeyRing | TeamPrivateKey, actor_id: str) -> None:
+async def _run_in_background(
+    console: Console, keys: TeamKeyRing | TeamPrivateKey, actor_id: str, accept_failed: bool = False
+) -> None:
+    console.rotation_problem = None
     try:
-        await key_rotation.run_rotation(console.sessionmaker, keys, actor_id=actor_id)
+        await key_rotation.run_rotation(
+            console.sessionmaker, keys, console_secret=console.console_secret, actor_id=actor_id,
+            accept_failed=accept_failed,
+        )
     except asyncio.CancelledError:  # the console stops: the next run resumes
         raise
+    except key_rotation.RotationError as exc:  # shown on the page; nothing identifying logged
+        console.rotation_problem = exc
+        log.error("team-key rotation stopped: %s", exc.code)
     except Exception as exc:  # the page offers to resume; never log key material or ids
         log.error("team-key rotation stopped: %s", type(exc).__name__)
     else:
@@ -121,17 +132,19 @@ async def _run_in_background(console: Console, keys: TeamKeyRing | TeamPrivateKe
         console.audit_export_due = True
 
 
-def _start_run(console: Console, keys: TeamKeyRing | TeamPrivateKey, actor_id: str) -> None:
+def _start_run(
+    console: Console, keys: TeamKeyRing | TeamPrivateKey, actor_id: str, accept_failed: bool = False
+) -> None:
     # Kept on the console so that the task is not garbage-collected mid-way.
-    console.rotation_task = asyncio.create_task(_run_in_background(console, keys, actor_id))
+    console.rotation_task = asyncio.create_task(_run_in_background(console, keys, actor_id, accept_failed))
 
 
 async def resume_if_interrupted(console: Console) -> bool:
     """The console's housekeeping: an unfinished rotation that no run is working on (the
     console restarted mid-way) is resumed with the keys of any signed-in member who holds
     the old key (sessions open every grant at sign-in). True if a run was started."""
-    if rotation_running(console):
-        return False
+    if rotation_running(console) or console.rotation_problem is not None:
+        return False  # a run that stopped on a problem waits for an admin
     async with console.sessionmaker() as session:
         rotation = await key_rotation.unfinished_rotation(session)
     if rotation is None:
@@ -161,14 +174,20 @@ def _check_new_passphrase(new_passphrase: str, new_passphrase_again: str) -> str
     return None
 
 
-def _signing_mismatch(console: Console, signing: TeamSigningKey) -> bool:
-    """True if this host pins a team signing key (``team-signing.pub`` in its data dir)
-    other than the file's: the bots would refuse the new key."""
-    try:
-        pin = read_signing_pin(KeyPaths.for_data_dir(console.settings.data_dir).team_signing_public)
-    except (OSError, ValueError):
-        return False
-    return pin is not None and pin != signing.public_bytes()
+async def _signing_mismatch(console: Console, signing: TeamSigningKey) -> bool:
+    """True if the file's signing key is not the one the bots expect: the next signer the
+    last rotation published, else the key pinned in this host's data dir (before any
+    rotation). The bots would refuse what it signs."""
+    async with console.sessionmaker() as session:
+        expected = await session.scalar(
+            select(SystemSetting.value).where(SystemSetting.name == SETTING_NEXT_SIGNING_KEY)
+        )
+    if expected is None:
+        try:
+            expected = read_signing_pin(KeyPaths.for_data_dir(console.settings.data_dir).team_signing_public)
+        except (OSError, ValueError):
+            return False
+    return expected is not None and bytes(expected) != signing.public_bytes()
 
 
 @router.post("/keys/rotate", dependencies=[CsrfChecked])
@@ -219,15 +238,15 @@ async def rotate(
         return await refuse("not_current")
     if signing is None:
         return await refuse("no_signing_key")
-    if _signing_mismatch(console, signing):
+    if await _signing_mismatch(console, signing):
         return await refuse("signing_mismatch")
 
-    new = TeamPrivateKey.generate()
+    new, next_signing = TeamPrivateKey.generate(), TeamSigningKey.generate()
     # The new recovery file is made, and must be stored, before anything changes.
     new_file = await asyncio.to_thread(
-        seal_team_recovery, new, signing, new_passphrase, kdf_params(console.settings), floor
+        seal_team_recovery, new, next_signing, new_passphrase, kdf_params(console.settings), floor
     )
-    staff.pending_rotation = PendingRotation(old, signing, new, new_file)
+    staff.pending_rotation = PendingRotation(old, signing, new, next_signing, new_file)
     return redirect("/keys")
 
 
@@ -272,8 +291,8 @@ async def start(
         return await _page(request, console, staff, status_code=400, error="unfinished")
     try:
         await key_rotation.start_rotation(
-            console.sessionmaker, pending.old, pending.signing, pending.new,
-            actor_id=staff.identity.id, now=console.clock(),
+            console.sessionmaker, pending.old, pending.signing, pending.new, pending.next_signing,
+            console_secret=console.console_secret, actor_id=staff.identity.id, now=console.clock(),
         )
     except key_rotation.RotationError as exc:
         staff.pending_rotation = None
@@ -287,7 +306,12 @@ async def start(
 
 
 @router.post("/keys/resume", dependencies=[CsrfChecked])
-async def resume(request: Request, console: ConsoleDep, staff: AdminStaff) -> Response:
+async def resume(
+    request: Request,
+    console: ConsoleDep,
+    staff: AdminStaff,
+    accept_failed: Annotated[str, Form(max_length=8)] = "",
+) -> Response:
     if rotation_running(console):
         return redirect("/keys")
     async with console.sessionmaker() as session:
@@ -298,5 +322,5 @@ async def resume(request: Request, console: ConsoleDep, staff: AdminStaff) -> Re
     held = staff.team_private
     if not _holds(held, rotation.old_key_id):
         return await _page(request, console, staff, status_code=400, error="old_key_missing")
-    _start_run(console, held, staff.identity.id)
+    _start_run(console, held, staff.identity.id, accept_failed=accept_failed == "1")
     return redirect("/keys?resumed=1")
