@@ -103,6 +103,14 @@ async def test_the_running_bot_follows_a_rotation_and_nothing_is_lost(deployment
     assert paths.team_public.read_bytes() == new.public_key().to_bytes()
     d.bot.assert_alive()
     assert d.bot.process.pid == pid
+    # The old recovery file: a clear answer, no traceback.
+    refused = subprocess.run(
+        nazaha_command("decrypt", designation, "--key-file", str(recovery_file(d.data_dir)),
+                       "--passphrase-file", str(d.tmp / "passphrase.txt")),
+        env=nazaha_env(d.data_dir, d.server.url), capture_output=True, text=True, timeout=120,
+    )
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert "use the recovery file of the current key" in refused.stderr
 
     engine = create_engine(f"sqlite+aiosqlite:///{d.data_dir / 'nazaha.db'}")
     try:

@@ -315,21 +315,28 @@ def _team_private_key(settings: Settings, args: argparse.Namespace):
 
 async def cmd_decrypt(settings: Settings, args: argparse.Namespace) -> None:
     """Open one report with the offline recovery key: answers, thread and evidence (JSON)."""
+    from sqlalchemy import select
+
     from nazaha.bot.app import kdf_floor
     from nazaha.storage.cases import CaseService
+    from nazaha.storage.crypto import UnknownKeyId
     from nazaha.storage.database import create_engine, create_sessionmaker
-    from nazaha.storage.keyfiles import KeyPaths, load_team_public_key
+    from nazaha.storage.models import SystemSetting
     from nazaha.storage.reports import ReportNotFound, ReportVault
+    from nazaha.storage.team_key import SETTING_TEAM_PUBLIC_KEY
 
-    paths = KeyPaths.for_data_dir(settings.data_dir)
     designation = args.designation.strip().upper()
     args.designation = designation
     engine = create_engine(settings.effective_database_url)
     try:
         sessionmaker = create_sessionmaker(engine)
-        vault = await ReportVault.load(
-            sessionmaker, load_team_public_key(paths), kdf_floor=kdf_floor(settings)
-        )
+        async with sessionmaker() as session:  # the key the database names: opening needs none
+            published = await session.scalar(
+                select(SystemSetting.value).where(SystemSetting.name == SETTING_TEAM_PUBLIC_KEY)
+            )
+        if published is None:
+            raise SystemExit("the database is not initialised: run `nazaha init` first")
+        vault = await ReportVault.load(sessionmaker, bytes(published), kdf_floor=kdf_floor(settings))
         if not await _designation_exists(sessionmaker, designation):
             raise SystemExit(f"no report has the designation {designation} (see `nazaha cases`)")
         team_private = _team_private_key(settings, args)
@@ -337,6 +344,12 @@ async def cmd_decrypt(settings: Settings, args: argparse.Namespace) -> None:
             report = await vault.open_with_team(designation, team_private)
         except ReportNotFound:
             raise SystemExit(f"no report has the designation {designation} (see `nazaha cases`)") from None
+        except UnknownKeyId as exc:
+            raise SystemExit(
+                f"this recovery file holds team key {exc.have}, but {designation} is sealed to team "
+                f"key {exc.wanted}: use the recovery file of the current key (saved at the last "
+                "rotation)"
+            ) from None
         case = await vault.unlock_with_team(designation, team_private)
         thread = await CaseService(sessionmaker).thread(case)
         withdrawals = await CaseService(sessionmaker).withdrawals(case.report_id)
@@ -749,8 +762,9 @@ async def cmd_keys_rotate(settings: Settings, args: argparse.Namespace) -> None:
             published = await session.scalar(
                 select(SystemSetting.value).where(SystemSetting.name == SETTING_TEAM_KEY_ID)
             )
-        if pending is None and (published is None or bytes(published).decode("ascii") != old.key_id):
-            raise SystemExit(_ROTATION_ERRORS["not_current"])
+        current = bytes(published).decode("ascii") if published is not None else "?"
+        if pending is None and current != old.key_id:
+            raise SystemExit(_ROTATION_ERRORS["not_current_ids"].format(have=old.key_id, current=current))
         if pending is None:
             # Only the demo keeps its recovery file in the data dir: rotate it in place there.
             replace = key_file == paths.team_recovery and not args.recovery_file
@@ -841,6 +855,10 @@ def _print_failed(exc) -> None:
 
 
 _ROTATION_ERRORS = {
+    "not_current_ids": (
+        "this recovery file holds team key {have}, not the current team key {current}: use the "
+        "recovery file saved at the last rotation (or at installation)"
+    ),
     "failed": (
         "the rotation stays unfinished and the old key's grants are kept. Look into those cases, "
         "then run the command again, with --accept-failed to finish without them"

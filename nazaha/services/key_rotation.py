@@ -36,7 +36,7 @@ import hashlib
 import logging
 from collections.abc import Callable
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from nazaha.services import audit
@@ -278,39 +278,73 @@ def _rekey(
     return done, failed
 
 
+_REPORTS = Report.__table__
+# One statement for a whole batch (executemany); the old key id guards against a row that a
+# concurrent run re-keyed already.
+_REKEY_REPORT = (
+    update(_REPORTS)
+    .where(_REPORTS.c.id == bindparam("b_id"), _REPORTS.c.team_key_id == bindparam("b_old"))
+    .values(wrapped_key_team=bindparam("b_wrapped"), key_epoch=bindparam("b_epoch"), team_key_id=bindparam("b_new"))
+)
+
+
 async def _rekey_batch(
     sessionmaker: async_sessionmaker[AsyncSession],
     rotation: KeyRotation,
     old: TeamPrivateKey,
     new_public: TeamPublicKey,
-    skip: set[str],
+    after: str,
     batch_size: int,
-) -> tuple[int, list[str]]:
+) -> tuple[int, list[str], str | None]:
+    """The next ``batch_size`` reports after id ``after`` still under the old key, re-keyed
+    in one transaction: (re-keyed, failed ids, last id read or ``None`` when none was left).
+    Walking by id keeps each batch's read short (no re-reading of re-keyed rows)."""
     async with write_transaction(sessionmaker) as session:
         query = (
             select(Report.id, Report.wrapped_key_team, Report.key_epoch, Report.reporter_public_key)
-            .where(Report.team_key_id == rotation.old_key_id)
+            .where(Report.team_key_id == rotation.old_key_id, Report.id > after)
             .order_by(Report.id)
             .limit(batch_size)
             .with_for_update()
         )
-        if skip:
-            query = query.where(Report.id.not_in(skip))
         rows = [(r, bytes(w), e, None if p is None else bytes(p)) for r, w, e, p in (await session.execute(query)).all()]
         if not rows:
-            return 0, []
+            return 0, [], None
         today = _now().date()
         done, failed = await asyncio.to_thread(_rekey, rows, old, new_public, today)
         epochs = [item.epoch_row for item in done if item.epoch_row is not None]
         if epochs:
             await session.execute(CaseKeyEpoch.__table__.insert(), epochs)
-        for item in done:
+        if done:
             await session.execute(
-                update(Report)
-                .where(Report.id == item.report_id, Report.team_key_id == rotation.old_key_id)
-                .values(wrapped_key_team=item.wrapped_team, key_epoch=item.key_epoch, team_key_id=rotation.new_key_id)
+                _REKEY_REPORT,
+                [
+                    {"b_id": item.report_id, "b_old": rotation.old_key_id, "b_wrapped": item.wrapped_team,
+                     "b_epoch": item.key_epoch, "b_new": rotation.new_key_id}
+                    for item in done
+                ],
             )
-        return len(done), failed
+        return len(done), failed, rows[-1][0]
+
+
+def _reseal(rows: list, old: TeamPrivateKey, new_public: TeamPublicKey) -> tuple[list[dict], int]:
+    """Pure crypto for a batch of links (in a worker thread): new outer layers for those
+    sealed to ``old``; (updates, failed)."""
+    updates, failed = [], 0
+    for link_id, report_id, sealed in rows:
+        try:
+            if wrapped_key_id(sealed) != old.key_id:
+                continue
+            inner = open_from_key(old, LINK_LABEL, (link_id, report_id), sealed)
+        except CryptoError:
+            failed += 1
+            continue
+        updates.append({"b_id": link_id, "b_sealed": seal_to_key(new_public, LINK_LABEL, (link_id, report_id), inner)})
+    return updates, failed
+
+
+_LINKS = NotificationLink.__table__
+_RESEAL_LINK = update(_LINKS).where(_LINKS.c.id == bindparam("b_id")).values(sealed_link=bindparam("b_sealed"))
 
 
 async def _reseal_links(
@@ -331,20 +365,13 @@ async def _reseal_links(
             if not rows:
                 return resealed, failed
             after = rows[-1].id
-            for link_id, report_id, sealed in rows:
-                try:
-                    if wrapped_key_id(sealed) != old.key_id:
-                        continue
-                    inner = open_from_key(old, LINK_LABEL, (link_id, report_id), sealed)
-                except CryptoError:
-                    failed += 1
-                    continue
-                await session.execute(
-                    update(NotificationLink)
-                    .where(NotificationLink.id == link_id)
-                    .values(sealed_link=seal_to_key(new_public, LINK_LABEL, (link_id, report_id), inner))
-                )
-                resealed += 1
+            updates, failed_here = await asyncio.to_thread(
+                _reseal, [(i, r, bytes(s)) for i, r, s in rows], old, new_public
+            )
+            failed += failed_here
+            if updates:
+                await session.execute(_RESEAL_LINK, updates)
+                resealed += len(updates)
 
 
 async def run_rotation(
@@ -384,13 +411,19 @@ async def run_rotation(
         raise RotationError("old_key_missing")
     new_public = TeamPublicKey.from_bytes(rotation.new_public_key)
     skip: set[str] = set()
-    while True:
-        count, failed = await _rekey_batch(sessionmaker, rotation, old, new_public, skip, batch_size)
-        skip.update(failed)
-        if count == 0 and not failed:
+    while True:  # one pass by id; another if a row under the old key appeared behind it
+        after: str | None = ""
+        while after is not None:
+            count, failed, after = await _rekey_batch(sessionmaker, rotation, old, new_public, after, batch_size)
+            skip.update(failed)
+            if count and on_batch is not None:
+                on_batch(count)
+        async with sessionmaker() as session:
+            left = await session.scalar(
+                select(func.count()).select_from(Report).where(Report.team_key_id == rotation.old_key_id)
+            ) or 0
+        if left <= len(skip):
             break
-        if on_batch is not None:
-            on_batch(count)
     _, failed_links = await _reseal_links(sessionmaker, old, new_public, batch_size)
     if skip or failed_links:
         log.warning("a team-key rotation left %d report(s) and %d link(s) the old key could not open",

@@ -62,6 +62,7 @@ class PendingRotation:
     new: TeamPrivateKey
     next_signing: TeamSigningKey  # sealed in the new recovery file; the bots pin it next
     recovery_file: bytes
+    demo_passphrase: str | None = None  # the demo only: kept beside its recovery file
     downloaded: bool = False
 
     def __reduce__(self):
@@ -122,6 +123,9 @@ async def _run_in_background(
     except asyncio.CancelledError:  # the console stops: the next run resumes
         raise
     except key_rotation.RotationError as exc:  # shown on the page; nothing identifying logged
+        if exc.code == "no_rotation":  # finished meanwhile by another run (e.g. the command)
+            log.info("team-key rotation already finished")
+            return
         console.rotation_problem = exc
         log.error("team-key rotation stopped: %s", exc.code)
     except Exception as exc:  # the page offers to resume; never log key material or ids
@@ -147,8 +151,8 @@ async def resume_if_interrupted(console: Console) -> bool:
         return False  # a run that stopped on a problem waits for an admin
     async with console.sessionmaker() as session:
         rotation = await key_rotation.unfinished_rotation(session)
-    if rotation is None:
-        return False
+    if rotation is None or rotation.started_by is None:
+        return False  # one the command line started: the command resumes it
     holder = console.sessions.holder_of(rotation.old_key_id)
     if holder is None:
         return False
@@ -199,7 +203,6 @@ async def rotate(
     passphrase: Annotated[str, Form(max_length=1024)] = "",
     new_passphrase: Annotated[str, Form(max_length=1024)] = "",
     new_passphrase_again: Annotated[str, Form(max_length=1024)] = "",
-    confirm: Annotated[str, Form(max_length=8)] = "",
 ) -> Response:
     from nazaha.bot.app import kdf_floor
     from nazaha.bot.setup import kdf_params
@@ -207,8 +210,6 @@ async def rotate(
     async def refuse(code: str) -> Response:
         return await _page(request, console, staff, status_code=400, error=code)
 
-    if confirm != "1":
-        return await refuse("confirm")
     if rotation_running(console):
         return await refuse("unfinished")
     if recovery_file is None or not recovery_file.filename:
@@ -246,8 +247,25 @@ async def rotate(
     new_file = await asyncio.to_thread(
         seal_team_recovery, new, next_signing, new_passphrase, kdf_params(console.settings), floor
     )
-    staff.pending_rotation = PendingRotation(old, signing, new, next_signing, new_file)
+    staff.pending_rotation = PendingRotation(
+        old, signing, new, next_signing, new_file,
+        demo_passphrase=new_passphrase if console.settings.demo else None,
+    )
     return redirect("/keys")
+
+
+def _replace_demo_recovery(console: Console, pending: PendingRotation) -> None:
+    """The demo keeps its recovery file and passphrase in its data dir and prints where:
+    keep them current, so that its printed commands (`nazaha decrypt`) still work."""
+    from nazaha.bot.cli import DEMO_PASSPHRASE_FILE
+    from nazaha.storage.keyfiles import write_recovery_file
+
+    paths = KeyPaths.for_data_dir(console.settings.data_dir)
+    if paths.team_recovery.exists():
+        write_recovery_file(paths.team_recovery, pending.recovery_file, replace=True)
+        passphrase_file = console.settings.data_dir / DEMO_PASSPHRASE_FILE
+        if passphrase_file.exists():
+            passphrase_file.write_text(pending.demo_passphrase + "\n", encoding="utf-8")
 
 
 @router.post("/keys/recovery-file", dependencies=[CsrfChecked])
@@ -298,6 +316,8 @@ async def start(
         staff.pending_rotation = None
         return await _page(request, console, staff, status_code=400, error=exc.code)
     staff.pending_rotation = None
+    if pending.demo_passphrase is not None:
+        _replace_demo_recovery(console, pending)
     ring = TeamKeyRing([pending.new, pending.old])
     staff.team_private = ring
     console.audit_export_due = True
