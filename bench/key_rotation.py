@@ -106,6 +106,7 @@ LINK_SHARE = 0.03  # reports with notification links (one or two each)
 CHUNK = 5000  # rows per bulk insert (and per crypto job of the set-up)
 SAMPLE = 500  # reports opened with the new key at the verification
 LINK_SAMPLE = 200
+FIT_BATCHES = 50  # fewer batches than this: no estimate from the per-batch growth (noise)
 STATUSES = ("received", "acknowledged", "in_review", "referred", "action_taken", "closed")
 TODAY = dt.date(2026, 12, 1)
 NOW = dt.datetime(2026, 12, 1, 12, tzinfo=dt.timezone.utc)
@@ -659,11 +660,13 @@ async def main_async(args: argparse.Namespace) -> int:
             if ds.dropper is not None:
                 await ds.dropper()
         describe(f"{args.backend}", main)
-        guess = estimate(main)
-        print(f"\n{ds.reports // 1000}k rotation: {main['run_s']:.1f} s, {main['reports_per_s']:,.0f} reports/s "
-              f"(+ start {main['start_s']:.2f} s); estimate for 100,000 reports: {guess:.0f} s "
-              f"(linear from this rate: {100_000 / main['reports_per_s']:.0f} s); peak RSS added "
-              f"{main['peak_added_mb']:.0f} MB")
+        guess = estimate(main) if main["batches"] >= FIT_BATCHES else None
+        linear = 100_000 / main["reports_per_s"]
+        print(f"\n{ds.reports / 1000:g}k rotation: {main['run_s']:.1f} s, {main['reports_per_s']:,.0f} reports/s "
+              f"(+ start {main['start_s']:.2f} s); estimate for 100,000 reports: "
+              + (f"{guess:.0f} s (batches' growth fitted; linear from this rate: {linear:.0f} s)" if guess is not None
+                 else f"{linear:.0f} s linear from this rate (too few batches to fit their growth: a low bound)")
+              + f"; peak RSS added {main['peak_added_mb']:.0f} MB")
         results["main"] = dict(main, estimate_100k_s=guess)
 
         if args.sweep_reports > 0 and sizes:
