@@ -35,6 +35,7 @@ catalogs: install
 
 bench: install
 	$(BIN)/python bench/report_throughput.py
+	$(BIN)/python bench/key_rotation.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
