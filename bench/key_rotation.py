@@ -70,7 +70,9 @@ from sqlalchemy import func, select, text  # noqa: E402
 
 from nazaha.flows.choices import CATEGORIES, GOVERNORATES, SECTORS, SERVICES  # noqa: E402
 from nazaha.services import key_rotation  # noqa: E402
-from nazaha.services.key_rotation import run_rotation, start_rotation  # noqa: E402
+from nazaha.services.key_rotation import run_rotation, staff_key_mac, start_rotation  # noqa: E402
+
+BENCH_SECRET = b"the console secret of a benchmark"[:32]  # the MAC key of rotation and staff rows
 from nazaha.storage.console_db import create_console_engine, prepare_console_store  # noqa: E402
 from nazaha.storage.console_models import KeyRotation, StaffUser, TeamKeyGrant  # noqa: E402
 from nazaha.storage.crypto import (  # noqa: E402
@@ -315,7 +317,8 @@ async def _fill(engine: Any, url: str, console_dir: Path, dropper: Any, n: int, 
         await conn.execute(StaffUser.__table__.insert(), [
             {"id": user_id, "username": f"member{i}", "role": ("admin", "caseworker")[i], "state": "active",
              "locale": "ar", "created_at": NOW, "enrolled_at": NOW, "generation": 0, "totp_last_step": 0,
-             "public_key": key.public_key().to_bytes()}
+             "public_key": key.public_key().to_bytes(),
+             "key_mac": staff_key_mac(BENCH_SECRET, user_id, ("admin", "caseworker")[i], key.public_key().to_bytes())}
             for i, (user_id, key) in enumerate(staff)
         ])
         await conn.execute(TeamKeyGrant.__table__.insert(), [
@@ -436,9 +439,6 @@ def _fit(values: list[float]) -> tuple[float, float]:
     return mean_v - b * mean_k, b
 
 
-BENCH_SECRET = b"the console secret of a benchmark"[:32]  # the rotation row's MAC key
-
-
 async def rotate(ds: Dataset, batch_size: int) -> dict[str, Any]:
     """One rotation of ``ds`` (start + run), measured and then verified."""
     from console_inbox import busy_seconds
@@ -458,7 +458,8 @@ async def rotate(ds: Dataset, batch_size: int) -> dict[str, Any]:
         cpu_before = time.process_time()
         t0 = time.perf_counter()
         started = await start_rotation(
-            sm, ds.old, ds.signing, new, TeamSigningKey.generate(), console_secret=BENCH_SECRET, actor_id=actor
+            sm, ds.old, ds.signing, new, TeamSigningKey.generate(), console_secret=BENCH_SECRET, generation=0,
+            actor_id=actor,
         )
         t1 = time.perf_counter()
         with instrumented(probe):

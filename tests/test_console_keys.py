@@ -338,7 +338,7 @@ async def test_resume_an_interrupted_rotation(world):
     new_key = TeamPrivateKey.generate()
     # Started elsewhere (a console that stopped right after step 1).
     await start_rotation(sm, old_key, signing, new_key, TeamSigningKey.generate(),
-                         console_secret=w.console.console_secret, actor_id=None, now=w.clock())
+                         console_secret=w.console.console_secret, generation=0, actor_id=None, now=w.clock())
     # Omar's old grant is gone (say, granted again after the start): he cannot resume.
     async with sm.begin() as session:
         omar_id = await session.scalar(select(StaffUser.id).where(StaffUser.username == "omar"))
@@ -396,7 +396,7 @@ async def test_housekeeping_resumes_a_rotation_a_restart_cut_short(world):
         admin_id = await session.scalar(select(StaffUser.id).where(StaffUser.username == "admin"))
     # Started from this console's page (a rotation the command started is the command's to resume).
     await start_rotation(w.console.sessionmaker, old_key, signing, new_key, TeamSigningKey.generate(),
-                         console_secret=w.console.console_secret, actor_id=admin_id, now=w.clock())
+                         console_secret=w.console.console_secret, generation=0, actor_id=admin_id, now=w.clock())
     # Nobody signed in holds the old key: nothing to resume with.
     w.console.sessions.close_all()
     # In the app's own event loop, as its housekeeping runs (the run is a task there).

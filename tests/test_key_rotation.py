@@ -21,6 +21,7 @@ from sqlalchemy import delete, func, select, update
 
 from nazaha.services.key_rotation import (
     RotationError,
+    staff_key_mac,
     rotation_state,
     run_rotation,
     start_rotation,
@@ -87,7 +88,8 @@ async def add_member(sessionmaker, username: str, team: TeamPrivateKey) -> tuple
     async with write_session(sessionmaker) as session:
         session.add(
             StaffUser(id=user_id, username=username, role="admin", state="active", locale="en",
-                      created_at=NOW, public_key=private.public_key().to_bytes())
+                      created_at=NOW, public_key=private.public_key().to_bytes(),
+                      key_mac=staff_key_mac(SECRET, user_id, "admin", private.public_key().to_bytes()))
         )
         await session.flush()
         session.add(
@@ -128,11 +130,12 @@ async def test_rotation_rekeys_every_case_and_the_old_key_opens_nothing_written_
 
         new = TeamPrivateKey.generate()
         next_signing = TeamSigningKey.generate()
-        started = await start_rotation(sm, old, signing, new, next_signing, console_secret=SECRET, actor_id=member_id)
+        started = await start_rotation(sm, old, signing, new, next_signing, console_secret=SECRET, generation=0,
+                                       actor_id=member_id)
         assert (started.reports_total, started.reports_left) == (3, 3)
         with pytest.raises(RotationError) as again:
             await start_rotation(sm, old, signing, TeamPrivateKey.generate(), TeamSigningKey.generate(),
-                                 console_secret=SECRET, actor_id=member_id)
+                                 console_secret=SECRET, generation=0, actor_id=member_id)
         assert again.value.code == "unfinished"
         done = await run_rotation(sm, TeamKeyRing([new, old]), console_secret=SECRET, actor_id=member_id)
         assert done.finished and done.failed == 0
@@ -209,7 +212,7 @@ async def test_rotation_rekeys_every_case_and_the_old_key_opens_nothing_written_
         # A second rotation chains a third key; the reporter still reads everything.
         newer = TeamPrivateKey.generate()
         await start_rotation(sm, new, next_signing, newer, TeamSigningKey.generate(), console_secret=SECRET,
-                             actor_id=member_id)
+                             generation=1, actor_id=member_id)
         await run_rotation(sm, new, console_secret=SECRET)
         reporter = await vault.unlock_with_receipt(first.receipt)
         assert reporter.key_epoch == 2 and len(await cases.thread(reporter)) == 3
@@ -229,7 +232,7 @@ async def test_a_tampered_epoch_chain_is_refused_to_the_reporter(tmp_path):
         vault = await ReportVault.load(sm, old.public_key(), kdf_floor=KDF_TESTING)
         a = await store(sm, vault, "first")
         b = await store(sm, vault, "second")
-        await start_rotation(sm, old, signing, new, TeamSigningKey.generate(), console_secret=SECRET, actor_id=None)
+        await start_rotation(sm, old, signing, new, TeamSigningKey.generate(), console_secret=SECRET, generation=0, actor_id=None)
         await run_rotation(sm, old, console_secret=SECRET)
         async with write_session(sm) as session:  # b's chain row moved onto a
             row_b = await session.get(CaseKeyEpoch, (b.report_id, 1))
@@ -292,7 +295,7 @@ async def test_bots_follow_only_a_key_the_pinned_signing_key_signed(tmp_path):
             await session.execute(delete(SystemSetting).where(SystemSetting.name.in_(
                 ("team_key_generation", "team_key_signature", "team_next_signing_key"))))
 
-        await start_rotation(sm, old, signing, new, next_signing, console_secret=SECRET, actor_id=None)
+        await start_rotation(sm, old, signing, new, next_signing, console_secret=SECRET, generation=0, actor_id=None)
         # A report sealed to the old key before the publication is re-wrapped inside its
         # own write transaction: nothing is committed to a key being retired.
         batch = ReportBatch()
@@ -345,14 +348,14 @@ async def test_bots_refuse_a_rollback_and_the_signing_key_of_an_old_recovery_fil
         files = dict(signing_pin_path=pin, public_path=public_file, generation_path=generation_file)
         vault = await ReportVault.load(sm, public_file, kdf_floor=KDF_TESTING, **files)
         # Generation 1: the "leaked" key, whose recovery file holds signing_1.
-        await start_rotation(sm, first, signing_0, leaked, signing_1, console_secret=SECRET, actor_id=None)
+        await start_rotation(sm, first, signing_0, leaked, signing_1, console_secret=SECRET, generation=0, actor_id=None)
         await run_rotation(sm, first, console_secret=SECRET)
         async with sm() as session:
             old_signature = bytes(await session.scalar(
                 select(SystemSetting.value).where(SystemSetting.name == "team_key_signature")))
         assert await vault.team_key.refresh(sm) and vault.team_key.generation == 1
         # Generation 2, signed with signing_1; the bots now pin signing_2.
-        await start_rotation(sm, leaked, signing_1, current, signing_2, console_secret=SECRET, actor_id=None)
+        await start_rotation(sm, leaked, signing_1, current, signing_2, console_secret=SECRET, generation=1, actor_id=None)
         await run_rotation(sm, leaked, console_secret=SECRET)
         assert await vault.team_key.refresh(sm) and vault.team_key.generation == 2
         assert pin.read_bytes() == signing_2.public_bytes()
@@ -386,7 +389,7 @@ async def test_a_forged_or_modified_rotation_row_is_never_resumed(tmp_path):
         await initialise_system(sm, old.public_key(), KDF_TESTING)
         vault = await ReportVault.load(sm, old.public_key(), kdf_floor=KDF_TESTING)
         sealed = await store(sm, vault, "a report")
-        await start_rotation(sm, old, signing, new, TeamSigningKey.generate(), console_secret=SECRET, actor_id=None)
+        await start_rotation(sm, old, signing, new, TeamSigningKey.generate(), console_secret=SECRET, generation=0, actor_id=None)
         async with write_session(sm) as session:
             await session.execute(update(KeyRotation).values(
                 new_public_key=evil.public_key().to_bytes(), new_key_id=evil.key_id))
@@ -413,7 +416,7 @@ async def test_reports_the_old_key_cannot_open_keep_the_rotation_unfinished(tmp_
             wrapped = bytearray(await session.scalar(select(Report.wrapped_key_team).where(Report.id == bad.report_id)))
             wrapped[-1] ^= 1
             await session.execute(update(Report).where(Report.id == bad.report_id).values(wrapped_key_team=bytes(wrapped)))
-        await start_rotation(sm, old, signing, new, TeamSigningKey.generate(), console_secret=SECRET, actor_id=None)
+        await start_rotation(sm, old, signing, new, TeamSigningKey.generate(), console_secret=SECRET, generation=0, actor_id=None)
         with pytest.raises(RotationError) as stopped:
             await run_rotation(sm, TeamKeyRing([new, old]), console_secret=SECRET)
         assert stopped.value.code == "failed" and stopped.value.failed == (bad.designation,)
@@ -426,6 +429,53 @@ async def test_reports_the_old_key_cannot_open_keep_the_rotation_unfinished(tmp_
         assert done.finished and done.failed == 1
         async with sm() as session:
             assert (await session.scalars(select(TeamKeyGrant.team_key_id))).all() == [new.key_id]
+
+
+async def test_database_writers_get_no_key_and_cannot_bend_the_generation_or_replay_a_row(tmp_path):
+    """From the second attacker trial: a member row written into the database is never given
+    the new key; a lowered generation (bots would refuse the new key as a rollback) stops
+    the start; a finished rotation made unfinished again is not resumed."""
+    async with console_store("sqlite", tmp_path) as engine:
+        sm = sessionmaker_of(engine)
+        old, signing, new = TeamPrivateKey.generate(), TeamSigningKey.generate(), TeamPrivateKey.generate()
+        next_signing = TeamSigningKey.generate()
+        await initialise_system(sm, old.public_key(), KDF_TESTING)
+        vault = await ReportVault.load(sm, old.public_key(), kdf_floor=KDF_TESTING)
+        await store(sm, vault, "a report")
+        member_id, _ = await add_member(sm, "amal", old)
+        rogue_private = TeamPrivateKey.generate()
+        async with write_session(sm) as session:  # no MAC: written by someone else
+            session.add(StaffUser(id="r" * 32, username="rogue", role="admin", state="active", locale="en",
+                                  created_at=NOW, public_key=rogue_private.public_key().to_bytes()))
+            await session.flush()
+            session.add(TeamKeyGrant(user_id="r" * 32, team_key_id=old.key_id, granted_at=NOW, sealed=b"x"))
+        await start_rotation(sm, old, signing, new, next_signing, console_secret=SECRET, generation=0, actor_id=None)
+        await run_rotation(sm, old, console_secret=SECRET)
+        async with sm() as session:
+            grants = (await session.execute(select(TeamKeyGrant.user_id, TeamKeyGrant.team_key_id))).all()
+        assert grants == [(member_id, new.key_id)]
+
+        # The generation in the database lowered: the next start refuses (nothing changes).
+        async with write_session(sm) as session:
+            await session.execute(delete(SystemSetting).where(SystemSetting.name == "team_key_generation"))
+        newer = TeamPrivateKey.generate()
+        with pytest.raises(RotationError) as bent:
+            await start_rotation(sm, new, next_signing, newer, TeamSigningKey.generate(), console_secret=SECRET,
+                                 generation=1, actor_id=None)
+        assert bent.value.code == "tampered"
+        assert (await setting(sm, "team_key_id")).decode() == new.key_id
+
+        # The finished rotation's genuine row made unfinished again: not resumed.
+        async with write_session(sm) as session:
+            await session.merge(SystemSetting(name="team_key_generation", value=b"1"))
+        await start_rotation(sm, new, next_signing, newer, TeamSigningKey.generate(), console_secret=SECRET,
+                             generation=1, actor_id=None)
+        await run_rotation(sm, new, console_secret=SECRET)
+        async with write_session(sm) as session:
+            await session.execute(update(KeyRotation).where(KeyRotation.new_key_id == new.key_id).values(finished_at=None))
+        with pytest.raises(RotationError) as replayed:
+            await run_rotation(sm, TeamKeyRing([newer, new]), console_secret=SECRET)
+        assert replayed.value.code == "tampered"
 
 
 def _cli(env: dict[str, str], *args: str, **kwargs) -> subprocess.Popen:

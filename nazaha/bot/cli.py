@@ -744,9 +744,8 @@ async def cmd_keys_rotate(settings: Settings, args: argparse.Namespace) -> None:
     paths = KeyPaths.for_data_dir(settings.data_dir)
     key_file, passphrase = _recovery_file_and_passphrase(settings, args)
     try:
-        old, signing = await asyncio.to_thread(
-            crypto.open_team_recovery, key_file.read_bytes(), passphrase, kdf_floor(settings)
-        )
+        recovery = await asyncio.to_thread(crypto.open_recovery, key_file.read_bytes(), passphrase, kdf_floor(settings))
+        old, signing = recovery.team, recovery.signing
     except FileNotFoundError:
         raise SystemExit(f"{key_file}: no such file") from None
     except crypto.CryptoError:
@@ -798,14 +797,16 @@ async def cmd_keys_rotate(settings: Settings, args: argparse.Namespace) -> None:
             # pin it instead of the current one, which the old recovery file holds).
             new, next_signing = crypto.TeamPrivateKey.generate(), crypto.TeamSigningKey.generate()
             blob = await asyncio.to_thread(
-                crypto.seal_team_recovery, new, next_signing, new_passphrase, kdf_params(settings), kdf_floor(settings)
+                crypto.seal_team_recovery, new, next_signing, new_passphrase, kdf_params(settings), kdf_floor(settings),
+                recovery.generation + 1,
             )
             # Written before anything is published; the demo's own copy is swapped in after.
             written = target.with_name(target.name + ".new") if replace else target
             write_recovery_file(written, blob, replace=replace)
             try:
                 state = await start_rotation(
-                    sessionmaker, old, signing, new, next_signing, console_secret=console_secret, actor_id=None
+                    sessionmaker, old, signing, new, next_signing, console_secret=console_secret,
+                    generation=recovery.generation, actor_id=None,
                 )
             except RotationError as exc:
                 raise SystemExit(_ROTATION_ERRORS.get(exc.code, exc.code)) from None
@@ -864,8 +865,9 @@ _ROTATION_ERRORS = {
         "then run the command again, with --accept-failed to finish without them"
     ),
     "tampered": (
-        "the unfinished rotation's record does not check out (modified in the database?): "
-        "it is not resumed. Treat the database as compromised"
+        "the database does not match the recovery file (the key's generation) or the unfinished "
+        "rotation's record does not check out: modified in the database? Nothing was done. "
+        "Treat the database as compromised"
     ),
     "unfinished": "a rotation is already under way: run the command again to resume it",
     "not_current": "this recovery file does not hold the current team key",

@@ -270,6 +270,7 @@ class Accounts:
         await session.execute(delete(TeamKeyGrant).where(TeamKeyGrant.user_id == user.id))
         user.password_hash = pending.password_hash
         user.public_key = pending.public_key
+        user.key_mac = self._key_mac(user.id, user.role, pending.public_key)
         user.sealed_private_key = pending.sealed_private_key
         user.totp_sealed = self._box.seal("totp", user.id, pending.totp_secret.encode("ascii"))
         user.totp_last_step = step
@@ -340,11 +341,23 @@ class Accounts:
                 identity = _identity(user)
                 secret = self._box.open("totp", user.id, user.totp_sealed).decode("ascii")
                 last_step = user.totp_last_step
+                # The member's own key just opened: the key record is theirs. A record made
+                # before records carried a MAC gets it now (kept current otherwise).
+                own_public = staff_private.public_key().to_bytes()
+                key_mac = (
+                    self._key_mac(user.id, user.role, own_public)
+                    if own_public == bytes(user.public_key or b"") and user.key_mac is None else None
+                )
         async with write_session(sessionmaker) as session:
             if usable and ok:
                 used = await self._use_code(session, identity.id, secret, last_step, code)
                 if used is not None:
                     result = LoginResult(identity, staff_private, team_private, used == "recovery")
+                    if key_mac is not None:
+                        await session.execute(
+                            update(StaffUser).where(StaffUser.id == identity.id, StaffUser.key_mac.is_(None))
+                            .values(key_mac=key_mac)
+                        )
             await record(session, result)
         return result
 
@@ -422,12 +435,22 @@ class Accounts:
                 )
             )
 
+    def _key_mac(self, user_id: str, role: str, public_key: bytes) -> str:
+        from nazaha.services.key_rotation import staff_key_mac
+
+        return staff_key_mac(self._secret, user_id, role, public_key)
+
     async def grant(self, session: AsyncSession, user_id: str, team_private: TeamPrivateKey, granted_by: str) -> None:
-        """Wrap the team key (held by the granting admin's session) to an enrolled member.
+        """Wrap the team key (held by the granting admin's session) to an enrolled member
+        whose key record checks out (see ``key_rotation.staff_key_checks_out``).
         :class:`AccountError` ``not_enrolled`` / ``volunteer``."""
+        from nazaha.services.key_rotation import staff_key_checks_out
+
         user = await session.get(StaffUser, user_id)
         if user is None or user.state != "active" or user.public_key is None:
             raise AccountError("not_enrolled")
+        if not staff_key_checks_out(self._secret, user.id, user.role, user.public_key, user.key_mac):
+            raise AccountError("not_enrolled")  # a key record someone else wrote
         if user.role == "volunteer":
             raise AccountError("volunteer")  # volunteers never see cases
         await session.execute(delete(TeamKeyGrant).where(TeamKeyGrant.user_id == user_id))

@@ -97,11 +97,29 @@ class RotationError(Exception):
         self.failed_links = failed_links
 
 
-def _row_mac(console_secret: bytes, old_key_id: str, new_key_id: str, new_public_key: bytes) -> str:
+def _row_mac(
+    console_secret: bytes, old_key_id: str, new_key_id: str, new_public_key: bytes, generation: int
+) -> str:
     return keyed_hash(
         console_secret, "key-rotation",
-        f"{old_key_id}|{new_key_id}|{hashlib.sha256(new_public_key).hexdigest()}",
+        f"{old_key_id}|{new_key_id}|{hashlib.sha256(new_public_key).hexdigest()}|{generation}",
     )
+
+
+def staff_key_checks_out(
+    console_secret: bytes, user_id: str, role: str, public_key: bytes | None, key_mac: str | None
+) -> bool:
+    """Whether a member's key record (id, role, public key) carries the MAC the console
+    wrote under its secret at enrolment or sign-in: a row written into the database by
+    anyone else is never granted the team key."""
+    if not public_key or not key_mac:
+        return False
+    return constant_time_equal(key_mac.encode(), staff_key_mac(console_secret, user_id, role, public_key).encode())
+
+
+def staff_key_mac(console_secret: bytes, user_id: str, role: str, public_key: bytes) -> str:
+    """The MAC of a member's key record (see :func:`staff_key_checks_out`)."""
+    return keyed_hash(console_secret, "staff-key", f"{user_id}|{role}|{hashlib.sha256(bytes(public_key)).hexdigest()}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,34 +190,51 @@ async def start_rotation(
     next_signing: TeamSigningKey,
     *,
     console_secret: bytes,
+    generation: int,
     actor_id: str | None,
     now: dt.datetime | None = None,
 ) -> RotationState:
-    """Step 1 (one transaction): grants of ``new`` for every member holding ``old``, the
-    rotation row (MAC under ``console_secret``), the new public key published for the bots
-    with its generation and ``next_signing``'s public half, signed by ``signing`` (the key
-    the bots pin now, from the old recovery file).
+    """Step 1 (one transaction): grants of ``new`` for every member holding ``old`` (active
+    caseworkers and admins whose key record checks out), the rotation row (MAC under
+    ``console_secret``), the new public key published for the bots at ``generation + 1``
+    with ``next_signing``'s public half, signed by ``signing`` (the key the bots pin now).
 
-    Write the new recovery file, holding ``new`` and ``next_signing``, *before* calling
-    this. ``RotationError("unfinished")`` if a rotation is already under way,
-    ``RotationError("not_current")`` if ``old`` is not the published team key.
+    ``generation`` is the old key's, from its recovery file (which nobody can change);
+    write the new recovery file, holding ``new``, ``next_signing`` and ``generation + 1``,
+    *before* calling this. ``RotationError``: ``unfinished`` (one is under way),
+    ``not_current`` (``old`` is not the published team key), ``tampered`` (the database's
+    generation is not the recovery file's: modified).
     """
     now = now or _now()
     public = new.public_key()
     async with write_transaction(sessionmaker) as session:
+        # Locked on PostgreSQL: two starts at once (two admins, the page and the command)
+        # are ordered, and the second sees the first's unfinished rotation.
+        published = await session.scalar(
+            select(SystemSetting.value).where(SystemSetting.name == SETTING_TEAM_KEY_ID).with_for_update()
+        )
         if await unfinished_rotation(session) is not None:
             raise RotationError("unfinished")
-        published = await _setting(session, SETTING_TEAM_KEY_ID)
-        if published is None or published.decode("ascii") != old.key_id:
+        if published is None or bytes(published).decode("ascii", "replace") != old.key_id:
             raise RotationError("not_current")
+        if (parse_generation(await _setting(session, SETTING_TEAM_KEY_GENERATION)) or 0) != generation:
+            raise RotationError("tampered")  # bots would refuse the new key as a rollback
+        generation += 1
         holders = (
             await session.execute(
-                select(StaffUser.id, StaffUser.public_key)
+                select(StaffUser.id, StaffUser.role, StaffUser.public_key, StaffUser.key_mac)
                 .join(TeamKeyGrant, TeamKeyGrant.user_id == StaffUser.id)
-                .where(TeamKeyGrant.team_key_id == old.key_id, StaffUser.public_key.is_not(None))
+                .where(
+                    TeamKeyGrant.team_key_id == old.key_id, StaffUser.public_key.is_not(None),
+                    StaffUser.state == "active", StaffUser.role.in_(("admin", "caseworker")),
+                )
             )
         ).all()
-        for user_id, staff_public in holders:
+        skipped = 0
+        for user_id, role, staff_public, key_mac in holders:
+            if not staff_key_checks_out(console_secret, user_id, role, staff_public, key_mac):
+                skipped += 1  # a row someone wrote into the database: never given the key
+                continue
             session.add(
                 TeamKeyGrant(
                     user_id=user_id, team_key_id=new.key_id,
@@ -213,12 +248,12 @@ async def start_rotation(
         session.add(
             KeyRotation(
                 old_key_id=old.key_id, new_key_id=new.key_id, new_public_key=public.to_bytes(),
-                started_by=actor_id, started_at=now, reports_total=total,
-                mac=_row_mac(console_secret, old.key_id, new.key_id, public.to_bytes()),
+                started_by=actor_id, started_at=now, reports_total=total, generation=generation,
+                mac=_row_mac(console_secret, old.key_id, new.key_id, public.to_bytes(), generation),
             )
         )
-        # One generation more than the published key's: bots refuse any older one.
-        generation = (parse_generation(await _setting(session, SETTING_TEAM_KEY_GENERATION)) or 0) + 1
+        if skipped:
+            log.warning("a team-key rotation gave %d staff record(s) that failed their check no key", skipped)
         await _put_setting(session, SETTING_TEAM_PUBLIC_KEY, public.to_bytes())
         await _put_setting(session, SETTING_TEAM_KEY_GENERATION, str(generation).encode("ascii"))
         await _put_setting(session, SETTING_NEXT_SIGNING_KEY, next_signing.public_bytes())
@@ -396,12 +431,24 @@ async def run_rotation(
         rotation = await unfinished_rotation(session)
     if rotation is None:
         raise RotationError("no_rotation")
-    expected = _row_mac(console_secret, rotation.old_key_id, rotation.new_key_id, bytes(rotation.new_public_key))
+    expected = _row_mac(
+        console_secret, rotation.old_key_id, rotation.new_key_id, bytes(rotation.new_public_key), rotation.generation
+    )
     try:
         recorded_key_id = TeamPublicKey.from_bytes(bytes(rotation.new_public_key)).key_id
     except ValueError:
         recorded_key_id = ""
-    if not constant_time_equal((rotation.mac or "").encode(), expected.encode()) or recorded_key_id != rotation.new_key_id:
+    async with sessionmaker() as session:  # an old, finished row made unfinished again
+        later = await session.scalar(
+            select(func.count()).select_from(KeyRotation).where(
+                KeyRotation.generation >= rotation.generation, KeyRotation.id != rotation.id
+            )
+        )
+    if (
+        not constant_time_equal((rotation.mac or "").encode(), expected.encode())
+        or recorded_key_id != rotation.new_key_id
+        or later
+    ):
         log.error("a team-key rotation row failed its check and is not resumed")
         raise RotationError("tampered")
     old = keys.for_key_id(rotation.old_key_id) if isinstance(keys, TeamKeyRing) else (

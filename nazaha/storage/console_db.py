@@ -70,7 +70,10 @@ def create_console_engine(database_url: str, console_dir: Path, **kwargs: Any) -
 
 # Columns added to existing tables after their first release: (table, column, SQL type and
 # default). ``create_all`` makes missing tables only; a store made before gets these added.
-ADDED_COLUMNS = (("staff_users", "can_export", "BOOLEAN NOT NULL DEFAULT FALSE"),)
+ADDED_COLUMNS = (
+    ("staff_users", "can_export", "BOOLEAN NOT NULL DEFAULT FALSE"),
+    ("staff_users", "key_mac", "VARCHAR(64)"),
+)
 
 
 async def prepare_console_store(engine: AsyncEngine) -> None:

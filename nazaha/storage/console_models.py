@@ -80,6 +80,10 @@ class StaffUser(ConsoleBase):
     # Whether a caseworker may export the inbox's triage metadata (admins always may,
     # volunteers never); set by an admin on the team page.
     can_export: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # HMAC under the console secret of (id, role, public key), written at enrolment and at
+    # sign-in: a member row written into the database by anyone else is never granted the
+    # team key (services.key_rotation.staff_key_checks_out).
+    key_mac: Mapped[str | None] = mapped_column(String(64))
 
 
 class TeamKeyGrant(ConsoleBase):
@@ -324,6 +328,7 @@ class KeyRotation(ConsoleBase):
     started_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
     finished_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
     reports_total: Mapped[int] = mapped_column(Integer, default=0)  # under the old key at start
+    generation: Mapped[int] = mapped_column(Integer, default=0)  # of the new key
     # HMAC (console secret) of the old and new key ids and the new public key: a row written
     # by whoever can write the database but not read the console's files is never resumed.
     mac: Mapped[str] = mapped_column(String(64), default="")

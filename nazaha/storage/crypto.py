@@ -719,7 +719,7 @@ def _open_recovery_payload(
     except TamperedData:
         raise WrongPassphrase("wrong passphrase, or the key file was modified") from None
     team_bytes = _MLKEM_SEED_BYTES + _X25519_BYTES
-    expected = team_bytes + (32 if version == _RECOVERY_WITH_SIGNING_VERSION else 0)
+    expected = team_bytes + (32 + 8 if version == _RECOVERY_WITH_SIGNING_VERSION else 0)
     if len(raw) != expected:
         raise TamperedData("sealed team key has an invalid payload")
     try:
@@ -1304,12 +1304,42 @@ def seal_team_recovery(
     passphrase: str,
     params: KdfParams = KDF_PRODUCTION,
     floor: KdfParams = KDF_FLOOR,
+    generation: int = 0,
 ) -> bytes:
     """The recovery file with the signing key: as :func:`seal_team_private_key` but
-    ``"v": 2`` and the sealed payload is the team key (96 bytes) then the signing key (32)."""
+    ``"v": 2`` and the sealed payload is the team key (96 bytes), the signing key (32) and
+    the key's generation (u64 big-endian: 0 at installation, one more at each rotation),
+    sealed so that nobody can change it: the next rotation's generation comes from here."""
+    if not isinstance(generation, int) or isinstance(generation, bool) or not 0 <= generation < 2**53:
+        raise ValueError("a team key generation is an int in [0, 2**53)")
     return _seal_recovery(
-        key, key.to_bytes() + signing.to_bytes(), _RECOVERY_WITH_SIGNING_VERSION, passphrase, params, floor
+        key, key.to_bytes() + signing.to_bytes() + struct.pack(">Q", generation),
+        _RECOVERY_WITH_SIGNING_VERSION, passphrase, params, floor,
     )
+
+
+@dataclass(frozen=True, repr=False)
+class Recovery:
+    """An opened recovery file: the team key, the signing key (``None`` in a version 1
+    file, made before rotation existed) and the team key's generation (0 there)."""
+
+    team: TeamPrivateKey
+    signing: TeamSigningKey | None
+    generation: int
+
+    def __reduce__(self):
+        raise TypeError("Recovery must not be pickled")
+
+
+def open_recovery(blob: bytes, passphrase: str, floor: KdfParams = KDF_FLOOR) -> Recovery:
+    """Open a recovery file of either version. Errors as :func:`open_team_private_key`."""
+    key, extra = _open_recovery_payload(blob, passphrase, floor)
+    if not extra:
+        return Recovery(key, None, 0)
+    generation = struct.unpack(">Q", extra[32:40])[0]
+    if generation >= 2**53:
+        raise TamperedData("recovery file has an invalid generation")
+    return Recovery(key, TeamSigningKey.from_bytes(extra[:32]), generation)
 
 
 def open_team_recovery(
@@ -1318,8 +1348,8 @@ def open_team_recovery(
     """Open a recovery file of either version: the team key and the signing key (``None``
     in a version 1 file, made before rotation existed). Errors as
     :func:`open_team_private_key`."""
-    key, extra = _open_recovery_payload(blob, passphrase, floor)
-    return key, (TeamSigningKey.from_bytes(extra) if extra else None)
+    recovery = open_recovery(blob, passphrase, floor)
+    return recovery.team, recovery.signing
 
 
 __all__ += [
@@ -1332,4 +1362,6 @@ __all__ += [
     "verify_team_public_key",
     "seal_team_recovery",
     "open_team_recovery",
+    "Recovery",
+    "open_recovery",
 ]

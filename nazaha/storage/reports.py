@@ -342,7 +342,7 @@ class ReportVault:
             signing_pin=read_signing_pin(signing_pin_path), pin_path=signing_pin_path,
             public_path=public_path, generation_path=generation_path,
         )
-        recorded = settings[SETTING_TEAM_KEY_ID].decode("ascii")
+        recorded = settings[SETTING_TEAM_KEY_ID].decode("ascii", "replace")
         # After any rotation: follow the published key, or finish pinning the next signing
         # key if a crash came between the files (see nazaha/storage/team_key.py).
         accepted = SETTING_TEAM_KEY_SIGNATURE in settings and published.accept(settings)
@@ -525,7 +525,7 @@ class ReportVault:
             return case
         async with self._sessionmaker() as session:
             epoch = await session.scalar(select(Report.key_epoch).where(Report.id == case.report_id))
-            if epoch is None or epoch == case.key_epoch:
+            if epoch is None or epoch <= case.key_epoch:  # never back to an older key
                 return case
             rows = await epoch_rows(session, case.report_id)
         chain = _reporter_chain(case.report_id, epoch, rows, case.reporter_private, case.epoch_key(0))

@@ -76,7 +76,9 @@ def parse_generation(value: bytes | None) -> int | None:
     if value is None:
         return None
     text = bytes(value).decode("ascii", "replace")
-    return int(text) if text.isdigit() else None
+    if not text.isdigit() or len(text) > 15:  # generations stay far below 2**53
+        return None
+    return int(text)
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
@@ -153,7 +155,9 @@ class PublishedTeamKey:
                 pin, public, generation, next_signing, published.get(SETTING_TEAM_KEY_SIGNATURE) or b""
             )
         ):
-            log.warning(
+            # ERROR: after a genuine rotation this means reports keep going to a retired key
+            # (a wrong pin on this host); otherwise someone wrote the database.
+            log.error(
                 "the database names a team key that the pinned signing key did not sign, or an "
                 "older one; kept the current one"
             )
@@ -189,7 +193,7 @@ class PublishedTeamKey:
             .where(SystemSetting.name == SETTING_TEAM_KEY_ID)
             .with_for_update(read=True)
         )
-        if published is not None and bytes(published).decode("ascii") != self._current.key_id:
+        if published is not None and bytes(published).decode("ascii", "replace") != self._current.key_id:
             self.accept(await self._published(session))
         return self._current
 
@@ -200,7 +204,7 @@ class PublishedTeamKey:
             published_id = await session.scalar(
                 select(SystemSetting.value).where(SystemSetting.name == SETTING_TEAM_KEY_ID)
             )
-            if published_id is None or bytes(published_id).decode("ascii") == self._current.key_id:
+            if published_id is None or bytes(published_id).decode("ascii", "replace") == self._current.key_id:
                 return False
             published = await self._published(session)
         before = self._current.key_id

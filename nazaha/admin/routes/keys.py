@@ -39,7 +39,7 @@ from nazaha.storage.crypto import (
     TeamSigningKey,
     WeakKdfParameters,
     WrongPassphrase,
-    open_team_recovery,
+    open_recovery,
     seal_team_recovery,
 )
 from nazaha.storage.keyfiles import KeyPaths
@@ -62,6 +62,7 @@ class PendingRotation:
     new: TeamPrivateKey
     next_signing: TeamSigningKey  # sealed in the new recovery file; the bots pin it next
     recovery_file: bytes
+    generation: int  # the old key's, from its recovery file
     demo_passphrase: str | None = None  # the demo only: kept beside its recovery file
     downloaded: bool = False
 
@@ -228,13 +229,14 @@ async def rotate(
 
     floor = kdf_floor(console.settings)
     try:
-        old, signing = await asyncio.to_thread(open_team_recovery, blob, passphrase, floor)
+        recovery = await asyncio.to_thread(open_recovery, blob, passphrase, floor)
     except WrongPassphrase:
         return await refuse("wrong_passphrase")
     except WeakKdfParameters:
         return await refuse("weak_kdf")
     except TamperedData:
         return await refuse("malformed")
+    old, signing = recovery.team, recovery.signing
     if old.key_id != current:  # start_rotation checks it again, in its transaction
         return await refuse("not_current")
     if signing is None:
@@ -245,10 +247,11 @@ async def rotate(
     new, next_signing = TeamPrivateKey.generate(), TeamSigningKey.generate()
     # The new recovery file is made, and must be stored, before anything changes.
     new_file = await asyncio.to_thread(
-        seal_team_recovery, new, next_signing, new_passphrase, kdf_params(console.settings), floor
+        seal_team_recovery, new, next_signing, new_passphrase, kdf_params(console.settings), floor,
+        recovery.generation + 1,
     )
     staff.pending_rotation = PendingRotation(
-        old, signing, new, next_signing, new_file,
+        old, signing, new, next_signing, new_file, recovery.generation,
         demo_passphrase=new_passphrase if console.settings.demo else None,
     )
     return redirect("/keys")
@@ -310,7 +313,8 @@ async def start(
     try:
         await key_rotation.start_rotation(
             console.sessionmaker, pending.old, pending.signing, pending.new, pending.next_signing,
-            console_secret=console.console_secret, actor_id=staff.identity.id, now=console.clock(),
+            console_secret=console.console_secret, generation=pending.generation,
+            actor_id=staff.identity.id, now=console.clock(),
         )
     except key_rotation.RotationError as exc:
         staff.pending_rotation = None
