@@ -478,6 +478,40 @@ async def test_database_writers_get_no_key_and_cannot_bend_the_generation_or_rep
         assert replayed.value.code == "tampered"
 
 
+async def test_on_one_host_the_bot_takes_the_new_key_from_its_own_files(tmp_path):
+    """The second attacker trial's race: whoever holds the old recovery file's signing key
+    and can write the database swaps the publication the moment it is written. On one host
+    the rotation writes the bot's own files, which the bot reads first: no swap moves it."""
+    from nazaha.storage.keyfiles import KeyPaths, pin_rotation_on_this_host
+
+    async with console_store("sqlite", tmp_path) as engine:
+        sm = sessionmaker_of(engine)
+        old, leaked_signing, new, next_signing = (
+            TeamPrivateKey.generate(), TeamSigningKey.generate(), TeamPrivateKey.generate(), TeamSigningKey.generate())
+        await initialise_system(sm, old.public_key(), KDF_TESTING)
+        paths = KeyPaths.for_data_dir(tmp_path / "var")
+        paths.data_dir.mkdir()
+        paths.team_public.write_bytes(old.public_key().to_bytes())
+        paths.team_signing_public.write_bytes(leaked_signing.public_bytes())
+        files = dict(signing_pin_path=paths.team_signing_public, public_path=paths.team_public,
+                     generation_path=paths.team_key_generation)
+        vault = await ReportVault.load(sm, paths.team_public, kdf_floor=KDF_TESTING, **files)
+        await start_rotation(sm, old, leaked_signing, new, next_signing, console_secret=SECRET, generation=0,
+                             actor_id=None)
+        assert pin_rotation_on_this_host(paths, new.public_key(), 1, next_signing.public_bytes())
+        evil, evil_signing = TeamPrivateKey.generate(), TeamSigningKey.generate()
+        await publish(sm, evil.public_key(), 1, evil_signing.public_bytes(),
+                      leaked_signing.sign_team_public_key(evil.public_key(), 1, evil_signing.public_bytes()))
+        await vault.team_key.refresh(sm)
+        assert vault.team_key.current.key_id == new.key_id
+        sealed = await store(sm, vault, "written after the swap")
+        async with sm() as session:
+            assert await session.scalar(select(Report.team_key_id).where(Report.id == sealed.report_id)) == new.key_id
+        with pytest.raises(RuntimeError):  # restarted, it refuses the swapped database (fails closed)
+            await ReportVault.load(sm, paths.team_public, kdf_floor=KDF_TESTING, **files)
+        assert paths.team_public.read_bytes() == new.public_key().to_bytes()
+
+
 def _cli(env: dict[str, str], *args: str, **kwargs) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-c", "from nazaha.bot.cli import main; main()", *args],
@@ -546,10 +580,12 @@ async def test_a_rotation_killed_half_way_resumes_and_finishes(tmp_path):
         assert "Resuming" in out and "Rotation finished" in out
         new, signing = open_team_recovery(new_file.read_bytes(), "seven quiet herons guard the salt marsh gate",
                                           KDF_TESTING)
-        # The new file holds the next signing key (the one published for the bots to pin),
-        # not the one pinned now, which the old file holds.
+        # The new file holds the next signing key (the one published for the bots to pin);
+        # on this host the command pinned it in the bot's data dir itself, with the key.
         assert signing is not None and signing.public_bytes() == await setting(sm, "team_next_signing_key")
-        assert signing.public_bytes() != paths.team_signing_public.read_bytes()
+        assert signing.public_bytes() == paths.team_signing_public.read_bytes()
+        assert paths.team_public.read_bytes() == new.public_key().to_bytes()
+        assert paths.team_key_generation.read_text().strip() == "1"
         assert await _reports_on(sm, old.key_id) == 0
         assert await _reports_on(sm, new.key_id) == total
         for sealed in reports:  # both sides still open the real reports

@@ -736,6 +736,7 @@ async def cmd_keys_rotate(settings: Settings, args: argparse.Namespace) -> None:
         KeyPaths,
         RecoveryFileRefused,
         check_recovery_file,
+        pin_rotation_on_this_host,
         pin_signing_key,
         write_recovery_file,
     )
@@ -810,6 +811,13 @@ async def cmd_keys_rotate(settings: Settings, args: argparse.Namespace) -> None:
                 )
             except RotationError as exc:
                 raise SystemExit(_ROTATION_ERRORS.get(exc.code, exc.code)) from None
+            if pin_rotation_on_this_host(paths, new.public_key(), recovery.generation + 1, next_signing.public_bytes()):
+                print(f"The bot's data dir {paths.data_dir} now pins the new key and signing key.")
+            else:
+                print(
+                    "The bot's data dir is not on this host: on each bot host, check after a minute that "
+                    f"team-public.key names key {new.key_id} (bots follow the signed publication)."
+                )
             if replace:
                 os.replace(written, target)
                 demo_passphrase = settings.data_dir / DEMO_PASSPHRASE_FILE

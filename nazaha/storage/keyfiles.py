@@ -481,4 +481,23 @@ def pin_signing_key(paths: KeyPaths, signing_public: bytes) -> None:
     _write_new_file(paths.team_signing_public, signing_public, _PUBLIC_MODE)
 
 
-__all__ += ["pin_signing_key", "write_recovery_file"]
+def pin_rotation_on_this_host(
+    paths: KeyPaths, public: TeamPublicKey, generation: int, next_signing_public: bytes
+) -> bool:
+    """On a host that holds the bot's data dir (one machine, or the demo), write the new
+    team key, its generation and the next signing key into the bot's own files right after
+    a rotation starts: the bot then takes them from there, whatever the database says (a
+    writer who also holds an old recovery file cannot race the publication). False if the
+    data dir is not here. ``OSError`` if it is and cannot be written."""
+    from nazaha.storage.team_key import write_bot_key_files
+
+    if not paths.team_public.exists():
+        return False
+    write_bot_key_files(
+        paths.team_key_generation, paths.team_public, paths.team_signing_public, public, generation,
+        next_signing_public,
+    )
+    return True
+
+
+__all__ += ["pin_rotation_on_this_host", "pin_signing_key", "write_recovery_file"]

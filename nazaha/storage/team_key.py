@@ -81,6 +81,18 @@ def parse_generation(value: bytes | None) -> int | None:
     return int(text)
 
 
+def write_bot_key_files(
+    generation_path: Path, public_path: Path, pin_path: Path, public: TeamPublicKey, generation: int, pin: bytes
+) -> None:
+    """Write a bot host's team key files in the crash-safe order (generation, key, pin).
+    Used by a bot that accepted a publication, and by the rotation itself on a host that
+    holds the bot's data dir: then the bot takes the new key from its own files, which no
+    database writer can touch (:meth:`PublishedTeamKey.refresh`). ``OSError``."""
+    _write_atomically(generation_path, f"{generation}\n".encode("ascii"))
+    _write_atomically(public_path, public.to_bytes())
+    _write_atomically(pin_path, pin)
+
+
 def _write_atomically(path: Path, data: bytes) -> None:
     temporary = path.with_name(path.name + ".new")
     temporary.write_bytes(data)
@@ -178,6 +190,28 @@ class PublishedTeamKey:
         except OSError:
             log.warning("could not rewrite the team key files; the database's signed key is used")
 
+    def sync_from_files(self) -> bool:
+        """Take a newer generation from this host's own files (written there by the rotation
+        itself when it ran on this host): the key, generation and pin no database writer can
+        change. True if the current key changed. Never goes back to an older generation."""
+        if self._generation_path is None or self._public_path is None or self._pin_path is None:
+            return False
+        try:
+            generation = read_generation(self._generation_path)
+            if generation <= self._generation:
+                return False
+            public = TeamPublicKey.from_bytes(self._public_path.read_bytes())
+            pin = read_signing_pin(self._pin_path)
+        except (OSError, ValueError):
+            return False
+        if pin is None:
+            return False
+        changed = public.key_id != self._current.key_id
+        self._current, self._generation, self._pin = public, generation, pin
+        if changed:
+            log.info("took the new team public key from this host's files")
+        return changed
+
     async def _published(self, session: AsyncSession) -> dict[str, bytes]:
         rows = await session.execute(
             select(SystemSetting.name, SystemSetting.value).where(SystemSetting.name.in_(_PUBLISHED))
@@ -194,22 +228,25 @@ class PublishedTeamKey:
             .with_for_update(read=True)
         )
         if published is not None and bytes(published).decode("ascii", "replace") != self._current.key_id:
-            self.accept(await self._published(session))
+            self.sync_from_files()
+            if bytes(published).decode("ascii", "replace") != self._current.key_id:
+                self.accept(await self._published(session))
         return self._current
 
     async def refresh(self, sessionmaker: async_sessionmaker[AsyncSession]) -> bool:
         """Read the published key and follow it if it moved on and is signed; True if the
-        current key changed. Cheap: one small read."""
+        current key changed. Cheap: one small read (and this host's files first)."""
+        synced = self.sync_from_files()
         async with sessionmaker() as session:
             published_id = await session.scalar(
                 select(SystemSetting.value).where(SystemSetting.name == SETTING_TEAM_KEY_ID)
             )
             if published_id is None or bytes(published_id).decode("ascii", "replace") == self._current.key_id:
-                return False
+                return synced
             published = await self._published(session)
         before = self._current.key_id
         self.accept(published)
-        return self._current.key_id != before
+        return synced or self._current.key_id != before
 
 
 __all__ = [
@@ -222,4 +259,5 @@ __all__ = [
     "parse_generation",
     "read_generation",
     "read_signing_pin",
+    "write_bot_key_files",
 ]

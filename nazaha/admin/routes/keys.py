@@ -42,7 +42,7 @@ from nazaha.storage.crypto import (
     open_recovery,
     seal_team_recovery,
 )
-from nazaha.storage.keyfiles import KeyPaths
+from nazaha.storage.keyfiles import KeyPaths, pin_rotation_on_this_host
 from nazaha.storage.models import SystemSetting
 from nazaha.storage.passphrases import WeakPassphrase, check_passphrase
 from nazaha.storage.team_key import SETTING_NEXT_SIGNING_KEY, SETTING_TEAM_KEY_ID, read_signing_pin
@@ -320,6 +320,13 @@ async def start(
         staff.pending_rotation = None
         return await _page(request, console, staff, status_code=400, error=exc.code)
     staff.pending_rotation = None
+    try:  # one machine: the bot's own files name the new key (no database writer can race it)
+        pin_rotation_on_this_host(
+            KeyPaths.for_data_dir(console.settings.data_dir), pending.new.public_key(), pending.generation + 1,
+            pending.next_signing.public_bytes(),
+        )
+    except OSError:
+        log.warning("could not write the bot's team key files on this host; bots follow the signed publication")
     if pending.demo_passphrase is not None:
         _replace_demo_recovery(console, pending)
     ring = TeamKeyRing([pending.new, pending.old])
