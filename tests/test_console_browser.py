@@ -523,3 +523,97 @@ async def test_screenshots_of_inbox_and_case_in_both_languages(page, console):
     for shot in shots:
         assert shot.is_file() and shot.stat().st_size > 20_000, shot
         assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# ------------------------------------------------------------------------ the inbox's width
+
+
+async def _seed_a_full_inbox(console: LiveConsole) -> None:
+    """Cases whose rows are as wide as the inbox gets: every deadline flag, a closed case
+    with the longest outcome, three labels (one of 32 characters), an assignee, a case
+    received today and one received yesterday."""
+    from sqlalchemy import select
+
+    from nazaha.services import workflow
+    from nazaha.services.access import Viewer
+    from nazaha.storage.console_models import StaffUser
+    from nazaha.storage.database import write_session
+    from nazaha.storage.models import Report
+
+    today = console.clock().date()
+    for spec in (
+        dict(designation="R-TDY234", created_on=today),
+        dict(designation="R-ONE234", created_on=today - dt.timedelta(days=1), category="abuse_of_office",
+             sector="public_enterprise", governorate="deir_al_balah"),
+        dict(designation="R-ACK234", created_on=today - dt.timedelta(days=12), category="nepotism",
+             sector="local_council", governorate="ramallah"),
+        dict(designation="R-FBK234", created_on=today - dt.timedelta(days=130), status="acknowledged",
+             category="procurement", governorate="khan_yunis"),
+        dict(designation="R-SVC234", kind="complaint", category=None, service="health", sector=None,
+             governorate="jericho", created_on=today - dt.timedelta(days=5)),
+        dict(designation="R-CLS234", status="closed", outcome="insufficient_information",
+             created_on=today - dt.timedelta(days=400), governorate="north_gaza"),
+    ):
+        await console.case(**spec)
+    async with console.sessionmaker() as session:
+        admin_id = (await session.scalars(select(StaffUser.id).where(StaffUser.role == "admin"))).one()
+        ids = dict((await session.execute(select(Report.designation, Report.id))).all())
+    admin, now = Viewer(admin_id, "admin"), console.clock()
+    async with write_session(console.sessionmaker) as session:
+        await workflow.assign(session, admin, list(ids.values()), admin_id, now=now)
+        for label in ("legal hold", "needs-translation", "procurementministryofhealth2026x"):
+            await workflow.add_label(session, admin, [ids["R-ACK234"], ids["R-FBK234"]], label, now=now)
+        await workflow.set_priority(session, admin, ids["R-ACK234"], "urgent", now=now)
+
+
+async def test_the_inbox_fits_a_1200_px_window_in_both_languages(page, console):
+    """At 1200 px the inbox's thirteen columns fit without scrolling, in English and in
+    Arabic: no cell reaches past the table's card, no header is cut ("Deadlin"), every date
+    is whole on one line ("2026-12" then "07" below is not), nothing is hidden. The age of a
+    case received today reads "less than a day" in both languages (not "0 days" in one)."""
+    from nazaha.admin import i18n
+
+    await enrol_first_admin(page, console)
+    await _seed_a_full_inbox(console)
+    await page.set_viewport_size({"width": 1200, "height": 900})
+    measure = """() => {
+        const table = document.querySelector('#inbox'), card = table.parentElement, box = card.getBoundingClientRect();
+        const cells = Array.from(table.querySelectorAll('th, td')).map(c => c.getBoundingClientRect());
+        const cut = Array.from(table.querySelectorAll('thead th')).filter(th => th.scrollWidth > th.clientWidth)
+            .map(th => th.innerText);
+        const dates = Array.from(table.querySelectorAll('.date')).map(d => [d.innerText, d.getClientRects().length,
+            d.getBoundingClientRect().right <= box.right && d.getBoundingClientRect().left >= box.left]);
+        return {scroll: card.scrollWidth - card.clientWidth, page: document.documentElement.scrollWidth - innerWidth,
+                outside: cells.filter(r => r.right > box.right + 0.5 || r.left < box.left - 0.5).length,
+                cut, dates, columns: table.querySelectorAll('thead th').length,
+                hidden: cells.filter(r => r.width === 0).length};
+    }"""
+    for locale in ("en", "ar"):
+        if await page.get_attribute("html", "lang") != locale:
+            await switch_language(page, locale, "/cases")
+        await page.goto("/cases")
+        await page.evaluate("document.fonts.ready")
+        layout = await page.evaluate(measure)
+        assert layout["scroll"] <= 0 and layout["page"] <= 0, (locale, layout)
+        assert layout["outside"] == 0 and layout["cut"] == [] and layout["hidden"] == 0, (locale, layout)
+        assert layout["columns"] == 13
+        assert len(layout["dates"]) >= 6 + 4  # received: six; due: the four open cases
+        for text, lines, inside in layout["dates"]:
+            assert len(text) == 10 and text[4] == text[7] == "-" and lines == 1 and inside, (locale, text, lines)
+        deadline = page.locator("#inbox tbody tr", has=page.locator("a[href='/cases/R-FBK234']")).locator("td").last
+        assert "2026-" in await deadline.inner_text() or "2027-" in await deadline.inner_text()
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        await page.screenshot(path=str(ARTIFACTS / f"inbox-1200-{locale}.png"), full_page=True)
+
+        i18n.set_locale(locale)
+        try:
+            today, yesterday = i18n.gettext("less than a day"), i18n.ngettext("%(num)d day", "%(num)d days", 1)
+        finally:
+            i18n.set_locale("ar")
+        ages = {}
+        for designation in ("R-TDY234", "R-ONE234"):
+            row = page.locator("#inbox tbody tr", has=page.locator(f"a[href='/cases/{designation}']"))
+            ages[designation] = (await row.locator("td.age").inner_text()).strip()
+        assert ages == {"R-TDY234": today, "R-ONE234": yesterday}, (locale, ages)
+        assert "0" not in ages["R-TDY234"]
+    assert ages["R-ONE234"] == "يوم واحد"

@@ -351,6 +351,16 @@ async def test_the_statistics_page_charts_and_csv(console_world):
     svg = b.get(f"/statistics/chart/governorate.svg?{query}").content.decode()
     labels = [t.text for t in ET.fromstring(svg).iter("{http://www.w3.org/2000/svg}text") if t.text]
     assert any("نابلس" in (t or "") for t in labels)  # Arabic as text, the member's language
+    # Gaza (withheld) and hebron (small) are left out of the chart, which says so; the
+    # image's description too.
+    assert not any("غزة" in t or "الخليل" in t for t in labels)
+    left_out = i18n.ngettext("%(num)d row is not drawn: its count is below %(k)s or withheld (see the table).",
+                             "%(num)d rows are not drawn: their counts are below %(k)s or withheld (see the table).",
+                             2, k=5)
+    assert f"\u2067{left_out}\u2069" in labels
+    alt = i18n.gettext("Chart: %(title)s, without the rows whose counts are small or withheld (the numbers are in "
+                       "the table)", title=i18n.gettext("Cases by governorate"))
+    assert f'alt="{markupsafe_escape(alt)}"' in page.text
     assert b.get("/statistics/chart/nothing.svg").status_code == 404
     # The governorates' schematic map: its own image beside the same table, same policy,
     # the table's published figures (gaza withheld, hebron small), the table beside it.
@@ -429,6 +439,169 @@ def test_published_tables_give_back_no_withheld_count():
     outcome = chart_table(stats, "outcome", 5)
     assert outcome.published_total == "x"
     assert chart_table(stats, "governorate", 5).published_total == 8
+
+
+def _stats(**values) -> Statistics:
+    none = Durations(0, None, None)
+    figures = dict(date_from=D(2026, 1, 1), date_to=D(2026, 12, 31), total=0, by_kind={}, by_category={},
+                   by_service={}, by_sector={}, by_governorate={}, by_month={}, by_status={}, outcomes={},
+                   days_to_acknowledge=none, days_to_close=none, ack_overdue=0, feedback_overdue=0, purged=0)
+    return Statistics(**{**figures, **values})
+
+
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+def _drawn(svg: bytes) -> dict:
+    """What a pygal chart shows: its bars, the printed values and axis labels (each in the
+    order drawn: top to bottom, or left to right for ``across``), and the line under it."""
+    root = ET.fromstring(svg)
+    texts = list(root.iter(f"{SVG}text"))
+    bars = [r for r in root.iter(f"{SVG}rect") if "rect" in (r.get("class") or "").split()]
+    values = [t for t in texts if "value" in (t.get("class") or "").split()]
+    caption = [t for t in texts if t.get("class") == "left-out"]
+    return {"bars": bars, "values": values, "texts": texts, "caption": caption,
+            "words": [t.text or "" for t in texts]}
+
+
+def _in_order(elements, axis: str = "y") -> list[str]:
+    return [e.text for e in sorted(elements, key=lambda e: float(e.get(axis)))]
+
+
+def test_a_chart_draws_only_the_published_rows_in_the_tables_order():
+    """A suppressed row ("<5", "x") is left out of the chart, never drawn as an empty bar (it
+    would read as zero); a line under the chart says how many rows are left out and that the
+    table has them. A bar chart's rows run top to bottom in the table's order, a month chart's
+    left to right."""
+    from nazaha.admin import i18n
+    from nazaha.admin.statistics_view import chart_svg, chart_table
+
+    stats = _stats(total=35, by_kind={"corruption": 24, "complaint": 11},
+                   by_governorate={"nablus": 14, "jenin": 9, "hebron": 7, "gaza": 3, "ramallah": 2},
+                   by_month={"2026-07": 0, "2026-08": 4, "2026-09": 10, "2026-10": 11, "2026-11": 10})
+    i18n.set_locale("en")
+    try:
+        governorates = chart_table(stats, "governorate", 5)
+        assert [c.published for c in governorates.cells] == [14, 9, 7, "<5", "<5"]
+        assert [c.label for c in governorates.drawn] == ["Nablus", "Jenin", "Hebron"] and governorates.left_out == 2
+        chart = _drawn(chart_svg(governorates, "en"))
+        assert len(chart["bars"]) == 3
+        labels = [t for t in chart["texts"] if t.text in ("Nablus", "Jenin", "Hebron", "Gaza", "Ramallah and Al-Bireh")]
+        assert _in_order(labels) == ["Nablus", "Jenin", "Hebron"]  # the table's order, from the top
+        assert _in_order(chart["values"]) == ["14", "9", "7"]  # nothing of gaza's 3 or ramallah's 2
+        [caption] = chart["caption"]
+        assert caption.text == "2 rows are not drawn: their counts are below 5 or withheld (see the table)."
+        assert caption.get("text-anchor") == "start" and caption.get("x") == "12"
+        assert float(caption.get("y")) > max(float(bar.get("y")) + float(bar.get("height")) for bar in chart["bars"])
+
+        months = chart_table(stats, "month", 5)
+        assert [c.published for c in months.cells] == [0, "<5", "x", 11, 10]
+        chart = _drawn(chart_svg(months, "en"))
+        shown = [t for t in chart["texts"] if re.fullmatch(r"\d{4}-\d{2}", t.text or "")]
+        assert [t.text for t in shown] == ["2026-07", "2026-10", "2026-11"]  # left to right
+        assert "2026-08" not in chart["words"] and "2026-09" not in chart["words"]
+        assert chart["caption"][0].text.startswith("2 rows are not drawn")
+
+        # Nothing left out: no line; the first row on top.
+        kinds = _drawn(chart_svg(chart_table(stats, "kind", 5), "en"))
+        assert kinds["caption"] == [] and _in_order(kinds["values"]) == ["24", "11"]
+    finally:
+        i18n.set_locale("ar")
+    # In Arabic the line starts at the right, isolated right to left.
+    [caption] = _drawn(chart_svg(governorates, "ar"))["caption"]
+    assert caption.get("text-anchor") == "end" and caption.get("x") == "708"
+    assert caption.text.startswith("\u2067") and caption.text.endswith("\u2069")
+
+
+def test_a_table_without_a_chart_says_why():
+    """The trial's case, 10 cases (8 corruption reports, 2 complaints): the kind chart is not
+    "too few cases": a count is small and the other is withheld as its complement. Each
+    situation has its own line."""
+    from nazaha.admin import i18n
+    from nazaha.admin.statistics_view import (
+        COMPLEMENT, KIND_WITHHELD, NO_CASES, SMALL_COUNT, chart_svg, chart_table,
+    )
+
+    stats = _stats(total=10, by_kind={"corruption": 8, "complaint": 2}, by_category={"bribery": 8},
+                   by_sector={"ministry": 6, "security": 2}, by_service={"health": 2},
+                   by_governorate={"nablus": 10}, by_month={"2026-11": 10}, by_status={"received": 10})
+    i18n.set_locale("en")
+    try:
+        tables = {name: chart_table(stats, name, 5) for name in
+                  ("kind", "category", "sector", "service", "governorate", "outcome")}
+        assert [c.published for c in tables["kind"].cells] == ["x", "<5"]
+        assert {name: t.no_chart_reason for name, t in tables.items()} == {
+            "kind": COMPLEMENT, "category": KIND_WITHHELD, "sector": COMPLEMENT, "service": SMALL_COUNT,
+            "governorate": None, "outcome": NO_CASES}
+        assert tables["kind"].no_chart_text == (
+            "No chart: one count here is below 5, and the others are withheld so that it cannot be worked out from "
+            "the total. The figures are in the table.")
+        assert tables["category"].no_chart_text == (
+            "No chart: these counts are withheld, because together they give the number of corruption reports, "
+            "which is withheld (see “Cases by kind”). The figures are in the table.")
+        # The institutions would have had no chart with their own counts either: that is said.
+        assert tables["sector"].no_chart_text == tables["kind"].no_chart_text
+        assert tables["service"].no_chart_text == "No chart: every count here is below 5. The figures are in the table."
+        assert tables["governorate"].no_chart_text is None and tables["governorate"].drawable
+        assert tables["outcome"].no_chart_text == "No case received in this range is closed."
+        # The chart resource, asked anyway: no bar, no count, a line saying why.
+        chart = _drawn(chart_svg(tables["kind"], "en"))
+        assert chart["bars"] == [] and not {"8", "2"} & set(chart["words"])
+        assert "Not drawn: the counts are small or withheld (see the table)" in chart["words"]
+
+        # Two counts below 5 and their complement.
+        several = chart_table(_stats(total=11, by_kind={"corruption": 11}, by_governorate={"gaza": 9, "jenin": 1,
+                                                                                            "rafah": 1}),
+                              "governorate", 5)
+        assert [c.published for c in several.cells] == ["x", "<5", "<5"]
+        assert several.no_chart_text.startswith("No chart: 2 counts here are below 5, and the others are withheld")
+        # The complaints' services withheld with the complaints' count.
+        services = chart_table(_stats(total=11, by_kind={"complaint": 9, "corruption": 2}, by_service={"health": 9}),
+                               "service", 5)
+        assert services.no_chart_reason == KIND_WITHHELD and "number of service complaints" in services.no_chart_text
+        # Cases in the range, none of the table's kind; no case at all.
+        complaints = _stats(total=6, by_kind={"complaint": 6}, by_service={"health": 6}, by_governorate={"gaza": 6})
+        for name in ("category", "sector"):
+            assert chart_table(complaints, name, 5).no_chart_text == "No corruption reports in this range."
+        assert chart_table(_stats(total=6, by_kind={"corruption": 6}), "service", 5).no_chart_text == (
+            "No service complaints in this range.")
+        for name in ("kind", "category", "service", "sector", "governorate", "month", "status", "outcome"):
+            assert chart_table(_stats(), name, 5).no_chart_text == "No cases in this range.", name
+    finally:
+        i18n.set_locale("ar")
+
+
+async def test_ten_cases_eight_and_two_say_why_there_is_no_kind_chart(console_world):
+    """Over HTTP, in the member's language: the kind section has no chart and says that a
+    count is small and the other withheld; the categories say they are withheld with it."""
+    from nazaha.admin import i18n
+
+    w = console_world
+    today = w.console.today()
+    for i, kind in enumerate(["corruption"] * 8 + ["complaint"] * 2):
+        await make_case(w.console.sessionmaker, w.public, created_on=today - dt.timedelta(days=3 + i), kind=kind,
+                        category="bribery" if kind == "corruption" else None,
+                        service="health" if kind == "complaint" else None,
+                        sector="ministry" if kind == "corruption" else None, governorate="nablus")
+    page = w.admin_browser.get("/statistics").text
+    sections = {name: (flag, body) for flag, name, body in re.findall(
+        r'<section class="stats-section( stats-empty| stats-no-chart)?" id="stats-(\w+)">(.*?)</section>', page, re.S)}
+    i18n.set_locale("ar")
+    complement = i18n.ngettext(
+        "No chart: one count here is below %(k)s, and the others are withheld so that it cannot be worked out from "
+        "the total. The figures are in the table.",
+        "No chart: %(num)d counts here are below %(k)s, and the others are withheld so that they cannot be worked "
+        "out from the total. The figures are in the table.", 1, k=5)
+    by_kind = i18n.gettext(
+        "No chart: these counts are withheld, because together they give the number of corruption reports, which "
+        "is withheld (see “Cases by kind”). The figures are in the table.")
+    flag, body = sections["kind"]
+    assert flag == " stats-no-chart" and "<img" not in body
+    assert f'<p class="stats-none muted">{markupsafe_escape(complement)}</p>' in body
+    assert f'<p class="stats-none muted">{markupsafe_escape(by_kind)}</p>' in sections["category"][1]
+    old = "Too few cases"
+    assert old not in page and i18n.gettext("Too few cases to draw a chart: the figures are in the table.") not in page
+    assert "<img" in sections["governorate"][1]  # nablus 10: drawn
 
 
 def _csv_rows(content: bytes) -> list[list[str]]:
@@ -532,8 +705,8 @@ async def test_a_chart_with_nothing_to_draw_leaves_no_empty_box(console_world):
                                         outcome="substantiated", ack_days=1, close_days=9, count=2))
     b = w.admin_browser
     i18n.set_locale("ar")
-    none, too_few = i18n.gettext("No cases in this range."), i18n.gettext(
-        "Too few cases to draw a chart: the figures are in the table.")
+    none = i18n.gettext("No cases in this range.")
+    too_few = i18n.gettext("No chart: every count here is below %(k)s. The figures are in the table.", k=5)
     empty = b.get("/statistics?from=2021-01-01&to=2021-12-31").text
     assert "<img" not in empty
     sections = re.findall(r'<section class="stats-section( stats-empty)?" id="stats-(\w+)">(.*?)</section>', empty, re.S)[1:]
@@ -549,7 +722,10 @@ async def test_a_chart_with_nothing_to_draw_leaves_no_empty_box(console_world):
         flag, body = sections[name]
         assert flag == " stats-no-chart" and '<div class="stats-pair stats-single">' in body and "<img" not in body, name
         assert f'<p class="stats-none muted">{markupsafe_escape(too_few)}</p>' in body and "<table" in body, name
-    assert sections["service"][0] == " stats-empty"  # no complaint
+    # No complaint among the range's two cases: said so, not "no cases".
+    assert sections["service"][0] == " stats-empty"
+    no_complaint = i18n.gettext("No service complaints in this range.")
+    assert f'<p class="stats-none muted">{markupsafe_escape(no_complaint)}</p>' in sections["service"][1]
 
 
 def test_arabic_csv_headers_are_the_catalogs(monkeypatch):
@@ -663,5 +839,25 @@ def test_the_tile_map_places_the_sixteen_governorates_north_to_south_with_publis
     # In Arabic: the names as text, each isolated right to left; the numbers left to right.
     arabic = _tiles(map_svg(table, "ar"))
     assert arabic["nablus"]["texts"] == ["\u2067نابلس\u2069", "\u206640\u2069"]
+    assert arabic["hebron"]["texts"][1] == "\u2066<5\u2069"
+    # The key starts where the reading does: the left in English, the right in Arabic, each
+    # swatch before its words (zero first, then the ranges from the least), under the map.
+    from nazaha.admin.statistics_map import WIDTH
+
+    for locale, svg_text in (("en", svg), ("ar", map_svg(table, "ar"))):
+        root = ET.fromstring(svg_text)
+        swatches = [r for r in root.findall(f"{SVG}rect") if r.get("width") == "22"]
+        key = [t for t in root.findall(f"{SVG}text") if float(t.get("y")) > max(tile["y"] for tile in tiles.values())]
+        assert [r.get("fill") for r in swatches] == [ZERO_FILL, *SHADES, WITHHELD_FILL]
+        lefts = [float(r.get("x")) for r in swatches]
+        line = lefts[:-1]  # zero and the ranges; the withheld swatch starts the next line
+        if locale == "en":
+            assert {t.get("text-anchor") for t in key} == {"start"}
+            assert line == sorted(line) and lefts[0] == lefts[-1] == 16  # from the left edge, rightwards
+        else:
+            assert {t.get("text-anchor") for t in key} == {"end"}
+            assert line == sorted(line, reverse=True) and lefts[0] + 22 == lefts[-1] + 22 == WIDTH - 16  # leftwards
+            for rect, text in zip(swatches, key):  # each swatch at the right of its words
+                assert float(text.get("x")) < float(rect.get("x")), text.text
     with pytest.raises(ValueError):
         map_svg(chart_table(stats, "kind", 5), "en")

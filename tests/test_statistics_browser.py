@@ -166,3 +166,59 @@ async def test_the_statistics_page_prints_cleanly_with_few_or_no_cases(page, con
     screen = await page.inner_text("#stats-summary")
     assert dict(line.split("\t") for line in screen.splitlines() if "\t" in line) != rows  # exact on screen
     assert watch.failed == [] and watch.errors == []
+
+
+async def test_arabic_charts_and_map_read_right_in_the_browser(page, console):
+    """Each image opened in Chromium and measured as drawn, in Arabic: the bar chart's rows
+    run top to bottom in the table's order, its suppressed rows (gaza 3, ramallah 2) are not
+    drawn and the line saying so fits inside the image; in the map, "<5" reads "<" then "5"
+    (in its tile and in the key), and the key starts at the right, under the map's edge."""
+    today = console.clock().date()
+    for i, (kind, category, service, sector, governorate) in enumerate(SEEDS):
+        await console.case(designation=f"R-SA{i:03d}X", kind=kind, category=category, service=service, sector=sector,
+                           governorate=governorate, created_on=today - dt.timedelta(days=2 + 3 * i))
+    await enrol_first_admin(page, console)
+    await switch_language(page, "ar", "/statistics")
+    rows = await page.locator("#stats-governorate table tbody th").all_inner_texts()
+    query = (await page.get_attribute("#stats-governorate img.map", "src")).split("?", 1)[1]
+
+    await page.goto(f"/statistics/chart/governorate.svg?{query}")
+    drawn = await page.evaluate("""() => {
+        const svg = document.documentElement, [,, width, height] = svg.getAttribute('viewBox').split(' ').map(Number);
+        const strip = t => t.textContent.replace(/[\\u2066-\\u2069]/g, '');
+        const labels = Array.from(svg.querySelectorAll('text')).filter(t => t.getAttribute('x') === '-5')
+            .map(t => ({text: strip(t), y: t.getBBox().y}));
+        const caption = svg.querySelector('text.left-out'), box = caption.getBBox();
+        return {width, height, labels, caption: [box.x, box.y, box.x + box.width, box.y + box.height],
+                bars: svg.querySelectorAll('rect.rect').length};
+    }""")
+    labels = [label["text"] for label in sorted(drawn["labels"], key=lambda label: label["y"])]
+    assert labels == [row for row in rows if row in labels] == rows[:3], (labels, rows)  # نابلس، جنين، الخليل
+    assert drawn["bars"] == 3
+    left, top, right, bottom = drawn["caption"]
+    assert 0 <= left < right <= drawn["width"] and bottom <= drawn["height"], drawn
+
+    await page.goto(f"/statistics/chart/map.svg?{query}")
+    marks = await page.evaluate("""() => {
+        const svg = document.documentElement, width = Number(svg.getAttribute('width'));
+        const out = [];
+        for (const t of svg.querySelectorAll('text')) {
+            const i = t.textContent.indexOf('<5');
+            if (i < 0) continue;
+            out.push({lt: t.getStartPositionOfChar(i).x, five: t.getStartPositionOfChar(i + 1).x,
+                      inTile: !!t.closest('g[data-code]')});
+        }
+        const key = Array.from(svg.querySelectorAll(':scope > rect[width="22"]')).map(r => r.getBBox());
+        const words = Array.from(svg.querySelectorAll(':scope > text')).slice(-3).map(t => t.getBBox());
+        const withheld = Array.from(svg.querySelectorAll(':scope > text')).find(t => t.textContent.includes('<5'));
+        const swatch = key[key.length - 1], said = withheld.getBBox();
+        return {width, out, keyRight: Math.max(...key.map(b => b.x + b.width)),
+                wordsRight: Math.max(...words.map(b => b.x + b.width)), wordsLeft: Math.min(...words.map(b => b.x)),
+                withheld: [said.x + said.width, swatch.x, Math.abs(said.y + said.height / 2 - swatch.y - swatch.height / 2)]};
+    }""")
+    assert {m["inTile"] for m in marks["out"]} == {True, False}  # gaza's and ramallah's tiles, and the key
+    assert all(m["lt"] < m["five"] for m in marks["out"]), marks
+    # The key ends at the map's right edge; its words are to the left of their swatch, inside.
+    assert marks["keyRight"] == marks["width"] - 16 and marks["wordsRight"] <= marks["keyRight"], marks
+    words_end, swatch_start, offset = marks["withheld"]
+    assert words_end < swatch_start and offset < 8 and marks["wordsLeft"] > 0, marks

@@ -4,7 +4,7 @@ with its own locale), statuses, outcomes and priorities of the workflow."""
 
 from __future__ import annotations
 
-from nazaha.admin.i18n import gettext, pgettext
+from nazaha.admin.i18n import gettext, ngettext, pgettext
 from nazaha.handlers.labels import CHOICE_LABELS, EVIDENCE_KIND_LABELS, FIELD_LABELS
 
 
@@ -83,7 +83,17 @@ def purpose_label(code: str) -> str:
     return names.get(code, code)
 
 
+def age_label(days: int) -> str:
+    """A case's age in the inbox: whole days since the day it was received, and "less than a
+    day" on that day itself, in every language (not "0 days" in one and "less than a day" in
+    another)."""
+    if days < 1:
+        return gettext("less than a day")
+    return ngettext("%(num)d day", "%(num)d days", days)
+
+
 TEMPLATE_GLOBALS = {
+    "age_label": age_label,
     "purpose_label": purpose_label,
     "choice_label": choice_label,
     "field_label": field_label,

@@ -131,19 +131,25 @@ def map_svg(table: ChartTable, locale: str) -> bytes:
         _text(group, middle, y + 23, _isolated(choice_label("governorate", code), rtl), size=12, fill=ink)
         _text(group, middle, y + 45, f"\u2066{value}\u2069" if rtl else str(value), size=16, weight="700", fill=ink)
     # The key: zero and the shades' ranges on one line; withheld, and what has no tile, below.
+    # It starts where the reading does: at the left in English, at the right in Arabic (each
+    # swatch before its words, the ranges from the least), under the map.
+    def at(x: float, width: float = 0) -> float:
+        return WIDTH - x - width if rtl else x
+
+    anchor = "end" if rtl else "start"
     x = LEFT
     for fill, label in ((ZERO_FILL, "0"), *((shade, f"{first}" if first == last else f"{first}–{last}")
                                             for first, last, shade in bins)):
-        _rect(root, x, legend_top, 22, 16, fill)
-        _text(root, x + 28, legend_top + 13, f"\u2066{label}\u2069" if rtl else label, size=12, anchor="start",
+        _rect(root, at(x, 22), legend_top, 22, 16, fill)
+        _text(root, at(x + 28), legend_top + 13, f"\u2066{label}\u2069" if rtl else label, size=12, anchor=anchor,
               fill=MUTED)
         x += 28 + 8 * len(label) + 22
-    _rect(root, LEFT, legend_top + 26, 22, 16, WITHHELD_FILL, **{"stroke-dasharray": "4 3"})
-    _text(root, LEFT + 28, legend_top + 39,
-          _isolated(i18n.gettext("withheld (“<%(k)s” or “x”)", k=table.min_cell), rtl), size=12, anchor="start",
+    _rect(root, at(LEFT, 22), legend_top + 26, 22, 16, WITHHELD_FILL, **{"stroke-dasharray": "4 3"})
+    _text(root, at(LEFT + 28), legend_top + 39,
+          _isolated(i18n.gettext("withheld (“<%(k)s” or “x”)", k=table.min_cell), rtl), size=12, anchor=anchor,
           fill=MUTED)
-    _text(root, LEFT, legend_top + 66, _isolated(i18n.gettext("“Prefer not to say” and “not given” are in the table."),
-                                                  rtl), size=12, anchor="start", fill=MUTED)
+    elsewhere = i18n.gettext("“Prefer not to say” and “not given” are in the table.")
+    _text(root, at(LEFT), legend_top + 66, _isolated(elsewhere, rtl), size=12, anchor=anchor, fill=MUTED)
     return ET.tostring(root, encoding="utf-8", xml_declaration=True)
 
 

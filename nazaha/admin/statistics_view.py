@@ -4,8 +4,13 @@
 * **Tables** carry both the exact count (shown on screen, a small one marked) and its
   published form (nazaha.services.disclosure: ``"<5"``, ``"x"``), which the print stylesheet
   shows instead.
-* **Charts** are for publication: they draw the published figures (a suppressed cell has no
-  bar). pygal renders them with JavaScript off (``js=[]``); what pygal still writes for its
+* **Charts** are for publication: they draw the published figures, in the table's order
+  (first row at the top). A suppressed row ("<5", "x") is left out of the chart, never drawn as
+  an empty bar (which reads as zero), and a line under the chart says how many rows are left
+  out and that the table has them. A table with nothing left to draw has no chart: the page
+  says why (no case of it in the range; every count below the threshold; a small count and
+  its complements withheld; withheld because the counts by kind are). pygal renders them
+  with JavaScript off (``js=[]``); what pygal still writes for its
   script (a ``<script>`` with its configuration) and its comments (links to pygal.org) are
   removed, so the SVG has no script and refers to nothing outside itself. Text stays SVG
   text, shaped by the browser; an Arabic label is wrapped in RIGHT-TO-LEFT ISOLATE … POP
@@ -68,6 +73,9 @@ def _labeller(name: str) -> Callable[[Any], str]:
 SMALL_COUNT = "small"  # a count from 1 to min_cell - 1, published as "<5"
 COMPLEMENT = "withheld"  # a count withheld so that a small one cannot be worked out: "x"
 FEW_CASES = "few"  # a median or percentile of fewer than min_cell cases: "x"
+# Why a table has no chart (ChartTable.no_chart_reason); SMALL_COUNT and COMPLEMENT as above.
+NO_CASES = "none"  # no case of the table in the range
+KIND_WITHHELD = "kind"  # a table of one kind of case, withheld with the counts by kind
 
 
 def _reason(published: int | str | None) -> str | None:
@@ -99,13 +107,87 @@ class ChartTable:
     cells: list[Cell]
     total: int
     min_cell: int = 5
+    # The cases of the range (every kind); for a table of one kind of case withheld because
+    # the counts by kind are (its cells all "x"), why it has no chart: KIND_WITHHELD, or the
+    # reason its own counts would have given (SMALL_COUNT, COMPLEMENT) had they been published.
+    cases: int | None = None
+    withheld_why: str | None = None
+
+    @property
+    def drawn(self) -> list[Cell]:
+        """The rows the chart draws, in the table's order: those published as a number. A
+        suppressed row is left out (an empty bar would read as zero)."""
+        return [c for c in self.cells if isinstance(c.published, int)]
+
+    @property
+    def left_out(self) -> int:
+        """How many rows of the table the chart leaves out (suppressed: "<5" or "x")."""
+        return sum(1 for c in self.cells if not isinstance(c.published, int))
 
     @property
     def drawable(self) -> bool:
-        """Whether the chart has a bar to draw: a published count above zero. Otherwise (no
-        case in the range, or every count suppressed) the page shows a line of text instead
-        of an empty chart."""
-        return any(isinstance(c.published, int) and c.published > 0 for c in self.cells)
+        """Whether the chart has a bar to draw: a published count above zero. Otherwise the
+        page shows a line saying why (:attr:`no_chart_reason`) instead of an empty chart."""
+        return any(c.published > 0 for c in self.drawn)
+
+    @property
+    def no_chart_reason(self) -> str | None:
+        """Why there is no chart (None: there is one): :data:`NO_CASES`, :data:`KIND_WITHHELD`,
+        :data:`COMPLEMENT` (a small count, and counts withheld so that it cannot be worked out)
+        or :data:`SMALL_COUNT` (every count above zero is small)."""
+        if self.drawable:
+            return None
+        if not self.total:
+            return NO_CASES
+        if self.withheld_why:
+            return self.withheld_why
+        if any(c.reason == COMPLEMENT for c in self.cells):
+            return COMPLEMENT
+        return SMALL_COUNT
+
+    @property
+    def no_chart_text(self) -> str | None:
+        """The page's line instead of the chart, saying what is true (None: there is a chart)."""
+        reason = self.no_chart_reason
+        if reason is None:
+            return None
+        if reason == NO_CASES:
+            if not self.cases or self.name in _ALL_CASE_TABLES:
+                return i18n.gettext("No cases in this range.")
+            return {
+                "category": i18n.gettext("No corruption reports in this range."),
+                "sector": i18n.gettext("No corruption reports in this range."),
+                "service": i18n.gettext("No service complaints in this range."),
+                "outcome": i18n.gettext("No case received in this range is closed."),
+            }[self.name]
+        if reason == KIND_WITHHELD:
+            if self.name == "service":
+                return i18n.gettext(
+                    "No chart: these counts are withheld, because together they give the number of service "
+                    "complaints, which is withheld (see “Cases by kind”). The figures are in the table.")
+            return i18n.gettext(
+                "No chart: these counts are withheld, because together they give the number of corruption "
+                "reports, which is withheld (see “Cases by kind”). The figures are in the table.")
+        if reason == COMPLEMENT:
+            small = sum(1 for c in self.cells if 0 < c.count < self.min_cell)
+            return i18n.ngettext(
+                "No chart: one count here is below %(k)s, and the others are withheld so that it cannot be "
+                "worked out from the total. The figures are in the table.",
+                "No chart: %(num)d counts here are below %(k)s, and the others are withheld so that they cannot "
+                "be worked out from the total. The figures are in the table.",
+                small, k=self.min_cell)
+        return i18n.gettext("No chart: every count here is below %(k)s. The figures are in the table.",
+                            k=self.min_cell)
+
+    @property
+    def left_out_text(self) -> str | None:
+        """The line under a chart that leaves rows out (None: it leaves none out)."""
+        if not self.left_out:
+            return None
+        return i18n.ngettext(
+            "%(num)d row is not drawn: its count is below %(k)s or withheld (see the table).",
+            "%(num)d rows are not drawn: their counts are below %(k)s or withheld (see the table).",
+            self.left_out, k=self.min_cell)
 
     @property
     def total_reason(self) -> str | None:
@@ -135,16 +217,22 @@ def chart_table(stats: Statistics, name: str, min_cell: int) -> ChartTable:
     label = _labeller(name)
     pairs = list(iter_dimension(stats, name))
     published = suppress([n for _, n in pairs], min_cell)
-    if name in _ONE_KIND_TABLES and _kind_withheld(stats, min_cell):
+    total = sum(n for _, n in pairs)
+    withheld_why = None
+    if name in _ONE_KIND_TABLES and total and _kind_withheld(stats, min_cell):
         # These tables split one kind of case (categories and institutions: corruption
         # reports; services: complaints): their sums would give back the kind counts the
         # kind table withholds, so nothing of them is published.
+        if any(isinstance(shown, int) and shown > 0 for shown in published):
+            withheld_why = KIND_WITHHELD
+        else:  # no chart with its own counts either: that reason is the first
+            withheld_why = COMPLEMENT if WITHHELD in published else SMALL_COUNT
         published = ["x" if n else 0 for _, n in pairs]
     cells = [
         Cell("" if code is None else str(code), label(code), n, shown)
         for (code, n), shown in zip(pairs, published, strict=True)
     ]
-    return ChartTable(name, _title(name), cells, sum(n for _, n in pairs), min_cell)
+    return ChartTable(name, _title(name), cells, total, min_cell, cases=stats.total, withheld_why=withheld_why)
 
 
 _ONE_KIND_TABLES = frozenset({"category", "service", "sector"})
@@ -203,31 +291,55 @@ def _isolated(text: str, rtl: bool) -> str:
 
 
 def chart_svg(table: ChartTable, locale: str) -> bytes:
-    """The chart of ``table`` as a standalone SVG document (published figures only)."""
+    """The chart of ``table`` as a standalone SVG document: the published figures only, the
+    rows in the table's order; the suppressed rows are left out and a line under the chart
+    says so."""
     import pygal
     from pygal.style import Style
 
     rtl = locale in i18n.RTL
     style = Style(
         font_family=FONT, background="#ffffff", plot_background="#ffffff", colors=("#0b6e4f",),
-        label_font_size=13, major_label_font_size=13, value_font_size=12, title_font_size=15, no_data_font_size=18,
+        label_font_size=13, major_label_font_size=13, value_font_size=12, title_font_size=15, no_data_font_size=16,
     )
-    chart_type = pygal.Bar if table.name == "month" else pygal.HorizontalBar
-    rows = max(1, len(table.cells))
-    height = 360 if table.name == "month" else min(900, 90 + 34 * rows)
-    chart = chart_type(
+    vertical = table.name == "month"
+    drawn = table.drawn if table.drawable else []
+    if not vertical:
+        drawn = drawn[::-1]  # pygal draws a horizontal chart's first bar at the bottom
+    caption = table.left_out_text if table.drawable else None
+    rows = max(1, len(drawn))
+    height = 360 if vertical else min(900, 90 + 34 * rows)
+    chart = (pygal.Bar if vertical else pygal.HorizontalBar)(
         js=[], style=style, show_legend=False, truncate_label=-1, print_values=True,
-        width=720, height=height, title=_isolated(table.title, rtl), no_prefix=False,
-        x_label_rotation=45 if table.name == "month" else 0, margin=12,
+        width=720, height=height + (CAPTION_HEIGHT if caption else 0), title=_isolated(table.title, rtl),
+        no_prefix=False, x_label_rotation=45 if vertical else 0, margin=12,
+        margin_bottom=12 + (CAPTION_HEIGHT if caption else 0),
         no_data_text=_isolated(
-            i18n.gettext("Too few cases to draw") if table.total else i18n.gettext("No cases"), rtl
+            i18n.gettext("Not drawn: the counts are small or withheld (see the table)") if table.total
+            else i18n.gettext("No cases"), rtl
         ),
     )
-    chart.x_labels = [_isolated(cell.label, rtl) if table.name != "month" else cell.label for cell in table.cells]
-    values = [cell.published if isinstance(cell.published, int) else None for cell in table.cells]
-    if table.drawable:
-        chart.add(table.title, values)
-    return clean_svg(chart.render())
+    chart.x_labels = [cell.label if vertical else _isolated(cell.label, rtl) for cell in drawn]
+    if drawn:
+        chart.add(table.title, [cell.published for cell in drawn])
+    svg = clean_svg(chart.render())
+    return _with_caption(svg, caption, rtl) if caption else svg
+
+
+CAPTION_HEIGHT = 26
+
+
+def _with_caption(svg: bytes, caption: str, rtl: bool) -> bytes:
+    """``svg`` (a pygal chart with room left at the bottom) with ``caption`` written there,
+    from the start of the line in the reading direction."""
+    root = ET.fromstring(svg)
+    width, height = (float(v) for v in root.get("viewBox", "0 0 720 360").split()[2:])
+    element = ET.SubElement(root, f"{{{SVG_NS}}}text", {
+        "x": f"{width - 12 if rtl else 12:g}", "y": f"{height - 14:g}", "font-size": "12",
+        "text-anchor": "end" if rtl else "start", "fill": "#5b6475", "font-family": FONT, "class": "left-out",
+    })
+    element.text = _isolated(caption, rtl)
+    return ET.tostring(root, encoding="utf-8", xml_declaration=True)
 
 
 def clean_svg(svg: bytes) -> bytes:
@@ -266,5 +378,5 @@ def timeliness_csv(figures: list[Figure]) -> bytes:
     return ("\ufeff" + out.getvalue()).encode("utf-8")
 
 
-__all__ = ["CHARTS", "COMPLEMENT", "FEW_CASES", "SMALL_COUNT", "Cell", "ChartTable", "Figure", "chart_csv",
-           "chart_svg", "chart_table", "clean_svg", "timeliness", "timeliness_csv"]
+__all__ = ["CHARTS", "COMPLEMENT", "FEW_CASES", "KIND_WITHHELD", "NO_CASES", "SMALL_COUNT", "Cell", "ChartTable",
+           "Figure", "chart_csv", "chart_svg", "chart_table", "clean_svg", "timeliness", "timeliness_csv"]
