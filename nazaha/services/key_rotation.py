@@ -49,13 +49,13 @@ from nazaha.storage.console_models import (
 )
 from nazaha.storage.crypto import (
     CryptoError,
-    constant_time_equal,
-    keyed_hash,
     TeamKeyRing,
     TeamPrivateKey,
     TeamPublicKey,
     TeamSigningKey,
+    constant_time_equal,
     grant_team_key,
+    keyed_hash,
     new_data_key,
     open_from_key,
     seal_previous_case_key,

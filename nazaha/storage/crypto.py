@@ -46,9 +46,8 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
-from cryptography.exceptions import InvalidKey, InvalidTag
+from cryptography.exceptions import InvalidKey, InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes, hpke
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ed25519, mlkem, x25519
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
