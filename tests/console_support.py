@@ -51,6 +51,18 @@ def csrf_of(html: str) -> str:
     return match.group(1)
 
 
+_LINK = re.compile(r'id="invitation-link">([^<]+)<')
+
+
+def invitation_link_after(client: TestClient, answer) -> str:
+    """The one-time link an invitation or a reset made: the POST answers with a redirect to
+    the Team page (never the link in the address), whose next view shows it once."""
+    assert answer.status_code == 303 and answer.headers["location"] == "/users", answer.text
+    match = _LINK.search(client.get("/users").text)
+    assert match, "no invitation link on the Team page"
+    return match.group(1)
+
+
 def totp_secret_of(html: str) -> str:
     match = _SECRET.search(html)
     assert match, "no TOTP secret on the enrolment page"

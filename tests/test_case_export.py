@@ -168,7 +168,8 @@ async def test_export_right_is_given_and_taken_back_and_covers_only_visible_case
     assert 'action="/users/' + vera_id + '/export"' not in users.text  # no toggle for a volunteer
     assert admin.post(f"/users/{huda_id}/export", data={"csrf": csrf_of(users.text), "export": "1"}).status_code == 303
     refused = admin.post(f"/users/{vera_id}/export", data={"csrf": csrf_of(users.text), "export": "1"})
-    assert refused.status_code == 200 and 'role="alert"' in refused.text
+    assert refused.status_code == 303 and refused.headers["location"] == "/users?error=not_caseworker"
+    assert 'role="alert"' in admin.get(refused.headers["location"]).text
     assert huda.post(f"/users/{huda_id}/export", data={"csrf": csrf_of(huda.get("/cases").text), "export": "1"}).status_code == 403
 
     assert 'action="/cases/export.csv"' in huda.get("/cases").text

@@ -296,6 +296,8 @@ async def test_share_and_recusal(env):
         assert not await share(session, env.bob, report_id, env.alice.user_id)
         with pytest.raises(ValueError):
             await share(session, env.bob, report_id, env.vera.user_id)
+        with pytest.raises(ValueError):  # nor with themself
+            await share(session, env.bob, report_id, env.bob.user_id)
         assert await shared_with(session, env.bob, report_id) == [env.alice.user_id]
     async with env.sm() as session:
         assert await can_see(session, env.alice, report_id)

@@ -20,6 +20,7 @@ from tests.console_support import (
     MovableClock,
     console_settings,
     csrf_of,
+    invitation_link_after,
     totp_code,
 )
 
@@ -175,8 +176,7 @@ async def test_idle_timeout_reset_grant_and_removal(setup, client_factory):
     assert login(admin_browser, "admin", STAFF_PASSWORD, totp_code(admin.totp_secret, clock)).status_code == 303
     page = admin_browser.get("/users")
     invited = admin_browser.post("/users/invite", data={"csrf": csrf_of(page.text), "username": "huda", "role": "caseworker"})
-    assert invited.status_code == 200
-    caseworker_link = re.search(r'id="invitation-link">([^<]+)<', invited.text).group(1)
+    caseworker_link = invitation_link_after(admin_browser, invited)
     worker_browser = client_factory()
     worker = enrol(worker_browser, caseworker_link, clock)
     assert worker_browser.get("/users").status_code == 403  # not an admin
@@ -242,3 +242,41 @@ async def test_requests_from_other_sites_reach_only_sign_in_and_invitations(setu
     assert client.get("/" + link.split("/", 3)[3], headers=link_from_mail).status_code in (200, 404)
     assert client.get("/cases", headers=link_from_mail).status_code == 403
     assert client.get("/cases", headers={"Sec-Fetch-Site": "same-origin"}).status_code == 200
+
+
+async def test_first_admin_is_told_what_they_can_do_and_invite_admin_says_why_it_makes_none(setup, client_factory, capsys):
+    """Nobody can reset the first administrator's account: their invitation page says what
+    helps instead (a second administrator, the recovery codes, `nazaha invite-admin` while
+    nobody holds the team key), and `nazaha invite-admin` says why it makes no link once an
+    administrator holds the key."""
+    from nazaha.bot.cli import ADMIN_EXISTS, build_parser, cmd_invite_admin
+
+    settings, _ = setup
+    args = build_parser().parse_args(["invite-admin", "--key-file", str(KeyPaths.for_data_dir(settings.data_dir).team_recovery)])
+    # Before the first administrator enrols: a new link (the earlier one no longer works).
+    await cmd_invite_admin(settings, args)
+    link = re.search(r"^  (http://\S+/invite/\S+)$", capsys.readouterr().out, re.M).group(1)
+    client = client_factory()
+    page = client.get("/" + link.split("/", 3)[3], headers={"accept-language": "en"}).text
+    assert "an administrator resets your account" not in page
+    assert "nobody can reset your account yet: once you are in, invite a second administrator on the Team page" in page
+    assert "they do not replace the password" in page
+    assert '<code dir="ltr">nazaha invite-admin --key-file</code> with the team recovery file prints a new one' in page
+    enrol(client, link, client_factory.clock, team_passphrase=PASSPHRASE)
+
+    # Once an administrator holds the team key: one line saying why, exit status 1.
+    with pytest.raises(SystemExit) as refused:
+        await cmd_invite_admin(settings, args)
+    assert refused.value.code == ADMIN_EXISTS and "\n" not in ADMIN_EXISTS
+    assert "administrator already holds the team key" in ADMIN_EXISTS
+    assert "/invite/" not in capsys.readouterr().out
+    # Without the recovery file at hand, the same reason (not "--key-file is needed").
+    elsewhere = build_parser().parse_args(["invite-admin", "--key-file", str(settings.data_dir / "absent.key")])
+    with pytest.raises(SystemExit, match="already holds the team key"):
+        await cmd_invite_admin(settings, elsewhere)
+
+    # Any other member's invitation keeps the usual advice.
+    page = client.get("/users")
+    invited = client.post("/users/invite", data={"csrf": csrf_of(page.text), "username": "huda", "role": "admin"})
+    other = client_factory().get("/" + invitation_link_after(client, invited).split("/", 3)[3], headers={"accept-language": "en"}).text
+    assert "if you forget it, an administrator resets your account" in other and "invite-admin" not in other

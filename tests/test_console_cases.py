@@ -18,7 +18,17 @@ from nazaha.storage.console_models import AuditEntry
 from nazaha.storage.keyfiles import KeyPaths, load_team_public_key
 from nazaha.storage.models import CaseMessage, Report
 from tests.casework_support import make_case
-from tests.console_support import PASSPHRASE, STAFF_PASSWORD, MovableClock, console_settings, csrf_of, enrol, login, totp_code
+from tests.console_support import (
+    PASSPHRASE,
+    STAFF_PASSWORD,
+    MovableClock,
+    console_settings,
+    csrf_of,
+    enrol,
+    invitation_link_after,
+    login,
+    totp_code,
+)
 
 BASE = "https://testserver"
 
@@ -57,7 +67,7 @@ async def world(tmp_path):
 async def invite(w, username: str, role: str):
     page = w.admin_browser.get("/users")
     answer = w.admin_browser.post("/users/invite", data={"csrf": csrf_of(page.text), "username": username, "role": role})
-    link = re.search(r'id="invitation-link">([^<]+)<', answer.text).group(1)
+    link = invitation_link_after(w.admin_browser, answer)
     member_browser = w.browser()
     member = enrol(member_browser, link, w.clock)
     page = w.admin_browser.get("/users")
@@ -242,7 +252,7 @@ async def test_a_reset_member_enrols_again_and_is_granted_again(world):
         user_id = await session.scalar(select(StaffUser.id).where(StaffUser.username == "samar"))
     page = w.admin_browser.get("/users")
     reset = w.admin_browser.post(f"/users/{user_id}/reset", data={"csrf": csrf_of(page.text)})
-    link = re.search(r'id="invitation-link">([^<]+)<', reset.text).group(1)
+    link = invitation_link_after(w.admin_browser, reset)
     w.clock.advance(seconds=60)
     assert login(w.browser(), "samar", STAFF_PASSWORD, "000000").status_code == 401  # no way in now
     new_password = "amber orchards hum beneath slow granite tides"

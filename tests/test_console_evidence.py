@@ -27,7 +27,7 @@ from nazaha.storage.keyfiles import KeyPaths, load_team_public_key
 from nazaha.storage.report_writes import ReportBatch, ReportWriter
 from nazaha.storage.reports import ReportDraft, ReportVault, UnlockedCase, new_sealing_context
 from nazaha.storage.scrub import scrub_image
-from tests.console_support import PASSPHRASE, MovableClock, console_settings, csrf_of, totp_code
+from tests.console_support import PASSPHRASE, MovableClock, console_settings, csrf_of, invitation_link_after, totp_code
 from tests.test_console_auth import STAFF_PASSWORD, enrol, login
 
 BASE = "https://testserver"
@@ -186,8 +186,7 @@ def spawned(monkeypatch):
 def invite(admin_browser: TestClient, username: str, role: str) -> str:
     page = admin_browser.get("/users")
     answer = admin_browser.post("/users/invite", data={"csrf": csrf_of(page.text), "username": username, "role": role})
-    assert answer.status_code == 200
-    return re.search(r'id="invitation-link">([^<]+)<', answer.text).group(1)
+    return invitation_link_after(admin_browser, answer)
 
 
 def assert_safe_attachment(response, expected_name: str) -> None:

@@ -38,7 +38,17 @@ from nazaha.storage.report_writes import ReportBatch, ReportWriter
 from nazaha.storage.reports import ReportDraft, ReportVault
 from nazaha.storage.team_key import SETTING_TEAM_KEY_ID
 from tests.casework_support import make_case
-from tests.console_support import PASSPHRASE, STAFF_PASSWORD, MovableClock, console_settings, csrf_of, enrol, login, totp_code
+from tests.console_support import (
+    PASSPHRASE,
+    STAFF_PASSWORD,
+    MovableClock,
+    console_settings,
+    csrf_of,
+    enrol,
+    invitation_link_after,
+    login,
+    totp_code,
+)
 
 BASE = "https://testserver"
 NEW_PASSPHRASE = "saffron ledger drifts past the quiet mill"
@@ -81,7 +91,7 @@ async def invite(w, username: str, role: str) -> TestClient:
     """Invite, enrol, grant (not volunteers) and sign in a member; their browser."""
     page = w.admin_browser.get("/users")
     answer = w.admin_browser.post("/users/invite", data={"csrf": csrf_of(page.text), "username": username, "role": role})
-    link = re.search(r'id="invitation-link">([^<]+)<', answer.text).group(1)
+    link = invitation_link_after(w.admin_browser, answer)
     member = enrol(w.browser(), link, w.clock)
     page = w.admin_browser.get("/users")
     grant = re.search(rf'id="member-{username}".*?action="(/users/[0-9a-f]{{32}}/grant)"', page.text, re.S)
@@ -324,8 +334,8 @@ async def test_only_admins_and_the_removal_notice(world):
     page = w.admin_browser.get("/users")
     user_id = re.search(r'id="member-vera".*?action="/users/([0-9a-f]{32})/remove"', page.text, re.S).group(1)
     removed = w.admin_browser.post(f"/users/{user_id}/remove", data={"csrf": csrf_of(page.text)})
-    assert removed.status_code == 303 and removed.headers["location"] == "/users?removed=1"
-    notice = w.admin_browser.get("/users?removed=1").text
+    assert removed.status_code == 303 and removed.headers["location"] == f"/users?done=removed&member={user_id}"
+    notice = w.admin_browser.get(removed.headers["location"]).text
     assert re.search(r'class="notice warn".*?rotation.*?<a href="/keys" id="rotate-after-removal">', notice, re.S)
 
 

@@ -32,6 +32,10 @@ class StaffSession:
     # A team-key rotation prepared on the Keys page and not started yet (old, signing and
     # new keys, the sealed new recovery file): memory only, gone with the session.
     pending_rotation: object | None = None
+    # A one-time invitation link just made on the Team page, shown by the next GET of
+    # /users and then dropped: a secret, so never in a URL (the POST answers with a
+    # redirect, and a refresh re-sends nothing). Memory only, gone with the session.
+    team_page_link: dict[str, str] | None = None
 
     def __repr__(self) -> str:
         return f"StaffSession({self.identity.role})"
@@ -43,6 +47,7 @@ class StaffSession:
         self.staff_private = None
         self.team_private = None
         self.pending_rotation = None
+        self.team_page_link = None
 
 
 class SessionStore:

@@ -107,6 +107,12 @@ async def cmd_init(settings: Settings, args: argparse.Namespace) -> None:
         print(f"Warning: `nazaha bot` will not start yet: {exc}")
 
 
+ADMIN_EXISTS = (
+    "No invitation made: an administrator already holds the team key; administrators invite "
+    "members and reset accounts on the console's Team page."
+)
+
+
 async def _print_first_admin_invitation(settings: Settings, recovery_file: Path | None) -> None:
     from nazaha.admin.bootstrap import first_admin_invitation
 
@@ -118,25 +124,34 @@ async def _print_first_admin_invitation(settings: Settings, recovery_file: Path 
             "with the team recovery file to get the first administrator's invitation link."
         )
         return
-    if link is None:
-        return
+    if link is not None:
+        _print_invitation(link)
+
+
+def _print_invitation(link: str) -> None:
     print("Open this one-time link to create the first administrator account (valid 72 hours,")
     print("used up only when the form is completed; you will need the team passphrase):")
     print(f"  {link}")
 
 
 async def cmd_invite_admin(settings: Settings, args: argparse.Namespace) -> None:
-    """A new invitation link for the first administrator (e.g. the last one expired)."""
+    """A new invitation link for the first administrator (e.g. the last one expired), as
+    long as no administrator holds the team key; else a one-line reason and exit status 1
+    (whether or not the recovery file is at hand)."""
+    from nazaha.admin.bootstrap import first_admin_invitation
     from nazaha.storage.crypto import TamperedData
     from nazaha.storage.keyfiles import KeyPaths
 
     key_file = Path(args.key_file) if args.key_file else KeyPaths.for_data_dir(settings.data_dir).team_recovery
-    if not key_file.exists():
-        raise SystemExit("--key-file PATH is needed: the team recovery key, kept offline")
     try:
-        await _print_first_admin_invitation(settings, key_file)
+        link = await first_admin_invitation(settings, key_file if key_file.exists() else None)
+    except FileNotFoundError:
+        raise SystemExit("--key-file PATH is needed: the team recovery key, kept offline") from None
     except TamperedData:
         raise SystemExit(f"{key_file} is not a team recovery file") from None
+    if link is None:
+        raise SystemExit(ADMIN_EXISTS)
+    _print_invitation(link)
 
 
 async def cmd_bot(settings: Settings, args: argparse.Namespace) -> None:

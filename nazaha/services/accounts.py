@@ -507,6 +507,9 @@ class Accounts:
             return None
         return _identity(user)
 
+    async def username_of(self, session: AsyncSession, user_id: str) -> str | None:
+        return await session.scalar(select(StaffUser.username).where(StaffUser.id == user_id))
+
     async def members(self, session: AsyncSession) -> list[dict]:
         """Every account with its state and whether it holds the team key (admin page)."""
         users = (await session.scalars(select(StaffUser).order_by(StaffUser.username))).all()

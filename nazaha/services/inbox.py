@@ -23,6 +23,7 @@ from nazaha.services.access import CASES, REPORTS, Viewer, cases_join, require_v
 from nazaha.services.deadlines import FLAGS, DeadlineRules, case_deadlines
 from nazaha.services.inbox_filter import PAGE_SIZE_MAX, SORT_KEYS, InboxFilter
 from nazaha.services.inbox_sql import (
+    USERS,
     VIEWS,
     by_report_id,
     conditions,
@@ -61,6 +62,7 @@ class InboxRow:
     feedback_due: dt.date | None
     flags: frozenset[str]
     unseen: bool
+    assignee_removed: bool = False  # the assignee's account was removed since
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,6 +147,7 @@ async def inbox_page(
                 feedback_due=deadlines_.feedback_due,
                 flags=deadlines_.flags,
                 unseen=bool(row.unseen),
+                assignee_removed=bool(row.assignee_removed),
             )
         )
     return InboxPage(rows, total, page, pages, f.page_size)
@@ -192,6 +195,30 @@ async def dashboard_counts(
     return {key: int(value) for key, value in row._mapping.items()}
 
 
+@dataclasses.dataclass(frozen=True)
+class RemovedAssignee:
+    """A removed member who is still the assignee of ``cases`` cases."""
+
+    user_id: str
+    username: str
+    cases: int
+
+
+async def removed_assignees(session: AsyncSession, viewer: Viewer) -> list[RemovedAssignee]:
+    """The removed members who are still the assignee of cases the viewer may see, with how
+    many, by user name: the inbox's Assignee filter offers them, so that their cases can be
+    listed and reassigned, and the Team page counts them when a member is removed."""
+    r, c = REPORTS.c, CASES.c
+    statement = (
+        select(USERS.c.id, USERS.c.username, func.count(r.id))
+        .select_from(cases_join().join(USERS, USERS.c.id == c.assignee_id))
+        .where(USERS.c.state == "removed", visible_clause(viewer))
+        .group_by(USERS.c.id, USERS.c.username)
+        .order_by(USERS.c.username)
+    )
+    return [RemovedAssignee(user_id, username, int(count)) for user_id, username, count in await session.execute(statement)]
+
+
 async def mark_seen(session: AsyncSession, viewer: Viewer, report_id: str, now: dt.datetime) -> None:
     """The viewer opened the case at ``now``: it is no longer "new or updated" for them."""
     await require_visible(session, viewer, report_id)
@@ -209,8 +236,10 @@ __all__ = [
     "InboxFilter",
     "InboxPage",
     "InboxRow",
+    "RemovedAssignee",
     "dashboard_counts",
     "filtered_report_ids",
     "inbox_page",
     "mark_seen",
+    "removed_assignees",
 ]

@@ -366,7 +366,7 @@ def _deadline_page_ids(
 
 def rows_statement(viewer: Viewer, f: InboxFilter, rules: DeadlineRules, dialect: str, page_ids: Any) -> Any:
     """The page's rows, in order: only the ids of ``page_ids`` are joined to their labels,
-    assignee name and "unseen" mark."""
+    assignee name (and whether that member was removed) and "unseen" mark."""
     r, c = REPORTS.c, CASES.c
     labels = (
         select(func.aggregate_strings(LABELS.c.label, ","))
@@ -379,6 +379,7 @@ def rows_statement(viewer: Viewer, f: InboxFilter, rules: DeadlineRules, dialect
             r.status, r.outcome, r.created_on,
             c.priority, c.assignee_id, c.acknowledged_on, c.feedback_on,
             USERS.c.username.label("assignee_name"),
+            case((USERS.c.state == "removed", 1), else_=0).label("assignee_removed"),
             labels.label("labels"),
             case((_unseen(viewer), 1), else_=0).label("unseen"),
         )
@@ -394,6 +395,7 @@ def rows_statement(viewer: Viewer, f: InboxFilter, rules: DeadlineRules, dialect
 
 __all__ = [
     "REPORTS_BY_ID",
+    "USERS",
     "VIEWS",
     "by_report_id",
     "conditions",

@@ -22,11 +22,14 @@ async def share(
     session: AsyncSession, viewer: Viewer, report_id: str, user_id: str, *, now: dt.datetime | None = None
 ) -> bool:
     """Let another active caseworker (not recused from the case) work the case. Only an admin
-    or the case's assignee may share (``NotAllowed``). Returns True if it was not shared yet."""
+    or the case's assignee may share (``NotAllowed``), never with themself (``ValueError``).
+    Returns True if it was not shared yet."""
     await require_visible(session, viewer, report_id)
     state = (await case_states(session, [report_id]))[report_id]
     if not viewer.is_admin and state.assignee_id != viewer.user_id:
         raise NotAllowed("only an admin or the assignee shares a case")
+    if user_id == viewer.user_id:
+        raise ValueError("a case is not shared with oneself")
     await active_staff(session, user_id, ("caseworker",))
     if await any_recused(session, [report_id], user_id):
         raise ValueError("this caseworker is recused from the case")
@@ -68,12 +71,14 @@ async def shared_with(session: AsyncSession, viewer: Viewer, report_id: str) -> 
 async def recuse(
     session: AsyncSession, viewer: Viewer, report_id: str, user_id: str, *, now: dt.datetime | None = None
 ) -> bool:
-    """Admins only: keep a caseworker away from a case (e.g. a conflict of interest). Their
-    share goes and, if they were the assignee, the case becomes unassigned. Returns True if
-    they were not recused yet."""
+    """Admins only: keep a caseworker (never oneself: ``ValueError``) away from a case (e.g.
+    a conflict of interest). Their share goes and, if they were the assignee, the case
+    becomes unassigned. Returns True if they were not recused yet."""
     if not viewer.is_admin:
         raise NotAllowed("only an admin recuses")
     await require_visible(session, viewer, report_id)
+    if user_id == viewer.user_id:
+        raise ValueError("nobody recuses themself")
     user = await session.get(StaffUser, user_id) if isinstance(user_id, str) else None
     if user is None or user.role != "caseworker":
         raise ValueError("only a caseworker can be recused")

@@ -25,7 +25,14 @@ from nazaha.services import audit, notes as notes_service, workflow
 from nazaha.services.access import CaseAccessDenied, Viewer, can_see
 from nazaha.services.case_export import may_export
 from nazaha.services.deadlines import DeadlineRules, case_deadlines
-from nazaha.services.inbox import InboxFilter, dashboard_counts, inbox_page, mark_seen
+from nazaha.services.inbox import (
+    InboxFilter,
+    RemovedAssignee,
+    dashboard_counts,
+    inbox_page,
+    mark_seen,
+    removed_assignees,
+)
 from nazaha.services.search import search as search_cases
 from nazaha.storage.cases import CaseService
 from nazaha.storage.console_models import PRIORITIES, CaseState, StaffUser
@@ -51,8 +58,13 @@ def rules_of(console) -> DeadlineRules:
     return DeadlineRules(acknowledge_days=s.acknowledge_days, feedback_months=s.feedback_months, due_soon_days=s.due_soon_days)
 
 
-async def _members(session) -> list[StaffUser]:
-    return list((await session.scalars(select(StaffUser).where(StaffUser.state != "removed").order_by(StaffUser.username))).all())
+async def _members(session, *, with_removed: bool = False) -> list[StaffUser]:
+    """Staff accounts by user name; removed ones only if asked (to name them where they
+    still appear: an assignee, a note's author, a share)."""
+    statement = select(StaffUser).order_by(StaffUser.username)
+    if not with_removed:
+        statement = statement.where(StaffUser.state != "removed")
+    return list((await session.scalars(statement)).all())
 
 
 def _query_for(f: InboxFilter, q: str | None):
@@ -82,10 +94,17 @@ async def inbox(request: Request, console: ConsoleDep, staff: CaseStaff) -> Resp
         page = await inbox_page(session, viewer, f, today, rules, report_ids=only_ids)
         counts = await dashboard_counts(session, viewer, today, rules)
         members = await _members(session)
+        removed = await removed_assignees(session, viewer)
+        if f.assignee not in (None, "me", "none") and f.assignee not in {m.user_id for m in removed}:
+            # Filtered on a removed member whose cases were all reassigned: still named.
+            user = await session.get(StaffUser, f.assignee)
+            if user is not None and user.state == "removed":
+                removed.append(RemovedAssignee(user.id, user.username, 0))
         exportable = await may_export(session, viewer)
     return render(
         request, "cases.html", nav="cases", f=f, q=q, page=page, counts=counts,
         members=[m for m in members if m.role != "volunteer"],
+        removed_assignees=removed,
         member_names={m.id: m.username for m in members},
         choices={"category": choices.CATEGORIES, "service": choices.SERVICES, "sector": choices.SECTORS,
                  "governorate": choices.GOVERNORATES},
@@ -200,7 +219,7 @@ async def case_page(request: Request, console: ConsoleDep, staff: CaseStaff, des
         shares = await workflow.shared_with(session, viewer, report_id)
         recusals = await workflow.recused(session, viewer, report_id) if viewer.role == "admin" else []
         links = await workflow.linked_cases(session, viewer, report_id)
-        members = await _members(session)
+        members = await _members(session, with_removed=True)
         notifying = bool(await session.scalar(select(NotificationLink.id).where(NotificationLink.report_id == report_id).limit(1)))
         templates = await _templates(session)
         await mark_seen(session, viewer, report_id, now)
@@ -216,7 +235,15 @@ async def case_page(request: Request, console: ConsoleDep, staff: CaseStaff, des
         request, "case.html", nav="cases", case=case, state=state, thread=thread, **evidence,
         notes=notes, labels=labels, shares=shares, recusals=recusals, links=links,
         member_names={m.id: m.username for m in members},
+        removed_members={m.id for m in members if m.state == "removed"},
         caseworkers=[m for m in members if m.role in ("admin", "caseworker") and m.state == "active"],
+        # Whom the member may share the case with, or recuse: active caseworkers, never
+        # the member themself (the services refuse it too), nobody already on the list.
+        may_share=viewer.role == "admin" or state.assignee_id == viewer.user_id,
+        share_choices=[m for m in members if m.role == "caseworker" and m.state == "active"
+                       and m.id != viewer.user_id and m.id not in shares and m.id not in recusals],
+        recuse_choices=[m for m in members if m.role == "caseworker" and m.state == "active"
+                        and m.id != viewer.user_id and m.id not in recusals],
         notifying=notifying,
         # The reporter's language first: that is the one to reply in.
         templates=sorted(templates, key=lambda t: t.locale != opened.fields.get("language")), deadlines=deadlines, answers=answers, triage=triage,
@@ -368,6 +395,9 @@ async def reopen(request: Request, console: ConsoleDep, staff: CaseStaff, design
 @router.post("/cases/{designation}/assign", dependencies=[CsrfChecked])
 async def assign(request: Request, console: ConsoleDep, staff: CaseStaff, designation: str, assignee: Short = "") -> Response:
     async def act(session, viewer, report_id, now):
+        current = await session.scalar(select(CaseState.assignee_id).where(CaseState.report_id == report_id))
+        if (assignee or None) == current:
+            return  # the form preselects the current assignee (even a removed one): no change
         await workflow.assign(session, viewer, [report_id], assignee or None, now=now)
         await audit.append(session, actor_id=viewer.user_id, action=audit.ASSIGN, report_id=report_id,
                            detail={"user": assignee or None}, now=now)

@@ -1,8 +1,14 @@
 """The team page (admins): invite members, grant them the team key after they enrol, reset
-an account (forgotten password, lost phone), remove a member."""
+an account (forgotten password, lost phone), remove a member.
+
+Every action answers with a redirect to ``/users`` (a refresh re-sends nothing): what it did
+is named in the query string (``done``, ``member``: a user id, never a secret; ``error``: a
+code), and a one-time invitation link, a secret, waits in the admin's session memory for
+the next page of ``/users`` only (``StaffSession.team_page_link``)."""
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 from fastapi import APIRouter, Form, HTTPException, Request
@@ -10,18 +16,46 @@ from fastapi.responses import Response
 
 from nazaha.admin.context import AdminStaff, ConsoleDep, CsrfChecked, redirect, render
 from nazaha.services import audit
+from nazaha.services.access import Viewer
 from nazaha.services.accounts import AccountError
+from nazaha.services.inbox import removed_assignees
 from nazaha.storage.console_db import scrub_console_store
 from nazaha.storage.database import write_session
 
 router = APIRouter()
 
+# What an action did, named on the page with the member's user name.
+DONE = ("granted", "export_allowed", "export_stopped", "removed")
+_ERROR_CODE = re.compile(r"[a-z_]{1,32}")
 
-async def _page(request: Request, console, staff, **extra) -> Response:
+
+async def _page(request: Request, console, staff) -> Response:
+    query = request.query_params
+    done, member, assigned = query.get("done"), None, 0
     async with console.sessionmaker() as session:
         members = await console.accounts.members(session)
-    extra.setdefault("removed", request.query_params.get("removed") == "1")
-    return render(request, "users.html", nav="users", members=members, **extra)
+        if done in DONE:
+            member = next((m for m in members if m["id"] == query.get("member")), None)
+        if member is not None and done == "removed" and member["state"] == "removed":
+            viewer = Viewer(staff.identity.id, staff.identity.role)
+            assigned = next((r.cases for r in await removed_assignees(session, viewer) if r.user_id == member["id"]), 0)
+    error = query.get("error") or ""
+    # Shown once: a refresh, or the next visit, no longer shows the link.
+    link, staff.team_page_link = staff.team_page_link, None
+    return render(
+        request, "users.html", nav="users", members=members,
+        done=done if member is not None else None, member=member, assigned=assigned,
+        error=error if _ERROR_CODE.fullmatch(error) else None,
+        invitation=link["url"] if link else None, link_for=link,
+    )
+
+
+def _done(kind: str, user_id: str) -> Response:
+    return redirect(f"/users?done={kind}&member={user_id}")
+
+
+def _refused(exc: AccountError) -> Response:
+    return redirect(f"/users?error={exc.code}")
 
 
 def invitation_url(console, token: str) -> str:
@@ -48,10 +82,12 @@ async def invite(
             )
             await audit.append(session, actor_id=staff.identity.id, action=audit.USER_INVITE,
                                detail={"role": role, "user": user_id}, now=console.clock())
+            name = (await console.accounts.username_of(session, user_id)) or ""
     except AccountError as exc:
-        return await _page(request, console, staff, error=exc.code)
+        return _refused(exc)
     console.audit_export_due = True
-    return await _page(request, console, staff, invitation=invitation_url(console, token), invited=username)
+    staff.team_page_link = {"url": invitation_url(console, token), "username": name, "kind": "invited"}
+    return redirect("/users")
 
 
 @router.post("/users/{user_id}/grant", dependencies=[CsrfChecked])
@@ -64,10 +100,10 @@ async def grant(request: Request, console: ConsoleDep, staff: AdminStaff, user_i
             await audit.append(session, actor_id=staff.identity.id, action=audit.KEY_GRANT,
                                detail={"user": user_id}, now=console.clock())
     except AccountError as exc:
-        return await _page(request, console, staff, error=exc.code)
+        return _refused(exc)
     console.sessions.grant_live(user_id, staff.team_private)
     console.audit_export_due = True
-    return redirect("/users")
+    return _done("granted", user_id)
 
 
 @router.post("/users/{user_id}/reset", dependencies=[CsrfChecked])
@@ -77,30 +113,32 @@ async def reset(request: Request, console: ConsoleDep, staff: AdminStaff, user_i
             token = await console.accounts.reset(session, user_id, created_by=staff.identity.id)
             await audit.append(session, actor_id=staff.identity.id, action=audit.USER_RESET,
                                detail={"user": user_id}, now=console.clock())
+            name = (await console.accounts.username_of(session, user_id)) or ""
     except AccountError as exc:
-        return await _page(request, console, staff, error=exc.code)
+        return _refused(exc)
     console.sessions.close_user(user_id)
     console.audit_export_due = True
     await scrub_console_store(console.engine)  # the destroyed key leaves no old page behind
-    return await _page(request, console, staff, invitation=invitation_url(console, token))
+    staff.team_page_link = {"url": invitation_url(console, token), "username": name, "kind": "reset"}
+    return redirect("/users")
 
 
 @router.post("/users/{user_id}/remove", dependencies=[CsrfChecked])
 async def remove(request: Request, console: ConsoleDep, staff: AdminStaff, user_id: str) -> Response:
     if user_id == staff.identity.id:
-        return await _page(request, console, staff, error="remove_self")
+        return redirect("/users?error=remove_self")
     try:
         async with write_session(console.sessionmaker) as session:
             await console.accounts.remove(session, user_id)
             await audit.append(session, actor_id=staff.identity.id, action=audit.USER_REMOVE,
                                detail={"user": user_id}, now=console.clock())
     except AccountError as exc:
-        return await _page(request, console, staff, error=exc.code)
+        return _refused(exc)
     console.sessions.close_user(user_id)
     console.audit_export_due = True
     await scrub_console_store(console.engine)  # the destroyed key leaves no old page behind
     # Their grant is gone from the store, not from backups made while they held it.
-    return redirect("/users?removed=1")
+    return _done("removed", user_id)
 
 
 @router.post("/users/{user_id}/export", dependencies=[CsrfChecked])
@@ -115,6 +153,6 @@ async def export_right(request: Request, console: ConsoleDep, staff: AdminStaff,
             await audit.append(session, actor_id=staff.identity.id, action=audit.USER_ROLE,
                                detail={"user": user_id, "export": allowed}, now=console.clock())
     except AccountError as exc:
-        return await _page(request, console, staff, error=exc.code)
+        return _refused(exc)
     console.audit_export_due = True
-    return redirect("/users")
+    return _done("export_allowed" if allowed else "export_stopped", user_id)
