@@ -530,6 +530,10 @@ async def test_retention_page_and_the_daily_pass(console_world, monkeypatch):
         assert calls == [w.console]
     finally:
         loop_task.cancel()
+        try:  # let it stop before the pass below: its scrub may hold the database
+            await loop_task
+        except asyncio.CancelledError:
+            pass
     assert await purge_expired_cases(w.console) == 1
     async with sm() as session:
         left = set(await session.scalars(select(Report.designation)))
