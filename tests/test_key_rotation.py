@@ -264,7 +264,7 @@ async def publish(sm, public, generation: int, next_signing: bytes, signature: b
             await session.merge(SystemSetting(name=name, value=value))
 
 
-async def test_bots_follow_only_a_key_the_pinned_signing_key_signed(tmp_path):
+async def test_bots_follow_only_a_key_the_pinned_signing_key_signed(tmp_path, caplog):
     async with console_store("sqlite", tmp_path) as engine:
         sm = sessionmaker_of(engine)
         old, signing, new = TeamPrivateKey.generate(), TeamSigningKey.generate(), TeamPrivateKey.generate()
@@ -329,6 +329,11 @@ async def test_bots_follow_only_a_key_the_pinned_signing_key_signed(tmp_path):
         with pytest.raises(RuntimeError):  # no pin: a restarted bot cannot vouch for it
             await ReportVault.load(sm, old.public_key(), kdf_floor=KDF_TESTING)
         await run_rotation(sm, old, console_secret=SECRET)
+        # The console and the commands open reports on the database's key: no pin, no alarm.
+        caplog.clear()
+        console_vault = await ReportVault.from_database(sm, KDF_TESTING)
+        assert console_vault.team_key.current.key_id == new.key_id
+        assert not [r for r in caplog.records if r.levelname == "ERROR"]
 
 
 async def test_bots_refuse_a_rollback_and_the_signing_key_of_an_old_recovery_file(tmp_path):

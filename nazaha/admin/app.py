@@ -127,18 +127,16 @@ def create_app(settings, *, clock: Callable[[], dt.datetime] = _utc_now) -> Fast
 async def _load_case_services(console: Console) -> None:
     """The vault (reports opened with a member's team key) and the notification
     dispatcher. The team public key comes from the database, as recorded by `nazaha init`."""
-    from sqlalchemy import select
-
     from nazaha.bot.app import kdf_floor
-    from nazaha.storage.models import SystemSetting
     from nazaha.storage.notifications import NotificationDispatcher
-    from nazaha.storage.reports import SETTING_TEAM_PUBLIC_KEY, ReportVault
+    from nazaha.storage.reports import ReportVault, SystemNotInitialised
 
-    async with console.sessionmaker() as session:
-        public = await session.scalar(select(SystemSetting.value).where(SystemSetting.name == SETTING_TEAM_PUBLIC_KEY))
-    if public is None:
-        raise SystemExit("the database is not initialised: run `nazaha init` first")
-    console.services["vault"] = await ReportVault.load(console.sessionmaker, bytes(public), kdf_floor=kdf_floor(console.settings))
+    try:
+        console.services["vault"] = await ReportVault.from_database(
+            console.sessionmaker, kdf_floor(console.settings)
+        )
+    except SystemNotInitialised:
+        raise SystemExit("the database is not initialised: run `nazaha init` first") from None
     console.services["dispatcher"] = NotificationDispatcher(console.sessionmaker)
 
 

@@ -330,28 +330,21 @@ def _team_private_key(settings: Settings, args: argparse.Namespace):
 
 async def cmd_decrypt(settings: Settings, args: argparse.Namespace) -> None:
     """Open one report with the offline recovery key: answers, thread and evidence (JSON)."""
-    from sqlalchemy import select
-
     from nazaha.bot.app import kdf_floor
     from nazaha.storage.cases import CaseService
     from nazaha.storage.crypto import UnknownKeyId
     from nazaha.storage.database import create_engine, create_sessionmaker
-    from nazaha.storage.models import SystemSetting
-    from nazaha.storage.reports import ReportNotFound, ReportVault
-    from nazaha.storage.team_key import SETTING_TEAM_PUBLIC_KEY
+    from nazaha.storage.reports import ReportNotFound, ReportVault, SystemNotInitialised
 
     designation = args.designation.strip().upper()
     args.designation = designation
     engine = create_engine(settings.effective_database_url)
     try:
         sessionmaker = create_sessionmaker(engine)
-        async with sessionmaker() as session:  # the key the database names: opening needs none
-            published = await session.scalar(
-                select(SystemSetting.value).where(SystemSetting.name == SETTING_TEAM_PUBLIC_KEY)
-            )
-        if published is None:
-            raise SystemExit("the database is not initialised: run `nazaha init` first")
-        vault = await ReportVault.load(sessionmaker, bytes(published), kdf_floor=kdf_floor(settings))
+        try:
+            vault = await ReportVault.from_database(sessionmaker, kdf_floor(settings))
+        except SystemNotInitialised:
+            raise SystemExit("the database is not initialised: run `nazaha init` first") from None
         if not await _designation_exists(sessionmaker, designation):
             raise SystemExit(f"no report has the designation {designation} (see `nazaha cases`)")
         team_private = _team_private_key(settings, args)

@@ -343,9 +343,12 @@ class ReportVault:
             public_path=public_path, generation_path=generation_path,
         )
         recorded = settings[SETTING_TEAM_KEY_ID].decode("ascii", "replace")
-        # After any rotation: follow the published key, or finish pinning the next signing
-        # key if a crash came between the files (see nazaha/storage/team_key.py).
-        accepted = SETTING_TEAM_KEY_SIGNATURE in settings and published.accept(settings)
+        # After any rotation: follow the published key, or (a bot, with its pin) finish
+        # pinning the next signing key if a crash came between its files (team_key.py).
+        # Without a pin (the console, the commands) a matching key needs nothing more.
+        accepted = SETTING_TEAM_KEY_SIGNATURE in settings and (
+            recorded != public.key_id or signing_pin_path is not None
+        ) and published.accept(settings)
         if recorded != public.key_id and not accepted:
             raise RuntimeError(
                 f"the team public key ({public.key_id}) is not the one this database was "
@@ -353,6 +356,19 @@ class ReportVault:
             )
         kdf = KdfParams.from_dict(json.loads(settings[SETTING_RECEIPT_KDF]))
         return cls(sessionmaker, published, settings[SETTING_RECEIPT_SALT], kdf, kdf_floor)
+
+    @classmethod
+    async def from_database(
+        cls, sessionmaker: async_sessionmaker[AsyncSession], kdf_floor: KdfParams = KDF_FLOOR
+    ) -> ReportVault:
+        """The vault on the team public key the database names, for the console and the
+        offline commands: they open reports with a team key and need no key file (a bot
+        host's file may lag behind a rotation). :class:`SystemNotInitialised` as
+        :meth:`load`."""
+        published = (await _read_settings(sessionmaker)).get(SETTING_TEAM_PUBLIC_KEY)
+        if published is None:
+            raise SystemNotInitialised("the team public key is not set: run `nazaha init`")
+        return await cls.load(sessionmaker, published, kdf_floor)
 
     @property
     def team_key(self) -> PublishedTeamKey:

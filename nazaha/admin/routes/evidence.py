@@ -76,10 +76,8 @@ async def case_vault(console: Console) -> ReportVault:
     vault = console.services.get("vault")
     if vault is None:
         from nazaha.bot.app import kdf_floor
-        from nazaha.storage.keyfiles import KeyPaths, load_team_public_key
 
-        public = load_team_public_key(KeyPaths.for_data_dir(console.settings.data_dir))
-        vault = await ReportVault.load(console.sessionmaker, public, kdf_floor=kdf_floor(console.settings))
+        vault = await ReportVault.from_database(console.sessionmaker, kdf_floor(console.settings))
         console.services["vault"] = vault
     return vault
 
