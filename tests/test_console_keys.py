@@ -154,8 +154,7 @@ async def current_key_id(w) -> str:
 
 def held_key_ids(w, browser: TestClient) -> set[str]:
     session = w.console.sessions.get(browser.cookies.get(SESSION_COOKIE))
-    keys = session.team_private
-    return set(getattr(keys, "key_ids", None) or {keys.key_id})
+    return set(session.team_private.key_ids)
 
 
 async def test_rotation_from_the_page(world):

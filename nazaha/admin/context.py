@@ -124,12 +124,6 @@ def current_staff(request: Request) -> StaffSession:
 CurrentStaff = Annotated[StaffSession, Depends(current_staff)]
 
 
-def _held_key_ids(team_private: object) -> frozenset[str]:
-    if team_private is None:
-        return frozenset()
-    return getattr(team_private, "key_ids", None) or frozenset({team_private.key_id})
-
-
 async def follow_grants(console: Console, staff: StaffSession) -> None:
     """Keep the session's team keys equal to the member's grants: after a team-key
     rotation starts, the session opens the new grant too (with the member's own key, held
@@ -138,7 +132,7 @@ async def follow_grants(console: Console, staff: StaffSession) -> None:
         return
     async with console.sessionmaker() as session:
         granted = await console.accounts.grant_key_ids(session, staff.identity.id)
-        if granted == _held_key_ids(staff.team_private):
+        if granted == (staff.team_private.key_ids if staff.team_private is not None else frozenset()):
             return
         staff.team_private = (
             await console.accounts.open_grants(session, staff.identity.id, staff.staff_private) if granted else None

@@ -105,11 +105,7 @@ class SessionStore:
         """A live session holding the team key ``key_id`` (e.g. the old key of an
         interrupted rotation), if any."""
         for session in self._sessions.values():
-            keys = session.team_private
-            if keys is None:
-                continue
-            held = getattr(keys, "key_ids", None) or frozenset({keys.key_id})
-            if key_id in held:
+            if session.team_private is not None and key_id in session.team_private.key_ids:
                 return session
         return None
 

@@ -430,6 +430,11 @@ class TeamPrivateKey:
     def key_id(self) -> str:
         return self._public.key_id
 
+    @property
+    def key_ids(self) -> frozenset[str]:
+        """``{key_id}``: what a :class:`TeamKeyRing` holding only this key would say."""
+        return frozenset({self._public.key_id})
+
     def to_bytes(self) -> bytes:
         return self._mlkem.private_bytes_raw() + self._x25519.private_bytes_raw()
 

@@ -103,6 +103,11 @@ async def _page(request: Request, console: Console, staff, status_code: int = 20
     )
 
 
+async def _refused(request: Request, console: Console, staff, code: str) -> Response:
+    """The page again with the refusal ``code`` (400); nothing was changed."""
+    return await _page(request, console, staff, status_code=400, error=code)
+
+
 @router.get("/keys")
 async def keys_page(request: Request, console: ConsoleDep, staff: AdminStaff) -> Response:
     return await _page(
@@ -161,12 +166,6 @@ async def resume_if_interrupted(console: Console) -> bool:
     return True
 
 
-def _holds(keys: object, key_id: str) -> bool:
-    if isinstance(keys, TeamKeyRing):
-        return keys.for_key_id(key_id) is not None
-    return isinstance(keys, TeamPrivateKey) and keys.key_id == key_id
-
-
 def _check_new_passphrase(new_passphrase: str, new_passphrase_again: str) -> str | None:
     """The refusal code for the new recovery file's passphrase, or ``None``: the check
     ``nazaha init`` applies to the team passphrase."""
@@ -208,41 +207,38 @@ async def rotate(
     from nazaha.bot.app import kdf_floor
     from nazaha.bot.setup import kdf_params
 
-    async def refuse(code: str) -> Response:
-        return await _page(request, console, staff, status_code=400, error=code)
-
     if rotation_running(console):
-        return await refuse("unfinished")
+        return await _refused(request, console, staff, "unfinished")
     if recovery_file is None or not recovery_file.filename:
-        return await refuse("file_missing")
+        return await _refused(request, console, staff, "file_missing")
     blob = await recovery_file.read(MAX_RECOVERY_FILE + 1)
     await recovery_file.close()
     if len(blob) > MAX_RECOVERY_FILE:
-        return await refuse("file_too_large")
+        return await _refused(request, console, staff, "file_too_large")
     code = _check_new_passphrase(new_passphrase, new_passphrase_again)
     if code is not None:
-        return await refuse(code)
+        return await _refused(request, console, staff, code)
     async with console.sessionmaker() as session:
         if await key_rotation.unfinished_rotation(session) is not None:
-            return await refuse("unfinished")
+            return await _refused(request, console, staff, "unfinished")
         current = await _current_key_id(session)
 
     floor = kdf_floor(console.settings)
     try:
         recovery = await asyncio.to_thread(open_recovery, blob, passphrase, floor)
     except WrongPassphrase:
-        return await refuse("wrong_passphrase")
+        return await _refused(request, console, staff, "wrong_passphrase")
     except WeakKdfParameters:
-        return await refuse("weak_kdf")
+        return await _refused(request, console, staff, "weak_kdf")
     except TamperedData:
-        return await refuse("malformed")
+        return await _refused(request, console, staff, "malformed")
     old, signing = recovery.team, recovery.signing
     if old.key_id != current:  # start_rotation checks it again, in its transaction
-        return await refuse("not_current")
+        return await _refused(request, console, staff, "not_current")
     if signing is None:
-        return await refuse("no_signing_key")
+        return await _refused(request, console, staff, "no_signing_key")
     if await _signing_mismatch(console, signing):
-        return await refuse("signing_mismatch")
+        return await _refused(request, console, staff, "signing_mismatch")
 
     new, next_signing = TeamPrivateKey.generate(), TeamSigningKey.generate()
     # The new recovery file is made, and must be stored, before anything changes.
@@ -305,11 +301,11 @@ async def start(
     if not isinstance(pending, PendingRotation):
         return redirect("/keys")
     if not pending.downloaded:
-        return await _page(request, console, staff, status_code=400, error="not_downloaded")
+        return await _refused(request, console, staff, "not_downloaded")
     if stored != "1":
-        return await _page(request, console, staff, status_code=400, error="stored_confirm")
+        return await _refused(request, console, staff, "stored_confirm")
     if rotation_running(console):
-        return await _page(request, console, staff, status_code=400, error="unfinished")
+        return await _refused(request, console, staff, "unfinished")
     try:
         await key_rotation.start_rotation(
             console.sessionmaker, pending.old, pending.signing, pending.new, pending.next_signing,
@@ -318,7 +314,7 @@ async def start(
         )
     except key_rotation.RotationError as exc:
         staff.pending_rotation = None
-        return await _page(request, console, staff, status_code=400, error=exc.code)
+        return await _refused(request, console, staff, exc.code)
     staff.pending_rotation = None
     try:  # one machine: the bot's own files name the new key (no database writer can race it)
         pin_rotation_on_this_host(
@@ -348,10 +344,10 @@ async def resume(
     async with console.sessionmaker() as session:
         rotation = await key_rotation.unfinished_rotation(session)
     if rotation is None:
-        return await _page(request, console, staff, status_code=400, error="no_rotation")
+        return await _refused(request, console, staff, "no_rotation")
     # A session holds every key granted to the member: both while both grants exist.
     held = staff.team_private
-    if not _holds(held, rotation.old_key_id):
-        return await _page(request, console, staff, status_code=400, error="old_key_missing")
+    if held is None or rotation.old_key_id not in held.key_ids:
+        return await _refused(request, console, staff, "old_key_missing")
     _start_run(console, held, staff.identity.id, accept_failed=accept_failed == "1")
     return redirect("/keys?resumed=1")
