@@ -8,6 +8,7 @@ import os
 from alembic import context
 from sqlalchemy.engine import Connection
 
+from nazaha.storage import awareness_models  # noqa: F401 (its tables join the metadata)
 from nazaha.storage.models import Base
 
 config = context.config
