@@ -1,0 +1,104 @@
+"""The awareness markup (text and Telegram entities) and the subscriber store."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+
+import pytest
+from sqlalchemy import func, select
+
+from nazaha.awareness.markup import (
+    CAPTION_LIMIT,
+    markup_problems,
+    parse_markup,
+    preview_html,
+    utf16_len,
+)
+from nazaha.awareness.subscribers import SubscriberStore
+from nazaha.storage.awareness_models import Subscriber, SubscriberTopic
+from nazaha.storage.crypto import BotKeyBox, TamperedData
+
+TODAY = dt.date(2026, 11, 30)
+
+
+def test_bold_italic_and_links_become_entities_with_utf16_offsets() -> None:
+    formatted = parse_markup("😀 **قانون** *x* [AMAN](https://www.aman-palestine.org)")
+    assert formatted.text == "😀 قانون x AMAN"
+    kinds = [(e.type, e.offset, e.length) for e in formatted.entities]
+    # The emoji is two UTF-16 code units: offsets count them as Telegram does.
+    assert kinds == [("bold", 3, 5), ("italic", 9, 1), ("text_link", 11, 4)]
+    assert formatted.entities[2].url == "https://www.aman-palestine.org"
+
+
+@pytest.mark.parametrize(
+    "source",
+    ["<b>not html</b> & <i>", "*unclosed **bold", "[x](javascript:alert(1))", "a_b_c *", "\\*lit\\*", "# h\n- item"],
+)
+def test_anything_typed_is_sent_as_text_never_as_broken_markup(source: str) -> None:
+    formatted = parse_markup(source)
+    # Entities always lie inside the text, on its UTF-16 units.
+    for entity in formatted.entities:
+        assert 0 <= entity.offset and entity.offset + entity.length <= utf16_len(formatted.text)
+        if entity.type == "text_link":
+            assert entity.url.startswith(("https://", "http://"))
+    assert "<b>" not in preview_html(formatted).replace("&lt;b&gt;", "")
+
+
+def test_javascript_links_are_refused_and_reported() -> None:
+    formatted = parse_markup("[click](javascript:alert(1))")
+    assert not any(e.type == "text_link" for e in formatted.entities)
+    assert "bad_link" in markup_problems("[click](javascript:alert(1))")
+
+
+def test_paragraphs_and_line_breaks() -> None:
+    assert parse_markup("one\ntwo\n\n\n\nthree").text == "one\ntwo\n\nthree"
+
+
+def test_limits_count_the_parsed_text() -> None:
+    assert markup_problems("**" + "a" * CAPTION_LIMIT + "**", limit=CAPTION_LIMIT) == []
+    assert markup_problems("a" * (CAPTION_LIMIT + 1), limit=CAPTION_LIMIT) == ["too_long"]
+    assert markup_problems("  \n ") == ["empty"]
+
+
+def test_preview_escapes_and_nests() -> None:
+    html = preview_html(parse_markup('**a *b* <script>** [x"](https://e.org/?a=1&b="2")'))
+    assert html == (
+        '<b>a <i>b</i> &lt;script&gt;</b> '
+        '<a href="https://e.org/?a=1&amp;b=%222%22" rel="noopener noreferrer nofollow">x&quot;</a>'
+    )
+
+
+@pytest.fixture
+def store(sessionmaker) -> SubscriberStore:
+    return SubscriberStore(sessionmaker, BotKeyBox(os.urandom(32)), os.urandom(32))
+
+
+async def test_subscribe_change_and_stop(store: SubscriberStore, sessionmaker) -> None:
+    await store.subscribe_now(700_000_001, "ar", {"forms", "rights"}, today=TODAY)
+    first = await store.get(700_000_001)
+    assert first is not None and first.topics == {"forms", "rights"} and first.language == "ar"
+    await store.subscribe_now(700_000_001, "en", {"budget"}, today=TODAY)
+    again = await store.get(700_000_001)
+    assert again.id == first.id and again.topics == {"budget"} and again.language == "en"
+    async with sessionmaker() as session:
+        row = (await session.execute(select(Subscriber))).scalar_one()
+    # The chat id is nowhere in the clear, and opens only with this bot key and row.
+    assert b"700000001" not in row.sealed_chat and "700000001" not in row.chat_key
+    assert store.open_chat(row.chat_key, row.sealed_chat) == 700_000_001
+    with pytest.raises(TamperedData):
+        store.open_chat(store.chat_key(700_000_002), row.sealed_chat)
+    await store.stop_now(700_000_001)
+    assert await store.get(700_000_001) is None
+    async with sessionmaker() as session:
+        assert (await session.execute(select(func.count()).select_from(SubscriberTopic))).scalar() == 0
+
+
+async def test_blocked_subscribers_become_inactive(store: SubscriberStore, sessionmaker) -> None:
+    for chat in (1, 2, 3):
+        await store.subscribe_now(chat, "ar", (), today=TODAY)
+    ids = [(await store.get(chat)).id for chat in (1, 3)]
+    async with sessionmaker() as session:
+        await SubscriberStore.mark_inactive(session, ids)
+        await session.commit()
+    assert [(await store.get(chat)).active for chat in (1, 2, 3)] == [False, True, False]
