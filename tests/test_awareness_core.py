@@ -102,3 +102,33 @@ async def test_blocked_subscribers_become_inactive(store: SubscriberStore, sessi
         await SubscriberStore.mark_inactive(session, ids)
         await session.commit()
     assert [(await store.get(chat)).active for chat in (1, 2, 3)] == [False, True, False]
+
+
+def test_a_broadcast_message_ends_with_unsubscribe_in_the_subscribers_language() -> None:
+    from nazaha.awareness.broadcast_message import UNSUBSCRIBE_DATA, build_message
+
+    message = build_message("**Hi**", "en", survey_code="abc", survey_options=("Yes", "No"))
+    assert [row[0][1] for row in message.buttons] == ["sv:abc:0", "sv:abc:1", UNSUBSCRIBE_DATA]
+    assert message.buttons[-1][0][0] == "Unsubscribe"
+    assert not message.too_long
+    assert build_message("a" * 1025, "ar", has_image=True).too_long
+
+
+async def test_a_staff_chat_link_code_works_once_and_expires(sessionmaker) -> None:
+    from nazaha.awareness import staff_chats
+    from nazaha.storage.awareness_models import StaffChat
+
+    box = BotKeyBox(os.urandom(32))
+    now = dt.datetime(2026, 11, 30, 12, tzinfo=dt.timezone.utc)
+    code, link_id = await staff_chats.new_link_code(sessionmaker, now=now)
+    assert await staff_chats.link_chat(sessionmaker, box, code, 4242, now=now)
+    assert not await staff_chats.link_chat(sessionmaker, box, code, 4242, now=now)
+    async with sessionmaker() as session:
+        row = (await session.execute(select(StaffChat))).scalar_one()
+    assert row.link_id == link_id and staff_chats.open_staff_chat(box, link_id, row.sealed_chat) == 4242
+    late, _ = await staff_chats.new_link_code(sessionmaker, now=now)
+    assert not await staff_chats.link_chat(
+        sessionmaker, box, late, 4242, now=now + staff_chats.CODE_TTL
+    )
+    await staff_chats.unlink(sessionmaker, link_id)
+    assert not await staff_chats.is_linked(sessionmaker, link_id)
