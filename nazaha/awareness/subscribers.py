@@ -155,6 +155,43 @@ class SubscriberStore:
 
         await self._write_now(op)
 
+    async def subscribe_many_now(
+        self, entries: Iterable[tuple[int, str, Iterable[str]]], *, today: dt.date
+    ) -> int:
+        """Many new subscriptions in one transaction of bulk INSERTs (an import of a list,
+        tests, benchmarks): ``entries`` are (chat id, language, topics) of chats not yet
+        subscribed (a chat already subscribed fails the whole call). Returns how many."""
+        rows, topics_of = [], {}
+        for chat_id, language, topics in entries:
+            key = self.chat_key(chat_id)
+            rows.append({
+                "chat_key": key, "sealed_chat": self.seal_chat(key, chat_id),
+                "language": language, "active": True, "joined_on": today,
+            })
+            topics_of[key] = sorted(set(topics))
+
+        async def op(session: AsyncSession) -> None:
+            for start in range(0, len(rows), 5000):
+                chunk = rows[start:start + 5000]
+                await session.execute(insert(Subscriber), chunk)
+                keys = [row["chat_key"] for row in chunk]
+                ids = dict(
+                    (
+                        await session.execute(
+                            select(Subscriber.chat_key, Subscriber.id).where(Subscriber.chat_key.in_(keys))
+                        )
+                    ).all()
+                )
+                links = [
+                    {"subscriber_id": ids[key], "topic": topic} for key in keys for topic in topics_of[key]
+                ]
+                if links:
+                    await session.execute(insert(SubscriberTopic), links)
+
+        if rows:
+            await self._write_now(op)
+        return len(rows)
+
     async def _write_now(self, op) -> None:
         lock = write_lock_for(engine_of(self._sessionmaker))
         if lock is None:

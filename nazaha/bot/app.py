@@ -22,6 +22,9 @@ from aiogram.utils.i18n import lazy_gettext as __
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from nazaha.awareness.pacing import Pacer
+from nazaha.awareness.sender import BroadcastSender
+from nazaha.awareness.subscribers import SubscriberStore
 from nazaha.bot.error_logging import install_error_logging, install_loop_exception_logging
 from nazaha.bot.retry import BOT_API
 from nazaha.bot.settings import Settings
@@ -94,6 +97,7 @@ class BotRuntime:
     services: Services
     notifier: Notifier
     mailbox: Mailbox
+    broadcasts: BroadcastSender | None = None
 
     async def close(self) -> None:
         """Write what is waiting, withdraw the mailbox, forget every conversation and
@@ -236,7 +240,18 @@ async def build_runtime(settings: Settings, *, events_isolation: BaseEventIsolat
     bot.session.on_undecodable = UndecodableUpdates(bot, i18n, stored_locale)
     mailbox = Mailbox(sessionmaker, box)
     notifier = Notifier(bot, mailbox, links, i18n)
-    return BotRuntime(settings, engine, sessionmaker, bot, dp, fsm, i18n, services, notifier, mailbox)
+    broadcasts = BroadcastSender(
+        sessionmaker,
+        bot,
+        SubscriberStore(sessionmaker, box, pepper),
+        box,
+        Pacer(settings.broadcast_rate, settings.broadcast_chat_rate),
+        publication_chat_ids=settings.publication_chat_ids,
+        check_seconds=settings.broadcast_check_seconds,
+    )
+    return BotRuntime(
+        settings, engine, sessionmaker, bot, dp, fsm, i18n, services, notifier, mailbox, broadcasts
+    )
 
 
 def blob_root(settings: Settings) -> Path:
@@ -372,6 +387,8 @@ async def running(runtime: BotRuntime):
         asyncio.create_task(runtime.notifier.run(runtime.settings.notify_interval_seconds)),
         asyncio.create_task(follow_team_key(runtime)),
     ]
+    if runtime.broadcasts is not None:  # awareness broadcasts and test sends
+        tasks.append(asyncio.create_task(runtime.broadcasts.run()))
     try:
         yield runtime
     finally:

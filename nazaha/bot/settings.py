@@ -46,6 +46,12 @@ class Settings(BaseSettings):
     album_quiet_seconds: float = Field(default=1.5, gt=0)
     # How often the bot looks for update notifications to send.
     notify_interval_seconds: float = Field(default=5.0, gt=0)
+    # Awareness broadcasts (nazaha/awareness/sender.py): messages per second overall (any
+    # one-second window) and per chat, and how often the bot looks for due broadcasts and
+    # test sends (at least every second while one is sending).
+    broadcast_rate: int = Field(default=25, ge=1, le=100_000)
+    broadcast_chat_rate: int = Field(default=1, ge=1, le=100)
+    broadcast_check_seconds: float = Field(default=5.0, gt=0)
     # How often the bot looks for a new (signed) team public key after a rotation.
     team_key_check_seconds: float = Field(default=30.0, gt=0)
     # Reports re-keyed per transaction by a team-key rotation (`nazaha keys rotate`).

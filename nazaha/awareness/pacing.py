@@ -1,0 +1,133 @@
+"""The pace of broadcast sends: at most ``rate`` messages in any one second overall and at
+most ``chat_rate`` per chat, and a pause of every send after Telegram's flood control (429).
+
+The hard limits are the ``limits`` library's moving windows (``MovingWindowRateLimiter``):
+one item of ``rate`` per second for everything, one of ``chat_rate`` per second per chat,
+keyed by what the caller gives (a subscriber id, never a chat id). Its storage is a
+``limits`` storage URI or object: ``memory://`` (the default: one process) or, for several
+processes sharing one pace, e.g. ``async+redis://host:6379`` (issue 12); both the
+synchronous and the ``limits.aio`` storages work.
+
+A moving window alone lets a backlog go out in bursts (a whole second's allowance at once,
+then nothing until it slides), and bursts reach Telegram bunched by network jitter. So
+within the limit the slots are also spread out evenly, one every ``1 / (margin * rate)``
+seconds (a generic cell rate schedule: a slot may start up to ``tolerance`` early, so that
+timer lateness does not lower the rate). ``margin`` (0.97) keeps the usual pace a little
+under the limit, so that jitter between this process and Telegram does not show up as more
+than ``rate`` arrivals in one second there (measured in docs/benchmarks.md).
+
+Nothing about a message or a chat is logged here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import math
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from limits import RateLimitItemPerSecond
+from limits.aio.storage import Storage as AsyncStorage
+from limits.aio.strategies import MovingWindowRateLimiter as AsyncMovingWindow
+from limits.storage import storage_from_string
+from limits.strategies import MovingWindowRateLimiter
+
+__all__ = ["Pacer", "DEFAULT_MARGIN"]
+
+DEFAULT_MARGIN = 0.97
+GLOBAL_KEY = "all"
+
+
+class Pacer:
+    """``await pacer.acquire(key)`` before each send; ``pacer.pause(seconds)`` after a 429.
+
+    ``rate`` and ``chat_rate`` are messages per second (integers >= 1). ``clock``/``sleep``
+    drive the spacing and the pause (monotonic seconds); the moving windows use the wall
+    clock, as ``limits`` does.
+    """
+
+    def __init__(
+        self,
+        rate: int,
+        chat_rate: int = 1,
+        *,
+        storage: str | Any = "memory://",
+        margin: float = DEFAULT_MARGIN,
+        tolerance: float = 0.02,
+        namespace: str = "nazaha-broadcast",
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+    ) -> None:
+        if rate < 1 or chat_rate < 1:
+            raise ValueError("rates are at least one message per second")
+        self.rate = int(rate)
+        self.chat_rate = int(chat_rate)
+        self._global = RateLimitItemPerSecond(self.rate, namespace=namespace)
+        self._chat = RateLimitItemPerSecond(self.chat_rate, namespace=f"{namespace}-chat")
+        if isinstance(storage, str):
+            storage = storage_from_string(storage)
+        self._limiter: Any = (
+            AsyncMovingWindow(storage) if isinstance(storage, AsyncStorage)
+            else MovingWindowRateLimiter(storage)
+        )
+        self.paced_rate = max(1, math.floor(self.rate * margin))
+        self._interval = 1.0 / self.paced_rate
+        self._tolerance = max(0.0, tolerance)
+        self._clock = clock
+        self._sleep = sleep
+        self._next = 0.0  # when the next slot is due (the schedule's "theoretical arrival")
+        self._paused_until = 0.0
+        self._lock = asyncio.Lock()  # slots are handed out in the order they were asked for
+        self.pauses = 0  # 429 pauses so far (for tests and the benchmark)
+
+    # ---- the two limits ------------------------------------------------------------------
+
+    async def _call(self, name: str, item: Any, key: str) -> Any:
+        result = getattr(self._limiter, name)(item, key)
+        return await result if inspect.isawaitable(result) else result
+
+    async def _until_free(self, item: Any, key: str) -> float:
+        """Seconds until ``key``'s window under ``item`` has room again (wall clock)."""
+        stats = await self._call("get_window_stats", item, key)
+        return max(0.001, stats.reset_time - time.time())
+
+    # ---- public -----------------------------------------------------------------------
+
+    def pause(self, seconds: float) -> None:
+        """Telegram asked to wait (429 ``retry_after``): no slot starts before then."""
+        until = self._clock() + max(0.0, float(seconds))
+        if until > self._paused_until:
+            self._paused_until = until
+            self.pauses += 1
+        self._next = max(self._next, self._paused_until)
+
+    @property
+    def paused_for(self) -> float:
+        return max(0.0, self._paused_until - self._clock())
+
+    async def acquire(self, key: str) -> None:
+        """Wait for a slot for one send to the chat ``key`` (a subscriber or staff link id,
+        never a chat id). On return the send may start at once."""
+        while True:
+            async with self._lock:
+                await self._global_slot()
+            if await self._call("hit", self._chat, key):
+                return
+            # The chat had a message less than a second ago (a retry, or another
+            # broadcast): that global slot stays unused (never more than ``rate``).
+            await self._sleep(await self._until_free(self._chat, key))
+
+    async def _global_slot(self) -> None:
+        while True:
+            now = self._clock()
+            wait = max(self._next - self._tolerance, self._paused_until) - now
+            if wait > 0:
+                await self._sleep(wait)
+                continue
+            if not await self._call("hit", self._global, GLOBAL_KEY):
+                await self._sleep(await self._until_free(self._global, GLOBAL_KEY))
+                continue
+            self._next = max(self._next, now) + self._interval
+            return

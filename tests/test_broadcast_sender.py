@@ -1,0 +1,469 @@
+"""The broadcast engine (nazaha/awareness/sender.py) against the sandbox emulator over HTTP,
+on SQLite and PostgreSQL: audience, pacing, 429/5xx/403, pause/resume/cancel, crash
+recovery, images, test sends, channel posts, progress."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import time
+from collections.abc import Awaitable, Callable
+
+import pytest
+import pytest_asyncio
+from aiogram import Bot
+from aiogram.client.default import DefaultBotProperties
+from aiogram.client.telegram import TelegramAPIServer
+from sqlalchemy import select, text, update
+
+from nazaha.awareness.broadcast_message import UNSUBSCRIBE_DATA
+from nazaha.awareness.broadcast_progress import progress
+from nazaha.awareness.markup import parse_markup
+from nazaha.awareness.pacing import Pacer
+from nazaha.awareness.sender import BroadcastSender, Content
+from nazaha.awareness.staff_chats import link_chat, new_link_code
+from nazaha.awareness.subscribers import SubscriberStore
+from nazaha.bot.retry import RetryPolicy
+from nazaha.bot.telegram_session import BotApiSession
+from nazaha.sandbox.server import SandboxServer
+from nazaha.storage.awareness_models import BroadcastImage, BroadcastOutbox, BroadcastTestSend, Subscriber
+from nazaha.storage.crypto import BotKeyBox
+from nazaha.storage.database import write_transaction
+from tests.broadcast_support import (
+    add_broadcast,
+    ask_test_send,
+    broadcast_row,
+    clear_awareness,
+    delivered_per_chat,
+    max_per_chat_window,
+    max_per_window,
+    send_calls,
+    set_status,
+    started_users,
+    subscribe,
+    utcnow,
+)
+from tests.e2e_support import TOKEN
+
+FAST_RETRY = RetryPolicy(max_attempts=5, backoff_base=0.05, backoff_cap=0.2)
+HOSTILE = "<b>not bold</b> & *half _open [link( `code` 😀 **قانون** النزاهة &amp; <i> _x_ \\*"
+
+
+@pytest_asyncio.fixture
+async def sandbox():
+    async with SandboxServer(host="127.0.0.1", port=0, default_token=TOKEN) as server:
+        yield server
+
+
+@pytest_asyncio.fixture
+async def bot(sandbox):
+    bot = Bot(
+        TOKEN,
+        session=BotApiSession(api=TelegramAPIServer.from_base(sandbox.url)),
+        default=DefaultBotProperties(parse_mode=None),
+    )
+    try:
+        yield bot
+    finally:
+        await bot.session.close()
+
+
+@pytest.fixture
+def box() -> BotKeyBox:
+    return BotKeyBox(os.urandom(32))
+
+
+@pytest_asyncio.fixture
+async def store(sessionmaker, box) -> SubscriberStore:
+    await clear_awareness(sessionmaker)
+    return SubscriberStore(sessionmaker, box, os.urandom(32))
+
+
+def make_sender(sessionmaker, bot, store, box, *, rate: int = 500, **kwargs) -> BroadcastSender:
+    kwargs.setdefault("retry", FAST_RETRY)
+    return BroadcastSender(sessionmaker, bot, store, box, Pacer(rate, 1), check_seconds=0.05, **kwargs)
+
+
+async def wait_until(predicate: Callable[[], Awaitable[bool]], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not await predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
+async def until_status(sessionmaker, broadcast_id: int, *statuses: str, timeout: float = 60.0) -> None:
+    async def reached() -> bool:
+        return (await broadcast_row(sessionmaker, broadcast_id)).status in statuses
+
+    await wait_until(reached, timeout)
+
+
+async def outbox_states(sessionmaker, broadcast_id: int) -> dict[str, int]:
+    async with sessionmaker() as session:
+        return {k: v for k, v in (await progress(session, broadcast_id)).items() if v}
+
+
+class Running:
+    """The sender's ``run()`` as a task for the length of a ``with`` block."""
+
+    def __init__(self, sender: BroadcastSender) -> None:
+        self.sender = sender
+        self.task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> BroadcastSender:
+        self.task = asyncio.create_task(self.sender.run())
+        return self.sender
+
+    async def __aexit__(self, *exc) -> None:
+        assert self.task is not None
+        self.task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await self.task
+
+
+# ---- audience --------------------------------------------------------------------------
+
+
+async def test_audience_by_topic_and_language_and_materialising_twice_adds_nothing(
+    sessionmaker, store, bot, box
+):
+    await subscribe(store, [
+        (1001, "ar", {"forms"}),
+        (1002, "en", {"forms", "rights"}),
+        (1003, "ar", {"budget"}),  # another topic only: not in the audience
+        (1004, "ar", set()),  # no topic chosen: everything
+        (1005, "en", {"rights"}),
+    ])
+    async with write_transaction(sessionmaker) as session:  # blocked earlier: never queued
+        await session.execute(update(Subscriber).where(Subscriber.chat_key == store.chat_key(1005)).values(active=False))
+    sender = make_sender(sessionmaker, bot, store, box)
+    everyone = await add_broadcast(sessionmaker, {"ar": "x"})
+    forms = await add_broadcast(sessionmaker, {"ar": "x"}, topics="forms,rights")
+    arabic_forms = await add_broadcast(sessionmaker, {"ar": "x"}, topics="forms", languages="ar")
+    now = utcnow()
+    assert await sender.materialise(everyone, "", "", False, now) == 4
+    assert await sender.materialise(forms, "forms,rights", "", False, now) == 3
+    assert await sender.materialise(arabic_forms, "forms", "ar", False, now) == 2
+    # Started once only; and the rows are unique per subscriber if it ever ran again.
+    assert await sender.materialise(everyone, "", "", False, now) is None
+    await set_status(sessionmaker, everyone, "sending", started_at=None)
+    assert await sender.materialise(everyone, "", "", False, now) == 0
+    assert (await outbox_states(sessionmaker, everyone)) == {"queued": 4, "total": 4, "remaining": 4}
+    row = await broadcast_row(sessionmaker, forms)
+    assert row.status == "sending" and row.started_at is not None
+
+
+def test_a_subscriber_gets_their_language_or_the_broadcasts_first():
+    content = Content(1, ("en", "ar"), {"ar": "a", "en": "e"})
+    assert content.language_for("ar") == "ar" and content.language_for("en") == "en"
+    only_arabic = Content(1, ("en", "ar"), {"ar": "a"})
+    assert only_arabic.language_for("en") == "ar"
+    assert Content(1, (), {"en": "e"}).language_for("ar") == "en"
+    assert Content(1, (), {}).language_for("ar") is None
+
+
+# ---- nothing before approval; schedules ------------------------------------------------
+
+
+async def test_nothing_is_sent_before_approval_or_before_its_time(sessionmaker, store, bot, box, sandbox):
+    users = started_users(sandbox.emulator, TOKEN, 3)
+    await subscribe(store, [(u, "ar", ()) for u in users])
+    past = utcnow() - dt.timedelta(hours=1)
+    waiting = [
+        await add_broadcast(sessionmaker, {"ar": f"not yet {status}"}, status=status, send_at=past)
+        for status in ("draft", "submitted", "rejected", "cancelled", "paused")
+    ]
+    later = utcnow() + dt.timedelta(hours=2)
+    scheduled = await add_broadcast(sessionmaker, {"ar": "at nine"}, send_at=later)
+    clock = [utcnow()]
+    sender = make_sender(sessionmaker, bot, store, box, now=lambda: clock[0])
+    for _ in range(3):
+        await sender.pass_once()
+    assert not send_calls(sandbox.emulator, TOKEN)
+    for broadcast_id in [*waiting, scheduled]:
+        assert await outbox_states(sessionmaker, broadcast_id) == {}
+        assert (await broadcast_row(sessionmaker, broadcast_id)).started_at is None
+    clock[0] = later + dt.timedelta(seconds=1)  # its time has come
+    async with Running(sender):
+        await until_status(sessionmaker, scheduled, "done")
+    assert all(count == 1 for count in delivered_per_chat(sandbox.emulator, TOKEN, users).values())
+    assert all(c["params"]["text"] == "at nine" for c in send_calls(sandbox.emulator, TOKEN))
+
+
+# ---- delivery under faults --------------------------------------------------------------
+
+
+async def test_every_subscriber_once_despite_429_5xx_and_403(sessionmaker, store, bot, box, sandbox):
+    rate = 100
+    users = started_users(sandbox.emulator, TOKEN, 120)
+    blocked = set(users[::15])
+    for user_id in blocked:
+        sandbox.emulator.set_blocked(sandbox.emulator.get_bot(TOKEN), user_id, True)
+    await subscribe(store, [(u, "ar" if i % 3 else "en", ()) for i, u in enumerate(users)])
+    emulator_bot = sandbox.emulator.get_bot(TOKEN)
+    sandbox.emulator.add_fault(emulator_bot, "sendMessage", 500, count=4)
+    sandbox.emulator.add_fault(emulator_bot, "sendMessage", 429, count=1, retry_after=1)
+    sandbox.emulator.add_fault(emulator_bot, "sendMessage", 502, count=2)
+    broadcast_id = await add_broadcast(sessionmaker, {"ar": "مرحبا **بكم**", "en": "Hello *all*"})
+    sender = make_sender(sessionmaker, bot, store, box, rate=rate)
+    async with Running(sender):
+        await until_status(sessionmaker, broadcast_id, "done")
+    delivered = delivered_per_chat(sandbox.emulator, TOKEN, users)
+    assert {u for u, n in delivered.items() if n != 1} == blocked
+    assert all(delivered[u] == 0 for u in blocked)
+    states = await outbox_states(sessionmaker, broadcast_id)
+    assert states == {"sent": 120 - len(blocked), "blocked": len(blocked), "total": 120}
+    active = await subscriber_activity(sessionmaker, store, users)
+    assert {u for u, is_active in active.items() if not is_active} == blocked
+    calls = send_calls(sandbox.emulator, TOKEN)
+    assert max_per_window([c["at"] for c in calls]) <= rate
+    assert max_per_chat_window(calls) <= 1
+    # The 429 stopped every send for its second (sends already on their way excepted).
+    refused = next(c for c in calls if c["error_code"] == 429)
+    assert not [c for c in calls if 0.1 < c["at"] - refused["at"] < 0.95]
+    # Each language got its version, with the entities of the markup.
+    by_chat = {c["params"]["chat_id"]: c["params"] for c in calls if c["ok"]}
+    assert by_chat[users[1]]["text"] == "مرحبا بكم"
+    assert by_chat[users[3]]["text"] == "Hello all"
+    assert by_chat[users[3]]["entities"] == [{"type": "italic", "offset": 6, "length": 3}]
+    assert by_chat[users[3]]["reply_markup"]["inline_keyboard"][-1][0]["callback_data"] == UNSUBSCRIBE_DATA
+
+
+async def subscriber_activity(sessionmaker, store: SubscriberStore, users: list[int]) -> dict[int, bool]:
+    async with sessionmaker() as session:
+        rows = dict((await session.execute(select(Subscriber.chat_key, Subscriber.active))).all())
+    return {u: rows[store.chat_key(u)] for u in users}
+
+
+async def test_a_refusal_fails_one_row_and_retries_end(sessionmaker, store, bot, box, sandbox):
+    users = started_users(sandbox.emulator, TOKEN, 3)
+    await subscribe(store, [(u, "ar", ()) for u in users])
+    emulator_bot = sandbox.emulator.get_bot(TOKEN)
+    sandbox.emulator.add_fault(emulator_bot, "sendMessage", 400, count=1)
+    broadcast_id = await add_broadcast(sessionmaker, {"ar": "x"})
+    sender = make_sender(sessionmaker, bot, store, box, retry=RetryPolicy(max_attempts=3, backoff_base=0.05))
+    async with Running(sender):
+        await until_status(sessionmaker, broadcast_id, "done")
+        # Then a server that keeps failing: three attempts (one a second per chat), then failed.
+        sandbox.emulator.add_fault(emulator_bot, "sendMessage", 500, count=1000)
+        second = await add_broadcast(sessionmaker, {"ar": "y"})
+        sender.wake()
+        await until_status(sessionmaker, second, "done")
+    assert await outbox_states(sessionmaker, broadcast_id) == {"sent": 2, "failed": 1, "total": 3}
+    assert await outbox_states(sessionmaker, second) == {"failed": 3, "total": 3}
+    async with sessionmaker() as session:
+        rows = (await session.execute(
+            select(BroadcastOutbox.attempts, BroadcastOutbox.error_code).where(BroadcastOutbox.broadcast_id == second)
+        )).all()
+    assert {tuple(r) for r in rows} == {(3, 500)}
+
+
+# ---- pause, resume, cancel ----------------------------------------------------------------
+
+
+async def test_pause_resume_and_cancel(sessionmaker, store, bot, box, sandbox):
+    users = started_users(sandbox.emulator, TOKEN, 60)
+    await subscribe(store, [(u, "ar", ()) for u in users])
+    first = await add_broadcast(sessionmaker, {"ar": "first"})
+    sender = make_sender(sessionmaker, bot, store, box, rate=20)
+    async with Running(sender):
+        await wait_until(lambda: _sent_at_least(sessionmaker, first, 10))
+        await set_status(sessionmaker, first, "paused")
+        await wait_until(lambda: _none_sending(sessionmaker, first))
+        paused_at = len(send_calls(sandbox.emulator, TOKEN))
+        # A full pass later nothing more went out.
+        passes = sender.passes
+        await wait_until(lambda: _true(sender.passes >= passes + 3))
+        assert len(send_calls(sandbox.emulator, TOKEN)) == paused_at
+        states = await outbox_states(sessionmaker, first)
+        assert states["queued"] > 0 and states["sent"] == paused_at
+        await set_status(sessionmaker, first, "sending")  # resume
+        await until_status(sessionmaker, first, "done")
+        assert delivered_per_chat(sandbox.emulator, TOKEN, users) == {u: 1 for u in users}
+
+        second = await add_broadcast(sessionmaker, {"ar": "second"})
+        await wait_until(lambda: _sent_at_least(sessionmaker, second, 5))
+        await set_status(sessionmaker, second, "cancelled")
+
+        async def finished() -> bool:
+            return (await broadcast_row(sessionmaker, second)).finished_at is not None
+
+        await wait_until(finished)
+    states = await outbox_states(sessionmaker, second)
+    assert states.get("queued", 0) == 0 and states.get("sending", 0) == 0
+    assert states["skipped"] > 0 and states["sent"] + states["skipped"] == 60
+    assert (await broadcast_row(sessionmaker, second)).status == "cancelled"
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+async def _sent_at_least(sessionmaker, broadcast_id: int, count: int) -> bool:
+    return (await outbox_states(sessionmaker, broadcast_id)).get("sent", 0) >= count
+
+
+async def _none_sending(sessionmaker, broadcast_id: int) -> bool:
+    return (await outbox_states(sessionmaker, broadcast_id)).get("sending", 0) == 0
+
+
+# ---- crash recovery ---------------------------------------------------------------------
+
+
+async def test_rows_in_flight_at_a_crash_are_in_doubt_and_never_sent_again(sessionmaker, store, bot, box, sandbox):
+    users = started_users(sandbox.emulator, TOKEN, 10)
+    await subscribe(store, [(u, "ar", ()) for u in users])
+    broadcast_id = await add_broadcast(sessionmaker, {"ar": "x"})
+    sender = make_sender(sessionmaker, bot, store, box)
+    await sender.materialise(broadcast_id, "", "", False, utcnow())
+    # A process claimed three rows and died.
+    async with write_transaction(sessionmaker) as session:
+        ids = (await session.execute(
+            select(BroadcastOutbox.id).where(BroadcastOutbox.broadcast_id == broadcast_id)
+            .order_by(BroadcastOutbox.id).limit(3)
+        )).scalars().all()
+        await session.execute(update(BroadcastOutbox).where(BroadcastOutbox.id.in_(ids)).values(state="sending"))
+    async with Running(make_sender(sessionmaker, bot, store, box)):
+        await until_status(sessionmaker, broadcast_id, "done")
+    assert await outbox_states(sessionmaker, broadcast_id) == {"sent": 7, "in_doubt": 3, "total": 10}
+    assert sorted(delivered_per_chat(sandbox.emulator, TOKEN, users).values()) == [0] * 3 + [1] * 7
+
+
+async def test_a_clean_stop_puts_unsent_rows_back(sessionmaker, store, bot, box, sandbox):
+    users = started_users(sandbox.emulator, TOKEN, 30)
+    await subscribe(store, [(u, "ar", ()) for u in users])
+    broadcast_id = await add_broadcast(sessionmaker, {"ar": "x"})
+    async with Running(make_sender(sessionmaker, bot, store, box, rate=10)):
+        await wait_until(lambda: _sent_at_least(sessionmaker, broadcast_id, 3))
+    states = await outbox_states(sessionmaker, broadcast_id)
+    assert states.get("sending", 0) == 0 and states.get("in_doubt", 0) == 0
+    async with Running(make_sender(sessionmaker, bot, store, box, rate=200)):
+        await until_status(sessionmaker, broadcast_id, "done")
+    assert delivered_per_chat(sandbox.emulator, TOKEN, users) == {u: 1 for u in users}
+
+
+# ---- content ----------------------------------------------------------------------------
+
+
+async def test_an_image_is_uploaded_once_then_sent_by_file_id(sessionmaker, store, bot, box, sandbox):
+    from nazaha.sandbox.client import TINY_JPEG
+
+    users = started_users(sandbox.emulator, TOKEN, 6)
+    await subscribe(store, [(u, "ar", ()) for u in users])
+    broadcast_id = await add_broadcast(sessionmaker, {"ar": "صورة **مهمة**"}, image=TINY_JPEG)
+    async with Running(make_sender(sessionmaker, bot, store, box)):
+        await until_status(sessionmaker, broadcast_id, "done")
+    calls = [c for c in send_calls(sandbox.emulator, TOKEN) if c["method"] == "sendPhoto"]
+    assert len(calls) == 6
+    uploads = [c for c in calls if c["params"]["photo"].startswith("attach://")]
+    assert len(uploads) == 1 and uploads[0] is calls[0]
+    async with sessionmaker() as session:
+        file_id = (await session.execute(select(BroadcastImage.file_id))).scalar_one()
+    assert file_id and all(c["params"]["photo"] == file_id for c in calls[1:])
+    assert all(c["params"]["caption"] == "صورة مهمة" and "parse_mode" not in c["params"] for c in calls)
+    assert calls[0]["params"]["caption_entities"] == [{"type": "bold", "offset": 5, "length": 4}]
+
+
+async def test_characters_that_break_telegram_parsers_arrive_as_typed(sessionmaker, store, bot, box, sandbox):
+    users = started_users(sandbox.emulator, TOKEN, 2)
+    await subscribe(store, [(u, "ar", ()) for u in users])
+    broadcast_id = await add_broadcast(sessionmaker, {"ar": HOSTILE})
+    async with Running(make_sender(sessionmaker, bot, store, box)):
+        await until_status(sessionmaker, broadcast_id, "done")
+    expected = parse_markup(HOSTILE)
+    assert await outbox_states(sessionmaker, broadcast_id) == {"sent": 2, "total": 2}
+    for user_id in users:
+        (message,) = [m for m in sandbox.emulator.get_bot(TOKEN).chats[user_id].messages.values() if m.from_bot]
+        assert message.text == expected.text
+        assert message.parse_mode is None
+        assert message.entities == [e.model_dump(exclude_none=True) for e in expected.entities]
+
+
+async def test_a_test_send_reaches_the_linked_staff_chat_whatever_the_status(sessionmaker, store, bot, box, sandbox):
+    (staff,) = started_users(sandbox.emulator, TOKEN, 1, language="en")
+    code, link_id = await new_link_code(sessionmaker, now=utcnow())
+    assert await link_chat(sessionmaker, box, code, staff, now=utcnow())
+    draft = await add_broadcast(sessionmaker, {"ar": "نص", "en": "A **draft**"}, status="draft")
+    test_id = await ask_test_send(sessionmaker, draft, link_id, "en")
+    sender = make_sender(sessionmaker, bot, store, box)
+    async with Running(sender):
+        async def sent() -> bool:
+            async with sessionmaker() as session:
+                state = (await session.execute(
+                    select(BroadcastTestSend.state).where(BroadcastTestSend.id == test_id)
+                )).scalar_one()
+            return state == "sent"
+
+        await wait_until(sent)
+    (message,) = [m for m in sandbox.emulator.get_bot(TOKEN).chats[staff].messages.values() if m.from_bot]
+    assert message.text == "A draft"
+    assert message.reply_markup["inline_keyboard"][-1][0]["text"] == "Unsubscribe"
+    assert (await broadcast_row(sessionmaker, draft)).status == "draft"  # a test changes nothing
+    assert await outbox_states(sessionmaker, draft) == {}
+
+
+async def test_a_channel_post_goes_to_each_publication_chat_without_unsubscribe(sessionmaker, store, bot, box, sandbox):
+    emulator = sandbox.emulator
+    (admin,) = started_users(emulator, TOKEN, 1)
+    channel = emulator.create_group("channel", "Coalition")
+    emulator.set_bot_status(emulator.get_bot(TOKEN), channel["id"], "administrator", admin)
+    users = started_users(emulator, TOKEN, 2, language="en")
+    await subscribe(store, [(u, "en", ()) for u in users])
+    broadcast_id = await add_broadcast(
+        sessionmaker, {"ar": "للجميع", "en": "For all"}, languages="ar,en", to_channel=True
+    )
+    sender = make_sender(sessionmaker, bot, store, box, publication_chat_ids=[channel["id"]])
+    async with Running(sender):
+        await until_status(sessionmaker, broadcast_id, "done")
+    row = await broadcast_row(sessionmaker, broadcast_id)
+    assert row.channel_state == "sent"
+    posts = [m for m in emulator.get_bot(TOKEN).chats[channel["id"]].messages.values() if m.from_bot]
+    assert [p.text for p in posts] == ["للجميع"]  # the broadcast's first language
+    assert not posts[0].reply_markup
+    assert delivered_per_chat(emulator, TOKEN, users) == {u: 1 for u in users}
+
+
+async def test_progress_counts_every_state(sessionmaker, store, bot, box):
+    await subscribe(store, [(2000 + i, "ar", ()) for i in range(5)])
+    broadcast_id = await add_broadcast(sessionmaker, {"ar": "x"})
+    sender = make_sender(sessionmaker, bot, store, box)
+    await sender.materialise(broadcast_id, "", "", False, utcnow())
+    async with write_transaction(sessionmaker) as session:
+        await session.execute(text(
+            "UPDATE broadcast_outbox SET state = 'sent' WHERE id IN "
+            "(SELECT id FROM broadcast_outbox ORDER BY id LIMIT 2)"
+        ))
+    async with sessionmaker() as session:
+        counts = await progress(session, broadcast_id)
+    assert counts == {
+        "queued": 3, "sending": 0, "sent": 2, "failed": 0, "blocked": 0, "in_doubt": 0,
+        "skipped": 0, "total": 5, "remaining": 3,
+    }
+
+
+# ---- the pacer itself -------------------------------------------------------------------
+
+
+async def test_the_pacer_never_exceeds_its_rate_overall_or_per_chat():
+    pacer = Pacer(50, 1)
+    stamps: list[tuple[float, str]] = []
+
+    async def send(key: str) -> None:
+        await pacer.acquire(key)
+        stamps.append((time.time(), key))
+
+    # 120 sends over 12 chats, all asking at once: the overall pace and each chat's bind.
+    await asyncio.gather(*(send(f"s{i % 12}") for i in range(120)))
+    assert max_per_window([t for t, _ in stamps]) <= 50
+    for chat in {k for _, k in stamps}:
+        assert max_per_window([t for t, k in stamps if k == chat]) <= 1
+
+
+async def test_a_pause_holds_every_slot():
+    pacer = Pacer(1000, 1)
+    await pacer.acquire("a")
+    pacer.pause(0.3)
+    started = time.monotonic()
+    await pacer.acquire("b")
+    assert time.monotonic() - started >= 0.29
