@@ -1,20 +1,27 @@
 """The pace of broadcast sends: at most ``rate`` messages in any one second overall and at
 most ``chat_rate`` per chat, and a pause of every send after Telegram's flood control (429).
 
-The hard limits are the ``limits`` library's moving windows (``MovingWindowRateLimiter``):
-one item of ``rate`` per second for everything, one of ``chat_rate`` per second per chat,
-keyed by what the caller gives (a subscriber id, never a chat id). Its storage is a
-``limits`` storage URI or object: ``memory://`` (the default: one process) or, for several
-processes sharing one pace, e.g. ``async+redis://host:6379`` (issue 12); both the
-synchronous and the ``limits.aio`` storages work.
+The hard limits are the ``limits`` library's: a moving window (``MovingWindowRateLimiter``)
+of ``paced_rate`` (a little under ``rate``, below) per second for everything, and one of
+``chat_rate`` per second per chat, keyed
+by what the caller gives (a subscriber id, never a chat id). For the usual one message per
+chat per second the chat's limit is a ``FixedWindowRateLimiter``: ``limits`` opens a fixed
+window at a key's first hit, so with a limit of one it is the same rule (two sends to a
+chat are at least a second apart) at a third of the cost of a moving window over a
+hundred thousand keys (docs/benchmarks.md). The storage is a ``limits`` storage URI or
+object: ``memory://`` (the default: one process) or, for several processes sharing one
+pace, e.g. ``async+redis://host:6379`` (issue 12); synchronous and ``limits.aio`` storages
+both work.
 
-A moving window alone lets a backlog go out in bursts (a whole second's allowance at once,
-then nothing until it slides), and bursts reach Telegram bunched by network jitter. So
-within the limit the slots are also spread out evenly, one every ``1 / (margin * rate)``
-seconds (a generic cell rate schedule: a slot may start up to ``tolerance`` early, so that
-timer lateness does not lower the rate). ``margin`` (0.97) keeps the usual pace a little
-under the limit, so that jitter between this process and Telegram does not show up as more
-than ``rate`` arrivals in one second there (measured in docs/benchmarks.md).
+What this process starts is not what Telegram receives: requests queue in the event loop,
+the network and the receiver, so their arrival times there move by a few milliseconds, and
+one second of starts can land in a little less than a second. So the global window holds
+``paced_rate = floor(margin * rate)`` (``margin`` 0.97: 24 of 25/s, 970 of 1,000/s), a
+documented safety margin under the configured rate, measured in docs/benchmarks.md. And a
+moving window alone lets a backlog go out in bursts (a whole second's allowance at once,
+then nothing until it slides), which reach Telegram bunched; so the slots are also spread
+out evenly, one every ``1 / paced_rate`` seconds (a generic cell rate schedule: a slot may
+start up to ``tolerance`` early, so that timer lateness does not lower the rate).
 
 Nothing about a message or a chat is logged here.
 """
@@ -30,9 +37,10 @@ from typing import Any
 
 from limits import RateLimitItemPerSecond
 from limits.aio.storage import Storage as AsyncStorage
+from limits.aio.strategies import FixedWindowRateLimiter as AsyncFixedWindow
 from limits.aio.strategies import MovingWindowRateLimiter as AsyncMovingWindow
 from limits.storage import storage_from_string
-from limits.strategies import MovingWindowRateLimiter
+from limits.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter
 
 __all__ = ["Pacer", "DEFAULT_MARGIN"]
 
@@ -43,7 +51,9 @@ GLOBAL_KEY = "all"
 class Pacer:
     """``await pacer.acquire(key)`` before each send; ``pacer.pause(seconds)`` after a 429.
 
-    ``rate`` and ``chat_rate`` are messages per second (integers >= 1). ``clock``/``sleep``
+    ``rate`` and ``chat_rate`` are messages per second (integers >= 1): no one-second window
+    ever holds more than ``paced_rate`` (<= ``rate``) starts, nor more than ``chat_rate``
+    for one key. ``clock``/``sleep``
     drive the spacing and the pause (monotonic seconds); the moving windows use the wall
     clock, as ``limits`` does.
     """
@@ -64,15 +74,18 @@ class Pacer:
             raise ValueError("rates are at least one message per second")
         self.rate = int(rate)
         self.chat_rate = int(chat_rate)
-        self._global = RateLimitItemPerSecond(self.rate, namespace=namespace)
+        self.paced_rate = max(1, math.floor(self.rate * margin))
+        self._global = RateLimitItemPerSecond(self.paced_rate, namespace=namespace)
         self._chat = RateLimitItemPerSecond(self.chat_rate, namespace=f"{namespace}-chat")
         if isinstance(storage, str):
             storage = storage_from_string(storage)
-        self._limiter: Any = (
-            AsyncMovingWindow(storage) if isinstance(storage, AsyncStorage)
-            else MovingWindowRateLimiter(storage)
+        asynchronous = isinstance(storage, AsyncStorage)
+        moving = AsyncMovingWindow if asynchronous else MovingWindowRateLimiter
+        self._limiter: Any = moving(storage)
+        self._chat_limiter: Any = (
+            (AsyncFixedWindow if asynchronous else FixedWindowRateLimiter)(storage)
+            if self.chat_rate == 1 else self._limiter
         )
-        self.paced_rate = max(1, math.floor(self.rate * margin))
         self._interval = 1.0 / self.paced_rate
         self._tolerance = max(0.0, tolerance)
         self._clock = clock
@@ -85,7 +98,8 @@ class Pacer:
     # ---- the two limits ------------------------------------------------------------------
 
     async def _call(self, name: str, item: Any, key: str) -> Any:
-        result = getattr(self._limiter, name)(item, key)
+        limiter = self._chat_limiter if item is self._chat else self._limiter
+        result = getattr(limiter, name)(item, key)
         return await result if inspect.isawaitable(result) else result
 
     async def _until_free(self, item: Any, key: str) -> float:
@@ -116,7 +130,7 @@ class Pacer:
             if await self._call("hit", self._chat, key):
                 return
             # The chat had a message less than a second ago (a retry, or another
-            # broadcast): that global slot stays unused (never more than ``rate``).
+            # broadcast): that global slot stays unused (never more than ``paced_rate``).
             await self._sleep(await self._until_free(self._chat, key))
 
     async def _global_slot(self) -> None:

@@ -53,8 +53,10 @@ import logging
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
+import orjson
 from aiogram import Bot
 from aiogram.exceptions import (
     TelegramAPIError,
@@ -179,6 +181,10 @@ class Content:
         default_factory=dict
     )
     upload_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # (language, channel, photo file id) -> (the method for chat 0, its JSON fields or None)
+    prepared: dict[tuple[str, bool, str | None], tuple[Any, dict[str, Any] | None]] = field(
+        default_factory=dict
+    )
 
     def language_for(self, wanted: str | None) -> str | None:
         """The version a subscriber of language ``wanted`` gets: theirs, else the first of
@@ -710,14 +716,10 @@ class BroadcastSender:
     async def _send(self, chat_id: int, content: Content, language: str, *, channel: bool = False) -> None:
         """One message (raises aiogram's errors). The first photo send uploads the image
         and keeps Telegram's file id; the others send that id."""
-        message, markup = content.message(language, channel=channel)
-        if content.image is None:
-            with results_unused():
-                await self._bot(SendMessage(chat_id=chat_id, **message.formatted.as_text(), reply_markup=markup))
-            return
-        if content.file_id is None:
+        if content.image is not None and content.file_id is None:
             async with content.upload_lock:
                 if content.file_id is None:
+                    message, markup = content.message(language, channel=channel)
                     upload = BufferedInputFile(content.image, filename="image.jpg")
                     sent = await self._bot(
                         SendPhoto(chat_id=chat_id, photo=upload, **message.formatted.as_caption(), reply_markup=markup)
@@ -725,10 +727,27 @@ class BroadcastSender:
                     if sent.photo:
                         await self._keep_file_id(content, sent.photo[-1].file_id)
                     return
+        method, fields = self._prepared(content, language, channel)
         with results_unused():
-            await self._bot(
-                SendPhoto(chat_id=chat_id, photo=content.file_id, **message.formatted.as_caption(), reply_markup=markup)
-            )
+            if fields is None:
+                await self._bot(method.model_copy(update={"chat_id": chat_id}))
+            else:  # the same fields for every chat: serialised here, no model per send
+                await self._bot.session.post_json(self._bot, method, orjson.dumps({**fields, "chat_id": chat_id}))
+
+    def _prepared(self, content: Content, language: str, channel: bool) -> tuple[Any, dict[str, Any] | None]:
+        key = (language, channel, content.file_id)
+        found = content.prepared.get(key)
+        if found is None:
+            message, markup = content.message(language, channel=channel)
+            if content.image is None:
+                method: Any = SendMessage(chat_id=0, **message.formatted.as_text(), reply_markup=markup)
+            else:
+                method = SendPhoto(chat_id=0, photo=content.file_id, **message.formatted.as_caption(),
+                                   reply_markup=markup)
+            session = self._bot.session
+            fields = session.json_fields(self._bot, method) if hasattr(session, "post_json") else None
+            found = content.prepared[key] = (method, fields)
+        return found
 
     async def _keep_file_id(self, content: Content, file_id: str) -> None:
         content.file_id = file_id

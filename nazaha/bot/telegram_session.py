@@ -114,15 +114,20 @@ class BotApiSession(AiohttpSession):
         # The highest update id skipped as undecodable: the next getUpdates confirms it.
         self._skip_through: int | None = None
 
-    def json_body(self, bot: Any, method: Any) -> bytes | None:
-        """The request as a JSON body, or None if it uploads files (multipart needed)."""
+    def json_fields(self, bot: Any, method: Any) -> dict[str, Any] | None:
+        """The request's JSON fields, or None if it uploads files (multipart needed)."""
         files: dict[str, Any] = {}
         payload = {}
         for key, value in method.model_dump(warnings=False, exclude_none=True).items():
             prepared = self.prepare_value(value, bot=bot, files=files, _dumps_json=False)
             if prepared is not None:
                 payload[key] = prepared
-        return None if files else orjson.dumps(payload)
+        return None if files else payload
+
+    def json_body(self, bot: Any, method: Any) -> bytes | None:
+        """The request as a JSON body, or None if it uploads files (multipart needed)."""
+        fields = self.json_fields(bot, method)
+        return None if fields is None else orjson.dumps(fields)
 
     async def make_request(self, bot: Any, method: Any, timeout: int | None = None) -> Any:
         if isinstance(method, GetUpdates) and self._skip_through is not None:
@@ -134,6 +139,13 @@ class BotApiSession(AiohttpSession):
         body = self.json_body(bot, method)
         if body is None:
             return await super().make_request(bot, method, timeout)
+        return await self.post_json(bot, method, body, timeout)
+
+    async def post_json(self, bot: Any, method: Any, body: bytes, timeout: int | None = None) -> Any:
+        """Send ``body`` (JSON fields of a request like ``method``, already serialised) as
+        ``method`` would be sent; the result and errors are those of ``bot(method)``. For
+        the same message to many chats: its fields are serialised once per chat
+        (:meth:`json_fields`, then orjson) without building a model for each."""
         session = await self.create_session()
         url = self.api.api_url(token=bot.token, method=method.__api_method__)
         try:
