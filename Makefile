@@ -36,6 +36,7 @@ catalogs: install
 bench: install
 	$(BIN)/python bench/report_throughput.py
 	$(BIN)/python bench/key_rotation.py
+	$(BIN)/python bench/broadcast.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
