@@ -415,8 +415,8 @@ class BroadcastSender:
         sending = sorted(b for b, s in self._status.items() if s == "sending")
         exhausted = await self._claim(sending, now) if sending else []
         await self._finish(exhausted, now)
-        if self._queue.qsize() >= self._batch:
-            self._refill_wanted = True  # a worker wakes the loop when it runs low
+        if any(b not in exhausted and self._status.get(b) == "sending" for b in sending):
+            self._refill_wanted = True  # more rows wait: a worker wakes the loop when it runs low
             return SENDING_POLL
         if any(s == "sending" for s in self._status.values()):
             earliest = await self._earliest_retry(sending)
