@@ -23,6 +23,7 @@ from aiogram.types import (
     BufferedInputFile,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
+    InputPollOption,
     KeyboardButton,
     ReplyKeyboardMarkup,
 )
@@ -656,3 +657,162 @@ async def test_media_group_is_one_update_per_item_with_one_group_id(client: Sand
         await client.send_media_group(user["id"], [{"kind": "photo"}, {"kind": "audio"}])
     with pytest.raises(Exception, match="2 to 10"):
         await client.send_media_group(user["id"], [{"kind": "photo"}])
+
+
+# ---- polls and quizzes ----------------------------------------------------------------------------
+
+
+async def test_polls_and_quizzes_as_telegram_sends_them(client: SandboxClient, bot: Bot) -> None:
+    user, offset = await started_user(client, bot)
+    # A regular poll: anonymous by default, options given as strings or InputPollOption objects.
+    sent = await bot.send_poll(user["id"], "Which service failed you?",
+                               ["Water", InputPollOption(text="Electricity"), "Roads"], protect_content=True,
+                               reply_markup=InlineKeyboardMarkup(inline_keyboard=[[
+                                   InlineKeyboardButton(text="More", callback_data="more")]]))
+    poll = sent.poll
+    assert sent.has_protected_content and sent.reply_markup.inline_keyboard[0][0].callback_data == "more"
+    assert poll.is_anonymous and poll.type == "regular" and not poll.allows_multiple_answers
+    assert poll.allows_revoting and not poll.is_closed and poll.total_voter_count == 0
+    assert [(o.text, o.voter_count) for o in poll.options] == [("Water", 0), ("Electricity", 0), ("Roads", 0)]
+    assert poll.correct_option_ids is None and poll.explanation is None
+
+    # An anonymous poll: the bot learns the counts (a `poll` update), never who voted.
+    voted = await client.vote_poll(user["id"], sent.message_id, [1])
+    [update] = await bot.get_updates(offset=offset, timeout=0)
+    assert [update.update_id] == voted["update_ids"] and update.poll_answer is None
+    assert update.poll.id == poll.id and [o.voter_count for o in update.poll.options] == [0, 1, 0]
+    assert update.poll.total_voter_count == 1 and voted["poll"]["chosen"] == [1]
+    changed = await client.vote_poll(user["id"], sent.message_id, [2])  # regular polls allow revoting
+    assert [o.voter_count for o in (await bot.get_updates(offset=update.update_id + 1, timeout=0))[0].poll.options] \
+        == [0, 0, 1]
+    assert (await client.vote_poll(user["id"], sent.message_id, [2]))["update_ids"] == []  # nothing changed
+    with pytest.raises(SandboxControlError, match="one answer only"):
+        await client.vote_poll(user["id"], sent.message_id, [0, 1])
+    with pytest.raises(SandboxControlError, match="no such option"):
+        await client.vote_poll(user["id"], sent.message_id, [3])
+    offset = changed["update_ids"][-1] + 1
+
+    # A quiz that is not anonymous: `poll_answer` (with the user) then `poll`; the solution
+    # is visible to the bot that sent it; one answer only.
+    quiz = await bot.send_poll(user["id"], "Who signs the tender?", ["The minister", "The committee"],
+                               type="quiz", correct_option_id=1, is_anonymous=False,
+                               explanation="Law <b>8</b> of 1998", explanation_parse_mode="HTML")
+    assert quiz.poll.type == "quiz" and quiz.poll.correct_option_ids == [1] and quiz.poll.correct_option_id == 1
+    assert quiz.poll.explanation == "Law 8 of 1998" and quiz.poll.explanation_entities[0].type == "bold"
+    assert not quiz.poll.allows_revoting and not quiz.poll.is_anonymous
+    answer = await client.vote_poll(user["id"], quiz.message_id, [0])
+    answer_update, poll_update = await bot.get_updates(offset=offset, timeout=0)
+    assert [answer_update.update_id, poll_update.update_id] == answer["update_ids"]
+    assert answer_update.poll_answer.user.id == user["id"] and answer_update.poll_answer.option_ids == [0]
+    assert answer_update.poll_answer.option_persistent_ids == ["0"]
+    assert poll_update.poll.correct_option_ids == [1] and poll_update.poll.options[0].voter_count == 1
+    assert answer["poll"]["correct_option_ids"] == [1] and answer["poll"]["explanation"] == "Law 8 of 1998"
+    with pytest.raises(SandboxControlError, match="only once") as refused:
+        await client.vote_poll(user["id"], quiz.message_id, [1])
+    assert refused.value.status == 409
+    with pytest.raises(SandboxControlError, match="retract"):
+        await client.vote_poll(user["id"], quiz.message_id, [])
+
+    # A quiz may have several correct options (Bot API 9.6) and the legacy parameter still works.
+    several = await bot.send_poll(user["id"], "Which are public funds?", ["Taxes", "Gifts", "Fees"], type="quiz",
+                                  correct_option_ids=[0, 2], allows_multiple_answers=True)
+    assert several.poll.correct_option_ids == [0, 2] and several.poll.correct_option_id is None
+    await client.vote_poll(user["id"], several.message_id, [0, 2])
+
+    stopped = await bot.stop_poll(user["id"], quiz.message_id)
+    assert stopped.is_closed and stopped.options[0].voter_count == 1
+    with pytest.raises(TelegramBadRequest, match="poll has already been closed"):
+        await bot.stop_poll(user["id"], quiz.message_id)
+    with pytest.raises(TelegramBadRequest, match="message is not a poll"):
+        await bot.stop_poll(user["id"], 1)  # the user's /start
+    with pytest.raises(TelegramBadRequest, match="message with poll to stop not found"):
+        await bot.stop_poll(user["id"], 999)
+    with pytest.raises(SandboxControlError, match="closed") as closed:
+        await client.vote_poll(user["id"], quiz.message_id, [1])
+    assert closed.value.status == 409
+    updates = await bot.get_updates(offset=poll_update.update_id + 1, timeout=0)
+    assert updates[-1].poll.id == quiz.poll.id and updates[-1].poll.is_closed  # the stop is an update too
+
+    view = {m["message_id"]: m for m in await client.messages(user["id"])}
+    assert view[quiz.message_id]["kind"] == "poll" and view[quiz.message_id]["poll"]["is_closed"]
+    assert view[sent.message_id]["poll"]["options"][2]["voter_count"] == 1
+
+
+async def test_send_poll_refuses_what_telegram_refuses(client: SandboxClient, bot: Bot) -> None:
+    user, _ = await started_user(client, bot)
+    refusals = [
+        (dict(question="?" * 301, options=["a", "b"]), "poll question length must not exceed 300"),
+        (dict(question="   ", options=["a", "b"]), "text must be non-empty"),
+        (dict(question="Q", options=[]), "poll must have at least one answer option"),
+        (dict(question="Q", options=[str(i) for i in range(13)]), "poll can't have more than 12 options"),
+        (dict(question="Q", options=["a", "x" * 101]), "poll options length must not exceed 100"),
+        (dict(question="Q", options=["a", " "]), "text must be non-empty"),
+        (dict(question="Q", options=["a", "b"], type="quiz"), "correct quiz option list must be non-empty"),
+        (dict(question="Q", options=["a", "b"], type="quiz", correct_option_id=2), "wrong quiz correct_option_id"),
+        (dict(question="Q", options=["a", "b"], type="quiz", correct_option_ids=[1, 0]),
+         "correct quiz option list must be increasing"),
+        (dict(question="Q", options=["a", "b"], type="quiz", correct_option_id=0, explanation="e" * 201),
+         "quiz explanation must have at most 200 characters"),
+        (dict(question="Q", options=["a", "b"], type="quiz", correct_option_id=0, explanation="1\n2\n3\n4"),
+         "at most 2 line feeds"),
+        (dict(question="Q", options=["a", "b"], type="vote"), "unsupported poll type specified"),
+        (dict(question="Q", options=["a", "b"], open_period=3), "open_period must be from 5"),
+        (dict(question="Q", options=["a", "b"], open_period=60, close_date=int(time.time()) + 60),
+         "can't be used together"),
+    ]
+    for kwargs, description in refusals:
+        with pytest.raises(TelegramBadRequest, match=description):
+            await bot.send_poll(user["id"], **kwargs)
+    assert await client.calls("sendPoll") and all(not c["ok"] for c in await client.calls("sendPoll"))
+    # Limits are counted as Telegram counts them: 300 and 100 characters exactly are fine,
+    # and a quiz's explanation at exactly 200 characters too.
+    ok = await bot.send_poll(user["id"], "ق" * 300, ["ب" * 100, "b"], type="quiz", correct_option_id=0,
+                             explanation="e" * 200)
+    assert len(ok.poll.question) == 300 and ok.poll.explanation == "e" * 200
+    await client.set_blocked(user["id"], True)
+    with pytest.raises(TelegramForbiddenError, match="bot was blocked by the user"):
+        await bot.send_poll(user["id"], "Q", ["a", "b"])
+
+
+async def test_poll_form_encoded_and_timed_polls_close_on_the_emulator_clock(
+        server: SandboxServer, client: SandboxClient, bot: Bot) -> None:
+    user, offset = await started_user(client, bot)
+    async with aiohttp.ClientSession() as http:  # form-encoded, as some clients send it
+        async with http.post(f"{server.url}/bot{TOKEN}/sendPoll", data={
+                "chat_id": str(user["id"]), "question": "Open for a minute", "options": '["a", {"text": "b"}]',
+                "is_anonymous": "false", "open_period": "60"}) as resp:
+            body = await resp.json()
+    assert resp.status == 200, body
+    poll = body["result"]["poll"]
+    assert not poll["is_anonymous"] and poll["open_period"] == 60 and poll["close_date"] == body["result"]["date"] + 60
+    await client.advance_clock(61)
+    view = next(m for m in await client.messages(user["id"]) if m["message_id"] == body["result"]["message_id"])
+    assert view["poll"]["is_closed"]
+    [closed] = await bot.get_updates(offset=offset, timeout=0)
+    assert closed.poll.id == poll["id"] and closed.poll.is_closed and closed.poll.close_date is None
+    with pytest.raises(SandboxControlError, match="closed"):
+        await client.vote_poll(user["id"], body["result"]["message_id"], [0])
+
+
+async def test_allowed_updates_filter_poll_updates_and_default_excludes_reactions(
+        client: SandboxClient, bot: Bot) -> None:
+    user, offset = await started_user(client, bot)
+    sent = await bot.send_poll(user["id"], "Q", ["a", "b"], is_anonymous=False)
+    # The bot asks for messages only: votes create no updates for it.
+    assert await bot.get_updates(offset=offset, timeout=0, allowed_updates=["message"]) == []
+    assert (await client.vote_poll(user["id"], sent.message_id, [0]))["update_ids"]
+    assert await bot.get_updates(offset=offset, timeout=0) == []  # allowed_updates persists
+    # An empty list means Telegram's default: everything but chat_member and reactions.
+    await bot.get_updates(offset=offset, timeout=0, allowed_updates=[])
+    await client.vote_poll(user["id"], sent.message_id, [1])
+    reaction = {"message_reaction": {"chat": {"id": user["id"], "type": "private"}, "message_id": 1,
+                                     "date": 0, "old_reaction": [], "new_reaction": []}}
+    await client.inject_update(reaction)
+    updates = await bot.get_updates(offset=offset, timeout=0)
+    assert [u.event_type for u in updates] == ["poll_answer", "poll"]
+    await bot.get_updates(offset=updates[-1].update_id + 1, timeout=0,
+                          allowed_updates=["message_reaction", "poll_answer"])
+    await client.inject_update(reaction)
+    await client.vote_poll(user["id"], sent.message_id, [0])
+    assert [u.event_type for u in await bot.get_updates(offset=updates[-1].update_id + 1, timeout=0)] == [
+        "message_reaction", "poll_answer"]

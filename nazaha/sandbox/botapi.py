@@ -16,6 +16,7 @@ from .emulator import (
     ChatState,
     StoredMessage,
 )
+from .polls import build_poll, register as register_poll, stop_poll
 from .formatting import (
     MAX_CAPTION_LENGTH,
     MAX_TEXT_LENGTH,
@@ -37,15 +38,20 @@ METHODS: dict[str, tuple[str, Method]] = {}  # lower-case name -> (canonical nam
 JSON_FIELDS = {
     "reply_markup", "link_preview_options", "commands", "scope", "reply_parameters", "allowed_updates",
     "entities", "caption_entities", "message_ids", "menu_button", "media", "results",
+    "options", "correct_option_ids", "question_entities", "explanation_entities", "description_entities",
+    "explanation_media", "country_codes",
 }
 BOOL_FIELDS = {
     "protect_content", "disable_notification", "show_alert", "drop_pending_updates",
     "disable_web_page_preview", "allow_sending_without_reply", "show_caption_above_media", "has_spoiler",
     "disable_content_type_detection", "allow_paid_broadcast", "for_channels",
+    "is_anonymous", "allows_multiple_answers", "allows_revoting", "is_closed", "shuffle_options",
+    "allow_adding_options", "hide_results_until_closes", "members_only", "remove_caption",
 }
 INT_FIELDS = {
     "message_id", "offset", "limit", "timeout", "cache_time", "max_connections", "reply_to_message_id",
     "user_id", "message_thread_id", "from_chat_id", "duration", "width", "height",
+    "correct_option_id", "open_period", "close_date",
 }
 _INT_RE = re.compile(r"^-?\d+$")
 
@@ -406,6 +412,33 @@ async def send_message(emu: BotApiEmulator, bot: BotState, params: dict[str, Any
     return msg.to_message()
 
 
+@method("sendPoll")
+async def send_poll(emu: BotApiEmulator, bot: BotState, params: dict[str, Any], files: Files) -> Any:
+    """A poll or quiz (see polls.py): the Message with ``poll``, the quiz's solution visible
+    to this bot, which alone gets ``poll`` (and, unless anonymous, ``poll_answer``) updates."""
+    chat = _chat(emu, bot, params, sending=True)
+    poll = build_poll(emu, bot, params)
+    markup = _check_markup(params)
+    msg = chat.new_message(True, emu.now_int(), "poll")
+    msg.poll = poll
+    msg.reply_markup = markup
+    _apply_common(msg, params)
+    register_poll(bot, chat, poll)
+    chat.changed()
+    return msg.to_message()
+
+
+@method("stopPoll")
+async def stop_poll_method(emu: BotApiEmulator, bot: BotState, params: dict[str, Any], files: Files) -> Any:
+    markup = _check_markup(params)
+    if markup is not None and "inline_keyboard" not in markup:
+        raise bad_request("inline keyboard expected")
+    chat = _chat(emu, bot, params)
+    message_id = params.get("message_id")
+    msg = chat.messages.get(message_id) if isinstance(message_id, int) and message_id > 0 else None
+    return stop_poll(emu, bot, chat, msg, markup)
+
+
 def _record_edit(msg: StoredMessage, emu: BotApiEmulator) -> None:
     msg.edits.append({"at": emu.now_int(), "text": msg.text, "html": msg.html, "caption": msg.caption,
                       "reply_markup": msg.reply_markup})
@@ -448,7 +481,7 @@ async def edit_message_text(emu: BotApiEmulator, bot: BotState, params: dict[str
 @method("editMessageCaption")
 async def edit_message_caption(emu: BotApiEmulator, bot: BotState, params: dict[str, Any], files: Files) -> Any:
     chat, msg = _editable(emu, bot, params)
-    if msg.kind == "text":
+    if msg.kind in ("text", "poll"):
         raise bad_request("there is no caption in the message to edit")
     if params.get("caption"):
         plain, raw, entities, _ = _formatted(params, "caption", "caption_entities", MAX_CAPTION_LENGTH,

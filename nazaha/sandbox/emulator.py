@@ -20,6 +20,7 @@ import time
 from typing import Any, Awaitable, Callable
 
 from .formatting import ApiError
+from .polls import StoredPoll, user_poll
 
 __all__ = ["BotApiEmulator", "BotState", "ChatState", "StoredMessage", "StoredFile", "Signal", "ApiError"]
 
@@ -38,6 +39,9 @@ FILE_KINDS = {
     "animation": ("animations", ".mp4", "video/mp4"),
 }
 FIRST_USER_ID = 700_000_001
+# What a bot gets when it never chose (or chose an empty list of) allowed_updates: everything
+# except these, as the Bot API documents for getUpdates and setWebhook.
+NOT_BY_DEFAULT = frozenset({"chat_member", "message_reaction", "message_reaction_count"})
 
 
 class Signal:
@@ -93,7 +97,7 @@ class StoredMessage:
     __slots__ = (
         "message_id", "chat", "from_bot", "date", "kind", "text", "html", "parse_mode", "entities",
         "caption", "caption_html", "caption_entities", "reply_markup", "protect_content", "deleted",
-        "edit_date", "edits", "media", "forward_origin", "reply_to", "extra", "sender",
+        "edit_date", "edits", "media", "forward_origin", "reply_to", "extra", "sender", "poll",
     )
 
     def __init__(self, chat: "ChatState", message_id: int, from_bot: bool, date: int, kind: str) -> None:
@@ -119,6 +123,7 @@ class StoredMessage:
         self.reply_to: int | None = None
         self.extra: dict[str, Any] = {}  # other Message fields passed through (e.g. link_preview_options)
         self.sender: dict[str, Any] | None = None  # the user who wrote it, in a group chat
+        self.poll: StoredPoll | None = None  # a poll or quiz (kind "poll"), shared state with its votes
 
     def to_message(self, with_reply: bool = True) -> dict[str, Any]:
         """The Bot API ``Message`` object as it is now."""
@@ -147,6 +152,9 @@ class StoredMessage:
             if self.entities:
                 msg["entities"] = self.entities
         msg.update(self.media)
+        if self.poll is not None:
+            # a quiz's solution only to the bot that sent it (or once closed), as on Telegram
+            msg["poll"] = self.poll.to_poll(with_solution=self.poll.owner is chat.bot)
         if self.caption is not None:
             msg["caption"] = self.caption
             if self.caption_entities:
@@ -179,6 +187,7 @@ class StoredMessage:
             "date": self.date,
             "reply_to_message_id": self.reply_to,
             "forwarded": self.forward_origin is not None,
+            "poll": self.poll.view(self.chat.user.get("id")) if self.poll is not None else None,
         }
 
 
@@ -330,6 +339,8 @@ class BotState:
         self.callback_queries: dict[str, dict[str, Any]] = {}
         self.faults: dict[str, collections.deque[Fault]] = {}
         self.calls: collections.deque[dict[str, Any]] = collections.deque(maxlen=max_calls)
+        # timed polls still open: poll id -> (poll, chat), closed when the clock passes close_date
+        self.timed_polls: dict[str, tuple[StoredPoll, ChatState]] = {}
 
     def user_dict(self) -> dict[str, Any]:
         return {"id": self.id, "is_bot": True, "first_name": self.first_name, "username": self.username}
@@ -550,7 +561,7 @@ class BotApiEmulator:
         bot.next_update_id = max(bot.next_update_id, update_id + 1)
         queued = QueuedUpdate(update, replay=replay)
         allowed = bot.webhook.get("allowed_updates") if bot.webhook else bot.allowed_updates
-        if allowed and queued.kind not in allowed:
+        if (queued.kind not in allowed) if allowed else (queued.kind in NOT_BY_DEFAULT):
             return update_id  # Telegram never creates updates of types the bot did not ask for
         bot.queue.append(queued)
         bot.updates_signal.fire()
@@ -610,14 +621,7 @@ class BotApiEmulator:
             msg.media = {"contact": {"phone_number": str(fields.get("phone_number") or "+970590000000"),
                                      "first_name": user["first_name"], "user_id": user["id"]}}
         elif kind == "poll":
-            options = fields.get("options") or ["Yes", "No"]
-            msg.media = {"poll": {
-                "id": str(secrets.randbelow(10**18)), "question": str(fields.get("question") or "?"),
-                "options": [{"persistent_id": str(i), "text": str(o), "voter_count": 0}
-                            for i, o in enumerate(options)],
-                "total_voter_count": 0, "is_closed": False, "is_anonymous": True, "type": "regular",
-                "allows_multiple_answers": False, "allows_revoting": False, "members_only": False,
-            }}
+            msg.poll = user_poll(str(fields.get("question") or "?"), fields.get("options") or ["Yes", "No"])
         elif kind in FILE_KINDS:
             folder, ext, default_mime = FILE_KINDS[kind]
             name = fields.get("filename")
