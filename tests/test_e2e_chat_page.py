@@ -224,3 +224,23 @@ async def test_polls_and_quizzes_in_the_page(page_only):
     await poll.locator("button.poll-retract").click()
     await poll.locator("button.poll-vote").wait_for(timeout=20000)
     assert await poll.locator(".percent").count() == 0
+
+
+async def test_captions_are_drawn_with_their_entities(page_only):
+    p = page_only
+    user_id = await p.started_user()
+    from aiogram.types import BufferedInputFile
+
+    await p.bot.send_photo(
+        user_id, BufferedInputFile(b"\xff\xd8 jpeg", filename="p.jpg"), parse_mode="HTML",
+        caption='<b>عاجل</b> &lt;img src=x onerror=window.pwned=1&gt; <a href="https://example.org/r">التقرير</a>'
+                ' <a href="javascript:window.pwned=2">x</a>')
+    caption = p.page.locator(".msg.bot .caption", has_text="عاجل")
+    await caption.wait_for(timeout=20000)
+    assert await caption.locator("b").inner_text() == "عاجل"
+    link = caption.locator("a")
+    assert await link.count() == 1  # the javascript: link is drawn as text only
+    assert await link.get_attribute("href") == "https://example.org/r"
+    assert await link.get_attribute("rel") == "noopener noreferrer" and await link.get_attribute("target") == "_blank"
+    assert "<img src=x" in await caption.inner_text()
+    assert await p.page.locator(".msg img").count() == 0 and await p.page.evaluate("window.pwned === undefined")

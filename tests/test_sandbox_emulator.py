@@ -25,6 +25,7 @@ from aiogram.types import (
     InlineKeyboardMarkup,
     InputPollOption,
     KeyboardButton,
+    MessageEntity,
     ReplyKeyboardMarkup,
 )
 from aiohttp import web
@@ -816,3 +817,53 @@ async def test_allowed_updates_filter_poll_updates_and_default_excludes_reaction
     await client.vote_poll(user["id"], sent.message_id, [0])
     assert [u.event_type for u in await bot.get_updates(offset=updates[-1].update_id + 1, timeout=0)] == [
         "message_reaction", "poll_answer"]
+
+
+# ---- photos with captions -------------------------------------------------------------------------
+
+
+async def test_send_photo_caption_and_file_id_reuse(client: SandboxClient, bot: Bot) -> None:
+    user, offset = await started_user(client, bot)
+    raw = '<b>تنبيه</b> 😀 <a href="https://example.org/x">المصدر</a>'
+    sent = await bot.send_photo(user["id"], BufferedInputFile(b"\xff\xd8 jpeg", filename="p.jpg"), caption=raw,
+                                parse_mode="HTML", protect_content=True)
+    assert sent.caption == "تنبيه 😀 المصدر" and sent.has_protected_content
+    assert [(e.type, e.offset, e.length) for e in sent.caption_entities] == [("bold", 0, 5), ("text_link", 9, 6)]
+    assert sent.caption_entities[1].url == "https://example.org/x"  # offsets in UTF-16: the emoji counts 2
+    sizes = [(p.file_id, p.width) for p in sent.photo]
+    assert len(sizes) == 2 and sizes[0][1] < sizes[1][1]
+
+    # Sending it again by file_id gives the same photo (same file_ids), with another caption.
+    again = await bot.send_photo(user["id"], sent.photo[-1].file_id, caption="plain",
+                                 caption_entities=[MessageEntity(type="italic", offset=0, length=5)])
+    assert [(p.file_id, p.width) for p in again.photo] == sizes
+    assert again.caption == "plain" and again.caption_entities[0].type == "italic"
+    assert (await bot.download_file((await bot.get_file(again.photo[-1].file_id)).file_path)).read() == b"\xff\xd8 jpeg"
+    # A user's photo can be sent on by its file_id too; a document's cannot be sent as a photo.
+    await client.send_photo(user["id"], caption="from the user")
+    [update] = await bot.get_updates(offset=offset, timeout=0)
+    forwarded = await bot.send_photo(user["id"], update.message.photo[-1].file_id)
+    assert [p.file_id for p in forwarded.photo] == [p.file_id for p in update.message.photo]
+    assert forwarded.caption is None
+    doc = await bot.send_document(user["id"], BufferedInputFile(b"%PDF", filename="a.pdf"))
+    with pytest.raises(TelegramBadRequest, match="type of file mismatch"):
+        await bot.send_photo(user["id"], doc.document.file_id)
+    with pytest.raises(TelegramBadRequest, match="wrong file identifier"):
+        await bot.send_photo(user["id"], "no-such-file-id")
+
+    # The limit is 1024 UTF-16 code units of the caption after entity parsing.
+    assert len((await bot.send_photo(user["id"], sent.photo[-1].file_id,
+                                     caption="<b>" + "a" * 1024 + "</b>", parse_mode="HTML")).caption) == 1024
+    with pytest.raises(TelegramBadRequest, match="message caption is too long"):
+        await bot.send_photo(user["id"], sent.photo[-1].file_id, caption="a" * 1023 + "😀")
+    with pytest.raises(TelegramBadRequest, match="can't parse entities"):
+        await bot.send_photo(user["id"], sent.photo[-1].file_id, caption="<b>open", parse_mode="HTML")
+    blank = await bot.send_photo(user["id"], sent.photo[-1].file_id, caption="  ")
+    assert blank.caption is None
+    spoiler = await bot.send_photo(user["id"], sent.photo[-1].file_id, caption="c", has_spoiler=True,
+                                   show_caption_above_media=True)
+    assert spoiler.has_media_spoiler and spoiler.show_caption_above_media
+
+    view = {m["message_id"]: m for m in await client.messages(user["id"])}
+    assert view[sent.message_id]["caption_html"] == raw and view[sent.message_id]["caption"] == sent.caption
+    assert view[sent.message_id]["caption_entities"][1]["url"] == "https://example.org/x"

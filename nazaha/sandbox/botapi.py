@@ -619,29 +619,70 @@ def _input_file(emu: BotApiEmulator, params: dict[str, Any], files: Files, field
     return stored, stored.file_name
 
 
+def _caption(params: dict[str, Any]) -> tuple[str | None, str | None, list[dict[str, Any]] | None]:
+    """(caption, raw caption, entities) of a media message: parsed like a message's text,
+    at most 1024 UTF-16 code units after entity parsing; an empty or blank caption is none."""
+    raw = params.get("caption")
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return None, None, None
+    try:
+        caption, raw, entities, _ = _formatted(params, "caption", "caption_entities", MAX_CAPTION_LENGTH,
+                                               "message caption is empty", "message caption is too long")
+    except ApiError as err:
+        if err.description.endswith("message caption is empty"):
+            return None, None, None  # markup only, e.g. "<b> </b>"
+        raise
+    return caption, raw, entities
+
+
 def _send_media(emu: BotApiEmulator, bot: BotState, params: dict[str, Any], kind: str,
                 media: dict[str, Any]) -> dict[str, Any]:
     chat = _chat(emu, bot, params, sending=True)
-    caption = raw = entities = None
-    if params.get("caption"):
-        caption, raw, entities, _ = _formatted(params, "caption", "caption_entities", MAX_CAPTION_LENGTH,
-                                               "message caption is empty", "message caption is too long")
+    caption, raw, entities = _caption(params)
     markup = _check_markup(params)
     msg = chat.new_message(True, emu.now_int(), kind)
     msg.media = media
     msg.caption, msg.caption_html, msg.caption_entities = caption, raw, entities
     msg.parse_mode = params.get("parse_mode") or None
     msg.reply_markup = markup
+    if params.get("show_caption_above_media") and caption is not None:
+        msg.extra["show_caption_above_media"] = True
+    if params.get("has_spoiler"):
+        msg.extra["has_media_spoiler"] = True
     _apply_common(msg, params)
     chat.changed()
     return msg.to_message()
 
 
+def _photo_sizes(emu: BotApiEmulator, params: dict[str, Any], files: Files) -> list[dict[str, Any]]:
+    """The PhotoSize list for sendPhoto's ``photo``: a new photo for an upload (or an URL,
+    never fetched), the same sizes and file_ids again for the file_id of a known photo."""
+    value = params.get("photo")
+    upload = files.get("photo")
+    if isinstance(value, str) and value.startswith("attach://"):
+        upload = files.get(value[len("attach://"):])
+        if upload is None:
+            raise bad_request("file must be non-empty")
+    if upload is not None:
+        if not upload[1]:
+            raise bad_request("file must be non-empty")
+        return emu.store_photo(upload[1])
+    if not value or not isinstance(value, str):
+        raise bad_request("there is no photo in the request")
+    if value.startswith(("http://", "https://")):
+        return emu.store_photo(b"")  # never fetched: the emulator makes no outgoing requests but webhooks
+    sizes = emu.photo_sizes.get(value)
+    if sizes is None:
+        if value in emu.files:
+            raise bad_request("type of file mismatch")  # e.g. a document's file_id
+        raise bad_request("wrong file identifier/HTTP URL specified")
+    return sizes
+
+
 @method("sendPhoto")
 async def send_photo(emu: BotApiEmulator, bot: BotState, params: dict[str, Any], files: Files) -> Any:
     _chat(emu, bot, params, sending=True)
-    stored, _ = _input_file(emu, params, files, "photo", "photos", ".jpg", "image/jpeg")
-    return _send_media(emu, bot, params, "photo", {"photo": [{**stored.to_file(False), "width": 1280, "height": 960}]})
+    return _send_media(emu, bot, params, "photo", {"photo": _photo_sizes(emu, params, files)})
 
 
 @method("sendDocument")

@@ -177,6 +177,7 @@ class StoredMessage:
             "entities": self.entities,
             "caption": self.caption,
             "caption_html": self.caption_html,
+            "caption_entities": self.caption_entities,
             "media": self.media or None,
             "reply_markup": self.reply_markup,
             "protect_content": self.protect_content,
@@ -406,6 +407,7 @@ class BotApiEmulator:
         self.callback_answer_window = CALLBACK_ANSWER_WINDOW_SECONDS
         self.files: dict[str, StoredFile] = {}
         self.files_by_path: dict[str, StoredFile] = {}
+        self.photo_sizes: dict[str, list[dict[str, Any]]] = {}  # any size's file_id -> all sizes
         self.clock_offset = 0.0
         self.closing = False
         self.max_calls = max_calls
@@ -546,6 +548,23 @@ class BotApiEmulator:
         self.files_by_path[path] = stored
         return stored
 
+    def store_photo(self, content: bytes, width: int = 1280, height: int = 960,
+                    file_size: int | None = None) -> list[dict[str, Any]]:
+        """A photo as Telegram keeps one: its sizes (a 90 px wide thumbnail, then the photo),
+        each a PhotoSize dict with its own file_id. Any of those file_ids sends the same sizes
+        again (``photo_sizes``)."""
+        thumb = self.store_file(content, folder="photos", extension=".jpg", mime_type="image/jpeg",
+                                file_size=file_size)
+        full = self.store_file(content, folder="photos", extension=".jpg", mime_type="image/jpeg",
+                               file_size=file_size)
+        sizes = [
+            {**thumb.to_file(False), "width": 90, "height": max(1, 90 * height // max(width, 1))},
+            {**full.to_file(False), "width": width, "height": height},
+        ]
+        for size in sizes:
+            self.photo_sizes[size["file_id"]] = sizes
+        return sizes
+
     # ---- updates -----------------------------------------------------------------------------
 
     def enqueue_update(self, bot: BotState, update: dict[str, Any]) -> int:
@@ -654,15 +673,8 @@ class BotApiEmulator:
             content: bytes = fields.get("content") or b""
             declared = fields.get("file_size")
             if kind == "photo":
-                stored = self.store_file(content, folder="photos", extension=".jpg", mime_type="image/jpeg",
-                                         file_size=declared)
-                thumb = self.store_file(content, folder="photos", extension=".jpg", mime_type="image/jpeg",
-                                        file_size=declared)
-                width, height = fields.get("width", 1280), fields.get("height", 960)
-                msg.media = {"photo": [
-                    {**thumb.to_file(False), "width": 90, "height": max(1, 90 * height // max(width, 1))},
-                    {**stored.to_file(False), "width": width, "height": height},
-                ]}
+                msg.media = {"photo": self.store_photo(content, int(fields.get("width", 1280)),
+                                                       int(fields.get("height", 960)), declared)}
             elif kind == "voice":
                 stored = self.store_file(content, folder="voice", extension=".oga", mime_type="audio/ogg",
                                          file_size=declared)

@@ -362,11 +362,13 @@
       media.textContent = mediaText(m);
       el.appendChild(media);
     }
+    // Text or caption with its entities (bold, links, ...), as Telegram's apps draw them.
     const body = m.text !== null ? m.text : m.caption;
     if (body) {
       const text = document.createElement("div");
+      text.className = m.text !== null ? "text" : "caption";
       text.dir = "auto";
-      text.textContent = body;
+      text.appendChild(formatted(body, m.text !== null ? m.entities : m.caption_entities));
       el.appendChild(text);
     }
     // The footer follows the page's direction (badges first, then the time); the time is
@@ -404,7 +406,8 @@
     for (const m of messages) {
       if (m.deleted) continue;
       seen.add(m.message_id);
-      const sig = JSON.stringify([m.text, m.caption, m.reply_markup, m.edit_count, m.protect_content, m.poll]);
+      const sig = JSON.stringify([m.text, m.entities, m.caption, m.caption_entities, m.reply_markup, m.edit_count,
+                                  m.protect_content, m.poll]);
       let entry = bubbles.get(m.message_id);
       if (!entry || entry.sig !== sig) {
         const el = bubble(m);
