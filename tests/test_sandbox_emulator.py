@@ -26,6 +26,7 @@ from aiogram.types import (
     InputPollOption,
     KeyboardButton,
     MessageEntity,
+    MessageId,
     ReplyKeyboardMarkup,
 )
 from aiohttp import web
@@ -867,3 +868,70 @@ async def test_send_photo_caption_and_file_id_reuse(client: SandboxClient, bot: 
     view = {m["message_id"]: m for m in await client.messages(user["id"])}
     assert view[sent.message_id]["caption_html"] == raw and view[sent.message_id]["caption"] == sent.caption
     assert view[sent.message_id]["caption_entities"][1]["url"] == "https://example.org/x"
+
+
+# ---- copies -----------------------------------------------------------------------------------------
+
+
+async def test_copy_message_returns_a_message_id_and_copies_content(client: SandboxClient, bot: Bot) -> None:
+    author, _ = await started_user(client, bot)
+    reader, _ = await started_user(client, bot, language_code="en")
+    keyboard = InlineKeyboardMarkup(inline_keyboard=[[InlineKeyboardButton(text="Stop", callback_data="stop")]])
+    original = await bot.send_message(author["id"], "<b>Weekly</b> tip", parse_mode="HTML", reply_markup=keyboard)
+    copied = await bot.copy_message(reader["id"], author["id"], original.message_id)
+    assert isinstance(copied, MessageId) and copied.message_id >= 1
+    [view] = [m for m in await client.messages(reader["id"]) if m["message_id"] == copied.message_id]
+    assert view["text"] == "Weekly tip" and view["entities"][0]["type"] == "bold"
+    assert view["reply_markup"] is None and not view["forwarded"] and view["from_bot"]  # no keyboard, no origin
+    with_keyboard = await bot.copy_message(reader["id"], author["id"], original.message_id, reply_markup=keyboard,
+                                           protect_content=True)
+    [view] = [m for m in await client.messages(reader["id"]) if m["message_id"] == with_keyboard.message_id]
+    assert view["reply_markup"]["inline_keyboard"][0][0]["callback_data"] == "stop" and view["protect_content"]
+
+    # A photo keeps its file_ids; its caption is kept, replaced (with entities) or removed.
+    photo = await bot.send_photo(author["id"], BufferedInputFile(b"\xff\xd8", filename="p.jpg"), caption="old")
+    same = await bot.copy_message(reader["id"], author["id"], photo.message_id)
+    new = await bot.copy_message(reader["id"], author["id"], photo.message_id, caption="<i>new</i>",
+                                 parse_mode="HTML")
+    [bare] = await bot.copy_messages(reader["id"], author["id"], [photo.message_id], remove_caption=True)
+    views = {m["message_id"]: m for m in await client.messages(reader["id"])}
+    assert views[same.message_id]["caption"] == "old"
+    assert views[new.message_id]["caption"] == "new" and views[new.message_id]["caption_entities"][0]["type"] == "italic"
+    assert views[bare.message_id]["caption"] is None
+    assert views[same.message_id]["media"]["photo"] == [p.model_dump(exclude_none=True) for p in photo.photo]
+
+    # A quiz copied keeps its question, options and solution, as a new poll without votes.
+    quiz = await bot.send_poll(author["id"], "Q", ["a", "b", "c"], type="quiz", correct_option_id=2,
+                               explanation="because")
+    await client.vote_poll(author["id"], quiz.message_id, [2])
+    quiz_copy = await bot.copy_message(reader["id"], author["id"], quiz.message_id)
+    copy_view = next(m for m in await client.messages(reader["id"]) if m["message_id"] == quiz_copy.message_id)
+    assert [o["text"] for o in copy_view["poll"]["options"]] == ["a", "b", "c"]
+    assert copy_view["poll"]["total_voter_count"] == 0 and copy_view["poll"]["id"] != quiz.poll.id
+    answered = await client.vote_poll(reader["id"], quiz_copy.message_id, [2])
+    assert answered["poll"]["correct_option_ids"] == [2] and answered["poll"]["explanation"] == "because"
+
+    # Messages from a group the bot is in can be copied to users (a broadcast from a staff chat).
+    group = await client.create_group("supergroup", "Staff")
+    await client.set_bot_status(group["id"], "member", author["id"])
+    posted = await client.send_group_text(group["id"], "Announcement #1", author["id"])
+    from_group = await bot.copy_message(reader["id"], group["id"], posted["message_id"])
+    assert next(m for m in await client.messages(reader["id"])
+                if m["message_id"] == from_group.message_id)["text"] == "Announcement #1"
+
+    with pytest.raises(TelegramBadRequest, match="message to copy not found"):
+        await bot.copy_message(reader["id"], author["id"], 999)
+    await bot.delete_message(author["id"], original.message_id)
+    with pytest.raises(TelegramBadRequest, match="message to copy not found"):
+        await bot.copy_message(reader["id"], author["id"], original.message_id)
+    # copyMessages skips what it cannot copy.
+    copies = await bot.copy_messages(reader["id"], author["id"], [original.message_id, photo.message_id, 999])
+    assert len(copies) == 1
+    with pytest.raises(TelegramBadRequest, match="message to copy not found"):
+        await bot.copy_messages(reader["id"], author["id"], [original.message_id])
+    await client.set_blocked(reader["id"], True)
+    with pytest.raises(TelegramForbiddenError, match="bot was blocked by the user"):
+        await bot.copy_message(reader["id"], author["id"], photo.message_id)
+    stranger = await client.create_user()
+    with pytest.raises(TelegramForbiddenError, match="can't initiate conversation"):
+        await bot.copy_message(stranger["id"], author["id"], photo.message_id)

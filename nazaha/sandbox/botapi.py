@@ -439,6 +439,89 @@ async def stop_poll_method(emu: BotApiEmulator, bot: BotState, params: dict[str,
     return stop_poll(emu, bot, chat, msg, markup)
 
 
+# ---- methods: copies ---------------------------------------------------------------------------
+
+_NOT_COPIED = ("media_group_id",)  # Message fields a copy does not take over
+
+
+def _copy_into(emu: BotApiEmulator, bot: BotState, source: StoredMessage, target: ChatState,
+               params: dict[str, Any], *, remove_caption: bool = False) -> StoredMessage:
+    """A copy of ``source`` in ``target``, sent by ``bot``: the same content (the same file_ids;
+    a poll becomes a new poll of this bot, open and without votes), no forward origin, no
+    keyboard unless ``reply_markup`` is given, the caption replaced if ``caption`` is."""
+    if source.poll is not None and source.poll.type == "quiz" and source.poll.owner is not bot:
+        raise bad_request("the message can't be copied")  # a quiz whose solution the bot cannot see
+    msg = target.new_message(True, emu.now_int(), source.kind)
+    msg.text, msg.html, msg.entities, msg.parse_mode = source.text, source.html, source.entities, source.parse_mode
+    msg.media = {key: value for key, value in source.media.items()}
+    msg.extra = {key: value for key, value in source.extra.items() if key not in _NOT_COPIED}
+    if source.poll is not None:
+        msg.poll = source.poll.copy_for(bot, emu.now_int())
+        register_poll(bot, target, msg.poll)
+    elif source.kind != "text":  # media: the caption is kept, replaced or removed
+        if "caption" in params:
+            msg.caption, msg.caption_html, msg.caption_entities = _caption(params)
+            msg.parse_mode = params.get("parse_mode") or None
+        elif not remove_caption:
+            msg.caption, msg.caption_html, msg.caption_entities = (source.caption, source.caption_html,
+                                                                   source.caption_entities)
+        if params.get("show_caption_above_media") and msg.caption is not None:
+            msg.extra["show_caption_above_media"] = True
+    msg.reply_markup = _check_markup(params)
+    _apply_common(msg, params)
+    return msg
+
+
+def _copy_source(emu: BotApiEmulator, bot: BotState, params: dict[str, Any]) -> ChatState:
+    from_chat_id = params.get("from_chat_id")
+    if from_chat_id is None or from_chat_id == "":
+        raise bad_request("from_chat_id is empty")
+    return _chat(emu, bot, {"chat_id": from_chat_id})
+
+
+@method("copyMessage")
+async def copy_message(emu: BotApiEmulator, bot: BotState, params: dict[str, Any], files: Files) -> Any:
+    """Returns a MessageId (``{"message_id": N}``), not a Message, as Telegram does."""
+    source_chat = _copy_source(emu, bot, params)
+    target = _chat(emu, bot, params, sending=True)
+    message_id = params.get("message_id")
+    source = source_chat.messages.get(message_id) if isinstance(message_id, int) else None
+    if source is None or source.deleted:
+        raise bad_request("message to copy not found")
+    _check_markup(params)
+    msg = _copy_into(emu, bot, source, target, params)
+    target.changed()
+    return {"message_id": msg.message_id}
+
+
+@method("copyMessages")
+async def copy_messages(emu: BotApiEmulator, bot: BotState, params: dict[str, Any], files: Files) -> Any:
+    """Copies 1-100 messages (ids in strictly increasing order); skips those that cannot be
+    found or copied, and fails only if none could be. Returns the MessageIds of the copies."""
+    source_chat = _copy_source(emu, bot, params)
+    target = _chat(emu, bot, params, sending=True)
+    ids = params.get("message_ids")
+    if not isinstance(ids, list) or not 1 <= len(ids) <= 100 or not all(isinstance(i, int) for i in ids):
+        raise bad_request("message_ids must contain 1-100 message identifiers")
+    if any(b <= a for a, b in zip(ids, ids[1:])):
+        raise bad_request("message identifiers must be in a strictly increasing order")
+    options = {k: v for k, v in params.items() if k in ("protect_content", "disable_notification")}
+    copies = []
+    for message_id in ids:
+        source = source_chat.messages.get(message_id)
+        if source is None or source.deleted:
+            continue
+        try:
+            copies.append(_copy_into(emu, bot, source, target, options,
+                                     remove_caption=bool(params.get("remove_caption"))))
+        except ApiError:
+            continue  # Telegram skips what it cannot copy
+    if not copies:
+        raise bad_request("message to copy not found")
+    target.changed()
+    return [{"message_id": m.message_id} for m in copies]
+
+
 def _record_edit(msg: StoredMessage, emu: BotApiEmulator) -> None:
     msg.edits.append({"at": emu.now_int(), "text": msg.text, "html": msg.html, "caption": msg.caption,
                       "reply_markup": msg.reply_markup})
