@@ -244,3 +244,22 @@ async def test_captions_are_drawn_with_their_entities(page_only):
     assert await link.get_attribute("rel") == "noopener noreferrer" and await link.get_attribute("target") == "_blank"
     assert "<img src=x" in await caption.inner_text()
     assert await p.page.locator(".msg img").count() == 0 and await p.page.evaluate("window.pwned === undefined")
+
+
+async def test_links_telegram_finds_open_safely(page_only):
+    p = page_only
+    user_id = await p.started_user()
+    await p.bot.send_message(user_id, "اقرأ https://example.org/guide?x=1 أو nazaha.ps — "
+                                      "javascript:window.pwned=1 <script>window.pwned=2</script> @nazaha_news")
+    text = p.page.locator(".msg.bot .text", has_text="اقرأ")
+    await text.wait_for(timeout=20000)
+    links = text.locator("a")
+    assert await links.count() == 2
+    assert [await links.nth(i).get_attribute("href") for i in range(2)] == [
+        "https://example.org/guide?x=1", "http://nazaha.ps/"]
+    for i in range(2):
+        assert await links.nth(i).get_attribute("rel") == "noopener noreferrer"
+        assert await links.nth(i).get_attribute("target") == "_blank"
+    assert await text.locator(".entity-mention").inner_text() == "@nazaha_news"
+    assert "<script>" in await text.inner_text()
+    assert await p.page.locator(".msg script").count() == 0 and await p.page.evaluate("window.pwned === undefined")

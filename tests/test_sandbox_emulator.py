@@ -935,3 +935,45 @@ async def test_copy_message_returns_a_message_id_and_copies_content(client: Sand
     stranger = await client.create_user()
     with pytest.raises(TelegramForbiddenError, match="can't initiate conversation"):
         await bot.copy_message(stranger["id"], author["id"], photo.message_id)
+
+
+# ---- entities Telegram finds by itself ---------------------------------------------------------------
+
+
+def _covered(text: str, entity: Any) -> str:
+    data = text.encode("utf-16-le")
+    return data[2 * entity.offset:2 * (entity.offset + entity.length)].decode("utf-16-le")
+
+
+async def test_telegram_finds_links_mentions_hashtags_and_commands(client: SandboxClient, bot: Bot) -> None:
+    user, offset = await started_user(client, bot)
+    text = ("😀 Visit nazaha.ps or https://nazaha.ps/report?lang=ar. Write to tips@nazaha.ps, "
+            "follow @nazaha_news, #شفافية $USD, send /report or /help@sandbox_4242_bot; not file.pdf, e.g. a@b")
+    msg = await bot.send_message(user["id"], text)
+    found = [(e.type, _covered(text, e)) for e in msg.entities]
+    assert found == [("url", "nazaha.ps"), ("url", "https://nazaha.ps/report?lang=ar"), ("email", "tips@nazaha.ps"),
+                     ("mention", "@nazaha_news"), ("hashtag", "#شفافية"), ("cashtag", "$USD"),
+                     ("bot_command", "/report"), ("bot_command", "/help@sandbox_4242_bot")]
+    assert msg.entities[0].offset == 9  # UTF-16: the emoji counts 2
+
+    # The bot's own entities are kept; found ones are added where they cross none but formatting.
+    html = ('<a href="https://other.org">https://shown.org</a> <b>see https://in-bold.org</b> '
+            '<code>@not_a_mention</code> @mention_me')
+    msg = await bot.send_message(user["id"], html, parse_mode="HTML")
+    assert [(e.type, _covered(msg.text, e)) for e in msg.entities] == [
+        ("text_link", "https://shown.org"), ("bold", "see https://in-bold.org"), ("url", "https://in-bold.org"),
+        ("code", "@not_a_mention"), ("mention", "@mention_me")]
+    plain = await bot.send_message(user["id"], "no links here, 500 dinars.")
+    assert plain.entities is None
+    # Captions too.
+    photo = await bot.send_photo(user["id"], BufferedInputFile(b"\xff\xd8", filename="p.jpg"),
+                                 caption="Details: https://nazaha.ps/x")
+    assert [(e.type, _covered(photo.caption, e)) for e in photo.caption_entities] == [("url", "https://nazaha.ps/x")]
+
+    # What users type gets the entities their Telegram app finds: a command anywhere.
+    await client.send_text(user["id"], "/start ref_42")
+    await client.send_text(user["id"], "please /cancel this, see https://example.org")
+    first, second = (u.message for u in await bot.get_updates(offset=offset, timeout=0))
+    assert [(e.type, e.offset, e.length) for e in first.entities] == [("bot_command", 0, 6)]
+    assert [(e.type, _covered(second.text, e)) for e in second.entities] == [
+        ("bot_command", "/cancel"), ("url", "https://example.org")]

@@ -16,6 +16,7 @@ from .emulator import (
     ChatState,
     StoredMessage,
 )
+from .entities import with_found_entities
 from .polls import build_poll, register as register_poll, stop_poll
 from .formatting import (
     MAX_CAPTION_LENGTH,
@@ -189,7 +190,8 @@ def _formatted(params: dict[str, Any], key: str, entities_key: str, limit: int,
         raise bad_request(empty_error)
     if utf16_len(plain) > limit:
         raise bad_request(long_error)
-    return plain, raw, entities, parse_mode
+    # Telegram adds the links, mentions, hashtags and commands it finds (entities.py)
+    return plain, raw, with_found_entities(plain, entities), parse_mode
 
 
 def _apply_common(msg: StoredMessage, params: dict[str, Any]) -> None:

@@ -19,6 +19,7 @@ import secrets
 import time
 from typing import Any, Awaitable, Callable
 
+from .entities import find_entities, with_found_entities
 from .formatting import ApiError
 from .polls import StoredPoll, user_poll
 
@@ -525,9 +526,7 @@ class BotApiEmulator:
         msg.text = text
         if chat.group is not None and chat.group["type"] != "channel":
             msg.sender = dict(self.get_user(user_id if user_id is not None else -1))
-        m = re.match(r"/[A-Za-z0-9_]{1,32}(@[A-Za-z0-9_]+)?", text)
-        if m:
-            msg.entities = [{"type": "bot_command", "offset": 0, "length": len(m.group(0))}]
+        msg.entities = find_entities(text) or None  # as the user's Telegram app marks them
         chat.changed()
         if chat.member_status not in PRESENT_STATUSES:
             return None, msg
@@ -622,11 +621,9 @@ class BotApiEmulator:
             if not isinstance(text, str) or not text:
                 raise ValueError("text is required")
             msg.text = text
-            m = re.match(r"/[A-Za-z0-9_]{1,32}(@[A-Za-z0-9_]+)?", text)
-            if m:
-                msg.entities = [{"type": "bot_command", "offset": 0, "length": len(m.group(0))}]
-            if fields.get("entities"):
-                msg.entities = fields["entities"]
+            # what the user's Telegram app finds (a command anywhere, links, mentions, ...),
+            # added to any entities the test gives
+            msg.entities = with_found_entities(text, fields.get("entities") or None)
         elif kind == "sticker":
             msg.media = {"sticker": {
                 "file_id": f"SBXSTICKER_{secrets.token_urlsafe(12)}", "file_unique_id": secrets.token_hex(6),
@@ -669,6 +666,7 @@ class BotApiEmulator:
                                          if k not in ("duration", "width", "height")}
             if fields.get("caption") and kind != "video_note":
                 msg.caption = fields["caption"]
+                msg.caption_entities = find_entities(msg.caption) or None
         elif kind in ("photo", "document", "voice"):
             content: bytes = fields.get("content") or b""
             declared = fields.get("file_size")
@@ -689,6 +687,7 @@ class BotApiEmulator:
                 msg.media = {"document": {**stored.to_file(False), "file_name": name, "mime_type": mime}}
             if fields.get("caption"):
                 msg.caption = fields["caption"]
+                msg.caption_entities = find_entities(msg.caption) or None
         else:
             raise ValueError(f"unknown message kind {kind!r}")
         if fields.get("media_group_id") and msg.media:
@@ -716,14 +715,12 @@ class BotApiEmulator:
                 raise ValueError("only a text message's text can be edited, to non-empty text")
             if text == msg.text:
                 raise ValueError("message is not modified")
-            msg.text, msg.entities = text, None
-            m = re.match(r"/[A-Za-z0-9_]{1,32}(@[A-Za-z0-9_]+)?", text)
-            if m:
-                msg.entities = [{"type": "bot_command", "offset": 0, "length": len(m.group(0))}]
+            msg.text, msg.entities = text, find_entities(text) or None
         elif caption is not None:
             if msg.kind not in ("photo", "document", "voice", "video", "audio", "animation"):
                 raise ValueError("this message has no caption to edit")
             msg.caption = caption or None
+            msg.caption_entities = find_entities(caption) or None if caption else None
         else:
             raise ValueError("text or caption is required")
         msg.edits.append({"at": self.now_int(), "text": msg.text, "html": None, "caption": msg.caption,

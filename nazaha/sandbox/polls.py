@@ -23,6 +23,7 @@ import itertools
 import secrets
 from typing import TYPE_CHECKING, Any
 
+from .entities import with_found_entities
 from .formatting import bad_request, parse_html
 
 if TYPE_CHECKING:
@@ -288,7 +289,7 @@ def build_poll(emu: "BotApiEmulator", bot: "BotState", params: dict[str, Any]) -
             raise bad_request(f"quiz explanation must have at most {MAX_EXPLANATION_LINE_FEEDS} line feeds")
         poll.correct_option_ids = correct
         poll.explanation = explanation or None
-        poll.explanation_entities = explanation_entities if explanation else None
+        poll.explanation_entities = with_found_entities(explanation, explanation_entities) if explanation else None
     if params.get("description"):
         description, entities = _formatted(params["description"], params.get("description_parse_mode"),
                                            params.get("description_entities"), "description")
