@@ -168,7 +168,12 @@ async def build_runtime(settings: Settings, *, events_isolation: BaseEventIsolat
     wal = WalScrubber(engine)
     awareness = AwarenessServices.build(sessionmaker, box, pepper)
     # The awareness files in locales/ are the library's initial set (admins' edits kept).
-    await sync_library(sessionmaker, LOCALES_DIR)
+    # A failure (e.g. two replicas starting at once) leaves the library as it was: reports
+    # must not wait for articles.
+    try:
+        await sync_library(sessionmaker, LOCALES_DIR)
+    except Exception as exc:
+        log.warning("awareness library not synced (%s): serving it as it is", type(exc).__name__)
     services = Services(
         vault=vault,
         prefs=prefs,

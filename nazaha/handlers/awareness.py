@@ -310,8 +310,11 @@ async def on_callback(query: CallbackQuery, reply: Reply) -> None:
         await toggle(reply, parsed, anchor)
     elif isinstance(parsed, aw.SubscribeAll):
         topics = frozenset(t.code for t in await services.library.topics(language))
-        _store_topics(reply, set(topics), had_subscription=True)
-        await show_subscriptions_after(reply, 0, topics, anchor)
+        if topics:
+            _store_topics(reply, set(topics), had_subscription=True)
+            await show_subscriptions_after(reply, 0, topics, anchor)
+        else:
+            await show_subscriptions(reply, edit=anchor)
     elif isinstance(parsed, aw.UnsubscribeAll):
         if await services.subscribers.get(reply.chat_id) is not None:
             services.subscribers.queue_stop(reply.uow, reply.chat_id)
@@ -324,7 +327,7 @@ async def on_callback(query: CallbackQuery, reply: Reply) -> None:
         if survey is None:
             reply.say(views.survey_closed())
             surveys = await services.surveys.open_surveys(language, _now().date())
-            reply.present(views.surveys_screen(surveys))
+            reply.present(views.surveys_screen(surveys), edit=anchor)
         else:
             reply.present(views.survey_screen(survey), edit=anchor)
     elif isinstance(parsed, (aw.Unsubscribe, aw.SurveyAnswer)):

@@ -51,6 +51,16 @@ def forward_arrow() -> str:
     return "⬅️" if is_rtl() else "➡️"
 
 
+def back(text: str) -> str:
+    """A "back"/"previous" label with its arrow before it, pointing back in reading order."""
+    return back_arrow() + " " + text
+
+
+def forward(text: str) -> str:
+    """A "next" label with its arrow after it, pointing forward in reading order."""
+    return text + " " + forward_arrow()
+
+
 def label(title: str) -> str:
     """A title as a button label: one line, at most BUTTON_LABEL_MAX characters."""
     title = " ".join(title.split())
@@ -61,9 +71,9 @@ def _pager(page: Page, data_of) -> list[tuple[str, str]]:
     """Previous / Next buttons of a paginated list (none when it fits one page)."""
     row = []
     if page.has_previous:
-        row.append((f"{back_arrow()} {_('Previous')}", data_of(page.number - 1)))
+        row.append((back(_("Previous")), data_of(page.number - 1)))
     if page.has_next:
-        row.append((f"{_('Next')} {forward_arrow()}", data_of(page.number + 1)))
+        row.append((forward(_("Next")), data_of(page.number + 1)))
     return row
 
 
@@ -125,7 +135,7 @@ def topic_screen(
     if has_quizzes:
         rows.append([(_("❓ Quiz me"), aw.quiz(topic.code))])
     rows.append([(_subscribe_label(subscribed), aw.toggle("t", articles.number, topic.code))])
-    rows.append([(f"{back_arrow()} {_('Topics')}", aw.home()), *_menu_row()])
+    rows.append([(back(_("Topics")), aw.home()), *_menu_row()])
     screen = _bold_title(topic.title, rest)
     return Screen(screen.text, _markup(rows), screen.entities)
 
@@ -152,11 +162,11 @@ def article_screen(
     if has_quizzes:
         rows.append([(_("❓ Quiz me"), aw.quiz(item.topic))])
     if next_id is not None:
-        rows.append([(f"{_('Next article')} {forward_arrow()}", aw.article(next_id))])
+        rows.append([(forward(_("Next article")), aw.article(next_id))])
     rows.append([(_subscribe_label(subscribed), aw.toggle("i", 0, item.id))])
     rows.append(
         [
-            (f"{back_arrow()} {_('Back to the topic')}", aw.topic(item.topic, topic_page)),
+            (back(_("Back to the topic")), aw.topic(item.topic, topic_page)),
             (_("📚 Topics"), aw.home()),
         ]
     )
@@ -172,8 +182,8 @@ def quiz_keyboard(topic: str, next_index: int | None) -> InlineKeyboardMarkup:
     """Under a quiz poll: the next question (when there is one) and back to the topic."""
     rows: Rows = []
     if next_index is not None:
-        rows.append([(f"{_('Next question')} {forward_arrow()}", aw.quiz(topic, next_index))])
-    rows.append([(f"{back_arrow()} {_('Back to the topic')}", aw.topic(topic))])
+        rows.append([(forward(_("Next question")), aw.quiz(topic, next_index))])
+    rows.append([(back(_("Back to the topic")), aw.topic(topic))])
     return _markup(rows)
 
 
@@ -209,7 +219,8 @@ def subscriptions_screen(
     if subscription is None:
         state = _("You are not subscribed. Tap a topic below to subscribe to it.")
     else:
-        state = _("You are subscribed to: {topics}.").format(topics=", ".join(titles) or "—")
+        separator = "، " if is_rtl() else ", "  # the Arabic comma in Arabic
+        state = _("You are subscribed to: {topics}.").format(topics=separator.join(titles) or "—")
         state += "\n" + _(
             "Messages come in {language}, the language you chose for the bot (/language "
             "changes it)."
@@ -225,17 +236,17 @@ def subscriptions_screen(
         rows.append([(_("Subscribe to all topics"), aw.subscribe_all())])
     if subscription is not None:
         rows.append([(_("🔕 Unsubscribe from everything"), aw.unsubscribe_all())])
-    rows.append([(f"{back_arrow()} {_('Topics')}", aw.home()), *_menu_row()])
+    rows.append([(back(_("Topics")), aw.home()), *_menu_row()])
     screen = _bold_title(title, "\n\n" + subscription_disclosure() + "\n\n" + state + _page_note(shown))
     return Screen(screen.text, _markup(rows), screen.entities)
 
 
-def consent_screen(topic: TopicView, where: str, page: int, ref: str, back: str) -> Screen:
+def consent_screen(topic: TopicView, where: str, page: int, ref: str, back_data: str) -> Screen:
     """Before a first subscription from an article or a topic: what it means, then "Yes"."""
     question = _("Subscribe to \u201c{topic}\u201d?").format(topic=topic.title)
     rows: Rows = [
         [(_("✅ Yes, subscribe"), aw.toggle(where, page, ref, confirmed=True))],
-        [(f"{back_arrow()} {_('No, go back')}", back)],
+        [(back(_("No, go back")), back_data)],
     ]
     screen = _bold_title(question, "\n\n" + subscription_disclosure())
     return Screen(screen.text, _markup(rows), screen.entities)
@@ -277,7 +288,7 @@ def surveys_screen(surveys: Collection[OpenSurvey]) -> Screen:
     else:
         body = _("There is no open survey right now.")
     rows: Rows = [[(label(s.question), aw.survey(s.code))] for s in surveys]
-    rows.append([(f"{back_arrow()} {_('Topics')}", aw.home()), *_menu_row()])
+    rows.append([(back(_("Topics")), aw.home()), *_menu_row()])
     screen = _bold_title(title, "\n\n" + body)
     return Screen(screen.text, _markup(rows), screen.entities)
 
@@ -287,7 +298,7 @@ def survey_screen(survey: OpenSurvey) -> Screen:
         [(option[:64], aw.survey_answer(survey.code, index))]
         for index, option in enumerate(survey.options)
     ]
-    rows.append([(f"{back_arrow()} {_('Back')}", aw.surveys())])
+    rows.append([(back(_("Back")), aw.surveys())])
     screen = _bold_title(survey.question, "\n\n" + survey_note())
     return Screen(screen.text, _markup(rows), screen.entities)
 
