@@ -215,3 +215,28 @@ def test_a_quiz_is_cut_to_the_poll_limits():
     assert quiz_poll(_item(kind="quiz", options=("a", "b"), correct=None)) is None
     assert quiz_poll(_item(kind="quiz", options=tuple("abcdefghijkl"), correct=3)).options == tuple("abcdefghij")
     assert quiz_poll(_item(kind="quiz", options=("a", "b"), correct=1, body="")).explanation is None
+
+
+def test_the_shipped_library_loads_and_fits_telegram_without_cutting():
+    from nazaha.bot.app import LOCALES_DIR
+
+    content = load_content(LOCALES_DIR)
+    assert content.problems == []
+    assert content.topics and all(set(t.texts) == {"ar", "en"} for t in content.topics.values())
+    for item in content.items.values():
+        assert set(item.texts) == {"ar", "en"}, item.code
+        for language, text in item.texts.items():
+            view = _item(
+                code=item.code, topic=item.topic, kind=item.kind, language=language,
+                title=text["title"], body=text["body"],
+                options=tuple(text["options"].split("\n")) if text["options"] else (),
+                correct=text["correct_option"], sources=tuple(text["sources"].split("\n")),
+            )
+            if item.kind == "article":
+                message = article_message(view, sources_label="المصادر", shortened_note="(cut)")
+                assert not message.text.endswith("(cut)"), (item.code, language)
+                _entities_fit(message)
+            else:
+                spec = quiz_poll(view)
+                assert spec is not None and spec.question == text["title"], (item.code, language)
+                assert spec.options == view.options and not spec.explanation.text.endswith("…")
