@@ -75,9 +75,12 @@ def box() -> BotKeyBox:
 
 
 @pytest_asyncio.fixture
-async def store(sessionmaker, box) -> SubscriberStore:
+async def store(sessionmaker, box):
+    """Subscribers on an empty awareness side (PostgreSQL's database is shared by the run:
+    emptied before and after)."""
     await clear_awareness(sessionmaker)
-    return SubscriberStore(sessionmaker, box, os.urandom(32))
+    yield SubscriberStore(sessionmaker, box, os.urandom(32))
+    await clear_awareness(sessionmaker)
 
 
 def make_sender(sessionmaker, bot, store, box, *, rate: int = 500, **kwargs) -> BroadcastSender:
