@@ -21,7 +21,10 @@ documented safety margin under the configured rate, measured in docs/benchmarks.
 moving window alone lets a backlog go out in bursts (a whole second's allowance at once,
 then nothing until it slides), which reach Telegram bunched; so the slots are also spread
 out evenly, one every ``1 / paced_rate`` seconds (a generic cell rate schedule: a slot may
-start up to ``tolerance`` early, so that timer lateness does not lower the rate).
+start up to ``tolerance`` early, so that timer lateness does not lower the rate). One
+dispatcher hands the slots out in the order they were asked for, waking every ``tick`` at
+most and granting every slot due by then in one hit of the window (at 1,000/s about ten a
+time; at 25/s one), which keeps the pacer's own cost per message small.
 
 Nothing about a message or a chat is logged here.
 """
@@ -29,6 +32,7 @@ Nothing about a message or a chat is logged here.
 from __future__ import annotations
 
 import asyncio
+import collections
 import inspect
 import math
 import time
@@ -66,6 +70,7 @@ class Pacer:
         storage: str | Any = "memory://",
         margin: float = DEFAULT_MARGIN,
         tolerance: float = 0.02,
+        tick: float = 0.01,
         namespace: str = "nazaha-broadcast",
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
@@ -92,14 +97,17 @@ class Pacer:
         self._sleep = sleep
         self._next = 0.0  # when the next slot is due (the schedule's "theoretical arrival")
         self._paused_until = 0.0
-        self._lock = asyncio.Lock()  # slots are handed out in the order they were asked for
+        self._tick = max(0.001, tick)
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._dispatcher: asyncio.Task[None] | None = None
         self.pauses = 0  # 429 pauses so far (for tests and the benchmark)
 
     # ---- the two limits ------------------------------------------------------------------
 
-    async def _call(self, name: str, item: Any, key: str) -> Any:
+    async def _call(self, name: str, item: Any, key: str, cost: int = 1) -> Any:
         limiter = self._chat_limiter if item is self._chat else self._limiter
-        result = getattr(limiter, name)(item, key)
+        method = getattr(limiter, name)
+        result = method(item, key, cost=cost) if name == "hit" else method(item, key)
         return await result if inspect.isawaitable(result) else result
 
     async def _until_free(self, item: Any, key: str) -> float:
@@ -125,8 +133,7 @@ class Pacer:
         """Wait for a slot for one send to the chat ``key`` (a subscriber or staff link id,
         never a chat id). On return the send may start at once."""
         while True:
-            async with self._lock:
-                await self._global_slot()
+            await self._global_slot()
             if await self._call("hit", self._chat, key):
                 return
             # The chat had a message less than a second ago (a retry, or another
@@ -134,14 +141,48 @@ class Pacer:
             await self._sleep(await self._until_free(self._chat, key))
 
     async def _global_slot(self) -> None:
-        while True:
+        """Queue for a slot; one dispatcher hands them out in order, several at a time."""
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        if self._dispatcher is None or self._dispatcher.done():
+            self._dispatcher = asyncio.create_task(self._dispatch())
+        await waiter
+
+    def _live_waiters(self) -> int:
+        while self._waiters and self._waiters[0].done():  # a cancelled caller
+            self._waiters.popleft()
+        return sum(1 for waiter in self._waiters if not waiter.done())
+
+    async def _dispatch(self) -> None:
+        """Every ``tick`` (or at the next slot, if later), grant every slot due by then:
+        the schedule allows a slot up to ``tolerance`` before its time, so one wake-up
+        serves several sends at high rates; the moving window takes them in one hit."""
+        single = False
+        while (waiting := self._live_waiters()) > 0:
             now = self._clock()
-            wait = max(self._next - self._tolerance, self._paused_until) - now
-            if wait > 0:
-                await self._sleep(wait)
+            if self._paused_until > now:
+                await self._sleep(self._paused_until - now)
                 continue
-            if not await self._call("hit", self._global, GLOBAL_KEY):
+            due = max(self._next, now)
+            count = 0
+            while count < waiting and due - now <= self._tolerance and (count == 0 or not single):
+                due += self._interval
+                count += 1
+            if count == 0:
+                await self._sleep(max(self._tick, self._next - self._tolerance - now))
+                continue
+            if not await self._call("hit", self._global, GLOBAL_KEY, cost=count):
+                if count > 1:  # room for fewer: go one by one until the window slides
+                    single = True
+                    continue
                 await self._sleep(await self._until_free(self._global, GLOBAL_KEY))
                 continue
-            self._next = max(self._next, now) + self._interval
-            return
+            single = False
+            self._next = due
+            while count:
+                waiter = self._waiters.popleft()
+                if not waiter.done():
+                    waiter.set_result(None)
+                    count -= 1
+            if self._waiters:
+                await self._sleep(self._tick)
