@@ -1,30 +1,34 @@
 """The pace of broadcast sends: at most ``rate`` messages in any one second overall and at
 most ``chat_rate`` per chat, and a pause of every send after Telegram's flood control (429).
 
-The hard limits are the ``limits`` library's: a moving window (``MovingWindowRateLimiter``)
-of ``paced_rate`` (a little under ``rate``, below) per second for everything, and one of
-``chat_rate`` per second per chat, keyed
-by what the caller gives (a subscriber id, never a chat id). For the usual one message per
-chat per second the chat's limit is a ``FixedWindowRateLimiter``: ``limits`` opens a fixed
-window at a key's first hit, so with a limit of one it is the same rule (two sends to a
-chat are at least a second apart) at a third of the cost of a moving window over a
-hundred thousand keys (docs/benchmarks.md). The storage is a ``limits`` storage URI or
-object: ``memory://`` (the default: one process) or, for several processes sharing one
-pace, e.g. ``async+redis://host:6379`` (issue 12); synchronous and ``limits.aio`` storages
-both work.
+**Limits.** The hard limits are the ``limits`` library's. Overall: a moving window
+(``MovingWindowRateLimiter``) of ``paced_rate`` per second, a little under ``rate`` (below).
+Per chat, keyed by what the caller gives (a subscriber id, never a chat id): ``chat_rate``
+per *two* seconds, so never more than ``chat_rate`` in any one second, with a margin for
+the same jitter (a subscriber gets one message per broadcast: only retries and overlapping
+broadcasts meet this limit). For the usual one message the chat's limit is a
+``FixedWindowRateLimiter``: ``limits`` opens a fixed window at a key's first hit, so with a
+limit of one it is the same rule as a moving window (two sends to a chat at least two
+seconds apart) at a third of the cost over a hundred thousand keys. The storage is a
+``limits`` storage URI or object: ``memory://`` (the default: one process) or, for several
+processes sharing one pace, e.g. ``async+redis://host:6379`` (issue 12); synchronous and
+``limits.aio`` storages both work.
 
-What this process starts is not what Telegram receives: requests queue in the event loop,
-the network and the receiver, so their arrival times there move by a few milliseconds, and
-one second of starts can land in a little less than a second. So the global window holds
-``paced_rate = floor(margin * rate)`` (``margin`` 0.97: 24 of 25/s, 970 of 1,000/s), a
-documented safety margin under the configured rate, measured in docs/benchmarks.md. And a
-moving window alone lets a backlog go out in bursts (a whole second's allowance at once,
-then nothing until it slides), which reach Telegram bunched; so the slots are also spread
-out evenly, one every ``1 / paced_rate`` seconds (a generic cell rate schedule: a slot may
-start up to ``tolerance`` early, so that timer lateness does not lower the rate). One
-dispatcher hands the slots out in the order they were asked for, waking every ``tick`` at
-most and granting every slot due by then in one hit of the window (at 1,000/s about ten a
-time; at 25/s one), which keeps the pacer's own cost per message small.
+**Margin.** What this process starts is not what Telegram receives: requests wait in the
+event loop, the network and the receiver, so their arrival times move by milliseconds, and
+one second of starts can land in a little less than a second there. So the overall window
+holds ``paced_rate = floor(margin * rate)`` (``margin`` 0.97: 24 of 25/s, 194 of 200/s,
+970 of 1,000/s), a documented safety margin of about 30 ms of jitter, measured in
+docs/benchmarks.md ("Broadcasts").
+
+**Spacing.** A moving window alone lets a backlog go out in bursts (a whole second's
+allowance at once, then nothing until it slides), and bursts arrive bunched. So the slots
+are also spread evenly, one every ``1 / paced_rate`` seconds (a generic cell rate
+schedule): one dispatcher hands them out in the order they were asked for, waking every
+``tick`` at the most and granting every slot due within ``tolerance`` (so timer lateness
+does not lower the rate) in one hit of the window: at 1,000/s about ten a time, at 25/s
+one. A slot missed because the process got no CPU in time is not made up later: the pace
+stays smooth, the achieved rate drops on a saturated machine.
 
 Nothing about a message or a chat is logged here.
 """
@@ -46,9 +50,10 @@ from limits.aio.strategies import MovingWindowRateLimiter as AsyncMovingWindow
 from limits.storage import storage_from_string
 from limits.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter
 
-__all__ = ["Pacer", "DEFAULT_MARGIN"]
+__all__ = ["Pacer", "DEFAULT_MARGIN", "CHAT_WINDOW"]
 
 DEFAULT_MARGIN = 0.97
+CHAT_WINDOW = 2  # seconds: a chat's window (``chat_rate`` in it)
 GLOBAL_KEY = "all"
 
 
@@ -57,9 +62,8 @@ class Pacer:
 
     ``rate`` and ``chat_rate`` are messages per second (integers >= 1): no one-second window
     ever holds more than ``paced_rate`` (<= ``rate``) starts, nor more than ``chat_rate``
-    for one key. ``clock``/``sleep``
-    drive the spacing and the pause (monotonic seconds); the moving windows use the wall
-    clock, as ``limits`` does.
+    starts for one key. ``clock``/``sleep`` drive the spacing and the pause (monotonic
+    seconds); the windows use the wall clock, as ``limits`` does.
     """
 
     def __init__(
@@ -81,23 +85,22 @@ class Pacer:
         self.chat_rate = int(chat_rate)
         self.paced_rate = max(1, math.floor(self.rate * margin))
         self._global = RateLimitItemPerSecond(self.paced_rate, namespace=namespace)
-        self._chat = RateLimitItemPerSecond(self.chat_rate, namespace=f"{namespace}-chat")
+        self._chat = RateLimitItemPerSecond(self.chat_rate, CHAT_WINDOW, namespace=f"{namespace}-chat")
         if isinstance(storage, str):
             storage = storage_from_string(storage)
         asynchronous = isinstance(storage, AsyncStorage)
-        moving = AsyncMovingWindow if asynchronous else MovingWindowRateLimiter
-        self._limiter: Any = moving(storage)
+        self._limiter: Any = (AsyncMovingWindow if asynchronous else MovingWindowRateLimiter)(storage)
         self._chat_limiter: Any = (
             (AsyncFixedWindow if asynchronous else FixedWindowRateLimiter)(storage)
             if self.chat_rate == 1 else self._limiter
         )
         self._interval = 1.0 / self.paced_rate
         self._tolerance = max(0.0, tolerance)
+        self._tick = max(0.001, tick)
         self._clock = clock
         self._sleep = sleep
         self._next = 0.0  # when the next slot is due (the schedule's "theoretical arrival")
         self._paused_until = 0.0
-        self._tick = max(0.001, tick)
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._dispatcher: asyncio.Task[None] | None = None
         self.pauses = 0  # 429 pauses so far (for tests and the benchmark)
@@ -136,9 +139,11 @@ class Pacer:
             await self._global_slot()
             if await self._call("hit", self._chat, key):
                 return
-            # The chat had a message less than a second ago (a retry, or another
-            # broadcast): that global slot stays unused (never more than ``paced_rate``).
+            # The chat had a message less than two seconds ago (a retry, or another
+            # broadcast): that slot stays unused (never more than ``paced_rate``).
             await self._sleep(await self._until_free(self._chat, key))
+
+    # ---- the overall schedule -------------------------------------------------------------
 
     async def _global_slot(self) -> None:
         """Queue for a slot; one dispatcher hands them out in order, several at a time."""
@@ -154,30 +159,27 @@ class Pacer:
         return sum(1 for waiter in self._waiters if not waiter.done())
 
     async def _dispatch(self) -> None:
-        """Every ``tick`` (or at the next slot, if later), grant every slot due by then:
-        the schedule allows a slot up to ``tolerance`` before its time, so one wake-up
-        serves several sends at high rates; the moving window takes them in one hit."""
-        single = False
+        """Grant every slot due within ``tolerance`` to the callers waiting, in one hit of
+        the window; then sleep a ``tick`` (or until the next slot, if later)."""
+        one_at_a_time = False  # the window refused a group: it has room for fewer
         while (waiting := self._live_waiters()) > 0:
             now = self._clock()
             if self._paused_until > now:
                 await self._sleep(self._paused_until - now)
                 continue
-            due = max(self._next, now)
-            count = 0
-            while count < waiting and due - now <= self._tolerance and (count == 0 or not single):
+            due, count = max(self._next, now), 0
+            while count < waiting and due - now <= self._tolerance and not (one_at_a_time and count):
                 due += self._interval
                 count += 1
             if count == 0:
                 await self._sleep(max(self._tick, self._next - self._tolerance - now))
                 continue
             if not await self._call("hit", self._global, GLOBAL_KEY, cost=count):
-                if count > 1:  # room for fewer: go one by one until the window slides
-                    single = True
-                    continue
-                await self._sleep(await self._until_free(self._global, GLOBAL_KEY))
+                if count == 1:
+                    await self._sleep(await self._until_free(self._global, GLOBAL_KEY))
+                one_at_a_time = True
                 continue
-            single = False
+            one_at_a_time = False
             self._next = due
             while count:
                 waiter = self._waiters.popleft()

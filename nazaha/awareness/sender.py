@@ -50,6 +50,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -104,7 +105,7 @@ log = logging.getLogger(__name__)
 # 5xx and connection errors: retried from the outbox (the row goes back to ``queued``) with
 # this policy's jittered back-off, at most ``max_attempts`` calls in all, then ``failed``.
 BROADCAST_RETRY = RetryPolicy(max_attempts=5, backoff_base=0.5, backoff_cap=8.0)
-FLUSH_SECONDS = 0.2  # results are written at most this long after they are known
+FLUSH_SECONDS = 0.5  # results are written a batch at a time, or this long after they are known
 SENDING_POLL = 1.0  # seconds between passes at the most while a broadcast is sending
 CHUNK = 500  # ids per IN (...) list
 
@@ -286,7 +287,7 @@ class Result:
 
 class BroadcastSender:
     """See the module documentation. ``rate``-dependent sizes: ``batch_size`` rows per claim
-    (default rate/4, 5-250) and ``workers`` concurrent sends (default rate/4, 4-64)."""
+    (default rate/4, 10-250) and ``workers`` concurrent sends (default rate/4, 4-64)."""
 
     def __init__(
         self,
@@ -314,19 +315,22 @@ class BroadcastSender:
         self._check = float(check_seconds)
         self._retry = retry
         self._channel_retry = channel_retry
-        self._batch = batch_size or min(250, max(5, pacer.rate // 4))
+        self._batch = batch_size or min(250, max(10, pacer.rate // 4))
         self._workers = workers or min(64, max(4, pacer.rate // 4))
         self._now = now
         self._queue: asyncio.Queue[Job] = asyncio.Queue()
         self._in_hand: set[Job] = set()
         self._results: list[Result] = []
-        self._results_ready = asyncio.Event()
+        self._results_ready = asyncio.Event()  # results wait to be written
+        self._results_full = asyncio.Event()  # a batch of them
         self._wake = asyncio.Event()
         self._status: dict[int, str] = {}  # unfinished broadcasts: id -> status
         self._content: dict[int, Content] = {}
         self._channel_due: set[int] = set()  # sending, with channel_state queued
         self._channel_busy: set[int] = set()
         self._refill_wanted = False
+        self._full_wanted = False
+        self._last_full = 0.0  # time.monotonic() of the last full pass
         self._side_tasks: set[asyncio.Task[None]] = set()
         self.passes = 0  # completed passes (tests wait on it)
         self.counts: Counter[str] = Counter()  # results so far by state (tests, benchmark)
@@ -335,6 +339,7 @@ class BroadcastSender:
 
     def wake(self) -> None:
         """Look for work now (in-process callers; the console's changes are polled)."""
+        self._full_wanted = True
         self._wake.set()
 
     async def run(self) -> None:
@@ -350,17 +355,23 @@ class BroadcastSender:
         workers = [asyncio.create_task(self._worker()) for _ in range(self._workers)]
         flusher = asyncio.create_task(self._flusher())
         try:
+            full = True
             while True:
                 try:
-                    timeout = await self.pass_once()
+                    timeout = await self.pass_once(full=full)
                 except Exception:
                     log.exception("broadcast pass failed")
                     timeout = self._check
                 self.passes += 1
+                woken = True
                 if timeout > 0:
                     self._wake.clear()
-                    with contextlib.suppress(asyncio.TimeoutError):
+                    try:
                         await asyncio.wait_for(self._wake.wait(), timeout)
+                    except asyncio.TimeoutError:
+                        woken = False
+                full = (self._full_wanted or not woken
+                        or time.monotonic() - self._last_full >= SENDING_POLL)
         finally:
             await self._shutdown(workers, flusher)
 
@@ -403,15 +414,19 @@ class BroadcastSender:
             )
         return in_doubt
 
-    async def pass_once(self) -> float:
+    async def pass_once(self, *, full: bool = True) -> float:
         """One look at the database; returns how long to wait before the next one (woken
-        earlier when the local queue runs low or a result batch was written)."""
+        earlier when the local queue runs low or a result batch was written). Only a
+        ``full`` pass (at least every second) looks for new broadcasts, status changes and
+        test sends; the others only refill the queue (each claim reads the status)."""
         now = self._now()
-        await self._start_due(now)
-        await self._read_statuses()
-        await self._skip_cancelled(now)
-        await self._test_sends()
-        self._channel_posts()
+        if full:
+            self._last_full, self._full_wanted = time.monotonic(), False
+            await self._start_due(now)
+            await self._read_statuses()
+            await self._skip_cancelled(now)
+            await self._test_sends()
+            self._channel_posts()
         sending = sorted(b for b, s in self._status.items() if s == "sending")
         exhausted = await self._claim(sending, now) if sending else []
         await self._finish(exhausted, now)
@@ -666,7 +681,10 @@ class BroadcastSender:
     def _record(self, result: Result) -> None:
         self._results.append(result)
         self.counts[result.state] += 1
-        self._results_ready.set()
+        if len(self._results) == 1:
+            self._results_ready.set()
+        if len(self._results) >= self._batch:
+            self._results_full.set()
 
     def _returned(self, job: Job) -> Result:
         """A row taken from the queue but not sent because its broadcast stopped."""
@@ -775,8 +793,10 @@ class BroadcastSender:
     async def _flusher(self) -> None:
         while True:
             await self._results_ready.wait()
-            await asyncio.sleep(FLUSH_SECONDS)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._results_full.wait(), FLUSH_SECONDS)
             self._results_ready.clear()
+            self._results_full.clear()
             try:
                 await self._flush()
             except asyncio.CancelledError:
