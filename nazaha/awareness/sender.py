@@ -32,7 +32,7 @@ sending. States (nazaha/storage/awareness_models.py):
 * **crash**: at start every row still ``sending`` (claimed by a process that died) becomes
   ``in_doubt`` and is never sent again (at most once: a duplicate awareness message is worse
   than a missed one). Only rows in the in-flight window can be in doubt: two claim batches,
-  the sends in progress and the results not yet written (about a second of sending).
+  the sends in progress and the results not yet written (one to two seconds of sending).
 
 Only ``sending`` broadcasts are ever sent to subscribers; test sends go to the linked staff
 chat whatever the status (that is their point), with exactly the text subscribers will get.
