@@ -324,7 +324,7 @@ async def run_case(label: str, child: Child, db: dict[str, Any], rate: int, seco
         "sender_cpu_share": round(cpu_used / elapsed, 3),
         "receiver_cpu_share": round(child_cpu / elapsed, 3),
         "other_cpu_share": round(max(0.0, machine_used - cpu_used - child_cpu) / elapsed, 3),
-        "materialise_s": round(materialised, 2), "wall_s": round(elapsed, 1), "passes": sender.passes,
+        "materialise_s": round(materialised, 2), "wall_s": round(elapsed, 1), "passes": sender.passes, "stale_slots": sender.pacer.stale,
     }
 
 

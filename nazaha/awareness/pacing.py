@@ -27,8 +27,10 @@ are also spread evenly, one every ``1 / paced_rate`` seconds (a generic cell rat
 schedule): one dispatcher hands them out in the order they were asked for, waking every
 ``tick`` at the most and granting every slot due within ``tolerance`` (so timer lateness
 does not lower the rate) in one hit of the window: at 1,000/s about ten a time, at 25/s
-one. A slot missed because the process got no CPU in time is not made up later: the pace
-stays smooth, the achieved rate drops on a saturated machine.
+one. A slot missed because the process got no CPU in time is not made up later, and a
+slot granted but not used within ``max_lag`` (10 ms: the process stalled in between) is
+given up, so that late sends never go out together with punctual ones: the pace stays
+smooth, and on a saturated machine the achieved rate drops instead.
 
 Nothing about a message or a chat is logged here.
 """
@@ -75,6 +77,7 @@ class Pacer:
         margin: float = DEFAULT_MARGIN,
         tolerance: float = 0.02,
         tick: float = 0.01,
+        max_lag: float = 0.01,
         namespace: str = "nazaha-broadcast",
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
@@ -101,9 +104,11 @@ class Pacer:
         self._sleep = sleep
         self._next = 0.0  # when the next slot is due (the schedule's "theoretical arrival")
         self._paused_until = 0.0
-        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._max_lag = max(0.0, max_lag)
+        self._waiters: collections.deque[asyncio.Future[float]] = collections.deque()
         self._dispatcher: asyncio.Task[None] | None = None
         self.pauses = 0  # 429 pauses so far (for tests and the benchmark)
+        self.stale = 0  # slots given up because they were not used in time
 
     # ---- the two limits ------------------------------------------------------------------
 
@@ -134,9 +139,11 @@ class Pacer:
 
     async def acquire(self, key: str) -> None:
         """Wait for a slot for one send to the chat ``key`` (a subscriber or staff link id,
-        never a chat id). On return the send may start at once."""
+        never a chat id). On return the send may start at once (and should)."""
         while True:
-            await self._global_slot()
+            granted = await self._global_slot()
+            if not self._fresh(granted):
+                continue
             if await self._call("hit", self._chat, key):
                 return
             # The chat had a message less than two seconds ago (a retry, or another
@@ -145,13 +152,23 @@ class Pacer:
 
     # ---- the overall schedule -------------------------------------------------------------
 
-    async def _global_slot(self) -> None:
+    def _fresh(self, granted: float) -> bool:
+        """Whether a slot granted at ``granted`` may still be used: within ``max_lag``
+        seconds. A process stalled between the grant and the send (the CPU was busy, a
+        garbage collection) would otherwise send late slots together with punctual ones;
+        a stale slot is given up (never more than the window) and the caller asks again."""
+        if self._clock() - granted <= self._max_lag:
+            return True
+        self.stale += 1
+        return False
+
+    async def _global_slot(self) -> float:
         """Queue for a slot; one dispatcher hands them out in order, several at a time."""
-        waiter = asyncio.get_running_loop().create_future()
+        waiter: asyncio.Future[float] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         if self._dispatcher is None or self._dispatcher.done():
             self._dispatcher = asyncio.create_task(self._dispatch())
-        await waiter
+        return await waiter
 
     def _live_waiters(self) -> int:
         while self._waiters and self._waiters[0].done():  # a cancelled caller
@@ -184,7 +201,7 @@ class Pacer:
             while count:
                 waiter = self._waiters.popleft()
                 if not waiter.done():
-                    waiter.set_result(None)
+                    waiter.set_result(now)
                     count -= 1
             if self._waiters:
                 await self._sleep(self._tick)

@@ -699,14 +699,14 @@ class BroadcastSender:
         language = content.language_for(job.language)
         if language is None:
             return Result(job.row_id, job.subscriber_id, "failed", job.attempts)
-        await self.pacer.acquire(f"s{job.subscriber_id}")
-        if self._status.get(job.broadcast_id) != "sending":  # paused while waiting (a 429)
-            return self._returned(job)
         try:
             chat_id = self._subscribers.open_chat(job.chat_key, job.sealed_chat)
         except (TamperedData, ValueError):
             log.warning("broadcast %d: a subscriber row could not be opened", job.broadcast_id)
             return Result(job.row_id, job.subscriber_id, "failed", job.attempts)
+        await self.pacer.acquire(f"s{job.subscriber_id}")
+        if self._status.get(job.broadcast_id) != "sending":  # paused while waiting (a 429)
+            return self._returned(job)
         job.started = True
         attempts = job.attempts + 1
         try:
