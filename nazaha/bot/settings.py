@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     # the bot leaves any other group or channel it is added to and never writes there.
     staff_chat_ids: list[int] = Field(default_factory=list)
     publication_chat_ids: list[int] = Field(default_factory=list)
+    # The bot's @username (without the @): the console makes t.me/<username>?start=... deep
+    # links with it (campaign posters, "link my Telegram"). The demo sets the sandbox bot's.
+    bot_username: str | None = Field(default=None, pattern=r"^@?[A-Za-z0-9_]{4,64}$")
     # Shown in the safety notice when set: a channel for reporters at higher risk.
     high_risk_contact: str | None = None
     # "testing" lowers Argon2id costs so test suites run fast. Never use it in production:
