@@ -63,6 +63,9 @@ def build_templates() -> Jinja2Templates:
     from nazaha.admin.labels import TEMPLATE_GLOBALS
 
     env.globals.update(TEMPLATE_GLOBALS)
+    from nazaha.awareness.schedule import palestine_time
+
+    env.globals["palestine_time"] = palestine_time
     return templates
 
 
@@ -151,6 +154,8 @@ def require_roles(*roles: str) -> Callable[..., Awaitable[StaffSession]]:
 
 CaseStaff = Annotated[StaffSession, Depends(require_roles("admin", "caseworker"))]
 AdminStaff = Annotated[StaffSession, Depends(require_roles("admin"))]
+# Awareness (broadcasts, library, surveys, campaigns): every role; volunteers see only this.
+AwarenessStaff = Annotated[StaffSession, Depends(require_roles("admin", "caseworker", "volunteer"))]
 
 
 def csrf_binding(request: Request) -> str | None:
