@@ -186,6 +186,21 @@ async def update(
                        send_date=send_date, send_time=send_time, image=image, remove_image=remove_image)
 
 
+def _permissions(view: service.BroadcastView, *, author: bool, admin: bool) -> dict[str, bool]:
+    """What the page offers this member (the service checks again)."""
+    return {
+        "edit": author and view.editable,
+        "submit": author and view.editable,
+        "withdraw": author and view.status == "submitted",
+        "approve": admin and not author and view.status == "submitted",
+        "reject": admin and view.status == "submitted",
+        "pause": (admin or author) and view.status == "sending",
+        "resume": (admin or author) and view.status == "paused",
+        "cancel": (admin or author) and view.status not in service.FINAL,
+        "test": view.status != "cancelled",
+    }
+
+
 @router.get("/awareness/broadcasts/{broadcast_id:int}")
 async def broadcast_page(request: Request, console: ConsoleDep, staff: AwarenessStaff, broadcast_id: int) -> Response:
     view = await _visible(console, staff, broadcast_id)
@@ -199,17 +214,7 @@ async def broadcast_page(request: Request, console: ConsoleDep, staff: Awareness
         survey = await surveys.get_survey(session, view.survey_id) if view.survey_id is not None else None
         topics = {t.code: t for t in await library(session)}
     admin, author = is_admin(staff), view.author_no == number
-    can = {
-        "edit": author and view.editable,
-        "submit": author and view.editable,
-        "withdraw": author and view.status == "submitted",
-        "approve": admin and not author and view.status == "submitted",
-        "reject": admin and view.status == "submitted",
-        "pause": (admin or author) and view.status == "sending",
-        "resume": (admin or author) and view.status == "paused",
-        "cancel": (admin or author) and view.status not in service.FINAL,
-        "test": view.status != "cancelled",
-    }
+    can = _permissions(view, author=author, admin=admin)
     return render(
         request, "broadcast.html", nav="awareness", b=view, versions=versions, progress=progress,
         # preview_html escapes every character of the text itself (nazaha.awareness.markup).
@@ -234,6 +239,7 @@ async def broadcast_image(request: Request, console: ConsoleDep, staff: Awarenes
 @router.get("/awareness/broadcasts/{broadcast_id:int}/progress")
 async def progress_page(request: Request, console: ConsoleDep, staff: AwarenessStaff, broadcast_id: int) -> Response:
     view = await _visible(console, staff, broadcast_id)
+    number = await _number(console, staff)
     async with console.sessionmaker() as session:
         progress = await service.progress(session, broadcast_id)
     total = sum(progress.values())
@@ -241,6 +247,7 @@ async def progress_page(request: Request, console: ConsoleDep, staff: AwarenessS
     return render(
         request, "broadcast_progress.html", nav="awareness", b=view, progress=progress, states=OUTBOX_STATES,
         total=total, finished=finished, refresh=PROGRESS_REFRESH_SECONDS if view.status in REFRESHING else None,
+        can=_permissions(view, author=view.author_no == number, admin=is_admin(staff)),
     )
 
 
