@@ -242,6 +242,20 @@ async def test_compose_preview_submit_and_only_a_second_person_approves(world):
     assert "Know" not in details and "Rights week" not in details and "AMAN" not in details
 
 
+def test_schedules_are_palestine_time_with_its_summer_time():
+    from nazaha.awareness.schedule import ScheduleError, palestine_parts, parse_send_at
+
+    summer = parse_send_at("2026-07-01", "12:00")
+    winter = parse_send_at("2026-01-15", "12:00")
+    assert summer == dt.datetime(2026, 7, 1, 9, 0, tzinfo=dt.timezone.utc)  # UTC+3
+    assert winter == dt.datetime(2026, 1, 15, 10, 0, tzinfo=dt.timezone.utc)  # UTC+2
+    assert palestine_parts(summer) == ("2026-07-01", "12:00")
+    assert parse_send_at("", "") is None
+    for date, time in (("2026-07-01", ""), ("", "12:00"), ("tomorrow", "noon")):
+        with pytest.raises(ScheduleError):
+            parse_send_at(date, time)
+
+
 async def survey_code(w, survey_id: int) -> str:
     async with w.sm() as session:
         return (await session.get(Survey, survey_id)).code
@@ -250,9 +264,13 @@ async def survey_code(w, survey_id: int) -> str:
 async def test_reject_with_a_note_the_author_reads_then_edits_and_submits_again(world):
     w = world
     vera = await member(w, "vera", "volunteer")
-    broadcast_id = compose(vera, name="Draft <b>one</b>")
+    soon = w.clock() + dt.timedelta(hours=2, minutes=10)  # Palestine time in winter is UTC+2: ten minutes ahead
+    broadcast_id = compose(vera, name="Draft <b>one</b>", send_date=soon.strftime("%Y-%m-%d"), send_time=soon.strftime("%H:%M"))
     assert act(vera, broadcast_id, "submit").status_code == 303
     admin = w.admin_browser
+    assert 'id="send-at-past"' not in admin.get(f"/awareness/broadcasts/{broadcast_id}").text
+    w.clock.advance(minutes=20)  # (less than the console's idle timeout)
+    assert 'id="send-at-past"' in admin.get(f"/awareness/broadcasts/{broadcast_id}").text  # approved now: sent at once
     assert act(admin, broadcast_id, "reject", note="  ").headers["location"].endswith("error=note")
     note = "Cite the law <script>alert(1)</script> please"
     assert act(admin, broadcast_id, "reject", note=note).headers["location"].endswith("done=rejected")

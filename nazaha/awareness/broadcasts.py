@@ -177,9 +177,10 @@ async def get_broadcast(session: AsyncSession, broadcast_id: int, *, viewer: int
     return view
 
 
-async def list_broadcasts(session: AsyncSession, *, author: int | None) -> list[BroadcastView]:
-    """Newest first: ``author``'s own, or every broadcast when ``author`` is None."""
-    statement = select(Broadcast).order_by(Broadcast.id.desc())
+async def list_broadcasts(session: AsyncSession, *, author: int | None, limit: int = 200) -> list[BroadcastView]:
+    """Newest first (at most ``limit``, and every one waiting for approval): ``author``'s
+    own, or every broadcast when ``author`` is None."""
+    statement = select(Broadcast).order_by((Broadcast.status == "submitted").desc(), Broadcast.id.desc()).limit(limit)
     if author is not None:
         statement = statement.where(Broadcast.author_id == author)
     rows = (await session.scalars(statement)).all()

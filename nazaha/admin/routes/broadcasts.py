@@ -221,6 +221,7 @@ async def broadcast_page(request: Request, console: ConsoleDep, staff: Awareness
         bubbles={v.language: Markup(v.html) for v in versions},
         states=OUTBOX_STATES, tests=tests, linked=linked, names=names, survey=survey, topics=topics,
         can=can, author=author, admin=admin, sendable=all(not v.problems for v in versions) and bool(versions),
+        send_at_past=view.send_at is not None and view.send_at <= console.clock(),
         error=query_code(request, "error"), done=query_code(request, "done"),
     )
 
