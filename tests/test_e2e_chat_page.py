@@ -24,6 +24,10 @@ pytestmark = [
 ]
 
 
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
 @pytest_asyncio.fixture
 async def page_and_bot(tmp_path):
     from playwright.async_api import async_playwright
@@ -34,11 +38,7 @@ async def page_and_bot(tmp_path):
         run_init(d.data_dir, server.url)
         await d.bot.launch()
         async with async_playwright() as pw:
-            browser = await pw.chromium.launch(
-                executable_path=CHROMIUM,
-                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                      "--disable-component-update", "--disable-sync", "--no-first-run"],
-            )
+            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             page = await browser.new_page()
             try:
                 await page.goto(server.page_url)  # carries this run's control key
@@ -146,3 +146,120 @@ async def test_page_controls_follow_language_and_are_reachable(page_and_bot):
     assert await page.locator("link[rel=icon]").count() == 1
     icon = await page.request.get(page.url.split("#")[0].rstrip("/") + "/favicon.ico")
     assert icon.status == 200 and b"<svg" in await icon.body()
+
+
+class PageOnly:
+    """The chat page against the emulator alone, with an aiogram Bot the test drives itself
+    (no bot process: for what the page shows of messages the test sends)."""
+
+    def __init__(self, page, server: SandboxServer, client: SandboxClient, bot: Bot) -> None:
+        self.page, self.server, self.client, self.bot = page, server, client, bot
+
+    async def user_id(self) -> int:
+        await self.page.locator("html[data-sandbox-user]").wait_for(state="attached", timeout=20000)
+        return int(await self.page.evaluate("document.documentElement.dataset.sandboxUser"))
+
+    async def started_user(self) -> int:
+        """The page's user, after they pressed /start (so that the bot may write to them)."""
+        user_id = await self.user_id()
+        await self.page.locator("#start").click()
+        await self.page.locator(".msg.user", has_text="/start").wait_for(timeout=20000)
+        return user_id
+
+
+@pytest_asyncio.fixture
+async def page_only():
+    from playwright.async_api import async_playwright
+
+    async with SandboxServer(host="127.0.0.1", port=0, default_token=TOKEN) as server:
+        client = SandboxClient(server.url, token=TOKEN)
+        bot = Bot(TOKEN, session=AiohttpSession(api=TelegramAPIServer.from_base(server.url)))
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = await browser.new_page()
+            try:
+                await page.goto(server.page_url)
+                yield PageOnly(page, server, client, bot)
+            finally:
+                await browser.close()
+                await bot.session.close()
+                await client.close()
+
+
+async def test_polls_and_quizzes_in_the_page(page_only):
+    p = page_only
+    user_id = await p.started_user()
+    quiz = await p.bot.send_poll(user_id, "من يوقّع على المناقصة؟", ["الوزير", "اللجنة"], type="quiz",
+                                 correct_option_id=1, is_anonymous=False,
+                                 explanation="القانون <b>8</b>", explanation_parse_mode="HTML")
+    box = p.page.locator(".msg.bot .poll", has_text="المناقصة")
+    await box.wait_for(timeout=20000)
+    assert await box.locator("button.option").count() == 2
+    assert await box.locator(".explanation").count() == 0  # not before answering
+    await box.locator("button.option", has_text="الوزير").click()  # the wrong answer
+    await box.locator("button.option.wrong").wait_for(timeout=20000)
+    right = await box.locator("button.option.right").inner_text()
+    assert "✓" in right and "اللجنة" in right and "0%" in right
+    assert "100%" in await box.locator("button.option.wrong").inner_text()
+    assert "القانون 8" in await box.locator(".explanation").inner_text()
+    assert await box.locator(".explanation b").inner_text() == "8"
+    assert await box.locator("button.option:enabled").count() == 0  # a quiz is answered once
+    updates = await p.bot.get_updates(timeout=0)
+    answer = next(u.poll_answer for u in updates if u.poll_answer)
+    assert answer.user.id == user_id and answer.option_ids == [0] and answer.poll_id == quiz.poll.id
+
+    # A poll with several answers: choose, then vote; then retract.
+    await p.bot.send_poll(user_id, "Which offices?", ["Tax", "Customs", "Land"], allows_multiple_answers=True)
+    poll = p.page.locator(".msg.bot .poll", has_text="Which offices?")
+    await poll.wait_for(timeout=20000)
+    vote = poll.locator("button.poll-vote")
+    assert await vote.is_disabled()
+    await poll.locator("button.option", has_text="Tax").click()
+    await poll.locator("button.option", has_text="Land").click()
+    await vote.click()
+    await poll.locator(".percent").first.wait_for(timeout=20000)
+    assert [t.strip() for t in await poll.locator(".percent").all_inner_texts()] == ["100%", "0%", "100%"]
+    view = next(m for m in await p.client.messages(user_id) if m["poll"] and m["poll"]["question"] == "Which offices?")
+    assert view["poll"]["chosen"] == [0, 2]
+    await poll.locator("button.poll-retract").click()
+    await poll.locator("button.poll-vote").wait_for(timeout=20000)
+    assert await poll.locator(".percent").count() == 0
+
+
+async def test_captions_are_drawn_with_their_entities(page_only):
+    p = page_only
+    user_id = await p.started_user()
+    from aiogram.types import BufferedInputFile
+
+    await p.bot.send_photo(
+        user_id, BufferedInputFile(b"\xff\xd8 jpeg", filename="p.jpg"), parse_mode="HTML",
+        caption='<b>عاجل</b> &lt;img src=x onerror=window.pwned=1&gt; <a href="https://example.org/r">التقرير</a>'
+                ' <a href="javascript:window.pwned=2">x</a>')
+    caption = p.page.locator(".msg.bot .caption", has_text="عاجل")
+    await caption.wait_for(timeout=20000)
+    assert await caption.locator("b").inner_text() == "عاجل"
+    link = caption.locator("a")
+    assert await link.count() == 1  # the javascript: link is drawn as text only
+    assert await link.get_attribute("href") == "https://example.org/r"
+    assert await link.get_attribute("rel") == "noopener noreferrer" and await link.get_attribute("target") == "_blank"
+    assert "<img src=x" in await caption.inner_text()
+    assert await p.page.locator(".msg img").count() == 0 and await p.page.evaluate("window.pwned === undefined")
+
+
+async def test_links_telegram_finds_open_safely(page_only):
+    p = page_only
+    user_id = await p.started_user()
+    await p.bot.send_message(user_id, "اقرأ https://example.org/guide?x=1 أو nazaha.ps — "
+                                      "javascript:window.pwned=1 <script>window.pwned=2</script> @nazaha_news")
+    text = p.page.locator(".msg.bot .text", has_text="اقرأ")
+    await text.wait_for(timeout=20000)
+    links = text.locator("a")
+    assert await links.count() == 2
+    assert [await links.nth(i).get_attribute("href") for i in range(2)] == [
+        "https://example.org/guide?x=1", "http://nazaha.ps/"]
+    for i in range(2):
+        assert await links.nth(i).get_attribute("rel") == "noopener noreferrer"
+        assert await links.nth(i).get_attribute("target") == "_blank"
+    assert await text.locator(".entity-mention").inner_text() == "@nazaha_news"
+    assert "<script>" in await text.inner_text()
+    assert await p.page.locator(".msg script").count() == 0 and await p.page.evaluate("window.pwned === undefined")

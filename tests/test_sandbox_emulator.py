@@ -23,7 +23,10 @@ from aiogram.types import (
     BufferedInputFile,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
+    InputPollOption,
     KeyboardButton,
+    MessageEntity,
+    MessageId,
     ReplyKeyboardMarkup,
 )
 from aiohttp import web
@@ -656,3 +659,321 @@ async def test_media_group_is_one_update_per_item_with_one_group_id(client: Sand
         await client.send_media_group(user["id"], [{"kind": "photo"}, {"kind": "audio"}])
     with pytest.raises(Exception, match="2 to 10"):
         await client.send_media_group(user["id"], [{"kind": "photo"}])
+
+
+# ---- polls and quizzes ----------------------------------------------------------------------------
+
+
+async def test_polls_and_quizzes_as_telegram_sends_them(client: SandboxClient, bot: Bot) -> None:
+    user, offset = await started_user(client, bot)
+    # A regular poll: anonymous by default, options given as strings or InputPollOption objects.
+    sent = await bot.send_poll(user["id"], "Which service failed you?",
+                               ["Water", InputPollOption(text="Electricity"), "Roads"], protect_content=True,
+                               reply_markup=InlineKeyboardMarkup(inline_keyboard=[[
+                                   InlineKeyboardButton(text="More", callback_data="more")]]))
+    poll = sent.poll
+    assert sent.has_protected_content and sent.reply_markup.inline_keyboard[0][0].callback_data == "more"
+    assert poll.is_anonymous and poll.type == "regular" and not poll.allows_multiple_answers
+    assert poll.allows_revoting and not poll.is_closed and poll.total_voter_count == 0
+    assert [(o.text, o.voter_count) for o in poll.options] == [("Water", 0), ("Electricity", 0), ("Roads", 0)]
+    assert poll.correct_option_ids is None and poll.explanation is None
+
+    # An anonymous poll: the bot learns the counts (a `poll` update), never who voted.
+    voted = await client.vote_poll(user["id"], sent.message_id, [1])
+    [update] = await bot.get_updates(offset=offset, timeout=0)
+    assert [update.update_id] == voted["update_ids"] and update.poll_answer is None
+    assert update.poll.id == poll.id and [o.voter_count for o in update.poll.options] == [0, 1, 0]
+    assert update.poll.total_voter_count == 1 and voted["poll"]["chosen"] == [1]
+    changed = await client.vote_poll(user["id"], sent.message_id, [2])  # regular polls allow revoting
+    assert [o.voter_count for o in (await bot.get_updates(offset=update.update_id + 1, timeout=0))[0].poll.options] \
+        == [0, 0, 1]
+    assert (await client.vote_poll(user["id"], sent.message_id, [2]))["update_ids"] == []  # nothing changed
+    with pytest.raises(SandboxControlError, match="one answer only"):
+        await client.vote_poll(user["id"], sent.message_id, [0, 1])
+    with pytest.raises(SandboxControlError, match="no such option"):
+        await client.vote_poll(user["id"], sent.message_id, [3])
+    offset = changed["update_ids"][-1] + 1
+
+    # A quiz that is not anonymous: `poll_answer` (with the user) then `poll`; the solution
+    # is visible to the bot that sent it; one answer only.
+    quiz = await bot.send_poll(user["id"], "Who signs the tender?", ["The minister", "The committee"],
+                               type="quiz", correct_option_id=1, is_anonymous=False,
+                               explanation="Law <b>8</b> of 1998", explanation_parse_mode="HTML")
+    assert quiz.poll.type == "quiz" and quiz.poll.correct_option_ids == [1] and quiz.poll.correct_option_id == 1
+    assert quiz.poll.explanation == "Law 8 of 1998" and quiz.poll.explanation_entities[0].type == "bold"
+    assert not quiz.poll.allows_revoting and not quiz.poll.is_anonymous
+    answer = await client.vote_poll(user["id"], quiz.message_id, [0])
+    answer_update, poll_update = await bot.get_updates(offset=offset, timeout=0)
+    assert [answer_update.update_id, poll_update.update_id] == answer["update_ids"]
+    assert answer_update.poll_answer.user.id == user["id"] and answer_update.poll_answer.option_ids == [0]
+    assert answer_update.poll_answer.option_persistent_ids == ["0"]
+    assert poll_update.poll.correct_option_ids == [1] and poll_update.poll.options[0].voter_count == 1
+    assert answer["poll"]["correct_option_ids"] == [1] and answer["poll"]["explanation"] == "Law 8 of 1998"
+    with pytest.raises(SandboxControlError, match="only once") as refused:
+        await client.vote_poll(user["id"], quiz.message_id, [1])
+    assert refused.value.status == 409
+    with pytest.raises(SandboxControlError, match="retract"):
+        await client.vote_poll(user["id"], quiz.message_id, [])
+
+    # A quiz may have several correct options (Bot API 9.6) and the legacy parameter still works.
+    several = await bot.send_poll(user["id"], "Which are public funds?", ["Taxes", "Gifts", "Fees"], type="quiz",
+                                  correct_option_ids=[0, 2], allows_multiple_answers=True)
+    assert several.poll.correct_option_ids == [0, 2] and several.poll.correct_option_id is None
+    await client.vote_poll(user["id"], several.message_id, [0, 2])
+
+    stopped = await bot.stop_poll(user["id"], quiz.message_id)
+    assert stopped.is_closed and stopped.options[0].voter_count == 1
+    with pytest.raises(TelegramBadRequest, match="poll has already been closed"):
+        await bot.stop_poll(user["id"], quiz.message_id)
+    with pytest.raises(TelegramBadRequest, match="message is not a poll"):
+        await bot.stop_poll(user["id"], 1)  # the user's /start
+    with pytest.raises(TelegramBadRequest, match="message with poll to stop not found"):
+        await bot.stop_poll(user["id"], 999)
+    with pytest.raises(SandboxControlError, match="closed") as closed:
+        await client.vote_poll(user["id"], quiz.message_id, [1])
+    assert closed.value.status == 409
+    updates = await bot.get_updates(offset=poll_update.update_id + 1, timeout=0)
+    assert updates[-1].poll.id == quiz.poll.id and updates[-1].poll.is_closed  # the stop is an update too
+
+    view = {m["message_id"]: m for m in await client.messages(user["id"])}
+    assert view[quiz.message_id]["kind"] == "poll" and view[quiz.message_id]["poll"]["is_closed"]
+    assert view[sent.message_id]["poll"]["options"][2]["voter_count"] == 1
+
+
+async def test_send_poll_refuses_what_telegram_refuses(client: SandboxClient, bot: Bot) -> None:
+    user, _ = await started_user(client, bot)
+    refusals = [
+        (dict(question="?" * 301, options=["a", "b"]), "poll question length must not exceed 300"),
+        (dict(question="   ", options=["a", "b"]), "text must be non-empty"),
+        (dict(question="Q", options=[]), "poll must have at least one answer option"),
+        (dict(question="Q", options=[str(i) for i in range(13)]), "poll can't have more than 12 options"),
+        (dict(question="Q", options=["a", "x" * 101]), "poll options length must not exceed 100"),
+        (dict(question="Q", options=["a", " "]), "text must be non-empty"),
+        (dict(question="Q", options=["a", "b"], type="quiz"), "correct quiz option list must be non-empty"),
+        (dict(question="Q", options=["a", "b"], type="quiz", correct_option_id=2), "wrong quiz correct_option_id"),
+        (dict(question="Q", options=["a", "b"], type="quiz", correct_option_ids=[1, 0]),
+         "correct quiz option list must be increasing"),
+        (dict(question="Q", options=["a", "b"], type="quiz", correct_option_id=0, explanation="e" * 201),
+         "quiz explanation must have at most 200 characters"),
+        (dict(question="Q", options=["a", "b"], type="quiz", correct_option_id=0, explanation="1\n2\n3\n4"),
+         "at most 2 line feeds"),
+        (dict(question="Q", options=["a", "b"], type="vote"), "unsupported poll type specified"),
+        (dict(question="Q", options=["a", "b"], open_period=3), "open_period must be from 5"),
+        (dict(question="Q", options=["a", "b"], open_period=60, close_date=int(time.time()) + 60),
+         "can't be used together"),
+    ]
+    for kwargs, description in refusals:
+        with pytest.raises(TelegramBadRequest, match=description):
+            await bot.send_poll(user["id"], **kwargs)
+    assert await client.calls("sendPoll") and all(not c["ok"] for c in await client.calls("sendPoll"))
+    # Limits are counted as Telegram counts them: 300 and 100 characters exactly are fine,
+    # and a quiz's explanation at exactly 200 characters too.
+    ok = await bot.send_poll(user["id"], "ق" * 300, ["ب" * 100, "b"], type="quiz", correct_option_id=0,
+                             explanation="e" * 200)
+    assert len(ok.poll.question) == 300 and ok.poll.explanation == "e" * 200
+    await client.set_blocked(user["id"], True)
+    with pytest.raises(TelegramForbiddenError, match="bot was blocked by the user"):
+        await bot.send_poll(user["id"], "Q", ["a", "b"])
+
+
+async def test_poll_form_encoded_and_timed_polls_close_on_the_emulator_clock(
+        server: SandboxServer, client: SandboxClient, bot: Bot) -> None:
+    user, offset = await started_user(client, bot)
+    async with aiohttp.ClientSession() as http:  # form-encoded, as some clients send it
+        async with http.post(f"{server.url}/bot{TOKEN}/sendPoll", data={
+                "chat_id": str(user["id"]), "question": "Open for a minute", "options": '["a", {"text": "b"}]',
+                "is_anonymous": "false", "open_period": "60"}) as resp:
+            body = await resp.json()
+    assert resp.status == 200, body
+    poll = body["result"]["poll"]
+    assert not poll["is_anonymous"] and poll["open_period"] == 60 and poll["close_date"] == body["result"]["date"] + 60
+    await client.advance_clock(61)
+    view = next(m for m in await client.messages(user["id"]) if m["message_id"] == body["result"]["message_id"])
+    assert view["poll"]["is_closed"]
+    [closed] = await bot.get_updates(offset=offset, timeout=0)
+    assert closed.poll.id == poll["id"] and closed.poll.is_closed and closed.poll.close_date is None
+    with pytest.raises(SandboxControlError, match="closed"):
+        await client.vote_poll(user["id"], body["result"]["message_id"], [0])
+
+
+async def test_allowed_updates_filter_poll_updates_and_default_excludes_reactions(
+        client: SandboxClient, bot: Bot) -> None:
+    user, offset = await started_user(client, bot)
+    sent = await bot.send_poll(user["id"], "Q", ["a", "b"], is_anonymous=False)
+    # The bot asks for messages only: votes create no updates for it.
+    assert await bot.get_updates(offset=offset, timeout=0, allowed_updates=["message"]) == []
+    assert (await client.vote_poll(user["id"], sent.message_id, [0]))["update_ids"]
+    assert await bot.get_updates(offset=offset, timeout=0) == []  # allowed_updates persists
+    # An empty list means Telegram's default: everything but chat_member and reactions.
+    await bot.get_updates(offset=offset, timeout=0, allowed_updates=[])
+    await client.vote_poll(user["id"], sent.message_id, [1])
+    reaction = {"message_reaction": {"chat": {"id": user["id"], "type": "private"}, "message_id": 1,
+                                     "date": 0, "old_reaction": [], "new_reaction": []}}
+    await client.inject_update(reaction)
+    updates = await bot.get_updates(offset=offset, timeout=0)
+    assert [u.event_type for u in updates] == ["poll_answer", "poll"]
+    await bot.get_updates(offset=updates[-1].update_id + 1, timeout=0,
+                          allowed_updates=["message_reaction", "poll_answer"])
+    await client.inject_update(reaction)
+    await client.vote_poll(user["id"], sent.message_id, [0])
+    assert [u.event_type for u in await bot.get_updates(offset=updates[-1].update_id + 1, timeout=0)] == [
+        "message_reaction", "poll_answer"]
+
+
+# ---- photos with captions -------------------------------------------------------------------------
+
+
+async def test_send_photo_caption_and_file_id_reuse(client: SandboxClient, bot: Bot) -> None:
+    user, offset = await started_user(client, bot)
+    raw = '<b>تنبيه</b> 😀 <a href="https://example.org/x">المصدر</a>'
+    sent = await bot.send_photo(user["id"], BufferedInputFile(b"\xff\xd8 jpeg", filename="p.jpg"), caption=raw,
+                                parse_mode="HTML", protect_content=True)
+    assert sent.caption == "تنبيه 😀 المصدر" and sent.has_protected_content
+    assert [(e.type, e.offset, e.length) for e in sent.caption_entities] == [("bold", 0, 5), ("text_link", 9, 6)]
+    assert sent.caption_entities[1].url == "https://example.org/x"  # offsets in UTF-16: the emoji counts 2
+    sizes = [(p.file_id, p.width) for p in sent.photo]
+    assert len(sizes) == 2 and sizes[0][1] < sizes[1][1]
+
+    # Sending it again by file_id gives the same photo (same file_ids), with another caption.
+    again = await bot.send_photo(user["id"], sent.photo[-1].file_id, caption="plain",
+                                 caption_entities=[MessageEntity(type="italic", offset=0, length=5)])
+    assert [(p.file_id, p.width) for p in again.photo] == sizes
+    assert again.caption == "plain" and again.caption_entities[0].type == "italic"
+    assert (await bot.download_file((await bot.get_file(again.photo[-1].file_id)).file_path)).read() == b"\xff\xd8 jpeg"
+    # A user's photo can be sent on by its file_id too; a document's cannot be sent as a photo.
+    await client.send_photo(user["id"], caption="from the user")
+    [update] = await bot.get_updates(offset=offset, timeout=0)
+    forwarded = await bot.send_photo(user["id"], update.message.photo[-1].file_id)
+    assert [p.file_id for p in forwarded.photo] == [p.file_id for p in update.message.photo]
+    assert forwarded.caption is None
+    doc = await bot.send_document(user["id"], BufferedInputFile(b"%PDF", filename="a.pdf"))
+    with pytest.raises(TelegramBadRequest, match="type of file mismatch"):
+        await bot.send_photo(user["id"], doc.document.file_id)
+    with pytest.raises(TelegramBadRequest, match="wrong file identifier"):
+        await bot.send_photo(user["id"], "no-such-file-id")
+
+    # The limit is 1024 UTF-16 code units of the caption after entity parsing.
+    assert len((await bot.send_photo(user["id"], sent.photo[-1].file_id,
+                                     caption="<b>" + "a" * 1024 + "</b>", parse_mode="HTML")).caption) == 1024
+    with pytest.raises(TelegramBadRequest, match="message caption is too long"):
+        await bot.send_photo(user["id"], sent.photo[-1].file_id, caption="a" * 1023 + "😀")
+    with pytest.raises(TelegramBadRequest, match="can't parse entities"):
+        await bot.send_photo(user["id"], sent.photo[-1].file_id, caption="<b>open", parse_mode="HTML")
+    blank = await bot.send_photo(user["id"], sent.photo[-1].file_id, caption="  ")
+    assert blank.caption is None
+    spoiler = await bot.send_photo(user["id"], sent.photo[-1].file_id, caption="c", has_spoiler=True,
+                                   show_caption_above_media=True)
+    assert spoiler.has_media_spoiler and spoiler.show_caption_above_media
+
+    view = {m["message_id"]: m for m in await client.messages(user["id"])}
+    assert view[sent.message_id]["caption_html"] == raw and view[sent.message_id]["caption"] == sent.caption
+    assert view[sent.message_id]["caption_entities"][1]["url"] == "https://example.org/x"
+
+
+# ---- copies -----------------------------------------------------------------------------------------
+
+
+async def test_copy_message_returns_a_message_id_and_copies_content(client: SandboxClient, bot: Bot) -> None:
+    author, _ = await started_user(client, bot)
+    reader, _ = await started_user(client, bot, language_code="en")
+    keyboard = InlineKeyboardMarkup(inline_keyboard=[[InlineKeyboardButton(text="Stop", callback_data="stop")]])
+    original = await bot.send_message(author["id"], "<b>Weekly</b> tip", parse_mode="HTML", reply_markup=keyboard)
+    copied = await bot.copy_message(reader["id"], author["id"], original.message_id)
+    assert isinstance(copied, MessageId) and copied.message_id >= 1
+    [view] = [m for m in await client.messages(reader["id"]) if m["message_id"] == copied.message_id]
+    assert view["text"] == "Weekly tip" and view["entities"][0]["type"] == "bold"
+    assert view["reply_markup"] is None and not view["forwarded"] and view["from_bot"]  # no keyboard, no origin
+    with_keyboard = await bot.copy_message(reader["id"], author["id"], original.message_id, reply_markup=keyboard,
+                                           protect_content=True)
+    [view] = [m for m in await client.messages(reader["id"]) if m["message_id"] == with_keyboard.message_id]
+    assert view["reply_markup"]["inline_keyboard"][0][0]["callback_data"] == "stop" and view["protect_content"]
+
+    # A photo keeps its file_ids; its caption is kept, replaced (with entities) or removed.
+    photo = await bot.send_photo(author["id"], BufferedInputFile(b"\xff\xd8", filename="p.jpg"), caption="old")
+    same = await bot.copy_message(reader["id"], author["id"], photo.message_id)
+    new = await bot.copy_message(reader["id"], author["id"], photo.message_id, caption="<i>new</i>",
+                                 parse_mode="HTML")
+    [bare] = await bot.copy_messages(reader["id"], author["id"], [photo.message_id], remove_caption=True)
+    views = {m["message_id"]: m for m in await client.messages(reader["id"])}
+    assert views[same.message_id]["caption"] == "old"
+    assert views[new.message_id]["caption"] == "new" and views[new.message_id]["caption_entities"][0]["type"] == "italic"
+    assert views[bare.message_id]["caption"] is None
+    assert views[same.message_id]["media"]["photo"] == [p.model_dump(exclude_none=True) for p in photo.photo]
+
+    # A quiz copied keeps its question, options and solution, as a new poll without votes.
+    quiz = await bot.send_poll(author["id"], "Q", ["a", "b", "c"], type="quiz", correct_option_id=2,
+                               explanation="because")
+    await client.vote_poll(author["id"], quiz.message_id, [2])
+    quiz_copy = await bot.copy_message(reader["id"], author["id"], quiz.message_id)
+    copy_view = next(m for m in await client.messages(reader["id"]) if m["message_id"] == quiz_copy.message_id)
+    assert [o["text"] for o in copy_view["poll"]["options"]] == ["a", "b", "c"]
+    assert copy_view["poll"]["total_voter_count"] == 0 and copy_view["poll"]["id"] != quiz.poll.id
+    answered = await client.vote_poll(reader["id"], quiz_copy.message_id, [2])
+    assert answered["poll"]["correct_option_ids"] == [2] and answered["poll"]["explanation"] == "because"
+
+    # Messages from a group the bot is in can be copied to users (a broadcast from a staff chat).
+    group = await client.create_group("supergroup", "Staff")
+    await client.set_bot_status(group["id"], "member", author["id"])
+    posted = await client.send_group_text(group["id"], "Announcement #1", author["id"])
+    from_group = await bot.copy_message(reader["id"], group["id"], posted["message_id"])
+    assert next(m for m in await client.messages(reader["id"])
+                if m["message_id"] == from_group.message_id)["text"] == "Announcement #1"
+
+    with pytest.raises(TelegramBadRequest, match="message to copy not found"):
+        await bot.copy_message(reader["id"], author["id"], 999)
+    await bot.delete_message(author["id"], original.message_id)
+    with pytest.raises(TelegramBadRequest, match="message to copy not found"):
+        await bot.copy_message(reader["id"], author["id"], original.message_id)
+    # copyMessages skips what it cannot copy.
+    copies = await bot.copy_messages(reader["id"], author["id"], [original.message_id, photo.message_id, 999])
+    assert len(copies) == 1
+    with pytest.raises(TelegramBadRequest, match="message to copy not found"):
+        await bot.copy_messages(reader["id"], author["id"], [original.message_id])
+    await client.set_blocked(reader["id"], True)
+    with pytest.raises(TelegramForbiddenError, match="bot was blocked by the user"):
+        await bot.copy_message(reader["id"], author["id"], photo.message_id)
+    stranger = await client.create_user()
+    with pytest.raises(TelegramForbiddenError, match="can't initiate conversation"):
+        await bot.copy_message(stranger["id"], author["id"], photo.message_id)
+
+
+# ---- entities Telegram finds by itself ---------------------------------------------------------------
+
+
+def _covered(text: str, entity: Any) -> str:
+    data = text.encode("utf-16-le")
+    return data[2 * entity.offset:2 * (entity.offset + entity.length)].decode("utf-16-le")
+
+
+async def test_telegram_finds_links_mentions_hashtags_and_commands(client: SandboxClient, bot: Bot) -> None:
+    user, offset = await started_user(client, bot)
+    text = ("😀 Visit nazaha.ps or https://nazaha.ps/report?lang=ar. Write to tips@nazaha.ps, "
+            "follow @nazaha_news, #شفافية $USD, send /report or /help@sandbox_4242_bot; not file.pdf, e.g. a@b")
+    msg = await bot.send_message(user["id"], text)
+    found = [(e.type, _covered(text, e)) for e in msg.entities]
+    assert found == [("url", "nazaha.ps"), ("url", "https://nazaha.ps/report?lang=ar"), ("email", "tips@nazaha.ps"),
+                     ("mention", "@nazaha_news"), ("hashtag", "#شفافية"), ("cashtag", "$USD"),
+                     ("bot_command", "/report"), ("bot_command", "/help@sandbox_4242_bot")]
+    assert msg.entities[0].offset == 9  # UTF-16: the emoji counts 2
+
+    # The bot's own entities are kept; found ones are added where they cross none but formatting.
+    html = ('<a href="https://other.org">https://shown.org</a> <b>see https://in-bold.org</b> '
+            '<code>@not_a_mention</code> @mention_me')
+    msg = await bot.send_message(user["id"], html, parse_mode="HTML")
+    assert [(e.type, _covered(msg.text, e)) for e in msg.entities] == [
+        ("text_link", "https://shown.org"), ("bold", "see https://in-bold.org"), ("url", "https://in-bold.org"),
+        ("code", "@not_a_mention"), ("mention", "@mention_me")]
+    plain = await bot.send_message(user["id"], "no links here, 500 dinars.")
+    assert plain.entities is None
+    # Captions too.
+    photo = await bot.send_photo(user["id"], BufferedInputFile(b"\xff\xd8", filename="p.jpg"),
+                                 caption="Details: https://nazaha.ps/x")
+    assert [(e.type, _covered(photo.caption, e)) for e in photo.caption_entities] == [("url", "https://nazaha.ps/x")]
+
+    # What users type gets the entities their Telegram app finds: a command anywhere.
+    await client.send_text(user["id"], "/start ref_42")
+    await client.send_text(user["id"], "please /cancel this, see https://example.org")
+    first, second = (u.message for u in await bot.get_updates(offset=offset, timeout=0))
+    assert [(e.type, e.offset, e.length) for e in first.entities] == [("bot_command", 0, 6)]
+    assert [(e.type, _covered(second.text, e)) for e in second.entities] == [
+        ("bot_command", "/cancel"), ("url", "https://example.org")]

@@ -159,13 +159,14 @@ DRAFT_MARKER = "مسودة بلاغ draft-marker-2718"
 REPORT_ID = "a" * 32
 
 
-async def test_head_is_0008_epochs_indexes_outcome_and_key_column_come_and_go_and_neither_0004_nor_0003_can_be_downgraded(sqlite_url: str):
+async def test_head_is_0009_awareness_tables_epochs_indexes_outcome_and_key_column_come_and_go_and_neither_0004_nor_0003_can_be_downgraded(sqlite_url: str):
     from alembic import command
     from alembic.script import ScriptDirectory
 
     config = alembic_config(sqlite_url)
     script = ScriptDirectory.from_config(config)
-    assert script.get_current_head() == "0008"
+    assert script.get_current_head() == "0009"
+    assert script.get_revision("0009").down_revision == "0008"
     assert script.get_revision("0008").down_revision == "0007"
     assert script.get_revision("0007").down_revision == "0006"
     assert script.get_revision("0006").down_revision == "0005"
@@ -225,6 +226,9 @@ async def test_head_is_0008_epochs_indexes_outcome_and_key_column_come_and_go_an
             )
             await conn.run_sync(migrate(command.downgrade, "0005"))
         assert await version() == "0005" and not {"reporter_public_key", "key_epoch"} & await report_columns()
+        async with engine.connect() as conn:  # 0009's awareness tables went with it
+            tables = {name for (name,) in await conn.execute(text("SELECT name FROM sqlite_master WHERE type = 'table'"))}
+            assert not tables & {"subscribers", "broadcasts", "broadcast_outbox", "surveys", "campaigns"}
         assert await received_columns() == received_0005  # 0006 is only an index
         async with engine.connect() as conn:
             assert (await conn.execute(text("SELECT count(*) FROM reports"))).scalar() == 1
@@ -234,7 +238,7 @@ async def test_head_is_0008_epochs_indexes_outcome_and_key_column_come_and_go_an
         assert await version() == "0004" and not inbox & await indexes()
         async with engine.begin() as conn:
             await conn.run_sync(migrate(command.upgrade, "head"))
-        assert await version() == "0008" and inbox <= await indexes()
+        assert await version() == "0009" and inbox <= await indexes()
         assert await received_columns() == [*received_0005, "outcome"]
         async with engine.connect() as conn:  # the old report comes back with no key, epoch 0
             keys = (await conn.execute(text("SELECT reporter_public_key, key_epoch FROM reports"))).all()
@@ -246,7 +250,7 @@ async def test_head_is_0008_epochs_indexes_outcome_and_key_column_come_and_go_an
             with pytest.raises(NotImplementedError, match="backup"):
                 async with engine.begin() as conn:
                     await conn.run_sync(migrate(command.downgrade, target))
-            assert await version() == "0008"
+            assert await version() == "0009"
         assert inbox <= await indexes()  # nothing was undone
         await check_database(engine)
         assert await _schema_diff(engine) == []
@@ -462,7 +466,7 @@ async def test_upgrade_from_0003_maps_the_old_codes_and_adds_the_withdrawal_days
             ).all()
             fields = (await conn.execute(text("SELECT report_id, name, sealed FROM report_fields"))).all()
             version = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar()
-        assert version == "0008"
+        assert version == "0009"
         for name in ("contact_withdrawn_on", "withdrawn_on"):
             assert columns[name]["nullable"] and "DATE" in str(columns[name]["type"]).upper()
         assert [(r.id[:2], r.status, r.outcome) for r in rows] == [

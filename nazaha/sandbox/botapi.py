@@ -16,6 +16,8 @@ from .emulator import (
     ChatState,
     StoredMessage,
 )
+from .entities import with_found_entities
+from .polls import build_poll, register as register_poll, stop_poll
 from .formatting import (
     MAX_CAPTION_LENGTH,
     MAX_TEXT_LENGTH,
@@ -37,15 +39,20 @@ METHODS: dict[str, tuple[str, Method]] = {}  # lower-case name -> (canonical nam
 JSON_FIELDS = {
     "reply_markup", "link_preview_options", "commands", "scope", "reply_parameters", "allowed_updates",
     "entities", "caption_entities", "message_ids", "menu_button", "media", "results",
+    "options", "correct_option_ids", "question_entities", "explanation_entities", "description_entities",
+    "explanation_media", "country_codes",
 }
 BOOL_FIELDS = {
     "protect_content", "disable_notification", "show_alert", "drop_pending_updates",
     "disable_web_page_preview", "allow_sending_without_reply", "show_caption_above_media", "has_spoiler",
     "disable_content_type_detection", "allow_paid_broadcast", "for_channels",
+    "is_anonymous", "allows_multiple_answers", "allows_revoting", "is_closed", "shuffle_options",
+    "allow_adding_options", "hide_results_until_closes", "members_only", "remove_caption",
 }
 INT_FIELDS = {
     "message_id", "offset", "limit", "timeout", "cache_time", "max_connections", "reply_to_message_id",
     "user_id", "message_thread_id", "from_chat_id", "duration", "width", "height",
+    "correct_option_id", "open_period", "close_date",
 }
 _INT_RE = re.compile(r"^-?\d+$")
 
@@ -183,7 +190,8 @@ def _formatted(params: dict[str, Any], key: str, entities_key: str, limit: int,
         raise bad_request(empty_error)
     if utf16_len(plain) > limit:
         raise bad_request(long_error)
-    return plain, raw, entities, parse_mode
+    # Telegram adds the links, mentions, hashtags and commands it finds (entities.py)
+    return plain, raw, with_found_entities(plain, entities), parse_mode
 
 
 def _apply_common(msg: StoredMessage, params: dict[str, Any]) -> None:
@@ -406,6 +414,116 @@ async def send_message(emu: BotApiEmulator, bot: BotState, params: dict[str, Any
     return msg.to_message()
 
 
+@method("sendPoll")
+async def send_poll(emu: BotApiEmulator, bot: BotState, params: dict[str, Any], files: Files) -> Any:
+    """A poll or quiz (see polls.py): the Message with ``poll``, the quiz's solution visible
+    to this bot, which alone gets ``poll`` (and, unless anonymous, ``poll_answer``) updates."""
+    chat = _chat(emu, bot, params, sending=True)
+    poll = build_poll(emu, bot, params)
+    markup = _check_markup(params)
+    msg = chat.new_message(True, emu.now_int(), "poll")
+    msg.poll = poll
+    msg.reply_markup = markup
+    _apply_common(msg, params)
+    register_poll(bot, chat, poll)
+    chat.changed()
+    return msg.to_message()
+
+
+@method("stopPoll")
+async def stop_poll_method(emu: BotApiEmulator, bot: BotState, params: dict[str, Any], files: Files) -> Any:
+    markup = _check_markup(params)
+    if markup is not None and "inline_keyboard" not in markup:
+        raise bad_request("inline keyboard expected")
+    chat = _chat(emu, bot, params)
+    message_id = params.get("message_id")
+    msg = chat.messages.get(message_id) if isinstance(message_id, int) and message_id > 0 else None
+    return stop_poll(emu, bot, chat, msg, markup)
+
+
+# ---- methods: copies ---------------------------------------------------------------------------
+
+_NOT_COPIED = ("media_group_id",)  # Message fields a copy does not take over
+
+
+def _copy_into(emu: BotApiEmulator, bot: BotState, source: StoredMessage, target: ChatState,
+               params: dict[str, Any], *, remove_caption: bool = False) -> StoredMessage:
+    """A copy of ``source`` in ``target``, sent by ``bot``: the same content (the same file_ids;
+    a poll becomes a new poll of this bot, open and without votes), no forward origin, no
+    keyboard unless ``reply_markup`` is given, the caption replaced if ``caption`` is."""
+    if source.poll is not None and source.poll.type == "quiz" and source.poll.owner is not bot:
+        raise bad_request("the message can't be copied")  # a quiz whose solution the bot cannot see
+    msg = target.new_message(True, emu.now_int(), source.kind)
+    msg.text, msg.html, msg.entities, msg.parse_mode = source.text, source.html, source.entities, source.parse_mode
+    msg.media = {key: value for key, value in source.media.items()}
+    msg.extra = {key: value for key, value in source.extra.items() if key not in _NOT_COPIED}
+    if source.poll is not None:
+        msg.poll = source.poll.copy_for(bot, emu.now_int())
+        register_poll(bot, target, msg.poll)
+    elif source.kind != "text":  # media: the caption is kept, replaced or removed
+        if "caption" in params:
+            msg.caption, msg.caption_html, msg.caption_entities = _caption(params)
+            msg.parse_mode = params.get("parse_mode") or None
+        elif not remove_caption:
+            msg.caption, msg.caption_html, msg.caption_entities = (source.caption, source.caption_html,
+                                                                   source.caption_entities)
+        if params.get("show_caption_above_media") and msg.caption is not None:
+            msg.extra["show_caption_above_media"] = True
+    msg.reply_markup = _check_markup(params)
+    _apply_common(msg, params)
+    return msg
+
+
+def _copy_source(emu: BotApiEmulator, bot: BotState, params: dict[str, Any]) -> ChatState:
+    from_chat_id = params.get("from_chat_id")
+    if from_chat_id is None or from_chat_id == "":
+        raise bad_request("from_chat_id is empty")
+    return _chat(emu, bot, {"chat_id": from_chat_id})
+
+
+@method("copyMessage")
+async def copy_message(emu: BotApiEmulator, bot: BotState, params: dict[str, Any], files: Files) -> Any:
+    """Returns a MessageId (``{"message_id": N}``), not a Message, as Telegram does."""
+    source_chat = _copy_source(emu, bot, params)
+    target = _chat(emu, bot, params, sending=True)
+    message_id = params.get("message_id")
+    source = source_chat.messages.get(message_id) if isinstance(message_id, int) else None
+    if source is None or source.deleted:
+        raise bad_request("message to copy not found")
+    _check_markup(params)
+    msg = _copy_into(emu, bot, source, target, params)
+    target.changed()
+    return {"message_id": msg.message_id}
+
+
+@method("copyMessages")
+async def copy_messages(emu: BotApiEmulator, bot: BotState, params: dict[str, Any], files: Files) -> Any:
+    """Copies 1-100 messages (ids in strictly increasing order); skips those that cannot be
+    found or copied, and fails only if none could be. Returns the MessageIds of the copies."""
+    source_chat = _copy_source(emu, bot, params)
+    target = _chat(emu, bot, params, sending=True)
+    ids = params.get("message_ids")
+    if not isinstance(ids, list) or not 1 <= len(ids) <= 100 or not all(isinstance(i, int) for i in ids):
+        raise bad_request("message_ids must contain 1-100 message identifiers")
+    if any(b <= a for a, b in zip(ids, ids[1:])):
+        raise bad_request("message identifiers must be in a strictly increasing order")
+    options = {k: v for k, v in params.items() if k in ("protect_content", "disable_notification")}
+    copies = []
+    for message_id in ids:
+        source = source_chat.messages.get(message_id)
+        if source is None or source.deleted:
+            continue
+        try:
+            copies.append(_copy_into(emu, bot, source, target, options,
+                                     remove_caption=bool(params.get("remove_caption"))))
+        except ApiError:
+            continue  # Telegram skips what it cannot copy
+    if not copies:
+        raise bad_request("message to copy not found")
+    target.changed()
+    return [{"message_id": m.message_id} for m in copies]
+
+
 def _record_edit(msg: StoredMessage, emu: BotApiEmulator) -> None:
     msg.edits.append({"at": emu.now_int(), "text": msg.text, "html": msg.html, "caption": msg.caption,
                       "reply_markup": msg.reply_markup})
@@ -448,7 +566,7 @@ async def edit_message_text(emu: BotApiEmulator, bot: BotState, params: dict[str
 @method("editMessageCaption")
 async def edit_message_caption(emu: BotApiEmulator, bot: BotState, params: dict[str, Any], files: Files) -> Any:
     chat, msg = _editable(emu, bot, params)
-    if msg.kind == "text":
+    if msg.kind in ("text", "poll"):
         raise bad_request("there is no caption in the message to edit")
     if params.get("caption"):
         plain, raw, entities, _ = _formatted(params, "caption", "caption_entities", MAX_CAPTION_LENGTH,
@@ -586,29 +704,70 @@ def _input_file(emu: BotApiEmulator, params: dict[str, Any], files: Files, field
     return stored, stored.file_name
 
 
+def _caption(params: dict[str, Any]) -> tuple[str | None, str | None, list[dict[str, Any]] | None]:
+    """(caption, raw caption, entities) of a media message: parsed like a message's text,
+    at most 1024 UTF-16 code units after entity parsing; an empty or blank caption is none."""
+    raw = params.get("caption")
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return None, None, None
+    try:
+        caption, raw, entities, _ = _formatted(params, "caption", "caption_entities", MAX_CAPTION_LENGTH,
+                                               "message caption is empty", "message caption is too long")
+    except ApiError as err:
+        if err.description.endswith("message caption is empty"):
+            return None, None, None  # markup only, e.g. "<b> </b>"
+        raise
+    return caption, raw, entities
+
+
 def _send_media(emu: BotApiEmulator, bot: BotState, params: dict[str, Any], kind: str,
                 media: dict[str, Any]) -> dict[str, Any]:
     chat = _chat(emu, bot, params, sending=True)
-    caption = raw = entities = None
-    if params.get("caption"):
-        caption, raw, entities, _ = _formatted(params, "caption", "caption_entities", MAX_CAPTION_LENGTH,
-                                               "message caption is empty", "message caption is too long")
+    caption, raw, entities = _caption(params)
     markup = _check_markup(params)
     msg = chat.new_message(True, emu.now_int(), kind)
     msg.media = media
     msg.caption, msg.caption_html, msg.caption_entities = caption, raw, entities
     msg.parse_mode = params.get("parse_mode") or None
     msg.reply_markup = markup
+    if params.get("show_caption_above_media") and caption is not None:
+        msg.extra["show_caption_above_media"] = True
+    if params.get("has_spoiler"):
+        msg.extra["has_media_spoiler"] = True
     _apply_common(msg, params)
     chat.changed()
     return msg.to_message()
 
 
+def _photo_sizes(emu: BotApiEmulator, params: dict[str, Any], files: Files) -> list[dict[str, Any]]:
+    """The PhotoSize list for sendPhoto's ``photo``: a new photo for an upload (or an URL,
+    never fetched), the same sizes and file_ids again for the file_id of a known photo."""
+    value = params.get("photo")
+    upload = files.get("photo")
+    if isinstance(value, str) and value.startswith("attach://"):
+        upload = files.get(value[len("attach://"):])
+        if upload is None:
+            raise bad_request("file must be non-empty")
+    if upload is not None:
+        if not upload[1]:
+            raise bad_request("file must be non-empty")
+        return emu.store_photo(upload[1])
+    if not value or not isinstance(value, str):
+        raise bad_request("there is no photo in the request")
+    if value.startswith(("http://", "https://")):
+        return emu.store_photo(b"")  # never fetched: the emulator makes no outgoing requests but webhooks
+    sizes = emu.photo_sizes.get(value)
+    if sizes is None:
+        if value in emu.files:
+            raise bad_request("type of file mismatch")  # e.g. a document's file_id
+        raise bad_request("wrong file identifier/HTTP URL specified")
+    return sizes
+
+
 @method("sendPhoto")
 async def send_photo(emu: BotApiEmulator, bot: BotState, params: dict[str, Any], files: Files) -> Any:
     _chat(emu, bot, params, sending=True)
-    stored, _ = _input_file(emu, params, files, "photo", "photos", ".jpg", "image/jpeg")
-    return _send_media(emu, bot, params, "photo", {"photo": [{**stored.to_file(False), "width": 1280, "height": 960}]})
+    return _send_media(emu, bot, params, "photo", {"photo": _photo_sizes(emu, params, files)})
 
 
 @method("sendDocument")

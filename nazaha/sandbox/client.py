@@ -205,6 +205,18 @@ class SandboxClient:
         """The user edits the caption of a file they sent ("" removes it)."""
         return await self._post(f"messages/{message_id}/edit", {"user_id": user_id, "caption": caption}, token)
 
+    async def vote_poll(self, user_id: int, message_id: int, option_ids: list[int] | tuple[int, ...], *,
+                        chat_id: int | None = None, token: str | None = None) -> dict[str, Any]:
+        """The user answers the poll in ``message_id`` (option positions from 0; ``[]``
+        retracts a vote where the poll allows it). Returns ``{update_ids, poll}``: the updates
+        queued for the bot that sent the poll (``poll_answer`` unless anonymous, then ``poll``;
+        none when nothing changed) and the poll as the user sees it. SandboxControlError 409
+        for a closed poll or a second answer to a quiz, 400 for a malformed vote."""
+        body: dict[str, Any] = {"user_id": user_id, "option_ids": list(option_ids)}
+        if chat_id is not None:
+            body["chat_id"] = chat_id
+        return await self._post(f"messages/{message_id}/poll-answer", body, token)
+
     async def create_group(self, chat_type: str = "group", title: str = "Sandbox group", *,
                            token: str | None = None) -> dict[str, Any]:
         """A group, supergroup or channel: its Chat dict."""

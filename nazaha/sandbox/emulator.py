@@ -19,7 +19,9 @@ import secrets
 import time
 from typing import Any, Awaitable, Callable
 
+from .entities import find_entities, with_found_entities
 from .formatting import ApiError
+from .polls import StoredPoll, user_poll
 
 __all__ = ["BotApiEmulator", "BotState", "ChatState", "StoredMessage", "StoredFile", "Signal", "ApiError"]
 
@@ -38,6 +40,9 @@ FILE_KINDS = {
     "animation": ("animations", ".mp4", "video/mp4"),
 }
 FIRST_USER_ID = 700_000_001
+# What a bot gets when it never chose (or chose an empty list of) allowed_updates: everything
+# except these, as the Bot API documents for getUpdates and setWebhook.
+NOT_BY_DEFAULT = frozenset({"chat_member", "message_reaction", "message_reaction_count"})
 
 
 class Signal:
@@ -93,7 +98,7 @@ class StoredMessage:
     __slots__ = (
         "message_id", "chat", "from_bot", "date", "kind", "text", "html", "parse_mode", "entities",
         "caption", "caption_html", "caption_entities", "reply_markup", "protect_content", "deleted",
-        "edit_date", "edits", "media", "forward_origin", "reply_to", "extra", "sender",
+        "edit_date", "edits", "media", "forward_origin", "reply_to", "extra", "sender", "poll",
     )
 
     def __init__(self, chat: "ChatState", message_id: int, from_bot: bool, date: int, kind: str) -> None:
@@ -119,6 +124,7 @@ class StoredMessage:
         self.reply_to: int | None = None
         self.extra: dict[str, Any] = {}  # other Message fields passed through (e.g. link_preview_options)
         self.sender: dict[str, Any] | None = None  # the user who wrote it, in a group chat
+        self.poll: StoredPoll | None = None  # a poll or quiz (kind "poll"), shared state with its votes
 
     def to_message(self, with_reply: bool = True) -> dict[str, Any]:
         """The Bot API ``Message`` object as it is now."""
@@ -147,6 +153,9 @@ class StoredMessage:
             if self.entities:
                 msg["entities"] = self.entities
         msg.update(self.media)
+        if self.poll is not None:
+            # a quiz's solution only to the bot that sent it (or once closed), as on Telegram
+            msg["poll"] = self.poll.to_poll(with_solution=self.poll.owner is chat.bot)
         if self.caption is not None:
             msg["caption"] = self.caption
             if self.caption_entities:
@@ -169,6 +178,7 @@ class StoredMessage:
             "entities": self.entities,
             "caption": self.caption,
             "caption_html": self.caption_html,
+            "caption_entities": self.caption_entities,
             "media": self.media or None,
             "reply_markup": self.reply_markup,
             "protect_content": self.protect_content,
@@ -179,6 +189,7 @@ class StoredMessage:
             "date": self.date,
             "reply_to_message_id": self.reply_to,
             "forwarded": self.forward_origin is not None,
+            "poll": self.poll.view(self.chat.user.get("id")) if self.poll is not None else None,
         }
 
 
@@ -330,6 +341,8 @@ class BotState:
         self.callback_queries: dict[str, dict[str, Any]] = {}
         self.faults: dict[str, collections.deque[Fault]] = {}
         self.calls: collections.deque[dict[str, Any]] = collections.deque(maxlen=max_calls)
+        # timed polls still open: poll id -> (poll, chat), closed when the clock passes close_date
+        self.timed_polls: dict[str, tuple[StoredPoll, ChatState]] = {}
 
     def user_dict(self) -> dict[str, Any]:
         return {"id": self.id, "is_bot": True, "first_name": self.first_name, "username": self.username}
@@ -395,6 +408,7 @@ class BotApiEmulator:
         self.callback_answer_window = CALLBACK_ANSWER_WINDOW_SECONDS
         self.files: dict[str, StoredFile] = {}
         self.files_by_path: dict[str, StoredFile] = {}
+        self.photo_sizes: dict[str, list[dict[str, Any]]] = {}  # any size's file_id -> all sizes
         self.clock_offset = 0.0
         self.closing = False
         self.max_calls = max_calls
@@ -512,9 +526,7 @@ class BotApiEmulator:
         msg.text = text
         if chat.group is not None and chat.group["type"] != "channel":
             msg.sender = dict(self.get_user(user_id if user_id is not None else -1))
-        m = re.match(r"/[A-Za-z0-9_]{1,32}(@[A-Za-z0-9_]+)?", text)
-        if m:
-            msg.entities = [{"type": "bot_command", "offset": 0, "length": len(m.group(0))}]
+        msg.entities = find_entities(text) or None  # as the user's Telegram app marks them
         chat.changed()
         if chat.member_status not in PRESENT_STATUSES:
             return None, msg
@@ -535,6 +547,23 @@ class BotApiEmulator:
         self.files_by_path[path] = stored
         return stored
 
+    def store_photo(self, content: bytes, width: int = 1280, height: int = 960,
+                    file_size: int | None = None) -> list[dict[str, Any]]:
+        """A photo as Telegram keeps one: its sizes (a 90 px wide thumbnail, then the photo),
+        each a PhotoSize dict with its own file_id. Any of those file_ids sends the same sizes
+        again (``photo_sizes``)."""
+        thumb = self.store_file(content, folder="photos", extension=".jpg", mime_type="image/jpeg",
+                                file_size=file_size)
+        full = self.store_file(content, folder="photos", extension=".jpg", mime_type="image/jpeg",
+                               file_size=file_size)
+        sizes = [
+            {**thumb.to_file(False), "width": 90, "height": max(1, 90 * height // max(width, 1))},
+            {**full.to_file(False), "width": width, "height": height},
+        ]
+        for size in sizes:
+            self.photo_sizes[size["file_id"]] = sizes
+        return sizes
+
     # ---- updates -----------------------------------------------------------------------------
 
     def enqueue_update(self, bot: BotState, update: dict[str, Any]) -> int:
@@ -550,7 +579,7 @@ class BotApiEmulator:
         bot.next_update_id = max(bot.next_update_id, update_id + 1)
         queued = QueuedUpdate(update, replay=replay)
         allowed = bot.webhook.get("allowed_updates") if bot.webhook else bot.allowed_updates
-        if allowed and queued.kind not in allowed:
+        if (queued.kind not in allowed) if allowed else (queued.kind in NOT_BY_DEFAULT):
             return update_id  # Telegram never creates updates of types the bot did not ask for
         bot.queue.append(queued)
         bot.updates_signal.fire()
@@ -592,11 +621,9 @@ class BotApiEmulator:
             if not isinstance(text, str) or not text:
                 raise ValueError("text is required")
             msg.text = text
-            m = re.match(r"/[A-Za-z0-9_]{1,32}(@[A-Za-z0-9_]+)?", text)
-            if m:
-                msg.entities = [{"type": "bot_command", "offset": 0, "length": len(m.group(0))}]
-            if fields.get("entities"):
-                msg.entities = fields["entities"]
+            # what the user's Telegram app finds (a command anywhere, links, mentions, ...),
+            # added to any entities the test gives
+            msg.entities = with_found_entities(text, fields.get("entities") or None)
         elif kind == "sticker":
             msg.media = {"sticker": {
                 "file_id": f"SBXSTICKER_{secrets.token_urlsafe(12)}", "file_unique_id": secrets.token_hex(6),
@@ -610,14 +637,7 @@ class BotApiEmulator:
             msg.media = {"contact": {"phone_number": str(fields.get("phone_number") or "+970590000000"),
                                      "first_name": user["first_name"], "user_id": user["id"]}}
         elif kind == "poll":
-            options = fields.get("options") or ["Yes", "No"]
-            msg.media = {"poll": {
-                "id": str(secrets.randbelow(10**18)), "question": str(fields.get("question") or "?"),
-                "options": [{"persistent_id": str(i), "text": str(o), "voter_count": 0}
-                            for i, o in enumerate(options)],
-                "total_voter_count": 0, "is_closed": False, "is_anonymous": True, "type": "regular",
-                "allows_multiple_answers": False, "allows_revoting": False, "members_only": False,
-            }}
+            msg.poll = user_poll(str(fields.get("question") or "?"), fields.get("options") or ["Yes", "No"])
         elif kind in FILE_KINDS:
             folder, ext, default_mime = FILE_KINDS[kind]
             name = fields.get("filename")
@@ -646,19 +666,13 @@ class BotApiEmulator:
                                          if k not in ("duration", "width", "height")}
             if fields.get("caption") and kind != "video_note":
                 msg.caption = fields["caption"]
+                msg.caption_entities = find_entities(msg.caption) or None
         elif kind in ("photo", "document", "voice"):
             content: bytes = fields.get("content") or b""
             declared = fields.get("file_size")
             if kind == "photo":
-                stored = self.store_file(content, folder="photos", extension=".jpg", mime_type="image/jpeg",
-                                         file_size=declared)
-                thumb = self.store_file(content, folder="photos", extension=".jpg", mime_type="image/jpeg",
-                                        file_size=declared)
-                width, height = fields.get("width", 1280), fields.get("height", 960)
-                msg.media = {"photo": [
-                    {**thumb.to_file(False), "width": 90, "height": max(1, 90 * height // max(width, 1))},
-                    {**stored.to_file(False), "width": width, "height": height},
-                ]}
+                msg.media = {"photo": self.store_photo(content, int(fields.get("width", 1280)),
+                                                       int(fields.get("height", 960)), declared)}
             elif kind == "voice":
                 stored = self.store_file(content, folder="voice", extension=".oga", mime_type="audio/ogg",
                                          file_size=declared)
@@ -673,6 +687,7 @@ class BotApiEmulator:
                 msg.media = {"document": {**stored.to_file(False), "file_name": name, "mime_type": mime}}
             if fields.get("caption"):
                 msg.caption = fields["caption"]
+                msg.caption_entities = find_entities(msg.caption) or None
         else:
             raise ValueError(f"unknown message kind {kind!r}")
         if fields.get("media_group_id") and msg.media:
@@ -700,14 +715,12 @@ class BotApiEmulator:
                 raise ValueError("only a text message's text can be edited, to non-empty text")
             if text == msg.text:
                 raise ValueError("message is not modified")
-            msg.text, msg.entities = text, None
-            m = re.match(r"/[A-Za-z0-9_]{1,32}(@[A-Za-z0-9_]+)?", text)
-            if m:
-                msg.entities = [{"type": "bot_command", "offset": 0, "length": len(m.group(0))}]
+            msg.text, msg.entities = text, find_entities(text) or None
         elif caption is not None:
             if msg.kind not in ("photo", "document", "voice", "video", "audio", "animation"):
                 raise ValueError("this message has no caption to edit")
             msg.caption = caption or None
+            msg.caption_entities = find_entities(caption) or None if caption else None
         else:
             raise ValueError("text or caption is required")
         msg.edits.append({"at": self.now_int(), "text": msg.text, "html": None, "caption": msg.caption,

@@ -22,6 +22,7 @@ from . import DEFAULT_SANDBOX_TOKEN, LOCAL_CONTROL_KEYS
 from .botapi import scope_key
 from .emulator import BotApiEmulator, BotState
 from .formatting import ApiError
+from .polls import VoteRefused, close_due_polls, vote
 
 __all__ = ["create_app", "SandboxServer", "serve_forever"]
 
@@ -201,7 +202,7 @@ async def api_send_message(request: web.Request) -> web.Response:
     except ValueError as err:
         raise ControlError(400, str(err)) from None
     result: dict[str, Any] = {"update_id": update_id, "message_id": msg.message_id}
-    if msg.media:
+    if msg.media or msg.poll is not None:
         result["message"] = msg.to_message()
     return _json(result)
 
@@ -306,8 +307,35 @@ def _chat_of(request: web.Request, bot: BotState) -> Any:
 
 
 @control
+async def api_vote(request: web.Request) -> web.Response:
+    """The user answers the poll in message ``message_id``: ``{user_id, option_ids, chat_id?}``
+    (positions from 0; ``[]`` retracts). ``chat_id`` defaults to the user's private chat.
+    ``{update_ids, poll}``: the updates queued for the bot that sent the poll (none when
+    nothing changed) and the poll as the user now sees it. 409 for a vote the poll's state
+    refuses (closed, a second answer to a quiz), 400 for a malformed one."""
+    body = await _body(request)
+    bot = _bot(request, body)
+    emulator = request.app[EMULATOR_KEY]
+    user = emulator.get_user(_int(body.get("user_id"), "user_id"))
+    chat_id = body.get("chat_id")
+    chat = (bot.chat_for(user) if chat_id is None or _int(chat_id, "chat_id") == user["id"]
+            else bot.group_chat(emulator.get_group(_int(chat_id, "chat_id"))))
+    msg = chat.messages.get(_int(request.match_info["message_id"], "message_id"))
+    if msg is None or msg.deleted:
+        raise LookupError("no such message in this chat")
+    try:
+        update_ids = vote(emulator, bot, chat, msg, user, body.get("option_ids"))
+    except VoteRefused as err:
+        raise ControlError(err.status, err.message) from None
+    assert msg.poll is not None
+    return _json({"update_ids": update_ids, "poll": msg.poll.view(user["id"])})
+
+
+@control
 async def api_chat_messages(request: web.Request) -> web.Response:
-    chat = _chat_of(request, _bot(request))
+    bot = _bot(request)
+    chat = _chat_of(request, bot)
+    close_due_polls(request.app[EMULATOR_KEY], bot)
     return _json([m.to_view() for m in chat.messages.values()])
 
 
@@ -320,7 +348,9 @@ async def api_chat_wait(request: web.Request) -> web.Response:
     has sent a message with id > N, with the bot's messages after N. 408 on timeout.
     """
     emulator = request.app[EMULATOR_KEY]
-    chat = _chat_of(request, _bot(request))
+    bot = _bot(request)
+    chat = _chat_of(request, bot)
+    close_due_polls(emulator, bot)
     timeout = min(_float(request.query.get("timeout"), "timeout", 10.0), 300.0)
     if "version" in request.query:
         version = _int(request.query["version"], "version")
@@ -473,6 +503,7 @@ def create_app(emulator: BotApiEmulator | None = None, default_token: str = DEFA
     r.add_post(f"{api}/users/{{user_id}}/blocked", api_set_blocked)
     r.add_post(f"{api}/messages", api_send_message)
     r.add_post(f"{api}/messages/{{message_id}}/edit", api_edit_message)
+    r.add_post(f"{api}/messages/{{message_id}}/poll-answer", api_vote)
     r.add_post(f"{api}/groups", api_create_group)
     r.add_get(f"{api}/groups/{{chat_id}}", api_group)
     r.add_post(f"{api}/groups/{{chat_id}}/bot", api_group_bot_status)

@@ -28,6 +28,12 @@
       noKey: "افتح العنوان الذي طبعه \u2066make demo\u2069 كاملًا، فهو يحمل مفتاح هذا التشغيل.",
       media: { photo: "📷 صورة", document: "📄 مستند", voice: "🎤 رسالة صوتية", sticker: "ملصق",
                location: "📍 موقع", contact: "👤 جهة اتصال" },
+      poll: "📊 استطلاع", anonymousPoll: "📊 استطلاع مجهول الهوية", quiz: "🧠 اختبار",
+      anonymousQuiz: "🧠 اختبار مجهول الهوية", closedPoll: "النتائج النهائية", vote: "صوِّت",
+      retract: "سحب التصويت", explanation: "💡 ",
+      voters: { zero: "لا أصوات بعد", one: "صوت واحد", two: "صوتان", few: "{n} أصوات",
+                many: "{n} صوتًا", other: "{n} صوت" },
+      right: "إجابة صحيحة", wrong: "إجابة خاطئة",
     },
     en: {
       title: "Nazaha sandbox", hint: "Telegram emulator · not real Telegram", language: "Language",
@@ -40,6 +46,10 @@
       noKey: "Open the whole address printed by `make demo`: it carries this run's key.",
       media: { photo: "📷 photo", document: "📄 document", voice: "🎤 voice message", sticker: "sticker",
                location: "📍 location", contact: "👤 contact" },
+      poll: "📊 Poll", anonymousPoll: "📊 Anonymous poll", quiz: "🧠 Quiz", anonymousQuiz: "🧠 Anonymous quiz",
+      closedPoll: "Final results", vote: "Vote", retract: "Retract vote", explanation: "💡 ",
+      voters: { zero: "No votes yet", one: "{n} vote", other: "{n} votes" },
+      right: "right answer", wrong: "wrong answer",
     },
   };
   let lang = "ar";
@@ -102,6 +112,7 @@
     });
     if (status !== 200) throw new Error("could not create a sandbox user");
     userId = data.id;
+    document.documentElement.dataset.sandboxUser = String(userId);
     sessionStorage.setItem(storeKey, JSON.stringify({ userId, lang }));
     resetLog();
     startPolling();
@@ -126,6 +137,65 @@
       return "📄 \u2066" + (media.document.file_name || t("media").document) + "\u2069";
     }
     return t("media")[m.kind] || m.kind;
+  }
+
+  // Text with Telegram entities (offsets in UTF-16 code units, as JavaScript strings count)
+  // as DOM nodes. The text itself only ever goes into text nodes; links are made only for
+  // http(s) and mailto addresses, and open in a new tab without a referrer.
+  const ENTITY_TAGS = {
+    bold: "b", italic: "i", underline: "u", strikethrough: "s", code: "code", pre: "pre",
+    blockquote: "blockquote", expandable_blockquote: "blockquote",
+  };
+
+  function link(href) {
+    const a = document.createElement("a");
+    a.href = href;
+    a.target = "_blank";
+    a.rel = "noopener noreferrer";
+    return a;
+  }
+
+  function entityElement(entity, covered) {
+    let href = null;
+    if (entity.type === "url") href = safeUrl(/^[a-z][a-z0-9+.-]*:/i.test(covered) ? covered : "http://" + covered);
+    else if (entity.type === "text_link" && typeof entity.url === "string") href = safeUrl(entity.url);
+    else if (entity.type === "email") href = "mailto:" + encodeURIComponent(covered).replace("%40", "@");
+    if (href) return link(href);
+    const el = document.createElement(ENTITY_TAGS[entity.type] || "span");
+    el.className = "entity entity-" + String(entity.type).replace(/[^a-z_]/g, "");
+    if (entity.type === "spoiler") el.addEventListener("click", () => el.classList.add("shown"));
+    return el;
+  }
+
+  function buildEntities(parent, text, start, end, list) {
+    let pos = start;
+    let i = 0;
+    while (i < list.length) {
+      const e = list[i];
+      if (e.offset < pos) { i++; continue; } // crosses an entity already drawn
+      if (e.offset > pos) parent.appendChild(document.createTextNode(text.slice(pos, e.offset)));
+      const stop = e.offset + e.length;
+      const inner = [];
+      let j = i + 1;
+      for (; j < list.length && list[j].offset < stop; j++) {
+        if (list[j].offset + list[j].length <= stop) inner.push(list[j]);
+      }
+      const el = entityElement(e, text.slice(e.offset, stop));
+      buildEntities(el, text, e.offset, stop, inner);
+      parent.appendChild(el);
+      pos = stop;
+      i = j;
+    }
+    if (pos < end) parent.appendChild(document.createTextNode(text.slice(pos, end)));
+  }
+
+  function formatted(text, entities) {
+    const fragment = document.createDocumentFragment();
+    const list = (Array.isArray(entities) ? entities : []).filter((e) => e && Number.isInteger(e.offset)
+      && Number.isInteger(e.length) && e.offset >= 0 && e.length > 0 && e.offset + e.length <= text.length)
+      .sort((a, b) => a.offset - b.offset || b.length - a.length);
+    buildEntities(fragment, text, 0, text.length, list);
+    return fragment;
   }
 
   function safeUrl(url) {
@@ -169,22 +239,136 @@
     return box;
   }
 
+  // "{n} votes" in the page's language (Arabic has six plural forms); the number is an
+  // isolated left-to-right run inside Arabic.
+  function votersText(n) {
+    const forms = t("voters");
+    const form = n === 0 ? "zero" : new Intl.PluralRules(lang).select(n);
+    const number = lang === "ar" ? "\u2066" + n + "\u2069" : String(n);
+    return (forms[form] || forms.other).replace("{n}", number);
+  }
+
+  async function vote(messageId, optionIds) {
+    const { status, data } = await call("POST", "/messages/" + messageId + "/poll-answer",
+                                        { user_id: userId, option_ids: optionIds });
+    if (status !== 200 && data && data.error) toast(data.error);
+  }
+
+  // A poll or quiz as a Telegram app shows it: the question, options as buttons; once the
+  // user voted (or the poll closed) the share of each option, and for a quiz the right and
+  // wrong marks and the explanation.
+  function pollBox(m) {
+    const p = m.poll;
+    const box = document.createElement("div");
+    box.className = "poll";
+    const head = document.createElement("div");
+    head.className = "poll-kind";
+    const quiz = p.type === "quiz";
+    head.textContent = p.is_closed ? t("closedPoll")
+      : t(quiz ? (p.is_anonymous ? "anonymousQuiz" : "quiz") : (p.is_anonymous ? "anonymousPoll" : "poll"));
+    box.appendChild(head);
+    const question = document.createElement("div");
+    question.className = "question";
+    question.dir = "auto";
+    question.textContent = p.question;
+    box.appendChild(question);
+    const voted = p.chosen.length > 0;
+    const results = voted || p.is_closed;
+    const canVote = !p.is_closed && (!voted || p.allows_revoting) && m.from_bot;
+    const correct = p.correct_option_ids || [];
+    const selected = new Set();
+    const list = document.createElement("div");
+    list.className = "options";
+    p.options.forEach((option, i) => {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "option";
+      button.dataset.index = String(i);
+      const mark = document.createElement("span");
+      mark.className = "mark";
+      if (quiz && results && correct.includes(i)) { mark.textContent = "✓"; mark.title = t("right"); button.classList.add("right"); }
+      else if (quiz && results && p.chosen.includes(i)) { mark.textContent = "✗"; mark.title = t("wrong"); button.classList.add("wrong"); }
+      else if (p.chosen.includes(i)) mark.textContent = "•";
+      const label = document.createElement("span");
+      label.className = "label-text";
+      label.dir = "auto";
+      label.textContent = option.text;
+      button.append(mark, label);
+      if (results) {
+        const share = p.total_voter_count ? Math.round(100 * option.voter_count / p.total_voter_count) : 0;
+        const percent = document.createElement("bdi");
+        percent.className = "percent";
+        percent.textContent = share + "%";
+        const bar = document.createElement("span");
+        bar.className = "bar";
+        bar.style.width = share + "%"; // CSSOM, allowed by the page's CSP
+        button.append(percent, bar);
+      }
+      if (!canVote) button.disabled = true;
+      else if (p.allows_multiple_answers) {
+        button.addEventListener("click", () => {
+          if (selected.has(i)) selected.delete(i); else selected.add(i);
+          button.classList.toggle("selected", selected.has(i));
+          submit.disabled = selected.size === 0;
+        });
+      } else {
+        button.addEventListener("click", () => vote(m.message_id, [i]));
+      }
+      list.appendChild(button);
+    });
+    box.appendChild(list);
+    let submit = null;
+    if (canVote && p.allows_multiple_answers) {
+      submit = document.createElement("button");
+      submit.type = "button";
+      submit.className = "poll-vote";
+      submit.textContent = t("vote");
+      submit.disabled = true;
+      submit.addEventListener("click", () => vote(m.message_id, [...selected].sort((a, b) => a - b)));
+      box.appendChild(submit);
+    }
+    if (voted && p.allows_revoting && !p.is_closed) {
+      const retract = document.createElement("button");
+      retract.type = "button";
+      retract.className = "poll-retract";
+      retract.textContent = t("retract");
+      retract.addEventListener("click", () => vote(m.message_id, []));
+      box.appendChild(retract);
+    }
+    if (quiz && results && p.explanation) {
+      const explanation = document.createElement("div");
+      explanation.className = "explanation";
+      explanation.dir = "auto";
+      explanation.append(t("explanation"), formatted(p.explanation, p.explanation_entities));
+      box.appendChild(explanation);
+    }
+    const total = document.createElement("div");
+    total.className = "voters";
+    total.textContent = votersText(p.total_voter_count);
+    box.appendChild(total);
+    return box;
+  }
+
   function bubble(m) {
     const el = document.createElement("div");
     el.className = "msg " + (m.from_bot ? "bot" : "user");
     el.dir = "auto";
-    if (m.kind !== "text") {
+    if (m.poll) {
+      el.appendChild(pollBox(m));
+    } else if (m.kind !== "text") {
       const media = document.createElement("div");
       media.className = "media";
       media.dir = "auto";
       media.textContent = mediaText(m);
       el.appendChild(media);
     }
+    // Text or caption with its entities (bold, links, ...), as Telegram's apps draw them.
     const body = m.text !== null ? m.text : m.caption;
     if (body) {
       const text = document.createElement("div");
+      text.className = m.text !== null ? "text" : "caption";
       text.dir = "auto";
-      text.textContent = body;
+      text.appendChild(formatted(body, m.text !== null ? m.entities : m.caption_entities));
       el.appendChild(text);
     }
     // The footer follows the page's direction (badges first, then the time); the time is
@@ -222,7 +406,8 @@
     for (const m of messages) {
       if (m.deleted) continue;
       seen.add(m.message_id);
-      const sig = JSON.stringify([m.text, m.caption, m.reply_markup, m.edit_count, m.protect_content]);
+      const sig = JSON.stringify([m.text, m.entities, m.caption, m.caption_entities, m.reply_markup, m.edit_count,
+                                  m.protect_content, m.poll]);
       let entry = bubbles.get(m.message_id);
       if (!entry || entry.sig !== sig) {
         const el = bubble(m);
@@ -392,6 +577,7 @@
     setLanguage(saved && saved.lang ? saved.lang : "ar");
     if (saved && saved.userId) {
       userId = saved.userId;
+      document.documentElement.dataset.sandboxUser = String(userId);
       startPolling();
     } else {
       await newUser();
