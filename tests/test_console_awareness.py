@@ -768,3 +768,29 @@ async def test_library_admins_edit_volunteers_read(world):
     assert made.status_code == 303
     listing = vera.get("/awareness/library").text
     assert 'id="topic-budget"' in listing and "Public budget" in listing and "What is a bribe?" in listing
+
+
+def test_the_console_accepts_every_item_of_the_content_files():
+    """What the console checks (Telegram's limits, the article as one message) agrees with
+    the content files the bot starts from: each of their items could be saved as it is."""
+    import tomllib
+    from pathlib import Path
+
+    from nazaha.awareness import library
+
+    locales = Path(__file__).resolve().parent.parent / "nazaha" / "locales"
+    checked = 0
+    for language in ("ar", "en"):
+        for path in sorted((locales / language / "awareness").glob("*.toml")):
+            with path.open("rb") as f:
+                doc = tomllib.load(f)
+            assert len(doc["topic"]["title"]) <= library.TOPIC_TITLE_MAX, path
+            for item in doc.get("item", []):
+                if item["kind"] == "article":
+                    text = library.ItemText(item["title"], item["body"], sources="\n".join(item["sources"]))
+                else:
+                    text = library.ItemText(item["title"], item["explanation"], tuple(item["options"]), item["correct"],
+                                            "\n".join(item["sources"]))
+                assert library.checked_texts(item["kind"], {language: text}), (path.name, item["code"])
+                checked += 1
+    assert checked > 20

@@ -2,7 +2,7 @@
 
 An article is one message: its title in bold, a blank line, the body (the awareness markup),
 and, when it has sources, a blank line, the word "Sources" in italics and one source per
-line. Title and sources are text, never markup (their ``*``, ``_`` and brackets are kept
+line after a bullet (the content files' format, tests/test_awareness_content.py). Title and sources are text, never markup (their ``*``, ``_`` and brackets are kept
 as typed). The whole must fit Telegram's 4,096 characters once parsed. A quiz is a Telegram
 quiz poll: a question of 1-300 characters, 2-10 options of 1-100 characters each, and an
 explanation of at most 200 characters and 2 line breaks.
@@ -53,7 +53,7 @@ def article_markup(title: str, body: str, sources: str, language: str) -> str:
     lines = source_lines(sources)
     if lines:
         label = translator(language).ugettext(SOURCES_LABEL)
-        parts.append("\n".join([f"_{escape_markup(label)}_", *(escape_markup(line) for line in lines)]))
+        parts.append("\n".join([f"_{escape_markup(label)}_", *(f"• {escape_markup(line)}" for line in lines)]))
     return "\n\n".join(part for part in parts if part)
 
 

@@ -36,14 +36,15 @@ from nazaha.storage.awareness_models import (
 __all__ = [
     "TOPIC_CODE", "ITEM_CODE", "TOPIC_TITLE_MAX", "ARTICLE_TITLE_MAX", "LibraryError",
     "ItemText", "ItemView", "TopicView", "library", "get_item", "get_topic", "save_item",
-    "set_published", "save_topic", "article_preview", "campaign_targets",
+    "set_published", "save_topic", "article_preview", "campaign_targets", "checked_texts",
 ]
 
 TOPIC_CODE = re.compile(r"[a-z0-9_]{1,32}")
 ITEM_CODE = re.compile(r"[a-z0-9_-]{1,64}")
-TOPIC_TITLE_MAX = 64  # a topic's title is also its button label
-SUMMARY_MAX = 1000
-ARTICLE_TITLE_MAX = 120
+# As the content files have them (tests/test_awareness_content.py): titles are button labels.
+TOPIC_TITLE_MAX = 40
+SUMMARY_MAX = 300
+ARTICLE_TITLE_MAX = 64
 SOURCES_MAX = 4000
 
 
@@ -152,7 +153,9 @@ async def get_item(session: AsyncSession, item_id: int) -> ItemView:
     return _item_view(item, list(texts))
 
 
-def _checked_texts(kind: str, texts: Mapping[str, ItemText]) -> dict[str, ItemText]:
+def checked_texts(kind: str, texts: Mapping[str, ItemText]) -> dict[str, ItemText]:
+    """The languages of an item that are filled in, trimmed and checked against Telegram's
+    limits (:class:`LibraryError` naming the first problem and its language)."""
     checked: dict[str, ItemText] = {}
     for language in LANGUAGES:
         text = texts.get(language)
@@ -191,7 +194,7 @@ async def save_item(
         raise LibraryError("kind")
     if await session.get(AwarenessTopic, topic) is None:
         raise LibraryError("topic")
-    checked = _checked_texts(kind, texts)
+    checked = checked_texts(kind, texts)
     if item_id is None:
         code = code.strip() or f"{kind}-{secrets.token_hex(4)}"
         if not ITEM_CODE.fullmatch(code):
