@@ -425,6 +425,7 @@ async def test_link_my_telegram_then_tests_go_to_the_linked_chat(world):
     assert link.startswith(f"https://t.me/{BOT}?start=l_")
     code = link.split("start=l_", 1)[1]
     assert '<svg width="' in page and 'class="segno"' in page  # the QR code, inline
+    assert f'<code id="telegram-start">/start l_{code}</code>' in page  # typed in the chat, as in the sandbox
     async with w.sm() as session:
         link_id = await session.scalar(select(StaffUser.chat_link_id).where(StaffUser.username == "vera"))
         assert link_id and await session.get(StaffChat, link_id) is None

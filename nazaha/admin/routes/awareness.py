@@ -76,6 +76,8 @@ async def awareness(request: Request, console: ConsoleDep, staff: AwarenessStaff
         request, "awareness.html", nav="awareness", linked=linked, link=link,
         link_qr=Markup(qr_svg(link)) if link else None,
         link_expires=pending[1] if pending else None, bot_configured=username is not None,
+        # The same, typed in the chat (works where t.me links do not: the sandbox's chat page).
+        start_command=f"/start {LINK_PREFIX}{pending[0]}" if link else None,
         waiting=waiting, error=query_code(request, "error"), done=query_code(request, "done"),
     )
 
