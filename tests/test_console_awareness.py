@@ -795,3 +795,45 @@ def test_the_console_accepts_every_item_of_the_content_files():
                 assert library.checked_texts(item["kind"], {language: text}), (path.name, item["code"])
                 checked += 1
     assert checked > 20
+
+
+async def test_what_staff_write_is_shown_as_text_everywhere(world):
+    w = world
+    script, image, link = "<script>window.x=1</script>", '<img src=x onerror="window.x=1">', "javascript:window.x=1"
+    admin = w.admin_browser
+    vera = await member(w, "vera", "volunteer")
+    survey_id = open_survey_via_http(vera, en=(f"Q {image}?", f"yes {script}\nno"), ar=("", ""))
+    broadcast_id = compose(vera, name=f"N {script}", language=["en"], body_en=f"**b** {image} [x]({link}) {script}",
+                           survey=str(survey_id))
+    page = w.admin_browser.get("/awareness/library/topics/new")
+    assert admin.post("/awareness/library/topics", data={"csrf": csrf_of(page.text), "code": "xss",
+                                                        "title_en": f"T {image}"[:40]}).status_code == 303
+    listing = vera.get("/awareness/campaigns").text
+    made = vera.post("/awareness/campaigns", data={"csrf": csrf_of(listing), "name": f"C {script}", "code": "", "target": "xss"})
+    campaign_id = int(re.search(r"/awareness/campaigns/(\d+)", made.headers["location"]).group(1))
+    pages = [vera.get(path).text for path in (
+        f"/awareness/broadcasts/{broadcast_id}", "/awareness/broadcasts", f"/awareness/broadcasts/{broadcast_id}/edit",
+        f"/awareness/broadcasts/{broadcast_id}/progress", f"/awareness/surveys/{survey_id}", "/awareness/surveys",
+        "/awareness/library", "/awareness/campaigns", f"/awareness/campaigns/{campaign_id}", "/awareness/broadcasts/new")]
+    for html in pages:
+        assert "<script>window" not in html and "<img src=x" not in html and 'href="javascript' not in html
+    assert "&lt;script&gt;window.x=1&lt;/script&gt;" in pages[0] and "&lt;img src=x onerror=" in pages[0]
+    assert "yes &lt;script&gt;" in pages[0]  # the survey's answer on its button
+
+
+async def test_surveys_past_their_last_day_are_closed_by_the_daily_pass(world):
+    from nazaha.admin.app import close_due_surveys
+
+    w = world
+    async with w.sm.begin() as session:
+        for code, closes_on in (("due", TODAY - dt.timedelta(days=1)), ("today", TODAY), ("none", None)):
+            survey = Survey(code=code, status="open", author_id=1, created_on=TODAY - dt.timedelta(days=9), closes_on=closes_on)
+            session.add(survey)
+            await session.flush()
+            session.add(SurveyAnswerMarker(marker=code.ljust(64, "0"), survey_id=survey.id, expires_at=w.clock() + dt.timedelta(hours=1)))
+    assert await close_due_surveys(w.console) == 1
+    async with w.sm() as session:
+        statuses = dict((await session.execute(select(Survey.code, Survey.status))).all())
+        markers = (await session.scalars(select(SurveyAnswerMarker.marker))).all()
+    assert statuses == {"due": "closed", "today": "open", "none": "open"}
+    assert sorted(m[:5].rstrip("0") for m in markers) == ["none", "today"]
