@@ -10,7 +10,9 @@ import secrets
 import pytest
 from sqlalchemy import select
 
-from nazaha.awareness import broadcasts, campaigns, library, surveys
+from nazaha.awareness import broadcasts, surveys
+from nazaha.awareness import campaign_editor as campaigns
+from nazaha.awareness import library_editor as library
 from nazaha.storage.awareness_models import (
     AwarenessTopic,
     BroadcastOutbox,
@@ -68,7 +70,9 @@ async def test_a_broadcast_from_draft_to_approval_and_its_progress(sessionmaker)
         await broadcasts.cancel(session, broadcast_id, actor=9, admin=True)
     async with sessionmaker() as session:
         states = (await session.scalars(select(BroadcastOutbox.state).where(BroadcastOutbox.broadcast_id == broadcast_id))).all()
-    assert sorted(states) == ["blocked", "sent", "sent", "skipped"]
+    assert sorted(states) == ["blocked", "queued", "sent", "sent"]  # the sender skips the queued one
+    async with sessionmaker() as session:
+        assert (await broadcasts.get_broadcast(session, broadcast_id, viewer=7, admin=False)).status == "cancelled"
 
 
 async def test_survey_results_and_campaigns(sessionmaker):

@@ -97,9 +97,12 @@ async def member(w, username: str, role: str) -> TestClient:
 
 
 async def seed_topics(sm) -> None:
+    """The topics the tests use (`nazaha init` has loaded the content files' already)."""
     async with sm.begin() as session:
         for position, (code, en, ar) in enumerate((("forms", "Forms of corruption", "أشكال الفساد"),
                                                    ("rights", "Your rights", "حقوقك"))):
+            if await session.get(AwarenessTopic, code) is not None:
+                continue
             session.add(AwarenessTopic(code=code, position=position, origin="file"))
             await session.flush()
             session.add(AwarenessTopicText(topic=code, language="en", title=en, summary=""))
@@ -532,7 +535,7 @@ async def test_progress_pause_resume_and_cancel(world):
     async with w.sm() as session:
         left = dict((await session.execute(select(BroadcastOutbox.state, func.count()).where(
             BroadcastOutbox.broadcast_id == broadcast_id).group_by(BroadcastOutbox.state))).all())
-    assert left.get("queued", 0) == 0 and left["skipped"] == 5 and left["sending"] == 1
+    assert left["queued"] == 4  # the sender skips them (the console only reads the outbox)
     page = vera.get(f"/awareness/broadcasts/{broadcast_id}/progress").text
     assert '<meta http-equiv="refresh"' not in page
     assert act(vera, broadcast_id, "resume").headers["location"].endswith("error=transition")
@@ -731,7 +734,7 @@ async def test_library_admins_edit_volunteers_read(world):
     vera = await member(w, "vera", "volunteer")
     page = vera.get(f"/awareness/library/items/{item_id}").text
     assert "<b>What is a bribe?</b><br>\n<br>\nA <b>bribe</b> is <i>any</i> advantage." in page
-    assert "<i>Sources</i>" in page and "Law No. 1 of 2005 (art. 1)" in page
+    assert "advantage. See <a href=\"https://example.org/law\" rel=\"noopener noreferrer nofollow\">the law</a>.<br>\n<br>\nSources:<br>\n• Law No. 1 of 2005 (art. 1)" in page
     assert 'id="edit-item"' not in page
     assert vera.get(f"/awareness/library/items/{item_id}/edit").status_code == 403
 
@@ -764,11 +767,11 @@ async def test_library_admins_edit_volunteers_read(world):
         assert (filed.published, filed.origin) == (False, "console")
     # A new topic.
     page = admin.get("/awareness/library/topics/new")
-    made = admin.post("/awareness/library/topics", data={"csrf": csrf_of(page.text), "code": "budget",
-                                                        "title_en": "Public budget", "title_ar": "الموازنة العامة"})
+    made = admin.post("/awareness/library/topics", data={"csrf": csrf_of(page.text), "code": "youth_groups",
+                                                        "title_en": "Youth groups", "title_ar": "مجموعات الشباب"})
     assert made.status_code == 303
     listing = vera.get("/awareness/library").text
-    assert 'id="topic-budget"' in listing and "Public budget" in listing and "What is a bribe?" in listing
+    assert 'id="topic-youth_groups"' in listing and "Youth groups" in listing and "What is a bribe?" in listing
 
 
 def test_the_console_accepts_every_item_of_the_content_files():
@@ -777,7 +780,7 @@ def test_the_console_accepts_every_item_of_the_content_files():
     import tomllib
     from pathlib import Path
 
-    from nazaha.awareness import library
+    from nazaha.awareness import library_editor as library
 
     locales = Path(__file__).resolve().parent.parent / "nazaha" / "locales"
     checked = 0

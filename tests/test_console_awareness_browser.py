@@ -59,11 +59,12 @@ async def console(tmp_path) -> AsyncIterator[LiveConsole]:
     clock = MovableClock()
     app = create_app(settings, clock=clock)
     sessionmaker = app.state.console.sessionmaker
-    async with sessionmaker.begin() as session:
-        session.add(AwarenessTopic(code="rights", position=1, origin="file"))
-        await session.flush()
-        session.add(AwarenessTopicText(topic="rights", language="en", title="Your rights", summary=""))
-        session.add(AwarenessTopicText(topic="rights", language="ar", title="حقوقك", summary=""))
+    async with sessionmaker.begin() as session:  # `nazaha init` has loaded the content files
+        if await session.get(AwarenessTopic, "rights") is None:
+            session.add(AwarenessTopic(code="rights", position=1, origin="file"))
+            await session.flush()
+            session.add(AwarenessTopicText(topic="rights", language="en", title="Your rights", summary=""))
+            session.add(AwarenessTopicText(topic="rights", language="ar", title="حقوقك", summary=""))
     async with serving(app) as base:
         yield LiveConsole(
             base=base, invitation=base + "/" + link.split("://", 1)[1].split("/", 1)[1], clock=clock,

@@ -1,27 +1,24 @@
-"""What a library article and a quiz look like in Telegram, and Telegram's limits on them.
+"""Library content as the bot will send it, for the console's preview and checks.
 
-An article is one message: its title in bold, a blank line, the body (the awareness markup),
-and, when it has sources, a blank line, the word "Sources" in italics and one source per
-line after a bullet (the content files' format, tests/test_awareness_content.py). Title and sources are text, never markup (their ``*``, ``_`` and brackets are kept
-as typed). The whole must fit Telegram's 4,096 characters once parsed. A quiz is a Telegram
-quiz poll: a question of 1-300 characters, 2-10 options of 1-100 characters each, and an
-explanation of at most 200 characters and 2 line breaks.
-
-The console checks content with these functions; the bot shows articles with
-:func:`article_message`, so the check and the message are the same thing.
+An article is shown by the bot as one message made by
+:func:`nazaha.awareness.library.article_message` (the title in bold, the body in the
+awareness markup, then "Sources:" and one bulleted line per source), with the bot's own words
+in the article's language; a message over Telegram's 4,096 characters would be cut. The
+console shows exactly that message and refuses to save an article that would need cutting.
+A quiz is a Telegram quiz poll: a question of 1-300 characters, 2-10 options of 1-100
+characters, and an explanation of at most 200 characters and 2 line breaks; the console
+refuses anything the bot would have to cut (:func:`nazaha.awareness.library.quiz_poll`).
 """
 
 from __future__ import annotations
 
-import re
-
+from nazaha.awareness import library as bot_library
 from nazaha.awareness.broadcast_message import translator
 from nazaha.awareness.markup import TEXT_LIMIT, Formatted, parse_markup, utf16_len
 
 __all__ = [
-    "SOURCES_LABEL", "QUESTION_LIMIT", "OPTION_LIMIT", "MIN_QUIZ_OPTIONS", "MAX_QUIZ_OPTIONS",
-    "EXPLANATION_LIMIT", "EXPLANATION_MAX_LINE_FEEDS", "escape_markup", "article_markup",
-    "article_message", "article_problems", "quiz_problems", "source_lines",
+    "SOURCES_LABEL", "SHORTENED_NOTE", "source_lines", "article_message", "article_length",
+    "article_problems", "quiz_problems",
 ]
 
 
@@ -29,49 +26,47 @@ def N_(message: str) -> str:  # noqa: N802 - Babel's marker for "extract, transl
     return message
 
 
-SOURCES_LABEL = N_("Sources")
-QUESTION_LIMIT = 300
-OPTION_LIMIT = 100
-MIN_QUIZ_OPTIONS, MAX_QUIZ_OPTIONS = 2, 10
-EXPLANATION_LIMIT = 200
-EXPLANATION_MAX_LINE_FEEDS = 2
-_MARKUP_PUNCTUATION = re.compile(r"([\\`*_\[\]()<>!])")
-
-
-def escape_markup(text: str) -> str:
-    """``text`` as markup that shows it exactly as typed (no bold, italic or link)."""
-    return _MARKUP_PUNCTUATION.sub(r"\\\1", text)
+# The bot's own words around an article (nazaha/handlers/awareness_screens.py: article_text).
+SOURCES_LABEL = N_("Sources:")
+SHORTENED_NOTE = N_("This article was shortened to fit in one message.")
+_UNCUT = 1 << 30
 
 
 def source_lines(sources: str) -> list[str]:
     return [line.strip() for line in (sources or "").replace("\r", "\n").split("\n") if line.strip()]
 
 
-def article_markup(title: str, body: str, sources: str, language: str) -> str:
-    """The article's whole message in the awareness markup."""
-    parts = [f"**{escape_markup(' '.join(title.split()))}**", body.replace("\r\n", "\n").strip()]
-    lines = source_lines(sources)
-    if lines:
-        label = translator(language).ugettext(SOURCES_LABEL)
-        parts.append("\n".join([f"_{escape_markup(label)}_", *(f"• {escape_markup(line)}" for line in lines)]))
-    return "\n\n".join(part for part in parts if part)
+def _item(title: str, body: str, sources: str, language: str) -> bot_library.ItemView:
+    return bot_library.ItemView(
+        id=0, code="", topic="", kind="article", position=0, language=language, title=title.strip(),
+        body=body, options=(), correct=None, sources=tuple(source_lines(sources)),
+    )
 
 
-def article_message(title: str, body: str, sources: str, language: str) -> Formatted:
-    """The article as Telegram shows it: text and entities."""
-    return parse_markup(article_markup(title, body, sources, language))
+def article_message(title: str, body: str, sources: str, language: str, *, limit: int = TEXT_LIMIT) -> Formatted:
+    """The article as the bot sends it to a reader of ``language`` (text and entities)."""
+    words = translator(language)
+    return bot_library.article_message(
+        _item(title, body, sources, language), sources_label=words.ugettext(SOURCES_LABEL),
+        shortened_note=words.ugettext(SHORTENED_NOTE), limit=limit,
+    )
+
+
+def article_length(title: str, body: str, sources: str, language: str) -> int:
+    """The whole article's length as Telegram counts it (UTF-16 units), before any cut."""
+    return article_message(title, body, sources, language, limit=_UNCUT).length
 
 
 def article_problems(title: str, body: str, sources: str, language: str) -> list[str]:
-    """Why the article cannot be shown: ``title`` (empty), ``body`` (empty), ``too_long``
-    (over 4,096 characters as a message), ``bad_link`` (a link that is not http(s))."""
+    """Why the article cannot be saved: ``title`` (empty), ``body`` (empty), ``too_long``
+    (over 4,096 characters as a message: the bot would cut it), ``bad_link`` (a link that
+    is not http(s))."""
     problems = []
     if not title.strip():
         problems.append("title")
     if not body.strip():
         problems.append("body")
-    formatted = article_message(title, body, sources, language)
-    if formatted.length > TEXT_LIMIT:
+    if article_length(title, body, sources, language) > TEXT_LIMIT:
         problems.append("too_long")
     if parse_markup(body).bad_links:
         problems.append("bad_link")
@@ -79,19 +74,19 @@ def article_problems(title: str, body: str, sources: str, language: str) -> list
 
 
 def quiz_problems(question: str, options: list[str], correct: int | None, explanation: str) -> list[str]:
-    """Why the quiz cannot be sent as a Telegram quiz poll: ``question`` (1-300), ``options``
-    (2-10 of 1-100 each), ``correct`` (not one of the options), ``explanation`` (over 200
-    characters or 2 line breaks)."""
+    """Why the quiz cannot be sent uncut as a Telegram quiz poll: ``question`` (1-300),
+    ``options`` (2-10 of 1-100 each), ``correct`` (not one of the options), ``explanation``
+    (over 200 characters or 2 line breaks once parsed)."""
     problems = []
-    if not question.strip() or utf16_len(question.strip()) > QUESTION_LIMIT:
+    if not question.strip() or utf16_len(" ".join(question.split())) > bot_library.QUESTION_LIMIT:
         problems.append("question")
-    if not MIN_QUIZ_OPTIONS <= len(options) <= MAX_QUIZ_OPTIONS or any(
-        not o.strip() or utf16_len(o.strip()) > OPTION_LIMIT for o in options
+    if not bot_library.OPTIONS_MIN <= len(options) <= bot_library.OPTIONS_MAX or any(
+        not o.strip() or utf16_len(" ".join(o.split())) > bot_library.OPTION_LIMIT for o in options
     ):
         problems.append("options")
     if correct is None or not 0 <= correct < len(options):
         problems.append("correct")
-    text = explanation.strip()
-    if utf16_len(text) > EXPLANATION_LIMIT or text.count("\n") > EXPLANATION_MAX_LINE_FEEDS:
+    parsed = parse_markup(explanation)
+    if parsed.length > bot_library.EXPLANATION_LIMIT or parsed.text.count("\n") > bot_library.EXPLANATION_LINE_FEEDS:
         problems.append("explanation")
     return problems

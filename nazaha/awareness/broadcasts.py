@@ -8,7 +8,7 @@ Statuses (nazaha.storage.awareness_models.BROADCAST_STATUSES)::
       |                   +--reject (with a note)--> rejected --edit/submit--> | starts it
       +------------------------------------------------------------------------+-> sending
     sending <--pause/resume--> paused;  sending -> done (the sender)
-    any status but done and cancelled --cancel--> cancelled (final)
+    any status but done and cancelled --cancel--> cancelled (final; the sender skips the rest)
 
 Only ``draft`` and ``rejected`` broadcasts are edited, by their author only. The preview is
 made by :func:`nazaha.awareness.broadcast_message.build_message`, the very function the
@@ -27,7 +27,7 @@ import datetime as dt
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nazaha.awareness.broadcast_message import BroadcastMessage, build_message
@@ -372,15 +372,12 @@ async def resume(session: AsyncSession, broadcast_id: int, *, actor: int, admin:
 
 
 async def cancel(session: AsyncSession, broadcast_id: int, *, actor: int, admin: bool) -> None:
-    """Any status but done/cancelled -> cancelled (the author or an admin). Recipients still
-    queued are marked skipped; a message already handed to Telegram is not called back."""
-    row = await _change(session, broadcast_id, actor, admin,
-                        ("draft", "submitted", "rejected", "approved", "sending", "paused"), "cancelled")
-    await session.execute(
-        update(BroadcastOutbox)
-        .where(BroadcastOutbox.broadcast_id == row.id, BroadcastOutbox.state == "queued")
-        .values(state="skipped")
-    )
+    """Any status but done/cancelled -> cancelled (the author or an admin). The sender sends
+    nothing more of it and marks the recipients still queued skipped (the console only reads
+    the outbox: docs/deployment-roles.sql); a message already handed to Telegram is not
+    called back."""
+    await _change(session, broadcast_id, actor, admin,
+                  ("draft", "submitted", "rejected", "approved", "sending", "paused"), "cancelled")
 
 
 async def request_tests(session: AsyncSession, broadcast_id: int, *, link_id: str | None, now: dt.datetime) -> int:

@@ -1,144 +1,90 @@
-"""Campaign links for posters and partners: ``https://t.me/<bot>?start=c_<code>`` opens a
-topic or an item of the library, and the bot counts the opens per campaign and day (an
-aggregate: never who opened it). The console makes them, shows each link with a QR code
-(segno: an inline SVG, and a PNG to print) and the opens per day.
+"""Campaign deep links ``t.me/<bot>?start=c_<code>``: what they open, and a count per day.
 
-Functions take the caller's session (a write transaction where they write) and do not commit.
+A campaign's ``target`` is a topic code or ``item:<item code>``. Each open adds one to
+``campaign_days(campaign, day)`` (UTC day) in a transaction of its own: an aggregate, never
+who opened it (the update's unit of work, which may hold the user's preferences row, is
+not used).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-import io
 import re
-import secrets
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from nazaha.storage.awareness_models import AwarenessItem, AwarenessTopic, Campaign, CampaignDay
+from nazaha.storage.awareness_models import Campaign, CampaignDay
+from nazaha.storage.database import dialect_insert, write_transaction
+from nazaha.storage.unit_of_work import active_uow
 
-__all__ = [
-    "CODE", "NAME_MAX", "CampaignError", "CampaignView", "deep_link", "qr_svg", "qr_png",
-    "list_campaigns", "get_campaign", "create_campaign", "set_active",
-]
+__all__ = ["PAYLOAD_PREFIX", "CampaignTarget", "Campaigns", "campaign_code_of"]
 
-CODE = re.compile(r"[A-Za-z0-9_-]{1,30}")
-NAME_MAX = 120
-CAMPAIGN_PREFIX = "c_"  # the /start payload: c_<code>
-DAYS_SHOWN = 60
+PAYLOAD_PREFIX = "c_"
+CODE = re.compile(r"^[A-Za-z0-9_-]{1,30}$")
+ITEM_TARGET = "item:"
 
 
-class CampaignError(ValueError):
-    """Refused: ``code`` is ``not_found``, ``name``, ``code`` (not 1-30 of A-Z a-z 0-9 _ -),
-    ``code_taken`` or ``target``."""
-
-    def __init__(self, code: str) -> None:
-        super().__init__(code)
-        self.code = code
+def campaign_code_of(payload: str) -> str | None:
+    """The code of a ``/start`` payload ``c_<code>``; None for anything else."""
+    if not payload.startswith(PAYLOAD_PREFIX):
+        return None
+    code = payload[len(PAYLOAD_PREFIX):]
+    return code if CODE.match(code) else None
 
 
 @dataclass(frozen=True)
-class CampaignView:
+class CampaignTarget:
+    """An active campaign: ``topic`` (a topic code) or ``item`` (an item code)."""
+
     id: int
-    code: str
-    name: str
-    target: str
-    active: bool
-    created_on: dt.date
-    total: int = 0
-    days: list[tuple[dt.date, int]] = field(default_factory=list)  # newest first
-
-    @property
-    def payload(self) -> str:
-        return f"{CAMPAIGN_PREFIX}{self.code}"
+    topic: str | None
+    item: str | None
 
 
-def deep_link(bot_username: str, payload: str) -> str:
-    """``https://t.me/<bot>?start=<payload>`` (the payload: 1-64 of A-Z a-z 0-9 _ -)."""
-    return f"https://t.me/{bot_username.lstrip('@')}?start={payload}"
+class Campaigns:
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+        self._sessionmaker = sessionmaker
 
+    @contextlib.asynccontextmanager
+    async def _reading(self) -> AsyncIterator[AsyncSession]:
+        uow = active_uow()
+        if uow is not None:
+            yield await uow.read()
+            return
+        async with self._sessionmaker() as session:
+            yield session
 
-def qr_svg(url: str) -> str:
-    """The QR code of ``url`` as an inline ``<svg>`` element (made on the server, no script,
-    no style: safe to put in a page)."""
-    import segno
+    async def find(self, code: str) -> CampaignTarget | None:
+        """The active campaign ``code`` (None: unknown or inactive)."""
+        if not CODE.match(code):
+            return None
+        async with self._reading() as session:
+            row = (
+                await session.execute(
+                    select(Campaign.id, Campaign.target).where(
+                        Campaign.code == code, Campaign.active.is_(True)
+                    )
+                )
+            ).one_or_none()
+        if row is None:
+            return None
+        target = row.target or ""
+        if target.startswith(ITEM_TARGET):
+            return CampaignTarget(row.id, None, target[len(ITEM_TARGET):])
+        return CampaignTarget(row.id, target or None, None)
 
-    return segno.make(url, error="m").svg_inline(scale=4, border=4, dark="#000", light="#fff")
-
-
-def qr_png(url: str, *, scale: int = 12) -> bytes:
-    """The QR code of ``url`` as a PNG large enough for a poster."""
-    import segno
-
-    out = io.BytesIO()
-    segno.make(url, error="m").save(out, kind="png", scale=scale, border=4)
-    return out.getvalue()
-
-
-async def _days(session: AsyncSession, campaign_ids: list[int]) -> dict[int, list[tuple[dt.date, int]]]:
-    found: dict[int, list[tuple[dt.date, int]]] = {i: [] for i in campaign_ids}
-    if not campaign_ids:
-        return found
-    rows = await session.execute(
-        select(CampaignDay.campaign_id, CampaignDay.day, CampaignDay.opens)
-        .where(CampaignDay.campaign_id.in_(campaign_ids)).order_by(CampaignDay.day.desc())
-    )
-    for campaign_id, day, opens in rows.all():
-        found[campaign_id].append((day, int(opens)))
-    return found
-
-
-def _view(row: Campaign, days: list[tuple[dt.date, int]]) -> CampaignView:
-    return CampaignView(row.id, row.code, row.name, row.target, bool(row.active), row.created_on,
-                        sum(n for _, n in days), days[:DAYS_SHOWN])
-
-
-async def list_campaigns(session: AsyncSession) -> list[CampaignView]:
-    """Every campaign, newest first, with its opens (total, and per day: the latest 60)."""
-    rows = (await session.scalars(select(Campaign).order_by(Campaign.id.desc()))).all()
-    days = await _days(session, [r.id for r in rows])
-    return [_view(r, days[r.id]) for r in rows]
-
-
-async def get_campaign(session: AsyncSession, campaign_id: int) -> CampaignView:
-    row = await session.get(Campaign, campaign_id)
-    if row is None:
-        raise CampaignError("not_found")
-    return _view(row, (await _days(session, [row.id]))[row.id])
-
-
-async def _target_exists(session: AsyncSession, target: str) -> bool:
-    if target.startswith("item:"):
-        return await session.scalar(
-            select(func.count()).select_from(AwarenessItem).where(AwarenessItem.code == target[5:])
-        ) > 0
-    return await session.get(AwarenessTopic, target) is not None
-
-
-async def create_campaign(session: AsyncSession, *, name: str, code: str, target: str, today: dt.date) -> int:
-    """A new active campaign; ``code`` empty: a random one. Returns its id."""
-    name = " ".join(name.split())
-    if not name or len(name) > NAME_MAX:
-        raise CampaignError("name")
-    code = code.strip() or secrets.token_urlsafe(6)
-    if not CODE.fullmatch(code):
-        raise CampaignError("code")
-    if not target or len(target) > 80 or not await _target_exists(session, target):
-        raise CampaignError("target")
-    if await session.scalar(select(Campaign.id).where(Campaign.code == code)) is not None:
-        raise CampaignError("code_taken")
-    row = Campaign(code=code, name=name, target=target, active=True, created_on=today)
-    session.add(row)
-    await session.flush()
-    return row.id
-
-
-async def set_active(session: AsyncSession, campaign_id: int, active: bool) -> None:
-    """Deactivate (the bot stops following and counting the link) or reactivate."""
-    row = await session.get(Campaign, campaign_id)
-    if row is None:
-        raise CampaignError("not_found")
-    row.active = bool(active)
-    await session.flush()
+    async def count_open(self, campaign_id: int, day: dt.date) -> None:
+        """Add one to the campaign's opens of ``day``, in a transaction of its own."""
+        async with write_transaction(self._sessionmaker) as session:
+            statement = dialect_insert(session)(CampaignDay).values(
+                campaign_id=campaign_id, day=day, opens=1
+            )
+            await session.execute(
+                statement.on_conflict_do_update(
+                    index_elements=["campaign_id", "day"], set_={"opens": CampaignDay.opens + 1}
+                )
+            )

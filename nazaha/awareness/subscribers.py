@@ -132,6 +132,18 @@ class SubscriberStore:
         work. ``topics`` replaces the chat's topics."""
         uow.add(self._subscribe_op(chat_id, language, topics, today))
 
+    def queue_language(self, uow: UnitOfWork, chat_id: int, language: str) -> None:
+        """Set the language of this chat's subscription, if it has one (the user changed
+        the bot's language), in the update's unit of work."""
+        key = self.chat_key(chat_id)
+
+        async def op(session: AsyncSession) -> None:
+            await session.execute(
+                update(Subscriber).where(Subscriber.chat_key == key).values(language=language)
+            )
+
+        uow.add(op)
+
     def queue_stop(self, uow: UnitOfWork, chat_id: int) -> None:
         """Delete the subscription, its topics and its queued broadcast rows (/stop)."""
         key = self.chat_key(chat_id)

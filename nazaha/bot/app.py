@@ -8,7 +8,7 @@ import gc
 import logging
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from aiogram import Bot, Dispatcher
@@ -22,6 +22,8 @@ from aiogram.utils.i18n import lazy_gettext as __
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from nazaha.awareness.library import sync_library
+from nazaha.awareness.services import AwarenessServices
 from nazaha.bot.error_logging import install_error_logging, install_loop_exception_logging
 from nazaha.bot.retry import BOT_API
 from nazaha.bot.settings import Settings
@@ -164,6 +166,14 @@ async def build_runtime(settings: Settings, *, events_isolation: BaseEventIsolat
     )
     links = NotificationLinks(sessionmaker, box, vault.team_key)
     wal = WalScrubber(engine)
+    awareness = AwarenessServices.build(sessionmaker, box, pepper)
+    # The awareness files in locales/ are the library's initial set (admins' edits kept).
+    # A failure (e.g. two replicas starting at once) leaves the library as it was: reports
+    # must not wait for articles.
+    try:
+        await sync_library(sessionmaker, LOCALES_DIR)
+    except Exception as exc:
+        log.warning("awareness library not synced (%s): serving it as it is", type(exc).__name__)
     services = Services(
         vault=vault,
         prefs=prefs,
@@ -184,6 +194,7 @@ async def build_runtime(settings: Settings, *, events_isolation: BaseEventIsolat
         fsm=fsm,
         run_id=secrets.token_hex(8),
         receipts=UndeliveredReceipts(pepper),
+        awareness=awareness,
     )
     i18n = build_i18n()
     bot = build_bot(settings)
@@ -227,6 +238,8 @@ async def build_runtime(settings: Settings, *, events_isolation: BaseEventIsolat
     dp.callback_query.outer_middleware(reply_middleware)
     dp.edited_message.outer_middleware(reply_middleware)
     dp.include_routers(*get_routers())
+    # Handlers of updates without a user (``poll``: a quiz poll's counts) get it by name.
+    dp["awareness"] = awareness
     install_error_logging(dp)
 
     async def stored_locale(user_id: int) -> str | None:
@@ -248,6 +261,9 @@ COMMANDS = (
     ("report", __("Report corruption")),
     ("complaint", __("Complain about a public service")),
     ("followup", __("Follow up with your receipt")),
+    ("learn", __("Learn about corruption")),
+    ("subscribe", __("Awareness messages by topic")),
+    ("stop", __("Stop awareness messages")),
     ("cancel", __("Stop the current report")),
     ("wipe", __("Erase this conversation")),
     ("forget", __("How to stop notifications")),
@@ -282,12 +298,16 @@ async def register_bot_profile(bot: Bot, i18n: I18n) -> None:
 
 async def maintenance(runtime: BotRuntime) -> None:
     """Every few minutes: expired preferences, old update ids, stale wrong-receipt counters
-    and receipts kept in memory past their time, blobs of abandoned drafts, file times, and
-    the SQLite WAL truncated."""
+    and receipts kept in memory past their time, survey markers past their time, blobs of
+    abandoned drafts, file times, and the SQLite WAL truncated."""
     while True:
         try:
             runtime.services.receipts.sweep()
             await runtime.services.prefs.purge_expired()
+            if runtime.services.awareness is not None:
+                await runtime.services.awareness.surveys.purge_expired_markers(
+                    datetime.now(timezone.utc)
+                )
             await purge_processed_updates(runtime.sessionmaker)
             runtime.services.attempts.sweep()
             await purge_orphan_blobs(runtime)

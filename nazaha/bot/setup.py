@@ -91,7 +91,14 @@ async def initialise(
 
     engine = create_engine(settings.effective_database_url)
     try:
-        await initialise_system(create_sessionmaker(engine), team_public, params)
+        sessionmaker = create_sessionmaker(engine)
+        await initialise_system(sessionmaker, team_public, params)
+        # The awareness library's files, so that the console lists them before the bot
+        # first starts (the bot syncs them again at each start).
+        from nazaha.awareness.library import sync_library
+        from nazaha.bot.app import LOCALES_DIR
+
+        await sync_library(sessionmaker, LOCALES_DIR)
     finally:
         await engine.dispose()
     return InitResult(create, written)

@@ -4,8 +4,16 @@ from aiogram import Router
 
 
 def get_routers() -> list[Router]:
-    """Routers in the order they must see updates: "show my receipt" in any state, then a
-    report in progress."""
-    from nazaha.handlers import chats, followup, menu, receipt_again, report
+    """Routers in the order they must see updates: "show my receipt", /stop, Unsubscribe,
+    survey answers and quiz counts in any state, then a report or follow-up in progress,
+    then the menu (with Learn)."""
+    from nazaha.handlers import awareness, chats, followup, menu, receipt_again, report
 
-    return [chats.router, receipt_again.router, report.router, followup.router, menu.router]
+    return [
+        chats.router,
+        receipt_again.router,
+        awareness.router,
+        report.router,
+        followup.router,
+        menu.router,
+    ]

@@ -19,6 +19,7 @@ from aiogram.utils.i18n import I18n
 from aiogram import Bot
 from aiogram.fsm.storage.base import BaseStorage
 
+from nazaha.awareness.services import AwarenessServices
 from nazaha.flows.report_flow import EvidenceLimits
 from nazaha.handlers import callbacks as cb
 from nazaha.handlers import screens
@@ -87,6 +88,9 @@ class Services:
     # lost to a restart (the user is told).
     run_id: str
     receipts: UndeliveredReceipts
+    # Learn, subscriptions, quizzes, surveys, campaign links (None: not built, e.g. in a
+    # test of the report side alone).
+    awareness: AwarenessServices | None = None
 
 
 @dataclass
@@ -105,7 +109,18 @@ class Reply:
     _claimed: bool = False
 
     def show(self, screen: Screen) -> None:
-        self.outbox.send(self.chat_id, screen.text, screen.keyboard)
+        if screen.entities:
+            self.outbox.send_rich(self.chat_id, screen.text, screen.entities, screen.keyboard)
+        else:
+            self.outbox.send(self.chat_id, screen.text, screen.keyboard)
+
+    def present(self, screen: Screen, *, edit: int | None = None) -> None:
+        """Show ``screen`` in place of the bot message ``edit`` (navigating a menu), or as
+        a new message when ``edit`` is None (or the message can no longer be edited)."""
+        if edit is None:
+            self.outbox.send_rich(self.chat_id, screen.text, screen.entities, screen.keyboard)
+        else:
+            self.outbox.edit(self.chat_id, edit, screen.text, screen.entities, screen.keyboard)
 
     def say(self, text: str, *, protect: bool = False) -> None:
         self.outbox.send(self.chat_id, text, protect=protect)
@@ -155,6 +170,9 @@ class Reply:
         self.remember(replace(self.preferences, locale=locale))
         # The rest of this update is rendered in the new language.
         self.i18n.current_locale = locale
+        # Awareness messages follow: a subscription (if any) takes the new language.
+        if self.services.awareness is not None:
+            self.services.awareness.subscribers.queue_language(self.uow, self.chat_id, locale)
 
 
 class ReplyMiddleware(BaseMiddleware):

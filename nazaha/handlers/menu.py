@@ -1,4 +1,5 @@
-"""Outside a report: /start, the main menu, language, safety, help.
+"""Outside a report: /start, the main menu, language, safety, help, and the way into Learn
+and subscriptions (nazaha/handlers/awareness.py).
 
 This router comes after the report router, so it sees only users with no report in
 progress. It is also where a user learns that an abandoned draft expired.
@@ -11,6 +12,8 @@ from aiogram.fsm.storage.base import BaseStorage
 from aiogram.types import CallbackQuery, Message
 
 from nazaha.flows import report_flow as flow
+from nazaha.handlers import awareness
+from nazaha.handlers import awareness_callbacks as aw
 from nazaha.handlers import callbacks as cb
 from nazaha.handlers import followup, screens, wipe
 from nazaha.handlers.context import Reply
@@ -27,6 +30,7 @@ _COMMANDS = {
     "/language": "language",
     "/followup": "followup",
     "/learn": "learn",
+    "/subscribe": "subscribe",
     "/help": "help",
     "/cancel": "cancel",
     "/wipe": "wipe",
@@ -61,7 +65,9 @@ async def _open(item: str, reply: Reply, anchor: int | None) -> None:
     elif item == "language":
         reply.show(screens.language_picker())
     elif item == "learn":
-        reply.show(screens.coming_soon())
+        await awareness.show_learn(reply)
+    elif item == "subscribe":
+        await awareness.show_subscriptions(reply)
     elif item == "cancel":
         reply.show(screens.no_report_in_progress())
     else:
@@ -77,6 +83,11 @@ async def on_message(message: Message, reply: Reply, fsm_storage: BaseStorage) -
         reply.show(screens.receipt_deleted())
         return
     command = cb.command_of(message.text)
+    if command == "/start":
+        # A deep link: a campaign's content, or a volunteer linking their chat.
+        payload = awareness.start_payload(message.text)
+        if payload and await awareness.open_start_payload(reply, payload, message.message_id):
+            return
     if command:
         await _open(_COMMANDS.get(command, "help"), reply, message.message_id)
     else:
@@ -92,6 +103,9 @@ async def on_edited(message: Message, reply: Reply) -> None:
 @router.callback_query()
 async def on_callback(query: CallbackQuery, reply: Reply, fsm_storage: BaseStorage) -> None:
     await _tell_if_draft_expired(reply, fsm_storage)
+    if aw.is_awareness(query.data):
+        await awareness.on_callback(query, reply)
+        return
     parsed = cb.parse(query.data)
     anchor = query.message.message_id if query.message else None
     if isinstance(parsed, cb.MenuAction):

@@ -8,18 +8,22 @@ never describes something that was not stored, and a duplicated update sends not
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from aiogram import Bot
+from aiogram.exceptions import TelegramBadRequest
 from aiogram.methods import (
     AnswerCallbackQuery,
     DeleteMessage,
     DeleteMessages,
+    EditMessageReplyMarkup,
+    EditMessageText,
     SendMessage,
     TelegramMethod,
 )
-from aiogram.types import InlineKeyboardMarkup
+from aiogram.types import InlineKeyboardMarkup, MessageEntity
 
 from nazaha.bot.retry import BOT_API, Outcome, RetryPolicy
 from nazaha.bot.telegram_session import results_unused
@@ -77,11 +81,28 @@ class _Group:
     failed: bool = False
 
 
+@dataclass(frozen=True)
+class _Special:
+    """How a queued method is handled beyond "send it": ``fallback`` is sent instead when
+    an edit is refused (the message is gone or too old), except when the message already
+    shows that content; ``on_result`` receives what Telegram answered (e.g. a poll's id)."""
+
+    fallback: TelegramMethod[Any] | None = None
+    on_result: Callable[[Any], Awaitable[None]] | None = None
+    quiet: bool = False  # a refusal is expected now and then: not logged
+
+
+def not_modified(error: BaseException | None) -> bool:
+    """Telegram's answer to an edit that changes nothing (a button tapped twice)."""
+    return isinstance(error, TelegramBadRequest) and "not modified" in (error.message or "")
+
+
 class Outbox:
     def __init__(self, bot: Bot, policy: RetryPolicy = BOT_API) -> None:
         self.bot = bot
         self.policy = policy
         self._methods: list[tuple[TelegramMethod[Any], _Group | None]] = []
+        self._special: dict[int, _Special] = {}  # id(method) -> how to handle it
 
     def send(
         self,
@@ -112,6 +133,69 @@ class Outbox:
             )
             self._methods.append((method, group))
 
+    def send_rich(
+        self,
+        chat_id: int,
+        text: str,
+        entities: Sequence[MessageEntity] = (),
+        keyboard: InlineKeyboardMarkup | None = None,
+    ) -> None:
+        """Queue a message with entities (bold, links: never parse_mode). The caller keeps
+        it within 4096 UTF-16 units: it is not split."""
+        self._methods.append(
+            (
+                SendMessage(
+                    chat_id=chat_id,
+                    text=text,
+                    entities=list(entities) or None,
+                    reply_markup=keyboard,
+                    parse_mode=None,
+                ),
+                None,
+            )
+        )
+
+    def edit(
+        self,
+        chat_id: int,
+        message_id: int,
+        text: str,
+        entities: Sequence[MessageEntity] = (),
+        keyboard: InlineKeyboardMarkup | None = None,
+    ) -> None:
+        """Queue an edit of a bot message in place (navigating a menu). If Telegram refuses
+        it (the message was deleted, or cannot be edited any more) the same content is sent
+        as a new message; an edit that changes nothing (a double tap) is simply dropped."""
+        edit = EditMessageText(
+            chat_id=chat_id,
+            message_id=message_id,
+            text=text,
+            entities=list(entities) or None,
+            reply_markup=keyboard,
+            parse_mode=None,
+        )
+        fallback = SendMessage(
+            chat_id=chat_id, text=text, entities=list(entities) or None,
+            reply_markup=keyboard, parse_mode=None,
+        )
+        self._methods.append((edit, None))
+        self._special[id(edit)] = _Special(fallback=fallback, quiet=True)
+
+    def remove_keyboard(self, chat_id: int, message_id: int) -> None:
+        """Queue taking the buttons off a bot message; a refusal is ignored."""
+        method = EditMessageReplyMarkup(chat_id=chat_id, message_id=message_id, reply_markup=None)
+        self._methods.append((method, None))
+        self._special[id(method)] = _Special(quiet=True)
+
+    def call(
+        self, method: TelegramMethod[Any], on_result: Callable[[Any], Awaitable[None]] | None = None
+    ) -> None:
+        """Queue any Bot API method; ``on_result(result)`` runs once Telegram accepted it
+        (an exception it raises is logged by type and ignored)."""
+        self._methods.append((method, None))
+        if on_result is not None:
+            self._special[id(method)] = _Special(on_result=on_result)
+
     def answer_callback(self, callback_query_id: str, text: str | None = None) -> None:
         self._methods.append(
             (AnswerCallbackQuery(callback_query_id=callback_query_id, text=text), None)
@@ -132,9 +216,14 @@ class Outbox:
         """Send everything queued, in order, each method under the retry policy; a method
         that is not delivered does not stop the ones after it."""
         methods, self._methods = self._methods, []
+        special, self._special = self._special, {}
         for method, group in methods:
             if group is not None and group.failed:
                 continue  # the rest of a message whose owner was told it did not arrive
+            how = special.get(id(method))
+            if how is not None:
+                await self._deliver_special(method, how)
+                continue
             with results_unused():  # nothing reads what Telegram sends back
                 outcome = await deliver(self.bot, method, self.policy)
             if outcome.ok or group is None:
@@ -145,3 +234,25 @@ class Outbox:
                 group.on_undelivered()
             except Exception as exc:  # the type only: a message could carry a receipt
                 log.error("on_undelivered callback failed (%s)", type(exc).__name__)
+
+    async def _deliver_special(self, method: TelegramMethod[Any], how: _Special) -> None:
+        name = type(method).__name__
+        if how.on_result is not None:
+            outcome = await deliver(self.bot, method, self.policy)
+            if outcome.ok:
+                try:
+                    await how.on_result(outcome.value)
+                except Exception as exc:
+                    log.error("%s: handling the result failed (%s)", name, type(exc).__name__)
+            return
+        with results_unused():
+            if how.quiet:
+                outcome = await self.policy.run(lambda: self.bot(method), what=name)
+            else:
+                outcome = await deliver(self.bot, method, self.policy)
+            if outcome.ok or not_modified(outcome.error) or outcome.blocked or outcome.gave_up:
+                return  # (gave up: the edit may have arrived; a new message could repeat it)
+            if how.quiet:
+                log.info("Bot API refused %s (%s)", name, type(outcome.error).__name__)
+            if how.fallback is not None:
+                await deliver(self.bot, how.fallback, self.policy)

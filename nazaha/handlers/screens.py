@@ -10,7 +10,7 @@ import datetime as dt
 import functools
 from dataclasses import dataclass
 
-from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
+from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, MessageEntity
 from aiogram.utils.i18n import get_i18n
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.i18n import lazy_gettext as __
@@ -43,8 +43,12 @@ REVIEW_CAPTION_CHARS = 300
 
 @dataclass(frozen=True)
 class Screen:
+    """``entities``: bold, italic and links of ``text`` (UTF-16 offsets); a screen with
+    entities is sent with them, never with parse_mode, and is kept within one message."""
+
     text: str
     keyboard: InlineKeyboardMarkup | None = None
+    entities: tuple[MessageEntity, ...] = ()
 
 
 def _keyboard(rows: list[list[tuple[str, str]]], *, reuse: bool = True) -> InlineKeyboardMarkup:
@@ -144,16 +148,6 @@ def language_set() -> str:
     # Rendered in the newly chosen language, so each catalog names its own language
     # (the Arabic one says "Arabic was chosen").
     return _("Language set to English.")
-
-
-def coming_soon() -> Screen:
-    return Screen(
-        _(
-            "Awareness content about corruption, its costs and your rights is coming "
-            "soon. Thank you for your patience."
-        ),
-        main_menu_keyboard(),
-    )
 
 
 def safety_text(high_risk_contact: str | None) -> str:
@@ -924,6 +918,11 @@ def help_text() -> Screen:
             "/followup – follow up with your receipt\n/cancel – stop the current "
             "report\n/wipe – erase this conversation\n/forget – how to stop notifications"
             "\n/safety – safety and privacy\n/language – change the language"
+        )
+        + "\n"
+        + _(
+            "/learn – learn about corruption\n/subscribe – awareness messages by topic\n"
+            "/stop – stop awareness messages"
         ),
         main_menu_keyboard(),
     )

@@ -7,7 +7,8 @@ deleteMessages. Telegram lets a bot delete messages for 48 hours; older ones are
 Telegram and the user is told how to delete the chat.
 
 /wipe also forgets everything the bot holds about this account: the conversation in memory
-(a draft with its files, or an open follow-up session and its key) and the preferences row.
+(a draft with its files, or an open follow-up session and its key), the preferences row and
+an awareness subscription.
 
 Nothing is erased without asking: /wipe and the erase button (``w:chat``) show what will be
 lost (:func:`ask`: the draft and its files, the follow-up session, any receipt on screen);
@@ -108,6 +109,10 @@ async def wipe_chat(reply: Reply, anchor: int, *, late: int = 0) -> None:
         reply.services.evidence.discard(draft.context)
     reply.services.fsm.forget(reply.state.key)
     reply.services.prefs.forget(reply.uow, reply.user_id)
+    if reply.services.awareness is not None:
+        # A wiped chat gets no more awareness messages either (the subscription screen
+        # says so): a broadcast arriving later would show that the bot was used here.
+        reply.services.awareness.subscribers.queue_stop(reply.uow, reply.chat_id)
     reply.preferences = Preferences()
     wal = reply.services.wal
 

@@ -20,7 +20,7 @@ from markupsafe import Markup
 from nazaha.admin.context import AwarenessStaff, Console, ConsoleDep, CsrfChecked, redirect, render
 from nazaha.admin.sessions import StaffSession
 from nazaha.awareness import broadcasts, members, staff_chats
-from nazaha.awareness.campaigns import deep_link, qr_svg
+from nazaha.awareness.campaign_editor import deep_link, qr_svg
 from nazaha.services import audit
 from nazaha.storage.database import write_session
 

@@ -22,7 +22,7 @@ from nazaha.admin.sessions import StaffSession
 from nazaha.awareness import broadcasts as service
 from nazaha.awareness import members, surveys
 from nazaha.awareness.broadcast_image import MAX_UPLOAD_BYTES, ImageRefused, prepare_image
-from nazaha.awareness.library import library
+from nazaha.awareness.library_editor import library
 from nazaha.awareness.schedule import ScheduleError, palestine_parts, parse_send_at
 from nazaha.services import audit
 from nazaha.storage.awareness_models import LANGUAGES, OUTBOX_STATES

@@ -3,7 +3,7 @@ code (inline SVG on the page, a PNG to print), the opens per day and in total (a
 the bot counts, never per person), deactivation.
 
 Anyone in the awareness area may make campaigns and read their counts. The logic is
-nazaha.awareness.campaigns'; every change is CSRF-checked and audited.
+nazaha.awareness.campaign_editor's; every change is CSRF-checked and audited.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from markupsafe import Markup
 
 from nazaha.admin.context import AwarenessStaff, Console, ConsoleDep, CsrfChecked, redirect, render
 from nazaha.admin.routes.awareness import bot_username, query_code
-from nazaha.awareness import campaigns as service
-from nazaha.awareness.library import campaign_targets, library
+from nazaha.awareness import campaign_editor as service
+from nazaha.awareness.library_editor import campaign_targets, library
 from nazaha.services import audit
 from nazaha.storage.database import write_session
 

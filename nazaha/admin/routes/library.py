@@ -3,7 +3,7 @@
 Everyone in the awareness area may read it (with a preview of what Telegram shows and a quiz's
 aggregate answers); admins add and edit topics and items and publish or unpublish them. What
 the console writes is ``origin = "console"``: the bot's content files never overwrite it.
-The logic is nazaha.awareness.library's; every change is CSRF-checked and audited.
+The logic is nazaha.awareness.library_editor's; every change is CSRF-checked and audited.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from nazaha.admin import i18n
 from nazaha.admin.context import AdminStaff, AwarenessStaff, Console, ConsoleDep, CsrfChecked, redirect, render
 from nazaha.admin.routes.awareness import is_admin, query_code
 from nazaha.admin.sessions import StaffSession
-from nazaha.awareness import library as service
+from nazaha.awareness import library_editor as service
 from nazaha.awareness.surveys import quiz_results, split_options
 from nazaha.services import audit
 from nazaha.storage.awareness_models import ITEM_KINDS, LANGUAGES

@@ -1,0 +1,382 @@
+"""Learn about corruption, subscriptions, quizzes, surveys, campaign and staff links.
+
+Two entry points:
+
+* ``router`` comes before the report and follow-up routers and handles what must work in
+  any state, without touching a draft or a follow-up session: ``/stop``, the
+  "Unsubscribe" button under broadcasts (``aw:unsub``), survey answers (``sv:``, also under
+  broadcasts) and Telegram's ``poll`` updates with the anonymous counts of quiz polls.
+* The menu router (no report in progress) calls :func:`show_learn`,
+  :func:`show_subscriptions`, :func:`open_start_payload` and :func:`on_callback` for the
+  Learn screens, which edit their message in place as the user navigates.
+
+Writes: a subscription goes through the update's unit of work (SubscriberStore); a survey
+answer, a campaign open and a quiz poll's record each in a transaction of their own
+(nazaha/awareness/survey_answers.py says why). Nothing here is logged about the user.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from aiogram import Router
+from aiogram.methods import SendPoll
+from aiogram.types import CallbackQuery, InputPollOption, Message, Poll
+
+from nazaha.awareness import staff_chats
+from nazaha.awareness.campaigns import campaign_code_of
+from nazaha.awareness.library import ItemView, quiz_poll
+from nazaha.awareness.services import AwarenessServices
+from nazaha.awareness.survey_answers import Answer
+from nazaha.handlers import awareness_callbacks as aw
+from nazaha.handlers import awareness_screens as views
+from nazaha.handlers import callbacks as cb
+from nazaha.handlers import report, wipe
+from nazaha.handlers.context import Reply
+
+log = logging.getLogger(__name__)
+
+router = Router(name="awareness")
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def _services(reply: Reply) -> AwarenessServices:
+    services = reply.services.awareness
+    assert services is not None, "the composition root builds the awareness services"
+    return services
+
+
+def _language(reply: Reply) -> str:
+    return reply.i18n.current_locale
+
+
+def _anchor(query: CallbackQuery) -> int | None:
+    return query.message.message_id if query.message is not None else None
+
+
+# ---- in any state -----------------------------------------------------------------------
+
+
+def _is_stop(message: Message) -> bool:
+    return cb.command_of(message.text) == "/stop"
+
+
+@router.message(_is_stop)
+async def on_stop(message: Message, reply: Reply, raw_state: str | None = None) -> None:
+    """/stop: delete this chat's subscription; a report in progress carries on."""
+    await stop(reply)
+    if raw_state == report.ReportForm.active.state:
+        await report.reask(reply)
+
+
+async def stop(reply: Reply) -> bool:
+    """Delete the subscription and say so; True if there was one."""
+    store = _services(reply).subscribers
+    if await store.get(reply.chat_id) is None:
+        reply.say(views.not_subscribed())
+        return False
+    store.queue_stop(reply.uow, reply.chat_id)
+    reply.say(views.stopped())
+    return True
+
+
+@router.callback_query(lambda query: isinstance(aw.parse(query.data), (aw.Unsubscribe, aw.SurveyAnswer)))
+async def on_anywhere_button(query: CallbackQuery, reply: Reply) -> None:
+    """"Unsubscribe" under a broadcast, and survey answers: in any state."""
+    parsed = aw.parse(query.data)
+    if isinstance(parsed, aw.Unsubscribe):
+        await stop(reply)
+        anchor = _anchor(query)
+        if anchor is not None:
+            reply.outbox.remove_keyboard(reply.chat_id, anchor)
+    elif isinstance(parsed, aw.SurveyAnswer):
+        await answer_survey(reply, parsed)
+
+
+async def answer_survey(reply: Reply, parsed: aw.SurveyAnswer) -> None:
+    outcome = await _services(reply).surveys.answer(
+        parsed.code, parsed.option, reply.user_id, now=_now()
+    )
+    if outcome is Answer.COUNTED:
+        reply.say(views.survey_counted())
+    elif outcome is Answer.ALREADY:
+        reply.say(views.survey_already())
+    else:
+        reply.say(views.survey_closed())
+
+
+@router.poll()
+async def on_poll(poll: Poll, awareness: AwarenessServices | None = None) -> None:
+    """Telegram's counts for an anonymous quiz poll the bot sent (unknown ids: ignored).
+    The bot never asks for ``poll_answer`` updates: it never learns who answered."""
+    if awareness is None:
+        return
+    await awareness.quiz_polls.update_counts(poll.id, [option.voter_count for option in poll.options])
+
+
+# ---- Learn (no report in progress) ------------------------------------------------------
+
+
+async def show_learn(reply: Reply, page: int = 0, *, edit: int | None = None, note: str | None = None) -> None:
+    services = _services(reply)
+    language = _language(reply)
+    topics = await services.library.topics(language)
+    has_surveys = bool(await services.surveys.open_surveys(language, _now().date()))
+    screen = views.learn_home(topics, page, has_surveys=has_surveys)
+    if note:
+        reply.say(note)
+        edit = None
+    reply.present(screen, edit=edit)
+
+
+async def _subscribed_topics(reply: Reply) -> frozenset[str]:
+    subscription = await _services(reply).subscribers.get(reply.chat_id)
+    return subscription.topics if subscription is not None else frozenset()
+
+
+async def show_topic(
+    reply: Reply, code: str, page: int = 0, *, edit: int | None = None,
+    subscribed: frozenset[str] | None = None,
+) -> None:
+    services = _services(reply)
+    language = _language(reply)
+    topic = await services.library.topic(code, language)
+    if topic is None:
+        await show_learn(reply, edit=edit, note=views.content_gone())
+        return
+    articles = await services.library.articles(code, language, page, views.ARTICLES_PER_PAGE)
+    if subscribed is None:
+        subscribed = await _subscribed_topics(reply)
+    screen = views.topic_screen(
+        topic,
+        articles,
+        has_quizzes=await services.library.has_quizzes(code),
+        subscribed=code in subscribed,
+    )
+    reply.present(screen, edit=edit)
+
+
+async def show_article(
+    reply: Reply, item: ItemView | None, *, edit: int | None = None,
+    subscribed: frozenset[str] | None = None,
+) -> None:
+    services = _services(reply)
+    if item is None or item.kind != "article":
+        await show_learn(reply, edit=edit, note=views.content_gone())
+        return
+    ids = await services.library.article_ids(item.topic)
+    position = ids.index(item.id) if item.id in ids else 0
+    next_id = ids[position + 1] if position + 1 < len(ids) else None
+    if subscribed is None:
+        subscribed = await _subscribed_topics(reply)
+    screen = views.article_screen(
+        item,
+        topic_page=position // views.ARTICLES_PER_PAGE,
+        next_id=next_id,
+        has_quizzes=await services.library.has_quizzes(item.topic),
+        subscribed=item.topic in subscribed,
+    )
+    reply.present(screen, edit=edit)
+
+
+async def show_subscriptions(reply: Reply, page: int = 0, *, edit: int | None = None) -> None:
+    services = _services(reply)
+    language = _language(reply)
+    topics = await services.library.topics(language)
+    subscription = await services.subscribers.get(reply.chat_id)
+    reply.present(views.subscriptions_screen(topics, subscription, language, page), edit=edit)
+
+
+async def send_quiz(reply: Reply, topic: str, index: int) -> None:
+    """The topic's ``index``-th quiz question (wrapping) as an anonymous quiz poll; once
+    Telegram answers with the poll's id it is recorded (no chat) for the counts."""
+    services = _services(reply)
+    ids = await services.library.quiz_ids(topic)
+    spec = item = None
+    for offset in range(len(ids)):  # skip a question an admin left unusable
+        position = (index + offset) % len(ids)
+        item = await services.library.item(ids[position], _language(reply))
+        spec = quiz_poll(item) if item is not None else None
+        if spec is not None:
+            index = position
+            break
+    if spec is None or item is None:
+        reply.say(views.quiz_unavailable())
+        return
+    next_index = index + 1 if index + 1 < len(ids) else None
+    explanation = spec.explanation
+    method = SendPoll(
+        chat_id=reply.chat_id,
+        question=spec.question,
+        question_parse_mode=None,
+        options=[InputPollOption(text=option, text_parse_mode=None) for option in spec.options],
+        type="quiz",
+        is_anonymous=True,
+        correct_option_id=spec.correct,
+        explanation=explanation.text if explanation else None,
+        explanation_entities=list(explanation.entities) or None if explanation else None,
+        explanation_parse_mode=None,
+        reply_markup=views.quiz_keyboard(topic, next_index),
+    )
+    quiz_polls, item_id, language, today = services.quiz_polls, item.id, item.language, _now().date()
+
+    async def record(message: Message) -> None:
+        if message is not None and message.poll is not None:
+            await quiz_polls.record(message.poll.id, item_id, language, today)
+
+    reply.outbox.call(method, on_result=record)
+
+
+async def toggle(reply: Reply, parsed: aw.Toggle, anchor: int | None) -> None:
+    """Add or remove a topic, then show the screen the button was on again. A first
+    subscription from an article or a topic shows what subscribing means first."""
+    services = _services(reply)
+    language = _language(reply)
+    if parsed.where == "i":
+        item = await services.library.item(int(parsed.ref), language)
+        if item is None:
+            await show_learn(reply, edit=anchor, note=views.content_gone())
+            return
+        code = item.topic
+    else:
+        item, code = None, parsed.ref
+    topic = await services.library.topic(code, language)
+    if topic is None:
+        await show_learn(reply, edit=anchor, note=views.content_gone())
+        return
+    subscription = await services.subscribers.get(reply.chat_id)
+    chosen = set(subscription.topics) if subscription is not None else set()
+    if subscription is None and parsed.where != "s" and not parsed.confirmed:
+        back = aw.article(item.id) if item is not None else aw.topic(code, parsed.page)
+        reply.present(views.consent_screen(topic, parsed.where, parsed.page, parsed.ref, back), edit=anchor)
+        return
+    if parsed.confirmed:
+        chosen.add(code)  # "Yes, subscribe" only ever adds
+    else:
+        chosen ^= {code}
+    _store_topics(reply, chosen, had_subscription=subscription is not None)
+    after = frozenset(chosen)
+    if parsed.where == "i":
+        await show_article(reply, item, edit=anchor, subscribed=after)
+    elif parsed.where == "t":
+        await show_topic(reply, code, parsed.page, edit=anchor, subscribed=after)
+    else:
+        await show_subscriptions_after(reply, parsed.page, after, anchor)
+
+
+def _store_topics(reply: Reply, topics: set[str], *, had_subscription: bool) -> None:
+    store = _services(reply).subscribers
+    if topics:
+        store.queue_subscribe(reply.uow, reply.chat_id, _language(reply), topics, today=_now().date())
+    elif had_subscription:
+        store.queue_stop(reply.uow, reply.chat_id)
+        reply.say(views.no_topics_left())
+
+
+async def show_subscriptions_after(
+    reply: Reply, page: int, topics: frozenset[str], anchor: int | None
+) -> None:
+    """The subscriptions screen as it will be once this update's writes are committed."""
+    from nazaha.awareness.subscribers import Subscription
+
+    services = _services(reply)
+    language = _language(reply)
+    listed = await services.library.topics(language)
+    subscription = Subscription(0, language, topics, True) if topics else None
+    reply.present(views.subscriptions_screen(listed, subscription, language, page), edit=anchor)
+
+
+async def on_callback(query: CallbackQuery, reply: Reply) -> None:
+    """An awareness button pressed with no report in progress (menu router)."""
+    parsed = aw.parse(query.data)
+    anchor = _anchor(query)
+    services = _services(reply)
+    language = _language(reply)
+    if isinstance(parsed, aw.Home):
+        await show_learn(reply, parsed.page, edit=anchor)
+    elif isinstance(parsed, aw.Topic):
+        await show_topic(reply, parsed.code, parsed.page, edit=anchor)
+    elif isinstance(parsed, aw.Article):
+        await show_article(reply, await services.library.item(parsed.item_id, language), edit=anchor)
+    elif isinstance(parsed, aw.Quiz):
+        await send_quiz(reply, parsed.topic, parsed.index)
+    elif isinstance(parsed, aw.Subscriptions):
+        await show_subscriptions(reply, parsed.page, edit=anchor)
+    elif isinstance(parsed, aw.Toggle):
+        await toggle(reply, parsed, anchor)
+    elif isinstance(parsed, aw.SubscribeAll):
+        topics = frozenset(t.code for t in await services.library.topics(language))
+        if topics:
+            _store_topics(reply, set(topics), had_subscription=True)
+            await show_subscriptions_after(reply, 0, topics, anchor)
+        else:
+            await show_subscriptions(reply, edit=anchor)
+    elif isinstance(parsed, aw.UnsubscribeAll):
+        if await services.subscribers.get(reply.chat_id) is not None:
+            services.subscribers.queue_stop(reply.uow, reply.chat_id)
+        await show_subscriptions_after(reply, 0, frozenset(), anchor)
+    elif isinstance(parsed, aw.Surveys):
+        surveys = await services.surveys.open_surveys(language, _now().date())
+        reply.present(views.surveys_screen(surveys), edit=anchor)
+    elif isinstance(parsed, aw.SurveyScreen):
+        survey = await services.surveys.survey(parsed.code, language, _now().date())
+        if survey is None:
+            reply.say(views.survey_closed())
+            surveys = await services.surveys.open_surveys(language, _now().date())
+            reply.present(views.surveys_screen(surveys), edit=anchor)
+        else:
+            reply.present(views.survey_screen(survey), edit=anchor)
+    elif isinstance(parsed, (aw.Unsubscribe, aw.SurveyAnswer)):
+        await on_anywhere_button(query, reply)  # normally handled by ``router`` first
+    else:
+        from nazaha.handlers import screens
+
+        reply.say(screens.button_expired())
+        await show_learn(reply)
+
+
+# ---- /start payloads --------------------------------------------------------------------
+
+
+def start_payload(text: str | None) -> str:
+    """The payload of "/start <payload>" (a deep link), or ""."""
+    if not text:
+        return ""
+    parts = text.split(maxsplit=1)
+    return parts[1].strip() if len(parts) == 2 else ""
+
+
+async def open_start_payload(reply: Reply, payload: str, anchor: int | None) -> bool:
+    """A campaign link (``c_<code>``) or a volunteer's chat link (``l_<code>``); False for
+    any other payload (the caller shows the welcome as for a plain /start)."""
+    services = _services(reply)
+    if payload.startswith(staff_chats.CODE_PREFIX):
+        code = payload[len(staff_chats.CODE_PREFIX):]
+        linked = bool(code) and await staff_chats.link_chat(
+            services.sessionmaker, services.box, code, reply.chat_id, now=_now()
+        )
+        reply.say(views.staff_chat_linked() if linked else views.staff_link_failed())
+        return True
+    code = campaign_code_of(payload)
+    if code is None:
+        return False
+    campaign = await services.campaigns.find(code)
+    if campaign is None:
+        return False
+    # Counted in a transaction of its own: an aggregate per day, never who opened it.
+    await services.campaigns.count_open(campaign.id, _now().date())
+    await wipe.mark_conversation_start(reply, anchor, conversation=False)
+    language = _language(reply)
+    if campaign.item is not None:
+        item = await services.library.item_by_code(campaign.item, language)
+        if item is not None and item.kind == "article":
+            await show_article(reply, item)
+            return True
+    elif campaign.topic is not None and await services.library.topic(campaign.topic, language) is not None:
+        await show_topic(reply, campaign.topic)
+        return True
+    return False

@@ -1,0 +1,448 @@
+"""End to end: Learn, subscriptions, /stop, quizzes, surveys, campaign and staff links, with
+the real `nazaha bot` process against the sandbox emulator over HTTP.
+
+The library used here is written into the database before the bot starts, as the console
+would (origin "console", so the bot's sync of the content files leaves it alone), with a
+position that puts its topic first whatever the content files hold."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+import pytest_asyncio
+
+from nazaha.sandbox.client import SandboxClient
+from nazaha.sandbox.server import SandboxServer
+from tests.e2e_support import TOKEN, BotProcess, Chat, press_callback, run_init
+
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
+
+TOPIC = "e2e_topic"
+ARTICLES = 8  # two pages of six
+SURVEY = "E2ESURVEY"
+STAFF_CODE = "e2e-staff-link-code-0001"
+
+
+def today() -> str:
+    return dt.datetime.now(dt.timezone.utc).date().isoformat()
+
+
+def seed_library(db_path: Path) -> None:
+    """A topic of 8 articles and 2 quiz questions, an open and a closed survey, campaigns
+    and a staff chat code, as the console would write them."""
+    day = today()
+    with sqlite3.connect(db_path, timeout=30) as db:
+        db.execute("INSERT INTO awareness_topics (code, position, origin, hidden) VALUES (?, -1000, 'console', 0)", (TOPIC,))
+        for language, title in (("en", "E2E topic"), ("ar", "موضوع الاختبار")):
+            db.execute(
+                "INSERT INTO awareness_topic_texts (topic, language, title, summary) VALUES (?, ?, ?, ?)",
+                (TOPIC, language, title, "E2E summary" if language == "en" else "ملخص"),
+            )
+        for n in range(ARTICLES):
+            cursor = db.execute(
+                "INSERT INTO awareness_items (code, topic, kind, position, origin, published, updated_on) "
+                "VALUES (?, ?, 'article', ?, 'console', 1, ?)",
+                (f"e2e_article_{n}", TOPIC, n, day),
+            )
+            db.execute(
+                "INSERT INTO awareness_item_texts (item_id, language, title, body, options, correct_option, sources) "
+                "VALUES (?, 'en', ?, ?, '', NULL, ?)",
+                (cursor.lastrowid, f"E2E article {n}", f"**Bold** body {n}", f"Source {n}"),
+            )
+        for n in range(2):
+            cursor = db.execute(
+                "INSERT INTO awareness_items (code, topic, kind, position, origin, published, updated_on) "
+                "VALUES (?, ?, 'quiz', ?, 'console', 1, ?)",
+                (f"e2e_quiz_{n}", TOPIC, 100 + n, day),
+            )
+            db.execute(
+                "INSERT INTO awareness_item_texts (item_id, language, title, body, options, correct_option, sources) "
+                "VALUES (?, 'en', ?, ?, ?, 1, '')",
+                (cursor.lastrowid, f"E2E question {n}?", "Because *B* is right.", "Answer A\nAnswer B\nAnswer C"),
+            )
+        for code, status in ((SURVEY, "open"), ("E2ECLOSED", "closed")):
+            cursor = db.execute(
+                "INSERT INTO surveys (code, status, author_id, created_on, closes_on) VALUES (?, ?, 1, ?, NULL)",
+                (code, status, day),
+            )
+            db.execute(
+                "INSERT INTO survey_texts (survey_id, language, question, options) VALUES (?, 'en', ?, ?)",
+                (cursor.lastrowid, f"Would you report corruption you witnessed? ({code})", "Yes\nNo\nNot sure"),
+            )
+        for code, target, active in (("poster", TOPIC, 1), ("article3", "item:e2e_article_3", 1), ("old", TOPIC, 0)):
+            db.execute(
+                "INSERT INTO campaigns (code, name, target, active, created_on) VALUES (?, ?, ?, ?, ?)",
+                (code, code, target, active, day),
+            )
+        # As SQLAlchemy writes UtcDateTime on SQLite: UTC, without an offset.
+        expires = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=30)).replace(tzinfo=None).isoformat(sep=" ")
+        db.execute(
+            "INSERT INTO staff_chat_codes (code_hash, link_id, expires_at) VALUES (?, ?, ?)",
+            (hashlib.sha256(STAFF_CODE.encode()).hexdigest(), "f" * 32, expires),
+        )
+
+
+class Deployment:
+    def __init__(self, tmp: Path, server: SandboxServer, client: SandboxClient) -> None:
+        self.tmp = tmp
+        self.data_dir = tmp / "var"
+        self.server = server
+        self.client = client
+        self.bot = BotProcess(self.data_dir, server.url, tmp / "bot.log")
+
+    def db_rows(self, sql: str, *params: Any) -> list[tuple]:
+        with sqlite3.connect(self.data_dir / "nazaha.db", timeout=30) as db:
+            return db.execute(sql, params).fetchall()
+
+    async def wait_rows(self, sql: str, expected: Callable[[list[tuple]], bool], timeout: float = 30.0) -> list[tuple]:
+        """The rows once ``expected(rows)`` holds (writes land a moment after a reply)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            rows = self.db_rows(sql)
+            if expected(rows) or time.monotonic() > deadline:
+                return rows
+            await asyncio.sleep(0.05)
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def deployment(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("e2e-awareness")
+    async with SandboxServer(host="127.0.0.1", port=0, default_token=TOKEN) as server:
+        client = SandboxClient(server.url, token=TOKEN)
+        d = Deployment(tmp, server, client)
+        run_init(d.data_dir, server.url)
+        seed_library(d.data_dir / "nazaha.db")
+        await d.bot.launch()
+        try:
+            yield d
+        finally:
+            d.bot.stop()
+            await client.close()
+
+
+# ---- helpers ----------------------------------------------------------------------------
+
+
+async def wait_message(chat: Chat, predicate: Callable[[dict], bool], timeout: float = 30.0) -> dict:
+    """The first message of the chat (sent or edited) for which ``predicate`` holds."""
+    deadline = time.monotonic() + timeout
+    version = -1
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            texts = [(m["message_id"], (m.get("text") or m["kind"])[:80]) for m in await chat.messages()]
+            raise AssertionError(f"no such message; chat: {texts}")
+        try:
+            data = await chat.client.wait_for_change(chat.user_id, version, timeout=min(remaining, 5.0))
+        except (TimeoutError, asyncio.TimeoutError):
+            continue
+        version = data["version"]
+        for message in data["messages"]:
+            if not message["deleted"] and predicate(message):
+                return message
+
+
+async def wait_text(chat: Chat, message_id: int, needle: str) -> dict:
+    """Message ``message_id`` once its text contains ``needle`` (an edit in place)."""
+    return await wait_message(chat, lambda m: m["message_id"] == message_id and needle in (m.get("text") or ""))
+
+
+def button(message: dict, label: str) -> str:
+    for row in (message.get("reply_markup") or {}).get("inline_keyboard", []):
+        for b in row:
+            if label in b["text"]:
+                return b["callback_data"]
+    labels = [b["text"] for row in (message.get("reply_markup") or {}).get("inline_keyboard", []) for b in row]
+    raise AssertionError(f"no button {label!r} in {labels}")
+
+
+async def tap(chat: Chat, message: dict, label: str) -> None:
+    await chat.press_data(message["message_id"], button(message, label))
+
+
+async def open_learn(chat: Chat) -> dict:
+    await chat.send("/learn")
+    return await chat.expect("Learn about corruption")
+
+
+async def open_topic(chat: Chat) -> dict:
+    home = await open_learn(chat)
+    await tap(chat, home, "E2E topic")
+    return await wait_text(chat, home["message_id"], "E2E summary")
+
+
+# ---- browsing ---------------------------------------------------------------------------
+
+
+async def test_browse_topics_article_and_the_next_page(deployment: Deployment):
+    chat = await Chat.open(deployment.client, "en")
+    topic = await open_topic(chat)
+    assert "Page 1 of 2" in topic["text"]
+    assert button(topic, "E2E article 0").startswith("aw:it:")
+    assert "E2E article 6" not in str(topic["reply_markup"])
+
+    await tap(chat, topic, "E2E article 0")
+    article = await wait_text(chat, topic["message_id"], "E2E article 0\n\nBold body 0")
+    assert article["text"] == "E2E article 0\n\nBold body 0\n\nSources:\n• Source 0"
+    kinds = {(e["type"], e["offset"], e["length"]) for e in article["entities"]}
+    assert {("bold", 0, 13), ("bold", 15, 4)} <= kinds
+    assert article["parse_mode"] is None
+    assert button(article, "Quiz me").startswith("aw:quiz:")
+
+    await tap(chat, article, "Next article")
+    await wait_text(chat, topic["message_id"], "E2E article 1\n\nBold body 1")
+    back = await wait_message(chat, lambda m: m["message_id"] == topic["message_id"] and "Back to the topic" in str(m["reply_markup"]))
+    await tap(chat, back, "Back to the topic")
+    topic_again = await wait_text(chat, topic["message_id"], "E2E summary")
+    await tap(chat, topic_again, "Next")
+    second = await wait_text(chat, topic["message_id"], "Page 2 of 2")
+    assert button(second, "E2E article 6") and button(second, "E2E article 7")
+    assert "E2E article 0" not in str(second["reply_markup"])
+    # Everything happened in one message, edited in place.
+    assert [m for m in await chat.bot_messages_since(topic["message_id"])] == []
+
+
+async def test_learn_from_the_main_menu_button(deployment: Deployment):
+    chat = await Chat.open(deployment.client, "en")
+    await chat.send("/start")
+    await chat.expect("What would you like to do?")
+    await press_callback(chat, "m:learn")
+    home = await chat.expect("Learn about corruption")
+    assert button(home, "E2E topic") == f"aw:top:{TOPIC}:0"
+    assert "coming soon" not in home["text"]
+
+
+# ---- subscriptions ----------------------------------------------------------------------
+
+
+def subscriber_rows(deployment: Deployment) -> list[tuple]:
+    return deployment.db_rows(
+        "SELECT s.language, s.sealed_chat, s.chat_key, group_concat(t.topic) FROM subscribers s "
+        "LEFT JOIN subscriber_topics t ON t.subscriber_id = s.id GROUP BY s.id"
+    )
+
+
+async def test_subscribe_to_a_topic_see_it_ticked_and_stop(deployment: Deployment):
+    chat = await Chat.open(deployment.client, "en")
+    before = len(subscriber_rows(deployment))
+    topic = await open_topic(chat)
+    await tap(chat, topic, "E2E article 2")
+    article = await wait_text(chat, topic["message_id"], "E2E article 2\n\n")
+    await tap(chat, article, "Subscribe to this topic")
+    # Not subscribed yet: first what subscribing means, then "Yes".
+    consent = await wait_text(chat, topic["message_id"], "Telegram id")
+    assert "/stop" in consent["text"] and "apart from any report" in consent["text"]
+    await tap(chat, consent, "Yes, subscribe")
+    ticked = await wait_text(chat, topic["message_id"], "E2E article 2\n\n")
+    ticked = await wait_message(chat, lambda m: m["message_id"] == topic["message_id"] and "Subscribed to this topic" in str(m["reply_markup"]))
+    assert button(ticked, "✅ Subscribed to this topic")
+
+    rows = await deployment.wait_rows(
+        "SELECT count(*) FROM subscribers", lambda r: r[0][0] == before + 1
+    )
+    assert rows[0][0] == before + 1
+    mine = [r for r in subscriber_rows(deployment) if r[3] == TOPIC]
+    assert mine and mine[-1][0] == "en"
+    # The chat id is sealed, and the lookup key is a keyed hash.
+    assert str(chat.user_id).encode() not in mine[-1][1] and str(chat.user_id) not in mine[-1][2]
+
+    await chat.send("/subscribe")
+    screen = await chat.expect("Subscriptions")
+    assert button(screen, f"✅ E2E topic") == f"aw:tg:s:0:{TOPIC}"
+    assert "You are subscribed to: E2E topic." in screen["text"]
+
+    await chat.send("/stop")
+    await chat.expect("You are unsubscribed")
+    await deployment.wait_rows("SELECT count(*) FROM subscribers", lambda r: r[0][0] == before)
+    assert deployment.db_rows("SELECT count(*) FROM subscribers")[0][0] == before
+    await chat.send("/stop")
+    await chat.expect("You are not subscribed")
+
+
+async def test_subscriptions_screen_toggles_and_the_unsubscribe_button_works_anywhere(deployment: Deployment):
+    chat = await Chat.open(deployment.client, "en")
+    before = len(subscriber_rows(deployment))
+    await chat.send("/subscribe")
+    screen = await chat.expect("Subscriptions")
+    assert "Telegram id" in screen["text"] and "not subscribed" in screen["text"]
+    await tap(chat, screen, "E2E topic")
+    ticked = await wait_text(chat, screen["message_id"], "You are subscribed to: E2E topic")
+    assert button(ticked, "✅ E2E topic")
+    await deployment.wait_rows("SELECT count(*) FROM subscribers", lambda r: r[0][0] == before + 1)
+
+    # The language follows the bot's: /language -> Arabic updates the subscription.
+    await chat.send("/language")
+    await chat.expect("Choose your language")
+    await press_callback(chat, "l:ar")
+    rows = await deployment.wait_rows(
+        "SELECT language FROM subscribers ORDER BY id DESC LIMIT 1", lambda r: r and r[0][0] == "ar"
+    )
+    assert rows[0][0] == "ar"
+
+    # "Unsubscribe" under a broadcast (the sender puts aw:unsub there), pressed in the
+    # middle of a report: the subscription goes, the report stays.
+    await chat.send("/report")
+    await press_callback(chat, "n:continue:safety")
+    question = await wait_message(chat, lambda m: m["from_bot"] and "f:category:" in str(m.get("reply_markup")))
+    await chat.press_data(screen["message_id"], "aw:unsub")
+    await deployment.wait_rows("SELECT count(*) FROM subscribers", lambda r: r[0][0] == before)
+    assert deployment.db_rows("SELECT count(*) FROM subscribers")[0][0] == before
+    # Its keyboard is taken away.
+    await wait_message(chat, lambda m: m["message_id"] == screen["message_id"] and not m.get("reply_markup"))
+    await press_callback(chat, "f:category:bribery")
+    await wait_message(chat, lambda m: m["from_bot"] and "f:sector:" in str(m.get("reply_markup")))
+    assert question
+
+
+async def test_wipe_also_ends_the_subscription(deployment: Deployment):
+    chat = await Chat.open(deployment.client, "en")
+    before = len(subscriber_rows(deployment))
+    await chat.send("/subscribe")
+    screen = await chat.expect("Subscriptions")
+    await tap(chat, screen, "Subscribe to all topics")
+    await wait_text(chat, screen["message_id"], "You are subscribed to: E2E topic")
+    await deployment.wait_rows("SELECT count(*) FROM subscribers", lambda r: r[0][0] == before + 1)
+    await chat.send("/wipe")
+    await press_callback(chat, "w:yes")
+    await deployment.wait_rows("SELECT count(*) FROM subscribers", lambda r: r[0][0] == before)
+    assert deployment.db_rows("SELECT count(*) FROM subscribers")[0][0] == before
+
+
+async def test_stop_in_the_middle_of_a_report_keeps_the_draft(deployment: Deployment):
+    chat = await Chat.open(deployment.client, "en")
+    await chat.send("/report")
+    await press_callback(chat, "n:continue:safety")
+    await chat.expect("What kind of corruption is it?")
+    await press_callback(chat, "f:category:bribery")
+    await chat.expect("Which kind of institution is involved?")
+    await chat.send("/stop")
+    await chat.expect("You are not subscribed")
+    # The question is asked again, and the report goes on from where it was.
+    await chat.expect("Which kind of institution is involved?")
+    await press_callback(chat, "f:sector:local_council")
+    await chat.expect("In which governorate")
+
+
+# ---- quizzes ----------------------------------------------------------------------------
+
+
+async def test_quiz_me_sends_an_anonymous_quiz_poll_and_counts_only(deployment: Deployment):
+    chat = await Chat.open(deployment.client, "en")
+    topic = await open_topic(chat)
+    await tap(chat, topic, "Quiz me")
+    poll_message = await wait_message(chat, lambda m: m["from_bot"] and m["kind"] == "poll")
+    sent = (await deployment.client.calls("sendPoll"))[-1]["params"]
+    assert sent["type"] == "quiz" and sent["is_anonymous"] in (True, "true")
+    assert sent["question"] == "E2E question 0?"
+    assert "poll_answer" not in str(await deployment.client.calls("getUpdates"))
+    rows = await deployment.wait_rows("SELECT poll_id, counts, language FROM quiz_polls", lambda r: len(r) >= 1)
+    assert rows and rows[-1][1] == "" and rows[-1][2] == "en"
+    await deployment.client.vote_poll(chat.user_id, poll_message["message_id"], [1])
+    rows = await deployment.wait_rows(
+        "SELECT counts FROM quiz_polls ORDER BY rowid DESC LIMIT 1", lambda r: r and r[0][0] == "0,1,0"
+    )
+    assert rows[0][0] == "0,1,0"
+    columns = [c[1] for c in deployment.db_rows("PRAGMA table_info(quiz_polls)")]
+    assert not any("chat" in c or "user" in c for c in columns)
+
+
+# ---- surveys ----------------------------------------------------------------------------
+
+
+def survey_counts(deployment: Deployment) -> dict[int, int]:
+    return dict(
+        deployment.db_rows(
+            "SELECT c.option, c.count FROM survey_counts c JOIN surveys s ON s.id = c.survey_id WHERE s.code = ?",
+            SURVEY,
+        )
+    )
+
+
+async def test_a_survey_answer_is_counted_once_in_aggregate(deployment: Deployment):
+    first = await Chat.open(deployment.client, "en")
+    home = await open_learn(first)
+    await tap(first, home, "Have your say")
+    listing = await wait_text(first, home["message_id"], "Short anonymous surveys")
+    assert "E2ECLOSED" not in str(listing["reply_markup"])
+    await tap(first, listing, f"({SURVEY})")
+    survey = await wait_text(first, home["message_id"], f"({SURVEY})")
+    assert button(survey, "Yes") == f"sv:{SURVEY}:0"
+    await tap(first, survey, "Not sure")
+    await first.expect("Thank you, your answer was counted anonymously.")
+    await tap(first, survey, "Yes")
+    await first.expect("You already answered this survey.")
+
+    # Another citizen answers from the buttons under a broadcast.
+    second = await Chat.open(deployment.client, "en")
+    await second.send("/start")
+    menu = await second.expect("What would you like to do?")
+    await second.press_data(menu["message_id"], f"sv:{SURVEY}:2")
+    await second.expect("Thank you, your answer was counted anonymously.")
+    await second.press_data(menu["message_id"], "sv:E2ECLOSED:0")
+    await second.expect("This survey is closed.")
+
+    assert survey_counts(deployment) == {2: 2}
+    markers = deployment.db_rows(
+        "SELECT m.marker, m.expires_at FROM survey_answer_markers m JOIN surveys s ON s.id = m.survey_id WHERE s.code = ?",
+        SURVEY,
+    )
+    assert len(markers) == 2
+    assert all(str(c.user_id) not in marker for marker, _ in markers for c in (first, second))
+    assert all(expires.endswith(":00:00.000000") or expires.endswith(":00:00") for _, expires in markers)
+    assert deployment.db_rows("SELECT count(*) FROM survey_counts c JOIN surveys s ON s.id = c.survey_id WHERE s.code = 'E2ECLOSED'")[0][0] == 0
+
+
+# ---- campaign and staff links ---------------------------------------------------------------
+
+
+async def test_a_campaign_link_opens_its_content_and_is_counted_per_day(deployment: Deployment):
+    for _ in range(2):
+        chat = await Chat.open(deployment.client, "en")
+        await chat.send("/start c_poster")
+        topic = await chat.expect("E2E summary")
+        assert topic["text"].startswith("E2E topic")
+    rows = deployment.db_rows(
+        "SELECT d.day, d.opens FROM campaign_days d JOIN campaigns c ON c.id = d.campaign_id WHERE c.code = 'poster'"
+    )
+    assert rows == [(today(), 2)]
+
+    chat = await Chat.open(deployment.client, "en")
+    await chat.send("/start c_article3")
+    await chat.expect("E2E article 3\n\nBold body 3")
+    await chat.send("/start c_old")  # inactive: just the welcome
+    await chat.expect("Welcome to Nazaha")
+    await chat.send("/start c_nonexistent")
+    await chat.expect("Welcome to Nazaha")
+    assert deployment.db_rows(
+        "SELECT count(*) FROM campaign_days d JOIN campaigns c ON c.id = d.campaign_id WHERE c.code = 'old'"
+    )[0][0] == 0
+
+
+async def test_a_volunteer_links_their_chat_once(deployment: Deployment):
+    chat = await Chat.open(deployment.client, "en")
+    await chat.send(f"/start l_{STAFF_CODE}")
+    await chat.expect("This chat is now linked to your console account")
+    assert deployment.db_rows("SELECT link_id FROM staff_chats") == [("f" * 32,)]
+    await chat.send(f"/start l_{STAFF_CODE}")
+    await chat.expect("This link has expired or was already used")
+
+
+async def test_help_and_commands_name_learn_subscribe_and_stop(deployment: Deployment):
+    chat = await Chat.open(deployment.client, "en")
+    await chat.send("/help")
+    help_message = await chat.expect("/learn")
+    assert "/subscribe" in help_message["text"] and "/stop" in help_message["text"]
+    for _ in range(200):  # registered at start-up
+        if len(await deployment.client.calls("setMyShortDescription")) >= 3:
+            break
+        await asyncio.sleep(0.1)
+    for language in ("en", "ar"):
+        names = [c["command"] for c in await deployment.client.commands(language_code=language)]
+        assert {"learn", "subscribe", "stop"} <= set(names)
