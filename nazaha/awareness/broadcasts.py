@@ -387,7 +387,7 @@ async def request_tests(session: AsyncSession, broadcast_id: int, *, link_id: st
     row = await _load(session, broadcast_id)
     if row.status == "cancelled":
         raise BroadcastError("transition")
-    if not link_id or await session.get(StaffChat, link_id) is None:
+    if not link_id or await session.scalar(select(StaffChat.link_id).where(StaffChat.link_id == link_id)) is None:
         raise BroadcastError("not_linked")
     pending = await session.scalar(
         select(func.count()).select_from(BroadcastTestSend).where(
