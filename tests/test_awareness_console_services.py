@@ -8,7 +8,7 @@ import datetime as dt
 import secrets
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from nazaha.awareness import broadcasts, surveys
 from nazaha.awareness import campaign_editor as campaigns
@@ -22,6 +22,17 @@ from nazaha.storage.awareness_models import (
 from nazaha.storage.database import write_session
 
 NOW = dt.datetime(2026, 11, 30, 9, 0, tzinfo=dt.timezone.utc)
+# PostgreSQL's test database lives for the whole run: leave its awareness tables empty, as
+# the other tests expect them.
+AWARENESS_TABLES = ("subscribers", "broadcasts", "surveys", "campaigns", "awareness_topics")
+
+
+@pytest.fixture(autouse=True)
+async def empty_afterwards(engine):
+    yield
+    if engine.dialect.name == "postgresql":
+        async with engine.begin() as conn:
+            await conn.execute(text(f"TRUNCATE {', '.join(AWARENESS_TABLES)} CASCADE"))
 
 
 async def topic(sessionmaker) -> str:

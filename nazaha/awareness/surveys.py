@@ -27,7 +27,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from nazaha.services.disclosure import suppress
 from nazaha.storage.awareness_models import (
     LANGUAGES,
-    AwarenessItem,
     AwarenessItemText,
     QuizPoll,
     Survey,
@@ -282,14 +281,6 @@ async def quiz_results(session: AsyncSession, item_id: int, language: str, *, mi
             except ValueError:
                 continue
     return _results(sums, labels, min_cell)
-
-
-async def quiz_items(session: AsyncSession) -> list[int]:
-    """Ids of the quiz items that have polls (for the results page)."""
-    rows = await session.scalars(
-        select(AwarenessItem.id).where(AwarenessItem.kind == "quiz").order_by(AwarenessItem.topic, AwarenessItem.position, AwarenessItem.id)
-    )
-    return list(rows.all())
 
 
 async def survey_for_message(session: AsyncSession, survey_id: int | None, language: str) -> tuple[str, tuple[str, ...]] | None:
