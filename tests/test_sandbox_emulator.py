@@ -977,3 +977,63 @@ async def test_telegram_finds_links_mentions_hashtags_and_commands(client: Sandb
     assert [(e.type, e.offset, e.length) for e in first.entities] == [("bot_command", 0, 6)]
     assert [(e.type, _covered(second.text, e)) for e in second.entities] == [
         ("bot_command", "/cancel"), ("url", "https://example.org")]
+
+
+# ---- what the emulator returns, read by both Python libraries ----------------------------------------
+
+
+async def test_results_parse_in_aiogram_and_python_telegram_bot(server: SandboxServer, client: SandboxClient,
+                                                               bot: Bot) -> None:
+    import warnings
+
+    import aiogram.types as ag
+    import telegram
+
+    user, offset = await started_user(client, bot)
+    group = await client.create_group("supergroup", "Staff")
+    channel = await client.create_group("channel", "News")
+    for chat in (group, channel):
+        await client.set_bot_status(chat["id"], "administrator", user["id"])
+
+    async def call(method: str, **params: Any) -> Any:
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"{server.url}/bot{TOKEN}/{method}", json=params) as resp:
+                body = await resp.json()
+        assert body["ok"], body
+        return body["result"]
+
+    ptb = telegram.Bot(TOKEN)
+    raw: list[tuple[str, Any, Any, Any]] = []  # (what, data, aiogram type, ptb type)
+    for chat_id in (user["id"], group["id"], channel["id"]):
+        raw.append(("getChat", await call("getChat", chat_id=chat_id), ag.ChatFullInfo, telegram.ChatFullInfo))
+    raw.append(("getMe", await call("getMe"), ag.User, telegram.User))
+    raw.append(("sendMessage", await call("sendMessage", chat_id=user["id"], text="see https://nazaha.ps"),
+                ag.Message, telegram.Message))
+    photo = await bot.send_photo(user["id"], BufferedInputFile(b"\xff\xd8", filename="p.jpg"), caption="c")
+    raw.append(("sendPhoto", await call("sendPhoto", chat_id=user["id"], photo=photo.photo[-1].file_id,
+                                        caption="<b>x</b>", parse_mode="HTML"), ag.Message, telegram.Message))
+    quiz = await call("sendPoll", chat_id=user["id"], question="Q", options=["a", {"text": "b"}], type="quiz",
+                      correct_option_ids=[1], is_anonymous=False, explanation="why")
+    raw.append(("sendPoll", quiz, ag.Message, telegram.Message))
+    raw.append(("sendPoll regular", await call("sendPoll", chat_id=user["id"], question="Q", options=["a", "b"]),
+                ag.Message, telegram.Message))
+    raw.append(("copyMessage", await call("copyMessage", chat_id=user["id"], from_chat_id=user["id"],
+                                          message_id=quiz["message_id"]), ag.MessageId, telegram.MessageId))
+    await client.vote_poll(user["id"], quiz["message_id"], [0])
+    for update in await call("getUpdates", offset=offset):
+        raw.append((f"update {next(k for k in update if k != 'update_id')}", update, ag.Update, telegram.Update))
+    assert {what for what, *_ in raw} >= {"update poll", "update poll_answer"}
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # python-telegram-bot warns about the legacy correct_option_id
+        for what, data, aiogram_type, ptb_type in raw:
+            parsed = aiogram_type.model_validate(data)
+            assert parsed is not None, what
+            via_ptb = ptb_type.de_json(data, ptb)
+            assert via_ptb is not None, what
+            assert not set(via_ptb.api_kwargs) - {"correct_option_id"}, (what, via_ptb.api_kwargs)
+        poll_update = telegram.Update.de_json(next(d for w, d, *_ in raw if w == "update poll"), ptb)
+    assert poll_update.poll.correct_option_ids == (1,) and poll_update.poll.options[0].voter_count == 1
+    chat_info = ag.ChatFullInfo.model_validate(raw[0][1])
+    assert chat_info.accepted_gift_types.gifts_from_channels is False and chat_info.type == "private"
+    assert telegram.ChatFullInfo.de_json(raw[1][1], ptb).permissions.can_send_polls
