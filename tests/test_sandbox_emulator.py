@@ -1037,3 +1037,65 @@ async def test_results_parse_in_aiogram_and_python_telegram_bot(server: SandboxS
     chat_info = ag.ChatFullInfo.model_validate(raw[0][1])
     assert chat_info.accepted_gift_types.gifts_from_channels is False and chat_info.type == "private"
     assert telegram.ChatFullInfo.de_json(raw[1][1], ptb).permissions.can_send_polls
+
+
+# ---- the call log ------------------------------------------------------------------------------------
+
+
+async def test_unknown_methods_are_404_and_logged(server: SandboxServer, client: SandboxClient, bot: Bot) -> None:
+    from tests.e2e_support import assert_no_unknown_calls
+
+    user, _ = await started_user(client, bot)
+    await assert_no_unknown_calls(client)
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{server.url}/bot{TOKEN}/sendDice", json={"chat_id": user["id"]}) as resp:
+            assert resp.status == 404
+            assert await resp.json() == {"ok": False, "error_code": 404, "description": "Not Found: method not found"}
+    [call] = [c for c in await client.calls() if c["unknown"]]
+    assert call["method"] == "sendDice" and call["error_code"] == 404 and call["chat_id"] == user["id"]
+    assert all(not c["unknown"] for c in await client.calls("getUpdates"))
+    assert (await client.bot_info())["unknown_methods"] == {"sendDice": 1}
+    with pytest.raises(AssertionError, match="sendDice"):
+        await assert_no_unknown_calls(client)
+    await client.clear_calls()
+    with pytest.raises(AssertionError, match="sendDice"):  # still noticed after the log is cleared
+        await assert_no_unknown_calls(client)
+
+
+async def test_call_log_cap_is_visible() -> None:
+    from nazaha.sandbox.client import CallLogTruncated
+    from nazaha.sandbox.emulator import BotApiEmulator
+
+    async with SandboxServer(default_token=TOKEN, emulator=BotApiEmulator(max_calls=3)) as capped, \
+            SandboxClient(capped.url) as control:
+        b = make_bot(capped)
+        try:
+            for _ in range(5):
+                await b.get_me()
+        finally:
+            await b.session.close()
+        with pytest.raises(CallLogTruncated) as truncated:
+            await control.calls()
+        assert truncated.value.dropped == 2
+        assert len(await control.calls(allow_truncated=True)) == 3
+        assert (await control.bot_info())["calls_dropped"] == 2
+        await control.clear_calls()
+        assert await control.calls() == []
+
+
+async def test_sends_are_logged_per_chat_with_a_monotonic_time(client: SandboxClient, bot: Bot) -> None:
+    first, _ = await started_user(client, bot)
+    second, _ = await started_user(client, bot)
+    await client.clear_calls()
+    before = time.monotonic()
+    await bot.send_message(first["id"], "a")
+    await bot.send_message(second["id"], "b")
+    await client.set_blocked(second["id"], True)
+    with pytest.raises(TelegramForbiddenError):
+        await bot.send_message(second["id"], "c")
+    calls = await client.calls("sendMessage")
+    assert [c["chat_id"] for c in calls] == [first["id"], second["id"], second["id"]]
+    assert [c["ok"] for c in calls] == [True, True, False] and calls[2]["error_code"] == 403
+    stamps = [c["mono"] for c in calls]
+    assert before <= stamps[0] <= stamps[1] <= stamps[2] <= time.monotonic()
+    assert len(await client.calls("sendMessage", chat_id=second["id"])) == 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 from typing import Any, Awaitable, Callable
 
 from .emulator import (
@@ -109,13 +110,22 @@ async def dispatch(emu: BotApiEmulator, token: str, name: str, raw: dict[str, An
         return 401, ApiError(401, "Unauthorized").payload()
     entry = METHODS.get(name.lower())
     if entry is None:
-        return 404, ApiError(404, "Not Found: method not found").payload()
+        # Telegram answers 404; the call is logged (and counted apart from the capped log) so
+        # that tests notice a method the bot uses but the emulator does not model
+        error = ApiError(404, "Not Found: method not found")
+        bot.unknown_methods[name] = bot.unknown_methods.get(name, 0) + 1
+        bot.log_call({"method": name, "params": _summarise_files(dict(raw), files), "at": emu.now(),
+                      "mono": time.monotonic(), "chat_id": raw.get("chat_id"), "ok": False, "error_code": 404,
+                      "description": error.description, "unknown": True})
+        return 404, error.payload()
     canonical, func = entry
-    record: dict[str, Any] = {"method": canonical, "params": None, "at": emu.now(), "ok": True, "error_code": None}
-    bot.calls.append(record)
+    record: dict[str, Any] = {"method": canonical, "params": None, "at": emu.now(), "mono": time.monotonic(),
+                              "chat_id": raw.get("chat_id"), "ok": True, "error_code": None, "unknown": False}
+    bot.log_call(record)
     try:
         params = coerce_params(raw)
         record["params"] = _summarise_files(params, files)
+        record["chat_id"] = params.get("chat_id")
         fault = bot.take_fault(canonical)
         if fault is not None:
             raise fault

@@ -38,6 +38,7 @@ ALLOWED_HOSTS_KEY: web.AppKey[set[str]] = web.AppKey("allowed_hosts", set)
 # address fragment, which browsers never send to a server).
 CONTROL_KEY_HEADER = "X-Sandbox-Key"
 CONTROL_PREFIX = "/sandbox/api/"
+CALLS_DROPPED_HEADER = "X-Sandbox-Calls-Dropped"
 PAGE_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; base-uri 'none'; frame-ancestors 'none'",
     "X-Content-Type-Options": "nosniff",
@@ -396,12 +397,19 @@ async def api_set_blocked(request: web.Request) -> web.Response:
 @control
 async def api_calls(request: web.Request) -> web.Response:
     bot = _bot(request)
-    return _json(request.app[EMULATOR_KEY].calls(bot, request.query.get("method") or None))
+    calls = request.app[EMULATOR_KEY].calls(bot, request.query.get("method") or None,
+                                              request.query.get("chat_id") or None)
+    response = _json(calls)
+    # a capped log says so: the client refuses a truncated log unless told it may be
+    response.headers[CALLS_DROPPED_HEADER] = str(bot.calls_dropped)
+    return response
 
 
 @control
 async def api_clear_calls(request: web.Request) -> web.Response:
-    _bot(request).calls.clear()
+    bot = _bot(request)
+    bot.calls.clear()
+    bot.calls_dropped = 0
     return _json({"ok": True})
 
 
@@ -434,6 +442,9 @@ async def api_bot(request: web.Request) -> web.Response:
         "webhook_attempts": bot.webhook_attempts,
         "webhook_delivered": bot.webhook_delivered,
         "pending_updates": len(bot.queue),
+        "calls_logged": len(bot.calls),
+        "calls_dropped": bot.calls_dropped,
+        "unknown_methods": dict(bot.unknown_methods),
         "descriptions": bot.descriptions,
         "short_descriptions": bot.short_descriptions,
         "menu_button": bot.default_menu_button,
