@@ -1099,3 +1099,72 @@ async def test_sends_are_logged_per_chat_with_a_monotonic_time(client: SandboxCl
     stamps = [c["mono"] for c in calls]
     assert before <= stamps[0] <= stamps[1] <= stamps[2] <= time.monotonic()
     assert len(await client.calls("sendMessage", chat_id=second["id"])) == 2
+
+
+# ---- what broadcast tests need ------------------------------------------------------------------------
+
+
+async def test_many_started_users_without_updates(client: SandboxClient, bot: Bot) -> None:
+    ids = await client.create_users(300, language_code="en")
+    assert len(set(ids)) == 300
+    assert await bot.get_updates(timeout=0) == []  # as if they had pressed /start long ago
+    for user_id in (ids[0], ids[-1]):
+        assert (await bot.send_message(user_id, "Weekly tip")).chat.id == user_id
+    assert (await bot.get_chat(ids[0])).type == "private"
+    with pytest.raises(SandboxControlError, match="count"):
+        await client.create_users(0)
+
+
+async def test_blocked_users_refuse_every_kind_of_send(client: SandboxClient, bot: Bot) -> None:
+    author, _ = await started_user(client, bot)
+    [blocked] = await client.create_users(1)
+    source = await bot.send_message(author["id"], "to copy")
+    photo = await bot.send_photo(author["id"], BufferedInputFile(b"\xff\xd8", filename="p.jpg"))
+    await client.set_blocked(blocked, True)
+    sends = {
+        "sendMessage": lambda: bot.send_message(blocked, "hi"),
+        "sendPhoto": lambda: bot.send_photo(blocked, photo.photo[-1].file_id, caption="c"),
+        "sendDocument": lambda: bot.send_document(blocked, BufferedInputFile(b"x", filename="x.txt")),
+        "sendPoll": lambda: bot.send_poll(blocked, "Q", ["a", "b"]),
+        "copyMessage": lambda: bot.copy_message(blocked, author["id"], source.message_id),
+        "copyMessages": lambda: bot.copy_messages(blocked, author["id"], [source.message_id]),
+        "sendChatAction": lambda: bot.send_chat_action(blocked, "typing"),
+    }
+    for name, send in sends.items():
+        with pytest.raises(TelegramForbiddenError, match="Forbidden: bot was blocked by the user"):
+            await send()
+        [call] = await client.calls(name, chat_id=blocked)
+        assert call["error_code"] == 403 and not call["ok"], name
+    await client.set_blocked(blocked, False)
+    await bot.copy_message(blocked, author["id"], source.message_id)
+
+
+async def test_injected_rate_limits_and_server_errors_per_method(client: SandboxClient, bot: Bot) -> None:
+    user, _ = await started_user(client, bot)
+    source = await bot.send_message(user["id"], "to copy")
+    photo = await bot.send_photo(user["id"], BufferedInputFile(b"\xff\xd8", filename="p.jpg"))
+    sends = {
+        "sendMessage": lambda: bot.send_message(user["id"], "hi"),
+        "sendPhoto": lambda: bot.send_photo(user["id"], photo.photo[-1].file_id),
+        "copyMessage": lambda: bot.copy_message(user["id"], user["id"], source.message_id),
+    }
+    for name, send in sends.items():
+        await client.add_fault(name, 429, count=2, retry_after=7)
+        for _ in range(2):
+            with pytest.raises(TelegramRetryAfter) as limited:
+                await send()
+            assert limited.value.retry_after == 7
+        for code in (500, 502):
+            await client.add_fault(name, code)
+            with pytest.raises(TelegramServerError):
+                await send()
+        await send()  # the faults are used up
+        codes = [c["error_code"] for c in await client.calls(name)][-5:]
+        assert codes == [429, 429, 500, 502, None], name
+    async with aiohttp.ClientSession() as http:  # the raw body Telegram sends with a 429
+        await client.add_fault("sendMessage", 429, retry_after=3)
+        async with http.post(f"{client.base_url}/bot{TOKEN}/sendMessage",
+                             json={"chat_id": user["id"], "text": "x"}) as resp:
+            assert resp.status == 429 and await resp.json() == {
+                "ok": False, "error_code": 429, "description": "Too Many Requests: retry after 3",
+                "parameters": {"retry_after": 3}}

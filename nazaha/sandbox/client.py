@@ -116,6 +116,13 @@ class SandboxClient:
                 "username": username}
         return await self._post("users", body, token)
 
+    async def create_users(self, n: int, language_code: str | None = "ar", *, first_name: str = "Subscriber",
+                           token: str | None = None) -> list[int]:
+        """``n`` users, each with a private chat with the bot as if they had pressed /start
+        (the bot may message them), without queuing any update; returns their ids."""
+        body = {"count": n, "language_code": language_code, "first_name": first_name}
+        return (await self._post("users/batch", body, token))["ids"]
+
     async def send_text(self, user_id: int, text: str, *, token: str | None = None) -> dict[str, Any]:
         """The user sends a text message. Returns {update_id, message_id}."""
         return await self._post("messages", {"user_id": user_id, "text": text}, token)

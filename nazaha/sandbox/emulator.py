@@ -40,6 +40,7 @@ FILE_KINDS = {
     "animation": ("animations", ".mp4", "video/mp4"),
 }
 FIRST_USER_ID = 700_000_001
+MAX_BATCH_USERS = 200_000  # users one create_started_users call makes
 # What a bot gets when it never chose (or chose an empty list of) allowed_updates: everything
 # except these, as the Bot API documents for getUpdates and setWebhook.
 NOT_BY_DEFAULT = frozenset({"chat_member", "message_reaction", "message_reaction_count"})
@@ -475,6 +476,20 @@ class BotApiEmulator:
             user["is_premium"] = True
         self.users[user["id"]] = user
         return dict(user)
+
+    def create_started_users(self, bot: BotState, count: int, language_code: str | None = "ar",
+                             first_name: str = "Subscriber") -> list[int]:
+        """``count`` users, each with a private chat with ``bot`` that exists as if they had
+        pressed /start (the bot may message them), without any update queued; their ids.
+        For broadcast tests: O(count), no per-user HTTP call."""
+        if not 1 <= count <= MAX_BATCH_USERS:
+            raise ValueError(f"count must be from 1 to {MAX_BATCH_USERS}")
+        ids = []
+        for _ in range(count):
+            user = self.create_user(first_name=first_name, language_code=language_code)
+            bot.chat_for(self.users[user["id"]]).started = True
+            ids.append(user["id"])
+        return ids
 
     def get_user(self, user_id: int) -> dict[str, Any]:
         user = self.users.get(int(user_id))

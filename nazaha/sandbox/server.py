@@ -187,6 +187,21 @@ async def api_create_user(request: web.Request) -> web.Response:
 
 
 @control
+async def api_create_users(request: web.Request) -> web.Response:
+    """``{count, language_code? (default "ar"), first_name?}`` -> ``{ids}``: users who have
+    each "pressed /start" with this bot (it may message them), with no update queued."""
+    body = await _body(request)
+    bot = _bot(request, body)
+    try:
+        ids = request.app[EMULATOR_KEY].create_started_users(
+            bot, _int(body.get("count"), "count"), body.get("language_code", "ar"),
+            str(body.get("first_name") or "Subscriber"))
+    except ValueError as err:
+        raise ControlError(400, str(err)) from None
+    return _json({"ids": ids})
+
+
+@control
 async def api_send_message(request: web.Request) -> web.Response:
     body = await _body(request)
     bot = _bot(request, body)
@@ -511,6 +526,7 @@ def create_app(emulator: BotApiEmulator | None = None, default_token: str = DEFA
     r.add_get("/file/bot{token}/{path:.+}", download_file)
     api = "/sandbox/api"
     r.add_post(f"{api}/users", api_create_user)
+    r.add_post(f"{api}/users/batch", api_create_users)
     r.add_post(f"{api}/users/{{user_id}}/blocked", api_set_blocked)
     r.add_post(f"{api}/messages", api_send_message)
     r.add_post(f"{api}/messages/{{message_id}}/edit", api_edit_message)
