@@ -31,6 +31,7 @@ MAX_BODY = 100 * 1024 * 1024
 EMULATOR_KEY: web.AppKey[BotApiEmulator] = web.AppKey("emulator", BotApiEmulator)
 DEFAULT_TOKEN_KEY: web.AppKey[str] = web.AppKey("default_token", str)
 CONTROL_KEY: web.AppKey[str] = web.AppKey("control_key", str)
+RUN_ID_KEY: web.AppKey[str] = web.AppKey("run_id", str)
 # Host headers accepted ("127.0.0.1:8081"); empty = any (a server bound to all interfaces).
 # Filled by SandboxServer.start once the port is known.
 ALLOWED_HOSTS_KEY: web.AppKey[set[str]] = web.AppKey("allowed_hosts", set)
@@ -463,6 +464,7 @@ async def api_bot(request: web.Request) -> web.Response:
         "descriptions": bot.descriptions,
         "short_descriptions": bot.short_descriptions,
         "menu_button": bot.default_menu_button,
+        "run_id": request.app[RUN_ID_KEY],  # new at each start: the chat page's saved user is of this run
     })
 
 
@@ -520,6 +522,7 @@ def create_app(emulator: BotApiEmulator | None = None, default_token: str = DEFA
     app[EMULATOR_KEY] = emulator if emulator is not None else BotApiEmulator()
     app[DEFAULT_TOKEN_KEY] = default_token
     app[CONTROL_KEY] = control_key or secrets.token_urlsafe(24)
+    app[RUN_ID_KEY] = secrets.token_hex(8)
     app[ALLOWED_HOSTS_KEY] = hosts if hosts is not None else set()
     r = app.router
     r.add_route("*", "/bot{token}/{method}", bot_api)
