@@ -137,8 +137,9 @@ def main() -> int:
           f"failures {result['failures']}; call log {result['logged_sends']} sends; "
           f"users created {result['users_created_per_second']:.0f}/s")
     if result["messages_per_server_cpu_second"]:
-        print(f"emulator CPU: {result['server_cpu_seconds']:.2f} s, i.e. {result['messages_per_server_cpu_second']:.0f} "
-              f"messages per CPU second (its rate on a core of its own, without the client)")
+        print(f"emulator CPU: {result['server_cpu_seconds']:.2f} s, i.e. "
+              f"{result['messages_per_server_cpu_second']:.0f} messages per CPU second "
+              f"(its rate on a core of its own, without the client)")
     if result["logged_sends"] != result["messages"]:
         print("WARNING: the call log did not count every send", file=sys.stderr)
     if args.json:

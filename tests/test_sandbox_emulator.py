@@ -896,7 +896,8 @@ async def test_copy_message_returns_a_message_id_and_copies_content(client: Sand
     [bare] = await bot.copy_messages(reader["id"], author["id"], [photo.message_id], remove_caption=True)
     views = {m["message_id"]: m for m in await client.messages(reader["id"])}
     assert views[same.message_id]["caption"] == "old"
-    assert views[new.message_id]["caption"] == "new" and views[new.message_id]["caption_entities"][0]["type"] == "italic"
+    assert views[new.message_id]["caption"] == "new"
+    assert views[new.message_id]["caption_entities"][0]["type"] == "italic"
     assert views[bare.message_id]["caption"] is None
     assert views[same.message_id]["media"]["photo"] == [p.model_dump(exclude_none=True) for p in photo.photo]
 
