@@ -440,11 +440,22 @@ def file_size(size: int) -> str:
     return _("{size} KB").format(size=max(1, round(size / 1024)))
 
 
+# Notices that end with "or tap Done", and the step that Done finishes.
+DONE_AFTER_NOTICE = {
+    "description_part": flow.Step.DESCRIPTION,
+    "caption_as_description": flow.Step.DESCRIPTION,
+    "evidence_added": flow.Step.EVIDENCE,
+    "evidence_flagged": flow.Step.EVIDENCE,
+    "voice_flagged": flow.Step.EVIDENCE,
+}
+
+
 def notice_screen(code: str, params: dict[str, int], kind: flow.Kind | None = None) -> Screen:
-    """A notice, with a Done button under those that end with "or tap Done" while the user
-    is writing, so nobody has to scroll up to the question to finish."""
-    writing = code in ("description_part", "caption_as_description")
-    keyboard = _keyboard([_nav_row("done", step=str(flow.Step.DESCRIPTION))]) if writing else None
+    """A notice, with a Done button under those that end with "or tap Done" (while the user
+    writes the description or sends evidence), so nobody has to scroll up to the question
+    to finish."""
+    step = DONE_AFTER_NOTICE.get(code)
+    keyboard = _keyboard([_nav_row("done", step=str(step))]) if step is not None else None
     return Screen(notice(code, params, kind), keyboard)
 
 
