@@ -369,7 +369,7 @@ async def open_start_payload(reply: Reply, payload: str, anchor: int | None) -> 
         return False
     # Counted in a transaction of its own: an aggregate per day, never who opened it.
     await services.campaigns.count_open(campaign.id, _now().date())
-    await wipe.mark_conversation_start(reply, anchor, conversation=False)
+    await wipe.mark_conversation_start(reply, anchor)
     language = _language(reply)
     if campaign.item is not None:
         item = await services.library.item_by_code(campaign.item, language)

@@ -1207,11 +1207,15 @@ def forgotten() -> Screen:
 
 
 def service_restarted() -> str:
+    """After a restart, to anyone whose first message since then is not a command: the bot
+    does not know who was in the middle of something (handlers/restart_notice.py), so the
+    text says "if"."""
     return _(
-        "The service was restarted after your last message. For your safety, unfinished "
-        "reports and open follow-up sessions are kept only in the bot's memory, never "
-        "on disk, so they were lost. If you were writing a report, please start it "
-        "again. If you had just sent one and did not get a receipt, it may have been "
-        "received without the receipt reaching you: if you have no receipt for it, send "
-        "it again. Reports you sent before are safe, and their receipts still work."
+        "The service was restarted recently. If you were in the middle of a report or a "
+        "follow-up when it restarted, it was lost: for your safety, unfinished reports "
+        "and open follow-up sessions are kept only in the bot's memory, never on disk. "
+        "Please start again. If you had just sent a report and did not get a receipt, it "
+        "may have been received without the receipt reaching you: if you have no receipt "
+        "for it, send it again. Reports you sent before are safe, and their receipts "
+        "still work."
     )
