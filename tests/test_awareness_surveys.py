@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
+import sqlite3
 import struct
 from collections import defaultdict
 from pathlib import Path
@@ -33,7 +34,7 @@ from nazaha.storage.awareness_models import (
     SurveyText,
 )
 from nazaha.storage.crypto import BotKeyBox
-from nazaha.storage.database import checkpoint_wal, engine_of, write_session
+from nazaha.storage.database import checkpoint_wal, write_session
 from nazaha.storage.prefs import Preferences, PreferenceStore
 from nazaha.storage.unit_of_work import UnitOfWork
 from tests import forensics
@@ -129,8 +130,6 @@ def cell_offsets(db_file: Path, table: str) -> list[int]:
     does not (the attacker's cells.py)."""
     raw = db_file.read_bytes()
     page_size = struct.unpack(">H", raw[16:18])[0]
-    import sqlite3
-
     with sqlite3.connect(f"file:{db_file}?immutable=1", uri=True) as db:
         (root,) = db.execute("SELECT rootpage FROM sqlite_master WHERE name = ?", (table,)).fetchone()
     page = raw[(root - 1) * page_size: root * page_size]

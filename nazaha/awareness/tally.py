@@ -44,12 +44,11 @@ from sqlalchemy.sql.schema import Table
 
 from nazaha.storage.database import dialect_insert, write_transaction
 
-__all__ = ["DEFAULT_MIN_BATCH", "FLUSH_INTERVAL", "Tally", "add_counts", "ensure_rows"]
+__all__ = ["DEFAULT_MIN_BATCH", "Batch", "Tally", "add_counts", "ensure_rows"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MIN_BATCH = 10
-FLUSH_INTERVAL = 60.0  # seconds between the bot's periodic flushes
 
 K = TypeVar("K", bound=tuple)
 Batch = Sequence[tuple[Any, int]]
