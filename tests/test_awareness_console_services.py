@@ -8,7 +8,7 @@ import datetime as dt
 import secrets
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import select, text, update
 
 from nazaha.awareness import broadcasts, surveys
 from nazaha.awareness import campaign_editor as campaigns
@@ -18,6 +18,7 @@ from nazaha.storage.awareness_models import (
     BroadcastOutbox,
     Subscriber,
     SurveyCount,
+    biased,
 )
 from nazaha.storage.database import write_session
 
@@ -90,10 +91,21 @@ async def test_survey_results_and_campaigns(sessionmaker):
     code = await topic(sessionmaker)
     async with write_session(sessionmaker) as session:
         survey_id = await surveys.save_survey(
-            session, surveys.SurveyInput({"en": ("Would you report?", "Yes\nNo\nNot sure")}, None), author=3, today=NOW.date())
+            session, surveys.SurveyInput({"en": ("Would you report?", "Yes\nNo")}, None), author=3, today=NOW.date())
+        # Edited before opening: the count rows follow the options as they are when it opens.
+        await surveys.save_survey(
+            session, surveys.SurveyInput({"en": ("Would you report?", "Yes\nNo\nNot sure")}, None), author=3,
+            today=NOW.date(), survey_id=survey_id)
         await surveys.open_survey(session, survey_id, author=3, admin=False, today=NOW.date())
-        for option, count in enumerate((3, 0, 9)):
-            session.add(SurveyCount(survey_id=survey_id, option=option, count=count))
+    async with sessionmaker() as session:
+        made = (await session.execute(select(SurveyCount.option, SurveyCount.count)
+                                      .where(SurveyCount.survey_id == survey_id).order_by(SurveyCount.option))).all()
+        assert [tuple(r) for r in made] == [(0, 0), (1, 0), (2, 0)]
+        assert (await surveys.survey_results(session, survey_id, "en")).total is None
+    async with write_session(sessionmaker) as session:
+        for option, count in enumerate((3, 0, 9)):  # as the bot's batches leave them
+            await session.execute(update(SurveyCount).where(SurveyCount.survey_id == survey_id, SurveyCount.option == option)
+                                  .values(biased_count=biased(count)))
     async with sessionmaker() as session:
         results = await surveys.survey_results(session, survey_id, "en")
         assert results.total == 12 and [r.shown for r in results.rows] == ["<5", 0, "x"]

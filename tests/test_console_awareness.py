@@ -33,12 +33,13 @@ from nazaha.storage.awareness_models import (
     BroadcastTestSend,
     Campaign,
     CampaignDay,
-    QuizPoll,
+    QuizCount,
     StaffChat,
     Subscriber,
     Survey,
     SurveyAnswerMarker,
     SurveyCount,
+    biased,
 )
 from nazaha.storage.console_models import AuditEntry, AwarenessMember, StaffUser
 from nazaha.storage.crypto import BotKeyBox
@@ -591,16 +592,22 @@ def result_cells(html: str, table: str) -> list[tuple[str, str]]:
 
 
 async def set_counts(w, survey_id: int, counts: list[int]) -> None:
+    """As the bot's batches leave them (the rows were made when the survey opened)."""
     async with w.sm.begin() as session:
-        await session.execute(SurveyCount.__table__.delete().where(SurveyCount.survey_id == survey_id))
         for option, value in enumerate(counts):
-            session.add(SurveyCount(survey_id=survey_id, option=option, count=value))
+            await session.execute(update(SurveyCount).where(SurveyCount.survey_id == survey_id, SurveyCount.option == option)
+                                  .values(biased_count=biased(value)))
 
 
 async def test_survey_results_hide_cells_under_five_and_their_complement(world):
     w = world
     vera = await member(w, "vera", "volunteer")
     survey_id = open_survey_via_http(vera)
+    async with w.sm() as session:  # opening made a row per option, at 0, in option order
+        made = (await session.execute(select(SurveyCount.option, SurveyCount.count).where(SurveyCount.survey_id == survey_id)
+                                      .order_by(SurveyCount.option))).all()
+    assert [tuple(r) for r in made] == [(0, 0), (1, 0), (2, 0)]
+    assert "Fewer than 5 answers so far" in vera.get(f"/awareness/surveys/{survey_id}").text
     await set_counts(w, survey_id, [2, 1, 0])
     page = vera.get(f"/awareness/surveys/{survey_id}").text
     assert 'id="results-table-few"' in page and "Fewer than 5 answers so far" in page
@@ -641,7 +648,7 @@ async def test_survey_results_hide_cells_under_five_and_their_complement(world):
     assert refused.status_code == 400 and "2 to 8 answers" in refused.text
 
 
-async def test_quiz_results_sum_every_poll_and_hide_small_cells(world):
+async def test_quiz_results_show_the_summed_counts_and_hide_small_cells(world):
     w = world
     async with w.sm.begin() as session:
         item = AwarenessItem(code="quiz-bribe", topic="forms", kind="quiz", position=1, origin="file", published=True, updated_on=TODAY)
@@ -650,13 +657,16 @@ async def test_quiz_results_sum_every_poll_and_hide_small_cells(world):
         item_id = item.id
         session.add(AwarenessItemText(item_id=item_id, language="en", title="Is a gift to an official a bribe?",
                                       options="Always\nIt depends\nNever", correct_option=1, body="It depends on why."))
-        session.add(QuizPoll(poll_id="p1", item_id=item_id, language="en", counts="2,0,1", sent_on=TODAY))
-        session.add(QuizPoll(poll_id="p2", item_id=item_id, language="ar", counts="1,0,0", sent_on=TODAY))
+        # The bot's batches, summed over every poll sent for the item (in any language).
+        for option, value in enumerate((3, 0, 1)):
+            session.add(QuizCount(item_id=item_id, option=option, biased_count=biased(value)))
     vera = await member(w, "vera", "volunteer")
     page = vera.get(f"/awareness/library/items/{item_id}").text
     assert "Fewer than 5 answers so far" in page
     async with w.sm.begin() as session:
-        session.add(QuizPoll(poll_id="p3", item_id=item_id, language="en", counts="10,3,0", sent_on=TODAY))
+        for option, more in enumerate((10, 3, 0)):
+            await session.execute(update(QuizCount).where(QuizCount.item_id == item_id, QuizCount.option == option)
+                                  .values(biased_count=QuizCount.biased_count + more))
     page = vera.get(f"/awareness/library/items/{item_id}").text
     assert result_cells(page, "quiz-table") == [("Always", "13"), ("It depends", "fewer than 5"), ("Never", "fewer than 5")]
     assert re.search(r"<tfoot>.*?17.*?</tfoot>", page, re.S)
@@ -682,10 +692,12 @@ async def test_campaign_link_qr_code_opens_and_deactivation(world):
     with Image.open(io.BytesIO(png.content)) as image:
         assert min(image.size) >= 300  # big enough for a poster
 
-    # Opens, as the bot counts them per day.
+    # Opens, as the bot counts them per day (a day's row is made for every active campaign:
+    # days without opens are not listed).
     async with w.sm.begin() as session:
-        session.add(CampaignDay(campaign_id=campaign_id, day=TODAY - dt.timedelta(days=1), opens=3))
-        session.add(CampaignDay(campaign_id=campaign_id, day=TODAY, opens=2))
+        session.add(CampaignDay(campaign_id=campaign_id, day=TODAY - dt.timedelta(days=2), biased_opens=biased(0)))
+        session.add(CampaignDay(campaign_id=campaign_id, day=TODAY - dt.timedelta(days=1), biased_opens=biased(3)))
+        session.add(CampaignDay(campaign_id=campaign_id, day=TODAY, biased_opens=biased(2)))
     page = vera.get(f"/awareness/campaigns/{campaign_id}").text
     assert re.search(r'id="campaign-total"><bdi dir="ltr">5<', page)
     assert re.findall(r'<td><bdi dir="ltr">(\d{4}-\d\d-\d\d)</bdi></td><td class="num"><bdi dir="ltr">(\d+)<', page) == [

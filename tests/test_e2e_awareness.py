@@ -3,7 +3,11 @@ the real `nazaha bot` process against the sandbox emulator over HTTP.
 
 The library used here is written into the database before the bot starts, as the console
 would (origin "console", so the bot's sync of the content files leaves it alone), with a
-position that puts its topic first whatever the content files hold."""
+position that puts its topic first whatever the content files hold.
+
+The bot runs with NAZAHA_AGGREGATE_MIN_BATCH=1 (every answer, open or vote is written in a
+batch of its own) and a flush every half second, so that counts can be seen here; the last
+test restarts it with batches of 3 and must stay last."""
 
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ import pytest_asyncio
 
 from nazaha.sandbox.client import SandboxClient
 from nazaha.sandbox.server import SandboxServer
+from nazaha.storage.awareness_models import COUNT_BIAS
 from tests.e2e_support import TOKEN, BotProcess, Chat, press_callback, run_init
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
@@ -27,6 +32,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 TOPIC = "e2e_topic"
 ARTICLES = 8  # two pages of six
 SURVEY = "E2ESURVEY"
+WIPE_SURVEY = "E2EWIPE"
+BATCH_SURVEY = "E2EBATCH"
 STAFF_CODE = "e2e-staff-link-code-0001"
 
 
@@ -67,7 +74,7 @@ def seed_library(db_path: Path) -> None:
                 "VALUES (?, 'en', ?, ?, ?, 1, '')",
                 (cursor.lastrowid, f"E2E question {n}?", "Because *B* is right.", "Answer A\nAnswer B\nAnswer C"),
             )
-        for code, status in ((SURVEY, "open"), ("E2ECLOSED", "closed")):
+        for code, status in ((SURVEY, "open"), ("E2ECLOSED", "closed"), (WIPE_SURVEY, "open"), (BATCH_SURVEY, "open")):
             cursor = db.execute(
                 "INSERT INTO surveys (code, status, author_id, created_on, closes_on) VALUES (?, ?, 1, ?, NULL)",
                 (code, status, day),
@@ -76,6 +83,12 @@ def seed_library(db_path: Path) -> None:
                 "INSERT INTO survey_texts (survey_id, language, question, options) VALUES (?, 'en', ?, ?)",
                 (cursor.lastrowid, f"Would you report corruption you witnessed? ({code})", "Yes\nNo\nNot sure"),
             )
+            if status == "open":  # the console makes a row per option when it opens a survey
+                for option in range(3):
+                    db.execute(
+                        "INSERT INTO survey_counts (survey_id, option, biased_count) VALUES (?, ?, ?)",
+                        (cursor.lastrowid, option, COUNT_BIAS),
+                    )
         for code, target, active in (("poster", TOPIC, 1), ("article3", "item:e2e_article_3", 1), ("old", TOPIC, 0)):
             db.execute(
                 "INSERT INTO campaigns (code, name, target, active, created_on) VALUES (?, ?, ?, ?, ?)",
@@ -95,7 +108,10 @@ class Deployment:
         self.data_dir = tmp / "var"
         self.server = server
         self.client = client
-        self.bot = BotProcess(self.data_dir, server.url, tmp / "bot.log")
+        self.bot = BotProcess(
+            self.data_dir, server.url, tmp / "bot.log",
+            extra_env={"NAZAHA_AGGREGATE_MIN_BATCH": "1", "NAZAHA_AGGREGATE_FLUSH_SECONDS": "0.5"},
+        )
 
     def db_rows(self, sql: str, *params: Any) -> list[tuple]:
         with sqlite3.connect(self.data_dir / "nazaha.db", timeout=30) as db:
@@ -342,26 +358,43 @@ async def test_quiz_me_sends_an_anonymous_quiz_poll_and_counts_only(deployment: 
     assert sent["type"] == "quiz" and sent["is_anonymous"] in (True, "true")
     assert sent["question"] == "E2E question 0?"
     assert "poll_answer" not in str(await deployment.client.calls("getUpdates"))
-    rows = await deployment.wait_rows("SELECT poll_id, counts, language FROM quiz_polls", lambda r: len(r) >= 1)
-    assert rows and rows[-1][1] == "" and rows[-1][2] == "en"
+    # Nothing is written when a poll is sent: which poll stands for which item is in memory.
+    assert quiz_counts(deployment) == {}
     await deployment.client.vote_poll(chat.user_id, poll_message["message_id"], [1])
-    rows = await deployment.wait_rows(
-        "SELECT counts FROM quiz_polls ORDER BY rowid DESC LIMIT 1", lambda r: r and r[0][0] == "0,1,0"
-    )
-    assert rows[0][0] == "0,1,0"
-    columns = [c[1] for c in deployment.db_rows("PRAGMA table_info(quiz_polls)")]
-    assert not any("chat" in c or "user" in c for c in columns)
+    rows = await deployment.wait_rows(QUIZ_COUNTS, lambda r: dict(r) == {0: 0, 1: 1, 2: 0})
+    assert dict(rows) == {0: 0, 1: 1, 2: 0}
+    columns = [c[1] for c in deployment.db_rows("PRAGMA table_info(quiz_counts)")]
+    assert not any("chat" in c or "user" in c or "poll" in c for c in columns)
+
+
+QUIZ_COUNTS = (
+    f"SELECT q.option, q.biased_count - {COUNT_BIAS} FROM quiz_counts q "
+    "JOIN awareness_items i ON i.id = q.item_id WHERE i.code = 'e2e_quiz_0'"
+)
+
+
+def quiz_counts(deployment: Deployment) -> dict[int, int]:
+    return dict(deployment.db_rows(QUIZ_COUNTS))
 
 
 # ---- surveys ----------------------------------------------------------------------------
 
 
-def survey_counts(deployment: Deployment) -> dict[int, int]:
-    return dict(
-        deployment.db_rows(
-            "SELECT c.option, c.count FROM survey_counts c JOIN surveys s ON s.id = c.survey_id WHERE s.code = ?",
-            SURVEY,
-        )
+def survey_counts_sql(code: str) -> str:
+    return (
+        f"SELECT c.option, c.biased_count - {COUNT_BIAS} FROM survey_counts c "
+        f"JOIN surveys s ON s.id = c.survey_id WHERE s.code = '{code}'"
+    )
+
+
+def survey_counts(deployment: Deployment, code: str = SURVEY) -> dict[int, int]:
+    return dict(deployment.db_rows(survey_counts_sql(code)))
+
+
+def survey_markers(deployment: Deployment, code: str) -> list[tuple]:
+    return deployment.db_rows(
+        "SELECT m.marker, m.expires_at FROM survey_answer_markers m JOIN surveys s ON s.id = m.survey_id WHERE s.code = ?",
+        code,
     )
 
 
@@ -388,11 +421,9 @@ async def test_a_survey_answer_is_counted_once_in_aggregate(deployment: Deployme
     await second.press_data(menu["message_id"], "sv:E2ECLOSED:0")
     await second.expect("This survey is closed.")
 
-    assert survey_counts(deployment) == {2: 2}
-    markers = deployment.db_rows(
-        "SELECT m.marker, m.expires_at FROM survey_answer_markers m JOIN surveys s ON s.id = m.survey_id WHERE s.code = ?",
-        SURVEY,
-    )
+    rows = await deployment.wait_rows(survey_counts_sql(SURVEY), lambda r: dict(r) == {0: 0, 1: 0, 2: 2})
+    assert dict(rows) == {0: 0, 1: 0, 2: 2}
+    markers = survey_markers(deployment, SURVEY)
     assert len(markers) == 2
     assert all(str(c.user_id) not in marker for marker, _ in markers for c in (first, second))
     assert all(expires.endswith(":00:00.000000") or expires.endswith(":00:00") for _, expires in markers)
@@ -408,8 +439,11 @@ async def test_a_campaign_link_opens_its_content_and_is_counted_per_day(deployme
         await chat.send("/start c_poster")
         topic = await chat.expect("E2E summary")
         assert topic["text"].startswith("E2E topic")
-    rows = deployment.db_rows(
-        "SELECT d.day, d.opens FROM campaign_days d JOIN campaigns c ON c.id = d.campaign_id WHERE c.code = 'poster'"
+    # Written by the periodic flush (here every half second), never at the moment of an open.
+    rows = await deployment.wait_rows(
+        f"SELECT d.day, d.biased_opens - {COUNT_BIAS} FROM campaign_days d JOIN campaigns c ON c.id = d.campaign_id "
+        "WHERE c.code = 'poster'",
+        lambda r: r == [(today(), 2)],
     )
     assert rows == [(today(), 2)]
 
@@ -422,7 +456,24 @@ async def test_a_campaign_link_opens_its_content_and_is_counted_per_day(deployme
     await chat.expect("Welcome to Nazaha")
     assert deployment.db_rows(
         "SELECT count(*) FROM campaign_days d JOIN campaigns c ON c.id = d.campaign_id WHERE c.code = 'old'"
-    )[0][0] == 0
+    )[0][0] == 0  # inactive: no row (active ones get one per day, at 0 until opened)
+
+
+async def test_wipe_forgets_the_accounts_survey_markers(deployment: Deployment):
+    chat = await Chat.open(deployment.client, "en")
+    await chat.send("/start")
+    menu = await chat.expect("What would you like to do?")
+    await chat.press_data(menu["message_id"], f"sv:{WIPE_SURVEY}:1")
+    await chat.expect("Thank you, your answer was counted anonymously.")
+    assert len(survey_markers(deployment, WIPE_SURVEY)) == 1
+    await chat.send("/wipe")
+    await press_callback(chat, "w:yes")
+    await deployment.wait_rows(
+        f"SELECT count(*) FROM survey_answer_markers m JOIN surveys s ON s.id = m.survey_id WHERE s.code = '{WIPE_SURVEY}'",
+        lambda r: r[0][0] == 0,
+    )
+    assert survey_markers(deployment, WIPE_SURVEY) == []
+    assert survey_counts(deployment, WIPE_SURVEY) == {0: 0, 1: 1, 2: 0}  # the answer stays, counted
 
 
 async def test_a_volunteer_links_their_chat_once(deployment: Deployment):
@@ -446,3 +497,36 @@ async def test_help_and_commands_name_learn_subscribe_and_stop(deployment: Deplo
     for language in ("en", "ar"):
         names = [c["command"] for c in await deployment.client.commands(language_code=language)]
         assert {"learn", "subscribe", "stop"} <= set(names)
+
+
+# ---- batches (keep last: restarts the bot) ------------------------------------------------
+
+
+async def answer_as_new_citizen(deployment: Deployment, code: str, option: int) -> None:
+    chat = await Chat.open(deployment.client, "en")
+    await chat.send("/start")
+    menu = await chat.expect("What would you like to do?")
+    await chat.press_data(menu["message_id"], f"sv:{code}:{option}")
+    await chat.expect("Thank you, your answer was counted anonymously.")
+
+
+async def test_answers_are_written_only_in_batches_of_min_batch(deployment: Deployment):
+    """With NAZAHA_AGGREGATE_MIN_BATCH=3: two answers are in memory only (their markers are
+    written), the third writes all three at once; a graceful stop drops a smaller batch."""
+    deployment.bot.stop()
+    deployment.bot.extra_env["NAZAHA_AGGREGATE_MIN_BATCH"] = "3"
+    await deployment.bot.launch()
+    for option in (0, 2):
+        await answer_as_new_citizen(deployment, BATCH_SURVEY, option)
+    assert len(survey_markers(deployment, BATCH_SURVEY)) == 2
+    assert survey_counts(deployment, BATCH_SURVEY) == {0: 0, 1: 0, 2: 0}
+    await answer_as_new_citizen(deployment, BATCH_SURVEY, 2)
+    rows = await deployment.wait_rows(survey_counts_sql(BATCH_SURVEY), lambda r: sum(n for _, n in r) == 3)
+    assert dict(rows) == {0: 1, 1: 0, 2: 2}
+
+    await answer_as_new_citizen(deployment, BATCH_SURVEY, 1)
+    deployment.bot.stop()  # SIGINT: a graceful stop, one answer waiting
+    assert "1 counted answers, opens or votes below the batch size dropped at shutdown" in (
+        deployment.bot.log_path.read_text(errors="replace")
+    )
+    assert survey_counts(deployment, BATCH_SURVEY) == {0: 1, 1: 0, 2: 2}  # dropped, never written alone

@@ -1,6 +1,7 @@
 """Campaign links as the console makes them: ``https://t.me/<bot>?start=c_<code>`` opens a
 topic or an item of the library, and the bot counts the opens per campaign and day
-(nazaha.awareness.campaigns: an aggregate, never who opened it). The console creates and
+(nazaha.awareness.campaigns: an aggregate, never who opened it, written in batches of at
+least NAZAHA_AGGREGATE_MIN_BATCH opens, so the last few may not show yet). The console creates and
 deactivates campaigns, shows each link with a QR code (segno: an inline SVG, and a PNG to
 print) and the opens per day.
 
@@ -83,9 +84,12 @@ async def _days(session: AsyncSession, campaign_ids: list[int]) -> dict[int, lis
     found: dict[int, list[tuple[dt.date, int]]] = {i: [] for i in campaign_ids}
     if not campaign_ids:
         return found
+    # The bot makes a day's row for every active campaign at once: days without opens
+    # (count 0) are not listed.
     rows = await session.execute(
         select(CampaignDay.campaign_id, CampaignDay.day, CampaignDay.opens)
-        .where(CampaignDay.campaign_id.in_(campaign_ids)).order_by(CampaignDay.day.desc())
+        .where(CampaignDay.campaign_id.in_(campaign_ids), CampaignDay.opens > 0)
+        .order_by(CampaignDay.day.desc())
     )
     for campaign_id, day, opens in rows.all():
         found[campaign_id].append((day, int(opens)))

@@ -3,13 +3,18 @@
 A survey has a question and 2-8 options in one or both languages (the same number of options
 in each: answers are counted per option index, whatever the language), a closing date, and a
 status: ``draft`` (being written, editable), ``open`` (a broadcast may carry it; the bot counts
-answers), ``closed`` (final). Closing deletes the survey's "already answered" markers.
+answers), ``closed`` (final). Opening creates the survey's ``survey_counts`` rows, one per
+option at 0 in option order (from the texts as they are then: a draft's options may change
+until it opens), so that no answer ever creates a row. Closing deletes the survey's
+"already answered" markers.
 
-Results are aggregates only (``survey_counts``), shown with small-cell suppression
-(:mod:`nazaha.services.disclosure`): a cell under ``min_cell`` (5 at least) is hidden, and
-another is withheld where the hidden one could be worked out from the total and the rest;
-below ``min_cell`` answers in all, no breakdown is shown. Quiz results (anonymous Telegram
-polls, ``quiz_polls``) follow the same rule.
+Results are aggregates only (``survey_counts``, which the bot adds to in batches of at
+least NAZAHA_AGGREGATE_MIN_BATCH answers, so the last few may not show yet), shown with
+small-cell suppression (:mod:`nazaha.services.disclosure`): a cell under ``min_cell`` (5 at
+least) is hidden, and another is withheld where the hidden one could be worked out from the
+total and the rest; below ``min_cell`` answers in all, no breakdown is shown. Quiz results
+(anonymous Telegram polls, summed per item and option in ``quiz_counts``) follow the same
+rule.
 
 Functions take the caller's session (a write transaction where they write) and do not commit.
 """
@@ -21,14 +26,14 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nazaha.services.disclosure import suppress
 from nazaha.storage.awareness_models import (
     LANGUAGES,
     AwarenessItemText,
-    QuizPoll,
+    QuizCount,
     Survey,
     SurveyAnswerMarker,
     SurveyCount,
@@ -207,13 +212,22 @@ async def _row_for_change(session: AsyncSession, survey_id: int, author: int, ad
 
 
 async def open_survey(session: AsyncSession, survey_id: int, *, author: int, admin: bool, today: dt.date) -> None:
-    """draft -> open (its author or an admin); a closing date already past is refused."""
+    """draft -> open (its author or an admin); a closing date already past is refused. The
+    survey's count rows are made now: one per option, at 0, in option order."""
     row = await _row_for_change(session, survey_id, author, admin)
     if row.status != "draft":
         raise SurveyError("transition")
     if row.closes_on is not None and row.closes_on < today:
         raise SurveyError("closes_on")
     row.status = "open"
+    options = max(
+        (len(split_options(text)) for text in (await session.scalars(
+            select(SurveyText.options).where(SurveyText.survey_id == survey_id))).all()),
+        default=0,
+    )
+    await session.execute(delete(SurveyCount).where(SurveyCount.survey_id == survey_id))
+    for option in range(options):  # one by one: the rows land in option order
+        await session.execute(insert(SurveyCount).values(survey_id=survey_id, option=option))
     await session.flush()
 
 
@@ -266,21 +280,16 @@ async def survey_results(session: AsyncSession, survey_id: int, language: str, *
 
 async def quiz_results(session: AsyncSession, item_id: int, language: str, *, min_cell: int = MIN_CELL) -> Results:
     """A quiz item's answers per option: Telegram's anonymous counts of every poll sent for
-    it, summed (labels in ``language`` where the item has it)."""
+    it, summed by the bot into ``quiz_counts`` (labels in ``language`` where the item has it)."""
     texts = {t.language: t for t in (await session.scalars(
         select(AwarenessItemText).where(AwarenessItemText.item_id == item_id))).all()}
     text = texts.get(language) or next(iter(texts.values()), None)
     labels = split_options(text.options) if text is not None else []
-    sums: list[int] = [0] * len(labels)
-    for counts in (await session.scalars(select(QuizPoll.counts).where(QuizPoll.item_id == item_id))).all():
-        for index, value in enumerate(part for part in (counts or "").split(",") if part.strip()):
-            if index >= len(sums):
-                sums.extend([0] * (index + 1 - len(sums)))
-            try:
-                sums[index] += max(0, int(value))
-            except ValueError:
-                continue
-    return _results(sums, labels, min_cell)
+    stored = dict((await session.execute(
+        select(QuizCount.option, QuizCount.count).where(QuizCount.item_id == item_id)
+    )).all())
+    size = max([len(labels), *(o + 1 for o in stored)], default=0)
+    return _results([max(0, int(stored.get(i, 0))) for i in range(size)], labels, min_cell)
 
 
 async def survey_for_message(session: AsyncSession, survey_id: int | None, language: str) -> tuple[str, tuple[str, ...]] | None:

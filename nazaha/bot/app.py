@@ -100,10 +100,13 @@ class BotRuntime:
     mailbox: Mailbox
 
     async def close(self) -> None:
-        """Write what is waiting, withdraw the mailbox, forget every conversation and
-        unlocked case, truncate the WAL, close sessions and engines."""
+        """Write what is waiting (awareness counts: only batches big enough, the rest is
+        dropped), withdraw the mailbox, forget every conversation and unlocked case,
+        truncate the WAL, close sessions and engines."""
         try:
             await self.services.writer.flush()
+            if self.services.awareness is not None:
+                await self.services.awareness.close_counts()
             await self.services.wal.close()
             await self.mailbox.close()
             undecodable = getattr(self.bot.session, "on_undecodable", None)
@@ -169,7 +172,7 @@ async def build_runtime(settings: Settings, *, events_isolation: BaseEventIsolat
     )
     links = NotificationLinks(sessionmaker, box, vault.team_key)
     wal = WalScrubber(engine)
-    awareness = AwarenessServices.build(sessionmaker, box, pepper)
+    awareness = AwarenessServices.build(sessionmaker, box, pepper, min_batch=settings.aggregate_min_batch)
     # The awareness files in locales/ are the library's initial set (admins' edits kept).
     # A failure (e.g. two replicas starting at once) leaves the library as it was: reports
     # must not wait for articles.
@@ -340,6 +343,18 @@ async def sweep_memory(runtime: BotRuntime) -> None:
         await asyncio.sleep(SWEEP_INTERVAL)
 
 
+async def flush_awareness_counts(runtime: BotRuntime) -> None:
+    """Every NAZAHA_AGGREGATE_FLUSH_SECONDS: survey answers, campaign opens and quiz votes
+    waiting in memory are written, for each batch of at least NAZAHA_AGGREGATE_MIN_BATCH
+    (nazaha/awareness/tally.py). Failures are logged by type and retried."""
+    awareness = runtime.services.awareness
+    if awareness is None:
+        return
+    while True:
+        await asyncio.sleep(runtime.settings.aggregate_flush_seconds)
+        await awareness.flush_counts()
+
+
 async def follow_team_key(runtime: BotRuntime) -> None:
     """After a team-key rotation, switch to the new team public key (only if the pinned
     team signing key signed it; see nazaha/storage/team_key.py), without a restart."""
@@ -425,6 +440,7 @@ async def running(runtime: BotRuntime):
         asyncio.create_task(sweep_memory(runtime)),
         asyncio.create_task(runtime.notifier.run(runtime.settings.notify_interval_seconds)),
         asyncio.create_task(follow_team_key(runtime)),
+        asyncio.create_task(flush_awareness_counts(runtime)),
     ]
     try:
         yield runtime

@@ -11,8 +11,10 @@ Two entry points:
   Learn screens, which edit their message in place as the user navigates.
 
 Writes: a subscription goes through the update's unit of work (SubscriberStore); a survey
-answer, a campaign open and a quiz poll's record each in a transaction of their own
-(nazaha/awareness/survey_answers.py says why). Nothing here is logged about the user.
+answer's marker in a transaction of its own; survey answers, campaign opens and quiz votes
+are counted in memory and written in batches (nazaha/awareness/tally.py says why); which
+quiz poll went out for which item is kept in memory only. Nothing here is logged about the
+user.
 """
 
 from __future__ import annotations
@@ -111,8 +113,9 @@ async def answer_survey(reply: Reply, parsed: aw.SurveyAnswer) -> None:
 
 @router.poll()
 async def on_poll(poll: Poll, awareness: AwarenessServices | None = None) -> None:
-    """Telegram's counts for an anonymous quiz poll the bot sent (unknown ids: ignored).
-    The bot never asks for ``poll_answer`` updates: it never learns who answered."""
+    """Telegram's counts for an anonymous quiz poll the bot sent since it started (unknown
+    ids: ignored); what grew is counted. The bot never asks for ``poll_answer`` updates: it
+    never learns who answered."""
     if awareness is None:
         return
     await awareness.quiz_polls.update_counts(poll.id, [option.voter_count for option in poll.options])
@@ -193,7 +196,8 @@ async def show_subscriptions(reply: Reply, page: int = 0, *, edit: int | None = 
 
 async def send_quiz(reply: Reply, topic: str, index: int) -> None:
     """The topic's ``index``-th quiz question (wrapping) as an anonymous quiz poll; once
-    Telegram answers with the poll's id it is recorded (no chat) for the counts."""
+    Telegram answers with the poll's id, the bot remembers (in memory, no chat) which item
+    it stands for, to count its votes."""
     services = _services(reply)
     ids = await services.library.quiz_ids(topic)
     spec = item = None
@@ -222,11 +226,11 @@ async def send_quiz(reply: Reply, topic: str, index: int) -> None:
         explanation_parse_mode=None,
         reply_markup=views.quiz_keyboard(topic, next_index),
     )
-    quiz_polls, item_id, language, today = services.quiz_polls, item.id, item.language, _now().date()
+    quiz_polls, item_id = services.quiz_polls, item.id
 
     async def record(message: Message) -> None:
         if message is not None and message.poll is not None:
-            await quiz_polls.record(message.poll.id, item_id, language, today)
+            quiz_polls.record(message.poll.id, item_id)
 
     reply.outbox.call(method, on_result=record)
 
@@ -367,7 +371,7 @@ async def open_start_payload(reply: Reply, payload: str, anchor: int | None) -> 
     campaign = await services.campaigns.find(code)
     if campaign is None:
         return False
-    # Counted in a transaction of its own: an aggregate per day, never who opened it.
+    # Counted in memory and written later in a batch: an aggregate per day, never who.
     await services.campaigns.count_open(campaign.id, _now().date())
     await wipe.mark_conversation_start(reply, anchor)
     language = _language(reply)

@@ -8,7 +8,10 @@ Telegram and the user is told how to delete the chat.
 
 /wipe also forgets everything the bot holds about this account: the conversation in memory
 (a draft with its files, or an open follow-up session and its key), that the safety notice was
-read (memory), the preferences row and an awareness subscription.
+read (memory), the preferences row, an awareness subscription, and its survey markers ("this
+account answered survey S", of every survey; deleted after the update's commit, in a
+transaction of their own). Survey answers, campaign opens and quiz votes were never kept per
+account: they stay in the counts.
 
 Nothing is erased without asking: /wipe and the erase button (``w:chat``) show what will be
 lost (:func:`ask`: the draft and its files, the follow-up session, any receipt on screen);
@@ -21,6 +24,7 @@ cover the bot's own "erased" notice; a second wipe then covers everything since 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 
 from nazaha.flows import report_flow as flow
@@ -28,6 +32,8 @@ from nazaha.handlers import callbacks as cb
 from nazaha.handlers import screens
 from nazaha.handlers.context import Reply
 from nazaha.storage.prefs import Preferences
+
+log = logging.getLogger(__name__)
 
 BATCH = 100  # deleteMessages takes at most 100 ids
 MAX_MESSAGES = 2000
@@ -96,10 +102,20 @@ async def wipe_chat(reply: Reply, anchor: int, *, late: int = 0) -> None:
     reply.services.fsm.forget(reply.state.key)
     reply.services.safety.forget(reply.user_id)
     reply.services.prefs.forget(reply.uow, reply.user_id)
-    if reply.services.awareness is not None:
+    awareness = reply.services.awareness
+    if awareness is not None:
         # A wiped chat gets no more awareness messages either (the subscription screen
         # says so): a broadcast arriving later would show that the bot was used here.
-        reply.services.awareness.subscribers.queue_stop(reply.uow, reply.chat_id)
+        awareness.subscribers.queue_stop(reply.uow, reply.chat_id)
+        surveys, user_id = awareness.surveys, reply.user_id
+
+        async def forget_survey_markers() -> None:  # before the WAL is truncated below
+            try:
+                await surveys.forget_account(user_id)
+            except Exception as exc:  # the rest of the wipe (replies, WAL) goes on
+                log.warning("survey markers not deleted on /wipe (%s)", type(exc).__name__)
+
+        reply.uow.after_commit(forget_survey_markers)
     reply.preferences = Preferences()
     wal = reply.services.wal
 
