@@ -271,8 +271,8 @@ async def test_subscribe_to_a_topic_see_it_ticked_and_stop(deployment: Deploymen
 
     await chat.send("/subscribe")
     screen = await chat.expect("Subscriptions")
-    assert button(screen, f"✅ E2E topic") == f"aw:tg:s:0:{TOPIC}"
-    assert "You are subscribed to: E2E topic." in screen["text"]
+    assert button(screen, f"✅ E2E topic") == f"aw:off:s:0:{TOPIC}"
+    assert "You are subscribed to: \u201cE2E topic\u201d." in screen["text"]
 
     await chat.send("/stop")
     await chat.expect("You are unsubscribed")
@@ -289,7 +289,7 @@ async def test_subscriptions_screen_toggles_and_the_unsubscribe_button_works_any
     screen = await chat.expect("Subscriptions")
     assert "Telegram id" in screen["text"] and "not subscribed" in screen["text"]
     await tap(chat, screen, "E2E topic")
-    ticked = await wait_text(chat, screen["message_id"], "You are subscribed to: E2E topic")
+    ticked = await wait_text(chat, screen["message_id"], "You are subscribed to: \u201cE2E topic\u201d")
     assert button(ticked, "✅ E2E topic")
     await deployment.wait_rows("SELECT count(*) FROM subscribers", lambda r: r[0][0] == before + 1)
 
@@ -310,8 +310,11 @@ async def test_subscriptions_screen_toggles_and_the_unsubscribe_button_works_any
     await chat.press_data(screen["message_id"], "aw:unsub")
     await deployment.wait_rows("SELECT count(*) FROM subscribers", lambda r: r[0][0] == before)
     assert deployment.db_rows("SELECT count(*) FROM subscribers")[0][0] == before
-    # Its keyboard is taken away.
+    # Its keyboard is taken away, and the question is asked again, as /stop does.
     await wait_message(chat, lambda m: m["message_id"] == screen["message_id"] and not m.get("reply_markup"))
+    await wait_message(
+        chat, lambda m: m["from_bot"] and m["message_id"] > question["message_id"] and "f:category:" in str(m.get("reply_markup"))
+    )
     await press_callback(chat, "f:category:bribery")
     await wait_message(chat, lambda m: m["from_bot"] and "f:sector:" in str(m.get("reply_markup")))
     assert question
@@ -323,7 +326,7 @@ async def test_wipe_also_ends_the_subscription(deployment: Deployment):
     await chat.send("/subscribe")
     screen = await chat.expect("Subscriptions")
     await tap(chat, screen, "Subscribe to all topics")
-    await wait_text(chat, screen["message_id"], "You are subscribed to: E2E topic")
+    await wait_text(chat, screen["message_id"], "You are subscribed to every topic.")
     await deployment.wait_rows("SELECT count(*) FROM subscribers", lambda r: r[0][0] == before + 1)
     await chat.send("/wipe")
     await press_callback(chat, "w:yes")
@@ -490,6 +493,8 @@ async def test_help_and_commands_name_learn_subscribe_and_stop(deployment: Deplo
     await chat.send("/help")
     help_message = await chat.expect("/learn")
     assert "/subscribe" in help_message["text"] and "/stop" in help_message["text"]
+    await chat.send("/start")
+    assert "/learn" in (await chat.expect("Welcome to Nazaha"))["text"]
     for _ in range(200):  # registered at start-up
         if len(await deployment.client.calls("setMyShortDescription")) >= 3:
             break
@@ -497,6 +502,189 @@ async def test_help_and_commands_name_learn_subscribe_and_stop(deployment: Deplo
     for language in ("en", "ar"):
         names = [c["command"] for c in await deployment.client.commands(language_code=language)]
         assert {"learn", "subscribe", "stop"} <= set(names)
+
+
+# ---- what a tester found: stale buttons, a report in progress, quizzes, typed text ---------
+
+
+async def press_for_notice(chat: Chat, message_id: int, data: str, timeout: float = 30.0) -> str | None:
+    """Press a button and return the notice the bot answered it with (None: no text)."""
+    chat.last_seen = max(m["message_id"] for m in await chat.messages())
+    pressed = await chat.client.press(chat.user_id, message_id, data)
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = await chat.client.callback_answer(pressed["callback_query_id"])
+        if answer["answered"]:
+            return (answer.get("answer") or {}).get("text")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the button {data!r} was not answered")
+        await asyncio.sleep(0.05)
+
+
+async def current(chat: Chat, message_id: int) -> dict:
+    return next(m for m in await chat.messages() if m["message_id"] == message_id)
+
+
+# The topics of the newest subscription (the tests here run one at a time), comma-separated.
+NEWEST_TOPICS = (
+    "SELECT group_concat(t.topic) FROM subscribers s LEFT JOIN subscriber_topics t "
+    "ON t.subscriber_id = s.id WHERE s.id = (SELECT max(id) FROM subscribers)"
+)
+
+
+async def test_an_old_subscription_button_after_stop_changes_nothing(deployment: Deployment):
+    chat = await Chat.open(deployment.client, "en")
+    before = len(subscriber_rows(deployment))
+    await chat.send("/subscribe")
+    screen = await chat.expect("Subscriptions")
+    notice = await press_for_notice(chat, screen["message_id"], button(screen, "E2E topic"))
+    assert notice == "Subscribed to \u201cE2E topic\u201d"
+    ticked = await wait_text(chat, screen["message_id"], "You are subscribed to: \u201cE2E topic\u201d")
+    await deployment.wait_rows("SELECT count(*) FROM subscribers", lambda r: r[0][0] == before + 1)
+
+    await chat.send("/stop")
+    await chat.expect("You are unsubscribed")
+    await deployment.wait_rows("SELECT count(*) FROM subscribers", lambda r: r[0][0] == before)
+
+    # The old screen still shows ✅: its button asks to remove the topic, which is already
+    # so. Nothing changes; the real state comes as a new message at the bottom.
+    notice = await press_for_notice(chat, ticked["message_id"], button(ticked, "✅ E2E topic"))
+    assert notice and "out of date" in notice
+    fresh = await chat.expect("You are not subscribed. Tap a topic")
+    assert fresh["message_id"] > ticked["message_id"]
+    assert deployment.db_rows("SELECT count(*) FROM subscribers")[0][0] == before  # replies follow commits
+    assert "You are subscribed to" in (await current(chat, ticked["message_id"]))["text"]  # not edited
+
+    # From the fresh screen each button does what it shows, with a short notice.
+    notice = await press_for_notice(chat, fresh["message_id"], button(fresh, "E2E topic"))
+    assert notice == "Subscribed to \u201cE2E topic\u201d"
+    again = await wait_text(chat, fresh["message_id"], "You are subscribed to: \u201cE2E topic\u201d")
+    notice = await press_for_notice(chat, fresh["message_id"], button(again, "✅ E2E topic"))
+    assert notice == "Unsubscribed from \u201cE2E topic\u201d"
+    await chat.expect("You removed your last topic")
+    await deployment.wait_rows("SELECT count(*) FROM subscribers", lambda r: r[0][0] == before)
+
+
+async def test_unsubscribing_works_in_the_middle_of_a_report(deployment: Deployment):
+    chat = await Chat.open(deployment.client, "en")
+    before = len(subscriber_rows(deployment))
+    await chat.send("/subscribe")
+    screen = await chat.expect("Subscriptions")
+    await tap(chat, screen, "Subscribe to all topics")
+    everything = await wait_text(chat, screen["message_id"], "You are subscribed to every topic.")
+    await deployment.wait_rows("SELECT count(*) FROM subscribers", lambda r: r[0][0] == before + 1)
+
+    await chat.send("/report")
+    await press_callback(chat, "n:continue:safety")
+    await chat.expect("What kind of corruption is it?")
+
+    # A ticked topic on the old screen: removed, the screen shows it, the question is back.
+    notice = await press_for_notice(chat, screen["message_id"], button(everything, "✅ E2E topic"))
+    assert notice == "Unsubscribed from \u201cE2E topic\u201d"
+    fewer = await wait_message(
+        chat, lambda m: m["message_id"] == screen["message_id"] and "every topic" not in (m.get("text") or "")
+    )
+    await chat.expect("What kind of corruption is it?")
+    rows = await deployment.wait_rows(NEWEST_TOPICS, lambda r: TOPIC not in (r[0][0] or ""))
+    assert rows[0][0] and TOPIC not in rows[0][0]  # the other topics stay
+
+    # "Unsubscribe from everything": the subscription goes, the draft stays.
+    notice = await press_for_notice(chat, screen["message_id"], button(fewer, "Unsubscribe from everything"))
+    assert notice == "Unsubscribed from every topic"
+    await chat.expect("What kind of corruption is it?")
+    await deployment.wait_rows("SELECT count(*) FROM subscribers", lambda r: r[0][0] == before)
+    assert deployment.db_rows("SELECT count(*) FROM subscribers")[0][0] == before
+    await wait_text(chat, screen["message_id"], "You are not subscribed")
+    texts = [m.get("text") or "" for m in await chat.bot_messages_since(screen["message_id"])]
+    assert not any("expired" in t for t in texts), texts
+    await press_callback(chat, "f:category:bribery")
+    await chat.expect("Which kind of institution is involved?")
+
+
+async def test_learn_buttons_in_a_report_get_what_learn_gets(deployment: Deployment):
+    chat = await Chat.open(deployment.client, "en")
+    subscribers = len(subscriber_rows(deployment))
+    topic = await open_topic(chat)
+    article = button(topic, "E2E article 0")
+    await chat.send("/start")
+    menu = await chat.expect("What would you like to do?")
+    await chat.send("/report")
+    await press_callback(chat, "n:continue:safety")
+    await chat.expect("What kind of corruption is it?")
+    await chat.send("/learn")
+    said = (await chat.expect("You are in the middle of a report"))["text"]
+    polls = len(await deployment.client.calls("sendPoll", chat_id=chat.user_id))
+
+    taps = [
+        (topic["message_id"], aw_data) for aw_data in (
+            f"aw:top:{TOPIC}:0", article, f"aw:quiz:{TOPIC}:0", f"aw:quiz:{TOPIC}:1", "aw:home:0",
+            "aw:subs:0", f"aw:on:s:0:{TOPIC}", "aw:all", "aw:svs",
+        )
+    ] + [(menu["message_id"], "m:learn")]
+    for message_id, data in taps:
+        await chat.press_data(message_id, data)
+        answer = await chat.expect("You are in the middle of a report")
+        assert answer["text"] == said, data
+        await chat.expect("What kind of corruption is it?")
+    texts = [m.get("text") or "" for m in await chat.bot_messages_since(menu["message_id"])]
+    assert not any("expired" in t for t in texts), texts
+    assert len(await deployment.client.calls("sendPoll", chat_id=chat.user_id)) == polls
+    assert len(subscriber_rows(deployment)) == subscribers  # "subscribe" waits for the report
+
+    # "Cancel this report?" has no Back button: its help does not name one.
+    await press_callback(chat, "n:cancel:category")
+    await chat.expect("Discard this report?")
+    await chat.send("/subscribe")
+    help_text = (await chat.expect("You are in the middle of a report"))["text"]
+    assert "Back" not in help_text and "buttons" in help_text
+    await chat.expect("Discard this report?")
+    await press_callback(chat, "x:no")
+    await chat.expect("What kind of corruption is it?")
+
+
+async def test_a_quiz_ends_and_each_next_question_is_sent_once(deployment: Deployment):
+    chat = await Chat.open(deployment.client, "en")
+    topic = await open_topic(chat)
+    await tap(chat, topic, "Quiz me")
+    first = await wait_message(chat, lambda m: m["from_bot"] and m["kind"] == "poll")
+    next_data = button(first, "Next question")
+    await chat.press_data(first["message_id"], next_data)
+    second = await wait_message(chat, lambda m: m["kind"] == "poll" and m["message_id"] > first["message_id"])
+    assert not (second.get("reply_markup") or {}).get("inline_keyboard")  # the last question
+    end = await chat.expect("That was the last question of this topic")
+    assert "anonymous" in end["text"] and end["message_id"] > second["message_id"]
+    assert button(end, "Back to the topic") == f"aw:top:{TOPIC}:0" and button(end, "Topics") == "aw:home:0"
+    # The first poll lost its buttons; tapping its old "Next question" again sends nothing.
+    await wait_message(chat, lambda m: m["message_id"] == first["message_id"] and not m.get("reply_markup"))
+    polls = len(await deployment.client.calls("sendPoll", chat_id=chat.user_id))
+    notice = await press_for_notice(chat, first["message_id"], next_data)
+    assert notice == "The next question is already below."
+    assert len(await deployment.client.calls("sendPoll", chat_id=chat.user_id)) == polls
+
+    # "Back to the topic" under a poll: a new message (a poll cannot become text), and the
+    # bot never asks Telegram for an edit it refuses.
+    await chat.press_data(first["message_id"], f"aw:top:{TOPIC}:0")
+    topic_again = await chat.expect("E2E summary")
+    assert topic_again["message_id"] > end["message_id"]
+    await tap(chat, end, "Back to the topic")
+    await wait_text(chat, end["message_id"], "E2E summary")  # a text message is edited in place
+    refused = [c for c in await deployment.client.calls("editMessageText", chat_id=chat.user_id) if not c["ok"]]
+    assert refused == []
+
+
+async def test_text_typed_while_browsing_learn_gets_a_hint(deployment: Deployment):
+    chat = await Chat.open(deployment.client, "en")
+    await open_topic(chat)
+    await chat.send("what is wasta?")
+    hint = await chat.expect("choose a topic")
+    home = await chat.expect("Learn about corruption")
+    assert button(home, "E2E topic") and hint["message_id"] < home["message_id"]
+    # Elsewhere, text gets the main menu as before.
+    await chat.send("/start")
+    await chat.expect("Welcome to Nazaha")
+    await chat.send("hello")
+    await chat.expect("What would you like to do?")
+    assert not [m for m in await chat.bot_messages_since(chat.last_seen) if "choose a topic" in (m.get("text") or "")]
 
 
 # ---- batches (keep last: restarts the bot) ------------------------------------------------

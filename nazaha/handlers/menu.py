@@ -91,8 +91,12 @@ async def on_message(message: Message, reply: Reply, fsm_storage: BaseStorage) -
         if payload and await awareness.open_start_payload(reply, payload, message.message_id):
             return
     if command:
-        await _open(_COMMANDS.get(command, "help"), reply, message.message_id)
-    else:
+        item = _COMMANDS.get(command, "help")
+        if item not in ("learn", "subscribe"):
+            awareness.leave_learn(reply)
+        await _open(item, reply, message.message_id)
+    elif not await awareness.hint_if_browsing(reply):
+        # Text while browsing Learn gets a hint to choose a topic (above); otherwise the menu.
         reply.tell_if_restarted()  # written as if in a conversation: was one lost?
         reply.show(screens.main_menu())
 
@@ -111,6 +115,8 @@ async def on_callback(query: CallbackQuery, reply: Reply, fsm_storage: BaseStora
         return
     parsed = cb.parse(query.data)
     anchor = query.message.message_id if query.message else None
+    if not (isinstance(parsed, cb.MenuAction) and parsed.item == "learn"):
+        awareness.leave_learn(reply)
     if isinstance(parsed, cb.MenuAction):
         await _open(parsed.item, reply, anchor)
     elif isinstance(parsed, cb.Wipe):
