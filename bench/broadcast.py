@@ -113,9 +113,7 @@ def serve_emulator(port_file: Path, users: int) -> None:
         emulator = BotApiEmulator(max_calls=users * 2 + 10_000)
         bot = emulator.get_bot(TOKEN)
         assert bot is not None
-        for index in range(users):
-            user = emulator.create_user(first_name=f"Citizen {index}", language_code="ar")
-            bot.chat_for(emulator.users[user["id"]]).started = True
+        emulator.create_started_users(bot, users)
 
         async def stats(request: web.Request) -> web.Response:
             calls = [c for c in bot.calls if c["method"] in SEND_METHODS]

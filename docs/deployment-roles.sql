@@ -14,6 +14,14 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON
     case_messages, evidence, notification_links, pending_notifications, bot_mailboxes,
     notification_instructions, case_key_epochs
   TO nazaha_bot;
+-- Awareness (issue 11): the library sync at start, subscriptions, the broadcast sender, quiz
+-- counts, survey answers, campaign opens, staff chat links.
+GRANT SELECT, INSERT, UPDATE, DELETE ON
+    awareness_topics, awareness_topic_texts, awareness_items, awareness_item_texts,
+    subscribers, subscriber_topics, broadcasts, broadcast_versions, broadcast_images,
+    broadcast_outbox, broadcast_test_sends, staff_chats, staff_chat_codes, quiz_polls,
+    surveys, survey_texts, survey_counts, survey_answer_markers, campaigns, campaign_days
+  TO nazaha_bot;
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO nazaha_bot;
 REVOKE ALL ON SCHEMA console FROM nazaha_bot;
 REVOKE ALL ON ALL TABLES IN SCHEMA console FROM nazaha_bot;
@@ -33,6 +41,17 @@ GRANT INSERT, UPDATE ON system_settings TO nazaha_console;
 GRANT SELECT, INSERT, UPDATE ON case_messages TO nazaha_console;
 GRANT SELECT, INSERT, DELETE ON pending_notifications, notification_instructions TO nazaha_console;
 GRANT DELETE ON notification_links TO nazaha_console;
+-- Awareness: volunteers compose broadcasts, admins approve them and edit the library,
+-- surveys and campaigns; the console reads only aggregates and never a subscriber's chat.
+GRANT SELECT, INSERT, UPDATE, DELETE ON
+    awareness_topics, awareness_topic_texts, awareness_items, awareness_item_texts,
+    broadcasts, broadcast_versions, broadcast_images, broadcast_test_sends, surveys,
+    survey_texts, campaigns, staff_chat_codes
+  TO nazaha_console;
+GRANT SELECT, DELETE ON staff_chats, survey_answer_markers TO nazaha_console;
+GRANT SELECT ON broadcast_outbox, survey_counts, quiz_polls, campaign_days, subscriber_topics
+  TO nazaha_console;
+GRANT SELECT (id, language, active) ON subscribers TO nazaha_console;
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO nazaha_console;
 GRANT ALL ON SCHEMA console TO nazaha_console;
 GRANT ALL ON ALL TABLES IN SCHEMA console TO nazaha_console;

@@ -8,7 +8,7 @@ from sqlalchemy import text
 
 AWARENESS_TABLES = (
     "awareness_item_texts", "awareness_items", "awareness_topic_texts", "awareness_topics",
-    "quiz_polls", "survey_answer_markers", "survey_counts", "survey_texts", "surveys",
+    "quiz_counts", "survey_answer_markers", "survey_counts", "survey_texts", "surveys",
     "campaign_days", "campaigns", "subscriber_topics", "subscribers",
 )
 

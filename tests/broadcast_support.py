@@ -41,12 +41,7 @@ def started_users(emulator: BotApiEmulator, token: str, count: int, language: st
     broadcast under test."""
     bot = emulator.get_bot(token)
     assert bot is not None
-    ids = []
-    for index in range(count):
-        user = emulator.create_user(first_name=f"Citizen {index}", language_code=language)
-        bot.chat_for(emulator.users[user["id"]]).started = True
-        ids.append(user["id"])
-    return ids
+    return emulator.create_started_users(bot, count, language_code=language, first_name="Citizen")
 
 
 async def clear_awareness(sessionmaker: async_sessionmaker[AsyncSession]) -> None:

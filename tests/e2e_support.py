@@ -237,3 +237,12 @@ async def press_callback(chat: "Chat", data: str) -> None:
                 await chat.press_data(message["message_id"], data)
                 return
     raise AssertionError(f"no button with callback data {data!r}")
+
+
+async def assert_no_unknown_calls(client: SandboxClient) -> None:
+    """Fail if the bot called a Bot API method the sandbox does not model: the sandbox
+    answered 404 where Telegram has the method, so the tests did not see what Telegram
+    would do. Counted apart from the (capped) call log, since the bot was first seen."""
+    info = await client.bot_info()
+    unknown = info.get("unknown_methods") or {}
+    assert not unknown, f"the bot called Bot API methods the sandbox does not model: {sorted(unknown)}"

@@ -215,3 +215,9 @@ def test_done_button_under_received_so_far():
     screen = render("ar", screens.notice_screen, "description_part", {"total": 40})
     assert _labels(screen) == ["✅ انتهيت"]
     assert render("en", screens.notice_screen, "use_buttons", {}).keyboard is None
+    # After evidence too ("Send more, or tap Done"): Done finishes the evidence step.
+    for code in ("evidence_added", "evidence_flagged", "voice_flagged"):
+        screen = render("en", screens.notice_screen, code, {"count": 1})
+        assert screen.text.endswith("Send more, or tap Done."), code
+        assert [b.callback_data for row in screen.keyboard.inline_keyboard for b in row] == ["n:done:evidence"]
+    assert render("en", screens.notice_screen, "evidence_removed", {"count": 0}).keyboard is None

@@ -3,7 +3,11 @@ the real `nazaha bot` process against the sandbox emulator over HTTP.
 
 The library used here is written into the database before the bot starts, as the console
 would (origin "console", so the bot's sync of the content files leaves it alone), with a
-position that puts its topic first whatever the content files hold."""
+position that puts its topic first whatever the content files hold.
+
+The bot runs with NAZAHA_AGGREGATE_MIN_BATCH=1 (every answer, open or vote is written in a
+batch of its own) and a flush every half second, so that counts can be seen here; the last
+test restarts it with batches of 3 and must stay last."""
 
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ import pytest_asyncio
 
 from nazaha.sandbox.client import SandboxClient
 from nazaha.sandbox.server import SandboxServer
+from nazaha.storage.awareness_models import COUNT_BIAS
 from tests.e2e_support import TOKEN, BotProcess, Chat, press_callback, run_init
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
@@ -27,6 +32,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 TOPIC = "e2e_topic"
 ARTICLES = 8  # two pages of six
 SURVEY = "E2ESURVEY"
+WIPE_SURVEY = "E2EWIPE"
+BATCH_SURVEY = "E2EBATCH"
 STAFF_CODE = "e2e-staff-link-code-0001"
 
 
@@ -67,7 +74,7 @@ def seed_library(db_path: Path) -> None:
                 "VALUES (?, 'en', ?, ?, ?, 1, '')",
                 (cursor.lastrowid, f"E2E question {n}?", "Because *B* is right.", "Answer A\nAnswer B\nAnswer C"),
             )
-        for code, status in ((SURVEY, "open"), ("E2ECLOSED", "closed")):
+        for code, status in ((SURVEY, "open"), ("E2ECLOSED", "closed"), (WIPE_SURVEY, "open"), (BATCH_SURVEY, "open")):
             cursor = db.execute(
                 "INSERT INTO surveys (code, status, author_id, created_on, closes_on) VALUES (?, ?, 1, ?, NULL)",
                 (code, status, day),
@@ -76,6 +83,12 @@ def seed_library(db_path: Path) -> None:
                 "INSERT INTO survey_texts (survey_id, language, question, options) VALUES (?, 'en', ?, ?)",
                 (cursor.lastrowid, f"Would you report corruption you witnessed? ({code})", "Yes\nNo\nNot sure"),
             )
+            if status == "open":  # the console makes a row per option when it opens a survey
+                for option in range(3):
+                    db.execute(
+                        "INSERT INTO survey_counts (survey_id, option, biased_count) VALUES (?, ?, ?)",
+                        (cursor.lastrowid, option, COUNT_BIAS),
+                    )
         for code, target, active in (("poster", TOPIC, 1), ("article3", "item:e2e_article_3", 1), ("old", TOPIC, 0)):
             db.execute(
                 "INSERT INTO campaigns (code, name, target, active, created_on) VALUES (?, ?, ?, ?, ?)",
@@ -95,7 +108,10 @@ class Deployment:
         self.data_dir = tmp / "var"
         self.server = server
         self.client = client
-        self.bot = BotProcess(self.data_dir, server.url, tmp / "bot.log")
+        self.bot = BotProcess(
+            self.data_dir, server.url, tmp / "bot.log",
+            extra_env={"NAZAHA_AGGREGATE_MIN_BATCH": "1", "NAZAHA_AGGREGATE_FLUSH_SECONDS": "0.5"},
+        )
 
     def db_rows(self, sql: str, *params: Any) -> list[tuple]:
         with sqlite3.connect(self.data_dir / "nazaha.db", timeout=30) as db:
@@ -255,8 +271,8 @@ async def test_subscribe_to_a_topic_see_it_ticked_and_stop(deployment: Deploymen
 
     await chat.send("/subscribe")
     screen = await chat.expect("Subscriptions")
-    assert button(screen, f"✅ E2E topic") == f"aw:tg:s:0:{TOPIC}"
-    assert "You are subscribed to: E2E topic." in screen["text"]
+    assert button(screen, f"✅ E2E topic") == f"aw:off:s:0:{TOPIC}"
+    assert "You are subscribed to: \u201cE2E topic\u201d." in screen["text"]
 
     await chat.send("/stop")
     await chat.expect("You are unsubscribed")
@@ -273,7 +289,7 @@ async def test_subscriptions_screen_toggles_and_the_unsubscribe_button_works_any
     screen = await chat.expect("Subscriptions")
     assert "Telegram id" in screen["text"] and "not subscribed" in screen["text"]
     await tap(chat, screen, "E2E topic")
-    ticked = await wait_text(chat, screen["message_id"], "You are subscribed to: E2E topic")
+    ticked = await wait_text(chat, screen["message_id"], "You are subscribed to: \u201cE2E topic\u201d")
     assert button(ticked, "✅ E2E topic")
     await deployment.wait_rows("SELECT count(*) FROM subscribers", lambda r: r[0][0] == before + 1)
 
@@ -294,8 +310,11 @@ async def test_subscriptions_screen_toggles_and_the_unsubscribe_button_works_any
     await chat.press_data(screen["message_id"], "aw:unsub")
     await deployment.wait_rows("SELECT count(*) FROM subscribers", lambda r: r[0][0] == before)
     assert deployment.db_rows("SELECT count(*) FROM subscribers")[0][0] == before
-    # Its keyboard is taken away.
+    # Its keyboard is taken away, and the question is asked again, as /stop does.
     await wait_message(chat, lambda m: m["message_id"] == screen["message_id"] and not m.get("reply_markup"))
+    await wait_message(
+        chat, lambda m: m["from_bot"] and m["message_id"] > question["message_id"] and "f:category:" in str(m.get("reply_markup"))
+    )
     await press_callback(chat, "f:category:bribery")
     await wait_message(chat, lambda m: m["from_bot"] and "f:sector:" in str(m.get("reply_markup")))
     assert question
@@ -307,7 +326,7 @@ async def test_wipe_also_ends_the_subscription(deployment: Deployment):
     await chat.send("/subscribe")
     screen = await chat.expect("Subscriptions")
     await tap(chat, screen, "Subscribe to all topics")
-    await wait_text(chat, screen["message_id"], "You are subscribed to: E2E topic")
+    await wait_text(chat, screen["message_id"], "You are subscribed to every topic.")
     await deployment.wait_rows("SELECT count(*) FROM subscribers", lambda r: r[0][0] == before + 1)
     await chat.send("/wipe")
     await press_callback(chat, "w:yes")
@@ -342,26 +361,43 @@ async def test_quiz_me_sends_an_anonymous_quiz_poll_and_counts_only(deployment: 
     assert sent["type"] == "quiz" and sent["is_anonymous"] in (True, "true")
     assert sent["question"] == "E2E question 0?"
     assert "poll_answer" not in str(await deployment.client.calls("getUpdates"))
-    rows = await deployment.wait_rows("SELECT poll_id, counts, language FROM quiz_polls", lambda r: len(r) >= 1)
-    assert rows and rows[-1][1] == "" and rows[-1][2] == "en"
+    # Nothing is written when a poll is sent: which poll stands for which item is in memory.
+    assert quiz_counts(deployment) == {}
     await deployment.client.vote_poll(chat.user_id, poll_message["message_id"], [1])
-    rows = await deployment.wait_rows(
-        "SELECT counts FROM quiz_polls ORDER BY rowid DESC LIMIT 1", lambda r: r and r[0][0] == "0,1,0"
-    )
-    assert rows[0][0] == "0,1,0"
-    columns = [c[1] for c in deployment.db_rows("PRAGMA table_info(quiz_polls)")]
-    assert not any("chat" in c or "user" in c for c in columns)
+    rows = await deployment.wait_rows(QUIZ_COUNTS, lambda r: dict(r) == {0: 0, 1: 1, 2: 0})
+    assert dict(rows) == {0: 0, 1: 1, 2: 0}
+    columns = [c[1] for c in deployment.db_rows("PRAGMA table_info(quiz_counts)")]
+    assert not any("chat" in c or "user" in c or "poll" in c for c in columns)
+
+
+QUIZ_COUNTS = (
+    f"SELECT q.option, q.biased_count - {COUNT_BIAS} FROM quiz_counts q "
+    "JOIN awareness_items i ON i.id = q.item_id WHERE i.code = 'e2e_quiz_0'"
+)
+
+
+def quiz_counts(deployment: Deployment) -> dict[int, int]:
+    return dict(deployment.db_rows(QUIZ_COUNTS))
 
 
 # ---- surveys ----------------------------------------------------------------------------
 
 
-def survey_counts(deployment: Deployment) -> dict[int, int]:
-    return dict(
-        deployment.db_rows(
-            "SELECT c.option, c.count FROM survey_counts c JOIN surveys s ON s.id = c.survey_id WHERE s.code = ?",
-            SURVEY,
-        )
+def survey_counts_sql(code: str) -> str:
+    return (
+        f"SELECT c.option, c.biased_count - {COUNT_BIAS} FROM survey_counts c "
+        f"JOIN surveys s ON s.id = c.survey_id WHERE s.code = '{code}'"
+    )
+
+
+def survey_counts(deployment: Deployment, code: str = SURVEY) -> dict[int, int]:
+    return dict(deployment.db_rows(survey_counts_sql(code)))
+
+
+def survey_markers(deployment: Deployment, code: str) -> list[tuple]:
+    return deployment.db_rows(
+        "SELECT m.marker, m.expires_at FROM survey_answer_markers m JOIN surveys s ON s.id = m.survey_id WHERE s.code = ?",
+        code,
     )
 
 
@@ -388,11 +424,9 @@ async def test_a_survey_answer_is_counted_once_in_aggregate(deployment: Deployme
     await second.press_data(menu["message_id"], "sv:E2ECLOSED:0")
     await second.expect("This survey is closed.")
 
-    assert survey_counts(deployment) == {2: 2}
-    markers = deployment.db_rows(
-        "SELECT m.marker, m.expires_at FROM survey_answer_markers m JOIN surveys s ON s.id = m.survey_id WHERE s.code = ?",
-        SURVEY,
-    )
+    rows = await deployment.wait_rows(survey_counts_sql(SURVEY), lambda r: dict(r) == {0: 0, 1: 0, 2: 2})
+    assert dict(rows) == {0: 0, 1: 0, 2: 2}
+    markers = survey_markers(deployment, SURVEY)
     assert len(markers) == 2
     assert all(str(c.user_id) not in marker for marker, _ in markers for c in (first, second))
     assert all(expires.endswith(":00:00.000000") or expires.endswith(":00:00") for _, expires in markers)
@@ -408,8 +442,11 @@ async def test_a_campaign_link_opens_its_content_and_is_counted_per_day(deployme
         await chat.send("/start c_poster")
         topic = await chat.expect("E2E summary")
         assert topic["text"].startswith("E2E topic")
-    rows = deployment.db_rows(
-        "SELECT d.day, d.opens FROM campaign_days d JOIN campaigns c ON c.id = d.campaign_id WHERE c.code = 'poster'"
+    # Written by the periodic flush (here every half second), never at the moment of an open.
+    rows = await deployment.wait_rows(
+        f"SELECT d.day, d.biased_opens - {COUNT_BIAS} FROM campaign_days d JOIN campaigns c ON c.id = d.campaign_id "
+        "WHERE c.code = 'poster'",
+        lambda r: r == [(today(), 2)],
     )
     assert rows == [(today(), 2)]
 
@@ -422,7 +459,24 @@ async def test_a_campaign_link_opens_its_content_and_is_counted_per_day(deployme
     await chat.expect("Welcome to Nazaha")
     assert deployment.db_rows(
         "SELECT count(*) FROM campaign_days d JOIN campaigns c ON c.id = d.campaign_id WHERE c.code = 'old'"
-    )[0][0] == 0
+    )[0][0] == 0  # inactive: no row (active ones get one per day, at 0 until opened)
+
+
+async def test_wipe_forgets_the_accounts_survey_markers(deployment: Deployment):
+    chat = await Chat.open(deployment.client, "en")
+    await chat.send("/start")
+    menu = await chat.expect("What would you like to do?")
+    await chat.press_data(menu["message_id"], f"sv:{WIPE_SURVEY}:1")
+    await chat.expect("Thank you, your answer was counted anonymously.")
+    assert len(survey_markers(deployment, WIPE_SURVEY)) == 1
+    await chat.send("/wipe")
+    await press_callback(chat, "w:yes")
+    await deployment.wait_rows(
+        f"SELECT count(*) FROM survey_answer_markers m JOIN surveys s ON s.id = m.survey_id WHERE s.code = '{WIPE_SURVEY}'",
+        lambda r: r[0][0] == 0,
+    )
+    assert survey_markers(deployment, WIPE_SURVEY) == []
+    assert survey_counts(deployment, WIPE_SURVEY) == {0: 0, 1: 1, 2: 0}  # the answer stays, counted
 
 
 async def test_a_volunteer_links_their_chat_once(deployment: Deployment):
@@ -439,6 +493,8 @@ async def test_help_and_commands_name_learn_subscribe_and_stop(deployment: Deplo
     await chat.send("/help")
     help_message = await chat.expect("/learn")
     assert "/subscribe" in help_message["text"] and "/stop" in help_message["text"]
+    await chat.send("/start")
+    assert "/learn" in (await chat.expect("Welcome to Nazaha"))["text"]
     for _ in range(200):  # registered at start-up
         if len(await deployment.client.calls("setMyShortDescription")) >= 3:
             break
@@ -446,3 +502,219 @@ async def test_help_and_commands_name_learn_subscribe_and_stop(deployment: Deplo
     for language in ("en", "ar"):
         names = [c["command"] for c in await deployment.client.commands(language_code=language)]
         assert {"learn", "subscribe", "stop"} <= set(names)
+
+
+# ---- what a tester found: stale buttons, a report in progress, quizzes, typed text ---------
+
+
+async def press_for_notice(chat: Chat, message_id: int, data: str, timeout: float = 30.0) -> str | None:
+    """Press a button and return the notice the bot answered it with (None: no text)."""
+    chat.last_seen = max(m["message_id"] for m in await chat.messages())
+    pressed = await chat.client.press(chat.user_id, message_id, data)
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = await chat.client.callback_answer(pressed["callback_query_id"])
+        if answer["answered"]:
+            return (answer.get("answer") or {}).get("text")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the button {data!r} was not answered")
+        await asyncio.sleep(0.05)
+
+
+async def current(chat: Chat, message_id: int) -> dict:
+    return next(m for m in await chat.messages() if m["message_id"] == message_id)
+
+
+# The topics of the newest subscription (the tests here run one at a time), comma-separated.
+NEWEST_TOPICS = (
+    "SELECT group_concat(t.topic) FROM subscribers s LEFT JOIN subscriber_topics t "
+    "ON t.subscriber_id = s.id WHERE s.id = (SELECT max(id) FROM subscribers)"
+)
+
+
+async def test_an_old_subscription_button_after_stop_changes_nothing(deployment: Deployment):
+    chat = await Chat.open(deployment.client, "en")
+    before = len(subscriber_rows(deployment))
+    await chat.send("/subscribe")
+    screen = await chat.expect("Subscriptions")
+    notice = await press_for_notice(chat, screen["message_id"], button(screen, "E2E topic"))
+    assert notice == "Subscribed to \u201cE2E topic\u201d"
+    ticked = await wait_text(chat, screen["message_id"], "You are subscribed to: \u201cE2E topic\u201d")
+    await deployment.wait_rows("SELECT count(*) FROM subscribers", lambda r: r[0][0] == before + 1)
+
+    await chat.send("/stop")
+    await chat.expect("You are unsubscribed")
+    await deployment.wait_rows("SELECT count(*) FROM subscribers", lambda r: r[0][0] == before)
+
+    # The old screen still shows ✅: its button asks to remove the topic, which is already
+    # so. Nothing changes; the real state comes as a new message at the bottom.
+    notice = await press_for_notice(chat, ticked["message_id"], button(ticked, "✅ E2E topic"))
+    assert notice and "out of date" in notice
+    fresh = await chat.expect("You are not subscribed. Tap a topic")
+    assert fresh["message_id"] > ticked["message_id"]
+    assert deployment.db_rows("SELECT count(*) FROM subscribers")[0][0] == before  # replies follow commits
+    assert "You are subscribed to" in (await current(chat, ticked["message_id"]))["text"]  # not edited
+
+    # From the fresh screen each button does what it shows, with a short notice.
+    notice = await press_for_notice(chat, fresh["message_id"], button(fresh, "E2E topic"))
+    assert notice == "Subscribed to \u201cE2E topic\u201d"
+    again = await wait_text(chat, fresh["message_id"], "You are subscribed to: \u201cE2E topic\u201d")
+    notice = await press_for_notice(chat, fresh["message_id"], button(again, "✅ E2E topic"))
+    assert notice == "Unsubscribed from \u201cE2E topic\u201d"
+    await chat.expect("You removed your last topic")
+    await deployment.wait_rows("SELECT count(*) FROM subscribers", lambda r: r[0][0] == before)
+
+
+async def test_unsubscribing_works_in_the_middle_of_a_report(deployment: Deployment):
+    chat = await Chat.open(deployment.client, "en")
+    before = len(subscriber_rows(deployment))
+    await chat.send("/subscribe")
+    screen = await chat.expect("Subscriptions")
+    await tap(chat, screen, "Subscribe to all topics")
+    everything = await wait_text(chat, screen["message_id"], "You are subscribed to every topic.")
+    await deployment.wait_rows("SELECT count(*) FROM subscribers", lambda r: r[0][0] == before + 1)
+
+    await chat.send("/report")
+    await press_callback(chat, "n:continue:safety")
+    await chat.expect("What kind of corruption is it?")
+
+    # A ticked topic on the old screen: removed, the screen shows it, the question is back.
+    notice = await press_for_notice(chat, screen["message_id"], button(everything, "✅ E2E topic"))
+    assert notice == "Unsubscribed from \u201cE2E topic\u201d"
+    fewer = await wait_message(
+        chat, lambda m: m["message_id"] == screen["message_id"] and "every topic" not in (m.get("text") or "")
+    )
+    await chat.expect("What kind of corruption is it?")
+    rows = await deployment.wait_rows(NEWEST_TOPICS, lambda r: TOPIC not in (r[0][0] or ""))
+    assert rows[0][0] and TOPIC not in rows[0][0]  # the other topics stay
+
+    # "Unsubscribe from everything": the subscription goes, the draft stays.
+    notice = await press_for_notice(chat, screen["message_id"], button(fewer, "Unsubscribe from everything"))
+    assert notice == "Unsubscribed from every topic"
+    await chat.expect("What kind of corruption is it?")
+    await deployment.wait_rows("SELECT count(*) FROM subscribers", lambda r: r[0][0] == before)
+    assert deployment.db_rows("SELECT count(*) FROM subscribers")[0][0] == before
+    await wait_text(chat, screen["message_id"], "You are not subscribed")
+    texts = [m.get("text") or "" for m in await chat.bot_messages_since(screen["message_id"])]
+    assert not any("expired" in t for t in texts), texts
+    await press_callback(chat, "f:category:bribery")
+    await chat.expect("Which kind of institution is involved?")
+
+
+async def test_learn_buttons_in_a_report_get_what_learn_gets(deployment: Deployment):
+    chat = await Chat.open(deployment.client, "en")
+    subscribers = len(subscriber_rows(deployment))
+    topic = await open_topic(chat)
+    article = button(topic, "E2E article 0")
+    await chat.send("/start")
+    menu = await chat.expect("What would you like to do?")
+    await chat.send("/report")
+    await press_callback(chat, "n:continue:safety")
+    await chat.expect("What kind of corruption is it?")
+    await chat.send("/learn")
+    said = (await chat.expect("You are in the middle of a report"))["text"]
+    polls = len(await deployment.client.calls("sendPoll", chat_id=chat.user_id))
+
+    taps = [
+        (topic["message_id"], aw_data) for aw_data in (
+            f"aw:top:{TOPIC}:0", article, f"aw:quiz:{TOPIC}:0", f"aw:quiz:{TOPIC}:1", "aw:home:0",
+            "aw:subs:0", f"aw:on:s:0:{TOPIC}", "aw:all", "aw:svs",
+        )
+    ] + [(menu["message_id"], "m:learn")]
+    for message_id, data in taps:
+        await chat.press_data(message_id, data)
+        answer = await chat.expect("You are in the middle of a report")
+        assert answer["text"] == said, data
+        await chat.expect("What kind of corruption is it?")
+    texts = [m.get("text") or "" for m in await chat.bot_messages_since(menu["message_id"])]
+    assert not any("expired" in t for t in texts), texts
+    assert len(await deployment.client.calls("sendPoll", chat_id=chat.user_id)) == polls
+    assert len(subscriber_rows(deployment)) == subscribers  # "subscribe" waits for the report
+
+    # "Cancel this report?" has no Back button: its help does not name one.
+    await press_callback(chat, "n:cancel:category")
+    await chat.expect("Discard this report?")
+    await chat.send("/subscribe")
+    help_text = (await chat.expect("You are in the middle of a report"))["text"]
+    assert "Back" not in help_text and "buttons" in help_text
+    await chat.expect("Discard this report?")
+    await press_callback(chat, "x:no")
+    await chat.expect("What kind of corruption is it?")
+
+
+async def test_a_quiz_ends_and_each_next_question_is_sent_once(deployment: Deployment):
+    chat = await Chat.open(deployment.client, "en")
+    topic = await open_topic(chat)
+    await tap(chat, topic, "Quiz me")
+    first = await wait_message(chat, lambda m: m["from_bot"] and m["kind"] == "poll")
+    next_data = button(first, "Next question")
+    await chat.press_data(first["message_id"], next_data)
+    second = await wait_message(chat, lambda m: m["kind"] == "poll" and m["message_id"] > first["message_id"])
+    assert not (second.get("reply_markup") or {}).get("inline_keyboard")  # the last question
+    end = await chat.expect("That was the last question of this topic")
+    assert "anonymous" in end["text"] and end["message_id"] > second["message_id"]
+    assert button(end, "Back to the topic") == f"aw:top:{TOPIC}:0" and button(end, "Topics") == "aw:home:0"
+    # The first poll lost its buttons; tapping its old "Next question" again sends nothing.
+    await wait_message(chat, lambda m: m["message_id"] == first["message_id"] and not m.get("reply_markup"))
+    polls = len(await deployment.client.calls("sendPoll", chat_id=chat.user_id))
+    notice = await press_for_notice(chat, first["message_id"], next_data)
+    assert notice == "The next question is already below."
+    assert len(await deployment.client.calls("sendPoll", chat_id=chat.user_id)) == polls
+
+    # "Back to the topic" under a poll: a new message (a poll cannot become text), and the
+    # bot never asks Telegram for an edit it refuses.
+    await chat.press_data(first["message_id"], f"aw:top:{TOPIC}:0")
+    topic_again = await chat.expect("E2E summary")
+    assert topic_again["message_id"] > end["message_id"]
+    await tap(chat, end, "Back to the topic")
+    await wait_text(chat, end["message_id"], "E2E summary")  # a text message is edited in place
+    refused = [c for c in await deployment.client.calls("editMessageText", chat_id=chat.user_id) if not c["ok"]]
+    assert refused == []
+
+
+async def test_text_typed_while_browsing_learn_gets_a_hint(deployment: Deployment):
+    chat = await Chat.open(deployment.client, "en")
+    await open_topic(chat)
+    await chat.send("what is wasta?")
+    hint = await chat.expect("choose a topic")
+    home = await chat.expect("Learn about corruption")
+    assert button(home, "E2E topic") and hint["message_id"] < home["message_id"]
+    # Elsewhere, text gets the main menu as before.
+    await chat.send("/start")
+    await chat.expect("Welcome to Nazaha")
+    await chat.send("hello")
+    await chat.expect("What would you like to do?")
+    assert not [m for m in await chat.bot_messages_since(chat.last_seen) if "choose a topic" in (m.get("text") or "")]
+
+
+# ---- batches (keep last: restarts the bot) ------------------------------------------------
+
+
+async def answer_as_new_citizen(deployment: Deployment, code: str, option: int) -> None:
+    chat = await Chat.open(deployment.client, "en")
+    await chat.send("/start")
+    menu = await chat.expect("What would you like to do?")
+    await chat.press_data(menu["message_id"], f"sv:{code}:{option}")
+    await chat.expect("Thank you, your answer was counted anonymously.")
+
+
+async def test_answers_are_written_only_in_batches_of_min_batch(deployment: Deployment):
+    """With NAZAHA_AGGREGATE_MIN_BATCH=3: two answers are in memory only (their markers are
+    written), the third writes all three at once; a graceful stop drops a smaller batch."""
+    deployment.bot.stop()
+    deployment.bot.extra_env["NAZAHA_AGGREGATE_MIN_BATCH"] = "3"
+    await deployment.bot.launch()
+    for option in (0, 2):
+        await answer_as_new_citizen(deployment, BATCH_SURVEY, option)
+    assert len(survey_markers(deployment, BATCH_SURVEY)) == 2
+    assert survey_counts(deployment, BATCH_SURVEY) == {0: 0, 1: 0, 2: 0}
+    await answer_as_new_citizen(deployment, BATCH_SURVEY, 2)
+    rows = await deployment.wait_rows(survey_counts_sql(BATCH_SURVEY), lambda r: sum(n for _, n in r) == 3)
+    assert dict(rows) == {0: 1, 1: 0, 2: 2}
+
+    await answer_as_new_citizen(deployment, BATCH_SURVEY, 1)
+    deployment.bot.stop()  # SIGINT: a graceful stop, one answer waiting
+    assert "1 counted answers, opens or votes below the batch size dropped at shutdown" in (
+        deployment.bot.log_path.read_text(errors="replace")
+    )
+    assert survey_counts(deployment, BATCH_SURVEY) == {0: 1, 1: 0, 2: 2}  # dropped, never written alone

@@ -24,6 +24,7 @@ from tests.e2e_support import (
     TOKEN,
     BotProcess,
     Chat,
+    assert_no_unknown_calls,
     find_plaintext,
     nazaha_command,
     nazaha_env,
@@ -164,6 +165,7 @@ async def test_arabic_corruption_report_end_to_end(deployment: Deployment):
     assert hits_ar == []
     # and no receipt in the logs either
     assert receipt not in deployment.bot.log_path.read_text(errors="replace")
+    await assert_no_unknown_calls(deployment.client)  # every method the bot used is modelled
 
 
 async def test_english_complaint_with_confidential_contact(deployment: Deployment):
@@ -343,3 +345,4 @@ async def test_language_button_switches_and_is_remembered(deployment: Deployment
     await press_callback(chat, "m:language")
     await press_callback(chat, "l:ar")
     await chat.expect(ar("What would you like to do?"))
+    await assert_no_unknown_calls(deployment.client)

@@ -176,7 +176,7 @@ async def page_only():
         bot = Bot(TOKEN, session=AiohttpSession(api=TelegramAPIServer.from_base(server.url)))
         async with async_playwright() as pw:
             browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            page = await browser.new_page()
+            page = await (await browser.new_context()).new_page()  # a context: tests may open tabs
             try:
                 await page.goto(server.page_url)
                 yield PageOnly(page, server, client, bot)
@@ -263,3 +263,95 @@ async def test_links_telegram_finds_open_safely(page_only):
     assert await text.locator(".entity-mention").inner_text() == "@nazaha_news"
     assert "<script>" in await text.inner_text()
     assert await p.page.locator(".msg script").count() == 0 and await p.page.evaluate("window.pwned === undefined")
+
+
+async def test_done_button_under_send_more_after_evidence(page_and_bot):
+    """The bot's "Send more, or tap Done" after a file carries its Done button, and the page
+    shows it under that message (issue: users had to scroll up to the question)."""
+    page, _ = page_and_bot
+    await page.select_option("#lang", "en")
+    await page.locator("#composer button", has_text="Send").wait_for(timeout=5000)
+    await page.fill("#text", "/complaint")
+    await page.press("#text", "Enter")
+    for label in ("I understand, continue", "Health", "Bethlehem"):
+        await page.locator(".msg.bot button", has_text=label).last.click()
+    await page.locator(".msg.bot", has_text="Describe what happened").first.wait_for(timeout=20000)
+    await page.fill("#text", "The clinic asked for money to give my mother her medicine, twice.")
+    await page.press("#text", "Enter")
+    await page.locator(".msg.bot", has_text="characters so far").first.wait_for(timeout=20000)
+    await page.locator(".msg.bot", has_text="characters so far").last.locator("button", has_text="Done").click()
+    await page.locator(".msg.bot", has_text="Do you have evidence?").first.wait_for(timeout=20000)
+    await page.locator("#extras button[data-kind=photo]").click()
+    notice = page.locator(".msg.bot", has_text="You have added 1 file").last
+    await notice.wait_for(timeout=20000)
+    assert "Send more, or tap Done." in await notice.inner_text()
+    done = notice.locator(".keyboard button", has_text="Done")
+    assert await done.count() == 1
+    await done.click()
+    await page.locator(".msg.bot", has_text="How would you like to stay in touch?").first.wait_for(timeout=20000)
+
+
+async def test_reload_and_new_tabs_continue_the_same_chat(page_only):
+    p = page_only
+    user_id = await p.started_user()
+    await p.page.reload()
+    await p.page.locator(".msg.user", has_text="/start").wait_for(timeout=20000)
+    assert await p.user_id() == user_id
+    other = await p.page.context.new_page()  # the printed address opened again, in a new tab
+    try:
+        await other.goto(p.server.page_url)
+        await other.locator(".msg.user", has_text="/start").wait_for(timeout=20000)
+        assert int(await other.evaluate("document.documentElement.dataset.sandboxUser")) == user_id
+    finally:
+        await other.close()
+    # A user saved by another sandbox run (which forgot its users) is not reused.
+    await p.page.evaluate("""() => {
+        for (const store of [localStorage, sessionStorage]) {
+            const saved = JSON.parse(store.getItem('nazaha-sandbox:default'));
+            saved.runId = 'an-earlier-run';
+            store.setItem('nazaha-sandbox:default', JSON.stringify(saved));
+        }
+    }""")
+    await p.page.reload()
+    await p.page.locator("#start").wait_for(timeout=20000)
+    assert await p.user_id() != user_id
+    # "New chat" starts over on purpose.
+    second = await p.user_id()
+    await p.page.locator("#new-chat").click()
+    await p.page.wait_for_function(f"document.documentElement.dataset.sandboxUser !== '{second}'")
+
+
+async def test_keyboards_are_mirrored_in_arabic_and_commands_isolated(page_only):
+    from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
+
+    p = page_only
+    hint = p.page.locator(".empty")
+    await hint.wait_for(timeout=20000)
+    assert await p.page.evaluate("document.documentElement.dir") == "rtl"
+    command = hint.locator("bdi[dir=ltr]")
+    assert await command.inner_text() == "/start"
+    slash, word = await command.evaluate("""el => {
+        const t = el.firstChild, r = document.createRange();
+        r.setStart(t, 0); r.setEnd(t, 1); const slash = r.getBoundingClientRect().left;
+        r.setStart(t, 1); r.setEnd(t, 6); return [slash, r.getBoundingClientRect().left];
+    }""")
+    assert slash < word  # "/start", not "start/"
+
+    user_id = await p.started_user()
+    keyboard = InlineKeyboardMarkup(inline_keyboard=[[InlineKeyboardButton(text="نعم", callback_data="yes"),
+                                                      InlineKeyboardButton(text="لا", callback_data="no")]])
+    # The message's own direction does not matter (this one starts with an isolated number).
+    for text in ("هل تريد المتابعة؟", "\u20662024\u2069 هل تريد المتابعة؟", "Continue?"):
+        await p.bot.send_message(user_id, text, reply_markup=keyboard)
+    await p.page.locator(".msg.bot").nth(2).wait_for(timeout=20000)
+    for i in range(3):
+        buttons = p.page.locator(".msg.bot").nth(i).locator(".keyboard button")
+        yes, no = [await buttons.nth(k).bounding_box() for k in range(2)]
+        assert yes["x"] > no["x"], i  # the first button on the right, as Telegram draws it in Arabic
+    await p.page.select_option("#lang", "en")
+    user_id = await p.started_user()
+    await p.bot.send_message(user_id, "هل تريد المتابعة؟", reply_markup=keyboard)
+    buttons = p.page.locator(".msg.bot .keyboard").last.locator("button")
+    await buttons.first.wait_for(timeout=20000)
+    yes, no = [await buttons.nth(k).bounding_box() for k in range(2)]
+    assert yes["x"] < no["x"]  # left to right in English

@@ -15,7 +15,7 @@ import pytest_asyncio
 
 from nazaha.sandbox.client import SandboxClient
 from nazaha.sandbox.server import SandboxServer
-from tests.e2e_support import TOKEN, Chat, run_init
+from tests.e2e_support import TOKEN, Chat, assert_no_unknown_calls, run_init
 from tests.test_e2e_bot import DESCRIPTION, Deployment
 from tests.test_e2e_followup import designations, open_chat, report_with_evidence
 
@@ -212,3 +212,4 @@ async def test_after_a_restart_the_follow_up_says_what_happened(deployment: Depl
     told = await chat.expect("The service was restarted")
     texts = [m["text"] or "" for m in await chat.bot_messages_since(told["message_id"] - 1)]
     assert not any("silence" in t for t in texts)
+    await assert_no_unknown_calls(deployment.client)  # every method the bot used is modelled

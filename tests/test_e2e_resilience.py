@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 
 import pytest
@@ -10,7 +11,9 @@ import pytest_asyncio
 
 from nazaha.sandbox.client import SandboxClient
 from nazaha.sandbox.server import SandboxServer
-from nazaha.storage.crypto import BotKeyBox
+from nazaha.storage.crypto import BotKeyBox, pseudonym
+from nazaha.storage.database import create_engine, create_sessionmaker
+from nazaha.storage.models import UserPreference
 from tests.e2e_support import RECEIPT_RE, TOKEN, Chat, find_plaintext, press_callback, run_init
 from tests.test_e2e_bot import DESCRIPTION, Deployment
 
@@ -46,31 +49,134 @@ async def walk_to_description(chat: Chat) -> None:
 
 async def test_a_restart_loses_the_draft_and_the_user_is_told_plainly(fresh: Deployment):
     """Drafts live only in the bot's memory (issue 7): after a crash nothing of the draft
-    is on disk, and the user is told what happened, in their language, once."""
+    is on disk, and the user is told what happened, in their language, once. Nothing per
+    account says who had a conversation (issue 11): for a while after a restart, whoever
+    first writes plain text (or taps an old button) is told; a first update that is a
+    command is not."""
     await fresh.bot.launch()
     chat = await Chat.open(fresh.client, "en")
+    bystander = await Chat.open(fresh.client, "en")
+    await bystander.send("/start")
+    await bystander.expect("What would you like to do?")
+    tapper = await Chat.open(fresh.client, "en")
+    await tapper.send("/complaint")
+    safety = await tapper.expect("Your safety comes first.")
     await walk_to_description(chat)
     await chat.send(DESCRIPTION)
     await chat.expect("characters so far")
     fresh.bot.kill()
-    # Nothing of the draft can be read back from the data dir, with the bot key or without.
+    # Nothing of the draft can be read back from the data dir, with the bot key or without,
+    # and the preferences rows do not tell who had begun a report.
     assert not find_plaintext(DESCRIPTION[:20], [fresh.data_dir])
-    box = BotKeyBox((fresh.data_dir / "bot.key").read_bytes())
-    for key, sealed in fresh.db_rows("SELECT pseudonym, sealed FROM user_preferences"):
-        kept = json.loads(box.open("prefs", key, sealed))
-        assert set(kept) <= {
-            "locale", "safety_seen", "wipe_from", "conversation_run", "conversation_until"
-        }, kept
+    rows = opened_preferences(fresh)
+    kept = {json.dumps(row, sort_keys=True) for row in rows.values()}  # alike for all three
+    assert len(rows) == 3 and len(kept) == 1 and set(next(iter(rows.values()))) <= {"locale", "wipe_from"}, rows
     # The user keeps typing while the bot is down.
     await chat.send("It happened twice at the main office.")
     await fresh.bot.launch()
-    await chat.expect("The service was restarted after your last message")
+    await chat.expect("The service was restarted recently. If you were in the middle of a report")
     await chat.expect("What would you like to do?")
     # Told once: the next message gets the menu only.
     await chat.send("hello")
     await chat.expect("What would you like to do?")
     texts = [m["text"] for m in await chat.bot_messages_since(chat.last_seen)]
-    assert not any("The service restarted" in t for t in texts)
+    assert not any("The service was restarted" in t for t in texts)
+    # Whether the safety notice was read lived in memory: it is shown again.
+    await chat.send("/report")
+    await chat.expect("Your safety comes first.")
+    # A first update that is a command gets no notice, nor do later ones.
+    await bystander.send("/start")
+    await bystander.expect("What would you like to do?")
+    await bystander.send("hello")
+    await bystander.expect("What would you like to do?")
+    texts = [m["text"] or "" for m in await bystander.messages() if m["from_bot"]]
+    assert not any("The service was restarted" in t for t in texts)
+    # A button of a conversation the restart lost: told too, and the button has expired.
+    await tapper.press("I understand, continue", in_message=safety)
+    await tapper.expect("The service was restarted recently")
+    await tapper.expect("This button has expired.")
+
+
+def opened_preferences(d: Deployment) -> dict[str, dict]:
+    """Every preferences row, opened with the bot key: pseudonym -> its JSON."""
+    box = BotKeyBox((d.data_dir / "bot.key").read_bytes())
+    rows = d.db_rows("SELECT pseudonym, sealed FROM user_preferences")
+    return {key: json.loads(box.open("prefs", key, sealed)) for key, sealed in rows}
+
+
+def prefs_key(d: Deployment, chat: Chat) -> str:
+    return pseudonym((d.data_dir / "pepper.key").read_bytes(), "prefs", chat.user_id)
+
+
+async def test_a_begun_report_leaves_the_preferences_row_as_browsing_does(fresh: Deployment):
+    """Issue 11: the bot host knows every awareness subscriber's Telegram id, so their row
+    (opened with the bot key and pepper) must not tell that they began a report: after a
+    report is begun and the safety notice acknowledged, the row holds what the row of an
+    account that only browsed the menu and Learn holds."""
+    await fresh.bot.launch()
+    reporter = await Chat.open(fresh.client, "en")
+    browser = await Chat.open(fresh.client, "en")
+    await reporter.send("/report")
+    await reporter.expect("Your safety comes first.")
+    await reporter.press("I understand, continue")
+    await reporter.expect("What kind of corruption")
+    await reporter.press("Bribery")
+    await reporter.expect("Which kind of institution")
+    await browser.send("/start")
+    await browser.expect("What would you like to do?")
+    await press_callback(browser, "m:learn")
+    await browser.expect("Learn about corruption")
+    await browser.send("hello")  # the bot's first run: nobody is told of a restart
+    await browser.expect("What would you like to do?")
+    assert not any("restarted" in (m["text"] or "") for m in await browser.messages())
+
+    def same_but_language(rows: dict[str, dict]) -> None:
+        kept = {who: rows[prefs_key(fresh, chat)] for who, chat in (("r", reporter), ("b", browser))}
+        assert set(kept["r"]) == set(kept["b"]) <= {"locale", "wipe_from"}, kept
+        assert {k: v for k, v in kept["r"].items() if k != "locale"} == {
+            k: v for k, v in kept["b"].items() if k != "locale"
+        }, kept
+
+    same_but_language(opened_preferences(fresh))
+    # The acknowledgement is still remembered (in memory): the next report skips it.
+    await reporter.send("/cancel")
+    await reporter.press("Yes, discard it")
+    await reporter.expect("Your draft was deleted")
+    await reporter.send("/report")
+    await reporter.expect("What kind of corruption")
+    assert sum("Your safety comes first." in (m["text"] or "") for m in await reporter.messages()) == 1
+    same_but_language(opened_preferences(fresh))
+
+
+async def test_rows_an_older_release_left_are_rewritten_at_start(fresh: Deployment):
+    """An older release sealed "safety notice read" and "a conversation was open in run X
+    until hour H" into the row. The bot's start rewrites such rows without them (the old
+    version gone from the database and WAL), and a mark still current opens the restart
+    notice's window."""
+    chat = await Chat.open(fresh.client, "en")
+    box = BotKeyBox((fresh.data_dir / "bot.key").read_bytes())
+    key = prefs_key(fresh, chat)
+    now = dt.datetime.now(dt.timezone.utc)
+    old = {
+        "locale": "en", "safety_seen": True, "wipe_from": 1, "conversation_run": "0f0f0f0f0f0f0f0f",
+        "conversation_until": (now + dt.timedelta(hours=20)).strftime("%Y-%m-%dT%H"),
+    }
+    sealed = box.seal("prefs", key, json.dumps(old).encode())
+    engine = create_engine(f"sqlite+aiosqlite:///{fresh.data_dir / 'nazaha.db'}")
+    try:
+        async with create_sessionmaker(engine)() as session:
+            session.add(UserPreference(pseudonym=key, sealed=sealed, expires_at=now + dt.timedelta(days=20)))
+            await session.commit()
+    finally:
+        await engine.dispose()
+    await fresh.bot.launch()
+    assert opened_preferences(fresh) == {key: {"locale": "en", "wipe_from": 1}}
+    for part in (sealed[13:45], sealed[-32:]):  # slices of the old ciphertext and its tag
+        hits = [p.name for p in fresh.data_dir.rglob("*") if p.is_file() and part in p.read_bytes()]
+        assert not hits, hits
+    await chat.send("Are you still there?")
+    await chat.expect("The service was restarted recently")
+    await chat.expect("What would you like to do?")
 
 
 async def test_duplicated_update_produces_one_report(fresh: Deployment):

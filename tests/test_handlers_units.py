@@ -109,6 +109,57 @@ def test_session_keys_sweep_clear_and_len():
     assert len(keys) == 0 and keys.get(fresh) is None
 
 
+def test_safety_reads_live_in_memory_expire_and_are_forgotten():
+    """Who acknowledged the safety notice is kept in memory only (never in the sealed
+    preferences row), under a pseudonym, for the draft lifetime; /wipe and a restart forget
+    it."""
+    from nazaha.handlers.safety_reads import SafetyReads
+
+    now = [0.0]
+    reads = SafetyReads(b"p" * 32, ttl=3600, clock=lambda: now[0])
+    assert not reads.seen(1)
+    reads.acknowledge(1)
+    reads.acknowledge(2)
+    assert reads.seen(1) and reads.seen(2) and not reads.seen(3)
+    reads.acknowledge(987_654_321)
+    assert all(len(key) == 64 and "987654321" not in key for key in reads._until)  # pseudonyms
+    reads.forget(987_654_321)
+    now[0] = 3599
+    assert reads.seen(1)  # reading does not renew it
+    reads.forget(2)  # /wipe
+    assert not reads.seen(2)
+    now[0] = 3600
+    assert reads.sweep() == 1 and len(reads) == 0 and not reads.seen(1)
+    reads.acknowledge(1)
+    reads.clear()  # the process stops
+    assert not reads.seen(1)
+
+
+def test_restart_notice_is_due_once_per_account_in_its_window_only():
+    import datetime as dt
+
+    from nazaha.handlers.restart_notice import RestartNotice
+
+    t0 = dt.datetime(2025, 3, 1, 12, tzinfo=dt.timezone.utc)
+    now = [t0]
+    notice = RestartNotice(b"p" * 32, clock=lambda: now[0])
+    assert not notice.first_contact(1)  # no window: a first start, or long after a stop
+    notice.open_until(t0 + dt.timedelta(hours=24))
+    assert notice.first_contact(1) and notice.first_contact(2)
+    assert not notice.first_contact(1)  # once per account per run
+    assert len(notice) == 2
+    now[0] = t0 + dt.timedelta(hours=23, minutes=59)
+    assert notice.first_contact(3)
+    notice.sweep()
+    assert len(notice) == 3  # still in the window
+    now[0] = t0 + dt.timedelta(hours=24)
+    assert not notice.first_contact(4)  # the window closed: nobody is told any more
+    assert notice.until is None and len(notice) == 0  # and nobody is remembered
+    now[0] = t0 + dt.timedelta(hours=30)
+    notice.open_until(now[0] + dt.timedelta(hours=1))  # the next run
+    assert notice.first_contact(1)
+
+
 def test_recent_updates_claim_once_release_and_stay_bounded():
     from nazaha.handlers.middlewares import RecentUpdates
 

@@ -211,3 +211,18 @@ def test_core_dumps_are_off_in_a_subprocess():
 def test_logs_module_names_the_third_party_loggers():
     for name in ("aiogram", "aiohttp", "asyncio", "PIL", "sqlalchemy", "aiosqlite", "alembic", "uvicorn", "httpx", "multipart"):
         assert name in logs.THIRD_PARTY_LOGGERS
+
+
+def test_debug_lines_of_any_library_are_dropped_even_unlisted(capsys) -> None:
+    import logging
+
+    from nazaha.bot.logs import configure_logging
+
+    configure_logging("DEBUG")
+    logging.getLogger("some_new_library.parser").debug("entering paragraph: StateBlock(line=0)")
+    logging.getLogger("markdown_it.rules_block").debug("entering paragraph")
+    logging.getLogger("some_new_library").warning("a library warning stays")
+    logging.getLogger("nazaha.awareness").debug("our own debug line stays")
+    err = capsys.readouterr().err
+    assert "entering paragraph" not in err
+    assert "a library warning stays" in err and "our own debug line stays" in err

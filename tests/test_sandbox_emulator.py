@@ -896,7 +896,8 @@ async def test_copy_message_returns_a_message_id_and_copies_content(client: Sand
     [bare] = await bot.copy_messages(reader["id"], author["id"], [photo.message_id], remove_caption=True)
     views = {m["message_id"]: m for m in await client.messages(reader["id"])}
     assert views[same.message_id]["caption"] == "old"
-    assert views[new.message_id]["caption"] == "new" and views[new.message_id]["caption_entities"][0]["type"] == "italic"
+    assert views[new.message_id]["caption"] == "new"
+    assert views[new.message_id]["caption_entities"][0]["type"] == "italic"
     assert views[bare.message_id]["caption"] is None
     assert views[same.message_id]["media"]["photo"] == [p.model_dump(exclude_none=True) for p in photo.photo]
 
@@ -977,3 +978,194 @@ async def test_telegram_finds_links_mentions_hashtags_and_commands(client: Sandb
     assert [(e.type, e.offset, e.length) for e in first.entities] == [("bot_command", 0, 6)]
     assert [(e.type, _covered(second.text, e)) for e in second.entities] == [
         ("bot_command", "/cancel"), ("url", "https://example.org")]
+
+
+# ---- what the emulator returns, read by both Python libraries ----------------------------------------
+
+
+async def test_results_parse_in_aiogram_and_python_telegram_bot(server: SandboxServer, client: SandboxClient,
+                                                               bot: Bot) -> None:
+    import warnings
+
+    import aiogram.types as ag
+    import telegram
+
+    user, offset = await started_user(client, bot)
+    group = await client.create_group("supergroup", "Staff")
+    channel = await client.create_group("channel", "News")
+    for chat in (group, channel):
+        await client.set_bot_status(chat["id"], "administrator", user["id"])
+
+    async def call(method: str, **params: Any) -> Any:
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"{server.url}/bot{TOKEN}/{method}", json=params) as resp:
+                body = await resp.json()
+        assert body["ok"], body
+        return body["result"]
+
+    ptb = telegram.Bot(TOKEN)
+    raw: list[tuple[str, Any, Any, Any]] = []  # (what, data, aiogram type, ptb type)
+    for chat_id in (user["id"], group["id"], channel["id"]):
+        raw.append(("getChat", await call("getChat", chat_id=chat_id), ag.ChatFullInfo, telegram.ChatFullInfo))
+    raw.append(("getMe", await call("getMe"), ag.User, telegram.User))
+    raw.append(("sendMessage", await call("sendMessage", chat_id=user["id"], text="see https://nazaha.ps"),
+                ag.Message, telegram.Message))
+    photo = await bot.send_photo(user["id"], BufferedInputFile(b"\xff\xd8", filename="p.jpg"), caption="c")
+    raw.append(("sendPhoto", await call("sendPhoto", chat_id=user["id"], photo=photo.photo[-1].file_id,
+                                        caption="<b>x</b>", parse_mode="HTML"), ag.Message, telegram.Message))
+    quiz = await call("sendPoll", chat_id=user["id"], question="Q", options=["a", {"text": "b"}], type="quiz",
+                      correct_option_ids=[1], is_anonymous=False, explanation="why")
+    raw.append(("sendPoll", quiz, ag.Message, telegram.Message))
+    raw.append(("sendPoll regular", await call("sendPoll", chat_id=user["id"], question="Q", options=["a", "b"]),
+                ag.Message, telegram.Message))
+    raw.append(("copyMessage", await call("copyMessage", chat_id=user["id"], from_chat_id=user["id"],
+                                          message_id=quiz["message_id"]), ag.MessageId, telegram.MessageId))
+    await client.vote_poll(user["id"], quiz["message_id"], [0])
+    for update in await call("getUpdates", offset=offset):
+        raw.append((f"update {next(k for k in update if k != 'update_id')}", update, ag.Update, telegram.Update))
+    assert {what for what, *_ in raw} >= {"update poll", "update poll_answer"}
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # python-telegram-bot warns about the legacy correct_option_id
+        for what, data, aiogram_type, ptb_type in raw:
+            parsed = aiogram_type.model_validate(data)
+            assert parsed is not None, what
+            via_ptb = ptb_type.de_json(data, ptb)
+            assert via_ptb is not None, what
+            assert not set(via_ptb.api_kwargs) - {"correct_option_id"}, (what, via_ptb.api_kwargs)
+        poll_update = telegram.Update.de_json(next(d for w, d, *_ in raw if w == "update poll"), ptb)
+    assert poll_update.poll.correct_option_ids == (1,) and poll_update.poll.options[0].voter_count == 1
+    chat_info = ag.ChatFullInfo.model_validate(raw[0][1])
+    assert chat_info.accepted_gift_types.gifts_from_channels is False and chat_info.type == "private"
+    assert telegram.ChatFullInfo.de_json(raw[1][1], ptb).permissions.can_send_polls
+
+
+# ---- the call log ------------------------------------------------------------------------------------
+
+
+async def test_unknown_methods_are_404_and_logged(server: SandboxServer, client: SandboxClient, bot: Bot) -> None:
+    from tests.e2e_support import assert_no_unknown_calls
+
+    user, _ = await started_user(client, bot)
+    await assert_no_unknown_calls(client)
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{server.url}/bot{TOKEN}/sendDice", json={"chat_id": user["id"]}) as resp:
+            assert resp.status == 404
+            assert await resp.json() == {"ok": False, "error_code": 404, "description": "Not Found: method not found"}
+    [call] = [c for c in await client.calls() if c["unknown"]]
+    assert call["method"] == "sendDice" and call["error_code"] == 404 and call["chat_id"] == user["id"]
+    assert all(not c["unknown"] for c in await client.calls("getUpdates"))
+    assert (await client.bot_info())["unknown_methods"] == {"sendDice": 1}
+    with pytest.raises(AssertionError, match="sendDice"):
+        await assert_no_unknown_calls(client)
+    await client.clear_calls()
+    with pytest.raises(AssertionError, match="sendDice"):  # still noticed after the log is cleared
+        await assert_no_unknown_calls(client)
+
+
+async def test_call_log_cap_is_visible() -> None:
+    from nazaha.sandbox.client import CallLogTruncated
+    from nazaha.sandbox.emulator import BotApiEmulator
+
+    async with SandboxServer(default_token=TOKEN, emulator=BotApiEmulator(max_calls=3)) as capped, \
+            SandboxClient(capped.url) as control:
+        b = make_bot(capped)
+        try:
+            for _ in range(5):
+                await b.get_me()
+        finally:
+            await b.session.close()
+        with pytest.raises(CallLogTruncated) as truncated:
+            await control.calls()
+        assert truncated.value.dropped == 2
+        assert len(await control.calls(allow_truncated=True)) == 3
+        assert (await control.bot_info())["calls_dropped"] == 2
+        await control.clear_calls()
+        assert await control.calls() == []
+
+
+async def test_sends_are_logged_per_chat_with_a_monotonic_time(client: SandboxClient, bot: Bot) -> None:
+    first, _ = await started_user(client, bot)
+    second, _ = await started_user(client, bot)
+    await client.clear_calls()
+    before = time.monotonic()
+    await bot.send_message(first["id"], "a")
+    await bot.send_message(second["id"], "b")
+    await client.set_blocked(second["id"], True)
+    with pytest.raises(TelegramForbiddenError):
+        await bot.send_message(second["id"], "c")
+    calls = await client.calls("sendMessage")
+    assert [c["chat_id"] for c in calls] == [first["id"], second["id"], second["id"]]
+    assert [c["ok"] for c in calls] == [True, True, False] and calls[2]["error_code"] == 403
+    stamps = [c["mono"] for c in calls]
+    assert before <= stamps[0] <= stamps[1] <= stamps[2] <= time.monotonic()
+    assert len(await client.calls("sendMessage", chat_id=second["id"])) == 2
+
+
+# ---- what broadcast tests need ------------------------------------------------------------------------
+
+
+async def test_many_started_users_without_updates(client: SandboxClient, bot: Bot) -> None:
+    ids = await client.create_users(300, language_code="en")
+    assert len(set(ids)) == 300
+    assert await bot.get_updates(timeout=0) == []  # as if they had pressed /start long ago
+    for user_id in (ids[0], ids[-1]):
+        assert (await bot.send_message(user_id, "Weekly tip")).chat.id == user_id
+    assert (await bot.get_chat(ids[0])).type == "private"
+    with pytest.raises(SandboxControlError, match="count"):
+        await client.create_users(0)
+
+
+async def test_blocked_users_refuse_every_kind_of_send(client: SandboxClient, bot: Bot) -> None:
+    author, _ = await started_user(client, bot)
+    [blocked] = await client.create_users(1)
+    source = await bot.send_message(author["id"], "to copy")
+    photo = await bot.send_photo(author["id"], BufferedInputFile(b"\xff\xd8", filename="p.jpg"))
+    await client.set_blocked(blocked, True)
+    sends = {
+        "sendMessage": lambda: bot.send_message(blocked, "hi"),
+        "sendPhoto": lambda: bot.send_photo(blocked, photo.photo[-1].file_id, caption="c"),
+        "sendDocument": lambda: bot.send_document(blocked, BufferedInputFile(b"x", filename="x.txt")),
+        "sendPoll": lambda: bot.send_poll(blocked, "Q", ["a", "b"]),
+        "copyMessage": lambda: bot.copy_message(blocked, author["id"], source.message_id),
+        "copyMessages": lambda: bot.copy_messages(blocked, author["id"], [source.message_id]),
+        "sendChatAction": lambda: bot.send_chat_action(blocked, "typing"),
+    }
+    for name, send in sends.items():
+        with pytest.raises(TelegramForbiddenError, match="Forbidden: bot was blocked by the user"):
+            await send()
+        [call] = await client.calls(name, chat_id=blocked)
+        assert call["error_code"] == 403 and not call["ok"], name
+    await client.set_blocked(blocked, False)
+    await bot.copy_message(blocked, author["id"], source.message_id)
+
+
+async def test_injected_rate_limits_and_server_errors_per_method(client: SandboxClient, bot: Bot) -> None:
+    user, _ = await started_user(client, bot)
+    source = await bot.send_message(user["id"], "to copy")
+    photo = await bot.send_photo(user["id"], BufferedInputFile(b"\xff\xd8", filename="p.jpg"))
+    sends = {
+        "sendMessage": lambda: bot.send_message(user["id"], "hi"),
+        "sendPhoto": lambda: bot.send_photo(user["id"], photo.photo[-1].file_id),
+        "copyMessage": lambda: bot.copy_message(user["id"], user["id"], source.message_id),
+    }
+    for name, send in sends.items():
+        await client.add_fault(name, 429, count=2, retry_after=7)
+        for _ in range(2):
+            with pytest.raises(TelegramRetryAfter) as limited:
+                await send()
+            assert limited.value.retry_after == 7
+        for code in (500, 502):
+            await client.add_fault(name, code)
+            with pytest.raises(TelegramServerError):
+                await send()
+        await send()  # the faults are used up
+        codes = [c["error_code"] for c in await client.calls(name)][-5:]
+        assert codes == [429, 429, 500, 502, None], name
+    async with aiohttp.ClientSession() as http:  # the raw body Telegram sends with a 429
+        await client.add_fault("sendMessage", 429, retry_after=3)
+        async with http.post(f"{client.base_url}/bot{TOKEN}/sendMessage",
+                             json={"chat_id": user["id"], "text": "x"}) as resp:
+            assert resp.status == 429 and await resp.json() == {
+                "ok": False, "error_code": 429, "description": "Too Many Requests: retry after 3",
+                "parameters": {"retry_after": 3}}

@@ -18,6 +18,7 @@ import base64
 import hashlib
 import io
 import itertools
+import json
 import secrets
 import shutil
 import sqlite3
@@ -32,7 +33,7 @@ from nazaha.sandbox.client import SandboxClient
 from nazaha.sandbox.emulator import BotApiEmulator
 from nazaha.sandbox.server import SandboxServer
 from nazaha.storage.cases import CaseService
-from nazaha.storage.crypto import KDF_TESTING
+from nazaha.storage.crypto import KDF_TESTING, BotKeyBox
 from nazaha.storage.database import create_engine, create_sessionmaker
 from nazaha.storage.keyfiles import KeyPaths, load_team_private_key, load_team_public_key
 from nazaha.storage.reports import ReportVault
@@ -485,6 +486,29 @@ def test_nothing_the_bot_key_opens_is_a_secret(seizure: Seizure, row_versions):
     assert not lines, (
         f"secrets recovered with the bot key ({opened_count} row versions opened in all):\n" + "\n".join(lines)
     )
+
+
+def test_no_preferences_row_tells_that_an_account_began_a_report(seizure: Seizure, row_versions):
+    """Issue 11: an awareness subscriber's Telegram id is known to the bot host, so no
+    version of any preferences row may say that its account began a report or follow-up
+    (older releases sealed "safety notice read" and "a conversation was open" into it): each,
+    opened with the bot key, holds only the language and the /wipe anchor."""
+    opened, findings = 0, set()
+    for label, versions in row_versions.items():
+        box = BotKeyBox(seizure.bot_key(seizure.copies[label]))
+        for table, columns, row in versions:
+            if table != "user_preferences":
+                continue
+            values = dict(zip(columns, row))
+            try:
+                fields = json.loads(box.open("prefs", values["pseudonym"], values["sealed"]))
+            except Exception:  # a torn or partial version the carving found
+                continue
+            opened += 1
+            if set(fields) - {"locale", "wipe_from"}:
+                findings.add(f"[{label}] a user_preferences version holds {sorted(fields)}")
+    assert opened, "the drill opened no preferences row"
+    assert not findings, "\n".join(sorted(findings))
 
 
 def test_no_row_ties_an_account_pseudonym_to_a_report(seizure: Seizure, row_versions):

@@ -14,12 +14,12 @@ import pytest
 from aiogram.exceptions import DataNotDictLikeError
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.fsm.storage.base import StorageKey
-from sqlalchemy import event, inspect, select, text
+from sqlalchemy import delete, event, inspect, select, text
 
 from nazaha.storage.crypto import BotKeyBox, TamperedData
 from nazaha.storage.fsm import DEFAULT_TTL, VolatileFsmStorage
 from nazaha.storage.models import UserPreference
-from nazaha.storage.prefs import PreferenceStore, Preferences
+from nazaha.storage.prefs import LegacyRows, PreferenceStore, Preferences
 from nazaha.storage.unit_of_work import UnitOfWork, current_uow
 
 BOT_ID, CHAT_ID, USER_ID = 7_123_456_789, 987_654_321, 987_654_321
@@ -501,13 +501,7 @@ async def committed(sessionmaker, fill) -> UnitOfWork:
     return uow
 
 
-FULL_PREFS = Preferences(
-    locale="ar",
-    safety_seen=True,
-    wipe_from=4_444_321,
-    conversation_run="run-0f0f0f",
-    conversation_until="2025-03-02T12",
-)
+FULL_PREFS = Preferences(locale="ar", wipe_from=4_444_321)
 
 
 async def test_preferences_round_trip_sealed_and_pseudonymous(sessionmaker, box, pepper, clock):
@@ -530,8 +524,7 @@ async def test_preferences_round_trip_sealed_and_pseudonymous(sessionmaker, box,
     assert row.pseudonym == prefs.record_key(USER_ID) and len(row.pseudonym) == 64
     cells = [row.pseudonym.encode(), row.sealed, row.expires_at.isoformat().encode()]
     for cell in cells:  # no Telegram id, no message id, nothing readable
-        for needle in (str(USER_ID), str(BOT_ID), str(FULL_PREFS.wipe_from), "run-0f0f0f",
-                       '"ar"', "safety", "2025-03-02"):
+        for needle in (str(USER_ID), str(BOT_ID), str(FULL_PREFS.wipe_from), '"ar"', "locale"):
             assert needle.encode() not in cell
     # Bound to its row: a copy under another pseudonym does not open.
     with pytest.raises(TamperedData):
@@ -642,6 +635,71 @@ async def test_purge_expired_preferences(sessionmaker, box, pepper, clock):
     clock.advance(days=1)
     assert await prefs.purge_expired() == 1
     assert await prefs_rows(sessionmaker) == []
+
+
+async def insert_sealed_rows(sessionmaker, rows) -> None:
+    """``rows``: (pseudonym, box, JSON dict, expires_at), written as an older release did."""
+    async with sessionmaker() as session:
+        for key, sealer, fields, expires_at in rows:
+            plaintext = json.dumps(fields).encode()
+            session.add(UserPreference(pseudonym=key, sealed=sealer.seal("prefs", key, plaintext), expires_at=expires_at))
+        await session.commit()
+
+
+async def test_rows_of_an_older_release_lose_what_told_that_a_report_began(sessionmaker, box, pepper, clock):
+    """Older releases sealed ``safety_seen`` and a "conversation open in run X until hour H"
+    mark into the row. Once per database (the bot's start), every live row holding one is
+    rewritten without it (pseudonym, expiry, language and /wipe anchor kept), expired rows
+    are deleted, and a mark still current is reported (its users are due the restart
+    notice). A row rewritten by an update drops them too."""
+    prefs = prefs_store(sessionmaker, box, pepper, clock)
+    later = dt.datetime(2025, 3, 20, 9, tzinfo=dt.timezone.utc)
+    open_mark = {"conversation_run": "run-1", "conversation_until": "2025-03-02T09"}  # 21 h ahead
+    stale_mark = {"conversation_run": "run-0", "conversation_until": "2025-02-27T09"}
+    k = prefs.record_key
+    await insert_sealed_rows(sessionmaker, [
+        (k(1), box, {"locale": "en", "safety_seen": True, "wipe_from": 11, **open_mark}, later),
+        (k(2), box, {"locale": "ar", "safety_seen": True, "wipe_from": 22, **stale_mark}, later),
+        (k(3), box, {"locale": "en", "wipe_from": 33}, later),  # already in the new form
+        (k(4), box, {"locale": "en", "safety_seen": True, "wipe_from": 44}, clock.now - dt.timedelta(hours=1)),
+        (k(5), BotKeyBox(secrets.token_bytes(32)), {"safety_seen": True}, later),  # another bot key's
+    ])
+    before = {r.pseudonym: r.sealed for r in await prefs_rows(sessionmaker)}
+
+    assert await prefs.drop_legacy_fields() == LegacyRows(rewritten=2, open_conversation=True)
+    rows = {r.pseudonym: r for r in await prefs_rows(sessionmaker)}
+    assert set(rows) == {k(1), k(2), k(3), k(5)}  # the expired row went
+    opened = {n: json.loads(box.open("prefs", k(n), rows[k(n)].sealed)) for n in (1, 2, 3)}
+    assert opened == {
+        1: {"locale": "en", "wipe_from": 11},
+        2: {"locale": "ar", "wipe_from": 22},
+        3: {"locale": "en", "wipe_from": 33},
+    }
+    assert all(rows[k(n)].expires_at == later for n in (1, 2, 3, 5))  # no row's life extended
+    assert rows[k(3)].sealed == before[k(3)] and rows[k(5)].sealed == before[k(5)]  # untouched
+    # A row this bot key cannot open leaves the pass to run again at the next start.
+    assert await prefs.drop_legacy_fields() == LegacyRows()
+    async with sessionmaker() as session:
+        await session.execute(delete(UserPreference).where(UserPreference.pseudonym == k(5)))
+        await session.commit()
+    assert await prefs.drop_legacy_fields() == LegacyRows()
+    # Done once: a row an older release might still write is not looked at again.
+    await insert_sealed_rows(sessionmaker, [(k(6), box, {"safety_seen": True, **open_mark}, later)])
+    assert await prefs.drop_legacy_fields() == LegacyRows()
+    # Any rewrite drops them (an update's set or hourly touch), and reading ignores them.
+    assert await prefs.get(6) == Preferences()
+    await committed(sessionmaker, lambda uow: prefs.set(uow, 6, Preferences(locale="ar")))
+    [row] = [r for r in await prefs_rows(sessionmaker) if r.pseudonym == k(6)]
+    assert json.loads(box.open("prefs", k(6), row.sealed)) == {"locale": "ar", "wipe_from": None}
+
+
+async def test_a_stale_mark_alone_opens_no_restart_window(sessionmaker, box, pepper, clock):
+    prefs = prefs_store(sessionmaker, box, pepper, clock)
+    later = dt.datetime(2025, 3, 20, 9, tzinfo=dt.timezone.utc)
+    await insert_sealed_rows(sessionmaker, [
+        (prefs.record_key(1), box, {"safety_seen": True, "conversation_run": "r", "conversation_until": "2025-03-01T12"}, later),
+    ])  # until the current hour: no longer current
+    assert await prefs.drop_legacy_fields() == LegacyRows(rewritten=1, open_conversation=False)
 
 
 async def test_follows_aiogram_storage_contract_like_memory_storage(storage, key):

@@ -16,7 +16,7 @@ from nazaha.storage.update_rows import UpdateRows
 
 BOT_ID, USER_ID = 7_123_456_789, 987_654_321
 KEY = StorageKey(bot_id=BOT_ID, chat_id=USER_ID, user_id=USER_ID)
-PREFS = Preferences(locale="en", safety_seen=True, wipe_from=12, conversation_run="run-1")
+PREFS = Preferences(locale="en", wipe_from=12)
 
 
 class Clock:

@@ -157,7 +157,8 @@ async def _housekeeping(console: Console, interval: float | None = None) -> None
     rotation a restart cut short (with a signed-in holder of the old key), send news kept while
     no bot was running (with the key of any signed-in member who holds it), and export the
     audit log's authenticated head every hour and soon after an admin change; once a day
-    (and at start-up) purge the closed cases whose retention period is over."""
+    (and at start-up) purge the closed cases whose retention period is over and close the
+    surveys whose last day is over."""
     from nazaha.admin.routes.keys import resume_if_interrupted
     from nazaha.services.news import send_kept_news
     from nazaha.storage.database import write_session
@@ -178,6 +179,7 @@ async def _housekeeping(console: Console, interval: float | None = None) -> None
             if last_purge != now.date():
                 last_purge = now.date()
                 await purge_expired_cases(console)
+                await close_due_surveys(console)
             await scrub_console_store(console.engine)  # old row versions leave the WAL files
             if console.audit_export_due or last_export is None or now - last_export >= AUDIT_EXPORT_EVERY:
                 console.audit_export_due = False
@@ -201,6 +203,15 @@ async def purge_expired_cases(console: Console) -> int:
         log.info("retention: %d closed case(s) purged", purged)
         console.audit_export_due = True
     return purged
+
+
+async def close_due_surveys(console: Console) -> int:
+    """Close the surveys whose last day is over (their "already answered" markers go)."""
+    from nazaha.awareness.surveys import close_due_surveys as close_due
+    from nazaha.storage.database import write_session
+
+    async with write_session(console.sessionmaker) as session:
+        return await close_due(session, console.today())
 
 
 async def export_audit_head(console: Console) -> None:
@@ -243,18 +254,23 @@ def _area_routers():
     from nazaha.admin.routes import (
         audit_log,
         awareness,
+        broadcasts,
+        campaigns,
         cases,
         evidence,
         exports,
         keys,
+        library,
         referral,
         reply_templates,
         retention,
         statistics,
+        surveys,
         users,
     )
 
-    return (cases, exports, evidence, referral, reply_templates, statistics, users, keys, audit_log, retention, awareness)
+    return (cases, exports, evidence, referral, reply_templates, statistics, users, keys, audit_log, retention,
+            awareness, broadcasts, library, surveys, campaigns)
 
 
 def console_routes(app: FastAPI) -> list[tuple[str, str]]:

@@ -54,7 +54,7 @@ def build_templates() -> Jinja2Templates:
     templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
     env = templates.env
     env.add_extension("jinja2.ext.i18n")
-    env.install_gettext_callables(i18n.gettext, i18n.ngettext, newstyle=True)
+    env.install_gettext_callables(i18n.gettext, i18n.ngettext, newstyle=True, pgettext=i18n.pgettext)
     env.globals["current_locale"] = i18n.current_locale
     env.globals["RTL"] = i18n.RTL
     env.globals["role_name"] = role_name
@@ -63,6 +63,9 @@ def build_templates() -> Jinja2Templates:
     from nazaha.admin.labels import TEMPLATE_GLOBALS
 
     env.globals.update(TEMPLATE_GLOBALS)
+    from nazaha.awareness.schedule import palestine_time
+
+    env.globals["palestine_time"] = palestine_time
     return templates
 
 
@@ -151,6 +154,8 @@ def require_roles(*roles: str) -> Callable[..., Awaitable[StaffSession]]:
 
 CaseStaff = Annotated[StaffSession, Depends(require_roles("admin", "caseworker"))]
 AdminStaff = Annotated[StaffSession, Depends(require_roles("admin"))]
+# Awareness (broadcasts, library, surveys, campaigns): every role; volunteers see only this.
+AwarenessStaff = Annotated[StaffSession, Depends(require_roles("admin", "caseworker", "volunteer"))]
 
 
 def csrf_binding(request: Request) -> str | None:

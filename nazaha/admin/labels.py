@@ -92,7 +92,59 @@ def age_label(days: int) -> str:
     return ngettext("%(num)d day", "%(num)d days", days)
 
 
+def broadcast_status_label(code: str | None) -> str:
+    names = {
+        "draft": pgettext("broadcast", "Draft"),
+        "submitted": pgettext("broadcast", "Waiting for approval"),
+        "rejected": pgettext("broadcast", "Sent back"),
+        "approved": pgettext("broadcast", "Approved, scheduled"),
+        "sending": pgettext("broadcast", "Sending"),
+        "paused": pgettext("broadcast", "Paused"),
+        "done": pgettext("broadcast", "Sent to everyone"),
+        "cancelled": pgettext("broadcast", "Cancelled"),
+    }
+    return names.get(code or "", code or "—")
+
+
+def delivery_state_label(code: str | None) -> str:
+    """A recipient's state in a broadcast's outbox, or a test send's."""
+    names = {
+        "queued": pgettext("delivery", "Queued"),
+        "sending": pgettext("delivery", "Being sent"),
+        "sent": pgettext("delivery", "Sent"),
+        "failed": pgettext("delivery", "Failed"),
+        "blocked": pgettext("delivery", "Blocked the bot"),
+        "in_doubt": pgettext("delivery", "In doubt"),
+        "skipped": pgettext("delivery", "Skipped"),
+    }
+    return names.get(code or "", code or "—")
+
+
+def survey_status_label(code: str | None) -> str:
+    names = {
+        "draft": pgettext("survey", "Draft"),
+        "open": pgettext("survey", "Open"),
+        "closed": pgettext("survey", "Closed"),
+    }
+    return names.get(code or "", code or "—")
+
+
+def language_name(code: str) -> str:
+    names = {"ar": gettext("Arabic"), "en": gettext("English")}
+    return names.get(code, code)
+
+
+def item_kind_label(code: str) -> str:
+    names = {"article": gettext("Article"), "quiz": gettext("Quiz question")}
+    return names.get(code, code)
+
+
 TEMPLATE_GLOBALS = {
+    "broadcast_status_label": broadcast_status_label,
+    "delivery_state_label": delivery_state_label,
+    "survey_status_label": survey_status_label,
+    "language_name": language_name,
+    "item_kind_label": item_kind_label,
     "age_label": age_label,
     "purpose_label": purpose_label,
     "choice_label": choice_label,

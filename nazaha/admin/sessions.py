@@ -36,6 +36,9 @@ class StaffSession:
     # /users and then dropped: a secret, so never in a URL (the POST answers with a
     # redirect, and a refresh re-sends nothing). Memory only, gone with the session.
     team_page_link: dict[str, str] | None = None
+    # The one-time code of "Link my Telegram" (awareness) and when it expires: shown on the
+    # awareness page until the bot links the chat or the code expires. A secret: memory only.
+    chat_link_code: tuple[str, dt.datetime] | None = None
 
     def __repr__(self) -> str:
         return f"StaffSession({self.identity.role})"
@@ -48,6 +51,7 @@ class StaffSession:
         self.team_private = None
         self.pending_rotation = None
         self.team_page_link = None
+        self.chat_link_code = None
 
 
 class SessionStore:

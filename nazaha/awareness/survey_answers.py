@@ -1,19 +1,26 @@
 """Short anonymous surveys in the bot: which are open, and counting an answer.
 
-An answer leaves two rows, each written in a transaction of its own and never through an
-update's unit of work (which may carry the user's preferences row, and on SQLite shares
-one commit with other users' updates):
+An answer leaves:
 
 1. a **marker** ``HMAC-SHA256(pepper, "survey", survey id, user id)`` in
-   ``survey_answer_markers``: "this account answered this survey", with no answer; it
-   expires when the survey closes (the end of ``closes_on``) or 30 days after the answer,
-   rounded down to the hour, and the bot's maintenance deletes it then;
-2. **+1** on ``survey_counts(survey, option)``, an upsert: the only record of the answer.
+   ``survey_answer_markers``, written at once in a transaction of its own (never through the
+   update's unit of work, which may carry the user's preferences row and, on SQLite, shares
+   one commit with other users' updates): "this account answered this survey", with no
+   answer; it expires when the survey closes (the end of ``closes_on``) or 30 days after the
+   answer, rounded down to the hour, and the bot's maintenance deletes it then;
+2. **+1** for ``(survey, option)`` in the bot's memory (:class:`~nazaha.awareness.tally.Tally`,
+   one group per survey), added to ``survey_counts`` only once ``min_batch`` answers to that
+   survey are waiting, all in one transaction: the only record of the answer. The rows of
+   ``survey_counts`` exist before the first answer (made in option order when the survey
+   opens, or by the first batch for all options at once), so neither their order nor a
+   commit pairs an answer with its marker: whoever reads the database or its WAL sees a
+   batch of at least ``min_batch`` answers and as many markers.
 
-The marker is written first, so a crash between the two loses an answer rather than
-counting one twice. Nothing ties a count's transaction to an account; the pepper can test a
-Telegram id against a marker (an id counts as known to whoever holds the pepper), which says
-only that the account answered, until the marker expires.
+The marker is written first, so a crash loses answers rather than counting one twice; a
+graceful stop drops a survey's batch smaller than ``min_batch`` (tally.py says why). The
+pepper can test a Telegram id against a marker (an id counts as known to whoever holds the
+pepper), which says only that the account answered, until the marker expires or the account
+sends /wipe (:meth:`SurveyAnswers.forget_account`).
 
 Results are never shown to citizens; the console shows aggregates (cells under 5 hidden).
 """
@@ -29,6 +36,8 @@ from dataclasses import dataclass
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from nazaha.awareness.tally import DEFAULT_MIN_BATCH, Batch, Tally, add_counts, ensure_rows
+
 from nazaha.storage.awareness_models import (
     LANGUAGES,
     Survey,
@@ -40,7 +49,7 @@ from nazaha.storage.crypto import pseudonym
 from nazaha.storage.database import dialect_insert, write_transaction
 from nazaha.storage.unit_of_work import active_uow
 
-__all__ = ["MARKER_TTL", "Answer", "OpenSurvey", "SurveyAnswers", "marker_expiry"]
+__all__ = ["MARKER_TTL", "Answer", "OpenSurvey", "SurveyAnswers", "marker_expiry", "write_survey_counts"]
 
 MARKER_TTL = dt.timedelta(days=30)
 CODE_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
@@ -85,12 +94,41 @@ def valid_code(code: str) -> bool:
     return 0 < len(code) <= 16 and set(code) <= CODE_CHARS
 
 
-class SurveyAnswers:
-    """Open surveys and answers to them. ``pepper`` keys the markers."""
+def _lines(text: str | None) -> list[str]:
+    return [line.strip() for line in (text or "").split("\n") if line.strip()]
 
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], pepper: bytes) -> None:
+
+async def write_survey_counts(session: AsyncSession, batch: Batch) -> None:
+    """A batch of ``((survey id, option), n)``: first the rows of every option of each
+    survey in it that are missing (count 0, option order), then the additions."""
+    survey_ids = sorted({survey_id for (survey_id, _option), _n in batch})
+    options: dict[int, int] = {}
+    for survey_id, text in (
+        await session.execute(
+            select(SurveyText.survey_id, SurveyText.options).where(SurveyText.survey_id.in_(survey_ids))
+        )
+    ).all():
+        options[survey_id] = max(options.get(survey_id, 0), len(_lines(text)))
+    keys = [(survey_id, option) for survey_id in survey_ids for option in range(options.get(survey_id, 0))]
+    table, key_names = SurveyCount.__table__, ("survey_id", "option")
+    await ensure_rows(session, table, key_names, keys)
+    await add_counts(session, table, key_names, "biased_count", batch)
+
+
+class SurveyAnswers:
+    """Open surveys and answers to them. ``pepper`` keys the markers; ``min_batch``: the
+    answers to one survey held in memory before they are written (see the module)."""
+
+    def __init__(
+        self, sessionmaker: async_sessionmaker[AsyncSession], pepper: bytes, *,
+        min_batch: int = DEFAULT_MIN_BATCH,
+    ) -> None:
         self._sessionmaker = sessionmaker
         self._pepper = pepper
+        self.counts: Tally[tuple[int, int]] = Tally(
+            sessionmaker, write_survey_counts, min_batch=min_batch,
+            group=lambda key: key[0], name="survey answers",
+        )
 
     def marker(self, survey_id: int, user_id: int) -> str:
         return pseudonym(self._pepper, "survey", int(survey_id), int(user_id))
@@ -157,7 +195,7 @@ class SurveyAnswers:
         )
         texts: dict[int, dict[str, tuple[str, tuple[str, ...]]]] = {}
         for survey_id, language, question, options in rows:
-            listed = tuple(o.strip() for o in (options or "").split("\n") if o.strip())
+            listed = tuple(_lines(options))
             if question and len(listed) >= 2:
                 texts.setdefault(survey_id, {})[language] = (question, listed)
         return texts
@@ -166,8 +204,9 @@ class SurveyAnswers:
 
     async def answer(self, code: str, option: int, user_id: int, *, now: dt.datetime) -> Answer:
         """Record that the account ``user_id`` chose ``option`` (0-based) of survey ``code``:
-        the marker in one transaction, then the count in another (see the module's
-        docstring). Must not run inside the update's write transaction."""
+        the marker in a transaction of its own, then +1 in memory, written with the survey's
+        next batch (see the module's docstring). Must not run inside the update's write
+        transaction (a due batch is written here)."""
         today = now.date()
         if not valid_code(code) or option < 0:
             return Answer.CLOSED
@@ -185,7 +224,7 @@ class SurveyAnswers:
             return Answer.CLOSED
         if not await self._mark(row.id, self.marker(row.id, user_id), marker_expiry(row.closes_on, now), now):
             return Answer.ALREADY
-        await self._count(row.id, option)
+        await self.counts.add((row.id, option))
         return Answer.COUNTED
 
     async def _mark(self, survey_id: int, marker: str, expires_at: dt.datetime, now: dt.datetime) -> bool:
@@ -207,19 +246,6 @@ class SurveyAnswers:
 
         return bool(await self._write(op))
 
-    async def _count(self, survey_id: int, option: int) -> None:
-        async def op(session: AsyncSession) -> None:
-            statement = dialect_insert(session)(SurveyCount).values(
-                survey_id=survey_id, option=option, count=1
-            )
-            await session.execute(
-                statement.on_conflict_do_update(
-                    index_elements=["survey_id", "option"], set_={"count": SurveyCount.count + 1}
-                )
-            )
-
-        await self._write(op)
-
     async def _write(self, op):
         """``op`` in a write transaction of its own (the engine's writer lock on SQLite)."""
         async with write_transaction(self._sessionmaker) as session:
@@ -240,6 +266,21 @@ class SurveyAnswers:
             return int(expired.rowcount or 0) + int(closed.rowcount or 0)
 
         return int(await self._write(op))
+
+    async def forget_account(self, user_id: int) -> int:
+        """/wipe: delete this account's markers of every survey there is (surveys are few:
+        the marker of each is computed), in a transaction of its own. The account may then
+        answer those surveys again. Returns how many markers went."""
+        async with write_transaction(self._sessionmaker) as session:
+            ids = list((await session.scalars(select(Survey.id).order_by(Survey.id))).all())
+            deleted = 0
+            for start in range(0, len(ids), 500):
+                markers = [self.marker(survey_id, user_id) for survey_id in ids[start:start + 500]]
+                result = await session.execute(
+                    delete(SurveyAnswerMarker).where(SurveyAnswerMarker.marker.in_(markers))
+                )
+                deleted += int(result.rowcount or 0)
+        return deleted
 
 
 def _choose(texts: dict[str, tuple[str, tuple[str, ...]]], language: str):

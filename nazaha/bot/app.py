@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import gc
 import logging
-import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -46,9 +45,12 @@ from nazaha.handlers.middlewares import (
 )
 from nazaha.handlers.notifier import Notifier
 from nazaha.handlers.report import ReportForm
+from nazaha.handlers.restart_notice import RestartNotice
+from nazaha.handlers.safety_reads import SafetyReads
 from nazaha.handlers.session_keys import SessionKeys
 from nazaha.handlers.undelivered_receipts import UndeliveredReceipts
 from nazaha.storage.attempts import AttemptLimiter
+from nazaha.storage import bot_runs
 from nazaha.storage.blobs import BlobStore
 from nazaha.storage.cases import CaseService
 from nazaha.storage.notifications import Mailbox, NotificationLinks
@@ -101,10 +103,13 @@ class BotRuntime:
     broadcasts: BroadcastSender | None = None
 
     async def close(self) -> None:
-        """Write what is waiting, withdraw the mailbox, forget every conversation and
-        unlocked case, truncate the WAL, close sessions and engines."""
+        """Write what is waiting (awareness counts: only batches big enough, the rest is
+        dropped), withdraw the mailbox, forget every conversation and unlocked case,
+        truncate the WAL, close sessions and engines."""
         try:
             await self.services.writer.flush()
+            if self.services.awareness is not None:
+                await self.services.awareness.close_counts()
             await self.services.wal.close()
             await self.mailbox.close()
             undecodable = getattr(self.bot.session, "on_undecodable", None)
@@ -113,6 +118,7 @@ class BotRuntime:
         finally:
             await self.fsm.close()
             self.services.session_keys.clear()
+            self.services.safety.clear()
             await self.bot.session.close()
             try:
                 await checkpoint_wal(self.engine)
@@ -169,7 +175,7 @@ async def build_runtime(settings: Settings, *, events_isolation: BaseEventIsolat
     )
     links = NotificationLinks(sessionmaker, box, vault.team_key)
     wal = WalScrubber(engine)
-    awareness = AwarenessServices.build(sessionmaker, box, pepper)
+    awareness = AwarenessServices.build(sessionmaker, box, pepper, min_batch=settings.aggregate_min_batch)
     # The awareness files in locales/ are the library's initial set (admins' edits kept).
     # A failure (e.g. two replicas starting at once) leaves the library as it was: reports
     # must not wait for articles.
@@ -195,7 +201,8 @@ async def build_runtime(settings: Settings, *, events_isolation: BaseEventIsolat
         ),
         wal=wal,
         fsm=fsm,
-        run_id=secrets.token_hex(8),
+        safety=SafetyReads(pepper, ttl=settings.draft_ttl_seconds),
+        restart=RestartNotice(pepper),
         receipts=UndeliveredReceipts(pepper),
         awareness=awareness,
     )
@@ -334,17 +341,32 @@ async def maintenance(runtime: BotRuntime) -> None:
 
 
 async def sweep_memory(runtime: BotRuntime) -> None:
-    """Every minute: expired drafts and follow-up sessions, and unlocked cases whose time
-    is up, leave memory (a quiet process must not keep them until the next user); the
-    SQLite WAL is truncated."""
+    """Every minute: expired drafts and follow-up sessions, unlocked cases and safety
+    notice acknowledgements whose time is up, and the accounts seen since a restart once its
+    notice is no longer due, leave memory (a quiet process must not keep them until the next
+    user); the SQLite WAL is truncated."""
     while True:
         try:
             await runtime.fsm.purge_expired()
             runtime.services.session_keys.sweep()
+            runtime.services.safety.sweep()
+            runtime.services.restart.sweep()
             await checkpoint_wal(runtime.engine)
         except Exception:
             log.exception("memory sweep failed")
         await asyncio.sleep(SWEEP_INTERVAL)
+
+
+async def flush_awareness_counts(runtime: BotRuntime) -> None:
+    """Every NAZAHA_AGGREGATE_FLUSH_SECONDS: survey answers, campaign opens and quiz votes
+    waiting in memory are written, for each batch of at least NAZAHA_AGGREGATE_MIN_BATCH
+    (nazaha/awareness/tally.py). Failures are logged by type and retried."""
+    awareness = runtime.services.awareness
+    if awareness is None:
+        return
+    while True:
+        await asyncio.sleep(runtime.settings.aggregate_flush_seconds)
+        await awareness.flush_counts()
 
 
 async def follow_team_key(runtime: BotRuntime) -> None:
@@ -392,9 +414,36 @@ def freeze_startup_objects() -> None:
     gc.freeze()
 
 
+async def start_run(runtime: BotRuntime) -> datetime:
+    """Before the first update: record this run (:mod:`nazaha.storage.bot_runs`), open the
+    restart notice's window from the previous run's record, and once per database rewrite
+    preference rows an older release left with fields that told that an account began a
+    report (:meth:`PreferenceStore.drop_legacy_fields`). Returns when this run started."""
+    now = datetime.now(timezone.utc)
+    previous = await bot_runs.record_start(runtime.sessionmaker, now)
+    draft_ttl = timedelta(seconds=runtime.settings.draft_ttl_seconds)
+    until = bot_runs.restart_window(previous, now, draft_ttl)
+    legacy = await runtime.services.prefs.drop_legacy_fields()
+    if legacy.open_conversation and until is None:
+        until = now + draft_ttl  # an older release marked conversations open: they were lost
+    runtime.services.restart.open_until(until)
+    return now
+
+
+async def stop_run(runtime: BotRuntime, started: datetime) -> None:
+    """A clean stop: record when, so that the next start knows how long ago conversations
+    could still have been open."""
+    try:
+        await bot_runs.record_stop(runtime.sessionmaker, started, datetime.now(timezone.utc))
+    except Exception as exc:  # the next start then takes it for an unclean stop
+        log.warning("the clean stop was not recorded (%s)", type(exc).__name__)
+
+
 @contextlib.asynccontextmanager
 async def running(runtime: BotRuntime):
-    # A WAL left by a crash holds the last minutes' commits in order: truncate it first.
+    started = await start_run(runtime)
+    # A WAL left by a crash holds the last minutes' commits in order (and the start's rewrite
+    # of old preference rows, old versions included): truncate it first.
     await checkpoint_wal(runtime.engine)
     runtime.services.evidence.blobs.replenish_pool()
     await register_bot_profile(runtime.bot, runtime.i18n)
@@ -405,6 +454,7 @@ async def running(runtime: BotRuntime):
         asyncio.create_task(sweep_memory(runtime)),
         asyncio.create_task(runtime.notifier.run(runtime.settings.notify_interval_seconds)),
         asyncio.create_task(follow_team_key(runtime)),
+        asyncio.create_task(flush_awareness_counts(runtime)),
     ]
     if runtime.broadcasts is not None:  # awareness broadcasts and test sends
         tasks.append(asyncio.create_task(runtime.broadcasts.run()))
@@ -416,6 +466,7 @@ async def running(runtime: BotRuntime):
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await stop_run(runtime, started)
 
 
 async def run_polling(settings: Settings, *, handle_signals: bool = True) -> None:

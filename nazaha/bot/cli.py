@@ -227,6 +227,9 @@ async def cmd_demo(settings: Settings, args: argparse.Namespace) -> None:
             "demo": True,
         }
     )
+    if settings.bot_username is None:  # the sandbox names its bot after the token's id
+        bot_id = settings.bot_token.get_secret_value().split(":", 1)[0]
+        settings = settings.model_copy(update={"bot_username": f"sandbox_{bot_id}_bot"})
     disable_core_dumps()
     paths = KeyPaths.for_data_dir(settings.data_dir)
     passphrase_file = settings.data_dir / DEMO_PASSPHRASE_FILE

@@ -42,6 +42,8 @@ THIRD_PARTY_LOGGERS = (
     "passlib",
     "babel",
     "jinja2",
+    "markdown_it",
+    "limits",
 )
 
 REDACTED = "<redacted>"
@@ -182,10 +184,21 @@ def third_party_level(level: int) -> int:
     return max(logging.WARNING, level)
 
 
+class ThirdPartyFloor(logging.Filter):
+    """Below WARNING, only our own loggers (``nazaha.*``) reach the handler: a library's
+    DEBUG or INFO lines are dropped whatever its name, not only those named in
+    :data:`THIRD_PARTY_LOGGERS` (markdown-it logs each block it parses at DEBUG)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or record.name == "nazaha" or record.name.startswith("nazaha.")
+
+
 def configure_logging(level: str, secrets: list[str] | None = None) -> None:
-    """Root handler on stderr with :class:`RedactingFilter`; ``level`` is a level name
-    (``NAZAHA_LOG_LEVEL``); ``secrets`` are masked wherever they appear (the bot token)."""
+    """Root handler on stderr with :class:`ThirdPartyFloor` and :class:`RedactingFilter`;
+    ``level`` is a level name (``NAZAHA_LOG_LEVEL``); ``secrets`` are masked wherever they
+    appear (the bot token)."""
     handler = logging.StreamHandler()
+    handler.addFilter(ThirdPartyFloor())
     handler.addFilter(RedactingFilter(secrets or []))
     handler.setFormatter(ContentFreeFormatter(LINE_FORMAT, secrets))
     root = logging.getLogger()

@@ -44,6 +44,13 @@ class Settings(BaseSettings):
     # Files sent as an album arrive one by one; the album is answered once no file of it
     # has arrived for this long (Telegram marks no album's end).
     album_quiet_seconds: float = Field(default=1.5, gt=0)
+    # Survey answers, campaign opens and quiz votes are counted in memory and written only
+    # in batches of at least this many (per survey; all opens; all votes), checked every
+    # NAZAHA_AGGREGATE_FLUSH_SECONDS and, for answers and votes, after each one. A graceful
+    # stop drops a smaller batch: at most this many minus one are lost per restart
+    # (nazaha/awareness/tally.py, docs/security.md).
+    aggregate_min_batch: int = Field(default=10, ge=1)
+    aggregate_flush_seconds: float = Field(default=60.0, gt=0)
     # How often the bot looks for update notifications to send.
     notify_interval_seconds: float = Field(default=5.0, gt=0)
     # Awareness broadcasts (nazaha/awareness/sender.py): messages per second overall (any
@@ -61,6 +68,9 @@ class Settings(BaseSettings):
     # the bot leaves any other group or channel it is added to and never writes there.
     staff_chat_ids: list[int] = Field(default_factory=list)
     publication_chat_ids: list[int] = Field(default_factory=list)
+    # The bot's @username (without the @): the console makes t.me/<username>?start=... deep
+    # links with it (campaign posters, "link my Telegram"). The demo sets the sandbox bot's.
+    bot_username: str | None = Field(default=None, pattern=r"^@?[A-Za-z0-9_]{4,64}$")
     # Shown in the safety notice when set: a channel for reporters at higher risk.
     high_risk_contact: str | None = None
     # "testing" lowers Argon2id costs so test suites run fast. Never use it in production:

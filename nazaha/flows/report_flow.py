@@ -114,6 +114,8 @@ CHOICES: dict[Step, tuple[str, ...]] = {
 }
 
 TEXT_STEPS = frozenset({Step.DESCRIPTION, Step.CONTACT_NAME, Step.CONTACT_PHONE})
+# Questions shown without a Back button: the safety notice and the confirmations.
+WITHOUT_BACK = frozenset({Step.SAFETY, Step.CONFIRM_CANCEL, Step.CONFIRM_REPLACE, Step.CONFIRM_NUMBER})
 # Steps whose answer is not a key of ``Draft.answers``.
 OPTIONAL_STEPS = frozenset({Step.EVIDENCE})
 CONTACT_DETAILS = ("contact_name", "contact_phone")
@@ -578,7 +580,9 @@ def step(draft: Draft, event: Event, limits: EvidenceLimits = DEFAULT_LIMITS) ->
             return _files_at_description(draft, event)
         event = NonText(event.attaches[0].kind if event.attaches else "media_group")
     if isinstance(event, Help):
-        return Transition(draft, (Notice("help"), Ask(draft.step)))
+        # The help names Back only where the question has a Back button.
+        code = "help_buttons" if draft.step in WITHOUT_BACK else "help"
+        return Transition(draft, (Notice(code), Ask(draft.step)))
     if draft.step is Step.CONFIRM_CANCEL:
         return _on_confirm_cancel(draft, event)
     if isinstance(event, Cancel):

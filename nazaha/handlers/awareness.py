@@ -3,16 +3,27 @@
 Two entry points:
 
 * ``router`` comes before the report and follow-up routers and handles what must work in
-  any state, without touching a draft or a follow-up session: ``/stop``, the
-  "Unsubscribe" button under broadcasts (``aw:unsub``), survey answers (``sv:``, also under
-  broadcasts) and Telegram's ``poll`` updates with the anonymous counts of quiz polls.
+  any state, without touching a draft or a follow-up session: ``/stop``, every button that
+  only removes topics (the "Unsubscribe" button under broadcasts, ``aw:unsub``; "Unsubscribe
+  from everything"; a ticked topic), survey answers (``sv:``, also under broadcasts) and
+  Telegram's ``poll`` updates with the anonymous counts of quiz polls. In a report or a
+  follow-up session, every other awareness button (and "Learn" on an old main menu) gets
+  the answer /learn gets there: the conversation's help, the draft kept.
 * The menu router (no report in progress) calls :func:`show_learn`,
   :func:`show_subscriptions`, :func:`open_start_payload` and :func:`on_callback` for the
-  Learn screens, which edit their message in place as the user navigates.
+  Learn screens, which edit their message in place as the user navigates (a text message
+  only: under a quiz poll the next screen comes as a new message).
+
+Subscription buttons say what they do (add or remove a topic) and act on the stored state:
+one whose screen is out of date (after /stop, say) changes nothing and brings the
+subscriptions screen as it is now. Each change is confirmed by a short notice over the chat
+(the answer to the button's callback query).
 
 Writes: a subscription goes through the update's unit of work (SubscriberStore); a survey
-answer, a campaign open and a quiz poll's record each in a transaction of their own
-(nazaha/awareness/survey_answers.py says why). Nothing here is logged about the user.
+answer's marker in a transaction of its own; survey answers, campaign opens and quiz votes
+are counted in memory and written in batches (nazaha/awareness/tally.py says why); which
+quiz poll went out for which item is kept in memory only. Nothing here is logged about the
+user.
 """
 
 from __future__ import annotations
@@ -29,10 +40,12 @@ from nazaha.awareness.campaigns import campaign_code_of
 from nazaha.awareness.library import ItemView, quiz_poll
 from nazaha.awareness.services import AwarenessServices
 from nazaha.awareness.survey_answers import Answer
+from nazaha.flows import report_flow as flow
 from nazaha.handlers import awareness_callbacks as aw
 from nazaha.handlers import awareness_screens as views
 from nazaha.handlers import callbacks as cb
-from nazaha.handlers import report, wipe
+from nazaha.handlers import followup, report, wipe
+from nazaha.handlers.awareness_memory import BROWSING_LEARN, NEXT_QUESTION_USED
 from nazaha.handlers.context import Reply
 
 log = logging.getLogger(__name__)
@@ -55,7 +68,51 @@ def _language(reply: Reply) -> str:
 
 
 def _anchor(query: CallbackQuery) -> int | None:
+    """The message to edit in place: the one under the button if it is a text message
+    (Telegram refuses editMessageText on a quiz poll or a photo, so those get a new one)."""
+    message = query.message
+    if isinstance(message, Message) and message.text is not None:
+        return message.message_id
+    return None
+
+
+def _message_id(query: CallbackQuery) -> int | None:
+    """The message under the button, whatever it holds (to take its buttons away)."""
     return query.message.message_id if query.message is not None else None
+
+
+def _poll_under(query: CallbackQuery) -> int | None:
+    """The id of the quiz poll under the button, if the button is under one."""
+    message = query.message
+    if isinstance(message, Message) and message.poll is not None:
+        return message.message_id
+    return None
+
+
+def notify(reply: Reply, text: str) -> None:
+    """A short notice over the chat, as the answer to the pressed button (a message if
+    there is no callback query to answer)."""
+    if not reply.outbox.callback_notice(text):
+        reply.say(text)
+
+
+def _browsing(reply: Reply) -> None:
+    """Remember, in memory only, that this chat is looking at Learn (:func:`hint_if_browsing`)."""
+    BROWSING_LEARN.mark(reply.chat_id)
+
+
+def leave_learn(reply: Reply) -> None:
+    """The chat went elsewhere (the menu, a report): typed text is no longer about Learn."""
+    BROWSING_LEARN.drop(reply.chat_id)
+
+
+async def hint_if_browsing(reply: Reply) -> bool:
+    """Text typed while browsing Learn: a hint to choose a topic, with the topics; False
+    (nothing said) when the chat is not known to be browsing Learn."""
+    if reply.services.awareness is None or not BROWSING_LEARN.has(reply.chat_id):
+        return False
+    await show_learn(reply, note=views.learn_hint())
+    return True
 
 
 # ---- in any state -----------------------------------------------------------------------
@@ -84,17 +141,49 @@ async def stop(reply: Reply) -> bool:
     return True
 
 
-@router.callback_query(lambda query: isinstance(aw.parse(query.data), (aw.Unsubscribe, aw.SurveyAnswer)))
-async def on_anywhere_button(query: CallbackQuery, reply: Reply) -> None:
-    """"Unsubscribe" under a broadcast, and survey answers: in any state."""
+# The conversations in which Learn waits: a report (or complaint) and a follow-up session.
+_REPORT = report.ReportForm.active.state
+_FOLLOWUP = followup.FollowUpForm.active.state
+LEARN_BUTTON = cb.menu("learn")
+
+
+def _in_any_state(query: CallbackQuery, raw_state: str | None = None) -> bool:
+    """Buttons this router answers: "Unsubscribe" under a broadcast and survey answers
+    always; in a report or a follow-up session, every valid awareness button and "Learn"
+    on an old main menu (outside one, the menu router shows Learn)."""
     parsed = aw.parse(query.data)
+    if isinstance(parsed, (aw.Unsubscribe, aw.SurveyAnswer)):
+        return True
+    if raw_state not in (_REPORT, _FOLLOWUP):
+        return False
+    return parsed is not None or query.data == LEARN_BUTTON
+
+
+@router.callback_query(_in_any_state)
+async def on_anywhere_button(query: CallbackQuery, reply: Reply, raw_state: str | None = None) -> None:
+    """Unsubscribing works at any moment, like /stop; survey answers too. In a report,
+    the current question is asked again afterwards (as /stop does); any other awareness
+    button there gets what /learn gets: the report's help, the draft kept."""
+    parsed = aw.parse(query.data)
+    if isinstance(parsed, aw.SurveyAnswer):
+        await answer_survey(reply, parsed)
+        return
+    in_conversation = raw_state in (_REPORT, _FOLLOWUP)
     if isinstance(parsed, aw.Unsubscribe):
         await stop(reply)
-        anchor = _anchor(query)
-        if anchor is not None:
-            reply.outbox.remove_keyboard(reply.chat_id, anchor)
-    elif isinstance(parsed, aw.SurveyAnswer):
-        await answer_survey(reply, parsed)
+        message_id = _message_id(query)
+        if message_id is not None:
+            reply.outbox.remove_keyboard(reply.chat_id, message_id)
+    elif in_conversation and aw.reduces_subscription(parsed):
+        await on_callback(query, reply)
+    elif raw_state == _REPORT:
+        await report.resume(reply, flow.Help())  # as /learn in a report
+        return
+    elif raw_state == _FOLLOWUP:
+        await followup.resume(reply, flow.Help())  # as /learn in a follow-up session
+        return
+    if raw_state == _REPORT:
+        await report.reask(reply)
 
 
 async def answer_survey(reply: Reply, parsed: aw.SurveyAnswer) -> None:
@@ -111,8 +200,9 @@ async def answer_survey(reply: Reply, parsed: aw.SurveyAnswer) -> None:
 
 @router.poll()
 async def on_poll(poll: Poll, awareness: AwarenessServices | None = None) -> None:
-    """Telegram's counts for an anonymous quiz poll the bot sent (unknown ids: ignored).
-    The bot never asks for ``poll_answer`` updates: it never learns who answered."""
+    """Telegram's counts for an anonymous quiz poll the bot sent since it started (unknown
+    ids: ignored); what grew is counted. The bot never asks for ``poll_answer`` updates: it
+    never learns who answered."""
     if awareness is None:
         return
     await awareness.quiz_polls.update_counts(poll.id, [option.voter_count for option in poll.options])
@@ -122,6 +212,7 @@ async def on_poll(poll: Poll, awareness: AwarenessServices | None = None) -> Non
 
 
 async def show_learn(reply: Reply, page: int = 0, *, edit: int | None = None, note: str | None = None) -> None:
+    _browsing(reply)
     services = _services(reply)
     language = _language(reply)
     topics = await services.library.topics(language)
@@ -142,6 +233,7 @@ async def show_topic(
     reply: Reply, code: str, page: int = 0, *, edit: int | None = None,
     subscribed: frozenset[str] | None = None,
 ) -> None:
+    _browsing(reply)
     services = _services(reply)
     language = _language(reply)
     topic = await services.library.topic(code, language)
@@ -164,6 +256,7 @@ async def show_article(
     reply: Reply, item: ItemView | None, *, edit: int | None = None,
     subscribed: frozenset[str] | None = None,
 ) -> None:
+    _browsing(reply)
     services = _services(reply)
     if item is None or item.kind != "article":
         await show_learn(reply, edit=edit, note=views.content_gone())
@@ -184,6 +277,7 @@ async def show_article(
 
 
 async def show_subscriptions(reply: Reply, page: int = 0, *, edit: int | None = None) -> None:
+    _browsing(reply)
     services = _services(reply)
     language = _language(reply)
     topics = await services.library.topics(language)
@@ -192,22 +286,28 @@ async def show_subscriptions(reply: Reply, page: int = 0, *, edit: int | None = 
 
 
 async def send_quiz(reply: Reply, topic: str, index: int) -> None:
-    """The topic's ``index``-th quiz question (wrapping) as an anonymous quiz poll; once
-    Telegram answers with the poll's id it is recorded (no chat) for the counts."""
+    """The topic's ``index``-th quiz question as an anonymous quiz poll, with "Next
+    question" under it; after the last one, a message says the quiz is over. Once Telegram
+    answers with the poll's id, the bot remembers (in memory, no chat) which item it stands
+    for, to count its votes."""
+    _browsing(reply)
     services = _services(reply)
     ids = await services.library.quiz_ids(topic)
     spec = item = None
-    for offset in range(len(ids)):  # skip a question an admin left unusable
-        position = (index + offset) % len(ids)
+    position = max(0, index)
+    while position < len(ids):  # skip a question an admin left unusable
         item = await services.library.item(ids[position], _language(reply))
         spec = quiz_poll(item) if item is not None else None
         if spec is not None:
-            index = position
             break
+        position += 1
     if spec is None or item is None:
-        reply.say(views.quiz_unavailable())
+        if index > 0 and ids:
+            reply.show(views.quiz_finished(topic))  # the questions after it went away
+        else:
+            reply.say(views.quiz_unavailable())
         return
-    next_index = index + 1 if index + 1 < len(ids) else None
+    last = position + 1 >= len(ids)
     explanation = spec.explanation
     method = SendPoll(
         chat_id=reply.chat_id,
@@ -220,20 +320,36 @@ async def send_quiz(reply: Reply, topic: str, index: int) -> None:
         explanation=explanation.text if explanation else None,
         explanation_entities=list(explanation.entities) or None if explanation else None,
         explanation_parse_mode=None,
-        reply_markup=views.quiz_keyboard(topic, next_index),
+        reply_markup=None if last else views.quiz_keyboard(topic, position + 1),
     )
-    quiz_polls, item_id, language, today = services.quiz_polls, item.id, item.language, _now().date()
+    quiz_polls, item_id = services.quiz_polls, item.id
 
     async def record(message: Message) -> None:
         if message is not None and message.poll is not None:
-            await quiz_polls.record(message.poll.id, item_id, language, today)
+            quiz_polls.record(message.poll.id, item_id)
 
     reply.outbox.call(method, on_result=record)
+    if last:
+        reply.show(views.quiz_finished(topic))
+
+
+async def next_question(reply: Reply, parsed: aw.Quiz, query: CallbackQuery) -> None:
+    """"Quiz me", or "Next question" under a quiz poll: that poll's buttons are taken away
+    and, once per poll, the next question is sent."""
+    poll = _poll_under(query)
+    if poll is not None:
+        reply.outbox.remove_keyboard(reply.chat_id, poll)
+        if not NEXT_QUESTION_USED.claim(reply.chat_id, poll):
+            notify(reply, views.next_question_already_sent())
+            return
+    await send_quiz(reply, parsed.topic, parsed.index)
 
 
 async def toggle(reply: Reply, parsed: aw.Toggle, anchor: int | None) -> None:
-    """Add or remove a topic, then show the screen the button was on again. A first
-    subscription from an article or a topic shows what subscribing means first."""
+    """Add or remove a topic as the button says, then show the screen it was on again. A
+    first subscription from an article or a topic shows what subscribing means first. A
+    button that asks for what is already so (its screen is out of date: after /stop, or a
+    change elsewhere) changes nothing: the subscriptions screen as it is now comes below."""
     services = _services(reply)
     language = _language(reply)
     if parsed.where == "i":
@@ -250,14 +366,20 @@ async def toggle(reply: Reply, parsed: aw.Toggle, anchor: int | None) -> None:
         return
     subscription = await services.subscribers.get(reply.chat_id)
     chosen = set(subscription.topics) if subscription is not None else set()
-    if subscription is None and parsed.where != "s" and not parsed.confirmed:
+    if parsed.subscribe is None or parsed.subscribe == (code in chosen):
+        notify(reply, views.screen_out_of_date())
+        await show_subscriptions(reply)
+        return
+    if parsed.subscribe and subscription is None and parsed.where != "s" and not parsed.confirmed:
         back = aw.article(item.id) if item is not None else aw.topic(code, parsed.page)
         reply.present(views.consent_screen(topic, parsed.where, parsed.page, parsed.ref, back), edit=anchor)
         return
-    if parsed.confirmed:
-        chosen.add(code)  # "Yes, subscribe" only ever adds
+    if parsed.subscribe:
+        chosen.add(code)
+        notify(reply, views.subscribed_to(topic.title))
     else:
-        chosen ^= {code}
+        chosen.discard(code)
+        notify(reply, views.unsubscribed_from(topic.title))
     _store_topics(reply, chosen, had_subscription=subscription is not None)
     after = frozenset(chosen)
     if parsed.where == "i":
@@ -283,6 +405,7 @@ async def show_subscriptions_after(
     """The subscriptions screen as it will be once this update's writes are committed."""
     from nazaha.awareness.subscribers import Subscription
 
+    _browsing(reply)
     services = _services(reply)
     language = _language(reply)
     listed = await services.library.topics(language)
@@ -303,7 +426,7 @@ async def on_callback(query: CallbackQuery, reply: Reply) -> None:
     elif isinstance(parsed, aw.Article):
         await show_article(reply, await services.library.item(parsed.item_id, language), edit=anchor)
     elif isinstance(parsed, aw.Quiz):
-        await send_quiz(reply, parsed.topic, parsed.index)
+        await next_question(reply, parsed, query)
     elif isinstance(parsed, aw.Subscriptions):
         await show_subscriptions(reply, parsed.page, edit=anchor)
     elif isinstance(parsed, aw.Toggle):
@@ -312,17 +435,25 @@ async def on_callback(query: CallbackQuery, reply: Reply) -> None:
         topics = frozenset(t.code for t in await services.library.topics(language))
         if topics:
             _store_topics(reply, set(topics), had_subscription=True)
+            notify(reply, views.subscribed_to_all())
             await show_subscriptions_after(reply, 0, topics, anchor)
         else:
             await show_subscriptions(reply, edit=anchor)
     elif isinstance(parsed, aw.UnsubscribeAll):
-        if await services.subscribers.get(reply.chat_id) is not None:
+        if await services.subscribers.get(reply.chat_id) is None:
+            # Shown only to a subscriber: this screen is older than the subscription's end.
+            notify(reply, views.screen_out_of_date())
+            await show_subscriptions(reply)
+        else:
             services.subscribers.queue_stop(reply.uow, reply.chat_id)
-        await show_subscriptions_after(reply, 0, frozenset(), anchor)
+            notify(reply, views.unsubscribed_from_all())
+            await show_subscriptions_after(reply, 0, frozenset(), anchor)
     elif isinstance(parsed, aw.Surveys):
+        _browsing(reply)
         surveys = await services.surveys.open_surveys(language, _now().date())
         reply.present(views.surveys_screen(surveys), edit=anchor)
     elif isinstance(parsed, aw.SurveyScreen):
+        _browsing(reply)
         survey = await services.surveys.survey(parsed.code, language, _now().date())
         if survey is None:
             reply.say(views.survey_closed())
@@ -367,9 +498,9 @@ async def open_start_payload(reply: Reply, payload: str, anchor: int | None) -> 
     campaign = await services.campaigns.find(code)
     if campaign is None:
         return False
-    # Counted in a transaction of its own: an aggregate per day, never who opened it.
+    # Counted in memory and written later in a batch: an aggregate per day, never who.
     await services.campaigns.count_open(campaign.id, _now().date())
-    await wipe.mark_conversation_start(reply, anchor, conversation=False)
+    await wipe.mark_conversation_start(reply, anchor)
     language = _language(reply)
     if campaign.item is not None:
         item = await services.library.item_by_code(campaign.item, language)

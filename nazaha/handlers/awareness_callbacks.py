@@ -8,10 +8,13 @@ pages are numbers, survey codes at most 16 characters)::
     aw:it:<item id>              an article
     aw:quiz:<topic>:<n>          send the topic's n-th quiz question (0-based, wraps)
     aw:subs:<page>               the subscriptions screen
-    aw:tg:<where>:<page>:<ref>   add or remove a topic; where = s (subscriptions screen,
-                                 ref = topic), t (topic screen, ref = topic), i (article,
-                                 ref = item id): the screen shown again afterwards
-    aw:ok:<where>:<page>:<ref>   the same, after "yes, subscribe" on the consent screen
+    aw:on:<where>:<page>:<ref>   add a topic; where = s (subscriptions screen, ref = topic),
+                                 t (topic screen, ref = topic), i (article, ref = item id):
+                                 the screen shown again afterwards
+    aw:off:<where>:<page>:<ref>  remove a topic (the button showed it as chosen)
+    aw:ok:<where>:<page>:<ref>   add, after "yes, subscribe" on the consent screen
+    aw:tg:<where>:<page>:<ref>   a button of an older version, which did not say whether it
+                                 adds or removes: treated as out of date
     aw:all                       subscribe to every topic (subscriptions screen)
     aw:none                      unsubscribe from everything (subscriptions screen)
     aw:unsub                     "Unsubscribe" under a broadcast (handled in any state)
@@ -34,6 +37,8 @@ _TOPIC = re.compile(r"^[a-z0-9_]{1,32}$")
 _SURVEY = re.compile(r"^[A-Za-z0-9_-]{1,16}$")
 MAX_PAGE = 999
 WHERE = ("s", "t", "i")
+# The toggles' kinds and what each asks for (None: an older button that did not say).
+_TOGGLES = {"on": True, "ok": True, "off": False, "tg": None}
 
 
 @dataclass(frozen=True)
@@ -65,12 +70,15 @@ class Subscriptions:
 
 @dataclass(frozen=True)
 class Toggle:
-    """Add or remove a topic from the screen ``where`` (its ``page``); ``ref`` is a topic
-    code (s, t) or an item id (i). ``confirmed``: after the consent screen."""
+    """Add (``subscribe`` True) or remove (False) a topic from the screen ``where`` (its
+    ``page``); ``ref`` is a topic code (s, t) or an item id (i). ``subscribe`` is None for a
+    button of an older version that did not say which (it acts on nothing). ``confirmed``:
+    "yes, subscribe" on the consent screen (adds)."""
 
     where: str
     page: int
     ref: str
+    subscribe: bool | None
     confirmed: bool = False
 
 
@@ -135,9 +143,12 @@ def subscriptions(page: int = 0) -> str:
     return f"{PREFIX}:subs:{_page(page)}"
 
 
-def toggle(where: str, page: int, ref: str | int, *, confirmed: bool = False) -> str:
-    assert where in WHERE
-    return f"{PREFIX}:{'ok' if confirmed else 'tg'}:{where}:{_page(page)}:{ref}"
+def toggle(where: str, page: int, ref: str | int, *, subscribe: bool, confirmed: bool = False) -> str:
+    """The button that adds (``subscribe``) or removes a topic: it says which, so that a
+    button on an old screen never does the opposite of what it showed."""
+    assert where in WHERE and (subscribe or not confirmed)
+    kind = "ok" if confirmed else ("on" if subscribe else "off")
+    return f"{PREFIX}:{kind}:{where}:{_page(page)}:{ref}"
 
 
 def subscribe_all() -> str:
@@ -158,6 +169,14 @@ def survey(code: str) -> str:
 
 def survey_answer(code: str, option: int) -> str:
     return f"{SURVEY_PREFIX}:{code}:{int(option)}"
+
+
+def reduces_subscription(parsed: Parsed | None) -> bool:
+    """A button that only ever removes topics (or the whole subscription): it works in any
+    state, like /stop."""
+    return isinstance(parsed, (Unsubscribe, UnsubscribeAll)) or (
+        isinstance(parsed, Toggle) and parsed.subscribe is False
+    )
 
 
 def is_awareness(data: str | None) -> bool:
@@ -192,10 +211,10 @@ def parse(data: str | None) -> Parsed | None:
         return Quiz(args[0], index)
     if kind == "subs" and len(args) == 1 and (page := _number(args[0])) is not None:
         return Subscriptions(page)
-    if kind in ("tg", "ok") and len(args) == 3 and args[0] in WHERE and (page := _number(args[1])) is not None:
+    if kind in _TOGGLES and len(args) == 3 and args[0] in WHERE and (page := _number(args[1])) is not None:
         ref = args[2]
         valid = _number(ref) is not None if args[0] == "i" else bool(_TOPIC.match(ref))
-        return Toggle(args[0], page, ref, confirmed=kind == "ok") if valid else None
+        return Toggle(args[0], page, ref, _TOGGLES[kind], confirmed=kind == "ok") if valid else None
     if kind == "all" and not args:
         return SubscribeAll()
     if kind == "none" and not args:

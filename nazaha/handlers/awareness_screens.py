@@ -28,9 +28,10 @@ from nazaha.handlers import awareness_callbacks as aw
 from nazaha.handlers import callbacks as cb
 from nazaha.handlers.screens import LANGUAGE_NAMES, Screen, back_arrow, is_rtl
 
-TOPICS_PER_PAGE = 6
+# One page size for the topics in Learn and on the subscriptions screen: the library's
+# ten topics (and a couple an admin may add) fit on one page.
+TOPICS_PER_PAGE = 12
 ARTICLES_PER_PAGE = 6
-TOGGLES_PER_PAGE = 8
 BUTTON_LABEL_MAX = 60  # characters of a title shown on a button
 
 Rows = list[list[tuple[str, str]]]
@@ -92,6 +93,12 @@ def _menu_row() -> list[tuple[str, str]]:
     return [(_("🏠 Menu"), cb.menu("menu"))]
 
 
+def quoted(title: str) -> str:
+    """A topic's title in the quotation marks of the language: «…» in Arabic, “…” in
+    English."""
+    return f"«{title}»" if is_rtl() else f"\u201c{title}\u201d"
+
+
 # ---- Learn ------------------------------------------------------------------------------
 
 
@@ -134,7 +141,9 @@ def topic_screen(
     rows.append(_pager(articles, lambda p: aw.topic(topic.code, p)))
     if has_quizzes:
         rows.append([(_("❓ Quiz me"), aw.quiz(topic.code))])
-    rows.append([(_subscribe_label(subscribed), aw.toggle("t", articles.number, topic.code))])
+    rows.append(
+        [(_subscribe_label(subscribed), aw.toggle("t", articles.number, topic.code, subscribe=not subscribed))]
+    )
     rows.append([(back(_("Topics")), aw.home()), *_menu_row()])
     screen = _bold_title(topic.title, rest)
     return Screen(screen.text, _markup(rows), screen.entities)
@@ -163,7 +172,7 @@ def article_screen(
         rows.append([(_("❓ Quiz me"), aw.quiz(item.topic))])
     if next_id is not None:
         rows.append([(forward(_("Next article")), aw.article(next_id))])
-    rows.append([(_subscribe_label(subscribed), aw.toggle("i", 0, item.id))])
+    rows.append([(_subscribe_label(subscribed), aw.toggle("i", 0, item.id, subscribe=not subscribed))])
     rows.append(
         [
             (back(_("Back to the topic")), aw.topic(item.topic, topic_page)),
@@ -178,17 +187,42 @@ def content_gone() -> str:
     return _("This is no longer available. Here are the topics:")
 
 
-def quiz_keyboard(topic: str, next_index: int | None) -> InlineKeyboardMarkup:
-    """Under a quiz poll: the next question (when there is one) and back to the topic."""
-    rows: Rows = []
-    if next_index is not None:
-        rows.append([(forward(_("Next question")), aw.quiz(topic, next_index))])
-    rows.append([(back(_("Back to the topic")), aw.topic(topic))])
+def quiz_keyboard(topic: str, next_index: int) -> InlineKeyboardMarkup:
+    """Under a quiz poll that is not the topic's last: the next question, back to the
+    topic. (The last one has no buttons: :func:`quiz_finished` follows it.)"""
+    rows: Rows = [
+        [(forward(_("Next question")), aw.quiz(topic, next_index))],
+        [(back(_("Back to the topic")), aw.topic(topic))],
+    ]
     return _markup(rows)
+
+
+def quiz_finished(topic: str) -> Screen:
+    """Sent right after the topic's last quiz question."""
+    return Screen(
+        _(
+            "That was the last question of this topic. Quizzes are anonymous: the bot does "
+            "not know your answers."
+        ),
+        _markup([[(back(_("Back to the topic")), aw.topic(topic)), (_("📚 Topics"), aw.home())]]),
+    )
 
 
 def quiz_unavailable() -> str:
     return _("There is no quiz for this topic right now.")
+
+
+def next_question_already_sent() -> str:
+    """A "Next question" tapped again: the question it sends is already below."""
+    return _("The next question is already below.")
+
+
+def learn_hint() -> str:
+    """Text typed while browsing Learn: the bot reads no questions there."""
+    return _(
+        "The bot cannot answer written questions. To read about a subject, choose a topic "
+        "with the buttons below."
+    )
 
 
 # ---- subscriptions ----------------------------------------------------------------------
@@ -197,8 +231,9 @@ def quiz_unavailable() -> str:
 def subscription_disclosure() -> str:
     """What subscribing means, said before anyone subscribes (docs/security.md)."""
     return _(
-        "Subscribers receive short messages from the coalition's volunteers on the topics "
-        "they choose.\n\n"
+        "Subscribers receive short messages on the topics they choose: messages the "
+        "coalition's volunteers prepare and the coalition approves before anything is "
+        "sent.\n\n"
         "What the bot keeps: to send you messages, the bot has to keep this chat's Telegram "
         "id. It is kept encrypted, but the bot itself can read it (and so could anyone who "
         "took over the bot's server). It is kept apart from any report: nothing links your "
@@ -214,10 +249,12 @@ def subscriptions_screen(
     """The disclosure, the current state, one toggle per topic (✓ when chosen), subscribe
     to all, unsubscribe from everything."""
     chosen = subscription.topics if subscription is not None else frozenset()
-    titles = [t.title for t in topics if t.code in chosen]
+    titles = [quoted(t.title) for t in topics if t.code in chosen]
     title = _("🔔 Subscriptions")
     if subscription is None:
         state = _("You are not subscribed. Tap a topic below to subscribe to it.")
+    elif topics and {t.code for t in topics} <= chosen:
+        state = _("You are subscribed to every topic.")
     else:
         separator = "، " if is_rtl() else ", "  # the Arabic comma in Arabic
         state = _("You are subscribed to: {topics}.").format(topics=separator.join(titles) or "—")
@@ -226,9 +263,14 @@ def subscriptions_screen(
             "changes it)."
         ).format(language=LANGUAGE_NAMES.get(language, language))
         state += "\n" + _("Tap a topic to add or remove it.")
-    shown = paginate(list(topics), page, TOGGLES_PER_PAGE)
+    shown = paginate(list(topics), page, TOPICS_PER_PAGE)
     rows: Rows = [
-        [((f"✅ {label(t.title)}" if t.code in chosen else label(t.title)), aw.toggle("s", shown.number, t.code))]
+        [
+            (
+                f"✅ {label(t.title)}" if t.code in chosen else label(t.title),
+                aw.toggle("s", shown.number, t.code, subscribe=t.code not in chosen),
+            )
+        ]
         for t in shown.entries
     ]
     rows.append(_pager(shown, aw.subscriptions))
@@ -245,7 +287,7 @@ def consent_screen(topic: TopicView, where: str, page: int, ref: str, back_data:
     """Before a first subscription from an article or a topic: what it means, then "Yes"."""
     question = _("Subscribe to \u201c{topic}\u201d?").format(topic=topic.title)
     rows: Rows = [
-        [(_("✅ Yes, subscribe"), aw.toggle(where, page, ref, confirmed=True))],
+        [(_("✅ Yes, subscribe"), aw.toggle(where, page, ref, subscribe=True, confirmed=True))],
         [(back(_("No, go back")), back_data)],
     ]
     screen = _bold_title(question, "\n\n" + subscription_disclosure())
@@ -268,6 +310,35 @@ def not_subscribed() -> str:
 
 def no_topics_left() -> str:
     return _("You removed your last topic, so you are unsubscribed.")
+
+
+# Short notices shown by Telegram over the chat when a button is tapped (at most 200
+# characters: a topic title has at most 64).
+
+
+def subscribed_to(title: str) -> str:
+    return _("Subscribed to {topic}").format(topic=quoted(title))
+
+
+def unsubscribed_from(title: str) -> str:
+    return _("Unsubscribed from {topic}").format(topic=quoted(title))
+
+
+def subscribed_to_all() -> str:
+    return _("Subscribed to every topic")
+
+
+def unsubscribed_from_all() -> str:
+    return _("Unsubscribed from every topic")
+
+
+def screen_out_of_date() -> str:
+    """A subscription button whose screen no longer shows the real state (after /stop, or
+    a change made on another screen): nothing was changed."""
+    return _(
+        "That screen was out of date, so nothing was changed. Here is where your "
+        "subscriptions stand now."
+    )
 
 
 # ---- surveys ----------------------------------------------------------------------------

@@ -7,7 +7,6 @@ the commit and the unit of work stores.
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass, replace
 from typing import Any, Awaitable, Callable
 
@@ -25,6 +24,8 @@ from nazaha.handlers import callbacks as cb
 from nazaha.handlers import screens
 from nazaha.handlers.evidence import EvidenceIntake
 from nazaha.handlers.outbox import Outbox
+from nazaha.handlers.restart_notice import RestartNotice
+from nazaha.handlers.safety_reads import SafetyReads
 from nazaha.handlers.screens import Screen
 from nazaha.handlers.session_keys import SessionKeys
 from nazaha.handlers.undelivered_receipts import UndeliveredReceipts
@@ -39,7 +40,6 @@ from nazaha.storage.reports import ReportVault
 from nazaha.storage.unit_of_work import UnitOfWork
 
 
-HOUR_FORMAT = "%Y-%m-%dT%H"
 # How far before the first update of a conversation (the first after a wipe, or ever) it is
 # taken to begin, for /wipe: the bot's "erased" notice and a notice or two around it come
 # just before that update. Telegram skips ids that do not exist.
@@ -84,9 +84,10 @@ class Services:
     writer: ReportWriter
     wal: WalScrubber
     fsm: VolatileFsmStorage
-    # A random id of this run of the bot: a conversation marked open in another run was
-    # lost to a restart (the user is told).
-    run_id: str
+    # Who acknowledged the report safety notice lately (memory only, never in preferences).
+    safety: SafetyReads
+    # After a restart that may have cut conversations short: whose first update this is.
+    restart: RestartNotice
     receipts: UndeliveredReceipts
     # Learn, subscriptions, quizzes, surveys, campaign links (None: not built, e.g. in a
     # test of the report side alone).
@@ -106,6 +107,9 @@ class Reply:
     i18n: I18n
     bot: Bot
     fsm_storage: BaseStorage
+    # This is the account's first update since a restart that may have cut a conversation
+    # short (handlers/restart_notice.py): the menu tells them if they write as if in one.
+    after_restart: bool = False
     _claimed: bool = False
 
     def show(self, screen: Screen) -> None:
@@ -151,6 +155,13 @@ class Reply:
 
     def remember(self, preferences: Preferences) -> None:
         self.preferences = self.services.prefs.set(self.uow, self.user_id, preferences)
+
+    def tell_if_restarted(self) -> None:
+        """On the first update since a restart (:attr:`after_restart`): say, once, that a
+        conversation in progress then was lost, and what to do."""
+        if self.after_restart:
+            self.after_restart = False
+            self.say(screens.service_restarted())
 
     def report_batch(self) -> ReportBatch:
         """Report-side writes of this update, to commit with :meth:`commit_report_side`.
@@ -209,10 +220,10 @@ class ReplyMiddleware(BaseMiddleware):
             i18n=data["i18n"],
             bot=data["bot"],
             fsm_storage=data["fsm_storage"],
+            after_restart=self.services.restart.first_contact(user.id),
         )
         if not (isinstance(event, CallbackQuery) and isinstance(cb.parse(event.data), cb.ShowReceipt)):
             reply.tell_if_receipt_waiting()
-        self._tell_if_restarted(reply)
         self._anchor_conversation(reply, message_id_of(event))
         self.services.prefs.touch(reply.uow, reply.user_id, reply.preferences)
         return await handler(event, data)
@@ -222,18 +233,3 @@ class ReplyMiddleware(BaseMiddleware):
         the row): the conversation begins here, so that the next /wipe covers it all."""
         if reply.preferences.wipe_from is None and message_id is not None:
             reply.remember(replace(reply.preferences, wipe_from=first_anchor(message_id)))
-
-    def _tell_if_restarted(self, reply: Reply) -> None:
-        """A conversation marked open in another run of the bot was lost with its memory:
-        say so once, plainly (what was kept and what was not), and clear the mark."""
-        prefs = reply.preferences
-        if prefs.conversation_run is None or prefs.conversation_run == self.services.run_id:
-            return
-        still_relevant = (prefs.conversation_until or "") > _hour_now()
-        reply.remember(replace(prefs, conversation_run=None, conversation_until=None))
-        if still_relevant and not self.services.fsm.has_record(reply.state.key):
-            reply.say(screens.service_restarted())
-
-
-def _hour_now() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime(HOUR_FORMAT)

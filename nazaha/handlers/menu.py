@@ -1,8 +1,10 @@
 """Outside a report: /start, the main menu, language, safety, help, and the way into Learn
 and subscriptions (nazaha/handlers/awareness.py).
 
-This router comes after the report router, so it sees only users with no report in
-progress. It is also where a user learns that an abandoned draft expired.
+This router comes after the report and follow-up routers, so it sees only users with no
+conversation in progress. It is also where a user learns that an abandoned draft expired, or,
+after a restart, that a conversation in progress then was lost (plain text or a button of an
+old conversation as their first update since the restart: handlers/restart_notice.py).
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ async def _open(item: str, reply: Reply, anchor: int | None) -> None:
     elif item == "complaint":
         await begin(flow.Kind.COMPLAINT, reply, anchor)
     elif item == "start":
-        await wipe.mark_conversation_start(reply, anchor, conversation=False)
+        await wipe.mark_conversation_start(reply, anchor)
         reply.show(screens.welcome())
     elif item == "followup":
         await followup.begin(reply, anchor)
@@ -89,8 +91,13 @@ async def on_message(message: Message, reply: Reply, fsm_storage: BaseStorage) -
         if payload and await awareness.open_start_payload(reply, payload, message.message_id):
             return
     if command:
-        await _open(_COMMANDS.get(command, "help"), reply, message.message_id)
-    else:
+        item = _COMMANDS.get(command, "help")
+        if item not in ("learn", "subscribe"):
+            awareness.leave_learn(reply)
+        await _open(item, reply, message.message_id)
+    elif not await awareness.hint_if_browsing(reply):
+        # Text while browsing Learn gets a hint to choose a topic (above); otherwise the menu.
+        reply.tell_if_restarted()  # written as if in a conversation: was one lost?
         reply.show(screens.main_menu())
 
 
@@ -108,6 +115,8 @@ async def on_callback(query: CallbackQuery, reply: Reply, fsm_storage: BaseStora
         return
     parsed = cb.parse(query.data)
     anchor = query.message.message_id if query.message else None
+    if not (isinstance(parsed, cb.MenuAction) and parsed.item == "learn"):
+        awareness.leave_learn(reply)
     if isinstance(parsed, cb.MenuAction):
         await _open(parsed.item, reply, anchor)
     elif isinstance(parsed, cb.Wipe):
@@ -118,6 +127,7 @@ async def on_callback(query: CallbackQuery, reply: Reply, fsm_storage: BaseStora
         reply.say(screens.language_set())
         reply.show(screens.main_menu())
     else:
-        # A button of a finished or expired report, or forged data.
+        # A button of a finished or expired report (or one a restart lost), or forged data.
+        reply.tell_if_restarted()
         reply.say(screens.button_expired())
         reply.show(screens.main_menu())

@@ -31,6 +31,8 @@ from nazaha.bot.telegram_session import results_unused
 log = logging.getLogger(__name__)
 
 TELEGRAM_TEXT_LIMIT = 4096
+# answerCallbackQuery: the notice shown over the chat holds 0-200 characters.
+CALLBACK_NOTICE_LIMIT = 200
 
 
 def split_for_telegram(text: str, limit: int = TELEGRAM_TEXT_LIMIT) -> list[str]:
@@ -200,6 +202,16 @@ class Outbox:
         self._methods.append(
             (AnswerCallbackQuery(callback_query_id=callback_query_id, text=text), None)
         )
+
+    def callback_notice(self, text: str) -> bool:
+        """Give the queued answer to the pressed button (queued for every callback query
+        before its handler runs) a short notice that Telegram shows over the chat; at most
+        200 characters (longer text is cut). False if no answer is queued (not a button)."""
+        for method, _group in reversed(self._methods):
+            if isinstance(method, AnswerCallbackQuery):
+                method.text = text if len(text) <= CALLBACK_NOTICE_LIMIT else text[: CALLBACK_NOTICE_LIMIT - 1] + "…"
+                return True
+        return False
 
     def delete(self, chat_id: int, message_id: int) -> None:
         self._methods.append((DeleteMessage(chat_id=chat_id, message_id=message_id), None))

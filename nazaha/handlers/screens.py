@@ -127,6 +127,7 @@ def welcome() -> Screen:
             "Here you can report suspected corruption or complain about a public "
             "service, anonymously. We never store your Telegram name, username or "
             "account number with what you tell us.\n\n"
+            "You can also learn about corruption and your rights: /learn.\n\n"
             "What would you like to do?"
         ),
         main_menu_keyboard(),
@@ -157,7 +158,9 @@ def safety_text(high_risk_contact: str | None) -> str:
         "caseworkers can read them, and you with your receipt. The computer that runs "
         "this bot cannot read them back.\n"
         "What we do not keep: your Telegram name, username, account number or phone "
-        "number. Nothing you write is kept in our logs.\n\n"
+        "number. Nothing you write is kept in our logs. One exception: if you subscribe "
+        "to awareness messages, the bot keeps this chat's id to send them, apart from any "
+        "report, until you send /stop.\n\n"
         "• Do not write your own name or details that point to you, unless you choose "
         "to share them in confidence.\n"
         "• Telegram itself knows the phone number of your account. If that is a risk "
@@ -440,11 +443,22 @@ def file_size(size: int) -> str:
     return _("{size} KB").format(size=max(1, round(size / 1024)))
 
 
+# Notices that end with "or tap Done", and the step that Done finishes.
+DONE_AFTER_NOTICE = {
+    "description_part": flow.Step.DESCRIPTION,
+    "caption_as_description": flow.Step.DESCRIPTION,
+    "evidence_added": flow.Step.EVIDENCE,
+    "evidence_flagged": flow.Step.EVIDENCE,
+    "voice_flagged": flow.Step.EVIDENCE,
+}
+
+
 def notice_screen(code: str, params: dict[str, int], kind: flow.Kind | None = None) -> Screen:
-    """A notice, with a Done button under those that end with "or tap Done" while the user
-    is writing, so nobody has to scroll up to the question to finish."""
-    writing = code in ("description_part", "caption_as_description")
-    keyboard = _keyboard([_nav_row("done", step=str(flow.Step.DESCRIPTION))]) if writing else None
+    """A notice, with a Done button under those that end with "or tap Done" (while the user
+    writes the description or sends evidence), so nobody has to scroll up to the question
+    to finish."""
+    step = DONE_AFTER_NOTICE.get(code)
+    keyboard = _keyboard([_nav_row("done", step=str(step))]) if step is not None else None
     return Screen(notice(code, params, kind), keyboard)
 
 
@@ -521,6 +535,11 @@ def notice(code: str, params: dict[str, int], kind: flow.Kind | None = None) -> 
         return _(
             "You are in the middle of a report; your draft is kept. Answer the question "
             "below, tap Back to go back, or send /cancel to stop."
+        )
+    if code == "help_buttons":  # the question has no Back button (a confirmation)
+        return _(
+            "You are in the middle of a report; your draft is kept. Please answer the "
+            "question below with one of its buttons."
         )
     if code == "use_buttons":
         return _("Please choose one of the buttons below.")
@@ -868,6 +887,8 @@ def wipe_confirm(*, files: int | None, session: bool) -> Screen:
             "we cannot recover a lost receipt."
         )
     )
+    # Said to everyone: whether this chat subscribed is not looked up to ask.
+    parts.append(_("If you subscribed to awareness messages, your subscription ends too."))
     return Screen(
         "\n\n".join(parts),
         _keyboard(
@@ -885,7 +906,9 @@ def wiped() -> Screen:
             "This conversation was erased from the chat. Telegram lets the bot delete "
             "messages only for 48 hours: to remove anything older, and this chat itself, "
             "open the chat menu and choose \"Delete chat\"."
-        ),
+        )
+        + "\n\n"
+        + _("Your subscription to awareness messages, if you had one, has ended too."),
         main_menu_keyboard(),
     )
 
@@ -908,22 +931,41 @@ def no_report_in_progress() -> Screen:
     )
 
 
+# The commands /help lists, in order, with what each does.
+HELP_COMMANDS = (
+    ("/start", __("main menu")),
+    ("/report", __("report corruption")),
+    ("/complaint", __("complain about a public service")),
+    ("/followup", __("follow up with your receipt")),
+    ("/cancel", __("stop the current report")),
+    ("/learn", __("learn about corruption")),
+    ("/subscribe", __("awareness messages by topic")),
+    ("/stop", __("stop awareness messages")),
+    ("/safety", __("safety and privacy")),
+    ("/language", __("change the language")),
+    ("/wipe", __("erase this conversation")),
+    ("/forget", __("how to stop notifications")),
+)
+
+
+def command_line(command: str, description: str) -> str:
+    """One line of /help. Left to right: "/start – main menu". Right to left the line
+    starts with its (Arabic) description and the command comes after it, isolated, so that
+    the line is laid out right to left: "القائمة الرئيسية — ⁦/start⁩"."""
+    if is_rtl():
+        return f"{description} — {ltr(command)}"
+    return f"{command} – {description}"
+
+
 def help_text() -> Screen:
+    lines = [command_line(command, str(description)) for command, description in HELP_COMMANDS]
     return Screen(
         _(
             "Nazaha lets you report corruption or complain about a public service "
-            "anonymously.\n\n"
-            "/start – main menu\n/report – report corruption\n"
-            "/complaint – complain about a public service\n"
-            "/followup – follow up with your receipt\n/cancel – stop the current "
-            "report\n/wipe – erase this conversation\n/forget – how to stop notifications"
-            "\n/safety – safety and privacy\n/language – change the language"
+            "anonymously, and learn about corruption and your rights."
         )
-        + "\n"
-        + _(
-            "/learn – learn about corruption\n/subscribe – awareness messages by topic\n"
-            "/stop – stop awareness messages"
-        ),
+        + "\n\n"
+        + "\n".join(lines),
         main_menu_keyboard(),
     )
 
@@ -1196,11 +1238,15 @@ def forgotten() -> Screen:
 
 
 def service_restarted() -> str:
+    """After a restart, to anyone whose first message since then is not a command: the bot
+    does not know who was in the middle of something (handlers/restart_notice.py), so the
+    text says "if"."""
     return _(
-        "The service was restarted after your last message. For your safety, unfinished "
-        "reports and open follow-up sessions are kept only in the bot's memory, never "
-        "on disk, so they were lost. If you were writing a report, please start it "
-        "again. If you had just sent one and did not get a receipt, it may have been "
-        "received without the receipt reaching you: if you have no receipt for it, send "
-        "it again. Reports you sent before are safe, and their receipts still work."
+        "The service was restarted recently. If you were in the middle of a report or a "
+        "follow-up when it restarted, it was lost: for your safety, unfinished reports "
+        "and open follow-up sessions are kept only in the bot's memory, never on disk. "
+        "Please start again. If you had just sent a report and did not get a receipt, it "
+        "may have been received without the receipt reaching you: if you have no receipt "
+        "for it, send it again. Reports you sent before are safe, and their receipts "
+        "still work."
     )

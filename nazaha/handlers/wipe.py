@@ -7,8 +7,11 @@ deleteMessages. Telegram lets a bot delete messages for 48 hours; older ones are
 Telegram and the user is told how to delete the chat.
 
 /wipe also forgets everything the bot holds about this account: the conversation in memory
-(a draft with its files, or an open follow-up session and its key), the preferences row and
-an awareness subscription.
+(a draft with its files, or an open follow-up session and its key), that the safety notice was
+read (memory), the preferences row, an awareness subscription, and its survey markers ("this
+account answered survey S", of every survey; deleted after the update's commit, in a
+transaction of their own). Survey answers, campaign opens and quiz votes were never kept per
+account: they stay in the counts.
 
 Nothing is erased without asking: /wipe and the erase button (``w:chat``) show what will be
 lost (:func:`ask`: the draft and its files, the follow-up session, any receipt on screen);
@@ -21,14 +24,16 @@ cover the bot's own "erased" notice; a second wipe then covers everything since 
 
 from __future__ import annotations
 
-import datetime as dt
+import logging
 from dataclasses import replace
 
 from nazaha.flows import report_flow as flow
 from nazaha.handlers import callbacks as cb
 from nazaha.handlers import screens
-from nazaha.handlers.context import HOUR_FORMAT, Reply
+from nazaha.handlers.context import Reply
 from nazaha.storage.prefs import Preferences
+
+log = logging.getLogger(__name__)
 
 BATCH = 100  # deleteMessages takes at most 100 ids
 MAX_MESSAGES = 2000
@@ -37,26 +42,13 @@ MAX_MESSAGES = 2000
 LATE_MESSAGES = 20
 
 
-async def mark_conversation_start(
-    reply: Reply, message_id: int | None = None, *, conversation: bool = True
-) -> None:
-    """Remember where this conversation began (the earliest id seen wins) and, when a
-    report or follow-up begins (``conversation``), that one is open in this run of the bot,
-    so that a restart can be explained. At most one write, only when something changed."""
+async def mark_conversation_start(reply: Reply, message_id: int | None = None) -> None:
+    """Remember where this conversation began (the earliest id seen wins): at most one
+    write, only when it moves. The same for a report, a follow-up, /start or a campaign
+    link, so the row never tells which of them began it."""
     prefs = reply.preferences
-    wipe_from = prefs.wipe_from
-    if message_id is not None and (wipe_from is None or message_id < wipe_from):
-        wipe_from = message_id
-    updated = replace(prefs, wipe_from=wipe_from)
-    if conversation:
-        until = dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=reply.options.draft_ttl_hours)
-        updated = replace(
-            updated,
-            conversation_run=reply.services.run_id,
-            conversation_until=until.strftime(HOUR_FORMAT),
-        )
-    if updated != prefs:
-        reply.remember(updated)
+    if message_id is not None and (prefs.wipe_from is None or message_id < prefs.wipe_from):
+        reply.remember(replace(prefs, wipe_from=message_id))
 
 
 def drop_session_key(reply: Reply, data: dict) -> None:
@@ -108,11 +100,22 @@ async def wipe_chat(reply: Reply, anchor: int, *, late: int = 0) -> None:
     if draft is not None and draft.context:
         reply.services.evidence.discard(draft.context)
     reply.services.fsm.forget(reply.state.key)
+    reply.services.safety.forget(reply.user_id)
     reply.services.prefs.forget(reply.uow, reply.user_id)
-    if reply.services.awareness is not None:
+    awareness = reply.services.awareness
+    if awareness is not None:
         # A wiped chat gets no more awareness messages either (the subscription screen
         # says so): a broadcast arriving later would show that the bot was used here.
-        reply.services.awareness.subscribers.queue_stop(reply.uow, reply.chat_id)
+        awareness.subscribers.queue_stop(reply.uow, reply.chat_id)
+        surveys, user_id = awareness.surveys, reply.user_id
+
+        async def forget_survey_markers() -> None:  # before the WAL is truncated below
+            try:
+                await surveys.forget_account(user_id)
+            except Exception as exc:  # the rest of the wipe (replies, WAL) goes on
+                log.warning("survey markers not deleted on /wipe (%s)", type(exc).__name__)
+
+        reply.uow.after_commit(forget_survey_markers)
     reply.preferences = Preferences()
     wal = reply.services.wal
 

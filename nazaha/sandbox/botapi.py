@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 from typing import Any, Awaitable, Callable
 
 from .emulator import (
@@ -109,13 +110,22 @@ async def dispatch(emu: BotApiEmulator, token: str, name: str, raw: dict[str, An
         return 401, ApiError(401, "Unauthorized").payload()
     entry = METHODS.get(name.lower())
     if entry is None:
-        return 404, ApiError(404, "Not Found: method not found").payload()
+        # Telegram answers 404; the call is logged (and counted apart from the capped log) so
+        # that tests notice a method the bot uses but the emulator does not model
+        error = ApiError(404, "Not Found: method not found")
+        bot.unknown_methods[name] = bot.unknown_methods.get(name, 0) + 1
+        bot.log_call({"method": name, "params": _summarise_files(dict(raw), files), "at": emu.now(),
+                      "mono": time.monotonic(), "chat_id": raw.get("chat_id"), "ok": False, "error_code": 404,
+                      "description": error.description, "unknown": True})
+        return 404, error.payload()
     canonical, func = entry
-    record: dict[str, Any] = {"method": canonical, "params": None, "at": emu.now(), "ok": True, "error_code": None}
-    bot.calls.append(record)
+    record: dict[str, Any] = {"method": canonical, "params": None, "at": emu.now(), "mono": time.monotonic(),
+                              "chat_id": raw.get("chat_id"), "ok": True, "error_code": None, "unknown": False}
+    bot.log_call(record)
     try:
         params = coerce_params(raw)
         record["params"] = _summarise_files(params, files)
+        record["chat_id"] = params.get("chat_id")
         fault = bot.take_fault(canonical)
         if fault is not None:
             raise fault
@@ -665,12 +675,29 @@ async def send_chat_action(emu: BotApiEmulator, bot: BotState, params: dict[str,
     return True
 
 
+# Everything a ChatPermissions can say, all allowed (a group's defaults on Telegram).
+_GROUP_PERMISSIONS = {flag: True for flag in (
+    "can_send_messages", "can_send_audios", "can_send_documents", "can_send_photos", "can_send_videos",
+    "can_send_video_notes", "can_send_voice_notes", "can_send_polls", "can_send_other_messages",
+    "can_add_web_page_previews", "can_change_info", "can_invite_users", "can_pin_messages", "can_manage_topics")}
+
+
 @method("getChat")
 async def get_chat(emu: BotApiEmulator, bot: BotState, params: dict[str, Any], files: Files) -> Any:
+    """A ChatFullInfo with every field Telegram always sends (aiogram and python-telegram-bot
+    both require them): ``accent_color_id``, ``max_reaction_count`` and
+    ``accepted_gift_types`` (all five kinds of Bot API 9.x), plus a group's ``permissions``."""
     chat = _chat(emu, bot, params)
-    return {**chat.chat_dict(), "accent_color_id": 0, "max_reaction_count": 11,
-            "accepted_gift_types": {"unlimited_gifts": False, "limited_gifts": False,
-                                    "unique_gifts": False, "premium_subscription": False}}
+    info: dict[str, Any] = {
+        **chat.chat_dict(),
+        "accent_color_id": abs(chat.chat_id) % 7,  # one of the 7 built-in colours, as for names
+        "max_reaction_count": 11,
+        "accepted_gift_types": {"unlimited_gifts": False, "limited_gifts": False, "unique_gifts": False,
+                                "premium_subscription": False, "gifts_from_channels": False},
+    }
+    if chat.group is not None and chat.group["type"] in ("group", "supergroup"):
+        info["permissions"] = dict(_GROUP_PERMISSIONS)
+    return info
 
 
 # ---- methods: media -----------------------------------------------------------------------------

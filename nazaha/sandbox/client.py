@@ -11,7 +11,16 @@ import aiohttp
 
 from . import LOCAL_CONTROL_KEYS
 
-__all__ = ["SandboxClient", "SandboxControlError"]
+__all__ = ["SandboxClient", "SandboxControlError", "CallLogTruncated"]
+
+
+class CallLogTruncated(Exception):
+    """The emulator's call log reached its cap and dropped its oldest records: counts made
+    from it would be wrong. Clear the log between phases, or raise ``max_calls``."""
+
+    def __init__(self, dropped: int) -> None:
+        super().__init__(f"the sandbox call log dropped its {dropped} oldest records (max_calls reached)")
+        self.dropped = dropped
 
 
 class SandboxControlError(Exception):
@@ -75,6 +84,13 @@ class SandboxClient:
     async def _request(self, verb: str, path: str, *, token: str | None = None, json: Any = None,
                        params: dict[str, Any] | None = None, timeout: float = 30.0,
                        accept: tuple[int, ...] = ()) -> tuple[int, Any]:
+        status, data, _ = await self._request_with_headers(verb, path, token=token, json=json, params=params,
+                                                           timeout=timeout, accept=accept)
+        return status, data
+
+    async def _request_with_headers(self, verb: str, path: str, *, token: str | None = None, json: Any = None,
+                                    params: dict[str, Any] | None = None, timeout: float = 30.0,
+                                    accept: tuple[int, ...] = ()) -> tuple[int, Any, Any]:
         query = {**self._token(token), **{k: str(v) for k, v in (params or {}).items() if v is not None}}
         key = self.key or LOCAL_CONTROL_KEYS.get(self.base_url, "")
         async with self._http().request(
@@ -86,7 +102,7 @@ class SandboxClient:
             if resp.status >= 400 and resp.status not in accept:
                 message = data.get("error") if isinstance(data, dict) else str(data)
                 raise SandboxControlError(resp.status, str(message))
-            return resp.status, data
+            return resp.status, data, resp.headers
 
     async def _post(self, path: str, body: dict[str, Any], token: str | None) -> Any:
         return (await self._request("POST", path, token=token, json=body))[1]
@@ -99,6 +115,13 @@ class SandboxClient:
         body = {"first_name": first_name, "language_code": language_code, "last_name": last_name,
                 "username": username}
         return await self._post("users", body, token)
+
+    async def create_users(self, n: int, language_code: str | None = "ar", *, first_name: str = "Subscriber",
+                           token: str | None = None) -> list[int]:
+        """``n`` users, each with a private chat with the bot as if they had pressed /start
+        (the bot may message them), without queuing any update; returns their ids."""
+        body = {"count": n, "language_code": language_code, "first_name": first_name}
+        return (await self._post("users/batch", body, token))["ids"]
 
     async def send_text(self, user_id: int, text: str, *, token: str | None = None) -> dict[str, Any]:
         """The user sends a text message. Returns {update_id, message_id}."""
@@ -290,8 +313,19 @@ class SandboxClient:
             raise TimeoutError(f"chat did not change within {timeout}s")
         return data
 
-    async def calls(self, method: str | None = None, *, token: str | None = None) -> list[dict[str, Any]]:
-        return (await self._request("GET", "calls", token=token, params={"method": method}))[1]
+    async def calls(self, method: str | None = None, *, chat_id: int | None = None, allow_truncated: bool = False,
+                    token: str | None = None) -> list[dict[str, Any]]:
+        """The Bot API calls the bot made, oldest first (optionally of one method and/or one
+        chat): ``{method, params, at, mono, chat_id, ok, error_code, description?, unknown}``;
+        ``mono`` is ``time.monotonic()`` at the call (for rates per second), ``unknown`` marks
+        a method the emulator does not model (answered 404). CallLogTruncated if the server's
+        cap (``max_calls``) dropped older records, unless ``allow_truncated``."""
+        _, data, headers = await self._request_with_headers(
+            "GET", "calls", token=token, params={"method": method, "chat_id": chat_id})
+        dropped = int(headers.get("X-Sandbox-Calls-Dropped", "0") or 0)
+        if dropped and not allow_truncated:
+            raise CallLogTruncated(dropped)
+        return data
 
     async def clear_calls(self, *, token: str | None = None) -> None:
         await self._request("DELETE", "calls", token=token)

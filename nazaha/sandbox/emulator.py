@@ -40,6 +40,7 @@ FILE_KINDS = {
     "animation": ("animations", ".mp4", "video/mp4"),
 }
 FIRST_USER_ID = 700_000_001
+MAX_BATCH_USERS = 200_000  # users one create_started_users call makes
 # What a bot gets when it never chose (or chose an empty list of) allowed_updates: everything
 # except these, as the Bot API documents for getUpdates and setWebhook.
 NOT_BY_DEFAULT = frozenset({"chat_member", "message_reaction", "message_reaction_count"})
@@ -340,9 +341,20 @@ class BotState:
         self.default_menu_button: dict[str, Any] = {"type": "commands"}
         self.callback_queries: dict[str, dict[str, Any]] = {}
         self.faults: dict[str, collections.deque[Fault]] = {}
+        # The call log, capped at max_calls (the oldest records go first): calls_dropped
+        # counts what was dropped, so a truncated log is never mistaken for a complete one.
         self.calls: collections.deque[dict[str, Any]] = collections.deque(maxlen=max_calls)
+        self.calls_dropped = 0
+        self.unknown_methods: dict[str, int] = {}  # methods the emulator does not model -> calls
         # timed polls still open: poll id -> (poll, chat), closed when the clock passes close_date
         self.timed_polls: dict[str, tuple[StoredPoll, ChatState]] = {}
+
+    def log_call(self, record: dict[str, Any]) -> None:
+        """Append to the call log (O(1)), counting the record the cap pushes out."""
+        calls = self.calls
+        if calls.maxlen is not None and len(calls) >= calls.maxlen:
+            self.calls_dropped += 1
+        calls.append(record)
 
     def user_dict(self) -> dict[str, Any]:
         return {"id": self.id, "is_bot": True, "first_name": self.first_name, "username": self.username}
@@ -464,6 +476,20 @@ class BotApiEmulator:
             user["is_premium"] = True
         self.users[user["id"]] = user
         return dict(user)
+
+    def create_started_users(self, bot: BotState, count: int, language_code: str | None = "ar",
+                             first_name: str = "Subscriber") -> list[int]:
+        """``count`` users, each with a private chat with ``bot`` that exists as if they had
+        pressed /start (the bot may message them), without any update queued; their ids.
+        For broadcast tests: O(count), no per-user HTTP call."""
+        if not 1 <= count <= MAX_BATCH_USERS:
+            raise ValueError(f"count must be from 1 to {MAX_BATCH_USERS}")
+        ids = []
+        for _ in range(count):
+            user = self.create_user(first_name=first_name, language_code=language_code)
+            bot.chat_for(self.users[user["id"]]).started = True
+            ids.append(user["id"])
+        return ids
 
     def get_user(self, user_id: int) -> dict[str, Any]:
         user = self.users.get(int(user_id))
@@ -754,11 +780,18 @@ class BotApiEmulator:
         bot.faults.setdefault(method.lower(), collections.deque()).append(
             Fault(int(error_code), max(1, int(count)), retry_after, description))
 
-    def calls(self, bot: BotState, method: str | None = None) -> list[dict[str, Any]]:
-        if not method:
-            return list(bot.calls)
-        wanted = method.lower()
-        return [c for c in bot.calls if c["method"].lower() == wanted]
+    def calls(self, bot: BotState, method: str | None = None, chat_id: int | str | None = None) -> list[dict[str, Any]]:
+        """The call log, oldest first, optionally of one method (case-insensitive) and/or
+        one ``chat_id``. Each record: ``{method, params, at (emulator clock, s), mono
+        (time.monotonic() of the call, s), chat_id, ok, error_code, description?, unknown}``.
+        ``bot.calls_dropped`` says how many older records the cap has dropped."""
+        records: Any = bot.calls
+        if method:
+            wanted = method.lower()
+            records = (c for c in records if c["method"].lower() == wanted)
+        if chat_id is not None:
+            records = (c for c in records if str(c.get("chat_id")) == str(chat_id))
+        return list(records)
 
     # ---- waiting -----------------------------------------------------------------------------
 

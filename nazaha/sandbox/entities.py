@@ -26,6 +26,7 @@ report the latter two, and Telegram's servers, not TDLib, decide on phone number
 
 from __future__ import annotations
 
+import bisect
 import re
 import unicodedata
 from typing import Any
@@ -47,13 +48,15 @@ _EMAIL_RE = re.compile(
     r"(?:[A-Za-z0-9_-]{0,26}[.+]){0,10}[A-Za-z0-9_-]{1,35}"
     r"@(?:(?:[A-Za-z0-9][A-Za-z0-9_-]{0,28})?[A-Za-z0-9]\.){1,6}[A-Za-z]{2,8}"
 )
-_URL_RE = re.compile(
-    r"(?:(?P<scheme>[A-Za-z][A-Za-z0-9+-]*)://)?"
-    r"(?P<domain>[\w~-]+(?:\.[\w~-]+)+)"
+_URL_RE = re.compile(  # the look-behinds keep the scan linear: a match starts only at a word's start
+    r"(?:(?<![A-Za-z0-9+-])(?P<scheme>[A-Za-z][A-Za-z0-9+-]*)://)?"
+    r"(?<![\w~-])(?P<domain>[\w~-]+(?:\.[\w~-]+)+)"
     r"(?::(?P<port>\d{1,5})(?!\d))?"
     r"(?P<path>[/?#][^\s<>\"«»\u2000-\u200b\u200e\u200f\u2016-\u206f]*)?"
 )
 _BAD_PATH_END = ".:;,('?!`"
+_DOT_RE = re.compile(r"\.[^\s.]")
+_ASTRAL_RE = re.compile("[\U00010000-\U0010FFFF]")
 
 
 def _is_word(ch: str) -> bool:
@@ -154,9 +157,26 @@ def _common_tld(tld: str) -> bool:
     return lowered in ("рф", "укр", "срб", "бел", "қаз", "موقع", "شبكة", "فلسطين", "مصر", "السعودية", "امارات")
 
 
+def _url_matches(text: str) -> Any:
+    """URL candidates: the regex runs only over the runs of non-space text around a dot
+    followed by something (a URL has one; a full stop before a space is skipped, as TDLib
+    does), which keeps long texts cheap."""
+    end = 0
+    for dot in _DOT_RE.finditer(text):
+        if dot.start() < end:
+            continue  # in the run already searched
+        start = dot.start()
+        while start > 0 and not text[start - 1].isspace():
+            start -= 1
+        end = dot.end()
+        while end < len(text) and not text[end].isspace():
+            end += 1
+        yield from _URL_RE.finditer(text, start, end)
+
+
 def _urls(text: str) -> list[tuple[int, int, str]]:
     found = []
-    for m in _URL_RE.finditer(text):
+    for m in _url_matches(text):
         start = m.start()
         scheme = m.group("scheme")
         if scheme is not None and scheme.lower() not in ("http", "https", "ftp"):
@@ -189,12 +209,12 @@ def to_utf16_offsets(text: str, spans: list[tuple[int, int, str]]) -> list[dict[
     """``(start, end, type)`` in code points -> MessageEntity dicts in UTF-16 code units."""
     if not spans:
         return []
-    astral = [i for i, ch in enumerate(text) if ord(ch) > 0xFFFF]
+    astral = [m.start() for m in _ASTRAL_RE.finditer(text)]  # each takes two UTF-16 code units
 
     def unit(i: int) -> int:
         if not astral:
             return i
-        return i + sum(1 for a in astral if a < i)
+        return i + bisect.bisect_left(astral, i)
 
     return [{"type": kind, "offset": unit(s), "length": unit(e) - unit(s)} for s, e, kind in spans]
 

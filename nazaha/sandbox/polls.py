@@ -60,7 +60,7 @@ class StoredPoll:
     __slots__ = ("id", "owner", "question", "question_entities", "options", "type", "is_anonymous",
                  "allows_multiple_answers", "allows_revoting", "correct_option_ids", "explanation",
                  "explanation_entities", "description", "description_entities", "open_period",
-                 "close_date", "is_closed", "votes")
+                 "close_date", "is_closed", "votes", "_counts")
 
     def __init__(self, owner: "BotState | None", question: str, options: list[dict[str, Any]]) -> None:
         self.id = str(next(_poll_ids))
@@ -81,6 +81,7 @@ class StoredPoll:
         self.close_date: int | None = None
         self.is_closed = False
         self.votes: dict[int, list[int]] = {}  # voter id -> chosen positions (never empty)
+        self._counts = [0] * len(options)  # voters per option, kept with the votes
 
     def copy_for(self, owner: "BotState", now: int) -> "StoredPoll":
         """A copy (``copyMessage``): a new poll with the same settings and solution, open and
@@ -95,11 +96,16 @@ class StoredPoll:
         return poll
 
     def counts(self) -> list[int]:
-        counts = [0] * len(self.options)
-        for chosen in self.votes.values():
+        return list(self._counts)
+
+    def set_vote(self, voter_id: int, chosen: list[int]) -> None:
+        """Record ``voter_id``'s answer (``[]`` retracts it), keeping the counts."""
+        for position in self.votes.pop(voter_id, ()):
+            self._counts[position] -= 1
+        if chosen:
+            self.votes[voter_id] = chosen
             for position in chosen:
-                counts[position] += 1
-        return counts
+                self._counts[position] += 1
 
     def to_poll(self, with_solution: bool = True) -> dict[str, Any]:
         """The Bot API ``Poll`` object. ``with_solution``: show a quiz's correct options and
@@ -376,10 +382,7 @@ def vote(emu: "BotApiEmulator", bot: "BotState", chat: "ChatState", msg: "Stored
                           else "a quiz can be answered only once")
     if (previous or []) == chosen:
         return []
-    if chosen:
-        poll.votes[user["id"]] = chosen
-    else:
-        poll.votes.pop(user["id"], None)
+    poll.set_vote(user["id"], chosen)
     chat.changed()
     update_ids = []
     if poll.owner is not None and not poll.is_anonymous:

@@ -31,6 +31,7 @@ MAX_BODY = 100 * 1024 * 1024
 EMULATOR_KEY: web.AppKey[BotApiEmulator] = web.AppKey("emulator", BotApiEmulator)
 DEFAULT_TOKEN_KEY: web.AppKey[str] = web.AppKey("default_token", str)
 CONTROL_KEY: web.AppKey[str] = web.AppKey("control_key", str)
+RUN_ID_KEY: web.AppKey[str] = web.AppKey("run_id", str)
 # Host headers accepted ("127.0.0.1:8081"); empty = any (a server bound to all interfaces).
 # Filled by SandboxServer.start once the port is known.
 ALLOWED_HOSTS_KEY: web.AppKey[set[str]] = web.AppKey("allowed_hosts", set)
@@ -38,6 +39,7 @@ ALLOWED_HOSTS_KEY: web.AppKey[set[str]] = web.AppKey("allowed_hosts", set)
 # address fragment, which browsers never send to a server).
 CONTROL_KEY_HEADER = "X-Sandbox-Key"
 CONTROL_PREFIX = "/sandbox/api/"
+CALLS_DROPPED_HEADER = "X-Sandbox-Calls-Dropped"
 PAGE_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; base-uri 'none'; frame-ancestors 'none'",
     "X-Content-Type-Options": "nosniff",
@@ -183,6 +185,21 @@ async def api_create_user(request: web.Request) -> web.Response:
         is_premium=body.get("is_premium"),
     )
     return _json(user)
+
+
+@control
+async def api_create_users(request: web.Request) -> web.Response:
+    """``{count, language_code? (default "ar"), first_name?}`` -> ``{ids}``: users who have
+    each "pressed /start" with this bot (it may message them), with no update queued."""
+    body = await _body(request)
+    bot = _bot(request, body)
+    try:
+        ids = request.app[EMULATOR_KEY].create_started_users(
+            bot, _int(body.get("count"), "count"), body.get("language_code", "ar"),
+            str(body.get("first_name") or "Subscriber"))
+    except ValueError as err:
+        raise ControlError(400, str(err)) from None
+    return _json({"ids": ids})
 
 
 @control
@@ -396,12 +413,19 @@ async def api_set_blocked(request: web.Request) -> web.Response:
 @control
 async def api_calls(request: web.Request) -> web.Response:
     bot = _bot(request)
-    return _json(request.app[EMULATOR_KEY].calls(bot, request.query.get("method") or None))
+    calls = request.app[EMULATOR_KEY].calls(bot, request.query.get("method") or None,
+                                              request.query.get("chat_id") or None)
+    response = _json(calls)
+    # a capped log says so: the client refuses a truncated log unless told it may be
+    response.headers[CALLS_DROPPED_HEADER] = str(bot.calls_dropped)
+    return response
 
 
 @control
 async def api_clear_calls(request: web.Request) -> web.Response:
-    _bot(request).calls.clear()
+    bot = _bot(request)
+    bot.calls.clear()
+    bot.calls_dropped = 0
     return _json({"ok": True})
 
 
@@ -434,9 +458,13 @@ async def api_bot(request: web.Request) -> web.Response:
         "webhook_attempts": bot.webhook_attempts,
         "webhook_delivered": bot.webhook_delivered,
         "pending_updates": len(bot.queue),
+        "calls_logged": len(bot.calls),
+        "calls_dropped": bot.calls_dropped,
+        "unknown_methods": dict(bot.unknown_methods),
         "descriptions": bot.descriptions,
         "short_descriptions": bot.short_descriptions,
         "menu_button": bot.default_menu_button,
+        "run_id": request.app[RUN_ID_KEY],  # new at each start: the chat page's saved user is of this run
     })
 
 
@@ -494,12 +522,14 @@ def create_app(emulator: BotApiEmulator | None = None, default_token: str = DEFA
     app[EMULATOR_KEY] = emulator if emulator is not None else BotApiEmulator()
     app[DEFAULT_TOKEN_KEY] = default_token
     app[CONTROL_KEY] = control_key or secrets.token_urlsafe(24)
+    app[RUN_ID_KEY] = secrets.token_hex(8)
     app[ALLOWED_HOSTS_KEY] = hosts if hosts is not None else set()
     r = app.router
     r.add_route("*", "/bot{token}/{method}", bot_api)
     r.add_get("/file/bot{token}/{path:.+}", download_file)
     api = "/sandbox/api"
     r.add_post(f"{api}/users", api_create_user)
+    r.add_post(f"{api}/users/batch", api_create_users)
     r.add_post(f"{api}/users/{{user_id}}/blocked", api_set_blocked)
     r.add_post(f"{api}/messages", api_send_message)
     r.add_post(f"{api}/messages/{{message_id}}/edit", api_edit_message)

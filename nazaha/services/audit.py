@@ -90,6 +90,18 @@ AUDIT_EXPORT = "audit_export"
 PURGE = "purge"  # closed cases purged after the retention period; no case reference
 KEY_ROTATION_START = "key_rotation_start"  # detail: the old and new team key ids (public)
 KEY_ROTATION_FINISH = "key_rotation_finish"
+# Awareness (issue 11). Detail: the broadcast, survey, campaign or item id; never a text.
+BROADCAST_CHANGE = "broadcast_change"  # composed or edited (text, image, audience, schedule)
+BROADCAST_SUBMIT = "broadcast_submit"
+BROADCAST_APPROVE = "broadcast_approve"
+BROADCAST_REJECT = "broadcast_reject"
+BROADCAST_STATE = "broadcast_state"  # paused, resumed, cancelled, withdrawn: detail "status"
+BROADCAST_TEST = "broadcast_test"  # "send a test to me"
+STAFF_CHAT_LINK = "staff_chat_link"  # a link code made for the member's own Telegram chat
+STAFF_CHAT_UNLINK = "staff_chat_unlink"
+LIBRARY_CHANGE = "library_change"
+SURVEY_CHANGE = "survey_change"  # created, edited, opened, closed: detail "status"
+CAMPAIGN_CHANGE = "campaign_change"
 
 # What the admin page shows for each action (msgids; the console translates them).
 ACTION_LABELS: Mapping[str, str] = {
@@ -129,6 +141,17 @@ ACTION_LABELS: Mapping[str, str] = {
     PURGE: N_("Closed cases purged"),
     KEY_ROTATION_START: N_("Team-key rotation started"),
     KEY_ROTATION_FINISH: N_("Team-key rotation finished"),
+    BROADCAST_CHANGE: N_("Broadcast composed or edited"),
+    BROADCAST_SUBMIT: N_("Broadcast submitted for approval"),
+    BROADCAST_APPROVE: N_("Broadcast approved"),
+    BROADCAST_REJECT: N_("Broadcast rejected"),
+    BROADCAST_STATE: N_("Broadcast paused, resumed, withdrawn or cancelled"),
+    BROADCAST_TEST: N_("Broadcast test requested"),
+    STAFF_CHAT_LINK: N_("Telegram link code made"),
+    STAFF_CHAT_UNLINK: N_("Telegram chat unlinked"),
+    LIBRARY_CHANGE: N_("Library content changed"),
+    SURVEY_CHANGE: N_("Survey changed"),
+    CAMPAIGN_CHANGE: N_("Campaign changed"),
 }
 ACTIONS: frozenset[str] = frozenset(ACTION_LABELS)
 

@@ -7,9 +7,11 @@ no report-side table refers to these. Subscriber chat ids are sealed under the *
 the bot must read them to broadcast, so a seized bot host reveals who subscribes (said in
 docs/security.md and on the subscribe screen) — and nothing else about them.
 
-Aggregates only: quiz polls keep Telegram's anonymous counts per poll, surveys a count per
-option, campaigns a count per day. A survey's "already answered" marker holds no answer,
-expires, and is never written in the transaction that adds to a count.
+Aggregates only: quizzes keep a count per item and option, surveys a count per option,
+campaigns a count per day. Count rows are created in a fixed order before anything is
+counted (never by an answer), and the bot adds to them in batches (nazaha/awareness/tally.py).
+A survey's "already answered" marker holds no answer, expires, and is never written in the
+transaction that adds to a count.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Date,
     ForeignKey,
@@ -30,7 +33,7 @@ from sqlalchemy import (
     text,
     true,
 )
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, column_property, mapped_column
 
 from nazaha.storage.models import Base, UtcDateTime
 
@@ -59,6 +62,19 @@ BROADCAST_STATUSES = (
 OUTBOX_STATES = ("queued", "sending", "sent", "failed", "blocked", "in_doubt", "skipped")
 # survey.status
 SURVEY_STATUSES = ("draft", "open", "closed")
+
+# Counts (survey_counts, quiz_counts, campaign_days) are stored plus COUNT_BIAS, a number
+# SQLite always writes in 8 bytes: adding to a count then rewrites its row in place, at the
+# same size, instead of moving it within its page (a small integer grows from 0 to 1 and 2
+# bytes as it counts, and a moved cell's new place says which count changed last). Read
+# them through ``count`` / ``opens`` (the stored value minus the bias); write the stored
+# column (``biased_count`` / ``biased_opens``), e.g. with :func:`biased`.
+COUNT_BIAS = 1 << 48
+
+
+def biased(count: int) -> int:
+    """What is stored for ``count``."""
+    return COUNT_BIAS + int(count)
 
 
 class AwarenessTopic(Base):
@@ -264,19 +280,21 @@ class BroadcastTestSend(Base):
     requested_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
 
 
-class QuizPoll(Base):
-    """A quiz poll the bot sent: Telegram's anonymous counts, replaced by each ``poll``
-    update. No chat: which chat a poll went to is never stored."""
+class QuizCount(Base):
+    """How many chose an option of a quiz item, over every anonymous quiz poll sent for it
+    (Telegram's counts, added in batches). No poll, chat, language or day: which poll went
+    to which chat lives only in the bot's memory (nazaha/awareness/quiz_polls.py)."""
 
-    __tablename__ = "quiz_polls"
+    __tablename__ = "quiz_counts"
 
-    poll_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     item_id: Mapped[int] = mapped_column(
-        Integer, ForeignKey("awareness_items.id", ondelete="CASCADE"), index=True
+        Integer, ForeignKey("awareness_items.id", ondelete="CASCADE"), primary_key=True
     )
-    language: Mapped[str] = mapped_column(String(8))
-    counts: Mapped[str] = mapped_column(String(256), default="")  # "3,0,1": per option
-    sent_on: Mapped[dt.date] = mapped_column(Date)
+    option: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    biased_count: Mapped[int] = mapped_column(
+        BigInteger, default=COUNT_BIAS, server_default=text(str(COUNT_BIAS))
+    )
+    count: Mapped[int] = column_property(biased_count - COUNT_BIAS)
 
 
 class Survey(Base):
@@ -304,7 +322,8 @@ class SurveyText(Base):
 
 
 class SurveyCount(Base):
-    """How many chose an option: the only record of answers."""
+    """How many chose an option: the only record of answers. A row per option is created
+    (count 0, in option order) when the survey opens; the bot adds answers in batches."""
 
     __tablename__ = "survey_counts"
 
@@ -312,7 +331,10 @@ class SurveyCount(Base):
         Integer, ForeignKey("surveys.id", ondelete="CASCADE"), primary_key=True
     )
     option: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    count: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    biased_count: Mapped[int] = mapped_column(
+        BigInteger, default=COUNT_BIAS, server_default=text(str(COUNT_BIAS))
+    )
+    count: Mapped[int] = column_property(biased_count - COUNT_BIAS)
 
 
 class SurveyAnswerMarker(Base):
@@ -344,7 +366,9 @@ class Campaign(Base):
 
 
 class CampaignDay(Base):
-    """Opens of a campaign link per day: an aggregate, never per person."""
+    """Opens of a campaign link per UTC day: an aggregate, never per person. The bot's first
+    batch with opens of a day creates that day's row for every active campaign (count 0, in
+    the order of their codes), then adds the batch's opens."""
 
     __tablename__ = "campaign_days"
 
@@ -352,4 +376,7 @@ class CampaignDay(Base):
         Integer, ForeignKey("campaigns.id", ondelete="CASCADE"), primary_key=True
     )
     day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
-    opens: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    biased_opens: Mapped[int] = mapped_column(
+        BigInteger, default=COUNT_BIAS, server_default=text(str(COUNT_BIAS))
+    )
+    opens: Mapped[int] = column_property(biased_opens - COUNT_BIAS)

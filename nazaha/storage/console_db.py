@@ -73,6 +73,7 @@ def create_console_engine(database_url: str, console_dir: Path, **kwargs: Any) -
 ADDED_COLUMNS = (
     ("staff_users", "can_export", "BOOLEAN NOT NULL DEFAULT FALSE"),
     ("staff_users", "key_mac", "VARCHAR(64)"),
+    ("staff_users", "chat_link_id", "VARCHAR(32)"),
 )
 
 

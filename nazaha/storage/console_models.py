@@ -84,6 +84,10 @@ class StaffUser(ConsoleBase):
     # sign-in: a member row written into the database by anyone else is never granted the
     # team key (services.key_rotation.staff_key_checks_out).
     key_mac: Mapped[str | None] = mapped_column(String(64))
+    # The member's own Telegram chat for "send a test to me": the random link id of a
+    # ``staff_chats`` row in the bot's database (nazaha.awareness.staff_chats). Only this
+    # store says whose chat it is.
+    chat_link_id: Mapped[str | None] = mapped_column(String(32))
 
 
 class TeamKeyGrant(ConsoleBase):
@@ -332,3 +336,14 @@ class KeyRotation(ConsoleBase):
     # HMAC (console secret) of the old and new key ids and the new public key: a row written
     # by whoever can write the database but not read the console's files is never resumed.
     mac: Mapped[str] = mapped_column(String(64), default="")
+
+
+class AwarenessMember(ConsoleBase):
+    """A member's number in the bot's awareness tables (``broadcasts.author_id``,
+    ``approved_by``, ``surveys.author_id`` are integers there): given at the member's first
+    broadcast or survey. The bot's database holds only the number; this store says who."""
+
+    __tablename__ = "awareness_members"
+
+    number: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(String(32), _fk("staff_users.id"), unique=True)

@@ -4,9 +4,9 @@ A draft's free text, contact details, choices and the data key of its evidence a
 seized bot host must never yield (docs/security.md), and anything written under a key the
 bot host keeps at rest would yield them, old row versions included. So conversation state
 lives here only, keyed by an HMAC pseudonym of aiogram's storage key, and is lost when the
-process stops. What may persist is only that a conversation was open and its language (the
-preferences row, :mod:`nazaha.storage.prefs`), so that after a restart the user is told
-plainly what happened.
+process stops. Nothing persists per account that says a conversation was ever open (the
+preferences row, :mod:`nazaha.storage.prefs`, holds the language and a message id); after a
+restart users are told plainly what may have happened (:mod:`nazaha.handlers.restart_notice`).
 
 * Every write pushes the record's expiry to now + ttl; an expired record of a *told* state
   (a report draft) leaves a tombstone so that the bot can say once that the unfinished report

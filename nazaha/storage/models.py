@@ -164,10 +164,10 @@ class ProcessedUpdate(Base):
 
 
 class UserPreference(Base):
-    """Per account, keyed by a pepper pseudonym: the language, whether the safety notice
-    was read, where the conversation began (for /wipe) and whether a conversation was open
-    (for the restart notice). Nothing about reports. ``expires_at`` (rounded down to the
-    hour) moves forward at most once an hour of activity; /wipe deletes the row."""
+    """Per account, keyed by a pepper pseudonym: the language and where the conversation
+    began (for /wipe), set alike for every account. Nothing about reports, nor whether the
+    account ever began one (storage/prefs.py). ``expires_at`` (rounded down to the hour)
+    moves forward at most once an hour of activity; /wipe deletes the row."""
 
     __tablename__ = "user_preferences"
 

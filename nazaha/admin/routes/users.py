@@ -15,6 +15,7 @@ from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import Response
 
 from nazaha.admin.context import AdminStaff, ConsoleDep, CsrfChecked, redirect, render
+from nazaha.admin.routes.awareness import forget_chat_of
 from nazaha.services import audit
 from nazaha.services.access import Viewer
 from nazaha.services.accounts import AccountError
@@ -118,6 +119,7 @@ async def reset(request: Request, console: ConsoleDep, staff: AdminStaff, user_i
         return _refused(exc)
     console.sessions.close_user(user_id)
     console.audit_export_due = True
+    await forget_chat_of(console, user_id)  # a reset account's Telegram chat gets no tests
     await scrub_console_store(console.engine)  # the destroyed key leaves no old page behind
     staff.team_page_link = {"url": invitation_url(console, token), "username": name, "kind": "reset"}
     return redirect("/users")
@@ -136,6 +138,7 @@ async def remove(request: Request, console: ConsoleDep, staff: AdminStaff, user_
         return _refused(exc)
     console.sessions.close_user(user_id)
     console.audit_export_due = True
+    await forget_chat_of(console, user_id)
     await scrub_console_store(console.engine)  # the destroyed key leaves no old page behind
     # Their grant is gone from the store, not from backups made while they held it.
     return _done("removed", user_id)

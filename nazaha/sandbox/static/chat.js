@@ -5,7 +5,11 @@
   const API = "/sandbox/api";
   const params = new URLSearchParams(location.search);
   const token = params.get("token") || "";
+  // The sandbox user of this page, kept in localStorage so that a reload, another tab or a
+  // browser restart continues the same chat while the same sandbox run lasts (the run id
+  // tells a restarted sandbox, which forgot its users, from the same one).
   const storeKey = "nazaha-sandbox:" + (token ? token.split(":")[0] : "default");
+  let runId = null;
   const controlKey = readControlKey();
   const $ = (id) => document.getElementById(id);
   const log = $("log");
@@ -103,7 +107,7 @@
     for (const el of document.querySelectorAll("[data-i18n-placeholder]")) el.placeholder = t(el.dataset.i18nPlaceholder);
     document.title = t("title");
     const hint = log.querySelector(".empty");
-    if (hint) hint.textContent = t("empty");
+    if (hint) hint.replaceChildren(isolated(t("empty")));
   }
 
   async function newUser() {
@@ -113,7 +117,7 @@
     if (status !== 200) throw new Error("could not create a sandbox user");
     userId = data.id;
     document.documentElement.dataset.sandboxUser = String(userId);
-    sessionStorage.setItem(storeKey, JSON.stringify({ userId, lang }));
+    saveUser();
     resetLog();
     startPolling();
   }
@@ -137,6 +141,22 @@
       return "📄 \u2066" + (media.document.file_name || t("media").document) + "\u2069";
     }
     return t("media")[m.kind] || m.kind;
+  }
+
+  // The page's own strings isolate left-to-right runs (commands, numbers) with U+2066..U+2069;
+  // drawn as <bdi dir="ltr"> elements instead, which every browser isolates ("/start", never
+  // "start/", inside Arabic).
+  function isolated(text) {
+    const fragment = document.createDocumentFragment();
+    const parts = text.split(/\u2066([^\u2069]*)\u2069/);
+    parts.forEach((part, i) => {
+      if (i % 2 === 0) { if (part) fragment.appendChild(document.createTextNode(part)); return; }
+      const run = document.createElement("bdi");
+      run.dir = "ltr";
+      run.textContent = part;
+      fragment.appendChild(run);
+    });
+    return fragment;
   }
 
   // Text with Telegram entities (offsets in UTF-16 code units, as JavaScript strings count)
@@ -427,7 +447,7 @@
     if (empty && !log.querySelector(".empty")) {
       const hint = document.createElement("p");
       hint.className = "empty";
-      hint.textContent = t("empty");
+      hint.appendChild(isolated(t("empty")));
       log.appendChild(hint);
     } else if (!empty) {
       const hint = log.querySelector(".empty");
@@ -569,13 +589,31 @@
   $("lang").addEventListener("change", () => { setLanguage($("lang").value); newUser(); });
   $("new-chat").addEventListener("click", () => newUser());
 
+  function saveUser() {
+    const entry = JSON.stringify({ userId, lang, runId });
+    try { localStorage.setItem(storeKey, entry); } catch (e) { /* storage off: this tab only */ }
+    sessionStorage.setItem(storeKey, entry);
+  }
+
+  function savedUser() {
+    for (const store of [localStorage, sessionStorage]) {
+      try {
+        const saved = JSON.parse(store.getItem(storeKey) || "null");
+        if (saved && saved.userId && saved.runId && saved.runId === runId) return saved;
+      } catch (e) { /* unreadable: ignore */ }
+    }
+    return null;
+  }
+
   async function init() {
     const info = await call("GET", "/bot").catch(() => null);
-    if (info && info.status === 200) $("bot-name").textContent = info.data.first_name + " · @" + info.data.username;
-    let saved = null;
-    try { saved = JSON.parse(sessionStorage.getItem(storeKey) || "null"); } catch (e) { saved = null; }
+    if (info && info.status === 200) {
+      $("bot-name").textContent = info.data.first_name + " · @" + info.data.username;
+      runId = info.data.run_id || null;
+    }
+    const saved = savedUser();
     setLanguage(saved && saved.lang ? saved.lang : "ar");
-    if (saved && saved.userId) {
+    if (saved) {
       userId = saved.userId;
       document.documentElement.dataset.sandboxUser = String(userId);
       startPolling();

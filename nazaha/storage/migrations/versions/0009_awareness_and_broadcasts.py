@@ -1,5 +1,5 @@
 """Awareness and broadcasts (issue 11): content library, subscribers, broadcasts and their
-outbox, quiz polls, surveys, campaigns, volunteers' linked chats. See
+outbox, quiz counts, surveys, campaigns, volunteers' linked chats. See
 nazaha/storage/awareness_models.py for what each table holds and why none links to reports.
 
 Revision ID: 0009
@@ -19,6 +19,11 @@ revision: str = '0009'
 down_revision: str | None = '0008'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
+
+# Counts are stored plus 2**48 (nazaha.storage.awareness_models.COUNT_BIAS, written out here
+# so that this migration does not change if the models do): always 8 bytes in SQLite, so an
+# addition rewrites a row in place.
+COUNT_BIAS = str(1 << 48)
 
 
 def upgrade() -> None:
@@ -123,7 +128,7 @@ def upgrade() -> None:
     op.create_table('campaign_days',
     sa.Column('campaign_id', sa.Integer(), nullable=False),
     sa.Column('day', sa.Date(), nullable=False),
-    sa.Column('opens', sa.Integer(), server_default=sa.text('0'), nullable=False),
+    sa.Column('biased_opens', sa.BigInteger(), server_default=sa.text(COUNT_BIAS), nullable=False),
     sa.ForeignKeyConstraint(['campaign_id'], ['campaigns.id'], name=op.f('fk_campaign_days_campaign_id_campaigns'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('campaign_id', 'day', name=op.f('pk_campaign_days'))
     )
@@ -148,7 +153,7 @@ def upgrade() -> None:
     op.create_table('survey_counts',
     sa.Column('survey_id', sa.Integer(), nullable=False),
     sa.Column('option', sa.Integer(), autoincrement=False, nullable=False),
-    sa.Column('count', sa.Integer(), server_default=sa.text('0'), nullable=False),
+    sa.Column('biased_count', sa.BigInteger(), server_default=sa.text(COUNT_BIAS), nullable=False),
     sa.ForeignKeyConstraint(['survey_id'], ['surveys.id'], name=op.f('fk_survey_counts_survey_id_surveys'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('survey_id', 'option', name=op.f('pk_survey_counts'))
     )
@@ -213,23 +218,18 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['broadcast_id'], ['broadcasts.id'], name=op.f('fk_broadcast_versions_broadcast_id_broadcasts'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('broadcast_id', 'language', name=op.f('pk_broadcast_versions'))
     )
-    op.create_table('quiz_polls',
-    sa.Column('poll_id', sa.String(length=64), nullable=False),
+    op.create_table('quiz_counts',
     sa.Column('item_id', sa.Integer(), nullable=False),
-    sa.Column('language', sa.String(length=8), nullable=False),
-    sa.Column('counts', sa.String(length=256), nullable=False),
-    sa.Column('sent_on', sa.Date(), nullable=False),
-    sa.ForeignKeyConstraint(['item_id'], ['awareness_items.id'], name=op.f('fk_quiz_polls_item_id_awareness_items'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('poll_id', name=op.f('pk_quiz_polls'))
+    sa.Column('option', sa.Integer(), autoincrement=False, nullable=False),
+    sa.Column('biased_count', sa.BigInteger(), server_default=sa.text(COUNT_BIAS), nullable=False),
+    sa.ForeignKeyConstraint(['item_id'], ['awareness_items.id'], name=op.f('fk_quiz_counts_item_id_awareness_items'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('item_id', 'option', name=op.f('pk_quiz_counts'))
     )
-    op.create_index(op.f('ix_quiz_polls_item_id'), 'quiz_polls', ['item_id'], unique=False)
 
 
 
 def downgrade() -> None:
-    op.drop_index(op.f('ix_quiz_polls_item_id'), table_name='quiz_polls')
-
-    op.drop_table('quiz_polls')
+    op.drop_table('quiz_counts')
     op.drop_table('broadcast_versions')
     op.drop_table('broadcast_test_sends')
     op.drop_index(op.f('ix_broadcast_outbox_subscriber_id'), table_name='broadcast_outbox')

@@ -1,0 +1,150 @@
+"""Campaign links as the console makes them: ``https://t.me/<bot>?start=c_<code>`` opens a
+topic or an item of the library, and the bot counts the opens per campaign and day
+(nazaha.awareness.campaigns: an aggregate, never who opened it, written in batches of at
+least NAZAHA_AGGREGATE_MIN_BATCH opens, so the last few may not show yet). The console creates and
+deactivates campaigns, shows each link with a QR code (segno: an inline SVG, and a PNG to
+print) and the opens per day.
+
+Functions take the caller's session (a write transaction where they write) and do not commit.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import re
+import secrets
+from dataclasses import dataclass, field
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from nazaha.awareness.campaigns import ITEM_TARGET, PAYLOAD_PREFIX
+from nazaha.awareness.campaigns import CODE as BOT_CODE
+from nazaha.storage.awareness_models import AwarenessItem, AwarenessTopic, Campaign, CampaignDay
+
+__all__ = [
+    "CODE", "NAME_MAX", "CampaignError", "CampaignView", "deep_link", "qr_svg", "qr_png",
+    "list_campaigns", "get_campaign", "create_campaign", "set_active",
+]
+
+CODE = re.compile(r"[A-Za-z0-9_-]{1,30}")  # with fullmatch; what the bot accepts too (BOT_CODE)
+NAME_MAX = 120
+DAYS_SHOWN = 60
+
+
+class CampaignError(ValueError):
+    """Refused: ``code`` is ``not_found``, ``name``, ``code`` (not 1-30 of A-Z a-z 0-9 _ -),
+    ``code_taken`` or ``target``."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class CampaignView:
+    id: int
+    code: str
+    name: str
+    target: str
+    active: bool
+    created_on: dt.date
+    total: int = 0
+    days: list[tuple[dt.date, int]] = field(default_factory=list)  # newest first
+
+    @property
+    def payload(self) -> str:
+        return f"{PAYLOAD_PREFIX}{self.code}"
+
+
+def deep_link(bot_username: str, payload: str) -> str:
+    """``https://t.me/<bot>?start=<payload>`` (the payload: 1-64 of A-Z a-z 0-9 _ -)."""
+    return f"https://t.me/{bot_username.lstrip('@')}?start={payload}"
+
+
+def qr_svg(url: str) -> str:
+    """The QR code of ``url`` as an inline ``<svg>`` element (made on the server, no script,
+    no style: safe to put in a page)."""
+    import segno
+
+    return segno.make(url, error="m").svg_inline(scale=4, border=4, dark="#000", light="#fff")
+
+
+def qr_png(url: str, *, scale: int = 12) -> bytes:
+    """The QR code of ``url`` as a PNG large enough for a poster."""
+    import segno
+
+    out = io.BytesIO()
+    segno.make(url, error="m").save(out, kind="png", scale=scale, border=4)
+    return out.getvalue()
+
+
+async def _days(session: AsyncSession, campaign_ids: list[int]) -> dict[int, list[tuple[dt.date, int]]]:
+    found: dict[int, list[tuple[dt.date, int]]] = {i: [] for i in campaign_ids}
+    if not campaign_ids:
+        return found
+    # The bot makes a day's row for every active campaign at once: days without opens
+    # (count 0) are not listed.
+    rows = await session.execute(
+        select(CampaignDay.campaign_id, CampaignDay.day, CampaignDay.opens)
+        .where(CampaignDay.campaign_id.in_(campaign_ids), CampaignDay.opens > 0)
+        .order_by(CampaignDay.day.desc())
+    )
+    for campaign_id, day, opens in rows.all():
+        found[campaign_id].append((day, int(opens)))
+    return found
+
+
+def _view(row: Campaign, days: list[tuple[dt.date, int]]) -> CampaignView:
+    return CampaignView(row.id, row.code, row.name, row.target, bool(row.active), row.created_on,
+                        sum(n for _, n in days), days[:DAYS_SHOWN])
+
+
+async def list_campaigns(session: AsyncSession) -> list[CampaignView]:
+    """Every campaign, newest first, with its opens (total, and per day: the latest 60)."""
+    rows = (await session.scalars(select(Campaign).order_by(Campaign.id.desc()))).all()
+    days = await _days(session, [r.id for r in rows])
+    return [_view(r, days[r.id]) for r in rows]
+
+
+async def get_campaign(session: AsyncSession, campaign_id: int) -> CampaignView:
+    row = await session.get(Campaign, campaign_id)
+    if row is None:
+        raise CampaignError("not_found")
+    return _view(row, (await _days(session, [row.id]))[row.id])
+
+
+async def _target_exists(session: AsyncSession, target: str) -> bool:
+    if target.startswith(ITEM_TARGET):
+        return await session.scalar(
+            select(func.count()).select_from(AwarenessItem).where(AwarenessItem.code == target[len(ITEM_TARGET):])
+        ) > 0
+    return await session.get(AwarenessTopic, target) is not None
+
+
+async def create_campaign(session: AsyncSession, *, name: str, code: str, target: str, today: dt.date) -> int:
+    """A new active campaign; ``code`` empty: a random one. Returns its id."""
+    name = " ".join(name.split())
+    if not name or len(name) > NAME_MAX:
+        raise CampaignError("name")
+    code = code.strip() or secrets.token_urlsafe(6)
+    if not CODE.fullmatch(code) or not BOT_CODE.match(code):
+        raise CampaignError("code")
+    if not target or len(target) > 80 or not await _target_exists(session, target):
+        raise CampaignError("target")
+    if await session.scalar(select(Campaign.id).where(Campaign.code == code)) is not None:
+        raise CampaignError("code_taken")
+    row = Campaign(code=code, name=name, target=target, active=True, created_on=today)
+    session.add(row)
+    await session.flush()
+    return row.id
+
+
+async def set_active(session: AsyncSession, campaign_id: int, active: bool) -> None:
+    """Deactivate (the bot stops following and counting the link) or reactivate."""
+    row = await session.get(Campaign, campaign_id)
+    if row is None:
+        raise CampaignError("not_found")
+    row.active = bool(active)
+    await session.flush()

@@ -1,0 +1,854 @@
+"""The awareness side of the console over HTTP: composing a broadcast, its preview (exactly
+the text, entities and buttons the sender sends), submission, approval by a second person,
+rejection with a note, tests to the member's own linked chat, pause/resume/cancel and
+progress; the library; surveys and quiz results with small cells hidden; campaign links and
+QR codes; image uploads re-encoded without metadata; and volunteers kept away from cases."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import os
+import re
+
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+from sqlalchemy import func, select, update
+
+from nazaha.admin.app import console_routes, create_app
+from nazaha.admin.bootstrap import first_admin_invitation
+from nazaha.awareness import staff_chats
+from nazaha.awareness.broadcast_message import build_message
+from nazaha.awareness.markup import preview_html
+from nazaha.bot.setup import initialise
+from nazaha.storage.awareness_models import (
+    AwarenessItem,
+    AwarenessItemText,
+    AwarenessTopic,
+    AwarenessTopicText,
+    Broadcast,
+    BroadcastImage,
+    BroadcastOutbox,
+    BroadcastTestSend,
+    Campaign,
+    CampaignDay,
+    QuizCount,
+    StaffChat,
+    Subscriber,
+    Survey,
+    SurveyAnswerMarker,
+    SurveyCount,
+    biased,
+)
+from nazaha.storage.console_models import AuditEntry, AwarenessMember, StaffUser
+from nazaha.storage.crypto import BotKeyBox
+from nazaha.storage.keyfiles import KeyPaths, load_team_public_key
+from tests.casework_support import make_case
+from tests.console_support import PASSPHRASE, MovableClock, console_settings, csrf_of, enrol
+from tests.test_console_cases import invite
+
+BASE = "https://testserver"
+BOT = "nazaha_test_bot"
+TODAY = dt.date(2026, 11, 30)
+
+
+@pytest.fixture
+async def world(tmp_path):
+    settings = console_settings(tmp_path / "var", bot_username=BOT, publication_chat_ids=[-1001234567890])
+    await initialise(settings, passphrase=PASSPHRASE)
+    link = await first_admin_invitation(settings, KeyPaths.for_data_dir(settings.data_dir).team_recovery)
+    clock = MovableClock()
+    app = create_app(settings, clock=clock)
+    clients: list[TestClient] = []
+
+    def browser() -> TestClient:
+        client = TestClient(app, base_url=BASE, follow_redirects=False, headers={"Accept-Language": "en"})
+        client.__enter__()
+        clients.append(client)
+        return client
+
+    admin_browser = browser()
+    enrol(admin_browser, link, clock, team_passphrase=PASSPHRASE)
+    english(admin_browser)
+
+    class World:
+        pass
+
+    w = World()
+    w.settings, w.clock, w.app, w.console = settings, clock, app, app.state.console
+    w.sm = w.console.sessionmaker
+    w.browser, w.admin_browser = browser, admin_browser
+    await seed_topics(w.sm)
+    yield w
+    for client in clients:
+        client.__exit__(None, None, None)
+
+
+def english(browser: TestClient) -> None:
+    page = browser.get("/awareness")
+    answer = browser.post("/locale", data={"csrf": csrf_of(page.text), "locale": "en", "back": "/awareness"})
+    assert answer.status_code == 303
+
+
+async def member(w, username: str, role: str) -> TestClient:
+    client = await invite(w, username, role)
+    english(client)
+    return client
+
+
+async def seed_topics(sm) -> None:
+    """The topics the tests use (`nazaha init` has loaded the content files' already)."""
+    async with sm.begin() as session:
+        for position, (code, en, ar) in enumerate((("forms", "Forms of corruption", "أشكال الفساد"),
+                                                   ("rights", "Your rights", "حقوقك"))):
+            if await session.get(AwarenessTopic, code) is not None:
+                continue
+            session.add(AwarenessTopic(code=code, position=position, origin="file"))
+            await session.flush()
+            session.add(AwarenessTopicText(topic=code, language="en", title=en, summary=""))
+            session.add(AwarenessTopicText(topic=code, language="ar", title=ar, summary=""))
+
+
+async def number_of(w, username: str) -> int | None:
+    async with w.sm() as session:
+        return await session.scalar(
+            select(AwarenessMember.number).join(StaffUser, StaffUser.id == AwarenessMember.user_id)
+            .where(StaffUser.username == username)
+        )
+
+
+async def broadcast_row(w, broadcast_id: int) -> Broadcast:
+    async with w.sm() as session:
+        return await session.get(Broadcast, broadcast_id)
+
+
+def compose(client: TestClient, *, files=None, **fields) -> int:
+    """Post the compose form; the id of the broadcast it redirects to."""
+    page = client.get("/awareness/broadcasts/new")
+    assert page.status_code == 200
+    data = {"csrf": csrf_of(page.text), "name": "Weekly", "language": ["ar", "en"],
+            "body_ar": "نص عربي", "body_en": "English text", **fields}
+    answer = client.post("/awareness/broadcasts", data=data, files=files)
+    assert answer.status_code == 303, answer.text
+    found = re.fullmatch(r"/awareness/broadcasts/(\d+)", answer.headers["location"])
+    assert found, answer.headers["location"]
+    return int(found.group(1))
+
+
+def act(client: TestClient, broadcast_id: int, action: str, **fields):
+    page = client.get(f"/awareness/broadcasts/{broadcast_id}")
+    return client.post(f"/awareness/broadcasts/{broadcast_id}/{action}", data={"csrf": csrf_of(page.text), **fields})
+
+
+def open_survey_via_http(client: TestClient, *, en=("Would you report corruption?", "Yes\nNo\nNot sure"),
+                         ar=("هل تبلغ عن الفساد؟", "نعم\nلا\nلست متأكدًا")) -> int:
+    page = client.get("/awareness/surveys/new")
+    answer = client.post("/awareness/surveys", data={
+        "csrf": csrf_of(page.text), "question_en": en[0], "options_en": en[1],
+        "question_ar": ar[0], "options_ar": ar[1], "closes_on": "2026-12-31",
+    })
+    assert answer.status_code == 303, answer.text
+    survey_id = int(re.search(r"/awareness/surveys/(\d+)", answer.headers["location"]).group(1))
+    page = client.get(f"/awareness/surveys/{survey_id}")
+    opened = client.post(f"/awareness/surveys/{survey_id}/open", data={"csrf": csrf_of(page.text)})
+    assert opened.headers["location"].endswith("done=open"), opened.headers["location"]
+    return survey_id
+
+
+def bubble_text(html: str, language: str) -> str:
+    found = re.search(rf'<article class="card preview" id="preview-{language}">.*?<div class="tg-text">(.*?)</div>', html, re.S)
+    assert found, f"no preview of {language}"
+    return found.group(1)
+
+
+def buttons_of(html: str, language: str) -> list[str]:
+    found = re.search(rf'id="preview-{language}">(.*?)</article>', html, re.S)
+    assert found
+    return re.findall(r'<span class="tg-button">([^<]*)</span>', found.group(1))
+
+
+# ------------------------------------------------------------------------ the broadcast flow
+
+
+async def test_compose_preview_submit_and_only_a_second_person_approves(world):
+    w = world
+    vera = await member(w, "vera", "volunteer")
+    survey_id = open_survey_via_http(vera)
+    body_en = "**Know** your *rights*: see [AMAN](https://www.aman-palestine.org) & ask <why>."
+    body_ar = "**اعرف** حقوقك: [أمان](https://www.aman-palestine.org)"
+    broadcast_id = compose(
+        vera, name="Rights week", body_en=body_en, body_ar=body_ar, topic=["rights"], to_channel="1",
+        survey=str(survey_id), send_date="2026-12-02", send_time="18:30",
+    )
+    page = vera.get(f"/awareness/broadcasts/{broadcast_id}")
+    assert page.status_code == 200
+    # The preview is build_message's text, entities and buttons, exactly.
+    expected_en = build_message(body_en, "en", survey_code=(await survey_code(w, survey_id)), survey_options=("Yes", "No", "Not sure"))
+    assert bubble_text(page.text, "en") == preview_html(expected_en.formatted)
+    assert bubble_text(page.text, "en").startswith("<b>Know</b> your <i>rights</i>: see "
+                                                   '<a href="https://www.aman-palestine.org" rel="noopener noreferrer nofollow">AMAN</a>'
+                                                   " &amp; ask &lt;why&gt;.")
+    assert buttons_of(page.text, "en") == [label for row in expected_en.buttons for label, _ in row] == ["Yes", "No", "Not sure", "Unsubscribe"]
+    assert buttons_of(page.text, "ar")[:3] == ["نعم", "لا", "لست متأكدًا"]
+    assert re.search(r'id="preview-ar">\s*<h3>[^<]*</h3>\s*<div class="tg-chat" lang="ar" dir="rtl">', page.text)
+    assert f"{expected_en.formatted.length} / 4096" in page.text
+    # Stored in UTC: 18:30 in Palestine on 2 December (winter time, UTC+2) is 16:30 UTC.
+    row = await broadcast_row(w, broadcast_id)
+    assert row.send_at == dt.datetime(2026, 12, 2, 16, 30, tzinfo=dt.timezone.utc)
+    assert (row.status, row.topics, row.languages, row.to_channel) == ("draft", "rights", "ar,en", True)
+    assert "2026-12-02 18:30" in page.text
+
+    # Submit; the volunteer cannot approve (not an admin).
+    assert act(vera, broadcast_id, "submit").headers["location"].endswith("done=submitted")
+    assert (await broadcast_row(w, broadcast_id)).status == "submitted"
+    assert act(vera, broadcast_id, "approve").status_code == 403
+    assert 'id="approve-button"' not in vera.get(f"/awareness/broadcasts/{broadcast_id}").text
+    # Not editable while waiting.
+    assert "error=not_editable" in vera.get(f"/awareness/broadcasts/{broadcast_id}/edit").headers["location"]
+
+    # An admin's own broadcast needs another admin.
+    admin = w.admin_browser
+    own = compose(admin, name="Admin's own")
+    assert act(admin, own, "submit").status_code == 303
+    refused = act(admin, own, "approve")
+    assert refused.headers["location"].endswith("error=own_broadcast")
+    assert (await broadcast_row(w, own)).status == "submitted"
+    assert "another administrator must approve it" in admin.get(refused.headers["location"]).text
+
+    # The admin approves the volunteer's broadcast.
+    listing = admin.get("/awareness/broadcasts").text
+    assert f'id="broadcast-{broadcast_id}"' in listing and f'id="broadcast-{own}"' in listing
+    assert act(admin, broadcast_id, "approve").headers["location"].endswith("done=approved")
+    row = await broadcast_row(w, broadcast_id)
+    assert row.status == "approved" and row.approved_by == await number_of(w, "admin") != row.author_id
+    assert row.approved_at == w.clock()
+    seen = vera.get(f"/awareness/broadcasts/{broadcast_id}").text
+    assert re.search(r'id="broadcast-status">Approved, scheduled<', seen)
+    # A second admin approves the first admin's.
+    omar = await member(w, "omar", "admin")
+    assert act(omar, own, "approve").headers["location"].endswith("done=approved")
+    assert (await broadcast_row(w, own)).status == "approved"
+
+    # The volunteer's list shows only her own.
+    mine = vera.get("/awareness/broadcasts").text
+    assert f'id="broadcast-{broadcast_id}"' in mine and f'id="broadcast-{own}"' not in mine
+    assert vera.get(f"/awareness/broadcasts/{own}").status_code == 404
+
+    # Audited, content-free.
+    async with w.sm() as session:
+        entries = (await session.execute(select(AuditEntry.action, AuditEntry.detail))).all()
+    actions = [a for a, _ in entries]
+    for action in ("broadcast_change", "broadcast_submit", "broadcast_approve", "survey_change"):
+        assert action in actions
+    details = " ".join(d for _, d in entries)
+    assert f'"broadcast":{broadcast_id}' in details
+    assert "Know" not in details and "Rights week" not in details and "AMAN" not in details
+
+
+def test_schedules_are_palestine_time_with_its_summer_time():
+    from nazaha.awareness.schedule import ScheduleError, palestine_parts, parse_send_at
+
+    summer = parse_send_at("2026-07-01", "12:00")
+    winter = parse_send_at("2026-01-15", "12:00")
+    assert summer == dt.datetime(2026, 7, 1, 9, 0, tzinfo=dt.timezone.utc)  # UTC+3
+    assert winter == dt.datetime(2026, 1, 15, 10, 0, tzinfo=dt.timezone.utc)  # UTC+2
+    assert palestine_parts(summer) == ("2026-07-01", "12:00")
+    assert parse_send_at("", "") is None
+    for date, time in (("2026-07-01", ""), ("", "12:00"), ("tomorrow", "noon")):
+        with pytest.raises(ScheduleError):
+            parse_send_at(date, time)
+
+
+async def survey_code(w, survey_id: int) -> str:
+    async with w.sm() as session:
+        return (await session.get(Survey, survey_id)).code
+
+
+async def test_reject_with_a_note_the_author_reads_then_edits_and_submits_again(world):
+    w = world
+    vera = await member(w, "vera", "volunteer")
+    soon = w.clock() + dt.timedelta(hours=2, minutes=10)  # Palestine time in winter is UTC+2: ten minutes ahead
+    broadcast_id = compose(vera, name="Draft <b>one</b>", send_date=soon.strftime("%Y-%m-%d"), send_time=soon.strftime("%H:%M"))
+    assert act(vera, broadcast_id, "submit").status_code == 303
+    admin = w.admin_browser
+    assert 'id="send-at-past"' not in admin.get(f"/awareness/broadcasts/{broadcast_id}").text
+    w.clock.advance(minutes=20)  # (less than the console's idle timeout)
+    assert 'id="send-at-past"' in admin.get(f"/awareness/broadcasts/{broadcast_id}").text  # approved now: sent at once
+    assert act(admin, broadcast_id, "reject", note="  ").headers["location"].endswith("error=note")
+    note = "Cite the law <script>alert(1)</script> please"
+    assert act(admin, broadcast_id, "reject", note=note).headers["location"].endswith("done=rejected")
+    row = await broadcast_row(w, broadcast_id)
+    assert row.status == "rejected" and row.review_note == note
+    page = vera.get(f"/awareness/broadcasts/{broadcast_id}").text
+    assert "Cite the law &lt;script&gt;alert(1)&lt;/script&gt; please" in page and "<script>alert" not in page
+    assert "Sent back" in page and "Draft &lt;b&gt;one&lt;/b&gt;" in page
+    # The author edits (the note shows on the form) and submits again.
+    form = vera.get(f"/awareness/broadcasts/{broadcast_id}/edit")
+    assert form.status_code == 200 and "Cite the law &lt;script&gt;" in form.text
+    saved = vera.post(f"/awareness/broadcasts/{broadcast_id}", data={
+        "csrf": csrf_of(form.text), "name": "Draft two", "language": ["en"], "body_en": "Better, with the law.",
+    })
+    assert saved.status_code == 303
+    row = await broadcast_row(w, broadcast_id)
+    assert (row.name, row.languages, row.status) == ("Draft two", "en", "rejected")
+    assert act(vera, broadcast_id, "submit").headers["location"].endswith("done=submitted")
+    # Withdrawn back to a draft by its author.
+    assert act(vera, broadcast_id, "withdraw").headers["location"].endswith("done=withdrawn")
+    assert (await broadcast_row(w, broadcast_id)).status == "draft"
+
+
+async def test_over_long_text_and_bad_links_cannot_be_submitted(world):
+    w = world
+    vera = await member(w, "vera", "volunteer")
+    broadcast_id = compose(vera, language=["en"], body_en="a" * 4097)
+    page = vera.get(f"/awareness/broadcasts/{broadcast_id}").text
+    assert re.search(r'class="tg-length over" id="length-en">.*?4097 / 4096', page, re.S)
+    assert "Too long for Telegram: at most 4096 characters here." in page
+    assert 'id="cannot-submit"' in page and 'id="submit-button"' not in page
+    assert act(vera, broadcast_id, "submit").headers["location"].endswith("error=problems")
+    assert (await broadcast_row(w, broadcast_id)).status == "draft"
+
+    link = compose(vera, language=["en"], body_en="[click](javascript:alert(1)) here")
+    page = vera.get(f"/awareness/broadcasts/{link}").text
+    assert "A link does not start with https://" in page and 'href="javascript' not in page
+    assert act(vera, link, "submit").headers["location"].endswith("error=problems")
+
+    # Refusals that keep what was typed: no language, a missing body, a past time.
+    form = vera.get("/awareness/broadcasts/new")
+    refused = vera.post("/awareness/broadcasts", data={"csrf": csrf_of(form.text), "name": "x", "body_en": "kept <i>text</i>"})
+    assert refused.status_code == 400 and "Choose at least one language." in refused.text
+    assert "kept &lt;i&gt;text&lt;/i&gt;" in refused.text
+    refused = vera.post("/awareness/broadcasts", data={"csrf": csrf_of(form.text), "name": "x", "language": ["ar", "en"], "body_en": "only English"})
+    assert refused.status_code == 400 and "Write the text of every language you chose." in refused.text
+    refused = vera.post("/awareness/broadcasts", data={"csrf": csrf_of(form.text), "name": "x", "language": ["en"], "body_en": "t",
+                                                       "send_date": "2026-11-29", "send_time": "10:00"})
+    assert refused.status_code == 400 and "already past" in refused.text
+    refused = vera.post("/awareness/broadcasts", data={"csrf": csrf_of(form.text), "name": "x", "language": ["en"], "body_en": "t",
+                                                       "send_date": "2026-12-29"})
+    assert refused.status_code == 400 and "both a date and a time" in refused.text
+    # No CSRF token: refused.
+    assert vera.post("/awareness/broadcasts", data={"name": "x", "language": ["en"], "body_en": "t"}).status_code == 403
+
+
+def jpeg_with_exif() -> bytes:
+    image = Image.new("RGB", (64, 48), (200, 30, 30))
+    exif = Image.Exif()
+    exif[0x010F] = "SpyCam Ltd"  # Make
+    exif[0x013B] = "Fadi the photographer"  # Artist
+    exif[0x8825] = {1: "N", 2: (31.0, 54.0, 0.0), 3: "E", 4: (35.0, 12.0, 0.0)}  # GPS
+    out = io.BytesIO()
+    image.save(out, "JPEG", exif=exif, comment=b"secret comment")
+    data = out.getvalue()
+    assert b"SpyCam" in data and Image.open(io.BytesIO(data)).getexif()
+    return data
+
+
+def png_with_alpha() -> bytes:
+    image = Image.new("RGBA", (40, 30), (0, 0, 255, 128))
+    out = io.BytesIO()
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Author", "someone")
+    image.save(out, "PNG", pnginfo=info)
+    return out.getvalue()
+
+
+async def test_image_upload_is_reencoded_without_metadata_and_non_images_are_refused(world):
+    w = world
+    vera = await member(w, "vera", "volunteer")
+    broadcast_id = compose(vera, language=["en"], body_en="With a picture.",
+                           files={"image": ("holiday.jpg", jpeg_with_exif(), "image/jpeg")})
+    async with w.sm() as session:
+        stored = await session.get(BroadcastImage, broadcast_id)
+    assert stored.mime_type == "image/jpeg"
+    with Image.open(io.BytesIO(stored.content)) as clean:
+        assert clean.format == "JPEG" and clean.size == (64, 48)
+        assert not clean.getexif() and "comment" not in clean.info and "exif" not in clean.info
+    for secret in (b"SpyCam", b"Fadi", b"secret comment"):
+        assert secret not in stored.content
+    served = vera.get(f"/awareness/broadcasts/{broadcast_id}/image")
+    assert served.status_code == 200 and served.headers["content-type"] == "image/jpeg" and served.content == stored.content
+    page = vera.get(f"/awareness/broadcasts/{broadcast_id}").text
+    assert f'<img src="/awareness/broadcasts/{broadcast_id}/image"' in page
+    assert "Caption length" in page and "/ 1024" in page
+
+    # A PNG with transparency and text chunks becomes a plain JPEG too.
+    form = vera.get(f"/awareness/broadcasts/{broadcast_id}/edit")
+    answer = vera.post(f"/awareness/broadcasts/{broadcast_id}", data={
+        "csrf": csrf_of(form.text), "name": "Weekly", "language": ["en"], "body_en": "x" * 1100,
+    }, files={"image": ("logo.png", png_with_alpha(), "image/png")})
+    assert answer.status_code == 303
+    async with w.sm() as session:
+        stored = await session.get(BroadcastImage, broadcast_id)
+    with Image.open(io.BytesIO(stored.content)) as clean:
+        assert clean.format == "JPEG" and clean.mode == "RGB" and set(clean.info) <= {"jfif", "jfif_version", "jfif_unit", "jfif_density", "dpi"}
+    assert b"someone" not in stored.content
+    # With an image the text is a caption: 1,100 characters are too many.
+    page = vera.get(f"/awareness/broadcasts/{broadcast_id}").text
+    assert "1100 / 1024" in page and "Too long for Telegram: at most 1024 characters here." in page
+    assert act(vera, broadcast_id, "submit").headers["location"].endswith("error=problems")
+    # Removing the image makes it a text again (4,096).
+    form = vera.get(f"/awareness/broadcasts/{broadcast_id}/edit")
+    assert vera.post(f"/awareness/broadcasts/{broadcast_id}", data={
+        "csrf": csrf_of(form.text), "name": "Weekly", "language": ["en"], "body_en": "x" * 1100, "remove_image": "1",
+    }).status_code == 303
+    assert "1100 / 4096" in vera.get(f"/awareness/broadcasts/{broadcast_id}").text
+    assert vera.get(f"/awareness/broadcasts/{broadcast_id}/image").status_code == 404
+
+    # Not an image, too big: refused with a clear message, nothing saved.
+    form = vera.get("/awareness/broadcasts/new")
+    before = await count(w, Broadcast)
+    refused = vera.post("/awareness/broadcasts", data={"csrf": csrf_of(form.text), "name": "x", "language": ["en"], "body_en": "t"},
+                        files={"image": ("report.jpg", b"%PDF-1.7 not really a picture", "image/jpeg")})
+    assert refused.status_code == 400 and "This file is not an image that can be used" in refused.text
+    refused = vera.post("/awareness/broadcasts", data={"csrf": csrf_of(form.text), "name": "x", "language": ["en"], "body_en": "t"},
+                        files={"image": ("huge.jpg", b"\xff" * (5 * 1024 * 1024 + 1), "image/jpeg")})
+    assert refused.status_code == 400 and "larger than 5 MB" in refused.text
+    assert await count(w, Broadcast) == before
+
+
+async def count(w, model) -> int:
+    async with w.sm() as session:
+        return int(await session.scalar(select(func.count()).select_from(model)))
+
+
+# ------------------------------------------------------------------- linked chat and tests
+
+
+async def test_link_my_telegram_then_tests_go_to_the_linked_chat(world):
+    w = world
+    vera = await member(w, "vera", "volunteer")
+    page = vera.get("/awareness").text
+    assert 'id="telegram-link-button"' in page
+    answer = vera.post("/awareness/telegram/link", data={"csrf": csrf_of(page)})
+    assert answer.status_code == 303 and answer.headers["location"] == "/awareness#telegram"
+    page = vera.get("/awareness").text
+    link = re.search(r'id="telegram-link" rel="noopener noreferrer"><bdi dir="ltr">([^<]+)<', page).group(1)
+    assert link.startswith(f"https://t.me/{BOT}?start=l_")
+    code = link.split("start=l_", 1)[1]
+    assert '<svg width="' in page and 'class="segno"' in page  # the QR code, inline
+    assert f'<code id="telegram-start">/start l_{code}</code>' in page  # typed in the chat, as in the sandbox
+    async with w.sm() as session:
+        link_id = await session.scalar(select(StaffUser.chat_link_id).where(StaffUser.username == "vera"))
+        assert link_id and await session.get(StaffChat, link_id) is None
+    # The code is nowhere but the page: not in the audit log, not in the database.
+    async with w.sm() as session:
+        details = " ".join((await session.scalars(select(AuditEntry.detail))).all())
+    assert code not in details
+
+    broadcast_id = compose(vera)
+    page = vera.get(f"/awareness/broadcasts/{broadcast_id}").text
+    assert 'id="test-button"' not in page and "Link your own Telegram chat first" in page
+    assert act(vera, broadcast_id, "test").headers["location"].endswith("error=not_linked")
+
+    # The bot links the chat (as on /start l_<code>).
+    assert await staff_chats.link_chat(w.sm, BotKeyBox(os.urandom(32)), code, 700_000_123, now=w.clock())
+    page = vera.get("/awareness").text
+    assert 'id="telegram-linked"' in page and code not in page and 'id="telegram-link"' not in page
+
+    assert act(vera, broadcast_id, "test").headers["location"].endswith("done=test_queued")
+    async with w.sm() as session:
+        rows = (await session.execute(select(BroadcastTestSend.language, BroadcastTestSend.link_id, BroadcastTestSend.state)
+                                      .where(BroadcastTestSend.broadcast_id == broadcast_id))).all()
+    assert sorted(rows) == [("ar", link_id, "queued"), ("en", link_id, "queued")]
+    assert act(vera, broadcast_id, "test").headers["location"].endswith("error=test_pending")
+    page = vera.get(f"/awareness/broadcasts/{broadcast_id}").text
+    assert re.findall(r'<td class="test-state">([^<]+)</td>', page) == ["Queued", "Queued"]
+    async with w.sm.begin() as session:
+        await session.execute(update(BroadcastTestSend).where(BroadcastTestSend.language == "en").values(state="sent"))
+        await session.execute(update(BroadcastTestSend).where(BroadcastTestSend.language == "ar").values(state="failed"))
+    page = vera.get(f"/awareness/broadcasts/{broadcast_id}").text
+    assert sorted(re.findall(r'<td class="test-state">([^<]+)</td>', page)) == ["Failed", "Sent"]
+
+    # Unlink: the bot's row goes, and so does the link id.
+    page = vera.get("/awareness").text
+    assert vera.post("/awareness/telegram/unlink", data={"csrf": csrf_of(page)}).status_code == 303
+    async with w.sm() as session:
+        assert await session.get(StaffChat, link_id) is None
+        assert await session.scalar(select(StaffUser.chat_link_id).where(StaffUser.username == "vera")) is None
+    assert 'id="telegram-link-button"' in vera.get("/awareness").text
+
+    # Without the bot's user name no link is made, and the page says why.
+    w.console.settings = w.console.settings.model_copy(update={"bot_username": None})
+    page = vera.get("/awareness").text
+    assert "NAZAHA_BOT_USERNAME" in page and 'id="telegram-link-button"' not in page
+    refused = vera.post("/awareness/telegram/link", data={"csrf": csrf_of(page)})
+    assert "error=no_bot_username" in refused.headers["location"]
+
+
+async def test_a_removed_member_s_chat_is_unlinked(world):
+    w = world
+    vera = await member(w, "vera", "volunteer")
+    page = vera.get("/awareness").text
+    vera.post("/awareness/telegram/link", data={"csrf": csrf_of(page)})
+    code = re.search(r"start=l_([A-Za-z0-9_-]+)", vera.get("/awareness").text).group(1)
+    assert await staff_chats.link_chat(w.sm, BotKeyBox(os.urandom(32)), code, 700_000_124, now=w.clock())
+    assert await count(w, StaffChat) == 1
+    async with w.sm() as session:
+        vera_id = await session.scalar(select(StaffUser.id).where(StaffUser.username == "vera"))
+    page = w.admin_browser.get("/users").text
+    assert w.admin_browser.post(f"/users/{vera_id}/remove", data={"csrf": csrf_of(page)}).status_code == 303
+    assert await count(w, StaffChat) == 0
+
+
+# --------------------------------------------------------------- delivery and its controls
+
+
+async def test_progress_pause_resume_and_cancel(world):
+    w = world
+    vera = await member(w, "vera", "volunteer")
+    broadcast_id = compose(vera, to_channel="1")
+    act(vera, broadcast_id, "submit")
+    act(w.admin_browser, broadcast_id, "approve")
+    page = vera.get(f"/awareness/broadcasts/{broadcast_id}/progress").text
+    assert '<meta http-equiv="refresh" content="5">' in page  # approved: waiting for the sender
+    # The sender starts: outbox rows per recipient.
+    states = ["sent"] * 5 + ["queued"] * 4 + ["failed", "blocked", "blocked", "in_doubt", "sending", "skipped"]
+    async with w.sm.begin() as session:
+        for index, state in enumerate(states):
+            subscriber = Subscriber(chat_key=f"{index:064x}", sealed_chat=b"x", language="ar", active=True, joined_on=TODAY)
+            session.add(subscriber)
+            await session.flush()
+            session.add(BroadcastOutbox(broadcast_id=broadcast_id, subscriber_id=subscriber.id, state=state))
+        await session.execute(update(Broadcast).where(Broadcast.id == broadcast_id).values(
+            status="sending", started_at=w.clock(), channel_state="sent"))
+    page = vera.get(f"/awareness/broadcasts/{broadcast_id}/progress").text
+    counts = dict(re.findall(r'id="count-([a-z_]+)"><strong><bdi dir="ltr">(\d+)</bdi>', page))
+    assert counts == {"total": "15", "queued": "4", "sending": "1", "sent": "5", "failed": "1", "blocked": "2",
+                      "in_doubt": "1", "skipped": "1"}
+    assert '<meta http-equiv="refresh"' in page and 'id="channel-state">Sent<' in page
+    started = (w.clock() + dt.timedelta(hours=2)).strftime("%Y-%m-%d %H:%M")  # Palestine time in winter: UTC+2
+    assert f'<dd><bdi dir="ltr">{started}</bdi></dd>' in page
+    assert "5 / 15" in vera.get("/awareness/broadcasts").text
+
+    assert act(vera, broadcast_id, "pause").headers["location"].endswith("done=paused")
+    assert (await broadcast_row(w, broadcast_id)).status == "paused"
+    assert act(vera, broadcast_id, "pause").headers["location"].endswith("error=transition")
+    assert act(w.admin_browser, broadcast_id, "resume").headers["location"].endswith("done=resumed")
+    assert (await broadcast_row(w, broadcast_id)).status == "sending"
+    # Another volunteer can neither see nor change it.
+    nora = await member(w, "nora", "volunteer")
+    assert nora.get(f"/awareness/broadcasts/{broadcast_id}/progress").status_code == 404
+    assert nora.post(f"/awareness/broadcasts/{broadcast_id}/pause", data={"csrf": csrf_of(nora.get("/awareness").text)}).status_code == 404
+    assert act(vera, broadcast_id, "cancel").headers["location"].endswith("done=cancelled")
+    async with w.sm() as session:
+        left = dict((await session.execute(select(BroadcastOutbox.state, func.count()).where(
+            BroadcastOutbox.broadcast_id == broadcast_id).group_by(BroadcastOutbox.state))).all())
+    assert left["queued"] == 4  # the sender skips them (the console only reads the outbox)
+    page = vera.get(f"/awareness/broadcasts/{broadcast_id}/progress").text
+    assert '<meta http-equiv="refresh"' not in page
+    assert act(vera, broadcast_id, "resume").headers["location"].endswith("error=transition")
+
+
+# ------------------------------------------------------------------------- volunteers
+
+
+async def test_a_volunteer_reaches_no_case_url_and_the_menu_shows_only_awareness(world):
+    w = world
+    await make_case(w.sm, load_team_public_key(KeyPaths.for_data_dir(w.settings.data_dir)), designation="R-VOLNT2")
+    vera = await member(w, "vera", "volunteer")
+    assert vera.get("/").headers["location"] == "/awareness"
+    page = vera.get("/awareness").text
+    nav = re.search(r'<nav class="mainnav"[^>]*>(.*?)</nav>', page, re.S).group(1)
+    assert re.findall(r'href="([^"]+)"', nav) == ["/awareness"]
+    for area in ("/awareness/broadcasts", "/awareness/library", "/awareness/surveys", "/awareness/campaigns"):
+        assert vera.get(area).status_code == 200, area
+    # Every case, evidence, referral, statistics and admin URL answers 403.
+    prefixes = ("/cases", "/templates", "/users", "/audit", "/retention", "/statistics", "/keys")
+    routes = [(m, p) for m, p in console_routes(w.app) if p.startswith(prefixes)]
+    assert len(routes) > 30
+    token = csrf_of(page)
+    for method, route in routes:
+        path = re.sub(r"\{designation\}", "R-VOLNT2", route)
+        path = re.sub(r"\{[a-z_]+(:[a-z]+)?\}", "x" * 32, path)
+        answer = vera.request(method, path, data={"csrf": token})
+        assert answer.status_code == 403, (method, route, answer.status_code)
+    # Admin-only awareness actions too.
+    for method, path in (("GET", "/awareness/library/items/new"), ("GET", "/awareness/library/topics/new"),
+                         ("POST", "/awareness/library/topics"), ("POST", "/awareness/library/items"),
+                         ("POST", "/awareness/broadcasts/1/approve"), ("POST", "/awareness/broadcasts/1/reject")):
+        assert vera.request(method, path, data={"csrf": token}).status_code == 403, path
+    # A caseworker composes too, and sees Awareness beside the cases.
+    huda = await member(w, "huda", "caseworker")
+    nav = re.search(r'<nav class="mainnav"[^>]*>(.*?)</nav>', huda.get("/awareness").text, re.S).group(1)
+    assert "/cases" in nav and "/awareness" in nav
+    assert compose(huda) > 0
+
+
+# ----------------------------------------------------------------------- surveys, quizzes
+
+
+def result_cells(html: str, table: str) -> list[tuple[str, str]]:
+    body = re.search(rf'<table class="grid stats-table" id="{table}">.*?<tbody>(.*?)</tbody>', html, re.S)
+    assert body, f"no table {table}"
+    rows = []
+    for row in re.findall(r"<tr>(.*?)</tr>", body.group(1), re.S):
+        label = re.search(r"<bdi>([^<]*)</bdi>", row).group(1)
+        cells = re.findall(r'<td class="num[^"]*"[^>]*>(.*?)</td>', row, re.S)
+        rows.append((label, re.sub(r"<[^>]+>", "", cells[0]).strip()))
+    return rows
+
+
+async def set_counts(w, survey_id: int, counts: list[int]) -> None:
+    """As the bot's batches leave them (the rows were made when the survey opened)."""
+    async with w.sm.begin() as session:
+        for option, value in enumerate(counts):
+            await session.execute(update(SurveyCount).where(SurveyCount.survey_id == survey_id, SurveyCount.option == option)
+                                  .values(biased_count=biased(value)))
+
+
+async def test_survey_results_hide_cells_under_five_and_their_complement(world):
+    w = world
+    vera = await member(w, "vera", "volunteer")
+    survey_id = open_survey_via_http(vera)
+    async with w.sm() as session:  # opening made a row per option, at 0, in option order
+        made = (await session.execute(select(SurveyCount.option, SurveyCount.count).where(SurveyCount.survey_id == survey_id)
+                                      .order_by(SurveyCount.option))).all()
+    assert [tuple(r) for r in made] == [(0, 0), (1, 0), (2, 0)]
+    assert "Fewer than 5 answers so far" in vera.get(f"/awareness/surveys/{survey_id}").text
+    await set_counts(w, survey_id, [2, 1, 0])
+    page = vera.get(f"/awareness/surveys/{survey_id}").text
+    assert 'id="results-table-few"' in page and "Fewer than 5 answers so far" in page
+    assert 'id="results-table"' not in page
+    assert "fewer than 5" in vera.get("/awareness/surveys").text  # the list hides the total too
+
+    # One small cell would be the total minus the others: the smallest other is withheld.
+    await set_counts(w, survey_id, [3, 0, 9])
+    page = vera.get(f"/awareness/surveys/{survey_id}").text
+    assert result_cells(page, "results-table") == [("Yes", "fewer than 5"), ("No", "0"),
+                                                   ("Not sure", "withheld (it would reveal a small number)")]
+    assert re.search(r"<tfoot>.*?12.*?</tfoot>", page, re.S)
+    assert ">9<" not in page and ">3<" not in page
+
+    await set_counts(w, survey_id, [7, 6, 0])
+    page = vera.get(f"/awareness/surveys/{survey_id}").text
+    assert result_cells(page, "results-table") == [("Yes", "7"), ("No", "6"), ("Not sure", "0")]
+    assert "53.8%" in page and "46.2%" in page
+
+    # Closing deletes the "already answered" markers.
+    async with w.sm.begin() as session:
+        session.add(SurveyAnswerMarker(marker="a" * 64, survey_id=survey_id, expires_at=w.clock() + dt.timedelta(hours=2)))
+    page = vera.get(f"/awareness/surveys/{survey_id}").text
+    closed = vera.post(f"/awareness/surveys/{survey_id}/close", data={"csrf": csrf_of(page)})
+    assert closed.headers["location"].endswith("done=closed")
+    assert await count(w, SurveyAnswerMarker) == 0
+    async with w.sm() as session:
+        assert (await session.get(Survey, survey_id)).status == "closed"
+    # A closed survey is not offered to a broadcast.
+    assert f'<option value="{survey_id}"' not in vera.get("/awareness/broadcasts/new").text
+
+    # Validation: different numbers of answers per language; a single answer.
+    form = vera.get("/awareness/surveys/new")
+    refused = vera.post("/awareness/surveys", data={"csrf": csrf_of(form.text), "question_en": "Q?", "options_en": "a\nb\nc",
+                                                    "question_ar": "س؟", "options_ar": "أ\nب"})
+    assert refused.status_code == 400 and "same answers, in the same order" in refused.text
+    refused = vera.post("/awareness/surveys", data={"csrf": csrf_of(form.text), "question_en": "Q?", "options_en": "only one"})
+    assert refused.status_code == 400 and "2 to 8 answers" in refused.text
+
+
+async def test_quiz_results_show_the_summed_counts_and_hide_small_cells(world):
+    w = world
+    async with w.sm.begin() as session:
+        item = AwarenessItem(code="quiz-bribe", topic="forms", kind="quiz", position=1, origin="file", published=True, updated_on=TODAY)
+        session.add(item)
+        await session.flush()
+        item_id = item.id
+        session.add(AwarenessItemText(item_id=item_id, language="en", title="Is a gift to an official a bribe?",
+                                      options="Always\nIt depends\nNever", correct_option=1, body="It depends on why."))
+        # The bot's batches, summed over every poll sent for the item (in any language).
+        for option, value in enumerate((3, 0, 1)):
+            session.add(QuizCount(item_id=item_id, option=option, biased_count=biased(value)))
+    vera = await member(w, "vera", "volunteer")
+    page = vera.get(f"/awareness/library/items/{item_id}").text
+    assert "Fewer than 5 answers so far" in page
+    async with w.sm.begin() as session:
+        for option, more in enumerate((10, 3, 0)):
+            await session.execute(update(QuizCount).where(QuizCount.item_id == item_id, QuizCount.option == option)
+                                  .values(biased_count=QuizCount.biased_count + more))
+    page = vera.get(f"/awareness/library/items/{item_id}").text
+    assert result_cells(page, "quiz-table") == [("Always", "13"), ("It depends", "fewer than 5"), ("Never", "fewer than 5")]
+    assert re.search(r"<tfoot>.*?17.*?</tfoot>", page, re.S)
+    assert 'class="correct"' in page and "It depends on why." in page
+
+
+# ---------------------------------------------------------------------------- campaigns
+
+
+async def test_campaign_link_qr_code_opens_and_deactivation(world):
+    w = world
+    vera = await member(w, "vera", "volunteer")
+    page = vera.get("/awareness/campaigns").text
+    created = vera.post("/awareness/campaigns", data={"csrf": csrf_of(page), "name": "Birzeit posters", "code": "birzeit-2026", "target": "rights"})
+    assert created.status_code == 303
+    campaign_id = int(re.search(r"/awareness/campaigns/(\d+)", created.headers["location"]).group(1))
+    page = vera.get(created.headers["location"]).text
+    assert f'<a href="https://t.me/{BOT}?start=c_birzeit-2026"' in page
+    assert re.search(r'<figure class="qr" id="campaign-qr"><svg width="\d+" height="\d+" class="segno">', page)
+    png = vera.get(f"/awareness/campaigns/{campaign_id}/qr.png")
+    assert png.status_code == 200 and png.headers["content-type"] == "image/png" and png.content.startswith(b"\x89PNG")
+    assert 'filename="campaign-birzeit-2026.png"' in png.headers["content-disposition"]
+    with Image.open(io.BytesIO(png.content)) as image:
+        assert min(image.size) >= 300  # big enough for a poster
+
+    # Opens, as the bot counts them per day (a day's row is made for every active campaign:
+    # days without opens are not listed).
+    async with w.sm.begin() as session:
+        session.add(CampaignDay(campaign_id=campaign_id, day=TODAY - dt.timedelta(days=2), biased_opens=biased(0)))
+        session.add(CampaignDay(campaign_id=campaign_id, day=TODAY - dt.timedelta(days=1), biased_opens=biased(3)))
+        session.add(CampaignDay(campaign_id=campaign_id, day=TODAY, biased_opens=biased(2)))
+    page = vera.get(f"/awareness/campaigns/{campaign_id}").text
+    assert re.search(r'id="campaign-total"><bdi dir="ltr">5<', page)
+    assert re.findall(r'<td><bdi dir="ltr">(\d{4}-\d\d-\d\d)</bdi></td><td class="num"><bdi dir="ltr">(\d+)<', page) == [
+        ("2026-11-30", "2"), ("2026-11-29", "3")]
+    listing = vera.get("/awareness/campaigns").text
+    assert f"https://t.me/{BOT}?start=c_birzeit-2026" in listing
+
+    # Refusals: a bad code, a taken code, an unknown target; an empty code makes one.
+    for fields, message in (({"code": "with space"}, "1 to 30 Latin letters"), ({"code": "birzeit-2026"}, "This code is taken"),
+                            ({"target": "nowhere"}, "Choose what the link opens")):
+        data = {"csrf": csrf_of(listing), "name": "Another", "code": "", "target": "forms", **fields}
+        refused = vera.post("/awareness/campaigns", data=data)
+        assert refused.status_code == 400 and message in refused.text, fields
+    made = vera.post("/awareness/campaigns", data={"csrf": csrf_of(listing), "name": "Random", "code": "", "target": "forms"})
+    assert made.status_code == 303
+    async with w.sm() as session:
+        codes = (await session.scalars(select(Campaign.code))).all()
+    assert len(codes) == 2 and all(re.fullmatch(r"[A-Za-z0-9_-]{1,30}", c) for c in codes)
+
+    off = vera.post(f"/awareness/campaigns/{campaign_id}/active", data={"csrf": csrf_of(page), "active": "0"})
+    assert off.headers["location"].endswith("done=deactivated")
+    async with w.sm() as session:
+        assert (await session.get(Campaign, campaign_id)).active is False
+    assert 'id="campaign-state">inactive<' in vera.get(f"/awareness/campaigns/{campaign_id}").text
+
+
+# ------------------------------------------------------------------------------ library
+
+
+async def test_library_admins_edit_volunteers_read(world):
+    w = world
+    admin = w.admin_browser
+    page = admin.get("/awareness/library/items/new?topic=forms&kind=article")
+    assert page.status_code == 200
+    body = "A **bribe** is *any* advantage. See [the law](https://example.org/law)."
+    saved = admin.post("/awareness/library/items", data={
+        "csrf": csrf_of(page.text), "topic": "forms", "kind": "article", "code": "what-is-a-bribe", "published": "1",
+        "title_en": "What is a bribe?", "body_en": body, "sources_en": "Law No. 1 of 2005 (art. 1)",
+        "title_ar": "", "body_ar": "",
+    })
+    assert saved.status_code == 303, saved.text
+    item_id = int(re.search(r"/items/(\d+)", saved.headers["location"]).group(1))
+    async with w.sm() as session:
+        item = await session.get(AwarenessItem, item_id)
+        assert (item.origin, item.code, item.published, item.kind) == ("console", "what-is-a-bribe", True, "article")
+    vera = await member(w, "vera", "volunteer")
+    page = vera.get(f"/awareness/library/items/{item_id}").text
+    assert "<b>What is a bribe?</b><br>\n<br>\nA <b>bribe</b> is <i>any</i> advantage." in page
+    assert "advantage. See <a href=\"https://example.org/law\" rel=\"noopener noreferrer nofollow\">the law</a>.<br>\n<br>\nSources:<br>\n• Law No. 1 of 2005 (art. 1)" in page
+    assert 'id="edit-item"' not in page
+    assert vera.get(f"/awareness/library/items/{item_id}/edit").status_code == 403
+
+    # Too long, and a quiz with too many answers: refused with the language named.
+    form = admin.get(f"/awareness/library/items/{item_id}/edit")
+    refused = admin.post(f"/awareness/library/items/{item_id}", data={
+        "csrf": csrf_of(form.text), "topic": "forms", "published": "1", "title_en": "Long", "body_en": "x" * 4100})
+    assert refused.status_code == 400 and "longer than one Telegram message" in refused.text
+    form = admin.get("/awareness/library/items/new?topic=forms&kind=quiz")
+    refused = admin.post("/awareness/library/items", data={
+        "csrf": csrf_of(form.text), "topic": "forms", "kind": "quiz", "correct": "1",
+        "title_en": "Which?", "options_en": "\n".join(str(i) for i in range(11))})
+    assert refused.status_code == 400 and "2 to 10 answers" in refused.text
+    quiz = admin.post("/awareness/library/items", data={
+        "csrf": csrf_of(form.text), "topic": "forms", "kind": "quiz", "correct": "2", "published": "1",
+        "title_en": "Which is wasta?", "options_en": "A fee\nA favour for a relative\nA tax", "body_en": "Favouritism.",
+        "title_ar": "ما الواسطة؟", "options_ar": "رسوم\nمحاباة قريب\nضريبة", "body_ar": "المحاباة."})
+    assert quiz.status_code == 303
+    # A file item edited in the console is the console's from then on.
+    async with w.sm.begin() as session:
+        filed = AwarenessItem(code="from-file", topic="rights", kind="article", position=1, origin="file", published=True, updated_on=TODAY)
+        session.add(filed)
+        await session.flush()
+        filed_id = filed.id
+        session.add(AwarenessItemText(item_id=filed_id, language="en", title="Your right to know", body="Ask."))
+    page = admin.get(f"/awareness/library/items/{filed_id}").text
+    assert admin.post(f"/awareness/library/items/{filed_id}/publish", data={"csrf": csrf_of(page), "published": "0"}).status_code == 303
+    async with w.sm() as session:
+        filed = await session.get(AwarenessItem, filed_id)
+        assert (filed.published, filed.origin) == (False, "console")
+    # A new topic.
+    page = admin.get("/awareness/library/topics/new")
+    made = admin.post("/awareness/library/topics", data={"csrf": csrf_of(page.text), "code": "youth_groups",
+                                                        "title_en": "Youth groups", "title_ar": "مجموعات الشباب"})
+    assert made.status_code == 303
+    listing = vera.get("/awareness/library").text
+    assert 'id="topic-youth_groups"' in listing and "Youth groups" in listing and "What is a bribe?" in listing
+
+
+def test_the_console_accepts_every_item_of_the_content_files():
+    """What the console checks (Telegram's limits, the article as one message) agrees with
+    the content files the bot starts from: each of their items could be saved as it is."""
+    import tomllib
+    from pathlib import Path
+
+    from nazaha.awareness import library_editor as library
+
+    locales = Path(__file__).resolve().parent.parent / "nazaha" / "locales"
+    checked = 0
+    for language in ("ar", "en"):
+        for path in sorted((locales / language / "awareness").glob("*.toml")):
+            with path.open("rb") as f:
+                doc = tomllib.load(f)
+            assert len(doc["topic"]["title"]) <= library.TOPIC_TITLE_MAX, path
+            for item in doc.get("item", []):
+                if item["kind"] == "article":
+                    text = library.ItemText(item["title"], item["body"], sources="\n".join(item["sources"]))
+                else:
+                    text = library.ItemText(item["title"], item["explanation"], tuple(item["options"]), item["correct"],
+                                            "\n".join(item["sources"]))
+                assert library.checked_texts(item["kind"], {language: text}), (path.name, item["code"])
+                checked += 1
+    assert checked > 20
+
+
+async def test_what_staff_write_is_shown_as_text_everywhere(world):
+    w = world
+    script, image, link = "<script>window.x=1</script>", '<img src=x onerror="window.x=1">', "javascript:window.x=1"
+    admin = w.admin_browser
+    vera = await member(w, "vera", "volunteer")
+    survey_id = open_survey_via_http(vera, en=(f"Q {image}?", f"yes {script}\nno"), ar=("", ""))
+    broadcast_id = compose(vera, name=f"N {script}", language=["en"], body_en=f"**b** {image} [x]({link}) {script}",
+                           survey=str(survey_id))
+    page = w.admin_browser.get("/awareness/library/topics/new")
+    assert admin.post("/awareness/library/topics", data={"csrf": csrf_of(page.text), "code": "xss",
+                                                        "title_en": f"T {image}"[:40]}).status_code == 303
+    listing = vera.get("/awareness/campaigns").text
+    made = vera.post("/awareness/campaigns", data={"csrf": csrf_of(listing), "name": f"C {script}", "code": "", "target": "xss"})
+    campaign_id = int(re.search(r"/awareness/campaigns/(\d+)", made.headers["location"]).group(1))
+    pages = [vera.get(path).text for path in (
+        f"/awareness/broadcasts/{broadcast_id}", "/awareness/broadcasts", f"/awareness/broadcasts/{broadcast_id}/edit",
+        f"/awareness/broadcasts/{broadcast_id}/progress", f"/awareness/surveys/{survey_id}", "/awareness/surveys",
+        "/awareness/library", "/awareness/campaigns", f"/awareness/campaigns/{campaign_id}", "/awareness/broadcasts/new")]
+    for html in pages:
+        assert "<script>window" not in html and "<img src=x" not in html and 'href="javascript' not in html
+    assert "&lt;script&gt;window.x=1&lt;/script&gt;" in pages[0] and "&lt;img src=x onerror=" in pages[0]
+    assert "yes &lt;script&gt;" in pages[0]  # the survey's answer on its button
+
+
+async def test_surveys_past_their_last_day_are_closed_by_the_daily_pass(world):
+    from nazaha.admin.app import close_due_surveys
+
+    w = world
+    async with w.sm.begin() as session:
+        for code, closes_on in (("due", TODAY - dt.timedelta(days=1)), ("today", TODAY), ("none", None)):
+            survey = Survey(code=code, status="open", author_id=1, created_on=TODAY - dt.timedelta(days=9), closes_on=closes_on)
+            session.add(survey)
+            await session.flush()
+            session.add(SurveyAnswerMarker(marker=code.ljust(64, "0"), survey_id=survey.id, expires_at=w.clock() + dt.timedelta(hours=1)))
+    assert await close_due_surveys(w.console) == 1
+    async with w.sm() as session:
+        statuses = dict((await session.execute(select(Survey.code, Survey.status))).all())
+        markers = (await session.scalars(select(SurveyAnswerMarker.marker))).all()
+    assert statuses == {"due": "closed", "today": "open", "none": "open"}
+    assert sorted(m[:5].rstrip("0") for m in markers) == ["none", "today"]
