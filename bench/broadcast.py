@@ -395,7 +395,7 @@ async def bench(args: argparse.Namespace) -> list[dict[str, Any]]:
             results = []
             if emulator is not None:
                 if args.slow_seconds > 0:
-                    results.append(await run_case("emulator, one minute", emulator, db, args.slow_rate,
+                    results.append(await run_case(f"emulator, {args.slow_seconds:g} s", emulator, db, args.slow_rate,
                                                   args.slow_seconds, args.margin))
                     show(results[-1])
                 results.append(await run_case("emulator, whole list", emulator, db, args.fast_rate, None,

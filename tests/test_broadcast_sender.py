@@ -333,6 +333,23 @@ async def test_rows_in_flight_at_a_crash_are_in_doubt_and_never_sent_again(sessi
     assert sorted(delivered_per_chat(sandbox.emulator, TOKEN, users).values()) == [0] * 3 + [1] * 7
 
 
+async def test_subscribers_who_leave_after_the_start_get_nothing(sessionmaker, store, bot, box, sandbox):
+    users = started_users(sandbox.emulator, TOKEN, 4)
+    await subscribe(store, [(u, "ar", ()) for u in users])
+    broadcast_id = await add_broadcast(sessionmaker, {"ar": "x"})
+    sender = make_sender(sessionmaker, bot, store, box)
+    assert await sender.materialise(broadcast_id, "", "", False, utcnow()) == 4
+    await store.stop_now(users[0])  # /stop: the row goes with the subscription
+    async with write_transaction(sessionmaker) as session:  # blocked by another broadcast
+        await session.execute(
+            update(Subscriber).where(Subscriber.chat_key == store.chat_key(users[1])).values(active=False)
+        )
+    async with Running(sender):
+        await until_status(sessionmaker, broadcast_id, "done")
+    assert await outbox_states(sessionmaker, broadcast_id) == {"sent": 2, "skipped": 1, "total": 3}
+    assert delivered_per_chat(sandbox.emulator, TOKEN, users) == {users[0]: 0, users[1]: 0, users[2]: 1, users[3]: 1}
+
+
 async def test_a_clean_stop_puts_unsent_rows_back(sessionmaker, store, bot, box, sandbox):
     users = started_users(sandbox.emulator, TOKEN, 30)
     await subscribe(store, [(u, "ar", ()) for u in users])

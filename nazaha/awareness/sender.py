@@ -559,18 +559,20 @@ class BroadcastSender:
                 if content is None:
                     continue
                 self._content[broadcast_id] = content
-            jobs = await self._claim_rows(broadcast_id, min(wanted, self._batch), now)
-            if jobs is None:
+            claimed = await self._claim_rows(broadcast_id, min(wanted, self._batch), now)
+            if claimed is None:
                 continue
+            rows, jobs = claimed
             for job in jobs:
                 self._queue.put_nowait(job)
-            if len(jobs) < min(wanted, self._batch):
+            if rows < min(wanted, self._batch):
                 exhausted.append(broadcast_id)
         return exhausted
 
-    async def _claim_rows(self, broadcast_id: int, limit: int, now: dt.datetime) -> list[Job] | None:
+    async def _claim_rows(self, broadcast_id: int, limit: int, now: dt.datetime) -> tuple[int, list[Job]] | None:
         """Mark up to ``limit`` due rows ``sending`` (rows of subscribers no longer active:
-        ``skipped``) in one commit. None if the broadcast is no longer ``sending``."""
+        ``skipped``) in one commit: (rows taken, jobs to send). None if the broadcast is no
+        longer ``sending``."""
         o, s = BroadcastOutbox, Subscriber
         query = (
             select(o.id, o.subscriber_id, o.attempts, s.chat_key, s.sealed_chat, s.language, s.active)
@@ -599,7 +601,7 @@ class BroadcastSender:
             for state, ids in (("sending", active), ("skipped", inactive)):
                 for chunk in _chunks(ids):
                     await session.execute(update(o).where(o.id.in_(chunk)).values(state=state))
-        return [
+        return len(rows), [
             Job(r.id, broadcast_id, r.subscriber_id, r.attempts, r.chat_key, r.sealed_chat, r.language)
             for r in rows if r.active
         ]
