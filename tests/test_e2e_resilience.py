@@ -127,7 +127,7 @@ async def test_a_begun_report_leaves_the_preferences_row_as_browsing_does(fresh:
     await press_callback(browser, "m:learn")
     await browser.expect("Learn about corruption")
     await browser.send("hello")  # the bot's first run: nobody is told of a restart
-    await browser.expect("What would you like to do?")
+    await browser.expect("choose a topic with the buttons below")  # typed while in Learn
     assert not any("restarted" in (m["text"] or "") for m in await browser.messages())
 
     def same_but_language(rows: dict[str, dict]) -> None:
