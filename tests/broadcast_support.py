@@ -19,7 +19,6 @@ from nazaha.storage.awareness_models import (
     BroadcastImage,
     BroadcastTestSend,
     BroadcastVersion,
-    Subscriber,
 )
 from nazaha.storage.database import write_transaction
 
@@ -113,11 +112,6 @@ async def ask_test_send(sessionmaker: async_sessionmaker[AsyncSession], broadcas
 async def broadcast_row(sessionmaker: async_sessionmaker[AsyncSession], broadcast_id: int) -> Any:
     async with sessionmaker() as session:
         return (await session.execute(select(Broadcast).where(Broadcast.id == broadcast_id))).scalar_one()
-
-
-async def subscriber_states(sessionmaker: async_sessionmaker[AsyncSession]) -> dict[str, bool]:
-    async with sessionmaker() as session:
-        return dict((await session.execute(select(Subscriber.chat_key, Subscriber.active))).all())
 
 
 # ---- what the emulator saw ----------------------------------------------------------------

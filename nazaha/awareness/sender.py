@@ -16,8 +16,9 @@ sending. States (nazaha/storage/awareness_models.py):
   publication chat (``channel_state``).
 * **send**: queued rows (``next_attempt_at`` NULL or due) are claimed in id order, a small
   batch per transaction, and marked ``sending`` in that commit; a pool of workers sends
-  each through one :class:`~nazaha.awareness.pacing.Pacer` (``limits`` moving windows:
-  ``rate`` per second overall, ``chat_rate`` per subscriber); results are written back in
+  each through one :class:`~nazaha.awareness.pacing.Pacer` (``limits`` windows: 97 % of
+  ``rate`` per second overall, ``chat_rate`` per two seconds per subscriber, slots spread
+  evenly); results are written back in
   batches: ``sent``; ``failed`` (400 and other refusals, or transient errors
   ``max_attempts`` times); ``blocked`` (403; the subscriber is set inactive); ``queued``
   again with ``attempts + 1`` and a jittered exponential ``next_attempt_at`` (5xx,
