@@ -179,7 +179,8 @@ class Broadcast(Base):
     topics: Mapped[str] = mapped_column(String(512), default="")
     languages: Mapped[str] = mapped_column(String(32), default="")
     to_channel: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
-    # The post to the publication chat(s): None (not asked), queued, sent, failed.
+    # The post to the publication chat(s): None (not asked), queued, sending, sent, failed,
+    # skipped (cancelled first), in_doubt (in flight at a crash: not posted again).
     channel_state: Mapped[str | None] = mapped_column(String(16))
     survey_id: Mapped[int | None] = mapped_column(
         Integer, ForeignKey("surveys.id", ondelete="SET NULL")
