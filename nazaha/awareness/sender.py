@@ -108,6 +108,7 @@ log = logging.getLogger(__name__)
 BROADCAST_RETRY = RetryPolicy(max_attempts=5, backoff_base=0.5, backoff_cap=8.0)
 FLUSH_SECONDS = 0.5  # results are written a batch at a time, or this long after they are known
 SENDING_POLL = 1.0  # seconds between passes at the most while a broadcast is sending
+SHUTDOWN_GRACE = 5.0  # seconds a stop waits for the answers to sends in flight
 CHUNK = 500  # ids per IN (...) list
 
 
@@ -320,7 +321,8 @@ class BroadcastSender:
         self._workers = workers or min(64, max(4, pacer.rate // 4))
         self._now = now
         self._queue: asyncio.Queue[Job] = asyncio.Queue()
-        self._in_hand: set[Job] = set()
+        self._in_hand: set[Job] = set()  # taken from the queue by a worker, not yet done
+        self._stopping = False
         self._results: list[Result] = []
         self._results_ready = asyncio.Event()  # results wait to be written
         self._results_full = asyncio.Event()  # a batch of them
@@ -344,8 +346,9 @@ class BroadcastSender:
         self._wake.set()
 
     async def run(self) -> None:
-        """Recover, then send until cancelled. On cancellation rows not yet handed to
-        Telegram go back to ``queued`` and known results are written."""
+        """Recover, then send until cancelled. On cancellation sends in flight get
+        ``SHUTDOWN_GRACE`` seconds to be answered, rows not yet handed to Telegram go back
+        to ``queued``, and the results are written."""
         while True:
             try:
                 await self.recover()
@@ -377,6 +380,12 @@ class BroadcastSender:
             await self._shutdown(workers, flusher)
 
     async def _shutdown(self, workers: list[asyncio.Task[None]], flusher: asyncio.Task[None]) -> None:
+        """Sends already handed to Telegram get ``SHUTDOWN_GRACE`` seconds to be answered
+        (their results are written); everything else stops at once."""
+        self._stopping = True
+        deadline = time.monotonic() + SHUTDOWN_GRACE
+        while any(job.started for job in self._in_hand) and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
         tasks = [*workers, flusher, *self._side_tasks]
         for task in tasks:
             task.cancel()
@@ -664,7 +673,7 @@ class BroadcastSender:
     # ---- sending ------------------------------------------------------------------------
 
     async def _worker(self) -> None:
-        while True:
+        while not self._stopping:
             job = await self._queue.get()
             self._in_hand.add(job)
             if self._refill_wanted and self._queue.qsize() < self._batch:
@@ -708,6 +717,8 @@ class BroadcastSender:
             log.warning("broadcast %d: a subscriber row could not be opened", job.broadcast_id)
             return Result(job.row_id, job.subscriber_id, "failed", job.attempts)
         await self.pacer.acquire(f"s{job.subscriber_id}")
+        if self._stopping:
+            return Result(job.row_id, job.subscriber_id, "queued", job.attempts)
         if self._status.get(job.broadcast_id) != "sending":  # paused while waiting (a 429)
             return self._returned(job)
         job.started = True
