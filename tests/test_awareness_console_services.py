@@ -127,3 +127,25 @@ async def test_survey_results_and_campaigns(sessionmaker):
         assert (item.origin, item.published, item.texts["en"].options) == ("console", False, ("A", "B"))
         assert any(t.code == code for t in await library.library(session))
         assert await session.get(AwarenessTopic, code) is not None
+
+
+async def test_a_campaign_opens_a_topic_or_an_article_never_a_quiz_question(sessionmaker):
+    """A tester's campaign to a quiz question opened the welcome: quiz questions are no
+    longer offered as targets, and one given anyway is refused."""
+    from nazaha.storage.awareness_models import AwarenessItem
+
+    code = await topic(sessionmaker)
+    quiz_code, article_code = "q" + secrets.token_hex(6), "a" + secrets.token_hex(6)
+    async with write_session(sessionmaker) as session:
+        for item_code, kind in ((quiz_code, "quiz"), (article_code, "article")):
+            session.add(AwarenessItem(code=item_code, topic=code, kind=kind, position=1, origin="console",
+                                      published=True, updated_on=NOW.date()))
+    async with sessionmaker() as session:
+        targets = [target for target, _kind, _topic in await library.campaign_targets(session)]
+    assert f"item:{article_code}" in targets and code in targets
+    assert f"item:{quiz_code}" not in targets
+    with pytest.raises(campaigns.CampaignError):
+        async with write_session(sessionmaker) as session:
+            await campaigns.create_campaign(session, name="Quiz", code="", target=f"item:{quiz_code}", today=NOW.date())
+    async with write_session(sessionmaker) as session:
+        await session.execute(text("DELETE FROM awareness_items WHERE code IN (:a, :b)"), {"a": quiz_code, "b": article_code})

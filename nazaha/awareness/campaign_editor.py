@@ -118,7 +118,9 @@ async def get_campaign(session: AsyncSession, campaign_id: int) -> CampaignView:
 async def _target_exists(session: AsyncSession, target: str) -> bool:
     if target.startswith(ITEM_TARGET):
         return await session.scalar(
-            select(func.count()).select_from(AwarenessItem).where(AwarenessItem.code == target[len(ITEM_TARGET):])
+            select(func.count()).select_from(AwarenessItem).where(
+                AwarenessItem.code == target[len(ITEM_TARGET):], AwarenessItem.kind == "article"
+            )
         ) > 0
     return await session.get(AwarenessTopic, target) is not None
 

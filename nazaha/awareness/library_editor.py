@@ -281,11 +281,15 @@ def article_preview(text: ItemText, language: str) -> tuple[str, int]:
 
 async def campaign_targets(session: AsyncSession) -> list[tuple[str, str, str]]:
     """What a campaign link may open: ``(target, kind, topic)`` for every topic
-    (``target`` its code) and every published item (``item:<code>``)."""
+    (``target`` its code) and every published article (``item:<code>``), in the order the
+    bot lists them. Quiz questions are not targets: the bot opens a campaign's topic or
+    article, and a quiz is reached from its topic."""
     targets = [(code, "topic", code) for code in (await session.scalars(select(AwarenessTopic.code).order_by(AwarenessTopic.position, AwarenessTopic.code))).all()]
     rows = await session.execute(
-        select(AwarenessItem.code, AwarenessItem.topic).where(AwarenessItem.published.is_(True))
-        .order_by(AwarenessItem.topic, AwarenessItem.position, AwarenessItem.id)
+        select(AwarenessItem.code, AwarenessItem.topic)
+        .join(AwarenessTopic, AwarenessTopic.code == AwarenessItem.topic)
+        .where(AwarenessItem.published.is_(True), AwarenessItem.kind == "article")
+        .order_by(AwarenessTopic.position, AwarenessItem.topic, AwarenessItem.position, AwarenessItem.id)
     )
     targets.extend((f"item:{code}", "item", topic) for code, topic in rows.all())
     return targets
