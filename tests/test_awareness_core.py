@@ -132,3 +132,15 @@ async def test_a_staff_chat_link_code_works_once_and_expires(sessionmaker) -> No
     )
     await staff_chats.unlink(sessionmaker, link_id)
     assert not await staff_chats.is_linked(sessionmaker, link_id)
+
+
+@pytest.mark.parametrize("separator", ["\n", "\r\n", "\u2028", "\u2029", "\x85", "\x0b"])
+def test_survey_options_split_the_same_for_the_console_the_sender_and_the_bot(separator) -> None:
+    """An attacker's option "Yes<U+2028>No" showed one button in the preview and went out as
+    two, shifting every answer after it: every reader now splits with one function."""
+    from nazaha.awareness import sender, survey_answers, surveys
+
+    text = f"Yes{separator}No\nNot sure"
+    assert surveys.split_options(text) == ["Yes", "No", "Not sure"]
+    assert survey_answers._lines(text) == surveys.split_options(text)
+    assert sender.split_options is surveys.split_options

@@ -81,6 +81,7 @@ from nazaha.awareness.broadcast_message import UNSUBSCRIBE_DATA, BroadcastMessag
 from nazaha.awareness.pacing import Pacer
 from nazaha.awareness.staff_chats import open_staff_chat
 from nazaha.awareness.subscribers import SubscriberStore
+from nazaha.awareness.surveys import split_options
 from nazaha.bot.retry import BOT_API, RetryPolicy
 from nazaha.bot.telegram_session import results_unused
 from nazaha.storage.awareness_models import (
@@ -254,7 +255,7 @@ async def load_content(session: AsyncSession, broadcast_id: int) -> Content | No
             )
             content.survey_code = survey.code
             content.survey_options = {
-                language: tuple(line.strip() for line in options.splitlines() if line.strip())
+                language: tuple(split_options(options))
                 for language, options in texts.all()
             }
     return content

@@ -95,7 +95,9 @@ def valid_code(code: str) -> bool:
 
 
 def _lines(text: str | None) -> list[str]:
-    return [line.strip() for line in (text or "").split("\n") if line.strip()]
+    from nazaha.awareness.surveys import split_options  # the one split (see there)
+
+    return split_options(text)
 
 
 async def write_survey_counts(session: AsyncSession, batch: Batch) -> None:

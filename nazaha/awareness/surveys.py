@@ -62,9 +62,13 @@ class SurveyError(ValueError):
         self.code = code
 
 
-def split_options(text: str) -> list[str]:
-    """One option per line; blank lines and surrounding spaces dropped."""
-    return [line.strip() for line in text.replace("\r", "\n").split("\n") if line.strip()]
+def split_options(text: str | None) -> list[str]:
+    """One option per line; blank lines and surrounding spaces dropped. Every line boundary
+    Python knows (``str.splitlines``: \\n, \\r, U+2028, U+0085, \\v, ...) separates options,
+    and this is the ONE split the console, its preview, the count rows, the sender's buttons
+    and the bot's answers all use: an option holding U+2028 once showed as one button in
+    the preview and went out as two, shifting every answer after it."""
+    return [line.strip() for line in (text or "").splitlines() if line.strip()]
 
 
 @dataclass(frozen=True)
