@@ -103,11 +103,11 @@ async def invite_volunteer(admin, volunteer, console: LiveConsole, username: str
 
 async def set_outbox(console: LiveConsole, broadcast_id: int, states: list[str]) -> None:
     """Play the sender: one outbox row per recipient in ``states`` (rows made as needed).
-    BEGIN IMMEDIATE (write_session) waits for the console's writers instead of failing with
-    "database is locked" when a deferred transaction tries to upgrade."""
-    from nazaha.storage.database import write_session
+    A write transaction (BEGIN IMMEDIATE, the engine's writer lock) waits for the console's
+    writers instead of failing with "database is locked" when a deferred one upgrades."""
+    from nazaha.storage.database import write_transaction
 
-    async with write_session(console.sessionmaker) as session:
+    async with write_transaction(console.sessionmaker) as session:
         rows = (await session.scalars(select(BroadcastOutbox).where(BroadcastOutbox.broadcast_id == broadcast_id)
                                       .order_by(BroadcastOutbox.id))).all()
         for index, state in enumerate(states):

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from nazaha.storage.awareness_models import StaffChat, StaffChatCode
 from nazaha.storage.crypto import BotKeyBox
-from nazaha.storage.database import engine_of, upsert_op, write_lock_for, write_session
+from nazaha.storage.database import engine_of, upsert_op, write_transaction
 
 __all__ = ["CODE_TTL", "PURPOSE", "new_link_code", "link_chat", "open_staff_chat", "unlink", "is_linked"]
 
@@ -32,11 +32,7 @@ def _hash(code: str) -> str:
 
 
 async def _write(sessionmaker: async_sessionmaker[AsyncSession], op) -> object:
-    lock = write_lock_for(engine_of(sessionmaker))
-    if lock is None:
-        async with write_session(sessionmaker) as session:
-            return await op(session)
-    async with lock, write_session(sessionmaker) as session:
+    async with write_transaction(sessionmaker) as session:
         return await op(session)
 
 

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from nazaha.storage.awareness_models import Subscriber, SubscriberTopic
 from nazaha.storage.crypto import BotKeyBox, pseudonym
-from nazaha.storage.database import engine_of, upsert_op, write_lock_for, write_session
+from nazaha.storage.database import engine_of, upsert_op, write_transaction
 from nazaha.storage.unit_of_work import UnitOfWork, active_uow
 
 __all__ = ["Subscription", "SubscriberStore", "PURPOSE"]
@@ -205,12 +205,7 @@ class SubscriberStore:
         return len(rows)
 
     async def _write_now(self, op) -> None:
-        lock = write_lock_for(engine_of(self._sessionmaker))
-        if lock is None:
-            async with write_session(self._sessionmaker) as session:
-                await op(session)
-            return
-        async with lock, write_session(self._sessionmaker) as session:
+        async with write_transaction(self._sessionmaker) as session:
             await op(session)
 
     @staticmethod

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from nazaha.awareness.surveys import split_options  # the one split (see there)
 from nazaha.awareness.tally import DEFAULT_MIN_BATCH, Batch, Tally, add_counts, ensure_rows
 
 from nazaha.storage.awareness_models import (
@@ -94,12 +95,6 @@ def valid_code(code: str) -> bool:
     return 0 < len(code) <= 16 and set(code) <= CODE_CHARS
 
 
-def _lines(text: str | None) -> list[str]:
-    from nazaha.awareness.surveys import split_options  # the one split (see there)
-
-    return split_options(text)
-
-
 async def write_survey_counts(session: AsyncSession, batch: Batch) -> None:
     """A batch of ``((survey id, option), n)``: first the rows of every option of each
     survey in it that are missing (count 0, option order), then the additions."""
@@ -110,7 +105,7 @@ async def write_survey_counts(session: AsyncSession, batch: Batch) -> None:
             select(SurveyText.survey_id, SurveyText.options).where(SurveyText.survey_id.in_(survey_ids))
         )
     ).all():
-        options[survey_id] = max(options.get(survey_id, 0), len(_lines(text)))
+        options[survey_id] = max(options.get(survey_id, 0), len(split_options(text)))
     keys = [(survey_id, option) for survey_id in survey_ids for option in range(options.get(survey_id, 0))]
     table, key_names = SurveyCount.__table__, ("survey_id", "option")
     await ensure_rows(session, table, key_names, keys)
@@ -197,7 +192,7 @@ class SurveyAnswers:
         )
         texts: dict[int, dict[str, tuple[str, tuple[str, ...]]]] = {}
         for survey_id, language, question, options in rows:
-            listed = tuple(_lines(options))
+            listed = tuple(split_options(options))
             if question and len(listed) >= 2:
                 texts.setdefault(survey_id, {})[language] = (question, listed)
         return texts
