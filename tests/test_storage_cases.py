@@ -179,7 +179,7 @@ async def test_upgrade_keeps_existing_reports_and_downgrade_keeps_their_fields(s
         await upgrade_database(sqlite_url)  # and up again, to the newest
         async with engine.connect() as conn:
             assert (await conn.execute(text("SELECT count(*) FROM report_fields"))).scalar() == 1
-            assert (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar() == "0009"
+            assert (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar() == "0012"
     finally:
         await engine.dispose()
 

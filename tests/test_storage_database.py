@@ -159,13 +159,16 @@ DRAFT_MARKER = "مسودة بلاغ draft-marker-2718"
 REPORT_ID = "a" * 32
 
 
-async def test_head_is_0009_awareness_tables_epochs_indexes_outcome_and_key_column_come_and_go_and_neither_0004_nor_0003_can_be_downgraded(sqlite_url: str):
+async def test_head_is_0012_awareness_fixes_0009_awareness_tables_epochs_indexes_outcome_and_key_column_come_and_go_and_neither_0004_nor_0003_can_be_downgraded(sqlite_url: str):
     from alembic import command
     from alembic.script import ScriptDirectory
 
     config = alembic_config(sqlite_url)
     script = ScriptDirectory.from_config(config)
-    assert script.get_current_head() == "0009"
+    assert script.get_current_head() == "0012"
+    assert script.get_revision("0012").down_revision == "0011"
+    assert script.get_revision("0011").down_revision == "0010"
+    assert script.get_revision("0010").down_revision == "0009"
     assert script.get_revision("0009").down_revision == "0008"
     assert script.get_revision("0008").down_revision == "0007"
     assert script.get_revision("0007").down_revision == "0006"
@@ -238,7 +241,7 @@ async def test_head_is_0009_awareness_tables_epochs_indexes_outcome_and_key_colu
         assert await version() == "0004" and not inbox & await indexes()
         async with engine.begin() as conn:
             await conn.run_sync(migrate(command.upgrade, "head"))
-        assert await version() == "0009" and inbox <= await indexes()
+        assert await version() == "0012" and inbox <= await indexes()
         assert await received_columns() == [*received_0005, "outcome"]
         async with engine.connect() as conn:  # the old report comes back with no key, epoch 0
             keys = (await conn.execute(text("SELECT reporter_public_key, key_epoch FROM reports"))).all()
@@ -250,7 +253,7 @@ async def test_head_is_0009_awareness_tables_epochs_indexes_outcome_and_key_colu
             with pytest.raises(NotImplementedError, match="backup"):
                 async with engine.begin() as conn:
                     await conn.run_sync(migrate(command.downgrade, target))
-            assert await version() == "0009"
+            assert await version() == "0012"
         assert inbox <= await indexes()  # nothing was undone
         await check_database(engine)
         assert await _schema_diff(engine) == []
@@ -466,7 +469,7 @@ async def test_upgrade_from_0003_maps_the_old_codes_and_adds_the_withdrawal_days
             ).all()
             fields = (await conn.execute(text("SELECT report_id, name, sealed FROM report_fields"))).all()
             version = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar()
-        assert version == "0009"
+        assert version == "0012"
         for name in ("contact_withdrawn_on", "withdrawn_on"):
             assert columns[name]["nullable"] and "DATE" in str(columns[name]["type"]).upper()
         assert [(r.id[:2], r.status, r.outcome) for r in rows] == [

@@ -1,5 +1,5 @@
 """Upgrading an older data dir: from before 0003, secrets rotated, drafts gone, WAL truncated;
-from 0003, only the workflow's codes change (0004), 0005 adds indexes, 0006 the outcome to one of them 0007 a nullable column, 0008 the case key epochs and 0009 the awareness tables."""
+from 0003, only the workflow's codes change (0004), 0005 adds indexes, 0006 the outcome to one of them 0007 a nullable column, 0008 the case key epochs 0009 the awareness tables and 0010-0012 the awareness trial's fixes."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ async def test_upgrade_from_0002_rotates_the_bot_secrets_and_scrubs_old_rows(dat
     settings = Settings(data_dir=data_dir, database_url=sqlite_url)
     result = await upgrade_data_dir(settings)
     assert result.scrubbed and not result.rotate_env_secrets
-    assert await current_revision(sqlite_url) == "0009"
+    assert await current_revision(sqlite_url) == "0012"
     assert paths.bot_key.read_bytes() != old_key
     assert paths.pepper.read_bytes() != old_pepper
     with sqlite3.connect(data_dir / "nazaha.db") as db:
@@ -59,7 +59,7 @@ async def test_upgrade_from_0003_maps_old_codes_and_keeps_the_secrets(data_dir, 
             )
     result = await upgrade_data_dir(Settings(data_dir=data_dir, database_url=sqlite_url))
     assert not result.scrubbed and not result.rotate_env_secrets
-    assert await current_revision(sqlite_url) == "0009"
+    assert await current_revision(sqlite_url) == "0012"
     assert (paths.bot_key.read_bytes(), paths.pepper.read_bytes()) == (key, pepper)
     with sqlite3.connect(data_dir / "nazaha.db") as db:
         rows = db.execute(
