@@ -4,7 +4,10 @@ items and campaigns. (The pages over HTTP: tests/test_console_awareness.py.)"""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import os
+import re
 import secrets
 
 import pytest
@@ -13,13 +16,19 @@ from sqlalchemy import select, text, update
 from nazaha.awareness import broadcasts, surveys
 from nazaha.awareness import campaign_editor as campaigns
 from nazaha.awareness import library_editor as library
+from nazaha.awareness.broadcast_revision import RevisionSurvey, revision
+from nazaha.awareness.pacing import Pacer
+from nazaha.awareness.sender import BroadcastSender
+from nazaha.awareness.subscribers import SubscriberStore
 from nazaha.storage.awareness_models import (
     AwarenessTopic,
+    Broadcast,
     BroadcastOutbox,
     Subscriber,
     SurveyCount,
     biased,
 )
+from nazaha.storage.crypto import BotKeyBox
 from nazaha.storage.database import write_session
 
 NOW = dt.datetime(2026, 11, 30, 9, 0, tzinfo=dt.timezone.utc)
@@ -61,13 +70,15 @@ async def test_a_broadcast_from_draft_to_approval_and_its_progress(sessionmaker)
         mine = await broadcasts.list_broadcasts(session, author=7)
         assert broadcast_id in [b.id for b in mine]
     async with write_session(sessionmaker) as session:
-        await broadcasts.submit(session, broadcast_id, author=7)
+        await broadcasts.submit(session, broadcast_id, author=7, now=NOW)
+    async with sessionmaker() as session:
+        revision = await broadcasts.current_revision(session, broadcast_id)
     with pytest.raises(broadcasts.BroadcastError) as refused:
         async with write_session(sessionmaker) as session:
-            await broadcasts.approve(session, broadcast_id, reviewer=7, now=NOW)
+            await broadcasts.approve(session, broadcast_id, reviewer=7, now=NOW, revision=revision)
     assert refused.value.code == "own_broadcast"
     async with write_session(sessionmaker) as session:
-        await broadcasts.approve(session, broadcast_id, reviewer=9, now=NOW)
+        await broadcasts.approve(session, broadcast_id, reviewer=9, now=NOW, revision=revision)
         for index, state in enumerate(["sent", "sent", "queued", "blocked"]):
             subscriber = Subscriber(chat_key=secrets.token_hex(32), sealed_chat=b"x", language="en", joined_on=NOW.date())
             session.add(subscriber)
@@ -85,6 +96,170 @@ async def test_a_broadcast_from_draft_to_approval_and_its_progress(sessionmaker)
     assert sorted(states) == ["blocked", "queued", "sent", "sent"]  # the sender skips the queued one
     async with sessionmaker() as session:
         assert (await broadcasts.get_broadcast(session, broadcast_id, viewer=7, admin=False)).status == "cancelled"
+
+
+async def refusal(sessionmaker, change) -> str:
+    """The code ``change(session)`` is refused with (its transaction rolled back)."""
+    with pytest.raises(broadcasts.BroadcastError) as refused:
+        async with write_session(sessionmaker) as session:
+            await change(session)
+    return refused.value.code
+
+
+async def revision_now(sessionmaker, broadcast_id: int) -> str:
+    async with sessionmaker() as session:
+        return await broadcasts.current_revision(session, broadcast_id)
+
+
+async def row_of(sessionmaker, broadcast_id: int) -> Broadcast:
+    async with sessionmaker() as session:
+        return await session.get(Broadcast, broadcast_id)
+
+
+def test_the_revision_covers_everything_that_is_sent_and_nothing_else():
+    survey = RevisionSurvey(3, {"en": ("Would you report?", ("Yes", "No")), "ar": ("هل تبلغ؟", ("نعم", "لا"))})
+    base = dict(bodies={"ar": "نص", "en": "Text"}, image=b"\xff\xd8 a jpeg", survey=survey, topics=("rights", "forms"),
+                languages=("ar", "en"), to_channel=False, send_at=NOW)
+    first = revision(**base)
+    assert re.fullmatch(r"[0-9a-f]{64}", first)
+    # The same content, however it is given, is the same revision.
+    assert revision(**base) == first
+    assert revision(**{**base, "topics": ("forms", "rights", "forms")}) == first  # a set
+    assert revision(**{**base, "bodies": {"en": "Text", "ar": "نص"}}) == first
+    assert revision(**{**base, "send_at": NOW.astimezone(dt.timezone(dt.timedelta(hours=2)))}) == first  # same moment
+    assert revision(**{**base, "send_at": NOW.replace(tzinfo=None)}) == first  # SQLite's naive UTC
+    # Anything that is sent changes it.
+    changes = {
+        "a text": {"bodies": {"ar": "نص", "en": "Text."}},
+        "a version less": {"bodies": {"ar": "نص"}},
+        "the image": {"image": b"\xff\xd8 another jpeg"},
+        "no image": {"image": None},
+        "another survey": {"survey": RevisionSurvey(4, survey.texts)},
+        "a survey question": {"survey": RevisionSurvey(3, {**survey.texts, "en": ("Would you tell?", ("Yes", "No"))})},
+        "a survey option": {"survey": RevisionSurvey(3, {**survey.texts, "en": ("Would you report?", ("Yes", "Never"))})},
+        "no survey": {"survey": None},
+        "the topics": {"topics": ("rights",)},
+        "every topic": {"topics": ()},
+        "the languages": {"languages": ("ar",)},
+        "their order (the channel's language)": {"languages": ("en", "ar")},
+        "the channel": {"to_channel": True},
+        "the time": {"send_at": NOW + dt.timedelta(minutes=1)},
+        "no time": {"send_at": None},
+    }
+    seen = {first: "the base"}
+    for what, change in changes.items():
+        other = revision(**{**base, **change})
+        assert other not in seen, (what, seen.get(other))
+        seen[other] = what
+
+
+async def test_approval_and_rejection_apply_only_to_the_revision_the_reviewer_read(sessionmaker):
+    """The trial: the author took a broadcast back, changed it and submitted it again while
+    an administrator's page was open, and the administrator's Approve approved a text they
+    never saw."""
+    code = await topic(sessionmaker)
+    composition = broadcasts.Composition(name="Meeting", bodies={"en": "Meet us on Monday."}, topics=(code,),
+                                         languages=("en",), send_at=NOW + dt.timedelta(days=1))
+    async with write_session(sessionmaker) as session:
+        broadcast_id = await broadcasts.save_broadcast(session, composition, author=7, now=NOW, channel_available=False)
+        await broadcasts.submit(session, broadcast_id, author=7, now=NOW)
+    read = await revision_now(sessionmaker, broadcast_id)  # the administrator opens the page
+    async with write_session(sessionmaker) as session:  # meanwhile the author changes it
+        await broadcasts.withdraw(session, broadcast_id, author=7)
+        changed = dataclasses.replace(composition, bodies={"en": "Meet us on Tuesday."})
+        await broadcasts.save_broadcast(session, changed, author=7, now=NOW, channel_available=False, broadcast_id=broadcast_id)
+        await broadcasts.submit(session, broadcast_id, author=7, now=NOW)
+    current = await revision_now(sessionmaker, broadcast_id)
+    assert current != read
+    assert await refusal(sessionmaker, lambda s: broadcasts.approve(s, broadcast_id, reviewer=9, now=NOW, revision=read)) == "changed"
+    assert await refusal(sessionmaker, lambda s: broadcasts.reject(s, broadcast_id, reviewer=9, note="No", revision=read)) == "changed"
+    assert await refusal(sessionmaker, lambda s: broadcasts.approve(s, broadcast_id, reviewer=9, now=NOW, revision="")) == "changed"
+    row = await row_of(sessionmaker, broadcast_id)
+    assert (row.status, row.approved_by, row.review_note) == ("submitted", None, "")
+    # Taken back and submitted again unchanged: the same revision, still the one read.
+    async with write_session(sessionmaker) as session:
+        await broadcasts.withdraw(session, broadcast_id, author=7)
+        await broadcasts.submit(session, broadcast_id, author=7, now=NOW)
+    assert await revision_now(sessionmaker, broadcast_id) == current
+    # The author cannot send their own broadcast back (they take it back), nor approve it.
+    assert await refusal(sessionmaker, lambda s: broadcasts.reject(s, broadcast_id, reviewer=7, note="x", revision=current)) == "own_rejection"
+    assert await refusal(sessionmaker, lambda s: broadcasts.approve(s, broadcast_id, reviewer=7, now=NOW, revision=current)) == "own_broadcast"
+    async with write_session(sessionmaker) as session:
+        await broadcasts.approve(session, broadcast_id, reviewer=9, now=NOW, revision=current)
+    row = await row_of(sessionmaker, broadcast_id)
+    assert (row.status, row.approved_by) == ("approved", 9)
+
+
+async def test_approving_after_the_time_set_needs_send_now_or_a_new_time(sessionmaker):
+    composition = broadcasts.Composition(name="Morning", bodies={"en": "Good morning."}, topics=(), languages=("en",),
+                                         send_at=NOW + dt.timedelta(hours=1))
+    ids = []
+    async with write_session(sessionmaker) as session:
+        for _ in range(3):
+            broadcast_id = await broadcasts.save_broadcast(session, composition, author=7, now=NOW, channel_available=False)
+            ids.append(broadcast_id)
+        for broadcast_id in ids[:2]:
+            await broadcasts.submit(session, broadcast_id, author=7, now=NOW)
+    later = NOW + dt.timedelta(hours=2)  # the review comes after the time set
+    # A draft whose time has passed is not submitted: its author chooses a new time first.
+    assert await refusal(sessionmaker, lambda s: broadcasts.submit(s, ids[2], author=7, now=later)) == "send_at_past"
+    rescheduled, sent_now = ids[:2]
+    read = await revision_now(sessionmaker, rescheduled)
+    assert await refusal(sessionmaker, lambda s: broadcasts.approve(s, rescheduled, reviewer=9, now=later, revision=read)) == "send_at_passed"
+    assert await refusal(sessionmaker, lambda s: broadcasts.approve(
+        s, rescheduled, reviewer=9, now=later, revision=read, send_at=later - dt.timedelta(minutes=1))) == "new_time"
+    assert (await row_of(sessionmaker, rescheduled)).status == "submitted"
+    tomorrow = NOW + dt.timedelta(days=1)
+    async with write_session(sessionmaker) as session:
+        await broadcasts.approve(session, rescheduled, reviewer=9, now=later, revision=read, send_at=tomorrow)
+        await broadcasts.approve(session, sent_now, reviewer=9, now=later, send_now=True,
+                                 revision=await broadcasts.current_revision(session, sent_now))
+    row = await row_of(sessionmaker, rescheduled)
+    assert (row.status, row.send_at) == ("approved", tomorrow)
+    row = await row_of(sessionmaker, sent_now)
+    assert (row.status, row.send_at) == ("approved", NOW + dt.timedelta(hours=1))  # past: the sender starts it at once
+
+
+async def test_a_broadcast_whose_survey_closed_meanwhile_is_not_approved(sessionmaker):
+    """Its answer buttons would not go out (the sender leaves a closed survey's out)."""
+    async with write_session(sessionmaker) as session:
+        survey_id = await surveys.save_survey(
+            session, surveys.SurveyInput({"en": ("Would you report?", "Yes\nNo")}, None), author=7, today=NOW.date())
+        await surveys.open_survey(session, survey_id, author=7, admin=False, today=NOW.date())
+        composition = broadcasts.Composition(name="Ask", bodies={"en": "Would you report? Answer below."}, topics=(),
+                                             languages=("en",), survey_id=survey_id)
+        broadcast_id = await broadcasts.save_broadcast(session, composition, author=7, now=NOW, channel_available=False)
+        await broadcasts.submit(session, broadcast_id, author=7, now=NOW)
+        await surveys.close_survey(session, survey_id, author=7, admin=False)
+    read = await revision_now(sessionmaker, broadcast_id)
+    assert await refusal(sessionmaker, lambda s: broadcasts.approve(s, broadcast_id, reviewer=9, now=NOW, revision=read)) == "survey"
+    assert (await row_of(sessionmaker, broadcast_id)).status == "submitted"
+
+
+async def test_an_approved_broadcast_paused_before_its_time_is_not_started_until_resumed(sessionmaker):
+    composition = broadcasts.Composition(name="Evening", bodies={"en": "Good evening."}, topics=(), languages=("en",),
+                                         send_at=NOW + dt.timedelta(hours=1))
+    async with write_session(sessionmaker) as session:
+        broadcast_id = await broadcasts.save_broadcast(session, composition, author=7, now=NOW, channel_available=False)
+        await broadcasts.submit(session, broadcast_id, author=7, now=NOW)
+        await broadcasts.approve(session, broadcast_id, reviewer=9, now=NOW,
+                                 revision=await broadcasts.current_revision(session, broadcast_id))
+        await broadcasts.pause(session, broadcast_id, actor=7, admin=False)
+    assert await refusal(sessionmaker, lambda s: broadcasts.pause(s, broadcast_id, actor=7, admin=False)) == "transition"
+    assert await refusal(sessionmaker, lambda s: broadcasts.resume(s, broadcast_id, actor=8, admin=False)) == "not_allowed"
+    box = BotKeyBox(os.urandom(32))
+    clock = [NOW + dt.timedelta(hours=2)]  # its time has passed while it is paused
+    sender = BroadcastSender(sessionmaker, None, SubscriberStore(sessionmaker, box, os.urandom(32)), box, Pacer(100, 1),
+                             now=lambda: clock[0])
+    await sender.pass_once()
+    row = await row_of(sessionmaker, broadcast_id)
+    assert (row.status, row.started_at) == ("paused", None)
+    async with write_session(sessionmaker) as session:
+        assert await broadcasts.resume(session, broadcast_id, actor=9, admin=True) == "approved"  # it never started
+    assert (await row_of(sessionmaker, broadcast_id)).status == "approved"
+    await sender.pass_once()
+    row = await row_of(sessionmaker, broadcast_id)
+    assert row.started_at == clock[0] and row.status in ("sending", "done")
 
 
 async def test_survey_results_and_campaigns(sessionmaker):

@@ -8,7 +8,13 @@ Statuses (nazaha.storage.awareness_models.BROADCAST_STATUSES)::
       |                   +--reject (with a note)--> rejected --edit/submit--> | starts it
       +------------------------------------------------------------------------+-> sending
     sending <--pause/resume--> paused;  sending -> done (the sender)
+    approved (not started) <--pause/resume--> paused (the sender does not start it)
     any status but done and cancelled --cancel--> cancelled (final; the sender skips the rest)
+
+Approval and rejection name the :func:`current_revision` the reviewer saw (the page's forms carry
+it): a broadcast taken back, changed and submitted again meanwhile is refused
+(``changed``), so an administrator approves only content they have read. A ``send_at``
+already past when approving needs the reviewer's explicit "send it now", or a new time.
 
 Only ``draft`` and ``rejected`` broadcasts are edited, by their author only. The preview is
 made by :func:`nazaha.awareness.broadcast_message.build_message`, the very function the
@@ -31,8 +37,10 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nazaha.awareness.broadcast_message import BroadcastMessage, build_message
+from nazaha.awareness.broadcast_revision import RevisionSurvey
+from nazaha.awareness.broadcast_revision import revision as content_revision
 from nazaha.awareness.markup import CAPTION_LIMIT, TEXT_LIMIT, markup_problems, preview_html
-from nazaha.awareness.surveys import survey_for_message
+from nazaha.awareness.surveys import split_options, survey_for_message
 from nazaha.storage.awareness_models import (
     LANGUAGES,
     OUTBOX_STATES,
@@ -44,13 +52,14 @@ from nazaha.storage.awareness_models import (
     BroadcastVersion,
     StaffChat,
     Survey,
+    SurveyText,
 )
 
 __all__ = [
     "EDITABLE", "NAME_MAX", "NOTE_MAX", "BODY_MAX_CHARS", "BroadcastError", "Composition",
     "BroadcastView", "VersionPreview", "TestSendView", "list_broadcasts", "get_broadcast",
-    "save_broadcast", "set_image", "image_of", "previews", "submit", "withdraw", "approve",
-    "reject", "pause", "resume", "cancel", "request_tests", "test_sends", "progress",
+    "save_broadcast", "set_image", "image_of", "previews", "view_revision", "current_revision",
+    "submit", "withdraw", "approve", "reject", "pause", "resume", "cancel", "request_tests", "test_sends", "progress",
     "progress_of_many", "waiting_for_review",
 ]
 
@@ -67,7 +76,11 @@ class BroadcastError(ValueError):
     ``not_editable``, ``transition``, ``own_broadcast`` (an author approving their own),
     ``problems`` (a version cannot be sent as it is), ``name``, ``languages``,
     ``body_missing``, ``body_too_big``, ``topics``, ``survey``, ``channel``, ``send_at_past``,
-    ``note``, ``not_linked``, ``test_pending``."""
+    ``note``, ``not_linked``, ``test_pending``, ``changed`` (approving or rejecting content
+    other than the current one), ``send_at_passed`` (approving after the time set, without
+    saying "send it now" or giving a new time), ``new_time`` (that new time is not ahead),
+    ``own_rejection`` (the author sending their own broadcast back: they take it back
+    instead)."""
 
     def __init__(self, code: str) -> None:
         super().__init__(code)
@@ -143,8 +156,11 @@ def _codes(text: str) -> tuple[str, ...]:
     return tuple(part for part in (text or "").split(",") if part)
 
 
-async def _load(session: AsyncSession, broadcast_id: int) -> Broadcast:
-    row = await session.get(Broadcast, broadcast_id) if isinstance(broadcast_id, int) else None
+async def _load(session: AsyncSession, broadcast_id: int, *, lock: bool = False) -> Broadcast:
+    """The row; ``lock``: FOR UPDATE (PostgreSQL; SQLite's write transactions are
+    exclusive already), so that a status change reads what it changes."""
+    row = (await session.get(Broadcast, broadcast_id, with_for_update=True if lock else None)
+           if isinstance(broadcast_id, int) else None)
     if row is None:
         raise BroadcastError("not_found")
     return row
@@ -233,7 +249,7 @@ async def save_broadcast(
     current_survey = None
     row: Broadcast | None = None
     if broadcast_id is not None:
-        row = await _load(session, broadcast_id)
+        row = await _load(session, broadcast_id, lock=True)
         if row.author_id != author:
             raise BroadcastError("not_allowed")
         if row.status not in EDITABLE:
@@ -263,7 +279,7 @@ async def save_broadcast(
 async def set_image(session: AsyncSession, broadcast_id: int, jpeg: bytes | None, *, author: int) -> None:
     """Attach a prepared image (:func:`nazaha.awareness.broadcast_image.prepare_image`), or
     remove it (``None``). Same rules as editing."""
-    row = await _load(session, broadcast_id)
+    row = await _load(session, broadcast_id, lock=True)
     if row.author_id != author:
         raise BroadcastError("not_allowed")
     if row.status not in EDITABLE:
@@ -298,25 +314,32 @@ async def previews(session: AsyncSession, view: BroadcastView) -> list[VersionPr
 
 
 async def _sendable(session: AsyncSession, view: BroadcastView) -> None:
+    """Refuses what cannot go out as previewed: ``problems`` in a version, or ``survey`` when
+    its survey has closed since it was chosen (the sender would drop the answer buttons)."""
     if not view.bodies or any(p.problems for p in await previews(session, view)):
         raise BroadcastError("problems")
+    if view.survey_id is not None and await session.scalar(select(Survey.status).where(Survey.id == view.survey_id)) != "open":
+        raise BroadcastError("survey")
 
 
-async def submit(session: AsyncSession, broadcast_id: int, *, author: int) -> None:
-    """draft/rejected -> submitted (the author; every version must be sendable)."""
-    row = await _load(session, broadcast_id)
+async def submit(session: AsyncSession, broadcast_id: int, *, author: int, now: dt.datetime) -> None:
+    """draft/rejected -> submitted (the author; every version must be sendable, and a time
+    set to send it must still be ahead: ``send_at_past`` otherwise, the author edits it)."""
+    row = await _load(session, broadcast_id, lock=True)
     if row.author_id != author:
         raise BroadcastError("not_allowed")
     if row.status not in EDITABLE:
         raise BroadcastError("transition")
     await _sendable(session, await _view(session, row))
+    if row.send_at is not None and row.send_at <= now:
+        raise BroadcastError("send_at_past")
     row.status = "submitted"
     await session.flush()
 
 
 async def withdraw(session: AsyncSession, broadcast_id: int, *, author: int) -> None:
     """submitted -> draft (the author takes it back to change it)."""
-    row = await _load(session, broadcast_id)
+    row = await _load(session, broadcast_id, lock=True)
     if row.author_id != author:
         raise BroadcastError("not_allowed")
     if row.status != "submitted":
@@ -325,34 +348,87 @@ async def withdraw(session: AsyncSession, broadcast_id: int, *, author: int) -> 
     await session.flush()
 
 
-async def approve(session: AsyncSession, broadcast_id: int, *, reviewer: int, now: dt.datetime) -> None:
+async def view_revision(session: AsyncSession, view: BroadcastView) -> str:
+    """The revision of ``view`` as loaded (64 hex digits:
+    :func:`nazaha.awareness.broadcast_revision.revision` of its texts, image, survey,
+    audience, channel flag and ``send_at``): the page computes it from the very view it
+    shows, so a change between two reads cannot slip in. The image's bytes and the survey's
+    texts are read here."""
+    image = await session.scalar(select(BroadcastImage.content).where(BroadcastImage.broadcast_id == view.id))
+    survey = None
+    if view.survey_id is not None:
+        texts = (await session.execute(
+            select(SurveyText.language, SurveyText.question, SurveyText.options).where(SurveyText.survey_id == view.survey_id)
+        )).all()
+        survey = RevisionSurvey(view.survey_id, {language: (question, tuple(split_options(options)))
+                                                 for language, question, options in texts})
+    return content_revision(bodies=view.bodies, image=image, survey=survey, topics=view.topics,
+                            languages=view.languages, to_channel=view.to_channel, send_at=view.send_at)
+
+
+async def _revision_of(session: AsyncSession, row: Broadcast) -> str:
+    return await view_revision(session, await _view(session, row))
+
+
+async def current_revision(session: AsyncSession, broadcast_id: int) -> str:
+    """The broadcast's current revision (:func:`view_revision`). ``not_found`` if there is
+    no such broadcast."""
+    return await _revision_of(session, await _load(session, broadcast_id))
+
+
+async def approve(
+    session: AsyncSession, broadcast_id: int, *, reviewer: int, now: dt.datetime, revision: str,
+    send_now: bool = False, send_at: dt.datetime | None = None,
+) -> None:
     """submitted -> approved, by an admin (the caller checks the role) who is not the
-    author: a second person always approves."""
-    row = await _load(session, broadcast_id)
+    author: a second person always approves.
+
+    ``revision``: the :func:`current_revision` of the content the reviewer read; ``changed`` if the
+    broadcast is no longer that. When its ``send_at`` has passed, approving sends it at once:
+    refused (``send_at_passed``) unless ``send_now`` says the reviewer chose that, or
+    ``send_at`` (aware, later than ``now``: ``new_time`` otherwise) gives a new time,
+    which replaces the author's. Other refusals: ``transition``, ``own_broadcast``,
+    ``problems``."""
+    row = await _load(session, broadcast_id, lock=True)
     if row.status != "submitted":
         raise BroadcastError("transition")
     if row.author_id == reviewer:
         raise BroadcastError("own_broadcast")
-    await _sendable(session, await _view(session, row))
+    view = await _view(session, row)
+    if revision != await view_revision(session, view):
+        raise BroadcastError("changed")
+    await _sendable(session, view)
+    if send_at is not None:
+        if send_at <= now:
+            raise BroadcastError("new_time")
+        row.send_at = send_at
+    elif row.send_at is not None and row.send_at <= now and not send_now:
+        raise BroadcastError("send_at_passed")
     row.status, row.approved_by, row.approved_at, row.review_note = "approved", reviewer, now, ""
     await session.flush()
 
 
-async def reject(session: AsyncSession, broadcast_id: int, *, reviewer: int, note: str) -> None:
-    """submitted -> rejected, with a note for the author (1 to NOTE_MAX characters)."""
+async def reject(session: AsyncSession, broadcast_id: int, *, reviewer: int, note: str, revision: str) -> None:
+    """submitted -> rejected, with a note for the author (1 to NOTE_MAX characters: ``note``),
+    by an admin who is not the author (``own_rejection``: the author takes it back
+    instead) and who read the current ``revision`` (``changed`` otherwise)."""
     note = (note or "").strip()
     if not note or len(note) > NOTE_MAX:
         raise BroadcastError("note")
-    row = await _load(session, broadcast_id)
+    row = await _load(session, broadcast_id, lock=True)
     if row.status != "submitted":
         raise BroadcastError("transition")
+    if row.author_id == reviewer:
+        raise BroadcastError("own_rejection")
+    if revision != await _revision_of(session, row):
+        raise BroadcastError("changed")
     row.status, row.review_note, row.approved_by = "rejected", note, None
     await session.flush()
 
 
 async def _change(session: AsyncSession, broadcast_id: int, actor: int, admin: bool,
                   allowed_from: Iterable[str], to: str) -> Broadcast:
-    row = await _load(session, broadcast_id)
+    row = await _load(session, broadcast_id, lock=True)
     if not admin and row.author_id != actor:
         raise BroadcastError("not_allowed")
     if row.status not in set(allowed_from):
@@ -363,12 +439,18 @@ async def _change(session: AsyncSession, broadcast_id: int, actor: int, admin: b
 
 
 async def pause(session: AsyncSession, broadcast_id: int, *, actor: int, admin: bool) -> None:
-    """sending -> paused (the author or an admin): the sender stops taking new recipients."""
-    await _change(session, broadcast_id, actor, admin, ("sending",), "paused")
+    """sending -> paused (the author or an admin): the sender stops taking new recipients;
+    approved -> paused before it started: the sender does not start it (it starts only
+    ``approved`` broadcasts, in the same statement that checks the status)."""
+    await _change(session, broadcast_id, actor, admin, ("approved", "sending"), "paused")
 
 
-async def resume(session: AsyncSession, broadcast_id: int, *, actor: int, admin: bool) -> None:
-    await _change(session, broadcast_id, actor, admin, ("paused",), "sending")
+async def resume(session: AsyncSession, broadcast_id: int, *, actor: int, admin: bool) -> str:
+    """paused -> sending, or -> approved if it never started: the sender then starts it at
+    its ``send_at``, at once if that has passed. Returns the new status."""
+    row = await _load(session, broadcast_id, lock=True)
+    return (await _change(session, broadcast_id, actor, admin, ("paused",),
+                          "sending" if row.started_at else "approved")).status
 
 
 async def cancel(session: AsyncSession, broadcast_id: int, *, actor: int, admin: bool) -> None:
