@@ -136,9 +136,20 @@ def compose(client: TestClient, *, files=None, **fields) -> int:
     return int(found.group(1))
 
 
+def revision_of(html: str) -> str | None:
+    """The revision the page's approve and reject forms carry (None: no such form)."""
+    found = set(re.findall(r'<input type="hidden" name="revision" value="([^"]*)">', html))
+    assert len(found) <= 1, found
+    return found.pop() if found else None
+
+
 def act(client: TestClient, broadcast_id: int, action: str, **fields):
+    """Post ``action`` as the broadcast page does, with the revision its forms carry."""
     page = client.get(f"/awareness/broadcasts/{broadcast_id}")
-    return client.post(f"/awareness/broadcasts/{broadcast_id}/{action}", data={"csrf": csrf_of(page.text), **fields})
+    data = {"csrf": csrf_of(page.text), **fields}
+    if action in ("approve", "reject") and "revision" not in data and revision_of(page.text):
+        data["revision"] = revision_of(page.text)
+    return client.post(f"/awareness/broadcasts/{broadcast_id}/{action}", data=data)
 
 
 def open_survey_via_http(client: TestClient, *, en=("Would you report corruption?", "Yes\nNo\nNot sure"),
@@ -296,6 +307,158 @@ async def test_reject_with_a_note_the_author_reads_then_edits_and_submits_again(
     # Withdrawn back to a draft by its author.
     assert act(vera, broadcast_id, "withdraw").headers["location"].endswith("done=withdrawn")
     assert (await broadcast_row(w, broadcast_id)).status == "draft"
+
+
+def palestine(moment: dt.datetime) -> dict[str, str]:
+    """The date and time fields of ``moment`` (UTC) in Palestine's winter time (UTC+2)."""
+    local = moment + dt.timedelta(hours=2)
+    return {"send_date": local.strftime("%Y-%m-%d"), "send_time": local.strftime("%H:%M")}
+
+
+async def test_an_approval_applies_only_to_the_content_the_admin_read(world):
+    """The trial: the author took her broadcast back, changed it and submitted it again while
+    the administrator's page was open; the administrator's Approve approved a text they had
+    never seen. Now the forms carry the revision they showed, and a changed one is refused."""
+    w = world
+    vera = await member(w, "vera", "volunteer")
+    broadcast_id = compose(vera, name="Meeting", body_en="Meet us on Monday.", body_ar="نلتقي يوم الاثنين.")
+    assert act(vera, broadcast_id, "submit").headers["location"].endswith("done=submitted")
+    admin = w.admin_browser
+    opened = admin.get(f"/awareness/broadcasts/{broadcast_id}").text  # the administrator reads Monday
+    read = revision_of(opened)
+    assert read and re.fullmatch(r"[0-9a-f]{64}", read) and "Meet us on Monday." in opened
+    assert len(re.findall(rf'name="revision" value="{read}"', opened)) == 2  # approve and send back
+    # Meanwhile the author takes it back, changes it and submits it again.
+    assert act(vera, broadcast_id, "withdraw").headers["location"].endswith("done=withdrawn")
+    form = vera.get(f"/awareness/broadcasts/{broadcast_id}/edit")
+    saved = vera.post(f"/awareness/broadcasts/{broadcast_id}", data={
+        "csrf": csrf_of(form.text), "name": "Meeting", "language": ["ar", "en"],
+        "body_en": "Meet us on Tuesday.", "body_ar": "نلتقي يوم الثلاثاء.",
+    })
+    assert saved.status_code == 303
+    assert act(vera, broadcast_id, "submit").headers["location"].endswith("done=submitted")
+    # The administrator's Approve, from the page read before: refused, nothing approved.
+    token = csrf_of(opened)
+    answer = admin.post(f"/awareness/broadcasts/{broadcast_id}/approve", data={"csrf": token, "revision": read})
+    assert answer.headers["location"].endswith("error=changed")
+    shown = admin.get(answer.headers["location"]).text
+    assert "This broadcast changed since you opened it; review it again." in shown
+    answer = admin.post(f"/awareness/broadcasts/{broadcast_id}/reject", data={"csrf": token, "revision": read, "note": "Fine"})
+    assert answer.headers["location"].endswith("error=changed")
+    answer = admin.post(f"/awareness/broadcasts/{broadcast_id}/approve", data={"csrf": token})  # no revision at all
+    assert answer.headers["location"].endswith("error=changed")
+    row = await broadcast_row(w, broadcast_id)
+    assert (row.status, row.approved_by) == ("submitted", None)
+    # Reviewed again (the page shows Tuesday and its new revision): approved.
+    assert "Meet us on Tuesday." in shown and revision_of(shown) not in (None, read)
+    answer = admin.post(f"/awareness/broadcasts/{broadcast_id}/approve", data={"csrf": token, "revision": revision_of(shown)})
+    assert answer.headers["location"].endswith("done=approved")
+    assert (await broadcast_row(w, broadcast_id)).status == "approved"
+
+
+async def test_approving_after_the_time_set_says_it_sends_now_and_asks_to_confirm_or_reschedule(world):
+    w = world
+    vera = await member(w, "vera", "volunteer")
+    soon = w.clock() + dt.timedelta(minutes=10)
+    late, rescheduled = (compose(vera, name=name, **palestine(soon)) for name in ("Late", "Rescheduled"))
+    draft = compose(vera, name="Still a draft", **palestine(soon))
+    for broadcast_id in (late, rescheduled):
+        assert act(vera, broadcast_id, "submit").headers["location"].endswith("done=submitted")
+    admin = w.admin_browser
+    opened = admin.get(f"/awareness/broadcasts/{late}").text  # before the time: a plain Approve
+    assert 'id="approve-button"' in opened and 'id="send-at-past"' not in opened
+    w.clock.advance(minutes=20)  # the time passes before the administrator decides
+
+    # The Approve of the page opened before: refused, with what approving now would do.
+    answer = admin.post(f"/awareness/broadcasts/{late}/approve", data={"csrf": csrf_of(opened), "revision": revision_of(opened)})
+    assert answer.headers["location"].endswith("error=send_at_passed")
+    assert (await broadcast_row(w, late)).status == "submitted"
+    page = admin.get(answer.headers["location"]).text
+    assert "The scheduled time has passed: approving sends it now." in page
+    assert 'id="approve-button"' not in page and 'id="approve-now-button"' in page and 'id="approve-later-button"' in page
+    assert re.search(r'id="approve-now-button" data-confirm="[^"]+"', page)
+    listing = admin.get("/awareness/broadcasts").text
+    row_html = re.search(rf'<tr id="broadcast-{late}".*?</tr>', listing, re.S).group(0)
+    assert "time passed: approving sends it now" in row_html
+
+    # Confirmed: approved, sent at once (the time set is kept: the sender starts it now).
+    answer = act(admin, late, "approve", send_now="1")
+    assert answer.headers["location"].endswith("done=approved_now")
+    assert "Approved: its time has passed, so it is sent now." in admin.get(answer.headers["location"]).text
+    row = await broadcast_row(w, late)
+    assert (row.status, row.send_at) == ("approved", soon.replace(second=0, microsecond=0))
+
+    # Or a new time: not one already past, nor half a one; then approved for it.
+    assert act(admin, rescheduled, "approve", **palestine(w.clock() - dt.timedelta(minutes=5))).headers["location"].endswith("error=new_time")
+    assert act(admin, rescheduled, "approve", send_date="2026-12-01").headers["location"].endswith("error=new_time")
+    assert "give a date and a time still ahead" in admin.get(f"/awareness/broadcasts/{rescheduled}?error=new_time").text
+    assert (await broadcast_row(w, rescheduled)).status == "submitted"
+    tomorrow = (w.clock() + dt.timedelta(days=1)).replace(second=0, microsecond=0)
+    assert act(admin, rescheduled, "approve", **palestine(tomorrow)).headers["location"].endswith("done=approved")
+    row = await broadcast_row(w, rescheduled)
+    assert (row.status, row.send_at) == ("approved", tomorrow)
+    async with w.sm() as session:
+        details = (await session.scalars(select(AuditEntry.detail).where(AuditEntry.action == "broadcast_approve"))).all()
+    assert sorted(details) == sorted([f'{{"broadcast":{late},"send_now":true}}', f'{{"broadcast":{rescheduled},"rescheduled":true}}'])
+
+    # The author of a draft whose time has passed is told to choose a new one before submitting.
+    page = vera.get(f"/awareness/broadcasts/{draft}").text
+    assert 'id="submit-button"' not in page and "The time set to send it has passed" in page
+    assert act(vera, draft, "submit").headers["location"].endswith("error=send_at_past")
+    assert (await broadcast_row(w, draft)).status == "draft"
+
+
+async def test_an_approved_broadcast_waiting_for_its_time_can_be_paused_or_cancelled(world):
+    w = world
+    vera = await member(w, "vera", "volunteer")
+    broadcast_id = compose(vera, **palestine(w.clock() + dt.timedelta(days=1)))
+    act(vera, broadcast_id, "submit")
+    assert act(w.admin_browser, broadcast_id, "approve").headers["location"].endswith("done=approved")
+    page = vera.get(f"/awareness/broadcasts/{broadcast_id}").text
+    assert 'id="pause-button"' in page and 'id="cancel-button"' in page
+    assert 'id="pause-button"' in vera.get(f"/awareness/broadcasts/{broadcast_id}/progress").text
+    assert act(vera, broadcast_id, "pause").headers["location"].endswith("done=paused")
+    row = await broadcast_row(w, broadcast_id)
+    assert (row.status, row.started_at) == ("paused", None)
+    page = vera.get(f"/awareness/broadcasts/{broadcast_id}").text
+    assert 'id="resume-button">' in page and 'id="resume-send-at-past"' not in page  # its time is ahead
+    # Resumed before it started: approved again, waiting for its time (the sender starts it then).
+    assert act(w.admin_browser, broadcast_id, "resume").headers["location"].endswith("done=resumed")
+    assert (await broadcast_row(w, broadcast_id)).status == "approved"
+    assert re.search(r'id="broadcast-status">Approved, scheduled<', vera.get(f"/awareness/broadcasts/{broadcast_id}").text)
+    # Paused again and its time passes: resuming says it sends it now, and asks.
+    act(vera, broadcast_id, "pause")
+    w.clock.advance(minutes=25)
+    async with w.sm.begin() as session:
+        await session.execute(update(Broadcast).where(Broadcast.id == broadcast_id).values(send_at=w.clock() - dt.timedelta(minutes=1)))
+    page = vera.get(f"/awareness/broadcasts/{broadcast_id}").text
+    assert 'id="resume-send-at-past"' in page and re.search(r'id="resume-button" data-confirm="[^"]+"', page)
+    assert act(vera, broadcast_id, "cancel").headers["location"].endswith("done=cancelled")
+    assert (await broadcast_row(w, broadcast_id)).status == "cancelled"
+    async with w.sm() as session:
+        details = (await session.scalars(select(AuditEntry.detail).where(AuditEntry.action == "broadcast_state"))).all()
+    assert [d.replace(f'{{"broadcast":{broadcast_id},', "{") for d in details] == [
+        '{"status":"paused"}', '{"status":"approved"}', '{"status":"paused"}', '{"status":"cancelled"}']
+
+
+async def test_an_admin_takes_their_own_broadcast_back_and_never_sends_it_back_to_themselves(world):
+    w = world
+    admin = w.admin_browser
+    own = compose(admin, name="Admin's own")
+    assert act(admin, own, "submit").headers["location"].endswith("done=submitted")
+    page = admin.get(f"/awareness/broadcasts/{own}").text
+    assert 'id="reject-button"' not in page and 'id="approve-button"' not in page and 'id="review"' not in page
+    assert 'id="withdraw-button"' in page and 'id="own-broadcast"' in page
+    answer = act(admin, own, "reject", note="Oops")
+    assert answer.headers["location"].endswith("error=own_rejection")
+    assert "take it back to change it" in admin.get(answer.headers["location"]).text
+    assert (await broadcast_row(w, own)).status == "submitted"
+    assert act(admin, own, "withdraw").headers["location"].endswith("done=withdrawn")
+    # Another administrator reviews it: both buttons, no "take back".
+    act(admin, own, "submit")
+    omar = await member(w, "omar", "admin")
+    page = omar.get(f"/awareness/broadcasts/{own}").text
+    assert 'id="approve-button"' in page and 'id="reject-button"' in page and 'id="withdraw-button"' not in page
 
 
 async def test_over_long_text_and_bad_links_cannot_be_submitted(world):

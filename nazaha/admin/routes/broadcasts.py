@@ -73,7 +73,7 @@ async def broadcast_list(request: Request, console: ConsoleDep, staff: Awareness
         progress = await service.progress_of_many(session, [b.id for b in items])
         names = await members.names_by_number(session, [b.author_no for b in items])
     return render(request, "broadcasts.html", nav="awareness", items=items, progress=progress, names=names,
-                  admin=admin, me=number)
+                  admin=admin, me=number, now=console.clock())
 
 
 @router.get("/awareness/broadcasts/new")
@@ -193,8 +193,10 @@ def _permissions(view: service.BroadcastView, *, author: bool, admin: bool) -> d
         "submit": author and view.editable,
         "withdraw": author and view.status == "submitted",
         "approve": admin and not author and view.status == "submitted",
-        "reject": admin and view.status == "submitted",
-        "pause": (admin or author) and view.status == "sending",
+        # The author of a submitted broadcast takes it back (withdraw): never "send back" to oneself.
+        "reject": admin and not author and view.status == "submitted",
+        # Before it starts too: an approved broadcast waiting for its time can be held.
+        "pause": (admin or author) and view.status in ("approved", "sending"),
         "resume": (admin or author) and view.status == "paused",
         "cancel": (admin or author) and view.status not in service.FINAL,
         "test": view.status != "cancelled",
@@ -213,15 +215,17 @@ async def broadcast_page(request: Request, console: ConsoleDep, staff: Awareness
         names = await members.names_by_number(session, [view.author_no, view.approved_by])
         survey = await surveys.get_survey(session, view.survey_id) if view.survey_id is not None else None
         topics = {t.code: t for t in await library(session)}
-    admin, author = is_admin(staff), view.author_no == number
-    can = _permissions(view, author=author, admin=admin)
+        admin, author = is_admin(staff), view.author_no == number
+        can = _permissions(view, author=author, admin=admin)
+        # Of the very view this page shows: approving or rejecting applies to exactly it.
+        revision = await service.view_revision(session, view) if can["approve"] or can["reject"] else None
     return render(
         request, "broadcast.html", nav="awareness", b=view, versions=versions, progress=progress,
         # preview_html escapes every character of the text itself (nazaha.awareness.markup).
         bubbles={v.language: Markup(v.html) for v in versions},
         states=OUTBOX_STATES, tests=tests, linked=linked, names=names, survey=survey, topics=topics,
         can=can, author=author, admin=admin, sendable=all(not v.problems for v in versions) and bool(versions),
-        send_at_past=view.send_at is not None and view.send_at <= console.clock(),
+        send_at_past=view.send_at is not None and view.send_at <= console.clock(), revision=revision,
         error=query_code(request, "error"), done=query_code(request, "done"),
     )
 
@@ -275,7 +279,8 @@ async def _act(console: Console, staff: StaffSession, broadcast_id: int, action:
 @router.post("/awareness/broadcasts/{broadcast_id:int}/submit", dependencies=[CsrfChecked])
 async def submit(request: Request, console: ConsoleDep, staff: AwarenessStaff, broadcast_id: int) -> Response:
     return await _act(console, staff, broadcast_id, audit.BROADCAST_SUBMIT,
-                      lambda session, n: service.submit(session, broadcast_id, author=n), done="submitted")
+                      lambda session, n: service.submit(session, broadcast_id, author=n, now=console.clock()),
+                      done="submitted")
 
 
 @router.post("/awareness/broadcasts/{broadcast_id:int}/withdraw", dependencies=[CsrfChecked])
@@ -285,18 +290,36 @@ async def withdraw(request: Request, console: ConsoleDep, staff: AwarenessStaff,
                       detail={"status": "draft"}, done="withdrawn")
 
 
+Revision = Annotated[str, Form(max_length=64)]
+
+
 @router.post("/awareness/broadcasts/{broadcast_id:int}/approve", dependencies=[CsrfChecked])
-async def approve(request: Request, console: ConsoleDep, staff: AdminStaff, broadcast_id: int) -> Response:
+async def approve(
+    request: Request, console: ConsoleDep, staff: AdminStaff, broadcast_id: int, revision: Revision = "",
+    send_now: Annotated[str, Form(max_length=4)] = "",
+    send_date: Annotated[str, Form(max_length=16)] = "", send_time: Annotated[str, Form(max_length=16)] = "",
+) -> Response:
+    """Approve the revision the page showed. Its time passed: ``send_now=1`` (send it at
+    once) or a new ``send_date``/``send_time`` (Palestine time)."""
     now = console.clock()
+    try:
+        new_time = parse_send_at(send_date, send_time)
+    except ScheduleError:
+        return _back(broadcast_id, error="new_time")
+    at_once = send_now == "1" and new_time is None
+    detail = {"rescheduled": True} if new_time is not None else {"send_now": True} if at_once else {}
     return await _act(console, staff, broadcast_id, audit.BROADCAST_APPROVE,
-                      lambda session, n: service.approve(session, broadcast_id, reviewer=n, now=now), done="approved")
+                      lambda session, n: service.approve(session, broadcast_id, reviewer=n, now=now, revision=revision,
+                                                         send_now=send_now == "1", send_at=new_time),
+                      detail=detail, done="approved_now" if at_once else "approved")
 
 
 @router.post("/awareness/broadcasts/{broadcast_id:int}/reject", dependencies=[CsrfChecked])
 async def reject(request: Request, console: ConsoleDep, staff: AdminStaff, broadcast_id: int,
-                 note: Annotated[str, Form(max_length=service.NOTE_MAX * 2)] = "") -> Response:
+                 note: Annotated[str, Form(max_length=service.NOTE_MAX * 2)] = "", revision: Revision = "") -> Response:
     return await _act(console, staff, broadcast_id, audit.BROADCAST_REJECT,
-                      lambda session, n: service.reject(session, broadcast_id, reviewer=n, note=note), done="rejected")
+                      lambda session, n: service.reject(session, broadcast_id, reviewer=n, note=note, revision=revision),
+                      done="rejected")
 
 
 @router.post("/awareness/broadcasts/{broadcast_id:int}/pause", dependencies=[CsrfChecked])
@@ -310,9 +333,12 @@ async def pause(request: Request, console: ConsoleDep, staff: AwarenessStaff, br
 @router.post("/awareness/broadcasts/{broadcast_id:int}/resume", dependencies=[CsrfChecked])
 async def resume(request: Request, console: ConsoleDep, staff: AwarenessStaff, broadcast_id: int) -> Response:
     admin = is_admin(staff)
-    return await _act(console, staff, broadcast_id, audit.BROADCAST_STATE,
-                      lambda session, n: service.resume(session, broadcast_id, actor=n, admin=admin),
-                      detail={"status": "sending"}, done="resumed")
+    detail: dict = {}
+
+    async def change(session, number: int) -> None:
+        detail["status"] = await service.resume(session, broadcast_id, actor=number, admin=admin)
+
+    return await _act(console, staff, broadcast_id, audit.BROADCAST_STATE, change, detail=detail, done="resumed")
 
 
 @router.post("/awareness/broadcasts/{broadcast_id:int}/cancel", dependencies=[CsrfChecked])
