@@ -21,12 +21,15 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import HTTPConnection
+from starlette.types import Scope
 
 from nazaha.admin import i18n
+from nazaha.admin.body_limit import BodyLimit, upload_routes
 from nazaha.admin.context import Console, LoginRequired, build_templates, redirect, render, session_of
 from nazaha.admin.routes import auth
 from nazaha.admin.security import LoginThrottle, SecurityHeaders
-from nazaha.admin.sessions import PRE_SESSION_COOKIE, SessionStore
+from nazaha.admin.sessions import PRE_SESSION_COOKIE, SESSION_COOKIE, SessionStore
 from nazaha.services.accounts import Accounts
 from nazaha.storage.console_db import (
     create_console_engine,
@@ -93,6 +96,22 @@ def create_app(settings, *, clock: Callable[[], dt.datetime] = _utc_now) -> Fast
 
     app = FastAPI(title="Nazaha console", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.console = console
+    app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
+    app.include_router(auth.router)
+    for module in _area_routers():
+        app.include_router(module.router)
+
+    def signed_in(scope: Scope) -> bool:
+        return console.sessions.is_live(HTTPConnection(scope).cookies.get(SESSION_COOKIE))
+
+    def too_large(scope: Scope) -> Response:
+        return render(Request(scope), "error.html", status_code=413, code=413)
+
+    # Body limits (nazaha/admin/body_limit.py): inside the security headers and the locale
+    # (its 413 page carries both), outside everything that reads a body.
+    app.add_middleware(BodyLimit, default_bytes=settings.console_max_body_bytes,
+                       upload_bytes=settings.console_max_upload_body_bytes,
+                       uploads=upload_routes(app.routes), signed_in=signed_in, refusal=too_large)
 
     @app.middleware("http")
     async def locale_and_pre_session(request: Request, call_next):
@@ -116,10 +135,6 @@ def create_app(settings, *, clock: Callable[[], dt.datetime] = _utc_now) -> Fast
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         return render(request, "error.html", status_code=exc.status_code, code=exc.status_code)
 
-    app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
-    app.include_router(auth.router)
-    for module in _area_routers():
-        app.include_router(module.router)
     app.add_middleware(SecurityHeaders)
     return app
 

@@ -79,6 +79,12 @@ class SessionStore:
         session.last_seen = self._clock()
         return session
 
+    def is_live(self, token: str | None) -> bool:
+        """Whether ``token`` names a session that is not idle too long; renews and wipes
+        nothing (the request's own :meth:`get` does that)."""
+        session = self._sessions.get(token or "")
+        return session is not None and session.last_seen > self._clock() - self._idle
+
     def close(self, token: str | None) -> None:
         session = self._sessions.pop(token or "", None)
         if session is not None:

@@ -94,6 +94,14 @@ class Settings(BaseSettings):
     # Public address of the console, used in the invitation links printed and shown.
     console_url: str | None = None
     console_idle_minutes: int = Field(default=30, ge=1)
+    # The largest request body the console reads (bytes); larger ones get 413 before a byte
+    # is read (nazaha/admin/body_limit.py). Every form: 1 MiB (the largest, a library item,
+    # stays under it with all eight fields at their 20,000-character cap in URL-encoded
+    # Arabic, 6 bytes a letter). A signed-in member's upload (a
+    # broadcast image of at most 10 MB with the form's texts, a recovery file): 11 MiB. Give
+    # the reverse proxy the upload figure (nginx: client_max_body_size 11m).
+    console_max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    console_max_upload_body_bytes: int = Field(default=11 * 1024 * 1024, ge=1024)
     # The reverse proxies whose X-Forwarded-For the console believes (uvicorn's
     # forwarded_allow_ips, e.g. "127.0.0.1"); unset: the connection's own address.
     console_forwarded_allow_ips: str | None = None

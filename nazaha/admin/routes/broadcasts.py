@@ -9,7 +9,6 @@ broadcast's id, never its text). The logic is nazaha.awareness.broadcasts'.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
@@ -21,7 +20,7 @@ from nazaha.admin.routes.awareness import chat_state, is_admin, query_code
 from nazaha.admin.sessions import StaffSession
 from nazaha.awareness import broadcasts as service
 from nazaha.awareness import members, surveys
-from nazaha.awareness.broadcast_image import MAX_UPLOAD_BYTES, ImageRefused, prepare_image
+from nazaha.awareness.broadcast_image import MAX_UPLOAD_BYTES, ImageRefused, prepare_image_async
 from nazaha.awareness.library_editor import library
 from nazaha.awareness.schedule import ScheduleError, palestine_parts, parse_send_at
 from nazaha.services import audit
@@ -127,7 +126,7 @@ async def _save(
     jpeg = None
     if upload is not None:
         try:
-            jpeg = await asyncio.to_thread(prepare_image, upload)
+            jpeg = await prepare_image_async(upload)  # one upload decoded at a time
         except ImageRefused as exc:
             return await refused("image_" + exc.code)
     composition = service.Composition(
