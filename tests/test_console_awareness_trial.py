@@ -272,15 +272,37 @@ async def test_arabic_pages_use_the_arabic_comma_and_a_translated_unit(world):
 # ---------------------------------------------------------------------------- migration
 
 
-async def test_migration_0012_records_authors_and_lowercases_codes_without_a_clash(tmp_path):
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def empty_database(request, tmp_path):
+    """The URL of a new, empty database on each backend (PostgreSQL: made and dropped here)."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'm.db'}"
+        return
+    import asyncio
+    import secrets
+
+    from tests.conftest import PG_DSN, _pg_admin
+
+    name = f"nazaha_test_{secrets.token_hex(6)}"
+    try:
+        await _pg_admin(f'CREATE DATABASE "{name}"')
+    except (OSError, asyncio.TimeoutError) as exc:
+        pytest.skip(f"PostgreSQL is unreachable: {exc}")
+    try:
+        yield f"postgresql+asyncpg://{PG_DSN['user']}@{PG_DSN['host']}:{PG_DSN['port']}/{name}"
+    finally:
+        await _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def test_migration_0012_records_authors_and_lowercases_codes_without_a_clash(empty_database):
     from alembic import command
+    from sqlalchemy import inspect
 
     from nazaha.storage.database import create_engine
     from nazaha.storage.migrations import alembic_config
 
-    url = f"sqlite+aiosqlite:///{tmp_path / 'm.db'}"
-    config = alembic_config(url)
-    engine = create_engine(url)
+    config = alembic_config(empty_database)
+    engine = create_engine(empty_database)
 
     def migrate(step, target):
         def run(sync_conn):
@@ -292,24 +314,28 @@ async def test_migration_0012_records_authors_and_lowercases_codes_without_a_cla
         async with engine.connect() as conn:
             return [tuple(r) for r in await conn.execute(text(sql))]
 
+    async def columns() -> set[str]:
+        async with engine.connect() as conn:
+            return await conn.run_sync(lambda c: {col["name"] for col in inspect(c).get_columns("campaigns")})
+
     try:
         async with engine.begin() as conn:
             await conn.run_sync(migrate(command.upgrade, "0011"))
             for n, code in enumerate(("Gaza", "gaza", "Ramallah", "nablus", "JENIN-2026"), start=1):
                 await conn.execute(text("INSERT INTO campaigns (id, code, name, target, active, created_on) "
-                                        "VALUES (:id, :code, :code, 'rights', 1, '2026-11-01')"), {"id": n, "code": code})
+                                        "VALUES (:id, :code, :code, 'rights', true, '2026-11-01')"), {"id": n, "code": code})
                 await conn.execute(text("INSERT INTO campaign_days (campaign_id, day, biased_opens) "
                                         "VALUES (:id, '2026-11-02', :opens)"), {"id": n, "opens": biased(n)})
         async with engine.begin() as conn:
             await conn.run_sync(migrate(command.upgrade, "0012"))
+        assert {"created_by", "paused_by"} <= await columns()
         assert await rows("SELECT id, code, created_by, paused_by FROM campaigns ORDER BY id") == [
             (1, "Gaza", None, None), (2, "gaza", None, None), (3, "ramallah", None, None),
             (4, "nablus", None, None), (5, "jenin-2026", None, None)]
         async with engine.begin() as conn:
-            await conn.execute(text("UPDATE campaigns SET created_by = 7, paused_by = 7, active = 0 WHERE id = 4"))
+            await conn.execute(text("UPDATE campaigns SET created_by = 7, paused_by = 7, active = false WHERE id = 4"))
             await conn.run_sync(migrate(command.downgrade, "0011"))
-        columns = {r[1] for r in await rows("PRAGMA table_info(campaigns)")}
-        assert {"created_by", "paused_by"}.isdisjoint(columns) and {"code", "active"} <= columns
+        assert {"created_by", "paused_by"}.isdisjoint(await columns())
         # Plain ALTER TABLE: no copy of the table whose DROP would cascade to the counts.
         assert await rows(f"SELECT campaign_id, biased_opens - {biased(0)} FROM campaign_days ORDER BY 1") == [
             (n, n) for n in range(1, 6)]
