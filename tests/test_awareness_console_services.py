@@ -286,11 +286,13 @@ async def test_survey_results_and_campaigns(sessionmaker):
         assert results.total == 12 and [r.shown for r in results.rows] == ["<5", 0, "x"]
         assert survey_id in [s.id for s in await surveys.list_surveys(session, status="open")]
     async with write_session(sessionmaker) as session:
-        campaign_id = await campaigns.create_campaign(session, name="Posters", code="", target=code, today=NOW.date())
-        await campaigns.set_active(session, campaign_id, False)
+        campaign_id = await campaigns.create_campaign(session, name="Posters", code="", target=code, today=NOW.date(),
+                                                      author=3)
+        await campaigns.set_active(session, campaign_id, False, member=3, admin=False)  # its author
     async with sessionmaker() as session:
         campaign = await campaigns.get_campaign(session, campaign_id)
         assert campaign.active is False and campaign.total == 0
+        assert (campaign.created_by, campaign.paused_by) == (3, 3)
     async with write_session(sessionmaker) as session:
         item_id = await library.save_item(
             session, topic=code, kind="quiz", published=True, today=NOW.date(),

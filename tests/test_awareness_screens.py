@@ -114,7 +114,7 @@ def test_subscriptions_screen_says_what_is_kept_and_ticks_topics():
     )
     assert ("✅ Topic 1", aw.toggle("s", 0, "topic_01", subscribe=False)) in buttons(after)
     assert ("Topic 0", aw.toggle("s", 0, "topic_00", subscribe=True)) in buttons(after)
-    assert "You are subscribed to: \u201cTopic 1\u201d." in after.text and "English" in after.text
+    assert "You are subscribed to: \u201c\u2068Topic 1\u2069\u201d." in after.text and "English" in after.text
     assert aw.unsubscribe_all() in all_data(after)
     everything = render(
         "en", views.subscriptions_screen, listed,
@@ -122,6 +122,8 @@ def test_subscriptions_screen_says_what_is_kept_and_ticks_topics():
     )
     assert aw.subscribe_all() not in all_data(everything)
     assert "You are subscribed to every topic." in everything.text and "Topic 0" not in everything.text.split("\n\n")[-1]
+    # Subscribed to all: the language line too, as after any other subscription (trial).
+    assert "Messages come in English, the language you chose for the bot" in everything.text
 
 
 def test_survey_screens_carry_sv_data():
@@ -216,9 +218,9 @@ def test_subscribed_topics_are_quoted_or_every_topic():
     listed = topics(3)
     two = Subscription(1, "en", frozenset({"topic_00", "topic_02"}), True)
     en = render("en", views.subscriptions_screen, listed, two, "en", 0)
-    assert "You are subscribed to: \u201cTopic 0\u201d, \u201cTopic 2\u201d." in en.text
+    assert "You are subscribed to: \u201c\u2068Topic 0\u2069\u201d, \u201c\u2068Topic 2\u2069\u201d." in en.text
     ar = render("ar", views.subscriptions_screen, listed, two, "ar", 0)
-    assert "«Topic 0»، «Topic 2»" in ar.text
+    assert "«\u2068Topic 0\u2069»، «\u2068Topic 2\u2069»" in ar.text
     everything = Subscription(1, "en", frozenset(t.code for t in listed), True)
     assert "every topic" in render("en", views.subscriptions_screen, listed, everything, "en", 0).text
 
@@ -327,3 +329,37 @@ def test_recent_marks_expire_stay_bounded_and_hold_no_ids():
     assert len(marks) == 3 and marks.has(9) and not marks.has(0)
     marks.drop(9)
     assert not marks.has(9)
+
+
+# ---- what the volunteers' trial found (issue 11) ------------------------------------------
+
+
+@pytest.mark.parametrize("locale", ["ar", "en"])
+def test_subscribed_to_all_says_the_language_like_every_other_subscription_reply(locale):
+    listed = topics(3)
+    language_line = render(locale, lambda: views._(
+        "Messages come in {language}, the language you chose for the bot (/language changes it)."
+    ))
+    some = render(locale, views.subscriptions_screen, listed, Subscription(1, locale, frozenset({"topic_01"}), True), locale, 0)
+    every = render(locale, views.subscriptions_screen, listed,
+                   Subscription(1, locale, frozenset(t.code for t in listed), True), locale, 0)
+    name = {"ar": "العربية", "en": "English"}[locale]
+    for screen in (some, every):
+        assert language_line.format(language=name) in screen.text, screen.text
+
+
+@pytest.mark.parametrize("locale", ["ar", "en"])
+def test_chosen_topics_are_listed_in_the_library_order_each_title_isolated(locale):
+    """Titles in the other script (an English-only topic in Arabic, an Arabic-only one in
+    English) once ran together into one run of the other direction, so the list read in
+    reverse: each title is now isolated (FSI … PDI) and they follow the library's order
+    (the rendering itself is checked in Chromium: tests/test_console_awareness_trial_browser.py)."""
+    listed = [TopicView("t_a", "Alpha 1", "", "en"), TopicView("t_b", "حقوقك", "", "ar"),
+              TopicView("t_c", "Gamma", "", "en"), TopicView("t_d", "Delta", "", "en")]
+    chosen = Subscription(1, locale, frozenset({"t_c", "t_a", "t_b"}), True)
+    text = render(locale, views.subscriptions_screen, listed, chosen, locale, 0).text
+    line = next(line for line in text.split("\n") if "Alpha 1" in line)
+    isolated = ["\u2068Alpha 1\u2069", "\u2068حقوقك\u2069", "\u2068Gamma\u2069"]
+    assert [line.index(title) for title in isolated] == sorted(line.index(title) for title in isolated)
+    assert "Delta" not in line
+    assert ("، " if locale == "ar" else ", ") in line

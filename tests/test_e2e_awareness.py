@@ -272,7 +272,7 @@ async def test_subscribe_to_a_topic_see_it_ticked_and_stop(deployment: Deploymen
     await chat.send("/subscribe")
     screen = await chat.expect("Subscriptions")
     assert button(screen, f"✅ E2E topic") == f"aw:off:s:0:{TOPIC}"
-    assert "You are subscribed to: \u201cE2E topic\u201d." in screen["text"]
+    assert "You are subscribed to: \u201c\u2068E2E topic\u2069\u201d." in screen["text"]
 
     await chat.send("/stop")
     await chat.expect("You are unsubscribed")
@@ -289,7 +289,7 @@ async def test_subscriptions_screen_toggles_and_the_unsubscribe_button_works_any
     screen = await chat.expect("Subscriptions")
     assert "Telegram id" in screen["text"] and "not subscribed" in screen["text"]
     await tap(chat, screen, "E2E topic")
-    ticked = await wait_text(chat, screen["message_id"], "You are subscribed to: \u201cE2E topic\u201d")
+    ticked = await wait_text(chat, screen["message_id"], "You are subscribed to: \u201c\u2068E2E topic\u2069\u201d")
     assert button(ticked, "✅ E2E topic")
     await deployment.wait_rows("SELECT count(*) FROM subscribers", lambda r: r[0][0] == before + 1)
 
@@ -326,7 +326,9 @@ async def test_wipe_also_ends_the_subscription(deployment: Deployment):
     await chat.send("/subscribe")
     screen = await chat.expect("Subscriptions")
     await tap(chat, screen, "Subscribe to all topics")
-    await wait_text(chat, screen["message_id"], "You are subscribed to every topic.")
+    everything = await wait_text(chat, screen["message_id"], "You are subscribed to every topic.")
+    # As after any other subscription: the language the messages come in (trial).
+    assert "You are subscribed to every topic.\nMessages come in English, the language you chose" in everything["text"]
     await deployment.wait_rows("SELECT count(*) FROM subscribers", lambda r: r[0][0] == before + 1)
     await chat.send("/wipe")
     await press_callback(chat, "w:yes")
@@ -437,9 +439,9 @@ async def test_a_survey_answer_is_counted_once_in_aggregate(deployment: Deployme
 
 
 async def test_a_campaign_link_opens_its_content_and_is_counted_per_day(deployment: Deployment):
-    for _ in range(2):
+    for payload in ("c_poster", "c_PoStEr"):  # codes do not depend on case (trial)
         chat = await Chat.open(deployment.client, "en")
-        await chat.send("/start c_poster")
+        await chat.send(f"/start {payload}")
         topic = await chat.expect("E2E summary")
         assert topic["text"].startswith("E2E topic")
     # Written by the periodic flush (here every half second), never at the moment of an open.
@@ -539,7 +541,7 @@ async def test_an_old_subscription_button_after_stop_changes_nothing(deployment:
     screen = await chat.expect("Subscriptions")
     notice = await press_for_notice(chat, screen["message_id"], button(screen, "E2E topic"))
     assert notice == "Subscribed to \u201cE2E topic\u201d"
-    ticked = await wait_text(chat, screen["message_id"], "You are subscribed to: \u201cE2E topic\u201d")
+    ticked = await wait_text(chat, screen["message_id"], "You are subscribed to: \u201c\u2068E2E topic\u2069\u201d")
     await deployment.wait_rows("SELECT count(*) FROM subscribers", lambda r: r[0][0] == before + 1)
 
     await chat.send("/stop")
@@ -558,7 +560,7 @@ async def test_an_old_subscription_button_after_stop_changes_nothing(deployment:
     # From the fresh screen each button does what it shows, with a short notice.
     notice = await press_for_notice(chat, fresh["message_id"], button(fresh, "E2E topic"))
     assert notice == "Subscribed to \u201cE2E topic\u201d"
-    again = await wait_text(chat, fresh["message_id"], "You are subscribed to: \u201cE2E topic\u201d")
+    again = await wait_text(chat, fresh["message_id"], "You are subscribed to: \u201c\u2068E2E topic\u2069\u201d")
     notice = await press_for_notice(chat, fresh["message_id"], button(again, "✅ E2E topic"))
     assert notice == "Unsubscribed from \u201cE2E topic\u201d"
     await chat.expect("You removed your last topic")

@@ -4,7 +4,7 @@ with its own locale), statuses, outcomes and priorities of the workflow."""
 
 from __future__ import annotations
 
-from nazaha.admin.i18n import gettext, ngettext, pgettext
+from nazaha.admin.i18n import current_locale, gettext, ngettext, pgettext
 from nazaha.handlers.labels import CHOICE_LABELS, EVIDENCE_KIND_LABELS, FIELD_LABELS
 
 
@@ -134,6 +134,17 @@ def language_name(code: str) -> str:
     return names.get(code, code)
 
 
+def list_separator() -> str:
+    """Between the items of a list in running text: the Arabic comma "، " in Arabic (a Latin
+    comma there is a typo), ", " in English."""
+    return "\u060c " if current_locale() == "ar" else ", "
+
+
+def language_names(codes) -> str:
+    """The languages of ``codes`` by name, in the console's language, as one list."""
+    return list_separator().join(language_name(code) for code in codes)
+
+
 def item_kind_label(code: str) -> str:
     names = {"article": gettext("Article"), "quiz": gettext("Quiz question")}
     return names.get(code, code)
@@ -144,6 +155,8 @@ TEMPLATE_GLOBALS = {
     "delivery_state_label": delivery_state_label,
     "survey_status_label": survey_status_label,
     "language_name": language_name,
+    "language_names": language_names,
+    "list_separator": list_separator,
     "item_kind_label": item_kind_label,
     "age_label": age_label,
     "purpose_label": purpose_label,

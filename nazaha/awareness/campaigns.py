@@ -9,6 +9,9 @@ moment of an open: the batch would then sit right before, in the WAL, the prefer
 of the account that opened the link. The first batch of a day first creates that day's row
 for every active campaign (count 0, in the order of their codes), so no row's place says
 which campaign was opened first. An aggregate, never who opened a link.
+
+Codes are case-insensitive (:meth:`Campaigns.find`): Telegram hands over a link's start
+parameter exactly as typed, so ``c_Gaza`` and ``c_gaza`` both open the campaign ``gaza``.
 """
 
 from __future__ import annotations
@@ -90,17 +93,21 @@ class Campaigns:
             yield session
 
     async def find(self, code: str) -> CampaignTarget | None:
-        """The active campaign ``code`` (None: unknown or inactive)."""
+        """The active campaign ``code``, whatever its case (None: unknown or inactive).
+
+        Codes are stored in lower case; one kept from before that (migration 0012 leaves
+        "Gaza" as it was when "gaza" exists too) is found when typed exactly as it is."""
         if not CODE.match(code):
             return None
         async with self._reading() as session:
-            row = (
+            rows = (
                 await session.execute(
-                    select(Campaign.id, Campaign.target).where(
-                        Campaign.code == code, Campaign.active.is_(True)
+                    select(Campaign.id, Campaign.target, Campaign.code).where(
+                        Campaign.code.in_({code, code.lower()}), Campaign.active.is_(True)
                     )
                 )
-            ).one_or_none()
+            ).all()
+        row = next((r for r in rows if r.code == code), None) or next(iter(rows), None)
         if row is None:
             return None
         target = row.target or ""

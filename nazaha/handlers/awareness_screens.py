@@ -8,7 +8,7 @@ its own entities; buttons carry :mod:`nazaha.handlers.awareness_callbacks` data.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, MessageEntity
 from aiogram.utils.i18n import gettext as _
@@ -26,7 +26,7 @@ from nazaha.awareness.subscribers import Subscription
 from nazaha.awareness.survey_answers import OpenSurvey
 from nazaha.handlers import awareness_callbacks as aw
 from nazaha.handlers import callbacks as cb
-from nazaha.handlers.screens import LANGUAGE_NAMES, Screen, back_arrow, is_rtl
+from nazaha.handlers.screens import LANGUAGE_NAMES, Screen, back_arrow, is_rtl, isolate
 
 # One page size for the topics in Learn and on the subscriptions screen: the library's
 # ten topics (and a couple an admin may add) fit on one page.
@@ -97,6 +97,16 @@ def quoted(title: str) -> str:
     """A topic's title in the quotation marks of the language: «…» in Arabic, “…” in
     English."""
     return f"«{title}»" if is_rtl() else f"\u201c{title}\u201d"
+
+
+def topic_list(titles: Iterable[str]) -> str:
+    """Topic titles as one list in running text, in the order given (the library's): each
+    quoted, its title isolated (FSI … PDI) so that a title in the other script, or one that
+    starts or ends with a number, is never reordered with the next one (a title in Latin
+    letters beside another in an Arabic sentence read as one left-to-right run: the list
+    came out reversed); joined by the Arabic comma in Arabic. "—" if there is none."""
+    separator = "، " if is_rtl() else ", "
+    return separator.join(quoted(isolate(title)) for title in titles) or "—"
 
 
 # ---- Learn ------------------------------------------------------------------------------
@@ -249,19 +259,19 @@ def subscriptions_screen(
     """The disclosure, the current state, one toggle per topic (✓ when chosen), subscribe
     to all, unsubscribe from everything."""
     chosen = subscription.topics if subscription is not None else frozenset()
-    titles = [quoted(t.title) for t in topics if t.code in chosen]
     title = _("🔔 Subscriptions")
+    language_line = "\n" + _(
+        "Messages come in {language}, the language you chose for the bot (/language "
+        "changes it)."
+    ).format(language=LANGUAGE_NAMES.get(language, language))
     if subscription is None:
         state = _("You are not subscribed. Tap a topic below to subscribe to it.")
     elif topics and {t.code for t in topics} <= chosen:
-        state = _("You are subscribed to every topic.")
+        state = _("You are subscribed to every topic.") + language_line
     else:
-        separator = "، " if is_rtl() else ", "  # the Arabic comma in Arabic
-        state = _("You are subscribed to: {topics}.").format(topics=separator.join(titles) or "—")
-        state += "\n" + _(
-            "Messages come in {language}, the language you chose for the bot (/language "
-            "changes it)."
-        ).format(language=LANGUAGE_NAMES.get(language, language))
+        listed = topic_list(t.title for t in topics if t.code in chosen)
+        state = _("You are subscribed to: {topics}.").format(topics=listed)
+        state += language_line
         state += "\n" + _("Tap a topic to add or remove it.")
     shown = paginate(list(topics), page, TOPICS_PER_PAGE)
     rows: Rows = [

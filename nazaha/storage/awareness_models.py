@@ -354,16 +354,22 @@ class SurveyAnswerMarker(Base):
 
 class Campaign(Base):
     """A deep link t.me/<bot>?start=c_<code> for posters and partners; ``target`` is a
-    topic code or ``item:<code>``."""
+    topic code or ``item:<code>``. ``code`` is lower case (made so by the console, and by
+    migration 0012 where no other code differed only in case): a link opens its campaign
+    whatever the case it is typed in. ``created_by`` and ``paused_by`` (while inactive):
+    console members' awareness numbers, as ``broadcasts.author_id`` (the console's store
+    says who they are); None for a campaign made before 0012, or one that is active."""
 
     __tablename__ = "campaigns"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    code: Mapped[str] = mapped_column(String(32), unique=True)  # [A-Za-z0-9_-], <= 30
+    code: Mapped[str] = mapped_column(String(32), unique=True)  # [a-z0-9_-], <= 30
     name: Mapped[str] = mapped_column(String(120))
     target: Mapped[str] = mapped_column(String(80))
     active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     created_on: Mapped[dt.date] = mapped_column(Date)
+    created_by: Mapped[int | None] = mapped_column(Integer)
+    paused_by: Mapped[int | None] = mapped_column(Integer)
 
 
 class CampaignDay(Base):

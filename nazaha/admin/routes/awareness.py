@@ -40,6 +40,12 @@ def bot_username(console: Console) -> str | None:
     return name.lstrip("@") if name else None
 
 
+def aggregate_min_batch(console: Console) -> int:
+    """NAZAHA_AGGREGATE_MIN_BATCH, read from the settings the bot reads too: the least number
+    of survey answers (per survey) or campaign opens the bot writes at once."""
+    return max(1, int(getattr(console.settings, "aggregate_min_batch", 10) or 1))
+
+
 def query_code(request: Request, name: str) -> str | None:
     """A short code from the query string (``done``, ``error``), or None."""
     value = request.query_params.get(name) or ""

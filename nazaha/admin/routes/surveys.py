@@ -2,7 +2,10 @@
 open, close, and their results as aggregates with small cells hidden.
 
 Anyone in the awareness area may create a survey and read results; its author or an admin
-edits a draft, opens and closes it. Closing deletes the survey's "already answered" markers.
+edits a draft, opens and closes it. Opening publishes it in the bot's "Have your say" (Learn)
+to everyone, and lets broadcasts carry it. Closing deletes the survey's "already answered"
+markers; answers the bot holds in memory, fewer than a batch, are then never counted (the
+pages say so: nazaha/awareness/tally.py).
 The logic is nazaha.awareness.surveys'; every change is CSRF-checked and audited.
 """
 
@@ -16,7 +19,7 @@ from fastapi.responses import Response
 
 from nazaha.admin import i18n
 from nazaha.admin.context import AwarenessStaff, Console, ConsoleDep, CsrfChecked, redirect, render
-from nazaha.admin.routes.awareness import is_admin, query_code
+from nazaha.admin.routes.awareness import aggregate_min_batch, is_admin, query_code
 from nazaha.admin.sessions import StaffSession
 from nazaha.awareness import members
 from nazaha.awareness import surveys as service
@@ -34,7 +37,9 @@ Options = Annotated[str, Form(max_length=4000)]
 async def survey_list(request: Request, console: ConsoleDep, staff: AwarenessStaff) -> Response:
     async with console.sessionmaker() as session:
         items = await service.list_surveys(session)
-    return render(request, "surveys.html", nav="awareness", items=items, min_cell=max(service.MIN_CELL, console.settings.stats_min_cell))
+    return render(request, "surveys.html", nav="awareness", items=items,
+                  min_cell=max(service.MIN_CELL, console.settings.stats_min_cell),
+                  min_batch=aggregate_min_batch(console))
 
 
 async def _survey(console: Console, survey_id: int) -> service.SurveyView:
@@ -60,7 +65,7 @@ async def survey_page(request: Request, console: ConsoleDep, staff: AwarenessSta
                                                min_cell=console.settings.stats_min_cell)
         names = await members.names_by_number(session, [survey.author_no])
     return render(request, "survey.html", nav="awareness", survey=survey, results=results, names=names,
-                  may_change=await _may_change(console, staff, survey),
+                  may_change=await _may_change(console, staff, survey), min_batch=aggregate_min_batch(console),
                   error=query_code(request, "error"), done=query_code(request, "done"))
 
 
