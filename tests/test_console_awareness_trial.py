@@ -262,7 +262,7 @@ async def test_arabic_pages_use_the_arabic_comma_and_a_translated_unit(world):
     languages = re.search(r"<dd>(العربية.*?)</dd>", page).group(1)
     assert languages == "العربية، الإنجليزية" and "," not in languages
     edit = admin.get(f"/awareness/broadcasts/{broadcast_id}/edit").text
-    assert "\u20665\u2069 ميغابايت" in edit and "5 MB" not in edit  # the unit, isolated number and all
+    assert "\u206610\u2069 ميغابايت" in edit and "10 MB" not in edit  # the unit, isolated number and all
     admin.post("/locale", data={"csrf": csrf_of(page), "locale": "en", "back": "/awareness"})
     page = admin.get(f"/awareness/broadcasts/{broadcast_id}").text
     assert "<dd>Arabic, English</dd>" in page
