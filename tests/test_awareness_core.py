@@ -94,14 +94,22 @@ async def test_subscribe_change_and_stop(store: SubscriberStore, sessionmaker) -
         assert (await session.execute(select(func.count()).select_from(SubscriberTopic))).scalar() == 0
 
 
-async def test_blocked_subscribers_become_inactive(store: SubscriberStore, sessionmaker) -> None:
+async def test_blocked_subscribers_are_deleted_with_their_topics_and_may_subscribe_again(
+    store: SubscriberStore, sessionmaker
+) -> None:
     for chat in (1, 2, 3):
-        await store.subscribe_now(chat, "ar", (), today=TODAY)
+        await store.subscribe_now(chat, "ar", {"forms", "rights"}, today=TODAY)
     ids = [(await store.get(chat)).id for chat in (1, 3)]
     async with sessionmaker() as session:
-        await SubscriberStore.mark_inactive(session, ids)
+        await SubscriberStore.delete_blocked(session, ids)
         await session.commit()
-    assert [(await store.get(chat)).active for chat in (1, 2, 3)] == [False, True, False]
+    assert [await store.get(chat) is None for chat in (1, 2, 3)] == [True, False, True]
+    async with sessionmaker() as session:
+        assert (await session.execute(select(func.count()).select_from(SubscriberTopic))).scalar() == 2
+    # Unblocked, the chat subscribes again like a new one.
+    await store.subscribe_now(1, "en", {"forms"}, today=TODAY)
+    again = await store.get(1)
+    assert again is not None and again.active and again.topics == {"forms"}
 
 
 def test_a_broadcast_message_ends_with_unsubscribe_in_the_subscribers_language() -> None:

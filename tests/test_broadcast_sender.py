@@ -16,7 +16,7 @@ import pytest_asyncio
 from aiogram import Bot
 from aiogram.client.default import DefaultBotProperties
 from aiogram.client.telegram import TelegramAPIServer
-from sqlalchemy import select, text, update
+from sqlalchemy import func, select, text, update
 
 from nazaha.awareness.broadcast_message import UNSUBSCRIBE_DATA
 from nazaha.awareness.broadcast_progress import progress
@@ -28,7 +28,13 @@ from nazaha.awareness.subscribers import SubscriberStore
 from nazaha.bot.retry import RetryPolicy
 from nazaha.bot.telegram_session import BotApiSession
 from nazaha.sandbox.server import SandboxServer
-from nazaha.storage.awareness_models import BroadcastImage, BroadcastOutbox, BroadcastTestSend, Subscriber
+from nazaha.storage.awareness_models import (
+    BroadcastImage,
+    BroadcastOutbox,
+    BroadcastTestSend,
+    Subscriber,
+    SubscriberTopic,
+)
 from nazaha.storage.crypto import BotKeyBox
 from nazaha.storage.database import write_transaction
 from tests.broadcast_support import (
@@ -224,8 +230,9 @@ async def test_every_subscriber_once_despite_429_5xx_and_403(sessionmaker, store
     assert all(delivered[u] == 0 for u in blocked)
     states = await outbox_states(sessionmaker, broadcast_id)
     assert states == {"sent": 120 - len(blocked), "blocked": len(blocked), "total": 120}
-    active = await subscriber_activity(sessionmaker, store, users)
-    assert {u for u, is_active in active.items() if not is_active} == blocked
+    # Those who blocked the bot are no longer subscribers; their rows stay, without them.
+    assert await still_subscribed(sessionmaker, store, users) == set(users) - blocked
+    assert await rows_without_subscriber(sessionmaker, broadcast_id) == {"blocked": len(blocked)}
     calls = send_calls(sandbox.emulator, TOKEN)
     assert max_per_window([c["at"] for c in calls]) <= rate
     assert max_per_chat_window(calls) <= 1
@@ -240,10 +247,21 @@ async def test_every_subscriber_once_despite_429_5xx_and_403(sessionmaker, store
     assert by_chat[users[3]]["reply_markup"]["inline_keyboard"][-1][0]["callback_data"] == UNSUBSCRIBE_DATA
 
 
-async def subscriber_activity(sessionmaker, store: SubscriberStore, users: list[int]) -> dict[int, bool]:
+async def still_subscribed(sessionmaker, store: SubscriberStore, users: list[int]) -> set[int]:
     async with sessionmaker() as session:
-        rows = dict((await session.execute(select(Subscriber.chat_key, Subscriber.active))).all())
-    return {u: rows[store.chat_key(u)] for u in users}
+        keys = set((await session.execute(select(Subscriber.chat_key))).scalars())
+    return {u for u in users if store.chat_key(u) in keys}
+
+
+async def rows_without_subscriber(sessionmaker, broadcast_id: int) -> dict[str, int]:
+    """The broadcast's outbox rows whose subscriber is gone, per state."""
+    async with sessionmaker() as session:
+        rows = await session.execute(
+            select(BroadcastOutbox.state, func.count())
+            .where(BroadcastOutbox.broadcast_id == broadcast_id, BroadcastOutbox.subscriber_id.is_(None))
+            .group_by(BroadcastOutbox.state)
+        )
+        return dict(rows.all())
 
 
 async def test_a_refusal_fails_one_row_and_retries_end(sessionmaker, store, bot, box, sandbox):
@@ -340,21 +358,121 @@ async def test_rows_in_flight_at_a_crash_are_in_doubt_and_never_sent_again(sessi
     assert sorted(delivered_per_chat(sandbox.emulator, TOKEN, users).values()) == [0] * 3 + [1] * 7
 
 
-async def test_subscribers_who_leave_after_the_start_get_nothing(sessionmaker, store, bot, box, sandbox):
-    users = started_users(sandbox.emulator, TOKEN, 4)
+async def test_subscribers_who_leave_after_the_start_get_nothing_and_count_as_left(sessionmaker, store, bot, box, sandbox):
+    users = started_users(sandbox.emulator, TOKEN, 5)
     await subscribe(store, [(u, "ar", ()) for u in users])
     broadcast_id = await add_broadcast(sessionmaker, {"ar": "x"})
     sender = make_sender(sessionmaker, bot, store, box)
-    assert await sender.materialise(broadcast_id, "", "", False, utcnow()) == 4
-    await store.stop_now(users[0])  # /stop: the row goes with the subscription
-    async with write_transaction(sessionmaker) as session:  # blocked by another broadcast
-        await session.execute(
-            update(Subscriber).where(Subscriber.chat_key == store.chat_key(users[1])).values(active=False)
+    assert await sender.materialise(broadcast_id, "", "", False, utcnow()) == 5
+    await store.stop_now(users[0])  # /stop (and /wipe): the subscription goes, its row stays
+    ids = {u: (await store.get(u)).id for u in users[1:]}
+    async with write_transaction(sessionmaker) as session:
+        await SubscriberStore.delete_blocked(session, [ids[users[1]]])  # blocked, seen by another broadcast
+        await session.execute(  # inactive: a row older than migration 0011
+            update(Subscriber).where(Subscriber.id == ids[users[2]]).values(active=False)
         )
+    assert await rows_without_subscriber(sessionmaker, broadcast_id) == {"queued": 2}
     async with Running(sender):
         await until_status(sessionmaker, broadcast_id, "done")
-    assert await outbox_states(sessionmaker, broadcast_id) == {"sent": 2, "skipped": 1, "total": 3}
-    assert delivered_per_chat(sandbox.emulator, TOKEN, users) == {users[0]: 0, users[1]: 0, users[2]: 1, users[3]: 1}
+    # Never sent, never lost from the figures: two queued rows without a subscriber (NULLs
+    # are distinct under the unique (broadcast, subscriber)) and one inactive are "left".
+    assert await outbox_states(sessionmaker, broadcast_id) == {"sent": 2, "left": 3, "total": 5}
+    assert await rows_without_subscriber(sessionmaker, broadcast_id) == {"left": 2}
+    assert delivered_per_chat(sandbox.emulator, TOKEN, users) == {
+        users[0]: 0, users[1]: 0, users[2]: 0, users[3]: 1, users[4]: 1,
+    }
+
+
+async def test_a_finished_broadcasts_figures_stay_when_its_recipients_leave(sessionmaker, store, bot, box, sandbox):
+    users = started_users(sandbox.emulator, TOKEN, 5)
+    sandbox.emulator.set_blocked(sandbox.emulator.get_bot(TOKEN), users[4], True)
+    await subscribe(store, [(u, "ar", {"forms"}) for u in users])
+    broadcast_id = await add_broadcast(sessionmaker, {"ar": "x"})
+    async with Running(make_sender(sessionmaker, bot, store, box)):
+        await until_status(sessionmaker, broadcast_id, "done")
+    figures = {"sent": 4, "blocked": 1, "total": 5}
+    assert await outbox_states(sessionmaker, broadcast_id) == figures
+    # Recipients leave afterwards (/stop and /wipe delete the subscription the same way).
+    for user_id in users[:3]:
+        await store.stop_now(user_id)
+    assert await still_subscribed(sessionmaker, store, users) == {users[3]}
+    assert await outbox_states(sessionmaker, broadcast_id) == figures
+    assert await rows_without_subscriber(sessionmaker, broadcast_id) == {"sent": 3, "blocked": 1}
+    async with sessionmaker() as session:  # their topics went with them
+        assert (await session.execute(select(func.count()).select_from(SubscriberTopic))).scalar() == 1
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+async def test_migration_0011_deletes_blocked_subscribers_and_keeps_every_row(backend, sqlite_url):
+    import secrets
+
+    from alembic import command
+
+    from nazaha.storage.database import create_engine
+    from nazaha.storage.migrations import alembic_config, upgrade_database
+    from tests.conftest import PG_DSN, _pg_admin
+
+    url, name = sqlite_url, None
+    if backend == "postgresql":
+        name = f"nazaha_m0011_{secrets.token_hex(6)}"
+        try:
+            await _pg_admin(f'CREATE DATABASE "{name}"')
+        except (OSError, asyncio.TimeoutError) as exc:
+            pytest.skip(f"PostgreSQL is unreachable: {exc}")
+        url = f"postgresql+asyncpg://{PG_DSN['user']}@{PG_DSN['host']}:{PG_DSN['port']}/{name}"
+    engine = create_engine(url)
+
+    async def rows(sql: str) -> list[tuple]:
+        async with engine.connect() as conn:
+            return [tuple(r) for r in await conn.execute(text(sql))]
+
+    try:
+        await upgrade_database(url, "0010")
+        async with engine.begin() as conn:  # as 0009's sender left them
+            for sid, active in ((1, True), (2, False), (3, True)):
+                await conn.execute(text(
+                    "INSERT INTO subscribers (id, chat_key, sealed_chat, language, active, joined_on)"
+                    " VALUES (:id, :key, :sealed, 'ar', :active, :day)"
+                ), {"id": sid, "key": f"{sid:064x}", "sealed": b"x", "active": active, "day": dt.date(2026, 11, 1)})
+                await conn.execute(text("INSERT INTO subscriber_topics (subscriber_id, topic) VALUES (:id, 'forms')"),
+                                   {"id": sid})
+            await conn.execute(text(
+                "INSERT INTO broadcasts (id, name, status, author_id, topics, languages, created_at, review_note)"
+                " VALUES (1, 'b', 'sending', 1, '', '', :at, '')"
+            ), {"at": utcnow()})
+            for rid, sid, state in ((1, 1, "sent"), (2, 2, "blocked"), (3, 3, "queued")):
+                await conn.execute(text(
+                    "INSERT INTO broadcast_outbox (id, broadcast_id, subscriber_id, state, attempts)"
+                    " VALUES (:id, 1, :sid, :state, 0)"
+                ), {"id": rid, "sid": sid, "state": state})
+        await upgrade_database(url, "0011")
+        assert await rows("SELECT id FROM subscribers ORDER BY id") == [(1,), (3,)]
+        assert await rows("SELECT subscriber_id FROM subscriber_topics ORDER BY 1") == [(1,), (3,)]
+        assert await rows("SELECT id, subscriber_id, state FROM broadcast_outbox ORDER BY id") == [
+            (1, 1, "sent"), (2, None, "blocked"), (3, 3, "queued"),
+        ]
+        async with engine.begin() as conn:  # deleting a subscriber now keeps its rows
+            await conn.execute(text("DELETE FROM subscribers WHERE id = 3"))
+            await conn.execute(text("UPDATE broadcast_outbox SET state = 'left' WHERE id = 3"))
+        assert await rows("SELECT id, subscriber_id, state FROM broadcast_outbox ORDER BY id") == [
+            (1, 1, "sent"), (2, None, "blocked"), (3, None, "left"),
+        ]
+
+        def downgrade(sync_conn) -> None:
+            config = alembic_config(url)
+            config.attributes["connection"] = sync_conn
+            command.downgrade(config, "0010")
+
+        async with engine.begin() as conn:  # 0010 has no place for rows without a subscriber
+            await conn.run_sync(downgrade)
+        assert await rows("SELECT id, subscriber_id, state FROM broadcast_outbox ORDER BY id") == [(1, 1, "sent")]
+        async with engine.begin() as conn:
+            await conn.execute(text("DELETE FROM subscribers WHERE id = 1"))  # cascades again
+        assert await rows("SELECT count(*) FROM broadcast_outbox") == [(0,)]
+    finally:
+        await engine.dispose()
+        if name is not None:
+            await _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 async def test_a_clean_stop_puts_unsent_rows_back(sessionmaker, store, bot, box, sandbox):
@@ -451,6 +569,47 @@ async def test_a_channel_post_goes_to_each_publication_chat_without_unsubscribe(
     assert delivered_per_chat(emulator, TOKEN, users) == {u: 1 for u in users}
 
 
+async def test_a_channel_post_whose_answer_times_out_is_in_doubt_and_not_posted_again(
+    sessionmaker, store, box, sandbox, monkeypatch
+):
+    emulator = sandbox.emulator
+    (admin,) = started_users(emulator, TOKEN, 1)
+    channel = emulator.create_group("channel", "Coalition")
+    emulator.set_bot_status(emulator.get_bot(TOKEN), channel["id"], "administrator", admin)
+    users = started_users(emulator, TOKEN, 2)
+    await subscribe(store, [(u, "ar", ()) for u in users])
+    broadcast_id = await add_broadcast(sessionmaker, {"ar": "للجميع"}, to_channel=True)
+    # Telegram posts it, but its answer does not come back before the bot's timeout: the
+    # post may well be there, so it is neither "failed" nor posted again.
+    answered = asyncio.Event()
+    real_call = emulator.call
+
+    async def slow_to_answer(token, method, params, files=None):
+        answer = await real_call(token, method, params, files)
+        if method.lower() == "sendmessage" and str(params.get("chat_id")) == str(channel["id"]):
+            await answered.wait()
+        return answer
+
+    monkeypatch.setattr(emulator, "call", slow_to_answer)
+    impatient = Bot(
+        TOKEN,
+        session=BotApiSession(api=TelegramAPIServer.from_base(sandbox.url), timeout=1),
+        default=DefaultBotProperties(parse_mode=None),
+    )
+    try:
+        sender = make_sender(sessionmaker, impatient, store, box, publication_chat_ids=[channel["id"]])
+        async with Running(sender):
+            await until_status(sessionmaker, broadcast_id, "done")
+    finally:
+        answered.set()
+        await impatient.session.close()
+    assert (await broadcast_row(sessionmaker, broadcast_id)).channel_state == "in_doubt"
+    posts = [m for m in emulator.get_bot(TOKEN).chats[channel["id"]].messages.values() if m.from_bot]
+    assert [p.text for p in posts] == ["للجميع"]
+    assert len(emulator.calls(emulator.get_bot(TOKEN), "sendMessage", chat_id=channel["id"])) == 1
+    assert delivered_per_chat(emulator, TOKEN, users) == {u: 1 for u in users}
+
+
 async def test_progress_counts_every_state(sessionmaker, store, bot, box):
     await subscribe(store, [(2000 + i, "ar", ()) for i in range(5)])
     broadcast_id = await add_broadcast(sessionmaker, {"ar": "x"})
@@ -465,7 +624,7 @@ async def test_progress_counts_every_state(sessionmaker, store, bot, box):
         counts = await progress(session, broadcast_id)
     assert counts == {
         "queued": 3, "sending": 0, "sent": 2, "failed": 0, "blocked": 0, "in_doubt": 0,
-        "skipped": 0, "total": 5, "remaining": 3,
+        "skipped": 0, "left": 0, "total": 5, "remaining": 3,
     }
 
 

@@ -14,7 +14,7 @@ import re
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 
 from nazaha.admin.app import console_routes, create_app
 from nazaha.admin.bootstrap import first_admin_invitation
@@ -36,6 +36,7 @@ from nazaha.storage.awareness_models import (
     QuizCount,
     StaffChat,
     Subscriber,
+    SubscriberTopic,
     Survey,
     SurveyAnswerMarker,
     SurveyCount,
@@ -659,6 +660,30 @@ async def test_a_removed_member_s_chat_is_unlinked(world):
 # --------------------------------------------------------------- delivery and its controls
 
 
+async def add_outbox(w, broadcast_id: int, states: list[str]) -> list[int]:
+    """Play the sender: an outbox row per state, each with a subscriber of its own (none
+    for "left": that subscriber is gone). Returns the subscribers' ids."""
+    made = []
+    async with w.sm.begin() as session:
+        for state in states:
+            subscriber_id = None
+            if state != "left":
+                subscriber = Subscriber(chat_key=os.urandom(32).hex(), sealed_chat=b"x", language="ar",
+                                        active=True, joined_on=TODAY)
+                session.add(subscriber)
+                await session.flush()
+                subscriber_id = subscriber.id
+                made.append(subscriber_id)
+            session.add(BroadcastOutbox(broadcast_id=broadcast_id, subscriber_id=subscriber_id, state=state))
+    return made
+
+
+def summary_of(page: str) -> str:
+    found = re.search(r'id="delivery-summary">([^<]*)<', page)
+    assert found, "no delivery summary"
+    return found.group(1)
+
+
 async def test_progress_pause_resume_and_cancel(world):
     w = world
     vera = await member(w, "vera", "volunteer")
@@ -668,23 +693,21 @@ async def test_progress_pause_resume_and_cancel(world):
     page = vera.get(f"/awareness/broadcasts/{broadcast_id}/progress").text
     assert '<meta http-equiv="refresh" content="5">' in page  # approved: waiting for the sender
     # The sender starts: outbox rows per recipient.
-    states = ["sent"] * 5 + ["queued"] * 4 + ["failed", "blocked", "blocked", "in_doubt", "sending", "skipped"]
+    states = ["sent"] * 5 + ["queued"] * 4 + ["failed", "blocked", "blocked", "in_doubt", "sending", "skipped", "left"]
+    await add_outbox(w, broadcast_id, states)
     async with w.sm.begin() as session:
-        for index, state in enumerate(states):
-            subscriber = Subscriber(chat_key=f"{index:064x}", sealed_chat=b"x", language="ar", active=True, joined_on=TODAY)
-            session.add(subscriber)
-            await session.flush()
-            session.add(BroadcastOutbox(broadcast_id=broadcast_id, subscriber_id=subscriber.id, state=state))
         await session.execute(update(Broadcast).where(Broadcast.id == broadcast_id).values(
             status="sending", started_at=w.clock(), channel_state="sent"))
     page = vera.get(f"/awareness/broadcasts/{broadcast_id}/progress").text
     counts = dict(re.findall(r'id="count-([a-z_]+)"><strong><bdi dir="ltr">(\d+)</bdi>', page))
-    assert counts == {"total": "15", "queued": "4", "sending": "1", "sent": "5", "failed": "1", "blocked": "2",
-                      "in_doubt": "1", "skipped": "1"}
+    assert counts == {"total": "16", "queued": "4", "sending": "1", "sent": "5", "failed": "1", "blocked": "2",
+                      "in_doubt": "1", "skipped": "1", "left": "1"}
     assert '<meta http-equiv="refresh"' in page and 'id="channel-state">Sent<' in page
+    assert summary_of(page) == ("Sending: 5 delivered, 5 still to send, 2 blocked, 1 failed, 1 in doubt, "
+                                "1 left before it was sent, 1 not sent (cancelled).")
     started = (w.clock() + dt.timedelta(hours=2)).strftime("%Y-%m-%d %H:%M")  # Palestine time in winter: UTC+2
     assert f'<dd><bdi dir="ltr">{started}</bdi></dd>' in page
-    assert "5 / 15" in vera.get("/awareness/broadcasts").text
+    assert "5 / 16" in vera.get("/awareness/broadcasts").text
 
     assert act(vera, broadcast_id, "pause").headers["location"].endswith("done=paused")
     assert (await broadcast_row(w, broadcast_id)).status == "paused"
@@ -702,7 +725,86 @@ async def test_progress_pause_resume_and_cancel(world):
     assert left["queued"] == 4  # the sender skips them (the console only reads the outbox)
     page = vera.get(f"/awareness/broadcasts/{broadcast_id}/progress").text
     assert '<meta http-equiv="refresh"' not in page
+    assert summary_of(page).startswith("Cancelled: 5 delivered, 1 still to send, 2 blocked, 1 failed, ")
+    assert summary_of(page).endswith(", 5 not sent (cancelled).")  # the 4 queued: the sender skips them
     assert act(vera, broadcast_id, "resume").headers["location"].endswith("error=transition")
+
+
+async def test_the_progress_page_says_what_happened_and_leavers_change_no_figure(world):
+    w = world
+    vera = await member(w, "vera", "volunteer")
+    broadcast_id = compose(vera, topic=["rights"], send_date="2026-12-02", send_time="18:30")
+    act(vera, broadcast_id, "submit")
+    act(w.admin_browser, broadcast_id, "approve")
+    # The audience now: two chose "rights", one chose nothing (everything); "forms" only is not in it.
+    async with w.sm.begin() as session:
+        for topics in (("rights",), ("rights", "forms"), (), ("forms",)):
+            subscriber = Subscriber(chat_key=os.urandom(32).hex(), sealed_chat=b"x", language="en",
+                                    active=True, joined_on=TODAY)
+            session.add(subscriber)
+            await session.flush()
+            session.add_all(SubscriberTopic(subscriber_id=subscriber.id, topic=t) for t in topics)
+    # Approved, not started: when it starts and whom it would reach, not "0 / 0".
+    expected = ("Not started; scheduled for \u20682026-12-02 18:30\u2069 (Palestine time). "
+                "3 subscribers would receive it if it started now.")
+    page = vera.get(f"/awareness/broadcasts/{broadcast_id}/progress").text
+    assert summary_of(page) == expected
+    overview = vera.get(f"/awareness/broadcasts/{broadcast_id}").text
+    assert summary_of(overview) == expected and "0 / 0" not in overview
+    async with w.sm.begin() as session:  # its time has come: the sender starts it within seconds
+        await session.execute(update(Broadcast).where(Broadcast.id == broadcast_id).values(
+            send_at=w.clock() - dt.timedelta(minutes=1)))
+    assert summary_of(vera.get(f"/awareness/broadcasts/{broadcast_id}/progress").text) == (
+        "Not started yet; sending begins within a few seconds. 3 subscribers would receive it if it started now.")
+
+    # The sender ran it: some blocked the bot, one refusal.
+    recipients = await add_outbox(w, broadcast_id, ["sent"] * 5 + ["blocked"] * 2 + ["failed"])
+    async with w.sm.begin() as session:
+        await session.execute(update(Broadcast).where(Broadcast.id == broadcast_id).values(
+            status="done", started_at=w.clock(), finished_at=w.clock()))
+    finished = "Finished: 5 delivered, 2 blocked, 1 failed."
+    page = vera.get(f"/awareness/broadcasts/{broadcast_id}/progress").text
+    assert summary_of(page) == finished
+    assert re.search(r'id="progress-status">Finished<', page) and "Sent to everyone" not in page
+    figures = dict(re.findall(r'id="count-([a-z_]+)"><strong><bdi dir="ltr">(\d+)</bdi>', page))
+    assert summary_of(vera.get(f"/awareness/broadcasts/{broadcast_id}").text) == finished
+
+    # Recipients leave afterwards (/stop, /wipe, a block seen by a later broadcast): the
+    # figures are those of the broadcast, not of today's subscribers.
+    async with w.sm.begin() as session:
+        await session.execute(delete(Subscriber).where(Subscriber.id.in_(recipients[:6])))
+    page = vera.get(f"/awareness/broadcasts/{broadcast_id}/progress").text
+    assert summary_of(page) == finished
+    assert dict(re.findall(r'id="count-([a-z_]+)"><strong><bdi dir="ltr">(\d+)</bdi>', page)) == figures
+    assert figures["total"] == "8" and "5 / 8" in vera.get("/awareness/broadcasts").text
+    # In Arabic the counts are joined as Arabic joins a list.
+    page = vera.get(f"/awareness/broadcasts/{broadcast_id}/progress", headers={"Accept-Language": "ar"})
+    vera.post("/locale", data={"csrf": csrf_of(page.text), "locale": "ar", "back": "/awareness"})
+    assert "، و" in summary_of(vera.get(f"/awareness/broadcasts/{broadcast_id}/progress").text)
+
+
+def test_delivery_summary_words_each_case():
+    from nazaha.admin import i18n
+    from nazaha.admin.broadcast_summary import delivery_summary
+
+    i18n.set_locale("en")
+    now = dt.datetime(2026, 11, 30, 9, tzinfo=dt.timezone.utc)
+
+    def say(status, progress=None, *, started=True, send_at=None, audience=None):
+        return delivery_summary(status, progress or {}, started_at=now if started else None, send_at=send_at,
+                                audience=audience, now=now)
+
+    assert say("draft", started=False, audience=0) == (
+        "Not started: a broadcast is sent only once an administrator has approved it. "
+        "0 subscribers would receive it if it started now.")
+    assert say("approved", started=False, audience=1) == (
+        "Not started yet; sending begins within a few seconds. 1 subscriber would receive it if it started now.")
+    assert say("cancelled", started=False) == "Cancelled before sending started: nothing was sent."
+    assert say("paused", {"sent": 1, "queued": 2}) == "Paused: 1 delivered, 2 still to send."
+    assert say("sending", {"sent": 3, "sending": 1, "in_doubt": 1}) == "Sending: 3 delivered, 1 still to send, 1 in doubt."
+    assert say("done", {"sent": 4, "left": 1}) == "Finished: 4 delivered, 0 blocked, 0 failed, 1 left before it was sent."
+    assert say("done") == "Finished: no subscriber was in its audience."
+    assert say("cancelled", {"sent": 2, "queued": 3, "skipped": 1}) == "Cancelled: 2 delivered, 4 not sent (cancelled)."
 
 
 # ------------------------------------------------------------------------- volunteers

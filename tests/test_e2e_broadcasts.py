@@ -21,6 +21,8 @@ from sqlalchemy import update
 from nazaha.awareness.markup import parse_markup
 from nazaha.awareness.staff_chats import link_chat, new_link_code
 from nazaha.awareness.subscribers import SubscriberStore
+from nazaha.handlers import awareness_callbacks as aw
+from nazaha.sandbox.client import SandboxClient
 from nazaha.sandbox.server import SandboxServer
 from nazaha.storage.awareness_models import Subscriber
 from nazaha.storage.crypto import BotKeyBox
@@ -38,7 +40,7 @@ from tests.broadcast_support import (
     subscribe,
     utcnow,
 )
-from tests.e2e_support import TOKEN, BotProcess, run_init
+from tests.e2e_support import TOKEN, BotProcess, Chat, press_callback, run_init
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
@@ -62,6 +64,7 @@ class Broadcasts:
         self.sessionmaker: Any = None
         self.store: SubscriberStore | None = None
         self.box: BotKeyBox | None = None
+        self.client = SandboxClient(server.url, token=TOKEN)  # users who write to the bot
 
     def open_database(self) -> None:
         bot_key, pepper = load_bot_secrets(KeyPaths.for_data_dir(self.data_dir))
@@ -117,6 +120,7 @@ async def deployment(tmp_path_factory):
             yield d
         finally:
             d.bot.stop()
+            await d.client.close()
             await d.engine.dispose()
 
 
@@ -192,9 +196,11 @@ async def test_two_thousand_subscribers_with_429_5xx_and_403(deployment: Broadca
     assert {u for u in audience if received[u] != 1} == blocked
     assert all(received[u] == 0 for u in blocked) and all(received[u] == 0 for u in users if u not in audience)
     assert d.outbox(broadcast_id) == {"sent": len(audience) - len(blocked), "blocked": len(blocked)}
-    inactive = d.rows("SELECT count(*) FROM subscribers WHERE active = 0 AND id IN "
-                      "(SELECT subscriber_id FROM broadcast_outbox WHERE broadcast_id = ?)", broadcast_id)
-    assert inactive == [(len(blocked),)]
+    # Who blocked the bot is no longer a subscriber; the rows stay, without them.
+    assert d.rows("SELECT state, count(*) FROM broadcast_outbox WHERE broadcast_id = ? AND subscriber_id IS NULL "
+                  "GROUP BY state", broadcast_id) == [("blocked", len(blocked))]
+    assert d.rows("SELECT count(*) FROM subscribers WHERE chat_key IN (%s)" % ",".join("?" * len(blocked)),
+                  *[d.store.chat_key(u) for u in blocked]) == [(0,)]
     calls = send_calls(d.emulator, TOKEN)
     assert sum(1 for c in calls if c["error_code"] == 429) == 3
     assert sum(1 for c in calls if (c["error_code"] or 0) >= 500) == 10
@@ -272,6 +278,48 @@ async def test_a_test_send_reaches_the_linked_staff_chat(deployment: Broadcasts)
     assert d.status(draft) == "draft" and d.outbox(draft) == {}
 
 
+async def test_figures_outlive_stop_and_wipe_and_who_blocked_the_bot_can_subscribe_again(deployment: Broadcasts):
+    d = deployment
+    users = await d.new_audience(4)
+    blocker, stopper, wiper, stayer = users
+    emulator_bot = d.emulator.get_bot(TOKEN)
+    d.emulator.set_blocked(emulator_bot, blocker, True)
+    first = await add_broadcast(d.sessionmaker, {"ar": "first"})
+    await d.until_done(first)
+    figures = {"sent": 3, "blocked": 1}
+    assert d.outbox(first) == figures
+
+    def subscribed(user_id: int) -> bool:
+        assert d.store is not None
+        return bool(d.rows("SELECT count(*) FROM subscribers WHERE chat_key = ?", d.store.chat_key(user_id))[0][0])
+
+    assert not subscribed(blocker)  # a 403 deleted the subscription (and its topics)
+    # Two recipients leave the bot's way: /stop, and /wipe ("Yes, erase").
+    await Chat(d.client, {"id": stopper}).send("/stop")
+    wiping = Chat(d.client, {"id": wiper})
+    await wiping.send("/wipe")
+    await press_callback(wiping, "w:yes")
+    await d.until(lambda: not subscribed(stopper) and not subscribed(wiper), what="both unsubscribed")
+    assert d.outbox(first) == figures  # the finished broadcast's figures did not shrink
+    assert d.rows("SELECT count(*) FROM broadcast_outbox WHERE broadcast_id = ? AND subscriber_id IS NULL",
+                  first) == [(3,)]
+
+    # The one who blocked the bot unblocks it and subscribes again from /subscribe.
+    d.emulator.set_blocked(emulator_bot, blocker, False)
+    returning = Chat(d.client, {"id": blocker})
+    await returning.send("/subscribe")
+    await press_callback(returning, aw.subscribe_all())
+    await d.until(lambda: subscribed(blocker), what="subscribed again")
+    second = await add_broadcast(d.sessionmaker, {"ar": "second"})
+    await d.until_done(second)
+    assert d.outbox(second) == {"sent": 2}
+    received = texts_received(d, users)
+    assert [t for t in received[blocker] if t in ("first", "second")] == ["second"]
+    assert [t for t in received[stayer] if t in ("first", "second")] == ["first", "second"]
+    assert "second" not in received[stopper] + received[wiper]
+    assert d.outbox(first) == figures
+
+
 async def test_killed_mid_broadcast_and_restarted_it_finishes_at_most_once(deployment: Broadcasts):
     d = deployment
     users = await d.new_audience(1500)
@@ -295,4 +343,5 @@ async def test_killed_mid_broadcast_and_restarted_it_finishes_at_most_once(deplo
     states = d.outbox(broadcast_id)
     assert states.get("in_doubt", 0) == in_flight
     assert states["sent"] + in_flight == len(users)
-    assert max_per_chat_window(c for c in emulator_bot.calls if c["method"] == "sendMessage") <= 1
+    audience = set(users)
+    assert max_per_chat_window(c for c in emulator_bot.calls if c["method"] == "sendMessage" and c["chat_id"] in audience) <= 1

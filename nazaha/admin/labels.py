@@ -100,14 +100,14 @@ def broadcast_status_label(code: str | None) -> str:
         "approved": pgettext("broadcast", "Approved, scheduled"),
         "sending": pgettext("broadcast", "Sending"),
         "paused": pgettext("broadcast", "Paused"),
-        "done": pgettext("broadcast", "Sent to everyone"),
+        "done": pgettext("broadcast", "Finished"),
         "cancelled": pgettext("broadcast", "Cancelled"),
     }
     return names.get(code or "", code or "—")
 
 
 def delivery_state_label(code: str | None) -> str:
-    """A recipient's state in a broadcast's outbox, or a test send's."""
+    """A recipient's state in a broadcast's outbox, a channel post's, or a test send's."""
     names = {
         "queued": pgettext("delivery", "Queued"),
         "sending": pgettext("delivery", "Being sent"),
@@ -116,6 +116,7 @@ def delivery_state_label(code: str | None) -> str:
         "blocked": pgettext("delivery", "Blocked the bot"),
         "in_doubt": pgettext("delivery", "In doubt"),
         "skipped": pgettext("delivery", "Skipped"),
+        "left": pgettext("delivery", "Left before it was sent"),
     }
     return names.get(code or "", code or "—")
 

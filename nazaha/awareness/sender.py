@@ -13,18 +13,22 @@ sending. States (nazaha/storage/awareness_models.py):
   second run adds nothing. Audience: ``topics`` (comma list, "" = all): a subscriber who
   chose any of them, or who chose no topic at all (no topic = everything); ``languages``
   (comma list, "" = all): the subscriber's language. ``to_channel`` queues one post to each
-  publication chat (``channel_state``).
+  publication chat (``channel_state``; a timeout: ``in_doubt``, not posted again).
 * **send**: queued rows (``next_attempt_at`` NULL or due) are claimed in id order, a small
   batch per transaction, and marked ``sending`` in that commit; a pool of workers sends
   each through one :class:`~nazaha.awareness.pacing.Pacer` (``limits`` windows: 97 % of
   ``rate`` per second overall, ``chat_rate`` per two seconds per subscriber, slots spread
   evenly); results are written back in
   batches: ``sent``; ``failed`` (400 and other refusals, or transient errors
-  ``max_attempts`` times); ``blocked`` (403; the subscriber is set inactive); ``queued``
-  again with ``attempts + 1`` and a jittered exponential ``next_attempt_at`` (5xx,
-  connection errors: :class:`~nazaha.bot.retry.RetryPolicy`'s back-off); ``in_doubt`` (a
-  timeout: Telegram may have taken it). A 429 pauses *every* send for ``retry_after``
+  ``max_attempts`` times); ``blocked`` (403; the subscriber is deleted, as by /stop);
+  ``queued`` again with ``attempts + 1`` and a jittered exponential ``next_attempt_at``
+  (5xx, connection errors: :class:`~nazaha.bot.retry.RetryPolicy`'s back-off); ``in_doubt``
+  (a timeout: Telegram may have taken it). A 429 pauses *every* send for ``retry_after``
   seconds and puts the row back without counting an attempt.
+* **left**: a subscriber deleted after the start (/stop, /wipe, a 403 to another broadcast)
+  keeps their rows, with ``subscriber_id`` NULL, so a broadcast's figures never shrink; a
+  queued one is claimed as ``left`` and never sent (the claim joins ``subscribers`` with an
+  outer join for that reason).
 * **pause / resume / cancel** are the console's status changes, read before each claim and
   by the workers (at most a second old): ``paused`` stops claiming and rows not yet handed
   to Telegram go back to ``queued``; ``sending`` again continues; ``cancelled`` turns the
@@ -163,6 +167,10 @@ def error_code(exc: BaseException) -> int | None:
 
 def _is_timeout(exc: BaseException) -> bool:
     return isinstance(exc, asyncio.TimeoutError) or isinstance(exc.__cause__, asyncio.TimeoutError)
+
+
+class _MaybePosted(Exception):
+    """A channel post's answer timed out: Telegram may have posted it."""
 
 
 # ---- what one broadcast says -----------------------------------------------------------
@@ -581,13 +589,13 @@ class BroadcastSender:
         return exhausted
 
     async def _claim_rows(self, broadcast_id: int, limit: int, now: dt.datetime) -> tuple[int, list[Job]] | None:
-        """Mark up to ``limit`` due rows ``sending`` (rows of subscribers no longer active:
-        ``skipped``) in one commit: (rows taken, jobs to send). None if the broadcast is no
-        longer ``sending``."""
+        """Mark up to ``limit`` due rows ``sending`` (rows whose subscriber has left, deleted
+        or inactive: ``left``, never sent) in one commit: (rows taken, jobs to send). None if
+        the broadcast is no longer ``sending``."""
         o, s = BroadcastOutbox, Subscriber
         query = (
             select(o.id, o.subscriber_id, o.attempts, s.chat_key, s.sealed_chat, s.language, s.active)
-            .join(s, s.id == o.subscriber_id)
+            .outerjoin(s, s.id == o.subscriber_id)
             .where(
                 o.broadcast_id == broadcast_id,
                 o.state == "queued",
@@ -607,9 +615,9 @@ class BroadcastSender:
                     self._status[broadcast_id] = status
                 return None
             rows = (await session.execute(query)).all()
-            active = [r.id for r in rows if r.active]
-            inactive = [r.id for r in rows if not r.active]
-            for state, ids in (("sending", active), ("skipped", inactive)):
+            active = [r.id for r in rows if r.active]  # NULL when the subscriber is gone
+            left = [r.id for r in rows if not r.active]
+            for state, ids in (("sending", active), ("left", left)):
                 for chunk in _chunks(ids):
                     await session.execute(update(o).where(o.id.in_(chunk)).values(state=state))
         return len(rows), [
@@ -865,7 +873,7 @@ class BroadcastSender:
                             next_attempt_at=bindparam("b_next"), error_code=bindparam("b_code")),
                     timed,
                 )
-            await SubscriberStore.mark_inactive(session, blocked)
+            await SubscriberStore.delete_blocked(session, blocked)
 
     # ---- test sends and channel posts ---------------------------------------------------
 
@@ -927,7 +935,8 @@ class BroadcastSender:
     async def _post_to_channels(self, broadcast_id: int) -> None:
         """The broadcast's post to every publication chat, in its first language, without
         Unsubscribe. ``channel_state``: queued -> sending -> sent | failed (no chat
-        configured, or any chat refused it)."""
+        configured, or any chat refused it or kept failing) | in_doubt (none failed, but a
+        chat's answer timed out: Telegram may have posted it, so it is not posted again)."""
         async with write_transaction(self._sessionmaker) as session:
             claimed = await session.execute(
                 update(Broadcast)
@@ -938,29 +947,48 @@ class BroadcastSender:
             if claimed.rowcount != 1:
                 return
             content = await load_content(session, broadcast_id)
-        posted = 0
+        posted = doubtful = 0
         language = content.language_for(content.languages[0] if content.languages else None) if content else None
         if content is not None and language is not None:
             for index, chat_id in enumerate(self._publication):
                 try:
                     outcome = await self._channel_retry.run(
-                        lambda chat_id=chat_id, index=index: self._paced_send(
-                            f"p{index}", chat_id, content, language, channel=True),
+                        lambda chat_id=chat_id, index=index: self._post_once(
+                            f"p{index}", chat_id, content, language),
                         what="channel post",
                     )
+                except _MaybePosted:
+                    doubtful += 1
+                    continue
                 except Exception as exc:
                     log.warning("channel post failed (%s)", type(exc).__name__)
                     continue
                 posted += outcome.ok
-        state = "sent" if self._publication and posted == len(self._publication) else "failed"
+        if self._publication and posted == len(self._publication):
+            state = "sent"
+        elif self._publication and posted + doubtful == len(self._publication):
+            state = "in_doubt"
+        else:
+            state = "failed"
         if not self._publication:
             log.warning("broadcast %d: no publication chat configured (NAZAHA_PUBLICATION_CHAT_IDS)", broadcast_id)
         async with write_transaction(self._sessionmaker) as session:
             await session.execute(
                 update(Broadcast).where(Broadcast.id == broadcast_id).values(channel_state=state)
             )
-        log.info("broadcast %d: channel post %s (%d of %d chat(s))", broadcast_id, state, posted, len(self._publication))
+        log.info("broadcast %d: channel post %s (%d of %d chat(s), %d in doubt)",
+                 broadcast_id, state, posted, len(self._publication), doubtful)
         self.wake()
+
+    async def _post_once(self, key: str, chat_id: int, content: Content, language: str) -> None:
+        """One channel post; a timeout raises :class:`_MaybePosted`, which the retry policy
+        lets through instead of posting again (at most once, as for subscribers)."""
+        try:
+            await self._paced_send(key, chat_id, content, language, channel=True)
+        except (TelegramNetworkError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            if not _is_timeout(exc):
+                raise
+            raise _MaybePosted() from exc
 
     def _spawn(self, coro, *, channel: int | None = None) -> None:
         task = asyncio.create_task(coro)

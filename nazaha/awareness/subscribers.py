@@ -4,7 +4,8 @@ and topics (tables ``subscribers`` and ``subscriber_topics``).
 The bot must read a subscriber's chat id to send to it, so anyone holding the bot host can
 list subscribers: docs/security.md and the subscribe screen say so. Nothing here refers to a
 report, a receipt, a draft or the report side's pseudonyms (``chat_key`` uses its own HMAC
-purpose), and /stop deletes the row and its topics.
+purpose), and /stop, /wipe and a block of the bot (a 403 to a broadcast) delete the row and
+its topics.
 
 Writes from inside an update are queued in the update's unit of work (``queue_*``); the
 broadcast sender and tests use the direct ``*_now`` methods.
@@ -145,7 +146,7 @@ class SubscriberStore:
         uow.add(op)
 
     def queue_stop(self, uow: UnitOfWork, chat_id: int) -> None:
-        """Delete the subscription, its topics and its queued broadcast rows (/stop)."""
+        """Delete the subscription and its topics (/stop); its broadcast rows stay, without it."""
         key = self.chat_key(chat_id)
 
         async def op(session: AsyncSession) -> None:
@@ -209,10 +210,11 @@ class SubscriberStore:
             await op(session)
 
     @staticmethod
-    async def mark_inactive(session: AsyncSession, subscriber_ids: Iterable[int]) -> None:
-        """A 403 ("bot was blocked by the user"): keep no more broadcasts for them."""
+    async def delete_blocked(session: AsyncSession, subscriber_ids: Iterable[int]) -> None:
+        """A 403 to a broadcast ("bot was blocked by the user"): delete these subscribers
+        and their topics, as /stop does (the bot keeps no chat id it cannot write to). Their
+        outbox rows stay, without them; queued ones become ``left`` when claimed. A chat
+        that unblocks the bot subscribes again like a new one (/subscribe)."""
         ids = list(subscriber_ids)
         if ids:
-            await session.execute(
-                update(Subscriber).where(Subscriber.id.in_(ids)).values(active=False)
-            )
+            await session.execute(delete(Subscriber).where(Subscriber.id.in_(ids)))

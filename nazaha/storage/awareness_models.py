@@ -57,9 +57,13 @@ BROADCAST_STATUSES = (
 #   queued    waiting to be sent (next_attempt_at: not before, after a 429/5xx)
 #   sending   handed to Telegram and not yet confirmed; found at start-up = the sender died
 #             with it in flight -> in_doubt (at most once: never sent again)
-#   sent | failed (gave up: 400 or retries exhausted) | blocked (403: subscriber set inactive)
-#   in_doubt | skipped (the subscriber left, or the broadcast was cancelled before it went)
-OUTBOX_STATES = ("queued", "sending", "sent", "failed", "blocked", "in_doubt", "skipped")
+#   sent | failed (gave up: 400 or retries exhausted) | blocked (403: the subscriber is deleted)
+#   in_doubt (a timeout, or in flight at a crash: it may have arrived) | skipped (the
+#   broadcast was cancelled before it went) | left (the subscriber left, by /stop, /wipe or
+#   a block, before it went)
+# A row outlives its subscriber (subscriber_id becomes NULL): a broadcast's figures stay
+# as they were when it ended, and say nothing more about who got it.
+OUTBOX_STATES = ("queued", "sending", "sent", "failed", "blocked", "in_doubt", "skipped", "left")
 # survey.status
 SURVEY_STATUSES = ("draft", "open", "closed")
 
@@ -139,8 +143,10 @@ class AwarenessItemText(Base):
 
 class Subscriber(Base):
     """A chat that asked for awareness messages. ``chat_key`` = HMAC(pepper, chat id) for
-    lookups; ``sealed_chat`` = the chat id under the bot key (AAD binds chat_key). /stop
-    deletes the row; a 403 ("blocked by the user") sets ``active`` false."""
+    lookups; ``sealed_chat`` = the chat id under the bot key (AAD binds chat_key). /stop,
+    /wipe and a 403 to a broadcast ("blocked by the user") delete the row (its topics go
+    with it; its outbox rows stay, without it). ``active`` false (only rows older than
+    migration 0011, which deleted them, or set by hand) keeps a row out of every audience."""
 
     __tablename__ = "subscribers"
     __table_args__ = (Index("ix_subscribers_active_language", "active", "language"),)
@@ -180,7 +186,8 @@ class Broadcast(Base):
     languages: Mapped[str] = mapped_column(String(32), default="")
     to_channel: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # The post to the publication chat(s): None (not asked), queued, sending, sent, failed,
-    # skipped (cancelled first), in_doubt (in flight at a crash: not posted again).
+    # skipped (cancelled first), in_doubt (in flight at a crash, or a chat's answer timed
+    # out: it may have been posted; never posted again).
     channel_state: Mapped[str | None] = mapped_column(String(16))
     survey_id: Mapped[int | None] = mapped_column(
         Integer, ForeignKey("surveys.id", ondelete="SET NULL")
@@ -221,7 +228,10 @@ class BroadcastImage(Base):
 
 
 class BroadcastOutbox(Base):
-    """One row per recipient of a broadcast (see OUTBOX_STATES)."""
+    """One row per recipient of a broadcast (see OUTBOX_STATES). ``subscriber_id`` is NULL
+    once the subscriber is deleted: the row still counts in the broadcast's figures and is
+    never sent (a queued one becomes ``left``). NULLs are distinct under the unique
+    constraint, on SQLite and PostgreSQL alike."""
 
     __tablename__ = "broadcast_outbox"
     __table_args__ = (
@@ -233,8 +243,8 @@ class BroadcastOutbox(Base):
     broadcast_id: Mapped[int] = mapped_column(
         Integer, ForeignKey("broadcasts.id", ondelete="CASCADE")
     )
-    subscriber_id: Mapped[int] = mapped_column(
-        Integer, ForeignKey("subscribers.id", ondelete="CASCADE"), index=True
+    subscriber_id: Mapped[int | None] = mapped_column(
+        Integer, ForeignKey("subscribers.id", ondelete="SET NULL"), index=True
     )
     state: Mapped[str] = mapped_column(String(16), default="queued")
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))

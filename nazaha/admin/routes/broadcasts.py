@@ -14,13 +14,16 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import Response
 from markupsafe import Markup
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from nazaha.admin.broadcast_summary import delivery_summary
 from nazaha.admin.context import AdminStaff, AwarenessStaff, Console, ConsoleDep, CsrfChecked, redirect, render
 from nazaha.admin.routes.awareness import chat_state, is_admin, query_code
 from nazaha.admin.sessions import StaffSession
 from nazaha.awareness import broadcasts as service
 from nazaha.awareness import members, surveys
 from nazaha.awareness.broadcast_image import MAX_UPLOAD_BYTES, ImageRefused, prepare_image_async
+from nazaha.awareness.broadcast_progress import audience_size
 from nazaha.awareness.library_editor import library
 from nazaha.awareness.schedule import ScheduleError, palestine_parts, parse_send_at
 from nazaha.services import audit
@@ -53,6 +56,15 @@ async def _visible(console: Console, staff: StaffSession, broadcast_id: int) -> 
             return await service.get_broadcast(session, broadcast_id, viewer=number, admin=is_admin(staff))
         except service.BroadcastError:
             raise HTTPException(status_code=404) from None
+
+
+async def _summary(console: Console, session: AsyncSession, view: service.BroadcastView, progress: dict[str, int]) -> str:
+    """Where the delivery stands, in words (before the start: with the audience it would have)."""
+    audience = None
+    if view.started_at is None and view.status != "cancelled" and not sum(progress.values()):
+        audience = await audience_size(session, ",".join(view.topics), ",".join(view.languages))
+    return delivery_summary(view.status, progress, started_at=view.started_at, send_at=view.send_at,
+                            audience=audience, now=console.clock())
 
 
 async def _form_context(console: Console) -> dict:
@@ -210,6 +222,7 @@ async def broadcast_page(request: Request, console: ConsoleDep, staff: Awareness
     async with console.sessionmaker() as session:
         versions = await service.previews(session, view)
         progress = await service.progress(session, broadcast_id)
+        summary = await _summary(console, session, view, progress)
         tests = await service.test_sends(session, broadcast_id, link_id if linked else None)
         names = await members.names_by_number(session, [view.author_no, view.approved_by])
         survey = await surveys.get_survey(session, view.survey_id) if view.survey_id is not None else None
@@ -219,7 +232,7 @@ async def broadcast_page(request: Request, console: ConsoleDep, staff: Awareness
         # Of the very view this page shows: approving or rejecting applies to exactly it.
         revision = await service.view_revision(session, view) if can["approve"] or can["reject"] else None
     return render(
-        request, "broadcast.html", nav="awareness", b=view, versions=versions, progress=progress,
+        request, "broadcast.html", nav="awareness", b=view, versions=versions, progress=progress, summary=summary,
         # preview_html escapes every character of the text itself (nazaha.awareness.markup).
         bubbles={v.language: Markup(v.html) for v in versions},
         states=OUTBOX_STATES, tests=tests, linked=linked, names=names, survey=survey, topics=topics,
@@ -246,11 +259,12 @@ async def progress_page(request: Request, console: ConsoleDep, staff: AwarenessS
     number = await _number(console, staff)
     async with console.sessionmaker() as session:
         progress = await service.progress(session, broadcast_id)
+        summary = await _summary(console, session, view, progress)
     total = sum(progress.values())
-    finished = sum(progress[s] for s in ("sent", "failed", "blocked", "in_doubt", "skipped"))
+    finished = total - progress["queued"] - progress["sending"]
     return render(
         request, "broadcast_progress.html", nav="awareness", b=view, progress=progress, states=OUTBOX_STATES,
-        total=total, finished=finished, refresh=PROGRESS_REFRESH_SECONDS if view.status in REFRESHING else None,
+        total=total, finished=finished, summary=summary, refresh=PROGRESS_REFRESH_SECONDS if view.status in REFRESHING else None,
         can=_permissions(view, author=view.author_no == number, admin=is_admin(staff)),
     )
 
