@@ -19,8 +19,8 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON
 GRANT SELECT, INSERT, UPDATE, DELETE ON
     awareness_topics, awareness_topic_texts, awareness_items, awareness_item_texts,
     subscribers, subscriber_topics, broadcasts, broadcast_versions, broadcast_images,
-    broadcast_outbox, broadcast_test_sends, staff_chats, staff_chat_codes, quiz_polls,
-    surveys, survey_texts, survey_counts, survey_answer_markers, campaigns, campaign_days
+    broadcast_outbox, broadcast_test_sends, staff_chats, staff_chat_codes,
+    staff_chat_confirmations, quiz_polls, surveys, survey_texts, survey_counts, survey_answer_markers, campaigns, campaign_days
   TO nazaha_bot;
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO nazaha_bot;
 REVOKE ALL ON SCHEMA console FROM nazaha_bot;
@@ -49,6 +49,10 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON
     survey_texts, campaigns, staff_chat_codes
   TO nazaha_console;
 GRANT SELECT, DELETE ON staff_chats, survey_answer_markers TO nazaha_console;
+-- Linking a member's chat: the console moves the bot's sealed chat id to staff_chats once the
+-- member typed the code the bot sent (it cannot seal a chat id itself: no bot key).
+GRANT INSERT, UPDATE ON staff_chats TO nazaha_console;
+GRANT SELECT, UPDATE, DELETE ON staff_chat_confirmations TO nazaha_console;
 GRANT SELECT ON broadcast_outbox, survey_counts, quiz_polls, campaign_days, subscriber_topics
   TO nazaha_console;
 GRANT SELECT (id, language, active) ON subscribers TO nazaha_console;

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from nazaha.awareness import staff_chats
 from nazaha.awareness.subscribers import SubscriberStore
 from nazaha.sandbox.emulator import BotApiEmulator
 from nazaha.storage.awareness_models import (
@@ -20,6 +21,7 @@ from nazaha.storage.awareness_models import (
     BroadcastTestSend,
     BroadcastVersion,
 )
+from nazaha.storage.crypto import BotKeyBox
 from nazaha.storage.database import write_transaction
 
 SEND_METHODS = ("sendMessage", "sendPhoto")
@@ -27,6 +29,7 @@ TODAY = dt.date(2026, 12, 1)
 AWARENESS_TABLES = (
     "broadcast_outbox", "broadcast_test_sends", "broadcast_images", "broadcast_versions",
     "broadcasts", "subscriber_topics", "subscribers", "staff_chats", "staff_chat_codes",
+    "staff_chat_confirmations",
 )
 
 
@@ -107,6 +110,25 @@ async def ask_test_send(sessionmaker: async_sessionmaker[AsyncSession], broadcas
             )
         )
         return int(result.inserted_primary_key[0])
+
+
+async def linked_staff_chat(
+    sessionmaker: async_sessionmaker[AsyncSession], box: BotKeyBox, pepper: bytes, chat_id: int,
+    *, first_name: str = "Staff",
+) -> str:
+    """A staff chat linked the way the console and the bot do it: a link code (with a reply
+    key), the bot's confirmation code for ``chat_id`` (as on /start l_<code>), typed back in
+    the console. Returns the link id."""
+    now = utcnow()
+    reply_key = staff_chats.new_reply_key()
+    code, link_id = await staff_chats.new_link_code(sessionmaker, reply_key=reply_key.public_key(), now=now)
+    links = staff_chats.StaffChatLinks(sessionmaker, box, pepper)
+    confirmation = await links.start_confirmation(code, chat_id, first_name, now=now)
+    assert confirmation is not None
+    result = await staff_chats.confirm(sessionmaker, link_id, confirmation, now=now)
+    assert result.outcome == "linked"
+    assert staff_chats.open_first_name(reply_key, link_id, result.sealed_name) == first_name
+    return link_id
 
 
 async def broadcast_row(sessionmaker: async_sessionmaker[AsyncSession], broadcast_id: int) -> Any:

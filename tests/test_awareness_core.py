@@ -122,24 +122,85 @@ def test_a_broadcast_message_ends_with_unsubscribe_in_the_subscribers_language()
     assert build_message("a" * 1025, "ar", has_image=True).too_long
 
 
-async def test_a_staff_chat_link_code_works_once_and_expires(sessionmaker) -> None:
+async def test_a_staff_chat_is_linked_only_once_the_bot_s_code_is_typed_back(sessionmaker) -> None:
+    """Trial finding: whoever opened a member's l_<code> link was linked at once. Now the
+    chat gets a 6-digit code and only the member typing it in the console links it."""
     from nazaha.awareness import staff_chats
-    from nazaha.storage.awareness_models import StaffChat
+    from nazaha.storage.awareness_models import StaffChat, StaffChatCode, StaffChatConfirmation
 
-    box = BotKeyBox(os.urandom(32))
+    from tests.broadcast_support import clear_awareness
+
+    await clear_awareness(sessionmaker)  # PostgreSQL's database is shared by the run
+    box, pepper = BotKeyBox(os.urandom(32)), os.urandom(32)
+    links = staff_chats.StaffChatLinks(sessionmaker, box, pepper)
     now = dt.datetime(2026, 11, 30, 12, tzinfo=dt.timezone.utc)
-    code, link_id = await staff_chats.new_link_code(sessionmaker, now=now)
-    assert await staff_chats.link_chat(sessionmaker, box, code, 4242, now=now)
-    assert not await staff_chats.link_chat(sessionmaker, box, code, 4242, now=now)
-    async with sessionmaker() as session:
-        row = (await session.execute(select(StaffChat))).scalar_one()
-    assert row.link_id == link_id and staff_chats.open_staff_chat(box, link_id, row.sealed_chat) == 4242
+
+    async def rows(model) -> list:
+        async with sessionmaker() as session:
+            return (await session.execute(select(model))).scalars().all()
+
+    # The link code works once and only before it expires; opening it links nothing.
+    reply_key = staff_chats.new_reply_key()
+    code, link_id = await staff_chats.new_link_code(sessionmaker, reply_key=reply_key.public_key(), now=now)
     late, _ = await staff_chats.new_link_code(sessionmaker, now=now)
-    assert not await staff_chats.link_chat(
-        sessionmaker, box, late, 4242, now=now + staff_chats.CODE_TTL
-    )
+    assert await links.start_confirmation(late, 4242, "Vera", now=now + staff_chats.CODE_TTL) is None
+    confirmation = await links.start_confirmation(code, 4242, "Vera", now=now)
+    assert confirmation is not None and len(confirmation) == 6 and confirmation.isdigit()
+    assert await links.start_confirmation(code, 4343, "Other", now=now) is None  # used up
+    assert await rows(StaffChat) == [] and not await staff_chats.is_linked(sessionmaker, link_id)
+    (waiting,) = await rows(StaffChatConfirmation)
+    assert confirmation not in waiting.code_hash and b"Vera" not in waiting.sealed_name
+    assert staff_chats.open_staff_chat(box, link_id, waiting.sealed_chat) == 4242
+    assert await staff_chats.confirmation_waiting(sessionmaker, link_id, now=now)
+
+    # Wrong codes count (the malformed do not); the right one links, Arabic digits too.
+    wrong = f"{(int(confirmation) + 1) % 1_000_000:06d}"
+    assert (await staff_chats.confirm(sessionmaker, link_id, "12ab", now=now)).outcome == "malformed"
+    assert await staff_chats.confirm(sessionmaker, link_id, wrong, now=now) == staff_chats.Confirmed("wrong", 4)
+    arabic = "".join("٠١٢٣٤٥٦٧٨٩"[int(d)] for d in confirmation)
+    done = await staff_chats.confirm(sessionmaker, link_id, f" {arabic[:3]} {arabic[3:]} ", now=now)
+    assert done.outcome == "linked"
+    assert staff_chats.open_first_name(reply_key, link_id, done.sealed_name) == "Vera"
+    assert staff_chats.open_first_name(staff_chats.new_reply_key(), link_id, done.sealed_name) is None
+    assert await staff_chats.is_linked(sessionmaker, link_id)
+    assert await rows(StaffChatConfirmation) == [] and await rows(StaffChatCode) == []
+    (linked,) = await rows(StaffChat)
+    assert linked.chat_key == links.chat_key(4242) and staff_chats.open_staff_chat(box, link_id, linked.sealed_chat) == 4242
+
+    # Five wrong codes delete the confirmation: even the right one is refused afterwards.
+    code, other = await staff_chats.new_link_code(sessionmaker, now=now)
+    confirmation = await links.start_confirmation(code, 5555, None, now=now)
+    wrong = f"{(int(confirmation) + 1) % 1_000_000:06d}"
+    outcomes = [(await staff_chats.confirm(sessionmaker, other, wrong, now=now)).outcome for _ in range(5)]
+    assert outcomes == ["wrong"] * 4 + ["locked"]
+    assert (await staff_chats.confirm(sessionmaker, other, confirmation, now=now)).outcome == "none"
+    assert not await staff_chats.is_linked(sessionmaker, other)
+
+    # An expired confirmation is refused and deleted.
+    code, third = await staff_chats.new_link_code(sessionmaker, now=now)
+    confirmation = await links.start_confirmation(code, 6666, None, now=now)
+    expired = await staff_chats.confirm(sessionmaker, third, confirmation, now=now + staff_chats.CONFIRM_TTL)
+    assert expired.outcome == "expired" and not await staff_chats.is_linked(sessionmaker, third)
+    assert not await staff_chats.confirmation_waiting(sessionmaker, third, now=now)
+
+    # The bot's maintenance pass deletes codes and confirmations past their time.
+    code, fourth = await staff_chats.new_link_code(sessionmaker, now=now)
+    await links.start_confirmation(code, 7777, None, now=now)
+    await staff_chats.new_link_code(sessionmaker, now=now)
+    assert await links.purge_expired(now) == 0
+    assert await links.purge_expired(now + staff_chats.CODE_TTL) == 2
+    assert await rows(StaffChatCode) == [] and await rows(StaffChatConfirmation) == []
+
     await staff_chats.unlink(sessionmaker, link_id)
     assert not await staff_chats.is_linked(sessionmaker, link_id)
+
+
+def test_confirmation_codes_are_read_as_typed() -> None:
+    from nazaha.awareness.staff_chats import normalise_code
+
+    assert normalise_code("123 456") == normalise_code("123-456") == normalise_code("\u2066123456\u2069") == "123456"
+    assert normalise_code("١٢٣٤٥٦") == normalise_code("۱۲۳۴۵۶") == "123456"
+    assert normalise_code("12345x") == "" and normalise_code("") == ""
 
 
 @pytest.mark.parametrize("separator", ["\n", "\r\n", "\u2028", "\u2029", "\x85", "\x0b"])

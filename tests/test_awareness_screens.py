@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from nazaha.awareness.broadcast_message import TEST_UNSUBSCRIBE_DATA, build_message, survey_data_for_test
 from nazaha.awareness.library import ArticleRef, ItemView, Page, TopicView, paginate
 from nazaha.awareness.markup import utf16_len
 from nazaha.awareness.subscribers import Subscription
@@ -146,6 +147,7 @@ def test_every_callback_is_within_64_bytes_and_parses_back():
         aw.toggle("t", page, LONGEST_TOPIC, subscribe=True, confirmed=True),
         aw.subscribe_all(), aw.unsubscribe_all(), aw.surveys(), aw.survey("x" * 16),
         aw.survey_answer("x" * 16, 7), aw.UNSUBSCRIBE_DATA,
+        survey_data_for_test("x" * 16, 7), TEST_UNSUBSCRIBE_DATA,
     ]
     for data in samples:
         assert len(data.encode()) <= 64, data
@@ -158,6 +160,17 @@ def test_every_callback_is_within_64_bytes_and_parses_back():
     assert aw.parse(aw.toggle("s", 0, "forms", subscribe=False)) == aw.Toggle("s", 0, "forms", False)
     assert aw.parse(aw.toggle("i", 0, 7, subscribe=True)) == aw.Toggle("i", 0, "7", True)
     assert aw.parse("aw:unsub") == aw.Unsubscribe()
+
+
+def test_the_buttons_of_a_test_send_parse_apart_from_the_real_ones():
+    """A test's survey answer and Unsubscribe must never be taken for the real ones."""
+    test = build_message("Hi", "en", survey_code="AbC_12-xyz", survey_options=("Yes", "No"), test=True)
+    real = build_message("Hi", "en", survey_code="AbC_12-xyz", survey_options=("Yes", "No"))
+    assert [label for row in test.buttons for label, _ in row] == [label for row in real.buttons for label, _ in row]
+    data = [d for row in test.buttons for _, d in row]
+    assert data == ["aw:ts:AbC_12-xyz:0", "aw:ts:AbC_12-xyz:1", TEST_UNSUBSCRIBE_DATA]
+    assert all(aw.parse(d) == aw.TestButton() for d in data)
+    assert aw.parse("aw:ts:AbC_12-xyz") is None and aw.parse("aw:ts:a b:0") is None and aw.parse("aw:tu:1") is None
 
 
 @given(st.text(max_size=80))

@@ -18,12 +18,12 @@ from aiogram.client.default import DefaultBotProperties
 from aiogram.client.telegram import TelegramAPIServer
 from sqlalchemy import func, select, text, update
 
-from nazaha.awareness.broadcast_message import UNSUBSCRIBE_DATA
+from nazaha.awareness.broadcast_message import TEST_UNSUBSCRIBE_DATA, UNSUBSCRIBE_DATA
 from nazaha.awareness.broadcast_progress import progress
 from nazaha.awareness.markup import parse_markup
 from nazaha.awareness.pacing import Pacer
-from nazaha.awareness.sender import BroadcastSender, Content
-from nazaha.awareness.staff_chats import link_chat, new_link_code
+from nazaha.awareness import staff_chats
+from nazaha.awareness.sender import TEST_RESULT_TTL, BroadcastSender, Content
 from nazaha.awareness.subscribers import SubscriberStore
 from nazaha.bot.retry import RetryPolicy
 from nazaha.bot.telegram_session import BotApiSession
@@ -43,6 +43,7 @@ from tests.broadcast_support import (
     broadcast_row,
     clear_awareness,
     delivered_per_chat,
+    linked_staff_chat,
     max_per_chat_window,
     max_per_window,
     send_calls,
@@ -525,27 +526,58 @@ async def test_characters_that_break_telegram_parsers_arrive_as_typed(sessionmak
         assert message.entities == [e.model_dump(exclude_none=True) for e in expected.entities]
 
 
+TEST_LABEL = "TEST of a broadcast draft that is not approved — only you received this"
+
+
 async def test_a_test_send_reaches_the_linked_staff_chat_whatever_the_status(sessionmaker, store, bot, box, sandbox):
+    """Labelled, with test buttons; its row is deleted at the latest TEST_RESULT_TTL after
+    the request (the console deletes it sooner, once it showed the result)."""
     (staff,) = started_users(sandbox.emulator, TOKEN, 1, language="en")
-    code, link_id = await new_link_code(sessionmaker, now=utcnow())
-    assert await link_chat(sessionmaker, box, code, staff, now=utcnow())
+    link_id = await linked_staff_chat(sessionmaker, box, os.urandom(32), staff)
     draft = await add_broadcast(sessionmaker, {"ar": "نص", "en": "A **draft**"}, status="draft")
     test_id = await ask_test_send(sessionmaker, draft, link_id, "en")
-    sender = make_sender(sessionmaker, bot, store, box)
+    clock = [utcnow()]
+    sender = make_sender(sessionmaker, bot, store, box, now=lambda: clock[0])
+
+    async def state() -> str | None:
+        async with sessionmaker() as session:
+            return (await session.execute(
+                select(BroadcastTestSend.state).where(BroadcastTestSend.id == test_id)
+            )).scalar_one_or_none()
+
     async with Running(sender):
         async def sent() -> bool:
-            async with sessionmaker() as session:
-                state = (await session.execute(
-                    select(BroadcastTestSend.state).where(BroadcastTestSend.id == test_id)
-                )).scalar_one()
-            return state == "sent"
+            return await state() == "sent"
 
         await wait_until(sent)
-    (message,) = [m for m in sandbox.emulator.get_bot(TOKEN).chats[staff].messages.values() if m.from_bot]
-    assert message.text == "A draft"
-    assert message.reply_markup["inline_keyboard"][-1][0]["text"] == "Unsubscribe"
-    assert (await broadcast_row(sessionmaker, draft)).status == "draft"  # a test changes nothing
-    assert await outbox_states(sessionmaker, draft) == {}
+        label, message = [m for m in sandbox.emulator.get_bot(TOKEN).chats[staff].messages.values() if m.from_bot]
+        assert label.text == TEST_LABEL and label.reply_markup is None
+        assert message.text == "A draft"
+        assert message.reply_markup["inline_keyboard"][-1][0] == {"text": "Unsubscribe", "callback_data": TEST_UNSUBSCRIBE_DATA}
+        assert (await broadcast_row(sessionmaker, draft)).status == "draft"  # a test changes nothing
+        assert await outbox_states(sessionmaker, draft) == {}
+        # Not shown by the console in time: the sender deletes it, no history is kept.
+        clock[0] += TEST_RESULT_TTL + dt.timedelta(seconds=1)
+
+        async def gone() -> bool:
+            return await state() is None
+
+        await wait_until(gone)
+
+
+async def test_a_staff_chat_that_blocked_the_bot_is_unlinked_by_its_test(sessionmaker, store, bot, box, sandbox):
+    (staff,) = started_users(sandbox.emulator, TOKEN, 1, language="en")
+    link_id = await linked_staff_chat(sessionmaker, box, os.urandom(32), staff)
+    sandbox.emulator.set_blocked(sandbox.emulator.get_bot(TOKEN), staff, True)
+    draft = await add_broadcast(sessionmaker, {"en": "A draft"}, status="draft")
+    await ask_test_send(sessionmaker, draft, link_id, "en")
+    async with Running(make_sender(sessionmaker, bot, store, box)):
+        async def unlinked() -> bool:
+            return not await staff_chats.is_linked(sessionmaker, link_id)
+
+        await wait_until(unlinked)
+    async with sessionmaker() as session:  # its test went with the link
+        assert (await session.execute(select(BroadcastTestSend.id))).first() is None
 
 
 async def test_a_channel_post_goes_to_each_publication_chat_without_unsubscribe(sessionmaker, store, bot, box, sandbox):

@@ -581,7 +581,38 @@ async def count(w, model) -> int:
 # ------------------------------------------------------------------- linked chat and tests
 
 
-async def test_link_my_telegram_then_tests_go_to_the_linked_chat(world):
+PEPPER = os.urandom(32)
+
+
+def the_bot(w) -> staff_chats.StaffChatLinks:
+    """What the bot does on /start l_<code> (the console's tests play the bot)."""
+    return staff_chats.StaffChatLinks(w.sm, BotKeyBox(os.urandom(32)), PEPPER)
+
+
+def link_code_of(page: str) -> str:
+    return re.search(r'<code id="telegram-start">/start l_([A-Za-z0-9_-]+)</code>', page).group(1)
+
+
+def type_code(client: TestClient, code: str):
+    page = client.get("/awareness").text
+    return client.post("/awareness/telegram/confirm", data={"csrf": csrf_of(page), "code": code})
+
+
+def another_code(code: str) -> str:
+    return f"{(int(code) + 1) % 1_000_000:06d}"
+
+
+async def link_telegram(w, client: TestClient, chat_id: int, first_name: str = "Vera") -> None:
+    """Link my Telegram, the chat opens the link, the member types the bot's code."""
+    page = client.get("/awareness").text
+    assert client.post("/awareness/telegram/link", data={"csrf": csrf_of(page)}).status_code == 303
+    code = await the_bot(w).start_confirmation(link_code_of(client.get("/awareness").text), chat_id, first_name, now=w.clock())
+    assert type_code(client, code).headers["location"] == "/awareness?done=linked#telegram"
+
+
+async def test_link_my_telegram_needs_the_bot_s_code_typed_back_then_tests_go_to_the_linked_chat(world):
+    """Replaces test_link_my_telegram_then_tests_go_to_the_linked_chat: opening the link
+    no longer links; the code the bot sends to the chat must be typed here."""
     w = world
     vera = await member(w, "vera", "volunteer")
     page = vera.get("/awareness").text
@@ -593,24 +624,43 @@ async def test_link_my_telegram_then_tests_go_to_the_linked_chat(world):
     assert link.startswith(f"https://t.me/{BOT}?start=l_")
     code = link.split("start=l_", 1)[1]
     assert '<svg width="' in page and 'class="segno"' in page  # the QR code, inline
-    assert f'<code id="telegram-start">/start l_{code}</code>' in page  # typed in the chat, as in the sandbox
+    assert link_code_of(page) == code  # typed in the chat, as in the sandbox
+    assert 'id="telegram-confirm"' in page and 'id="code-waiting"' not in page
     async with w.sm() as session:
         link_id = await session.scalar(select(StaffUser.chat_link_id).where(StaffUser.username == "vera"))
         assert link_id and await session.get(StaffChat, link_id) is None
-    # The code is nowhere but the page: not in the audit log, not in the database.
-    async with w.sm() as session:
-        details = " ".join((await session.scalars(select(AuditEntry.detail))).all())
-    assert code not in details
+    # A code typed before any chat opened the link counts nothing and keeps the link.
+    assert type_code(vera, "123456").headers["location"] == "/awareness?error=confirm_none#telegram"
+    assert link_code_of(vera.get("/awareness").text) == code
 
     broadcast_id = compose(vera)
     page = vera.get(f"/awareness/broadcasts/{broadcast_id}").text
     assert 'id="test-button"' not in page and "Link your own Telegram chat first" in page
     assert act(vera, broadcast_id, "test").headers["location"].endswith("error=not_linked")
 
-    # The bot links the chat (as on /start l_<code>).
-    assert await staff_chats.link_chat(w.sm, BotKeyBox(os.urandom(32)), code, 700_000_123, now=w.clock())
+    # The chat opens the link (as on /start l_<code>): it gets a code, and is not linked.
+    confirmation = await the_bot(w).start_confirmation(code, 700_000_123, "Vera <b>", now=w.clock())
+    page = vera.get("/awareness").text
+    assert 'id="code-waiting"' in page and 'id="telegram-linked"' not in page
+    assert not await staff_chats.is_linked(w.sm, link_id)
+    answer = type_code(vera, another_code(confirmation))
+    assert answer.headers["location"] == "/awareness?error=confirm_wrong&left=4#telegram"
+    assert "That is not the code the bot sent. You can try 4 more times." in vera.get(answer.headers["location"]).text
+    assert not await staff_chats.is_linked(w.sm, link_id)
+    assert type_code(vera, confirmation[:3] + " " + confirmation[3:]).headers["location"] == "/awareness?done=linked#telegram"
     page = vera.get("/awareness").text
     assert 'id="telegram-linked"' in page and code not in page and 'id="telegram-link"' not in page
+    # The first name Telegram gave the bot, shown as text; sealed in the console's store.
+    assert re.search(r'id="telegram-name">.*<bdi>Vera &lt;b&gt;</bdi>', page)
+    assert 'id="telegram-unlink-button"' in page and "Unlink my Telegram" in page
+    async with w.sm() as session:
+        stored = await session.scalar(select(StaffUser.chat_name).where(StaffUser.username == "vera"))
+        details = " ".join((await session.scalars(select(AuditEntry.detail))).all())
+        actions = (await session.scalars(select(AuditEntry.action).where(AuditEntry.action == "staff_chat_confirm"))).all()
+    assert stored and "Vera" not in stored
+    # The codes are nowhere but the page and the chat: not in the audit log, not in the database.
+    assert code not in details and confirmation not in details and len(actions) == 2
+    assert '"outcome":"wrong"' in details.replace(" ", "") and '"outcome":"linked"' in details.replace(" ", "")
 
     assert act(vera, broadcast_id, "test").headers["location"].endswith("done=test_queued")
     async with w.sm() as session:
@@ -620,18 +670,26 @@ async def test_link_my_telegram_then_tests_go_to_the_linked_chat(world):
     assert act(vera, broadcast_id, "test").headers["location"].endswith("error=test_pending")
     page = vera.get(f"/awareness/broadcasts/{broadcast_id}").text
     assert re.findall(r'<td class="test-state">([^<]+)</td>', page) == ["Queued", "Queued"]
+    assert 'id="tests-waiting"' in page
+    # The sender handles them: the page shows the results once, then the rows are gone
+    # (the bot's database keeps no history of tests); the session remembers them.
     async with w.sm.begin() as session:
         await session.execute(update(BroadcastTestSend).where(BroadcastTestSend.language == "en").values(state="sent"))
         await session.execute(update(BroadcastTestSend).where(BroadcastTestSend.language == "ar").values(state="failed"))
     page = vera.get(f"/awareness/broadcasts/{broadcast_id}").text
     assert sorted(re.findall(r'<td class="test-state">([^<]+)</td>', page)) == ["Failed", "Sent"]
+    assert await count(w, BroadcastTestSend) == 0
+    page = vera.get(f"/awareness/broadcasts/{broadcast_id}").text
+    assert sorted(re.findall(r'<td class="test-state">([^<]+)</td>', page)) == ["Failed", "Sent"]
+    assert 'id="tests-waiting"' not in page
 
-    # Unlink: the bot's row goes, and so does the link id.
+    # Unlink my Telegram: the bot's row goes, and so do the link id and the name.
     page = vera.get("/awareness").text
     assert vera.post("/awareness/telegram/unlink", data={"csrf": csrf_of(page)}).status_code == 303
     async with w.sm() as session:
         assert await session.get(StaffChat, link_id) is None
-        assert await session.scalar(select(StaffUser.chat_link_id).where(StaffUser.username == "vera")) is None
+        row = (await session.execute(select(StaffUser.chat_link_id, StaffUser.chat_name).where(StaffUser.username == "vera"))).one()
+        assert tuple(row) == (None, None)
     assert 'id="telegram-link-button"' in vera.get("/awareness").text
 
     # Without the bot's user name no link is made, and the page says why.
@@ -642,13 +700,84 @@ async def test_link_my_telegram_then_tests_go_to_the_linked_chat(world):
     assert "error=no_bot_username" in refused.headers["location"]
 
 
-async def test_a_removed_member_s_chat_is_unlinked(world):
+async def test_a_chat_that_opened_someone_s_link_is_not_linked_without_the_code(world):
+    """A volunteer hands their link to a citizen (or it leaks): the citizen's chat gets a
+    code, and guessing it is limited; an expired code links nothing either."""
     w = world
     vera = await member(w, "vera", "volunteer")
     page = vera.get("/awareness").text
     vera.post("/awareness/telegram/link", data={"csrf": csrf_of(page)})
-    code = re.search(r"start=l_([A-Za-z0-9_-]+)", vera.get("/awareness").text).group(1)
-    assert await staff_chats.link_chat(w.sm, BotKeyBox(os.urandom(32)), code, 700_000_124, now=w.clock())
+    citizen = await the_bot(w).start_confirmation(link_code_of(vera.get("/awareness").text), 700_000_555, "Citizen", now=w.clock())
+    async with w.sm() as session:
+        link_id = await session.scalar(select(StaffUser.chat_link_id).where(StaffUser.username == "vera"))
+    left = [type_code(vera, another_code(citizen)).headers["location"] for _ in range(5)]
+    assert left[:4] == [f"/awareness?error=confirm_wrong&left={n}#telegram" for n in (4, 3, 2, 1)]
+    assert left[4] == "/awareness?error=confirm_locked#telegram"
+    assert "Too many wrong codes: nothing was linked." in vera.get(left[4]).text
+    # Even the right code is refused now, and the member starts again.
+    assert type_code(vera, citizen).headers["location"] == "/awareness?error=confirm_expired#telegram"
+    assert not await staff_chats.is_linked(w.sm, link_id) and await count(w, StaffChat) == 0
+    assert 'id="telegram-link-button"' in vera.get("/awareness").text
+
+    # Expired: ten minutes after the bot sent it, the right code links nothing.
+    page = vera.get("/awareness").text
+    vera.post("/awareness/telegram/link", data={"csrf": csrf_of(page)})
+    code = await the_bot(w).start_confirmation(link_code_of(vera.get("/awareness").text), 700_000_556, "Vera", now=w.clock())
+    w.clock.advance(seconds=staff_chats.CONFIRM_TTL.total_seconds() + 1)
+    assert type_code(vera, code).headers["location"] == "/awareness?error=confirm_expired#telegram"
+    assert "The code or the link has expired" in vera.get("/awareness?error=confirm_expired").text
+    assert await count(w, StaffChat) == 0
+    async with w.sm() as session:
+        details = " ".join((await session.scalars(select(AuditEntry.detail).where(AuditEntry.action == "staff_chat_confirm"))).all())
+    assert details.count("wrong") == 4 and details.count("locked") == 1 and details.count("expired") == 1
+
+
+async def test_tests_are_refused_for_a_broadcast_that_cannot_be_sent_and_are_limited(world):
+    w = world
+    vera = await member(w, "vera", "volunteer")
+    await link_telegram(w, vera, 700_000_321)
+    too_long = compose(vera, language=["en"], body_en="a" * 4097)
+    page = vera.get(f"/awareness/broadcasts/{too_long}").text
+    assert 'id="cannot-test"' in page and 'id="test-button"' not in page
+    assert act(vera, too_long, "test").headers["location"].endswith("error=problems")
+    # A survey without a text in one of the broadcast's languages: the submission's check.
+    survey_id = open_survey_via_http(w.admin_browser, ar=("", ""))
+    no_arabic = compose(vera, survey=str(survey_id))
+    assert act(vera, no_arabic, "test").headers["location"].endswith("error=problems")
+    assert act(vera, no_arabic, "submit").headers["location"].endswith("error=problems")
+    assert await count(w, BroadcastTestSend) == 0
+
+    # At most three tests of a broadcast a minute (the sender deletes handled rows; here
+    # the test plays it), then a clear refusal; a minute later, again.
+    broadcast_id = compose(vera)
+
+    async def handled() -> None:
+        async with w.sm.begin() as session:
+            await session.execute(delete(BroadcastTestSend))
+
+    for _ in range(3):
+        assert act(vera, broadcast_id, "test").headers["location"].endswith("done=test_queued")
+        await handled()
+    refused = act(vera, broadcast_id, "test").headers["location"]
+    assert refused.endswith("error=test_rate_broadcast") and await count(w, BroadcastTestSend) == 0
+    assert "tested several times in the last minute" in vera.get(refused).text
+    w.clock.advance(seconds=61)
+    assert act(vera, broadcast_id, "test").headers["location"].endswith("done=test_queued")
+    await handled()
+    # And at most so many a member an hour, whatever the broadcast.
+    w.console.services["test_send_limits"].per_member = 5
+    other = compose(vera)
+    assert act(vera, other, "test").headers["location"].endswith("done=test_queued")
+    await handled()
+    refused = act(vera, other, "test").headers["location"]
+    assert refused.endswith("error=test_rate_member")
+    assert "You asked for many tests in the last hour." in vera.get(refused).text
+
+
+async def test_a_removed_member_s_chat_is_unlinked(world):
+    w = world
+    vera = await member(w, "vera", "volunteer")
+    await link_telegram(w, vera, 700_000_124)
     assert await count(w, StaffChat) == 1
     async with w.sm() as session:
         vera_id = await session.scalar(select(StaffUser.id).where(StaffUser.username == "vera"))

@@ -1,5 +1,6 @@
 """End to end: Learn, subscriptions, /stop, quizzes, surveys, campaign and staff links, with
-the real `nazaha bot` process against the sandbox emulator over HTTP.
+the real `nazaha bot` process against the sandbox emulator over HTTP; for a member linking
+their own chat and testing a broadcast, the console too (on the same data dir).
 
 The library used here is written into the database before the bot starts, as the console
 would (origin "console", so the bot's sync of the content files leaves it alone), with a
@@ -14,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
+import re
 import sqlite3
 import time
 from pathlib import Path
@@ -21,11 +23,16 @@ from typing import Any, Callable
 
 import pytest
 import pytest_asyncio
+from fastapi.testclient import TestClient
 
+from nazaha.admin.app import create_app
+from nazaha.awareness.broadcast_message import TEST_SURVEY_PREFIX, TEST_UNSUBSCRIBE_DATA, UNSUBSCRIBE_DATA
+from nazaha.bot.settings import Settings
 from nazaha.sandbox.client import SandboxClient
 from nazaha.sandbox.server import SandboxServer
 from nazaha.storage.awareness_models import COUNT_BIAS
-from tests.e2e_support import TOKEN, BotProcess, Chat, press_callback, run_init
+from tests.console_support import MovableClock, csrf_of, enrol
+from tests.e2e_support import PASSPHRASE, TOKEN, BotProcess, Chat, press_callback, run_init
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
@@ -34,7 +41,10 @@ ARTICLES = 8  # two pages of six
 SURVEY = "E2ESURVEY"
 WIPE_SURVEY = "E2EWIPE"
 BATCH_SURVEY = "E2EBATCH"
+TEST_SURVEY = "E2ETEST"  # answered only from a test send and then for real
 STAFF_CODE = "e2e-staff-link-code-0001"
+INVITATION_RE = re.compile(r"http://\S+/invite/\S+")
+TEST_LABEL = "TEST of a broadcast draft that is not approved — only you received this"
 
 
 def today() -> str:
@@ -74,7 +84,8 @@ def seed_library(db_path: Path) -> None:
                 "VALUES (?, 'en', ?, ?, ?, 1, '')",
                 (cursor.lastrowid, f"E2E question {n}?", "Because *B* is right.", "Answer A\nAnswer B\nAnswer C"),
             )
-        for code, status in ((SURVEY, "open"), ("E2ECLOSED", "closed"), (WIPE_SURVEY, "open"), (BATCH_SURVEY, "open")):
+        for code, status in ((SURVEY, "open"), ("E2ECLOSED", "closed"), (WIPE_SURVEY, "open"), (BATCH_SURVEY, "open"),
+                             (TEST_SURVEY, "open")):
             cursor = db.execute(
                 "INSERT INTO surveys (code, status, author_id, created_on, closes_on) VALUES (?, ?, 1, ?, NULL)",
                 (code, status, day),
@@ -110,8 +121,10 @@ class Deployment:
         self.client = client
         self.bot = BotProcess(
             self.data_dir, server.url, tmp / "bot.log",
-            extra_env={"NAZAHA_AGGREGATE_MIN_BATCH": "1", "NAZAHA_AGGREGATE_FLUSH_SECONDS": "0.5"},
+            extra_env={"NAZAHA_AGGREGATE_MIN_BATCH": "1", "NAZAHA_AGGREGATE_FLUSH_SECONDS": "0.5",
+                       "NAZAHA_BROADCAST_CHECK_SECONDS": "0.5"},
         )
+        self.invitation = ""  # the first administrator's, printed by `nazaha init`
 
     def db_rows(self, sql: str, *params: Any) -> list[tuple]:
         with sqlite3.connect(self.data_dir / "nazaha.db", timeout=30) as db:
@@ -133,7 +146,7 @@ async def deployment(tmp_path_factory):
     async with SandboxServer(host="127.0.0.1", port=0, default_token=TOKEN) as server:
         client = SandboxClient(server.url, token=TOKEN)
         d = Deployment(tmp, server, client)
-        run_init(d.data_dir, server.url)
+        d.invitation = INVITATION_RE.search(run_init(d.data_dir, server.url).stdout).group(0)
         seed_library(d.data_dir / "nazaha.db")
         await d.bot.launch()
         try:
@@ -481,13 +494,198 @@ async def test_wipe_forgets_the_accounts_survey_markers(deployment: Deployment):
     assert survey_counts(deployment, WIPE_SURVEY) == {0: 0, 1: 1, 2: 0}  # the answer stays, counted
 
 
-async def test_a_volunteer_links_their_chat_once(deployment: Deployment):
+def confirmation_of(message: dict) -> str:
+    """The 6-digit code in the bot's answer to /start l_<code>."""
+    return re.search(r"\b(\d{6})\b", message["text"]).group(1)
+
+
+def links_of(deployment: Deployment, table: str, link_id: str) -> int:
+    return deployment.db_rows(f"SELECT count(*) FROM {table} WHERE link_id = ?", link_id)[0][0]
+
+
+async def test_opening_a_staff_link_gives_a_code_and_links_nothing(deployment: Deployment):
+    """Replaces test_a_volunteer_links_their_chat_once: whoever opens the link is no longer
+    linked; the chat gets a code for the console, kept only as a hash, and /stop drops it."""
     chat = await Chat.open(deployment.client, "en")
     await chat.send(f"/start l_{STAFF_CODE}")
-    await chat.expect("This chat is now linked to your console account")
-    assert deployment.db_rows("SELECT link_id FROM staff_chats") == [("f" * 32,)]
+    reply = await chat.expect("type this code on the console page")
+    assert "nothing is linked until it is typed" in reply["text"] and "give this code to no one" in reply["text"]
+    code = confirmation_of(reply)
+    link_id = "f" * 32
+    assert links_of(deployment, "staff_chats", link_id) == 0
+    (row,) = deployment.db_rows(
+        "SELECT code_hash, sealed_name, attempts, sealed_chat FROM staff_chat_confirmations WHERE link_id = ?", link_id)
+    assert code not in row[0] and row[1] is None and row[2] == 0  # the seeded code had no reply key
+    assert str(chat.user_id).encode() not in row[3]
     await chat.send(f"/start l_{STAFF_CODE}")
     await chat.expect("This link has expired or was already used")
+    await chat.send("/stop")  # "stop messaging me": the code waiting for the console goes too
+    await chat.expect("This chat is no longer linked to a console account")
+    await deployment.wait_rows(
+        f"SELECT count(*) FROM staff_chat_confirmations WHERE link_id = '{link_id}'", lambda r: r[0][0] == 0)
+    assert links_of(deployment, "staff_chat_confirmations", link_id) == 0
+
+
+# ---- a console member's own chat: linked with the bot's code, tests that change nothing ----
+
+
+class RealTimeClock(MovableClock):
+    """The console's clock at the real time (the bot's), movable ahead."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.offset = dt.timedelta()
+
+    def __call__(self) -> dt.datetime:
+        return dt.datetime.now(dt.timezone.utc) + self.offset
+
+    def advance(self, **delta: float) -> None:
+        self.offset += dt.timedelta(**delta)
+
+
+class Console:
+    """The console app on the deployment's data dir, one signed-in administrator. Requests
+    run in a worker thread so that the sandbox, served by this loop, keeps answering."""
+
+    def __init__(self, client: TestClient) -> None:
+        self.client = client
+
+    async def get(self, path: str):
+        return await asyncio.to_thread(self.client.get, path)
+
+    async def post(self, path: str, data: dict) -> str:
+        """The form posted with the page's CSRF token; where it redirects to."""
+        page = await self.get("/awareness")  # the session's token
+        answer = await asyncio.to_thread(self.client.post, path, data={"csrf": csrf_of(page.text), **data})
+        assert answer.status_code == 303, answer.text
+        return answer.headers["location"]
+
+    async def link_start(self) -> str:
+        """Link my Telegram: the `/start l_<code>` message the page shows."""
+        assert await self.post("/awareness/telegram/link", {}) == "/awareness#telegram"
+        page = (await self.get("/awareness")).text
+        return re.search(r'<code id="telegram-start">(/start l_[A-Za-z0-9_-]+)</code>', page).group(1)
+
+    async def type_code(self, code: str) -> str:
+        return await self.post("/awareness/telegram/confirm", {"code": code})
+
+    async def link(self, chat: Chat) -> None:
+        """The member's own chat opens a new link; the member types the bot's code."""
+        await chat.send(await self.link_start())
+        code = confirmation_of(await chat.expect("type this code on the console page"))
+        assert await self.type_code(code) == "/awareness?done=linked#telegram"
+
+    async def linked(self) -> bool:
+        return 'id="telegram-linked"' in (await self.get("/awareness")).text
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def console(deployment: Deployment):
+    settings = Settings(
+        _env_file=None, data_dir=deployment.data_dir, kdf_profile="testing", bot_username="nazaha_e2e_bot",
+        console_dir=deployment.data_dir.parent / f"{deployment.data_dir.name}-console",
+    )
+    clock = RealTimeClock()
+    client = TestClient(create_app(settings, clock=clock), base_url="https://testserver", follow_redirects=False,
+                        headers={"Accept-Language": "en"})
+    await asyncio.to_thread(client.__enter__)
+    try:
+        await asyncio.to_thread(enrol, client, deployment.invitation, clock, team_passphrase=PASSPHRASE)
+        c = Console(client)
+        assert await c.post("/locale", {"locale": "en", "back": "/awareness"})
+        yield c
+    finally:
+        await asyncio.to_thread(client.__exit__, None, None, None)
+
+
+def staff_links(deployment: Deployment) -> int:
+    return deployment.db_rows("SELECT count(*) FROM staff_chats")[0][0]
+
+
+async def test_a_member_s_link_works_only_with_the_code_typed_in_the_console(deployment: Deployment, console: Console):
+    # Someone else opens the member's link (a citizen it was handed to): a code, no link.
+    start = await console.link_start()
+    citizen = await Chat.open(deployment.client, "en")
+    await citizen.send(start)
+    code = confirmation_of(await citizen.expect("type this code on the console page"))
+    assert staff_links(deployment) == 0 and not await console.linked()
+    assert 'id="code-waiting"' in (await console.get("/awareness")).text
+    wrong = f"{(int(code) + 1) % 1_000_000:06d}"
+    assert await console.type_code(wrong) == "/awareness?error=confirm_wrong&left=4#telegram"
+    assert staff_links(deployment) == 0 and not await console.linked()
+    # The link is used up: the member's own chat cannot take it over.
+    me = Chat(deployment.client, await deployment.client.create_user(first_name="Amal", language_code="en"))
+    await me.send(start)
+    await me.expect("This link has expired or was already used")
+
+    # A new link, opened in the member's own chat, the code typed: linked, named.
+    await console.link(me)
+    assert staff_links(deployment) == 1 and await console.linked()
+    page = (await console.get("/awareness")).text
+    assert re.search(r'id="telegram-name">.*<bdi>Amal</bdi>', page)
+    assert deployment.db_rows("SELECT count(*) FROM staff_chat_confirmations")[0][0] == 0
+    assert not any(b"Amal" in (row[0] or b"") for row in deployment.db_rows("SELECT sealed_chat FROM staff_chats"))
+
+    # /stop in that chat ends the link; so does /wipe; so does Unsubscribe.
+    await me.send("/stop")
+    await me.expect("This chat is no longer linked to a console account")
+    await deployment.wait_rows("SELECT count(*) FROM staff_chats", lambda r: r[0][0] == 0)
+    assert not await console.linked() and 'id="telegram-name"' not in (await console.get("/awareness")).text
+    await console.link(me)
+    await me.send("/wipe")
+    await press_callback(me, "w:yes")
+    await deployment.wait_rows("SELECT count(*) FROM staff_chats", lambda r: r[0][0] == 0)
+    assert not await console.linked()
+    await console.link(me)
+    confirmation = await me.expect("")  # any of the bot's messages: the button's data is what counts
+    await me.press_data(confirmation["message_id"], UNSUBSCRIBE_DATA)
+    await me.expect("This chat is no longer linked to a console account")
+    await deployment.wait_rows("SELECT count(*) FROM staff_chats", lambda r: r[0][0] == 0)
+    assert not await console.linked()
+
+
+async def test_a_test_send_is_labelled_and_its_buttons_change_nothing(deployment: Deployment, console: Console):
+    me = Chat(deployment.client, await deployment.client.create_user(first_name="Amal", language_code="en"))
+    await console.link(me)
+    await me.send("/subscribe")
+    screen = await me.expect("Subscriptions")
+    await tap(me, screen, "Subscribe to all topics")
+    await wait_text(me, screen["message_id"], "You are subscribed to every topic.")
+    subscribers = await deployment.wait_rows("SELECT count(*) FROM subscribers", lambda r: r[0][0] > 0)
+    (survey_id,), = deployment.db_rows("SELECT id FROM surveys WHERE code = ?", TEST_SURVEY)
+    page = await console.get("/awareness/broadcasts/new")
+    answer = await asyncio.to_thread(console.client.post, "/awareness/broadcasts", data={
+        "csrf": csrf_of(page.text), "name": "E2E test send", "language": ["en"],
+        "body_en": "Have your **say**", "survey": str(survey_id)})
+    broadcast = answer.headers["location"]
+    assert await console.post(broadcast + "/test", {}) == broadcast + "?done=test_queued"
+
+    # First the label, then the message: with the survey's options and Unsubscribe, test data.
+    label = await me.expect(TEST_LABEL)
+    message = await wait_message(me, lambda m: m["from_bot"] and "Have your say" in (m.get("text") or ""))
+    assert message["message_id"] > label["message_id"]
+    data = [b["callback_data"] for row in message["reply_markup"]["inline_keyboard"] for b in row]
+    assert data == [f"{TEST_SURVEY_PREFIX}:{TEST_SURVEY}:{n}" for n in range(3)] + [TEST_UNSUBSCRIBE_DATA]
+    assert all(len(d.encode()) <= 64 for d in data)
+
+    # The console shows it sent; then the bot's database holds no trace of the test.
+    deadline = asyncio.get_running_loop().time() + 30
+    while "Sent" not in re.findall(r'<td class="test-state">([^<]+)</td>', (await console.get(broadcast)).text):
+        assert asyncio.get_running_loop().time() < deadline, "the test was not shown as sent"
+        await asyncio.sleep(0.2)
+    assert deployment.db_rows("SELECT count(*) FROM broadcast_test_sends")[0][0] == 0
+
+    # Its survey answer is not counted (and leaves no marker: the real answer is taken).
+    assert await press_for_notice(me, message["message_id"], data[0]) == "This was a test: nothing was counted or changed."
+    assert await press_for_notice(me, message["message_id"], TEST_UNSUBSCRIBE_DATA) == (
+        "This was a test: nothing was counted or changed.")
+    await me.press_data(message["message_id"], f"sv:{TEST_SURVEY}:1")
+    await me.expect("Thank you, your answer was counted anonymously.")
+    rows = await deployment.wait_rows(survey_counts_sql(TEST_SURVEY), lambda r: sum(n for _, n in r) > 0)
+    assert dict(rows) == {0: 0, 1: 1, 2: 0}
+    # Its Unsubscribe unsubscribed no one and kept the link.
+    assert deployment.db_rows("SELECT count(*) FROM subscribers") == subscribers
+    assert staff_links(deployment) == 1 and await console.linked()
 
 
 async def test_help_and_commands_name_learn_subscribe_and_stop(deployment: Deployment):

@@ -18,8 +18,8 @@ import pytest
 import pytest_asyncio
 from sqlalchemy import update
 
+from nazaha.awareness.broadcast_message import TEST_UNSUBSCRIBE_DATA
 from nazaha.awareness.markup import parse_markup
-from nazaha.awareness.staff_chats import link_chat, new_link_code
 from nazaha.awareness.subscribers import SubscriberStore
 from nazaha.handlers import awareness_callbacks as aw
 from nazaha.sandbox.client import SandboxClient
@@ -32,6 +32,7 @@ from tests.broadcast_support import (
     add_broadcast,
     ask_test_send,
     delivered_per_chat,
+    linked_staff_chat,
     max_per_chat_window,
     max_per_window,
     send_calls,
@@ -65,10 +66,11 @@ class Broadcasts:
         self.store: SubscriberStore | None = None
         self.box: BotKeyBox | None = None
         self.client = SandboxClient(server.url, token=TOKEN)  # users who write to the bot
+        self.pepper = b""
 
     def open_database(self) -> None:
         bot_key, pepper = load_bot_secrets(KeyPaths.for_data_dir(self.data_dir))
-        self.box = BotKeyBox(bot_key)
+        self.box, self.pepper = BotKeyBox(bot_key), pepper
         self.engine = create_engine(f"sqlite+aiosqlite:///{self.data_dir / 'nazaha.db'}")
         self.sessionmaker = create_sessionmaker(self.engine)
         self.store = SubscriberStore(self.sessionmaker, self.box, pepper)
@@ -268,13 +270,17 @@ async def test_text_that_breaks_telegram_parsers_arrives_as_typed(deployment: Br
 
 async def test_a_test_send_reaches_the_linked_staff_chat(deployment: Broadcasts):
     d = deployment
+    """After a message saying it is a test, with test data under its buttons."""
     (staff,) = started_users(d.emulator, TOKEN, 1, language="en")
-    code, link_id = await new_link_code(d.sessionmaker, now=utcnow())
-    assert await link_chat(d.sessionmaker, d.box, code, staff, now=utcnow())
+    link_id = await linked_staff_chat(d.sessionmaker, d.box, d.pepper, staff)
     draft = await add_broadcast(d.sessionmaker, {"ar": "مسودة", "en": "A *draft* & <b>"}, status="draft")
-    await ask_test_send(d.sessionmaker, draft, link_id, "en")
-    await d.until(lambda: d.rows("SELECT state FROM broadcast_test_sends")[-1][0] == "sent", what="test sent")
-    assert texts_received(d, [staff]) == {staff: ["A draft & <b>"]}
+    test_id = await ask_test_send(d.sessionmaker, draft, link_id, "en")
+    await d.until(lambda: d.rows("SELECT state FROM broadcast_test_sends WHERE id = ?", test_id) == [("sent",)],
+                  what="test sent")
+    label = "TEST of a broadcast draft that is not approved — only you received this"
+    assert texts_received(d, [staff]) == {staff: [label, "A draft & <b>"]}
+    (message,) = [m for m in d.emulator.get_bot(TOKEN).chats[staff].messages.values() if m.from_bot and m.reply_markup]
+    assert message.reply_markup["inline_keyboard"] == [[{"text": "Unsubscribe", "callback_data": TEST_UNSUBSCRIBE_DATA}]]
     assert d.status(draft) == "draft" and d.outbox(draft) == {}
 
 

@@ -13,6 +13,7 @@ import datetime as dt
 import secrets
 from collections.abc import Callable
 
+from nazaha.awareness.staff_chats import PendingLink
 from nazaha.services.accounts import PendingEnrolment, StaffIdentity
 from nazaha.storage.crypto import TeamPrivateKey
 
@@ -36,9 +37,13 @@ class StaffSession:
     # /users and then dropped: a secret, so never in a URL (the POST answers with a
     # redirect, and a refresh re-sends nothing). Memory only, gone with the session.
     team_page_link: dict[str, str] | None = None
-    # The one-time code of "Link my Telegram" (awareness) and when it expires: shown on the
-    # awareness page until the bot links the chat or the code expires. A secret: memory only.
-    chat_link_code: tuple[str, dt.datetime] | None = None
+    # "Link my Telegram" (awareness): the one-time link code, when it expires, and the
+    # private half of the one-time key the bot seals the chat's first name to; kept until
+    # the member types the confirmation code, unlinks, or it expires. Secrets: memory only.
+    chat_link_code: PendingLink | None = None
+    # Results of this member's test sends the broadcast page has shown (the bot's rows are
+    # deleted once shown): broadcast id -> newest first. Memory only, gone with the session.
+    test_results: dict[int, list] = dataclasses.field(default_factory=dict)
 
     def __repr__(self) -> str:
         return f"StaffSession({self.identity.role})"
@@ -52,6 +57,7 @@ class StaffSession:
         self.pending_rotation = None
         self.team_page_link = None
         self.chat_link_code = None
+        self.test_results = {}
 
 
 class SessionStore:

@@ -2,6 +2,12 @@
 caption) with its entities, and the buttons under it: a survey's options, if it carries one,
 and always "Unsubscribe". The sender sends exactly this; the console's preview shows exactly
 this (same text, entities, labels).
+
+A test send ("send a test to me" in the console) carries the same labels with *test* data
+(``test=True``): ``aw:tu`` for Unsubscribe, ``aw:ts:<survey code>:<option>`` for a survey's
+options. The bot answers them with "this was a test" and changes nothing, so a test counts
+no answer and unsubscribes no one. It comes after a message saying it is a test
+(:func:`label_for_test`).
 """
 
 from __future__ import annotations
@@ -16,12 +22,15 @@ from babel.support import NullTranslations, Translations
 from nazaha.awareness.markup import CAPTION_LIMIT, TEXT_LIMIT, Formatted, parse_markup
 
 __all__ = [
-    "UNSUBSCRIBE_DATA", "SURVEY_PREFIX", "BroadcastMessage", "build_message", "survey_data",
+    "UNSUBSCRIBE_DATA", "SURVEY_PREFIX", "TEST_UNSUBSCRIBE_DATA", "TEST_SURVEY_PREFIX",
+    "BroadcastMessage", "build_message", "survey_data", "survey_data_for_test", "label_for_test",
     "translator",
 ]
 
 UNSUBSCRIBE_DATA = "aw:unsub"  # callback data of the Unsubscribe button (handled by the bot)
 SURVEY_PREFIX = "sv"  # callback data of a survey option: sv:<survey code>:<option index>
+TEST_UNSUBSCRIBE_DATA = "aw:tu"  # Unsubscribe under a test send: does nothing
+TEST_SURVEY_PREFIX = "aw:ts"  # a survey option under a test send: aw:ts:<code>:<option>, not counted
 _LOCALES_DIR = Path(__file__).resolve().parent.parent / "locales"
 
 
@@ -30,6 +39,7 @@ def N_(message: str) -> str:  # noqa: N802 - Babel's marker for "extract, transl
 
 
 UNSUBSCRIBE_LABEL = N_("Unsubscribe")
+TEST_LABEL = N_("TEST of a broadcast draft that is not approved — only you received this")
 
 
 @lru_cache(maxsize=4)
@@ -40,6 +50,16 @@ def translator(language: str) -> NullTranslations:
 
 def survey_data(code: str, option: int) -> str:
     return f"{SURVEY_PREFIX}:{code}:{option}"
+
+
+def survey_data_for_test(code: str, option: int) -> str:
+    """At most 6 + 16 + 1 + 1 bytes (survey codes have at most 16 characters, options 8)."""
+    return f"{TEST_SURVEY_PREFIX}:{code}:{int(option)}"
+
+
+def label_for_test(language: str) -> str:
+    """The message sent before a test send, in ``language`` ("ar" or "en")."""
+    return translator(language).ugettext(TEST_LABEL)
 
 
 @dataclass(frozen=True)
@@ -72,14 +92,18 @@ def build_message(
     has_image: bool = False,
     survey_code: str | None = None,
     survey_options: tuple[str, ...] = (),
+    test: bool = False,
 ) -> BroadcastMessage:
     """The message of a broadcast version: ``body`` in the awareness markup, ``language``
-    the subscriber's ("ar"/"en"), survey options (labels in that language) one per row."""
+    the subscriber's ("ar"/"en"), survey options (labels in that language) one per row.
+    ``test``: the same message with test data under its buttons (see the module doc)."""
     rows: list[tuple[tuple[str, str], ...]] = []
+    answer = survey_data_for_test if test else survey_data
     if survey_code:
         rows.extend(
-            ((label[:64], survey_data(survey_code, index)),)
+            ((label[:64], answer(survey_code, index)),)
             for index, label in enumerate(survey_options)
         )
-    rows.append(((translator(language).ugettext(UNSUBSCRIBE_LABEL), UNSUBSCRIBE_DATA),))
+    unsubscribe = TEST_UNSUBSCRIBE_DATA if test else UNSUBSCRIBE_DATA
+    rows.append(((translator(language).ugettext(UNSUBSCRIBE_LABEL), unsubscribe),))
     return BroadcastMessage(parse_markup(body), has_image, tuple(rows))

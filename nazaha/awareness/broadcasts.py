@@ -59,7 +59,7 @@ __all__ = [
     "EDITABLE", "NAME_MAX", "NOTE_MAX", "BODY_MAX_CHARS", "BroadcastError", "Composition",
     "BroadcastView", "VersionPreview", "TestSendView", "list_broadcasts", "get_broadcast",
     "save_broadcast", "set_image", "image_of", "previews", "view_revision", "current_revision",
-    "submit", "withdraw", "approve", "reject", "pause", "resume", "cancel", "request_tests", "test_sends", "progress",
+    "submit", "withdraw", "approve", "reject", "pause", "resume", "cancel", "request_tests", "test_sends", "forget_test_sends", "progress",
     "progress_of_many", "waiting_for_review",
 ]
 
@@ -76,7 +76,8 @@ class BroadcastError(ValueError):
     ``not_editable``, ``transition``, ``own_broadcast`` (an author approving their own),
     ``problems`` (a version cannot be sent as it is), ``name``, ``languages``,
     ``body_missing``, ``body_too_big``, ``topics``, ``survey``, ``channel``, ``send_at_past``,
-    ``note``, ``not_linked``, ``test_pending``, ``changed`` (approving or rejecting content
+    ``note``, ``not_linked``, ``test_pending`` (and, from the console's counts,
+    ``test_rate_broadcast``, ``test_rate_member``), ``changed`` (approving or rejecting content
     other than the current one), ``send_at_passed`` (approving after the time set, without
     saying "send it now" or giving a new time), ``new_time`` (that new time is not ahead),
     ``own_rejection`` (the author sending their own broadcast back: they take it back
@@ -148,8 +149,15 @@ class VersionPreview:
 @dataclass(frozen=True)
 class TestSendView:
     language: str
-    state: str  # queued | sent | failed
+    state: str  # queued | sending | sent | failed
     requested_at: dt.datetime
+    id: int = 0
+
+    __test__ = False  # not a pytest test class
+
+    @property
+    def handled(self) -> bool:
+        return self.state in ("sent", "failed")
 
 
 def _codes(text: str) -> tuple[str, ...]:
@@ -464,17 +472,20 @@ async def cancel(session: AsyncSession, broadcast_id: int, *, actor: int, admin:
 
 async def request_tests(session: AsyncSession, broadcast_id: int, *, link_id: str | None, now: dt.datetime) -> int:
     """"Send a test to me": one ``broadcast_test_sends`` row per version, for the sender to
-    deliver to the member's linked chat. Refused if the chat is not linked (``not_linked``)
-    or a test of this broadcast to it is still queued (``test_pending``). Returns how many."""
+    deliver to the member's linked chat. Refused as a submission is when a version cannot
+    be sent (``problems``: empty, too long, a bad link, a survey without its language), if
+    the chat is not linked (``not_linked``) or a test of this broadcast to it is still
+    queued (``test_pending``). Returns how many."""
     row = await _load(session, broadcast_id)
     if row.status == "cancelled":
         raise BroadcastError("transition")
+    await _sendable(session, await _view(session, row))
     if not link_id or await session.scalar(select(StaffChat.link_id).where(StaffChat.link_id == link_id)) is None:
         raise BroadcastError("not_linked")
     pending = await session.scalar(
         select(func.count()).select_from(BroadcastTestSend).where(
             BroadcastTestSend.broadcast_id == broadcast_id, BroadcastTestSend.link_id == link_id,
-            BroadcastTestSend.state == "queued",
+            BroadcastTestSend.state.in_(("queued", "sending")),
         )
     )
     if pending:
@@ -490,15 +501,26 @@ async def request_tests(session: AsyncSession, broadcast_id: int, *, link_id: st
 
 
 async def test_sends(session: AsyncSession, broadcast_id: int, link_id: str | None, *, limit: int = 10) -> list[TestSendView]:
-    """The member's latest tests of this broadcast, newest first."""
+    """The member's tests of this broadcast the bot's database still holds, newest first:
+    waiting, or handled and not shown yet (see :func:`forget_test_sends`)."""
     if not link_id:
         return []
     rows = await session.execute(
-        select(BroadcastTestSend.language, BroadcastTestSend.state, BroadcastTestSend.requested_at)
+        select(BroadcastTestSend.language, BroadcastTestSend.state, BroadcastTestSend.requested_at,
+               BroadcastTestSend.id)
         .where(BroadcastTestSend.broadcast_id == broadcast_id, BroadcastTestSend.link_id == link_id)
         .order_by(BroadcastTestSend.id.desc()).limit(limit)
     )
-    return [TestSendView(language, state, at) for language, state, at in rows.all()]
+    return [TestSendView(language, state, at, test_id) for language, state, at, test_id in rows.all()]
+
+
+async def forget_test_sends(session: AsyncSession, test_ids: Iterable[int]) -> None:
+    """Delete handled test sends once the console has shown their result (it keeps it in
+    the member's session): the bot's database keeps no history of who tested what."""
+    ids = list(test_ids)
+    if ids:
+        await session.execute(delete(BroadcastTestSend).where(
+            BroadcastTestSend.id.in_(ids), BroadcastTestSend.state.in_(("sent", "failed"))))
 
 
 async def progress_of_many(session: AsyncSession, broadcast_ids: Iterable[int]) -> dict[int, dict[str, int]]:

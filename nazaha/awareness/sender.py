@@ -40,7 +40,12 @@ sending. States (nazaha/storage/awareness_models.py):
   the sends in progress and the results not yet written (one to two seconds of sending).
 
 Only ``sending`` broadcasts are ever sent to subscribers; test sends go to the linked staff
-chat whatever the status (that is their point), with exactly the text subscribers will get.
+chat whatever the status (that is their point): first a message saying it is a test, then
+exactly the text subscribers will get, whose buttons carry test data (a survey answer is not
+counted, Unsubscribe unsubscribes no one: ``broadcast_message.build_message(test=True)``).
+A test's row is deleted once the console has shown its result, and by the sender
+``TEST_RESULT_TTL`` after the request at the latest; a staff chat that blocked the bot is
+unlinked.
 Messages are built by :func:`~nazaha.awareness.broadcast_message.build_message` and sent
 with ``entities``/``caption_entities``, never ``parse_mode``. An image is uploaded by the
 first send and its ``file_id`` kept in ``broadcast_images`` for every later send.
@@ -78,12 +83,12 @@ from aiogram.exceptions import (
 )
 from aiogram.methods import SendMessage, SendPhoto
 from aiogram.types import BufferedInputFile, InlineKeyboardMarkup
-from sqlalchemy import bindparam, exists, literal, or_, select, update
+from sqlalchemy import bindparam, delete, exists, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from nazaha.awareness.broadcast_message import UNSUBSCRIBE_DATA, BroadcastMessage, build_message
+from nazaha.awareness.broadcast_message import UNSUBSCRIBE_DATA, BroadcastMessage, build_message, label_for_test
 from nazaha.awareness.pacing import Pacer
-from nazaha.awareness.staff_chats import open_staff_chat
+from nazaha.awareness.staff_chats import open_staff_chat, unlink
 from nazaha.awareness.subscribers import SubscriberStore
 from nazaha.awareness.surveys import split_options
 from nazaha.bot.retry import BOT_API, RetryPolicy
@@ -104,7 +109,7 @@ from nazaha.storage.awareness_models import (
 from nazaha.storage.crypto import BotKeyBox, TamperedData
 from nazaha.storage.database import dialect_insert, engine_of, write_transaction
 
-__all__ = ["BroadcastSender", "BROADCAST_RETRY", "audience_filter", "split_codes"]
+__all__ = ["BroadcastSender", "BROADCAST_RETRY", "TEST_RESULT_TTL", "audience_filter", "split_codes"]
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +120,9 @@ FLUSH_SECONDS = 0.5  # results are written a batch at a time, or this long after
 SENDING_POLL = 1.0  # seconds between passes at the most while a broadcast is sending
 SHUTDOWN_GRACE = 5.0  # seconds a stop waits for the answers to sends in flight
 CHUNK = 500  # ids per IN (...) list
+# A handled test send (sent, failed) waits this long after its request for the console to
+# show its result (the console then deletes it), and is deleted by the sender after that.
+TEST_RESULT_TTL = dt.timedelta(minutes=2)
 
 
 def utcnow() -> dt.datetime:
@@ -179,7 +187,8 @@ class _MaybePosted(Exception):
 @dataclass
 class Content:
     """A broadcast's versions, image and survey, loaded once per run of the broadcast;
-    messages are built on first use per language (``channel``: without Unsubscribe)."""
+    messages are built on first use per language (``channel``: without Unsubscribe;
+    ``test``: for a test send, the buttons carrying test data)."""
 
     broadcast_id: int
     languages: tuple[str, ...]  # the audience's languages, in the broadcast's order
@@ -189,6 +198,7 @@ class Content:
     file_id: str | None = None
     survey_code: str | None = None
     survey_options: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    test: bool = False
     _built: dict[tuple[str, bool], tuple[BroadcastMessage, InlineKeyboardMarkup | None]] = field(
         default_factory=dict
     )
@@ -217,6 +227,7 @@ class Content:
             message = build_message(
                 self.versions[language], language, has_image=self.image is not None,
                 survey_code=self.survey_code if options else None, survey_options=options,
+                test=self.test,
             )
             if channel:  # a channel has no subscribers: no Unsubscribe button
                 rows = tuple(row for row in message.buttons if all(d != UNSUBSCRIBE_DATA for _, d in row))
@@ -802,6 +813,16 @@ class BroadcastSender:
         except Exception as exc:  # this process still reuses it
             log.warning("broadcast image id not stored (%s)", type(exc).__name__)
 
+    async def _paced_call(self, key: str, method: Any) -> None:
+        """One Bot API call outside the outbox (a test's label), under the same pace."""
+        await self.pacer.acquire(key)
+        try:
+            with results_unused():
+                await self._bot(method)
+        except TelegramRetryAfter as exc:
+            self.pacer.pause(exc.retry_after)
+            raise
+
     async def _paced_send(self, key: str, chat_id: int, content: Content, language: str, *, channel: bool = False) -> None:
         """One send outside the outbox (test sends, channel posts), under the same pace."""
         await self.pacer.acquire(key)
@@ -878,12 +899,14 @@ class BroadcastSender:
     # ---- test sends and channel posts ---------------------------------------------------
 
     async def _test_sends(self) -> None:
+        t = BroadcastTestSend
+        stale = [t.state.in_(("sent", "failed")), t.requested_at < self._now() - TEST_RESULT_TTL]
         async with self._sessionmaker() as session:
-            waiting = (
-                await session.execute(
-                    select(BroadcastTestSend.id).where(BroadcastTestSend.state == "queued").limit(1)
-                )
-            ).first()
+            waiting = (await session.execute(select(t.id).where(t.state == "queued").limit(1))).first()
+            old = (await session.execute(select(t.id).where(*stale).limit(1))).first()
+        if old is not None:  # results the console did not show in time: no history kept
+            async with write_transaction(self._sessionmaker) as session:
+                await session.execute(delete(t).where(*stale))
         if waiting is None:
             return
         async with write_transaction(self._sessionmaker) as session:
@@ -907,17 +930,25 @@ class BroadcastSender:
             self._spawn(self._test_send(row.id, row.broadcast_id, row.language, row.link_id, row.sealed_chat))
 
     async def _test_send(self, test_id: int, broadcast_id: int, language: str, link_id: str, sealed: bytes) -> None:
+        """"TEST ..." in the version's language, then the message with test buttons."""
         state = "failed"
         try:
             async with self._sessionmaker() as session:
                 content = await load_content(session, broadcast_id)  # as it is now, not cached
             chosen = content.language_for(language) if content is not None else None
             if content is not None and chosen is not None:
+                content.test = True
                 chat_id = open_staff_chat(self._box, link_id, sealed)
-                outcome = await self._channel_retry.run(
-                    lambda: self._paced_send(f"t{link_id}", chat_id, content, chosen), what="test broadcast"
-                )
+                key = f"t{link_id}"
+                label = SendMessage(chat_id=chat_id, text=label_for_test(chosen))
+                outcome = await self._channel_retry.run(lambda: self._paced_call(key, label), what="test label")
+                if outcome.ok:
+                    outcome = await self._channel_retry.run(
+                        lambda: self._paced_send(key, chat_id, content, chosen), what="test broadcast"
+                    )
                 state = "sent" if outcome.ok else "failed"
+                if outcome.blocked:  # the member blocked the bot: "stop messaging me"
+                    await unlink(self._sessionmaker, link_id)
         except Exception as exc:
             log.warning("test broadcast not sent (%s)", type(exc).__name__)
         finally:

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from nazaha.awareness.campaigns import Campaigns
 from nazaha.awareness.library import Library
 from nazaha.awareness.quiz_polls import QuizPolls
+from nazaha.awareness.staff_chats import StaffChatLinks
 from nazaha.awareness.subscribers import SubscriberStore
 from nazaha.awareness.survey_answers import SurveyAnswers
 from nazaha.awareness.tally import DEFAULT_MIN_BATCH, Tally
@@ -22,7 +23,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class AwarenessServices:
-    """``box`` (the bot key) seals staff chat ids when a volunteer links their chat.
+    """``box`` (the bot key) seals staff chat ids when a volunteer links their chat
+    (``staff_chats``: the confirmation code, and forgetting a link on /stop).
 
     Survey answers, campaign opens and quiz votes are counted in memory and written in
     batches (nazaha/awareness/tally.py): the bot calls :meth:`flush_counts` periodically and
@@ -35,6 +37,7 @@ class AwarenessServices:
     surveys: SurveyAnswers
     campaigns: Campaigns
     quiz_polls: QuizPolls
+    staff_chats: StaffChatLinks
 
     @classmethod
     def build(
@@ -50,6 +53,7 @@ class AwarenessServices:
             surveys=SurveyAnswers(sessionmaker, pepper, min_batch=min_batch),
             campaigns=Campaigns(sessionmaker, min_batch=min_batch),
             quiz_polls=QuizPolls(sessionmaker, min_batch=min_batch),
+            staff_chats=StaffChatLinks(sessionmaker, box, pepper),
         )
 
     @property

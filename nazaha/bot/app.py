@@ -319,8 +319,8 @@ async def register_bot_profile(bot: Bot, i18n: I18n) -> None:
 
 async def maintenance(runtime: BotRuntime) -> None:
     """Every few minutes: expired preferences, old update ids, stale wrong-receipt counters
-    and receipts kept in memory past their time, survey markers past their time, blobs of
-    abandoned drafts, file times, and the SQLite WAL truncated."""
+    and receipts kept in memory past their time, survey markers and staff link codes past
+    their time, blobs of abandoned drafts, file times, and the SQLite WAL truncated."""
     while True:
         try:
             runtime.services.receipts.sweep()
@@ -329,6 +329,7 @@ async def maintenance(runtime: BotRuntime) -> None:
                 await runtime.services.awareness.surveys.purge_expired_markers(
                     datetime.now(timezone.utc)
                 )
+                await runtime.services.awareness.staff_chats.purge_expired(datetime.now(timezone.utc))
             await purge_processed_updates(runtime.sessionmaker)
             runtime.services.attempts.sweep()
             await purge_orphan_blobs(runtime)

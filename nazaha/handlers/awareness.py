@@ -5,10 +5,13 @@ Two entry points:
 * ``router`` comes before the report and follow-up routers and handles what must work in
   any state, without touching a draft or a follow-up session: ``/stop``, every button that
   only removes topics (the "Unsubscribe" button under broadcasts, ``aw:unsub``; "Unsubscribe
-  from everything"; a ticked topic), survey answers (``sv:``, also under broadcasts) and
-  Telegram's ``poll`` updates with the anonymous counts of quiz polls. In a report or a
-  follow-up session, every other awareness button (and "Learn" on an old main menu) gets
-  the answer /learn gets there: the conversation's help, the draft kept.
+  from everything"; a ticked topic), survey answers (``sv:``, also under broadcasts), the
+  buttons under a console member's test send (``aw:tu``, ``aw:ts:``: "this was a test",
+  nothing counted or changed) and Telegram's ``poll`` updates with the anonymous counts of
+  quiz polls. /stop, Unsubscribe and "Unsubscribe from everything" (and /wipe) also end a
+  console member's link to the chat (for test broadcasts): the person in it said stop.
+  In a report or a follow-up session, every other awareness button (and "Learn" on an old
+  main menu) gets the answer /learn gets there: the conversation's help, the draft kept.
 * The menu router (no report in progress) calls :func:`show_learn`,
   :func:`show_subscriptions`, :func:`open_start_payload` and :func:`on_callback` for the
   Learn screens, which edit their message in place as the user navigates (a text message
@@ -131,13 +134,27 @@ async def on_stop(message: Message, reply: Reply, raw_state: str | None = None) 
 
 
 async def stop(reply: Reply) -> bool:
-    """Delete the subscription and say so; True if there was one."""
+    """Delete the subscription and a console member's link to this chat, and say so; True
+    if there was a subscription."""
     store = _services(reply).subscribers
+    unlinked = await forget_staff_link(reply)
     if await store.get(reply.chat_id) is None:
-        reply.say(views.not_subscribed())
+        if not unlinked:
+            reply.say(views.not_subscribed())
         return False
     store.queue_stop(reply.uow, reply.chat_id)
     reply.say(views.stopped())
+    return True
+
+
+async def forget_staff_link(reply: Reply) -> bool:
+    """End a console member's link to this chat (and a confirmation waiting for it), and
+    say so; False (nothing said) if there was none."""
+    staff_chats = _services(reply).staff_chats
+    if not await staff_chats.has_link(reply.chat_id):
+        return False
+    staff_chats.queue_forget(reply.uow, reply.chat_id)
+    reply.say(views.staff_chat_unlinked())
     return True
 
 
@@ -152,7 +169,7 @@ def _in_any_state(query: CallbackQuery, raw_state: str | None = None) -> bool:
     always; in a report or a follow-up session, every valid awareness button and "Learn"
     on an old main menu (outside one, the menu router shows Learn)."""
     parsed = aw.parse(query.data)
-    if isinstance(parsed, (aw.Unsubscribe, aw.SurveyAnswer)):
+    if isinstance(parsed, (aw.Unsubscribe, aw.SurveyAnswer, aw.TestButton)):
         return True
     if raw_state not in (_REPORT, _FOLLOWUP):
         return False
@@ -167,6 +184,9 @@ async def on_anywhere_button(query: CallbackQuery, reply: Reply, raw_state: str 
     parsed = aw.parse(query.data)
     if isinstance(parsed, aw.SurveyAnswer):
         await answer_survey(reply, parsed)
+        return
+    if isinstance(parsed, aw.TestButton):  # under a test send: nothing counted or changed
+        notify(reply, views.pressed_under_a_test())
         return
     in_conversation = raw_state in (_REPORT, _FOLLOWUP)
     if isinstance(parsed, aw.Unsubscribe):
@@ -446,6 +466,7 @@ async def on_callback(query: CallbackQuery, reply: Reply) -> None:
             await show_subscriptions(reply)
         else:
             services.subscribers.queue_stop(reply.uow, reply.chat_id)
+            await forget_staff_link(reply)
             notify(reply, views.unsubscribed_from_all())
             await show_subscriptions_after(reply, 0, frozenset(), anchor)
     elif isinstance(parsed, aw.Surveys):
@@ -461,7 +482,7 @@ async def on_callback(query: CallbackQuery, reply: Reply) -> None:
             reply.present(views.surveys_screen(surveys), edit=anchor)
         else:
             reply.present(views.survey_screen(survey), edit=anchor)
-    elif isinstance(parsed, (aw.Unsubscribe, aw.SurveyAnswer)):
+    elif isinstance(parsed, (aw.Unsubscribe, aw.SurveyAnswer, aw.TestButton)):
         await on_anywhere_button(query, reply)  # normally handled by ``router`` first
     else:
         from nazaha.handlers import screens
@@ -481,16 +502,24 @@ def start_payload(text: str | None) -> str:
     return parts[1].strip() if len(parts) == 2 else ""
 
 
-async def open_start_payload(reply: Reply, payload: str, anchor: int | None) -> bool:
+async def open_start_payload(
+    reply: Reply, payload: str, anchor: int | None, *, first_name: str | None = None
+) -> bool:
     """A campaign link (``c_<code>``) or a volunteer's chat link (``l_<code>``); False for
-    any other payload (the caller shows the welcome as for a plain /start)."""
+    any other payload (the caller shows the welcome as for a plain /start). A chat link
+    links nothing: the chat gets a confirmation code for the member to type in the console
+    (nazaha/awareness/staff_chats.py); ``first_name`` (Telegram's, from the update) is
+    sealed for the console, which shows it once the code is typed."""
     services = _services(reply)
     if payload.startswith(staff_chats.CODE_PREFIX):
         code = payload[len(staff_chats.CODE_PREFIX):]
-        linked = bool(code) and await staff_chats.link_chat(
-            services.sessionmaker, services.box, code, reply.chat_id, now=_now()
+        confirmation = await services.staff_chats.start_confirmation(
+            code, reply.chat_id, first_name, now=_now()
         )
-        reply.say(views.staff_chat_linked() if linked else views.staff_link_failed())
+        if confirmation is None:
+            reply.say(views.staff_link_failed())
+        else:
+            reply.say(views.staff_chat_confirmation(confirmation))
         return True
     code = campaign_code_of(payload)
     if code is None:

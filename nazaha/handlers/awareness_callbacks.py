@@ -18,6 +18,8 @@ pages are numbers, survey codes at most 16 characters)::
     aw:all                       subscribe to every topic (subscriptions screen)
     aw:none                      unsubscribe from everything (subscriptions screen)
     aw:unsub                     "Unsubscribe" under a broadcast (handled in any state)
+    aw:tu                        "Unsubscribe" under a test send (any state): does nothing
+    aw:ts:<code>:<option>        a survey answer under a test send (any state): not counted
     aw:svs                       the open surveys
     aw:sv:<code>                 one survey's question and options
     sv:<code>:<option>           an answer (also under broadcasts; handled in any state)
@@ -30,7 +32,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from nazaha.awareness.broadcast_message import SURVEY_PREFIX, UNSUBSCRIBE_DATA
+from nazaha.awareness.broadcast_message import (
+    SURVEY_PREFIX,
+    TEST_SURVEY_PREFIX,
+    TEST_UNSUBSCRIBE_DATA,
+    UNSUBSCRIBE_DATA,
+)
 
 PREFIX = "aw"
 _TOPIC = re.compile(r"^[a-z0-9_]{1,32}$")
@@ -98,6 +105,14 @@ class Unsubscribe:
 
 
 @dataclass(frozen=True)
+class TestButton:
+    """A button under a test send (a console member's "send a test to me"): answered with
+    "this was a test", nothing counted or changed."""
+
+    __test__ = False  # not a pytest test class
+
+
+@dataclass(frozen=True)
 class Surveys:
     pass
 
@@ -115,7 +130,7 @@ class SurveyAnswer:
 
 Parsed = (
     Home | Topic | Article | Quiz | Subscriptions | Toggle | SubscribeAll | UnsubscribeAll
-    | Unsubscribe | Surveys | SurveyScreen | SurveyAnswer
+    | Unsubscribe | TestButton | Surveys | SurveyScreen | SurveyAnswer
 )
 
 
@@ -193,7 +208,12 @@ def parse(data: str | None) -> Parsed | None:
         return None
     if data == UNSUBSCRIBE_DATA:
         return Unsubscribe()
+    if data == TEST_UNSUBSCRIBE_DATA:
+        return TestButton()
     parts = data.split(":")
+    if data.startswith(TEST_SURVEY_PREFIX + ":"):
+        valid = len(parts) == 4 and _SURVEY.match(parts[2]) and _number(parts[3]) is not None
+        return TestButton() if valid else None
     if parts[0] == SURVEY_PREFIX:
         if len(parts) == 3 and _SURVEY.match(parts[1]) and (option := _number(parts[2])) is not None:
             return SurveyAnswer(parts[1], option)

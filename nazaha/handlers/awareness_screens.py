@@ -26,7 +26,7 @@ from nazaha.awareness.subscribers import Subscription
 from nazaha.awareness.survey_answers import OpenSurvey
 from nazaha.handlers import awareness_callbacks as aw
 from nazaha.handlers import callbacks as cb
-from nazaha.handlers.screens import LANGUAGE_NAMES, Screen, back_arrow, is_rtl, isolate
+from nazaha.handlers.screens import LANGUAGE_NAMES, Screen, back_arrow, is_rtl, isolate, ltr
 
 # One page size for the topics in Learn and on the subscriptions screen: the library's
 # ten topics (and a couple an admin may add) fit on one page.
@@ -399,9 +399,24 @@ def survey_closed() -> str:
 # ---- volunteers' chats ------------------------------------------------------------------
 
 
-def staff_chat_linked() -> str:
-    return _("This chat is now linked to your console account for test broadcasts.")
+def staff_chat_confirmation(code: str) -> str:
+    """What a chat that opened a console member's link gets: the code to type back."""
+    return _(
+        "Someone asked in the Nazaha console to link this chat, to receive tests of "
+        "broadcasts. If it was you, type this code on the console page: {code}\n\n"
+        "It works for 10 minutes; nothing is linked until it is typed. If you did not ask "
+        "for this yourself, give this code to no one and ignore this message."
+    ).format(code=ltr(code))
 
 
 def staff_link_failed() -> str:
     return _("This link has expired or was already used. Make a new one in the console.")
+
+
+def staff_chat_unlinked() -> str:
+    return _("This chat is no longer linked to a console account: it will receive no more test broadcasts.")
+
+
+def pressed_under_a_test() -> str:
+    """The answer to a button under a test send (nothing counted or changed)."""
+    return _("This was a test: nothing was counted or changed.")

@@ -88,7 +88,8 @@ async def on_message(message: Message, reply: Reply, fsm_storage: BaseStorage) -
     if command == "/start":
         # A deep link: a campaign's content, or a volunteer linking their chat.
         payload = awareness.start_payload(message.text)
-        if payload and await awareness.open_start_payload(reply, payload, message.message_id):
+        first_name = message.from_user.first_name if message.from_user else None
+        if payload and await awareness.open_start_payload(reply, payload, message.message_id, first_name=first_name):
             return
     if command:
         item = _COMMANDS.get(command, "help")

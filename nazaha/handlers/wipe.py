@@ -8,7 +8,8 @@ Telegram and the user is told how to delete the chat.
 
 /wipe also forgets everything the bot holds about this account: the conversation in memory
 (a draft with its files, or an open follow-up session and its key), that the safety notice was
-read (memory), the preferences row, an awareness subscription, and its survey markers ("this
+read (memory), the preferences row, an awareness subscription, a console member's link to this
+chat (for test broadcasts), and its survey markers ("this
 account answered survey S", of every survey; deleted after the update's commit, in a
 transaction of their own). Survey answers, campaign opens and quiz votes were never kept per
 account: they stay in the counts.
@@ -107,6 +108,8 @@ async def wipe_chat(reply: Reply, anchor: int, *, late: int = 0) -> None:
         # A wiped chat gets no more awareness messages either (the subscription screen
         # says so): a broadcast arriving later would show that the bot was used here.
         awareness.subscribers.queue_stop(reply.uow, reply.chat_id)
+        # A console member's link to this chat ends too: "stop messaging me".
+        awareness.staff_chats.queue_forget(reply.uow, reply.chat_id)
         surveys, user_id = awareness.surveys, reply.user_id
 
         async def forget_survey_markers() -> None:  # before the WAL is truncated below

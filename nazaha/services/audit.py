@@ -99,6 +99,8 @@ BROADCAST_STATE = "broadcast_state"  # paused, resumed, cancelled, withdrawn: de
 BROADCAST_TEST = "broadcast_test"  # "send a test to me"
 STAFF_CHAT_LINK = "staff_chat_link"  # a link code made for the member's own Telegram chat
 STAFF_CHAT_UNLINK = "staff_chat_unlink"
+# The code the bot sent to the chat typed back; detail "outcome": linked, wrong, locked, expired.
+STAFF_CHAT_CONFIRM = "staff_chat_confirm"
 LIBRARY_CHANGE = "library_change"
 SURVEY_CHANGE = "survey_change"  # created, edited, opened, closed: detail "status"
 CAMPAIGN_CHANGE = "campaign_change"
@@ -149,6 +151,7 @@ ACTION_LABELS: Mapping[str, str] = {
     BROADCAST_TEST: N_("Broadcast test requested"),
     STAFF_CHAT_LINK: N_("Telegram link code made"),
     STAFF_CHAT_UNLINK: N_("Telegram chat unlinked"),
+    STAFF_CHAT_CONFIRM: N_("Telegram link confirmation code typed"),
     LIBRARY_CHANGE: N_("Library content changed"),
     SURVEY_CHANGE: N_("Survey changed"),
     CAMPAIGN_CHANGE: N_("Campaign changed"),

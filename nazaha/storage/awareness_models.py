@@ -1,5 +1,6 @@
 """Awareness tables: content library, subscribers, broadcasts and their outbox, quizzes,
-surveys, campaigns, and volunteers' linked chats (migration 0009).
+surveys, campaigns, and volunteers' linked chats (migration 0009; staff chat
+confirmation: 0010).
 
 Kept apart from the report side on purpose: no table here has a column that refers to a
 report, a receipt, a draft, a notification link or a user pseudonym of the report side, and
@@ -254,28 +255,58 @@ class BroadcastOutbox(Base):
 
 class StaffChat(Base):
     """A volunteer's or caseworker's own Telegram chat, linked from the console for "send a
-    test to me". ``link_id`` is random; only the console's store says whose it is."""
+    test to me" once the member typed back the code the bot sent to that chat
+    (nazaha/awareness/staff_chats.py). ``link_id`` is random; only the console's store says
+    whose it is. ``chat_key`` = HMAC(pepper, "staff-chat", chat id): /stop, /wipe and
+    Unsubscribe in that chat find and delete the row."""
 
     __tablename__ = "staff_chats"
 
     link_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    chat_key: Mapped[str] = mapped_column(String(64), index=True)
     sealed_chat: Mapped[bytes] = mapped_column(LargeBinary)
     linked_on: Mapped[dt.date] = mapped_column(Date)
 
 
 class StaffChatCode(Base):
-    """A one-time code the console shows as t.me/<bot>?start=l_<code>; the bot turns it into
-    a ``staff_chats`` row. ``code_hash`` = SHA-256 of the code (hex)."""
+    """A one-time code the console shows as t.me/<bot>?start=l_<code>; the chat that opens
+    it gets a confirmation code (``staff_chat_confirmations``), nothing more. ``code_hash``
+    = SHA-256 of the code (hex). ``reply_key``: the public half of a one-time key pair whose
+    private half is in the member's console session only; the bot seals the chat's first
+    name to it."""
 
     __tablename__ = "staff_chat_codes"
 
     code_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     link_id: Mapped[str] = mapped_column(String(32))
     expires_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, index=True)
+    reply_key: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+
+class StaffChatConfirmation(Base):
+    """A chat that opened a member's link, waiting for the member to type the confirmation
+    code the bot sent it (one per link id: a newer one replaces it). ``code_hash``: SHA-256
+    of (link id, code); ``sealed_chat`` as in ``staff_chats``; ``sealed_name``: the chat's
+    first name sealed to the console session's ``reply_key`` (the bot host cannot open it).
+    Deleted when confirmed, after ``attempts`` wrong codes, or at ``expires_at``."""
+
+    __tablename__ = "staff_chat_confirmations"
+
+    link_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    chat_key: Mapped[str] = mapped_column(String(64), index=True)
+    sealed_chat: Mapped[bytes] = mapped_column(LargeBinary)
+    sealed_name: Mapped[bytes | None] = mapped_column(LargeBinary)
+    code_hash: Mapped[str] = mapped_column(String(64))
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    expires_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, index=True)
 
 
 class BroadcastTestSend(Base):
-    """"Send a test to me": the sender delivers the broadcast to one linked staff chat."""
+    """"Send a test to me": the sender delivers the broadcast to one linked staff chat.
+    ``state``: queued | sending | sent | failed. A handled row (sent, failed) is deleted as
+    soon as the member's console page has shown its result, and by the sender at the
+    latest ``TEST_RESULT_TTL`` after the request (nazaha/awareness/sender.py): the bot's
+    database keeps no history of who tested what."""
 
     __tablename__ = "broadcast_test_sends"
 
@@ -287,7 +318,7 @@ class BroadcastTestSend(Base):
         String(32), ForeignKey("staff_chats.link_id", ondelete="CASCADE")
     )
     language: Mapped[str] = mapped_column(String(8))
-    state: Mapped[str] = mapped_column(String(16), default="queued")  # queued|sent|failed
+    state: Mapped[str] = mapped_column(String(16), default="queued")
     requested_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
 
 

@@ -74,6 +74,7 @@ ADDED_COLUMNS = (
     ("staff_users", "can_export", "BOOLEAN NOT NULL DEFAULT FALSE"),
     ("staff_users", "key_mac", "VARCHAR(64)"),
     ("staff_users", "chat_link_id", "VARCHAR(32)"),
+    ("staff_users", "chat_name", "TEXT"),
 )
 
 

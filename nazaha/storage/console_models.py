@@ -88,6 +88,10 @@ class StaffUser(ConsoleBase):
     # ``staff_chats`` row in the bot's database (nazaha.awareness.staff_chats). Only this
     # store says whose chat it is.
     chat_link_id: Mapped[str | None] = mapped_column(String(32))
+    # The linked chat's first name as Telegram gave it to the bot when the chat opened the
+    # link (shown on the awareness page), sealed under the console secret (purpose
+    # "telegram-name"): urlsafe base64. The bot's database never holds it readably.
+    chat_name: Mapped[str | None] = mapped_column(Text)
 
 
 class TeamKeyGrant(ConsoleBase):

@@ -26,6 +26,7 @@ from nazaha.awareness.broadcast_image import MAX_UPLOAD_BYTES, ImageRefused, pre
 from nazaha.awareness.broadcast_progress import audience_size
 from nazaha.awareness.library_editor import library
 from nazaha.awareness.schedule import ScheduleError, palestine_parts, parse_send_at
+from nazaha.awareness.test_send_limits import SendTestLimits
 from nazaha.services import audit
 from nazaha.storage.awareness_models import LANGUAGES, OUTBOX_STATES
 from nazaha.storage.database import write_session
@@ -219,11 +220,11 @@ async def broadcast_page(request: Request, console: ConsoleDep, staff: Awareness
     view = await _visible(console, staff, broadcast_id)
     number = await _number(console, staff)
     link_id, linked = await chat_state(console, staff)
+    tests = await _test_results(console, staff, broadcast_id, link_id if linked else None)
     async with console.sessionmaker() as session:
         versions = await service.previews(session, view)
         progress = await service.progress(session, broadcast_id)
         summary = await _summary(console, session, view, progress)
-        tests = await service.test_sends(session, broadcast_id, link_id if linked else None)
         names = await members.names_by_number(session, [view.author_no, view.approved_by])
         survey = await surveys.get_survey(session, view.survey_id) if view.survey_id is not None else None
         topics = {t.code: t for t in await library(session)}
@@ -235,7 +236,8 @@ async def broadcast_page(request: Request, console: ConsoleDep, staff: Awareness
         request, "broadcast.html", nav="awareness", b=view, versions=versions, progress=progress, summary=summary,
         # preview_html escapes every character of the text itself (nazaha.awareness.markup).
         bubbles={v.language: Markup(v.html) for v in versions},
-        states=OUTBOX_STATES, tests=tests, linked=linked, names=names, survey=survey, topics=topics,
+        states=OUTBOX_STATES, tests=tests, tests_waiting=any(not t.handled for t in tests),
+        linked=linked, names=names, survey=survey, topics=topics,
         can=can, author=author, admin=admin, sendable=all(not v.problems for v in versions) and bool(versions),
         send_at_past=view.send_at is not None and view.send_at <= console.clock(), revision=revision,
         error=query_code(request, "error"), done=query_code(request, "done"),
@@ -362,11 +364,54 @@ async def cancel(request: Request, console: ConsoleDep, staff: AwarenessStaff, b
                       detail={"status": "cancelled"}, done="cancelled")
 
 
+# ---- "send a test to me" ------------------------------------------------------------------
+
+RESULTS_KEPT = 10  # test results per broadcast the member's session remembers
+
+
+def _test_limits(console: Console) -> SendTestLimits:
+    limits = console.services.get("test_send_limits")
+    if limits is None:
+        limits = console.services["test_send_limits"] = SendTestLimits()
+    return limits
+
+
+async def _test_results(console: Console, staff: StaffSession, broadcast_id: int,
+                        link_id: str | None) -> list[service.TestSendView]:
+    """The member's tests of this broadcast: those the bot's database holds (waiting, or
+    handled), then the results shown before. A handled row is deleted once read here, its
+    result kept in the session's memory: the bot's database keeps no history of tests."""
+    async with console.sessionmaker() as session:
+        rows = await service.test_sends(session, broadcast_id, link_id)
+    handled = [t for t in rows if t.handled]
+    if handled:
+        async with write_session(console.sessionmaker) as session:
+            await service.forget_test_sends(session, [t.id for t in handled])
+    shown = staff.test_results.get(broadcast_id, [])
+    if handled:
+        shown = staff.test_results[broadcast_id] = (handled + shown)[:RESULTS_KEPT]
+    return [t for t in rows if not t.handled] + shown
+
+
 @router.post("/awareness/broadcasts/{broadcast_id:int}/test", dependencies=[CsrfChecked])
 async def test(request: Request, console: ConsoleDep, staff: AwarenessStaff, broadcast_id: int) -> Response:
+    """Refused, with the page saying why, for a broadcast that could not be submitted
+    (``problems``), without a linked chat, while a test of it is still waiting, and past the
+    limits (:class:`SendTestLimits`)."""
     link_id, linked = await chat_state(console, staff)
     now = console.clock()
-    return await _act(console, staff, broadcast_id, audit.BROADCAST_TEST,
-                      lambda session, n: service.request_tests(session, broadcast_id, link_id=link_id if linked else None, now=now),
-                      done="test_queued")
+    limits = _test_limits(console)
+    refused = limits.refusal(staff.identity.id, broadcast_id, now)
+    if refused is not None:
+        await _visible(console, staff, broadcast_id)
+        return _back(broadcast_id, error=refused)
+    queued: list[int] = []
+
+    async def change(session, number: int) -> None:
+        queued.append(await service.request_tests(session, broadcast_id, link_id=link_id if linked else None, now=now))
+
+    answer = await _act(console, staff, broadcast_id, audit.BROADCAST_TEST, change, done="test_queued")
+    if queued:
+        limits.count(staff.identity.id, broadcast_id, now)
+    return answer
 
