@@ -266,7 +266,7 @@ async def test_arabic_pages_use_the_arabic_comma_and_a_translated_unit(world):
     admin.post("/locale", data={"csrf": csrf_of(page), "locale": "en", "back": "/awareness"})
     page = admin.get(f"/awareness/broadcasts/{broadcast_id}").text
     assert "<dd>Arabic, English</dd>" in page
-    assert "At most 5 MB. It is re-encoded" in admin.get(f"/awareness/broadcasts/{broadcast_id}/edit").text
+    assert "photo of at most 10 MB and 25 megapixels" in admin.get(f"/awareness/broadcasts/{broadcast_id}/edit").text
 
 
 # ---------------------------------------------------------------------------- migration
