@@ -68,6 +68,24 @@ def pg_url() -> Iterator[str]:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
+async def empty_url(request: pytest.FixtureRequest, sqlite_url: str) -> AsyncIterator[str]:
+    """The URL of an empty database (no migration run) on each backend; PostgreSQL's is made
+    here and dropped afterwards (skipped when the server is unreachable)."""
+    if request.param == "sqlite":
+        yield sqlite_url
+        return
+    name = f"nazaha_test_empty_{secrets.token_hex(6)}"
+    try:
+        await _pg_admin(f'CREATE DATABASE "{name}"')
+    except (OSError, asyncio.TimeoutError) as exc:
+        pytest.skip(f"PostgreSQL is unreachable: {exc}")
+    try:
+        yield f"postgresql+asyncpg://{PG_DSN['user']}@{PG_DSN['host']}:{PG_DSN['port']}/{name}"
+    finally:
+        await _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
 async def engine(request: pytest.FixtureRequest, sqlite_url: str) -> AsyncIterator[object]:
     """A migrated, empty database on each backend."""
     from sqlalchemy import text

@@ -272,37 +272,16 @@ async def test_arabic_pages_use_the_arabic_comma_and_a_translated_unit(world):
 # ---------------------------------------------------------------------------- migration
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def empty_database(request, tmp_path):
-    """The URL of a new, empty database on each backend (PostgreSQL: made and dropped here)."""
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'm.db'}"
-        return
-    import asyncio
-    import secrets
 
-    from tests.conftest import PG_DSN, _pg_admin
-
-    name = f"nazaha_test_{secrets.token_hex(6)}"
-    try:
-        await _pg_admin(f'CREATE DATABASE "{name}"')
-    except (OSError, asyncio.TimeoutError) as exc:
-        pytest.skip(f"PostgreSQL is unreachable: {exc}")
-    try:
-        yield f"postgresql+asyncpg://{PG_DSN['user']}@{PG_DSN['host']}:{PG_DSN['port']}/{name}"
-    finally:
-        await _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-async def test_migration_0012_records_authors_and_lowercases_codes_without_a_clash(empty_database):
+async def test_migration_0012_records_authors_and_lowercases_codes_without_a_clash(empty_url):
     from alembic import command
     from sqlalchemy import inspect
 
     from nazaha.storage.database import create_engine
     from nazaha.storage.migrations import alembic_config
 
-    config = alembic_config(empty_database)
-    engine = create_engine(empty_database)
+    config = alembic_config(empty_url)
+    engine = create_engine(empty_url)
 
     def migrate(step, target):
         def run(sync_conn):

@@ -399,27 +399,6 @@ OLD_CODES = [
 ]
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def empty_url(request: pytest.FixtureRequest, sqlite_url: str):
-    """An empty database (no migration run) on each backend."""
-    if request.param == "sqlite":
-        yield sqlite_url
-        return
-    import asyncio
-    import secrets
-
-    from tests.conftest import PG_DSN, _pg_admin
-
-    name = f"nazaha_test_0004_{secrets.token_hex(6)}"
-    try:
-        await _pg_admin(f'CREATE DATABASE "{name}"')
-    except (OSError, asyncio.TimeoutError) as exc:
-        pytest.skip(f"PostgreSQL is unreachable: {exc}")
-    try:
-        yield f"postgresql+asyncpg://{PG_DSN['user']}@{PG_DSN['host']}:{PG_DSN['port']}/{name}"
-    finally:
-        await _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
 
 async def test_upgrade_from_0003_maps_the_old_codes_and_adds_the_withdrawal_days(empty_url: str):
     from sqlalchemy import inspect
