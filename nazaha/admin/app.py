@@ -24,6 +24,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from nazaha.admin import i18n
 from nazaha.admin.context import Console, LoginRequired, build_templates, redirect, render, session_of
+from nazaha.admin.metrics import RequestMetrics
+from nazaha.admin.metrics import router as metrics_router
 from nazaha.admin.routes import auth
 from nazaha.admin.security import LoginThrottle, SecurityHeaders
 from nazaha.admin.sessions import PRE_SESSION_COOKIE, SessionStore
@@ -120,7 +122,9 @@ def create_app(settings, *, clock: Callable[[], dt.datetime] = _utc_now) -> Fast
     app.include_router(auth.router)
     for module in _area_routers():
         app.include_router(module.router)
+    app.include_router(metrics_router)  # 404 unless NAZAHA_CONSOLE_METRICS_TOKEN is set
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(RequestMetrics)  # outermost: counts every request, refused ones too
     return app
 
 
