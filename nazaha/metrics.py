@@ -51,6 +51,7 @@ OUTCOMES = (
     "throttled",  # flood control
     "failed",  # the handler or the commit failed; the user was told, a redelivery retries
     "error",  # an exception left the middlewares
+    "cancelled",  # cut short (the process stopping)
 )
 OUTCOME_KEY = "nazaha_outcome"
 

@@ -5,6 +5,7 @@ console's /metrics behind its bearer token, with route templates and sign-in res
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import os
 import re
@@ -139,18 +140,24 @@ async def test_updates_are_counted_by_type_and_outcome():
     async def broken(event, data):
         raise RuntimeError("escaped")
 
+    async def stopped(event, data):
+        raise asyncio.CancelledError
+
     def count(outcome: str) -> float:
         return bot_sample("nazaha_updates_total", kind="callback_query", outcome=outcome)
 
-    before = {o: count(o) for o in ("handled", "unhandled", "throttled", "error")}
+    before = {o: count(o) for o in ("handled", "unhandled", "throttled", "error", "cancelled")}
     timed = bot_sample("nazaha_update_duration_seconds_count", kind="callback_query")
     assert await middleware(handled, press_update(1), {}) == "done"
     assert await middleware(unhandled, press_update(2), {}) is UNHANDLED
     assert await middleware(throttled, press_update(3), {}) is None
     with pytest.raises(RuntimeError):
         await middleware(broken, press_update(4), {})
-    assert {o: count(o) - before[o] for o in before} == {"handled": 1, "unhandled": 1, "throttled": 1, "error": 1}
-    assert bot_sample("nazaha_update_duration_seconds_count", kind="callback_query") == timed + 4
+    with pytest.raises(asyncio.CancelledError):
+        await middleware(stopped, press_update(5), {})
+    assert {o: count(o) - before[o] for o in before} == {
+        "handled": 1, "unhandled": 1, "throttled": 1, "error": 1, "cancelled": 1}
+    assert bot_sample("nazaha_update_duration_seconds_count", kind="callback_query") == timed + 5
 
 
 async def test_a_redelivered_update_counts_as_duplicate():

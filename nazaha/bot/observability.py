@@ -45,6 +45,9 @@ class UpdateMetrics(BaseMiddleware):
             result = await handler(event, data)
             outcome = data.get(metrics.OUTCOME_KEY) or ("unhandled" if result is UNHANDLED else "handled")
             return result
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+            raise
         finally:
             metrics.record_update(metrics.update_kind(event), outcome, self.clock() - started)
 
