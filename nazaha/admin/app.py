@@ -27,6 +27,8 @@ from starlette.types import Scope
 from nazaha.admin import i18n
 from nazaha.admin.body_limit import BodyLimit, upload_routes
 from nazaha.admin.context import Console, LoginRequired, build_templates, redirect, render, session_of
+from nazaha.admin.metrics import RequestMetrics
+from nazaha.admin.metrics import router as metrics_router
 from nazaha.admin.routes import auth
 from nazaha.admin.security import LoginThrottle, SecurityHeaders
 from nazaha.admin.sessions import PRE_SESSION_COOKIE, SESSION_COOKIE, SessionStore
@@ -100,6 +102,7 @@ def create_app(settings, *, clock: Callable[[], dt.datetime] = _utc_now) -> Fast
     app.include_router(auth.router)
     for module in _area_routers():
         app.include_router(module.router)
+    app.include_router(metrics_router)  # 404 unless NAZAHA_CONSOLE_METRICS_TOKEN is set
 
     def signed_in(scope: Scope) -> bool:
         return console.sessions.is_live(HTTPConnection(scope).cookies.get(SESSION_COOKIE))
@@ -136,6 +139,7 @@ def create_app(settings, *, clock: Callable[[], dt.datetime] = _utc_now) -> Fast
         return render(request, "error.html", status_code=exc.status_code, code=exc.status_code)
 
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(RequestMetrics)  # outermost: counts every request, refused ones too
     return app
 
 

@@ -26,6 +26,7 @@ from nazaha.awareness.pacing import Pacer
 from nazaha.awareness.sender import BroadcastSender
 from nazaha.awareness.services import AwarenessServices
 from nazaha.bot.error_logging import install_error_logging, install_loop_exception_logging
+from nazaha.bot.observability import MetricsServer, UpdateMetrics, refresh_queue_depths
 from nazaha.bot.retry import BOT_API
 from nazaha.bot.settings import Settings
 from nazaha.bot.telegram_session import BotApiSession
@@ -220,6 +221,8 @@ async def build_runtime(settings: Settings, *, events_isolation: BaseEventIsolat
     # update), the per-user lock and state, the locale (so failures are answered in the
     # user's language), the commit with its replies, then flood control. Nothing may read
     # before the lock: the read session's snapshot would predate the previous update.
+    # Outside everything: counted by type and outcome, and timed (nazaha/metrics.py).
+    dp.update.outer_middleware(UpdateMetrics())
     # First of all: updates of groups and channels the operator did not configure are
     # dropped (and the bot leaves them) before anything reads or answers them.
     dp.update.outer_middleware(
@@ -450,6 +453,7 @@ async def running(runtime: BotRuntime):
     await register_bot_profile(runtime.bot, runtime.i18n)
     await runtime.mailbox.open()
     freeze_startup_objects()
+    metrics_server = await start_metrics(runtime)
     tasks = [
         asyncio.create_task(maintenance(runtime)),
         asyncio.create_task(sweep_memory(runtime)),
@@ -459,6 +463,11 @@ async def running(runtime: BotRuntime):
     ]
     if runtime.broadcasts is not None:  # awareness broadcasts and test sends
         tasks.append(asyncio.create_task(runtime.broadcasts.run()))
+    if metrics_server is not None:
+        tasks.append(asyncio.create_task(refresh_queue_depths(
+            runtime.sessionmaker, lambda: len(runtime.services.receipts),
+            runtime.settings.metrics_refresh_seconds,
+        )))
     try:
         yield runtime
     finally:
@@ -468,6 +477,16 @@ async def running(runtime: BotRuntime):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await stop_run(runtime, started)
+        if metrics_server is not None:
+            await metrics_server.close()
+
+
+async def start_metrics(runtime: BotRuntime) -> MetricsServer | None:
+    """The metrics endpoint (its own address, docs/deployment.md "Metrics"), if configured."""
+    settings = runtime.settings
+    if settings.metrics_port is None:
+        return None
+    return await MetricsServer.start(settings.metrics_host, settings.metrics_port)
 
 
 async def run_polling(settings: Settings, *, handle_signals: bool = True) -> None:

@@ -85,6 +85,17 @@ class Settings(BaseSettings):
     webhook_host: str = "127.0.0.1"
     webhook_port: int = 8443
 
+    # Prometheus metrics (nazaha/metrics.py, docs/deployment.md "Metrics"). The bot serves
+    # GET /metrics on its own address when NAZAHA_METRICS_PORT is set (off by default), never
+    # on the webhook's port; no authentication: keep it on loopback or a private network.
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    # How often the bot counts its queues (notifications, broadcast outbox) for the metrics.
+    metrics_refresh_seconds: float = Field(default=15.0, gt=0)
+    # The console serves GET /metrics only when this is set, to requests that carry it as
+    # "Authorization: Bearer <token>" (at least 32 characters); unset: /metrics is a 404.
+    console_metrics_token: SecretStr | None = Field(default=None, min_length=32)
+
     console_host: str = "127.0.0.1"
     console_port: int = 8080
     # The console's own store (console.db on SQLite) and its secret key file. Default: a

@@ -28,6 +28,10 @@ nazaha/bot/undecodable.py), returns the rest, and moves the next getUpdates ``of
 the skipped ones so that Telegram drops them.
 
 JSON is read and written with orjson.
+
+Every request (:meth:`BotApiSession.make_request`, :meth:`BotApiSession.post_json`) is
+counted by Bot API method, and every failure by method and error code (nazaha/metrics.py):
+names and codes from fixed lists, nothing of the request.
 """
 
 from __future__ import annotations
@@ -43,10 +47,24 @@ from typing import Any
 import orjson
 from aiohttp import ClientError
 from aiogram.client.session.aiohttp import AiohttpSession
-from aiogram.exceptions import ClientDecodeError, TelegramNetworkError
+from aiogram.exceptions import (
+    ClientDecodeError,
+    TelegramAPIError,
+    TelegramBadRequest,
+    TelegramConflictError,
+    TelegramEntityTooLarge,
+    TelegramForbiddenError,
+    TelegramMigrateToChat,
+    TelegramNetworkError,
+    TelegramNotFound,
+    TelegramRetryAfter,
+    TelegramServerError,
+    TelegramUnauthorizedError,
+)
 from aiogram.methods import GetUpdates
 from aiogram.methods.base import Response
 
+from nazaha import metrics
 from nazaha.bot.undecodable import split_decodable, update_id_of
 
 log = logging.getLogger(__name__)
@@ -70,6 +88,43 @@ def results_unused() -> Iterator[None]:
         yield
     finally:
         _results_unused.reset(token)
+
+
+# aiogram's exception for each Bot API error code, most specific first (TelegramEntityTooLarge
+# is a TelegramNetworkError; a 429 or a migration may come with any status).
+_ERROR_CODES: tuple[tuple[type[Exception], int | str], ...] = (
+    (TelegramRetryAfter, 429),
+    (TelegramMigrateToChat, 400),
+    (TelegramEntityTooLarge, 413),
+    (TelegramBadRequest, 400),
+    (TelegramUnauthorizedError, 401),
+    (TelegramForbiddenError, 403),
+    (TelegramNotFound, 404),
+    (TelegramConflictError, 409),
+    (TelegramServerError, 500),
+    (TelegramNetworkError, "network"),
+)
+
+
+def error_code_of(exc: TelegramAPIError) -> int | str:
+    """The Bot API error code an aiogram exception stands for (``"network"``: no answer;
+    ``"other"``: an error code aiogram has no class for)."""
+    for kind, code in _ERROR_CODES:
+        if isinstance(exc, kind):
+            return code
+    return metrics.OTHER
+
+
+@contextlib.contextmanager
+def _counted(method: Any) -> Iterator[None]:
+    """Count one request of ``method`` and, if it raises a Bot API error, the error."""
+    name = getattr(method, "__api_method__", None)
+    metrics.record_api_request(name)
+    try:
+        yield
+    except TelegramAPIError as exc:
+        metrics.record_api_error(name, error_code_of(exc))
+        raise
 
 
 def _dumps(value: Any) -> str:
@@ -137,15 +192,20 @@ class BotApiSession(AiohttpSession):
             if (method.offset or 0) <= self._skip_through:
                 method.offset = self._skip_through + 1
         body = self.json_body(bot, method)
-        if body is None:
-            return await super().make_request(bot, method, timeout)
-        return await self.post_json(bot, method, body, timeout)
+        with _counted(method):
+            if body is None:
+                return await super().make_request(bot, method, timeout)
+            return await self._post_json(bot, method, body, timeout)
 
     async def post_json(self, bot: Any, method: Any, body: bytes, timeout: int | None = None) -> Any:
         """Send ``body`` (JSON fields of a request like ``method``, already serialised) as
         ``method`` would be sent; the result and errors are those of ``bot(method)``. For
         the same message to many chats: its fields are serialised once per chat
         (:meth:`json_fields`, then orjson) without building a model for each."""
+        with _counted(method):
+            return await self._post_json(bot, method, body, timeout)
+
+    async def _post_json(self, bot: Any, method: Any, body: bytes, timeout: int | None = None) -> Any:
         session = await self.create_session()
         url = self.api.api_url(token=bot.token, method=method.__api_method__)
         try:

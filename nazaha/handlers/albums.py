@@ -18,6 +18,8 @@ from typing import Any, Awaitable, Callable, Generic, Hashable, TypeVar
 from aiogram import BaseMiddleware
 from aiogram.types import Message, TelegramObject, Update
 
+from nazaha.metrics import mark_outcome
+
 T = TypeVar("T")
 
 DEFAULT_QUIET_SECONDS = 1.5
@@ -110,6 +112,7 @@ class AlbumMiddleware(BaseMiddleware):
             return await handler(event, data)
         album = await self.collector.collect(key, message)
         if album is None:
+            mark_outcome(data, "album_part")
             return None  # answered with the album's first update
         data["album"] = sorted(album, key=lambda m: m.message_id)
         return await handler(event, data)

@@ -2,10 +2,11 @@
 
 Reporters talk to the bot only in private chats. A group, supergroup or channel is served
 only if the operator configured it (``NAZAHA_STAFF_CHAT_IDS``, ``NAZAHA_PUBLICATION_CHAT_IDS``,
-empty by default; later issues use them). :class:`ChatGate`, the outermost middleware,
-drops every update from any other non-private chat before anything reads or answers it
-(not even "you are sending messages very quickly" can reach such a chat), and makes the bot
-leave that chat: when it is added (``my_chat_member``) or when a message from it arrives.
+empty by default; later issues use them). :class:`ChatGate`, the outermost middleware
+after the metrics' count, drops every update from any other non-private chat before anything
+reads or answers it (not even "you are sending messages very quickly" can reach such a
+chat), and makes the bot leave that chat: when it is added (``my_chat_member``) or when a
+message from it arrives.
 
 Operators should also turn off "Allow Groups" in BotFather (README), so that nobody can add
 the bot to a group at all.
@@ -23,6 +24,7 @@ from aiogram import BaseMiddleware, Bot, Router
 from aiogram.types import Chat, ChatMemberUpdated, TelegramObject, Update
 
 from nazaha.bot.retry import BOT_API
+from nazaha.metrics import mark_outcome
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,7 @@ class ChatGate(BaseMiddleware):
             return await handler(event, data)
         if chat.type == "private":
             if event.my_chat_member is not None:
+                mark_outcome(data, "refused")
                 return None
             return await handler(event, data)
         if chat.id in self.allowed:
@@ -60,6 +63,7 @@ class ChatGate(BaseMiddleware):
         member: ChatMemberUpdated | None = event.my_chat_member
         if member is None or member.new_chat_member.status in PRESENT:
             await self.leave(data["bot"], chat.id)
+        mark_outcome(data, "refused")
         return None
 
     @staticmethod

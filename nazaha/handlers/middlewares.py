@@ -15,6 +15,7 @@ from aiogram.utils.i18n import I18n, I18nMiddleware
 
 from nazaha.handlers import screens
 from nazaha.handlers.outbox import Outbox
+from nazaha.metrics import mark_outcome
 from nazaha.storage.crypto import pseudonym
 from nazaha.storage.fsm import VolatileFsmStorage
 from nazaha.storage.prefs import PreferenceStore
@@ -152,6 +153,7 @@ class UnitOfWorkMiddleware(BaseMiddleware):
         uow: UnitOfWork = data["uow"]
         if not self.recent.claim(bot.id, event.update_id):
             log.info("duplicate update skipped")
+            mark_outcome(data, "duplicate")
             return None
         outbox = Outbox(bot)
         data["outbox"] = outbox
@@ -159,13 +161,16 @@ class UnitOfWorkMiddleware(BaseMiddleware):
             result = await handler(event, data)
         except DuplicateUpdate:
             log.info("duplicate update discarded")
+            mark_outcome(data, "duplicate")
             return None
         except Exception:
+            mark_outcome(data, "failed")
             await self._failed(bot, event, "update handling failed")
             return None
         try:
             await uow.commit()
         except Exception:
+            mark_outcome(data, "failed")
             await self._failed(bot, event, "update commit failed")
             return None
         await outbox.flush()
@@ -220,6 +225,7 @@ class ThrottleMiddleware(BaseMiddleware):
         allowed, warn = self.allow(pseudonym(self.pepper, "throttle", user.id))
         if allowed:
             return await handler(event, data)
+        mark_outcome(data, "throttled")
         assert isinstance(event, Update)
         outbox: Outbox = data["outbox"]
         if event.callback_query:

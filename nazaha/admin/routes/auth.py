@@ -11,6 +11,7 @@ from fastapi.responses import Response
 from nazaha.admin import i18n
 from nazaha.admin.context import ConsoleDep, CsrfChecked, CurrentStaff, redirect, render
 from nazaha.admin.sessions import ENROL_COOKIE, SESSION_COOKIE
+from nazaha.metrics import record_login
 from nazaha.services import audit
 from nazaha.services.accounts import AccountError, format_recovery_code, otpauth_secret_groups, qr_svg
 from nazaha.storage.console_db import scrub_console_store
@@ -70,6 +71,7 @@ async def login(
         result = None
         async with write_session(console.sessionmaker) as session:
             await record(session, None)
+    record_login("ok" if result is not None else "failed" if allowed else "throttled")
     if result is None:
         # One answer for an unknown account, a wrong password or code, and a throttled one.
         return render(request, "login.html", status_code=401, failed=True, username=username)
