@@ -38,7 +38,6 @@ from sqlalchemy import insert
 from nazaha import metrics
 from nazaha.admin.app import console_routes, create_app
 from nazaha.admin.bootstrap import first_admin_invitation
-from nazaha.awareness.staff_chats import link_chat, new_link_code
 from nazaha.bot.observability import MetricsServer, UpdateMetrics, publicly_reachable, publish_queue_depths
 from nazaha.bot.setup import initialise
 from nazaha.bot.telegram_session import BotApiSession, error_code_of, results_unused
@@ -50,7 +49,7 @@ from nazaha.storage.database import write_transaction
 from nazaha.storage.keyfiles import KeyPaths
 from nazaha.storage.models import BotMailbox, NotificationInstruction
 from nazaha.storage.queue_depths import count_queues
-from tests.broadcast_support import add_broadcast, ask_test_send, clear_awareness, set_status, started_users
+from tests.broadcast_support import add_broadcast, ask_test_send, clear_awareness, linked_staff_chat, set_status, started_users
 from tests.console_support import PASSPHRASE, STAFF_PASSWORD, MovableClock, console_settings, enrol, login, totp_code
 from tests.e2e_support import TOKEN
 
@@ -288,7 +287,7 @@ async def test_queue_depths_are_counted_from_the_database(sessionmaker):
                                      "sending": 1, "paused": 1, "done": 1, "cancelled": 0}
         # Only the broadcasts sending or paused: the finished one's rows are history.
         assert depths.outbox == {"queued": 3, "sending": 0, "sent": 1, "failed": 0, "blocked": 1,
-                                 "in_doubt": 0, "skipped": 0}
+                                 "in_doubt": 0, "skipped": 0, "left": 0}
         assert depths.broadcast_outbox == 3
         assert depths.notification_instructions == 2
         assert depths.broadcast_test_sends == 1
@@ -310,9 +309,7 @@ async def test_queue_depths_are_counted_from_the_database(sessionmaker):
 
 async def ask_test_send_to_linked_chat(sessionmaker, broadcast_id: int) -> None:
     """A queued "send a test to me" (a staff chat linked first, as the bot links one)."""
-    now = dt.datetime.now(dt.timezone.utc)
-    code, link_id = await new_link_code(sessionmaker, now=now)
-    assert await link_chat(sessionmaker, BotKeyBox(os.urandom(32)), code, 4242, now=now)
+    link_id = await linked_staff_chat(sessionmaker, BotKeyBox(os.urandom(32)), os.urandom(32), 4242)
     await ask_test_send(sessionmaker, broadcast_id, link_id, "ar")
 
 
