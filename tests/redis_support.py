@@ -6,6 +6,7 @@ not touch the shared one: persistence switched on, a server stopped mid-run, TLS
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import socket
@@ -15,7 +16,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-import pytest_asyncio
 from redis.asyncio import Redis
 
 from nazaha.storage.crypto import SharedStateKey
@@ -45,9 +45,9 @@ async def shared_redis_or_skip() -> Redis:
     return redis
 
 
-@pytest_asyncio.fixture
-async def redis_db() -> AsyncIterator[Redis]:
-    """Database 15 of the machine's Redis, empty, flushed again afterwards."""
+@contextlib.asynccontextmanager
+async def shared_redis() -> AsyncIterator[Redis]:
+    """Database 15 of the machine's Redis, empty, flushed again afterwards (or a skip)."""
     redis = await shared_redis_or_skip()
     try:
         yield redis

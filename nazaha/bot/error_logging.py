@@ -31,15 +31,21 @@ def update_kind(update: Any) -> str:
 
 
 async def on_error(event: ErrorEvent) -> Any:
+    if isinstance(event.exception, SHARED_STATE_ERRORS):
+        # Redis unreachable: the update must fail (a webhook answers 500, Telegram delivers
+        # it again) rather than count as handled.
+        log.error(
+            "update handling failed: shared state (Redis) unavailable (%s) in a %s update; "
+            "left unhandled, to be delivered again",
+            type(event.exception).__name__,
+            update_kind(event.update),
+        )
+        return UNHANDLED
     log.error(
         "update handling failed: %s in a %s update",
         type(event.exception).__name__,
         update_kind(event.update),
     )
-    if isinstance(event.exception, SHARED_STATE_ERRORS):
-        # Redis unreachable: the update must fail (a webhook answers 500, Telegram retries)
-        # rather than count as handled.
-        return UNHANDLED
     return True  # handled: aiogram logs nothing more
 
 

@@ -24,6 +24,7 @@ from nazaha.storage.redis_link import (
     RedisUnavailable,
     check_persistence,
     connect,
+    eviction_policy,
     ping,
     redacted,
 )
@@ -70,6 +71,12 @@ async def open_shared_state(settings: Settings, bot_key: bytes) -> SharedState:
         if persistence.persists is not False:
             log.warning(
                 "Redis at %s: %s; accepted (NAZAHA_REDIS_ACCEPT_PERSISTENCE)", where, persistence.describe()
+            )
+        policy = await eviction_policy(redis)
+        if policy not in (None, "noeviction"):
+            log.warning(
+                "Redis at %s evicts keys when full (maxmemory-policy %s): conversations could "
+                "be lost without a word; set maxmemory-policy noeviction", where, policy,
             )
         ring = RedisRing(redis, bot_key)
         await ring.join()

@@ -112,7 +112,7 @@ async def _apply(
         elif isinstance(effect, fu.SendReply):
             assert session is not None
             batch = reply.report_batch()
-            reply.services.cases.add_reporter_message(batch, (await _case_of(reply, session)), effect.text)
+            reply.services.cases.add_reporter_message(batch, await _case_of(reply, session), effect.text)
             await reply.commit_report_side(batch)
         elif isinstance(effect, fu.FetchEvidence):
             assert session is not None and message is not None
@@ -123,7 +123,7 @@ async def _apply(
                 reply.services.evidence,
                 reply.bot,
                 [album[i] for i in effect.indices],
-                _context_of(reply, session),
+                await _context_of(reply, session),
                 effect.caption,
             )
             await _apply(fu.step(session, stored, reply.options.limits), reply, None, session)
@@ -131,7 +131,7 @@ async def _apply(
             assert session is not None
             batch = reply.report_batch()
             reply.services.cases.add_evidence(
-                batch, (await _case_of(reply, session)), evidence_record(effect.item)
+                batch, await _case_of(reply, session), evidence_record(effect.item)
             )
             await reply.commit_report_side(batch)
         elif isinstance(effect, fu.StopNotifications):
@@ -142,12 +142,12 @@ async def _apply(
         elif isinstance(effect, fu.WithdrawContact):
             assert session is not None
             batch = reply.report_batch()
-            reply.services.cases.withdraw_contact(batch, (await _case_of(reply, session)))
+            reply.services.cases.withdraw_contact(batch, await _case_of(reply, session))
             await reply.commit_report_side(batch)
         elif isinstance(effect, fu.WithdrawReport):
             assert session is not None
             batch = reply.report_batch()
-            reply.services.cases.withdraw_report(batch, (await _case_of(reply, session)))
+            reply.services.cases.withdraw_report(batch, await _case_of(reply, session))
             await reply.commit_report_side(batch)
         elif isinstance(effect, fu.End):
             if previous is not None and "key_ref" in previous.case:
@@ -196,7 +196,7 @@ async def _unlock(reply: Reply, text: str) -> fu.Event:
 
 async def _show_case(reply: Reply, session: fu.Session) -> None:
     cases = reply.services.cases
-    case = (await _case_of(reply, session))
+    case = await _case_of(reply, session)
     status, outcome = await cases.status(case.report_id)
     contact_withdrawn_on, withdrawn_on = await cases.withdrawals(case.report_id)
     thread = await cases.thread(case)
@@ -220,9 +220,9 @@ async def _show_case(reply: Reply, session: fu.Session) -> None:
         await reply.commit_report_side(batch)
 
 
-def _context_of(reply: Reply, session: fu.Session) -> dict[str, str]:
+async def _context_of(reply: Reply, session: fu.Session) -> dict[str, str]:
     """The sealing context of the open case: new files go under its report id and key."""
-    case = (await _case_of(reply, session))
+    case = await _case_of(reply, session)
     return {
         "report_id": case.report_id,
         "data_key": base64.b64encode(case.data_key).decode(),
@@ -230,7 +230,7 @@ def _context_of(reply: Reply, session: fu.Session) -> dict[str, str]:
 
 
 async def _fetch(reply: Reply, session: fu.Session, message: Message) -> None:
-    context = _context_of(reply, session)
+    context = await _context_of(reply, session)
     try:
         item, _ = await reply.services.evidence.fetch(reply.bot, message, context)
         event: fu.Event = flow.Stored(item, context)

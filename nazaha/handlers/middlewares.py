@@ -171,9 +171,8 @@ class UnitOfWorkMiddleware(BaseMiddleware):
             return None
         try:
             return await self._handle(handler, event, data, bot, uow)
-        except SHARED_STATE_ERRORS as exc:
-            self.recent.release(bot.id, event.update_id)
-            log.error("shared state (Redis) unavailable (%s): the update failed and will be retried", type(exc).__name__)
+        except SHARED_STATE_ERRORS:
+            self.recent.release(bot.id, event.update_id)  # (logged by the errors handler)
             raise
 
     async def _handle(self, handler: Handler, event: Update, data: dict[str, Any], bot: Bot, uow: UnitOfWork) -> Any:

@@ -123,7 +123,7 @@ class Persistence:
             found.append(f"RDB snapshots (save {self.save})")
         if self.appendonly:
             found.append("AOF (appendonly yes)")
-        found.extend(self.evidence)
+        found.extend(e for e in self.evidence if not (self.appendonly and e.startswith("AOF")))
         if not found and not self.config_known:
             found.append("CONFIG GET is not allowed for this Redis user and INFO shows nothing")
         return "; ".join(found) or "no persistence"
@@ -208,6 +208,17 @@ async def check_persistence(redis: Redis, *, accept: bool) -> Persistence:
     return persistence
 
 
+async def eviction_policy(redis: Redis) -> str | None:
+    """``maxmemory-policy`` (None if CONFIG GET is refused). Anything but ``noeviction``
+    lets a full Redis drop conversations, locks or the replicas' key record silently."""
+    try:
+        config = await redis.config_get("maxmemory-policy")
+    except (NoPermissionError, ResponseError):
+        return None
+    value = config.get("maxmemory-policy")
+    return _text(value) if value is not None else None
+
+
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -219,6 +230,7 @@ __all__ = [
     "RedisUnavailable",
     "check_persistence",
     "connect",
+    "eviction_policy",
     "evidence_from_info",
     "from_config",
     "ping",
