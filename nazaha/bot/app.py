@@ -177,6 +177,22 @@ async def build_runtime(settings: Settings, *, events_isolation: BaseEventIsolat
     # Several replicas: what one process keeps in memory is shared through Redis, named and
     # sealed under a key only the running processes hold (docs/deployment.md, "Redis").
     shared = await open_shared_state(settings, bot_key) if settings.redis_url else None
+    try:
+        return await _assemble(settings, paths, bot_key, pepper, shared, events_isolation)
+    except BaseException:  # a start-up that fails leaves the ring (and closes the pool)
+        if shared is not None:
+            await shared.close()
+        raise
+
+
+async def _assemble(
+    settings: Settings,
+    paths: KeyPaths,
+    bot_key: bytes,
+    pepper: bytes,
+    shared: SharedState | None,
+    events_isolation: BaseEventIsolation | None,
+) -> BotRuntime:
     engine = create_engine(settings.effective_database_url)
     await check_database(engine)
     sessionmaker = create_sessionmaker(engine)
@@ -507,8 +523,7 @@ async def running(runtime: BotRuntime):
     ]
     if runtime.broadcasts is not None:  # awareness broadcasts and test sends
         tasks.append(asyncio.create_task(runtime.broadcasts.run()))
-    if runtime.shared is not None:  # the replicas' key, and Redis's persistence re-checked
-        tasks.append(asyncio.create_task(runtime.shared.ring.run()))
+    if runtime.shared is not None:  # Redis's persistence re-checked (the key beats already)
         tasks.append(
             asyncio.create_task(
                 guard_persistence(runtime.shared, runtime.settings.redis_check_seconds, runtime.stop)

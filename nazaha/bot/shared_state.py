@@ -11,6 +11,7 @@ leaves memory with the last process (what a snapshot holds then opens for no one
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 from collections.abc import Callable
@@ -35,15 +36,23 @@ log = logging.getLogger(__name__)
 
 @dataclasses.dataclass
 class SharedState:
-    """The client, this process's ring membership and where Redis is (no credentials)."""
+    """The client, this process's ring membership (beating from the moment it joined, so
+    that a slow start-up does not let the key's record lapse) and where Redis is (no
+    credentials)."""
 
     redis: Redis
     ring: RedisRing
     where: str
     accept_persistence: bool
+    beating: asyncio.Task[None] | None = None
 
     async def close(self) -> None:
-        """Leave the ring (the last process deletes the key's record), close the pool."""
+        """Stop beating, leave the ring (the last process deletes the key's record), close
+        the pool."""
+        if self.beating is not None:
+            self.beating.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.beating
         try:
             await self.ring.leave()
         finally:
@@ -87,7 +96,9 @@ async def open_shared_state(settings: Settings, bot_key: bytes) -> SharedState:
         await redis.aclose()
         raise SystemExit(f"Redis at {where} is unavailable ({type(exc).__name__})") from None
     log.info("shared state in Redis at %s", where)
-    return SharedState(redis, ring, where, settings.redis_accept_persistence)
+    shared = SharedState(redis, ring, where, settings.redis_accept_persistence)
+    shared.beating = asyncio.create_task(ring.run())
+    return shared
 
 
 async def guard_persistence(
