@@ -52,21 +52,21 @@ def test_throttle_allows_a_burst_then_refills_and_warns_once():
     assert throttle.allow("u") == (False, True)
 
 
-def test_session_keys_live_in_memory_and_expire():
+async def test_session_keys_live_in_memory_and_expire():
     from nazaha.handlers.session_keys import SessionKeys
 
     now = [0.0]
     keys: "SessionKeys[bytes]" = SessionKeys(ttl_seconds=900, clock=lambda: now[0])
-    ref = keys.put(b"k" * 32)
+    ref = await keys.put(b"k" * 32)
     now[0] = 899
-    assert keys.get(ref) == b"k" * 32  # renews
+    assert await keys.get(ref) == b"k" * 32  # renews
     now[0] = 899 + 899
-    assert keys.get(ref) == b"k" * 32
+    assert await keys.get(ref) == b"k" * 32
     now[0] += 901
-    assert keys.get(ref) is None
-    ref2 = keys.put(b"x" * 32)
-    keys.drop(ref2)
-    assert keys.get(ref2) is None and keys.get("unknown") is None
+    assert await keys.get(ref) is None
+    ref2 = await keys.put(b"x" * 32)
+    await keys.drop(ref2)
+    assert await keys.get(ref2) is None and await keys.get("unknown") is None
 
 
 def test_command_of_reads_commands_only():
@@ -93,23 +93,23 @@ def test_logs_withhold_exception_messages_and_mask_the_token(capsys):
     assert "Samir" not in err and "SECRET-token" not in err
 
 
-def test_session_keys_sweep_clear_and_len():
+async def test_session_keys_sweep_clear_and_len():
     from nazaha.handlers.session_keys import SessionKeys
 
     now = [0.0]
     keys: "SessionKeys[bytes]" = SessionKeys(ttl_seconds=900, clock=lambda: now[0])
-    old = keys.put(b"o" * 32)
+    old = await keys.put(b"o" * 32)
     now[0] = 600
-    fresh = keys.put(b"f" * 32)
+    fresh = await keys.put(b"f" * 32)
     assert len(keys) == 2 and keys.sweep() == 0
     now[0] = 900  # the first one's time is up; nobody called put() or get() since
     assert keys.sweep() == 1 and len(keys) == 1
-    assert keys.get(old) is None and keys.get(fresh) == b"f" * 32
+    assert await keys.get(old) is None and await keys.get(fresh) == b"f" * 32
     keys.clear()
-    assert len(keys) == 0 and keys.get(fresh) is None
+    assert len(keys) == 0 and await keys.get(fresh) is None
 
 
-def test_safety_reads_live_in_memory_expire_and_are_forgotten():
+async def test_safety_reads_live_in_memory_expire_and_are_forgotten():
     """Who acknowledged the safety notice is kept in memory only (never in the sealed
     preferences row), under a pseudonym, for the draft lifetime; /wipe and a restart forget
     it."""
@@ -117,25 +117,25 @@ def test_safety_reads_live_in_memory_expire_and_are_forgotten():
 
     now = [0.0]
     reads = SafetyReads(b"p" * 32, ttl=3600, clock=lambda: now[0])
-    assert not reads.seen(1)
-    reads.acknowledge(1)
-    reads.acknowledge(2)
-    assert reads.seen(1) and reads.seen(2) and not reads.seen(3)
-    reads.acknowledge(987_654_321)
+    assert not await reads.seen(1)
+    await reads.acknowledge(1)
+    await reads.acknowledge(2)
+    assert await reads.seen(1) and await reads.seen(2) and not await reads.seen(3)
+    await reads.acknowledge(987_654_321)
     assert all(len(key) == 64 and "987654321" not in key for key in reads._until)  # pseudonyms
-    reads.forget(987_654_321)
+    await reads.forget(987_654_321)
     now[0] = 3599
-    assert reads.seen(1)  # reading does not renew it
-    reads.forget(2)  # /wipe
-    assert not reads.seen(2)
+    assert await reads.seen(1)  # reading does not renew it
+    await reads.forget(2)  # /wipe
+    assert not await reads.seen(2)
     now[0] = 3600
-    assert reads.sweep() == 1 and len(reads) == 0 and not reads.seen(1)
-    reads.acknowledge(1)
+    assert reads.sweep() == 1 and len(reads) == 0 and not await reads.seen(1)
+    await reads.acknowledge(1)
     reads.clear()  # the process stops
-    assert not reads.seen(1)
+    assert not await reads.seen(1)
 
 
-def test_restart_notice_is_due_once_per_account_in_its_window_only():
+async def test_restart_notice_is_due_once_per_account_in_its_window_only():
     import datetime as dt
 
     from nazaha.handlers.restart_notice import RestartNotice
@@ -143,21 +143,21 @@ def test_restart_notice_is_due_once_per_account_in_its_window_only():
     t0 = dt.datetime(2025, 3, 1, 12, tzinfo=dt.timezone.utc)
     now = [t0]
     notice = RestartNotice(b"p" * 32, clock=lambda: now[0])
-    assert not notice.first_contact(1)  # no window: a first start, or long after a stop
-    notice.open_until(t0 + dt.timedelta(hours=24))
-    assert notice.first_contact(1) and notice.first_contact(2)
-    assert not notice.first_contact(1)  # once per account per run
+    assert not await notice.first_contact(1)  # no window: a first start, or long after a stop
+    await notice.open_until(t0 + dt.timedelta(hours=24))
+    assert await notice.first_contact(1) and await notice.first_contact(2)
+    assert not await notice.first_contact(1)  # once per account per run
     assert len(notice) == 2
     now[0] = t0 + dt.timedelta(hours=23, minutes=59)
-    assert notice.first_contact(3)
+    assert await notice.first_contact(3)
     notice.sweep()
     assert len(notice) == 3  # still in the window
     now[0] = t0 + dt.timedelta(hours=24)
-    assert not notice.first_contact(4)  # the window closed: nobody is told any more
+    assert not await notice.first_contact(4)  # the window closed: nobody is told any more
     assert notice.until is None and len(notice) == 0  # and nobody is remembered
     now[0] = t0 + dt.timedelta(hours=30)
-    notice.open_until(now[0] + dt.timedelta(hours=1))  # the next run
-    assert notice.first_contact(1)
+    await notice.open_until(now[0] + dt.timedelta(hours=1))  # the next run
+    assert await notice.first_contact(1)
 
 
 def test_recent_updates_claim_once_release_and_stay_bounded():

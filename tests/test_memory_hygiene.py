@@ -19,19 +19,19 @@ class FakeClock:
         return self.now
 
 
-def test_unlocked_cases_are_swept_on_a_timer_not_only_on_the_next_put():
+async def test_unlocked_cases_are_swept_on_a_timer_not_only_on_the_next_put():
     clock = FakeClock()
     keys: SessionKeys[str] = SessionKeys(900, clock=clock)
-    quiet = keys.put("case-a")
-    busy = keys.put("case-b")
+    quiet = await keys.put("case-a")
+    busy = await keys.put("case-b")
     clock.now += 600
-    assert keys.get(busy) == "case-b"  # activity renews
+    assert await keys.get(busy) == "case-b"  # activity renews
     clock.now += 301
     assert keys.sweep() == 1  # the quiet one is gone without any new put()
-    assert len(keys) == 1 and keys.get(quiet) is None
-    keys.drop(busy)
+    assert len(keys) == 1 and await keys.get(quiet) is None
+    await keys.drop(busy)
     assert len(keys) == 0
-    keys.put("case-c")
+    await keys.put("case-c")
     keys.clear()
     assert len(keys) == 0
 
@@ -129,7 +129,7 @@ async def test_blob_files_and_directories_come_from_the_pool(tmp_path):
     await blobs.write_bytes(secrets.token_bytes(32), secrets.token_hex(16), secrets.token_hex(16), "original", b"z")
 
 
-def test_wipe_drops_the_unlocked_case_of_an_open_follow_up_session():
+async def test_wipe_drops_the_unlocked_case_of_an_open_follow_up_session():
     """/wipe (and /forget, which ends the session) must not leave the case key in memory
     until its timer: the session's FSM data names it, and it is dropped at once."""
     from types import SimpleNamespace
@@ -137,9 +137,9 @@ def test_wipe_drops_the_unlocked_case_of_an_open_follow_up_session():
     from nazaha.handlers.wipe import drop_session_key
 
     keys: SessionKeys[str] = SessionKeys(900, clock=FakeClock())
-    ref = keys.put("unlocked case")
+    ref = await keys.put("unlocked case")
     reply = SimpleNamespace(services=SimpleNamespace(session_keys=keys))
-    drop_session_key(reply, {"session": {"case": {"other": "x"}}})  # nothing named: kept
+    await drop_session_key(reply, {"session": {"case": {"other": "x"}}})  # nothing named: kept
     assert len(keys) == 1
-    drop_session_key(reply, {"session": {"case": {"key_ref": ref}}})
-    assert len(keys) == 0 and keys.get(ref) is None
+    await drop_session_key(reply, {"session": {"case": {"key_ref": ref}}})
+    assert len(keys) == 0 and await keys.get(ref) is None

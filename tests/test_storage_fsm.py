@@ -1,4 +1,5 @@
-"""Conversation state in process memory only (VolatileFsmStorage) and the one row the bot
+"""Conversation state in process memory only (VolatileFsmStorage), or in Redis for several
+replicas (RedisFsmStorage: the same contract tests run on both), and the one row the bot
 keeps per account (PreferenceStore: sealed, pseudonymous, hour-coarse, expiring)."""
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from nazaha.storage.crypto import BotKeyBox, TamperedData
 from nazaha.storage.fsm import DEFAULT_TTL, VolatileFsmStorage
 from nazaha.storage.models import UserPreference
 from nazaha.storage.prefs import LegacyRows, PreferenceStore, Preferences
+from nazaha.storage.redis_fsm import RedisFsmStorage
 from nazaha.storage.unit_of_work import UnitOfWork, current_uow
+from tests.redis_support import FixedRing, shared_redis_or_skip
 
 BOT_ID, CHAT_ID, USER_ID = 7_123_456_789, 987_654_321, 987_654_321
 SECRET_TEXT = "رشوة في مكتب الترخيص secret-marker-3141"
@@ -61,9 +64,24 @@ def clock() -> Clock:
     return Clock()
 
 
+@pytest.fixture(params=["memory", "redis"])
+async def make_storage(request, pepper, clock):
+    """Builds the storage under test (in memory, or in Redis: database 15, flushed)."""
+    if request.param == "memory":
+        yield lambda **options: VolatileFsmStorage(pepper, clock=clock, **options)
+        return
+    redis = await shared_redis_or_skip()
+    ring = FixedRing()
+    try:
+        yield lambda **options: RedisFsmStorage(redis, ring, clock=clock, **options)
+    finally:
+        await redis.flushdb()
+        await redis.aclose()
+
+
 @pytest.fixture
-def storage(pepper, clock) -> VolatileFsmStorage:
-    return VolatileFsmStorage(pepper, clock=clock)
+def storage(make_storage):
+    return make_storage()
 
 
 @pytest.fixture
@@ -111,10 +129,10 @@ class InUpdate:
 async def test_round_trip(storage, key):
     assert await storage.get_state(key) is None
     assert await storage.get_data(key) == {}
-    assert not storage.has_record(key)
+    assert not await storage.has_record(key)
     await storage.set_state(key, Form.description)
     await storage.set_data(key, {"description": SECRET_TEXT, "n": 3, "list": [1, None]})
-    assert storage.has_record(key)
+    assert await storage.has_record(key)
     assert await storage.get_state(key) == "Form:description"
     assert await storage.get_data(key) == {"description": SECRET_TEXT, "n": 3, "list": [1, None]}
     assert await storage.update_data(key, {"n": 4}) == {
@@ -130,27 +148,28 @@ async def test_round_trip(storage, key):
     thread = StorageKey(bot_id=BOT_ID, chat_id=CHAT_ID, user_id=USER_ID, destiny="wipe")
     for k in (other, thread):
         assert await storage.get_state(k) is None and await storage.get_data(k) == {}
-        assert not storage.has_record(k)
+        assert not await storage.has_record(k)
 
 
 async def test_clearing_state_and_data_drops_the_record(storage, key):
     await storage.set_state(key, Form.description)
     await storage.set_data(key, {"a": 1})
-    assert len(storage) == 1
+    assert await storage.size() == 1
     await storage.set_state(key, None)
-    assert storage.has_record(key)  # the data is still there
+    assert await storage.has_record(key)  # the data is still there
     await storage.set_data(key, {})
-    assert not storage.has_record(key) and len(storage) == 0
+    assert not await storage.has_record(key) and await storage.size() == 0
 
 
 async def test_set_data_refuses_what_is_not_a_dict(storage, key):
     for bad in ([("description", SECRET_TEXT)], "text", types.MappingProxyType({"a": 1}), None):
         with pytest.raises(DataNotDictLikeError):
             await storage.set_data(key, bad)  # type: ignore[arg-type]
-    assert not storage.has_record(key)  # nothing half-written
+    assert not await storage.has_record(key)  # nothing half-written
 
 
-async def test_records_are_keyed_by_a_pepper_pseudonym(storage, key, pepper, clock):
+async def test_records_are_keyed_by_a_pepper_pseudonym(key, pepper, clock):
+    storage = VolatileFsmStorage(pepper, clock=clock)  # Redis: test_redis_state.py
     record_key = storage.record_key(key)
     assert len(record_key) == 64 and int(record_key, 16) >= 0
     for raw_id in (BOT_ID, CHAT_ID, USER_ID):
@@ -163,22 +182,23 @@ async def test_records_are_keyed_by_a_pepper_pseudonym(storage, key, pepper, clo
 async def test_forget_drops_the_record_and_its_notice(storage, key, clock):
     await storage.set_state(key, Form.description)
     await storage.set_data(key, {"description": SECRET_TEXT})
-    storage.forget(key)
-    assert not storage.has_record(key) and len(storage) == 0
+    await storage.forget(key)
+    assert not await storage.has_record(key) and await storage.size() == 0
     assert await storage.get_data(key) == {}
 
     await storage.set_data(key, {"description": SECRET_TEXT})
     clock.advance(hours=25)
     await storage.purge_expired()  # a tombstone now
-    assert len(storage) == 1
-    storage.forget(key)  # /wipe: no "your draft was discarded" afterwards either
-    assert len(storage) == 0 and not await storage.pop_expired_notice(key)
+    assert await storage.size() == 1
+    await storage.forget(key)  # /wipe: no "your draft was discarded" afterwards either
+    assert await storage.size() == 0 and not await storage.pop_expired_notice(key)
 
 
-async def test_close_forgets_everything(storage, key):
+async def test_close_forgets_everything(pepper, key):
+    storage = VolatileFsmStorage(pepper)  # (Redis keeps the other replicas' records)
     await storage.set_data(key, {"description": SECRET_TEXT})
     await storage.close()
-    assert len(storage) == 0 and await storage.get_data(key) == {}
+    assert await storage.size() == 0 and await storage.get_data(key) == {}
 
 
 async def test_nothing_reaches_the_database(engine, sqlite_url, pepper, box, clock):
@@ -266,18 +286,18 @@ async def test_draft_expires_after_ttl_and_notice_fires_once(storage, key, clock
     clock.advance(minutes=2)
     assert await storage.get_state(key) is None
     assert await storage.get_data(key) == {}
-    assert not storage.has_record(key)  # a tombstone holds no draft
-    assert len(storage) == 1
+    assert not await storage.has_record(key)  # a tombstone holds no draft
+    assert await storage.size() == 1
 
     assert await storage.pop_expired_notice(key) is True
     assert await storage.pop_expired_notice(key) is False
-    assert len(storage) == 0
+    assert await storage.size() == 0
     await storage.set_state(key, Form.description)  # a new draft starts clean
     assert await storage.get_data(key) == {}
 
 
-async def test_a_custom_ttl(pepper, clock, key):
-    storage = VolatileFsmStorage(pepper, ttl=dt.timedelta(minutes=30), clock=clock)
+async def test_a_custom_ttl(make_storage, clock, key):
+    storage = make_storage(ttl=dt.timedelta(minutes=30))
     await storage.set_data(key, {"description": SECRET_TEXT})
     clock.advance(minutes=29)
     assert await storage.get_data(key) != {}
@@ -298,8 +318,8 @@ async def test_writing_to_an_expired_draft_does_not_resurrect_it(storage, key, c
     assert await storage.get_data(key) == {"n": 1}
 
 
-async def test_only_told_states_leave_the_expiry_notice(pepper, clock):
-    storage = VolatileFsmStorage(pepper, clock=clock, told_states=TOLD)
+async def test_only_told_states_leave_the_expiry_notice(make_storage, clock):
+    storage = make_storage(told_states=TOLD)
     draft = StorageKey(bot_id=BOT_ID, chat_id=1, user_id=1)
     session = StorageKey(bot_id=BOT_ID, chat_id=2, user_id=2)
     anchor = StorageKey(bot_id=BOT_ID, chat_id=3, user_id=3, destiny="wipe")
@@ -311,9 +331,9 @@ async def test_only_told_states_leave_the_expiry_notice(pepper, clock):
     assert await storage.pop_expired_notice(session) is False
     assert await storage.get_data(anchor) == {}
     assert await storage.pop_expired_notice(anchor) is False
-    assert len(storage) == 1  # the draft's record (expired, not yet looked at)
+    assert await storage.size() == 1  # the draft's record (expired, not yet looked at)
     assert await storage.pop_expired_notice(draft) is True
-    assert len(storage) == 0
+    assert await storage.size() == 0
 
 
 async def test_every_state_is_told_by_default(storage, clock):
@@ -334,25 +354,25 @@ async def test_purge_expired(storage, clock):
     await storage.set_data(keys[2], {"description": "fresh"})
     clock.advance(hours=13)
     assert await storage.purge_expired() == 2  # two drafts turned into tombstones
-    assert len(storage) == 3
-    assert [storage.has_record(k) for k in keys] == [False, False, True]
+    assert await storage.size() == 3
+    assert [await storage.has_record(k) for k in keys] == [False, False, True]
     assert await storage.get_data(keys[2]) == {"description": "fresh"}
     assert await storage.pop_expired_notice(keys[0]) is True  # seen: the tombstone goes
-    assert len(storage) == 2
+    assert await storage.size() == 2
     assert await storage.purge_expired() == 0  # nothing more is due
 
     clock.advance(days=31)
     # keys[2] expired (a tombstone now); keys[1]'s tombstone is older than 30 days: dropped.
     assert await storage.purge_expired() == 2
-    assert len(storage) == 1
+    assert await storage.size() == 1
     clock.advance(days=30)
     assert await storage.purge_expired() == 1
-    assert len(storage) == 0
+    assert await storage.size() == 0
     assert await storage.pop_expired_notice(keys[2]) is False
 
 
-async def test_purge_keeps_a_tombstone_only_for_told_states(pepper, clock):
-    storage = VolatileFsmStorage(pepper, clock=clock, told_states=TOLD)
+async def test_purge_keeps_a_tombstone_only_for_told_states(make_storage, clock):
+    storage = make_storage(told_states=TOLD)
     draft = StorageKey(bot_id=BOT_ID, chat_id=1, user_id=1)
     session = StorageKey(bot_id=BOT_ID, chat_id=2, user_id=2)
     anchor = StorageKey(bot_id=BOT_ID, chat_id=3, user_id=3, destiny="wipe")
@@ -362,7 +382,7 @@ async def test_purge_keeps_a_tombstone_only_for_told_states(pepper, clock):
     await storage.set_data(anchor, {"first": 17})
     clock.advance(hours=25)
     assert await storage.purge_expired() == 3
-    assert len(storage) == 1
+    assert await storage.size() == 1
     assert await storage.pop_expired_notice(session) is False
     assert await storage.pop_expired_notice(anchor) is False
     assert await storage.pop_expired_notice(draft) is True
@@ -380,17 +400,17 @@ async def test_writes_inside_an_update_are_seen_by_it_and_applied_on_commit(stor
         await storage.update_data(key, {"description": SECRET_TEXT})
         assert await storage.get_state(key) == "Form:description"
         assert await storage.get_data(key) == {"description": SECRET_TEXT}
-        assert storage.has_record(key)
+        assert await storage.has_record(key)
         # Not yet for anyone else: nothing is applied before the commit.
         assert await outside_any_update(storage.get_state(key)) is None
-        assert len(storage) == 0
+        assert await storage.size() == 0
         assert uow.pending_writes == 0  # and nothing for the database
         await uow.commit()
         # Once committed the unit of work is closed: the storage writes directly again.
         await storage.update_data(key, {"n": 1})
     assert await storage.get_state(key) == "Form:description"
     assert await storage.get_data(key) == {"description": SECRET_TEXT, "n": 1}
-    assert len(storage) == 1
+    assert await storage.size() == 1
 
 
 async def test_writes_of_a_closed_update_are_discarded(storage, key, local_db):
@@ -398,7 +418,7 @@ async def test_writes_of_a_closed_update_are_discarded(storage, key, local_db):
     uow = UnitOfWork(local_db, bot_id=BOT_ID, update_id=2)
     async with InUpdate(uow):
         await storage.set_data(key, {"description": "during"})
-        storage.forget(key)
+        await storage.forget(key)
         await storage.set_state(key, Session.active)
         assert await storage.get_data(key) == {}
         await uow.close()  # e.g. the handler failed
@@ -425,11 +445,11 @@ async def test_forget_inside_an_update_applies_on_commit(storage, key, local_db,
     await storage.set_data(key, {"description": SECRET_TEXT})
     uow = UnitOfWork(local_db)
     async with InUpdate(uow):
-        storage.forget(key)
-        assert not storage.has_record(key)
+        await storage.forget(key)
+        assert not await storage.has_record(key)
         assert await outside_any_update(storage.get_data(key)) == {"description": SECRET_TEXT}
         await uow.commit()
-    assert len(storage) == 0
+    assert await storage.size() == 0
 
 
 async def test_expiry_seen_inside_a_failed_update_is_seen_again_by_the_next(storage, key, local_db, clock):
@@ -447,11 +467,11 @@ async def test_expiry_seen_inside_a_failed_update_is_seen_again_by_the_next(stor
         assert await storage.pop_expired_notice(key) is True
         assert await storage.pop_expired_notice(key) is False
         await nxt.commit()
-    assert await storage.pop_expired_notice(key) is False and len(storage) == 0
+    assert await storage.pop_expired_notice(key) is False and await storage.size() == 0
 
 
-async def test_concurrent_updates_do_not_see_each_others_uncommitted_writes(pepper, clock, local_db):
-    storage = VolatileFsmStorage(pepper, clock=clock)
+async def test_concurrent_updates_do_not_see_each_others_uncommitted_writes(make_storage, local_db):
+    storage = make_storage()
     a = StorageKey(bot_id=BOT_ID, chat_id=1, user_id=1)
     b = StorageKey(bot_id=BOT_ID, chat_id=2, user_id=2)
     seen: dict[str, object] = {}

@@ -29,58 +29,58 @@ def store() -> tuple[UndeliveredReceipts, FakeClock]:
     return UndeliveredReceipts(PEPPER, ttl=900, clock=clock), clock
 
 
-def test_a_receipt_is_handed_out_once_then_forgotten():
+async def test_a_receipt_is_handed_out_once_then_forgotten():
     receipts, _ = store()
-    receipts.keep(7, RECEIPT)
-    assert receipts.has(7) and not receipts.has(8)
-    kept = receipts.take(7)
+    await receipts.keep(7, RECEIPT)
+    assert await receipts.has(7) and not await receipts.has(8)
+    kept = await receipts.take(7)
     assert kept is not None and kept.receipt == RECEIPT
-    assert receipts.take(7) is None and not receipts.has(7) and len(receipts) == 0
+    assert await receipts.take(7) is None and not await receipts.has(7) and len(receipts) == 0
 
 
-def test_keyed_by_the_pseudonym_never_the_user_id():
+async def test_keyed_by_the_pseudonym_never_the_user_id():
     receipts, _ = store()
-    receipts.keep(424242, RECEIPT)
+    await receipts.keep(424242, RECEIPT)
     assert list(receipts._kept) == [pseudonym(PEPPER, "receipt", 424242)]
     assert "424242" not in repr(receipts._kept)
 
 
-def test_expired_on_read_and_on_sweep():
+async def test_expired_on_read_and_on_sweep():
     receipts, clock = store()
-    receipts.keep(1, RECEIPT)
-    receipts.keep(2, RECEIPT)
+    await receipts.keep(1, RECEIPT)
+    await receipts.keep(2, RECEIPT)
     clock.now += 899.0
-    assert receipts.has(1)
+    assert await receipts.has(1)
     clock.now += 1.0  # 15 minutes
-    assert receipts.take(1) is None  # expired on read
+    assert await receipts.take(1) is None  # expired on read
     assert len(receipts) == 1
     assert receipts.sweep() == 1 and len(receipts) == 0
 
 
-def test_the_user_is_told_once_and_again_if_the_telling_failed():
+async def test_the_user_is_told_once_and_again_if_the_telling_failed():
     receipts, clock = store()
-    assert not receipts.first_contact(5)
-    receipts.keep(5, RECEIPT)
-    assert receipts.first_contact(5)
-    assert not receipts.first_contact(5)
-    receipts.tell_again(5)
-    assert receipts.first_contact(5)
+    assert not await receipts.first_contact(5)
+    await receipts.keep(5, RECEIPT)
+    assert await receipts.first_contact(5)
+    assert not await receipts.first_contact(5)
+    await receipts.tell_again(5)
+    assert await receipts.first_contact(5)
     clock.now += 901
-    receipts.tell_again(5)
-    assert not receipts.first_contact(5)  # nothing left to tell about
+    await receipts.tell_again(5)
+    assert not await receipts.first_contact(5)  # nothing left to tell about
 
 
-def test_put_back_keeps_the_first_deadline():
+async def test_put_back_keeps_the_first_deadline():
     receipts, clock = store()
-    receipts.keep(3, RECEIPT)
+    await receipts.keep(3, RECEIPT)
     clock.now += 600
-    kept = receipts.take(3)
+    kept = await receipts.take(3)
     assert kept is not None
-    receipts.keep(3, kept.receipt, expires_at=kept.expires_at)  # its delivery failed again
-    assert receipts.first_contact(3)
+    await receipts.keep(3, kept.receipt, expires_at=kept.expires_at)  # its delivery failed again
+    assert await receipts.first_contact(3)
     clock.now += 300
-    assert not receipts.has(3)
-    receipts.keep(3, RECEIPT, expires_at=clock.now - 1)  # already expired: not kept
+    assert not await receipts.has(3)
+    await receipts.keep(3, RECEIPT, expires_at=clock.now - 1)  # already expired: not kept
     assert len(receipts) == 0
 
 
@@ -129,7 +129,7 @@ async def test_outbox_refusal_counts_as_undelivered_and_a_broken_callback_is_con
     assert bot.sent == ["after"]
 
 
-def test_show_receipt_callback_data_round_trips():
+async def test_show_receipt_callback_data_round_trips():
     from nazaha.handlers import callbacks as cb
 
     assert cb.parse(cb.show_receipt()) == cb.ShowReceipt()

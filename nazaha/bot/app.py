@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import gc
 import logging
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from nazaha.bot.error_logging import install_error_logging, install_loop_excepti
 from nazaha.bot.observability import MetricsServer, UpdateMetrics, refresh_queue_depths
 from nazaha.bot.retry import BOT_API
 from nazaha.bot.settings import Settings
+from nazaha.bot.shared_state import SharedState, guard_persistence, open_shared_state
 from nazaha.bot.telegram_session import BotApiSession
 from nazaha.bot.undecodable import UndecodableUpdates, webhook_handler_class
 from nazaha.flows.report_flow import Draft, EvidenceLimits
@@ -45,6 +47,16 @@ from nazaha.handlers.middlewares import (
     UnitOfWorkScope,
 )
 from nazaha.handlers.notifier import Notifier
+from nazaha.handlers.redis_memory import (
+    PseudonymousEventIsolation,
+    RedisAttemptCounts,
+    RedisReceipts,
+    RedisRestartNotice,
+    RedisSafetyReads,
+    RedisSessionKeys,
+    RedisThrottle,
+    RedisUpdateMarks,
+)
 from nazaha.handlers.report import ReportForm
 from nazaha.handlers.restart_notice import RestartNotice
 from nazaha.handlers.safety_reads import SafetyReads
@@ -64,10 +76,11 @@ from nazaha.storage.database import (
     create_sessionmaker,
     write_lock_for,
 )
-from nazaha.storage.fsm import VolatileFsmStorage
+from nazaha.storage.fsm import OverlayFsmStorage, VolatileFsmStorage
 from nazaha.storage.keyfiles import KeyPaths, check_bot_host_data_dir, load_bot_secrets, load_team_public_key
 from nazaha.storage.models import Report
 from nazaha.storage.prefs import PreferenceStore
+from nazaha.storage.redis_fsm import RedisFsmStorage
 from nazaha.storage.report_writes import ReportWriter
 from nazaha.storage.reports import ReportVault
 from nazaha.storage.unit_of_work import purge_processed_updates
@@ -96,12 +109,23 @@ class BotRuntime:
     sessionmaker: async_sessionmaker[AsyncSession]
     bot: Bot
     dispatcher: Dispatcher
-    fsm: VolatileFsmStorage
+    fsm: OverlayFsmStorage
     i18n: I18n
     services: Services
     notifier: Notifier
     mailbox: Mailbox
     broadcasts: BroadcastSender | None = None
+    # NAZAHA_REDIS_URL: the shared Redis and this process's place among the replicas.
+    shared: SharedState | None = None
+    # Set when the bot must stop on its own (Redis began to persist): why, for the operator.
+    stop_reason: str | None = None
+    stopped: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+
+    def stop(self, reason: str) -> None:
+        """Stop serving (polling or webhook) and exit with ``reason``."""
+        if self.stop_reason is None:
+            self.stop_reason = reason
+        self.stopped.set()
 
     async def close(self) -> None:
         """Write what is waiting (awareness counts: only batches big enough, the rest is
@@ -125,6 +149,8 @@ class BotRuntime:
                 await checkpoint_wal(self.engine)
             finally:
                 await self.engine.dispose()
+                if self.shared is not None:
+                    await self.shared.close()
 
 
 def build_bot(settings: Settings) -> Bot:
@@ -149,8 +175,25 @@ async def build_runtime(settings: Settings, *, events_isolation: BaseEventIsolat
         settings.bot_key.get_secret_value() if settings.bot_key else None,
         settings.pepper.get_secret_value() if settings.pepper else None,
     )
-    if settings.redis_url:
-        log.warning("NAZAHA_REDIS_URL is not used yet: this release keeps state in SQL")
+    # Several replicas: what one process keeps in memory is shared through Redis, named and
+    # sealed under a key only the running processes hold (docs/deployment.md, "Redis").
+    shared = await open_shared_state(settings, bot_key) if settings.redis_url else None
+    try:
+        return await _assemble(settings, paths, bot_key, pepper, shared, events_isolation)
+    except BaseException:  # a start-up that fails leaves the ring (and closes the pool)
+        if shared is not None:
+            await shared.close()
+        raise
+
+
+async def _assemble(
+    settings: Settings,
+    paths: KeyPaths,
+    bot_key: bytes,
+    pepper: bytes,
+    shared: SharedState | None,
+    events_isolation: BaseEventIsolation | None,
+) -> BotRuntime:
     engine = create_engine(settings.effective_database_url)
     await check_database(engine)
     sessionmaker = create_sessionmaker(engine)
@@ -161,12 +204,13 @@ async def build_runtime(settings: Settings, *, events_isolation: BaseEventIsolat
         signing_pin_path=paths.team_signing_public, public_path=paths.team_public,
         generation_path=paths.team_key_generation,
     )
-    fsm = VolatileFsmStorage(
-        pepper,
-        ttl=timedelta(seconds=settings.draft_ttl_seconds),
-        # Only a report draft's expiry is announced; an idle follow-up session just ends.
-        told_states={ReportForm.active.state},
-    )
+    # Only a report draft's expiry is announced; an idle follow-up session just ends.
+    draft_ttl, told = timedelta(seconds=settings.draft_ttl_seconds), {ReportForm.active.state}
+    fsm: OverlayFsmStorage
+    if shared is not None:
+        fsm = RedisFsmStorage(shared.redis, shared.ring, ttl=draft_ttl, told_states=told)
+    else:
+        fsm = VolatileFsmStorage(pepper, ttl=draft_ttl, told_states=told)
     prefs = PreferenceStore(
         sessionmaker, box, pepper, ttl=timedelta(days=settings.preferences_ttl_days)
     )
@@ -195,16 +239,25 @@ async def build_runtime(settings: Settings, *, events_isolation: BaseEventIsolat
             per_user_per_hour=settings.receipt_attempts_per_hour,
             global_per_hour=settings.receipt_attempts_global_per_hour,
             slow_per_second=settings.receipt_attempts_slow_per_second,
+            shared=RedisAttemptCounts(shared.redis, shared.ring) if shared else None,
         ),
-        session_keys=SessionKeys(settings.session_ttl_seconds),
+        session_keys=(
+            RedisSessionKeys(shared.redis, shared.ring, settings.session_ttl_seconds)
+            if shared
+            else SessionKeys(settings.session_ttl_seconds)
+        ),
         writer=ReportWriter(
             sessionmaker, max_delay=settings.report_write_delay_seconds, after_write=wal.soon
         ),
         wal=wal,
         fsm=fsm,
-        safety=SafetyReads(pepper, ttl=settings.draft_ttl_seconds),
-        restart=RestartNotice(pepper),
-        receipts=UndeliveredReceipts(pepper),
+        safety=(
+            RedisSafetyReads(shared.redis, shared.ring, ttl=settings.draft_ttl_seconds)
+            if shared
+            else SafetyReads(pepper, ttl=settings.draft_ttl_seconds)
+        ),
+        restart=RedisRestartNotice(shared.redis, shared.ring) if shared else RestartNotice(pepper),
+        receipts=RedisReceipts(shared.redis, shared.ring) if shared else UndeliveredReceipts(pepper),
         awareness=awareness,
     )
     i18n = build_i18n()
@@ -212,11 +265,11 @@ async def build_runtime(settings: Settings, *, events_isolation: BaseEventIsolat
 
     # aiogram's FSM middleware (the per-user lock and the state lookup) is placed by hand
     # (disable_fsm) so that the unit of work exists before it and commits inside it.
-    dp = Dispatcher(
-        storage=fsm,
-        events_isolation=events_isolation or SimpleEventIsolation(),
-        disable_fsm=True,
-    )
+    if events_isolation is None:  # a user's updates one at a time, across replicas if shared
+        events_isolation = (
+            PseudonymousEventIsolation(shared.redis, shared.ring) if shared else SimpleEventIsolation()
+        )
+    dp = Dispatcher(storage=fsm, events_isolation=events_isolation, disable_fsm=True)
     # Outer middlewares, outermost first: the unit of work (one read session for the whole
     # update), the per-user lock and state, the locale (so failures are answered in the
     # user's language), the commit with its replies, then flood control. Nothing may read
@@ -234,9 +287,16 @@ async def build_runtime(settings: Settings, *, events_isolation: BaseEventIsolat
     dp.fsm = LockedStateMiddleware(fsm, dp.fsm.events_isolation, UpdateRows(prefs))
     dp.update.outer_middleware(dp.fsm)
     dp.update.outer_middleware(PreferenceI18nMiddleware(i18n, prefs))
-    dp.update.outer_middleware(UnitOfWorkMiddleware())
     dp.update.outer_middleware(
-        ThrottleMiddleware(pepper, settings.throttle_rate, settings.throttle_burst)
+        UnitOfWorkMiddleware(shared=RedisUpdateMarks(shared.redis, shared.ring) if shared else None)
+    )
+    throttle = (
+        RedisThrottle(shared.redis, shared.ring, settings.throttle_rate, settings.throttle_burst)
+        if shared
+        else None
+    )
+    dp.update.outer_middleware(
+        ThrottleMiddleware(pepper, settings.throttle_rate, settings.throttle_burst, shared=throttle)
     )
     reply_middleware = ReplyMiddleware(
         services=services,
@@ -272,7 +332,8 @@ async def build_runtime(settings: Settings, *, events_isolation: BaseEventIsolat
         check_seconds=settings.broadcast_check_seconds,
     )
     return BotRuntime(
-        settings, engine, sessionmaker, bot, dp, fsm, i18n, services, notifier, mailbox, broadcasts
+        settings, engine, sessionmaker, bot, dp, fsm, i18n, services, notifier, mailbox, broadcasts,
+        shared=shared,
     )
 
 
@@ -392,7 +453,7 @@ async def purge_orphan_blobs(runtime: BotRuntime) -> int:
     live = runtime.services.evidence.recent_drafts(
         runtime.settings.draft_ttl_seconds + MAINTENANCE_INTERVAL
     )
-    for data in runtime.fsm.all_data():  # drafts still open, however long ago their files came
+    for data in await runtime.fsm.all_data():  # drafts still open, however long ago their files came
         draft = Draft.from_dict(data.get("draft") or {})
         if draft is not None and draft.context:
             live.add(draft.context.get("report_id", ""))
@@ -430,7 +491,11 @@ async def start_run(runtime: BotRuntime) -> datetime:
     legacy = await runtime.services.prefs.drop_legacy_fields()
     if legacy.open_conversation and until is None:
         until = now + draft_ttl  # an older release marked conversations open: they were lost
-    runtime.services.restart.open_until(until)
+    if runtime.shared is not None and not runtime.shared.ring.fresh:
+        # Joined running replicas: their conversations (in Redis) were not lost; adopt the
+        # window the replica that started them opened, if any.
+        until = None
+    await runtime.services.restart.open_until(until)
     return now
 
 
@@ -465,9 +530,15 @@ async def running(runtime: BotRuntime):
         tasks.append(asyncio.create_task(runtime.broadcasts.run()))
     if metrics_server is not None:
         tasks.append(asyncio.create_task(refresh_queue_depths(
-            runtime.sessionmaker, lambda: len(runtime.services.receipts),
+            runtime.sessionmaker, runtime.services.receipts.count,
             runtime.settings.metrics_refresh_seconds,
         )))
+    if runtime.shared is not None:  # Redis's persistence re-checked (the key beats already)
+        tasks.append(
+            asyncio.create_task(
+                guard_persistence(runtime.shared, runtime.settings.redis_check_seconds, runtime.stop)
+            )
+        )
     try:
         yield runtime
     finally:
@@ -502,14 +573,32 @@ async def run_polling(settings: Settings, *, handle_signals: bool = True) -> Non
                 )
             ).unwrap()
             log.info("bot ready: polling")
-            await runtime.dispatcher.start_polling(
-                runtime.bot,
-                allowed_updates=runtime.dispatcher.resolve_used_update_types(),
-                handle_signals=handle_signals,
-                close_bot_session=False,
-            )
+            watcher = asyncio.create_task(_stop_polling_when_stopped(runtime))
+            try:
+                await runtime.dispatcher.start_polling(
+                    runtime.bot,
+                    allowed_updates=runtime.dispatcher.resolve_used_update_types(),
+                    handle_signals=handle_signals,
+                    close_bot_session=False,
+                )
+            finally:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
     finally:
         await runtime.close()
+    if runtime.stop_reason is not None:
+        raise SystemExit(runtime.stop_reason)
+
+
+async def _stop_polling_when_stopped(runtime: BotRuntime) -> None:
+    await runtime.stopped.wait()
+    while True:
+        try:
+            await runtime.dispatcher.stop_polling()
+            return
+        except RuntimeError:  # polling has not started yet
+            await asyncio.sleep(0.1)
 
 
 async def run_webhook(settings: Settings) -> None:
@@ -546,7 +635,9 @@ async def run_webhook(settings: Settings) -> None:
             site = web.TCPSite(runner, settings.webhook_host, settings.webhook_port)
             await site.start()
             log.info("bot ready: webhook server listening on %s:%d", settings.webhook_host, settings.webhook_port)
-            await asyncio.Event().wait()
+            await runtime.stopped.wait()
     finally:
         await runner.cleanup()
         await runtime.close()
+    if runtime.stop_reason is not None:
+        raise SystemExit(runtime.stop_reason)

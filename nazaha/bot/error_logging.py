@@ -14,7 +14,10 @@ import logging
 from typing import Any
 
 from aiogram import Dispatcher
+from aiogram.dispatcher.event.bases import UNHANDLED
 from aiogram.types import ErrorEvent
+
+from nazaha.storage.redis_link import SHARED_STATE_ERRORS
 
 log = logging.getLogger("nazaha.errors")
 
@@ -27,7 +30,17 @@ def update_kind(update: Any) -> str:
         return "unknown"
 
 
-async def on_error(event: ErrorEvent) -> bool:
+async def on_error(event: ErrorEvent) -> Any:
+    if isinstance(event.exception, SHARED_STATE_ERRORS):
+        # Redis unreachable: the update must fail (a webhook answers 500, Telegram delivers
+        # it again) rather than count as handled.
+        log.error(
+            "update handling failed: shared state (Redis) unavailable (%s) in a %s update; "
+            "left unhandled, to be delivered again",
+            type(event.exception).__name__,
+            update_kind(event.update),
+        )
+        return UNHANDLED
     log.error(
         "update handling failed: %s in a %s update",
         type(event.exception).__name__,

@@ -66,14 +66,14 @@ def publish_queue_depths(depths: QueueDepths, undelivered_receipts: int) -> None
 
 
 async def refresh_queue_depths(
-    sessionmaker: Any, undelivered: Callable[[], int], interval: float
+    sessionmaker: Any, undelivered: Callable[[], Awaitable[int]], interval: float
 ) -> None:
     """Every ``interval`` seconds (and at once): count the queues and set the gauges.
-    ``undelivered()``: how many receipts this process holds. Failures are counted and
+    ``await undelivered()``: how many receipts are held (this process's, or Redis's). Failures are counted and
     logged by type; the gauges then keep their last values."""
     while True:
         try:
-            publish_queue_depths(await count_queues(sessionmaker), undelivered())
+            publish_queue_depths(await count_queues(sessionmaker), await undelivered())
         except Exception as exc:
             metrics.QUEUE_REFRESH_FAILURES.inc()
             log.warning("queue depths not counted (%s)", type(exc).__name__)

@@ -17,7 +17,18 @@ class Settings(BaseSettings):
     bot_token: SecretStr | None = None
     telegram_api_url: str | None = None  # None: Telegram's own servers
     database_url: str | None = None  # None: SQLite in the data dir
-    redis_url: str | None = None
+    # Redis for several bot replicas (docs/deployment.md, "Redis"): redis://[user:password@]
+    # host:port/db, or rediss:// for TLS verified against NAZAHA_REDIS_CA_FILE (else the
+    # system's CAs), with an optional client certificate. Unset: everything stays in memory.
+    redis_url: SecretStr | None = None
+    redis_ca_file: str | None = None
+    redis_cert_file: str | None = None
+    redis_key_file: str | None = None
+    # The bot refuses a Redis that writes to disk (RDB, AOF) or to replicas, at start and
+    # every this many seconds while it runs (then it stops), unless this is set: the risk is
+    # in docs/security.md ("What Redis holds").
+    redis_accept_persistence: bool = False
+    redis_check_seconds: float = Field(default=60.0, gt=0)
     data_dir: Path = Path("var")
 
     # Secrets may come from the environment instead of files in the data dir (base64).

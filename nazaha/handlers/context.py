@@ -8,7 +8,7 @@ the commit and the unit of work stores.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from aiogram import BaseMiddleware
 from aiogram.fsm.context import FSMContext
@@ -32,13 +32,20 @@ from nazaha.handlers.undelivered_receipts import UndeliveredReceipts
 from nazaha.storage.attempts import AttemptLimiter
 from nazaha.storage.cases import CaseService
 from nazaha.storage.database import WalScrubber
-from nazaha.storage.fsm import VolatileFsmStorage
+from nazaha.storage.fsm import OverlayFsmStorage
 from nazaha.storage.notifications import NotificationLinks
 from nazaha.storage.prefs import Preferences, PreferenceStore
 from nazaha.storage.report_writes import ReportBatch, ReportWriter
 from nazaha.storage.reports import ReportVault
 from nazaha.storage.unit_of_work import UnitOfWork
 
+if TYPE_CHECKING:  # their Redis counterparts, with NAZAHA_REDIS_URL
+    from nazaha.handlers.redis_memory import (
+        RedisReceipts,
+        RedisRestartNotice,
+        RedisSafetyReads,
+        RedisSessionKeys,
+    )
 
 # How far before the first update of a conversation (the first after a wipe, or ever) it is
 # taken to begin, for /wipe: the bot's "erased" notice and a notice or two around it come
@@ -80,15 +87,16 @@ class Services:
     cases: CaseService
     links: NotificationLinks
     attempts: AttemptLimiter
-    session_keys: SessionKeys
+    session_keys: SessionKeys | RedisSessionKeys
     writer: ReportWriter
     wal: WalScrubber
-    fsm: VolatileFsmStorage
+    # Conversations: in this process's memory, or (several replicas) sealed in Redis.
+    fsm: OverlayFsmStorage
     # Who acknowledged the report safety notice lately (memory only, never in preferences).
-    safety: SafetyReads
+    safety: SafetyReads | RedisSafetyReads
     # After a restart that may have cut conversations short: whose first update this is.
-    restart: RestartNotice
-    receipts: UndeliveredReceipts
+    restart: RestartNotice | RedisRestartNotice
+    receipts: UndeliveredReceipts | RedisReceipts
     # Learn, subscriptions, quizzes, surveys, campaign links (None: not built, e.g. in a
     # test of the report side alone).
     awareness: AwarenessServices | None = None
@@ -141,10 +149,10 @@ class Reply:
             on_undelivered=lambda: receipts.keep(user_id, formatted_receipt),
         )
 
-    def tell_if_receipt_waiting(self) -> None:
+    async def tell_if_receipt_waiting(self) -> None:
         """At the first contact after an undelivered receipt: say so, with a button."""
         receipts, user_id = self.services.receipts, self.user_id
-        if receipts.first_contact(user_id):
+        if await receipts.first_contact(user_id):
             screen = screens.receipt_waiting()
             self.outbox.send(
                 self.chat_id,
@@ -220,10 +228,10 @@ class ReplyMiddleware(BaseMiddleware):
             i18n=data["i18n"],
             bot=data["bot"],
             fsm_storage=data["fsm_storage"],
-            after_restart=self.services.restart.first_contact(user.id),
+            after_restart=await self.services.restart.first_contact(user.id),
         )
         if not (isinstance(event, CallbackQuery) and isinstance(cb.parse(event.data), cb.ShowReceipt)):
-            reply.tell_if_receipt_waiting()
+            await reply.tell_if_receipt_waiting()
         self._anchor_conversation(reply, message_id_of(event))
         self.services.prefs.touch(reply.uow, reply.user_id, reply.preferences)
         return await handler(event, data)

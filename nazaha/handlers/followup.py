@@ -33,9 +33,9 @@ class SessionLost(Exception):
     """The bot restarted or the key expired: the reporter must enter the receipt again."""
 
 
-def _case_of(reply: Reply, session: fu.Session) -> UnlockedCase:
-    """The unlocked case of the session, which lives only in process memory."""
-    case = reply.services.session_keys.get(session.case.get("key_ref", ""))
+async def _case_of(reply: Reply, session: fu.Session) -> UnlockedCase:
+    """The unlocked case of the session, which lives only in memory (or sealed in Redis)."""
+    case = await reply.services.session_keys.get(session.case.get("key_ref", ""))
     if case is None:
         raise SessionLost
     return case
@@ -62,7 +62,7 @@ async def apply(
         await _apply(transition, reply, message, previous, album)
     except SessionLost:
         if previous is not None and "key_ref" in previous.case:
-            reply.services.session_keys.drop(previous.case["key_ref"])
+            await reply.services.session_keys.drop(previous.case["key_ref"])
         await reply.state.clear()
         reply.say(screens.session_expired(reply.options.session_minutes))
         reply.show(screens.main_menu())
@@ -90,7 +90,7 @@ async def _apply(
                 reply.show(screens.confirm_withdraw_contact())
             elif effect.step is fu.FStep.WITHDRAW_REPORT:
                 assert session is not None
-                complaint = _case_of(reply, session).kind == "complaint"
+                complaint = (await _case_of(reply, session)).kind == "complaint"
                 reply.show(screens.confirm_withdraw_report(complaint=complaint))
             else:
                 reply.show(_question(effect.step))
@@ -100,7 +100,7 @@ async def _apply(
             if message is not None:
                 reply.outbox.delete(reply.chat_id, message.message_id)
         elif isinstance(effect, fu.Notice):
-            reply.say(screens.notice(effect.code, dict(effect.params), _kind_of(reply, session)))
+            reply.say(screens.notice(effect.code, dict(effect.params), await _kind_of(reply, session)))
         elif isinstance(effect, fu.TryReceipt):
             assert session is not None and message is not None
             # The receipt must not stay on the screen: delete the message once read.
@@ -112,7 +112,7 @@ async def _apply(
         elif isinstance(effect, fu.SendReply):
             assert session is not None
             batch = reply.report_batch()
-            reply.services.cases.add_reporter_message(batch, _case_of(reply, session), effect.text)
+            reply.services.cases.add_reporter_message(batch, await _case_of(reply, session), effect.text)
             await reply.commit_report_side(batch)
         elif isinstance(effect, fu.FetchEvidence):
             assert session is not None and message is not None
@@ -123,7 +123,7 @@ async def _apply(
                 reply.services.evidence,
                 reply.bot,
                 [album[i] for i in effect.indices],
-                _context_of(reply, session),
+                await _context_of(reply, session),
                 effect.caption,
             )
             await _apply(fu.step(session, stored, reply.options.limits), reply, None, session)
@@ -131,34 +131,34 @@ async def _apply(
             assert session is not None
             batch = reply.report_batch()
             reply.services.cases.add_evidence(
-                batch, _case_of(reply, session), evidence_record(effect.item)
+                batch, await _case_of(reply, session), evidence_record(effect.item)
             )
             await reply.commit_report_side(batch)
         elif isinstance(effect, fu.StopNotifications):
             assert session is not None
             batch = reply.report_batch()
-            reply.services.links.stop(batch, _case_of(reply, session).report_id)
+            reply.services.links.stop(batch, (await _case_of(reply, session)).report_id)
             await reply.commit_report_side(batch)
         elif isinstance(effect, fu.WithdrawContact):
             assert session is not None
             batch = reply.report_batch()
-            reply.services.cases.withdraw_contact(batch, _case_of(reply, session))
+            reply.services.cases.withdraw_contact(batch, await _case_of(reply, session))
             await reply.commit_report_side(batch)
         elif isinstance(effect, fu.WithdrawReport):
             assert session is not None
             batch = reply.report_batch()
-            reply.services.cases.withdraw_report(batch, _case_of(reply, session))
+            reply.services.cases.withdraw_report(batch, await _case_of(reply, session))
             await reply.commit_report_side(batch)
         elif isinstance(effect, fu.End):
             if previous is not None and "key_ref" in previous.case:
-                reply.services.session_keys.drop(previous.case["key_ref"])
+                await reply.services.session_keys.drop(previous.case["key_ref"])
             reply.show(screens.session_ended())
 
 
-def _kind_of(reply: Reply, session: fu.Session | None) -> flow.Kind | None:
+async def _kind_of(reply: Reply, session: fu.Session | None) -> flow.Kind | None:
     """The open case's kind, for notices that name a report or a complaint."""
     ref = session.case.get("key_ref") if session is not None else None
-    case = reply.services.session_keys.get(ref) if ref else None
+    case = await reply.services.session_keys.get(ref) if ref else None
     return flow.Kind(case.kind) if case is not None else None
 
 
@@ -188,7 +188,7 @@ async def _unlock(reply: Reply, text: str) -> fu.Event:
         await reply.commit_report_side(batch)
     evidence = await reply.services.cases.evidence(case)
     return fu.Unlocked(
-        case={"key_ref": reply.services.session_keys.put(case)},
+        case={"key_ref": await reply.services.session_keys.put(case)},
         evidence_count=len(evidence),
         evidence_bytes=sum(e.size_bytes for e in evidence),
     )
@@ -196,7 +196,7 @@ async def _unlock(reply: Reply, text: str) -> fu.Event:
 
 async def _show_case(reply: Reply, session: fu.Session) -> None:
     cases = reply.services.cases
-    case = _case_of(reply, session)
+    case = await _case_of(reply, session)
     status, outcome = await cases.status(case.report_id)
     contact_withdrawn_on, withdrawn_on = await cases.withdrawals(case.report_id)
     thread = await cases.thread(case)
@@ -220,9 +220,9 @@ async def _show_case(reply: Reply, session: fu.Session) -> None:
         await reply.commit_report_side(batch)
 
 
-def _context_of(reply: Reply, session: fu.Session) -> dict[str, str]:
+async def _context_of(reply: Reply, session: fu.Session) -> dict[str, str]:
     """The sealing context of the open case: new files go under its report id and key."""
-    case = _case_of(reply, session)
+    case = await _case_of(reply, session)
     return {
         "report_id": case.report_id,
         "data_key": base64.b64encode(case.data_key).decode(),
@@ -230,7 +230,7 @@ def _context_of(reply: Reply, session: fu.Session) -> dict[str, str]:
 
 
 async def _fetch(reply: Reply, session: fu.Session, message: Message) -> None:
-    context = _context_of(reply, session)
+    context = await _context_of(reply, session)
     try:
         item, _ = await reply.services.evidence.fetch(reply.bot, message, context)
         event: fu.Event = flow.Stored(item, context)
@@ -253,7 +253,7 @@ async def resume(
     ref = session.case.get("key_ref")
     # Every tap and message renews the session (``get`` renews the key's lifetime); once
     # the key has left memory after the silence, the receipt is asked for again.
-    case = reply.services.session_keys.get(ref) if ref is not None else None
+    case = await reply.services.session_keys.get(ref) if ref is not None else None
     if ref is not None and case is None:
         await apply(fu.expired(session, event), reply, message=message)
         return
@@ -262,7 +262,7 @@ async def resume(
         # typed: what this update writes is sealed under the newest one.
         fresh = await reply.services.vault.follow_epochs(case)
         if fresh is not case:
-            reply.services.session_keys.replace(ref, fresh)
+            await reply.services.session_keys.replace(ref, fresh)
     await apply(
         fu.step(session, event, reply.options.limits),
         reply,
@@ -320,7 +320,7 @@ async def on_callback(query: CallbackQuery, reply: Reply) -> None:
     elif isinstance(parsed, cb.MenuAction) and parsed.item == "followup":
         # "Follow up with my receipt", e.g. under a notification that arrived during the
         # session (it may be about another report): end this session, ask for a receipt.
-        wipe.drop_session_key(reply, await reply.state.get_data())
+        await wipe.drop_session_key(reply, await reply.state.get_data())
         await begin(reply, query.message.message_id if query.message else None)
     else:
         await resume(reply, flow.Choose("expired", "expired"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Protocol
 
 from aiogram import BaseMiddleware, Bot
 from aiogram.fsm.middleware import FSMContextMiddleware
@@ -17,8 +17,9 @@ from nazaha.handlers import screens
 from nazaha.handlers.outbox import Outbox
 from nazaha.metrics import mark_outcome
 from nazaha.storage.crypto import pseudonym
-from nazaha.storage.fsm import VolatileFsmStorage
+from nazaha.storage.fsm import OverlayFsmStorage
 from nazaha.storage.prefs import PreferenceStore
+from nazaha.storage.redis_link import SHARED_STATE_ERRORS
 from nazaha.storage.unit_of_work import DuplicateUpdate, UnitOfWork, current_uow
 from nazaha.storage.update_rows import UpdateRows
 
@@ -94,7 +95,7 @@ class LockedStateMiddleware(FSMContextMiddleware):
     """aiogram's FSM middleware (the per-user lock, then the state lookup) that first reads
     the rows the update needs in one statement (:class:`UpdateRows`), inside the lock."""
 
-    def __init__(self, storage: VolatileFsmStorage, events_isolation: BaseEventIsolation, rows: UpdateRows) -> None:
+    def __init__(self, storage: OverlayFsmStorage, events_isolation: BaseEventIsolation, rows: UpdateRows) -> None:
         super().__init__(storage=storage, events_isolation=events_isolation)
         self.rows = rows
 
@@ -137,15 +138,30 @@ class RecentUpdates:
         self._seen.pop((bot_id, update_id), None)
 
 
+class SharedUpdateMarks(Protocol):
+    """Update ids done by any replica (Redis): the fast pre-check before the database."""
+
+    async def seen(self, bot_id: int, update_id: int) -> bool: ...
+
+    async def done(self, bot_id: int, update_id: int) -> None: ...
+
+
 class UnitOfWorkMiddleware(BaseMiddleware):
     """Runs the update and commits its unit of work; replies leave only after commit.
 
     Registered inside aiogram's FSM middleware, so the commit and the replies happen while
     the user's lock is held: two quick taps are handled, stored and answered in order.
+
+    Duplicates: this process's recent update ids first, then (several replicas) ``shared``,
+    the update ids any replica finished (marked once the effects are committed, before the
+    replies); the authoritative claim stays in the database with report-side effects.
+    When Redis cannot be reached the update fails with the error (after its claim here is
+    released), instead of an apology, so that it is delivered again.
     """
 
-    def __init__(self, recent: RecentUpdates | None = None) -> None:
+    def __init__(self, recent: RecentUpdates | None = None, shared: SharedUpdateMarks | None = None) -> None:
         self.recent = recent or RecentUpdates()
+        self.shared = shared
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         assert isinstance(event, Update)
@@ -155,6 +171,17 @@ class UnitOfWorkMiddleware(BaseMiddleware):
             log.info("duplicate update skipped")
             mark_outcome(data, "duplicate")
             return None
+        try:
+            return await self._handle(handler, event, data, bot, uow)
+        except SHARED_STATE_ERRORS:
+            self.recent.release(bot.id, event.update_id)  # (logged by the errors handler)
+            raise
+
+    async def _handle(self, handler: Handler, event: Update, data: dict[str, Any], bot: Bot, uow: UnitOfWork) -> Any:
+        if self.shared is not None and await self.shared.seen(bot.id, event.update_id):
+            log.info("duplicate update skipped (another replica handled it)")
+            mark_outcome(data, "duplicate")
+            return None
         outbox = Outbox(bot)
         data["outbox"] = outbox
         try:
@@ -162,19 +189,29 @@ class UnitOfWorkMiddleware(BaseMiddleware):
         except DuplicateUpdate:
             log.info("duplicate update discarded")
             mark_outcome(data, "duplicate")
+            await self._mark_done(bot, event)
             return None
+        except SHARED_STATE_ERRORS:
+            raise
         except Exception:
             mark_outcome(data, "failed")
             await self._failed(bot, event, "update handling failed")
             return None
         try:
             await uow.commit()
+        except SHARED_STATE_ERRORS:
+            raise
         except Exception:
             mark_outcome(data, "failed")
             await self._failed(bot, event, "update commit failed")
             return None
+        await self._mark_done(bot, event)
         await outbox.flush()
         return result
+
+    async def _mark_done(self, bot: Bot, event: Update) -> None:
+        if self.shared is not None:
+            await self.shared.done(bot.id, event.update_id)
 
     async def _failed(self, bot: Bot, event: Update, what: str) -> None:
         """Nothing of the update was kept: let a redelivery try again, and say so."""
@@ -187,8 +224,14 @@ class UnitOfWorkMiddleware(BaseMiddleware):
             await failure.flush()
 
 
+class SharedBuckets(Protocol):
+    """Token buckets kept outside the process (Redis), by Telegram user id."""
+
+    async def allow(self, user_id: int) -> tuple[bool, bool]: ...
+
+
 class ThrottleMiddleware(BaseMiddleware):
-    """Token bucket per pseudonymous user, in process memory.
+    """Token bucket per pseudonymous user, in process memory (or in Redis: ``shared``).
 
     Keys are HMAC pseudonyms, never Telegram ids; the table is bounded (least recently
     seen users are forgotten first).
@@ -196,7 +239,16 @@ class ThrottleMiddleware(BaseMiddleware):
 
     MAX_TRACKED = 100_000
 
-    def __init__(self, pepper: bytes, rate: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        pepper: bytes,
+        rate: float,
+        burst: int,
+        clock: Callable[[], float] = time.monotonic,
+        shared: SharedBuckets | None = None,
+    ) -> None:
+        """``shared``: buckets in Redis shared by the replicas (then none are kept here)."""
+        self.shared = shared
         self.pepper = pepper
         self.rate = rate
         self.burst = burst
@@ -222,7 +274,10 @@ class ThrottleMiddleware(BaseMiddleware):
         user: User | None = data.get("event_from_user")
         if user is None:
             return await handler(event, data)
-        allowed, warn = self.allow(pseudonym(self.pepper, "throttle", user.id))
+        if self.shared is not None:
+            allowed, warn = await self.shared.allow(user.id)
+        else:
+            allowed, warn = self.allow(pseudonym(self.pepper, "throttle", user.id))
         if allowed:
             return await handler(event, data)
         mark_outcome(data, "throttled")

@@ -7,6 +7,7 @@ never describes something that was not stored, and a duplicated update sends not
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
@@ -243,7 +244,9 @@ class Outbox:
             group.failed = True
             try:
                 assert group.on_undelivered is not None
-                group.on_undelivered()
+                result = group.on_undelivered()
+                if inspect.isawaitable(result):  # e.g. a receipt kept in Redis
+                    await result
             except Exception as exc:  # the type only: a message could carry a receipt
                 log.error("on_undelivered callback failed (%s)", type(exc).__name__)
 

@@ -19,7 +19,7 @@ router = Router(name="receipt_again")
 @router.callback_query(F.data == cb.show_receipt())
 async def on_show_receipt(query: CallbackQuery, reply: Reply) -> None:
     receipts, user_id = reply.services.receipts, reply.user_id
-    kept = receipts.take(user_id)  # forgotten now: shown at most once
+    kept = await receipts.take(user_id)  # forgotten now: shown at most once
     if kept is None:
         reply.say(screens.receipt_gone())
         return

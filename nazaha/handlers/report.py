@@ -54,7 +54,7 @@ def event_from_message(message: Message) -> flow.Event:
 
 async def begin(kind: flow.Kind, reply: Reply, anchor: int | None = None) -> None:
     await wipe.mark_conversation_start(reply, anchor)
-    await apply(flow.start(kind, safety_seen=reply.services.safety.seen(reply.user_id)), reply)
+    await apply(flow.start(kind, safety_seen=await reply.services.safety.seen(reply.user_id)), reply)
 
 
 async def load_draft(state: FSMContext) -> flow.Draft | None:
@@ -92,7 +92,7 @@ async def apply(
             kind = draft.kind if draft is not None else None
             reply.show(screens.notice_screen(effect.code, dict(effect.params), kind))
         elif isinstance(effect, flow.SafetyRead):
-            reply.services.safety.acknowledge(reply.user_id)
+            await reply.services.safety.acknowledge(reply.user_id)
         elif isinstance(effect, flow.Fetch):
             assert draft is not None and message is not None
             await fetch(draft, reply, message, as_description=effect.as_description)

@@ -14,6 +14,8 @@ it fits them ("if you were ...").
 
 Which accounts have already written in this run is kept in memory only, keyed by
 ``pseudonym(pepper, "restart", user id)``, and forgotten as soon as the window closes.
+With several replicas the window and the accounts seen in it are shared through Redis
+(:class:`nazaha.handlers.redis_memory.RedisRestartNotice`), hence the coroutines.
 """
 
 from __future__ import annotations
@@ -37,12 +39,12 @@ class RestartNotice:
         self.until: dt.datetime | None = None
         self._seen: set[str] = set()
 
-    def open_until(self, until: dt.datetime | None) -> None:
+    async def open_until(self, until: dt.datetime | None) -> None:
         """Set at start-up: until when the notice may be due (None: not at all)."""
         self.until = until
         self._seen.clear()
 
-    def first_contact(self, user_id: int) -> bool:
+    async def first_contact(self, user_id: int) -> bool:
         """True for an account's first update of this run while the window is open; call
         it for every update of a user (later ones then return False)."""
         if self.until is None:

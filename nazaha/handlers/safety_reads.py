@@ -9,7 +9,9 @@ seconds after the acknowledgement (the bot uses the draft lifetime), swept by th
 memory timer and dropped by /wipe. A restart forgets it: the notice is shown again before the
 next report.
 
-``clock`` is injectable (seconds, monotonic) so tests need no waiting.
+``clock`` is injectable (seconds, monotonic) so tests need no waiting. With several
+replicas the same contract is kept in Redis (:class:`nazaha.handlers.redis_memory.RedisSafetyReads`),
+hence the coroutines.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ class SafetyReads:
     def _key(self, user_id: int) -> str:
         return pseudonym(self._pepper, "safety", int(user_id))
 
-    def seen(self, user_id: int) -> bool:
+    async def seen(self, user_id: int) -> bool:
         """True if this account acknowledged the notice less than ``ttl`` seconds ago."""
         key = self._key(user_id)
         until = self._until.get(key)
@@ -41,10 +43,10 @@ class SafetyReads:
             return False
         return until is not None
 
-    def acknowledge(self, user_id: int) -> None:
+    async def acknowledge(self, user_id: int) -> None:
         self._until[self._key(user_id)] = self.clock() + self.ttl
 
-    def forget(self, user_id: int) -> None:
+    async def forget(self, user_id: int) -> None:
         """/wipe: the next report shows the notice again."""
         self._until.pop(self._key(user_id), None)
 

@@ -5,6 +5,11 @@ following up is itself identifying. Keeping both only here, never in the databas
 even sealed with the bot key), means a seized database or disk reveals neither. The
 session's FSM record carries only a random reference; a restarted bot has forgotten every
 case, so the reporter simply types the receipt again.
+
+With several replicas (``NAZAHA_REDIS_URL``) the same contract is kept in Redis, sealed
+under the replicas' memory-only key (:class:`nazaha.handlers.redis_memory.RedisSessionKeys`);
+so the handlers' methods are coroutines here too. ``sweep`` and ``clear`` stay plain calls
+(the timer's and the process's, not an update's).
 """
 
 from __future__ import annotations
@@ -22,13 +27,13 @@ class SessionKeys(Generic[T]):
         self.clock = clock
         self._keys: dict[str, tuple[T, float]] = {}
 
-    def put(self, value: T) -> str:
+    async def put(self, value: T) -> str:
         self._expire()
         ref = secrets.token_hex(16)
         self._keys[ref] = (value, self.clock() + self.ttl)
         return ref
 
-    def get(self, ref: str) -> T | None:
+    async def get(self, ref: str) -> T | None:
         """The value, with its lifetime renewed; None once expired or forgotten."""
         entry = self._keys.get(ref)
         if entry is None or entry[1] <= self.clock():
@@ -37,13 +42,13 @@ class SessionKeys(Generic[T]):
         self._keys[ref] = (entry[0], self.clock() + self.ttl)
         return entry[0]
 
-    def replace(self, ref: str, value: T) -> None:
+    async def replace(self, ref: str, value: T) -> None:
         """Swap the value behind a live ``ref`` (its lifetime unchanged); nothing if gone."""
         entry = self._keys.get(ref)
         if entry is not None:
             self._keys[ref] = (value, entry[1])
 
-    def drop(self, ref: str) -> None:
+    async def drop(self, ref: str) -> None:
         self._keys.pop(ref, None)
 
     def sweep(self) -> int:

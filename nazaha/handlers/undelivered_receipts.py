@@ -6,7 +6,9 @@ logged), keyed by the user's HMAC pseudonym, for ``ttl`` seconds (15 minutes). I
 out at most once: :meth:`UndeliveredReceipts.take` forgets it. Expired entries go on every
 read and on :meth:`sweep` (the bot's maintenance loop). A restart loses them, by design.
 
-``clock`` is injectable (seconds, monotonic) so tests need no waiting.
+``clock`` is injectable (seconds, monotonic) so tests need no waiting. With several
+replicas the same contract is kept in Redis (:class:`nazaha.handlers.redis_memory.RedisReceipts`,
+where ``take`` is atomic across replicas), hence the coroutines.
 """
 
 from __future__ import annotations
@@ -49,7 +51,11 @@ class UndeliveredReceipts:
     def __len__(self) -> int:
         return len(self._kept)
 
-    def keep(self, user_id: int, receipt: str, *, expires_at: float | None = None) -> None:
+    async def count(self) -> int:
+        """How many receipts this process holds (the shared store's twin counts Redis's)."""
+        return len(self)
+
+    async def keep(self, user_id: int, receipt: str, *, expires_at: float | None = None) -> None:
         """Hold ``receipt`` for ``ttl`` seconds from now (or until ``expires_at``, to put
         back one that :meth:`take` handed out and that could not be delivered either).
         The user has not been told yet; a newer receipt replaces an older one."""
@@ -71,10 +77,10 @@ class UndeliveredReceipts:
         self._kept.pop(key, None)
         self._told.discard(key)
 
-    def has(self, user_id: int) -> bool:
+    async def has(self, user_id: int) -> bool:
         return self._live(self._key(user_id)) is not None
 
-    def take(self, user_id: int) -> Kept | None:
+    async def take(self, user_id: int) -> Kept | None:
         """The kept receipt, forgotten as it is handed out; None if none or expired."""
         key = self._key(user_id)
         kept = self._live(key)
@@ -82,7 +88,7 @@ class UndeliveredReceipts:
             self._forget(key)
         return kept
 
-    def first_contact(self, user_id: int) -> bool:
+    async def first_contact(self, user_id: int) -> bool:
         """True once per kept receipt: the user should now be told it is waiting."""
         key = self._key(user_id)
         if self._live(key) is None or key in self._told:
@@ -90,7 +96,7 @@ class UndeliveredReceipts:
         self._told.add(key)
         return True
 
-    def tell_again(self, user_id: int) -> None:
+    async def tell_again(self, user_id: int) -> None:
         """The telling did not reach the user: :meth:`first_contact` is True once more."""
         self._told.discard(self._key(user_id))
 

@@ -52,13 +52,13 @@ async def mark_conversation_start(reply: Reply, message_id: int | None = None) -
         reply.remember(replace(prefs, wipe_from=message_id))
 
 
-def drop_session_key(reply: Reply, data: dict) -> None:
+async def drop_session_key(reply: Reply, data: dict) -> None:
     """Forget the unlocked case of a follow-up session held in ``data`` (the FSM data)."""
     session = data.get("session")
     if isinstance(session, dict):
         case = session.get("case")
         if isinstance(case, dict) and isinstance(case.get("key_ref"), str):
-            reply.services.session_keys.drop(case["key_ref"])
+            await reply.services.session_keys.drop(case["key_ref"])
 
 
 async def ask(reply: Reply) -> None:
@@ -96,12 +96,12 @@ async def wipe_chat(reply: Reply, anchor: int, *, late: int = 0) -> None:
     for start in range(0, len(ids), BATCH):
         reply.outbox.delete_many(reply.chat_id, ids[start : start + BATCH])
     data = await reply.state.get_data()
-    drop_session_key(reply, data)
+    await drop_session_key(reply, data)
     draft = flow.Draft.from_dict(data.get("draft") or {})
     if draft is not None and draft.context:
         reply.services.evidence.discard(draft.context)
-    reply.services.fsm.forget(reply.state.key)
-    reply.services.safety.forget(reply.user_id)
+    await reply.services.fsm.forget(reply.state.key)
+    await reply.services.safety.forget(reply.user_id)
     reply.services.prefs.forget(reply.uow, reply.user_id)
     awareness = reply.services.awareness
     if awareness is not None:

@@ -43,6 +43,13 @@ Rules:
 
 Times are seconds on ``clock`` (monotonic); ``sleep`` waits on the same clock (tests inject
 both).
+
+**Several replicas** (``NAZAHA_REDIS_URL``): ``shared`` (a
+:class:`nazaha.handlers.redis_memory.RedisAttemptCounts`) holds the per-account failures and
+the global hour's window in Redis, under names of the replicas' memory-only key, so that a
+guesser's updates spread over replicas count together; the per-account lock, the turn and
+its queue stay in each process (a user's updates are serialised across replicas by the
+per-user lock anyway, and each process has its own Argon2id thread).
 """
 
 from __future__ import annotations
@@ -55,11 +62,22 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from nazaha.storage.crypto import pseudonym
 
 HOUR = 3600.0
 PSEUDONYM_PURPOSE = "receipt-attempt"
+
+
+class SharedCounts(Protocol):
+    """Wrong-receipt counts kept outside the process (Redis), on their own clock."""
+
+    async def failures(self, user_id: int) -> int: ...
+
+    async def add_failure(self, user_id: int) -> None: ...
+
+    async def slowed(self, global_per_hour: int) -> bool: ...
 
 
 class TooManyAttempts(Exception):
@@ -95,6 +113,7 @@ class AttemptLimiter:
         slow_per_second: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+        shared: SharedCounts | None = None,
     ) -> None:
         if per_user_per_hour < 1 or global_per_hour < 1:
             raise ValueError("attempt limits must be at least 1")
@@ -107,6 +126,7 @@ class AttemptLimiter:
         self._interval = 1.0 / slow_per_second
         self._clock = clock
         self._sleep = sleep
+        self._shared = shared
         self._accounts: dict[str, _Account] = {}
         # The turn: held by at most one attempt; the others wait in the heap of
         # (failures in the last hour, arrival number, future set when it is their turn).
@@ -130,17 +150,19 @@ class AttemptLimiter:
         account.users += 1
         try:
             async with account.lock:
-                self._forget_old(account, self._clock())
-                if len(account.failures) >= self._per_user:
+                failures = await self._failures_of(user_id, account)
+                if failures >= self._per_user:
                     raise TooManyAttempts
-                await self._take_turn(len(account.failures))
+                await self._take_turn(failures)
                 attempt = Attempt()
                 try:
                     yield attempt
                 finally:
-                    if attempt.wrong:
-                        self._count_failure(account)
-                    self._end_turn()
+                    try:
+                        if attempt.wrong:
+                            await self._count_failure(user_id, account)
+                    finally:
+                        self._end_turn()
         finally:
             account.users -= 1
             if account.users == 0 and not account.failures and self._accounts.get(key) is account:
@@ -159,7 +181,7 @@ class AttemptLimiter:
         else:
             self._busy = True
         try:
-            if self.slowed:
+            if await self._is_slowed():
                 now = self._clock()
                 if self._last_start is not None and self._last_start + self._interval > now:
                     await self._sleep(self._last_start + self._interval - now)
@@ -176,7 +198,21 @@ class AttemptLimiter:
                 return
         self._busy = False
 
-    def _count_failure(self, account: _Account) -> None:
+    async def _failures_of(self, user_id: int, account: _Account) -> int:
+        if self._shared is not None:
+            return await self._shared.failures(user_id)
+        self._forget_old(account, self._clock())
+        return len(account.failures)
+
+    async def _is_slowed(self) -> bool:
+        if self._shared is not None:
+            return await self._shared.slowed(self._global)
+        return self.slowed
+
+    async def _count_failure(self, user_id: int, account: _Account) -> None:
+        if self._shared is not None:
+            await self._shared.add_failure(user_id)
+            return
         now = self._clock()
         account.failures.append(now)
         if self._window_start is None or now - self._window_start >= HOUR:

@@ -1369,3 +1369,116 @@ __all__ += [
     "Recovery",
     "open_recovery",
 ]
+
+
+# --------------------------------------------------------------------------- shared volatile state
+# What the bot replicas share through Redis (issue 12: drafts, follow-up sessions, counters)
+# is named and sealed under a key that exists only in the running bot processes' memory:
+# the first replica makes it, later ones receive it from a running one, sealed (HPKE) to a
+# key pair each makes at start (nazaha/storage/redis_ring.py). Neither the data dir, the
+# environment nor Redis itself ever holds it, so a copy of Redis (a snapshot written by
+# mistake, a replica, a dump) opens nothing, even with the bot host's disk. Requests and
+# grants carry an HMAC under a key derived from the bot key, so that someone who can only
+# write to Redis can neither obtain the key nor hand a replica a key of their own.
+
+_SHARED_EPOCH_BYTES = 8
+_RING_TAG_BYTES = 32
+
+
+class SharedStateKey:
+    """The replicas' memory-only key: names (HMAC) and seals (AES-256-GCM) Redis entries.
+
+    ``epoch`` is a public random id (16 hex chars) telling keys apart; ``name(purpose,
+    *parts)`` is a 64-hex HMAC-SHA256 (as :func:`pseudonym`) under a subkey, and values are
+    sealed with the entry's name as AAD, so a value moved to another name fails to open.
+    """
+
+    __slots__ = ("_key", "_names", "_values", "epoch")
+
+    def __init__(self, key: bytes, epoch: str) -> None:
+        self._key = _check_key(key, "shared state key")
+        if not re.fullmatch(r"[0-9a-f]{16}", epoch):
+            raise ValueError("a shared state epoch is 16 lowercase hex characters")
+        self.epoch = epoch
+        self._names = _hkdf(self._key, _frame("nazaha/shared-state/names/v1", epoch))
+        self._values = _hkdf(self._key, _frame("nazaha/shared-state/values/v1", epoch))
+
+    @classmethod
+    def generate(cls) -> SharedStateKey:
+        return cls(secrets.token_bytes(KEY_BYTES), secrets.token_hex(_SHARED_EPOCH_BYTES))
+
+    def name(self, purpose: str, *parts: object) -> str:
+        """The Redis name of ``purpose``'s entry for ``parts`` (Telegram ids as int)."""
+        return pseudonym(self._names, purpose, *parts)
+
+    def seal(self, name: str, plaintext: bytes) -> bytes:
+        return seal(self._values, _frame("nazaha/shared-state/v1", name), plaintext)
+
+    def open(self, name: str, sealed: bytes) -> bytes:
+        """:class:`TamperedData` if modified, moved, or sealed under another key."""
+        return open_sealed(self._values, _frame("nazaha/shared-state/v1", name), sealed)
+
+    def __repr__(self) -> str:
+        return f"SharedStateKey(epoch={self.epoch}, <redacted>)"
+
+    def __reduce__(self):
+        raise TypeError("SharedStateKey must not be pickled")
+
+
+def ring_auth_key(bot_key: bytes) -> bytes:
+    """The key that authenticates key requests and grants between replicas (from the bot
+    key: every replica has it, someone with access to Redis alone does not)."""
+    return _hkdf(_check_key(bot_key, "bot key"), _frame("nazaha/redis-ring/auth/v1"))
+
+
+def _ring_tag(auth: bytes, *parts: str | bytes) -> bytes:
+    return hmac.new(_check_key(auth, "ring auth key"), _frame("nazaha/redis-ring/tag/v1", *parts), hashlib.sha256).digest()
+
+
+def ring_request(auth: bytes, member_id: str, public: TeamPublicKey) -> bytes:
+    """A replica's request for the shared key: its public key, authenticated."""
+    raw = public.to_bytes()
+    return raw + _ring_tag(auth, "want", member_id, raw)
+
+
+def open_ring_request(auth: bytes, member_id: str, request: bytes) -> TeamPublicKey:
+    """The requesting replica's public key; :class:`TamperedData` if the request was not
+    made with the bot key (or was moved to another member id)."""
+    request = bytes(request)
+    raw, tag = request[:-_RING_TAG_BYTES], request[-_RING_TAG_BYTES:]
+    if len(request) <= _RING_TAG_BYTES or not hmac.compare_digest(tag, _ring_tag(auth, "want", member_id, raw)):
+        raise TamperedData("ring request failed authentication")
+    try:
+        return TeamPublicKey.from_bytes(raw)
+    except (ValueError, TypeError):
+        raise TamperedData("ring request holds no valid public key") from None
+
+
+def seal_ring_grant(auth: bytes, shared: SharedStateKey, member_id: str, public: TeamPublicKey) -> bytes:
+    """The shared key sealed (HPKE) to a requesting replica, authenticated with ``auth``."""
+    body = shared._key + shared.epoch.encode("ascii")
+    tag = _ring_tag(auth, "grant", member_id, body)
+    return seal_to_key(public, "nazaha/redis-ring/grant/v1", (member_id,), tag + body)
+
+
+def open_ring_grant(auth: bytes, private: TeamPrivateKey, member_id: str, sealed: bytes) -> SharedStateKey:
+    """Open a grant made for ``member_id``; :class:`TamperedData` if it was not made by a
+    replica holding the bot key, or not for this member."""
+    opened = open_from_key(private, "nazaha/redis-ring/grant/v1", (member_id,), sealed)
+    tag, body = opened[:_RING_TAG_BYTES], opened[_RING_TAG_BYTES:]
+    if not hmac.compare_digest(tag, _ring_tag(auth, "grant", member_id, body)):
+        raise TamperedData("ring grant failed authentication")
+    try:
+        return SharedStateKey(body[:KEY_BYTES], body[KEY_BYTES:].decode("ascii"))
+    except (ValueError, UnicodeDecodeError):
+        raise TamperedData("ring grant is malformed") from None
+
+
+__all__ += [
+    "SharedStateKey",
+    "ring_auth_key",
+    "ring_request",
+    "open_ring_request",
+    "seal_ring_grant",
+    "open_ring_grant",
+]

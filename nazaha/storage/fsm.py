@@ -15,12 +15,14 @@ restart users are told plainly what may have happened (:mod:`nazaha.handlers.res
 * Inside an update (``current_uow`` set) writes are kept in the update's overlay and applied
   when its unit of work commits, so later reads in the same update see them and nothing
   changes if the update fails or was a duplicate. Outside one, writes apply at once.
-* At scale (several replicas) the same contract moves to Redis without persistence (a later
-  release); never to SQL.
+* At scale (several replicas) the same contract holds in Redis without persistence
+  (:class:`nazaha.storage.redis_fsm.RedisFsmStorage`, ``NAZAHA_REDIS_URL``): the logic
+  below is shared (:class:`OverlayFsmStorage`), only where records live differs. Never SQL.
 """
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import datetime as dt
 import json
@@ -58,10 +60,16 @@ class _Entry:
         return not self.has_draft and not self.expired
 
 
-class VolatileFsmStorage(BaseStorage):
+class OverlayFsmStorage(BaseStorage, abc.ABC):
+    """The contract of the bot's conversation storage, whatever holds the records:
+    expiry with tombstones for told states, and the update's overlay (module docstring).
+
+    Subclasses say where records live: :meth:`record_key`, :meth:`_load`, :meth:`_apply`,
+    :meth:`purge_expired`, :meth:`all_data`, :meth:`size`. Every method that may touch
+    the records is a coroutine (a shared store is reached over the network)."""
+
     def __init__(
         self,
-        pepper: bytes,
         ttl: dt.timedelta = DEFAULT_TTL,
         clock: Callable[[], dt.datetime] = _utcnow,
         told_states: Collection[str] | None = None,
@@ -69,30 +77,48 @@ class VolatileFsmStorage(BaseStorage):
         """``told_states``: the states whose expiry leaves the "your draft was discarded"
         tombstone (None: every state)."""
         self._told_states = frozenset(told_states) if told_states is not None else None
-        self._pepper = pepper
         self._ttl = ttl
         self._clock = clock
-        self._records: dict[str, _Entry] = {}
 
+    @abc.abstractmethod
     def record_key(self, key: StorageKey) -> str:
-        return pseudonym(
-            self._pepper, "fsm", key.bot_id, key.chat_id, key.user_id, key.thread_id, key.destiny
-        )
+        """The pseudonymous name of ``key``'s record (never a Telegram id)."""
+
+    @abc.abstractmethod
+    async def _load(self, record_key: str) -> _Entry:
+        """The stored record (``_Entry()`` if none), expiry not applied."""
+
+    @abc.abstractmethod
+    async def _apply(self, record_key: str, entry: _Entry) -> None:
+        """Store ``entry`` (a blank one deletes the record)."""
+
+    @abc.abstractmethod
+    async def purge_expired(self) -> int:
+        """Periodic job: drop expired records (keeping a tombstone for told states) and old
+        tombstones. Returns how many records were dropped or turned into tombstones."""
+
+    @abc.abstractmethod
+    async def all_data(self) -> list[dict[str, Any]]:
+        """The data of every live record (e.g. to find the blobs live drafts still need)."""
+
+    @abc.abstractmethod
+    async def size(self) -> int:
+        """How many records (drafts, sessions, tombstones) are stored."""
 
     # -- aiogram BaseStorage ------------------------------------------------------------
 
     async def get_state(self, key: StorageKey) -> str | None:
-        return self._current(self.record_key(key)).state
+        return (await self._current(self.record_key(key))).state
 
     async def get_data(self, key: StorageKey) -> dict[str, Any]:
-        entry = self._current(self.record_key(key))
+        entry = await self._current(self.record_key(key))
         return json.loads(entry.data_json) if entry.data_json is not None else {}
 
     async def set_state(self, key: StorageKey, state: StateType = None) -> None:
         record_key = self.record_key(key)
-        entry = self._current(record_key)
+        entry = await self._current(record_key)
         name = state.state if isinstance(state, State) else state
-        self._write(record_key, dataclasses.replace(entry, state=name, expires_at=self._expiry()))
+        await self._write(record_key, dataclasses.replace(entry, state=name, expires_at=self._expiry()))
 
     async def set_data(self, key: StorageKey, data: Mapping[str, Any]) -> None:
         if not isinstance(data, dict):
@@ -100,56 +126,30 @@ class VolatileFsmStorage(BaseStorage):
                 f"Data must be a dict or dict-like object, got {type(data).__name__}"
             )
         record_key = self.record_key(key)
-        entry = self._current(record_key)
+        entry = await self._current(record_key)
         data_json = json.dumps(data, ensure_ascii=False, separators=(",", ":")) if data else None
-        self._write(
+        await self._write(
             record_key, dataclasses.replace(entry, data_json=data_json, expires_at=self._expiry())
         )
 
-    async def close(self) -> None:
-        """Forget everything (the process is stopping)."""
-        self._records.clear()
-
     # -- expiry and wiping --------------------------------------------------------------
 
-    def has_record(self, key: StorageKey) -> bool:
-        """True if this storage key has a live record (a conversation in this process)."""
-        return self._current(self.record_key(key)).has_draft
+    async def has_record(self, key: StorageKey) -> bool:
+        """True if this storage key has a live record (a conversation in progress)."""
+        return (await self._current(self.record_key(key))).has_draft
 
     async def pop_expired_notice(self, key: StorageKey) -> bool:
         """True once if this chat's draft expired since the user's last contact."""
         record_key = self.record_key(key)
-        entry = self._current(record_key)
+        entry = await self._current(record_key)
         if not entry.expired:
             return False
-        self._write(record_key, dataclasses.replace(entry, expired=False))
+        await self._write(record_key, dataclasses.replace(entry, expired=False))
         return True
 
-    def forget(self, key: StorageKey) -> None:
+    async def forget(self, key: StorageKey) -> None:
         """Drop the record and any tombstone of this key (/wipe), in this update's commit."""
-        self._write(self.record_key(key), _Entry())
-
-    async def purge_expired(self) -> int:
-        """Periodic job: drop expired records (keeping a tombstone for told states) and old
-        tombstones. Returns how many records were dropped or turned into tombstones."""
-        now = self._clock()
-        changed = 0
-        for record_key, entry in list(self._records.items()):
-            if entry.expires_at is None or entry.expires_at > now:
-                continue
-            changed += 1
-            if entry.has_draft and self._told(entry.state):
-                self._records[record_key] = _Entry(expires_at=now + TOMBSTONE_TTL, expired=True)
-            else:
-                del self._records[record_key]
-        return changed
-
-    def all_data(self) -> list[dict[str, Any]]:
-        """The data of every live record (e.g. to find the blobs live drafts still need)."""
-        return [json.loads(e.data_json) for e in self._records.values() if e.data_json is not None]
-
-    def __len__(self) -> int:
-        return len(self._records)
+        await self._write(self.record_key(key), _Entry())
 
     # -- internals ----------------------------------------------------------------------
 
@@ -159,24 +159,33 @@ class VolatileFsmStorage(BaseStorage):
     def _told(self, state: str | None) -> bool:
         return self._told_states is None or state in self._told_states
 
-    def _current(self, record_key: str) -> _Entry:
-        """The record as this update sees it, with expiry applied."""
+    def _expired_form(self, entry: _Entry) -> _Entry:
+        """What an expired record becomes: a tombstone for a told state, else nothing."""
+        if entry.has_draft and self._told(entry.state):
+            return _Entry(expires_at=self._clock() + TOMBSTONE_TTL, expired=True)
+        return _Entry()
+
+    async def _current(self, record_key: str) -> _Entry:
+        """The record as this update sees it, with expiry applied. Inside an update a
+        record is loaded once (later reads see the update's own writes, or that load)."""
         uow = active_uow()
         entry = uow.fsm_overlay.get(record_key) if uow is not None else None
         if entry is None:
-            entry = self._records.get(record_key, _Entry())
+            loaded = uow.overlay("fsm-loaded") if uow is not None else None
+            entry = loaded.get(record_key) if loaded is not None else None
+            if entry is None:
+                entry = await self._load(record_key)
+                if loaded is not None:
+                    loaded[record_key] = entry
         if entry.expires_at is not None and entry.expires_at <= self._clock():
-            if entry.has_draft and self._told(entry.state):
-                entry = _Entry(expires_at=self._clock() + TOMBSTONE_TTL, expired=True)
-            else:
-                entry = _Entry()
-            self._write(record_key, entry, uow)
+            entry = self._expired_form(entry)
+            await self._write(record_key, entry, uow)
         return entry
 
-    def _write(self, record_key: str, entry: _Entry, uow: UnitOfWork | None = None) -> None:
+    async def _write(self, record_key: str, entry: _Entry, uow: UnitOfWork | None = None) -> None:
         uow = uow or active_uow()
         if uow is None:
-            self._apply(record_key, entry)
+            await self._apply(record_key, entry)
             return
         overlay = uow.fsm_overlay
         first = record_key not in overlay
@@ -184,11 +193,61 @@ class VolatileFsmStorage(BaseStorage):
         if first:  # applied once, with whatever the overlay holds at commit time
             uow.on_commit(lambda: self._apply(record_key, overlay[record_key]))
 
-    def _apply(self, record_key: str, entry: _Entry) -> None:
+
+class VolatileFsmStorage(OverlayFsmStorage):
+    """Records in this process's memory, keyed by ``pseudonym(pepper, "fsm", ...)``."""
+
+    def __init__(
+        self,
+        pepper: bytes,
+        ttl: dt.timedelta = DEFAULT_TTL,
+        clock: Callable[[], dt.datetime] = _utcnow,
+        told_states: Collection[str] | None = None,
+    ) -> None:
+        super().__init__(ttl=ttl, clock=clock, told_states=told_states)
+        self._pepper = pepper
+        self._records: dict[str, _Entry] = {}
+
+    def record_key(self, key: StorageKey) -> str:
+        return pseudonym(
+            self._pepper, "fsm", key.bot_id, key.chat_id, key.user_id, key.thread_id, key.destiny
+        )
+
+    async def close(self) -> None:
+        """Forget everything (the process is stopping)."""
+        self._records.clear()
+
+    async def purge_expired(self) -> int:
+        now = self._clock()
+        changed = 0
+        for record_key, entry in list(self._records.items()):
+            if entry.expires_at is None or entry.expires_at > now:
+                continue
+            changed += 1
+            replacement = self._expired_form(entry)
+            if replacement.is_blank:
+                del self._records[record_key]
+            else:
+                self._records[record_key] = replacement
+        return changed
+
+    async def all_data(self) -> list[dict[str, Any]]:
+        return [json.loads(e.data_json) for e in self._records.values() if e.data_json is not None]
+
+    async def size(self) -> int:
+        return len(self._records)
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    async def _load(self, record_key: str) -> _Entry:
+        return self._records.get(record_key, _Entry())
+
+    async def _apply(self, record_key: str, entry: _Entry) -> None:
         if entry.is_blank:
             self._records.pop(record_key, None)
         else:
             self._records[record_key] = entry
 
 
-__all__ = ["DEFAULT_TTL", "VolatileFsmStorage"]
+__all__ = ["DEFAULT_TTL", "TOMBSTONE_TTL", "OverlayFsmStorage", "VolatileFsmStorage"]

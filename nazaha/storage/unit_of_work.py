@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import inspect
 import datetime as dt
 from collections.abc import Awaitable, Callable
 from functools import partial
@@ -31,7 +32,7 @@ from nazaha.storage.models import ProcessedUpdate
 
 WriteOp = Callable[[AsyncSession], Awaitable[None]]
 AfterCommit = Callable[[], Awaitable[None]]
-OnCommit = Callable[[], None]
+OnCommit = Callable[[], "Awaitable[None] | None"]
 
 
 class DuplicateUpdate(Exception):
@@ -91,7 +92,9 @@ class UnitOfWork:
 
     def on_commit(self, change: OnCommit) -> None:
         """Queue an in-memory change (e.g. the conversation state) to apply right after a
-        successful commit, before the after-commit actions; dropped if nothing commits."""
+        successful commit, before the after-commit actions; dropped if nothing commits.
+        A change may be a coroutine function (the conversation state in Redis): it is
+        awaited in turn, and its failure propagates like a failed commit's."""
         self._check_open()
         self._on_commit.append(change)
 
@@ -133,7 +136,9 @@ class UnitOfWork:
         if ops:
             await self._write(ops)
         for change in changes:
-            change()
+            result = change()
+            if inspect.isawaitable(result):
+                await result
         for action in after:
             await action()
 
