@@ -83,7 +83,7 @@ from aiogram.exceptions import (
 )
 from aiogram.methods import SendMessage, SendPhoto
 from aiogram.types import BufferedInputFile, InlineKeyboardMarkup
-from sqlalchemy import bindparam, delete, exists, literal, or_, select, update
+from sqlalchemy import bindparam, delete, exists, func, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from nazaha.awareness.broadcast_message import UNSUBSCRIBE_DATA, BroadcastMessage, build_message, label_for_test
@@ -509,9 +509,11 @@ class BroadcastSender:
             )
             if started.rowcount != 1:
                 return None
+            # In random order: outbox ids in subscriber order would tell, once a row's
+            # subscriber_id is NULL (they left), which subscriber it was (seized-host trial).
             recipients = select(
                 literal(broadcast_id), Subscriber.id, literal("queued"), literal(0)
-            ).where(*audience_filter(topics, languages)).order_by(Subscriber.id)
+            ).where(*audience_filter(topics, languages)).order_by(func.random())
             insert = (
                 dialect_insert(session)(BroadcastOutbox)
                 .from_select(["broadcast_id", "subscriber_id", "state", "attempts"], recipients)
@@ -956,7 +958,6 @@ class BroadcastSender:
                 await session.execute(
                     update(BroadcastTestSend).where(BroadcastTestSend.id == test_id).values(state=state)
                 )
-        log.info("test broadcast of broadcast %d: %s", broadcast_id, state)
 
     def _channel_posts(self) -> None:
         for broadcast_id in self._channel_due - self._channel_busy:
