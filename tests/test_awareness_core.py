@@ -195,6 +195,37 @@ async def test_a_staff_chat_is_linked_only_once_the_bot_s_code_is_typed_back(ses
     assert not await staff_chats.is_linked(sessionmaker, link_id)
 
 
+async def test_the_sealed_first_name_does_not_tell_its_length(sessionmaker) -> None:
+    """Seized-host trial (F4): the name sealed to the console's reply key was 1145 bytes
+    plus the name's UTF-8 length. Every name is now padded to one size before sealing."""
+    from nazaha.awareness import staff_chats
+    from nazaha.storage.awareness_models import StaffChatConfirmation
+
+    from tests.broadcast_support import clear_awareness
+
+    await clear_awareness(sessionmaker)
+    links = staff_chats.StaffChatLinks(sessionmaker, BotKeyBox(os.urandom(32)), os.urandom(32))
+    now = dt.datetime(2026, 11, 30, 12, tzinfo=dt.timezone.utc)
+    longest = "\U0001F600" * staff_chats.NAME_MAX  # 4 UTF-8 bytes a character
+    names = {"Al": "Al", "Ā": "Ā", "Yusuf\x00": "Yusuf\x00", longest + "x": longest}
+    sealed = {}
+    for chat_id, (given, kept) in enumerate(names.items(), start=100):
+        reply_key = staff_chats.new_reply_key()
+        code, link_id = await staff_chats.new_link_code(sessionmaker, reply_key=reply_key.public_key(), now=now)
+        assert await links.start_confirmation(code, chat_id, given, now=now) is not None
+        async with sessionmaker() as session:
+            sealed[given] = await session.scalar(
+                select(StaffChatConfirmation.sealed_name).where(StaffChatConfirmation.link_id == link_id))
+        assert staff_chats.open_first_name(reply_key, link_id, sealed[given]) == kept
+    assert len({len(value) for value in sealed.values()}) == 1
+    # An unpadded block (what was sealed before) or a bad padding opens as no name.
+    with pytest.raises(ValueError):
+        staff_chats._unpad_name("Al".encode())
+    with pytest.raises(ValueError):
+        staff_chats._unpad_name(bytes(staff_chats.NAME_PADDED))
+    await clear_awareness(sessionmaker)
+
+
 def test_confirmation_codes_are_read_as_typed() -> None:
     from nazaha.awareness.staff_chats import normalise_code
 

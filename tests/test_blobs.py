@@ -411,6 +411,47 @@ async def test_success_leaves_only_the_blob_with_private_permissions(data_dir: P
     assert stat.S_IMODE(store.path(report_id, file_id, "original").stat().st_mode) == 0o600
 
 
+# --------------------------------------------------------------------------- file times
+
+
+def fresh_times(*paths: Path) -> list[str]:
+    """Those of ``paths`` whose access or modification time is not the start of a UTC day
+    (stat only: listing a directory would move its access time)."""
+    day = 86400 * 10**9
+    return [str(p) for p in paths if os.stat(p).st_mtime_ns % day or os.stat(p).st_atime_ns % day]
+
+
+async def test_no_fresh_file_time_survives_a_write_a_failed_write_or_a_deletion(data_dir: Path, key: bytes):
+    """Seized-host trial (F5): after an evidence write the pool (a file and a directory had
+    just been taken from it) kept the moment of the upload, and so did a report directory
+    after a failed write or a deleted file. Now every time a write or a deletion moved is
+    set to the start of its day. (Change times cannot be set: docs/security.md.)"""
+    store = BlobStore(data_dir / "blobs", chunk_size=SMALL)  # durable, as the bot runs it
+    pool = store.root / BlobStore.POOL
+    report_id, file_id = new_id(), new_id()
+    await store.write_bytes(key, report_id, file_id, "original", os.urandom(3 * SMALL))
+    blob = store.path(report_id, file_id, "original")
+    assert fresh_times(blob, blob.parent, store.root, pool) == []
+    await store.write_bytes(key, report_id, file_id, "clean", b"x")  # into an existing directory
+    assert fresh_times(store.path(report_id, file_id, "clean"), blob, blob.parent, store.root, pool) == []
+
+    async def broken():
+        yield os.urandom(5000)
+        raise ConnectionResetError("download dropped")
+
+    other = new_id()
+    with pytest.raises(ConnectionResetError):
+        await store.write_stream(key, other, new_id(), "original", broken())
+    with pytest.raises(BlobTooLarge):
+        await store.write_stream(key, report_id, new_id(), "original", pieces(os.urandom(5000)), max_bytes=100)
+    assert fresh_times(store.root / other, blob.parent, store.root, pool) == []
+
+    store.delete(report_id, file_id)
+    assert fresh_times(blob.parent, store.root, pool) == []
+    store.delete_report(other)
+    assert fresh_times(store.root, pool) == []
+
+
 # --------------------------------------------------------------------------- ids, listing, deleting
 
 

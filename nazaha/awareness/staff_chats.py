@@ -10,8 +10,10 @@ A chat is linked only once the member proved, in the console, that they control 
 2. **Confirmation code.** Whoever opens the link (the member, or anyone the link reached)
    gets from the bot a 6-digit code (:meth:`StaffChatLinks.start_confirmation`); the link
    code is used up. The bot keeps, under the link id, the chat id sealed under the bot key,
-   the chat's first name (as Telegram gave it in the update) sealed to the reply key, which
-   the bot host cannot open, and the code as a hash, for :data:`CONFIRM_TTL`. **Nothing
+   the chat's first name (as Telegram gave it in the update) padded to
+   :data:`NAME_PADDED` bytes (its size tells nothing of its length) and sealed to the reply
+   key, which the bot host cannot open, and the code as a hash, for :data:`CONFIRM_TTL`
+   (docs/security.md, "Awareness", says why a host holder may find the code from it). **Nothing
    is linked yet.**
 3. **Typed back.** The member types the code on the console page (:func:`confirm`): at most
    :data:`MAX_ATTEMPTS` tries, then the confirmation is deleted (a new link is needed).
@@ -61,6 +63,7 @@ CONFIRM_TTL = dt.timedelta(minutes=10)  # the code the bot sends to the chat tha
 MAX_ATTEMPTS = 5  # wrong codes typed in the console before the confirmation is deleted
 CONFIRM_DIGITS = 6
 NAME_MAX = 64  # characters of the first name kept
+NAME_PADDED = 4 * NAME_MAX + 1  # bytes sealed for every name: its UTF-8, 0x80, zeros
 PURPOSE = "staff-chat"  # the bot-key box purpose of sealed staff chat ids
 CODE_PREFIX = "l_"  # the /start payload: l_<code>
 _NAME_LABEL = "nazaha/staff-chat-name/v1"  # what the first name is sealed for (HPKE info)
@@ -72,6 +75,23 @@ def _hash(code: str) -> str:
 
 def _confirm_hash(link_id: str, code: str) -> str:
     return hashlib.sha256(f"nazaha/staff-chat-confirm/v1\x00{link_id}\x00{code}".encode("ascii", "replace")).hexdigest()
+
+
+def _pad_name(name: str) -> bytes:
+    """The first name (cut to :data:`NAME_MAX` characters) as :data:`NAME_PADDED` bytes:
+    its UTF-8 (4 bytes a character at most), one 0x80 byte, then zeros (ISO/IEC 7816-4
+    padding), so that the sealed name's size does not tell the name's length."""
+    data = name[:NAME_MAX].encode("utf-8")
+    return data + b"\x80" + bytes(NAME_PADDED - len(data) - 1)
+
+
+def _unpad_name(padded: bytes) -> str:
+    """The name :func:`_pad_name` padded; ValueError unless it is exactly such a block
+    (UnicodeDecodeError, a ValueError, if the bytes before the padding are not UTF-8)."""
+    body = padded.rstrip(b"\x00")
+    if len(padded) != NAME_PADDED or not body.endswith(b"\x80"):
+        raise ValueError("not a padded name")
+    return body[:-1].decode("utf-8")
 
 
 def normalise_code(typed: str) -> str:
@@ -212,12 +232,13 @@ async def confirm(
 
 def open_first_name(reply_key: TeamPrivateKey | None, link_id: str, sealed: bytes | None) -> str | None:
     """The first name the bot sealed to the session's reply key; None if there is none or
-    it does not open (another session's key, or altered)."""
+    it does not open (another session's key, altered, or not padded: a name sealed before
+    padding, by a confirmation that lived at most :data:`CONFIRM_TTL` across an upgrade)."""
     if reply_key is None or not sealed:
         return None
     try:
-        return open_from_key(reply_key, _NAME_LABEL, (link_id,), sealed).decode("utf-8")[:NAME_MAX]
-    except (CryptoError, UnicodeDecodeError, ValueError):
+        return _unpad_name(open_from_key(reply_key, _NAME_LABEL, (link_id,), sealed))[:NAME_MAX]
+    except (CryptoError, ValueError):
         return None
 
 
@@ -288,8 +309,7 @@ class StaffChatLinks:
             if row.reply_key and first_name:
                 try:
                     public = TeamPublicKey.from_bytes(row.reply_key)
-                    sealed_name = seal_to_key(public, _NAME_LABEL, (row.link_id,),
-                                              first_name[:NAME_MAX].encode("utf-8"))
+                    sealed_name = seal_to_key(public, _NAME_LABEL, (row.link_id,), _pad_name(first_name))
                 except (CryptoError, ValueError):
                     sealed_name = None  # a damaged key: linked without a name
             values = {

@@ -252,7 +252,10 @@ class BlobStore:
         complete, so a reader never sees a partial blob and an existing blob is replaced
         atomically.  :class:`BlobTooLarge` if the stream exceeds ``max_bytes`` (nothing is
         kept).  On any failure, and on cancellation, the temporary file is removed and the
-        incoming stream closed.
+        incoming stream closed.  Then, written or not, the access and modification times of
+        the blob, its report directory, the root and the pool (a file and maybe a directory
+        were taken from it) are set to the start of their UTC day; their change times stay
+        at this moment until the next :meth:`blur_times` (docs/security.md, "Coarse time").
         """
         target = self.path(report_id, file_id, variant)
         sealer = ChunkSealer(data_key)
@@ -260,11 +263,28 @@ class BlobStore:
         header = _HEADER.pack(_MAGIC, _VERSION, size, secrets.token_bytes(16))
         directory = target.parent
         self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:
+            return await self._write_records(sealer, header, target, report_id, file_id, variant, chunks, max_bytes)
+        finally:  # written, failed or cancelled: no fresh access or modification time stays
+            for path in (target, directory, self.root, self.root / self.POOL):
+                _coarsen_times(path)
+
+    async def _write_records(
+        self, sealer: ChunkSealer, header: bytes, target: Path, report_id: str, file_id: str,
+        variant: str, chunks: AsyncIterable[bytes | bytearray | memoryview], max_bytes: int | None,
+    ) -> BlobInfo:
+        """:meth:`write_stream`'s work: the pooled file filled, sealed and renamed into place."""
+        size = self.chunk_size
+        directory = target.parent
         if not directory.is_dir():
             self._from_pool("d", directory)
         tmp = directory / f".{file_id}.{variant}.{secrets.token_hex(8)}.tmp"
         self._from_pool("f", tmp)
-        fd = os.open(tmp, os.O_WRONLY | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0))
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0))
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         handed_over = False
         digest = hashlib.sha256()
         total = 0
@@ -331,9 +351,6 @@ class BlobStore:
                     os.close(fd)
                 tmp.unlink(missing_ok=True)
             raise
-        _coarsen_times(target)
-        _coarsen_times(directory)
-        _coarsen_times(self.root)
         return BlobInfo(file_id, variant, total, digest.hexdigest(), index)
 
     @staticmethod
@@ -440,6 +457,7 @@ class BlobStore:
             if directory.is_dir():
                 for leftover in directory.glob(f".{file_id}.{name}.*.tmp"):
                     leftover.unlink(missing_ok=True)
+        _coarsen_times(directory)  # an unlink (and the listing) dated the directory
 
     def delete_report(self, report_id: str) -> None:
         """Delete every blob of a report (missing report: not an error)."""
@@ -482,7 +500,8 @@ class BlobStore:
 
     def _from_pool(self, kind: str, destination: Path) -> None:
         """Rename a pooled empty file (``kind`` "f") or directory ("d") to ``destination``;
-        an empty pool is topped up first (then that batch's time is this moment)."""
+        an empty pool is topped up first (then that batch's time is this moment). The take
+        moves the pool's times: the caller (:meth:`write_stream`) coarsens them."""
         pool = self.root / self.POOL
         for attempt in range(2):
             if pool.is_dir():
