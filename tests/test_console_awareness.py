@@ -936,6 +936,62 @@ def test_delivery_summary_words_each_case():
     assert say("cancelled", {"sent": 2, "queued": 3, "skipped": 1}) == "Cancelled: 2 delivered, 4 not sent (cancelled)."
 
 
+def _arabic_figure(n: int, zero: str, one: str, two: str, word: str) -> str:
+    """An Arabic count as the catalog words it: its own words for 0, 1 and 2, then the
+    number (isolated) with the noun in the case Arabic grammar gives 3-10, 11-99 and 100."""
+    noun = "مشتركين" if 3 <= n % 100 <= 10 else "مشتركًا" if 11 <= n % 100 <= 99 else "مشترك"
+    return {0: zero, 1: one, 2: two}.get(n) or f"{word} \u2066{n}\u2069 {noun}"
+
+
+def _delivered(n: int) -> str:
+    return _arabic_figure(n, "لم تصل إلى أحد", "وصلت إلى مشترك واحد", "وصلت إلى مشتركَين", "وصلت إلى")
+
+
+def _to_send(n: int) -> str:
+    return _arabic_figure(n, "لم يبقَ أحد", "بقي مشترك واحد", "بقي مشتركان", "بقي")
+
+
+def _blocked(n: int) -> str:
+    return _arabic_figure(n, "لم يحظر البوتَ أحد", "حظر البوتَ مشترك واحد", "حظر البوتَ مشتركان", "حظر البوتَ")
+
+
+def _failed(n: int) -> str:
+    return _arabic_figure(n, "لم يتعذّر الإرسال إلى أحد", "تعذّر الإرسال إلى مشترك واحد",
+                          "تعذّر الإرسال إلى مشتركَين", "تعذّر الإرسال إلى")
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 3, 11, 100])  # Arabic's six plural forms
+def test_the_arabic_delivery_summary_says_each_figure_once(n):
+    """The trial read "قيد الإرسال: لم تصل إلى أحد، وبقي مشتركان، وبقي مشتركان.": Babel joined
+    two items with Arabic's "start" and then its "end" list pattern (Arabic's data have no
+    pattern for two), so the second figure came twice. Uses the compiled Arabic catalog."""
+    from nazaha.admin import i18n
+    from nazaha.admin.broadcast_summary import delivery_summary
+
+    assert i18n.translations("ar").ugettext("Sending: %(figures)s.") == "قيد الإرسال: %(figures)s.", \
+        "the Arabic catalog is not compiled (pybabel compile -D nazaha -d nazaha/locales)"
+    now = dt.datetime(2026, 11, 30, 9, tzinfo=dt.timezone.utc)
+    other = {0: 2, 1: 0, 2: 11, 3: 1, 11: 100, 100: 3}[n]  # the other figure, another form
+
+    def say(status, progress):
+        return delivery_summary(status, progress, started_at=now, send_at=None, audience=None, now=now)
+
+    i18n.set_locale("ar")
+    try:
+        assert say("sending", {"sent": n, "queued": other}) == f"قيد الإرسال: {_delivered(n)}، و{_to_send(other)}."
+        assert say("sending", {"sent": other, "sending": n}) == f"قيد الإرسال: {_delivered(other)}، و{_to_send(n)}."
+        assert say("paused", {"sent": n, "queued": n}) == f"متوقفة مؤقتًا: {_delivered(n)}، و{_to_send(n)}."
+        assert say("done", {"sent": n, "blocked": other, "failed": 1}) == (
+            f"انتهت: {_delivered(n)}، و{_blocked(other)}، و{_failed(1)}.")
+        assert say("done", {"sent": other, "blocked": n, "failed": n}) == (
+            f"انتهت: {_delivered(other)}، و{_blocked(n)}، و{_failed(n)}.")
+    finally:
+        i18n.set_locale("en")
+    # English is unchanged: two figures, then three.
+    assert say("sending", {"sent": 2, "queued": 1}) == "Sending: 2 delivered, 1 still to send."
+    assert say("done", {"sent": 2, "failed": 1}) == "Finished: 2 delivered, 0 blocked, 1 failed."
+
+
 # ------------------------------------------------------------------------- volunteers
 
 
