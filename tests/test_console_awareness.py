@@ -630,7 +630,7 @@ async def test_link_my_telegram_needs_the_bot_s_code_typed_back_then_tests_go_to
         link_id = await session.scalar(select(StaffUser.chat_link_id).where(StaffUser.username == "vera"))
         assert link_id and await session.get(StaffChat, link_id) is None
     # A code typed before any chat opened the link counts nothing and keeps the link.
-    assert type_code(vera, "123456").headers["location"] == "/awareness?error=confirm_none#telegram"
+    assert type_code(vera, "123456").headers["location"] == "/awareness?error=confirm_none#confirm-error"
     assert link_code_of(vera.get("/awareness").text) == code
 
     broadcast_id = compose(vera)
@@ -644,10 +644,19 @@ async def test_link_my_telegram_needs_the_bot_s_code_typed_back_then_tests_go_to
     assert 'id="code-waiting"' in page and 'id="telegram-linked"' not in page
     assert not await staff_chats.is_linked(w.sm, link_id)
     answer = type_code(vera, another_code(confirmation))
-    assert answer.headers["location"] == "/awareness?error=confirm_wrong&left=4#telegram"
-    assert "That is not the code the bot sent. You can try 4 more times." in vera.get(answer.headers["location"]).text
+    assert answer.headers["location"] == "/awareness?error=confirm_wrong&left=4#confirm-error"
+    page = vera.get(answer.headers["location"]).text
+    assert "That is not the code the bot sent. You can try 4 more times." in page
+    # The refusal sits in the Telegram section, just above the code's form (the page opens
+    # at it), not at the top of the page; the field names it.
+    telegram = page[page.index('<section class="card" id="telegram">'):]
+    assert page.count('id="confirm-error"') == 1 and 'id="confirm-error"' in telegram
+    between = telegram[telegram.index('id="confirm-error"'):telegram.index('id="telegram-confirm"')]
+    assert between.count("<p") == 0 and 'aria-describedby="confirm-error"' in telegram
     assert not await staff_chats.is_linked(w.sm, link_id)
-    assert type_code(vera, confirmation[:3] + " " + confirmation[3:]).headers["location"] == "/awareness?done=linked#telegram"
+    # Typed as a phone set to Arabic types it: Arabic-Indic digits, with a space.
+    typed = confirmation.translate(str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩"))
+    assert type_code(vera, typed[:3] + " " + typed[3:]).headers["location"] == "/awareness?done=linked#telegram"
     page = vera.get("/awareness").text
     assert 'id="telegram-linked"' in page and code not in page and 'id="telegram-link"' not in page
     # The first name Telegram gave the bot, shown as text; sealed in the console's store.
@@ -711,11 +720,14 @@ async def test_a_chat_that_opened_someone_s_link_is_not_linked_without_the_code(
     async with w.sm() as session:
         link_id = await session.scalar(select(StaffUser.chat_link_id).where(StaffUser.username == "vera"))
     left = [type_code(vera, another_code(citizen)).headers["location"] for _ in range(5)]
-    assert left[:4] == [f"/awareness?error=confirm_wrong&left={n}#telegram" for n in (4, 3, 2, 1)]
-    assert left[4] == "/awareness?error=confirm_locked#telegram"
-    assert "Too many wrong codes: nothing was linked." in vera.get(left[4]).text
+    assert left[:4] == [f"/awareness?error=confirm_wrong&left={n}#confirm-error" for n in (4, 3, 2, 1)]
+    assert left[4] == "/awareness?error=confirm_locked#confirm-error"
+    page = vera.get(left[4]).text
+    assert "Too many wrong codes: nothing was linked." in page
+    # No code's form any more: the notice opens the Telegram section, beside "Link my Telegram".
+    assert page.index('id="telegram"') < page.index('id="confirm-error"') < page.index('id="telegram-link-button"')
     # Even the right code is refused now, and the member starts again.
-    assert type_code(vera, citizen).headers["location"] == "/awareness?error=confirm_expired#telegram"
+    assert type_code(vera, citizen).headers["location"] == "/awareness?error=confirm_expired#confirm-error"
     assert not await staff_chats.is_linked(w.sm, link_id) and await count(w, StaffChat) == 0
     assert 'id="telegram-link-button"' in vera.get("/awareness").text
 
@@ -724,7 +736,7 @@ async def test_a_chat_that_opened_someone_s_link_is_not_linked_without_the_code(
     vera.post("/awareness/telegram/link", data={"csrf": csrf_of(page)})
     code = await the_bot(w).start_confirmation(link_code_of(vera.get("/awareness").text), 700_000_556, "Vera", now=w.clock())
     w.clock.advance(seconds=staff_chats.CONFIRM_TTL.total_seconds() + 1)
-    assert type_code(vera, code).headers["location"] == "/awareness?error=confirm_expired#telegram"
+    assert type_code(vera, code).headers["location"] == "/awareness?error=confirm_expired#confirm-error"
     assert "The code or the link has expired" in vera.get("/awareness?error=confirm_expired").text
     assert await count(w, StaffChat) == 0
     async with w.sm() as session:
