@@ -1138,6 +1138,50 @@ async def test_quiz_results_show_the_summed_counts_and_hide_small_cells(world):
 # ---------------------------------------------------------------------------- campaigns
 
 
+def opens_by_day(page: str) -> list[tuple[str, str]]:
+    """The campaign page's opens per day: (day, the count or the words hiding it)."""
+    table = re.search(r'<table class="grid stats-table" id="campaign-days">(.*?)</table>', page, re.S)
+    rows = re.findall(r'<tr(?: id="campaign-earlier")?><td>(?:<bdi dir="ltr">)?([^<]+)(?:</bdi>)?</td><td class="num">'
+                      r'(?:<bdi dir="ltr">|<span class="small-cell">)([^<]+)<', table.group(1)) if table else []
+    return [(day, count.strip()) for day, count in rows]
+
+
+async def test_campaign_opens_under_5_are_hidden_as_survey_answers_are(world):
+    """One open of a link given to one person told whether they opened it: under 5 opens in
+    all nothing is shown (not even 0); a day under 5 is hidden, with another withheld where
+    it could be worked out from the total."""
+    w = world
+    vera = await member(w, "vera", "volunteer")
+    page = vera.get("/awareness/campaigns").text
+    created = vera.post("/awareness/campaigns", data={"csrf": csrf_of(page), "name": "For Samir only", "code": "samir", "target": "rights"})
+    campaign_id = int(re.search(r"/awareness/campaigns/(\d+)", created.headers["location"]).group(1))
+
+    def cell_in_list() -> str:
+        row = re.search(rf'<tr id="campaign-{campaign_id}">(.*?)</tr>', vera.get("/awareness/campaigns").text, re.S).group(1)
+        return re.sub(r"<[^>]+>", "", re.findall(r'<td class="num">(.*?)</td>', row, re.S)[0]).strip()
+
+    for opens in (0, 1, 4):
+        async with w.sm.begin() as session:
+            await session.execute(delete(CampaignDay).where(CampaignDay.campaign_id == campaign_id))
+            if opens:
+                session.add(CampaignDay(campaign_id=campaign_id, day=TODAY, biased_opens=biased(opens)))
+        page = vera.get(f"/awareness/campaigns/{campaign_id}").text
+        assert 'id="campaign-few"' in page and 'id="campaign-days"' not in page, opens
+        assert re.search(r'id="campaign-total"><span class="small-cell">fewer than 5<', page), opens
+        assert cell_in_list() == "fewer than 5", opens
+        assert "a link given to one person must not tell whether they opened it" in page
+    # 19 in all: the day with 3 is hidden, and the day with 7 withheld (19 - 7 - 9 would tell it).
+    async with w.sm.begin() as session:
+        await session.execute(delete(CampaignDay).where(CampaignDay.campaign_id == campaign_id))
+        session.add(CampaignDay(campaign_id=campaign_id, day=TODAY, biased_opens=biased(3)))
+        session.add(CampaignDay(campaign_id=campaign_id, day=TODAY - dt.timedelta(days=1), biased_opens=biased(7)))
+        session.add(CampaignDay(campaign_id=campaign_id, day=TODAY - dt.timedelta(days=2), biased_opens=biased(9)))
+    page = vera.get(f"/awareness/campaigns/{campaign_id}").text
+    assert re.search(r'id="campaign-total"><bdi dir="ltr">19<', page) and cell_in_list() == "19"
+    assert opens_by_day(page) == [("2026-11-30", "fewer than 5"), ("2026-11-29", "withheld (it would reveal a small number)"),
+                                  ("2026-11-28", "9")]
+
+
 async def test_campaign_link_qr_code_opens_and_deactivation(world):
     w = world
     vera = await member(w, "vera", "volunteer")
@@ -1162,8 +1206,8 @@ async def test_campaign_link_qr_code_opens_and_deactivation(world):
         session.add(CampaignDay(campaign_id=campaign_id, day=TODAY, biased_opens=biased(2)))
     page = vera.get(f"/awareness/campaigns/{campaign_id}").text
     assert re.search(r'id="campaign-total"><bdi dir="ltr">5<', page)
-    assert re.findall(r'<td><bdi dir="ltr">(\d{4}-\d\d-\d\d)</bdi></td><td class="num"><bdi dir="ltr">(\d+)<', page) == [
-        ("2026-11-30", "2"), ("2026-11-29", "3")]
+    # Each day's count is under 5: hidden, as a survey's small answers are.
+    assert opens_by_day(page) == [("2026-11-30", "fewer than 5"), ("2026-11-29", "fewer than 5")]
     listing = vera.get("/awareness/campaigns").text
     assert f"https://t.me/{BOT}?start=c_birzeit-2026" in listing
 
