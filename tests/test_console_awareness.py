@@ -1138,6 +1138,34 @@ async def test_quiz_results_show_the_summed_counts_and_hide_small_cells(world):
 # ---------------------------------------------------------------------------- campaigns
 
 
+async def test_the_campaign_target_menu_groups_each_topic_with_its_articles(world):
+    """The menu was 10 topics, then 38 "— article" lines: now one group per topic, the
+    topic itself first; a refused form keeps the article chosen."""
+    from nazaha.awareness.library_editor import campaign_targets
+
+    w = world
+    vera = await member(w, "vera", "volunteer")
+    page = vera.get("/awareness/campaigns").text
+    menu = re.search(r'<select name="target" required>(.*?)</select>', page, re.S).group(1)
+    groups = re.findall(r'<optgroup label="([^"]+)">(.*?)</optgroup>', menu, re.S)
+    assert re.sub(r'<optgroup label="[^"]+">.*?</optgroup>', "", menu, flags=re.S).strip() == ""  # nothing outside
+    async with w.sm() as session:
+        targets = await campaign_targets(session)
+    topics = [t for t, kind, _ in targets if kind == "topic"]
+    assert len(groups) == len(topics) >= 2
+    articles = 0
+    for (label, options), topic in zip(groups, topics, strict=True):
+        values = re.findall(r'<option value="([^"]+)"', options)
+        assert values[0] == topic and f"The whole topic: {label}<" in options
+        assert values[1:] == [t for t, kind, of in targets if kind == "item" and of == topic]
+        articles += len(values) - 1
+    assert articles == len(targets) - len(topics) > 0
+    article = next(t for t, kind, _ in targets if kind == "item")
+    refused = vera.post("/awareness/campaigns", data={"csrf": csrf_of(page), "name": "", "code": "", "target": article})
+    assert refused.status_code == 400
+    assert re.findall(r'<option value="([^"]+)" selected>', refused.text) == [article]
+
+
 def opens_by_day(page: str) -> list[tuple[str, str]]:
     """The campaign page's opens per day: (day, the count or the words hiding it)."""
     table = re.search(r'<table class="grid stats-table" id="campaign-days">(.*?)</table>', page, re.S)
