@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -73,6 +74,17 @@ def totp_code(secret: str, clock: MovableClock) -> str:
     return pyotp.TOTP(secret).at(clock())
 
 
+_ARABIC_INDIC = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
+_EXTENDED_ARABIC_INDIC = str.maketrans("0123456789", "۰۱۲۳۴۵۶۷۸۹")
+
+
+def arabic_digits(code: str, *, extended: bool = False, spaced: bool = False) -> str:
+    """``code`` as a phone set to Arabic types it: Arabic-Indic digits (٠-٩), or with
+    ``extended`` the Extended ones (۰-۹, Persian/Urdu keyboards); ``spaced``: "٥٧٩ ٩٤١"."""
+    out = code.translate(_EXTENDED_ARABIC_INDIC if extended else _ARABIC_INDIC)
+    return f"{out[:3]} {out[3:]}" if spaced else out
+
+
 @dataclass
 class Member:
     username: str
@@ -82,7 +94,9 @@ class Member:
 
 
 def enrol(client: TestClient, link: str, clock: MovableClock, *, team_passphrase: str | None = None,
-          password: str = STAFF_PASSWORD) -> Member:
+          password: str = STAFF_PASSWORD, typed: Callable[[str], str] = str) -> Member:
+    """Enrol through the invitation ``link``; ``typed``: how the member types the first
+    authenticator code (e.g. :func:`arabic_digits`)."""
     path = link.split("://", 1)[1].split("/", 1)[1]
     page = client.get("/" + path)
     assert page.status_code == 200
@@ -97,7 +111,7 @@ def enrol(client: TestClient, link: str, clock: MovableClock, *, team_passphrase
     assert len(codes) == 10
     qr = client.get("/enrol/qr.svg")
     assert qr.status_code == 200 and qr.headers["content-type"].startswith("image/svg+xml")
-    done = client.post("/enrol", data={"csrf": csrf_of(page.text), "code": totp_code(secret, clock)})
+    done = client.post("/enrol", data={"csrf": csrf_of(page.text), "code": typed(totp_code(secret, clock))})
     assert done.status_code == 303, done.text
     return Member(username="", password=password, totp_secret=secret, recovery_codes=codes)
 

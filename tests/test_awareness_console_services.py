@@ -326,3 +326,26 @@ async def test_a_campaign_opens_a_topic_or_an_article_never_a_quiz_question(sess
             await campaigns.create_campaign(session, name="Quiz", code="", target=f"item:{quiz_code}", today=NOW.date())
     async with write_session(sessionmaker) as session:
         await session.execute(text("DELETE FROM awareness_items WHERE code IN (:a, :b)"), {"a": quiz_code, "b": article_code})
+
+
+def test_campaign_opens_are_shown_with_small_counts_hidden_and_earlier_days_counted():
+    """campaign_editor.shown_opens, the rule of nazaha.services.disclosure: nothing under 5
+    in all; the days beyond the 60 listed are one more part of the total ("Earlier days"),
+    so a hidden day cannot be worked out from it either."""
+    from nazaha.services.disclosure import breakdown
+
+    assert breakdown([1, 2], 5) == (None, []) and breakdown([0], 5) == (None, [])
+    assert breakdown([3, 0, 9], 5) == (12, ["<5", 0, "x"]) and breakdown([1], 1) == (1, [1])
+    day = NOW.date()
+
+    def view(total, *counts):
+        return campaigns.CampaignView(1, "c", "C", "rights", True, day, total,
+                                      [(day - dt.timedelta(days=n), c) for n, c in enumerate(counts)])
+
+    assert campaigns.shown_opens(view(4, 4)) == campaigns.ShownOpens(5, None)
+    assert campaigns.shown_opens(view(0)) == campaigns.ShownOpens(5, None)
+    shown = campaigns.shown_opens(view(20, 12, 3))  # 5 opens on days no longer listed
+    assert shown.total == 20 and [n for _, n in shown.days] == [12, "<5"] and shown.earlier == "x"
+    assert campaigns.shown_opens(view(17, 12, 5)).earlier is None
+    assert campaigns.shown_opens(view(30, 12, 6), min_cell=10).days[1] == (day - dt.timedelta(days=1), "<10")
+    assert campaigns.shown_opens(view(30, 12, 6), min_cell=1).min_cell == 5  # never fewer than 5

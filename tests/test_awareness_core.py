@@ -232,6 +232,13 @@ def test_confirmation_codes_are_read_as_typed() -> None:
     assert normalise_code("123 456") == normalise_code("123-456") == normalise_code("\u2066123456\u2069") == "123456"
     assert normalise_code("١٢٣٤٥٦") == normalise_code("۱۲۳۴۵۶") == "123456"
     assert normalise_code("12345x") == "" and normalise_code("") == ""
+    # One reading for every code typed in the console: the same function signs in.
+    from nazaha import typed_codes
+
+    assert normalise_code is typed_codes.normalise_code
+    assert typed_codes.normalise_code("abcde-٢٣٤٥٦", letters=True) == "ABCDE23456"
+    assert typed_codes.normalise_code("abcde-23456") == "" and typed_codes.normalise_code("حسن12", letters=True) == ""
+    assert typed_codes.normalise_code("1" * (typed_codes.MAX_TYPED + 1)) == ""
 
 
 @pytest.mark.parametrize("separator", ["\n", "\r\n", "\u2028", "\u2029", "\x85", "\x0b"])

@@ -18,6 +18,7 @@ from tests.console_support import (
     login,
     STAFF_PASSWORD,
     MovableClock,
+    arabic_digits,
     console_settings,
     csrf_of,
     invitation_link_after,
@@ -82,6 +83,35 @@ async def test_first_admin_enrols_and_logs_in(setup, client_factory):
     third = client_factory()
     assert login(third, "admin", STAFF_PASSWORD, admin.recovery_codes[0]).status_code == 303
     assert login(client_factory(), "admin", STAFF_PASSWORD, admin.recovery_codes[0]).status_code == 401
+
+
+async def test_codes_typed_in_arabic_indic_digits_work_at_enrolment_and_sign_in(setup, client_factory):
+    """A phone set to Arabic types ٥٧٩٩٤١ (or ۵۷۹۹۴۱ on a Persian/Urdu keyboard), often with
+    a space: the authenticator's code and a recovery code are read as their ASCII digits at
+    enrolment and at sign-in, not refused as a wrong code (which counts toward the pause)."""
+    _, link = setup
+    clock = client_factory.clock
+    admin = enrol(client_factory(), link, clock, team_passphrase=PASSPHRASE,
+                  typed=lambda code: arabic_digits(code, spaced=True))
+    clock.advance(seconds=60)
+    code = totp_code(admin.totp_secret, clock)
+    assert login(client_factory(), "admin", STAFF_PASSWORD, arabic_digits(code, extended=True)).status_code == 303
+    # Read as the same code: used once, whichever digits typed it.
+    assert login(client_factory(), "admin", STAFF_PASSWORD, code).status_code == 401
+    clock.advance(seconds=60)
+    code = totp_code(admin.totp_secret, clock)
+    assert login(client_factory(), "admin", STAFF_PASSWORD, "\u2066" + arabic_digits(code, spaced=True) + "\u2069").status_code == 303
+    # A recovery code with its digits typed in Arabic-Indic and its letters in lower case.
+    recovery = next(c for c in admin.recovery_codes if any(ch.isdigit() for ch in c))
+    assert login(client_factory(), "admin", STAFF_PASSWORD, arabic_digits(recovery).lower()).status_code == 303
+    assert login(client_factory(), "admin", STAFF_PASSWORD, recovery).status_code == 401  # used up
+    # A wrong code stays wrong in any digits, and other characters are not read as digits.
+    clock.advance(seconds=60)
+    code = totp_code(admin.totp_secret, clock)
+    wrong = f"{(int(code) + 1) % 1_000_000:06d}"
+    assert login(client_factory(), "admin", STAFF_PASSWORD, arabic_digits(wrong)).status_code == 401
+    assert login(client_factory(), "admin", STAFF_PASSWORD, code[:5] + "x" + code[5:]).status_code == 401
+    assert login(client_factory(), "admin", STAFF_PASSWORD, arabic_digits(code)).status_code == 303
 
 
 @pytest.mark.parametrize("weak", ["Palestine2024!", "Ramallah@2023", "caseworker2024", "Admin@Nazaha1"])

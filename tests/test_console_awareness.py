@@ -630,7 +630,7 @@ async def test_link_my_telegram_needs_the_bot_s_code_typed_back_then_tests_go_to
         link_id = await session.scalar(select(StaffUser.chat_link_id).where(StaffUser.username == "vera"))
         assert link_id and await session.get(StaffChat, link_id) is None
     # A code typed before any chat opened the link counts nothing and keeps the link.
-    assert type_code(vera, "123456").headers["location"] == "/awareness?error=confirm_none#telegram"
+    assert type_code(vera, "123456").headers["location"] == "/awareness?error=confirm_none#confirm-error"
     assert link_code_of(vera.get("/awareness").text) == code
 
     broadcast_id = compose(vera)
@@ -644,10 +644,19 @@ async def test_link_my_telegram_needs_the_bot_s_code_typed_back_then_tests_go_to
     assert 'id="code-waiting"' in page and 'id="telegram-linked"' not in page
     assert not await staff_chats.is_linked(w.sm, link_id)
     answer = type_code(vera, another_code(confirmation))
-    assert answer.headers["location"] == "/awareness?error=confirm_wrong&left=4#telegram"
-    assert "That is not the code the bot sent. You can try 4 more times." in vera.get(answer.headers["location"]).text
+    assert answer.headers["location"] == "/awareness?error=confirm_wrong&left=4#confirm-error"
+    page = vera.get(answer.headers["location"]).text
+    assert "That is not the code the bot sent. You can try 4 more times." in page
+    # The refusal sits in the Telegram section, just above the code's form (the page opens
+    # at it), not at the top of the page; the field names it.
+    telegram = page[page.index('<section class="card" id="telegram">'):]
+    assert page.count('id="confirm-error"') == 1 and 'id="confirm-error"' in telegram
+    between = telegram[telegram.index('id="confirm-error"'):telegram.index('id="telegram-confirm"')]
+    assert between.count("<p") == 0 and 'aria-describedby="confirm-error"' in telegram
     assert not await staff_chats.is_linked(w.sm, link_id)
-    assert type_code(vera, confirmation[:3] + " " + confirmation[3:]).headers["location"] == "/awareness?done=linked#telegram"
+    # Typed as a phone set to Arabic types it: Arabic-Indic digits, with a space.
+    typed = confirmation.translate(str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩"))
+    assert type_code(vera, typed[:3] + " " + typed[3:]).headers["location"] == "/awareness?done=linked#telegram"
     page = vera.get("/awareness").text
     assert 'id="telegram-linked"' in page and code not in page and 'id="telegram-link"' not in page
     # The first name Telegram gave the bot, shown as text; sealed in the console's store.
@@ -711,11 +720,14 @@ async def test_a_chat_that_opened_someone_s_link_is_not_linked_without_the_code(
     async with w.sm() as session:
         link_id = await session.scalar(select(StaffUser.chat_link_id).where(StaffUser.username == "vera"))
     left = [type_code(vera, another_code(citizen)).headers["location"] for _ in range(5)]
-    assert left[:4] == [f"/awareness?error=confirm_wrong&left={n}#telegram" for n in (4, 3, 2, 1)]
-    assert left[4] == "/awareness?error=confirm_locked#telegram"
-    assert "Too many wrong codes: nothing was linked." in vera.get(left[4]).text
+    assert left[:4] == [f"/awareness?error=confirm_wrong&left={n}#confirm-error" for n in (4, 3, 2, 1)]
+    assert left[4] == "/awareness?error=confirm_locked#confirm-error"
+    page = vera.get(left[4]).text
+    assert "Too many wrong codes: nothing was linked." in page
+    # No code's form any more: the notice opens the Telegram section, beside "Link my Telegram".
+    assert page.index('id="telegram"') < page.index('id="confirm-error"') < page.index('id="telegram-link-button"')
     # Even the right code is refused now, and the member starts again.
-    assert type_code(vera, citizen).headers["location"] == "/awareness?error=confirm_expired#telegram"
+    assert type_code(vera, citizen).headers["location"] == "/awareness?error=confirm_expired#confirm-error"
     assert not await staff_chats.is_linked(w.sm, link_id) and await count(w, StaffChat) == 0
     assert 'id="telegram-link-button"' in vera.get("/awareness").text
 
@@ -724,7 +736,7 @@ async def test_a_chat_that_opened_someone_s_link_is_not_linked_without_the_code(
     vera.post("/awareness/telegram/link", data={"csrf": csrf_of(page)})
     code = await the_bot(w).start_confirmation(link_code_of(vera.get("/awareness").text), 700_000_556, "Vera", now=w.clock())
     w.clock.advance(seconds=staff_chats.CONFIRM_TTL.total_seconds() + 1)
-    assert type_code(vera, code).headers["location"] == "/awareness?error=confirm_expired#telegram"
+    assert type_code(vera, code).headers["location"] == "/awareness?error=confirm_expired#confirm-error"
     assert "The code or the link has expired" in vera.get("/awareness?error=confirm_expired").text
     assert await count(w, StaffChat) == 0
     async with w.sm() as session:
@@ -936,6 +948,62 @@ def test_delivery_summary_words_each_case():
     assert say("cancelled", {"sent": 2, "queued": 3, "skipped": 1}) == "Cancelled: 2 delivered, 4 not sent (cancelled)."
 
 
+def _arabic_figure(n: int, zero: str, one: str, two: str, word: str) -> str:
+    """An Arabic count as the catalog words it: its own words for 0, 1 and 2, then the
+    number (isolated) with the noun in the case Arabic grammar gives 3-10, 11-99 and 100."""
+    noun = "مشتركين" if 3 <= n % 100 <= 10 else "مشتركًا" if 11 <= n % 100 <= 99 else "مشترك"
+    return {0: zero, 1: one, 2: two}.get(n) or f"{word} \u2066{n}\u2069 {noun}"
+
+
+def _delivered(n: int) -> str:
+    return _arabic_figure(n, "لم تصل إلى أحد", "وصلت إلى مشترك واحد", "وصلت إلى مشتركَين", "وصلت إلى")
+
+
+def _to_send(n: int) -> str:
+    return _arabic_figure(n, "لم يبقَ أحد", "بقي مشترك واحد", "بقي مشتركان", "بقي")
+
+
+def _blocked(n: int) -> str:
+    return _arabic_figure(n, "لم يحظر البوتَ أحد", "حظر البوتَ مشترك واحد", "حظر البوتَ مشتركان", "حظر البوتَ")
+
+
+def _failed(n: int) -> str:
+    return _arabic_figure(n, "لم يتعذّر الإرسال إلى أحد", "تعذّر الإرسال إلى مشترك واحد",
+                          "تعذّر الإرسال إلى مشتركَين", "تعذّر الإرسال إلى")
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 3, 11, 100])  # Arabic's six plural forms
+def test_the_arabic_delivery_summary_says_each_figure_once(n):
+    """The trial read "قيد الإرسال: لم تصل إلى أحد، وبقي مشتركان، وبقي مشتركان.": Babel joined
+    two items with Arabic's "start" and then its "end" list pattern (Arabic's data have no
+    pattern for two), so the second figure came twice. Uses the compiled Arabic catalog."""
+    from nazaha.admin import i18n
+    from nazaha.admin.broadcast_summary import delivery_summary
+
+    assert i18n.translations("ar").ugettext("Sending: %(figures)s.") == "قيد الإرسال: %(figures)s.", \
+        "the Arabic catalog is not compiled (pybabel compile -D nazaha -d nazaha/locales)"
+    now = dt.datetime(2026, 11, 30, 9, tzinfo=dt.timezone.utc)
+    other = {0: 2, 1: 0, 2: 11, 3: 1, 11: 100, 100: 3}[n]  # the other figure, another form
+
+    def say(status, progress):
+        return delivery_summary(status, progress, started_at=now, send_at=None, audience=None, now=now)
+
+    i18n.set_locale("ar")
+    try:
+        assert say("sending", {"sent": n, "queued": other}) == f"قيد الإرسال: {_delivered(n)}، و{_to_send(other)}."
+        assert say("sending", {"sent": other, "sending": n}) == f"قيد الإرسال: {_delivered(other)}، و{_to_send(n)}."
+        assert say("paused", {"sent": n, "queued": n}) == f"متوقفة مؤقتًا: {_delivered(n)}، و{_to_send(n)}."
+        assert say("done", {"sent": n, "blocked": other, "failed": 1}) == (
+            f"انتهت: {_delivered(n)}، و{_blocked(other)}، و{_failed(1)}.")
+        assert say("done", {"sent": other, "blocked": n, "failed": n}) == (
+            f"انتهت: {_delivered(other)}، و{_blocked(n)}، و{_failed(n)}.")
+    finally:
+        i18n.set_locale("en")
+    # English is unchanged: two figures, then three.
+    assert say("sending", {"sent": 2, "queued": 1}) == "Sending: 2 delivered, 1 still to send."
+    assert say("done", {"sent": 2, "failed": 1}) == "Finished: 2 delivered, 0 blocked, 1 failed."
+
+
 # ------------------------------------------------------------------------- volunteers
 
 
@@ -1070,6 +1138,78 @@ async def test_quiz_results_show_the_summed_counts_and_hide_small_cells(world):
 # ---------------------------------------------------------------------------- campaigns
 
 
+async def test_the_campaign_target_menu_groups_each_topic_with_its_articles(world):
+    """The menu was 10 topics, then 38 "— article" lines: now one group per topic, the
+    topic itself first; a refused form keeps the article chosen."""
+    from nazaha.awareness.library_editor import campaign_targets
+
+    w = world
+    vera = await member(w, "vera", "volunteer")
+    page = vera.get("/awareness/campaigns").text
+    menu = re.search(r'<select name="target" required>(.*?)</select>', page, re.S).group(1)
+    groups = re.findall(r'<optgroup label="([^"]+)">(.*?)</optgroup>', menu, re.S)
+    assert re.sub(r'<optgroup label="[^"]+">.*?</optgroup>', "", menu, flags=re.S).strip() == ""  # nothing outside
+    async with w.sm() as session:
+        targets = await campaign_targets(session)
+    topics = [t for t, kind, _ in targets if kind == "topic"]
+    assert len(groups) == len(topics) >= 2
+    articles = 0
+    for (label, options), topic in zip(groups, topics, strict=True):
+        values = re.findall(r'<option value="([^"]+)"', options)
+        assert values[0] == topic and f"The whole topic: {label}<" in options
+        assert values[1:] == [t for t, kind, of in targets if kind == "item" and of == topic]
+        articles += len(values) - 1
+    assert articles == len(targets) - len(topics) > 0
+    article = next(t for t, kind, _ in targets if kind == "item")
+    refused = vera.post("/awareness/campaigns", data={"csrf": csrf_of(page), "name": "", "code": "", "target": article})
+    assert refused.status_code == 400
+    assert re.findall(r'<option value="([^"]+)" selected>', refused.text) == [article]
+
+
+def opens_by_day(page: str) -> list[tuple[str, str]]:
+    """The campaign page's opens per day: (day, the count or the words hiding it)."""
+    table = re.search(r'<table class="grid stats-table" id="campaign-days">(.*?)</table>', page, re.S)
+    rows = re.findall(r'<tr(?: id="campaign-earlier")?><td>(?:<bdi dir="ltr">)?([^<]+)(?:</bdi>)?</td><td class="num">'
+                      r'(?:<bdi dir="ltr">|<span class="small-cell">)([^<]+)<', table.group(1)) if table else []
+    return [(day, count.strip()) for day, count in rows]
+
+
+async def test_campaign_opens_under_5_are_hidden_as_survey_answers_are(world):
+    """One open of a link given to one person told whether they opened it: under 5 opens in
+    all nothing is shown (not even 0); a day under 5 is hidden, with another withheld where
+    it could be worked out from the total."""
+    w = world
+    vera = await member(w, "vera", "volunteer")
+    page = vera.get("/awareness/campaigns").text
+    created = vera.post("/awareness/campaigns", data={"csrf": csrf_of(page), "name": "For Samir only", "code": "samir", "target": "rights"})
+    campaign_id = int(re.search(r"/awareness/campaigns/(\d+)", created.headers["location"]).group(1))
+
+    def cell_in_list() -> str:
+        row = re.search(rf'<tr id="campaign-{campaign_id}">(.*?)</tr>', vera.get("/awareness/campaigns").text, re.S).group(1)
+        return re.sub(r"<[^>]+>", "", re.findall(r'<td class="num">(.*?)</td>', row, re.S)[0]).strip()
+
+    for opens in (0, 1, 4):
+        async with w.sm.begin() as session:
+            await session.execute(delete(CampaignDay).where(CampaignDay.campaign_id == campaign_id))
+            if opens:
+                session.add(CampaignDay(campaign_id=campaign_id, day=TODAY, biased_opens=biased(opens)))
+        page = vera.get(f"/awareness/campaigns/{campaign_id}").text
+        assert 'id="campaign-few"' in page and 'id="campaign-days"' not in page, opens
+        assert re.search(r'id="campaign-total"><span class="small-cell">fewer than 5<', page), opens
+        assert cell_in_list() == "fewer than 5", opens
+        assert "a link given to one person must not tell whether they opened it" in page
+    # 19 in all: the day with 3 is hidden, and the day with 7 withheld (19 - 7 - 9 would tell it).
+    async with w.sm.begin() as session:
+        await session.execute(delete(CampaignDay).where(CampaignDay.campaign_id == campaign_id))
+        session.add(CampaignDay(campaign_id=campaign_id, day=TODAY, biased_opens=biased(3)))
+        session.add(CampaignDay(campaign_id=campaign_id, day=TODAY - dt.timedelta(days=1), biased_opens=biased(7)))
+        session.add(CampaignDay(campaign_id=campaign_id, day=TODAY - dt.timedelta(days=2), biased_opens=biased(9)))
+    page = vera.get(f"/awareness/campaigns/{campaign_id}").text
+    assert re.search(r'id="campaign-total"><bdi dir="ltr">19<', page) and cell_in_list() == "19"
+    assert opens_by_day(page) == [("2026-11-30", "fewer than 5"), ("2026-11-29", "withheld (it would reveal a small number)"),
+                                  ("2026-11-28", "9")]
+
+
 async def test_campaign_link_qr_code_opens_and_deactivation(world):
     w = world
     vera = await member(w, "vera", "volunteer")
@@ -1094,8 +1234,8 @@ async def test_campaign_link_qr_code_opens_and_deactivation(world):
         session.add(CampaignDay(campaign_id=campaign_id, day=TODAY, biased_opens=biased(2)))
     page = vera.get(f"/awareness/campaigns/{campaign_id}").text
     assert re.search(r'id="campaign-total"><bdi dir="ltr">5<', page)
-    assert re.findall(r'<td><bdi dir="ltr">(\d{4}-\d\d-\d\d)</bdi></td><td class="num"><bdi dir="ltr">(\d+)<', page) == [
-        ("2026-11-30", "2"), ("2026-11-29", "3")]
+    # Each day's count is under 5: hidden, as a survey's small answers are.
+    assert opens_by_day(page) == [("2026-11-30", "fewer than 5"), ("2026-11-29", "fewer than 5")]
     listing = vera.get("/awareness/campaigns").text
     assert f"https://t.me/{BOT}?start=c_birzeit-2026" in listing
 

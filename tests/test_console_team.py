@@ -42,6 +42,28 @@ async def user_id_of(w, username: str) -> str:
         return await session.scalar(select(StaffUser.id).where(StaffUser.username == username))
 
 
+async def test_a_refused_invitation_keeps_the_name_and_role_typed_and_says_user_names_are_latin(world):
+    """The trial typed an Arabic user name: it was refused (user names are Latin: typed at
+    sign-in), and the form came back empty with the role reset to Caseworker."""
+    w = world
+    admin = w.admin_browser
+    english(admin, "/users")
+    page = admin.get("/users").text
+    assert "no Arabic letters" in page and 'aria-describedby="username-hint"' in page
+    refused = admin.post("/users/invite", data={"csrf": csrf_of(page), "username": "هدى <b>", "role": "admin"})
+    assert refused.status_code == 400
+    card = refused.text[refused.text.index("Invite someone"):]
+    assert 'id="invite-error"' in card and "Latin letters" in card
+    # What was typed comes back, escaped; the role chosen stays chosen.
+    assert re.search(r'<input name="username"[^>]* value="هدى &lt;b&gt;"[^>]* aria-invalid="true"', card)
+    assert re.findall(r'<option value="([a-z]+)" selected>', card) == ["admin"]
+    async with w.console.sessionmaker() as session:
+        assert await session.scalar(select(StaffUser.id).where(StaffUser.role == "admin", StaffUser.state == "invited")) is None
+    # The same form, corrected, invites.
+    invited = admin.post("/users/invite", data={"csrf": csrf_of(refused.text), "username": "huda", "role": "admin"})
+    assert invited.status_code == 303 and invited.headers["location"] == "/users"
+
+
 async def test_team_actions_name_the_member_and_links_show_once_after_a_redirect(world):
     w = world
     admin = w.admin_browser
@@ -57,9 +79,11 @@ async def test_team_actions_name_the_member_and_links_show_once_after_a_redirect
     assert "<bdi>huda</bdi> is invited." in page
     again = admin.get("/users").text
     assert LINK.search(again) is None and token not in again and "is invited" not in again
-    refused = admin.post("/users/invite", data={"csrf": csrf_of(again), "username": "huda", "role": "caseworker"})
-    assert refused.status_code == 303 and refused.headers["location"] == "/users?error=username_taken"
-    assert "This user name is taken." in admin.get(refused.headers["location"]).text
+    # A refused invitation is answered on the page, the form keeping what was typed and chosen.
+    refused = admin.post("/users/invite", data={"csrf": csrf_of(again), "username": "huda", "role": "volunteer"})
+    assert refused.status_code == 400 and "This user name is taken." in refused.text
+    assert re.search(r'<input name="username"[^>]* value="huda"', refused.text)
+    assert re.search(r'<option value="volunteer" selected>', refused.text)
 
     # Enrolled, not granted yet: the case page says to ask, not to sign in again.
     huda = w.browser()

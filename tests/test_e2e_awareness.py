@@ -611,7 +611,7 @@ async def test_a_member_s_link_works_only_with_the_code_typed_in_the_console(dep
     assert staff_links(deployment) == 0 and not await console.linked()
     assert 'id="code-waiting"' in (await console.get("/awareness")).text
     wrong = f"{(int(code) + 1) % 1_000_000:06d}"
-    assert await console.type_code(wrong) == "/awareness?error=confirm_wrong&left=4#telegram"
+    assert await console.type_code(wrong) == "/awareness?error=confirm_wrong&left=4#confirm-error"
     assert staff_links(deployment) == 0 and not await console.linked()
     # The link is used up: the member's own chat cannot take it over.
     me = Chat(deployment.client, await deployment.client.create_user(first_name="Amal", language_code="en"))

@@ -3,7 +3,7 @@ page: "Finished: 120 delivered, 3 blocked, 1 failed." rather than a status alone
 started; scheduled for …" rather than "0 / 0" before the sender has made its outbox.
 
 Counts go through ``ngettext`` (Arabic has six plural forms; its translations isolate the
-number) and are joined as the locale joins a list (CLDR, by Babel).
+number) and are joined as the locale joins a list (CLDR, by Babel: :func:`join_figures`).
 """
 
 from __future__ import annotations
@@ -11,12 +11,13 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 
+from babel import Locale
 from babel.lists import format_list
 
 from nazaha.admin import i18n
 from nazaha.awareness.schedule import palestine_time
 
-__all__ = ["delivery_summary"]
+__all__ = ["delivery_summary", "join_figures"]
 
 NOT_APPROVED = frozenset({"draft", "submitted", "rejected"})
 
@@ -43,7 +44,28 @@ def _figures(progress: Mapping[str, int], *, always: tuple[str, ...], cancelled:
         say(counts.get(key, 0)) for key, say in words.items()
         if key in always or counts.get(key, 0)
     ]
-    return format_list(parts, style="unit", locale=i18n.current_locale())
+    return join_figures(parts, i18n.current_locale())
+
+
+def join_figures(parts: list[str], locale: str) -> str:
+    """``parts`` joined as ``locale`` joins a list of amounts (CLDR's "unit" list: "3 sent,
+    2 failed"; in Arabic "…، و…").
+
+    Babel 2.x joins two items with the locale's "start" pattern and then its "end" pattern
+    when the locale's data have no pattern for two: Arabic's has none, and the second item
+    came out twice ("…، وبقي مشتركان، وبقي مشتركان"). CLDR's rule for two items without
+    their own pattern is the "end" pattern alone."""
+    if len(parts) == 2:
+        patterns = _unit_patterns(locale)
+        if "2" not in patterns:
+            return patterns["end"].format(*parts)
+    return format_list(parts, style="unit", locale=locale)
+
+
+def _unit_patterns(locale: str):
+    """The list patterns ``format_list(style="unit")`` uses (Babel's fall-backs, in order)."""
+    data = Locale.parse(locale).list_patterns
+    return next((data[style] for style in ("unit", "unit-short") if style in data), data["standard"])
 
 
 def delivery_summary(

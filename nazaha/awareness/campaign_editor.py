@@ -14,6 +14,11 @@ only a pause of their own (``paused_by``), never an administrator's. A campaign 
 authors were recorded (``created_by`` None) is paused and resumed by administrators only.
 Members are named by their awareness number (nazaha.awareness.members).
 
+The opens are shown as surveys' answers are (:func:`shown_opens`, the rule in
+nazaha.services.disclosure): nothing below ``min_cell`` (5 at least) opens in all, and a day
+under it hidden, with another withheld where the hidden one could be worked out from the
+total. A link given to one person alone must not tell whether they opened it.
+
 Functions take the caller's session (a write transaction where they write) and do not commit.
 """
 
@@ -30,12 +35,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from nazaha.awareness.campaigns import ITEM_TARGET, PAYLOAD_PREFIX
 from nazaha.awareness.campaigns import CODE as BOT_CODE
+from nazaha.awareness.surveys import MIN_CELL
+from nazaha.services.disclosure import breakdown
 from nazaha.storage.awareness_models import AwarenessItem, AwarenessTopic, Campaign, CampaignDay
 
 __all__ = [
     "CODE", "NAME_MAX", "CampaignError", "CampaignView", "deep_link", "qr_svg", "qr_png",
     "list_campaigns", "get_campaign", "create_campaign", "set_active", "may_pause", "may_resume",
-    "normal_code",
+    "normal_code", "MIN_CELL", "ShownOpens", "shown_opens",
 ]
 
 CODE = re.compile(r"[A-Za-z0-9_-]{1,30}")  # with fullmatch; what the bot accepts too (BOT_CODE)
@@ -71,6 +78,33 @@ class CampaignView:
     @property
     def payload(self) -> str:
         return f"{PAYLOAD_PREFIX}{self.code}"
+
+
+@dataclass(frozen=True)
+class ShownOpens:
+    """A campaign's opens as the console shows them. ``total``: None under ``min_cell``
+    opens in all (then nothing else is shown); ``days``: newest first, each count an int,
+    ``"<k"`` (hidden) or ``"x"`` (withheld); ``earlier``: the days before those listed,
+    together, in the same form (None when every day is listed)."""
+
+    min_cell: int
+    total: int | None
+    days: list[tuple[dt.date, int | str]] = field(default_factory=list)
+    earlier: int | str | None = None
+
+
+def shown_opens(campaign: CampaignView, min_cell: int = MIN_CELL) -> ShownOpens:
+    """``campaign``'s opens with small counts hidden (``min_cell``: at least
+    :data:`~nazaha.awareness.surveys.MIN_CELL`). The days not listed count as one more part
+    of the total, so that no hidden day can be worked out from it."""
+    k = max(MIN_CELL, int(min_cell))
+    counts = [n for _, n in campaign.days]
+    earlier = campaign.total - sum(counts)
+    total, shown = breakdown(counts + ([earlier] if earlier else []), k)
+    if total is None:
+        return ShownOpens(k, None)
+    days = [(day, value) for (day, _), value in zip(campaign.days, shown, strict=False)]
+    return ShownOpens(k, total, days, shown[len(counts)] if earlier else None)
 
 
 def normal_code(code: str) -> str:

@@ -32,7 +32,6 @@ import datetime as dt
 import hashlib
 import hmac
 import secrets
-import unicodedata
 from dataclasses import dataclass
 
 from sqlalchemy import delete, select, update
@@ -50,6 +49,7 @@ from nazaha.storage.crypto import (
 )
 from nazaha.storage.database import engine_of, upsert_op, write_transaction
 from nazaha.storage.unit_of_work import UnitOfWork, active_uow
+from nazaha.typed_codes import normalise_code  # re-exported: the one reading of a typed code
 
 __all__ = [
     "CODE_TTL", "CONFIRM_TTL", "MAX_ATTEMPTS", "PURPOSE", "CODE_PREFIX", "CONFIRM_DIGITS", "Confirmed",
@@ -92,20 +92,6 @@ def _unpad_name(padded: bytes) -> str:
     if len(padded) != NAME_PADDED or not body.endswith(b"\x80"):
         raise ValueError("not a padded name")
     return body[:-1].decode("utf-8")
-
-
-def normalise_code(typed: str) -> str:
-    """The digits of a typed confirmation code, in ASCII: spaces and dashes dropped,
-    Arabic-Indic digits (٠-٩, ۰-۹) read as digits. "" if anything else was typed."""
-    digits = []
-    for char in (typed or "").strip()[:40]:
-        if char in "-\u2010\u2011\u2012\u2013" or char.isspace() or unicodedata.category(char) == "Cf":
-            continue  # spaces, dashes, direction marks and isolates (a pasted code)
-        value = unicodedata.decimal(char, None)
-        if value is None:
-            return ""
-        digits.append(str(value))
-    return "".join(digits)
 
 
 async def _write(sessionmaker: async_sessionmaker[AsyncSession], op) -> object:

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from nazaha.services.disclosure import suppress
+from nazaha.services.disclosure import breakdown
 from nazaha.storage.awareness_models import (
     LANGUAGES,
     AwarenessItemText,
@@ -259,10 +259,9 @@ async def close_due_surveys(session: AsyncSession, today: dt.date) -> int:
 
 def _results(counts: list[int], labels: list[str], min_cell: int) -> Results:
     k = max(MIN_CELL, int(min_cell))
-    total = sum(counts)
-    if total < k:
+    total, shown = breakdown(counts, k)
+    if total is None:
         return Results(total=None, min_cell=k)
-    shown = suppress(counts, k)
     rows = [
         ResultRow(i, labels[i] if i < len(labels) else f"#{i + 1}", value,
                   round(100.0 * value / total, 1) if isinstance(value, int) else None)

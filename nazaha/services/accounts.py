@@ -35,6 +35,7 @@ from nazaha.storage.console_models import (
 )
 from nazaha.storage.crypto import KdfParams, TeamPrivateKey
 from nazaha.storage.passphrases import WeakPassphrase, check_passphrase
+from nazaha.typed_codes import normalise_code
 
 INVITATION_LIFETIME = dt.timedelta(hours=72)
 # A staff password protects, with the console secret, that member's key and so the team
@@ -112,10 +113,6 @@ def normalise_username(username: str) -> str:
 
 def format_recovery_code(code: str) -> str:
     return f"{code[:5]}-{code[5:]}"
-
-
-def _normalise_code(code: str) -> str:
-    return "".join(ch for ch in (code or "").upper() if ch.isalnum())
 
 
 class Accounts:
@@ -290,9 +287,10 @@ class Accounts:
 
     def _matching_step(self, secret: str, code: str, last_step: int) -> int | None:
         """The time step (±1 around now) whose code is ``code`` and is newer than
-        ``last_step``: each code works once."""
-        digits = "".join(ch for ch in (code or "") if not ch.isspace())
-        if len(digits) != 6 or not digits.isascii() or not digits.isdigit():
+        ``last_step``: each code works once. ``code`` as typed: Arabic-Indic digits, spaces
+        and dashes are read as the authenticator's digits (nazaha.typed_codes)."""
+        digits = normalise_code(code)
+        if len(digits) != 6:
             return None
         totp = pyotp.TOTP(secret)
         now_step = int(self.clock().timestamp()) // TOTP_STEP
@@ -372,7 +370,7 @@ class Accounts:
                 .values(totp_last_step=step)
             )
             return "totp" if result.rowcount == 1 else None
-        normalised = _normalise_code(code)
+        normalised = normalise_code(code, letters=True)
         if len(normalised) != 10:
             return None
         result = await session.execute(

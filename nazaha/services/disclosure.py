@@ -9,6 +9,11 @@ set of values given what is shown (one hidden cell; or all hidden at their least
 values), the smallest count still shown is hidden too, as ``"x"`` ("withheld so that a small
 count cannot be worked out"). The totals themselves stay exact. Zero is shown: it points at
 nobody.
+
+Awareness figures follow the same rule on screen (:func:`breakdown`): a survey's or a quiz's
+answers per option, a campaign's opens per day. Below ``min_cell`` in all, neither the
+total nor any part is shown, not even whether it is 0: one open of a link given to one
+person, one answer to a survey sent to a handful, would tell what that person did.
 """
 
 from __future__ import annotations
@@ -56,9 +61,19 @@ def suppress(counts: Sequence[int], min_cell: int) -> list[int | str]:
     return shown
 
 
+def breakdown(counts: Sequence[int], min_cell: int) -> tuple[int | None, list[int | str]]:
+    """A breakdown shown with its exact total (answers per option, opens per day):
+    ``(total, suppress(counts, min_cell))``, or ``(None, [])`` while the total is under
+    ``min_cell`` (nothing of it is shown: a count of 0 would tell the others apart)."""
+    total = sum(counts)
+    if int(min_cell) > 1 and total < int(min_cell):
+        return None, []
+    return total, suppress(counts, min_cell)
+
+
 def suppress_one(count: int, min_cell: int) -> int | str:
     """A count published on its own (not part of a table that adds up)."""
     return SMALL.format(k=min_cell) if 0 < count < min_cell else count
 
 
-__all__ = ["SMALL", "WITHHELD", "suppress", "suppress_one"]
+__all__ = ["SMALL", "WITHHELD", "breakdown", "suppress", "suppress_one"]

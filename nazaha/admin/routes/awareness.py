@@ -149,7 +149,7 @@ async def confirm_telegram(
         link_id = await members.chat_link_id(session, staff.identity.id)
     if pending is None or pending.ends_at <= now or not link_id:
         staff.chat_link_code = None
-        return redirect("/awareness?error=confirm_expired#telegram")
+        return redirect("/awareness?error=confirm_expired#confirm-error")
     result = await staff_chats.confirm(console.sessionmaker, link_id, code, now=now)
     if result.outcome not in ("malformed", "none"):
         async with write_session(console.sessionmaker) as session:
@@ -164,7 +164,7 @@ async def confirm_telegram(
     if result.outcome in ("locked", "expired"):
         staff.chat_link_code = None
     left = f"&left={result.attempts_left}" if result.outcome == "wrong" else ""
-    return redirect(f"/awareness?error={_CONFIRM_ERRORS[result.outcome]}{left}#telegram")
+    return redirect(f"/awareness?error={_CONFIRM_ERRORS[result.outcome]}{left}#confirm-error")
 
 
 @router.post("/awareness/telegram/unlink", dependencies=[CsrfChecked])

@@ -1,6 +1,7 @@
 """Campaign links for posters and partners: ``https://t.me/<bot>?start=c_<code>`` with its QR
 code (inline SVG on the page, a PNG to print), the opens per day and in total (aggregates
-the bot counts, never per person), deactivation.
+the bot counts, never per person; small counts hidden as surveys' are:
+campaign_editor.shown_opens), deactivation.
 
 Anyone in the awareness area may make campaigns and read their counts; a campaign's author or
 an admin deactivates it, and only an admin activates again one an admin deactivated
@@ -46,7 +47,9 @@ async def _list_page(request: Request, console: Console, *, form: dict, error: s
     targets, titles = await _targets(console)
     username = bot_username(console)
     links = {c.id: service.deep_link(username, c.payload) for c in items} if username else {}
+    opens = {c.id: service.shown_opens(c, console.settings.stats_min_cell) for c in items}
     return render(request, "campaigns.html", status_code=status_code, nav="awareness", items=items, links=links,
+                  opens=opens, min_cell=max(service.MIN_CELL, console.settings.stats_min_cell),
                   targets=targets, titles=titles, bot_configured=username is not None, form=form,
                   min_batch=aggregate_min_batch(console), error=error, done=done)
 
@@ -76,6 +79,7 @@ async def campaign_page(request: Request, console: ConsoleDep, staff: AwarenessS
         number = await members.existing_number(session, staff.identity.id)
         names = await members.names_by_number(session, [campaign.created_by, campaign.paused_by])
     return render(request, "campaign.html", nav="awareness", c=campaign, link=link, titles=titles,
+                  opens=service.shown_opens(campaign, console.settings.stats_min_cell),
                   # segno's SVG of a URL made of our own characters: no script, no style.
                   qr=Markup(service.qr_svg(link)) if link else None, bot_configured=username is not None,
                   names=names, may_pause=service.may_pause(campaign, number, admin=admin),

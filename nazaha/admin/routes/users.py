@@ -30,7 +30,10 @@ DONE = ("granted", "export_allowed", "export_stopped", "removed")
 _ERROR_CODE = re.compile(r"[a-z_]{1,32}")
 
 
-async def _page(request: Request, console, staff) -> Response:
+async def _page(request: Request, console, staff, *, invite_form: dict | None = None, refused: str | None = None,
+                status_code: int = 200) -> Response:
+    """The team page; ``invite_form``/``refused``: an invitation refused just now, its
+    inputs kept in the form and the reason (an ``AccountError`` code) above it."""
     query = request.query_params
     done, member, assigned = query.get("done"), None, 0
     async with console.sessionmaker() as session:
@@ -40,11 +43,12 @@ async def _page(request: Request, console, staff) -> Response:
         if member is not None and done == "removed" and member["state"] == "removed":
             viewer = Viewer(staff.identity.id, staff.identity.role)
             assigned = next((r.cases for r in await removed_assignees(session, viewer) if r.user_id == member["id"]), 0)
-    error = query.get("error") or ""
+    error = refused or query.get("error") or ""
     # Shown once: a refresh, or the next visit, no longer shows the link.
     link, staff.team_page_link = staff.team_page_link, None
     return render(
-        request, "users.html", nav="users", members=members,
+        request, "users.html", status_code=status_code, nav="users", members=members,
+        invite_form=invite_form or {}, invite_refused=refused,
         done=done if member is not None else None, member=member, assigned=assigned,
         error=error if _ERROR_CODE.fullmatch(error) else None,
         invitation=link["url"] if link else None, link_for=link,
@@ -85,7 +89,9 @@ async def invite(
                                detail={"role": role, "user": user_id}, now=console.clock())
             name = (await console.accounts.username_of(session, user_id)) or ""
     except AccountError as exc:
-        return _refused(exc)
+        # Answered on the page (not by a redirect): the form keeps what was typed and chosen.
+        return await _page(request, console, staff, invite_form={"username": username.strip(), "role": role},
+                           refused=exc.code, status_code=400)
     console.audit_export_due = True
     staff.team_page_link = {"url": invitation_url(console, token), "username": name, "kind": "invited"}
     return redirect("/users")
