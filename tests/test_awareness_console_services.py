@@ -16,7 +16,7 @@ from sqlalchemy import select, text, update
 from nazaha.awareness import broadcasts, surveys
 from nazaha.awareness import campaign_editor as campaigns
 from nazaha.awareness import library_editor as library
-from nazaha.awareness.broadcast_revision import RevisionSurvey, revision
+from nazaha.awareness.broadcast_revision import RevisionSurvey, changed, encode_parts, parts, revision
 from nazaha.awareness.pacing import Pacer
 from nazaha.awareness.sender import BroadcastSender
 from nazaha.awareness.subscribers import SubscriberStore
@@ -153,6 +153,38 @@ def test_the_revision_covers_everything_that_is_sent_and_nothing_else():
         seen[other] = what
 
 
+def test_the_parts_say_what_changed_and_a_link_s_address_is_a_change_of_its_own():
+    """The trial: only a link's address changed (to https://evil.example.com/login)."""
+    survey = RevisionSurvey(3, {"en": ("Would you report?", ("Yes", "No"))})
+    base = dict(bodies={"ar": "نص [هنا](https://aman.org)", "en": "See [the site](https://aman.org)."}, image=b"jpeg",
+                survey=survey, topics=("rights",), languages=("ar", "en"), to_channel=False, send_at=NOW)
+    shown = encode_parts(parts(**base))
+    assert re.fullmatch(r"([a-z_]+:[0-9a-f]{16}\.){7}[a-z_]+:[0-9a-f]{16}", shown) and len(shown) <= 400
+    cases = [
+        (["links_en"], {"bodies": {**base["bodies"], "en": "See [the site](https://evil.example.com/login)."}}),
+        (["text_en"], {"bodies": {**base["bodies"], "en": "See **[the site](https://aman.org)**!"}}),
+        (["text_ar", "links_ar"], {"bodies": {**base["bodies"], "ar": "نص [هناك](https://aman.org)"}}),  # a link's words
+        (["image"], {"image": b"another"}),
+        (["survey"], {"survey": RevisionSurvey(3, {"en": ("Would you report?", ("Yes", "Never"))})}),
+        (["audience"], {"to_channel": True}),
+        (["audience"], {"topics": ()}),
+        (["time"], {"send_at": None}),
+    ]
+    for expected, change in cases:
+        assert changed(shown, parts(**{**base, **change})) == expected
+        # Whatever the parts say, the revision decides: every change is a new revision.
+        assert revision(**{**base, **change}) != revision(**base)
+    # A language dropped: its text and links, and the audience; listed Arabic first, text before links.
+    assert changed(shown, parts(**{**base, "bodies": {"en": base["bodies"]["en"]}, "languages": ("en",)})) == [
+        "text_ar", "links_ar", "audience"]
+    # The same content: nothing; a form without parts, or forged ones: nothing known.
+    assert changed(shown, parts(**base)) == []
+    assert changed("", parts(**base)) == [] and changed("<script>:1.x", parts(**base)) == []
+    # A part missing from the form differs.
+    assert changed("image:" + "0" * 16, parts(**base)) == [
+        "text_ar", "links_ar", "text_en", "links_en", "image", "survey", "audience", "time"]
+
+
 async def test_approval_and_rejection_apply_only_to_the_revision_the_reviewer_read(sessionmaker):
     """The trial: the author took a broadcast back, changed it and submitted it again while
     an administrator's page was open, and the administrator's Approve approved a text they
@@ -184,10 +216,21 @@ async def test_approval_and_rejection_apply_only_to_the_revision_the_reviewer_re
     # The author cannot send their own broadcast back (they take it back), nor approve it.
     assert await refusal(sessionmaker, lambda s: broadcasts.reject(s, broadcast_id, reviewer=7, note="x", revision=current)) == "own_rejection"
     assert await refusal(sessionmaker, lambda s: broadcasts.approve(s, broadcast_id, reviewer=7, now=NOW, revision=current)) == "own_broadcast"
+    # Taken back while the reviewer decides: the refusal says so (it said "transition").
+    async with write_session(sessionmaker) as session:
+        await broadcasts.withdraw(session, broadcast_id, author=7)
+    assert await refusal(sessionmaker, lambda s: broadcasts.approve(s, broadcast_id, reviewer=9, now=NOW, revision=current)) == "taken_back"
+    assert await refusal(sessionmaker, lambda s: broadcasts.reject(s, broadcast_id, reviewer=9, note="x", revision=current)) == "taken_back"
+    async with write_session(sessionmaker) as session:
+        await broadcasts.submit(session, broadcast_id, author=7, now=NOW)
     async with write_session(sessionmaker) as session:
         await broadcasts.approve(session, broadcast_id, reviewer=9, now=NOW, revision=current)
     row = await row_of(sessionmaker, broadcast_id)
     assert (row.status, row.approved_by) == ("approved", 9)
+    assert await refusal(sessionmaker, lambda s: broadcasts.approve(s, broadcast_id, reviewer=8, now=NOW, revision=current)) == "already_approved"
+    async with write_session(sessionmaker) as session:
+        await broadcasts.cancel(session, broadcast_id, actor=7, admin=False)
+    assert await refusal(sessionmaker, lambda s: broadcasts.reject(s, broadcast_id, reviewer=8, note="x", revision=current)) == "already_cancelled"
 
 
 async def test_approving_after_the_time_set_needs_send_now_or_a_new_time(sessionmaker):

@@ -8,8 +8,12 @@ import os
 import pytest
 from sqlalchemy import func, select
 
+from nazaha.awareness.broadcast_message import label_for_test
 from nazaha.awareness.markup import (
     CAPTION_LIMIT,
+    Link,
+    address_parts,
+    links_of,
     markup_problems,
     parse_markup,
     preview_html,
@@ -67,6 +71,61 @@ def test_preview_escapes_and_nests() -> None:
         '<b>a <i>b</i> &lt;script&gt;</b> '
         '<a href="https://e.org/?a=1&amp;b=%222%22" rel="noopener noreferrer nofollow">x&quot;</a>'
     )
+
+
+@pytest.mark.parametrize(
+    ("source", "text", "entities"),
+    [
+        # The trial: "2*3*4" lost its asterisks (the 3 in italics). A * between digits is a character.
+        ("2*3*4", "2*3*4", []),
+        ("٢*٣*٤ and 2**3**4", "٢*٣*٤ and 2**3**4", []),
+        ("*3* of *them* cost 5*2", "3 of them cost 5*2", [("italic", 0, 1), ("italic", 5, 4)]),
+        # _ formats a whole word, as the hint says; inside a word it is a character.
+        ("_underscore_ and snake_case_name", "underscore and snake_case_name", [("italic", 0, 10)]),
+        # A backslash keeps a mark as typed, as the hint says.
+        ("\\*not italic\\* \\_nor this\\_ \\*\\*nor bold\\*\\*", "*not italic* _nor this_ **nor bold**", []),
+        # Next to a letter * still formats: an Arabic word with an attached prefix can be bold.
+        ("و**الفساد** a*b*c", "والفساد abc", [("bold", 1, 6), ("italic", 9, 1)]),
+    ],
+)
+def test_what_the_formatting_hint_says_is_what_happens(source: str, text: str, entities: list) -> None:
+    formatted = parse_markup(source)
+    assert formatted.text == text
+    assert [(e.type, e.offset, e.length) for e in formatted.entities] == entities
+
+
+def test_links_and_their_addresses_as_a_reviewer_reads_them() -> None:
+    formatted = parse_markup("😀 [AMAN](https://www.aman-palestine.org/a?b=1#c) then **[bold <x>](http://e.org:8080)**")
+    assert links_of(formatted) == (Link("AMAN", "https://www.aman-palestine.org/a?b=1#c"), Link("bold <x>", "http://e.org:8080"))
+    assert links_of(parse_markup("no link, only https://bare.example.org")) == ()  # shown in full anyway
+    cases = {
+        "https://www.aman-palestine.org/a?b=1#c": ("https://", "www.aman-palestine.org", "/a?b=1#c", False),
+        "http://e.org:8080": ("http://", "e.org", ":8080", False),
+        # What comes before the last "@" is a user name: the browser opens evil.example.com.
+        "https://www.aman-palestine.org@evil.example.com/login": (
+            "https://www.aman-palestine.org@", "evil.example.com", "/login", False),
+        "https://evil.example.com\\@aman.org": ("https://", "evil.example.com", "\\@aman.org", False),
+        "https://evil.example.com?@aman.org": ("https://", "evil.example.com", "?@aman.org", False),
+        "https://xn--man-5cd.org/": ("https://", "xn--man-5cd.org", "/", True),
+        "https://аman.org": ("https://", "аman.org", "", True),
+        "http://[::1]:80/x": ("http://", "[::1]", ":80/x", False),
+        "not an address": ("not an address", "", "", False),
+    }
+    for url, (before, host, after, international) in cases.items():
+        found = address_parts(url)
+        assert (found.before, found.host, found.after, found.international) == (before, host, after, international), url
+        assert found.before + found.host + found.after == url
+    # The markup writes a host with lookalike letters in its xn-- form, and the reviewer is warned.
+    (link,) = links_of(parse_markup("[aman](https://аman.org/)"))
+    assert link.address.host.startswith("xn--") and link.address.international
+
+
+def test_a_test_send_says_not_approved_only_before_approval() -> None:
+    """The trial: the test of an approved broadcast said "a broadcast draft that is not approved"."""
+    for status in ("draft", "submitted", "rejected", None):
+        assert label_for_test("en", status) == "TEST of a broadcast draft that is not approved — only you received this"
+    for status in ("approved", "paused", "sending", "done", "cancelled"):
+        assert label_for_test("en", status) == "TEST of a broadcast — only you received this"
 
 
 @pytest.fixture

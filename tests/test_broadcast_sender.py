@@ -514,6 +514,7 @@ async def test_characters_that_break_telegram_parsers_arrive_as_typed(sessionmak
 
 
 TEST_LABEL = "TEST of a broadcast draft that is not approved — only you received this"
+APPROVED_TEST_LABEL = "TEST of a broadcast — only you received this"
 
 
 async def test_a_test_send_reaches_the_linked_staff_chat_whatever_the_status(sessionmaker, store, bot, box, sandbox):
@@ -543,6 +544,16 @@ async def test_a_test_send_reaches_the_linked_staff_chat_whatever_the_status(ses
         assert message.reply_markup["inline_keyboard"][-1][0] == {"text": "Unsubscribe", "callback_data": TEST_UNSUBSCRIBE_DATA}
         assert (await broadcast_row(sessionmaker, draft)).status == "draft"  # a test changes nothing
         assert await outbox_states(sessionmaker, draft) == {}
+        # A test of an approved broadcast (here one already sent) does not say "not approved".
+        sent_one = await add_broadcast(sessionmaker, {"en": "Sent already"}, status="done")
+        await ask_test_send(sessionmaker, sent_one, link_id, "en")
+
+        async def both() -> bool:
+            return len([m for m in sandbox.emulator.get_bot(TOKEN).chats[staff].messages.values() if m.from_bot]) == 4
+
+        await wait_until(both)
+        *_, label, message = [m for m in sandbox.emulator.get_bot(TOKEN).chats[staff].messages.values() if m.from_bot]
+        assert (label.text, message.text) == (APPROVED_TEST_LABEL, "Sent already")
         # Not shown by the console in time: the sender deletes it, no history is kept.
         clock[0] += TEST_RESULT_TTL + dt.timedelta(seconds=1)
 

@@ -357,6 +357,147 @@ async def test_an_approval_applies_only_to_the_content_the_admin_read(world):
     assert (await broadcast_row(w, broadcast_id)).status == "approved"
 
 
+def links_listed(html: str, list_id: str) -> list[str]:
+    """The addresses a link list shows (its text, tags removed), in order."""
+    found = re.search(rf'<ul class="links" id="{list_id}">(.*?)</ul>', html, re.S)
+    assert found, list_id
+    return [re.sub(r"<[^>]+>", "", a) for a in re.findall(r'<bdi dir="ltr" class="address">(.*?)</bdi>', found.group(1))]
+
+
+async def test_the_reviewer_sees_where_every_link_leads_and_what_changed(world):
+    """The trial: a volunteer took her submitted broadcast back, changed only a link's address
+    to https://evil.example.com/login and submitted it again; the preview shows only a
+    link's words, so the administrator's reloaded page looked the same. Now the review card
+    and each preview list every link with its whole address (the host in bold), and the
+    refusal says what changed."""
+    w = world
+    vera = await member(w, "vera", "volunteer")
+    body_en = "Report it: [the coalition site](https://www.aman-palestine.org/report) or [<b>us</b>](http://e.org)."
+    body_ar = "بلّغ: [موقع الائتلاف](https://www.aman-palestine.org/ar/report)"
+    broadcast_id = compose(vera, name="Links", body_en=body_en, body_ar=body_ar)
+    # The author sees them under the preview too.
+    page = vera.get(f"/awareness/broadcasts/{broadcast_id}").text
+    assert links_listed(page, "links-en") == ["https://www.aman-palestine.org/report", "http://e.org"]
+    assert 'id="review-links"' not in page  # not a reviewer
+    assert act(vera, broadcast_id, "submit").headers["location"].endswith("done=submitted")
+    admin = w.admin_browser
+    opened = admin.get(f"/awareness/broadcasts/{broadcast_id}").text
+    review = re.search(r'<section class="card" id="review">.*?</section>', opened, re.S).group(0)
+    assert links_listed(review, "review-links-en") == ["https://www.aman-palestine.org/report", "http://e.org"]
+    assert links_listed(review, "review-links-ar") == ["https://www.aman-palestine.org/ar/report"]
+    # The host in bold; the address left to right inside Arabic; the words escaped, as text.
+    assert ('<bdi dir="ltr" class="address">https://<strong class="host">www.aman-palestine.org</strong>/ar/report</bdi>'
+            in review)
+    assert "<bdi>&lt;b&gt;us&lt;/b&gt;</bdi>" in review and "<b>us</b>" not in review.replace("<bdi><b>us</b>", "")
+    assert links_listed(opened, "links-ar") == ["https://www.aman-palestine.org/ar/report"]  # beside the preview
+
+    # Meanwhile the author changes only the address of a link, and submits it again.
+    assert act(vera, broadcast_id, "withdraw").headers["location"].endswith("done=withdrawn")
+    form = vera.get(f"/awareness/broadcasts/{broadcast_id}/edit")
+    evil = body_en.replace("https://www.aman-palestine.org/report", "https://evil.example.com/login")
+    assert vera.post(f"/awareness/broadcasts/{broadcast_id}", data={
+        "csrf": csrf_of(form.text), "name": "Links", "language": ["ar", "en"], "body_en": evil, "body_ar": body_ar,
+    }).status_code == 303
+    assert act(vera, broadcast_id, "submit").headers["location"].endswith("done=submitted")
+    parts = re.search(r'name="parts" value="([^"]*)"', opened).group(1)
+    answer = admin.post(f"/awareness/broadcasts/{broadcast_id}/approve",
+                        data={"csrf": csrf_of(opened), "revision": revision_of(opened), "parts": parts})
+    assert answer.headers["location"] == f"/awareness/broadcasts/{broadcast_id}?error=changed&changed=links_en"
+    shown = admin.get(answer.headers["location"]).text
+    said = re.sub(r"\s+", " ", re.search(r'id="action-error">(.*?)</p>', shown, re.S).group(1))
+    assert "This broadcast changed since you opened it; review it again." in said
+    assert "What changed: the links of the English text (their words or where they lead)." in said
+    # The reloaded page, which looked identical before, now shows where the link leads.
+    assert links_listed(shown, "review-links-en")[0] == "https://evil.example.com/login"
+    assert '<strong class="host">evil.example.com</strong>' in shown
+    assert act(vera, broadcast_id, "withdraw").status_code == 303  # (the author's own page is unaffected)
+    # A send-back from the old page is refused the same way; the text and the time changed.
+    form = vera.get(f"/awareness/broadcasts/{broadcast_id}/edit")
+    vera.post(f"/awareness/broadcasts/{broadcast_id}", data={
+        "csrf": csrf_of(form.text), "name": "Links", "language": ["ar", "en"], "body_en": body_en,
+        "body_ar": "نص آخر", **palestine(w.clock() + dt.timedelta(days=1)),
+    })
+    act(vera, broadcast_id, "submit")
+    answer = admin.post(f"/awareness/broadcasts/{broadcast_id}/reject",
+                        data={"csrf": csrf_of(opened), "revision": revision_of(opened), "parts": parts, "note": "No"})
+    assert answer.headers["location"].endswith("error=changed&changed=text_ar.links_ar.time")
+    said = admin.get(answer.headers["location"]).text
+    assert re.search(r"What changed: the Arabic text, the links of the Arabic text \(their words or where they lead\), "
+                     r"the time to send it\.", said)
+    # Without parts (a page from before), or forged ones: the plain refusal, nothing else.
+    answer = admin.post(f"/awareness/broadcasts/{broadcast_id}/approve", data={"csrf": csrf_of(opened), "revision": revision_of(opened)})
+    assert answer.headers["location"].endswith("?error=changed")
+    forged = admin.get(f"/awareness/broadcasts/{broadcast_id}?error=changed&changed=text_en.<script>.image").text
+    assert 'id="changed-parts"' in forged and "<script>" not in forged
+    assert (await broadcast_row(w, broadcast_id)).status == "submitted"
+
+
+async def test_addresses_that_hide_where_they_lead_are_shown_as_browsers_read_them(world):
+    w = world
+    vera = await member(w, "vera", "volunteer")
+    body = ("[aman](https://www.aman-palestine.org@evil.example.com/x) "
+            "[aman](https://аman-palestine.org/) [aman](https://evil.example.com\\@www.aman-palestine.org)")
+    broadcast_id = compose(vera, language=["en"], body_en=body)
+    page = vera.get(f"/awareness/broadcasts/{broadcast_id}").text
+    hosts = re.findall(r'<strong class="host">([^<]*)</strong>', re.search(r'id="links-en">.*?</ul>', page, re.S).group(0))
+    # The site opened is after the last "@" (what comes before is a user name browsers do not visit);
+    # a lookalike letter (a Cyrillic "а") is in its xn-- form, and flagged.
+    assert hosts == ["evil.example.com", "аman-palestine.org".encode("idna").decode(), "www.aman-palestine.org"]
+    assert hosts[1].startswith("xn--")
+    assert page.count('class="flag soon international"') == 1
+
+
+async def test_a_review_of_a_broadcast_no_longer_waiting_says_why(world):
+    """The trial: approving a broadcast its author had taken back said only "This cannot be
+    done in the broadcast's present status"."""
+    w = world
+    vera = await member(w, "vera", "volunteer")
+    broadcast_id = compose(vera)
+    act(vera, broadcast_id, "submit")
+    admin = w.admin_browser
+    opened = admin.get(f"/awareness/broadcasts/{broadcast_id}").text
+    act(vera, broadcast_id, "withdraw")
+    answer = admin.post(f"/awareness/broadcasts/{broadcast_id}/approve", data={"csrf": csrf_of(opened), "revision": revision_of(opened)})
+    assert answer.headers["location"].endswith("error=taken_back")
+    assert ("Its author took it back to change it; it will come back for approval when resubmitted."
+            in admin.get(answer.headers["location"]).text)
+    answer = admin.post(f"/awareness/broadcasts/{broadcast_id}/reject", data={"csrf": csrf_of(opened), "revision": revision_of(opened), "note": "x"})
+    assert answer.headers["location"].endswith("error=taken_back")
+    act(vera, broadcast_id, "submit")
+    opened = admin.get(f"/awareness/broadcasts/{broadcast_id}").text
+    assert act(admin, broadcast_id, "approve").headers["location"].endswith("done=approved")
+    answer = admin.post(f"/awareness/broadcasts/{broadcast_id}/approve", data={"csrf": csrf_of(opened), "revision": revision_of(opened)})
+    assert answer.headers["location"].endswith("error=already_approved")
+    assert "It is already approved" in admin.get(answer.headers["location"]).text
+    act(vera, broadcast_id, "cancel")
+    answer = admin.post(f"/awareness/broadcasts/{broadcast_id}/reject", data={"csrf": csrf_of(opened), "revision": revision_of(opened), "note": "x"})
+    assert answer.headers["location"].endswith("error=already_cancelled")
+
+
+async def test_the_preview_warns_when_the_text_does_not_ask_the_survey_s_question(world):
+    """The trial: citizens got Yes/No buttons without a question. The warning does not stop
+    the broadcast (the text may ask it in other words)."""
+    w = world
+    vera = await member(w, "vera", "volunteer")
+    survey_id = open_survey_via_http(vera, en=("Would you <report> corruption?", "Yes\nNo"), ar=("هل تبلغ عن الفساد؟", "نعم\nلا"))
+    broadcast_id = compose(vera, survey=str(survey_id), body_en="Corruption costs us all.",
+                           body_ar="الفساد يكلفنا جميعا.\n\n**هَلْ  تبلغ عن الفساد**؟")  # vowel marks, spaces, bold: still asked
+    page = vera.get(f"/awareness/broadcasts/{broadcast_id}").text
+    notice = re.search(r'id="survey-question-en">(.*?)</p>', page, re.S).group(1)
+    assert "The text does not ask the survey's question (“\u2068Would you &lt;report&gt; corruption?\u2069”)" in notice
+    assert 'id="survey-question-ar"' not in page
+    assert 'id="submit-button"' in page  # a warning only
+    assert act(vera, broadcast_id, "submit").headers["location"].endswith("done=submitted")
+    assert 'id="survey-question-en"' in w.admin_browser.get(f"/awareness/broadcasts/{broadcast_id}").text  # the reviewer sees it too
+    act(vera, broadcast_id, "withdraw")
+    form = vera.get(f"/awareness/broadcasts/{broadcast_id}/edit")
+    vera.post(f"/awareness/broadcasts/{broadcast_id}", data={
+        "csrf": csrf_of(form.text), "name": "Weekly", "language": ["en"], "survey": str(survey_id),
+        "body_en": "Corruption costs us all.\n\nWould you <report> corruption",
+    })
+    assert 'id="survey-question-en"' not in vera.get(f"/awareness/broadcasts/{broadcast_id}").text
+
+
 async def test_approving_after_the_time_set_says_it_sends_now_and_asks_to_confirm_or_reschedule(world):
     w = world
     vera = await member(w, "vera", "volunteer")
@@ -390,9 +531,21 @@ async def test_approving_after_the_time_set_says_it_sends_now_and_asks_to_confir
     assert (row.status, row.send_at) == ("approved", soon.replace(second=0, microsecond=0))
 
     # Or a new time: not one already past, nor half a one; then approved for it.
-    assert act(admin, rescheduled, "approve", **palestine(w.clock() - dt.timedelta(minutes=5))).headers["location"].endswith("error=new_time")
-    assert act(admin, rescheduled, "approve", send_date="2026-12-01").headers["location"].endswith("error=new_time")
-    assert "give a date and a time still ahead" in admin.get(f"/awareness/broadcasts/{rescheduled}?error=new_time").text
+    past = palestine(w.clock() - dt.timedelta(minutes=5))
+    answer = act(admin, rescheduled, "approve", **past)
+    assert "error=new_time" in answer.headers["location"]
+    # The form keeps what was typed (the trial: a refused time cleared both fields).
+    kept = admin.get(answer.headers["location"]).text
+    assert "give a date and a time still ahead" in kept
+    assert f'name="send_date" required dir="ltr" value="{past["send_date"]}"' in kept
+    assert f'name="send_time" required dir="ltr" value="{past["send_time"]}"' in kept
+    half = act(admin, rescheduled, "approve", send_date="2026-12-01").headers["location"]
+    assert "error=new_time" in half and 'value="2026-12-01"' in admin.get(half).text
+    # Only a date and a time are put back in the form.
+    forged = admin.get(f"/awareness/broadcasts/{rescheduled}?error=new_time&send_date=%22%3E%3Cscript%3E&send_time=1").text
+    assert "<script>" not in forged and 'name="send_date" required dir="ltr" value=""' in forged
+    # Its author's page says the time has passed too (only the list said so).
+    assert 'id="author-send-at-past"' in vera.get(f"/awareness/broadcasts/{rescheduled}").text
     assert (await broadcast_row(w, rescheduled)).status == "submitted"
     tomorrow = (w.clock() + dt.timedelta(days=1)).replace(second=0, microsecond=0)
     assert act(admin, rescheduled, "approve", **palestine(tomorrow)).headers["location"].endswith("done=approved")
@@ -446,10 +599,18 @@ async def test_an_admin_takes_their_own_broadcast_back_and_never_sends_it_back_t
     w = world
     admin = w.admin_browser
     own = compose(admin, name="Admin's own")
+    draft = admin.get(f"/awareness/broadcasts/{own}").text
+    assert "invite one on the Team page" in re.search(r'id="second-person">(.*?)</p>', draft, re.S).group(1)
     assert act(admin, own, "submit").headers["location"].endswith("done=submitted")
     page = admin.get(f"/awareness/broadcasts/{own}").text
     assert 'id="reject-button"' not in page and 'id="approve-button"' not in page and 'id="review"' not in page
     assert 'id="withdraw-button"' in page and 'id="own-broadcast"' in page
+    # The only administrator: told to invite another (the trial: "another administrator must
+    # approve it", with no one else to do it).
+    own_hint = re.search(r'id="own-broadcast">(.*?)</p>', page, re.S).group(1)
+    assert "There is no other active administrator yet:" in own_hint and '<a href="/users">invite one on the Team page</a>' in own_hint
+    refused = admin.get(act(admin, own, "approve").headers["location"]).text
+    assert "another administrator must approve it" in refused and 'class="no-other-admin"' in refused
     answer = act(admin, own, "reject", note="Oops")
     assert answer.headers["location"].endswith("error=own_rejection")
     assert "take it back to change it" in admin.get(answer.headers["location"]).text
@@ -460,6 +621,8 @@ async def test_an_admin_takes_their_own_broadcast_back_and_never_sends_it_back_t
     omar = await member(w, "omar", "admin")
     page = omar.get(f"/awareness/broadcasts/{own}").text
     assert 'id="approve-button"' in page and 'id="reject-button"' in page and 'id="withdraw-button"' not in page
+    page = admin.get(f"/awareness/broadcasts/{own}").text
+    assert 'id="own-broadcast"' in page and "no-other-admin" not in page  # now there is one
 
 
 async def test_over_long_text_and_bad_links_cannot_be_submitted(world):
@@ -832,7 +995,8 @@ async def test_progress_pause_resume_and_cancel(world):
     act(vera, broadcast_id, "submit")
     act(w.admin_browser, broadcast_id, "approve")
     page = vera.get(f"/awareness/broadcasts/{broadcast_id}/progress").text
-    assert '<meta http-equiv="refresh" content="5">' in page  # approved: waiting for the sender
+    # Approved: waiting for the sender. It reloads the page itself, without any notice's query.
+    assert f'<meta http-equiv="refresh" content="5; url=/awareness/broadcasts/{broadcast_id}/progress">' in page
     # The sender starts: outbox rows per recipient.
     states = ["sent"] * 5 + ["queued"] * 4 + ["failed", "blocked", "blocked", "in_doubt", "sending", "skipped", "left"]
     await add_outbox(w, broadcast_id, states)
@@ -848,12 +1012,29 @@ async def test_progress_pause_resume_and_cancel(world):
                                 "1 left before it was sent, 1 not sent (cancelled).")
     started = (w.clock() + dt.timedelta(hours=2)).strftime("%Y-%m-%d %H:%M")  # Palestine time in winter: UTC+2
     assert f'<dd><bdi dir="ltr">{started}</bdi></dd>' in page
-    assert "5 / 16" in vera.get("/awareness/broadcasts").text
+    listing = vera.get("/awareness/broadcasts").text
+    assert "5 / 16" in listing
+    # The list says when sending started (it said "when approved" for a broadcast sent long ago).
+    row_html = re.search(rf'<tr id="broadcast-{broadcast_id}".*?</tr>', listing, re.S).group(0)
+    assert f'<bdi dir="ltr">{started}</bdi> <span class="muted">sending started</span>' in row_html
+    assert "when approved" not in row_html
 
     assert act(vera, broadcast_id, "pause").headers["location"].endswith("done=paused")
     assert (await broadcast_row(w, broadcast_id)).status == "paused"
     assert act(vera, broadcast_id, "pause").headers["location"].endswith("error=transition")
     assert act(w.admin_browser, broadcast_id, "resume").headers["location"].endswith("done=resumed")
+    assert (await broadcast_row(w, broadcast_id)).status == "sending"
+    # Paused and resumed from the Progress page: back to the Progress page, which says so.
+    for action, code, words in (("pause", "paused", "Paused: nothing more is sent"), ("resume", "resumed", "Resumed.")):
+        page = vera.get(f"/awareness/broadcasts/{broadcast_id}/progress").text
+        assert re.search(rf'action="/awareness/broadcasts/{broadcast_id}/{action}" class="inline">'
+                         r'<input type="hidden" name="csrf" value="[^"]+"><input type="hidden" name="back" value="progress">', page)
+        answer = vera.post(f"/awareness/broadcasts/{broadcast_id}/{action}", data={"csrf": csrf_of(page), "back": "progress"})
+        assert answer.headers["location"] == f"/awareness/broadcasts/{broadcast_id}/progress?done={code}"
+        assert words in re.search(r'id="action-done">(.*?)</p>', vera.get(answer.headers["location"]).text, re.S).group(1)
+    again = vera.post(f"/awareness/broadcasts/{broadcast_id}/resume", data={"csrf": csrf_of(page), "back": "progress"})
+    assert again.headers["location"] == f"/awareness/broadcasts/{broadcast_id}/progress?error=transition"
+    assert 'id="action-error"' in vera.get(again.headers["location"]).text
     assert (await broadcast_row(w, broadcast_id)).status == "sending"
     # Another volunteer can neither see nor change it.
     nora = await member(w, "nora", "volunteer")

@@ -2,8 +2,9 @@
 and sees its preview as Telegram will show it, an administrator approves it, and the
 volunteer watches its delivery progress while the test plays the sender (outbox rows written
 into the database: the page follows by itself, with no inline script); the volunteer cannot
-open a case. Screenshots of the preview (Arabic, right to left) and of the progress page go
-to ``$NAZAHA_TEST_ARTIFACTS`` (default ``test-artifacts/console/``)."""
+open a case. Screenshots of the preview (Arabic, right to left), of the review card with the
+links' addresses, and of the progress page go to ``$NAZAHA_TEST_ARTIFACTS`` (default
+``test-artifacts/console/``)."""
 
 from __future__ import annotations
 
@@ -158,6 +159,10 @@ async def test_a_volunteer_composes_an_admin_approves_and_the_volunteer_watches_
         assert await volunteer.locator("#preview-en .tg-text a[href='https://www.aman-palestine.org']").inner_text() == "AMAN"
         assert await volunteer.locator("#preview-en .tg-button").all_inner_texts() == ["Unsubscribe"]
         assert await volunteer.locator("#preview-en .tg-length.over").count() == 0
+        # Under the preview, where its link leads: the whole address, left to right inside Arabic.
+        address = volunteer.locator("#links-ar .address")
+        assert (await address.inner_text()).strip() == "https://www.aman-palestine.org"
+        assert await address.evaluate("el => getComputedStyle(el).direction") == "ltr"
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         await volunteer.screenshot(path=str(ARTIFACTS / "awareness-preview-ar.png"), full_page=True)
         async with console.sessionmaker() as session:
@@ -176,6 +181,13 @@ async def test_a_volunteer_composes_an_admin_approves_and_the_volunteer_watches_
         await navigating(admin, lambda: admin.click("#hub-broadcasts"))
         await navigating(admin, lambda: admin.click(f"#broadcast-{broadcast_id} a"))
         assert await admin.locator("#preview-ar .tg-text b").count() == 1
+        # The review card lists every link of each version with its address, the host in bold.
+        for language in ("ar", "en"):
+            assert await admin.locator(f"#review-links-{language} .address").all_inner_texts() == ["https://www.aman-palestine.org"]
+        host = admin.locator("#review-links-en .host")
+        assert (await host.inner_text()).strip() == "www.aman-palestine.org"
+        assert int(await host.evaluate("el => getComputedStyle(el).fontWeight")) >= 600
+        await admin.locator("#review").screenshot(path=str(ARTIFACTS / "awareness-review-links.png"))
         await navigating(admin, lambda: admin.click("#approve-button"))
         async with console.sessionmaker() as session:
             assert (await session.get(Broadcast, broadcast_id)).status == "approved"

@@ -59,6 +59,10 @@ async def test_survey_pages_say_answers_are_counted_in_groups_and_closing_loses_
     after = unescaped(vera.get(closed.headers["location"]).text)
     notice = re.search(r'id="closed-notice">(.*?)</p>', after, re.S).group(1)
     assert "no more answers are counted" in notice and "(up to 9) are not counted" in notice
+    # Closed: the note no longer says recent answers "may not show yet": they never will.
+    note = re.search(r'id="batch-note">(.*?)</p>', after, re.S).group(1)
+    assert "may not show yet" not in note
+    assert "up to 9 answers given shortly before it closed were not counted and never will be" in note
 
     # Counted one by one (NAZAHA_AGGREGATE_MIN_BATCH=1): nothing to explain.
     w.console.settings.aggregate_min_batch = 1

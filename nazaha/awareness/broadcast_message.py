@@ -7,7 +7,7 @@ A test send ("send a test to me" in the console) carries the same labels with *t
 (``test=True``): ``aw:tu`` for Unsubscribe, ``aw:ts:<survey code>:<option>`` for a survey's
 options. The bot answers them with "this was a test" and changes nothing, so a test counts
 no answer and unsubscribes no one. It comes after a message saying it is a test
-(:func:`label_for_test`).
+(:func:`label_for_test`), and, until an administrator approved it, that it is not approved.
 """
 
 from __future__ import annotations
@@ -40,6 +40,9 @@ def N_(message: str) -> str:  # noqa: N802 - Babel's marker for "extract, transl
 
 UNSUBSCRIBE_LABEL = N_("Unsubscribe")
 TEST_LABEL = N_("TEST of a broadcast draft that is not approved — only you received this")
+APPROVED_TEST_LABEL = N_("TEST of a broadcast — only you received this")
+# Statuses in which a broadcast has not been approved (yet, or any more after a send-back).
+NOT_APPROVED = frozenset({"draft", "submitted", "rejected"})
 
 
 @lru_cache(maxsize=4)
@@ -57,9 +60,13 @@ def survey_data_for_test(code: str, option: int) -> str:
     return f"{TEST_SURVEY_PREFIX}:{code}:{int(option)}"
 
 
-def label_for_test(language: str) -> str:
-    """The message sent before a test send, in ``language`` ("ar" or "en")."""
-    return translator(language).ugettext(TEST_LABEL)
+def label_for_test(language: str, status: str | None) -> str:
+    """The message sent before a test send, in ``language`` ("ar" or "en"): "… draft that
+    is not approved …" while the broadcast's ``status`` is draft, submitted or rejected (or
+    unknown: None), plainly "TEST of a broadcast" once approved (approved, paused, sending,
+    done, cancelled)."""
+    label = TEST_LABEL if status is None or status in NOT_APPROVED else APPROVED_TEST_LABEL
+    return translator(language).ugettext(label)
 
 
 @dataclass(frozen=True)

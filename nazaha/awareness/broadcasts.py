@@ -13,7 +13,8 @@ Statuses (nazaha.storage.awareness_models.BROADCAST_STATUSES)::
 
 Approval and rejection name the :func:`current_revision` the reviewer saw (the page's forms carry
 it): a broadcast taken back, changed and submitted again meanwhile is refused
-(``changed``), so an administrator approves only content they have read. A ``send_at``
+(``changed``), so an administrator approves only content they have read; :func:`view_parts`
+and :func:`changed_parts` let the refusal say which parts changed. A ``send_at``
 already past when approving needs the reviewer's explicit "send it now", or a new time.
 
 Only ``draft`` and ``rejected`` broadcasts are edited, by their author only. The preview is
@@ -21,7 +22,9 @@ made by :func:`nazaha.awareness.broadcast_message.build_message`, the very funct
 sender sends with, so what the console shows is what Telegram shows; a version too long for
 Telegram (4,096 characters for a text, 1,024 for a photo's caption), empty, with a link that
 is not http(s), or carrying a survey without a text in its language cannot be submitted or
-approved.
+approved. The preview also lists each version's links with their addresses (the bubble shows
+only their words), and warns, without refusing, when a version's text does not ask the
+survey's question (:func:`asks`): the buttons go out without it.
 
 People are numbers here (``author``, ``reviewer``: see :mod:`nazaha.awareness.members`).
 Functions take the caller's session (a write transaction where they write) and do not commit.
@@ -37,9 +40,11 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nazaha.awareness.broadcast_message import BroadcastMessage, build_message
-from nazaha.awareness.broadcast_revision import RevisionSurvey
+from nazaha.awareness.broadcast_revision import RevisionSurvey, encode_parts
+from nazaha.awareness.broadcast_revision import changed as changed_revision_parts
+from nazaha.awareness.broadcast_revision import parts as content_parts
 from nazaha.awareness.broadcast_revision import revision as content_revision
-from nazaha.awareness.markup import CAPTION_LIMIT, TEXT_LIMIT, markup_problems, preview_html
+from nazaha.awareness.markup import CAPTION_LIMIT, TEXT_LIMIT, Link, links_of, markup_problems, preview_html
 from nazaha.awareness.surveys import split_options, survey_for_message
 from nazaha.storage.awareness_models import (
     LANGUAGES,
@@ -58,7 +63,8 @@ from nazaha.storage.awareness_models import (
 __all__ = [
     "EDITABLE", "NAME_MAX", "NOTE_MAX", "BODY_MAX_CHARS", "BroadcastError", "Composition",
     "BroadcastView", "VersionPreview", "TestSendView", "list_broadcasts", "get_broadcast",
-    "save_broadcast", "set_image", "image_of", "previews", "view_revision", "current_revision",
+    "save_broadcast", "set_image", "image_of", "previews", "asks", "view_revision", "view_parts",
+    "changed_parts", "current_revision",
     "submit", "withdraw", "approve", "reject", "pause", "resume", "cancel", "request_tests", "test_sends", "forget_test_sends", "progress",
     "progress_of_many", "waiting_for_review",
 ]
@@ -81,7 +87,9 @@ class BroadcastError(ValueError):
     other than the current one), ``send_at_passed`` (approving after the time set, without
     saying "send it now" or giving a new time), ``new_time`` (that new time is not ahead),
     ``own_rejection`` (the author sending their own broadcast back: they take it back
-    instead)."""
+    instead); approving or rejecting a broadcast no longer waiting for review:
+    ``taken_back`` (its author took it back), ``already_approved``, ``already_rejected``,
+    ``already_cancelled``."""
 
     def __init__(self, code: str) -> None:
         super().__init__(code)
@@ -136,7 +144,10 @@ class BroadcastView:
 class VersionPreview:
     """One language's message as Telegram will show it. ``html``: the text or caption as
     safe HTML (every character escaped); ``problems``: codes that stop a submission
-    (``empty``, ``too_long``, ``bad_link``, ``survey_language``)."""
+    (``empty``, ``too_long``, ``bad_link``, ``survey_language``); ``links``: its text links
+    (what they say, where they lead), for the reviewer to check the addresses;
+    ``notices``: codes that do not stop it (``survey_question``: the text does not ask the
+    survey's ``survey_question``, which the buttons answer)."""
 
     language: str
     message: BroadcastMessage
@@ -144,6 +155,9 @@ class VersionPreview:
     length: int
     limit: int
     problems: tuple[str, ...]
+    links: tuple[Link, ...] = ()
+    notices: tuple[str, ...] = ()
+    survey_question: str | None = None
 
 
 @dataclass(frozen=True)
@@ -303,8 +317,25 @@ async def image_of(session: AsyncSession, broadcast_id: int) -> tuple[bytes, str
     return (row.content, row.mime_type) if row is not None else None
 
 
+_DIACRITICS = dict.fromkeys([*range(0x064B, 0x0653), 0x0640, 0x0670])  # Arabic vowel marks, tatweel
+_QUESTION_ENDS = " \t\n?؟.!:…"
+
+
+def _comparable(text: str) -> str:
+    return " ".join(text.translate(_DIACRITICS).casefold().split()).strip(_QUESTION_ENDS)
+
+
+def asks(text: str, question: str) -> bool:
+    """Whether ``text`` (what a version reads) contains ``question``, ignoring case, spacing,
+    Arabic vowel marks and the question mark. The words must be the survey's: a question
+    asked in other words is not recognised (the preview then only warns)."""
+    wanted = _comparable(question)
+    return not wanted or wanted in _comparable(text)
+
+
 async def previews(session: AsyncSession, view: BroadcastView) -> list[VersionPreview]:
-    """Each version as Telegram will show it, with what stops it from being sent."""
+    """Each version as Telegram will show it, with what stops it from being sent and what
+    the author and the reviewer should check (its links, a survey question it does not ask)."""
     found: list[VersionPreview] = []
     for language, body in view.bodies.items():
         survey = await survey_for_message(session, view.survey_id, language)
@@ -316,8 +347,14 @@ async def previews(session: AsyncSession, view: BroadcastView) -> list[VersionPr
         problems = list(markup_problems(body, limit=limit))
         if view.survey_id is not None and survey is None:
             problems.append("survey_language")
+        question = None
+        if survey is not None:
+            question = await session.scalar(select(SurveyText.question).where(
+                SurveyText.survey_id == view.survey_id, SurveyText.language == language))
+        notices = ("survey_question",) if question and not asks(message.formatted.text, question) else ()
         found.append(VersionPreview(language, message, preview_html(message.formatted),
-                                    message.formatted.length, limit, tuple(problems)))
+                                    message.formatted.length, limit, tuple(problems),
+                                    links_of(message.formatted), notices, question))
     return found
 
 
@@ -356,12 +393,9 @@ async def withdraw(session: AsyncSession, broadcast_id: int, *, author: int) -> 
     await session.flush()
 
 
-async def view_revision(session: AsyncSession, view: BroadcastView) -> str:
-    """The revision of ``view`` as loaded (64 hex digits:
-    :func:`nazaha.awareness.broadcast_revision.revision` of its texts, image, survey,
-    audience, channel flag and ``send_at``): the page computes it from the very view it
-    shows, so a change between two reads cannot slip in. The image's bytes and the survey's
-    texts are read here."""
+async def _revision_inputs(session: AsyncSession, view: BroadcastView) -> dict:
+    """The arguments of :func:`nazaha.awareness.broadcast_revision.revision` (and ``parts``)
+    for ``view``: the image's bytes and the survey's texts are read here."""
     image = await session.scalar(select(BroadcastImage.content).where(BroadcastImage.broadcast_id == view.id))
     survey = None
     if view.survey_id is not None:
@@ -370,8 +404,30 @@ async def view_revision(session: AsyncSession, view: BroadcastView) -> str:
         )).all()
         survey = RevisionSurvey(view.survey_id, {language: (question, tuple(split_options(options)))
                                                  for language, question, options in texts})
-    return content_revision(bodies=view.bodies, image=image, survey=survey, topics=view.topics,
-                            languages=view.languages, to_channel=view.to_channel, send_at=view.send_at)
+    return {"bodies": view.bodies, "image": image, "survey": survey, "topics": view.topics,
+            "languages": view.languages, "to_channel": view.to_channel, "send_at": view.send_at}
+
+
+async def view_revision(session: AsyncSession, view: BroadcastView) -> str:
+    """The revision of ``view`` as loaded (64 hex digits:
+    :func:`nazaha.awareness.broadcast_revision.revision` of its texts, image, survey,
+    audience, channel flag and ``send_at``): the page computes it from the very view it
+    shows, so a change between two reads cannot slip in."""
+    return content_revision(**await _revision_inputs(session, view))
+
+
+async def view_parts(session: AsyncSession, view: BroadcastView) -> str:
+    """The fingerprints of ``view``'s parts for the review forms
+    (:func:`nazaha.awareness.broadcast_revision.encode_parts`): they let a refusal say what
+    changed."""
+    return encode_parts(content_parts(**await _revision_inputs(session, view)))
+
+
+async def changed_parts(session: AsyncSession, broadcast_id: int, posted: str) -> list[str]:
+    """What differs between the parts a review form carried (``posted``, untrusted) and the
+    broadcast now (:func:`nazaha.awareness.broadcast_revision.changed`); empty if unknown."""
+    view = await _view(session, await _load(session, broadcast_id))
+    return changed_revision_parts(posted, content_parts(**await _revision_inputs(session, view)))
 
 
 async def _revision_of(session: AsyncSession, row: Broadcast) -> str:
@@ -382,6 +438,16 @@ async def current_revision(session: AsyncSession, broadcast_id: int) -> str:
     """The broadcast's current revision (:func:`view_revision`). ``not_found`` if there is
     no such broadcast."""
     return await _revision_of(session, await _load(session, broadcast_id))
+
+
+def _not_waiting(status: str) -> str:
+    """Why a broadcast in ``status`` (not ``submitted``) cannot be approved or sent back:
+    ``taken_back`` (a draft: its author took it back to change it, or never submitted it),
+    ``already_rejected``, ``already_cancelled``, ``already_approved`` (approved, paused,
+    sending or done)."""
+    if status in EDITABLE:
+        return "taken_back" if status == "draft" else "already_rejected"
+    return "already_cancelled" if status == "cancelled" else "already_approved"
 
 
 async def approve(
@@ -395,11 +461,12 @@ async def approve(
     broadcast is no longer that. When its ``send_at`` has passed, approving sends it at once:
     refused (``send_at_passed``) unless ``send_now`` says the reviewer chose that, or
     ``send_at`` (aware, later than ``now``: ``new_time`` otherwise) gives a new time,
-    which replaces the author's. Other refusals: ``transition``, ``own_broadcast``,
-    ``problems``."""
+    which replaces the author's. Other refusals: no longer waiting for review
+    (:func:`_not_waiting`: ``taken_back``, ``already_approved``, ``already_rejected``,
+    ``already_cancelled``), ``own_broadcast``, ``problems``."""
     row = await _load(session, broadcast_id, lock=True)
     if row.status != "submitted":
-        raise BroadcastError("transition")
+        raise BroadcastError(_not_waiting(row.status))
     if row.author_id == reviewer:
         raise BroadcastError("own_broadcast")
     view = await _view(session, row)
@@ -419,13 +486,14 @@ async def approve(
 async def reject(session: AsyncSession, broadcast_id: int, *, reviewer: int, note: str, revision: str) -> None:
     """submitted -> rejected, with a note for the author (1 to NOTE_MAX characters: ``note``),
     by an admin who is not the author (``own_rejection``: the author takes it back
-    instead) and who read the current ``revision`` (``changed`` otherwise)."""
+    instead) and who read the current ``revision`` (``changed`` otherwise); no longer
+    waiting for review: as :func:`approve`."""
     note = (note or "").strip()
     if not note or len(note) > NOTE_MAX:
         raise BroadcastError("note")
     row = await _load(session, broadcast_id, lock=True)
     if row.status != "submitted":
-        raise BroadcastError("transition")
+        raise BroadcastError(_not_waiting(row.status))
     if row.author_id == reviewer:
         raise BroadcastError("own_rejection")
     if revision != await _revision_of(session, row):

@@ -17,7 +17,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Iterable
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nazaha.storage.console_models import AwarenessMember, StaffUser
@@ -25,7 +25,7 @@ from nazaha.storage.crypto import ConsoleSecretBox, CryptoError
 
 __all__ = [
     "number_of", "existing_number", "names_by_number", "chat_link_id", "set_chat_link_id",
-    "chat_name", "set_chat_name",
+    "chat_name", "set_chat_name", "other_admins",
 ]
 
 _NAME_PURPOSE = "telegram-name"  # the console-secret box purpose of the linked chat's first name
@@ -58,6 +58,15 @@ async def names_by_number(session: AsyncSession, numbers: Iterable[int | None]) 
         .where(AwarenessMember.number.in_(wanted))
     )
     return {number: name for number, name in rows.all()}
+
+
+async def other_admins(session: AsyncSession, user_id: str) -> int:
+    """How many active administrators other than ``user_id`` there are: who could approve
+    that member's broadcast (an author never approves their own)."""
+    return int(await session.scalar(
+        select(func.count()).select_from(StaffUser)
+        .where(StaffUser.role == "admin", StaffUser.state == "active", StaffUser.id != user_id)
+    ) or 0)
 
 
 async def chat_link_id(session: AsyncSession, user_id: str) -> str | None:

@@ -932,17 +932,19 @@ class BroadcastSender:
             self._spawn(self._test_send(row.id, row.broadcast_id, row.language, row.link_id, row.sealed_chat))
 
     async def _test_send(self, test_id: int, broadcast_id: int, language: str, link_id: str, sealed: bytes) -> None:
-        """"TEST ..." in the version's language, then the message with test buttons."""
+        """"TEST ..." in the version's language (saying whether it is approved yet), then the
+        message with test buttons."""
         state = "failed"
         try:
             async with self._sessionmaker() as session:
                 content = await load_content(session, broadcast_id)  # as it is now, not cached
+                status = await session.scalar(select(Broadcast.status).where(Broadcast.id == broadcast_id))
             chosen = content.language_for(language) if content is not None else None
             if content is not None and chosen is not None:
                 content.test = True
                 chat_id = open_staff_chat(self._box, link_id, sealed)
                 key = f"t{link_id}"
-                label = SendMessage(chat_id=chat_id, text=label_for_test(chosen))
+                label = SendMessage(chat_id=chat_id, text=label_for_test(chosen, status))
                 outcome = await self._channel_retry.run(lambda: self._paced_call(key, label), what="test label")
                 if outcome.ok:
                     outcome = await self._channel_retry.run(

@@ -9,6 +9,8 @@ broadcast's id, never its text). The logic is nazaha.awareness.broadcasts'.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
@@ -24,6 +26,7 @@ from nazaha.awareness import broadcasts as service
 from nazaha.awareness import members, surveys
 from nazaha.awareness.broadcast_image import MAX_UPLOAD_BYTES, ImageRefused, prepare_image_async
 from nazaha.awareness.broadcast_progress import audience_size
+from nazaha.awareness.broadcast_revision import PART_NAME
 from nazaha.awareness.library_editor import library
 from nazaha.awareness.schedule import ScheduleError, palestine_parts, parse_send_at
 from nazaha.awareness.test_send_limits import SendTestLimits
@@ -231,7 +234,11 @@ async def broadcast_page(request: Request, console: ConsoleDep, staff: Awareness
         admin, author = is_admin(staff), view.author_no == number
         can = _permissions(view, author=author, admin=admin)
         # Of the very view this page shows: approving or rejecting applies to exactly it.
-        revision = await service.view_revision(session, view) if can["approve"] or can["reject"] else None
+        reviewing = can["approve"] or can["reject"]
+        revision = await service.view_revision(session, view) if reviewing else None
+        parts = await service.view_parts(session, view) if reviewing else None
+        # An administrator's own broadcast: is there anyone else to approve it?
+        other_admins = await members.other_admins(session, staff.identity.id) if admin and author else None
     return render(
         request, "broadcast.html", nav="awareness", b=view, versions=versions, progress=progress, summary=summary,
         # preview_html escapes every character of the text itself (nazaha.awareness.markup).
@@ -239,9 +246,26 @@ async def broadcast_page(request: Request, console: ConsoleDep, staff: Awareness
         states=OUTBOX_STATES, tests=tests, tests_waiting=any(not t.handled for t in tests),
         linked=linked, names=names, survey=survey, topics=topics,
         can=can, author=author, admin=admin, sendable=all(not v.problems for v in versions) and bool(versions),
-        send_at_past=view.send_at is not None and view.send_at <= console.clock(), revision=revision,
+        send_at_past=view.send_at is not None and view.send_at <= console.clock(), revision=revision, parts=parts,
+        other_admins=other_admins, changed=_changed_query(request), kept=_kept_time(request),
         error=query_code(request, "error"), done=query_code(request, "done"),
     )
+
+
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_TIME = re.compile(r"\d{2}:\d{2}(?::\d{2})?")
+
+
+def _changed_query(request: Request) -> list[str]:
+    """The parts a refused review said changed (``changed=text_en.links_en``), known names only."""
+    return [name for name in (request.query_params.get("changed") or "").split(".")[:12] if PART_NAME.fullmatch(name)]
+
+
+def _kept_time(request: Request) -> dict[str, str]:
+    """The date and time typed in "Approve for this time", sent back after a refusal so the
+    form keeps them (well-formed values only)."""
+    date, time = request.query_params.get("send_date") or "", request.query_params.get("send_time") or ""
+    return {"send_date": date if _DATE.fullmatch(date) else "", "send_time": time if _TIME.fullmatch(time) else ""}
 
 
 @router.get("/awareness/broadcasts/{broadcast_id:int}/image")
@@ -268,17 +292,24 @@ async def progress_page(request: Request, console: ConsoleDep, staff: AwarenessS
         request, "broadcast_progress.html", nav="awareness", b=view, progress=progress, states=OUTBOX_STATES,
         total=total, finished=finished, summary=summary, refresh=PROGRESS_REFRESH_SECONDS if view.status in REFRESHING else None,
         can=_permissions(view, author=view.author_no == number, admin=is_admin(staff)),
+        error=query_code(request, "error"), done=query_code(request, "done"),
     )
 
 
-def _back(broadcast_id: int, **query: str) -> Response:
-    suffix = "&".join(f"{k}={v}" for k, v in query.items())
-    return redirect(f"/awareness/broadcasts/{broadcast_id}" + (f"?{suffix}" if suffix else ""))
+def _back(broadcast_id: int, *, page: str = "", **query: str) -> Response:
+    """Back to the broadcast page (``page="progress"``: its progress page) with ``query``
+    (codes and values made of URL-safe characters only)."""
+    suffix = "&".join(f"{k}={v}" for k, v in query.items() if v)
+    path = f"/awareness/broadcasts/{broadcast_id}" + ("/progress" if page == "progress" else "")
+    return redirect(path + (f"?{suffix}" if suffix else ""))
 
 
 async def _act(console: Console, staff: StaffSession, broadcast_id: int, action: str, change, *,
-               detail: dict | None = None, done: str) -> Response:
-    """Run ``change(session, number)`` and audit ``action`` in one transaction."""
+               detail: dict | None = None, done: str, page: str = "",
+               refused: Callable[[str], Awaitable[dict[str, str]]] | None = None) -> Response:
+    """Run ``change(session, number)`` and audit ``action`` in one transaction; then back to
+    ``page`` (:func:`_back`) saying ``done``, or the refusal's code with what ``refused(code)``
+    adds to the query."""
     await _visible(console, staff, broadcast_id)
     try:
         async with write_session(console.sessionmaker) as session:
@@ -287,8 +318,25 @@ async def _act(console: Console, staff: StaffSession, broadcast_id: int, action:
             await audit.append(session, actor_id=staff.identity.id, action=action,
                                detail={"broadcast": broadcast_id, **(detail or {})}, now=console.clock())
     except service.BroadcastError as exc:
-        return _back(broadcast_id, error=exc.code)
-    return _back(broadcast_id, done=done)
+        extra = await refused(exc.code) if refused is not None else {}
+        return _back(broadcast_id, page=page, error=exc.code, **extra)
+    return _back(broadcast_id, page=page, done=done)
+
+
+def _review_refusal(console: Console, broadcast_id: int, parts: str, kept: dict[str, str] | None = None):
+    """What a refused approval or send-back adds to the page's address: ``changed``, the
+    parts that differ from those the page showed (``parts``, from its form); the date and
+    time typed for "Approve for this time" (``kept``, well-formed values only), so that the
+    form keeps them."""
+
+    async def refused(code: str) -> dict[str, str]:
+        extra = {k: v for k, v in (kept or {}).items() if (_DATE if k == "send_date" else _TIME).fullmatch(v)}
+        if code == "changed":
+            async with console.sessionmaker() as session:
+                extra["changed"] = ".".join(await service.changed_parts(session, broadcast_id, parts))
+        return extra
+
+    return refused
 
 
 @router.post("/awareness/broadcasts/{broadcast_id:int}/submit", dependencies=[CsrfChecked])
@@ -306,62 +354,74 @@ async def withdraw(request: Request, console: ConsoleDep, staff: AwarenessStaff,
 
 
 Revision = Annotated[str, Form(max_length=64)]
+# What the page showed, part by part (nazaha.awareness.broadcast_revision.encode_parts).
+Parts = Annotated[str, Form(max_length=400)]
 
 
 @router.post("/awareness/broadcasts/{broadcast_id:int}/approve", dependencies=[CsrfChecked])
 async def approve(
     request: Request, console: ConsoleDep, staff: AdminStaff, broadcast_id: int, revision: Revision = "",
-    send_now: Annotated[str, Form(max_length=4)] = "",
+    parts: Parts = "", send_now: Annotated[str, Form(max_length=4)] = "",
     send_date: Annotated[str, Form(max_length=16)] = "", send_time: Annotated[str, Form(max_length=16)] = "",
 ) -> Response:
     """Approve the revision the page showed. Its time passed: ``send_now=1`` (send it at
-    once) or a new ``send_date``/``send_time`` (Palestine time)."""
+    once) or a new ``send_date``/``send_time`` (Palestine time), which the page keeps
+    when the approval is refused. Refused because the broadcast changed: the page says
+    which parts (``parts``: those it showed)."""
     now = console.clock()
+    refused = _review_refusal(console, broadcast_id, parts, {"send_date": send_date, "send_time": send_time})
     try:
         new_time = parse_send_at(send_date, send_time)
     except ScheduleError:
-        return _back(broadcast_id, error="new_time")
+        await _visible(console, staff, broadcast_id)
+        return _back(broadcast_id, error="new_time", **await refused("new_time"))
     at_once = send_now == "1" and new_time is None
     detail = {"rescheduled": True} if new_time is not None else {"send_now": True} if at_once else {}
     return await _act(console, staff, broadcast_id, audit.BROADCAST_APPROVE,
                       lambda session, n: service.approve(session, broadcast_id, reviewer=n, now=now, revision=revision,
                                                          send_now=send_now == "1", send_at=new_time),
-                      detail=detail, done="approved_now" if at_once else "approved")
+                      detail=detail, done="approved_now" if at_once else "approved", refused=refused)
 
 
 @router.post("/awareness/broadcasts/{broadcast_id:int}/reject", dependencies=[CsrfChecked])
 async def reject(request: Request, console: ConsoleDep, staff: AdminStaff, broadcast_id: int,
-                 note: Annotated[str, Form(max_length=service.NOTE_MAX * 2)] = "", revision: Revision = "") -> Response:
+                 note: Annotated[str, Form(max_length=service.NOTE_MAX * 2)] = "", revision: Revision = "",
+                 parts: Parts = "") -> Response:
     return await _act(console, staff, broadcast_id, audit.BROADCAST_REJECT,
                       lambda session, n: service.reject(session, broadcast_id, reviewer=n, note=note, revision=revision),
-                      done="rejected")
+                      done="rejected", refused=_review_refusal(console, broadcast_id, parts))
+
+
+# The progress page's forms say "back=progress": their answer returns there.
+Back = Annotated[str, Form(max_length=16)]
 
 
 @router.post("/awareness/broadcasts/{broadcast_id:int}/pause", dependencies=[CsrfChecked])
-async def pause(request: Request, console: ConsoleDep, staff: AwarenessStaff, broadcast_id: int) -> Response:
+async def pause(request: Request, console: ConsoleDep, staff: AwarenessStaff, broadcast_id: int, back: Back = "") -> Response:
     admin = is_admin(staff)
     return await _act(console, staff, broadcast_id, audit.BROADCAST_STATE,
                       lambda session, n: service.pause(session, broadcast_id, actor=n, admin=admin),
-                      detail={"status": "paused"}, done="paused")
+                      detail={"status": "paused"}, done="paused", page=back)
 
 
 @router.post("/awareness/broadcasts/{broadcast_id:int}/resume", dependencies=[CsrfChecked])
-async def resume(request: Request, console: ConsoleDep, staff: AwarenessStaff, broadcast_id: int) -> Response:
+async def resume(request: Request, console: ConsoleDep, staff: AwarenessStaff, broadcast_id: int, back: Back = "") -> Response:
     admin = is_admin(staff)
     detail: dict = {}
 
     async def change(session, number: int) -> None:
         detail["status"] = await service.resume(session, broadcast_id, actor=number, admin=admin)
 
-    return await _act(console, staff, broadcast_id, audit.BROADCAST_STATE, change, detail=detail, done="resumed")
+    return await _act(console, staff, broadcast_id, audit.BROADCAST_STATE, change, detail=detail, done="resumed",
+                      page=back)
 
 
 @router.post("/awareness/broadcasts/{broadcast_id:int}/cancel", dependencies=[CsrfChecked])
-async def cancel(request: Request, console: ConsoleDep, staff: AwarenessStaff, broadcast_id: int) -> Response:
+async def cancel(request: Request, console: ConsoleDep, staff: AwarenessStaff, broadcast_id: int, back: Back = "") -> Response:
     admin = is_admin(staff)
     return await _act(console, staff, broadcast_id, audit.BROADCAST_STATE,
                       lambda session, n: service.cancel(session, broadcast_id, actor=n, admin=admin),
-                      detail={"status": "cancelled"}, done="cancelled")
+                      detail={"status": "cancelled"}, done="cancelled", page=back)
 
 
 # ---- "send a test to me" ------------------------------------------------------------------
