@@ -29,7 +29,7 @@ router = APIRouter()
 def route_label(scope: Scope) -> str:
     """The matched route's template, ``/static`` or ``unmatched``: never the path itself."""
     route = scope.get("route")
-    template = getattr(route, "path_format", None) or getattr(route, "path", None)
+    template = getattr(route, "path", None)  # as declared, converters included: "{n:int}"
     if isinstance(template, str) and template.startswith("/"):
         return template
     if isinstance(scope.get("endpoint"), StaticFiles):
