@@ -14,7 +14,7 @@ import pytest_asyncio
 from nazaha.sandbox.client import SandboxClient
 from nazaha.sandbox.server import SandboxServer
 from tests.e2e_support import TOKEN, run_init
-from nazaha.handlers import screens
+from nazaha.handlers import labels, screens
 from tests.test_e2e_bot import Deployment, ar, in_arabic
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -72,6 +72,30 @@ async def test_a_person_talks_to_the_bot_in_arabic_in_the_browser(page_and_bot):
     assert await page.locator(".msg.user", has_text="<b>bold</b>").count() == 1
     assert await page.evaluate("window.pwned === undefined")
     assert await page.locator(".msg img").count() == 0
+
+
+async def test_a_discarded_draft_disappears_from_the_page(page_and_bot):
+    """The bot deletes what a discarded draft left in the chat: its bubbles leave the page."""
+    page, _ = page_and_bot
+    await page.fill("#text", "/complaint")
+    await page.press("#text", "Enter")
+    await page.locator("button", has_text=ar("I understand, continue")).last.click()
+    await page.locator("button", has_text=in_arabic(lambda: labels.CHOICE_LABELS["service"]["health"])).last.click()
+    await page.locator("button", has_text=in_arabic(lambda: labels.CHOICE_LABELS["governorate"]["bethlehem"])).last.click()
+    await page.locator(".msg.bot", has_text=in_arabic(lambda: labels.QUESTIONS["description"])[:15]).first.wait_for(
+        timeout=20000)
+    secret = "The nurse at the clinic asked me for money before the operation."
+    await page.fill("#text", secret)
+    await page.press("#text", "Enter")
+    await page.locator(".msg.bot button", has_text=ar("✅ Done")).last.wait_for(timeout=20000)
+    await page.fill("#text", "/cancel")
+    await page.press("#text", "Enter")
+    await page.locator("button", has_text=ar("Yes, discard it")).last.click()
+    await page.locator(".msg.bot", has_text=ar("Your draft was deleted. Nothing was sent.")).first.wait_for(
+        timeout=20000)
+    await page.locator(".msg.user", has_text=secret).wait_for(state="detached", timeout=20000)
+    assert await page.locator(".msg.user", has_text="/complaint").count() == 0
+    assert await page.locator(".msg.bot", has_text=ar("Discard this complaint? Everything you wrote will be deleted.")).count() == 0
 
 
 async def _digit_boxes(page, selector: str, groups: list[str]) -> list[float]:

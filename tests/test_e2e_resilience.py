@@ -229,12 +229,16 @@ async def test_draft_expires_and_user_is_told(fresh: Deployment):
     await fresh.bot.launch()
     chat = await Chat.open(fresh.client, "en")
     await walk_to_description(chat)
-    await chat.send(DESCRIPTION)
+    typed = await chat.send(DESCRIPTION)
     await chat.expect("characters so far")
     await asyncio.sleep(2.5)  # the TTL itself is what is under test, not a synchronisation
-    await chat.send("more text after a long pause")
+    later = await chat.send("more text after a long pause")
     await chat.expect("Your unfinished report was deleted")
+    # What the expired draft left in the chat is deleted then (not the message just sent).
+    await chat.expect("the messages you wrote for it were deleted from this chat")
     await chat.expect("What would you like to do?")
+    shown = {m["message_id"]: m["deleted"] for m in await chat.messages()}
+    assert shown[typed] and not shown[later]
 
 
 async def test_quick_messages_of_one_user_are_handled_in_order(fresh: Deployment):

@@ -54,7 +54,10 @@ def test_reply_goes_to_the_thread_and_back_to_the_case():
     assert s.step is fu.FStep.REPLY
     s, eff = run(s, Text("\u200fYes, I have the invoice."))
     assert s.step is fu.FStep.CASE
-    assert eff == (fu.SendReply("\u200fYes, I have the invoice."), fu.Notice("reply_sent"), fu.ShowCase())
+    # Stored with the case, the typed message leaves the chat (DeleteTyped).
+    assert eff == (
+        fu.SendReply("\u200fYes, I have the invoice."), fu.DeleteTyped(), fu.Notice("reply_sent"), fu.ShowCase()
+    )
     s, eff = run(s, Choose("case", "reply"), Text("x" * (fu.REPLY_MAX + 1)))
     assert s.step is fu.FStep.REPLY and codes(eff) == ["reply_too_long"]
 

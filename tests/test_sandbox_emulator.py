@@ -938,6 +938,57 @@ async def test_copy_message_returns_a_message_id_and_copies_content(client: Sand
         await bot.copy_message(stranger["id"], author["id"], photo.message_id)
 
 
+async def test_forwards_refuse_protected_content_copies_do_not_and_deleted_messages_are_gone(
+        server: SandboxServer, client: SandboxClient, bot: Bot) -> None:
+    """What a bot token can read of a private chat: forwards of ``protect_content`` messages
+    fail with Telegram's description; a bot's copies of them succeed (TDLib exempts bots);
+    deleted messages (the user's too, within 48 hours) can be neither copied nor forwarded."""
+    reporter, _ = await started_user(client, bot)
+    attacker, _ = await started_user(client, bot, language_code="en")
+    typed = await client.send_text(reporter["id"], "my secret words")
+    plain = await bot.send_message(reporter["id"], "a question")
+    guarded = await bot.send_message(reporter["id"], "the receipt 1234", protect_content=True)
+
+    forwarded = await bot.forward_message(attacker["id"], reporter["id"], typed["message_id"])
+    assert forwarded.text == "my secret words" and forwarded.forward_origin.type == "user"
+    assert forwarded.forward_origin.sender_user.id == reporter["id"]
+    from_bot = await bot.forward_message(attacker["id"], reporter["id"], plain.message_id)
+    assert from_bot.forward_origin.sender_user.is_bot and from_bot.text == "a question"
+    with pytest.raises(TelegramBadRequest, match="message has protected content and can't be forwarded"):
+        await bot.forward_message(attacker["id"], reporter["id"], guarded.message_id)
+    # forwardMessages skips it, and fails with that reason when nothing else is left.
+    ids = await bot.forward_messages(attacker["id"], reporter["id"], [plain.message_id, guarded.message_id])
+    assert len(ids) == 1
+    with pytest.raises(TelegramBadRequest, match="protected content"):
+        await bot.forward_messages(attacker["id"], reporter["id"], [guarded.message_id])
+    # A bot may copy protected content (it is the sender's own text; TDLib lets bots copy it).
+    copied = await bot.copy_message(attacker["id"], reporter["id"], guarded.message_id)
+    view = {m["message_id"]: m for m in await client.messages(attacker["id"])}
+    assert view[copied.message_id]["text"] == "the receipt 1234"
+
+    # Deleting: the user's own message and the bot's, in a private chat, within 48 hours.
+    assert await bot.delete_messages(reporter["id"], [typed["message_id"], guarded.message_id])
+    for message_id in (typed["message_id"], guarded.message_id):
+        with pytest.raises(TelegramBadRequest, match="message to copy not found"):
+            await bot.copy_message(attacker["id"], reporter["id"], message_id)
+        with pytest.raises(TelegramBadRequest, match="message to forward not found"):
+            await bot.forward_message(attacker["id"], reporter["id"], message_id)
+        with pytest.raises(TelegramBadRequest, match="message to edit not found"):
+            await bot.edit_message_reply_markup(chat_id=reporter["id"], message_id=message_id)
+    with pytest.raises(TelegramBadRequest, match="message to copy not found"):
+        await bot.copy_messages(attacker["id"], reporter["id"], [typed["message_id"], guarded.message_id])
+    with pytest.raises(TelegramBadRequest, match="message to forward not found"):
+        await bot.forward_messages(attacker["id"], reporter["id"], [typed["message_id"]])
+    left = [m for m in await client.messages(reporter["id"]) if not m["deleted"]]
+    assert [m["text"] for m in left] == ["/start", "a question"]
+
+    # The call log shows each attempt, with Telegram's exact description.
+    refused = [c for c in await client.calls("forwardMessage") if not c["ok"]]
+    assert refused[0]["error_code"] == 400
+    assert refused[0]["description"] == "Bad Request: message has protected content and can't be forwarded"
+    assert [c["ok"] for c in await client.calls("deleteMessages")] == [True]
+
+
 # ---- entities Telegram finds by itself ---------------------------------------------------------------
 
 

@@ -18,7 +18,7 @@ from aiogram.fsm.storage.base import StorageKey
 from sqlalchemy import delete, event, inspect, select, text
 
 from nazaha.storage.crypto import BotKeyBox, TamperedData
-from nazaha.storage.fsm import DEFAULT_TTL, VolatileFsmStorage
+from nazaha.storage.fsm import DEFAULT_TTL, TRAIL, VolatileFsmStorage
 from nazaha.storage.models import UserPreference
 from nazaha.storage.prefs import LegacyRows, PreferenceStore, Preferences
 from nazaha.storage.redis_fsm import RedisFsmStorage
@@ -294,6 +294,24 @@ async def test_draft_expires_after_ttl_and_notice_fires_once(storage, key, clock
     assert await storage.size() == 0
     await storage.set_state(key, Form.description)  # a new draft starts clean
     assert await storage.get_data(key) == {}
+
+
+async def test_an_expired_drafts_tombstone_keeps_its_trail_of_message_ids_only(storage, key, clock):
+    """The span of message ids a draft left in the chat outlives it (to be deleted at the
+    user's next contact); nothing else of its data does."""
+    await storage.set_state(key, Form.description)
+    await storage.set_data(key, {"description": SECRET_TEXT, TRAIL: [41, 57]})
+    clock.advance(hours=24, minutes=1)
+    await storage.purge_expired()
+    assert await storage.get_data(key) == {} and not await storage.has_record(key)
+    assert SECRET_TEXT not in json.dumps(await storage.all_data())
+    assert await storage.pop_expired(key) == {TRAIL: [41, 57]}
+    assert await storage.pop_expired(key) is None
+    # A draft with no trail leaves a bare tombstone.
+    await storage.set_state(key, Form.description)
+    await storage.set_data(key, {"description": SECRET_TEXT})
+    clock.advance(hours=24, minutes=1)
+    assert await storage.pop_expired(key) == {}
 
 
 async def test_a_custom_ttl(make_storage, clock, key):

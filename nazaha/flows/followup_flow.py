@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, Mapping, Union
 
+from nazaha.flows.chat_trail import ClearChat, span_ids, widen
 from nazaha.flows.report_flow import (
     DEFAULT_LIMITS,
     REFUSALS,
@@ -22,6 +23,7 @@ from nazaha.flows.report_flow import (
     Back,
     Cancel,
     Choose,
+    DeleteMessage,
     Done,
     EvidenceItem,
     EvidenceLimits,
@@ -138,7 +140,8 @@ class End:
 
 @dataclass(frozen=True)
 class DeleteTyped:
-    """Delete the user's message that carried this event (it holds a receipt)."""
+    """Delete the user's message(s) that carried this event: a receipt typed as a reply, or
+    a reply or files now stored with the case (they stay readable there, not in the chat)."""
 
 
 @dataclass(frozen=True)
@@ -152,6 +155,7 @@ class SessionClosed:
 Effect = Union[
     Ask, Notice, TryReceipt, ShowCase, SendReply, FetchEvidence, FetchAlbum, SaveEvidence,
     StopNotifications, WithdrawContact, WithdrawReport, End, DeleteTyped, SessionClosed,
+    DeleteMessage, ClearChat,
 ]
 
 
@@ -164,6 +168,12 @@ class Session:
     # A reply written while the session expired; memory only (storage/fsm.py), sent only
     # once the reporter has entered the receipt again and confirmed the case.
     pending_reply: str = ""
+    # The message that carried ``pending_reply`` (0 if unknown), deleted once it is sent or
+    # discarded.
+    pending_id: int = 0
+    # The span of message ids this session left in the chat (nazaha/flows/chat_trail.py).
+    first_id: int = 0
+    last_id: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -173,6 +183,9 @@ class Session:
             "evidence_count": self.evidence_count,
             "evidence_bytes": self.evidence_bytes,
             "pending_reply": self.pending_reply,
+            "pending_id": self.pending_id,
+            "first_id": self.first_id,
+            "last_id": self.last_id,
         }
 
     @classmethod
@@ -189,6 +202,9 @@ class Session:
                 evidence_count=int(data.get("evidence_count", 0)),
                 evidence_bytes=int(data.get("evidence_bytes", 0)),
                 pending_reply=str(data.get("pending_reply") or ""),
+                pending_id=int(data.get("pending_id") or 0),
+                first_id=int(data.get("first_id") or 0),
+                last_id=int(data.get("last_id") or 0),
             )
         except (KeyError, ValueError, TypeError, AttributeError):
             return None
@@ -200,27 +216,55 @@ class Transition:
     effects: tuple[Effect, ...]
 
 
-def start() -> Transition:
-    return Transition(Session(FStep.RECEIPT), (Ask(FStep.RECEIPT),))
+def start(anchor: int = 0, *, typed: bool = False) -> Transition:
+    """Ask for the receipt. ``anchor``: the message that began the session (0 if unknown),
+    ``typed`` if the user sent it (``/followup``) rather than pressed a button under it."""
+    return Transition(seen(Session(FStep.RECEIPT), (anchor,), typed=typed), (Ask(FStep.RECEIPT),))
+
+
+def seen(session: Session, message_ids: tuple[int, ...], *, typed: bool) -> Session:
+    """The session after an update about ``message_ids`` (sent by the user if ``typed``,
+    else the message under a pressed button): widens its span of the chat."""
+    first, last = widen(session.first_id, session.last_id, message_ids, typed=typed)
+    if (first, last) == (session.first_id, session.last_id):
+        return session
+    return replace(session, first_id=first, last_id=last)
+
+
+def trail(session: Session, *, below: int | None = None) -> tuple[int, ...]:
+    """The message ids to delete when the session ends: its span of the chat (case views,
+    replies, files, the receipt typed), under ``below`` if given."""
+    return span_ids(session.first_id, session.last_id, (session.pending_id,), below=below)
+
+
+def _ended(session: Session, *before: Effect) -> Transition:
+    """End the session; its messages leave the chat first."""
+    ids = trail(session)
+    return Transition(None, (*before, *((ClearChat(ids),) if ids else ()), End()))
 
 
 def expired(session: Session, event: Event) -> Transition:
     """The session's unlocked case left memory after the silence: ask for the receipt again,
-    keeping a text reply (in memory) to send once the reporter confirms the case."""
+    keeping a text reply (in memory) to send once the reporter confirms the case. What the
+    closed session left in the chat is deleted (not the reply just kept)."""
     if isinstance(event, At):
         event = event.event
     if isinstance(event, Cancel):
-        return Transition(None, (End(),))
-    reply = ""
+        return _ended(session)
+    reply, reply_id = "", 0
     if session.step is FStep.REPLY and isinstance(event, Text) and not is_receipt(event.text):
         if event.text.strip() and len(event.text) <= REPLY_MAX:
-            reply = event.text
+            reply, reply_id = event.text, event.message_id
     elif session.step is FStep.CONFIRM_REPLY:
-        reply = session.pending_reply
+        reply, reply_id = session.pending_reply, session.pending_id
     kept = "reply" if reply else "files" if isinstance(event, (Attach, Album)) else ""
-    return Transition(
-        Session(FStep.RECEIPT, pending_reply=reply), (SessionClosed(kept), Ask(FStep.RECEIPT))
-    )
+    ids = tuple(i for i in trail(session) if i != reply_id)
+    if reply_id:
+        ids = tuple(i for i in ids if i < reply_id)
+    fresh = Session(FStep.RECEIPT, pending_reply=reply, pending_id=reply_id)
+    fresh = seen(fresh, (reply_id,), typed=True)
+    cleared = (ClearChat(ids),) if ids else ()
+    return Transition(fresh, (*cleared, SessionClosed(kept), Ask(FStep.RECEIPT)))
 
 
 def step(session: Session, event: Event, limits: EvidenceLimits = DEFAULT_LIMITS) -> Transition:
@@ -235,7 +279,7 @@ def step(session: Session, event: Event, limits: EvidenceLimits = DEFAULT_LIMITS
         # A receipt typed as a reply is never stored: delete it, ask again.
         return Transition(session, (DeleteTyped(), Notice("receipt_in_followup"), *_current(session)))
     if isinstance(event, Cancel) or (isinstance(event, Choose) and event.value == "end"):
-        return Transition(None, (End(),))
+        return _ended(session)
     if isinstance(event, Help):
         return Transition(session, (Notice("followup_help"), Ask(session.step)))
     if isinstance(event, Stored):
@@ -246,7 +290,11 @@ def step(session: Session, event: Event, limits: EvidenceLimits = DEFAULT_LIMITS
                 evidence_count=session.evidence_count + 1,
                 evidence_bytes=session.evidence_bytes + event.item.size,
             ),
-            (SaveEvidence(event.item), added_notice(session.evidence_count + 1, (event.item,))),
+            (
+                SaveEvidence(event.item),
+                DeleteTyped(),  # stored with the case: the file and caption leave the chat
+                added_notice(session.evidence_count + 1, (event.item,)),
+            ),
         )
     if isinstance(event, StoredAlbum):
         items = event.items
@@ -262,6 +310,7 @@ def step(session: Session, event: Event, limits: EvidenceLimits = DEFAULT_LIMITS
             saved,
             (
                 *(SaveEvidence(item) for item in items),
+                DeleteTyped(),
                 added_notice(saved.evidence_count, items, event.failures),
             ),
         )
@@ -291,11 +340,14 @@ def _expired_button(session: Session) -> Transition:
 
 def _on_confirm_reply(session: Session, event: Event) -> Transition:
     if isinstance(event, Choose) and event.step == "confirm_reply":
-        back = replace(session, step=FStep.CASE, pending_reply="")
+        back = replace(session, step=FStep.CASE, pending_reply="", pending_id=0)
+        gone = (DeleteMessage(session.pending_id),) if session.pending_id else ()
         if event.value == "send":
-            return Transition(back, (SendReply(session.pending_reply), Notice("reply_sent"), ShowCase()))
+            return Transition(
+                back, (SendReply(session.pending_reply), *gone, Notice("reply_sent"), ShowCase())
+            )
         if event.value == "discard":
-            return Transition(back, (Notice("reply_discarded"), ShowCase()))
+            return Transition(back, (*gone, Notice("reply_discarded"), ShowCase()))
     if isinstance(event, (Text, NonText, Attach, Album)):
         return Transition(session, (Notice("use_buttons"), Ask(FStep.CONFIRM_REPLY)))
     return _expired_button(session)
@@ -305,17 +357,28 @@ def _on_receipt(session: Session, event: Event) -> Transition:
     if isinstance(event, Text):
         return Transition(session, (TryReceipt(event.text),))
     if isinstance(event, Unlocked):
-        opened = Session(FStep.CASE, dict(event.case), event.evidence_count, event.evidence_bytes)
+        opened = replace(
+            session,
+            step=FStep.CASE,
+            case=dict(event.case),
+            evidence_count=event.evidence_count,
+            evidence_bytes=event.evidence_bytes,
+            pending_reply="",
+            pending_id=0,
+        )
         if session.pending_reply:
-            waiting = replace(opened, step=FStep.CONFIRM_REPLY, pending_reply=session.pending_reply)
+            waiting = replace(
+                opened, step=FStep.CONFIRM_REPLY,
+                pending_reply=session.pending_reply, pending_id=session.pending_id,
+            )
             return Transition(waiting, (ShowCase(), Ask(FStep.CONFIRM_REPLY)))
         return Transition(opened, (ShowCase(),))
     if isinstance(event, UnlockFailed):
         if event.reason == "throttled":
-            return Transition(None, (Notice("receipt_throttled"), End()))
+            return _ended(session, Notice("receipt_throttled"))
         return Transition(session, (Notice("receipt_unknown"), Ask(FStep.RECEIPT)))
     if isinstance(event, Back):
-        return Transition(None, (End(),))
+        return _ended(session)
     return Transition(session, (Notice("receipt_expected"), Ask(FStep.RECEIPT)))
 
 
@@ -358,7 +421,8 @@ def _on_reply(session: Session, event: Event) -> Transition:
         if len(event.text) > REPLY_MAX:
             return Transition(session, (Notice("reply_too_long", {"limit": REPLY_MAX}), Ask(FStep.REPLY)))
         back = replace(session, step=FStep.CASE)
-        return Transition(back, (SendReply(event.text), Notice("reply_sent"), ShowCase()))
+        # Stored with the case: the typed message leaves the chat.
+        return Transition(back, (SendReply(event.text), DeleteTyped(), Notice("reply_sent"), ShowCase()))
     if isinstance(event, (Back, Done)):
         return Transition(replace(session, step=FStep.CASE), (ShowCase(),))
     if isinstance(event, (NonText, Attach, Album)):

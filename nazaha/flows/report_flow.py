@@ -16,6 +16,7 @@ from enum import StrEnum
 from typing import Any, Mapping, Union
 
 from nazaha.flows import choices
+from nazaha.flows.chat_trail import ClearChat, span_ids, widen
 from nazaha.flows.evidence_kinds import EVIDENCE_KINDS, labelled_as
 from nazaha.flows.receipts import normalize_receipt
 
@@ -417,7 +418,7 @@ class DeleteMessage:
 
 Effect = Union[
     Ask, Notice, SubmitReport, Discarded, SafetyRead, Fetch, FetchAlbum, DeleteEvidence,
-    DeleteMessage,
+    DeleteMessage, ClearChat,
 ]
 
 
@@ -452,6 +453,10 @@ class Draft:
     # A text holding a receipt-shaped number, waiting for the user's answer (CONFIRM_NUMBER).
     held: str = ""
     held_id: int = 0
+    # The span of message ids this conversation left in the chat (nazaha/flows/chat_trail.py):
+    # the first message the user sent in it, and the newest id it saw (0: none yet).
+    first_id: int = 0
+    last_id: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -473,6 +478,8 @@ class Draft:
             "phone_id": self.phone_id,
             "held": self.held,
             "held_id": self.held_id,
+            "first_id": self.first_id,
+            "last_id": self.last_id,
         }
 
     @classmethod
@@ -513,6 +520,8 @@ class Draft:
                 phone_id=int(data.get("phone_id") or 0),
                 held=str(data.get("held") or ""),
                 held_id=int(data.get("held_id") or 0),
+                first_id=int(data.get("first_id") or 0),
+                last_id=int(data.get("last_id") or 0),
             )
         except (KeyError, ValueError, TypeError, AttributeError):
             return None
@@ -532,11 +541,35 @@ class Transition:
     effects: tuple[Effect, ...]
 
 
-def start(kind: Kind, *, safety_seen: bool) -> Transition:
-    """Begin a report: the safety notice first, unless this user has read it already."""
-    if not safety_seen:
-        return _ask(Draft(kind=kind, step=Step.SAFETY))
-    return _ask(Draft(kind=kind, step=QUESTIONS[kind][0]))
+def start(kind: Kind, *, safety_seen: bool, anchor: int = 0, typed: bool = False) -> Transition:
+    """Begin a report: the safety notice first, unless this user has read it already.
+
+    ``anchor``: the id of the message that began it (0 if unknown), ``typed`` if the user
+    sent it (``/report``) rather than pressed a button under it."""
+    first = QUESTIONS[kind][0] if safety_seen else Step.SAFETY
+    return _ask(seen(Draft(kind=kind, step=first), (anchor,), typed=typed))
+
+
+def seen(draft: Draft, message_ids: tuple[int, ...], *, typed: bool) -> Draft:
+    """The draft after an update about ``message_ids``: the messages the user sent
+    (``typed``) or the message whose button they pressed. Widens the span of the chat
+    that the draft's conversation covers (:func:`trail`)."""
+    first, last = widen(draft.first_id, draft.last_id, message_ids, typed=typed)
+    if (first, last) == (draft.first_id, draft.last_id):
+        return draft
+    return replace(draft, first_id=first, last_id=last)
+
+
+def trail(draft: Draft) -> tuple[int, ...]:
+    """The message ids to delete when this draft is sent or discarded: its span of the chat
+    (nazaha/flows/chat_trail.py) and the ids of the messages that gave its answers."""
+    extra = (*draft.part_ids, *draft.kept_ids, draft.name_id, draft.phone_id, draft.held_id)
+    return span_ids(draft.first_id, draft.last_id, extra)
+
+
+def _cleared(draft: Draft) -> tuple[Effect, ...]:
+    ids = trail(draft)
+    return (ClearChat(ids),) if ids else ()
 
 
 def step(draft: Draft, event: Event, limits: EvidenceLimits = DEFAULT_LIMITS) -> Transition:
@@ -949,10 +982,9 @@ def _on_review(draft: Draft, event: Event) -> Transition:
         ]
         if missing:  # cannot happen through the buttons; guards forged input
             return _ask(replace(draft, step=missing[0]))
-        return Transition(
-            None,
-            (SubmitReport(draft.kind, dict(draft.answers), draft.evidence, dict(draft.context)),),
-        )
+        submit = SubmitReport(draft.kind, dict(draft.answers), draft.evidence, dict(draft.context))
+        # The chat is cleared first: the receipt, sent with the submission, stays.
+        return Transition(None, (*_cleared(draft), submit))
     if isinstance(event, Edit):
         if event.field not in EDITABLE[draft.kind]:
             return _stay(draft, "button_expired")
@@ -974,7 +1006,7 @@ def _on_review(draft: Draft, event: Event) -> Transition:
 def _on_confirm_cancel(draft: Draft, event: Event) -> Transition:
     if isinstance(event, ConfirmCancel):
         if event.discard:
-            return Transition(None, (Discarded(),))
+            return Transition(None, (*_cleared(draft), Discarded()))
         resumed = draft.paused or QUESTIONS[draft.kind][0]
         return _ask(replace(draft, step=resumed, paused=None))
     if isinstance(event, (Cancel,)):

@@ -7,7 +7,8 @@ the message the button is under (``flow.At``; ``n:<action>`` without a step acts
 ``e:<field>`` edit from review · ``x:<yes|no>`` confirm discarding · ``m:<item>`` main menu ·
 ``l:<ar|en>`` language · ``r:<evidence id>`` remove a file · ``w:chat`` ask to wipe this
 chat, ``w:yes``/``w:no`` the answer ·
-``s:receipt`` show a receipt that could not be delivered. Anything else (old versions, forged data) parses to ``None`` and
+``s:receipt`` show a receipt that could not be delivered · ``s:delete`` delete the receipt
+message this button is under. Anything else (old versions, forged data) parses to ``None`` and
 gets "this button has expired".
 """
 
@@ -65,7 +66,15 @@ class ShowReceipt:
     pass
 
 
-Parsed = flow.Event | fu.Confirm | MenuAction | LanguageChoice | RemoveEvidence | Wipe | ShowReceipt
+@dataclass(frozen=True)
+class DeleteReceipt:
+    """Delete the receipt message the button is under (the user wrote it down)."""
+
+
+Parsed = (
+    flow.Event | fu.Confirm | MenuAction | LanguageChoice | RemoveEvidence | Wipe | ShowReceipt
+    | DeleteReceipt
+)
 
 
 def command_of(text: str | None) -> str:
@@ -115,6 +124,10 @@ def show_receipt() -> str:
     return "s:receipt"
 
 
+def delete_receipt() -> str:
+    return "s:delete"
+
+
 def parse(data: str | None) -> Parsed | None:
     if not data or len(data) > 64:
         return None
@@ -144,4 +157,6 @@ def parse(data: str | None) -> Parsed | None:
         return Wipe(confirm=rest == "yes")
     if data == "s:receipt":
         return ShowReceipt()
+    if data == "s:delete":
+        return DeleteReceipt()
     return None

@@ -23,7 +23,7 @@ from nazaha.flows.report_flow import EvidenceLimits
 from nazaha.handlers import callbacks as cb
 from nazaha.handlers import screens
 from nazaha.handlers.evidence import EvidenceIntake
-from nazaha.handlers.outbox import Outbox
+from nazaha.handlers.outbox import Cleared, Outbox
 from nazaha.handlers.restart_notice import RestartNotice
 from nazaha.handlers.safety_reads import SafetyReads
 from nazaha.handlers.screens import Screen
@@ -122,9 +122,17 @@ class Reply:
 
     def show(self, screen: Screen) -> None:
         if screen.entities:
-            self.outbox.send_rich(self.chat_id, screen.text, screen.entities, screen.keyboard)
+            self.outbox.send_rich(
+                self.chat_id, screen.text, screen.entities, screen.keyboard, protect=screen.protect
+            )
         else:
-            self.outbox.send(self.chat_id, screen.text, screen.keyboard)
+            self.outbox.send(self.chat_id, screen.text, screen.keyboard, protect=screen.protect)
+
+    def clear_chat(self, message_ids: tuple[int, ...]) -> Cleared:
+        """Delete these messages of this private chat before anything this update sends
+        (``flow.ClearChat``: a conversation's answers and the screens that showed them);
+        never fails the update (:meth:`Outbox.clear`)."""
+        return self.outbox.clear(self.chat_id, message_ids)
 
     def present(self, screen: Screen, *, edit: int | None = None) -> None:
         """Show ``screen`` in place of the bot message ``edit`` (navigating a menu), or as
@@ -139,12 +147,14 @@ class Reply:
 
     def send_receipt(self, formatted_receipt: str, *, complaint: bool = False) -> None:
         """The receipt of a report stored in this update, protected from forwarding and
-        saving. If Telegram will not take it, it is kept in memory for the user to ask for
-        once (``services.receipts``)."""
+        saving, with a button to delete it from the chat once written down. If Telegram will
+        not take it, it is kept in memory for the user to ask for once
+        (``services.receipts``)."""
         receipts, user_id = self.services.receipts, self.user_id
         self.outbox.send(
             self.chat_id,
             screens.receipt(formatted_receipt, complaint=complaint),
+            screens.receipt_keyboard(),
             protect=True,
             on_undelivered=lambda: receipts.keep(user_id, formatted_receipt),
         )

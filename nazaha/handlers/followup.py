@@ -41,9 +41,11 @@ async def _case_of(reply: Reply, session: fu.Session) -> UnlockedCase:
     return case
 
 
-async def begin(reply: Reply, anchor: int | None) -> None:
+async def begin(reply: Reply, anchor: int | None, *, typed: bool = False) -> None:
+    """Ask for the receipt; ``anchor``: the message that began the session (``typed``: the
+    user sent it, ``/followup``)."""
     await wipe.mark_conversation_start(reply, anchor)
-    await apply(fu.start(), reply)
+    await apply(fu.start(anchor or 0, typed=typed), reply)
 
 
 async def load_session(reply: Reply) -> fu.Session | None:
@@ -81,6 +83,7 @@ async def _apply(
     else:
         await reply.state.set_state(FollowUpForm.active)
         await reply.state.set_data({"session": session.to_dict()})
+    cleared = None
     for effect in transition.effects:
         if isinstance(effect, fu.Ask):
             if effect.step is fu.FStep.CONFIRM_REPLY:
@@ -96,9 +99,21 @@ async def _apply(
                 reply.show(_question(effect.step))
         elif isinstance(effect, fu.SessionClosed):
             reply.say(screens.session_closed(reply.options.session_minutes, effect.kept))
+            if cleared is not None:
+                reply.outbox.send(reply.chat_id, screens.chat_cleared("followup"), only_if=cleared)
         elif isinstance(effect, fu.DeleteTyped):
-            if message is not None:
-                reply.outbox.delete(reply.chat_id, message.message_id)
+            # The message(s) that carried this update: a receipt typed as a reply, or a
+            # reply or files now stored with the case.
+            sent = [m.message_id for m in album] if album else [message.message_id] if message else []
+            if len(sent) == 1:
+                reply.outbox.delete(reply.chat_id, sent[0])
+            elif sent:
+                reply.outbox.delete_many(reply.chat_id, sent)
+        elif isinstance(effect, flow.DeleteMessage):
+            if effect.message_id:
+                reply.outbox.delete(reply.chat_id, effect.message_id)
+        elif isinstance(effect, flow.ClearChat):
+            cleared = reply.clear_chat(effect.message_ids)
         elif isinstance(effect, fu.Notice):
             reply.say(screens.notice(effect.code, dict(effect.params), await _kind_of(reply, session)))
         elif isinstance(effect, fu.TryReceipt):
@@ -126,7 +141,7 @@ async def _apply(
                 await _context_of(reply, session),
                 effect.caption,
             )
-            await _apply(fu.step(session, stored, reply.options.limits), reply, None, session)
+            await _apply(fu.step(session, stored, reply.options.limits), reply, None, session, album)
         elif isinstance(effect, fu.SaveEvidence):
             assert session is not None
             batch = reply.report_batch()
@@ -152,6 +167,8 @@ async def _apply(
         elif isinstance(effect, fu.End):
             if previous is not None and "key_ref" in previous.case:
                 await reply.services.session_keys.drop(previous.case["key_ref"])
+            if cleared is not None:
+                reply.outbox.send(reply.chat_id, screens.chat_cleared("followup"), only_if=cleared)
             reply.show(screens.session_ended())
 
 
@@ -236,7 +253,8 @@ async def _fetch(reply: Reply, session: fu.Session, message: Message) -> None:
         event: fu.Event = flow.Stored(item, context)
     except FetchError as exc:
         event = flow.FetchFailed(exc.reason)
-    await _apply(fu.step(session, event, reply.options.limits), reply, None, session)
+    # ``message``: once the file is stored with the case, it leaves the chat (DeleteTyped).
+    await _apply(fu.step(session, event, reply.options.limits), reply, message, session)
 
 
 async def resume(
@@ -244,7 +262,12 @@ async def resume(
     event: fu.Event,
     message: Message | None = None,
     album: list[Message] | None = None,
+    *,
+    pressed: int | None = None,
 ) -> None:
+    """Feed ``event`` to the session. ``message`` / ``album``: what the user sent;
+    ``pressed``: the message whose button was pressed (both widen the session's span of the
+    chat, deleted when it ends)."""
     session = await load_session(reply)
     if session is None:
         await reply.state.clear()
@@ -257,6 +280,10 @@ async def resume(
     if ref is not None and case is None:
         await apply(fu.expired(session, event), reply, message=message)
         return
+    sent = [m.message_id for m in album] if album else [message.message_id] if message else []
+    session = fu.seen(session, tuple(sent), typed=True)
+    if pressed is not None:
+        session = fu.seen(session, (pressed,), typed=False)
     if case is not None:
         # A team-key rotation may have given the case a new key since the receipt was
         # typed: what this update writes is sealed under the newest one.
@@ -283,21 +310,21 @@ async def on_message(message: Message, reply: Reply, album: list[Message] | None
         await wipe.ask(reply)
         return
     if command in ("/cancel", "/start"):
-        await resume(reply, flow.Cancel())
+        await resume(reply, flow.Cancel(), message)
         return
     if command == "/forget":
         # Ends the session (its key leaves memory) and explains how to stop notifications.
-        await resume(reply, flow.Cancel())
+        await resume(reply, flow.Cancel(), message)
         reply.show(screens.forgotten())
         return
     if command:
-        await resume(reply, flow.Help())
+        await resume(reply, flow.Help(), message)
         return
     attach = attach_of(message)
     if attach is not None:
         await resume(reply, attach, message)
     elif message.text is not None:
-        await resume(reply, flow.Text(message.text), message)
+        await resume(reply, flow.Text(message.text, message.message_id), message)
     else:
         await resume(reply, flow.NonText(content_kind(message)), message)
 
@@ -316,7 +343,7 @@ async def on_callback(query: CallbackQuery, reply: Reply) -> None:
         if not await wipe.answer(reply, parsed, query.message.message_id):
             await resume(reply, flow.Help())
     elif isinstance(parsed, (flow.Choose, flow.Back, flow.Cancel, flow.Done, flow.At, fu.Confirm)):
-        await resume(reply, parsed)
+        await resume(reply, parsed, pressed=query.message.message_id if query.message else None)
     elif isinstance(parsed, cb.MenuAction) and parsed.item == "followup":
         # "Follow up with my receipt", e.g. under a notification that arrived during the
         # session (it may be about another report): end this session, ask for a receipt.

@@ -14,12 +14,14 @@ from aiogram.fsm.storage.base import BaseStorage
 from aiogram.types import CallbackQuery, Message
 
 from nazaha.flows import report_flow as flow
+from nazaha.flows.chat_trail import span_ids
 from nazaha.handlers import awareness
 from nazaha.handlers import awareness_callbacks as aw
 from nazaha.handlers import callbacks as cb
 from nazaha.handlers import followup, screens, wipe
 from nazaha.handlers.context import Reply
 from nazaha.handlers.report import begin
+from nazaha.storage.fsm import TRAIL
 
 router = Router(name="menu")
 
@@ -40,22 +42,37 @@ _COMMANDS = {
 }
 
 
-async def _tell_if_draft_expired(reply: Reply, fsm_storage: BaseStorage) -> None:
-    pop = getattr(fsm_storage, "pop_expired_notice", None)
-    if pop is not None and await pop(reply.state.key):
-        reply.say(screens.draft_expired(reply.options.draft_ttl_hours))
+async def _tell_if_draft_expired(
+    reply: Reply, fsm_storage: BaseStorage, typed: int | None = None
+) -> None:
+    """Say once that an unfinished report expired, after deleting what it left in the chat
+    (the span its tombstone kept; not ``typed``, the message the user just sent, or later)."""
+    pop = getattr(fsm_storage, "pop_expired", None)
+    expired = await pop(reply.state.key) if pop is not None else None
+    if expired is None:
+        return
+    trail = expired.get(TRAIL)
+    ids: tuple[int, ...] = ()
+    if isinstance(trail, list) and len(trail) == 2 and all(isinstance(i, int) for i in trail):
+        ids = span_ids(trail[0], trail[1], below=typed)
+    reply.say(screens.draft_expired(reply.options.draft_ttl_hours))
+    if ids:
+        cleared = reply.clear_chat(ids)
+        reply.outbox.send(reply.chat_id, screens.chat_cleared("expired"), only_if=cleared)
 
 
-async def _open(item: str, reply: Reply, anchor: int | None) -> None:
+async def _open(item: str, reply: Reply, anchor: int | None, *, typed: bool = False) -> None:
+    """``anchor``: the message of this update (``typed``: the user sent it; else the one
+    whose button was pressed)."""
     if item == "report":
-        await begin(flow.Kind.CORRUPTION, reply, anchor)
+        await begin(flow.Kind.CORRUPTION, reply, anchor, typed=typed)
     elif item == "complaint":
-        await begin(flow.Kind.COMPLAINT, reply, anchor)
+        await begin(flow.Kind.COMPLAINT, reply, anchor, typed=typed)
     elif item == "start":
         await wipe.mark_conversation_start(reply, anchor)
         reply.show(screens.welcome())
     elif item == "followup":
-        await followup.begin(reply, anchor)
+        await followup.begin(reply, anchor, typed=typed)
     elif item == "wipe":
         await wipe.ask(reply)
     elif item == "forget":
@@ -78,7 +95,7 @@ async def _open(item: str, reply: Reply, anchor: int | None) -> None:
 
 @router.message()
 async def on_message(message: Message, reply: Reply, fsm_storage: BaseStorage) -> None:
-    await _tell_if_draft_expired(reply, fsm_storage)
+    await _tell_if_draft_expired(reply, fsm_storage, typed=message.message_id)
     if message.text and flow.is_receipt(message.text):
         # A receipt typed at the menu must not stay on screen: delete it, offer follow-up.
         reply.outbox.delete(reply.chat_id, message.message_id)
@@ -95,7 +112,7 @@ async def on_message(message: Message, reply: Reply, fsm_storage: BaseStorage) -
         item = _COMMANDS.get(command, "help")
         if item not in ("learn", "subscribe"):
             awareness.leave_learn(reply)
-        await _open(item, reply, message.message_id)
+        await _open(item, reply, message.message_id, typed=True)
     elif not await awareness.hint_if_browsing(reply):
         # Text while browsing Learn gets a hint to choose a topic (above); otherwise the menu.
         reply.tell_if_restarted()  # written as if in a conversation: was one lost?

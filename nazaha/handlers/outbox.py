@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 TELEGRAM_TEXT_LIMIT = 4096
 # answerCallbackQuery: the notice shown over the chat holds 0-200 characters.
 CALLBACK_NOTICE_LIMIT = 200
+# deleteMessages takes 1 to 100 ids.
+DELETE_BATCH = 100
 
 
 def split_for_telegram(text: str, limit: int = TELEGRAM_TEXT_LIMIT) -> list[str]:
@@ -84,15 +86,27 @@ class _Group:
     failed: bool = False
 
 
+@dataclass
+class Cleared:
+    """Whether Telegram accepted at least one deletion queued by :meth:`Outbox.clear`
+    (known once it is flushed): a message queued with ``only_if`` it is sent only then."""
+
+    done: bool = False
+
+
 @dataclass(frozen=True)
 class _Special:
     """How a queued method is handled beyond "send it": ``fallback`` is sent instead when
     an edit is refused (the message is gone or too old), except when the message already
-    shows that content; ``on_result`` receives what Telegram answered (e.g. a poll's id)."""
+    shows that content; ``on_result`` receives what Telegram answered (e.g. a poll's id);
+    ``marks`` is set when the method is accepted; a method with ``only_if`` is sent only
+    if that mark was set."""
 
     fallback: TelegramMethod[Any] | None = None
     on_result: Callable[[Any], Awaitable[None]] | None = None
     quiet: bool = False  # a refusal is expected now and then: not logged
+    marks: Cleared | None = None
+    only_if: Cleared | None = None
 
 
 def not_modified(error: BaseException | None) -> bool:
@@ -115,13 +129,16 @@ class Outbox:
         *,
         protect: bool = False,
         on_undelivered: Callable[[], object] | None = None,
+        only_if: Cleared | None = None,
     ) -> None:
         """Queue a plain-text message (long text is split; the keyboard goes on the last).
 
-        ``on_undelivered()`` is called once, during :meth:`flush`, if a piece of it could
-        not be delivered (the retry policy gave up, Telegram refused it, the user blocked
-        the bot); its later pieces are then not sent. An exception it raises is logged
-        and ignored.
+        ``protect``: Telegram's ``protect_content`` (the message cannot be forwarded or
+        saved; a bot can still copy it). ``on_undelivered()`` is called once, during
+        :meth:`flush`, if a piece of it could not be delivered (the retry policy gave up,
+        Telegram refused it, the user blocked the bot); its later pieces are then not sent.
+        An exception it raises is logged and ignored. ``only_if``: sent only if that
+        :meth:`clear` deleted something.
         """
         group = _Group(on_undelivered) if on_undelivered is not None else None
         pieces = split_for_telegram(text)
@@ -135,6 +152,8 @@ class Outbox:
                 parse_mode=None,
             )
             self._methods.append((method, group))
+            if only_if is not None:
+                self._special[id(method)] = _Special(only_if=only_if)
 
     def send_rich(
         self,
@@ -142,9 +161,11 @@ class Outbox:
         text: str,
         entities: Sequence[MessageEntity] = (),
         keyboard: InlineKeyboardMarkup | None = None,
+        *,
+        protect: bool = False,
     ) -> None:
         """Queue a message with entities (bold, links: never parse_mode). The caller keeps
-        it within 4096 UTF-16 units: it is not split."""
+        it within 4096 UTF-16 units: it is not split. ``protect`` as in :meth:`send`."""
         self._methods.append(
             (
                 SendMessage(
@@ -152,6 +173,7 @@ class Outbox:
                     text=text,
                     entities=list(entities) or None,
                     reply_markup=keyboard,
+                    protect_content=protect,
                     parse_mode=None,
                 ),
                 None,
@@ -221,6 +243,25 @@ class Outbox:
         """Up to 100 ids; Telegram skips those it cannot delete (gone, or over 48 h old)."""
         self._methods.append((DeleteMessages(chat_id=chat_id, message_ids=message_ids), None))
 
+    def clear(self, chat_id: int, message_ids: Sequence[int]) -> Cleared:
+        """Queue deleting ``message_ids`` (increasing) from a private chat, 100 a call,
+        ahead of everything else queued for this update.
+
+        Telegram skips ids it cannot delete (gone, never sent, or over 48 hours old); a call
+        it refuses altogether is logged by kind and the rest of the flush goes on: a reply
+        never fails because the chat could not be cleared. The result tells, once flushed,
+        whether anything was deleted (for a message queued with ``only_if``)."""
+        cleared = Cleared()
+        ids = list(message_ids)
+        queued: list[tuple[TelegramMethod[Any], _Group | None]] = []
+        for start in range(0, len(ids), DELETE_BATCH):
+            method = DeleteMessages(chat_id=chat_id, message_ids=ids[start : start + DELETE_BATCH])
+            queued.append((method, None))
+            self._special[id(method)] = _Special(quiet=True, marks=cleared)
+        # First of all: a message this update sends must not get an id inside the span.
+        self._methods[0:0] = queued
+        return cleared
+
     @property
     def pending(self) -> int:
         return len(self._methods)
@@ -252,6 +293,11 @@ class Outbox:
 
     async def _deliver_special(self, method: TelegramMethod[Any], how: _Special) -> None:
         name = type(method).__name__
+        if how.only_if is not None:
+            if how.only_if.done:
+                with results_unused():
+                    await deliver(self.bot, method, self.policy)
+            return
         if how.on_result is not None:
             outcome = await deliver(self.bot, method, self.policy)
             if outcome.ok:
@@ -265,6 +311,8 @@ class Outbox:
                 outcome = await self.policy.run(lambda: self.bot(method), what=name)
             else:
                 outcome = await deliver(self.bot, method, self.policy)
+            if outcome.ok and how.marks is not None:
+                how.marks.done = True
             if outcome.ok or not_modified(outcome.error) or outcome.blocked or outcome.gave_up:
                 return  # (gave up: the edit may have arrived; a new message could repeat it)
             if how.quiet:

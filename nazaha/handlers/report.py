@@ -13,6 +13,7 @@ from nazaha.handlers import callbacks as cb
 from nazaha.handlers import screens
 from nazaha.handlers import wipe
 from nazaha.handlers.context import Reply
+from nazaha.handlers.outbox import Cleared
 from nazaha.handlers.evidence import (
     FetchError,
     album_of,
@@ -23,6 +24,7 @@ from nazaha.handlers.evidence import (
 )
 from nazaha.storage.cases import EvidenceRecord
 from nazaha.storage.crypto import format_receipt
+from nazaha.storage.fsm import TRAIL
 from nazaha.storage.reports import ReportDraft
 
 router = Router(name="report")
@@ -52,9 +54,14 @@ def event_from_message(message: Message) -> flow.Event:
     return flow.NonText(content_kind(message))
 
 
-async def begin(kind: flow.Kind, reply: Reply, anchor: int | None = None) -> None:
+async def begin(
+    kind: flow.Kind, reply: Reply, anchor: int | None = None, *, typed: bool = False
+) -> None:
+    """Start a report; ``anchor`` is the message that began it, ``typed`` if the user sent it
+    (``/report``) rather than pressed a button under it."""
     await wipe.mark_conversation_start(reply, anchor)
-    await apply(flow.start(kind, safety_seen=await reply.services.safety.seen(reply.user_id)), reply)
+    safety_seen = await reply.services.safety.seen(reply.user_id)
+    await apply(flow.start(kind, safety_seen=safety_seen, anchor=anchor or 0, typed=typed), reply)
 
 
 async def load_draft(state: FSMContext) -> flow.Draft | None:
@@ -63,11 +70,16 @@ async def load_draft(state: FSMContext) -> flow.Draft | None:
 
 
 async def save_draft(reply: Reply, draft: flow.Draft | None) -> None:
+    """Keep the draft in memory; if it expires, its tombstone keeps only the span of message
+    ids it left in the chat (``TRAIL``), deleted at the user's next contact."""
     if draft is None:
         await reply.state.clear()
     else:
         await reply.state.set_state(ReportForm.active)
-        await reply.state.set_data({"draft": draft.to_dict()})
+        data: dict = {"draft": draft.to_dict()}
+        if draft.first_id:
+            data[TRAIL] = [draft.first_id, draft.last_id]
+        await reply.state.set_data(data)
 
 
 async def apply(
@@ -83,6 +95,7 @@ async def apply(
     ``album`` holds the messages of ``Album.attaches`` when the event was an album."""
     draft = transition.draft
     await save_draft(reply, draft)
+    cleared: Cleared | None = None
     for effect in transition.effects:
         if isinstance(effect, flow.Ask):
             assert draft is not None
@@ -99,6 +112,8 @@ async def apply(
         elif isinstance(effect, flow.DeleteMessage):
             if effect.message_id:
                 reply.outbox.delete(reply.chat_id, effect.message_id)
+        elif isinstance(effect, flow.ClearChat):
+            cleared = reply.clear_chat(effect.message_ids)
         elif isinstance(effect, flow.FetchAlbum):
             assert draft is not None and album is not None
             stored = await fetch_album(
@@ -113,10 +128,12 @@ async def apply(
             if draft is not None:
                 reply.services.evidence.discard(draft.context, effect.item_id)
         elif isinstance(effect, flow.SubmitReport):
-            await submit(effect, reply)
+            await submit(effect, reply, cleared)
         elif isinstance(effect, flow.Discarded):
             if previous is not None:
                 reply.services.evidence.discard(previous.context)
+            if cleared is not None:
+                reply.outbox.send(reply.chat_id, screens.chat_cleared("discarded"), only_if=cleared)
             reply.show(screens.discarded())
 
 
@@ -132,7 +149,9 @@ async def fetch(
     await apply(flow.step(draft, event, reply.options.limits), reply, previous=draft)
 
 
-async def submit(effect: flow.SubmitReport, reply: Reply) -> None:
+async def submit(effect: flow.SubmitReport, reply: Reply, cleared: Cleared | None = None) -> None:
+    """Store the report (its own transaction), then queue the receipt; ``cleared``: the
+    deletion of the draft's messages queued before it, said once it happened."""
     triage, fields = flow.split_answers(effect.kind, effect.answers)
     # The reporter's language, sealed with the answers: caseworkers reply in it.
     fields = {**fields, "language": reply.i18n.current_locale}
@@ -153,9 +172,12 @@ async def submit(effect: flow.SubmitReport, reply: Reply) -> None:
         )
     await reply.commit_report_side(batch)
     # Sent after the commit like every reply, protected; kept for asking again if undelivered.
-    reply.send_receipt(
-        format_receipt(sealed.receipt), complaint=effect.kind is flow.Kind.COMPLAINT
-    )
+    complaint = effect.kind is flow.Kind.COMPLAINT
+    reply.send_receipt(format_receipt(sealed.receipt), complaint=complaint)
+    if cleared is not None:
+        reply.outbox.send(
+            reply.chat_id, screens.chat_cleared("sent", complaint=complaint), only_if=cleared
+        )
     reply.show(screens.after_submission())
 
 
@@ -179,12 +201,21 @@ async def resume(
     event: flow.Event,
     message: Message | None = None,
     album: list[Message] | None = None,
+    *,
+    pressed: int | None = None,
 ) -> None:
+    """Feed ``event`` to the draft. ``message`` / ``album``: what the user sent (they widen
+    the span of the chat the draft covers, as does ``pressed``, the id of the message whose
+    button was pressed)."""
     draft = await load_draft(reply.state)
     if draft is None:
         await reply.state.clear()
         reply.show(screens.no_report_in_progress())
         return
+    sent = [m.message_id for m in album] if album else [message.message_id] if message else []
+    draft = flow.seen(draft, tuple(sent), typed=True)
+    if pressed is not None:
+        draft = flow.seen(draft, (pressed,), typed=False)
     await apply(
         flow.step(draft, event, reply.options.limits),
         reply,
@@ -252,9 +283,13 @@ async def on_callback(query: CallbackQuery, reply: Reply) -> None:
         if not await wipe.answer(reply, parsed, query.message.message_id):
             await reask(reply)
     elif isinstance(parsed, cb.RemoveEvidence):
-        await resume(reply, flow.Remove(parsed.item_id))
+        await resume(reply, flow.Remove(parsed.item_id), pressed=_pressed(query))
     elif parsed is None:
         await reask(reply, screens.button_expired())
     else:
-        await resume(reply, parsed)
+        await resume(reply, parsed, pressed=_pressed(query))
+
+
+def _pressed(query: CallbackQuery) -> int | None:
+    return query.message.message_id if query.message is not None else None
 

@@ -44,11 +44,14 @@ REVIEW_CAPTION_CHARS = 300
 @dataclass(frozen=True)
 class Screen:
     """``entities``: bold, italic and links of ``text`` (UTF-16 offsets); a screen with
-    entities is sent with them, never with parse_mode, and is kept within one message."""
+    entities is sent with them, never with parse_mode, and is kept within one message.
+    ``protect``: the screen shows what a reporter wrote (or the case thread), so it is sent
+    with Telegram's ``protect_content``: it cannot be forwarded or saved."""
 
     text: str
     keyboard: InlineKeyboardMarkup | None = None
     entities: tuple[MessageEntity, ...] = ()
+    protect: bool = False
 
 
 def _keyboard(rows: list[list[tuple[str, str]]], *, reuse: bool = True) -> InlineKeyboardMarkup:
@@ -270,7 +273,7 @@ def description_question(draft: flow.Draft, text: str) -> list[Screen]:
         rows.append([(_("🗑 Replace it and start again"), cb.nav("replace", name))])
     rows.append(_nav_row("back", "cancel", step=name))
     if draft.editing and draft.parts:
-        current = Screen(_("Your description so far:") + "\n\n" + "\n\n".join(draft.parts))
+        current = Screen(_("Your description so far:") + "\n\n" + "\n\n".join(draft.parts), protect=True)
         hint = _(
             "Send more messages to add to it, then tap Done. To write it again from the "
             "beginning, tap Replace."
@@ -333,7 +336,7 @@ def review(draft: flow.Draft) -> list[Screen]:
     description = shown_description(answers.get("description", ""))
     long_description = len(description) > REVIEW_INLINE_DESCRIPTION
     if long_description:
-        screens.append(Screen(_("Your description:") + "\n\n" + description))
+        screens.append(Screen(_("Your description:") + "\n\n" + description, protect=True))
     complaint = draft.kind is flow.Kind.COMPLAINT
     lines = [
         _("Please check your complaint before you send it:")
@@ -350,7 +353,7 @@ def review(draft: flow.Draft) -> list[Screen]:
             lines.append(f"{label}: {evidence_count(len(draft.evidence))}")
             files = evidence_lines(draft.evidence)
             if long_description and any(item.caption for item in draft.evidence):
-                screens.append(Screen("\n".join(files)))
+                screens.append(Screen("\n".join(files), protect=True))
             else:
                 lines.extend(files)
         else:
@@ -379,7 +382,7 @@ def review(draft: flow.Draft) -> list[Screen]:
     send = _("📨 Send the complaint") if complaint else _("📨 Send the report")
     rows.append([(send, cb.nav("submit", "review"))])
     rows.append(_nav_row("back", "cancel", step="review"))
-    screens.append(Screen("\n".join(lines), _keyboard(rows, reuse=not draft.evidence)))
+    screens.append(Screen("\n".join(lines), _keyboard(rows, reuse=not draft.evidence), protect=True))
     return screens
 
 
@@ -826,6 +829,44 @@ def receipt(formatted_receipt: str, *, complaint: bool = False) -> str:
     return text.format(receipt=ltr(formatted_receipt)) + "\n\n" + then
 
 
+def receipt_keyboard() -> InlineKeyboardMarkup:
+    """Under a receipt: delete it from the chat once it is written down (whoever holds the
+    bot's token could read it there, and so could anyone holding the phone)."""
+    return _keyboard([[(_("🗑 I wrote it down: delete it from this chat"), cb.delete_receipt())]])
+
+
+def receipt_deleted_from_chat() -> str:
+    """The short notice over the chat once the receipt message is deleted (200 characters
+    at most: Telegram's limit for a button's answer)."""
+    return _("The receipt was deleted from this chat. Keep the copy you wrote down safe.")
+
+
+def chat_cleared(what: str, *, complaint: bool = False) -> str:
+    """Said once the bot deleted, for the user's safety, the messages a conversation left
+    in the chat (only if Telegram deleted some). ``what``: "sent" (a report or complaint was
+    just stored; its receipt stays above), "discarded" (a draft), "expired" (a draft that
+    expired), "followup" (a follow-up session ended)."""
+    if what == "sent":
+        return (
+            _(
+                "For your safety, the messages of this complaint (what you wrote and the "
+                "summary) were deleted from this chat. Your complaint was received: only "
+                "the receipt above stays here."
+            )
+            if complaint
+            else _(
+                "For your safety, the messages of this report (what you wrote and the "
+                "summary) were deleted from this chat. Your report was received: only the "
+                "receipt above stays here."
+            )
+        )
+    if what == "discarded":
+        return _("For your safety, the messages you wrote for it were deleted from this chat too.")
+    if what == "expired":
+        return _("For your safety, the messages you wrote for it were deleted from this chat.")
+    return _("For your safety, the messages of this follow-up were deleted from this chat.")
+
+
 def receipt_waiting() -> Screen:
     """Told at the next contact after a receipt could not be delivered."""
     return Screen(
@@ -1092,7 +1133,7 @@ def case_view(
         can_withdraw=withdrawn_on is None and status != "closed",
         complaint=complaint,
     )
-    return Screen("\n".join(lines), keyboard)
+    return Screen("\n".join(lines), keyboard, protect=True)
 
 
 def confirm_withdraw_contact() -> Screen:
@@ -1212,6 +1253,7 @@ def confirm_pending_reply(text: str) -> Screen:
                 [(_("🗑 Do not send it"), cb.choose("confirm_reply", "discard"))],
             ]
         ),
+        protect=True,
     )
 
 

@@ -491,9 +491,17 @@ def _copy_source(emu: BotApiEmulator, bot: BotState, params: dict[str, Any]) -> 
     return _chat(emu, bot, {"chat_id": from_chat_id})
 
 
+# A message sent with ``protect_content`` can still be copied by a bot: the Bot API lists no
+# such restriction for copyMessage(s) (it does for forwardMessage(s)), and TDLib, which the
+# Bot API server runs, exempts bots' copies from content protection (``get_forwarded_messages``
+# skips a protected message only ``if (!(need_copy && is_bot))``). The emulator copies them:
+# whoever holds a bot's token can read a protected message by copying it elsewhere.
+
+
 @method("copyMessage")
 async def copy_message(emu: BotApiEmulator, bot: BotState, params: dict[str, Any], files: Files) -> Any:
-    """Returns a MessageId (``{"message_id": N}``), not a Message, as Telegram does."""
+    """Returns a MessageId (``{"message_id": N}``), not a Message, as Telegram does. A
+    protected message is copied too (see above)."""
     source_chat = _copy_source(emu, bot, params)
     target = _chat(emu, bot, params, sending=True)
     message_id = params.get("message_id")
@@ -532,6 +540,84 @@ async def copy_messages(emu: BotApiEmulator, bot: BotState, params: dict[str, An
         raise bad_request("message to copy not found")
     target.changed()
     return [{"message_id": m.message_id} for m in copies]
+
+
+# ---- methods: forwards ---------------------------------------------------------------------------
+
+PROTECTED = "message has protected content and can't be forwarded"
+
+
+def _origin(source: StoredMessage) -> dict[str, Any]:
+    """The ``forward_origin`` a forward of ``source`` carries (an earlier forward's, kept)."""
+    if source.forward_origin is not None:
+        return dict(source.forward_origin)
+    chat = source.chat
+    if chat.group is not None and chat.group["type"] == "channel":
+        return {"type": "channel", "chat": chat.chat_dict(), "message_id": source.message_id, "date": source.date}
+    sender = chat.bot.user_dict() if source.from_bot else (source.sender or chat.user).copy()
+    return {"type": "user", "sender_user": sender, "date": source.date}
+
+
+def _forward_into(emu: BotApiEmulator, source: StoredMessage, target: ChatState,
+                  params: dict[str, Any]) -> StoredMessage:
+    """A forward of ``source`` into ``target``: the same content (a poll is the same poll,
+    votes and all), its origin, no keyboard. Protected content: 400, as on Telegram."""
+    if source.protect_content:
+        raise bad_request(PROTECTED)
+    msg = target.new_message(True, emu.now_int(), source.kind)
+    msg.text, msg.html, msg.entities, msg.parse_mode = source.text, source.html, source.entities, source.parse_mode
+    msg.caption, msg.caption_html, msg.caption_entities = source.caption, source.caption_html, source.caption_entities
+    msg.media = dict(source.media)
+    msg.extra = {key: value for key, value in source.extra.items() if key not in _NOT_COPIED}
+    msg.poll = source.poll
+    msg.forward_origin = _origin(source)
+    msg.protect_content = bool(params.get("protect_content"))
+    return msg
+
+
+@method("forwardMessage")
+async def forward_message(emu: BotApiEmulator, bot: BotState, params: dict[str, Any], files: Files) -> Any:
+    """Returns the new Message (with ``forward_origin``). A message sent with
+    ``protect_content`` cannot be forwarded: 400 "message has protected content and can't be
+    forwarded" (Bot API: "Service messages and messages with protected content can't be
+    forwarded"). Missing or deleted: 400 "message to forward not found"."""
+    source_chat = _copy_source(emu, bot, params)
+    target = _chat(emu, bot, params, sending=True)
+    message_id = params.get("message_id")
+    source = source_chat.messages.get(message_id) if isinstance(message_id, int) else None
+    if source is None or source.deleted:
+        raise bad_request("message to forward not found")
+    msg = _forward_into(emu, source, target, params)
+    target.changed()
+    return msg.to_message()
+
+
+@method("forwardMessages")
+async def forward_messages(emu: BotApiEmulator, bot: BotState, params: dict[str, Any], files: Files) -> Any:
+    """Forwards 1-100 messages (ids in strictly increasing order); skips those that cannot
+    be found or are protected, and fails (with the first reason) only if none could be
+    forwarded. Returns the MessageIds of the forwards."""
+    source_chat = _copy_source(emu, bot, params)
+    target = _chat(emu, bot, params, sending=True)
+    ids = params.get("message_ids")
+    if not isinstance(ids, list) or not 1 <= len(ids) <= 100 or not all(isinstance(i, int) for i in ids):
+        raise bad_request("message_ids must contain 1-100 message identifiers")
+    if any(b <= a for a, b in zip(ids, ids[1:])):
+        raise bad_request("message identifiers must be in a strictly increasing order")
+    forwards = []
+    first_error: ApiError | None = None
+    for message_id in ids:
+        source = source_chat.messages.get(message_id)
+        try:
+            if source is None or source.deleted:
+                raise bad_request("message to forward not found")
+            forwards.append(_forward_into(emu, source, target, params))
+        except ApiError as err:  # Telegram skips what it cannot forward
+            first_error = first_error or err
+    if not forwards:
+        raise first_error or bad_request("message to forward not found")
+    target.changed()
+    return [{"message_id": m.message_id} for m in forwards]
 
 
 def _record_edit(msg: StoredMessage, emu: BotApiEmulator) -> None:

@@ -10,8 +10,10 @@ restart users are told plainly what may have happened (:mod:`nazaha.handlers.res
 
 * Every write pushes the record's expiry to now + ttl; an expired record of a *told* state
   (a report draft) leaves a tombstone so that the bot can say once that the unfinished report
-  was discarded (:meth:`VolatileFsmStorage.pop_expired_notice`); other states (a follow-up
-  session) expire silently.
+  was discarded (:meth:`OverlayFsmStorage.pop_expired`); other states (a follow-up
+  session) expire silently. The tombstone keeps what the record's data held under
+  :data:`TRAIL` (the span of message ids the draft left in the chat, to delete then), nothing
+  else.
 * Inside an update (``current_uow`` set) writes are kept in the update's overlay and applied
   when its unit of work commits, so later reads in the same update see them and nothing
   changes if the update fails or was a duplicate. Outside one, writes apply at once.
@@ -38,6 +40,8 @@ from nazaha.storage.unit_of_work import UnitOfWork, active_uow
 
 DEFAULT_TTL = dt.timedelta(hours=24)
 TOMBSTONE_TTL = dt.timedelta(days=30)
+# The key of a record's data that its tombstone keeps (a small JSON value: message ids).
+TRAIL = "trail"
 
 
 def _utcnow() -> dt.datetime:
@@ -50,6 +54,7 @@ class _Entry:
     data_json: str | None = None  # JSON text of the data dict; None when empty
     expires_at: dt.datetime | None = None
     expired: bool = False  # a tombstone: "your unfinished report was discarded"
+    kept: str | None = None  # a tombstone's JSON of the expired data's TRAIL value
 
     @property
     def has_draft(self) -> bool:
@@ -140,12 +145,17 @@ class OverlayFsmStorage(BaseStorage, abc.ABC):
 
     async def pop_expired_notice(self, key: StorageKey) -> bool:
         """True once if this chat's draft expired since the user's last contact."""
+        return await self.pop_expired(key) is not None
+
+    async def pop_expired(self, key: StorageKey) -> dict[str, Any] | None:
+        """Once, if this chat's draft expired since the user's last contact: ``{}``, or
+        ``{TRAIL: value}`` if its data held one; ``None`` otherwise."""
         record_key = self.record_key(key)
         entry = await self._current(record_key)
         if not entry.expired:
-            return False
-        await self._write(record_key, dataclasses.replace(entry, expired=False))
-        return True
+            return None
+        await self._write(record_key, dataclasses.replace(entry, expired=False, kept=None))
+        return {TRAIL: json.loads(entry.kept)} if entry.kept is not None else {}
 
     async def forget(self, key: StorageKey) -> None:
         """Drop the record and any tombstone of this key (/wipe), in this update's commit."""
@@ -160,9 +170,12 @@ class OverlayFsmStorage(BaseStorage, abc.ABC):
         return self._told_states is None or state in self._told_states
 
     def _expired_form(self, entry: _Entry) -> _Entry:
-        """What an expired record becomes: a tombstone for a told state, else nothing."""
+        """What an expired record becomes: a tombstone for a told state (keeping its data's
+        :data:`TRAIL` value), else nothing."""
         if entry.has_draft and self._told(entry.state):
-            return _Entry(expires_at=self._clock() + TOMBSTONE_TTL, expired=True)
+            return _Entry(
+                expires_at=self._clock() + TOMBSTONE_TTL, expired=True, kept=_trail_of(entry)
+            )
         return _Entry()
 
     async def _current(self, record_key: str) -> _Entry:
@@ -192,6 +205,19 @@ class OverlayFsmStorage(BaseStorage, abc.ABC):
         overlay[record_key] = entry
         if first:  # applied once, with whatever the overlay holds at commit time
             uow.on_commit(lambda: self._apply(record_key, overlay[record_key]))
+
+
+def _trail_of(entry: _Entry) -> str | None:
+    """The JSON of the entry's data's :data:`TRAIL` value, if it has one."""
+    if entry.data_json is None:
+        return None
+    try:
+        data = json.loads(entry.data_json)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or data.get(TRAIL) is None:
+        return None
+    return json.dumps(data[TRAIL], separators=(",", ":"))
 
 
 class VolatileFsmStorage(OverlayFsmStorage):
@@ -250,4 +276,4 @@ class VolatileFsmStorage(OverlayFsmStorage):
             self._records[record_key] = entry
 
 
-__all__ = ["DEFAULT_TTL", "TOMBSTONE_TTL", "OverlayFsmStorage", "VolatileFsmStorage"]
+__all__ = ["DEFAULT_TTL", "TOMBSTONE_TTL", "TRAIL", "OverlayFsmStorage", "VolatileFsmStorage"]

@@ -94,6 +94,7 @@ class RedisFsmStorage(OverlayFsmStorage):
             "d": entry.data_json,
             "e": entry.expires_at.timestamp() if entry.expires_at is not None else None,
             "x": entry.expired,
+            "k": entry.kept,
         }
         plain = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
         return self.ring.shared.seal(record_key, plain)
@@ -107,6 +108,7 @@ class RedisFsmStorage(OverlayFsmStorage):
             data_json=body.get("d"),
             expires_at=dt.datetime.fromtimestamp(expires, dt.timezone.utc) if expires is not None else None,
             expired=bool(body.get("x")),
+            kept=body.get("k"),
         )
 
     def _placement(self, entry: _Entry) -> tuple[int, float]:
