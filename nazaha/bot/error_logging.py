@@ -16,6 +16,8 @@ from typing import Any
 from aiogram import Dispatcher
 from aiogram.types import ErrorEvent
 
+from nazaha.bot.confirm import Settlement
+
 log = logging.getLogger("nazaha.errors")
 
 
@@ -27,12 +29,17 @@ def update_kind(update: Any) -> str:
         return "unknown"
 
 
-async def on_error(event: ErrorEvent) -> bool:
+async def on_error(event: ErrorEvent, settlement: Settlement | None = None) -> bool:
+    """Log the failure; an update that carries a settlement (nazaha/bot/confirm.py) failed
+    before its commit (e.g. its first database read): it is handed back to Telegram while
+    its retry window lasts."""
     log.error(
         "update handling failed: %s in a %s update",
         type(event.exception).__name__,
         update_kind(event.update),
     )
+    if isinstance(settlement, Settlement):
+        settlement.failed()
     return True  # handled: aiogram logs nothing more
 
 

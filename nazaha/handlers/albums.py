@@ -6,6 +6,10 @@ in process memory until no new one has arrived for a quiet period; the first upd
 album then goes on with all of them (``data["album"]``), and the others end at once.
 :class:`AlbumMiddleware` does this outside the per-user lock, so the later files of an album
 are not queued behind the first while it waits.
+
+A later file's update is confirmed to Telegram with the album's first update (its
+:class:`~nazaha.bot.confirm.Settlement` follows the first one's), never before: a crash while
+the album is gathered loses none of its files.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from typing import Any, Awaitable, Callable, Generic, Hashable, TypeVar
 
 from aiogram import BaseMiddleware
 from aiogram.types import Message, TelegramObject, Update
+
+from nazaha.bot.confirm import Settlement, settlement_of
 
 T = TypeVar("T")
 
@@ -54,6 +60,10 @@ class AlbumCollector(Generic[T]):
 
     def __len__(self) -> int:
         return len(self._groups)
+
+    def is_open(self, key: Hashable) -> bool:
+        """True while a group ``key`` is gathering: an item added now joins it."""
+        return key in self._groups
 
     async def collect(self, key: Hashable, item: T) -> list[T] | None:
         """Add ``item`` to the group ``key``.
@@ -97,6 +107,7 @@ class AlbumMiddleware(BaseMiddleware):
 
     def __init__(self, collector: AlbumCollector[Message]) -> None:
         self.collector = collector
+        self._leaders: dict[Hashable, Settlement] = {}  # album key -> its first update's
 
     async def __call__(
         self,
@@ -108,7 +119,18 @@ class AlbumMiddleware(BaseMiddleware):
         key = album_key(message) if message is not None else None
         if key is None:
             return await handler(event, data)
-        album = await self.collector.collect(key, message)
+        settlement = settlement_of(data)
+        joining = self.collector.is_open(key)
+        if settlement is not None:
+            if not joining:
+                self._leaders[key] = settlement
+            elif (leader := self._leaders.get(key)) is not None:
+                settlement.follow(leader)
+        try:
+            album = await self.collector.collect(key, message)
+        finally:
+            if not joining and settlement is not None and self._leaders.get(key) is settlement:
+                del self._leaders[key]
         if album is None:
             return None  # answered with the album's first update
         data["album"] = sorted(album, key=lambda m: m.message_id)

@@ -13,6 +13,7 @@ from aiogram.fsm.storage.base import BaseEventIsolation
 from aiogram.types import TelegramObject, Update, User
 from aiogram.utils.i18n import I18n, I18nMiddleware
 
+from nazaha.bot.confirm import Settlement, settlement_of
 from nazaha.handlers import screens
 from nazaha.handlers.outbox import Outbox
 from nazaha.storage.crypto import pseudonym
@@ -141,6 +142,12 @@ class UnitOfWorkMiddleware(BaseMiddleware):
 
     Registered inside aiogram's FSM middleware, so the commit and the replies happen while
     the user's lock is held: two quick taps are handled, stored and answered in order.
+
+    With a settlement (``data["settlement"]``, nazaha/bot/confirm.py) the update is confirmed
+    to Telegram right after the commit, before its replies are sent; a failure before the
+    commit hands it back to Telegram in silence (a redelivery comes) until its retry window
+    is over; only then is the user told that something went wrong. Without one (tests
+    feeding the dispatcher directly) a failure is told at once.
     """
 
     def __init__(self, recent: RecentUpdates | None = None) -> None:
@@ -150,6 +157,7 @@ class UnitOfWorkMiddleware(BaseMiddleware):
         assert isinstance(event, Update)
         bot: Bot = data["bot"]
         uow: UnitOfWork = data["uow"]
+        settlement = settlement_of(data)
         if not self.recent.claim(bot.id, event.update_id):
             log.info("duplicate update skipped")
             return None
@@ -161,20 +169,25 @@ class UnitOfWorkMiddleware(BaseMiddleware):
             log.info("duplicate update discarded")
             return None
         except Exception:
-            await self._failed(bot, event, "update handling failed")
+            await self._failed(bot, event, "update handling failed", settlement)
             return None
         try:
             await uow.commit()
         except Exception:
-            await self._failed(bot, event, "update commit failed")
+            await self._failed(bot, event, "update commit failed", settlement)
             return None
+        if settlement is not None:
+            settlement.confirm()
         await outbox.flush()
         return result
 
-    async def _failed(self, bot: Bot, event: Update, what: str) -> None:
-        """Nothing of the update was kept: let a redelivery try again, and say so."""
+    async def _failed(self, bot: Bot, event: Update, what: str, settlement: Settlement | None) -> None:
+        """Nothing of the update was kept: let a redelivery try again; say so unless one
+        is coming."""
         self.recent.release(bot.id, event.update_id)
         log.exception(what)
+        if settlement is not None and settlement.failed():
+            return  # handed back to Telegram: the user hears from the redelivery
         chat_id = _chat_id(event)
         if chat_id is not None:
             failure = Outbox(bot)
