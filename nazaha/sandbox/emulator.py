@@ -313,6 +313,51 @@ class Fault:
         return ApiError(code, self.description or defaults.get(code, "Internal Server Error"), self.retry_after)
 
 
+class WebhookDelivery:
+    """How the emulator POSTs a bot's updates to its webhook. The default is Telegram's
+    behaviour as the emulator models it: one update at a time, in order, to the URL given
+    to setWebhook, a 15 s timeout.
+
+    Test-only extensions (set with the control API, ``POST /sandbox/api/webhook/delivery``),
+    standing in for a reverse proxy in front of several bot replicas:
+
+    * ``urls``: deliver to these URLs instead of the webhook's own;
+    * ``mode``: ``"round_robin"`` (each attempt, retries included, goes to the next URL) or
+      ``"all"`` (every update to every URL, each retried until it answers 2xx: the same
+      update reaching two replicas);
+    * ``concurrency``: up to this many updates in flight at once (Telegram's
+      ``max_connections``), taken from the head of the queue;
+    * ``timeout``: seconds before an unanswered POST counts as failed (and is retried).
+    """
+
+    MODES = ("round_robin", "all")
+    LOG_SIZE = 10_000
+
+    def __init__(self, urls: list[str] | None = None, mode: str = "round_robin", concurrency: int = 1,
+                 timeout: float = 15.0) -> None:
+        if mode not in self.MODES:
+            raise ValueError(f"mode must be one of {', '.join(self.MODES)}")
+        if concurrency < 1 or timeout <= 0:
+            raise ValueError("concurrency must be >= 1 and timeout > 0")
+        self.urls = list(urls or [])
+        self.mode = mode
+        self.concurrency = concurrency
+        self.timeout = timeout
+        self._cursor = 0
+
+    def targets(self, webhook_url: str) -> list[str]:
+        """The URLs of one attempt."""
+        urls = self.urls or [webhook_url]
+        if self.mode == "all":
+            return urls
+        url = urls[self._cursor % len(urls)]
+        self._cursor += 1
+        return [url]
+
+    def to_view(self) -> dict[str, Any]:
+        return {"urls": self.urls, "mode": self.mode, "concurrency": self.concurrency, "timeout": self.timeout}
+
+
 class BotState:
     """Everything the emulator knows about one bot token."""
 
@@ -335,6 +380,10 @@ class BotState:
         self.webhook_delivered = 0
         self.webhook_last_error_date: int | None = None
         self.webhook_last_error_message: str | None = None
+        self.webhook_delivery = WebhookDelivery()
+        # Every webhook POST: {update_id, url, status (None: no answer), error}, the oldest
+        # dropped past WebhookDelivery.LOG_SIZE.
+        self.webhook_log: collections.deque[dict[str, Any]] = collections.deque(maxlen=WebhookDelivery.LOG_SIZE)
         self.commands: dict[tuple[str, str], list[dict[str, Any]]] = {}
         self.descriptions: dict[str, str] = {}
         self.short_descriptions: dict[str, str] = {}
