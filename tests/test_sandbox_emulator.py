@@ -369,7 +369,9 @@ async def test_webhook_delivery_to_replicas_round_robin_all_and_in_parallel(
     refuse_next = {"a": 0}
     hold = asyncio.Event()
     release = asyncio.Event()
-    held: list[int] = []
+    held: list[str] = []
+    answered: list[str] = []
+    arrived_after: dict[str, list[str]] = {}
 
     def receiver(name: str):
         async def receive(request: web.Request) -> web.Response:
@@ -377,8 +379,10 @@ async def test_webhook_delivery_to_replicas_round_robin_all_and_in_parallel(
             secrets_seen.add(request.headers.get("X-Telegram-Bot-Api-Secret-Token"))
             text = body["message"]["text"]
             if text.startswith("hold"):
-                held.append(body["update_id"])
+                held.append(text)
+                arrived_after[text] = list(answered)
                 await hold.wait()
+                answered.append(text)
             if text == "slow" and name == "a":
                 await release.wait()  # not answered in time: the sandbox times out
             if refuse_next.get(name):
@@ -394,7 +398,7 @@ async def test_webhook_delivery_to_replicas_round_robin_all_and_in_parallel(
         user = await client.create_user()
         assert await bot.set_webhook(url_a, secret_token="replica-secret")
         view = await client.set_webhook_delivery([url_a, url_b])
-        assert view == {"urls": [url_a, url_b], "mode": "round_robin", "concurrency": 1, "timeout": 15.0}
+        assert view == {"urls": [url_a, url_b], "mode": "round_robin", "concurrency": None, "timeout": 15.0}
 
         async def delivered(count: int) -> None:
             for _ in range(500):
@@ -421,22 +425,26 @@ async def test_webhook_delivery_to_replicas_round_robin_all_and_in_parallel(
         await delivered(4)
         assert seen["a"][-1] == seen["b"][-1] == both["update_id"]
 
-        # Several in flight: two held updates both reach the receiver before either answers.
-        await client.set_webhook_delivery([url_a], concurrency=4)
-        for text in ("hold 1", "hold 2"):
-            await client.send_text(user["id"], text)
+        # Several chats in parallel, one chat's updates one after the other: the held updates
+        # of two users both reach the receiver before either answers; the same user's next
+        # update waits for its previous one.
+        other = await client.create_user()
+        await client.set_webhook_delivery([url_a])
+        for sender, text in ((user, "hold 1"), (other, "hold 2"), (user, "hold 3")):
+            await client.send_text(sender["id"], text)
         for _ in range(500):
             if len(held) == 2:
                 break
             await asyncio.sleep(0.01)
-        assert len(held) == 2
+        assert sorted(held) == ["hold 1", "hold 2"]  # two chats at once
         hold.set()
-        await delivered(6)
+        await delivered(7)
+        assert held[2] == "hold 3" and "hold 1" in arrived_after["hold 3"]  # after its chat's previous
 
         # An unanswered POST fails after the timeout and is retried (on b, round robin).
         await client.set_webhook_delivery([url_a, url_b], timeout=0.5)
         slow = await client.send_text(user["id"], "slow")
-        await delivered(7)
+        await delivered(8)
         entries = [entry for entry in await client.webhook_log() if entry["update_id"] == slow["update_id"]]
         assert [(entry["url"], entry["status"], entry["error"]) for entry in entries] == [
             (url_a, None, "Timeout expired"), (url_b, 200, None)]

@@ -257,14 +257,24 @@ async def test_an_album_is_confirmed_with_its_first_file():
     async def handler(event, data):
         handled.set()
 
+    # Polling: the later file waits for the album's first update.
     first, second = Settlement(), Settlement()
     leading = asyncio.create_task(middleware(handler, album_part(1), {"settlement": first}))
     await asyncio.sleep(0)
     assert await middleware(handler, album_part(2), {"settlement": second}) is None
     second.finish(crashed=False)  # the later file's own processing ended at once...
     assert second.verdict is None  # ...but it waits for the album's first update
-    first.confirm()
-    assert await second.wait() is Verdict.CONFIRM
+    first.failed()
+    assert await second.wait() is Verdict.HAND_BACK  # handed back with it
+    leading.cancel()
+    # Webhook: Telegram sends the next file only once the previous is answered, so each
+    # is confirmed as soon as it is gathered.
+    first, second = Settlement(holds_chat=True), Settlement(holds_chat=True)
+    leading = asyncio.create_task(middleware(handler, album_part(3), {"settlement": first}))
+    await asyncio.sleep(0)
+    assert first.verdict is Verdict.CONFIRM and not handled.is_set()
+    assert await middleware(handler, album_part(4), {"settlement": second}) is None
+    assert second.verdict is Verdict.CONFIRM
     leading.cancel()
 
 

@@ -475,11 +475,15 @@ async def running(runtime: BotRuntime):
         await stop_run(runtime, started)
 
 
-def update_runner(runtime: BotRuntime) -> UpdateRunner:
+def update_runner(runtime: BotRuntime, *, webhook: bool) -> UpdateRunner:
     """Feeds updates to the dispatcher; each is confirmed to Telegram once committed
-    (nazaha/bot/confirm.py)."""
+    (nazaha/bot/confirm.py). A webhook holds each chat's next update until the previous
+    one is answered."""
     return UpdateRunner(
-        runtime.dispatcher, runtime.bot, retry_seconds=runtime.settings.update_retry_seconds
+        runtime.dispatcher,
+        runtime.bot,
+        retry_seconds=runtime.settings.update_retry_seconds,
+        holds_chat=webhook,
     )
 
 
@@ -514,7 +518,7 @@ async def run_polling(settings: Settings, *, handle_signals: bool = True) -> Non
                 )
             ).unwrap()
             poller = ConfirmingPoller(
-                update_runner(runtime),
+                update_runner(runtime, webhook=False),
                 allowed_updates=runtime.dispatcher.resolve_used_update_types(),
                 undecodable=runtime.bot.session.on_undecodable,
             )
@@ -536,7 +540,7 @@ async def run_webhook(settings: Settings) -> None:
     runtime = await build_runtime(settings)
     secret = settings.webhook_secret.get_secret_value()
     server = WebhookServer(
-        update_runner(runtime),
+        update_runner(runtime, webhook=True),
         secret,
         probes=bot_probes(runtime),
         undecodable=runtime.bot.session.on_undecodable,

@@ -15,7 +15,10 @@ that says when, and whether, Telegram may forget it:
   throttled) is confirmed when its processing ends; one whose task crashed or was cancelled
   is treated as a failure;
 * a later file of an album follows the album's first update (:meth:`Settlement.follow`), and
-  so does a second delivery of an update still in progress in this process.
+  so does a second delivery of an update still in progress in this process; but with a
+  webhook each file of an album is confirmed as soon as it is gathered, since Telegram sends
+  a chat's next update only once the previous one is answered
+  (:attr:`Settlement.holds_chat`; nazaha/handlers/albums.py).
 
 :class:`UpdateRunner` feeds updates to the dispatcher in tasks and keeps the retry windows;
 the webhook server (nazaha/bot/webhook.py) answers a request when its settlement is known,
@@ -51,12 +54,16 @@ class Verdict(enum.Enum):
 
 class Settlement:
     """The verdict on one update, given once (the first call wins). ``may_retry``: whether a
-    failure may still hand the update back (its retry window is open)."""
+    failure may still hand the update back (its retry window is open). ``holds_chat``:
+    Telegram sends this chat's next update only once this one is confirmed (a webhook:
+    Telegram delivers a chat's updates one after the other), so nothing may wait for a later
+    update of the same chat before confirming (an album's first file)."""
 
-    __slots__ = ("may_retry", "_future", "_following")
+    __slots__ = ("may_retry", "holds_chat", "_future", "_following")
 
-    def __init__(self, *, may_retry: bool = True) -> None:
+    def __init__(self, *, may_retry: bool = True, holds_chat: bool = False) -> None:
         self.may_retry = may_retry
+        self.holds_chat = holds_chat
         self._future: asyncio.Future[Verdict] = asyncio.get_running_loop().create_future()
         self._following = False
 
@@ -111,8 +118,8 @@ class UpdateRunner:
     """Feeds updates to ``dispatcher`` in tasks; each gets a :class:`Settlement`.
 
     ``retry_seconds``: how long after an update's first failure (in this process) a failure
-    still hands it back. ``clock`` is injectable for tests. ``data`` goes to the dispatcher
-    with every update."""
+    still hands it back. ``holds_chat``: the settlements' (True for a webhook). ``clock`` is
+    injectable for tests. ``data`` goes to the dispatcher with every update."""
 
     MAX_FAILURES_KEPT = 10_000
 
@@ -122,12 +129,14 @@ class UpdateRunner:
         bot: Bot,
         *,
         retry_seconds: float = DEFAULT_RETRY_SECONDS,
+        holds_chat: bool = False,
         clock: Callable[[], float] = time.monotonic,
         **data: Any,
     ) -> None:
         self.dispatcher = dispatcher
         self.bot = bot
         self.retry_seconds = retry_seconds
+        self.holds_chat = holds_chat
         self.clock = clock
         self.data = data
         self._in_flight: dict[int, tuple[asyncio.Task[None], Settlement]] = {}
@@ -144,12 +153,12 @@ class UpdateRunner:
         update_id = update.update_id
         current = self._in_flight.get(update_id)
         if current is not None:
-            follower = Settlement(may_retry=current[1].may_retry)
+            follower = Settlement(may_retry=current[1].may_retry, holds_chat=self.holds_chat)
             follower.follow(current[1])
             return follower
         first_failure = self._failures.get(update_id)
         may_retry = first_failure is None or self.clock() - first_failure < self.retry_seconds
-        settlement = Settlement(may_retry=may_retry)
+        settlement = Settlement(may_retry=may_retry, holds_chat=self.holds_chat)
         settlement.add_callback(lambda verdict: self._record(update_id, verdict))
         task = asyncio.create_task(self._process(update, settlement))
         self._in_flight[update_id] = (task, settlement)

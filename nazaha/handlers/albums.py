@@ -7,9 +7,12 @@ album then goes on with all of them (``data["album"]``), and the others end at o
 :class:`AlbumMiddleware` does this outside the per-user lock, so the later files of an album
 are not queued behind the first while it waits.
 
-A later file's update is confirmed to Telegram with the album's first update (its
+Polling: a later file's update is confirmed to Telegram with the album's first update (its
 :class:`~nazaha.bot.confirm.Settlement` follows the first one's), never before: a crash while
-the album is gathered loses none of its files.
+the album is gathered loses none of its files. Webhook: Telegram sends a chat's next update
+only once the previous one is answered, so every file (the first included) is confirmed as
+soon as it is gathered; a crash during the quiet period loses the album (the user saw no
+acknowledgement of it, and the draft it belonged to was in the same memory).
 """
 
 from __future__ import annotations
@@ -121,6 +124,9 @@ class AlbumMiddleware(BaseMiddleware):
             return await handler(event, data)
         settlement = settlement_of(data)
         joining = self.collector.is_open(key)
+        if settlement is not None and settlement.holds_chat:
+            settlement.confirm()  # or the album's next file never comes
+            settlement = None
         if settlement is not None:
             if not joining:
                 self._leaders[key] = settlement

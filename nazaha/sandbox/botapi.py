@@ -16,6 +16,7 @@ from .emulator import (
     BotState,
     ChatState,
     StoredMessage,
+    update_chat_key,
 )
 from .entities import with_found_entities
 from .polls import build_poll, register as register_poll, stop_poll
@@ -295,8 +296,8 @@ def _stop_webhook(bot: BotState) -> None:
 
 async def _deliver_webhook(emu: BotApiEmulator, bot: BotState) -> None:
     """POST queued updates to the webhook, each retried with a backoff until it is answered
-    2xx: by default one at a time, in order (``bot.webhook_delivery`` says otherwise:
-    several at once, other URLs, every URL; see ``WebhookDelivery``)."""
+    2xx: one chat's updates one after the other, in order, different chats' in parallel
+    (``WebhookDelivery``: how many at once, which URLs)."""
     webhook = bot.webhook
     active: dict[int, asyncio.Task[None]] = {}  # id(queued update) -> its delivery
 
@@ -305,13 +306,21 @@ async def _deliver_webhook(emu: BotApiEmulator, bot: BotState) -> None:
 
     try:
         while alive():
-            for queued in list(bot.queue):
-                if len(active) >= bot.webhook_delivery.concurrency:
+            assert webhook is not None
+            limit = bot.webhook_delivery.limit(webhook)
+            waiting_chats: set[Any] = set()  # chats with an earlier update not yet answered
+            for index, queued in enumerate(list(bot.queue)):
+                chat = update_chat_key(queued.update)
+                key = chat if chat is not None else ("update", index)
+                if id(queued) in active or key in waiting_chats:
+                    waiting_chats.add(key)
+                    continue
+                waiting_chats.add(key)
+                if len(active) >= limit:
                     break
-                if id(queued) not in active:
-                    task = asyncio.get_running_loop().create_task(_deliver_update(emu, bot, queued, alive))
-                    active[id(queued)] = task
-            woken = asyncio.ensure_future(bot.updates_signal.wait(None))
+                task = asyncio.get_running_loop().create_task(_deliver_update(emu, bot, queued, alive))
+                active[id(queued)] = task
+            woken = asyncio.ensure_future(bot.updates_signal.next_fire().wait())
             try:
                 await asyncio.wait([woken, *active.values()], return_when=asyncio.FIRST_COMPLETED)
             finally:

@@ -405,9 +405,11 @@ async def api_webhook_delivery(request: web.Request) -> web.Response:
     if not isinstance(urls, list) or not all(isinstance(url, str) and url.startswith(("http://", "https://"))
                                              for url in urls):
         raise ControlError(400, "urls must be a list of http(s) URLs")
+    concurrency = body.get("concurrency")
     try:
         bot.webhook_delivery = WebhookDelivery(
-            urls, str(body.get("mode") or "round_robin"), _int(body.get("concurrency", 1), "concurrency"),
+            urls, str(body.get("mode") or "round_robin"),
+            _int(concurrency, "concurrency") if concurrency is not None else None,
             _float(body.get("timeout"), "timeout", 15.0))
     except ValueError as exc:
         raise ControlError(400, str(exc)) from None
