@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import signal
+import time
 
 import pytest
 import pytest_asyncio
@@ -385,3 +387,35 @@ async def test_polling_confirms_only_settled_updates_so_a_kill_loses_none(fresh:
     for chat in others:
         menus = [m for m in await chat.messages() if m["from_bot"] and "What would you like to do?" in (m["text"] or "")]
         assert len(menus) >= 1
+
+
+async def test_polling_sigterm_finishes_what_it_can_and_leaves_the_rest_with_telegram(fresh: Deployment):
+    """SIGTERM (issue 12): no new update is taken, those in progress get
+    NAZAHA_SHUTDOWN_GRACE_SECONDS; one still unfinished then (an album being gathered) is
+    cut short and left unconfirmed, so the next run answers it. The stop is clean."""
+    fresh.bot.extra_env.update(NAZAHA_ALBUM_QUIET_SECONDS="600", NAZAHA_SHUTDOWN_GRACE_SECONDS="1")
+    await fresh.bot.launch()
+    chat = await Chat.open(fresh.client, "en")
+    await chat.send("/start")
+    await chat.expect("What would you like to do?")
+    sent_at = time.monotonic()
+    sent = await fresh.client.send_media_group(chat.user_id, [{"kind": "photo"}, {"kind": "photo"}])
+    chat.last_seen = max(item["message_id"] for item in sent)
+    for _ in range(400):  # until the bot is gathering the album: it then polls without waiting
+        calls = await fresh.client.calls("getUpdates")
+        if any(c["mono"] > sent_at and not int(c["params"].get("timeout") or 0) for c in calls):
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError("the bot never took the album")
+    process = fresh.bot.process
+    assert process is not None
+    process.send_signal(signal.SIGTERM)
+    assert await asyncio.to_thread(process.wait, 60) == 0
+    assert "polling stopped" in fresh.bot.log_path.read_text(errors="replace")
+    offsets = [int(c["params"].get("offset") or 0) for c in await fresh.client.calls("getUpdates")]
+    assert max(offsets) <= sent[0]["update_id"]  # the album was never confirmed
+    assert (await fresh.client.bot_info())["pending_updates"] == 2
+    fresh.bot.extra_env["NAZAHA_ALBUM_QUIET_SECONDS"] = "0.5"
+    await fresh.bot.launch()
+    await chat.expect("")  # the next run answers the album

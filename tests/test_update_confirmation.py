@@ -328,6 +328,32 @@ async def test_polling_moves_the_offset_only_past_settled_updates(sandbox):
     assert (await client.bot_info())["pending_updates"] == 0
 
 
+async def test_polling_survives_failing_get_updates(sandbox):
+    """5xx and 429 on getUpdates: asked again after a back-off, nothing lost."""
+    server, client = sandbox
+    session = BotApiSession(api=TelegramAPIServer.from_base(server.url))
+    bot = Bot(TOKEN, session=session)
+    events: list[str] = []
+    poller = ConfirmingPoller(UpdateRunner(dispatcher(events, {}), bot), polling_timeout=1, error_min=0.05)
+    user = await client.create_user()
+    await client.add_fault("getUpdates", 502, count=2)
+    await client.add_fault("getUpdates", 429, count=1, retry_after=1)
+    await client.add_fault("getUpdates", 500, count=1)
+    for text in ("one", "two", "three"):
+        await client.send_text(user["id"], text)
+    stop = asyncio.Event()
+    polling = asyncio.create_task(poller.run(stop, grace_seconds=5))
+    try:
+        await until(lambda: all(f"handle {t}" in events for t in ("one", "two", "three")))
+    finally:
+        stop.set()
+        await asyncio.wait_for(polling, 10)
+        await session.close()
+    failed = [c["error_code"] for c in await client.calls("getUpdates") if not c["ok"]]
+    assert failed == [502, 502, 429, 500]
+    assert events.count("handle one") == 1 and (await client.bot_info())["pending_updates"] == 0
+
+
 async def test_polling_stop_confirms_what_settled_and_hands_back_the_rest(sandbox):
     server, client = sandbox
     session = BotApiSession(api=TelegramAPIServer.from_base(server.url))

@@ -22,6 +22,9 @@ twice) and the drafts they would have continued were in memory.
 * An update handed back (failed before its commit) is fed again after a back-off (from
   ``retry_min`` doubling to ``retry_max`` seconds) until its retry window closes.
 * An update that cannot be decoded is handed to ``undecodable`` and counts as settled.
+* A failed getUpdates (5xx, network, 409 while another poller runs) is asked again after a
+  back-off from ``error_min`` doubling to ``error_max`` seconds (at least ``retry_after``
+  for a 429); nothing is confirmed meanwhile, so nothing is lost.
 * :meth:`ConfirmingPoller.run` returns when ``stop`` is set: no new update is taken, those in
   progress get ``grace_seconds`` to finish, the rest are cut short, and a last getUpdates
   confirms everything settled.
@@ -38,6 +41,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from aiogram.exceptions import TelegramRetryAfter
 from aiogram.methods import GetUpdates
 from aiogram.types import Update
 
@@ -186,7 +190,10 @@ class ConfirmingPoller:
                     answer = await _until(stop, self.fetch(timeout))
                 except Exception as exc:  # the type only: descriptions can quote content
                     log.warning("getUpdates failed (%s); retrying", type(exc).__name__)
-                    await _wait(stop, error_delay)
+                    delay = error_delay
+                    if isinstance(exc, TelegramRetryAfter):  # 429: Telegram says how long
+                        delay = max(delay, float(exc.retry_after))
+                    await _wait(stop, delay)
                     error_delay = min(self.error_max, error_delay * 2)
                     continue
                 if answer is None:
