@@ -152,7 +152,7 @@ class UpdateRunner:
         returned settlement follows that one) and return its settlement."""
         update_id = update.update_id
         current = self._in_flight.get(update_id)
-        if current is not None:
+        if current is not None and not current[0].done():
             follower = Settlement(may_retry=current[1].may_retry, holds_chat=self.holds_chat)
             follower.follow(current[1])
             return follower
@@ -162,8 +162,13 @@ class UpdateRunner:
         settlement.add_callback(lambda verdict: self._record(update_id, verdict))
         task = asyncio.create_task(self._process(update, settlement))
         self._in_flight[update_id] = (task, settlement)
-        task.add_done_callback(lambda _task: self._in_flight.pop(update_id, None))
+        task.add_done_callback(lambda done: self._forget(update_id, done))
         return settlement
+
+    def _forget(self, update_id: int, task: asyncio.Task[None]) -> None:
+        current = self._in_flight.get(update_id)
+        if current is not None and current[0] is task:
+            del self._in_flight[update_id]
 
     async def _process(self, update: Update, settlement: Settlement) -> None:
         crashed = True
