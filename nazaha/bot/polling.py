@@ -27,7 +27,7 @@ twice) and the drafts they would have continued were in memory.
   for a 429); nothing is confirmed meanwhile, so nothing is lost.
 * :meth:`ConfirmingPoller.run` returns when ``stop`` is set: no new update is taken, those in
   progress get ``grace_seconds`` to finish, the rest are cut short, and a last getUpdates
-  confirms everything settled.
+  confirms everything settled (unless the last request already did).
 
 Nothing of an update (id, kind, content) is logged.
 """
@@ -49,6 +49,8 @@ from nazaha.bot.confirm import Settlement, UpdateRunner, Verdict
 from nazaha.bot.undecodable import decode_update, update_id_of
 
 log = logging.getLogger(__name__)
+
+CONFIRM_TIMEOUT = 5  # seconds: the last getUpdates of a stop
 
 
 @dataclass
@@ -88,6 +90,7 @@ class ConfirmingPoller:
         self._high: int | None = None  # the highest update id settled
         self._changed = asyncio.Event()  # an update settled
         self._stopping = False
+        self._asked: int | None = None  # the offset of the last getUpdates sent
 
     # -- what to confirm -------------------------------------------------------------------
 
@@ -167,7 +170,7 @@ class ConfirmingPoller:
 
     # -- the loop --------------------------------------------------------------------------
 
-    async def fetch(self, timeout: int, limit: int | None = None) -> list[Any]:
+    async def fetch(self, timeout: int, limit: int | None = None, request_timeout: int | None = None) -> list[Any]:
         method = GetUpdates(
             offset=self.offset,
             limit=limit or self.limit,
@@ -175,7 +178,9 @@ class ConfirmingPoller:
             allowed_updates=self.allowed_updates,
         )
         session = self.bot.session
-        request_timeout = int(session.timeout + timeout) if session.timeout else None
+        if request_timeout is None and session.timeout:
+            request_timeout = int(session.timeout + timeout)
+        self._asked = method.offset
         return await session.get_updates_raw(self.bot, method, request_timeout)
 
     async def run(self, stop: asyncio.Event, *, grace_seconds: float) -> None:
@@ -217,11 +222,13 @@ class ConfirmingPoller:
 
     async def confirm_settled(self) -> None:
         """One getUpdates whose offset confirms every settled update (what it returns is
-        left for the next run)."""
-        if self.offset is None:
+        left for the next run), unless the last one sent already carried that offset (the
+        usual case: the poller asks again as soon as an update settles). At most
+        ``CONFIRM_TIMEOUT`` seconds: a stop must not hang on Telegram."""
+        if self.offset is None or self.offset == self._asked:
             return
         try:
-            await self.fetch(0, limit=1)
+            await self.fetch(0, limit=1, request_timeout=CONFIRM_TIMEOUT)
         except Exception as exc:
             log.warning("the last confirmation failed (%s): settled updates may come again", type(exc).__name__)
 
