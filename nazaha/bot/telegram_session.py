@@ -27,6 +27,11 @@ one by one, hands each undecodable raw update to ``on_undecodable`` (see
 nazaha/bot/undecodable.py), returns the rest, and moves the next getUpdates ``offset`` past
 the skipped ones so that Telegram drops them.
 
+The bot's own poller (nazaha/bot/polling.py) asks getUpdates from the lowest update not yet
+settled, so its answers repeat updates already taken: :meth:`BotApiSession.get_updates_raw`
+returns them as JSON values and the poller decodes only the new ones (and skips undecodable
+ones itself).
+
 JSON is read and written with orjson.
 """
 
