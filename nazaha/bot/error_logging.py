@@ -17,6 +17,7 @@ from aiogram import Dispatcher
 from aiogram.dispatcher.event.bases import UNHANDLED
 from aiogram.types import ErrorEvent
 
+from nazaha.bot.confirm import Settlement
 from nazaha.storage.redis_link import SHARED_STATE_ERRORS
 
 log = logging.getLogger("nazaha.errors")
@@ -30,10 +31,12 @@ def update_kind(update: Any) -> str:
         return "unknown"
 
 
-async def on_error(event: ErrorEvent) -> Any:
-    if isinstance(event.exception, SHARED_STATE_ERRORS):
-        # Redis unreachable: the update must fail (a webhook answers 500, Telegram delivers
-        # it again) rather than count as handled.
+async def on_error(event: ErrorEvent, settlement: Settlement | None = None) -> Any:
+    """Log the failure; an update that carries a settlement (nazaha/bot/confirm.py) failed
+    before its commit (e.g. its first database read): it is handed back to Telegram while
+    its retry window lasts. Without a settlement, a shared-state (Redis) failure is left
+    unhandled, so that the update fails rather than counts as handled."""
+    if isinstance(event.exception, SHARED_STATE_ERRORS) and not isinstance(settlement, Settlement):
         log.error(
             "update handling failed: shared state (Redis) unavailable (%s) in a %s update; "
             "left unhandled, to be delivered again",
@@ -46,6 +49,8 @@ async def on_error(event: ErrorEvent) -> Any:
         type(event.exception).__name__,
         update_kind(event.update),
     )
+    if isinstance(settlement, Settlement):
+        settlement.failed()
     return True  # handled: aiogram logs nothing more
 
 
