@@ -36,14 +36,17 @@ async def on_error(event: ErrorEvent, settlement: Settlement | None = None) -> A
     before its commit (e.g. its first database read): it is handed back to Telegram while
     its retry window lasts. Without a settlement, a shared-state (Redis) failure is left
     unhandled, so that the update fails rather than counts as handled."""
-    if isinstance(event.exception, SHARED_STATE_ERRORS) and not isinstance(settlement, Settlement):
+    if isinstance(event.exception, SHARED_STATE_ERRORS):
         log.error(
             "update handling failed: shared state (Redis) unavailable (%s) in a %s update; "
             "left unhandled, to be delivered again",
             type(event.exception).__name__,
             update_kind(event.update),
         )
-        return UNHANDLED
+        if not isinstance(settlement, Settlement):
+            return UNHANDLED
+        settlement.failed()  # handed back to Telegram, which delivers it again
+        return True
     log.error(
         "update handling failed: %s in a %s update",
         type(event.exception).__name__,
