@@ -151,7 +151,8 @@ def test_a_caption_is_kept_and_the_user_is_told():
     session = fu.Session(fu.FStep.EVIDENCE, {"key_ref": "x"})
     after = fu.step(session, flow.Stored(item(2, caption=CAPTION), CTX))
     assert after.effects[0] == fu.SaveEvidence(item(2, caption=CAPTION))
-    assert after.effects[1].params["captioned"] == 1
+    assert after.effects[1] == fu.DeleteTyped()  # the file leaves the chat once stored
+    assert after.effects[2].params["captioned"] == 1
 
 
 def test_a_caption_at_the_description_step_is_description_text():
@@ -266,7 +267,8 @@ def test_an_album_at_the_evidence_step_is_fetched_with_its_caption_and_answered_
     session = fu.Session(fu.FStep.EVIDENCE, {"key_ref": "x"})
     assert fu.step(session, album).effects == (flow.FetchAlbum((0, 1, 2), CAPTION),)
     saved = fu.step(session, flow.StoredAlbum(items, CTX))
-    assert saved.effects[:3] == tuple(fu.SaveEvidence(i) for i in items) and len(saved.effects) == 4
+    assert saved.effects[:3] == tuple(fu.SaveEvidence(i) for i in items) and len(saved.effects) == 5
+    assert saved.effects[3] == fu.DeleteTyped()  # the album leaves the chat once stored
     assert saved.session.evidence_count == 3
 
 
