@@ -8,7 +8,7 @@ dependency (a Redis client, a blob store) adds its probe there.
 
 * ``database``: on SQLite, the database file opened anew read-write (never created) and its
   schema read; elsewhere ``SELECT 1`` on a connection from the engine's pool.
-* ``redis`` (only when ``NAZAHA_REDIS_URL`` is set): ``PING`` on a new connection.
+* ``redis`` (only when ``NAZAHA_REDIS_URL`` is set): ``PING`` through the bot's own client.
 """
 
 from __future__ import annotations
@@ -61,18 +61,14 @@ def _read_sqlite_schema(path: Path) -> None:
         connection.close()
 
 
-def redis_probe(url: str) -> Probe:
-    """PING over a new connection to ``url`` (TLS and credentials as the URL says)."""
+def redis_probe(client: Any) -> Probe:
+    """PING through ``client`` (the bot's own ``redis.asyncio.Redis``, with its TLS and
+    credentials; nazaha/storage/redis_link.py): a pooled connection, or a new one when the
+    old ones broke."""
 
     async def probe() -> None:
-        from redis.asyncio import Redis
-
-        client = Redis.from_url(url, socket_connect_timeout=PROBE_TIMEOUT, socket_timeout=PROBE_TIMEOUT)
-        try:
-            if not await client.ping():
-                raise ConnectionError("redis did not answer PING")
-        finally:
-            await client.aclose()
+        if not await client.ping():
+            raise ConnectionError("redis did not answer PING")
 
     return probe
 
@@ -80,8 +76,8 @@ def redis_probe(url: str) -> Probe:
 def bot_probes(runtime: Any) -> dict[str, Probe]:
     """The probes of a running bot (:class:`nazaha.bot.app.BotRuntime`)."""
     probes = {"database": database_probe(runtime.engine)}
-    if runtime.settings.redis_url:
-        probes["redis"] = redis_probe(runtime.settings.redis_url)
+    if runtime.shared is not None:  # NAZAHA_REDIS_URL set
+        probes["redis"] = redis_probe(runtime.shared.redis)
     return probes
 
 
