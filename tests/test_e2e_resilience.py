@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import signal
+import time
 
 import pytest
 import pytest_asyncio
@@ -344,3 +346,80 @@ async def test_receipt_lost_to_a_long_outage_can_be_shown_once(fresh: Deployment
     assert sum("could not be delivered" in (m["text"] or "") for m in await chat.messages()) == 1
     assert find_plaintext(receipt, [fresh.data_dir, fresh.bot.log_path]) == []
     assert find_plaintext(receipt.replace(" ", ""), [fresh.data_dir, fresh.bot.log_path]) == []
+
+
+async def test_polling_confirms_only_settled_updates_so_a_kill_loses_none(fresh: Deployment):
+    """Polling (issue 12): the getUpdates offset never passes an update still in progress.
+    An album is being gathered (a long quiet period) while other users are answered; the bot
+    is killed with SIGKILL. After the restart every update is there again: the album is
+    answered; the others, answered before the kill but not yet confirmable (they come after
+    the album), are delivered again and answered again (nothing was stored for them, and
+    the replay is harmless). None is lost."""
+    fresh.bot.extra_env["NAZAHA_ALBUM_QUIET_SECONDS"] = "600"
+    await fresh.bot.launch()
+    album_chat = await Chat.open(fresh.client, "en")
+    await album_chat.send("/start")
+    await album_chat.expect("What would you like to do?")
+    sent = await fresh.client.send_media_group(album_chat.user_id, [{"kind": "photo"}, {"kind": "photo"}])
+    album_ids = [item["update_id"] for item in sent]
+    album_chat.last_seen = max(item["message_id"] for item in sent)
+    others = [await Chat.open(fresh.client, "en") for _ in range(3)]
+    for chat in others:
+        await chat.send("/start")
+    for chat in others:
+        await chat.expect("What would you like to do?")
+    # The bot asks Telegram again after answering them, never confirming past the album.
+    asked = len(await fresh.client.calls("getUpdates"))
+    for _ in range(200):
+        calls = await fresh.client.calls("getUpdates")
+        if len(calls) > asked + 1:
+            break
+        await asyncio.sleep(0.05)
+    offsets = [int(c["params"].get("offset") or 0) for c in calls]
+    assert len(offsets) > asked + 1 and max(offsets) <= min(album_ids)
+    assert await album_chat.bot_messages_since(album_chat.last_seen) == []
+    fresh.bot.kill()
+    fresh.bot.extra_env["NAZAHA_ALBUM_QUIET_SECONDS"] = "0.5"
+    await fresh.bot.launch()
+    await album_chat.expect("")  # the album reached the restarted bot
+    for _ in range(200):
+        if (await fresh.client.bot_info())["pending_updates"] == 0:
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError("updates left unconfirmed")
+    for chat in others:
+        menus = [m for m in await chat.messages() if m["from_bot"] and "What would you like to do?" in (m["text"] or "")]
+        assert len(menus) >= 1
+
+
+async def test_polling_sigterm_finishes_what_it_can_and_leaves_the_rest_with_telegram(fresh: Deployment):
+    """SIGTERM (issue 12): no new update is taken, those in progress get
+    NAZAHA_SHUTDOWN_GRACE_SECONDS; one still unfinished then (an album being gathered) is
+    cut short and left unconfirmed, so the next run answers it. The stop is clean."""
+    fresh.bot.extra_env.update(NAZAHA_ALBUM_QUIET_SECONDS="600", NAZAHA_SHUTDOWN_GRACE_SECONDS="1")
+    await fresh.bot.launch()
+    chat = await Chat.open(fresh.client, "en")
+    await chat.send("/start")
+    await chat.expect("What would you like to do?")
+    sent_at = time.monotonic()
+    sent = await fresh.client.send_media_group(chat.user_id, [{"kind": "photo"}, {"kind": "photo"}])
+    chat.last_seen = max(item["message_id"] for item in sent)
+    for _ in range(400):  # until the bot is gathering the album: it then polls without waiting
+        calls = await fresh.client.calls("getUpdates")
+        if any(c["mono"] > sent_at and not int(c["params"].get("timeout") or 0) for c in calls):
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError("the bot never took the album")
+    process = fresh.bot.process
+    assert process is not None
+    process.send_signal(signal.SIGTERM)
+    assert await asyncio.to_thread(process.wait, 60) == 0
+    assert "polling stopped" in fresh.bot.log_path.read_text(errors="replace")
+    offsets = [int(c["params"].get("offset") or 0) for c in await fresh.client.calls("getUpdates")]
+    assert max(offsets) <= sent[0]["update_id"]  # the album was never confirmed
+    assert (await fresh.client.bot_info())["pending_updates"] == 2
+    fresh.bot.extra_env["NAZAHA_ALBUM_QUIET_SECONDS"] = "0.5"
+    await fresh.bot.launch()
+    await chat.expect("")  # the next run answers the album

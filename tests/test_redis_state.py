@@ -454,7 +454,7 @@ async def test_the_middleware_skips_what_another_replica_did_and_marks_only_comm
 
     import nazaha.handlers.middlewares as middlewares
 
-    async def no_apology(self, bot, event, what):  # the apology needs a chat; none here
+    async def no_apology(self, bot, event, what, settlement=None):  # the apology needs a chat; none here
         self.recent.release(bot.id, event.update_id)
 
     original = middlewares.UnitOfWorkMiddleware._failed

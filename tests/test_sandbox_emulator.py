@@ -349,6 +349,114 @@ async def test_webhook_delivery_with_secret_and_retries(server: SandboxServer, c
         await runner.cleanup()
 
 
+async def _receiver(handler) -> tuple[web.AppRunner, str]:
+    app = web.Application()
+    app.router.add_post("/hook", handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/hook"
+
+
+async def test_webhook_delivery_to_replicas_round_robin_all_and_in_parallel(
+        client: SandboxClient, bot: Bot) -> None:
+    """The test-only delivery options: round robin over several URLs (a retry goes to the
+    next one, as through a reverse proxy), every update to every URL, several in flight,
+    and a POST left unanswered past the timeout counts as failed and is retried."""
+    seen: dict[str, list[int]] = {"a": [], "b": []}
+    secrets_seen: set[str | None] = set()
+    refuse_next = {"a": 0}
+    hold = asyncio.Event()
+    release = asyncio.Event()
+    held: list[str] = []
+    answered: list[str] = []
+    arrived_after: dict[str, list[str]] = {}
+
+    def receiver(name: str):
+        async def receive(request: web.Request) -> web.Response:
+            body = await request.json()
+            secrets_seen.add(request.headers.get("X-Telegram-Bot-Api-Secret-Token"))
+            text = body["message"]["text"]
+            if text.startswith("hold"):
+                held.append(text)
+                arrived_after[text] = list(answered)
+                await hold.wait()
+                answered.append(text)
+            if text == "slow" and name == "a":
+                await release.wait()  # not answered in time: the sandbox times out
+            if refuse_next.get(name):
+                refuse_next[name] -= 1
+                return web.json_response({}, status=503)
+            seen[name].append(body["update_id"])
+            return web.json_response({})
+        return receive
+
+    runner_a, url_a = await _receiver(receiver("a"))
+    runner_b, url_b = await _receiver(receiver("b"))
+    try:
+        user = await client.create_user()
+        assert await bot.set_webhook(url_a, secret_token="replica-secret")
+        view = await client.set_webhook_delivery([url_a, url_b])
+        assert view == {"urls": [url_a, url_b], "mode": "round_robin", "concurrency": None, "timeout": 15.0}
+
+        async def delivered(count: int) -> None:
+            for _ in range(500):
+                if (await client.bot_info())["webhook_delivered"] >= count:
+                    return
+                await asyncio.sleep(0.01)
+            raise AssertionError("not delivered")
+
+        first = await client.send_text(user["id"], "one")
+        second = await client.send_text(user["id"], "two")
+        await delivered(2)
+        assert seen == {"a": [first["update_id"]], "b": [second["update_id"]]}
+        # A refusal from a is retried on b.
+        refuse_next["a"] = 1
+        third = await client.send_text(user["id"], "three")
+        await delivered(3)
+        assert seen["b"][-1] == third["update_id"]
+        log = [(entry["update_id"], entry["url"], entry["status"]) for entry in await client.webhook_log()]
+        assert log[-2:] == [(third["update_id"], url_a, 503), (third["update_id"], url_b, 200)]
+
+        # Every update to every URL.
+        await client.set_webhook_delivery([url_a, url_b], mode="all")
+        both = await client.send_text(user["id"], "both")
+        await delivered(4)
+        assert seen["a"][-1] == seen["b"][-1] == both["update_id"]
+
+        # Several chats in parallel, one chat's updates one after the other: the held updates
+        # of two users both reach the receiver before either answers; the same user's next
+        # update waits for its previous one.
+        other = await client.create_user()
+        await client.set_webhook_delivery([url_a])
+        for sender, text in ((user, "hold 1"), (other, "hold 2"), (user, "hold 3")):
+            await client.send_text(sender["id"], text)
+        for _ in range(500):
+            if len(held) == 2:
+                break
+            await asyncio.sleep(0.01)
+        assert sorted(held) == ["hold 1", "hold 2"]  # two chats at once
+        hold.set()
+        await delivered(7)
+        assert held[2] == "hold 3" and "hold 1" in arrived_after["hold 3"]  # after its chat's previous
+
+        # An unanswered POST fails after the timeout and is retried (on b, round robin).
+        await client.set_webhook_delivery([url_a, url_b], timeout=0.5)
+        slow = await client.send_text(user["id"], "slow")
+        await delivered(8)
+        entries = [entry for entry in await client.webhook_log() if entry["update_id"] == slow["update_id"]]
+        assert [(entry["url"], entry["status"], entry["error"]) for entry in entries] == [
+            (url_a, None, "Timeout expired"), (url_b, 200, None)]
+        assert secrets_seen == {"replica-secret"}
+        assert (await bot.get_webhook_info()).pending_update_count == 0
+    finally:
+        release.set()
+        await bot.delete_webhook()
+        await runner_a.cleanup()
+        await runner_b.cleanup()
+
+
 async def test_unusual_characters_round_trip_exactly(client: SandboxClient, bot: Bot) -> None:
     user, offset = await started_user(client, bot)
     text = "\u202eabc\u202c \u200f\u0645\u0631\u062d\u0628\u0627\u200e \u200b\u200c\u200d\ufeff \x01\x07\x1b\t\r\n😀 x"

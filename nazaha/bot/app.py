@@ -7,6 +7,8 @@ import contextlib
 import dataclasses
 import gc
 import logging
+import signal
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -26,13 +28,17 @@ from nazaha.awareness.library import sync_library
 from nazaha.awareness.pacing import Pacer
 from nazaha.awareness.sender import BroadcastSender
 from nazaha.awareness.services import AwarenessServices
+from nazaha.bot.confirm import UpdateRunner
 from nazaha.bot.error_logging import install_error_logging, install_loop_exception_logging
 from nazaha.bot.observability import MetricsServer, UpdateMetrics, refresh_queue_depths
+from nazaha.bot.health import bot_probes
+from nazaha.bot.polling import ConfirmingPoller
 from nazaha.bot.retry import BOT_API
 from nazaha.bot.settings import Settings
 from nazaha.bot.shared_state import SharedState, guard_persistence, open_shared_state
 from nazaha.bot.telegram_session import BotApiSession
-from nazaha.bot.undecodable import UndecodableUpdates, webhook_handler_class
+from nazaha.bot.undecodable import UndecodableUpdates
+from nazaha.bot.webhook import WebhookServer
 from nazaha.flows.report_flow import Draft, EvidenceLimits
 from nazaha.handlers import get_routers
 from nazaha.handlers.chats import ChatGate
@@ -560,9 +566,39 @@ async def start_metrics(runtime: BotRuntime) -> MetricsServer | None:
     return await MetricsServer.start(settings.metrics_host, settings.metrics_port)
 
 
+def update_runner(runtime: BotRuntime, *, webhook: bool) -> UpdateRunner:
+    """Feeds updates to the dispatcher; each is confirmed to Telegram once committed
+    (nazaha/bot/confirm.py). A webhook holds each chat's next update until the previous
+    one is answered."""
+    return UpdateRunner(
+        runtime.dispatcher,
+        runtime.bot,
+        retry_seconds=runtime.settings.update_retry_seconds,
+        holds_chat=webhook,
+    )
+
+
+def stop_on_signals(stop: asyncio.Event) -> Callable[[], None]:
+    """SIGTERM and SIGINT set ``stop``; returns the function that restores the defaults."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    def restore() -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+    return restore
+
+
 async def run_polling(settings: Settings, *, handle_signals: bool = True) -> None:
+    """Long polling that confirms an update only once it is settled (nazaha/bot/polling.py).
+    SIGTERM / SIGINT (with ``handle_signals``) stop it gracefully; cancelling it stops at
+    once (what is not committed comes again after the restart)."""
     install_loop_exception_logging()
     runtime = await build_runtime(settings)
+    stop = runtime.stopped  # a signal, or the bot stopping on its own (runtime.stop)
+    restore = stop_on_signals(stop) if handle_signals else None
     try:
         async with running(runtime):
             # getUpdates fails while a webhook is set: polling mode removes it.
@@ -572,55 +608,42 @@ async def run_polling(settings: Settings, *, handle_signals: bool = True) -> Non
                     what="DeleteWebhook",
                 )
             ).unwrap()
+            poller = ConfirmingPoller(
+                update_runner(runtime, webhook=False),
+                allowed_updates=runtime.dispatcher.resolve_used_update_types(),
+                undecodable=runtime.bot.session.on_undecodable,
+            )
             log.info("bot ready: polling")
-            watcher = asyncio.create_task(_stop_polling_when_stopped(runtime))
-            try:
-                await runtime.dispatcher.start_polling(
-                    runtime.bot,
-                    allowed_updates=runtime.dispatcher.resolve_used_update_types(),
-                    handle_signals=handle_signals,
-                    close_bot_session=False,
-                )
-            finally:
-                watcher.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await watcher
+            await poller.run(stop, grace_seconds=settings.shutdown_grace_seconds)
+            log.info("polling stopped")
     finally:
+        if restore is not None:
+            restore()
         await runtime.close()
     if runtime.stop_reason is not None:
         raise SystemExit(runtime.stop_reason)
 
 
-async def _stop_polling_when_stopped(runtime: BotRuntime) -> None:
-    await runtime.stopped.wait()
-    while True:
-        try:
-            await runtime.dispatcher.stop_polling()
-            return
-        except RuntimeError:  # polling has not started yet
-            await asyncio.sleep(0.1)
-
-
 async def run_webhook(settings: Settings) -> None:
-    from aiohttp import web
-    from aiogram.webhook.aiohttp_server import setup_application
-
+    """The webhook server of one replica (nazaha/bot/webhook.py); SIGTERM / SIGINT stop it
+    gracefully: new updates get 503, those in progress get NAZAHA_SHUTDOWN_GRACE_SECONDS."""
     if not settings.webhook_url or not settings.webhook_secret:
         raise SystemExit("webhook mode needs NAZAHA_WEBHOOK_URL and NAZAHA_WEBHOOK_SECRET")
     install_loop_exception_logging()
     runtime = await build_runtime(settings)
     secret = settings.webhook_secret.get_secret_value()
-    app = web.Application()
-    webhook_handler_class()(
-        dispatcher=runtime.dispatcher,
-        bot=runtime.bot,
-        secret_token=secret,
+    server = WebhookServer(
+        update_runner(runtime, webhook=True),
+        secret,
+        probes=bot_probes(runtime),
         undecodable=runtime.bot.session.on_undecodable,
-    ).register(app, path="/webhook")
-    setup_application(app, runtime.dispatcher, bot=runtime.bot)
-    runner = web.AppRunner(app, access_log=None)
+    )
+    stop = runtime.stopped  # a signal, or the bot stopping on its own (runtime.stop)
+    restore = stop_on_signals(stop)
     try:
         async with running(runtime):
+            await server.start(settings.webhook_host, settings.webhook_port)
+            # Every replica sets the same public URL (the reverse proxy's) and secret.
             (
                 await BOT_API.run(
                     lambda: runtime.bot.set_webhook(
@@ -631,13 +654,13 @@ async def run_webhook(settings: Settings) -> None:
                     what="SetWebhook",
                 )
             ).unwrap()
-            await runner.setup()
-            site = web.TCPSite(runner, settings.webhook_host, settings.webhook_port)
-            await site.start()
             log.info("bot ready: webhook server listening on %s:%d", settings.webhook_host, settings.webhook_port)
-            await runtime.stopped.wait()
+            await stop.wait()
+            log.info("stopping: new updates are refused")
+            await server.stop(settings.shutdown_grace_seconds)
     finally:
-        await runner.cleanup()
+        restore()
+        await server.close()
         await runtime.close()
     if runtime.stop_reason is not None:
         raise SystemExit(runtime.stop_reason)

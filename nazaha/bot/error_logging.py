@@ -17,6 +17,7 @@ from aiogram import Dispatcher
 from aiogram.dispatcher.event.bases import UNHANDLED
 from aiogram.types import ErrorEvent
 
+from nazaha.bot.confirm import Settlement
 from nazaha.storage.redis_link import SHARED_STATE_ERRORS
 
 log = logging.getLogger("nazaha.errors")
@@ -30,22 +31,29 @@ def update_kind(update: Any) -> str:
         return "unknown"
 
 
-async def on_error(event: ErrorEvent) -> Any:
+async def on_error(event: ErrorEvent, settlement: Settlement | None = None) -> Any:
+    """Log the failure; an update that carries a settlement (nazaha/bot/confirm.py) failed
+    before its commit (e.g. its first database read): it is handed back to Telegram while
+    its retry window lasts. Without a settlement, a shared-state (Redis) failure is left
+    unhandled, so that the update fails rather than counts as handled."""
     if isinstance(event.exception, SHARED_STATE_ERRORS):
-        # Redis unreachable: the update must fail (a webhook answers 500, Telegram delivers
-        # it again) rather than count as handled.
         log.error(
             "update handling failed: shared state (Redis) unavailable (%s) in a %s update; "
             "left unhandled, to be delivered again",
             type(event.exception).__name__,
             update_kind(event.update),
         )
-        return UNHANDLED
+        if not isinstance(settlement, Settlement):
+            return UNHANDLED
+        settlement.failed()  # handed back to Telegram, which delivers it again
+        return True
     log.error(
         "update handling failed: %s in a %s update",
         type(event.exception).__name__,
         update_kind(event.update),
     )
+    if isinstance(settlement, Settlement):
+        settlement.failed()
     return True  # handled: aiogram logs nothing more
 
 

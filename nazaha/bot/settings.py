@@ -95,6 +95,13 @@ class Settings(BaseSettings):
     webhook_secret: SecretStr | None = None
     webhook_host: str = "127.0.0.1"
     webhook_port: int = 8443
+    # On SIGTERM (or Ctrl+C) the bot takes no new update and gives those in progress this
+    # long to finish, replies included; the rest are cut short (handed back to Telegram
+    # unless committed). Keep it under the service manager's stop timeout.
+    shutdown_grace_seconds: float = Field(default=20.0, ge=0)
+    # An update that fails before its commit is handed back to Telegram (delivered again)
+    # for this long after its first failure; then it is given up and the user told.
+    update_retry_seconds: float = Field(default=120.0, ge=0)
 
     # Prometheus metrics (nazaha/metrics.py, docs/deployment.md "Metrics"). The bot serves
     # GET /metrics on its own address when NAZAHA_METRICS_PORT is set (off by default), never

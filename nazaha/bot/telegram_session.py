@@ -27,6 +27,11 @@ one by one, hands each undecodable raw update to ``on_undecodable`` (see
 nazaha/bot/undecodable.py), returns the rest, and moves the next getUpdates ``offset`` past
 the skipped ones so that Telegram drops them.
 
+The bot's own poller (nazaha/bot/polling.py) asks getUpdates from the lowest update not yet
+settled, so its answers repeat updates already taken: :meth:`BotApiSession.get_updates_raw`
+returns them as JSON values and the poller decodes only the new ones (and skips undecodable
+ones itself).
+
 JSON is read and written with orjson.
 
 Every request (:meth:`BotApiSession.make_request`, :meth:`BotApiSession.post_json`) is
@@ -206,6 +211,30 @@ class BotApiSession(AiohttpSession):
             return await self._post_json(bot, method, body, timeout)
 
     async def _post_json(self, bot: Any, method: Any, body: bytes, timeout: int | None = None) -> Any:
+        status, raw_result = await self._post_body(bot, method, body, timeout)
+        response = self.check_response(bot=bot, method=method, status_code=status, content=raw_result)
+        return response.result
+
+    async def get_updates_raw(self, bot: Any, method: GetUpdates, timeout: int | None = None) -> list[Any]:
+        """getUpdates, its answer left as JSON values (dicts, keyboards of button presses
+        dropped as usual) for the caller to validate only the updates it has not seen
+        (nazaha/bot/polling.py). Errors are raised as ``bot(method)`` raises them."""
+        body = self.json_body(bot, method)
+        assert body is not None  # getUpdates has no files
+        with _counted(method):
+            status, raw_result = await self._post_body(bot, method, body, timeout)
+            if HTTPStatus.OK <= status <= HTTPStatus.IM_USED:
+                try:
+                    answer = self.json_loads(raw_result)
+                except ValueError:
+                    answer = None
+                if isinstance(answer, dict) and answer.get("ok") is True and isinstance(answer.get("result"), list):
+                    return answer["result"]
+            # An error (or a malformed answer): raised exactly as aiogram raises it.
+            self.check_response(bot=bot, method=method, status_code=status, content=raw_result)
+            raise ClientDecodeError("getUpdates answer without a list of updates", ValueError(), raw_result)
+
+    async def _post_body(self, bot: Any, method: Any, body: bytes, timeout: int | None) -> tuple[int, str]:
         session = await self.create_session()
         url = self.api.api_url(token=bot.token, method=method.__api_method__)
         try:
@@ -215,13 +244,11 @@ class BotApiSession(AiohttpSession):
                 headers={"Content-Type": "application/json"},
                 timeout=self.timeout if timeout is None else timeout,
             ) as resp:
-                raw_result = await resp.text()
+                return resp.status, await resp.text()
         except asyncio.TimeoutError as e:
             raise TelegramNetworkError(method=method, message="Request timeout error") from e
         except ClientError as e:
             raise TelegramNetworkError(method=method, message=f"{type(e).__name__}: {e}") from e
-        response = self.check_response(bot=bot, method=method, status_code=resp.status, content=raw_result)
-        return response.result
 
     def check_response(self, bot: Any, method: Any, status_code: int, content: str) -> Any:
         if _results_unused.get() and HTTPStatus.OK <= status_code <= HTTPStatus.IM_USED:

@@ -6,6 +6,8 @@ update fails the whole getUpdates answer at its offset forever, or a webhook req
 
 * :func:`split_decodable` separates the raw updates of a batch into those that validate
   and those that do not (the session drops the latter and moves the offset past them);
+  :func:`decode_update` decodes one (the webhook server and the poller skip what it
+  refuses, answering 200 or counting it as settled);
 * :class:`UndecodableUpdates` is called with each dropped raw update: it logs one
   content-free line and, when the raw JSON names a private chat, tells that user (in their
   stored language, else Telegram's ``language_code``, else Arabic) to send it again.
@@ -140,40 +142,10 @@ class UndecodableUpdates:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
-
-def webhook_handler_class() -> type:
-    """aiogram's ``SimpleRequestHandler`` that skips undecodable updates (answering 200, as
-    Telegram must not resend them) instead of failing in a background task. Built on call
-    so that importing this module does not import aiogram's aiohttp server."""
-    from aiohttp import web
-    from aiogram.methods import TelegramMethod
-    from aiogram.webhook.aiohttp_server import SimpleRequestHandler
-
-    class SkippingRequestHandler(SimpleRequestHandler):
-        def __init__(self, *args: Any, undecodable: Callable[[Any], None], **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            self.undecodable = undecodable
-
-        def _decode(self, bot: Bot, raw: Any) -> Update | None:
-            try:
-                return Update.model_validate(raw, context={"bot": bot})
-            except (ValidationError, TypeError, ValueError):
-                self.undecodable(raw)
-                return None
-
-        async def _background_feed_update(self, bot: Bot, update: dict[str, Any]) -> None:
-            parsed = self._decode(bot, update)
-            if parsed is None:
-                return
-            result = await self.dispatcher.feed_update(bot, parsed, **self.data)
-            if isinstance(result, TelegramMethod):
-                await self.dispatcher.silent_call_request(bot=bot, result=result)
-
-        async def _handle_request(self, bot: Bot, request: web.Request) -> web.Response:
-            parsed = self._decode(bot, await request.json(loads=bot.session.json_loads))
-            result = None
-            if parsed is not None:
-                result = await self.dispatcher.feed_webhook_update(bot, parsed, **self.data)
-            return web.Response(body=self._build_response_writer(bot=bot, result=result))
-
-    return SkippingRequestHandler
+def decode_update(bot: Bot | None, raw: Any) -> Update | None:
+    """The update, or None if aiogram's models reject it (the caller then hands ``raw`` to
+    :class:`UndecodableUpdates` and confirms it: Telegram must not resend it)."""
+    try:
+        return Update.model_validate(raw, context={"bot": bot})
+    except (ValidationError, TypeError, ValueError):
+        return None

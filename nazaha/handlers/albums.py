@@ -6,6 +6,13 @@ in process memory until no new one has arrived for a quiet period; the first upd
 album then goes on with all of them (``data["album"]``), and the others end at once.
 :class:`AlbumMiddleware` does this outside the per-user lock, so the later files of an album
 are not queued behind the first while it waits.
+
+Polling: a later file's update is confirmed to Telegram with the album's first update (its
+:class:`~nazaha.bot.confirm.Settlement` follows the first one's), never before: a crash while
+the album is gathered loses none of its files. Webhook: Telegram sends a chat's next update
+only once the previous one is answered, so every file (the first included) is confirmed as
+soon as it is gathered; a crash during the quiet period loses the album (the user saw no
+acknowledgement of it, and the draft it belonged to was in the same memory).
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from typing import Any, Awaitable, Callable, Generic, Hashable, TypeVar
 from aiogram import BaseMiddleware
 from aiogram.types import Message, TelegramObject, Update
 
+from nazaha.bot.confirm import Settlement, settlement_of
 from nazaha.metrics import mark_outcome
 
 T = TypeVar("T")
@@ -56,6 +64,10 @@ class AlbumCollector(Generic[T]):
 
     def __len__(self) -> int:
         return len(self._groups)
+
+    def is_open(self, key: Hashable) -> bool:
+        """True while a group ``key`` is gathering: an item added now joins it."""
+        return key in self._groups
 
     async def collect(self, key: Hashable, item: T) -> list[T] | None:
         """Add ``item`` to the group ``key``.
@@ -99,6 +111,7 @@ class AlbumMiddleware(BaseMiddleware):
 
     def __init__(self, collector: AlbumCollector[Message]) -> None:
         self.collector = collector
+        self._leaders: dict[Hashable, Settlement] = {}  # album key -> its first update's
 
     async def __call__(
         self,
@@ -110,7 +123,21 @@ class AlbumMiddleware(BaseMiddleware):
         key = album_key(message) if message is not None else None
         if key is None:
             return await handler(event, data)
-        album = await self.collector.collect(key, message)
+        settlement = settlement_of(data)
+        joining = self.collector.is_open(key)
+        if settlement is not None and settlement.holds_chat:
+            settlement.confirm()  # or the album's next file never comes
+            settlement = None
+        if settlement is not None:
+            if not joining:
+                self._leaders[key] = settlement
+            elif (leader := self._leaders.get(key)) is not None:
+                settlement.follow(leader)
+        try:
+            album = await self.collector.collect(key, message)
+        finally:
+            if not joining and settlement is not None and self._leaders.get(key) is settlement:
+                del self._leaders[key]
         if album is None:
             mark_outcome(data, "album_part")
             return None  # answered with the album's first update

@@ -13,6 +13,7 @@ from aiogram.fsm.storage.base import BaseEventIsolation
 from aiogram.types import TelegramObject, Update, User
 from aiogram.utils.i18n import I18n, I18nMiddleware
 
+from nazaha.bot.confirm import Settlement, settlement_of
 from nazaha.handlers import screens
 from nazaha.handlers.outbox import Outbox
 from nazaha.metrics import mark_outcome
@@ -157,6 +158,12 @@ class UnitOfWorkMiddleware(BaseMiddleware):
     replies); the authoritative claim stays in the database with report-side effects.
     When Redis cannot be reached the update fails with the error (after its claim here is
     released), instead of an apology, so that it is delivered again.
+
+    With a settlement (``data["settlement"]``, nazaha/bot/confirm.py) the update is confirmed
+    to Telegram right after the commit, before its replies are sent; a failure before the
+    commit hands it back to Telegram in silence (a redelivery comes) until its retry window
+    is over; only then is the user told that something went wrong. Without one (tests
+    feeding the dispatcher directly) a failure is told at once.
     """
 
     def __init__(self, recent: RecentUpdates | None = None, shared: SharedUpdateMarks | None = None) -> None:
@@ -167,17 +174,21 @@ class UnitOfWorkMiddleware(BaseMiddleware):
         assert isinstance(event, Update)
         bot: Bot = data["bot"]
         uow: UnitOfWork = data["uow"]
+        settlement = settlement_of(data)
         if not self.recent.claim(bot.id, event.update_id):
             log.info("duplicate update skipped")
             mark_outcome(data, "duplicate")
             return None
         try:
-            return await self._handle(handler, event, data, bot, uow)
+            return await self._handle(handler, event, data, bot, uow, settlement)
         except SHARED_STATE_ERRORS:
             self.recent.release(bot.id, event.update_id)  # (logged by the errors handler)
             raise
 
-    async def _handle(self, handler: Handler, event: Update, data: dict[str, Any], bot: Bot, uow: UnitOfWork) -> Any:
+    async def _handle(
+        self, handler: Handler, event: Update, data: dict[str, Any], bot: Bot, uow: UnitOfWork,
+        settlement: Settlement | None,
+    ) -> Any:
         if self.shared is not None and await self.shared.seen(bot.id, event.update_id):
             log.info("duplicate update skipped (another replica handled it)")
             mark_outcome(data, "duplicate")
@@ -195,7 +206,7 @@ class UnitOfWorkMiddleware(BaseMiddleware):
             raise
         except Exception:
             mark_outcome(data, "failed")
-            await self._failed(bot, event, "update handling failed")
+            await self._failed(bot, event, "update handling failed", settlement)
             return None
         try:
             await uow.commit()
@@ -203,9 +214,11 @@ class UnitOfWorkMiddleware(BaseMiddleware):
             raise
         except Exception:
             mark_outcome(data, "failed")
-            await self._failed(bot, event, "update commit failed")
+            await self._failed(bot, event, "update commit failed", settlement)
             return None
         await self._mark_done(bot, event)
+        if settlement is not None:
+            settlement.confirm()
         await outbox.flush()
         return result
 
@@ -213,10 +226,13 @@ class UnitOfWorkMiddleware(BaseMiddleware):
         if self.shared is not None:
             await self.shared.done(bot.id, event.update_id)
 
-    async def _failed(self, bot: Bot, event: Update, what: str) -> None:
-        """Nothing of the update was kept: let a redelivery try again, and say so."""
+    async def _failed(self, bot: Bot, event: Update, what: str, settlement: Settlement | None) -> None:
+        """Nothing of the update was kept: let a redelivery try again; say so unless one
+        is coming."""
         self.recent.release(bot.id, event.update_id)
         log.exception(what)
+        if settlement is not None and settlement.failed():
+            return  # handed back to Telegram: the user hears from the redelivery
         chat_id = _chat_id(event)
         if chat_id is not None:
             failure = Outbox(bot)

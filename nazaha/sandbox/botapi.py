@@ -16,6 +16,7 @@ from .emulator import (
     BotState,
     ChatState,
     StoredMessage,
+    update_chat_key,
 )
 from .entities import with_found_entities
 from .polls import build_poll, register as register_poll, stop_poll
@@ -294,49 +295,103 @@ def _stop_webhook(bot: BotState) -> None:
 
 
 async def _deliver_webhook(emu: BotApiEmulator, bot: BotState) -> None:
-    """POST queued updates to the webhook one at a time, in order, retrying with backoff."""
+    """POST queued updates to the webhook, each retried with a backoff until it is answered
+    2xx: one chat's updates one after the other, in order, different chats' in parallel
+    (``WebhookDelivery``: how many at once, which URLs)."""
+    webhook = bot.webhook
+    active: dict[int, asyncio.Task[None]] = {}  # id(queued update) -> its delivery
+
+    def alive() -> bool:
+        return not emu.closing and webhook is not None and bot.webhook is webhook
+
+    try:
+        while alive():
+            assert webhook is not None
+            limit = bot.webhook_delivery.limit(webhook)
+            waiting_chats: set[Any] = set()  # chats with an earlier update not yet answered
+            for index, queued in enumerate(list(bot.queue)):
+                chat = update_chat_key(queued.update)
+                key = chat if chat is not None else ("update", index)
+                if id(queued) in active or key in waiting_chats:
+                    waiting_chats.add(key)
+                    continue
+                waiting_chats.add(key)
+                if len(active) >= limit:
+                    break
+                task = asyncio.get_running_loop().create_task(_deliver_update(emu, bot, queued, alive))
+                active[id(queued)] = task
+            woken = asyncio.ensure_future(bot.updates_signal.next_fire().wait())
+            try:
+                await asyncio.wait([woken, *active.values()], return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                woken.cancel()
+            for key in [key for key, task in active.items() if task.done()]:
+                del active[key]
+    finally:
+        for task in active.values():
+            task.cancel()
+
+
+async def _deliver_update(emu: BotApiEmulator, bot: BotState, queued: Any, alive: Callable[[], bool]) -> None:
+    """Deliver one update until it is answered 2xx (by every URL in mode "all"), then take
+    it off the queue; a method in the webhook's answer is executed, as Telegram does."""
     import aiohttp
 
     session = await emu.http_session()
     backoff = 0.05
-    webhook = bot.webhook
-    while not emu.closing and bot.webhook is webhook and webhook is not None:
-        if not bot.queue:
-            await bot.updates_signal.wait(None)
-            continue
-        queued = bot.queue[0]
-        queued.attempts += 1
-        bot.webhook_attempts += 1
+    answered: set[str] = set()  # URLs that answered 2xx (mode "all")
+    while alive():
+        webhook = bot.webhook
+        assert webhook is not None
+        delivery = bot.webhook_delivery
+        urls = [url for url in delivery.targets(webhook["url"]) if url not in answered]
         headers = {}
         if webhook.get("secret_token"):
             headers["X-Telegram-Bot-Api-Secret-Token"] = webhook["secret_token"]
-        error: str | None = None
-        reply: dict[str, Any] | None = None
-        try:
-            async with session.post(webhook["url"], json=queued.update, headers=headers,
-                                    timeout=aiohttp.ClientTimeout(total=15)) as resp:
-                if 200 <= resp.status < 300:
-                    reply = await _read_webhook_reply(resp)
-                else:
-                    await resp.read()
-                    error = f"Wrong response from the webhook: {resp.status} {resp.reason}"
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-            error = "Connection refused" if isinstance(exc, aiohttp.ClientConnectionError) else "Timeout expired"
-        if error is None:
-            if bot.queue and bot.queue[0] is queued:
-                bot.queue.popleft()
-            bot.webhook_delivered += 1
-            backoff = 0.05
+
+        async def post(url: str) -> tuple[str, str | None, dict[str, Any] | None]:
+            queued.attempts += 1
+            bot.webhook_attempts += 1
+            status: int | None = None
+            error: str | None = None
+            reply: dict[str, Any] | None = None
+            try:
+                async with session.post(url, json=queued.update, headers=headers,
+                                        timeout=aiohttp.ClientTimeout(total=delivery.timeout)) as resp:
+                    status = resp.status
+                    if 200 <= resp.status < 300:
+                        reply = await _read_webhook_reply(resp)
+                    else:
+                        await resp.read()
+                        error = f"Wrong response from the webhook: {resp.status} {resp.reason}"
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+                error = "Connection refused" if isinstance(exc, aiohttp.ClientConnectionError) else "Timeout expired"
+            bot.webhook_log.append({"update_id": queued.update_id, "url": url, "status": status, "error": error})
+            return url, error, reply
+
+        results = await asyncio.gather(*(post(url) for url in urls))
+        errors = []
+        for url, error, reply in results:
+            if error is not None:
+                errors.append(error)
+                continue
+            answered.add(url)
             if reply and isinstance(reply.get("method"), str):
-                # a method in the webhook response is executed, as Telegram does
                 name = reply.pop("method")
                 try:
                     await dispatch(emu, bot.token, name, reply, {})
                 except Exception:  # noqa: BLE001 - a bad reply must not stop delivery
                     pass
-            continue
+        if not errors or (delivery.mode != "all" and answered):
+            try:
+                bot.queue.remove(queued)
+            except ValueError:
+                pass  # dropped meanwhile (drop_pending_updates)
+            bot.webhook_delivered += 1
+            bot.updates_signal.fire()  # the delivery loop takes the next update
+            return
         bot.webhook_last_error_date = emu.now_int()
-        bot.webhook_last_error_message = error
+        bot.webhook_last_error_message = errors[-1]
         await bot.updates_signal.wait(backoff)  # a backoff, also cut short by new updates
         backoff = min(backoff * 2, 1.0)
 
@@ -380,12 +435,15 @@ async def set_webhook(emu: BotApiEmulator, bot: BotState, params: dict[str, Any]
     if not re.match(r"^https?://", str(url)):
         raise bad_request("bad webhook: Webhook can be set up only on ports 80, 88, 443 or 8443")
     allowed = params.get("allowed_updates")
-    bot.webhook = {
+    webhook = {
         "url": str(url),
         "secret_token": secret,
         "max_connections": params.get("max_connections") or 40,
         "allowed_updates": [str(u) for u in allowed] if isinstance(allowed, list) else [],
     }
+    if webhook == bot.webhook and bot.webhook_task is not None and not bot.webhook_task.done():
+        return True  # the same webhook again (another replica starting): deliveries go on
+    bot.webhook = webhook
     bot.webhook_last_error_date = None
     bot.webhook_last_error_message = None
     bot.updates_signal.fire()  # a waiting getUpdates now fails with 409

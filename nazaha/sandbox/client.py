@@ -346,6 +346,21 @@ class SandboxClient:
                 "description": description}
         await self._post("faults", body, token)
 
+    async def set_webhook_delivery(self, urls: list[str] | None = None, *, mode: str = "round_robin",
+                                   concurrency: int | None = None, timeout: float = 15.0,
+                                   token: str | None = None) -> dict[str, Any]:
+        """Test-only: deliver webhook updates to ``urls`` (default: the webhook's own URL),
+        ``mode`` "round_robin" (a reverse proxy) or "all" (every update to every URL), up to
+        ``concurrency`` at once (default: the webhook's max_connections; one chat's updates
+        are always delivered one after the other), failing after ``timeout`` seconds without
+        an answer."""
+        body = {"urls": urls or [], "mode": mode, "concurrency": concurrency, "timeout": timeout}
+        return await self._post("webhook/delivery", body, token)
+
+    async def webhook_log(self, *, token: str | None = None) -> list[dict[str, Any]]:
+        """Every webhook POST, oldest first: {update_id, url, status (None: no answer), error}."""
+        return (await self._request("GET", "webhook/log", token=token))[1]
+
     async def clear_faults(self, *, token: str | None = None) -> None:
         await self._request("DELETE", "faults", token=token)
 

@@ -58,6 +58,11 @@ class Signal:
         self._event.set()
         self._event = asyncio.Event()
 
+    def next_fire(self) -> asyncio.Event:
+        """The event the next fire sets, taken now: a waiter created before it starts
+        running cannot miss a fire in between."""
+        return self._event
+
     async def wait(self, timeout: float | None) -> bool:
         """Wait for the next fire; False on timeout."""
         if timeout is not None and timeout <= 0:
@@ -313,6 +318,76 @@ class Fault:
         return ApiError(code, self.description or defaults.get(code, "Internal Server Error"), self.retry_after)
 
 
+class WebhookDelivery:
+    """How the emulator POSTs a bot's updates to its webhook. By default as Telegram does:
+    to the URL given to setWebhook, the updates of one chat one after the other (the next
+    only once the previous was answered 2xx), those of different chats in parallel up to the
+    webhook's ``max_connections``, a POST unanswered after 15 s counting as failed.
+
+    Test-only extensions (set with the control API, ``POST /sandbox/api/webhook/delivery``),
+    standing in for a reverse proxy in front of several bot replicas:
+
+    * ``urls``: deliver to these URLs instead of the webhook's own;
+    * ``mode``: ``"round_robin"`` (each attempt, retries included, goes to the next URL) or
+      ``"all"`` (every update to every URL, each retried until it answers 2xx: the same
+      update reaching two replicas);
+    * ``concurrency``: at most this many updates in flight at once instead of
+      ``max_connections`` (1: strictly one at a time, in order);
+    * ``timeout``: seconds before an unanswered POST counts as failed (and is retried).
+    """
+
+    MODES = ("round_robin", "all")
+    LOG_SIZE = 10_000
+
+    def __init__(self, urls: list[str] | None = None, mode: str = "round_robin", concurrency: int | None = None,
+                 timeout: float = 15.0) -> None:
+        if mode not in self.MODES:
+            raise ValueError(f"mode must be one of {', '.join(self.MODES)}")
+        if (concurrency is not None and concurrency < 1) or timeout <= 0:
+            raise ValueError("concurrency must be >= 1 and timeout > 0")
+        self.urls = list(urls or [])
+        self.mode = mode
+        self.concurrency = concurrency
+        self.timeout = timeout
+        self._cursor = 0
+
+    def limit(self, webhook: dict[str, Any]) -> int:
+        """How many updates may be in flight at once."""
+        if self.concurrency is not None:
+            return self.concurrency
+        return max(1, int(webhook.get("max_connections") or 40))
+
+    def targets(self, webhook_url: str) -> list[str]:
+        """The URLs of one attempt."""
+        urls = self.urls or [webhook_url]
+        if self.mode == "all":
+            return urls
+        url = urls[self._cursor % len(urls)]
+        self._cursor += 1
+        return [url]
+
+    def to_view(self) -> dict[str, Any]:
+        return {"urls": self.urls, "mode": self.mode, "concurrency": self.concurrency, "timeout": self.timeout}
+
+
+def update_chat_key(update: dict[str, Any]) -> int | None:
+    """The chat whose updates Telegram delivers one after the other: the chat of a message
+    (or of a pressed button's message), else the user it came from; None if neither."""
+    for key, payload in update.items():
+        if key == "update_id" or not isinstance(payload, dict):
+            continue
+        chat = payload.get("chat")
+        if not isinstance(chat, dict) and isinstance(payload.get("message"), dict):
+            chat = payload["message"].get("chat")
+        if isinstance(chat, dict) and isinstance(chat.get("id"), int):
+            return chat["id"]
+        for field in ("from", "user", "voter_chat"):
+            who = payload.get(field)
+            if isinstance(who, dict) and isinstance(who.get("id"), int):
+                return who["id"]
+    return None
+
+
 class BotState:
     """Everything the emulator knows about one bot token."""
 
@@ -335,6 +410,10 @@ class BotState:
         self.webhook_delivered = 0
         self.webhook_last_error_date: int | None = None
         self.webhook_last_error_message: str | None = None
+        self.webhook_delivery = WebhookDelivery()
+        # Every webhook POST: {update_id, url, status (None: no answer), error}, the oldest
+        # dropped past WebhookDelivery.LOG_SIZE.
+        self.webhook_log: collections.deque[dict[str, Any]] = collections.deque(maxlen=WebhookDelivery.LOG_SIZE)
         self.commands: dict[tuple[str, str], list[dict[str, Any]]] = {}
         self.descriptions: dict[str, str] = {}
         self.short_descriptions: dict[str, str] = {}

@@ -20,7 +20,7 @@ from aiohttp import web
 
 from . import DEFAULT_SANDBOX_TOKEN, LOCAL_CONTROL_KEYS
 from .botapi import scope_key
-from .emulator import BotApiEmulator, BotState
+from .emulator import BotApiEmulator, BotState, WebhookDelivery
 from .formatting import ApiError
 from .polls import VoteRefused, close_due_polls, vote
 
@@ -396,6 +396,34 @@ async def api_add_fault(request: web.Request) -> web.Response:
 
 
 @control
+async def api_webhook_delivery(request: web.Request) -> web.Response:
+    """Test-only: how webhook updates are delivered (``WebhookDelivery``): a reverse proxy in
+    front of several replicas, Telegram's parallel connections, its timeout."""
+    body = await _body(request)
+    bot = _bot(request, body)
+    urls = body.get("urls") or []
+    if not isinstance(urls, list) or not all(isinstance(url, str) and url.startswith(("http://", "https://"))
+                                             for url in urls):
+        raise ControlError(400, "urls must be a list of http(s) URLs")
+    concurrency = body.get("concurrency")
+    try:
+        bot.webhook_delivery = WebhookDelivery(
+            urls, str(body.get("mode") or "round_robin"),
+            _int(concurrency, "concurrency") if concurrency is not None else None,
+            _float(body.get("timeout"), "timeout", 15.0))
+    except ValueError as exc:
+        raise ControlError(400, str(exc)) from None
+    bot.updates_signal.fire()  # the delivery loop picks the new concurrency up
+    return _json(bot.webhook_delivery.to_view())
+
+
+@control
+async def api_webhook_log(request: web.Request) -> web.Response:
+    """Every webhook POST, oldest first: {update_id, url, status, error}."""
+    return _json(list(_bot(request).webhook_log))
+
+
+@control
 async def api_clear_faults(request: web.Request) -> web.Response:
     _bot(request).faults.clear()
     return _json({"ok": True})
@@ -544,6 +572,8 @@ def create_app(emulator: BotApiEmulator | None = None, default_token: str = DEFA
     r.add_get(f"{api}/chats/{{user_id}}/messages", api_chat_messages)
     r.add_get(f"{api}/chats/{{user_id}}/wait", api_chat_wait)
     r.add_post(f"{api}/faults", api_add_fault)
+    r.add_post(f"{api}/webhook/delivery", api_webhook_delivery)
+    r.add_get(f"{api}/webhook/log", api_webhook_log)
     r.add_delete(f"{api}/faults", api_clear_faults)
     r.add_get(f"{api}/calls", api_calls)
     r.add_delete(f"{api}/calls", api_clear_calls)
